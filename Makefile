@@ -1,0 +1,68 @@
+# hecate: `make lab` (the embedded environment) and `make test` work on a fresh machine
+# with Python 3.11+, make and (for the root-only extras) apt.
+PYTHON ?= python3
+VENV ?= .venv
+SALT_VERSION ?= 3008.3
+LTS_SALT_VERSION ?= 3007.15
+PYTEST_ARGS ?=
+STAMP := $(VENV)/.hecate-salt-$(SALT_VERSION)
+# Debian packages the root-only tests use (real WireGuard tunnel, real nginx).
+SYSTEM_PACKAGES := wireguard-tools wireguard-go nginx iproute2
+
+.PHONY: venv system-deps test test-long test-lts lab lab-down lab-status bench wheel clean
+
+# The venv is rebuilt whenever setup.cfg (the one place dependencies are declared) changes.
+$(STAMP): setup.cfg pyproject.toml lab/requirements.py
+	$(PYTHON) lab/requirements.py tests > /dev/null
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(PYTHON) lab/requirements.py tests > $(VENV)/requirements.txt
+	$(VENV)/bin/python -m pip install -q "salt==$(SALT_VERSION)" -r $(VENV)/requirements.txt
+	touch $@
+
+venv: $(STAMP)
+
+# Root only, and only what is missing; --no-install-recommends keeps it small.
+system-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  missing=""; \
+	  command -v wg >/dev/null 2>&1 || missing="$$missing wireguard-tools"; \
+	  command -v wireguard-go >/dev/null 2>&1 || missing="$$missing wireguard-go"; \
+	  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	  command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null 2>&1 || \
+	    { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; } || \
+	    echo "could not install$$missing: the tests that need them will skip"; \
+	  fi; \
+	fi
+
+test: venv system-deps
+	$(VENV)/bin/python -m pytest -m "not long" $(PYTEST_ARGS)
+
+test-long: venv system-deps
+	$(VENV)/bin/python -m pytest -m long $(PYTEST_ARGS)
+
+# The same suite on the Salt 3007 LTS, in its own venv.
+test-lts:
+	$(MAKE) test VENV=.venv-lts SALT_VERSION=$(LTS_SALT_VERSION)
+
+lab: venv
+	$(VENV)/bin/python -m lab up
+
+lab-down: venv
+	$(VENV)/bin/python -m lab down
+
+lab-status: venv
+	$(VENV)/bin/python -m lab status
+
+bench: venv
+	$(VENV)/bin/python -m bench
+
+wheel: venv
+	$(VENV)/bin/python -m build --wheel --outdir dist .
+
+clean:
+	rm -rf $(VENV) .venv-lts build dist *.egg-info .lab .pytest_cache
