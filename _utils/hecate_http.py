@@ -1,0 +1,253 @@
+"""
+One HTTP client for every API hecate talks to (Caddy, Authentik, Nomad, Consul, Vault).
+
+Why one: TLS verification, timeouts, retries and error messages must behave the same
+everywhere, and secrets (tokens in headers) must never reach a log line or an exception.
+
+- TLS verification is on by default; ``ca_bundle`` points at a CA file or directory.
+- Retries with exponential backoff on connection errors and on 429/502/503/504 (and 500
+  where the caller says the API uses it for transient errors), honouring Retry-After.
+  Non-idempotent methods (POST, PATCH) are retried only on connection errors before
+  the request was sent.
+- Errors become :class:`HTTPError` / :class:`Unreachable` (both ``CommandExecutionError``)
+  whose message names the system, method, path and the API's own error text, and never
+  a header, query string or request body.
+"""
+
+import json
+import logging
+import time
+import urllib.parse
+
+import requests
+import salt.exceptions
+import urllib3.util.retry
+from requests.adapters import HTTPAdapter
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = (5.0, 30.0)  # connect, read (seconds)
+RETRY_STATUSES = (429, 502, 503, 504)
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+
+
+class HTTPError(salt.exceptions.CommandExecutionError):
+    """The API answered with an error status."""
+
+    def __init__(self, message, status=None, body=None):
+        super().__init__(message)
+        self.status = status
+        # Parsed error body for callers that branch on it; never part of str(exc)
+        # beyond the extracted error text.
+        self.body = body
+
+
+class Unreachable(salt.exceptions.CommandExecutionError):
+    """No answer at all: connection refused, DNS, TLS handshake, timeout."""
+
+
+def error_text(body):
+    """
+    Pull the human message out of the error bodies of the APIs we use:
+    Caddy ``{"error": ...}``, Vault ``{"errors": [...]}``, DRF ``{"detail": ...}`` or
+    field maps, Nomad/Consul plain text.
+    """
+    if body is None or body == "":
+        return ""
+    if isinstance(body, (bytes, bytearray)):
+        body = body.decode("utf-8", "replace")
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            return body.strip()[:500]
+    if isinstance(body, dict):
+        if "error" in body and isinstance(body["error"], str):
+            return body["error"]
+        if "errors" in body and isinstance(body["errors"], list):
+            return "; ".join(str(e) for e in body["errors"]) or "(no error text)"
+        if "detail" in body and len(body) == 1:
+            return str(body["detail"])
+        return "; ".join(_field_errors(body))
+    if isinstance(body, list):
+        return "; ".join(str(item) for item in body)
+    return str(body)[:500]
+
+
+def _field_errors(body, prefix=""):
+    """Flatten DRF-style ``{"field": ["msg"], "nested": {"f": ["msg"]}}`` into 'field: msg'."""
+    out = []
+    for key, val in body.items():
+        path = f"{prefix}{key}"
+        if isinstance(val, dict):
+            out.extend(_field_errors(val, prefix=path + "."))
+        elif isinstance(val, list):
+            msgs = []
+            for item in val:
+                if isinstance(item, dict):
+                    out.extend(_field_errors(item, prefix=path + "."))
+                else:
+                    msgs.append(str(item))
+            if msgs:
+                out.append(f"{path}: {' '.join(msgs)}")
+        else:
+            out.append(f"{path}: {val}")
+    return out
+
+
+class Client:
+    """
+    A ``requests.Session`` bound to one API base URL.
+
+    ``system`` names the API in every message ("Caddy admin API", "Vault", ...).
+    ``headers`` are sent with every request (tokens go here, never in the URL).
+    ``stats`` counts requests per method so tests and benchmarks can count writes.
+    """
+
+    def __init__(
+        self,
+        base_url,
+        system,
+        headers=None,
+        verify=True,
+        ca_bundle=None,
+        client_cert=None,
+        timeout=DEFAULT_TIMEOUT,
+        retries=3,
+        backoff=0.3,
+        retry_statuses=RETRY_STATUSES,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.system = system
+        self.timeout = _timeout(timeout)
+        self.stats = {}
+        self.session = requests.Session()
+        self.session.trust_env = False  # proxies/netrc from the environment must not apply
+        self.session.headers.update(headers or {})
+        # verify: a CA bundle path wins; verify=False must be asked for explicitly.
+        self.session.verify = ca_bundle if ca_bundle else bool(verify)
+        if client_cert:
+            self.session.cert = client_cert
+        retry = urllib3.util.retry.Retry(
+            total=retries,
+            connect=retries,
+            read=retries,  # applied to idempotent methods only
+            status=retries,
+            backoff_factor=backoff,
+            status_forcelist=tuple(retry_statuses),
+            allowed_methods=IDEMPOTENT,
+            respect_retry_after_header=True,
+            raise_on_status=False,
+        )
+        adapter = HTTPAdapter(max_retries=retry, pool_maxsize=8)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def url(self, path):
+        return self.base_url + "/" + path.lstrip("/")
+
+    def request(self, method, path, ok=None, **kwargs):
+        """
+        Send a request and return the ``requests.Response``.
+
+        ``ok`` is a collection of acceptable status codes (default: any 2xx). Anything
+        else raises :class:`HTTPError`. Connection failures raise :class:`Unreachable`.
+        """
+        method = method.upper()
+        kwargs.setdefault("timeout", self.timeout)
+        self.stats[method] = self.stats.get(method, 0) + 1
+        started = time.monotonic()
+        try:
+            resp = self.session.request(method, self.url(path), **kwargs)
+        except requests.exceptions.SSLError as exc:
+            raise Unreachable(
+                f"{self.system} at {self._where()}: TLS verification failed "
+                f"({_reason(exc)}); set a CA bundle or fix the server certificate"
+            ) from None
+        except requests.exceptions.Timeout:
+            raise Unreachable(
+                f"{self.system} at {self._where()}: {method} {_path_only(path)} timed out"
+            ) from None
+        except requests.exceptions.RequestException as exc:
+            raise Unreachable(
+                f"{self.system} at {self._where()} is unreachable: {_reason(exc)}"
+            ) from None
+        log.debug(
+            "%s %s %s -> %s (%.3fs)",
+            self.system,
+            method,
+            _path_only(path),
+            resp.status_code,
+            time.monotonic() - started,
+        )
+        accepted = ok if ok is not None else range(200, 300)
+        if resp.status_code not in accepted:
+            raise self.error(resp, method, path)
+        return resp
+
+    def error(self, resp, method, path):
+        body = _body(resp)
+        text = error_text(body)
+        msg = f"{self.system}: {method} {_path_only(path)} returned {resp.status_code}"
+        if text:
+            msg += f": {text}"
+        return HTTPError(msg, status=resp.status_code, body=body)
+
+    def json(self, method, path, ok=None, **kwargs):
+        """Like :meth:`request` but returns the decoded JSON body (None when empty)."""
+        resp = self.request(method, path, ok=ok, **kwargs)
+        if not resp.content:
+            return None
+        try:
+            return resp.json()
+        except ValueError:
+            raise HTTPError(
+                f"{self.system}: {method} {_path_only(path)} returned a body that is not JSON",
+                status=resp.status_code,
+            ) from None
+
+    def _where(self):
+        parts = urllib.parse.urlsplit(self.base_url)
+        return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+
+    def close(self):
+        self.session.close()
+
+
+def _body(resp):
+    if not resp.content:
+        return None
+    try:
+        return resp.json()
+    except ValueError:
+        return resp.text
+
+
+def _path_only(path):
+    """Drop the query string: some APIs accept tokens there (salt#69071)."""
+    return path.split("?", 1)[0]
+
+
+def _reason(exc):
+    """The innermost reason of a requests exception, without URLs that may hold queries."""
+    inner = exc
+    while getattr(inner, "__context__", None) is not None and inner.__context__ is not inner:
+        inner = inner.__context__
+    reason = getattr(exc, "args", [None])[0]
+    reason = getattr(reason, "reason", reason)
+    text = str(reason or inner)
+    if "Connection refused" in text:
+        return "connection refused"
+    if "Name or service not known" in text or "nodename nor servname" in text:
+        return "name does not resolve"
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return "certificate verify failed"
+    if "timed out" in text:
+        return "timed out"
+    return type(inner).__name__
+
+
+def _timeout(value):
+    if isinstance(value, (list, tuple)):
+        return (float(value[0]), float(value[1]))
+    return (min(float(value), DEFAULT_TIMEOUT[0]), float(value))

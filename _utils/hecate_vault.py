@@ -1,0 +1,159 @@
+"""
+Vault KV v2 access for hecate, on hvac, over the shared HTTP session (same TLS, timeouts
+and retries as every other hecate client).
+
+Authentication: a token (literal in minion config, ``sdb://`` URI, or ``VAULT_TOKEN`` is
+NOT read implicitly), or AppRole ``{role_id, secret_id}``. Errors become
+``CommandExecutionError`` naming the mount and path, never the URL with a query or a
+value.
+"""
+
+import salt.exceptions
+
+try:
+    import hvac
+    import hvac.exceptions
+
+    HAS_HVAC = True
+except ImportError:  # pragma: no cover - reported by __virtual__ of the modules
+    HAS_HVAC = False
+
+try:
+    import hecate_config
+    import hecate_http
+    import hecate_secrets
+except ImportError:  # installed with pip
+    from saltext.hecate.utils import hecate_config, hecate_http, hecate_secrets
+
+
+class CASConflict(salt.exceptions.CommandExecutionError):
+    """check-and-set did not match: someone wrote the secret meanwhile."""
+
+
+class VaultKV:
+    """A KV v2 client bound to one Vault server."""
+
+    def __init__(self, settings, sdb_get=None):
+        if not HAS_HVAC:
+            raise salt.exceptions.CommandExecutionError("the hvac library is not installed")
+        if not settings.get("url"):
+            raise salt.exceptions.SaltInvocationError(
+                "hecate:connections:vault:url is not set (minion config or pillar)"
+            )
+        self.settings = settings
+        http = hecate_http.Client(
+            settings["url"],
+            "Vault",
+            timeout=settings.get("timeout", 30),
+            retries=settings.get("retries", 3),
+            **hecate_config.tls_args(settings),
+        )
+        self.http = http
+        self.client = hvac.Client(
+            url=settings["url"],
+            session=http.session,
+            verify=http.session.verify,
+            timeout=settings.get("timeout", 30),
+            namespace=settings.get("namespace"),
+        )
+        self._login(sdb_get)
+
+    def _login(self, sdb_get):
+        token = hecate_secrets.resolve(
+            self.settings.get("token"), sdb_get=sdb_get, where="hecate:connections:vault:token"
+        )
+        if token:
+            self.client.token = token.reveal()
+            return
+        approle = self.settings.get("approle") or {}
+        if approle:
+            secret_id = hecate_secrets.resolve(
+                approle.get("secret_id"),
+                sdb_get=sdb_get,
+                where="hecate:connections:vault:approle:secret_id",
+            )
+            self._call(
+                "AppRole login",
+                "auth/approle",
+                lambda: self.client.auth.approle.login(
+                    role_id=approle.get("role_id"),
+                    secret_id=secret_id.reveal() if secret_id else None,
+                    mount_point=approle.get("mount", "approle"),
+                ),
+            )
+            return
+        raise salt.exceptions.SaltInvocationError(
+            "hecate:connections:vault needs a token or approle {role_id, secret_id}"
+        )
+
+    def _call(self, what, where, func, missing_ok=False):
+        try:
+            return func()
+        except hvac.exceptions.InvalidPath as exc:
+            if missing_ok:
+                return None
+            raise salt.exceptions.CommandExecutionError(
+                f"Vault: {what} {where}: not found{_errors(exc, prefix=': ')}"
+            ) from None
+        except hvac.exceptions.VaultError as exc:
+            errors = _errors(exc) or type(exc).__name__
+            if "check-and-set" in errors:
+                raise CASConflict(f"Vault: {what} {where}: {errors}") from None
+            if isinstance(exc, hvac.exceptions.Forbidden):
+                errors = f"permission denied (token invalid or policy lacks access): {errors}"
+            elif isinstance(exc, hvac.exceptions.VaultDown):
+                errors = f"Vault is sealed or unavailable: {errors}"
+            raise salt.exceptions.CommandExecutionError(f"Vault: {what} {where}: {errors}") from None
+        except salt.exceptions.CommandExecutionError:
+            raise
+        except Exception as exc:  # pylint: disable=broad-except
+            # requests errors surface through hvac untranslated
+            raise hecate_http.Unreachable(
+                f"Vault at {self.settings['url']} is unreachable: {type(exc).__name__}"
+            ) from None
+
+    def read(self, mount, path, version=None):
+        """
+        ``(data, metadata)`` of a secret; ``(None, None)`` when it does not exist or its
+        latest version is deleted or destroyed.
+        """
+        resp = self._call(
+            "read",
+            f"{mount}/{path}",
+            lambda: self.client.secrets.kv.v2.read_secret_version(
+                path, version=version, mount_point=mount, raise_on_deleted_version=True
+            ),
+            missing_ok=True,
+        )
+        data = (resp or {}).get("data") or {}
+        return data.get("data"), data.get("metadata")
+
+    def read_data(self, mount, path):
+        """Only the key/value data (or None): the shape :func:`hecate_secrets.resolve` wants."""
+        return self.read(mount, path)[0]
+
+    def write(self, mount, path, data, cas=None):
+        """Write a new version; ``cas`` is the version expected to be current (0 = create)."""
+        return self._call(
+            "write",
+            f"{mount}/{path}",
+            lambda: self.client.secrets.kv.v2.create_or_update_secret(
+                path, secret=data, cas=cas, mount_point=mount
+            ),
+        )
+
+    def metadata(self, mount, path):
+        """Secret metadata (versions, current_version) or None when absent."""
+        resp = self._call(
+            "read metadata",
+            f"{mount}/{path}",
+            lambda: self.client.secrets.kv.v2.read_secret_metadata(path, mount_point=mount),
+            missing_ok=True,
+        )
+        return (resp or {}).get("data")
+
+
+def _errors(exc, prefix=""):
+    text = "; ".join(str(e) for e in (exc.errors or []))
+    return prefix + text if text else ""
+
