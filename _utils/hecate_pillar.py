@@ -1,0 +1,47 @@
+"""
+Compile the pillar a minion of a given environment would get, on the master.
+
+Environments are selected by the ``hecate_env`` grain in ``pillar/top.sls`` (pillar
+given on the command line is not visible to pillar top files, so it cannot pick the
+overlay). The runner and the orchestration use this to validate and plan an
+environment before any minion is touched.
+"""
+
+import copy
+
+import salt.pillar
+
+try:
+    import hecate_schema
+except ImportError:  # installed with pip
+    from saltext.hecate.utils import hecate_schema
+
+ROLES = ("hecate-edge", "bionicgpt-node")
+
+
+def compile_for_env(opts, env, roles=ROLES, minion_id=None):
+    """``(pillar, render_errors)`` for a synthetic minion with ``hecate_env: env``."""
+    mid = minion_id or f"hecate-{env}-validate"
+    grains = {"id": mid, "roles": list(roles), "hecate_env": env}
+    popts = copy.deepcopy(opts)
+    popts["grains"] = grains
+    popts["id"] = mid
+    pillar = salt.pillar.Pillar(popts, grains, mid, "base", pillarenv=opts.get("pillarenv"))
+    compiled = pillar.compile_pillar()
+    errors = list(compiled.pop("_errors", None) or [])
+    return compiled, errors
+
+
+def validate_env(opts, env):
+    """Every error for ``env``: render errors first, then schema and semantic checks."""
+    if not isinstance(env, str) or not env:
+        return ["env: an environment name is required (e.g. pillar='{\"env\": \"prod\"}')"]
+    compiled, errors = compile_for_env(opts, env)
+    if any(f"'env.{env}'" in str(err) for err in errors):
+        return [
+            f"hecate:global:environment: unknown environment '{env}': "
+            f"no overlay pillar/env/{env}.sls"
+        ]
+    if errors:
+        return [f"pillar render: {err}" for err in errors]
+    return hecate_schema.validate(compiled, env)

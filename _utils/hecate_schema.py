@@ -1,0 +1,269 @@
+"""
+The pillar schema: one declarative JSON Schema for the whole ``hecate``/``bionicgpt``
+tree, plus semantic checks that a schema cannot express (duplicate domains, port
+clashes, secrets written as literals).
+
+Each system contributes its part: a util module listed in :data:`SYSTEM_MODULES` may
+define ``PILLAR_SCHEMA`` (``{"hecate:reverse_proxy:caddy": {...json schema...}}``) and
+``check_pillar(pillar, env) -> [(key_path, message)]``. Every error names its key path,
+Salt style (``hecate:reverse_proxy:caddy:routes:3:backend``).
+"""
+
+import copy
+import importlib
+import re
+
+import jsonschema
+
+try:
+    import hecate_secrets
+except ImportError:  # installed with pip
+    from saltext.hecate.utils import hecate_secrets
+
+# Util modules that extend the schema; each later system adds itself here.
+SYSTEM_MODULES = ()
+
+ENV_NAME = r"^[a-z][a-z0-9-]{1,30}$"
+DOMAIN = (
+    r"^(?=.{1,253}$)(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
+    r"[A-Za-z]{2,63}$"
+)
+# Keys whose values are secrets: pillar must hold a Vault reference (or sdb://), never
+# the value itself (values in pillar reach pillar.items and the job cache).
+SECRET_KEYS = frozenset(
+    {
+        "token",
+        "password",
+        "secret",
+        "secret_id",
+        "secret_key",
+        "client_secret",
+        "static_auth_secret",
+        "auth_secret",
+        "api_key",
+        "master_key",
+        "cookie_secret",
+        "gossip_key",
+        "private_key",
+    }
+)
+
+VAULT_REF = {
+    "type": "object",
+    "required": ["vault", "key"],
+    "additionalProperties": False,
+    "properties": {
+        "vault": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.@-]+)+$"},
+        "key": {"type": "string", "minLength": 1},
+    },
+}
+SECRET_VALUE = {
+    "oneOf": [VAULT_REF, {"type": "string", "pattern": "^sdb://"}, {"type": "null"}]
+}
+URL = {"type": "string", "pattern": r"^https?://[^\s/]+(/\S*)?$"}
+TLS = {
+    "verify": {"type": "boolean"},
+    "ca_bundle": {"type": ["string", "null"]},
+    "timeout": {"type": "number", "exclusiveMinimum": 0},
+    "retries": {"type": "integer", "minimum": 0, "maximum": 10},
+}
+
+
+def _connection(extra):
+    props = dict(TLS)
+    props.update(extra)
+    return {"type": "object", "additionalProperties": False, "properties": props}
+
+
+BASE_SCHEMA = {
+    "type": "object",
+    "required": ["hecate"],
+    "properties": {
+        "hecate": {
+            "type": "object",
+            "required": ["global"],
+            "properties": {
+                "global": {
+                    "type": "object",
+                    "required": ["domain", "environment"],
+                    "properties": {
+                        "domain": {"type": "string", "pattern": DOMAIN},
+                        "environment": {"type": "string", "pattern": ENV_NAME},
+                        "hetzner_location": {"type": "string"},
+                    },
+                    "additionalProperties": False,
+                },
+                "connections": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "caddy": _connection(
+                            {
+                                "admin_url": URL,
+                                "origin": {"type": ["string", "null"]},
+                                "state_dir": {"type": "string"},
+                            }
+                        ),
+                        "authentik": _connection(
+                            {
+                                "url": URL,
+                                "token": SECRET_VALUE,
+                                "page_size": {"type": "integer", "minimum": 1, "maximum": 100},
+                            }
+                        ),
+                        "nomad": _connection(
+                            {
+                                "url": URL,
+                                "token": SECRET_VALUE,
+                                "namespace": {"type": "string"},
+                                "region": {"type": ["string", "null"]},
+                            }
+                        ),
+                        "consul": _connection(
+                            {
+                                "url": URL,
+                                "token": SECRET_VALUE,
+                                "datacenter": {"type": ["string", "null"]},
+                            }
+                        ),
+                        "vault": _connection(
+                            {
+                                "url": URL,
+                                "token": SECRET_VALUE,
+                                "namespace": {"type": ["string", "null"]},
+                                "approle": {
+                                    "type": ["object", "null"],
+                                    "properties": {
+                                        "role_id": {"type": "string"},
+                                        "secret_id": SECRET_VALUE,
+                                        "mount": {"type": "string"},
+                                    },
+                                    "additionalProperties": False,
+                                },
+                            }
+                        ),
+                    },
+                },
+            },
+        },
+        "bionicgpt": {"type": "object"},
+    },
+}
+
+
+def _set_fragment(schema, path, fragment):
+    """Place ``fragment`` at pillar ``path`` (``a:b:c``) inside the object schema."""
+    node = schema
+    parts = path.split(":")
+    for part in parts[:-1]:
+        node.setdefault("type", "object")
+        node = node.setdefault("properties", {}).setdefault(part, {"type": "object"})
+    node.setdefault("properties", {})[parts[-1]] = fragment
+
+
+def _system_modules():
+    mods = []
+    for name in SYSTEM_MODULES:
+        try:
+            mods.append(importlib.import_module(name))
+        except ImportError:  # installed with pip
+            mods.append(importlib.import_module(f"saltext.hecate.utils.{name}"))
+    return mods
+
+
+def schema():
+    """The assembled schema (base + every system's fragments)."""
+    full = copy.deepcopy(BASE_SCHEMA)
+    for mod in _system_modules():
+        for path, fragment in getattr(mod, "PILLAR_SCHEMA", {}).items():
+            _set_fragment(full, path, fragment)
+    return full
+
+
+def _format(error):
+    path = [str(p) for p in error.absolute_path]
+    if error.validator == "required":
+        missing = re.search(r"'([^']+)' is a required property", error.message)
+        if missing:
+            return ":".join(path + [missing.group(1)]), "required key is missing"
+    if error.validator == "additionalProperties":
+        extra = re.findall(r"'([^']+)'", error.message.split("(")[-1])
+        if extra:
+            return ":".join(path + [extra[0]]), "unknown key (not in the schema)"
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        best = jsonschema.exceptions.best_match(error.context)
+        return ":".join(path + [str(p) for p in best.relative_path]), _message(best)
+    return ":".join(path) or "(top)", _message(error)
+
+
+def _message(error):
+    if error.validator == "pattern":
+        return f"{error.instance!r} does not match the expected format"
+    if error.validator == "enum":
+        return f"{error.instance!r} is not one of {error.validator_value}"
+    if error.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        return f"{error.instance!r} is out of range ({error.validator} {error.validator_value})"
+    if error.validator == "type":
+        return f"expected {error.validator_value}, got {type(error.instance).__name__}"
+    return error.message
+
+
+def check_secrets(pillar):
+    """Secret-named keys must hold references, never values; references must be well formed."""
+    errors = []
+
+    def walk(node, path):
+        if hecate_secrets.is_ref(node):
+            try:
+                hecate_secrets.parse_ref(node, path)
+            except Exception as exc:  # pylint: disable=broad-except
+                errors.append((path, str(exc).split(": ", 1)[-1]))
+            return
+        if isinstance(node, dict):
+            for key, val in node.items():
+                sub = f"{path}:{key}" if path else str(key)
+                if key in SECRET_KEYS and isinstance(val, str) and not val.startswith("sdb://"):
+                    errors.append(
+                        (sub, "secret given as a literal; use {vault: <mount>/<path>, key: <key>}")
+                    )
+                else:
+                    walk(val, sub)
+        elif isinstance(node, list):
+            for idx, val in enumerate(node):
+                walk(val, f"{path}:{idx}")
+
+    walk({k: v for k, v in pillar.items() if k in ("hecate", "bionicgpt")}, "")
+    return errors
+
+
+def check_environment(pillar, env):
+    if env is None:
+        return []
+    got = (pillar.get("hecate") or {}).get("global", {}).get("environment")
+    if got != env:
+        return [
+            (
+                "hecate:global:environment",
+                f"unknown environment '{env}': no overlay pillar/env/{env}.sls "
+                f"(compiled pillar says {got!r})",
+            )
+        ]
+    return []
+
+
+def validate(pillar, env=None):
+    """
+    All errors of a compiled pillar, as sorted ``"key:path: message"`` strings.
+    An empty list means valid.
+    """
+    found = []
+    validator = jsonschema.Draft202012Validator(schema())
+    for error in validator.iter_errors(pillar):
+        found.append(_format(error))
+    found.extend(check_environment(pillar, env))
+    found.extend(check_secrets(pillar))
+    for mod in _system_modules():
+        check = getattr(mod, "check_pillar", None)
+        if check:
+            found.extend(check(pillar, env))
+    return sorted({f"{path}: {msg}" for path, msg in found})

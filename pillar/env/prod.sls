@@ -1,0 +1,4 @@
+# Overlay for the 'prod' environment (minions with grain hecate_env: prod).
+hecate:
+  global:
+    environment: prod
