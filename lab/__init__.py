@@ -1,0 +1,1 @@
+"""The embedded environment: simulators, Caddy and a throwaway Salt master with minions."""

@@ -1,0 +1,302 @@
+"""
+``python -m lab up|down|status|orch``: the embedded environment outside pytest.
+
+``up`` starts the simulators and the real Caddy on loopback, a throwaway salt-master and
+the ``cloud``/``local`` minions (with their role grains), syncs hecate's modules from
+file_roots to both sides (``saltutil.sync_all``), writes the ``lab_runtime`` pillar, then
+runs ``salt-run state.orch orch.bionicgpt pillar='{"env": "lab"}'`` with ``test=True``,
+for real, and once more, printing a summary of each. Everything stays up until ``down``.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import yaml
+
+from lab import caddy as lab_caddy
+from lab import procs, topology
+from lab.sim import SimHandle
+
+DEFAULT_DIR = os.path.join(topology.REPO, ".lab")
+
+
+class Lab:
+    def __init__(self, workdir):
+        self.workdir = os.path.abspath(workdir)
+        self.state_path = os.path.join(self.workdir, "state.json")
+        self.salt_dir = os.path.join(self.workdir, "salt")
+        self.master_conf = os.path.join(self.salt_dir, "master")
+
+    # -- state file -----------------------------------------------------------------------
+    def load_state(self):
+        try:
+            with open(self.state_path, encoding="utf-8") as fh:
+                return json.load(fh)
+        except OSError:
+            return None
+
+    def save_state(self, state):
+        os.makedirs(self.workdir, exist_ok=True)
+        with open(self.state_path, "w", encoding="utf-8") as fh:
+            json.dump(state, fh, indent=2)
+        os.chmod(self.state_path, 0o600)
+
+    # -- up -------------------------------------------------------------------------------
+    def up(self, run_orch=True):
+        if self.load_state():
+            print("a lab is already up; `python -m lab down` first", file=sys.stderr)
+            return 1
+        os.makedirs(self.workdir, exist_ok=True)
+        lab_secrets = topology.new_lab_secrets()
+        state = {"pids": {}, "addresses": {}, "started": time.time()}
+        try:
+            self._start_services(state, lab_secrets)
+            topology.write_runtime_pillar(os.path.join(self.workdir, "pillar"), state["addresses"])
+            self._start_salt(state, lab_secrets)
+        except Exception:
+            self.save_state(state)
+            self.down()
+            raise
+        self.save_state(state)
+        print(f"lab up in {time.time() - state['started']:.1f}s; logs in {self.workdir}/logs")
+        self._print_addresses(state)
+        if not run_orch:
+            return 0
+        return self.orch_three_times()
+
+    def _start_services(self, state, lab_secrets):
+        step("starting the Vault simulator")
+        vault = SimHandle(
+            "vault", os.path.join(self.workdir, "vault"), topology.vault_options(lab_secrets)
+        ).start()
+        state["pids"]["vault"] = vault.proc.pid
+        state["addresses"]["vault"] = vault.url
+        step("starting Caddy (real binary, admin API on loopback)")
+        caddy = lab_caddy.Caddy(os.path.join(self.workdir, "caddy")).start()
+        state["pids"]["caddy"] = caddy.proc.pid
+        state["addresses"]["caddy_admin"] = caddy.admin_url
+        state["addresses"]["caddy_http_port"] = caddy.http_port
+
+    def _start_salt(self, state, lab_secrets):
+        step("starting salt-master and the cloud/local minions")
+        publish_port, ret_port = procs.free_port(), procs.free_port()
+        user = _user()
+        common = dict(topology.salt_opts(lab_secrets))
+        common.update({"user": user, "log_level_logfile": "info"})
+        master = dict(common)
+        master.update(
+            {
+                "id": "lab-master",
+                "root_dir": os.path.join(self.salt_dir, "master-root"),
+                "interface": "127.0.0.1",
+                "publish_port": publish_port,
+                "ret_port": ret_port,
+                "auto_accept": True,
+                "file_roots": topology.file_roots(),
+                "pillar_roots": topology.pillar_roots(os.path.join(self.workdir, "pillar")),
+                "fileserver_followsymlinks": True,
+                "log_file": os.path.join(self.workdir, "logs", "master.log"),
+            }
+        )
+        self._write_conf(self.master_conf, "master", master)
+        logs = os.path.join(self.workdir, "logs")
+        proc = procs.Proc(
+            "salt-master",
+            [procs.venv_bin("salt-master"), "-c", self.master_conf, "-l", "warning"],
+            os.path.join(logs, "salt-master.out"),
+        )
+        state["pids"]["salt-master"] = proc.pid
+        procs.wait_port(ret_port, timeout=60)
+        for name, grains in topology.MINIONS.items():
+            conf = dict(common)
+            conf.update(
+                {
+                    "id": name,
+                    "master": "127.0.0.1",
+                    "master_port": ret_port,
+                    "publish_port": publish_port,
+                    "root_dir": os.path.join(self.salt_dir, f"{name}-root"),
+                    "grains": grains,
+                    "log_file": os.path.join(logs, f"minion-{name}.log"),
+                }
+            )
+            conf_dir = os.path.join(self.salt_dir, name)
+            self._write_conf(conf_dir, "minion", conf)
+            proc = procs.Proc(
+                f"salt-minion-{name}",
+                [procs.venv_bin("salt-minion"), "-c", conf_dir, "-l", "warning"],
+                os.path.join(logs, f"salt-minion-{name}.out"),
+            )
+            state["pids"][f"salt-minion-{name}"] = proc.pid
+        self._wait_minions(list(topology.MINIONS))
+        step("syncing hecate's modules from file_roots (minions and master)")
+        self.salt(["*", "saltutil.sync_all"])
+        self.salt_run(["saltutil.sync_all"])
+
+    @staticmethod
+    def _write_conf(conf_dir, name, data):
+        os.makedirs(conf_dir, exist_ok=True)
+        path = os.path.join(conf_dir, name)
+        with open(path, "w", encoding="utf-8") as fh:
+            yaml.safe_dump(data, fh, default_flow_style=False)
+        os.chmod(path, 0o600)
+
+    def _wait_minions(self, names, timeout=90):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = self.salt(["*", "test.ping", "--out=json", "--static", "-t", "5"], check=False)
+            try:
+                data = json.loads(out.stdout or "{}")
+            except ValueError:
+                data = {}
+            if all(data.get(n) is True for n in names):
+                return
+            time.sleep(1)
+        raise TimeoutError(f"minions {names} did not answer within {timeout}s")
+
+    # -- salt commands ------------------------------------------------------------------------
+    def salt(self, args, check=True):
+        return _run([procs.venv_bin("salt"), "-c", self.master_conf] + args, check)
+
+    def salt_run(self, args, check=True):
+        return _run([procs.venv_bin("salt-run"), "-c", self.master_conf] + args, check)
+
+    # -- orchestration ------------------------------------------------------------------------
+    def orch(self, test=False, env=topology.ENV):
+        args = ["state.orch", "orch.bionicgpt", f'pillar={{"env": "{env}"}}', "--out=json"]
+        if test:
+            args.append("test=True")
+        started = time.monotonic()
+        out = self.salt_run(args, check=False)
+        elapsed = time.monotonic() - started
+        try:
+            data = json.loads(out.stdout)
+        except ValueError:
+            print(out.stdout, out.stderr, file=sys.stderr)
+            raise
+        return data, elapsed
+
+    def orch_three_times(self):
+        rc = 0
+        for title, test in (("preview (test=True)", True), ("apply", False), ("re-run", False)):
+            step(f"orch.bionicgpt env=lab: {title}")
+            data, elapsed = self.orch(test=test)
+            rc = max(rc, print_summary(data, elapsed))
+        return rc
+
+    # -- down / status ----------------------------------------------------------------------
+    def down(self):
+        state = self.load_state()
+        if not state:
+            print("no lab is up")
+            return 0
+        for name in reversed(list(state["pids"])):
+            pidfile = os.path.join(self.workdir, f"{name}.pid")
+            with open(pidfile, "w", encoding="utf-8") as fh:
+                fh.write(str(state["pids"][name]))
+            procs.kill_pidfile(pidfile)
+        os.unlink(self.state_path)
+        print("lab down")
+        return 0
+
+    def status(self):
+        state = self.load_state()
+        if not state:
+            print("no lab is up")
+            return 1
+        for name, pid in state["pids"].items():
+            alive = _alive(pid)
+            print(f"{name:22} pid {pid:<8} {'running' if alive else 'DEAD'}")
+        self._print_addresses(state)
+        return 0
+
+    @staticmethod
+    def _print_addresses(state):
+        for name, addr in state["addresses"].items():
+            print(f"  {name:20} {addr}")
+
+
+def print_summary(data, elapsed):
+    """One line per orchestration step: result, number of changed states, duration."""
+    steps = {}
+    for minion_ret in (data.get("data") or {}).values():
+        if isinstance(minion_ret, dict):
+            steps.update(minion_ret)
+    if not steps:
+        print(json.dumps(data, indent=2))
+        return 1
+    rc = 0
+    for _, step_ret in sorted(steps.items(), key=lambda kv: kv[1].get("__run_num__", 0)):
+        res = step_ret.get("result")
+        mark = {True: "ok", None: "preview", False: "FAILED"}[res]
+        if res is False:
+            rc = 1
+        print(
+            f"  {step_ret.get('__id__', '?'):34} {mark:8} "
+            f"changes={count_changes(step_ret.get('changes'))} "
+            f"{step_ret.get('duration', 0) / 1000:.2f}s"
+        )
+        if res is False:
+            print("      " + str(step_ret.get("comment", "")).replace("\n", "\n      "))
+    print(f"  total {elapsed:.1f}s, retcode {data.get('retcode')}")
+    return max(rc, 1 if data.get("retcode") else 0)
+
+
+def count_changes(changes):
+    """Changed states inside a salt.state step (per minion), or 1 for a direct state."""
+    if not changes:
+        return 0
+    if isinstance(changes, dict) and "ret" in changes:
+        total = 0
+        for minion_states in changes["ret"].values():
+            if isinstance(minion_states, dict):
+                total += sum(1 for s in minion_states.values() if s.get("changes"))
+        return total
+    return 1
+
+
+def step(msg):
+    print(f"==> {msg}", flush=True)
+
+
+def _run(argv, check):
+    out = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if check and out.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:4])}... failed ({out.returncode}): {out.stderr or out.stdout}")
+    return out
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+
+def _user():
+    import getpass  # pylint: disable=import-outside-toplevel
+
+    return getpass.getuser()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["up", "down", "status", "orch"])
+    parser.add_argument("--dir", default=DEFAULT_DIR, help="lab state directory (default .lab/)")
+    parser.add_argument("--no-orch", action="store_true", help="up: start only, run nothing")
+    parser.add_argument("--test", action="store_true", help="orch: preview only")
+    args = parser.parse_args(argv)
+    lab = Lab(args.dir)
+    if args.command == "up":
+        return lab.up(run_orch=not args.no_orch)
+    if args.command == "down":
+        return lab.down()
+    if args.command == "status":
+        return lab.status()
+    data, elapsed = lab.orch(test=args.test)
+    return print_summary(data, elapsed)
