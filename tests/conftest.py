@@ -1,0 +1,145 @@
+"""
+Test harness: a real salt-master and two real salt-minions on loopback
+(pytest-salt-factories), the real Caddy binary, and the lab's HTTP simulators.
+
+- ``cloud`` carries ``roles: [hecate-edge]``, ``local`` carries ``roles: [bionicgpt-node]``;
+  both ``hecate_env: lab``.
+- file_roots is ``salt/`` (which links ``orch/`` and the ``_modules``-style dirs, so
+  ``saltutil.sync_all`` works); pillar_roots is ``pillar/`` plus a per-session directory
+  holding ``lab_runtime.sls`` with the loopback addresses.
+- Custom modules load straight from the repo (``module_dirs``), no sync needed.
+
+Everything is session-scoped and started on first use, so unit tests start nothing.
+"""
+
+import os
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+from lab import caddy as lab_caddy  # noqa: E402
+from lab import topology  # noqa: E402
+from lab.sim import SimHandle  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def repo():
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def lab_secrets():
+    return topology.new_lab_secrets()
+
+
+@pytest.fixture(scope="session")
+def lab_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("lab"))
+
+
+@pytest.fixture(scope="session")
+def vault_sim(lab_dir, lab_secrets):
+    handle = SimHandle(
+        "vault", os.path.join(lab_dir, "vault"), topology.vault_options(lab_secrets)
+    ).start()
+    handle.root_token = lab_secrets["vault_root_token"]
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(scope="session")
+def caddy(lab_dir):
+    """The real Caddy, admin API on a free loopback port, one HTTP listener."""
+    proc = lab_caddy.Caddy(os.path.join(lab_dir, "caddy")).start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def runtime_pillar_dir(lab_dir, caddy, vault_sim):
+    path = os.path.join(lab_dir, "pillar")
+    topology.write_runtime_pillar(
+        path,
+        {
+            "caddy_admin": caddy.admin_url,
+            "caddy_http_port": caddy.http_port,
+            "vault": vault_sim.url,
+        },
+    )
+    return path
+
+
+def _common_overrides(lab_secrets):
+    overrides = {"module_dirs": [REPO], "log_level_logfile": "debug"}
+    overrides.update(topology.salt_opts(lab_secrets))
+    return overrides
+
+
+@pytest.fixture(scope="session")
+def salt_master(salt_factories, runtime_pillar_dir, lab_secrets):
+    overrides = _common_overrides(lab_secrets)
+    overrides.update(
+        {
+            "file_roots": topology.file_roots(),
+            "pillar_roots": topology.pillar_roots(runtime_pillar_dir),
+            "fileserver_followsymlinks": True,
+        }
+    )
+    factory = salt_factories.salt_master_daemon("hecate-master", overrides=overrides)
+    with factory.started():
+        yield factory
+
+
+def _minion(salt_master, name, lab_secrets):
+    overrides = _common_overrides(lab_secrets)
+    overrides["grains"] = dict(topology.MINIONS[name])
+    return salt_master.salt_minion_daemon(name, overrides=overrides)
+
+
+@pytest.fixture(scope="session")
+def cloud_minion(salt_master, lab_secrets):
+    factory = _minion(salt_master, "cloud", lab_secrets)
+    with factory.started():
+        yield factory
+
+
+@pytest.fixture(scope="session")
+def local_minion(salt_master, lab_secrets):
+    factory = _minion(salt_master, "local", lab_secrets)
+    with factory.started():
+        yield factory
+
+
+@pytest.fixture(scope="session")
+def salt_run_cli(salt_master):
+    return salt_master.salt_run_cli(timeout=300)
+
+
+@pytest.fixture(scope="session")
+def salt_cli(salt_master, cloud_minion, local_minion):
+    return salt_master.salt_cli(timeout=300)
+
+
+@pytest.fixture(scope="session")
+def cloud_call(cloud_minion):
+    return cloud_minion.salt_call_cli(timeout=300)
+
+
+@pytest.fixture(scope="session")
+def local_call(local_minion):
+    return local_minion.salt_call_cli(timeout=300)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """
+    Salt's deferred console handler (set up when salt is imported here) holds the
+    daemons' forwarded log records and flushes them at exit into pytest's already
+    closed stderr; hand them to the real handlers now instead.
+    """
+    import salt._logging.impl  # pylint: disable=import-outside-toplevel
+
+    salt._logging.impl.shutdown_temp_handler()

@@ -1,0 +1,90 @@
+"""Vault KV v2 contract: lab simulator vs a real Vault (VAULT_ADDR + VAULT_TOKEN, dev mode)."""
+
+import uuid
+
+import pytest
+import requests
+
+from tests.contract.conftest import real_or_skip
+
+
+@pytest.fixture(params=["sim", "real"], scope="module")
+def vault(request, vault_sim):
+    if request.param == "sim":
+        return vault_sim.url, vault_sim.root_token
+    env = real_or_skip("VAULT_ADDR", "VAULT_TOKEN")
+    return env["VAULT_ADDR"].rstrip("/"), env["VAULT_TOKEN"]
+
+
+def call(vault, method, path, **kw):
+    url, token = vault
+    return requests.request(method, url + path, headers={"X-Vault-Token": token}, timeout=10, **kw)
+
+
+@pytest.fixture
+def path():
+    return f"hecate-contract/{uuid.uuid4().hex}"
+
+
+def test_missing_secret_is_404_with_empty_errors(vault, path):
+    resp = call(vault, "GET", f"/v1/secret/data/{path}")
+    assert resp.status_code == 404
+    assert resp.json() == {"errors": []}
+
+
+def test_write_versions_and_cas(vault, path):
+    resp = call(vault, "POST", f"/v1/secret/data/{path}", json={"data": {"a": "1"}, "options": {"cas": 0}})
+    assert resp.status_code == 200
+    assert resp.json()["data"]["version"] == 1
+    resp = call(vault, "POST", f"/v1/secret/data/{path}", json={"data": {"a": "2"}, "options": {"cas": 0}})
+    assert resp.status_code == 400
+    assert "check-and-set parameter did not match the current version" in resp.json()["errors"][0]
+    resp = call(vault, "POST", f"/v1/secret/data/{path}", json={"data": {"a": "2"}, "options": {"cas": 1}})
+    assert resp.status_code == 200 and resp.json()["data"]["version"] == 2
+    body = call(vault, "GET", f"/v1/secret/data/{path}").json()
+    assert body["data"]["data"] == {"a": "2"}
+    assert body["data"]["metadata"]["version"] == 2
+    old = call(vault, "GET", f"/v1/secret/data/{path}?version=1").json()
+    assert old["data"]["data"] == {"a": "1"}
+    meta = call(vault, "GET", f"/v1/secret/metadata/{path}").json()["data"]
+    assert meta["current_version"] == 2 and sorted(meta["versions"]) == ["1", "2"]
+
+
+def test_soft_delete_keeps_metadata_and_answers_404_with_body(vault, path):
+    call(vault, "POST", f"/v1/secret/data/{path}", json={"data": {"a": "1"}})
+    assert call(vault, "DELETE", f"/v1/secret/data/{path}").status_code == 204
+    resp = call(vault, "GET", f"/v1/secret/data/{path}")
+    assert resp.status_code == 404
+    body = resp.json()
+    assert body["data"]["data"] is None
+    assert body["data"]["metadata"]["deletion_time"] != ""
+    assert call(vault, "POST", f"/v1/secret/undelete/{path}", json={"versions": [1]}).status_code == 204
+    assert call(vault, "GET", f"/v1/secret/data/{path}").json()["data"]["data"] == {"a": "1"}
+
+
+def test_no_data_is_400(vault, path):
+    resp = call(vault, "POST", f"/v1/secret/data/{path}", json={"options": {}})
+    assert resp.status_code == 400
+    assert resp.json()["errors"] == ["no data provided"]
+
+
+def test_list_keys(vault, path):
+    call(vault, "POST", f"/v1/secret/data/{path}/one", json={"data": {"a": "1"}})
+    call(vault, "POST", f"/v1/secret/data/{path}/sub/two", json={"data": {"a": "1"}})
+    resp = call(vault, "LIST", f"/v1/secret/metadata/{path}")
+    assert resp.status_code == 200
+    assert resp.json()["data"]["keys"] == ["one", "sub/"]
+
+
+def test_bad_token_is_403(vault, path):
+    url, _ = vault
+    resp = requests.get(f"{url}/v1/secret/data/{path}", headers={"X-Vault-Token": "nope"}, timeout=10)
+    assert resp.status_code == 403
+    assert "permission denied" in resp.json()["errors"][0]
+
+
+def test_health_unauthenticated(vault):
+    url, _ = vault
+    resp = requests.get(f"{url}/v1/sys/health", timeout=10)
+    assert resp.status_code == 200
+    assert resp.json()["sealed"] is False and resp.json()["initialized"] is True

@@ -1,0 +1,51 @@
+import hecate_config
+import hecate_schema
+import hecate_state
+
+
+def base_pillar(**global_):
+    g = {"domain": "cybermonkey.dev", "environment": "lab"}
+    g.update(global_)
+    return {"hecate": {"global": g}, "bionicgpt": {}}
+
+
+def test_valid_base_pillar():
+    assert hecate_schema.validate(base_pillar(), "lab") == []
+
+
+def test_errors_name_key_paths():
+    pillar = base_pillar(domain="not a domain", colour="blue")
+    del pillar["hecate"]["global"]["environment"]
+    pillar["hecate"]["connections"] = {"vault": {"url": "ftp://x", "token": "hvs.literal"}}
+    errors = hecate_schema.validate(pillar, "lab")
+    assert "hecate:global:environment: required key is missing" in errors
+    assert "hecate:global:colour: unknown key (not in the schema)" in errors
+    assert "hecate:global:domain: 'not a domain' does not match the expected format" in errors
+    assert "hecate:connections:vault:url: 'ftp://x' does not match the expected format" in errors
+    assert any(e.startswith("hecate:connections:vault:token: secret given as a literal") for e in errors)
+    assert any("unknown environment 'lab'" in e for e in errors)
+
+
+def test_malformed_vault_reference():
+    pillar = base_pillar()
+    pillar["hecate"]["connections"] = {"authentik": {"token": {"vault": "secret", "key": "t"}}}
+    errors = hecate_schema.validate(pillar, "lab")
+    assert any(e.startswith("hecate:connections:authentik:token") for e in errors), errors
+
+
+def test_connection_precedence():
+    opts = {"hecate": {"connections": {"caddy": {"origin": "o"}}}}
+    pillar = {"hecate": {"connections": {"caddy": {"admin_url": "http://p:1", "origin": "p"}}}}
+    got = hecate_config.connection("caddy", opts, pillar)
+    assert got["admin_url"] == "http://p:1" and got["origin"] == "o" and got["retries"] == 2
+
+
+def test_diff_shapes():
+    old = {"a": 1, "b": ["x", "y"], "c": {"d": "e"}, "secret": "old"}
+    new = {"a": 2, "b": ["y", "z"], "c": {"d": "e"}, "secret": "new"}
+    assert hecate_state.diff(old, new, secret_keys=("secret",)) == {
+        "a": {"old": 1, "new": 2},
+        "b": {"added": ["z"], "removed": ["x"]},
+        "secret": {"old": "XXX-REDACTED-XXX", "new": "XXX-REDACTED-XXX"},
+    }
+    assert hecate_state.diff({"x": 1}, {"x": 1}) == {}
