@@ -142,6 +142,25 @@ class VaultKV:
             ),
         )
 
+    def merge(self, mount, path, data):
+        """
+        Set ``data``'s keys in the secret, keeping its other keys; written with CAS on
+        the version read, so a concurrent writer makes this fail instead of being lost.
+        Returns True when a new version was written, False when nothing differed.
+        """
+        current, meta = self.read(mount, path)
+        merged = dict(current or {})
+        merged.update(data)
+        if current == merged:
+            return False
+        version = (meta or {}).get("version", 0) if current is not None else self._version(mount, path)
+        self.write(mount, path, merged, cas=version)
+        return True
+
+    def _version(self, mount, path):
+        meta = self.metadata(mount, path)
+        return (meta or {}).get("current_version", 0)
+
     def metadata(self, mount, path):
         """Secret metadata (versions, current_version) or None when absent."""
         resp = self._call(
@@ -151,6 +170,49 @@ class VaultKV:
             missing_ok=True,
         )
         return (resp or {}).get("data")
+
+
+def from_config(opts, pillar, sdb_get=None, context=None):
+    """
+    The Vault client for this minion's ``hecate:connections:vault`` settings, cached in
+    ``context`` (pass ``__context__``) so one run logs in once.
+    """
+    settings = hecate_config.connection("vault", opts, pillar)
+    key = ("hecate_vault_client", settings.get("url"))
+    if context is not None and key in context:
+        return context[key]
+    client = VaultKV(settings, sdb_get=sdb_get)
+    if context is not None:
+        context[key] = client
+    return client
+
+
+class Resolver:
+    """
+    Resolve configured values (Vault references, ``sdb://`` URIs, literals) to
+    :class:`hecate_secrets.Secret`, connecting to Vault only when a reference needs it.
+
+    ``resolve = Resolver(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)``
+    ``token = resolve(settings["token"], "hecate:connections:authentik:token")``
+    """
+
+    def __init__(self, opts, pillar, sdb_get=None, context=None):
+        self.opts, self.pillar, self.sdb_get, self.context = opts, pillar, sdb_get, context
+        self.resolved = []  # every Secret handed out, for scrubbing error text
+
+    def vault(self):
+        return from_config(self.opts, self.pillar, self.sdb_get, self.context)
+
+    def __call__(self, value, where="secret"):
+        secret = hecate_secrets.resolve(
+            value,
+            vault=lambda mount, path: self.vault().read_data(mount, path),
+            sdb_get=self.sdb_get,
+            where=where,
+        )
+        if secret is not None:
+            self.resolved.append(secret)
+        return secret
 
 
 def _errors(exc, prefix=""):
