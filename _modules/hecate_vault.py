@@ -153,9 +153,9 @@ def write(path, data=None, cas=None, merge=True, **kwargs):
     for key, value in values.items():
         secret = resolver(value, f"{path}#{key}")
         resolved[key] = secret.reveal() if secret is not None else ""
-    current, meta = client.read(mount, rel)
+    current, version = client.read_for_update(mount, rel)
     if cas is None:
-        cas = meta.get("version", 0) if meta else _current_version(client, mount, rel)
+        cas = version
     body = dict(current or {}) if merge else {}
     body.update(resolved)
     try:
@@ -181,11 +181,10 @@ def generate(path, key, length=32, alphabet="alnum", prefix="", rotate=False):
     """
     mount, rel = hecate_vault_client.split_path(path)
     client = _client()
-    current, meta = client.read(mount, rel)
+    current, version = client.read_for_update(mount, rel)
     if current is not None and key in current and not rotate:
-        return {"path": path, "key": key, "generated": False, "version": (meta or {}).get("version")}
+        return {"path": path, "key": key, "generated": False, "version": version}
     secret = hecate_vault_client.generate(int(length), alphabet, prefix)
-    version = meta.get("version", 0) if meta else _current_version(client, mount, rel)
     body = dict(current or {})
     body[key] = secret.reveal()
     result = client.write(mount, rel, body, cas=version)
@@ -211,7 +210,3 @@ def delete(path):
     _client().delete_latest(mount, rel)
     return True
 
-
-def _current_version(client, mount, rel):
-    meta = client.metadata(mount, rel)
-    return (meta or {}).get("current_version", 0)

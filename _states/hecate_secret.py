@@ -56,13 +56,6 @@ def _client():
     return hecate_vault_client.from_config(__opts__, __pillar__, _sdb_get(), __context__)
 
 
-def _cas_version(client, mount, rel, meta):
-    if meta:
-        return meta.get("version", 0)
-    current = client.metadata(mount, rel)
-    return (current or {}).get("current_version", 0)
-
-
 def _write(client, name, mount, rel, body, version, secrets_used):
     try:
         result = client.write(mount, rel, body, cas=version)
@@ -95,7 +88,7 @@ def generated(name, key, length=32, alphabet="alnum", prefix="", rotate=False):
     how = hecate_vault_client.describe_generated(int(length), alphabet, prefix)
     ret = hecate_state.new(where, f"{where} exists; left unchanged")
     client = _client()
-    current, meta = client.read(mount, rel)
+    current, version = client.read_for_update(mount, rel)
     exists = current is not None and key in current
     if exists and not rotate:
         return ret
@@ -108,8 +101,8 @@ def generated(name, key, length=32, alphabet="alnum", prefix="", rotate=False):
     secret = hecate_vault_client.generate(int(length), alphabet, prefix)
     body = dict(current or {})
     body[key] = secret.reveal()
-    version = _write(client, name, mount, rel, body, _cas_version(client, mount, rel, meta), [secret])
-    changes["version"] = {"old": (meta or {}).get("version"), "new": version}
+    new_version = _write(client, name, mount, rel, body, version, [secret])
+    changes["version"] = {"old": version or None, "new": new_version}
     return hecate_state.result(
         ret, changes, False, "", f"{'rotated' if exists else 'generated'} {where}: {how}"
     )
@@ -135,7 +128,7 @@ def present(name, values):
         secret = resolve(value, f"{name}#{key}")
         wanted[key] = secret.reveal() if secret is not None else ""
     client = resolve.vault()
-    current, meta = client.read(mount, rel)
+    current, version = client.read_for_update(mount, rel)
     current = current or {}
     changes = {}
     for key in sorted(wanted):
@@ -148,8 +141,8 @@ def present(name, values):
         return hecate_state.result(ret, changes, True, f"would write {keys} to {name}", "")
     body = dict(current)
     body.update(wanted)
-    version = _write(client, name, mount, rel, body, _cas_version(client, mount, rel, meta), resolve.resolved)
-    changes["version"] = {"old": (meta or {}).get("version"), "new": version}
+    new_version = _write(client, name, mount, rel, body, version, resolve.resolved)
+    changes["version"] = {"old": version or None, "new": new_version}
     return hecate_state.result(ret, changes, False, "", f"wrote {keys} to {name}")
 
 
@@ -164,7 +157,7 @@ def absent(name, key=None):
     where = f"{name}#{key}" if key else name
     ret = hecate_state.new(where, f"{where} is absent")
     client = _client()
-    current, meta = client.read(mount, rel)
+    current, version = client.read_for_update(mount, rel)
     if current is None or (key and key not in current):
         return ret
     changes = {where: {"old": REDACTED if key else "present", "new": None}}
@@ -172,7 +165,7 @@ def absent(name, key=None):
         return hecate_state.result(ret, changes, True, f"would remove {where}", "")
     if key:
         body = {k: v for k, v in current.items() if k != key}
-        _write(client, name, mount, rel, body, meta.get("version", 0), [])
+        _write(client, name, mount, rel, body, version, [])
     else:
         client.delete_latest(mount, rel)
     return hecate_state.result(ret, changes, False, "", f"removed {where}")

@@ -51,8 +51,9 @@ try:
     import hecate_config
     import hecate_http
     import hecate_secrets
+    import hecate_vault_client
 except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_config, hecate_http, hecate_secrets
+    from saltext.hecate.utils import hecate_config, hecate_http, hecate_secrets, hecate_vault_client
 
 log = logging.getLogger(__name__)
 
@@ -589,10 +590,6 @@ def from_config(opts, pillar, sdb_get=None, context=None, overrides=None):
         return context[key]
     token = None
     if settings.get("token"):
-        try:
-            import hecate_vault_client  # pylint: disable=import-outside-toplevel
-        except ImportError:  # installed with pip
-            from saltext.hecate.utils import hecate_vault_client  # pylint: disable=import-outside-toplevel
         resolve = hecate_vault_client.Resolver(opts, pillar, sdb_get, context)
         token = resolve(settings["token"], "hecate:connections:consul:token")
     client = ConsulClient(settings, token=token)

@@ -145,18 +145,34 @@ class VaultKV:
             ),
         )
 
+    def read_for_update(self, mount, path):
+        """
+        ``(data, version)`` to base a check-and-set write on: ``version`` is the current
+        version (0 when the secret never existed) and ``data`` what that version holds
+        (None when absent or deleted). A secret created between the reads is seen, not
+        overwritten: the CAS version always belongs to the data returned.
+        """
+        data, meta = self.read(mount, path)
+        if data is not None:
+            return data, (meta or {}).get("version", 0)
+        version = self._version(mount, path)
+        if version:
+            again, meta = self.read(mount, path, version=version)
+            if again is not None:
+                return again, (meta or {}).get("version", version)
+        return None, version
+
     def merge(self, mount, path, data):
         """
         Set ``data``'s keys in the secret, keeping its other keys; written with CAS on
         the version read, so a concurrent writer makes this fail instead of being lost.
         Returns True when a new version was written, False when nothing differed.
         """
-        current, meta = self.read(mount, path)
+        current, version = self.read_for_update(mount, path)
         merged = dict(current or {})
         merged.update(data)
         if current == merged:
             return False
-        version = (meta or {}).get("version", 0) if current is not None else self._version(mount, path)
         self.write(mount, path, merged, cas=version)
         return True
 
