@@ -214,17 +214,14 @@ def test_service_bad_input_is_a_clear_failure(loaders, consul_sim):
     assert writes(consul_sim) == []
 
 
-def test_unreachable_consul_is_result_false(loaders):
-    ret = loaders.states.consul_kv.present(name="func/x", value="1")
-    assert ret.result in (True, None)  # reachable baseline
-    loaders.opts["hecate"]["connections"]["consul"]["url"], saved = "http://127.0.0.1:1", loaders.opts["hecate"]["connections"]["consul"]["url"]
-    loaders.opts["hecate"]["connections"]["consul"]["retries"] = 0
+def test_unreachable_consul_is_result_false(loaders, consul_sim):
+    consul_sim.fault(action="drop")  # every request: connection closed without an answer
     try:
         ret = loaders.states.consul_kv.present(name="func/x", value="1")
-        assert ret.result is False and "unreachable: connection refused" in ret.comment
     finally:
-        loaders.opts["hecate"]["connections"]["consul"]["url"] = saved
-        loaders.opts["hecate"]["connections"]["consul"].pop("retries")
+        consul_sim.clear_faults()
+    assert ret.result is False and ret.changes == {}
+    assert f"Consul at {consul_sim.url} is unreachable" in ret.comment
 
 
 def test_lock_functions_through_the_module(loaders, consul_sim):
