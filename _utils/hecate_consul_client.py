@@ -32,6 +32,7 @@ Runners on the master call this module directly::
 import datetime
 import json
 import logging
+import re
 import threading
 import time
 import urllib.parse
@@ -90,8 +91,6 @@ def duration_seconds(value):
     if not isinstance(value, str) or not value:
         raise salt.exceptions.SaltInvocationError(f"invalid duration {value!r} (e.g. '15s', '1m')")
     units = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-    import re  # pylint: disable=import-outside-toplevel
-
     parts = re.findall(r"([0-9]*\.?[0-9]+)(ns|us|ms|s|m|h)", value)
     if not parts or "".join(n + u for n, u in parts) != value:
         if re.fullmatch(r"[0-9]+", value):
