@@ -11,7 +11,10 @@ Salt style (``hecate:reverse_proxy:caddy:routes:3:backend``).
 
 import copy
 import importlib
+import importlib.util
+import os
 import re
+import sys
 
 import jsonschema
 
@@ -21,7 +24,7 @@ except ImportError:  # installed with pip
     from saltext.hecate.utils import hecate_secrets
 
 # Util modules that extend the schema; each later system adds itself here.
-SYSTEM_MODULES = ()
+SYSTEM_MODULES = ("hecate_consul_client", "hecate_vault_client")
 
 ENV_NAME = r"^[a-z][a-z0-9-]{1,30}$"
 DOMAIN = (
@@ -166,9 +169,28 @@ def _system_modules():
     for name in SYSTEM_MODULES:
         try:
             mods.append(importlib.import_module(name))
-        except ImportError:  # installed with pip
-            mods.append(importlib.import_module(f"saltext.hecate.utils.{name}"))
+        except ImportError:
+            try:  # installed with pip
+                mods.append(importlib.import_module(f"saltext.hecate.utils.{name}"))
+            except ImportError:  # synced tree: _utils is on sys.path only while the loader imports
+                mods.append(_load_sibling(name))
     return mods
+
+
+def _load_sibling(name):
+    """Import ``_utils/<name>.py`` next to this file (its own ``import hecate_*`` included)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    spec = importlib.util.spec_from_file_location(name, os.path.join(here, f"{name}.py"))
+    if spec is None:
+        raise ImportError(f"hecate schema: util module {name} not found in {here}")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, here)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(here)
+    sys.modules.setdefault(name, module)
+    return module
 
 
 def schema():

@@ -8,6 +8,9 @@ NOT read implicitly), or AppRole ``{role_id, secret_id}``. Errors become
 value.
 """
 
+import secrets
+import string
+
 import salt.exceptions
 
 try:
@@ -142,20 +145,54 @@ class VaultKV:
             ),
         )
 
+    def read_for_update(self, mount, path):
+        """
+        ``(data, version)`` to base a check-and-set write on: ``version`` is the current
+        version (0 when the secret never existed) and ``data`` what that version holds
+        (None when absent or deleted). A secret created between the reads is seen, not
+        overwritten: the CAS version always belongs to the data returned.
+        """
+        data, meta = self.read(mount, path)
+        if data is not None:
+            return data, (meta or {}).get("version", 0)
+        version = self._version(mount, path)
+        if version:
+            again, meta = self.read(mount, path, version=version)
+            if again is not None:
+                return again, (meta or {}).get("version", version)
+        return None, version
+
     def merge(self, mount, path, data):
         """
         Set ``data``'s keys in the secret, keeping its other keys; written with CAS on
         the version read, so a concurrent writer makes this fail instead of being lost.
         Returns True when a new version was written, False when nothing differed.
         """
-        current, meta = self.read(mount, path)
+        current, version = self.read_for_update(mount, path)
         merged = dict(current or {})
         merged.update(data)
         if current == merged:
             return False
-        version = (meta or {}).get("version", 0) if current is not None else self._version(mount, path)
         self.write(mount, path, merged, cas=version)
         return True
+
+    def delete_latest(self, mount, path):
+        """Soft-delete the latest version (recoverable with undelete; metadata stays)."""
+        return self._call(
+            "delete",
+            f"{mount}/{path}",
+            lambda: self.client.secrets.kv.v2.delete_latest_version_of_secret(path, mount_point=mount),
+        )
+
+    def list(self, mount, path=""):
+        """Keys below ``path`` (sub-folders end with '/'); [] when there are none."""
+        resp = self._call(
+            "list",
+            f"{mount}/{path}",
+            lambda: self.client.secrets.kv.v2.list_secrets(path, mount_point=mount),
+            missing_ok=True,
+        )
+        return ((resp or {}).get("data") or {}).get("keys") or []
 
     def _version(self, mount, path):
         meta = self.metadata(mount, path)
@@ -219,3 +256,93 @@ def _errors(exc, prefix=""):
     text = "; ".join(str(e) for e in (exc.errors or []))
     return prefix + text if text else ""
 
+
+
+def split_path(path, where="path"):
+    """``"secret/bionicgpt/db"`` -> ``("secret", "bionicgpt/db")`` (first segment is the mount)."""
+    if not isinstance(path, str) or not hecate_secrets._PATH_RE.match(path):  # pylint: disable=protected-access
+        raise salt.exceptions.SaltInvocationError(
+            f"{where}: expected '<mount>/<path>' (e.g. secret/bionicgpt/db), got {path!r}"
+        )
+    mount, _, rest = path.partition("/")
+    return mount, rest
+
+
+# -- generated secrets ------------------------------------------------------------------------
+ALPHABETS = {
+    "alnum": string.ascii_letters + string.digits,
+    "alpha": string.ascii_letters,
+    "lower_alnum": string.ascii_lowercase + string.digits,
+    "digits": string.digits,
+    "hex": "0123456789abcdef",
+    "base64url": string.ascii_letters + string.digits + "-_",
+    # printable without quotes, backslash, space, '$', '`' (safe in env files and URLs' userinfo
+    # only after escaping; prefer alnum for connection strings)
+    "symbols": string.ascii_letters + string.digits + "!#%+,-./:=?@^_~",
+}
+
+
+def generate(length=32, alphabet="alnum", prefix=""):
+    """A random secret (``secrets.choice``) wrapped in :class:`hecate_secrets.Secret`."""
+    if alphabet not in ALPHABETS:
+        raise salt.exceptions.SaltInvocationError(
+            f"unknown alphabet {alphabet!r}; one of {', '.join(sorted(ALPHABETS))}"
+        )
+    if not isinstance(length, int) or isinstance(length, bool) or not 8 <= length <= 4096:
+        raise salt.exceptions.SaltInvocationError("length must be an integer between 8 and 4096")
+    chars = ALPHABETS[alphabet]
+    value = (prefix or "") + "".join(secrets.choice(chars) for _ in range(length))
+    return hecate_secrets.Secret(value, f"generated ({length} chars, {alphabet})")
+
+
+def describe_generated(length=32, alphabet="alnum", prefix=""):
+    """What a generated value looks like, for comments and test=True: never the value."""
+    text = f"random {length} characters ({alphabet})"
+    return f"{text} after the prefix {prefix!r}" if prefix else text
+
+
+GENERATED_SECRET = {
+    "type": "object",
+    "required": ["path", "key"],
+    "additionalProperties": False,
+    "properties": {
+        "path": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.@-]+)+$"},
+        "key": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+$"},
+        "length": {"type": "integer", "minimum": 8, "maximum": 4096},
+        "alphabet": {"type": "string", "enum": sorted(ALPHABETS)},
+        "prefix": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]*$"},
+        "description": {"type": "string"},
+    },
+}
+# bionicgpt:secrets: secrets hecate generates into Vault (never values: where and how).
+PILLAR_SCHEMA = {
+    "bionicgpt:secrets": {
+        "type": "object",
+        "propertyNames": {"pattern": r"^[a-z][a-z0-9_]*$"},
+        "additionalProperties": GENERATED_SECRET,
+    },
+}
+
+
+def check_pillar(pillar, env=None):
+    """Two generated secrets must not share one Vault path and key."""
+    errors = []
+    specs = ((pillar.get("bionicgpt") or {}).get("secrets")) or {}
+    if not isinstance(specs, dict):
+        return errors
+    seen = {}
+    for name, spec in specs.items():
+        if not isinstance(spec, dict) or "path" not in spec or "key" not in spec:
+            continue
+        target = (spec["path"], spec["key"])
+        if target in seen:
+            errors.append(
+                (f"bionicgpt:secrets:{name}", f"same Vault path and key as bionicgpt:secrets:{seen[target]}")
+            )
+        seen.setdefault(target, name)
+    return errors
+
+
+def secret_ref(spec):
+    """The pillar reference ``{vault: <path>, key: <key>}`` of a bionicgpt:secrets entry."""
+    return {"vault": spec["path"], "key": spec["key"]}

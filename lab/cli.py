@@ -18,7 +18,7 @@ import time
 import yaml
 
 from lab import caddy as lab_caddy
-from lab import procs, topology
+from lab import devservers, procs, topology
 from lab.sim import SimHandle
 
 DEFAULT_DIR = os.path.join(topology.REPO, ".lab")
@@ -69,12 +69,26 @@ class Lab:
         return self.orch_three_times()
 
     def _start_services(self, state, lab_secrets):
-        step("starting the Vault simulator")
-        vault = SimHandle(
-            "vault", os.path.join(self.workdir, "vault"), topology.vault_options(lab_secrets)
-        ).start()
+        if devservers.available("vault"):
+            step("starting Vault (real binary, dev mode)")
+            vault = devservers.vault(os.path.join(self.workdir, "vault"), lab_secrets["vault_root_token"])
+        else:
+            step("starting the Vault simulator")
+            vault = SimHandle(
+                "vault", os.path.join(self.workdir, "vault"), topology.vault_options(lab_secrets)
+            ).start()
         state["pids"]["vault"] = vault.proc.pid
         state["addresses"]["vault"] = vault.url
+        if devservers.available("consul"):
+            step("starting Consul (real binary, dev mode)")
+            consul = devservers.consul(os.path.join(self.workdir, "consul"), lab_secrets["consul_token"])
+        else:
+            step("starting the Consul simulator")
+            consul = SimHandle(
+                "consul", os.path.join(self.workdir, "consul"), topology.consul_options(lab_secrets)
+            ).start()
+        state["pids"]["consul"] = consul.proc.pid
+        state["addresses"]["consul"] = consul.url
         step("starting Caddy (real binary, admin API on loopback)")
         caddy = lab_caddy.Caddy(os.path.join(self.workdir, "caddy")).start()
         state["pids"]["caddy"] = caddy.proc.pid

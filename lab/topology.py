@@ -10,6 +10,7 @@ pillar, exactly as in production.
 
 import os
 import secrets
+import uuid
 
 import yaml
 
@@ -24,7 +25,10 @@ MINIONS = {
 
 def new_lab_secrets():
     """Throwaway credentials for one lab (or one test session)."""
-    return {"vault_root_token": "lab-" + secrets.token_urlsafe(24)}
+    return {
+        "vault_root_token": "lab-" + secrets.token_urlsafe(24),
+        "consul_token": str(uuid.uuid4()),
+    }
 
 
 def vault_options(lab_secrets):
@@ -35,9 +39,30 @@ def vault_options(lab_secrets):
     }
 
 
+def consul_options(lab_secrets):
+    """
+    The Consul simulator of a lab: ACLs on with default policy "allow" (anonymous
+    registrations, e.g. from the Nomad simulator, work; a wrong token is refused), the lab
+    token as management token; sessions may be as short as 1s and checks run at least every
+    2s so that locks and health react quickly in the lab.
+    """
+    return {
+        "acl": {
+            "enabled": True,
+            "default_policy": "allow",
+            "tokens": {lab_secrets["consul_token"]: "management"},
+        },
+        "session_ttl_min": "1s",
+        "check_interval_max": "2s",
+    }
+
+
 def salt_opts(lab_secrets):
     """Keys every lab master/minion config carries (connection credentials only)."""
-    return {"hecate": {"connections": {"vault": {"token": lab_secrets["vault_root_token"]}}}}
+    conns = {"vault": {"token": lab_secrets["vault_root_token"]}}
+    if lab_secrets.get("consul_token"):
+        conns["consul"] = {"token": lab_secrets["consul_token"]}
+    return {"hecate": {"connections": conns}}
 
 
 def file_roots():

@@ -52,6 +52,17 @@ def vault_sim(lab_dir, lab_secrets):
 
 
 @pytest.fixture(scope="session")
+def consul_sim(lab_dir, lab_secrets):
+    """The Consul simulator (``.url``, ``.token``: the lab's management token)."""
+    handle = SimHandle(
+        "consul", os.path.join(lab_dir, "consul"), topology.consul_options(lab_secrets)
+    ).start()
+    handle.token = lab_secrets["consul_token"]
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(scope="session")
 def caddy(lab_dir):
     """The real Caddy, admin API on a free loopback port, one HTTP listener."""
     proc = lab_caddy.Caddy(os.path.join(lab_dir, "caddy")).start()
@@ -60,7 +71,7 @@ def caddy(lab_dir):
 
 
 @pytest.fixture(scope="session")
-def runtime_pillar_dir(lab_dir, caddy, vault_sim):
+def runtime_pillar_dir(lab_dir, caddy, vault_sim, consul_sim):
     path = os.path.join(lab_dir, "pillar")
     topology.write_runtime_pillar(
         path,
@@ -68,6 +79,7 @@ def runtime_pillar_dir(lab_dir, caddy, vault_sim):
             "caddy_admin": caddy.admin_url,
             "caddy_http_port": caddy.http_port,
             "vault": vault_sim.url,
+            "consul": consul_sim.url,
         },
     )
     return path

@@ -88,3 +88,18 @@ def test_health_unauthenticated(vault):
     resp = requests.get(f"{url}/v1/sys/health", timeout=10)
     assert resp.status_code == 200
     assert resp.json()["sealed"] is False and resp.json()["initialized"] is True
+
+
+def test_cas_after_soft_delete_is_the_current_version(vault, path):
+    """hecate's check-and-set writes rely on this: a deleted latest version still counts."""
+    call(vault, "POST", f"/v1/secret/data/{path}", json={"data": {"a": "1"}})
+    call(vault, "POST", f"/v1/secret/data/{path}", json={"data": {"a": "2"}})
+    assert call(vault, "DELETE", f"/v1/secret/data/{path}").status_code == 204
+    meta = call(vault, "GET", f"/v1/secret/metadata/{path}").json()["data"]
+    assert meta["current_version"] == 2
+    resp = call(vault, "POST", f"/v1/secret/data/{path}", json={"data": {"a": "3"}, "options": {"cas": 0}})
+    assert resp.status_code == 400
+    resp = call(vault, "POST", f"/v1/secret/data/{path}", json={"data": {"a": "3"}, "options": {"cas": 2}})
+    assert resp.status_code == 200 and resp.json()["data"]["version"] == 3
+    deleted = call(vault, "GET", f"/v1/secret/data/{path}?version=2")
+    assert deleted.status_code == 404 and deleted.json()["data"]["metadata"]["version"] == 2

@@ -26,7 +26,14 @@ PROBE = textwrap.dedent(
                   "extension_modules": sys.argv[1] + "/extmods-master", "module_dirs": []})
     runners = salt.loader.runner(mopts)
     import saltext.hecate.utils.hecate_http as http
+    import saltext.hecate.utils.hecate_schema as schema
+    consul_vault = [f for f in ("hecate_consul.kv_get", "hecate_vault.read") if f in mods] + [
+        f for f in ("consul_kv.present", "consul_service.registered", "hecate_secret.generated") if f in states]
+    bad = {"hecate": {"global": {"domain": "example.com", "environment": "lab"},
+                      "consul": {"services": {"x": {"address": "a", "checks": [{"tcp": "a:1"}]}}}}}
     print(json.dumps({
+        "consul_vault": consul_vault,
+        "schema_errors": schema.validate(bad, "lab"),
         "version": mods["hecate.version"](),
         "module_file": sys.modules[mods["hecate.version"].__module__].__file__,
         "has_state": "hecate.validated" in states,
@@ -73,3 +80,5 @@ def test_wheel_loads_through_entry_point(wheel, tmp_path):
     assert data["module_file"].startswith(purelib), data
     assert data["utils_file"].startswith(purelib), data
     assert data["has_state"] and data["has_runner"], data
+    assert len(data["consul_vault"]) == 5, data
+    assert data["schema_errors"] == ["hecate:consul:services:x:checks:0:interval: required for a tcp check"], data

@@ -69,3 +69,39 @@ def test_resolver_is_lazy_and_caches_login(sim):
 def test_missing_token_config_is_clear(sim):
     with pytest.raises(salt.exceptions.SaltInvocationError, match="needs a token or approle"):
         hv.VaultKV({"url": sim.url})
+
+
+def test_token_from_sdb_and_read_for_update(sim):
+    calls = []
+
+    def sdb_get(uri):
+        calls.append(uri)
+        return ROOT if uri == "sdb://osenv/VAULT_TOKEN" else None
+
+    client = hv.VaultKV({"url": sim.url, "token": "sdb://osenv/VAULT_TOKEN"}, sdb_get=sdb_get)
+    assert calls == ["sdb://osenv/VAULT_TOKEN"]
+    assert client.read_for_update("secret", "app/rfu") == (None, 0)
+    client.write("secret", "app/rfu", {"k": "1"}, cas=0)
+    client.write("secret", "app/rfu", {"k": "2"}, cas=1)
+    assert client.read_for_update("secret", "app/rfu") == ({"k": "2"}, 2)
+    client.delete_latest("secret", "app/rfu")
+    # deleted latest version: no data, but CAS must be based on the current version
+    assert client.read_for_update("secret", "app/rfu") == (None, 2)
+    assert client.merge("secret", "app/rfu", {"k": "3"}) is True
+    assert client.read("secret", "app/rfu")[1]["version"] == 3
+    assert "rfu" in client.list("secret", "app")
+
+
+def test_generate_and_paths():
+    secret = hv.generate(24, "hex", prefix="sk-")
+    value = secret.reveal()
+    assert str(secret) == "XXX-REDACTED-XXX" and value.startswith("sk-") and len(value) == 27
+    assert set(value[3:]) <= set("0123456789abcdef")
+    assert hv.generate(32).reveal() != hv.generate(32).reveal()
+    assert hv.split_path("secret/bionicgpt/db") == ("secret", "bionicgpt/db")
+    with pytest.raises(salt.exceptions.SaltInvocationError, match="<mount>/<path>"):
+        hv.split_path("secret")
+    with pytest.raises(salt.exceptions.SaltInvocationError, match="unknown alphabet"):
+        hv.generate(32, "klingon")
+    assert hv.secret_ref({"path": "secret/bionicgpt/db", "key": "password"}) == {
+        "vault": "secret/bionicgpt/db", "key": "password"}

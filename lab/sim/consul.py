@@ -1,0 +1,1296 @@
+"""
+Consul simulator: one server agent (node ``lab-consul``, datacenter ``dc1``) with
+
+- KV: indexes (CreateIndex/ModifyIndex/LockIndex), flags, CAS (``?cas``, 0 = create
+  only), ``?recurse``/``?keys``/``?separator``/``?raw``, lock ``?acquire``/``?release``
+  with sessions, lock-delay after invalidation, tombstones, 512 KB value limit;
+- sessions with TTL (expire after TTL x 2, like Consul), LockDelay, Behavior
+  release|delete, renew/destroy/info/list;
+- agent services and checks: register (strict JSON decoding, ``replace-existing-checks``),
+  deregister, TTL check updates, and HTTP/TCP checks that are *run for real* against their
+  targets by a background thread, so health reflects what is actually listening;
+- health (``/v1/health/service/<name>[?passing]``) and catalog endpoints;
+- blocking queries (``?index=&wait=``) with ``X-Consul-Index``/``X-Consul-KnownLeader``;
+- ACL tokens (``X-Consul-Token`` / ``Authorization: Bearer``), optional;
+- Consul's own error texts and status codes (plain text bodies).
+
+Behaviour follows hashicorp/consul (agent/kvs_endpoint.go, agent/agent_endpoint.go,
+agent/session_endpoint.go, agent/structs/check_type.go, service_definition.go,
+lib/json.go: JSON bodies are decoded with DisallowUnknownFields, field names matched
+case-insensitively); see shared/api-notes/hashicorp.md.
+
+Config (``--config`` JSON), all optional::
+
+    {"node_name": "lab-consul", "datacenter": "dc1",
+     "session_ttl_min": "10s",          # Consul's session_ttl_min agent option
+     "check_interval_max": "2s",        # lab only: run checks at least this often
+     "acl": {"enabled": true, "default_policy": "allow",
+             "tokens": {"<secret>": "management" | "read"}}}
+"""
+
+import base64
+import concurrent.futures
+import json
+import re
+import socket
+import threading
+import time
+import uuid
+
+import requests
+from werkzeug.routing import Rule
+from werkzeug.wrappers import Response
+
+try:
+    from lab.sim.base import Simulator
+except ImportError:  # pragma: no cover
+    from base import Simulator  # type: ignore
+
+KV_MAX_VALUE_SIZE = 512 * 1024
+SESSION_TTL_MAX = 86400.0
+SESSION_TTL_MULTIPLIER = 2
+MAX_LOCK_DELAY = 60.0
+DEFAULT_LOCK_DELAY = 15.0
+LOCK_DELAY_MIN_THRESHOLD = 1000  # ns: smaller numbers are taken as seconds
+MAX_WAIT = 600.0
+DEFAULT_WAIT = 300.0
+DEFAULT_CHECK_TIMEOUT = 10.0
+SERF_CHECK = "serfHealth"
+CHECK_OUTPUT_MAX = 4096
+
+_DURATION_RE = re.compile(r"([0-9]*\.?[0-9]+)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_META_KEY = re.compile(r"^[a-zA-Z0-9_-]+$")
+
+
+class DecodeError(ValueError):
+    """A request body Consul would refuse with 'Request decode failed: ...'."""
+
+
+def parse_duration(text):
+    """Go's time.ParseDuration (seconds as float); raises DecodeError like Go."""
+    if not isinstance(text, str):
+        raise DecodeError(f"time: invalid duration {json.dumps(str(text))}")
+    raw = text.strip()
+    sign = 1.0
+    if raw.startswith(("-", "+")):
+        sign = -1.0 if raw[0] == "-" else 1.0
+        raw = raw[1:]
+    if raw == "0":
+        return 0.0
+    pos, total = 0, 0.0
+    for match in _DURATION_RE.finditer(raw):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if not raw or pos != len(raw):
+        if raw and re.fullmatch(r"[0-9.]+", raw):
+            raise DecodeError(f'time: missing unit in duration "{text}"')
+        raise DecodeError(f'time: invalid duration "{text}"')
+    return sign * total
+
+
+def format_duration(seconds):
+    """Go's Duration.String(): 30s, 1m0s, 1h0m0s, 500ms, 0s."""
+    if seconds == 0:
+        return "0s"
+    ns = int(round(seconds * 1e9))
+    if ns < 1000:
+        return f"{ns}ns"
+    if ns < 1_000_000:
+        return _trim(ns / 1e3) + "µs"
+    if ns < 1_000_000_000:
+        return _trim(ns / 1e6) + "ms"
+    hours, rem = divmod(ns, 3600 * 10**9)
+    minutes, rem = divmod(rem, 60 * 10**9)
+    secs = _trim(rem / 1e9) + "s"
+    if hours:
+        return f"{hours}h{minutes}m{secs}"
+    if minutes:
+        return f"{minutes}m{secs}"
+    return secs
+
+
+def _trim(value):
+    text = f"{value:.9f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+# -- strict, case-insensitive JSON decoding (Go encoding/json + DisallowUnknownFields) -------
+# A schema is {"Field": type} where type is "string", "int", "uint", "bool", "duration",
+# "any", ("list", type), ("map", type), or a nested schema dict (a Go struct).
+CHECK_TYPE = {
+    "CheckID": "string", "Name": "string", "Status": "string", "Notes": "string",
+    "ScriptArgs": ("list", "string"), "HTTP": "string", "H2PING": "string",
+    "H2PingUseTLS": "bool", "Header": ("map", ("list", "string")), "Method": "string",
+    "Body": "string", "DisableRedirects": "bool", "TCP": "string", "UDP": "string",
+    "Interval": "duration", "AliasNode": "string", "AliasService": "string",
+    "DockerContainerID": "string", "Shell": "string", "GRPC": "string", "GRPCUseTLS": "bool",
+    "OSService": "string", "TLSServerName": "string", "TLSSkipVerify": "bool",
+    "Timeout": "duration", "TTL": "duration", "SuccessBeforePassing": "int",
+    "FailuresBeforeWarning": "int", "FailuresBeforeCritical": "int", "ProxyHTTP": "string",
+    "ProxyGRPC": "string", "DeregisterCriticalServiceAfter": "duration",
+    "OutputMaxSize": "int",
+    # snake_case aliases and ignored fields of CheckType.UnmarshalJSON
+    "args": ("list", "string"), "script_args": ("list", "string"),
+    "deregister_critical_service_after": "duration", "docker_container_id": "string",
+    "tls_server_name": "string", "tls_skip_verify": "bool", "grpc_use_tls": "bool",
+    "h2ping_use_tls": "bool", "ServiceID": "string", "service_id": "string",
+}
+SERVICE_DEFINITION = {
+    "Kind": "string", "ID": "string", "Name": "string", "Tags": ("list", "string"),
+    "Address": "string",
+    "TaggedAddresses": ("map", {"Address": "string", "Port": "int"}),
+    "Meta": ("map", "string"), "Port": "int", "SocketPath": "string",
+    "Check": CHECK_TYPE, "Checks": ("list", CHECK_TYPE),
+    "Weights": {"Passing": "int", "Warning": "int"}, "Token": "string",
+    "EnableTagOverride": "bool", "Locality": {"Region": "string", "Zone": "string"},
+    "Proxy": "any", "Connect": "any",
+    "enable_tag_override": "bool",
+    "tagged_addresses": ("map", {"Address": "string", "Port": "int"}),
+}
+CHECK_UPDATE = {"Status": "string", "Output": "string"}
+GO_TYPES = {"string": "string", "int": "int", "uint": "uint64", "bool": "bool",
+            "duration": "time.Duration"}
+
+
+def _json_kind(value):
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return "null"
+
+
+def decode(value, schema, struct="", field=""):
+    """Decode ``value`` against ``schema``; returns canonical field names."""
+    where = f"{struct}.{field}" if field else struct
+    if value is None:
+        return None
+    if isinstance(schema, dict):
+        if not isinstance(value, dict):
+            raise DecodeError(
+                f"json: cannot unmarshal {_json_kind(value)} into Go struct field {where} of type struct"
+            )
+        lower = {}
+        for name in schema:
+            lower.setdefault(name.lower(), name)
+        out = {}
+        for key, val in value.items():
+            name = schema.get(key) and key or lower.get(key.lower())
+            if name is None:
+                raise DecodeError(f'json: unknown field "{key}"')
+            out[name] = decode(val, schema[name], struct or "ServiceDefinition", name)
+        return out
+    if schema == "any":
+        return value
+    if isinstance(schema, tuple):
+        kind, inner = schema
+        if kind == "list":
+            if not isinstance(value, list):
+                raise DecodeError(
+                    f"json: cannot unmarshal {_json_kind(value)} into Go struct field {where} of type []{_go(inner)}"
+                )
+            return [decode(v, inner, struct, field) for v in value]
+        if not isinstance(value, dict):
+            raise DecodeError(
+                f"json: cannot unmarshal {_json_kind(value)} into Go struct field {where} of type map[string]{_go(inner)}"
+            )
+        return {k: decode(v, inner, struct, field) for k, v in value.items()}
+    if schema == "duration":
+        if isinstance(value, str):
+            return parse_duration(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value) / 1e9
+        return 0.0
+    ok = {
+        "string": lambda v: isinstance(v, str),
+        "bool": lambda v: isinstance(v, bool),
+        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "uint": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+    }[schema]
+    if isinstance(value, float) and schema in ("int", "uint") and value.is_integer():
+        value = int(value)
+    if not ok(value):
+        raise DecodeError(
+            f"json: cannot unmarshal {_json_kind(value)} into Go struct field {where} of type {GO_TYPES[schema]}"
+        )
+    return value
+
+
+def _go(schema):
+    if isinstance(schema, tuple):
+        return ("[]" if schema[0] == "list" else "map[string]") + _go(schema[1])
+    if isinstance(schema, dict):
+        return "struct"
+    return GO_TYPES.get(schema, "interface {}")
+
+
+def _b64(value):
+    return base64.b64encode(value).decode() if value else None
+
+
+class ConsulSim(Simulator):
+    name = "consul"
+
+    def __init__(self, options=None):
+        super().__init__(options)
+        cfg = self.options
+        self.node = cfg.get("node_name", "lab-consul")
+        self.dc = cfg.get("datacenter", "dc1")
+        self.node_id = str(uuid.uuid5(uuid.NAMESPACE_DNS, self.node))
+        self.session_ttl_min = parse_duration(cfg.get("session_ttl_min", "10s"))
+        cap = cfg.get("check_interval_max")
+        self.check_interval_max = parse_duration(cap) if cap else None
+        acl = cfg.get("acl") or {}
+        self.acl_enabled = bool(acl.get("enabled"))
+        self.acl_default = acl.get("default_policy", "allow")
+        self.acl_tokens = dict(acl.get("tokens") or {})
+        self.index = 12  # a fresh dev agent starts with a handful of raft entries
+        self.table_index = {"kvs": 1, "services": 11, "checks": 11, "sessions": 1}
+        self.kv = {}  # key -> entry (Value as bytes)
+        self.tombstones = {}  # key -> index of deletion
+        self.lock_delay = {}  # key -> monotonic deadline
+        self.sessions = {}  # id -> session dict (+ "_expires")
+        self.services = {}  # id -> service dict
+        self.checks = {}  # check id -> check dict (+ "_def", "_next", "_running", ...)
+        self.node_index = (5, 5)
+        self.consul_service_index = (11, 11)
+        self.serf_index = (11, 11)
+        self._stop = threading.Event()
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=8)
+        self._ticker = threading.Thread(target=self._tick_forever, name="consul-sim-ticker", daemon=True)
+        self._ticker.start()
+
+    def rules(self):
+        return [
+            Rule("/v1/kv/", endpoint="kv", defaults={"key": ""}, methods=["GET", "PUT", "DELETE"]),
+            Rule("/v1/kv/<path:key>", endpoint="kv", methods=["GET", "PUT", "DELETE"]),
+            Rule("/v1/session/create", endpoint="session_create", methods=["PUT"]),
+            Rule("/v1/session/destroy/<sid>", endpoint="session_destroy", methods=["PUT"]),
+            Rule("/v1/session/renew/<sid>", endpoint="session_renew", methods=["PUT"]),
+            Rule("/v1/session/info/<sid>", endpoint="session_info", methods=["GET"]),
+            Rule("/v1/session/list", endpoint="session_list", methods=["GET"]),
+            Rule("/v1/agent/self", endpoint="agent_self", methods=["GET"]),
+            Rule("/v1/agent/services", endpoint="agent_services", methods=["GET"]),
+            Rule("/v1/agent/service/register", endpoint="agent_register", methods=["PUT"]),
+            Rule("/v1/agent/service/deregister/<path:sid>", endpoint="agent_deregister", methods=["PUT"]),
+            Rule("/v1/agent/service/<path:sid>", endpoint="agent_service", methods=["GET"]),
+            Rule("/v1/agent/checks", endpoint="agent_checks", methods=["GET"]),
+            Rule("/v1/agent/check/<any(pass,warn,fail):op>/<path:cid>", endpoint="agent_check_ttl", methods=["PUT"]),
+            Rule("/v1/agent/check/update/<path:cid>", endpoint="agent_check_update", methods=["PUT"]),
+            Rule("/v1/health/service/<path:name>", endpoint="health_service", methods=["GET"]),
+            Rule("/v1/health/checks/<path:name>", endpoint="health_checks", methods=["GET"]),
+            Rule("/v1/catalog/services", endpoint="catalog_services", methods=["GET"]),
+            Rule("/v1/catalog/service/<path:name>", endpoint="catalog_service", methods=["GET"]),
+            Rule("/v1/catalog/nodes", endpoint="catalog_nodes", methods=["GET"]),
+            Rule("/v1/status/leader", endpoint="status_leader", methods=["GET"]),
+        ]
+
+    # -- error shapes (Consul answers errors as text/plain) ----------------------------------
+    def err(self, status, text):
+        return Response(text, status=status, mimetype="text/plain")
+
+    def method_not_allowed(self, request):
+        return self.err(405, f"method {request.method} not allowed")
+
+    def handle_error(self, request, exc):
+        return self.err(500, str(exc))
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _bump(self, *tables):
+        self.index += 1
+        for table in tables:
+            self.table_index[table] = self.index
+        self.changed()
+        return self.index
+
+    def _meta(self, index):
+        return {
+            "X-Consul-Index": str(max(int(index), 1)),
+            "X-Consul-KnownLeader": "true",
+            "X-Consul-LastContact": "0",
+            "X-Consul-Effective-Consistency": "leader",
+        }
+
+    def _json(self, data, index=None, status=200):
+        headers = self._meta(index) if index is not None else None
+        return self.json(data, status=status, headers=headers)
+
+    def _blocking(self, request, index_fn):
+        """None to go on, or an error response for bad ?index/?wait; blocks when asked."""
+        args = request.args
+        if "dc" in args and args.get("dc") not in ("", self.dc):
+            return self.err(500, "No path to datacenter")
+        if "index" not in args:
+            return None
+        try:
+            index = int(args.get("index") or 0)
+            if index < 0:
+                raise ValueError
+        except ValueError:
+            return self.err(400, "Invalid index")
+        wait = DEFAULT_WAIT
+        if args.get("wait"):
+            try:
+                wait = parse_duration(args["wait"])
+            except DecodeError:
+                return self.err(400, "Invalid wait time")
+        wait = min(max(wait, 0.0), MAX_WAIT)
+        wait += wait / 16 * (uuid.uuid4().int % 1000) / 1000.0  # Consul's jitter
+        if index > 0:
+            self.wait_for_change(index_fn, index, wait)
+        return None
+
+    def _acl(self, request, write):
+        """None when allowed, else the 403 response (Consul's ACL errors)."""
+        if not self.acl_enabled:
+            return None
+        token = request.headers.get("X-Consul-Token")
+        if not token:
+            auth = request.headers.get("Authorization", "")
+            if auth.startswith("Bearer "):
+                token = auth[7:].strip()
+        if not token:
+            token = request.args.get("token")  # deprecated, still honoured by Consul
+        if not token:
+            if self.acl_default == "allow":
+                return None
+            return self.err(403, "Permission denied: anonymous token lacks permission")
+        policy = self.acl_tokens.get(token)
+        if policy is None:
+            return self.err(403, "ACL not found")
+        if policy == "management" or (policy == "read" and not write):
+            return None
+        return self.err(403, "Permission denied: token lacks permission 'write'")
+
+    def _read_body(self, request):
+        return request.get_data(cache=False) or b""
+
+    def _decode_json(self, request, schema, struct):
+        raw = self._read_body(request)
+        if not raw.strip():
+            raise DecodeError("EOF")
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            raise DecodeError(f"invalid character in JSON body: {exc.msg}") from None
+        if not isinstance(body, dict):
+            raise DecodeError(f"json: cannot unmarshal {_json_kind(body)} into Go value of type {struct}")
+        return decode(body, schema, struct)
+
+    # -- KV ------------------------------------------------------------------------------------
+    def _kv_prefix_index(self, prefix):
+        idx = 0
+        for key, ent in self.kv.items():
+            if key.startswith(prefix):
+                idx = max(idx, ent["ModifyIndex"])
+        for key, tomb in self.tombstones.items():
+            if key.startswith(prefix):
+                idx = max(idx, tomb)
+        return idx or self.table_index["kvs"]
+
+    def on_kv(self, request, key):
+        write = request.method != "GET"
+        denied = self._acl(request, write)
+        if denied:
+            return denied
+        if request.method == "GET":
+            return self._kv_get(request, key)
+        if request.method == "PUT":
+            return self._kv_put(request, key)
+        return self._kv_delete(request, key)
+
+    def _kv_get(self, request, key):
+        args = request.args
+        if "keys" in args:
+            sep = args.get("separator", "")
+
+            def index_fn():
+                return self._kv_prefix_index(key)
+
+            err = self._blocking(request, index_fn)
+            if err:
+                return err
+            found = set()
+            for name in self.kv:
+                if not name.startswith(key):
+                    continue
+                rest = name[len(key):]
+                if sep and sep in rest:
+                    found.add(key + rest[: rest.index(sep) + len(sep)])
+                else:
+                    found.add(name)
+            if not found:
+                return Response(status=404, headers=self._meta(index_fn()))
+            return self._json(sorted(found), index_fn())
+        if "recurse" in args:
+            def index_fn():
+                return self._kv_prefix_index(key)
+
+            err = self._blocking(request, index_fn)
+            if err:
+                return err
+            entries = [self._kv_out(e) for k, e in sorted(self.kv.items()) if k.startswith(key)]
+            if not entries:
+                return Response(status=404, headers=self._meta(index_fn()))
+            return self._json(entries, index_fn())
+        if not key:
+            return self.err(400, "Missing key name")
+
+        def index_fn():
+            ent = self.kv.get(key)
+            if ent is not None:
+                return ent["ModifyIndex"]
+            return max(self.table_index["kvs"], max(self.tombstones.values(), default=0))
+
+        err = self._blocking(request, index_fn)
+        if err:
+            return err
+        ent = self.kv.get(key)
+        if ent is None:
+            return Response(status=404, headers=self._meta(index_fn()))
+        if "raw" in args:
+            headers = self._meta(index_fn())
+            headers["X-Content-Type-Options"] = "nosniff"
+            return Response(ent["Value"] or b"", status=200, mimetype="text/plain", headers=headers)
+        return self._json([self._kv_out(ent)], index_fn())
+
+    @staticmethod
+    def _kv_out(ent):
+        out = {k: ent[k] for k in ("LockIndex", "Key", "Flags")}
+        out["Value"] = _b64(ent["Value"])
+        if ent.get("Session"):
+            out["Session"] = ent["Session"]
+        out["CreateIndex"] = ent["CreateIndex"]
+        out["ModifyIndex"] = ent["ModifyIndex"]
+        return out
+
+    def _conflicting(self, args, *flags):
+        present = [f for f in flags if f in args]
+        if len(present) > 1:
+            return self.err(400, "Conflicting flags: " + "&".join(f"{k}={args.get(k)}" for k in sorted(args)))
+        return None
+
+    def _kv_put(self, request, key):
+        args = request.args
+        if not key:
+            return self.err(400, "Missing key name")
+        conflict = self._conflicting(args, "cas", "acquire", "release")
+        if conflict:
+            return conflict
+        flags = 0
+        if "flags" in args:
+            try:
+                flags = int(args.get("flags"))
+                if flags < 0 or flags >= 2**64:
+                    raise ValueError
+            except ValueError:
+                return self.err(500, f'strconv.ParseUint: parsing "{args.get("flags")}": invalid syntax')
+        cas = None
+        if "cas" in args:
+            try:
+                cas = int(args.get("cas"))
+                if cas < 0:
+                    raise ValueError
+            except ValueError:
+                return self.err(500, f'strconv.ParseUint: parsing "{args.get("cas")}": invalid syntax')
+        length = request.content_length or 0
+        if length > KV_MAX_VALUE_SIZE:
+            return self.err(
+                413,
+                f"Request body({length} bytes) too large, max size: {KV_MAX_VALUE_SIZE} bytes. "
+                "See https://developer.hashicorp.com/docs/agent/config/config-files#kv_max_value_size.",
+            )
+        value = self._read_body(request) or None
+        existing = self.kv.get(key)
+        if "acquire" in args:
+            sid = args.get("acquire")
+            if not sid:
+                return self.err(500, "missing session")
+            if sid not in self.sessions:
+                return self.err(500, f'invalid session "{sid}"')
+            if self.lock_delay.get(key, 0) > time.monotonic():
+                return self._json(False)
+            if existing is not None and existing.get("Session") not in (None, "", sid):
+                return self._json(False)
+            self._kv_write(key, value, flags, session=sid, acquire=True)
+            return self._json(True)
+        if "release" in args:
+            sid = args.get("release")
+            if not sid:
+                return self.err(500, "missing session")
+            if existing is None or existing.get("Session") != sid:
+                return self._json(False)
+            self._kv_write(key, value, flags, session="", acquire=False)
+            return self._json(True)
+        if cas is not None:
+            if cas == 0 and existing is not None:
+                return self._json(False)
+            if cas != 0 and (existing is None or existing["ModifyIndex"] != cas):
+                return self._json(False)
+        self._kv_write(key, value, flags, session=None, acquire=False)
+        return self._json(True)
+
+    def _kv_write(self, key, value, flags, session, acquire):
+        """session None keeps the holder (plain set), '' clears it (release)."""
+        idx = self._bump("kvs")
+        existing = self.kv.get(key)
+        if existing is None:
+            ent = {"CreateIndex": idx, "LockIndex": 0, "Session": ""}
+        else:
+            ent = dict(existing)
+        if acquire and ent.get("Session") != session:
+            ent["LockIndex"] = ent.get("LockIndex", 0) + 1
+        if session is not None:
+            ent["Session"] = session
+        ent.update({"Key": key, "Flags": flags, "Value": value, "ModifyIndex": idx})
+        self.kv[key] = ent
+        self.tombstones.pop(key, None)
+
+    def _kv_delete(self, request, key):
+        args = request.args
+        conflict = self._conflicting(args, "recurse", "cas")
+        if conflict:
+            return conflict
+        if "recurse" in args:
+            doomed = [k for k in self.kv if k.startswith(key)]
+            if doomed:
+                idx = self._bump("kvs")
+                for k in doomed:
+                    del self.kv[k]
+                    self.tombstones[k] = idx
+            return self._json(True)
+        if not key:
+            return self.err(400, "Missing key name")
+        existing = self.kv.get(key)
+        if "cas" in args:
+            try:
+                cas = int(args.get("cas"))
+            except ValueError:
+                return self.err(500, f'strconv.ParseUint: parsing "{args.get("cas")}": invalid syntax')
+            if existing is None or existing["ModifyIndex"] != cas:
+                return self._json(existing is None)
+        if existing is not None:
+            idx = self._bump("kvs")
+            del self.kv[key]
+            self.tombstones[key] = idx
+        return self._json(True)
+
+    # -- sessions --------------------------------------------------------------------------------
+    def on_session_create(self, request):
+        denied = self._acl(request, True)
+        if denied:
+            return denied
+        body = {}
+        raw = self._read_body(request)
+        if raw.strip():
+            try:
+                body = json.loads(raw)
+            except ValueError as exc:
+                return self.err(400, f"Request decode failed: {exc.msg}")
+            if not isinstance(body, dict):
+                return self.err(400, "Request decode failed: json: cannot unmarshal into Go value of type structs.Session")
+        # structs.Session.UnmarshalJSON uses plain json.Unmarshal: unknown fields are ignored,
+        # keys match case-insensitively.
+        low = {k.lower(): v for k, v in body.items()}
+        lock_delay = DEFAULT_LOCK_DELAY
+        if "lockdelay" in low:
+            val = low["lockdelay"]
+            try:
+                if isinstance(val, str):
+                    lock_delay = parse_duration(val)
+                    if lock_delay * 1e9 < LOCK_DELAY_MIN_THRESHOLD:
+                        lock_delay = lock_delay * 1e9
+                elif isinstance(val, (int, float)):
+                    lock_delay = float(val) / 1e9
+                    if val < LOCK_DELAY_MIN_THRESHOLD:
+                        lock_delay = float(val)
+            except DecodeError as exc:
+                return self.err(400, f"Request decode failed: {exc}")
+        lock_delay = min(lock_delay, MAX_LOCK_DELAY)
+        behavior = low.get("behavior") or "release"
+        if behavior not in ("release", "delete"):
+            return self.err(500, f"Invalid Behavior setting '{behavior}'")
+        ttl = low.get("ttl") or ""
+        ttl_s = 0.0
+        if ttl:
+            try:
+                ttl_s = parse_duration(ttl)
+            except DecodeError as exc:
+                return self.err(500, f"Session TTL '{ttl}' invalid: {exc}")
+            if ttl_s != 0 and (ttl_s < self.session_ttl_min or ttl_s > SESSION_TTL_MAX):
+                return self.err(
+                    500,
+                    f"Invalid Session TTL '{int(ttl_s * 1e9)}', must be between "
+                    f"[{format_duration(self.session_ttl_min)}={format_duration(SESSION_TTL_MAX)}]",
+                )
+        node = low.get("node") or self.node
+        if node != self.node:
+            return self.err(500, "Missing node registration")
+        idx = self._bump("sessions")
+        sid = str(uuid.uuid4())
+        self.sessions[sid] = {
+            "ID": sid,
+            "Name": low.get("name") or "",
+            "Node": node,
+            "LockDelay": int(lock_delay * 1e9),
+            "Behavior": behavior,
+            "TTL": ttl,
+            "NodeChecks": [SERF_CHECK] if low.get("nodechecks") is None else list(low["nodechecks"]),
+            "ServiceChecks": low.get("servicechecks"),
+            "CreateIndex": idx,
+            "ModifyIndex": idx,
+            "_ttl": ttl_s,
+            "_expires": time.monotonic() + ttl_s * SESSION_TTL_MULTIPLIER if ttl_s else None,
+        }
+        return self.json({"ID": sid})
+
+    @staticmethod
+    def _session_out(sess):
+        return {k: v for k, v in sess.items() if not k.startswith("_")}
+
+    def on_session_destroy(self, request, sid):
+        denied = self._acl(request, True)
+        if denied:
+            return denied
+        self._invalidate(sid)
+        return self._json(True)
+
+    def _invalidate(self, sid):
+        sess = self.sessions.pop(sid, None)
+        if sess is None:
+            return
+        idx = self._bump("sessions", "kvs")
+        now = time.monotonic()
+        for key in [k for k, e in self.kv.items() if e.get("Session") == sid]:
+            if sess["Behavior"] == "delete":
+                del self.kv[key]
+                self.tombstones[key] = idx
+            else:
+                ent = self.kv[key]
+                ent["Session"] = ""
+                ent["ModifyIndex"] = idx
+            if sess["LockDelay"]:
+                self.lock_delay[key] = now + sess["LockDelay"] / 1e9
+
+    def on_session_renew(self, request, sid):
+        denied = self._acl(request, True)
+        if denied:
+            return denied
+        sess = self.sessions.get(sid)
+        if sess is None:
+            return self.err(404, f"Session id '{sid}' not found")
+        if sess["_ttl"]:
+            sess["_expires"] = time.monotonic() + sess["_ttl"] * SESSION_TTL_MULTIPLIER
+        return self._json([self._session_out(sess)], self.table_index["sessions"])
+
+    def on_session_info(self, request, sid):
+        denied = self._acl(request, False)
+        if denied:
+            return denied
+
+        def index_fn():
+            sess = self.sessions.get(sid)
+            return sess["ModifyIndex"] if sess else self.table_index["sessions"]
+
+        err = self._blocking(request, index_fn)
+        if err:
+            return err
+        sess = self.sessions.get(sid)
+        return self._json([self._session_out(sess)] if sess else [], index_fn())
+
+    def on_session_list(self, request):
+        denied = self._acl(request, False)
+        if denied:
+            return denied
+        err = self._blocking(request, lambda: self.table_index["sessions"])
+        if err:
+            return err
+        return self._json([self._session_out(s) for s in self.sessions.values()], self.table_index["sessions"])
+
+    # -- agent -----------------------------------------------------------------------------------
+    def on_agent_self(self, request):
+        denied = self._acl(request, False)
+        if denied:
+            return denied
+        return self.json(
+            {
+                "Config": {"Datacenter": self.dc, "NodeName": self.node, "NodeID": self.node_id,
+                           "Server": True, "Version": "1.21.5"},
+                "Member": {"Name": self.node, "Addr": "127.0.0.1", "Port": 8301, "Status": 1},
+                "Meta": {"consul-network-segment": "", "consul-version": "1.21.5"},
+            }
+        )
+
+    def _agent_service_out(self, svc):
+        return {
+            "ID": svc["ID"],
+            "Service": svc["Service"],
+            "Tags": list(svc["Tags"]),
+            "Meta": dict(svc["Meta"]),
+            "Port": svc["Port"],
+            "Address": svc["Address"],
+            "TaggedAddresses": svc["TaggedAddresses"],
+            "Weights": dict(svc["Weights"]),
+            "EnableTagOverride": svc["EnableTagOverride"],
+            "Datacenter": self.dc,
+        }
+
+    def on_agent_services(self, request):
+        denied = self._acl(request, False)
+        if denied:
+            return denied
+        return self.json({sid: self._agent_service_out(s) for sid, s in sorted(self.services.items())})
+
+    def on_agent_service(self, request, sid):
+        if sid == "register" or sid.startswith(("deregister/", "maintenance/")):
+            return self.method_not_allowed(request)  # those paths are PUT-only endpoints
+        denied = self._acl(request, False)
+        if denied:
+            return denied
+        svc = self.services.get(sid)
+        if svc is None:
+            return self.err(404, f"unknown service ID: {sid}")
+        out = self._agent_service_out(svc)
+        out["ContentHash"] = format(abs(hash(json.dumps(out, sort_keys=True))) & 0xFFFFFFFFFFFFFFFF, "016x")
+        return self.json(out, headers={"X-Consul-ContentHash": out["ContentHash"]})
+
+    def _check_out(self, chk):
+        return {k: v for k, v in chk.items() if not k.startswith("_")}
+
+    def on_agent_checks(self, request):
+        denied = self._acl(request, False)
+        if denied:
+            return denied
+        return self.json({cid: self._check_out(c) for cid, c in sorted(self.checks.items())})
+
+    def on_agent_register(self, request):
+        try:
+            args = self._decode_json(request, SERVICE_DEFINITION, "ServiceDefinition")
+        except DecodeError as exc:
+            return self.err(400, f"Request decode failed: {exc}")
+        if not args.get("Name"):
+            return self.err(400, "Missing service name")
+        address = args.get("Address") or ""
+        if address in ("0.0.0.0", "::", "[::]"):
+            return self.err(400, "Invalid service address")
+        denied = self._acl(request, True)
+        if denied:
+            return denied
+        weights = args.get("Weights")
+        if weights is not None:
+            if weights.get("Passing", 0) <= 0:
+                return self.err(400, "Invalid Weights: Passing must be greater than 0")
+            if weights.get("Warning", 0) < 0:
+                return self.err(400, "Invalid Weights: Warning must be greater or equal than 0")
+        meta = args.get("Meta") or {}
+        problem = _meta_problem(meta)
+        if problem:
+            return self.err(400, f"Invalid Service Meta: {problem}")
+        chk_types = []
+        single = args.get("Check")
+        if single and any(v not in (None, "", 0, 0.0, False, [], {}) for v in single.values()):
+            chk_types.append(single)
+        chk_types.extend(c for c in (args.get("Checks") or []) if c is not None)
+        normalised = []
+        for chk in chk_types:
+            chk = _check_aliases(chk)
+            problem = _check_problem(chk)
+            if problem:
+                return self.err(400, f"Invalid check: {problem}")
+            status = chk.get("Status") or ""
+            if status and status not in ("passing", "warning", "critical"):
+                return self.err(400, "Status for checks must 'passing', 'warning', 'critical'")
+            if chk.get("ScriptArgs"):
+                return self.err(
+                    500,
+                    "Scripts are disabled on this agent from remote calls; to enable, "
+                    "configure 'enable_script_checks' to true",
+                )
+            normalised.append(chk)
+        replace = "replace-existing-checks" in request.args and request.args.get(
+            "replace-existing-checks"
+        ) in ("", "true")
+        self._add_service(args, normalised, replace)
+        return Response(b"", status=200)
+
+    def _add_service(self, args, chk_types, replace):
+        sid = args.get("ID") or args["Name"]
+        idx = self._bump("services", "checks")
+        prev = self.services.get(sid)
+        tagged = args.get("TaggedAddresses") or args.get("tagged_addresses")
+        self.services[sid] = {
+            "ID": sid,
+            "Service": args["Name"],
+            "Kind": args.get("Kind") or "",
+            "Tags": list(args.get("Tags") or []),
+            "Address": args.get("Address") or "",
+            "TaggedAddresses": tagged,
+            "Meta": dict(args.get("Meta") or {}),
+            "Port": int(args.get("Port") or 0),
+            "Weights": dict(args.get("Weights") or {"Passing": 1, "Warning": 1}),
+            "EnableTagOverride": bool(args.get("EnableTagOverride") or args.get("enable_tag_override")),
+            "CreateIndex": prev["CreateIndex"] if prev else idx,
+            "ModifyIndex": idx,
+        }
+        new_ids = []
+        for pos, chk in enumerate(chk_types):
+            cid = chk.get("CheckID") or (
+                f"service:{sid}" + (f":{pos + 1}" if len(chk_types) > 1 else "")
+            )
+            new_ids.append(cid)
+            old = self.checks.get(cid)
+            status = chk.get("Status") or "critical"
+            output = ""
+            if old is not None:  # Consul restores status/output of a re-registered check
+                status, output = old["Status"], old["Output"]
+            interval = chk.get("Interval") or 0.0
+            self.checks[cid] = {
+                "Node": self.node,
+                "CheckID": cid,
+                "Name": chk.get("Name") or f"Service '{args['Name']}' check",
+                "Status": status,
+                "Notes": chk.get("Notes") or "",
+                "Output": output,
+                "ServiceID": sid,
+                "ServiceName": args["Name"],
+                "ServiceTags": list(args.get("Tags") or []),
+                "Type": _check_kind(chk),
+                "Interval": format_duration(interval) if interval else "",
+                "Timeout": format_duration(chk["Timeout"]) if chk.get("Timeout") else "",
+                "ExposedPort": 0,
+                # agent-local checks carry no HealthCheckDefinition (only catalog-registered ones)
+                "Definition": {},
+                "CreateIndex": old["CreateIndex"] if old else idx,
+                "ModifyIndex": idx,
+                "_def": chk,
+                "_next": time.monotonic(),  # first run right away
+                "_running": False,
+                "_successes": 0,
+                "_failures": 0,
+                "_critical_since": None if status != "critical" else time.monotonic(),
+                "_ttl_deadline": (time.monotonic() + chk["TTL"]) if chk.get("TTL") else None,
+            }
+        if replace or prev is None:
+            for cid in [c for c, v in self.checks.items() if v["ServiceID"] == sid and c not in new_ids]:
+                del self.checks[cid]
+
+    def on_agent_deregister(self, request, sid):
+        denied = self._acl(request, True)
+        if denied:
+            return denied
+        if sid not in self.services:
+            return self.err(
+                404,
+                f'Unknown service ID "{sid}". Ensure that the service ID is passed, not the service name.',
+            )
+        self._remove_service(sid)
+        return Response(b"", status=200)
+
+    def _remove_service(self, sid):
+        self._bump("services", "checks")
+        del self.services[sid]
+        for cid in [c for c, v in self.checks.items() if v["ServiceID"] == sid]:
+            del self.checks[cid]
+
+    def _unknown_check(self, cid):
+        return self.err(404, f'Unknown check ID "{cid}". Ensure that the check ID is passed, not the check name.')
+
+    def on_agent_check_ttl(self, request, op, cid):
+        denied = self._acl(request, True)
+        if denied:
+            return denied
+        status = {"pass": "passing", "warn": "warning", "fail": "critical"}[op]
+        return self._ttl_update(cid, status, request.args.get("note", ""))
+
+    def on_agent_check_update(self, request, cid):
+        try:
+            body = self._decode_json(request, CHECK_UPDATE, "checkUpdate")
+        except DecodeError as exc:
+            return self.err(400, f"Request decode failed: {exc}")
+        status = body.get("Status") or ""
+        if status not in ("passing", "warning", "critical"):
+            return self.err(400, f"Invalid check status: '{status}'")
+        denied = self._acl(request, True)
+        if denied:
+            return denied
+        return self._ttl_update(cid, status, body.get("Output") or "")
+
+    def _ttl_update(self, cid, status, output):
+        chk = self.checks.get(cid)
+        if chk is None:
+            return self._unknown_check(cid)
+        if not chk["_def"].get("TTL"):
+            return self.err(500, f'CheckID "{cid}" does not have associated TTL')
+        chk["_ttl_deadline"] = time.monotonic() + chk["_def"]["TTL"]
+        self._set_status(chk, status, output)
+        return Response(b"", status=200)
+
+    def _set_status(self, chk, status, output):
+        if chk["Status"] == status and chk["Output"] == output:
+            return
+        if chk["Status"] != status:
+            chk["_critical_since"] = time.monotonic() if status == "critical" else None
+        chk["Status"] = status
+        chk["Output"] = output[:CHECK_OUTPUT_MAX]
+        chk["ModifyIndex"] = self._bump("checks")
+
+    # -- health & catalog ------------------------------------------------------------------------
+    def _node_out(self):
+        return {
+            "ID": self.node_id,
+            "Node": self.node,
+            "Address": "127.0.0.1",
+            "Datacenter": self.dc,
+            "TaggedAddresses": {"lan": "127.0.0.1", "lan_ipv4": "127.0.0.1",
+                                "wan": "127.0.0.1", "wan_ipv4": "127.0.0.1"},
+            "Meta": {"consul-network-segment": "", "consul-version": "1.21.5"},
+            "CreateIndex": self.node_index[0],
+            "ModifyIndex": self.node_index[1],
+        }
+
+    def _serf_check(self):
+        return {
+            "Node": self.node, "CheckID": SERF_CHECK, "Name": "Serf Health Status",
+            "Status": "passing", "Notes": "", "Output": "Agent alive and reachable",
+            "ServiceID": "", "ServiceName": "", "ServiceTags": [], "Type": "", "Interval": "",
+            "Timeout": "", "ExposedPort": 0, "Definition": {},
+            "CreateIndex": self.serf_index[0], "ModifyIndex": self.serf_index[1],
+        }
+
+    def _instances(self, name):
+        """[(service dict, [service checks])] including the server's own 'consul' service."""
+        out = []
+        if name == "consul":
+            svc = {"ID": "consul", "Service": "consul", "Kind": "", "Tags": [], "Address": "",
+                   "TaggedAddresses": None, "Meta": {"grpc_port": "8502", "non_voter": "false",
+                                                      "raft_version": "3", "read_replica": "false",
+                                                      "serf_protocol_current": "2",
+                                                      "serf_protocol_max": "5",
+                                                      "serf_protocol_min": "1", "version": "1.21.5"},
+                   "Port": 8300, "Weights": {"Passing": 1, "Warning": 1},
+                   "EnableTagOverride": False, "CreateIndex": self.consul_service_index[0],
+                   "ModifyIndex": self.consul_service_index[1]}
+            out.append((svc, []))
+        for sid, svc in sorted(self.services.items()):
+            if svc["Service"] == name:
+                out.append((svc, [c for c in self.checks.values() if c["ServiceID"] == sid]))
+        return out
+
+    def _service_index(self, name):
+        idx = 0
+        for svc, checks in self._instances(name):
+            idx = max([idx, svc["ModifyIndex"]] + [c["ModifyIndex"] for c in checks])
+        return idx or max(self.table_index["services"], self.table_index["checks"])
+
+    def _health_service_out(self, svc):
+        return {
+            "ID": svc["ID"], "Service": svc["Service"], "Tags": list(svc["Tags"]),
+            "Address": svc["Address"], "TaggedAddresses": svc["TaggedAddresses"],
+            "Meta": dict(svc["Meta"]), "Port": svc["Port"], "Weights": dict(svc["Weights"]),
+            "EnableTagOverride": svc["EnableTagOverride"],
+            "Proxy": {"Mode": "", "MeshGateway": {}, "Expose": {}}, "Connect": {},
+            "PeerName": "", "CreateIndex": svc["CreateIndex"], "ModifyIndex": svc["ModifyIndex"],
+        }
+
+    def on_health_service(self, request, name):
+        denied = self._acl(request, False)
+        if denied:
+            return denied
+        if "filter" in request.args:
+            return self.err(400, "filter expressions are not supported by the lab simulator")
+        passing = False
+        if "passing" in request.args:
+            raw = request.args.get("passing")
+            if raw == "":
+                passing = True
+            elif raw.lower() in ("1", "t", "true"):
+                passing = True
+            elif raw.lower() in ("0", "f", "false"):
+                passing = False
+            else:
+                return self.err(400, "Invalid value for ?passing")
+        tags = request.args.getlist("tag")
+        err = self._blocking(request, lambda: self._service_index(name))
+        if err:
+            return err
+        result = []
+        for svc, checks in self._instances(name):
+            if tags and not all(t in svc["Tags"] for t in tags):
+                continue
+            all_checks = [self._serf_check()] + [self._check_out(c) for c in checks]
+            if passing and any(c["Status"] != "passing" for c in all_checks):
+                continue
+            result.append({"Node": self._node_out(), "Service": self._health_service_out(svc),
+                           "Checks": all_checks})
+        return self._json(result, self._service_index(name))
+
+    def on_health_checks(self, request, name):
+        denied = self._acl(request, False)
+        if denied:
+            return denied
+        err = self._blocking(request, lambda: self._service_index(name))
+        if err:
+            return err
+        out = [self._check_out(c) for _, checks in self._instances(name) for c in checks]
+        return self._json(out, self._service_index(name))
+
+    def _catalog_index(self):
+        return max([self.consul_service_index[1]] + [s["ModifyIndex"] for s in self.services.values()]
+                   + [self.table_index["services"]])
+
+    def on_catalog_services(self, request):
+        denied = self._acl(request, False)
+        if denied:
+            return denied
+        err = self._blocking(request, self._catalog_index)
+        if err:
+            return err
+        out = {"consul": []}
+        for svc in self.services.values():
+            tags = out.setdefault(svc["Service"], [])
+            for tag in svc["Tags"]:
+                if tag not in tags:
+                    tags.append(tag)
+        return self._json(out, self._catalog_index())
+
+    def on_catalog_service(self, request, name):
+        denied = self._acl(request, False)
+        if denied:
+            return denied
+        err = self._blocking(request, lambda: self._service_index(name))
+        if err:
+            return err
+        node = self._node_out()
+        out = []
+        for svc, _ in self._instances(name):
+            out.append({
+                "ID": node["ID"], "Node": node["Node"], "Address": node["Address"],
+                "Datacenter": self.dc, "TaggedAddresses": node["TaggedAddresses"],
+                "NodeMeta": node["Meta"], "ServiceKind": svc.get("Kind", ""),
+                "ServiceID": svc["ID"], "ServiceName": svc["Service"],
+                "ServiceTags": list(svc["Tags"]), "ServiceAddress": svc["Address"],
+                "ServiceTaggedAddresses": svc["TaggedAddresses"],
+                "ServiceWeights": dict(svc["Weights"]), "ServiceMeta": dict(svc["Meta"]),
+                "ServicePort": svc["Port"], "ServiceEnableTagOverride": svc["EnableTagOverride"],
+                "CreateIndex": svc["CreateIndex"], "ModifyIndex": svc["ModifyIndex"],
+            })
+        return self._json(out, self._service_index(name))
+
+    def on_catalog_nodes(self, request):
+        denied = self._acl(request, False)
+        if denied:
+            return denied
+        return self._json([self._node_out()], self.node_index[1])
+
+    def on_status_leader(self, request):
+        return self.json("127.0.0.1:8300")
+
+    # -- background: session TTLs, lock-delay, health checks -----------------------------------
+    def _tick_forever(self):
+        while not self._stop.wait(0.05):
+            try:
+                self._tick()
+            except Exception:  # pylint: disable=broad-except
+                pass  # the simulator must keep running; state stays consistent under the lock
+
+    def _tick(self):
+        now = time.monotonic()
+        due = []
+        with self.cond:
+            for sid, sess in list(self.sessions.items()):
+                if sess["_expires"] is not None and sess["_expires"] <= now:
+                    self._invalidate(sid)
+            for key, deadline in list(self.lock_delay.items()):
+                if deadline <= now:
+                    del self.lock_delay[key]
+            for chk in list(self.checks.values()):
+                definition = chk["_def"]
+                if chk["_ttl_deadline"] is not None and chk["_ttl_deadline"] <= now:
+                    chk["_ttl_deadline"] = now + definition["TTL"]
+                    self._set_status(chk, "critical", "TTL expired")
+                if chk["Type"] in ("http", "tcp") and not chk["_running"] and chk["_next"] <= now:
+                    chk["_running"] = True
+                    due.append((chk["CheckID"], dict(definition)))
+                reap = definition.get("DeregisterCriticalServiceAfter")
+                since = chk["_critical_since"]
+                if reap and since is not None and now - since >= reap and chk["ServiceID"] in self.services:
+                    self._remove_service(chk["ServiceID"])
+        for cid, definition in due:
+            self._pool.submit(self._run_check, cid, definition)
+
+    def _run_check(self, cid, definition):
+        try:
+            status, output = run_check(definition)
+        except Exception as exc:  # pylint: disable=broad-except
+            status, output = "critical", f"check failed: {exc}"
+        with self.cond:
+            chk = self.checks.get(cid)
+            if chk is None or chk["_def"] != definition:
+                if chk is not None:
+                    chk["_running"] = False
+                return
+            chk["_running"] = False
+            interval = definition.get("Interval") or 10.0
+            if self.check_interval_max:
+                interval = min(interval, self.check_interval_max)
+            chk["_next"] = time.monotonic() + interval
+            status = self._threshold(chk, status)
+            self._set_status(chk, status, output)
+
+    @staticmethod
+    def _threshold(chk, status):
+        """SuccessBeforePassing / FailuresBeforeWarning / FailuresBeforeCritical."""
+        definition = chk["_def"]
+        if status == "passing":
+            chk["_successes"] += 1
+            chk["_failures"] = 0
+            if chk["_successes"] < (definition.get("SuccessBeforePassing") or 0):
+                return chk["Status"]
+            return status
+        chk["_failures"] += 1
+        chk["_successes"] = 0
+        before_critical = definition.get("FailuresBeforeCritical") or 0
+        before_warning = definition.get("FailuresBeforeWarning") or before_critical
+        if status == "critical" and chk["_failures"] < before_critical:
+            if chk["_failures"] >= before_warning and before_warning:
+                return "warning"
+            return chk["Status"]
+        return status
+
+    def snapshot(self):
+        return {
+            "index": self.index,
+            "kv": {k: {"ModifyIndex": e["ModifyIndex"], "Session": e.get("Session") or "",
+                       "Flags": e["Flags"]} for k, e in self.kv.items()},
+            "sessions": sorted(self.sessions),
+            "services": {sid: {"Service": s["Service"], "Address": s["Address"], "Port": s["Port"]}
+                         for sid, s in self.services.items()},
+            "checks": {cid: {"Status": c["Status"], "Output": c["Output"], "ServiceID": c["ServiceID"]}
+                       for cid, c in self.checks.items()},
+        }
+
+
+def _meta_problem(meta):
+    if len(meta) > 64:
+        return "Node metadata cannot contain more than 64 key/value pairs"
+    for key, val in meta.items():
+        if not key:
+            return "Key cannot be blank"
+        if not _META_KEY.match(key):
+            return f"Key contains invalid characters: {key}"
+        if len(key) > 128:
+            return f"Key is too long (limit: 128 characters): {key}"
+        if key.startswith("consul-"):
+            return f"Key prefix 'consul-' is reserved for internal use: {key}"
+        if len(val) > 512:
+            return f"Value is too long (limit: 512 characters): {key}"
+    return None
+
+
+def _check_aliases(chk):
+    out = dict(chk)
+    for snake, canon in (("args", "ScriptArgs"), ("script_args", "ScriptArgs"),
+                         ("deregister_critical_service_after", "DeregisterCriticalServiceAfter"),
+                         ("docker_container_id", "DockerContainerID"),
+                         ("tls_server_name", "TLSServerName"), ("tls_skip_verify", "TLSSkipVerify"),
+                         ("grpc_use_tls", "GRPCUseTLS"), ("h2ping_use_tls", "H2PingUseTLS")):
+        if snake in out:
+            val = out.pop(snake)
+            if not out.get(canon):
+                out[canon] = val
+    out.pop("ServiceID", None)
+    out.pop("service_id", None)
+    return out
+
+
+def _check_problem(chk):
+    """structs.CheckType.Validate()."""
+    interval_check = bool(chk.get("ScriptArgs") or chk.get("HTTP") or chk.get("TCP") or chk.get("UDP")
+                          or chk.get("GRPC") or chk.get("H2PING") or chk.get("OSService"))
+    is_alias = bool(chk.get("AliasNode") or chk.get("AliasService"))
+    interval = chk.get("Interval") or 0
+    ttl = chk.get("TTL") or 0
+    if interval > 0 and ttl > 0:
+        return "Interval and TTL cannot both be specified"
+    if interval_check and interval <= 0:
+        return "Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or OSService checks"
+    if interval_check and is_alias:
+        return "Interval cannot be set for Alias checks"
+    if is_alias and ttl > 0:
+        return "TTL must be not be set for Alias checks"
+    if not interval_check and not is_alias and ttl <= 0:
+        return "TTL must be > 0 for TTL checks"
+    if (chk.get("OutputMaxSize") or 0) < 0:
+        return "MaxOutputMaxSize must be positive"
+    if (chk.get("FailuresBeforeWarning") or 0) > (chk.get("FailuresBeforeCritical") or 0):
+        return "FailuresBeforeWarning can't be higher than FailuresBeforeCritical"
+    return None
+
+
+def _check_kind(chk):
+    interval = (chk.get("Interval") or 0) > 0
+    if chk.get("GRPC") and interval:
+        return "grpc"
+    if chk.get("HTTP") and interval:
+        return "http"
+    if (chk.get("TTL") or 0) > 0:
+        return "ttl"
+    if chk.get("TCP") and interval:
+        return "tcp"
+    if chk.get("UDP") and interval:
+        return "udp"
+    if chk.get("AliasNode") or chk.get("AliasService"):
+        return "alias"
+    if chk.get("ScriptArgs"):
+        return "script"
+    if chk.get("H2PING") and interval:
+        return "h2ping"
+    return ""
+
+
+def run_check(definition):
+    """Run one HTTP or TCP check for real: (status, output) as Consul's checkers report."""
+    timeout = definition.get("Timeout") or DEFAULT_CHECK_TIMEOUT
+    if definition.get("HTTP"):
+        url = definition["HTTP"]
+        method = definition.get("Method") or "GET"
+        headers = {k: ", ".join(v) for k, v in (definition.get("Header") or {}).items()}
+        headers.setdefault("User-Agent", "Consul Health Check")
+        headers.setdefault("Accept", "text/plain, text/*, */*")
+        try:
+            resp = requests.request(
+                method, url, headers=headers, data=definition.get("Body") or None,
+                timeout=timeout, verify=not definition.get("TLSSkipVerify"),
+                allow_redirects=not definition.get("DisableRedirects"),
+            )
+        except requests.exceptions.Timeout:
+            return "critical", f'Get "{url}": context deadline exceeded (Client.Timeout exceeded while awaiting headers)'
+        except requests.exceptions.RequestException as exc:
+            reason = "connection refused" if "refused" in str(exc).lower() else type(exc).__name__
+            return "critical", f'Get "{url}": dial tcp: connect: {reason}'
+        body = resp.text[:CHECK_OUTPUT_MAX]
+        line = f"HTTP {method} {url}: {resp.status_code} {resp.reason} Output: {body}"
+        if 200 <= resp.status_code < 300:
+            return "passing", line
+        if resp.status_code == 429:
+            return "warning", line
+        return "critical", line
+    target = definition.get("TCP") or ""
+    host, _, port = target.rpartition(":")
+    host = host.strip("[]")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as exc:
+        reason = "connection refused" if isinstance(exc, ConnectionRefusedError) else str(exc) or type(exc).__name__
+        return "critical", f"dial tcp {target}: connect: {reason}"
+    return "passing", f"TCP connect {target}: Success"

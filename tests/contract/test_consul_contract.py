@@ -1,0 +1,307 @@
+"""
+Consul HTTP API contract: lab simulator vs a real Consul agent (CONSUL_HTTP_ADDR, e.g.
+``consul agent -dev``; CONSUL_HTTP_TOKEN when ACLs are on). The same assertions run
+against both; a simulator that drifts from Consul fails here first.
+"""
+
+import base64
+import http.server
+import os
+import socket
+import threading
+import time
+import uuid
+
+import pytest
+import requests
+
+from tests.contract.conftest import real_or_skip
+
+
+@pytest.fixture(params=["sim", "real"], scope="module")
+def consul(request, consul_sim):
+    if request.param == "sim":
+        return consul_sim.url, consul_sim.token
+    env = real_or_skip("CONSUL_HTTP_ADDR")
+    addr = env["CONSUL_HTTP_ADDR"].rstrip("/")
+    if "://" not in addr:
+        addr = "http://" + addr
+    return addr, os.environ.get("CONSUL_HTTP_TOKEN")
+
+
+def call(consul, method, path, **kw):
+    url, token = consul
+    headers = kw.pop("headers", {})
+    if token:
+        headers.setdefault("X-Consul-Token", token)
+    return requests.request(method, url + path, headers=headers, timeout=30, **kw)
+
+
+@pytest.fixture
+def prefix():
+    return f"hecate-contract/{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def session(consul):
+    created = []
+
+    def make(**body):
+        resp = call(consul, "PUT", "/v1/session/create", json=body)
+        assert resp.status_code == 200, resp.text
+        created.append(resp.json()["ID"])
+        return created[-1]
+
+    yield make
+    for sid in created:
+        call(consul, "PUT", f"/v1/session/destroy/{sid}")
+
+
+@pytest.fixture
+def services(consul):
+    ids = []
+    yield ids
+    for sid in ids:
+        call(consul, "PUT", f"/v1/agent/service/deregister/{sid}")
+
+
+# -- KV ------------------------------------------------------------------------------------------
+def test_missing_key_is_404_with_index(consul, prefix):
+    resp = call(consul, "GET", f"/v1/kv/{prefix}/nope")
+    assert resp.status_code == 404
+    assert resp.content == b""
+    assert int(resp.headers["X-Consul-Index"]) >= 1
+    assert resp.headers["X-Consul-KnownLeader"] == "true"
+
+
+def test_put_get_flags_indexes_and_cas(consul, prefix):
+    key = f"{prefix}/a"
+    assert call(consul, "PUT", f"/v1/kv/{key}?flags=42", data=b"one").json() is True
+    resp = call(consul, "GET", f"/v1/kv/{key}")
+    (entry,) = resp.json()
+    assert base64.b64decode(entry["Value"]) == b"one"
+    assert entry["Flags"] == 42 and entry["LockIndex"] == 0 and "Session" not in entry
+    assert entry["CreateIndex"] == entry["ModifyIndex"] == int(resp.headers["X-Consul-Index"])
+    # cas=0 only creates
+    assert call(consul, "PUT", f"/v1/kv/{key}?cas=0", data=b"two").json() is False
+    # wrong index: refused; right index: applied
+    assert call(consul, "PUT", f"/v1/kv/{key}?cas={entry['ModifyIndex'] + 1000}", data=b"two").json() is False
+    assert call(consul, "PUT", f"/v1/kv/{key}?cas={entry['ModifyIndex']}", data=b"two").json() is True
+    (after,) = call(consul, "GET", f"/v1/kv/{key}").json()
+    assert after["ModifyIndex"] > entry["ModifyIndex"] and after["CreateIndex"] == entry["CreateIndex"]
+    assert after["Flags"] == 0  # a PUT without ?flags resets them
+    raw = call(consul, "GET", f"/v1/kv/{key}?raw")
+    assert raw.status_code == 200 and raw.content == b"two"
+
+
+def test_empty_value_is_null(consul, prefix):
+    assert call(consul, "PUT", f"/v1/kv/{prefix}/empty").json() is True
+    assert call(consul, "GET", f"/v1/kv/{prefix}/empty").json()[0]["Value"] is None
+
+
+def test_recurse_keys_and_separator(consul, prefix):
+    for key in ("x/1", "x/2", "y/z/3", "top"):
+        call(consul, "PUT", f"/v1/kv/{prefix}/{key}", data=key.encode())
+    entries = call(consul, "GET", f"/v1/kv/{prefix}/?recurse").json()
+    assert [e["Key"] for e in entries] == [f"{prefix}/{k}" for k in ("top", "x/1", "x/2", "y/z/3")]
+    keys = call(consul, "GET", f"/v1/kv/{prefix}/?keys&separator=/").json()
+    assert keys == [f"{prefix}/top", f"{prefix}/x/", f"{prefix}/y/"]
+    assert call(consul, "GET", f"/v1/kv/{prefix}/none/?recurse").status_code == 404
+    assert call(consul, "GET", f"/v1/kv/{prefix}/none/?keys").status_code == 404
+
+
+def test_delete_cas_and_recurse(consul, prefix):
+    call(consul, "PUT", f"/v1/kv/{prefix}/d", data=b"1")
+    (entry,) = call(consul, "GET", f"/v1/kv/{prefix}/d").json()
+    assert call(consul, "DELETE", f"/v1/kv/{prefix}/d?cas={entry['ModifyIndex'] + 1000}").json() is False
+    assert call(consul, "DELETE", f"/v1/kv/{prefix}/d?cas={entry['ModifyIndex']}").json() is True
+    assert call(consul, "GET", f"/v1/kv/{prefix}/d").status_code == 404
+    call(consul, "PUT", f"/v1/kv/{prefix}/r/1", data=b"1")
+    call(consul, "PUT", f"/v1/kv/{prefix}/r/2", data=b"2")
+    assert call(consul, "DELETE", f"/v1/kv/{prefix}/r?recurse").json() is True
+    assert call(consul, "GET", f"/v1/kv/{prefix}/r?recurse").status_code == 404
+
+
+def test_conflicting_flags_and_missing_key(consul, prefix):
+    resp = call(consul, "PUT", f"/v1/kv/{prefix}/c?cas=0&acquire=x", data=b"1")
+    assert resp.status_code == 400 and resp.text.startswith("Conflicting flags")
+    resp = call(consul, "PUT", "/v1/kv/", data=b"1")
+    assert resp.status_code == 400 and resp.text == "Missing key name"
+
+
+def test_blocking_query_returns_on_change(consul, prefix):
+    key = f"{prefix}/watch"
+    call(consul, "PUT", f"/v1/kv/{key}", data=b"1")
+    first = call(consul, "GET", f"/v1/kv/{key}")
+    index = int(first.headers["X-Consul-Index"])
+    timer = threading.Timer(0.5, lambda: call(consul, "PUT", f"/v1/kv/{key}", data=b"2"))
+    timer.start()
+    started = time.monotonic()
+    resp = call(consul, "GET", f"/v1/kv/{key}?index={index}&wait=20s")
+    timer.join()
+    assert resp.status_code == 200
+    assert int(resp.headers["X-Consul-Index"]) > index
+    assert base64.b64decode(resp.json()[0]["Value"]) == b"2"
+    assert time.monotonic() - started < 15  # it returned on the write, not at the wait
+    # no change: returns at the wait with the same index
+    resp = call(consul, "GET", f"/v1/kv/{key}?index={resp.headers['X-Consul-Index']}&wait=1s")
+    assert resp.status_code == 200
+
+
+def test_bad_wait_is_400(consul, prefix):
+    resp = call(consul, "GET", f"/v1/kv/{prefix}/x?index=1&wait=forever")
+    assert resp.status_code == 400 and resp.text == "Invalid wait time"
+
+
+# -- sessions and locks ----------------------------------------------------------------------------
+def test_lock_acquire_release_and_invalidation(consul, prefix, session):
+    key = f"{prefix}/lock"
+    one = session(Name="one", LockDelay="15s")
+    two = session(Name="two", LockDelay="0s")
+    assert call(consul, "PUT", f"/v1/kv/{key}?acquire={one}", data=b"held by one").json() is True
+    (entry,) = call(consul, "GET", f"/v1/kv/{key}").json()
+    assert entry["Session"] == one and entry["LockIndex"] == 1
+    assert call(consul, "PUT", f"/v1/kv/{key}?acquire={two}", data=b"mine").json() is False
+    assert call(consul, "PUT", f"/v1/kv/{key}?release={two}").json() is False
+    # a plain PUT keeps the holder
+    call(consul, "PUT", f"/v1/kv/{key}", data=b"updated")
+    assert call(consul, "GET", f"/v1/kv/{key}").json()[0]["Session"] == one
+    # destroying the session releases the key and starts its lock-delay (15s)
+    assert call(consul, "PUT", f"/v1/session/destroy/{one}").json() is True
+    (entry,) = call(consul, "GET", f"/v1/kv/{key}").json()
+    assert "Session" not in entry
+    assert call(consul, "PUT", f"/v1/kv/{key}?acquire={two}").json() is False
+    # release with the right session works; LockIndex counts acquisitions
+    key2 = f"{prefix}/lock2"
+    assert call(consul, "PUT", f"/v1/kv/{key2}?acquire={two}").json() is True
+    assert call(consul, "PUT", f"/v1/kv/{key2}?release={two}").json() is True
+    assert call(consul, "PUT", f"/v1/kv/{key2}?acquire={two}").json() is True
+    assert call(consul, "GET", f"/v1/kv/{key2}").json()[0]["LockIndex"] == 2
+
+
+def test_acquire_with_unknown_session_fails(consul, prefix):
+    resp = call(consul, "PUT", f"/v1/kv/{prefix}/l?acquire={uuid.uuid4()}")
+    assert resp.status_code == 500
+    assert "invalid session" in resp.text.lower()
+
+
+def test_session_info_renew_errors(consul, session):
+    sid = session(Name="info", TTL="30s", Behavior="delete")
+    (info,) = call(consul, "GET", f"/v1/session/info/{sid}").json()
+    assert info["ID"] == sid and info["TTL"] == "30s" and info["Behavior"] == "delete"
+    assert info["LockDelay"] == 15 * 10**9
+    renewed = call(consul, "PUT", f"/v1/session/renew/{sid}")
+    assert renewed.status_code == 200 and renewed.json()[0]["ID"] == sid
+    missing = str(uuid.uuid4())
+    assert call(consul, "GET", f"/v1/session/info/{missing}").json() == []
+    resp = call(consul, "PUT", f"/v1/session/renew/{missing}")
+    assert resp.status_code == 404 and resp.text == f"Session id '{missing}' not found"
+
+
+@pytest.mark.parametrize("ttl", ["0.5s", "90000s"])
+def test_session_ttl_out_of_range(consul, ttl):
+    resp = call(consul, "PUT", "/v1/session/create", json={"TTL": ttl})
+    assert resp.status_code == 500
+    assert "Invalid Session TTL" in resp.text
+
+
+# -- services, health, catalog ---------------------------------------------------------------------
+class _Ok(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def live_http():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/health"
+    server.shutdown()
+    server.server_close()
+
+
+def _closed_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait(predicate, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    return predicate()
+
+
+def test_register_runs_checks_for_real(consul, services, live_http):
+    name = f"hc-{uuid.uuid4().hex[:8]}"
+    up, down = f"{name}-up", f"{name}-down"
+    services.extend([up, down])
+    resp = call(consul, "PUT", "/v1/agent/service/register?replace-existing-checks=true", json={
+        "ID": up, "Name": name, "Address": "127.0.0.1", "Port": 8080, "Tags": ["a"],
+        "Meta": {"domain": "x.example"},
+        "Check": {"HTTP": live_http, "Interval": "1s", "Timeout": "2s"},
+    })
+    assert resp.status_code == 200 and resp.content == b""
+    port = _closed_port()
+    resp = call(consul, "PUT", "/v1/agent/service/register", json={
+        "id": down, "name": name, "address": "127.0.0.1", "port": port, "tags": ["b"],
+        "checks": [{"tcp": f"127.0.0.1:{port}", "interval": "1s", "timeout": "1s"}],
+    })
+    assert resp.status_code == 200
+    passing = _wait(lambda: [e["Service"]["ID"] for e in call(consul, "GET", f"/v1/health/service/{name}?passing").json()] == [up])
+    assert passing
+    entries = call(consul, "GET", f"/v1/health/service/{name}").json()
+    statuses = {e["Service"]["ID"]: {c["CheckID"]: c["Status"] for c in e["Checks"]} for e in entries}
+    assert statuses[up] == {"serfHealth": "passing", f"service:{up}": "passing"}
+    assert statuses[down] == {"serfHealth": "passing", f"service:{down}": "critical"}
+    checks = call(consul, "GET", "/v1/agent/checks").json()
+    mine = checks[f"service:{up}"]
+    assert mine["Type"] == "http" and mine["Interval"] == "1s" and mine["Timeout"] == "2s"
+    assert mine["Name"] == f"Service '{name}' check" and mine["ServiceName"] == name
+    svc = call(consul, "GET", f"/v1/agent/service/{up}").json()
+    assert svc["Service"] == name and svc["Port"] == 8080 and svc["Meta"] == {"domain": "x.example"}
+    assert svc["Weights"] == {"Passing": 1, "Warning": 1}
+    catalog = call(consul, "GET", "/v1/catalog/services").json()
+    assert sorted(catalog[name]) == ["a", "b"] and "consul" in catalog
+    # re-register without checks, replacing: the check goes away
+    call(consul, "PUT", "/v1/agent/service/register?replace-existing-checks", json={"ID": up, "Name": name})
+    assert f"service:{up}" not in call(consul, "GET", "/v1/agent/checks").json()
+
+
+def test_register_rejects_unknown_fields_and_bad_checks(consul):
+    resp = call(consul, "PUT", "/v1/agent/service/register", json={"Name": "x", "Bogus": 1})
+    assert resp.status_code == 400
+    assert resp.text == 'Request decode failed: json: unknown field "Bogus"'
+    resp = call(consul, "PUT", "/v1/agent/service/register", json={"Name": "x", "Check": {"HTTP": "http://x", "Nope": 1}})
+    assert resp.status_code == 400 and resp.text == 'Request decode failed: json: unknown field "Nope"'
+    resp = call(consul, "PUT", "/v1/agent/service/register", json={"Port": 1})
+    assert resp.status_code == 400 and resp.text == "Missing service name"
+    resp = call(consul, "PUT", "/v1/agent/service/register", json={"Name": "x", "Check": {"HTTP": "http://x"}})
+    assert resp.status_code == 400
+    assert resp.text == "Invalid check: Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or OSService checks"
+    resp = call(consul, "PUT", "/v1/agent/service/register", json={"Name": "x", "Port": "80"})
+    assert resp.status_code == 400 and resp.text.startswith("Request decode failed: json: cannot unmarshal string")
+
+
+def test_deregister_unknown_and_methods(consul):
+    resp = call(consul, "PUT", "/v1/agent/service/deregister/hecate-nope")
+    assert resp.status_code == 404
+    assert resp.text == 'Unknown service ID "hecate-nope". Ensure that the service ID is passed, not the service name.'
+    assert call(consul, "GET", "/v1/agent/service/register").status_code == 405
+    assert call(consul, "GET", "/v1/session/create").status_code == 405
+
+
+def test_unknown_service_health_is_empty(consul):
+    resp = call(consul, "GET", f"/v1/health/service/hecate-none-{uuid.uuid4().hex[:6]}")
+    assert resp.status_code == 200 and resp.json() == []
+    assert int(resp.headers["X-Consul-Index"]) >= 1
