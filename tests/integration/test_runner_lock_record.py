@@ -1,0 +1,39 @@
+"""hecate.lock/unlock/record/history through the real master against the Consul simulator."""
+
+import uuid
+
+
+def run(salt_run_cli, *args):
+    ret = salt_run_cli.run(*args)
+    return ret, ret.data
+
+
+def test_second_lock_fails_with_holder_and_only_owner_unlocks(salt_run_cli, consul_sim):
+    first, second = f"a-{uuid.uuid4().hex[:6]}", f"b-{uuid.uuid4().hex[:6]}"
+    ret, data = run(salt_run_cli, "hecate.lock", "env=lab", f"run_id={first}")
+    assert ret.returncode == 0 and data["result"] is True, data
+    try:
+        ret, data = run(salt_run_cli, "hecate.lock", "env=lab", f"run_id={second}")
+        assert ret.returncode != 0 and data["result"] is False
+        assert f"run {first} since" in data["comment"], data["comment"]
+        ret, data = run(salt_run_cli, "hecate.unlock", "env=lab", f"run_id={second}")
+        assert ret.returncode != 0 and f"not by run {second}" in data["comment"]
+    finally:
+        ret, data = run(salt_run_cli, "hecate.unlock", "env=lab", f"run_id={first}")
+    assert ret.returncode == 0 and data["result"] is True, data
+    ret, data = run(salt_run_cli, "hecate.unlock", "env=lab", f"run_id={first}")
+    assert data["comment"] == "lock was not held"
+
+
+def test_record_and_history(salt_run_cli):
+    run_ids = [f"20261123T0000{i}-{uuid.uuid4().hex[:4]}" for i in (1, 2)]
+    for rid in run_ids:
+        ret, data = run(salt_run_cli, "hecate.record", "env=lab", f"run_id={rid}", "note=test")
+        assert ret.returncode == 0, data
+    ret, data = run(salt_run_cli, "hecate.history", "env=lab", "limit=2")
+    assert ret.returncode == 0, data
+    got = [r["run_id"] for r in data["records"]]
+    assert got == sorted(run_ids, reverse=True)
+    rec = data["records"][0]
+    assert rec["env"] == "lab" and rec["note"] == "test" and len(rec["pillar_sha256"]) == 64
+    assert "@" in rec["who"] and rec["when"]
