@@ -11,7 +11,9 @@ Salt style (``hecate:reverse_proxy:caddy:routes:3:backend``).
 
 import copy
 import importlib
+import os
 import re
+import sys
 
 import jsonschema
 
@@ -21,7 +23,7 @@ except ImportError:  # installed with pip
     from saltext.hecate.utils import hecate_secrets
 
 # Util modules that extend the schema; each later system adds itself here.
-SYSTEM_MODULES = ()
+SYSTEM_MODULES = ("hecate_wireguard", "hecate_agents")
 
 ENV_NAME = r"^[a-z][a-z0-9-]{1,30}$"
 DOMAIN = (
@@ -166,9 +168,22 @@ def _system_modules():
     for name in SYSTEM_MODULES:
         try:
             mods.append(importlib.import_module(name))
-        except ImportError:  # installed with pip
-            mods.append(importlib.import_module(f"saltext.hecate.utils.{name}"))
+        except ImportError:
+            try:  # installed with pip
+                mods.append(importlib.import_module(f"saltext.hecate.utils.{name}"))
+            except ImportError:
+                # a synced tree outside the loader's import window: the util sits next to us
+                mods.append(_import_sibling(name))
     return mods
+
+
+def _import_sibling(name):
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, here)
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(here)
 
 
 def schema():
