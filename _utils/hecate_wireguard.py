@@ -10,7 +10,7 @@ copying keys around.
 Secrets: the private key exists in one place, ``<config_dir>/<interface>.key`` (mode
 0600). The rendered ``<interface>.conf`` holds no secret: it loads the key with
 ``PostUp = wg set %i private-key <key file>`` (wg-quick), and the live sync hands the
-key to ``wg`` as a file path. Nothing here returns, logs or puts the private key in an
+key to ``wg syncconf`` through stdin. Nothing here returns, logs or puts the private key in an
 exception; ``wg show <if> dump`` output (whose first line carries it) is parsed and the
 key dropped at once, and command output is never logged.
 
@@ -666,7 +666,8 @@ def live_status(interface, netns=None):
         return None
     dump = parse_dump(run(["wg", "show", interface, "dump"], netns=netns).stdout)
     addr = run(["ip", "-o", "addr", "show", "dev", interface], netns=netns).stdout
-    dump["addresses"] = sorted(re.findall(r"\binet6? (\S+)", addr))
+    # link-local IPv6 addresses appear by themselves when the link comes up: not ours to manage
+    dump["addresses"] = sorted(a for a in re.findall(r"\binet6? (\S+)", addr) if not a.lower().startswith("fe80:"))
     link = run(["ip", "-o", "link", "show", "dev", interface], netns=netns).stdout
     flags = re.search(r"<([^>]*)>", link)
     dump["up"] = bool(flags and "UP" in flags.group(1).split(","))
@@ -727,17 +728,29 @@ def _norm_endpoint(endpoint):
     return f"{match.group('host')}:{int(match.group('port'))}"
 
 
+def _with_private_key(config_text, key_file):
+    try:
+        with open(key_file, encoding="ascii") as fh:
+            private = fh.read().strip()
+    except OSError as exc:
+        raise _err(f"cannot read the WireGuard key file {key_file}: {exc.strerror}") from None
+    lines = strip_config(config_text).splitlines()
+    at = lines.index("[Interface]") + 1
+    return "\n".join(lines[:at] + [f"PrivateKey = {private}"] + lines[at:]) + "\n"
+
+
 def sync_live(conf, config_text, live, changes):
     """
     Bring a live interface to the config without taking it down: ``wg syncconf`` applies
-    only the peer differences (unchanged peers keep their sessions), then the private key
-    (by file path), addresses and link state.
+    only the differences (unchanged peers keep their sessions; the private key is part of
+    its input, so it is kept), then addresses, MTU and link state.
     """
     iface, netns = conf["interface"], conf.get("netns")
-    if "peers" in changes or "listen_port" in changes:
-        run(["wg", "syncconf", iface, "/dev/stdin"], netns=netns, stdin=strip_config(config_text))
-    if "key" in changes:
-        run(["wg", "set", iface, "private-key", conf["key_file"]], netns=netns)
+    if {"peers", "listen_port", "key"} & set(changes):
+        # `wg syncconf` sets the interface to exactly the given config: a config without
+        # PrivateKey clears the key (and every session). The key goes in through stdin,
+        # never argv, a log line or a file other than the key file.
+        run(["wg", "syncconf", iface, "/dev/stdin"], netns=netns, stdin=_with_private_key(config_text, conf["key_file"]))
     if "addresses" in changes:
         for cidr in live["addresses"]:
             if cidr != conf["cidr"]:

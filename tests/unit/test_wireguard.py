@@ -243,3 +243,16 @@ def test_live_changes(tmp_path):
     assert changes["peers"] == {"added": [], "removed": [other], "changed": []}
     assert changes["addresses"] == {"old": [], "new": ["10.88.0.2/24"]}
     assert changes["link"] == {"old": "down", "new": "up"} and "key" in changes
+
+
+def test_syncconf_input_keeps_the_private_key(tmp_path):
+    """`wg syncconf` clears a key missing from its input: the live sync must pass it (via stdin)."""
+    conf = wg.settings(pillar(tmp_path), CLOUD_GRAINS)
+    public, _ = wg.ensure_key(conf["key_file"])
+    peer = key()
+    text = wg.render_config(conf, wg.peers_from_mine(conf, {"local": peer})[0])
+    got = wg._with_private_key(text, conf["key_file"])  # pylint: disable=protected-access
+    lines = got.splitlines()
+    assert lines[0] == "[Interface]" and lines[1].startswith("PrivateKey = ")
+    assert wg.public_from_private(lines[1].split(" = ", 1)[1]) == public
+    assert "PostUp" not in got and "Address" not in got and f"PublicKey = {peer}" in got
