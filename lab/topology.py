@@ -104,3 +104,38 @@ def write_runtime_pillar(runtime_dir, addresses):
         fh.write("# directories the agent states write to (per minion, instead of /etc).\n")
         yaml.safe_dump(runtime_pillar(addresses, agents_dir), fh, default_flow_style=False)
     return path
+
+
+def agent_secrets():
+    """
+    Fresh values for the secrets the agent configs reference in pillar: the Consul gossip
+    key (base64 of 32 random bytes, as `consul keygen` makes) and ACL tokens (UUIDs).
+    """
+    import base64  # pylint: disable=import-outside-toplevel
+    import uuid  # pylint: disable=import-outside-toplevel
+
+    return {
+        "secret/hecate/consul": {
+            "gossip_key": base64.b64encode(secrets.token_bytes(32)).decode(),
+            "agent_token": str(uuid.uuid4()),
+        },
+        "secret/bionicgpt/nomad": {"consul_token": str(uuid.uuid4())},
+    }
+
+
+def seed_agent_secrets(vault_url, token, values=None):
+    """Write :func:`agent_secrets` into the lab's Vault (KV v2, keeping other keys). Returns them."""
+    import sys  # pylint: disable=import-outside-toplevel
+
+    utils = os.path.join(REPO, "_utils")
+    sys.path.insert(0, utils)
+    try:
+        import hecate_vault_client  # pylint: disable=import-outside-toplevel
+    finally:
+        sys.path.remove(utils)
+    values = values or agent_secrets()
+    kv = hecate_vault_client.VaultKV({"url": vault_url, "token": token})
+    for path, data in values.items():
+        mount, _, rest = path.partition("/")
+        kv.merge(mount, rest, data)
+    return values

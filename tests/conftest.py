@@ -146,27 +146,7 @@ def agent_vault_secrets(vault_sim):
     The secrets the agent configs reference (pillar: secret/hecate/consul,
     secret/bionicgpt/nomad), made fresh per session in the Vault simulator.
     """
-    import base64  # pylint: disable=import-outside-toplevel
-    import secrets  # pylint: disable=import-outside-toplevel
-    import uuid  # pylint: disable=import-outside-toplevel
-
-    sys.path.insert(0, os.path.join(REPO, "_utils"))
-    try:
-        import hecate_vault_client  # pylint: disable=import-outside-toplevel
-    finally:
-        sys.path.remove(os.path.join(REPO, "_utils"))
-    values = {
-        "secret/hecate/consul": {
-            "gossip_key": base64.b64encode(secrets.token_bytes(32)).decode(),
-            "agent_token": str(uuid.uuid4()),
-        },
-        "secret/bionicgpt/nomad": {"consul_token": str(uuid.uuid4())},
-    }
-    kv = hecate_vault_client.VaultKV({"url": vault_sim.url, "token": vault_sim.root_token})
-    for path, data in values.items():
-        mount, _, rest = path.partition("/")
-        kv.merge(mount, rest, data)
-    return values
+    return topology.seed_agent_secrets(vault_sim.url, vault_sim.root_token)
 
 
 def pytest_sessionfinish(session, exitstatus):
