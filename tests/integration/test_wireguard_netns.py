@@ -267,3 +267,8 @@ def test_peer_change_does_not_drop_the_tunnel(tunnel, salt_cli):
     assert shake_after == shake_before or shake_after - shake_before >= 120
     assert set(after["peers"]) == {cloud_key}
     assert " 0% packet loss" in output, output
+
+
+def test_skip_reason_names_root_when_not_root(monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert skip_reason().startswith("needs root")
