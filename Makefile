@@ -7,7 +7,7 @@ LTS_SALT_VERSION ?= 3007.15
 PYTEST_ARGS ?=
 STAMP := $(VENV)/.hecate-salt-$(SALT_VERSION)
 # Debian packages the root-only tests use (real WireGuard tunnel, real nginx).
-SYSTEM_PACKAGES := wireguard-tools wireguard-go nginx iproute2
+SYSTEM_PACKAGES := wireguard-tools wireguard-go nginx iproute2 iputils-ping
 
 .PHONY: venv system-deps test test-long test-lts lab lab-down lab-status bench wheel clean
 
@@ -31,6 +31,7 @@ system-deps:
 	  command -v wireguard-go >/dev/null 2>&1 || missing="$$missing wireguard-go"; \
 	  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	  command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
+	  command -v ping >/dev/null 2>&1 || missing="$$missing iputils-ping"; \
 	  if [ -n "$$missing" ]; then \
 	    echo "installing:$$missing"; \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null 2>&1 || \

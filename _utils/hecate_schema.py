@@ -11,7 +11,6 @@ Salt style (``hecate:reverse_proxy:caddy:routes:3:backend``).
 
 import copy
 import importlib
-import importlib.util
 import os
 import re
 import sys
@@ -24,7 +23,12 @@ except ImportError:  # installed with pip
     from saltext.hecate.utils import hecate_secrets
 
 # Util modules that extend the schema; each later system adds itself here.
-SYSTEM_MODULES = ("hecate_consul_client", "hecate_vault_client")
+SYSTEM_MODULES = (
+    "hecate_consul_client",
+    "hecate_vault_client",
+    "hecate_wireguard",
+    "hecate_agents",
+)
 
 ENV_NAME = r"^[a-z][a-z0-9-]{1,30}$"
 DOMAIN = (
@@ -172,25 +176,25 @@ def _system_modules():
         except ImportError:
             try:  # installed with pip
                 mods.append(importlib.import_module(f"saltext.hecate.utils.{name}"))
-            except ImportError:  # synced tree: _utils is on sys.path only while the loader imports
-                mods.append(_load_sibling(name))
+            except ImportError:
+                # a synced tree outside the loader's import window: the util sits next to us
+                mods.append(_import_sibling(name))
     return mods
 
 
-def _load_sibling(name):
-    """Import ``_utils/<name>.py`` next to this file (its own ``import hecate_*`` included)."""
+def _import_sibling(name):
+    """
+    Import ``_utils/<name>.py`` from this file's directory: on a minion synced from
+    file_roots, ``_utils`` is on ``sys.path`` only while the loader imports modules, and
+    the schema imports the system utils later, at validation time (lazily, because those
+    utils import this module for its shared definitions).
+    """
     here = os.path.dirname(os.path.abspath(__file__))
-    spec = importlib.util.spec_from_file_location(name, os.path.join(here, f"{name}.py"))
-    if spec is None:
-        raise ImportError(f"hecate schema: util module {name} not found in {here}")
-    module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, here)
     try:
-        spec.loader.exec_module(module)
+        return importlib.import_module(name)
     finally:
         sys.path.remove(here)
-    sys.modules.setdefault(name, module)
-    return module
 
 
 def schema():

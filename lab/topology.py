@@ -73,11 +73,13 @@ def pillar_roots(runtime_dir):
     return {"base": [os.path.join(REPO, "pillar"), runtime_dir]}
 
 
-def runtime_pillar(addresses):
+def runtime_pillar(addresses, agents_dir=None):
     """
     The ``lab_runtime`` pillar: where the lab's services listen.
 
     ``addresses``: {"caddy_admin": url, "caddy_http_port": int, "vault": url, ...}
+    ``agents_dir``: where the WireGuard/Consul/Nomad agent states write instead of /etc
+    and /opt (one subdirectory per minion: the pillar file is Jinja, ``grains.id``).
     """
     conns = {}
     if "caddy_admin" in addresses:
@@ -87,13 +89,78 @@ def runtime_pillar(addresses):
     for name in ("authentik", "consul", "nomad"):
         if name in addresses:
             conns[name] = {"url": addresses[name]}
-    return {"hecate": {"connections": conns}}
+    pillar = {"hecate": {"connections": conns}}
+    agents_dir = addresses.get("agents_dir", agents_dir)
+    if agents_dir:
+        pillar["hecate"]["consul"] = {"agent": agent_dirs(agents_dir)["consul"]}
+        pillar["bionicgpt"] = {
+            "wireguard": agent_dirs(agents_dir)["wireguard"],
+            "nomad": {"agent": agent_dirs(agents_dir)["nomad"]},
+        }
+    return pillar
+
+
+def agent_dirs(agents_dir, minion="{{ grains.id }}"):
+    """The lab's agent directories for ``minion`` (default: the Jinja that names each minion)."""
+    base = os.path.join(agents_dir, minion)
+    return {
+        "wireguard": {"config_dir": os.path.join(base, "wireguard")},
+        "consul": {
+            "config_dir": os.path.join(base, "consul.d"),
+            "data_dir": os.path.join(base, "consul-data"),
+        },
+        "nomad": {
+            "config_dir": os.path.join(base, "nomad.d"),
+            "data_dir": os.path.join(base, "nomad-data"),
+            "host_volumes": {
+                "bionicgpt_postgres": {"path": os.path.join(base, "volumes", "bionicgpt_postgres")},
+                "ollama": {"path": os.path.join(base, "volumes", "ollama")},
+            },
+        },
+    }
 
 
 def write_runtime_pillar(runtime_dir, addresses):
     os.makedirs(runtime_dir, exist_ok=True)
     path = os.path.join(runtime_dir, "lab_runtime.sls")
+    agents_dir = os.path.join(os.path.dirname(os.path.abspath(runtime_dir)), "agents")
     with open(path, "w", encoding="utf-8") as fh:
-        fh.write("# Written by the lab: loopback addresses of this lab's services.\n")
-        yaml.safe_dump(runtime_pillar(addresses), fh, default_flow_style=False)
+        fh.write("# Written by the lab: loopback addresses of this lab's services and the\n")
+        fh.write("# directories the agent states write to (per minion, instead of /etc).\n")
+        yaml.safe_dump(runtime_pillar(addresses, agents_dir), fh, default_flow_style=False)
     return path
+
+
+def agent_secrets():
+    """
+    Fresh values for the secrets the agent configs reference in pillar: the Consul gossip
+    key (base64 of 32 random bytes, as `consul keygen` makes) and ACL tokens (UUIDs).
+    """
+    import base64  # pylint: disable=import-outside-toplevel
+    import uuid  # pylint: disable=import-outside-toplevel
+
+    return {
+        "secret/hecate/consul": {
+            "gossip_key": base64.b64encode(secrets.token_bytes(32)).decode(),
+            "agent_token": str(uuid.uuid4()),
+        },
+        "secret/bionicgpt/nomad": {"consul_token": str(uuid.uuid4())},
+    }
+
+
+def seed_agent_secrets(vault_url, token, values=None):
+    """Write :func:`agent_secrets` into the lab's Vault (KV v2, keeping other keys). Returns them."""
+    import sys  # pylint: disable=import-outside-toplevel
+
+    utils = os.path.join(REPO, "_utils")
+    sys.path.insert(0, utils)
+    try:
+        import hecate_vault_client  # pylint: disable=import-outside-toplevel
+    finally:
+        sys.path.remove(utils)
+    values = values or agent_secrets()
+    kv = hecate_vault_client.VaultKV({"url": vault_url, "token": token})
+    for path, data in values.items():
+        mount, _, rest = path.partition("/")
+        kv.merge(mount, rest, data)
+    return values

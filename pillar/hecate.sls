@@ -46,3 +46,25 @@ hecate:
           - http: http://100.65.138.128:8059/login
             interval: 30s
             timeout: 5s
+
+    # Consul agents: server on the cloud node, client on each local node joined over the
+    # WireGuard tunnel. Secrets are Vault references, resolved on the minion when the
+    # config file is written.
+    agent:
+      datacenter: dc1
+      data_dir: /opt/consul
+      config_dir: /etc/consul.d
+      install: true                   # HashiCorp apt repository: consul
+      service: true
+      user: root
+      group: consul                   # the agent's group reads the config (mode 0640)
+      client_addr: 127.0.0.1
+      ui: true                        # on the server
+      bootstrap_expect: 1
+      gossip_key: {vault: secret/hecate/consul, key: gossip_key}
+      acl:
+        enabled: true
+        default_policy: deny
+        enable_token_persistence: true
+        agent_token: {vault: secret/hecate/consul, key: agent_token}
+      ports: {http: 8500, dns: 8600, serf_lan: 8301, serf_wan: 8302, server: 8300}

@@ -146,6 +146,21 @@ def local_call(local_minion):
     return local_minion.salt_call_cli(timeout=300)
 
 
+@pytest.fixture(scope="session")
+def agents_dir(lab_dir, runtime_pillar_dir):
+    """Where the WireGuard/Consul/Nomad agent states write (per minion), never /etc."""
+    return os.path.join(lab_dir, "agents")
+
+
+@pytest.fixture(scope="session")
+def agent_vault_secrets(vault_sim):
+    """
+    The secrets the agent configs reference (pillar: secret/hecate/consul,
+    secret/bionicgpt/nomad), made fresh per session in the Vault simulator.
+    """
+    return topology.seed_agent_secrets(vault_sim.url, vault_sim.root_token)
+
+
 def pytest_sessionfinish(session, exitstatus):
     """
     Salt's deferred console handler (set up when salt is imported here) holds the

@@ -1,0 +1,160 @@
+"""Consul/Nomad agent configs from pillar, HCL rendering, masked diffs, the shipped pillar's schema."""
+
+import copy
+import json
+import os
+
+import hcl2
+import hcl2.utils
+import pytest
+import yaml
+
+import hecate_agents as agents
+import hecate_config
+import hecate_schema
+import hecate_secrets
+from tests.unit.test_wireguard import CLOUD_GRAINS, LOCAL_GRAINS
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def parse_hcl(text):
+    """HCL as plain data (python-hcl2 keeps quotes on block labels: strip them)."""
+    opts = hcl2.utils.SerializationOptions(explicit_blocks=False, strip_string_quotes=True, with_comments=False)
+
+    def unquote(node):
+        if isinstance(node, dict):
+            return {k.strip('"'): unquote(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [unquote(v) for v in node]
+        return node
+
+    return unquote(hcl2.loads(text, serialization_options=opts))
+
+
+def shipped_pillar(env):
+    """pillar/hecate.sls + bionicgpt.sls + env/<env>.sls, merged like Salt's 'smart' merge."""
+    merged = {}
+    for name in ("hecate.sls", "bionicgpt.sls", f"env/{env}.sls"):
+        with open(os.path.join(REPO, "pillar", name), encoding="utf-8") as fh:
+            merged = hecate_config.deep_merge(merged, yaml.safe_load(fh))
+    return merged
+
+
+@pytest.mark.parametrize("env", ["lab", "dev", "staging", "prod"])
+def test_shipped_pillar_is_valid(env):
+    assert hecate_schema.validate(shipped_pillar(env), env) == []
+
+
+def test_schema_rejects_literal_secrets_and_missing_volumes():
+    pillar = shipped_pillar("prod")
+    pillar["hecate"]["consul"]["agent"]["gossip_key"] = "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTIzNDU2Nzg="
+    pillar["hecate"]["consul"]["agent"]["acl"]["agent_token"] = "literal-token"
+    del pillar["bionicgpt"]["nomad"]["agent"]["host_volumes"]["ollama"]
+    pillar["bionicgpt"]["nomad"]["agent"]["colour"] = "blue"
+    pillar["bionicgpt"]["wireguard"]["local"]["address"] = "10.88.1.2"
+    errors = hecate_schema.validate(pillar, "prod")
+    text = "\n".join(errors)
+    assert "hecate:consul:agent:gossip_key: secret given as a literal" in text
+    assert "hecate:consul:agent:acl:agent_token: secret given as a literal" in text
+    assert "bionicgpt:nomad:agent:host_volumes:ollama: required host volume is missing" in text
+    assert "bionicgpt:nomad:agent:colour: unknown key (not in the schema)" in errors
+    assert "bionicgpt:wireguard:local:address: 10.88.1.2 is outside the tunnel network 10.88.0.0/24" in errors
+    assert "c2VjcmV0" not in text and "literal-token" not in text
+
+
+GOSSIP = {"vault": "secret/hecate/consul", "key": "gossip_key"}
+AGENT_TOKEN = {"vault": "secret/hecate/consul", "key": "agent_token"}
+
+
+def test_consul_server_config_on_cloud():
+    cfg = agents.consul_config(shipped_pillar("prod"), CLOUD_GRAINS)
+    assert cfg == {
+        "datacenter": "dc1",
+        "node_name": "cloud",
+        "data_dir": "/opt/consul",
+        "server": True,
+        "bootstrap_expect": 1,
+        "bind_addr": "10.88.0.1",
+        "advertise_addr": "10.88.0.1",
+        "client_addr": "127.0.0.1",
+        "log_level": "INFO",
+        "ui_config": {"enabled": True},
+        "ports": {"dns": 8600, "http": 8500, "serf_lan": 8301, "serf_wan": 8302, "server": 8300},
+        "encrypt": GOSSIP,
+        "acl": {
+            "enabled": True,
+            "default_policy": "deny",
+            "enable_token_persistence": True,
+            "tokens": {"agent": AGENT_TOKEN},
+        },
+    }
+
+
+def test_consul_client_joins_cloud_over_the_tunnel():
+    pillar = shipped_pillar("prod")
+    cfg = agents.consul_config(pillar, LOCAL_GRAINS)
+    assert cfg["server"] is False and "bootstrap_expect" not in cfg
+    assert cfg["retry_join"] == ["10.88.0.1"]
+    assert cfg["bind_addr"] == cfg["advertise_addr"] == "10.88.0.2"
+    assert cfg["ui_config"] == {"enabled": False}
+    pillar["hecate"]["consul"]["agent"]["ports"]["serf_lan"] = 8311
+    pillar["hecate"]["consul"]["agent"]["extra"] = {"dns_config": {"only_passing": True}}
+    cfg = agents.consul_config(pillar, LOCAL_GRAINS)
+    assert cfg["retry_join"] == ["10.88.0.1:8311"] and cfg["dns_config"] == {"only_passing": True}
+
+
+def test_nomad_config_renders_valid_hcl():
+    pillar = shipped_pillar("prod")
+    pillar["hecate"]["connections"]["vault"]["url"] = "https://vault.example.com:8200"
+    cfg = agents.nomad_config(pillar, LOCAL_GRAINS)
+    assert cfg["client"]["meta"] == {"location": "local", "node_type": "bionicgpt"}
+    assert cfg["client"]["network_interface"] == "wg0"
+    assert cfg["vault"]["address"] == "https://vault.example.com:8200"
+    assert cfg["consul"]["token"] == {"vault": "secret/bionicgpt/nomad", "key": "consul_token"}
+    resolved = copy.deepcopy(cfg)
+    resolved["consul"]["token"] = 'tok"en\\x'
+    text = agents.render_hcl(resolved, "Managed by Salt")
+    assert text.startswith("# Managed by Salt\nname       = \"local\"\n")
+    parsed = parse_hcl(text)
+    client = parsed["client"][0]
+    assert client["meta"][0] == {"location": "local", "node_type": "bionicgpt"}
+    assert client["options"] == {"driver.allowlist": "docker"}
+    volumes = {k: v for hv in client["host_volume"] for k, v in hv.items()}
+    assert volumes == {
+        "bionicgpt_postgres": {"path": "/opt/bionicgpt/postgres", "read_only": False},
+        "ollama": {"path": "/opt/ollama", "read_only": False},
+    }
+    assert parsed["server"][0] == {"enabled": True, "bootstrap_expect": 1}
+    assert parsed["advertise"][0] == {"http": "10.88.0.2", "rpc": "10.88.0.2", "serf": "10.88.0.2"}
+    assert parsed["vault"][0]["default_identity"][0] == {"aud": ["vault.io"], "ttl": "1h"}
+    docker = parsed["plugin"][0]["docker"]["config"][0]
+    assert docker["allow_privileged"] is False and docker["volumes"][0] == {"enabled": True}
+    assert "allow_caps" not in docker
+    assert parsed["consul"][0]["token"] in ('tok\\"en\\\\x', 'tok"en\\x')  # escaped, one string
+
+
+def test_resolve_secrets_and_masked_diff():
+    secrets = {"secret/hecate/consul#gossip_key": "R29zc2lwS2V5R29zc2lwS2V5R29zc2lwS2V5MTI=",
+               "secret/hecate/consul#agent_token": "11111111-2222-3333-4444-555555555555"}
+
+    def resolver(value, where):
+        return hecate_secrets.Secret(secrets[f"{value['vault']}#{value['key']}"])
+
+    cfg = agents.consul_config(shipped_pillar("prod"), CLOUD_GRAINS)
+    resolved, names = agents.resolve_secrets(cfg, resolver, "Consul")
+    assert names == {"encrypt", "agent"}
+    assert resolved["encrypt"] == secrets["secret/hecate/consul#gossip_key"]
+    new = agents.render_json(resolved)
+    assert json.loads(new) == resolved
+    diff, changed = agents.masked_diff(None, new, "consul.json", names)
+    assert changed is False and "XXX-REDACTED-XXX" in diff
+    for value in secrets.values():
+        assert value not in diff
+    rotated = dict(resolved, encrypt="TmV3R29zc2lwS2V5TmV3R29zc2lwS2V5TmV3MTI=", log_level="DEBUG")
+    diff, changed = agents.masked_diff(new, agents.render_json(rotated), "consul.json", names)
+    assert changed is True
+    assert '-  "log_level": "INFO"' in diff and '+  "log_level": "DEBUG"' in diff
+    assert "TmV3" not in diff and "R29zc2lw" not in diff
+    hcl = agents.render_hcl({"consul": {"address": "x", "token": "s3cr3t-value"}})
+    assert "s3cr3t-value" not in agents.mask(hcl)
