@@ -35,6 +35,23 @@ def vault_options(lab_secrets):
     }
 
 
+def nomad_options(consul_url=None, refuse_images=("*:refused*",)):
+    """
+    The Nomad simulator of the lab: one node with ``meta.location = local`` in dc1 (what
+    the job templates constrain on), durations scaled down 100x, images whose tag starts
+    with ``refused`` fail to pull (to demonstrate a failed deployment and its revert).
+    """
+    options = {
+        "datacenter": "dc1",
+        "node_meta": {"location": "local"},
+        "time_scale": 0.01,
+        "refuse_images": list(refuse_images),
+    }
+    if consul_url:
+        options["consul_url"] = consul_url
+    return options
+
+
 def salt_opts(lab_secrets):
     """Keys every lab master/minion config carries (connection credentials only)."""
     return {"hecate": {"connections": {"vault": {"token": lab_secrets["vault_root_token"]}}}}

@@ -52,6 +52,14 @@ def vault_sim(lab_dir, lab_secrets):
 
 
 @pytest.fixture(scope="session")
+def nomad_sim(lab_dir):
+    """The Nomad simulator (one dev-agent-like node, meta.location=local, 100x faster)."""
+    handle = SimHandle("nomad", os.path.join(lab_dir, "nomad"), topology.nomad_options()).start()
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(scope="session")
 def caddy(lab_dir):
     """The real Caddy, admin API on a free loopback port, one HTTP listener."""
     proc = lab_caddy.Caddy(os.path.join(lab_dir, "caddy")).start()
@@ -60,7 +68,7 @@ def caddy(lab_dir):
 
 
 @pytest.fixture(scope="session")
-def runtime_pillar_dir(lab_dir, caddy, vault_sim):
+def runtime_pillar_dir(lab_dir, caddy, vault_sim, nomad_sim):
     path = os.path.join(lab_dir, "pillar")
     topology.write_runtime_pillar(
         path,
@@ -68,6 +76,7 @@ def runtime_pillar_dir(lab_dir, caddy, vault_sim):
             "caddy_admin": caddy.admin_url,
             "caddy_http_port": caddy.http_port,
             "vault": vault_sim.url,
+            "nomad": nomad_sim.url,
         },
     )
     return path

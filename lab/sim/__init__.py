@@ -15,6 +15,7 @@ from lab import procs
 
 SIMULATORS = {
     "vault": "lab.sim.vault:VaultSim",
+    "nomad": "lab.sim.nomad:NomadSim",
 }
 
 
