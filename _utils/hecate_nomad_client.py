@@ -597,7 +597,7 @@ TERMINAL_DEPLOYMENT = ("successful", "failed", "cancelled")
 _ROLLBACK = re.compile(r"rolling back to job version (\d+)")
 
 
-def alloc_failure(alloc, max_events=6):
+def alloc_failure(alloc, max_events=8):
     """A failing allocation and its tasks' last events, for state comments."""
     tasks = {}
     for name, state in sorted((alloc.get("TaskStates") or {}).items()):
