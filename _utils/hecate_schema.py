@@ -11,7 +11,9 @@ Salt style (``hecate:reverse_proxy:caddy:routes:3:backend``).
 
 import copy
 import importlib
+import os
 import re
+import sys
 
 import jsonschema
 
@@ -166,8 +168,22 @@ def _system_modules():
     for name in SYSTEM_MODULES:
         try:
             mods.append(importlib.import_module(name))
-        except ImportError:  # installed with pip
+            continue
+        except ImportError:
+            pass
+        try:  # installed with pip
             mods.append(importlib.import_module(f"saltext.hecate.utils.{name}"))
+            continue
+        except ImportError:
+            pass
+        # Synced as a tree: Salt's loader puts _utils on sys.path only while it imports
+        # a module, and this runs later (from a runner or state), so look next to us.
+        here = os.path.dirname(os.path.abspath(__file__))
+        sys.path.insert(0, here)
+        try:
+            mods.append(importlib.import_module(name))
+        finally:
+            sys.path.remove(here)
     return mods
 
 

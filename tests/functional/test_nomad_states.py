@@ -481,3 +481,23 @@ def test_jobs_sls_runs_the_stack_in_order(loaders, runtime_pillar, nomad, job_pr
     reverted = loaders.modules.state.sls("bionicgpt.jobs_revert")
     for state in reverted:
         assert state.result is True and state.changes == {}, state.comment
+
+
+@pytest.mark.parametrize("test_mode", [True, False], ids=["test", "apply"])
+def test_variable_absent(loaders, runtime_pillar, nomad, test_mode):
+    path = f"nomad/jobs/t-{uuid.uuid4().hex[:6]}"
+    assert requests.put(f"{nomad.url}/v1/var/{path}", json={"Items": {"password": "x1234"}},
+                        timeout=10).status_code == 200
+    nomad.clear_requests()
+    ret = single(loaders.states.nomad_variable.absent(name=path, test=test_mode))
+    assert ret["changes"] == {"deleted": {"old": ["password"], "new": None}}
+    assert "x1234" not in json.dumps(ret)
+    if test_mode:
+        assert ret["result"] is None and nomad_writes(nomad) == []
+        return
+    assert ret["result"] is True
+    (delete,) = nomad_writes(nomad)
+    assert delete["method"] == "DELETE" and "cas=" in delete["query"]
+    assert requests.get(f"{nomad.url}/v1/var/{path}", timeout=10).status_code == 404
+    again = single(loaders.states.nomad_variable.absent(name=path))
+    assert again["result"] is True and again["changes"] == {}

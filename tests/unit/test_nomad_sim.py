@@ -25,7 +25,7 @@ job "%(id)s" {
   group "web" {
     update {
       min_healthy_time = "10s"
-      healthy_deadline = "1m"
+      healthy_deadline = "5m"
     }
     network {
       port "http" {
@@ -177,7 +177,7 @@ def test_failing_health_check_fails_the_deployment(sim):
     alloc, port = alloc_port(sim, "sick")
     assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 500
     events = [e["DisplayMessage"] for e in alloc["TaskStates"]["server"]["Events"]]
-    assert "Services not healthy by deadline of 1m0s" in events
+    assert "Services not healthy by deadline of 5m0s" in events
     assert alloc["DeploymentStatus"]["Healthy"] is False
 
 
