@@ -28,6 +28,7 @@ SYSTEM_MODULES = (
     "hecate_vault_client",
     "hecate_wireguard",
     "hecate_agents",
+    "hecate_nomad_client",
 )
 
 ENV_NAME = r"^[a-z][a-z0-9-]{1,30}$"
@@ -165,7 +166,16 @@ def _set_fragment(schema, path, fragment):
     for part in parts[:-1]:
         node.setdefault("type", "object")
         node = node.setdefault("properties", {}).setdefault(part, {"type": "object"})
-    node.setdefault("properties", {})[parts[-1]] = fragment
+    props = node.setdefault("properties", {})
+    existing = props.get(parts[-1])
+    fragment = copy.deepcopy(fragment)
+    if existing and existing.get("properties"):
+        # another system registered a deeper path first (e.g. bionicgpt:nomad:agent before
+        # bionicgpt:nomad): keep its sub-keys, whatever the registration order
+        merged = dict(existing["properties"])
+        merged.update(fragment.get("properties", {}))
+        fragment["properties"] = merged
+    props[parts[-1]] = fragment
 
 
 def _system_modules():

@@ -18,7 +18,7 @@ import time
 import yaml
 
 from lab import caddy as lab_caddy
-from lab import devservers, procs, topology
+from lab import devservers, nomad_agent, procs, topology
 from lab.sim import SimHandle
 
 DEFAULT_DIR = os.path.join(topology.REPO, ".lab")
@@ -89,6 +89,18 @@ class Lab:
             ).start()
         state["pids"]["consul"] = consul.proc.pid
         state["addresses"]["consul"] = consul.url
+        if nomad_agent.available():
+            step("starting Nomad (nomad agent -dev on loopback)")
+            nomad = nomad_agent.DevAgent(os.path.join(self.workdir, "nomad"),
+                                         consul_url=state["addresses"].get("consul")).start()
+        else:
+            step("starting the Nomad simulator (no nomad binary on PATH)")
+            nomad = SimHandle(
+                "nomad", os.path.join(self.workdir, "nomad"),
+                topology.nomad_options(consul_url=state["addresses"].get("consul")),
+            ).start()
+        state["pids"]["nomad"] = nomad.proc.pid
+        state["addresses"]["nomad"] = nomad.url
         step("starting Caddy (real binary, admin API on loopback)")
         caddy = lab_caddy.Caddy(os.path.join(self.workdir, "caddy")).start()
         state["pids"]["caddy"] = caddy.proc.pid

@@ -55,6 +55,21 @@ def consul_options(lab_secrets):
         "session_ttl_min": "1s",
         "check_interval_max": "2s",
     }
+def nomad_options(consul_url=None, refuse_images=("*:refused*",)):
+    """
+    The Nomad simulator of the lab: one node with ``meta.location = local`` in dc1 (what
+    the job templates constrain on), durations scaled down 100x, images whose tag starts
+    with ``refused`` fail to pull (to demonstrate a failed deployment and its revert).
+    """
+    options = {
+        "datacenter": "dc1",
+        "node_meta": {"location": "local"},
+        "time_scale": 0.01,
+        "refuse_images": list(refuse_images),
+    }
+    if consul_url:
+        options["consul_url"] = consul_url
+    return options
 
 
 def salt_opts(lab_secrets):

@@ -63,6 +63,20 @@ def consul_sim(lab_dir, lab_secrets):
 
 
 @pytest.fixture(scope="session")
+def nomad_sim(lab_dir, consul_sim):
+    """
+    The Nomad simulator (one dev-agent-like node, meta.location=local, 100x faster); its
+    allocations' services register in the Consul simulator, as Nomad's Consul integration
+    does.
+    """
+    handle = SimHandle(
+        "nomad", os.path.join(lab_dir, "nomad"), topology.nomad_options(consul_url=consul_sim.url)
+    ).start()
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(scope="session")
 def caddy(lab_dir):
     """The real Caddy, admin API on a free loopback port, one HTTP listener."""
     proc = lab_caddy.Caddy(os.path.join(lab_dir, "caddy")).start()
@@ -71,7 +85,7 @@ def caddy(lab_dir):
 
 
 @pytest.fixture(scope="session")
-def runtime_pillar_dir(lab_dir, caddy, vault_sim, consul_sim):
+def runtime_pillar_dir(lab_dir, caddy, vault_sim, consul_sim, nomad_sim):
     path = os.path.join(lab_dir, "pillar")
     topology.write_runtime_pillar(
         path,
@@ -80,6 +94,7 @@ def runtime_pillar_dir(lab_dir, caddy, vault_sim, consul_sim):
             "caddy_http_port": caddy.http_port,
             "vault": vault_sim.url,
             "consul": consul_sim.url,
+            "nomad": nomad_sim.url,
         },
     )
     return path

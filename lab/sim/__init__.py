@@ -16,6 +16,7 @@ from lab import procs
 SIMULATORS = {
     "vault": "lab.sim.vault:VaultSim",
     "consul": "lab.sim.consul:ConsulSim",
+    "nomad": "lab.sim.nomad:NomadSim",
 }
 
 

@@ -49,3 +49,13 @@ def test_diff_shapes():
         "secret": {"old": "XXX-REDACTED-XXX", "new": "XXX-REDACTED-XXX"},
     }
     assert hecate_state.diff({"x": 1}, {"x": 1}) == {}
+
+
+def test_fragments_merge_whatever_the_order():
+    base = {"type": "object", "properties": {}}
+    hecate_schema._set_fragment(base, "a:b:c", {"type": "object", "properties": {"x": {}}})
+    hecate_schema._set_fragment(
+        base, "a:b", {"type": "object", "additionalProperties": False, "properties": {"y": {}}}
+    )
+    b = base["properties"]["a"]["properties"]["b"]
+    assert set(b["properties"]) == {"c", "y"} and b["additionalProperties"] is False

@@ -1,0 +1,118 @@
+"""
+Nomad variables with check-and-set: a concurrent writer makes the state fail instead of
+being overwritten.
+
+.. code-block:: yaml
+
+    nomad/jobs/bionicgpt-application:
+      nomad_variable.present:
+        - items:
+            log_level: info
+            api_key: {vault: secret/bionicgpt/litellm, key: master_key}
+
+Values given as Vault references (or ``sdb://`` URIs) are resolved only to compare and
+write them, and are never shown: changes name the key with ``XXX-REDACTED-XXX``. Keys
+whose name is a secret name (``password``, ``token`` ...) are redacted too. A variable
+holds exactly ``items`` (Nomad replaces all items on write), so keys not listed are
+removed.
+"""
+
+try:
+    import hecate_nomad_client
+    import hecate_schema
+    import hecate_secrets
+    import hecate_state
+    import hecate_vault_client
+except ImportError:  # installed with pip
+    from saltext.hecate.utils import (
+        hecate_nomad_client,
+        hecate_schema,
+        hecate_secrets,
+        hecate_state,
+        hecate_vault_client,
+    )
+
+__virtualname__ = "nomad_variable"
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def _client(namespace=None):
+    return hecate_nomad_client.from_config(
+        __opts__, __pillar__, __salt__.get("sdb.get"), __context__, overrides={"namespace": namespace}
+    )
+
+
+def _secretish(key, value):
+    return isinstance(value, hecate_secrets.Secret) or key.lower() in hecate_schema.SECRET_KEYS
+
+
+def _value(value):
+    return value.reveal() if isinstance(value, hecate_secrets.Secret) else value
+
+
+@hecate_state.guard
+def present(name, items, namespace=None):
+    """
+    Ensure the variable at path ``name`` holds exactly ``items``.
+    """
+    ret = hecate_state.new(name)
+    client = _client(namespace)
+    resolver = hecate_vault_client.Resolver(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
+    desired = hecate_nomad_client.resolve_items(items, resolver, where=f"{name}:items")
+    current = client.var_get(name)
+    have = (current or {}).get("Items") or {}
+    changes = {}
+    for key in sorted(set(have) | set(desired)):
+        new = desired.get(key)
+        old = have.get(key)
+        if new is not None and old == _value(new):
+            continue
+        if _secretish(key, new if new is not None else old):
+            changes[key] = {
+                "old": hecate_secrets.REDACTED if old is not None else None,
+                "new": hecate_secrets.REDACTED if new is not None else None,
+            }
+        else:
+            changes[key] = {"old": old, "new": new}
+    if not changes:
+        ret["comment"] = f"variable {name} is up to date"
+        return ret
+    action = "updated" if current else "created"
+    if __opts__.get("test"):
+        ret.update(result=None, changes=changes, comment=f"variable {name} would be {action}")
+        return ret
+    cas = current["ModifyIndex"] if current else 0
+    try:
+        client.var_put(name, {k: _value(v) for k, v in desired.items()}, cas=cas)
+    except hecate_nomad_client.VariableConflict as exc:
+        ret.update(result=False, comment=str(exc))
+        return ret
+    ret.update(changes=changes, comment=f"variable {name} {action}")
+    return ret
+
+
+@hecate_state.guard
+def absent(name, namespace=None):
+    """
+    Ensure the variable at path ``name`` does not exist (deleted with check-and-set).
+    """
+    ret = hecate_state.new(name)
+    client = _client(namespace)
+    current = client.var_get(name)
+    if current is None:
+        ret["comment"] = f"variable {name} is absent"
+        return ret
+    changes = {"deleted": {"old": sorted((current.get("Items") or {})), "new": None}}
+    if __opts__.get("test"):
+        ret.update(result=None, changes=changes, comment=f"variable {name} would be deleted")
+        return ret
+    try:
+        client.var_delete(name, cas=current["ModifyIndex"])
+    except hecate_nomad_client.VariableConflict as exc:
+        ret.update(result=False, comment=str(exc))
+        return ret
+    ret.update(changes=changes, comment=f"variable {name} deleted")
+    return ret

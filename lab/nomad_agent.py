@@ -1,0 +1,59 @@
+"""
+A real Nomad for the lab when the ``nomad`` binary is on PATH: ``nomad agent -dev`` bound to
+loopback on free ports, with the client meta and host volumes the BionicGPT jobs need.
+Without the binary the lab uses the simulator (lab/sim/nomad.py) instead.
+"""
+
+import os
+import shutil
+
+from lab import procs
+
+
+def available():
+    return shutil.which("nomad") is not None
+
+
+class DevAgent:
+    def __init__(self, workdir, consul_url=None):
+        self.workdir = workdir
+        self.consul_url = consul_url
+        self.http_port, self.rpc_port, self.serf_port = procs.free_port(), procs.free_port(), procs.free_port()
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def config(self):
+        volumes = "".join(
+            f'  host_volume "{name}" {{\n    path = "{os.path.join(self.workdir, name)}"\n  }}\n'
+            for name in ("bionicgpt_postgres", "ollama_models")
+        )
+        consul = ""
+        if self.consul_url:
+            consul = f'consul {{\n  address = "{self.consul_url.split("://", 1)[-1]}"\n}}\n'
+        return (
+            'bind_addr = "127.0.0.1"\n'
+            f'data_dir = "{os.path.join(self.workdir, "data")}"\n'
+            f"ports {{\n  http = {self.http_port}\n  rpc = {self.rpc_port}\n  serf = {self.serf_port}\n}}\n"
+            'client {\n  enabled = true\n  meta {\n    location = "local"\n  }\n' + volumes + "}\n" + consul
+        )
+
+    def start(self):
+        os.makedirs(self.workdir, exist_ok=True)
+        for name in ("bionicgpt_postgres", "ollama_models", "data"):
+            os.makedirs(os.path.join(self.workdir, name), exist_ok=True)
+        path = os.path.join(self.workdir, "nomad.hcl")
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(self.config())
+        self.proc = procs.Proc(
+            "nomad", ["nomad", "agent", "-dev", "-config", path], os.path.join(self.workdir, "nomad.log")
+        )
+        procs.wait_http(self.url + "/v1/status/leader", timeout=60, ok=lambda s: s == 200, proc=self.proc.popen)
+        return self
+
+    def stop(self):
+        if self.proc:
+            self.proc.stop()
+            self.proc = None

@@ -1,0 +1,1507 @@
+"""
+Nomad simulator: one server+client agent (a "dev agent") with the HTTP API hecate uses.
+
+What it does, as Nomad does it (see shared/api-notes/hashicorp.md and the Go sources cited
+there; jobspec handling is in :mod:`lab.sim.nomad_jobspec`):
+
+- ``/v1/jobs/parse`` (real HCL2 parser, strict schema, hcl diagnostics with line numbers),
+  ``/v1/validate/job``, ``/v1/job/:id/plan`` (diff + scheduler annotations + placement
+  failures), register with ``EnforceIndex`` (errors and status codes as Nomad's), versions
+  (an unchanged spec makes no new version and no deployment, but still an evaluation),
+  revert (``EnforcePriorVersion``), stop and purge, evaluations, allocations, deployments
+  (statuses and descriptions of nomad/structs/deployment.go, auto-revert to the latest
+  stable version), variables with CAS, blocking queries on ``X-Nomad-Index``
+  (``?index=&wait=``, ``Invalid wait time`` / ``Invalid index``), plain-text errors.
+- A simulated client node (``meta.location``, datacenter, drivers, host volumes, CPU and
+  memory capacity) runs allocations through pending -> running -> healthy with task
+  events. Durations of the jobspec (restart delay, min_healthy_time, healthy_deadline,
+  progress_deadline) are multiplied by ``time_scale`` so tests take seconds.
+- Each running allocation serves a loopback stand-in HTTP server on each of its service
+  ports: the health-check path answers 200 (500 for services listed in
+  ``unhealthy_services``), any other path answers a body naming the task, so real HTTP can
+  be routed to the "running" stack. With ``consul_url`` the services are registered in
+  Consul (``PUT /v1/agent/service/register``) and deregistered on stop, as Nomad's Consul
+  integration does.
+- Failure knobs for tests: ``refuse_images`` (glob patterns: the docker driver fails to
+  pull them), ``unhealthy_services``; a docker ``port_map`` next to group network ports
+  fails at task start with the docker driver's own message.
+
+Options (``--config`` JSON)::
+
+    {"token": null, "region": "global", "datacenter": "dc1", "node_name": "lab-local",
+     "node_meta": {"location": "local"}, "drivers": ["docker", "exec", "raw_exec"],
+     "host_volumes": null, "cpu": 16000, "memory": 32768, "time_scale": 0.01,
+     "refuse_images": [], "unhealthy_services": [], "stand_ins": true,
+     "advertise_address": "127.0.0.1", "consul_url": null, "consul_token": null,
+     "namespaces": ["default"]}
+"""
+
+import contextlib
+import copy
+import fnmatch
+import http.server
+import json
+import re
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+from werkzeug.routing import Rule
+
+try:
+    from lab.sim import nomad_jobspec as js
+    from lab.sim.base import Simulator
+except ImportError:  # pragma: no cover
+    import nomad_jobspec as js  # type: ignore
+    from base import Simulator  # type: ignore
+
+VERSION = "1.10.5"
+TERMINAL = ("complete", "failed", "lost")
+TRACKED_VERSIONS = 6
+MAX_WAIT = 600.0
+VAR_PATH = re.compile(r"^[a-zA-Z0-9\-_~/]{1,128}$")
+
+
+class APIError(Exception):
+    def __init__(self, status, text):
+        super().__init__(text)
+        self.status, self.text = status, text
+
+
+def _now_ns():
+    return time.time_ns()
+
+
+def _rfc3339(ns=None):
+    ns = ns or _now_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns / 1e9)) + f".{ns % 1_000_000_000:09d}Z"
+
+
+def _ci(body, key, default=None):
+    """Go's encoding/json matches field names case-insensitively."""
+    if not isinstance(body, dict):
+        return default
+    if key in body:
+        return body[key]
+    low = key.lower()
+    for k, v in body.items():
+        if isinstance(k, str) and k.lower() == low:
+            return v
+    return default
+
+
+def _parse_wait(text):
+    try:
+        return js.parse_duration(text) / 1e9
+    except ValueError:
+        raise APIError(400, "Invalid wait time") from None
+
+
+class StandIn:
+    """A loopback HTTP server standing in for one service port of one allocation."""
+
+    def __init__(self, address, port, describe, health_paths, unhealthy):
+        self.describe, self.health_paths, self.unhealthy = describe, set(health_paths), unhealthy
+        stand_in = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self):
+                path = self.path.split("?", 1)[0]
+                if path in stand_in.health_paths:
+                    status = 500 if stand_in.unhealthy else 200
+                    body = b"unhealthy\n" if stand_in.unhealthy else b"ok\n"
+                else:
+                    status = 200
+                    body = (f"{stand_in.describe} answered {self.command} {path}\n").encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("X-Hecate-Sim", "nomad")
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _answer
+
+            def log_message(self, *args):  # quiet
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((address, port), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        with contextlib.suppress(Exception):
+            self.server.shutdown()
+            self.server.server_close()
+
+
+class NomadSim(Simulator):
+    name = "nomad"
+
+    def __init__(self, options=None):
+        super().__init__(options)
+        opt = self.options
+        self.token = opt.get("token")
+        self.region = opt.get("region", "global")
+        self.datacenter = opt.get("datacenter", "dc1")
+        self.namespaces = set(opt.get("namespaces") or ["default"])
+        self.time_scale = float(opt.get("time_scale", 0.01))
+        self.address = opt.get("advertise_address", "127.0.0.1")
+        self.node = {
+            "ID": str(uuid.uuid4()),
+            "Name": opt.get("node_name", "lab-local"),
+            "Datacenter": self.datacenter,
+            "NodeClass": opt.get("node_class", ""),
+            "NodePool": "default",
+            "Meta": dict(opt.get("node_meta") or {"location": "local"}),
+            "Attributes": {"kernel.name": "linux", "cpu.arch": "amd64", "unique.hostname": "lab-local",
+                           "nomad.version": VERSION, "driver.docker": "1"},
+            "Drivers": list(opt.get("drivers") or ["docker", "exec", "raw_exec"]),
+            "HostVolumes": opt.get("host_volumes"),
+            "CPU": int(opt.get("cpu", 16000)),
+            "MemoryMB": int(opt.get("memory", 32768)),
+        }
+        self.refuse_images = list(opt.get("refuse_images") or [])
+        self.unhealthy_services = set(opt.get("unhealthy_services") or [])
+        self.stand_ins_enabled = opt.get("stand_ins", True)
+        self.consul_url = (opt.get("consul_url") or "").rstrip("/") or None
+        self.consul_token = opt.get("consul_token")
+        self.index = 10
+        self.tables = {t: 1 for t in ("jobs", "job_version", "evals", "allocs", "deployment", "variables")}
+        self.jobs = {}  # (ns, id) -> job
+        self.versions = {}  # (ns, id) -> [job, ...] newest first
+        self.evals = {}
+        self.allocs = {}
+        self.deployments = {}
+        self.variables = {}  # (ns, path) -> var
+        self.runtime = {}  # alloc id -> client-side bookkeeping
+        self.stand_ins = {}  # alloc id -> [StandIn]
+        self.consul_registered = {}  # service id -> registration body
+        self.consul_errors = []
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._client_loop, name="nomad-sim-client", daemon=True)
+        self.thread.start()
+
+    # -- routing -------------------------------------------------------------------------
+    def rules(self):
+        r = Rule
+        return [
+            r("/v1/status/leader", endpoint="leader", methods=["GET"]),
+            r("/v1/agent/self", endpoint="agent_self", methods=["GET"]),
+            r("/v1/nodes", endpoint="nodes", methods=["GET"]),
+            r("/v1/jobs/parse", endpoint="parse", methods=["POST", "PUT"]),
+            r("/v1/validate/job", endpoint="validate", methods=["POST", "PUT"]),
+            r("/v1/jobs", endpoint="jobs", methods=["GET", "POST", "PUT"]),
+            r("/v1/job/<job_id>", endpoint="job", methods=["GET", "POST", "PUT", "DELETE"]),
+            r("/v1/job/<job_id>/plan", endpoint="plan", methods=["POST", "PUT"]),
+            r("/v1/job/<job_id>/versions", endpoint="versions", methods=["GET"]),
+            r("/v1/job/<job_id>/allocations", endpoint="job_allocs", methods=["GET"]),
+            r("/v1/job/<job_id>/evaluations", endpoint="job_evals", methods=["GET"]),
+            r("/v1/job/<job_id>/deployment", endpoint="job_deployment", methods=["GET"]),
+            r("/v1/job/<job_id>/deployments", endpoint="job_deployments", methods=["GET"]),
+            r("/v1/job/<job_id>/revert", endpoint="revert", methods=["POST", "PUT"]),
+            r("/v1/job/<job_id>/summary", endpoint="job_summary", methods=["GET"]),
+            r("/v1/evaluation/<eval_id>", endpoint="evaluation", methods=["GET"]),
+            r("/v1/evaluation/<eval_id>/allocations", endpoint="eval_allocs", methods=["GET"]),
+            r("/v1/deployment/<dep_id>", endpoint="deployment", methods=["GET"]),
+            r("/v1/deployment/allocations/<dep_id>", endpoint="deployment_allocs", methods=["GET"]),
+            r("/v1/allocation/<alloc_id>", endpoint="allocation", methods=["GET"]),
+            r("/v1/vars", endpoint="vars", methods=["GET"]),
+            r("/v1/var/<path:path>", endpoint="var", methods=["GET", "PUT", "POST", "DELETE"]),
+        ]
+
+    # Nomad's HTTP server: unknown paths get Go's mux 404, errors are plain text
+    def not_found(self, request):
+        return self.text("404 page not found\n", status=404)
+
+    def method_not_allowed(self, request):
+        return self.text("Invalid method", status=405)
+
+    def handle_error(self, request, exc):
+        return self.text(f"internal error: {type(exc).__name__}: {exc}", status=500)
+
+    def dispatch(self, request):
+        try:
+            return super().dispatch(request)
+        except APIError as exc:  # raised before a handler returned (e.g. from a helper)
+            return self.text(exc.text, status=exc.status)
+
+    # -- helpers -----------------------------------------------------------------------
+    def _bump(self, *tables):
+        self.index += 1
+        for table in tables:
+            self.tables[table] = self.index
+        self.changed()
+        return self.index
+
+    def _auth(self, request):
+        if not self.token:
+            return
+        tok = request.headers.get("X-Nomad-Token")
+        auth = request.headers.get("Authorization", "")
+        if not tok and auth.startswith("Bearer "):
+            tok = auth[7:]
+        if not tok:
+            raise APIError(403, "Permission denied")
+        if tok != self.token:
+            raise APIError(403, "ACL token not found")
+
+    def _ns(self, request):
+        return request.args.get("namespace") or "default"
+
+    def _body(self, request):
+        raw = request.get_data(cache=True)
+        if not raw.strip():
+            return {}
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise APIError(400, f"invalid character in request body: {exc.msg}") from None
+
+    def _read(self, request, table, produce):
+        """GET with blocking-query support: wait while the table index <= ?index."""
+        self._auth(request)
+        wait = MAX_WAIT / 2
+        if request.args.get("wait"):
+            wait = min(_parse_wait(request.args["wait"]), MAX_WAIT)
+        if request.args.get("index"):
+            try:
+                min_index = int(request.args["index"])
+                if min_index < 0:
+                    raise ValueError
+            except ValueError:
+                raise APIError(400, "Invalid index") from None
+            if min_index > 0:
+                self.wait_for_change(lambda: self.tables[table], min_index, wait)
+        body = produce()
+        resp = self.json(body)
+        resp.headers["X-Nomad-Index"] = str(self.tables[table])
+        resp.headers["X-Nomad-KnownLeader"] = "true"
+        resp.headers["X-Nomad-LastContact"] = "0"
+        return resp
+
+    def _write_resp(self, body, index, status=200):
+        resp = self.json(body, status=status)
+        resp.headers["X-Nomad-Index"] = str(index)
+        return resp
+
+    def _wrap(self, func, request, *args):
+        try:
+            return func(request, *args)
+        except APIError as exc:
+            return self.text(exc.text, status=exc.status)
+
+    def scaled(self, ns, floor=0.01):
+        return max(floor, (ns or 0) / 1e9 * self.time_scale)
+
+    # -- status ------------------------------------------------------------------------------
+    def on_leader(self, request):
+        return self.json(f"{self.address}:4647")
+
+    def on_agent_self(self, request):
+        def handle(req):
+            self._auth(req)
+            return self.json({
+                "config": {"Region": self.region, "Datacenter": self.datacenter,
+                           "Version": {"Version": VERSION}},
+                "member": {"Name": f"{self.node['Name']}.{self.region}", "Addr": self.address,
+                           "Tags": {"region": self.region, "dc": self.datacenter}},
+                "stats": {}})
+        return self._wrap(handle, request)
+
+    def on_nodes(self, request):
+        def produce():
+            n = self.node
+            return [{"ID": n["ID"], "Name": n["Name"], "Datacenter": n["Datacenter"], "NodeClass": n["NodeClass"],
+                     "NodePool": n["NodePool"], "Status": "ready", "SchedulingEligibility": "eligible",
+                     "Drain": False, "Version": VERSION, "Address": self.address}]
+        return self._wrap(lambda req: self._read(req, "jobs", produce), request)
+
+    # -- parse / validate ----------------------------------------------------------------------
+    def on_parse(self, request):
+        def handle(req):
+            self._auth(req)
+            body = self._body(req)
+            hcl = _ci(body, "JobHCL") or ""
+            if not hcl:
+                raise APIError(400, "Job spec is empty")
+            try:
+                job = js.parse(hcl, variables=_ci(body, "Variables"))
+            except js.JobspecError as exc:
+                raise APIError(400, f"Failed to parse job: {exc}") from None
+            if _ci(body, "Canonicalize"):
+                js.canonicalize(job)
+            return self.json(job)
+        return self._wrap(handle, request)
+
+    def on_validate(self, request):
+        def handle(req):
+            self._auth(req)
+            body = self._body(req)
+            job = _ci(body, "Job")
+            if not isinstance(job, dict):
+                raise APIError(400, "Job must be specified")
+            job = js.canonicalize(copy.deepcopy(job))
+            errors = js.validate(job)
+            warnings = js.warnings(job)
+            return self.json({
+                "DriverConfigValidated": not errors,
+                "ValidationErrors": errors or None,
+                "Error": js.multierror(errors) if errors else "",
+                "Warnings": js.multierror(warnings) if warnings else "",
+            })
+        return self._wrap(handle, request)
+
+    # -- jobs ----------------------------------------------------------------------------------
+    def on_jobs(self, request):
+        if request.method == "GET":
+            ns = self._ns(request)
+            prefix = request.args.get("prefix", "")
+            return self._wrap(lambda req: self._read(req, "jobs", lambda: [
+                self._job_stub(j) for (jns, jid), j in sorted(self.jobs.items())
+                if (ns == "*" or jns == ns) and jid.startswith(prefix)]), request)
+        return self._wrap(self._register_request, request, None)
+
+    def on_job(self, request, job_id):
+        if request.method == "GET":
+            return self._wrap(lambda req: self._read(req, "jobs", lambda: self._job_view(self._job_or_404(req, job_id))), request)
+        if request.method == "DELETE":
+            return self._wrap(self._deregister, request, job_id)
+        return self._wrap(self._register_request, request, job_id)
+
+    def _job_or_404(self, request, job_id):
+        job = self.jobs.get((self._ns(request), job_id))
+        if job is None:
+            raise APIError(404, "job not found")
+        return job
+
+    def _job_status(self, job):
+        allocs = [a for a in self.allocs.values() if a["JobID"] == job["ID"] and a["Namespace"] == job["Namespace"]]
+        if any(a["ClientStatus"] in ("pending", "running") for a in allocs):
+            return "running"
+        if job.get("Stop"):
+            return "dead"
+        if not allocs:
+            return "pending"
+        if any(e["Status"] in ("pending", "blocked") for e in self.evals.values()
+               if e["JobID"] == job["ID"] and e["Namespace"] == job["Namespace"]):
+            return "pending"
+        return "dead"
+
+    def _job_view(self, job):
+        view = copy.deepcopy(job)
+        view["Status"] = self._job_status(job)
+        return view
+
+    def _job_stub(self, job):
+        return {"ID": job["ID"], "ParentID": job.get("ParentID", ""), "Name": job["Name"],
+                "Namespace": job["Namespace"], "Datacenters": job.get("Datacenters"), "Type": job["Type"],
+                "Priority": job["Priority"], "Periodic": False, "ParameterizedJob": False,
+                "Stop": job.get("Stop", False), "Status": self._job_status(job), "StatusDescription": "",
+                "JobSummary": self._summary(job), "CreateIndex": job["CreateIndex"],
+                "ModifyIndex": job["ModifyIndex"], "JobModifyIndex": job["JobModifyIndex"],
+                "SubmitTime": job.get("SubmitTime")}
+
+    def _summary(self, job):
+        summary = {}
+        for group in job.get("TaskGroups") or []:
+            counts = {"Queued": 0, "Complete": 0, "Failed": 0, "Running": 0, "Starting": 0, "Lost": 0, "Unknown": 0}
+            for alloc in self.allocs.values():
+                if alloc["JobID"] == job["ID"] and alloc["TaskGroup"] == group["Name"]:
+                    key = {"pending": "Starting", "running": "Running", "complete": "Complete",
+                           "failed": "Failed", "lost": "Lost"}.get(alloc["ClientStatus"], "Unknown")
+                    counts[key] += 1
+            summary[group["Name"]] = counts
+        return {"JobID": job["ID"], "Namespace": job["Namespace"], "Summary": summary,
+                "Children": {"Pending": 0, "Running": 0, "Dead": 0},
+                "CreateIndex": job["CreateIndex"], "ModifyIndex": job["ModifyIndex"]}
+
+    def on_job_summary(self, request, job_id):
+        return self._wrap(lambda req: self._read(req, "jobs", lambda: self._summary(self._job_or_404(req, job_id))), request)
+
+    def _register_request(self, request, job_id):
+        self._auth(request)
+        body = self._body(request)
+        job = _ci(body, "Job")
+        if not isinstance(job, dict):
+            raise APIError(400, "Job must be specified")
+        if job_id is not None and _ci(job, "ID") != job_id:
+            raise APIError(400, "Job ID does not match name")
+        ns = _ci(job, "Namespace") or self._ns(request)
+        reply = self._register(ns, job, bool(_ci(body, "EnforceIndex")),
+                               int(_ci(body, "JobModifyIndex") or 0))
+        return self._write_resp(reply, reply["Index"])
+
+    def _register(self, ns, job, enforce=False, modify_index=0, triggered_by="job-register", keep_stable=False):
+        job = js.canonicalize(copy.deepcopy(job))
+        job["Namespace"] = ns
+        if not job.get("ID"):
+            raise APIError(400, "Job ID does not match name" if job.get("Name") else "Missing job ID")
+        errors = js.validate(job)
+        if errors:
+            raise APIError(500, js.multierror(errors))
+        if ns not in self.namespaces:
+            raise APIError(500, f'job "{job["ID"]}" is in nonexistent namespace "{ns}"')
+        key = (ns, job["ID"])
+        existing = self.jobs.get(key)
+        if enforce:
+            prefix = "Enforcing job modify index"
+            if existing is not None:
+                if modify_index == 0:
+                    raise APIError(500, f"{prefix} 0: job already exists")
+                if modify_index != existing["JobModifyIndex"]:
+                    raise APIError(500, f"{prefix} {modify_index}: job exists with conflicting job modify "
+                                        f"index: {existing['JobModifyIndex']}")
+            elif modify_index != 0:
+                raise APIError(500, f"{prefix} {modify_index}: job does not exist")
+        warnings = js.warnings(job)
+        now = _now_ns()
+        if existing is not None and not js.spec_changed(existing, job):
+            evaluation = self._new_eval(existing, triggered_by)
+            index = self._bump("evals")
+            evaluation["CreateIndex"] = evaluation["ModifyIndex"] = index
+            return {"EvalID": evaluation["ID"], "EvalCreateIndex": index,
+                    "JobModifyIndex": existing["ModifyIndex"], "Warnings": js.multierror(warnings) if warnings else "",
+                    "Index": index, "KnownLeader": False, "LastContact": 0, "NextToken": ""}
+        index = self._bump("jobs", "job_version", "evals")
+        job["SubmitTime"] = now
+        job["Stable"] = False
+        job["Status"] = "pending"
+        job["ModifyIndex"] = job["JobModifyIndex"] = index
+        if existing is not None:
+            job["CreateIndex"] = existing["CreateIndex"]
+            job["Version"] = existing["Version"] + 1
+        else:
+            job["CreateIndex"] = index
+            job["Version"] = 0
+        self.jobs[key] = job
+        self.versions.setdefault(key, []).insert(0, copy.deepcopy(job))
+        del self.versions[key][TRACKED_VERSIONS:]
+        evaluation = self._new_eval(job, triggered_by)
+        evaluation["CreateIndex"] = evaluation["ModifyIndex"] = index
+        return {"EvalID": evaluation["ID"], "EvalCreateIndex": index, "JobModifyIndex": index,
+                "Warnings": js.multierror(warnings) if warnings else "", "Index": index,
+                "KnownLeader": False, "LastContact": 0, "NextToken": ""}
+
+    def _new_eval(self, job, triggered_by, status="pending"):
+        now = _now_ns()
+        evaluation = {
+            "ID": str(uuid.uuid4()), "Namespace": job["Namespace"], "Priority": job.get("Priority", 50),
+            "Type": job.get("Type", "service"), "TriggeredBy": triggered_by, "JobID": job["ID"],
+            "JobModifyIndex": job.get("JobModifyIndex", 0), "NodeID": "", "NodeModifyIndex": 0,
+            "DeploymentID": "", "Status": status, "StatusDescription": "", "Wait": 0, "WaitUntil": None,
+            "NextEval": "", "PreviousEval": "", "BlockedEval": "", "RelatedEvals": None,
+            "FailedTGAllocs": None, "ClassEligibility": None, "EscapedComputedClass": False,
+            "AnnotatePlan": False, "QueuedAllocations": None, "LeaderACL": "", "SnapshotIndex": 0,
+            "CreateIndex": 0, "ModifyIndex": 0, "CreateTime": now, "ModifyTime": now,
+            "_due": time.monotonic() + self.scaled(0, floor=0.02),
+        }
+        self.evals[evaluation["ID"]] = evaluation
+        return evaluation
+
+    def _deregister(self, request, job_id):
+        self._auth(request)
+        ns = self._ns(request)
+        purge = request.args.get("purge", "false").lower() in ("true", "1")
+        key = (ns, job_id)
+        job = self.jobs.get(key)
+        if job is None:
+            return self._write_resp({"EvalID": "", "EvalCreateIndex": 0, "JobModifyIndex": 0,
+                                     "VolumeEvalID": "", "VolumeEvalIndex": 0, "Index": 0,
+                                     "LastContact": 0, "KnownLeader": False, "NextToken": ""}, self.index)
+        if purge:
+            index = self._bump("jobs", "job_version", "evals")
+            del self.jobs[key]
+            self.versions.pop(key, None)
+        else:
+            stopped = copy.deepcopy(job)
+            stopped["Stop"] = True
+            index = self._bump("jobs", "job_version", "evals")
+            stopped["Version"] = job["Version"] + 1
+            stopped["Stable"] = False
+            stopped["ModifyIndex"] = stopped["JobModifyIndex"] = index
+            stopped["SubmitTime"] = _now_ns()
+            self.jobs[key] = stopped
+            self.versions.setdefault(key, []).insert(0, copy.deepcopy(stopped))
+            del self.versions[key][TRACKED_VERSIONS:]
+        evaluation = self._new_eval(job, "job-deregister")
+        evaluation["CreateIndex"] = evaluation["ModifyIndex"] = index
+        return self._write_resp({"EvalID": evaluation["ID"], "EvalCreateIndex": index, "JobModifyIndex": index,
+                                 "VolumeEvalID": "", "VolumeEvalIndex": 0, "Index": index,
+                                 "LastContact": 0, "KnownLeader": False, "NextToken": ""}, index)
+
+    def on_plan(self, request, job_id):
+        def handle(req):
+            self._auth(req)
+            body = self._body(req)
+            job = _ci(body, "Job")
+            if not isinstance(job, dict):
+                raise APIError(400, "Job must be specified")
+            if _ci(job, "ID") != job_id:
+                raise APIError(400, "Job ID does not match")
+            ns = _ci(job, "Namespace") or self._ns(req)
+            job = js.canonicalize(copy.deepcopy(job))
+            job["Namespace"] = ns
+            errors = js.validate(job)
+            if errors:
+                raise APIError(500, js.multierror(errors))
+            existing = self.jobs.get((ns, job_id))
+            if existing is not None and not js.spec_changed(existing, job):
+                job = copy.deepcopy(existing)
+            plan = self._schedule(job, existing, dry_run=True)
+            diff = None
+            if _ci(body, "Diff"):
+                diff = js.job_diff(existing, job) if existing is not None else js.job_diff(None, job)
+                js.annotate(diff, plan["desired"])
+            warnings = js.warnings(job)
+            return self._write_resp({
+                "Annotations": {"DesiredTGUpdates": plan["desired"], "PreemptedAllocs": None},
+                "CreatedEvals": None, "Diff": diff, "FailedTGAllocs": plan["failed"] or None,
+                "JobModifyIndex": existing["JobModifyIndex"] if existing else 0,
+                "NextPeriodicLaunch": "0001-01-01T00:00:00Z",
+                "Warnings": js.multierror(warnings) if warnings else "", "Index": self.index,
+            }, self.index)
+        return self._wrap(handle, request)
+
+    def on_versions(self, request, job_id):
+        def produce():
+            versions = self.versions.get((self._ns(request), job_id))
+            if not versions:
+                raise APIError(404, "job versions not found")
+            diffs = None
+            if request.args.get("diffs", "false").lower() in ("true", "1"):
+                diffs = [js.job_diff(versions[i + 1], versions[i]) for i in range(len(versions) - 1)]
+            return {"Versions": copy.deepcopy(versions), "Diffs": diffs}
+        return self._wrap(lambda req: self._read(req, "job_version", produce), request)
+
+    def on_revert(self, request, job_id):
+        def handle(req):
+            self._auth(req)
+            body = self._body(req)
+            if _ci(body, "JobID") not in (None, job_id):
+                raise APIError(400, "Job ID does not match")
+            ns = self._ns(req)
+            cur = self.jobs.get((ns, job_id))
+            if cur is None:
+                raise APIError(500, f'job "{job_id}" not found')
+            version = int(_ci(body, "JobVersion") or 0)
+            if version == cur["Version"]:
+                raise APIError(500, "can't revert to current version")
+            target = next((v for v in self.versions.get((ns, job_id), []) if v["Version"] == version), None)
+            if target is None:
+                raise APIError(500, f'job "{job_id}" in namespace "{ns}" at version {version} not found')
+            enforce = _ci(body, "EnforcePriorVersion")
+            modify_index = 0
+            if enforce is not None:
+                if int(enforce) != cur["Version"]:
+                    raise APIError(500, f"Current job has version {cur['Version']}; enforcing version {int(enforce)}")
+                modify_index = cur["JobModifyIndex"]
+            reply = self._register(ns, copy.deepcopy(target), enforce=enforce is not None,
+                                   modify_index=modify_index, triggered_by="job-register")
+            return self._write_resp(reply, reply["Index"])
+        return self._wrap(handle, request)
+
+    # -- evaluations, allocations, deployments ---------------------------------------------------
+    @staticmethod
+    def _public(obj):
+        return {k: copy.deepcopy(v) for k, v in obj.items() if not k.startswith("_")}
+
+    def on_job_evals(self, request, job_id):
+        ns = self._ns(request)
+        return self._wrap(lambda req: self._read(req, "evals", lambda: [
+            self._public(e) for e in sorted(self.evals.values(), key=lambda e: -e["CreateIndex"])
+            if e["JobID"] == job_id and e["Namespace"] == ns]), request)
+
+    def on_evaluation(self, request, eval_id):
+        def produce():
+            evaluation = self.evals.get(eval_id)
+            if evaluation is None:
+                raise APIError(404, "eval not found")
+            return self._public(evaluation)
+        return self._wrap(lambda req: self._read(req, "evals", produce), request)
+
+    def on_eval_allocs(self, request, eval_id):
+        return self._wrap(lambda req: self._read(req, "allocs", lambda: [
+            self._alloc_stub(a) for a in self.allocs.values() if a["EvalID"] == eval_id]), request)
+
+    def _alloc_stub(self, alloc):
+        stub = {k: copy.deepcopy(v) for k, v in alloc.items()
+                if k not in ("Job", "AllocatedResources", "Resources") and not k.startswith("_")}
+        stub["JobType"] = alloc["Job"]["Type"]
+        return stub
+
+    def on_job_allocs(self, request, job_id):
+        ns = self._ns(request)
+        return self._wrap(lambda req: self._read(req, "allocs", lambda: [
+            self._alloc_stub(a) for a in sorted(self.allocs.values(), key=lambda a: -a["CreateIndex"])
+            if a["JobID"] == job_id and a["Namespace"] == ns]), request)
+
+    def on_allocation(self, request, alloc_id):
+        def produce():
+            alloc = self.allocs.get(alloc_id)
+            if alloc is None:
+                raise APIError(404, "alloc not found")
+            return self._public(alloc)
+        return self._wrap(lambda req: self._read(req, "allocs", produce), request)
+
+    def _job_deployments(self, ns, job_id):
+        return sorted([d for d in self.deployments.values() if d["JobID"] == job_id and d["Namespace"] == ns],
+                      key=lambda d: -d["CreateIndex"])
+
+    def on_job_deployment(self, request, job_id):
+        ns = self._ns(request)
+        return self._wrap(lambda req: self._read(req, "deployment", lambda: (
+            copy.deepcopy(self._job_deployments(ns, job_id)[0]) if self._job_deployments(ns, job_id) else None)),
+            request)
+
+    def on_job_deployments(self, request, job_id):
+        ns = self._ns(request)
+        return self._wrap(lambda req: self._read(req, "deployment", lambda: copy.deepcopy(
+            self._job_deployments(ns, job_id))), request)
+
+    def on_deployment(self, request, dep_id):
+        def produce():
+            dep = self.deployments.get(dep_id)
+            if dep is None:
+                raise APIError(404, "deployment not found")
+            return copy.deepcopy(dep)
+        return self._wrap(lambda req: self._read(req, "deployment", produce), request)
+
+    def on_deployment_allocs(self, request, dep_id):
+        return self._wrap(lambda req: self._read(req, "allocs", lambda: [
+            self._alloc_stub(a) for a in self.allocs.values() if a.get("DeploymentID") == dep_id]), request)
+
+    # -- variables -------------------------------------------------------------------------------
+    def on_vars(self, request):
+        ns = self._ns(request)
+        prefix = request.args.get("prefix", "")
+        return self._wrap(lambda req: self._read(req, "variables", lambda: [
+            {k: v for k, v in var.items() if k != "Items"}
+            for (vns, path), var in sorted(self.variables.items())
+            if (ns == "*" or vns == ns) and path.startswith(prefix)]), request)
+
+    def on_var(self, request, path):
+        def handle(req):
+            ns = self._ns(req)
+            key = (ns, path)
+            if req.method == "GET":
+                def produce():
+                    var = self.variables.get(key)
+                    if var is None:
+                        raise APIError(404, "variable not found")
+                    return copy.deepcopy(var)
+                return self._read(req, "variables", produce)
+            self._auth(req)
+            cas = req.args.get("cas")
+            if cas is not None:
+                try:
+                    cas = int(cas)
+                except ValueError:
+                    raise APIError(400, f'can not parse cas: strconv.ParseUint: parsing "{cas}": invalid syntax') from None
+            current = self.variables.get(key)
+            if req.method == "DELETE":
+                if cas is not None and (current or {}).get("ModifyIndex", 0) != cas:
+                    return self._conflict(current, ns, path)
+                if current is not None:
+                    index = self._bump("variables")
+                    del self.variables[key]
+                else:
+                    index = self.index
+                resp = self.text("", status=204)
+                resp.headers["X-Nomad-Index"] = str(index)
+                return resp
+            body = self._body(req)
+            items = _ci(body, "Items")
+            if not items:
+                raise APIError(400, "variable missing required Items object")
+            if not isinstance(items, dict) or not all(isinstance(v, str) for v in items.values()):
+                raise APIError(400, "json: cannot unmarshal Items: values must be strings")
+            if not VAR_PATH.match(path):
+                raise APIError(500, f'invalid path "{path}"')
+            if len(json.dumps(items)) > 64 * 1024:
+                raise APIError(500, "variables are limited to 64KiB in total size")
+            if cas is not None and (current or {}).get("ModifyIndex", 0) != cas:
+                return self._conflict(current, ns, path)
+            now = _now_ns()
+            index = self._bump("variables")
+            var = {"Namespace": ns, "Path": path, "CreateIndex": (current or {}).get("CreateIndex", index),
+                   "ModifyIndex": index, "CreateTime": (current or {}).get("CreateTime", now),
+                   "ModifyTime": now, "Items": dict(items)}
+            self.variables[key] = var
+            return self._write_resp(copy.deepcopy(var), index)
+        return self._wrap(handle, request)
+
+    def _conflict(self, current, ns, path):
+        body = copy.deepcopy(current) if current else {
+            "Namespace": ns, "Path": path, "CreateIndex": 0, "ModifyIndex": 0, "CreateTime": 0,
+            "ModifyTime": 0, "Items": None}
+        return self._write_resp(body, body["ModifyIndex"], status=409)
+
+    # -- scheduler -------------------------------------------------------------------------------
+    def _live_allocs(self, job):
+        return [a for a in self.allocs.values()
+                if a["JobID"] == job["ID"] and a["Namespace"] == job["Namespace"]
+                and a["DesiredStatus"] == "run" and a["ClientStatus"] not in TERMINAL]
+
+    def _constraint_ok(self, con):
+        target = con.get("LTarget", "")
+        value = con.get("RTarget", "")
+        operand = con.get("Operand") or "="
+        m = re.fullmatch(r"\$\{(meta|attr|node)\.(.+)\}", target)
+        actual = None
+        if m:
+            kind, name = m.groups()
+            if kind == "meta":
+                actual = self.node["Meta"].get(name)
+            elif kind == "attr":
+                actual = self.node["Attributes"].get(name)
+            else:
+                actual = {"datacenter": self.node["Datacenter"], "unique.name": self.node["Name"],
+                          "unique.id": self.node["ID"], "class": self.node["NodeClass"],
+                          "pool": self.node["NodePool"]}.get(name)
+        else:
+            actual = target
+        if operand in ("=", "==", "is"):
+            return actual is not None and str(actual) == value
+        if operand in ("!=", "not"):
+            return actual is None or str(actual) != value
+        if operand == "is_set":
+            return actual is not None
+        if operand == "is_not_set":
+            return actual is None
+        if operand == "regexp":
+            return actual is not None and re.search(value, str(actual)) is not None
+        if operand in ("set_contains", "set_contains_all"):
+            have = {s.strip() for s in str(actual or "").split(",")}
+            return all(v.strip() in have for v in value.split(","))
+        if operand == "set_contains_any":
+            have = {s.strip() for s in str(actual or "").split(",")}
+            return any(v.strip() in have for v in value.split(","))
+        return True
+
+    def _placement_failure(self, job, group, new_allocs_resources):
+        """AllocMetric of a failed placement, or None when the node fits."""
+        metric = {"NodesEvaluated": 1, "NodesFiltered": 0, "NodesInPool": 1, "NodePool": "default",
+                  "NodesAvailable": {self.datacenter: 1}, "ClassFiltered": None, "ConstraintFiltered": None,
+                  "NodesExhausted": 0, "ClassExhausted": None, "DimensionExhausted": None,
+                  "QuotaExhausted": None, "ResourcesExhausted": None, "Scores": None, "ScoreMetaData": None,
+                  "AllocationTime": 1000, "CoalescedFailures": max(0, group["Count"] - 1)}
+        dcs = job.get("Datacenters") or ["*"]
+        if not any(fnmatch.fnmatch(self.datacenter, dc) for dc in dcs):
+            metric["NodesEvaluated"] = 0
+            metric["NodesAvailable"] = {dc: 0 for dc in dcs}
+            return metric
+        filtered = {}
+        for con in (job.get("Constraints") or []) + (group.get("Constraints") or []) + [
+                c for t in group.get("Tasks") or [] for c in (t.get("Constraints") or [])]:
+            if not self._constraint_ok(con):
+                key = f"{con.get('LTarget')} {con.get('Operand') or '='} {con.get('RTarget')}".replace("  ", " ")
+                filtered[key] = 1
+        for task in group.get("Tasks") or []:
+            if task.get("Driver") not in self.node["Drivers"]:
+                filtered["missing drivers"] = 1
+        wanted_volumes = [v for v in (group.get("Volumes") or {}).values() if v.get("Type") == "host"]
+        if wanted_volumes and self.node["HostVolumes"] is not None:
+            if any(v.get("Source") not in self.node["HostVolumes"] for v in wanted_volumes):
+                filtered["missing compatible host volumes"] = 1
+        if filtered:
+            metric["NodesFiltered"] = 1
+            metric["ConstraintFiltered"] = filtered
+            return metric
+        cpu = sum(r[0] for r in new_allocs_resources)
+        mem = sum(r[1] for r in new_allocs_resources)
+        dims = {}
+        if cpu > self.node["CPU"]:
+            dims["cpu"] = 1
+        if mem > self.node["MemoryMB"]:
+            dims["memory"] = 1
+        for net in group.get("Networks") or []:
+            for port in net.get("ReservedPorts") or []:
+                if port.get("Value") and not self._port_free(port["Value"], job, group):
+                    dims[f"network: reserved port collision {port['Label']}={port['Value']}"] = 1
+        if dims:
+            metric["NodesExhausted"] = 1
+            metric["DimensionExhausted"] = dims
+            return metric
+        return None
+
+    def _port_free(self, port, job=None, group=None):
+        for alloc in self.allocs.values():
+            if alloc["ClientStatus"] in TERMINAL or alloc["DesiredStatus"] != "run":
+                continue
+            if job is not None and alloc["JobID"] == job["ID"] and alloc["TaskGroup"] == (group or {}).get("Name"):
+                continue  # will be replaced
+            for p in alloc["AllocatedResources"]["Shared"]["Ports"] or []:
+                if p["Value"] == port:
+                    return False
+        with contextlib.closing(socket.socket()) as sock:
+            try:
+                sock.bind((self.address, port))
+            except OSError:
+                return False
+        return True
+
+    def _group_resources(self, group):
+        cpu = sum((t.get("Resources") or {}).get("CPU") or 0 for t in group.get("Tasks") or [])
+        mem = sum((t.get("Resources") or {}).get("MemoryMB") or 0 for t in group.get("Tasks") or [])
+        return cpu, mem
+
+    def _schedule(self, job, existing, dry_run):
+        """The reconciler: what to place, update or stop for each group (and placement failures)."""
+        desired, failed, actions = {}, {}, []
+        live = self._live_allocs(job) if existing is not None else []
+        used = [self._group_resources(self._alloc_group(a))
+                for a in self.allocs.values() if a["ClientStatus"] not in TERMINAL
+                and a["DesiredStatus"] == "run" and a["JobID"] != job["ID"]]
+        groups = {g["Name"]: g for g in job.get("TaskGroups") or []}
+        for name, group in groups.items():
+            counts = {"Ignore": 0, "Place": 0, "Migrate": 0, "Stop": 0, "InPlaceUpdate": 0,
+                      "DestructiveUpdate": 0, "Canary": 0, "Preemptions": 0, "RescheduleNow": 0,
+                      "RescheduleLater": 0, "Disconnect": 0, "Reconnect": 0}
+            if job.get("Stop"):
+                mine = [a for a in live if a["TaskGroup"] == name]
+                counts["Stop"] = len(mine)
+                actions += [("stop", a, "alloc not needed due to job update") for a in mine]
+                desired[name] = counts
+                continue
+            mine = sorted([a for a in live if a["TaskGroup"] == name], key=lambda a: a["Name"])
+            keep = mine[: group["Count"]]
+            for alloc in mine[group["Count"]:]:
+                counts["Stop"] += 1
+                actions.append(("stop", alloc, "alloc not needed due to job update"))
+            for alloc in keep:
+                old_group = self._alloc_group(alloc)
+                kind = "ignore" if alloc["JobVersion"] == job["Version"] and alloc["Job"]["JobModifyIndex"] == job["JobModifyIndex"] \
+                    else js.task_group_update_kind(old_group, group)
+                if kind == "ignore":
+                    counts["Ignore"] += 1
+                elif kind == "inplace":
+                    counts["InPlaceUpdate"] += 1
+                    actions.append(("inplace", alloc, None))
+                else:
+                    counts["DestructiveUpdate"] += 1
+                    actions.append(("destructive", alloc, None))
+            missing = group["Count"] - len(keep)
+            counts["Place"] += max(0, missing)
+            needs = counts["Place"] + counts["DestructiveUpdate"]
+            if needs:
+                resources = used + [self._group_resources(group)] * needs
+                metric = self._placement_failure(job, group, resources)
+                if metric is not None:
+                    failed[name] = metric
+                    actions = [a for a in actions if not (a[0] == "destructive" and a[1]["TaskGroup"] == name)]
+                    counts["Place"] = 0
+                    counts["DestructiveUpdate"] = 0
+                else:
+                    actions += [("place", name, None)] * max(0, missing)
+                    used += [self._group_resources(group)] * needs
+            desired[name] = counts
+        for alloc in live:
+            if alloc["TaskGroup"] not in groups:
+                desired.setdefault(alloc["TaskGroup"], {"Ignore": 0, "Place": 0, "Migrate": 0, "Stop": 0,
+                                                        "InPlaceUpdate": 0, "DestructiveUpdate": 0,
+                                                        "Canary": 0, "Preemptions": 0, "RescheduleNow": 0,
+                                                        "RescheduleLater": 0, "Disconnect": 0,
+                                                        "Reconnect": 0})["Stop"] += 1
+                actions.append(("stop", alloc, "alloc not needed due to job update"))
+        return {"desired": desired, "failed": failed, "actions": actions}
+
+    def _alloc_group(self, alloc):
+        return next((g for g in alloc["Job"].get("TaskGroups") or [] if g["Name"] == alloc["TaskGroup"]), {})
+
+    def _process_eval(self, evaluation):
+        key = (evaluation["Namespace"], evaluation["JobID"])
+        job = self.jobs.get(key)
+        now = _now_ns()
+        index = self._bump("evals", "allocs", "deployment", "jobs")
+        evaluation.update(Status="complete", ModifyIndex=index, ModifyTime=now, SnapshotIndex=index - 1)
+        if job is None:  # purged: stop everything that is left
+            for alloc in self.allocs.values():
+                if alloc["JobID"] == evaluation["JobID"] and alloc["Namespace"] == evaluation["Namespace"]:
+                    self._stop_alloc(alloc, "alloc not needed due to job update", index)
+            for dep in self.deployments.values():
+                if dep["JobID"] == evaluation["JobID"] and dep["Status"] == "running":
+                    self._set_deployment(dep, "cancelled", "Cancelled because job is stopped", index)
+            return
+        plan = self._schedule(job, job, dry_run=False)
+        evaluation["QueuedAllocations"] = {g: 0 for g in plan["desired"]}
+        if job.get("Stop"):
+            for dep in self.deployments.values():
+                if dep["JobID"] == job["ID"] and dep["Namespace"] == job["Namespace"] and dep["Status"] == "running":
+                    self._set_deployment(dep, "cancelled", "Cancelled because job is stopped", index)
+        changes = [a for a in plan["actions"] if a[0] in ("place", "destructive", "inplace")]
+        deployment = None
+        if changes and job["Type"] == "service" and not job.get("Stop"):
+            deployment = next((d for d in self.deployments.values() if d["JobID"] == job["ID"]
+                               and d["Namespace"] == job["Namespace"] and d["JobVersion"] == job["Version"]
+                               and d["JobCreateIndex"] == job["CreateIndex"] and d["Status"] == "running"), None)
+            if deployment is None:
+                for dep in self.deployments.values():
+                    if dep["JobID"] == job["ID"] and dep["Namespace"] == job["Namespace"] and dep["Status"] == "running":
+                        self._set_deployment(dep, "cancelled", "Cancelled due to newer version of job", index)
+                deployment = self._new_deployment(job, evaluation, index)
+        for kind, target, reason in plan["actions"]:
+            if kind == "stop":
+                self._stop_alloc(target, reason, index)
+            elif kind == "destructive":
+                self._stop_alloc(target, "alloc is being updated due to job update", index)
+                self._place(job, target["TaskGroup"], evaluation, deployment, index, name=target["Name"])
+            elif kind == "inplace":
+                target["Job"] = copy.deepcopy(job)
+                target["JobVersion"] = job["Version"]
+                target["ModifyIndex"] = target["AllocModifyIndex"] = index
+                if deployment is not None:
+                    target["DeploymentID"] = deployment["ID"]
+                    target["DeploymentStatus"] = None
+                    self.runtime[target["ID"]]["health_since"] = None
+                    self.runtime[target["ID"]]["deadline"] = None
+                    deployment["TaskGroups"][target["TaskGroup"]]["PlacedAllocs"] += 1
+            elif kind == "place":
+                self._place(job, target, evaluation, deployment, index)
+        if deployment is not None:
+            evaluation["DeploymentID"] = deployment["ID"]
+        if plan["failed"]:
+            evaluation["FailedTGAllocs"] = plan["failed"]
+            blocked = self._new_eval(job, evaluation["TriggeredBy"], status="blocked")
+            blocked.update(PreviousEval=evaluation["ID"], CreateIndex=index, ModifyIndex=index,
+                           StatusDescription="created due to placement conflicts", _due=None)
+            evaluation["BlockedEval"] = blocked["ID"]
+            evaluation["QueuedAllocations"] = {g: (job_group["Count"] if g in plan["failed"] else 0)
+                                               for g, job_group in ((gg["Name"], gg) for gg in job["TaskGroups"])}
+
+    def _new_deployment(self, job, evaluation, index):
+        now = _now_ns()
+        groups = {}
+        for group in job.get("TaskGroups") or []:
+            upd = group.get("Update") or {}
+            groups[group["Name"]] = {
+                "AutoRevert": bool(upd.get("AutoRevert")), "AutoPromote": bool(upd.get("AutoPromote")),
+                "ProgressDeadline": upd.get("ProgressDeadline") or 0, "Promoted": False,
+                "PlacedCanaries": None, "DesiredCanaries": upd.get("Canary") or 0,
+                "DesiredTotal": group["Count"], "PlacedAllocs": 0, "HealthyAllocs": 0, "UnhealthyAllocs": 0,
+                "RequireProgressBy": _rfc3339(now + int((upd.get("ProgressDeadline") or 0))),
+                "_deadline": time.monotonic() + self.scaled(upd.get("ProgressDeadline") or 10 * js.MIN),
+                "_progress_ns": upd.get("ProgressDeadline") or 0,
+            }
+        dep = {"ID": str(uuid.uuid4()), "Namespace": job["Namespace"], "JobID": job["ID"],
+               "JobVersion": job["Version"], "JobModifyIndex": job["JobModifyIndex"],
+               "JobSpecModifyIndex": job["JobModifyIndex"], "JobCreateIndex": job["CreateIndex"],
+               "IsMultiregion": False, "TaskGroups": groups, "Status": "running",
+               "StatusDescription": "Deployment is running", "EvalPriority": job.get("Priority", 50),
+               "CreateIndex": index, "ModifyIndex": index, "CreateTime": now, "ModifyTime": now}
+        self.deployments[dep["ID"]] = dep
+        return dep
+
+    def _set_deployment(self, dep, status, description, index):
+        dep.update(Status=status, StatusDescription=description, ModifyIndex=index, ModifyTime=_now_ns())
+
+    def _place(self, job, group_name, evaluation, deployment, index, name=None):
+        group = next(g for g in job["TaskGroups"] if g["Name"] == group_name)
+        used_names = {a["Name"] for a in self._live_allocs(job)}
+        if name is None:
+            i = 0
+            while f"{job['ID']}.{group_name}[{i}]" in used_names:
+                i += 1
+            name = f"{job['ID']}.{group_name}[{i}]"
+        ports, networks = [], []
+        for net in group.get("Networks") or []:
+            dyn, res = [], []
+            for port in net.get("ReservedPorts") or []:
+                res.append({"Label": port["Label"], "Value": port["Value"], "To": port.get("To") or 0,
+                            "HostNetwork": port.get("HostNetwork") or "default"})
+            for port in net.get("DynamicPorts") or []:
+                dyn.append({"Label": port["Label"], "Value": self._free_port(), "To": port.get("To") or 0,
+                            "HostNetwork": port.get("HostNetwork") or "default"})
+            for port in res + dyn:
+                ports.append({"Label": port["Label"], "Value": port["Value"], "To": port["To"] or port["Value"],
+                              "HostIP": self.address})
+            networks.append({"Mode": net.get("Mode") or "host", "IP": self.address, "ReservedPorts": res or None,
+                             "DynamicPorts": dyn or None, "MBits": 0, "DNS": net.get("DNS")})
+        task_ports = {}
+        for task in group.get("Tasks") or []:
+            for net in (task.get("Resources") or {}).get("Networks") or []:
+                for port in (net.get("ReservedPorts") or []) + (net.get("DynamicPorts") or []):
+                    value = port.get("Value") or self._free_port()
+                    task_ports.setdefault(task["Name"], []).append(
+                        {"Label": port["Label"], "Value": value, "To": value, "HostIP": self.address})
+        now = _now_ns()
+        alloc = {
+            "ID": str(uuid.uuid4()), "Namespace": job["Namespace"], "EvalID": evaluation["ID"], "Name": name,
+            "NodeID": self.node["ID"], "NodeName": self.node["Name"], "JobID": job["ID"],
+            "Job": copy.deepcopy(job), "JobVersion": job["Version"], "TaskGroup": group_name,
+            "DesiredStatus": "run", "DesiredDescription": "", "DesiredTransition": {},
+            "ClientStatus": "pending", "ClientDescription": "No tasks have started", "TaskStates": None,
+            "DeploymentID": deployment["ID"] if deployment else "", "DeploymentStatus": None,
+            "FollowupEvalID": "", "PreviousAllocation": "", "NextAllocation": "", "RescheduleTracker": None,
+            "AllocatedResources": {"Tasks": {t["Name"]: {"Cpu": {"CpuShares": t["Resources"]["CPU"]},
+                                                         "Memory": {"MemoryMB": t["Resources"]["MemoryMB"]},
+                                                         "Networks": [{"IP": self.address, "DynamicPorts":
+                                                                       task_ports.get(t["Name"])}]
+                                                         if task_ports.get(t["Name"]) else None}
+                                             for t in group["Tasks"]},
+                                   "Shared": {"Networks": networks or None, "Ports": ports or None,
+                                              "DiskMB": group["EphemeralDisk"]["SizeMB"]}},
+            "CreateIndex": index, "ModifyIndex": index, "AllocModifyIndex": index,
+            "CreateTime": now, "ModifyTime": now,
+        }
+        self.allocs[alloc["ID"]] = alloc
+        self.runtime[alloc["ID"]] = {"started": time.monotonic(), "tasks": {}, "health_since": None,
+                                     "deadline": None, "checks_ok": None, "task_ports": task_ports}
+        if deployment is not None:
+            deployment["TaskGroups"][group_name]["PlacedAllocs"] += 1
+        return alloc
+
+    def _free_port(self):
+        with contextlib.closing(socket.socket()) as sock:
+            sock.bind((self.address, 0))
+            return sock.getsockname()[1]
+
+    def _stop_alloc(self, alloc, reason, index):
+        if alloc["DesiredStatus"] == "stop":
+            return
+        alloc.update(DesiredStatus="stop", DesiredDescription=reason, ModifyIndex=index,
+                     AllocModifyIndex=index, ModifyTime=_now_ns())
+
+    # -- simulated client ------------------------------------------------------------------------
+    def _client_loop(self):
+        while not self._stop.is_set():
+            time.sleep(0.02)
+            try:
+                with self.cond:
+                    effects = self._tick()
+                for effect in effects:
+                    try:
+                        effect()
+                    except Exception as exc:  # pylint: disable=broad-except
+                        self.consul_errors.append(f"{type(exc).__name__}: {exc}")
+                self._probe_health()
+            except Exception as exc:  # pylint: disable=broad-except  # keep the client alive
+                self.consul_errors.append(f"client loop: {type(exc).__name__}: {exc}")
+
+    def _event(self, etype, message="", **extra):
+        event = {"Type": etype, "Time": _now_ns(), "DisplayMessage": message, "Message": "",
+                 "Details": {}, "FailsTask": False, "RestartReason": "", "SetupError": "",
+                 "DriverError": "", "DriverMessage": "", "ExitCode": 0, "Signal": 0,
+                 "KillReason": "", "KillTimeout": 0, "KillError": "", "StartDelay": 0,
+                 "DownloadError": "", "ValidationError": "", "DiskLimit": 0, "FailedSibling": "",
+                 "VaultError": "", "TaskSignalReason": "", "TaskSignal": "", "GenericSource": ""}
+        event.update(extra)
+        return event
+
+    def _task_state(self, alloc, task_name):
+        states = alloc["TaskStates"] = alloc["TaskStates"] or {}
+        if task_name not in states:
+            states[task_name] = {"State": "pending", "Failed": False, "Restarts": 0, "LastRestart": None,
+                                 "StartedAt": None, "FinishedAt": None, "Events": [], "TaskHandle": None}
+        return states[task_name]
+
+    def _driver_error(self, alloc, task):
+        config = task.get("Config") or {}
+        image = str(config.get("image", ""))
+        if task.get("Driver") == "docker":
+            for pattern in self.refuse_images:
+                if fnmatch.fnmatch(image, pattern):
+                    return (f'Failed to pull `{image}`: Error response from daemon: manifest for {image} not '
+                            f'found: manifest unknown: manifest unknown')
+            group = self._alloc_group(alloc)
+            group_ports = any((n.get("DynamicPorts") or n.get("ReservedPorts")) for n in group.get("Networks") or [])
+            if config.get("port_map") and group_ports:
+                return "'port_map' cannot map group network ports, use 'ports' instead"
+            for label in config.get("ports") or []:
+                known = {p["Label"] for n in group.get("Networks") or []
+                         for p in (n.get("DynamicPorts") or []) + (n.get("ReservedPorts") or [])}
+                if label not in known:
+                    return f'Port "{label}" not found, check network block'
+        return None
+
+    def _tick(self):
+        """Advance every allocation and deployment one step; return side effects to run unlocked."""
+        effects = []
+        now = time.monotonic()
+        changed = False
+        for evaluation in list(self.evals.values()):
+            if evaluation["Status"] == "pending" and evaluation.get("_due") and evaluation["_due"] <= now:
+                self._process_eval(evaluation)
+                changed = True
+        for alloc in list(self.allocs.values()):
+            rt = self.runtime.get(alloc["ID"])
+            if rt is None:
+                continue
+            if alloc["DesiredStatus"] != "run" and alloc["ClientStatus"] not in TERMINAL:
+                self._kill(alloc, effects)
+                changed = True
+                continue
+            if alloc["ClientStatus"] in TERMINAL:
+                continue
+            changed |= self._advance(alloc, rt, now, effects)
+        changed |= self._watch_deployments(now)
+        if changed:
+            self._bump("allocs", "deployment", "evals", "jobs")
+        return effects
+
+    def _main_tasks(self, group):
+        return [t for t in group.get("Tasks") or [] if not t.get("Lifecycle")
+                or (t["Lifecycle"].get("Hook") == "prestart" and t["Lifecycle"].get("Sidecar"))]
+
+    def _advance(self, alloc, rt, now, effects):
+        group = self._alloc_group(alloc)
+        tasks = group.get("Tasks") or []
+        changed = False
+        age = now - rt["started"]
+        step = self.scaled(js.SEC, floor=0.02)
+        for task in tasks:
+            st = self._task_state(alloc, task["Name"])
+            trt = rt["tasks"].setdefault(task["Name"], {"next": rt["started"], "phase": "received", "restarts": 0})
+            if trt["next"] > now or st["State"] == "dead":
+                continue
+            hook = (task.get("Lifecycle") or {}).get("Hook")
+            sidecar = (task.get("Lifecycle") or {}).get("Sidecar")
+            if trt["phase"] == "received":
+                st["Events"].append(self._event("Received", "Task received by client"))
+                st["Events"].append(self._event("Task Setup", "Building Task Directory",
+                                                Message="Building Task Directory"))
+                trt["phase"] = "waiting" if hook != "prestart" else "start"
+                trt["next"] = now + step
+                changed = True
+                continue
+            if trt["phase"] == "waiting":
+                prestart = [t for t in tasks if (t.get("Lifecycle") or {}).get("Hook") == "prestart"]
+                ready = all(
+                    (alloc["TaskStates"].get(t["Name"], {}).get("State") == "dead"
+                     and not alloc["TaskStates"][t["Name"]]["Failed"])
+                    or (t["Lifecycle"].get("Sidecar") and alloc["TaskStates"].get(t["Name"], {}).get("State") == "running")
+                    for t in prestart)
+                if hook == "poststart":
+                    ready = ready and all(alloc["TaskStates"].get(t["Name"], {}).get("State") == "running"
+                                          for t in self._main_tasks(group))
+                if not ready:
+                    continue
+                trt["phase"] = "start"
+            if trt["phase"] == "start":
+                error = self._driver_error(alloc, task)
+                if task.get("Driver") == "docker":
+                    st["Events"].append(self._event("Driver", "Downloading image", DriverMessage="Downloading image"))
+                if error:
+                    st["Events"].append(self._event("Driver Failure", error, DriverError=error))
+                    policy = task.get("RestartPolicy") or group.get("RestartPolicy") or {}
+                    if trt["restarts"] < (policy.get("Attempts") or 0) or policy.get("Mode") == "delay":
+                        trt["restarts"] += 1
+                        st["Restarts"] = trt["restarts"]
+                        delay = policy.get("Delay") or 15 * js.SEC
+                        st["Events"].append(self._event(
+                            "Restarting", f"Task restarting in {js.format_duration(delay)}",
+                            RestartReason="Restart within policy",
+                            StartDelay=delay))
+                        st["LastRestart"] = _rfc3339()
+                        trt["next"] = now + self.scaled(delay)
+                    else:
+                        msg = (f"Exceeded allowed attempts {policy.get('Attempts')} in interval "
+                               f"{js.format_duration(policy.get('Interval'))} and mode is \"{policy.get('Mode')}\"")
+                        st["Events"].append(self._event("Not Restarting", msg, FailsTask=True,
+                                                        RestartReason=msg))
+                        st.update(State="dead", Failed=True, FinishedAt=_rfc3339())
+                        self._fail_alloc(alloc, task["Name"], effects)
+                        return True
+                    changed = True
+                    continue
+                st["Events"].append(self._event("Started", "Task started by client"))
+                st.update(State="running", StartedAt=st["StartedAt"] or _rfc3339())
+                trt["phase"] = "running"
+                trt["next"] = now + step
+                changed = True
+                continue
+            if trt["phase"] == "running" and hook in ("prestart", "poststart") and not sidecar:
+                st["Events"].append(self._event("Terminated", "Exit Code: 0", ExitCode=0))
+                st.update(State="dead", FinishedAt=_rfc3339())
+                trt["phase"] = "done"
+                changed = True
+        main = self._main_tasks(group)
+        if alloc["ClientStatus"] == "pending" and main and all(
+                alloc["TaskStates"].get(t["Name"], {}).get("State") == "running" for t in main):
+            alloc.update(ClientStatus="running", ClientDescription="Tasks are running", ModifyTime=_now_ns())
+            rt["running_since"] = now
+            effects.append(self._start_services(alloc))
+            changed = True
+        if alloc["DeploymentID"] and alloc["DeploymentStatus"] is None:
+            changed |= self._track_health(alloc, rt, group, now)
+        return changed
+
+    def _track_health(self, alloc, rt, group, now):
+        upd = group.get("Update") or {}
+        if rt.get("deadline") is None:
+            rt["deadline"] = now + self.scaled(upd.get("HealthyDeadline") or 5 * js.MIN)
+        min_healthy = self.scaled(upd.get("MinHealthyTime") or 10 * js.SEC)
+        mode = upd.get("HealthCheck") or "checks"
+        if mode == "manual":
+            return False
+        if alloc["ClientStatus"] == "running":
+            ok = True if mode == "task_states" else rt.get("checks_ok")
+            if ok:
+                rt["health_since"] = rt.get("health_since") or now
+                if now - rt["health_since"] >= min_healthy:
+                    alloc["DeploymentStatus"] = {"Healthy": True, "Timestamp": _rfc3339(), "Canary": False,
+                                                 "ModifyIndex": self.index}
+                    return True
+            else:
+                rt["health_since"] = None
+        if now > rt["deadline"]:
+            what = "Task not running for min_healthy_time of %s by healthy_deadline of %s" if mode == "task_states" \
+                or alloc["ClientStatus"] != "running" else "Services not healthy by deadline of %s"
+            args = (js.format_duration(upd.get("MinHealthyTime")), js.format_duration(upd.get("HealthyDeadline"))) \
+                if what.count("%s") == 2 else (js.format_duration(upd.get("HealthyDeadline")),)
+            message = what % args
+            for task in self._main_tasks(group):
+                self._task_state(alloc, task["Name"])["Events"].append(self._event("Alloc Unhealthy", message))
+            alloc["DeploymentStatus"] = {"Healthy": False, "Timestamp": _rfc3339(), "Canary": False,
+                                         "ModifyIndex": self.index}
+            return True
+        return False
+
+    def _fail_alloc(self, alloc, failed_task, effects):
+        for name, st in (alloc["TaskStates"] or {}).items():
+            if name != failed_task and st["State"] != "dead":
+                st["Events"].append(self._event("Sibling Task Failed", f"Task's sibling {failed_task!r} failed",
+                                                FailedSibling=failed_task))
+                st["Events"].append(self._event("Killing", "Sent interrupt. Waiting 5s before force killing"))
+                st["Events"].append(self._event("Killed", "Task successfully killed"))
+                st.update(State="dead", FinishedAt=_rfc3339())
+        alloc.update(ClientStatus="failed", ClientDescription="Failed tasks", ModifyTime=_now_ns())
+        if alloc["DeploymentID"] and alloc["DeploymentStatus"] is None:
+            for st in alloc["TaskStates"].values():
+                if st["State"] == "dead" and st["Failed"]:
+                    st["Events"].append(self._event("Alloc Unhealthy", "Unhealthy because of failed task"))
+            alloc["DeploymentStatus"] = {"Healthy": False, "Timestamp": _rfc3339(), "Canary": False,
+                                         "ModifyIndex": self.index}
+        effects.append(self._stop_services(alloc))
+
+    def _kill(self, alloc, effects):
+        for st in (alloc["TaskStates"] or {}).values():
+            if st["State"] != "dead":
+                st["Events"].append(self._event("Killing", "Sent interrupt. Waiting 5s before force killing"))
+                st["Events"].append(self._event("Killed", "Task successfully killed"))
+                st.update(State="dead", FinishedAt=_rfc3339())
+        alloc.update(ClientStatus="complete", ClientDescription="All tasks have completed", ModifyTime=_now_ns())
+        effects.append(self._stop_services(alloc))
+
+    def _watch_deployments(self, now):
+        changed = False
+        for dep in list(self.deployments.values()):
+            if dep["Status"] != "running":
+                continue
+            allocs = [a for a in self.allocs.values() if a.get("DeploymentID") == dep["ID"]]
+            healthy = unhealthy = 0
+            for name, tg in dep["TaskGroups"].items():
+                mine = [a for a in allocs if a["TaskGroup"] == name]
+                h = sum(1 for a in mine if (a["DeploymentStatus"] or {}).get("Healthy") is True)
+                u = sum(1 for a in mine if (a["DeploymentStatus"] or {}).get("Healthy") is False)
+                if (h, u) != (tg["HealthyAllocs"], tg["UnhealthyAllocs"]):
+                    if h > tg["HealthyAllocs"]:
+                        tg["_deadline"] = now + self.scaled(tg["_progress_ns"] or 10 * js.MIN)
+                        tg["RequireProgressBy"] = _rfc3339(_now_ns() + int(tg["_progress_ns"]))
+                    tg["HealthyAllocs"], tg["UnhealthyAllocs"] = h, u
+                    changed = True
+                healthy += h
+                unhealthy += u
+            if unhealthy:
+                self._fail_deployment(dep, "Failed due to unhealthy allocations")
+                changed = True
+            elif all(tg["HealthyAllocs"] >= tg["DesiredTotal"] for tg in dep["TaskGroups"].values()):
+                dep.update(Status="successful", StatusDescription="Deployment completed successfully",
+                           ModifyTime=_now_ns())
+                self._mark_stable(dep)
+                changed = True
+            elif any(now > tg["_deadline"] and tg["HealthyAllocs"] < tg["DesiredTotal"]
+                     for tg in dep["TaskGroups"].values()):
+                self._fail_deployment(dep, "Failed due to progress deadline")
+                changed = True
+        return changed
+
+    def _mark_stable(self, dep):
+        key = (dep["Namespace"], dep["JobID"])
+        for version in self.versions.get(key, []):
+            if version["Version"] == dep["JobVersion"]:
+                version["Stable"] = True
+        job = self.jobs.get(key)
+        if job is not None and job["Version"] == dep["JobVersion"]:
+            job["Stable"] = True
+
+    def _fail_deployment(self, dep, description):
+        key = (dep["Namespace"], dep["JobID"])
+        job = self.jobs.get(key)
+        rollback = None
+        if any(tg["AutoRevert"] for tg in dep["TaskGroups"].values()) and job is not None:
+            stable = next((v for v in self.versions.get(key, []) if v["Stable"]), None)
+            if stable is None:
+                description += " - no stable job version to auto revert to"
+            elif not js.spec_changed(job, stable):
+                description += (f" - not rolling back to stable job version {stable['Version']} as current job "
+                                "has same specification")
+            else:
+                description += f" - rolling back to job version {stable['Version']}"
+                rollback = stable
+        dep.update(Status="failed", StatusDescription=description, ModifyTime=_now_ns())
+        # allocations of a failed deployment that are still running keep running (Nomad does not
+        # stop them); the rollback's evaluation replaces them
+        if rollback is not None:
+            try:
+                self._register(dep["Namespace"], copy.deepcopy(rollback), triggered_by="deployment-watcher")
+            except APIError as exc:
+                self.consul_errors.append(f"auto-revert of {dep['JobID']}: {exc.text}")
+
+    # -- stand-ins and Consul -----------------------------------------------------------------------
+    def _service_ports(self, alloc):
+        """[(service, task_name, port_value)] for the alloc's services with a port."""
+        group = self._alloc_group(alloc)
+        shared = {p["Label"]: p["Value"] for p in alloc["AllocatedResources"]["Shared"]["Ports"] or []}
+        rt = self.runtime.get(alloc["ID"], {})
+        out = []
+        for svc in group.get("Services") or []:
+            task = svc.get("TaskName") or next(
+                (t["Name"] for t in self._main_tasks(group) if svc.get("PortLabel") in
+                 ((t.get("Config") or {}).get("ports") or [])), (self._main_tasks(group) or [{}])[0].get("Name"))
+            out.append((svc, task, "group", shared.get(svc.get("PortLabel"))))
+        for task in group.get("Tasks") or []:
+            tports = {p["Label"]: p["Value"] for p in rt.get("task_ports", {}).get(task["Name"], [])}
+            for svc in task.get("Services") or []:
+                label = svc.get("PortLabel")
+                out.append((svc, task["Name"], "task", tports.get(label, shared.get(label))))
+        return out
+
+    def _start_services(self, alloc):
+        alloc_id = alloc["ID"]
+        entries = []
+        for svc, task, level, port in self._service_ports(alloc):
+            if not port:
+                continue
+            checks = []
+            health_paths = set()
+            for idx, check in enumerate(svc.get("Checks") or []):
+                cport = port
+                cname = check.get("Name") or f'service: "{svc["Name"]}" check'
+                body = {"CheckID": f"_nomad-check-{alloc_id[:8]}-{svc['Name']}-{idx}", "Name": cname,
+                        "Interval": js.format_duration(check.get("Interval")),
+                        "Timeout": js.format_duration(check.get("Timeout"))}
+                if check.get("Type") == "http":
+                    body["HTTP"] = f"{check.get('Protocol') or 'http'}://{self.address}:{cport}{check.get('Path')}"
+                    if check.get("Method"):
+                        body["Method"] = check["Method"]
+                    health_paths.add(check.get("Path"))
+                elif check.get("Type") == "tcp":
+                    body["TCP"] = f"{self.address}:{cport}"
+                checks.append(body)
+            service_id = (f"_nomad-task-{alloc_id}-{task}-{svc['Name']}-{svc.get('PortLabel')}" if level == "task"
+                          else f"_nomad-task-{alloc_id}-group-{alloc['TaskGroup']}-{svc['Name']}-{svc.get('PortLabel')}")
+            meta = {"external-source": "nomad"}
+            meta.update(svc.get("Meta") or {})
+            registration = {"ID": service_id, "Name": svc["Name"], "Tags": list(svc.get("Tags") or []),
+                            "Address": self.address, "Port": port, "Meta": meta, "Checks": checks or None}
+            describe = (f"hecate nomad simulator: task {task} (service {svc['Name']}, group {alloc['TaskGroup']}, "
+                        f"job {alloc['JobID']} v{alloc['JobVersion']}, alloc {alloc_id[:8]})")
+            entries.append((registration, port, describe, health_paths,
+                            svc["Name"] in self.unhealthy_services))
+
+        def effect():
+            servers = []
+            for registration, port, describe, health_paths, unhealthy in entries:
+                if self.stand_ins_enabled:
+                    try:
+                        servers.append(StandIn(self.address, port, describe, health_paths, unhealthy))
+                    except OSError as exc:
+                        self.consul_errors.append(f"stand-in on port {port}: {exc}")
+                if self.consul_url:
+                    self._consul("PUT", "/v1/agent/service/register?replace-existing-checks=true",
+                                 {k: v for k, v in registration.items() if v is not None})
+                    self.consul_registered[registration["ID"]] = registration
+            with self.cond:
+                self.stand_ins.setdefault(alloc_id, []).extend(servers)
+                self.runtime.setdefault(alloc_id, {})["registrations"] = [e[0] for e in entries]
+        return effect
+
+    def _stop_services(self, alloc):
+        alloc_id = alloc["ID"]
+
+        def effect():
+            with self.cond:
+                servers = self.stand_ins.pop(alloc_id, [])
+                registrations = self.runtime.get(alloc_id, {}).pop("registrations", [])
+            for server in servers:
+                server.stop()
+            if self.consul_url:
+                for registration in registrations:
+                    self._consul("PUT", f"/v1/agent/service/deregister/{registration['ID']}", None)
+                    self.consul_registered.pop(registration["ID"], None)
+        return effect
+
+    def _consul(self, method, path, body):
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"}
+        if self.consul_token:
+            headers["X-Consul-Token"] = self.consul_token
+        req = urllib.request.Request(self.consul_url + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 (loopback lab)
+                resp.read()
+        except urllib.error.HTTPError as exc:
+            self.consul_errors.append(f"consul {method} {path.split('?')[0]}: {exc.code} "
+                                      f"{exc.read().decode('utf-8', 'replace')[:200]}")
+        except OSError as exc:
+            self.consul_errors.append(f"consul {method} {path.split('?')[0]}: {exc}")
+
+    def _probe_health(self):
+        """Run the service checks of allocations awaiting health (outside the lock)."""
+        with self.cond:
+            todo = []
+            for alloc in self.allocs.values():
+                if alloc["ClientStatus"] != "running" or alloc["DeploymentStatus"] is not None:
+                    continue
+                targets = []
+                for svc, _task, _level, port in self._service_ports(alloc):
+                    for check in svc.get("Checks") or []:
+                        if port:
+                            targets.append((check.get("Type"), port, check.get("Path")))
+                todo.append((alloc["ID"], targets))
+        results = {}
+        for alloc_id, targets in todo:
+            ok = True
+            for ctype, port, path in targets:
+                try:
+                    if ctype == "http":
+                        with urllib.request.urlopen(f"http://{self.address}:{port}{path}", timeout=1) as resp:  # noqa: S310
+                            ok = ok and resp.status < 400
+                    else:
+                        with contextlib.closing(socket.create_connection((self.address, port), timeout=1)):
+                            pass
+                except (OSError, urllib.error.URLError):
+                    ok = False
+            results[alloc_id] = ok
+        if results:
+            with self.cond:
+                for alloc_id, ok in results.items():
+                    if alloc_id in self.runtime:
+                        self.runtime[alloc_id]["checks_ok"] = ok
+
+    # -- lab state -------------------------------------------------------------------------------------
+    def snapshot(self):
+        return {
+            "index": self.index,
+            "jobs": {f"{ns}/{jid}": {"Version": j["Version"], "Stable": j["Stable"], "Stop": j.get("Stop"),
+                                     "Status": self._job_status(j), "JobModifyIndex": j["JobModifyIndex"],
+                                     "Versions": [v["Version"] for v in self.versions.get((ns, jid), [])]}
+                     for (ns, jid), j in self.jobs.items()},
+            "allocations": [{"ID": a["ID"], "JobID": a["JobID"], "JobVersion": a["JobVersion"],
+                             "TaskGroup": a["TaskGroup"], "ClientStatus": a["ClientStatus"],
+                             "DesiredStatus": a["DesiredStatus"], "DeploymentStatus": a["DeploymentStatus"],
+                             "Ports": a["AllocatedResources"]["Shared"]["Ports"]}
+                            for a in self.allocs.values()],
+            "deployments": [{"ID": d["ID"], "JobID": d["JobID"], "JobVersion": d["JobVersion"],
+                             "Status": d["Status"], "StatusDescription": d["StatusDescription"]}
+                            for d in self.deployments.values()],
+            "variables": sorted(f"{ns}/{p}" for ns, p in self.variables),
+            "consul_registered": sorted(self.consul_registered),
+            "errors": list(self.consul_errors[-50:]),
+        }

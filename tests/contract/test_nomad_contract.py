@@ -1,0 +1,263 @@
+"""
+Nomad HTTP API contract: the lab simulator vs a real Nomad (``NOMAD_ADDR``, optional
+``NOMAD_TOKEN``; e.g. ``nomad agent -dev``). Only API semantics are asserted (status codes,
+error texts, index headers, versions, CAS), never scheduling outcomes that depend on the
+node (drivers, images).
+"""
+
+import time
+import uuid
+
+import pytest
+import requests
+
+from tests.contract.conftest import real_or_skip
+
+JOB_HCL = """
+job "%(id)s" {
+  datacenters = ["*"]
+  type        = "service"
+
+  group "web" {
+    count = 1
+
+    network {
+      port "http" {
+        to = 8080
+      }
+    }
+
+    task "web" {
+      driver = "docker"
+
+      config {
+        image = "%(image)s"
+        ports = ["http"]
+      }
+
+      resources {
+        cpu    = 50
+        memory = 32
+      }
+    }
+  }
+}
+"""
+
+
+class Nomad:
+    def __init__(self, url, token=None):
+        self.url = url.rstrip("/")
+        self.headers = {"X-Nomad-Token": token} if token else {}
+
+    def call(self, method, path, **kw):
+        return requests.request(method, self.url + path, headers=self.headers, timeout=30, **kw)
+
+    def parse(self, hcl, canonicalize=True):
+        return self.call("POST", "/v1/jobs/parse", json={"JobHCL": hcl, "Canonicalize": canonicalize})
+
+    def job_spec(self, job_id, image="busybox:1.36.1"):
+        resp = self.parse(JOB_HCL % {"id": job_id, "image": image})
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
+    def register(self, job, **body):
+        return self.call("POST", f"/v1/job/{job['ID']}", json={"Job": job, **body})
+
+
+@pytest.fixture(params=["sim", "real"], scope="module")
+def nomad(request, nomad_sim):
+    if request.param == "sim":
+        return Nomad(nomad_sim.url)
+    env = real_or_skip("NOMAD_ADDR")
+    import os  # pylint: disable=import-outside-toplevel
+
+    return Nomad(env["NOMAD_ADDR"], os.environ.get("NOMAD_TOKEN"))
+
+
+@pytest.fixture
+def job_id(nomad):
+    name = f"hecate-contract-{uuid.uuid4().hex[:8]}"
+    yield name
+    nomad.call("DELETE", f"/v1/job/{name}?purge=true")
+
+
+def test_parse_canonicalizes_defaults(nomad, job_id):
+    job = nomad.job_spec(job_id)
+    assert job["ID"] == job_id and job["Name"] == job_id
+    assert job["Priority"] == 50 and job["Region"] == "global" and job["Namespace"] == "default"
+    assert job["Update"]["MaxParallel"] == 1 and job["Update"]["HealthCheck"] == "checks"
+    assert job["Update"]["MinHealthyTime"] == 10_000_000_000
+    assert job["Update"]["AutoRevert"] is False
+    group = job["TaskGroups"][0]
+    assert group["Networks"][0]["DynamicPorts"][0]["Label"] == "http"
+    assert group["Networks"][0]["DynamicPorts"][0]["To"] == 8080
+    assert group["Tasks"][0]["Config"] == {"image": "busybox:1.36.1", "ports": ["http"]}
+    raw = nomad.parse(JOB_HCL % {"id": job_id, "image": "x:1"}, canonicalize=False).json()
+    assert raw["Priority"] is None and raw["Update"] is None
+
+
+def test_parse_errors_are_plain_text_400_with_the_line(nomad):
+    resp = nomad.call("POST", "/v1/jobs/parse", json={"JobHCL": ""})
+    assert resp.status_code == 400 and resp.text.strip() == "Job spec is empty"
+    hcl = 'job "x" {\n  group "g" {\n    depends_on = ["db"]\n    task "t" {\n      driver = "docker"\n    }\n  }\n}\n'
+    resp = nomad.parse(hcl)
+    assert resp.status_code == 400
+    assert not resp.headers.get("Content-Type", "").startswith("application/json")
+    assert resp.text.startswith("Failed to parse job: input.hcl:3,5-15: Unsupported argument;")
+    assert 'An argument named "depends_on" is not expected here.' in resp.text
+    resp = nomad.parse('job "x" {\n  group "g" {\n    bogus {\n    }\n  }\n}\n')
+    assert resp.status_code == 400
+    assert "input.hcl:3,5-10: Unsupported block type;" in resp.text
+    assert 'Blocks of type "bogus" are not expected here.' in resp.text
+
+
+def test_missing_job_and_empty_lists(nomad, job_id):
+    resp = nomad.call("GET", f"/v1/job/{job_id}")
+    assert resp.status_code == 404 and resp.text.strip() == "job not found"
+    resp = nomad.call("GET", f"/v1/job/{job_id}/allocations")
+    assert resp.status_code == 200 and resp.json() == []
+    resp = nomad.call("GET", f"/v1/job/{job_id}/deployment")
+    assert resp.status_code == 200 and resp.json() is None
+    assert int(resp.headers["X-Nomad-Index"]) >= 1
+
+
+def test_validate_reports_errors_with_status_200(nomad, job_id):
+    job = nomad.job_spec(job_id)
+    job["TaskGroups"][0]["Tasks"][0]["Driver"] = ""
+    resp = nomad.call("POST", "/v1/validate/job", json={"Job": job})
+    assert resp.status_code == 200
+    body = resp.json()
+    assert any("Missing task driver" in e for e in body["ValidationErrors"])
+    assert "Missing task driver" in body["Error"]
+
+
+def test_plan_register_enforce_index_and_versions(nomad, job_id):
+    job = nomad.job_spec(job_id)
+    plan = nomad.call("POST", f"/v1/job/{job_id}/plan", json={"Job": job, "Diff": True}).json()
+    assert plan["JobModifyIndex"] == 0 and plan["Diff"]["Type"] == "Added"
+    assert plan["Annotations"]["DesiredTGUpdates"]["web"]["Place"] == 1
+
+    resp = nomad.register(job, EnforceIndex=True, JobModifyIndex=5)
+    assert resp.status_code == 500
+    assert resp.text.strip() == "Enforcing job modify index 5: job does not exist"
+    resp = nomad.register(job, EnforceIndex=True, JobModifyIndex=0)
+    assert resp.status_code == 200, resp.text
+    first = resp.json()
+    assert first["EvalID"] and first["JobModifyIndex"] > 0
+    resp = nomad.register(job, EnforceIndex=True, JobModifyIndex=0)
+    assert resp.status_code == 500 and resp.text.strip() == "Enforcing job modify index 0: job already exists"
+
+    current = nomad.call("GET", f"/v1/job/{job_id}").json()
+    assert current["Version"] == 0 and current["JobModifyIndex"] == first["JobModifyIndex"]
+    same = nomad.call("POST", f"/v1/job/{job_id}/plan", json={"Job": job, "Diff": True}).json()
+    assert same["Diff"]["Type"] == "None" and same["JobModifyIndex"] == current["JobModifyIndex"]
+
+    # unchanged spec: a new evaluation, no new version
+    again = nomad.register(job, EnforceIndex=True, JobModifyIndex=current["JobModifyIndex"]).json()
+    assert again["EvalID"] and again["EvalID"] != first["EvalID"]
+    assert nomad.call("GET", f"/v1/job/{job_id}").json()["Version"] == 0
+
+    changed = nomad.job_spec(job_id, image="busybox:1.37.0")
+    stale = current["JobModifyIndex"] - 1
+    resp = nomad.register(changed, EnforceIndex=True, JobModifyIndex=stale)
+    assert resp.status_code == 500
+    assert resp.text.strip() == (f"Enforcing job modify index {stale}: job exists with conflicting job "
+                                 f"modify index: {current['JobModifyIndex']}")
+    plan = nomad.call("POST", f"/v1/job/{job_id}/plan", json={"Job": changed, "Diff": True}).json()
+    assert plan["Diff"]["Type"] == "Edited"
+    task = plan["Diff"]["TaskGroups"][0]["Tasks"][0]
+    config = next(o for o in task["Objects"] if o["Name"] == "Config")
+    assert {"Type": "Edited", "Name": "image", "Old": "busybox:1.36.1", "New": "busybox:1.37.0"}.items() <= \
+        config["Fields"][0].items()
+    assert task["Annotations"] == ["forces create/destroy update"]
+    resp = nomad.register(changed, EnforceIndex=True, JobModifyIndex=plan["JobModifyIndex"])
+    assert resp.status_code == 200
+    versions = nomad.call("GET", f"/v1/job/{job_id}/versions").json()["Versions"]
+    assert [v["Version"] for v in versions] == [1, 0]
+
+    resp = nomad.call("POST", f"/v1/job/{job_id}/revert", json={"JobID": job_id, "JobVersion": 1})
+    assert resp.status_code == 500 and resp.text.strip() == "can't revert to current version"
+    resp = nomad.call("POST", f"/v1/job/{job_id}/revert",
+                      json={"JobID": job_id, "JobVersion": 0, "EnforcePriorVersion": 7})
+    assert resp.status_code == 500 and resp.text.strip() == "Current job has version 1; enforcing version 7"
+    resp = nomad.call("POST", f"/v1/job/{job_id}/revert",
+                      json={"JobID": job_id, "JobVersion": 0, "EnforcePriorVersion": 1})
+    assert resp.status_code == 200 and resp.json()["EvalID"]
+    reverted = nomad.call("GET", f"/v1/job/{job_id}").json()
+    assert reverted["Version"] == 2
+    assert reverted["TaskGroups"][0]["Tasks"][0]["Config"]["image"] == "busybox:1.36.1"
+
+
+def test_register_id_mismatch_is_400(nomad, job_id):
+    job = nomad.job_spec(job_id)
+    resp = nomad.call("POST", "/v1/job/some-other-name", json={"Job": job})
+    assert resp.status_code == 400 and resp.text.strip() == "Job ID does not match name"
+
+
+def test_evaluation_and_blocking_queries(nomad, job_id):
+    reply = nomad.register(nomad.job_spec(job_id)).json()
+    resp = nomad.call("GET", f"/v1/evaluation/{reply['EvalID']}")
+    assert resp.status_code == 200 and resp.json()["JobID"] == job_id
+    assert resp.json()["TriggeredBy"] == "job-register"
+    index = int(resp.headers["X-Nomad-Index"])
+    assert resp.headers.get("X-Nomad-KnownLeader") == "true"
+    assert nomad.call("GET", "/v1/evaluation/00000000-0000-0000-0000-000000000000").status_code == 404
+    # a blocking query on an index far ahead returns when the wait is over, index unchanged
+    started = time.monotonic()
+    resp = nomad.call("GET", f"/v1/jobs?index={index + 100000}&wait=1s")
+    assert resp.status_code == 200 and time.monotonic() - started >= 0.9
+    assert int(resp.headers["X-Nomad-Index"]) < index + 100000
+    assert nomad.call("GET", "/v1/jobs?index=1&wait=never").text.strip() == "Invalid wait time"
+    assert nomad.call("GET", "/v1/jobs?index=x").text.strip() == "Invalid index"
+    # a write wakes a blocked reader of the same table before its wait ends
+    jobs_index = int(nomad.call("GET", "/v1/jobs").headers["X-Nomad-Index"])
+    started = time.monotonic()
+    nomad.call("DELETE", f"/v1/job/{job_id}")
+    resp = nomad.call("GET", f"/v1/jobs?index={jobs_index}&wait=20s")
+    assert int(resp.headers["X-Nomad-Index"]) > jobs_index
+    assert time.monotonic() - started < 15
+
+
+def test_stop_then_purge(nomad, job_id):
+    nomad.register(nomad.job_spec(job_id))
+    resp = nomad.call("DELETE", f"/v1/job/{job_id}")
+    assert resp.status_code == 200 and resp.json()["EvalID"]
+    stopped = nomad.call("GET", f"/v1/job/{job_id}").json()
+    assert stopped["Stop"] is True and stopped["Version"] == 1
+    resp = nomad.call("DELETE", f"/v1/job/{job_id}?purge=true")
+    assert resp.status_code == 200
+    assert nomad.call("GET", f"/v1/job/{job_id}").status_code == 404
+    resp = nomad.call("DELETE", f"/v1/job/{job_id}?purge=true")
+    assert resp.status_code == 200 and resp.json()["EvalID"] == ""
+
+
+def test_variables_check_and_set(nomad):
+    path = f"hecate-contract/{uuid.uuid4().hex[:8]}"
+    try:
+        resp = nomad.call("GET", f"/v1/var/{path}")
+        assert resp.status_code == 404 and resp.text.strip() == "variable not found"
+        resp = nomad.call("PUT", f"/v1/var/{path}", json={"Path": path})
+        assert resp.status_code == 400 and resp.text.strip() == "variable missing required Items object"
+        resp = nomad.call("PUT", f"/v1/var/{path}?cas=0", json={"Path": path, "Items": {"a": "1"}})
+        assert resp.status_code == 200
+        created = resp.json()
+        assert created["Items"] == {"a": "1"} and created["ModifyIndex"] > 0
+        resp = nomad.call("PUT", f"/v1/var/{path}?cas=0", json={"Path": path, "Items": {"a": "2"}})
+        assert resp.status_code == 409
+        assert resp.json()["ModifyIndex"] == created["ModifyIndex"]
+        resp = nomad.call("PUT", f"/v1/var/{path}?cas={created['ModifyIndex']}",
+                          json={"Path": path, "Items": {"a": "2"}})
+        assert resp.status_code == 200
+        updated = resp.json()
+        got = nomad.call("GET", f"/v1/var/{path}")
+        assert got.json()["Items"] == {"a": "2"}
+        assert int(got.headers["X-Nomad-Index"]) >= updated["ModifyIndex"]
+        listed = nomad.call("GET", f"/v1/vars?prefix={path}").json()
+        assert [v["Path"] for v in listed] == [path] and "Items" not in listed[0]
+        resp = nomad.call("DELETE", f"/v1/var/{path}?cas={created['ModifyIndex']}")
+        assert resp.status_code == 409
+        resp = nomad.call("DELETE", f"/v1/var/{path}?cas={updated['ModifyIndex']}")
+        assert resp.status_code == 204
+    finally:
+        nomad.call("DELETE", f"/v1/var/{path}")

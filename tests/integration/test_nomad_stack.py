@@ -1,0 +1,64 @@
+"""The BionicGPT jobs on the real local minion (roles: bionicgpt-node) against the Nomad
+simulator: preview, apply, converged re-run, and the orchestration's salt.state path."""
+
+import re
+
+import pytest
+import requests
+
+READ_ONLY_POSTS = re.compile(r"^/v1/(jobs/parse|validate/job|job/[^/]+/plan)$")
+JOBS = ("bionicgpt-database", "bionicgpt-llm", "bionicgpt-application")
+
+
+def writes(sim):
+    return [r for r in sim.writes() if not READ_ONLY_POSTS.match(r["path"])]
+
+
+def states(ret):
+    assert isinstance(ret.data, dict), ret
+    return {s["name"]: s for s in ret.data.values()}
+
+
+@pytest.fixture(scope="module")
+def clean_stack(nomad_sim):
+    for job in JOBS:
+        requests.delete(f"{nomad_sim.url}/v1/job/{job}?purge=true", timeout=10)
+    yield
+
+
+def test_jobs_sls_preview_apply_converge(local_call, nomad_sim, clean_stack):
+    nomad_sim.clear_requests()
+    ret = local_call.run("state.apply", "bionicgpt.jobs", "test=True")
+    found = states(ret)
+    assert set(found) == set(JOBS)
+    for state in found.values():
+        assert state["result"] is None, state["comment"]
+        assert state["changes"]["diff"] == "Added"
+    assert writes(nomad_sim) == []
+
+    ret = local_call.run("state.apply", "bionicgpt.jobs")
+    assert ret.returncode == 0, ret
+    for state in states(ret).values():
+        assert state["result"] is True, state["comment"]
+        assert state["changes"]["deployment"]["status"] == "successful"
+
+    nomad_sim.clear_requests()
+    ret = local_call.run("state.apply", "bionicgpt.jobs")
+    for state in states(ret).values():
+        assert state["result"] is True and state["changes"] == {}, state
+    assert writes(nomad_sim) == []
+    # secrets stay Vault lookups inside the job; no value of the lab's Vault reaches the return
+    assert "[[ with secret" in requests.get(f"{nomad_sim.url}/v1/job/bionicgpt-database", timeout=10).text
+
+
+def test_orchestration_salt_state_step_previews_on_the_local_node(salt_run_cli, local_minion, nomad_sim,
+                                                                  clean_stack):
+    """After the apply above: a salt.state step runs the SLS on the local node under test=True."""
+    nomad_sim.clear_requests()
+    ret = salt_run_cli.run("state.orchestrate_single", "salt.state", "name=nomad jobs", "tgt=local",
+                           "sls=bionicgpt.jobs", "test=True")
+    assert ret.returncode == 0, ret
+    (step,) = ret.data["hecate-master"].values()
+    assert step["result"] is True, step
+    assert step["comment"] == "States ran successfully. No changes made to local."
+    assert writes(nomad_sim) == []
