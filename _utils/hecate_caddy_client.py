@@ -205,22 +205,24 @@ class SnapshotStore:
 
     # directories
     def _dir(self, name=None):
-        path = self.root if name is None else os.path.join(self.root, name)
-        try:
-            os.makedirs(path, mode=0o700, exist_ok=True)
-            st = os.stat(path)
-            if st.st_uid != os.geteuid():
+        """The state directory (or a subdirectory), created 0700 and kept that way."""
+        paths = [self.root] + ([os.path.join(self.root, name)] if name else [])
+        for path in paths:
+            try:
+                os.makedirs(path, mode=0o700, exist_ok=True)
+                st = os.stat(path)
+                if st.st_uid != os.geteuid():
+                    raise salt.exceptions.CommandExecutionError(
+                        f"Caddy state directory {path} is owned by uid {st.st_uid}, not by the "
+                        "minion's user; refusing to keep configs there"
+                    )
+                if st.st_mode & 0o077:
+                    os.chmod(path, 0o700)
+            except OSError as exc:
                 raise salt.exceptions.CommandExecutionError(
-                    f"Caddy state directory {path} is owned by uid {st.st_uid}, not by the "
-                    "minion's user; refusing to keep configs there"
-                )
-            if st.st_mode & 0o077:
-                os.chmod(path, 0o700)
-        except OSError as exc:
-            raise salt.exceptions.CommandExecutionError(
-                f"cannot use Caddy state directory {path}: {exc.strerror}"
-            ) from None
-        return path
+                    f"cannot use Caddy state directory {path}: {exc.strerror}"
+                ) from None
+        return paths[-1]
 
     def _write(self, path, data):
         directory = os.path.dirname(path)

@@ -11,7 +11,9 @@ Salt style (``hecate:reverse_proxy:caddy:routes:3:backend``).
 
 import copy
 import importlib
+import os
 import re
+import sys
 
 import jsonschema
 
@@ -166,9 +168,25 @@ def _system_modules():
     for name in SYSTEM_MODULES:
         try:
             mods.append(importlib.import_module(name))
-        except ImportError:  # installed with pip
-            mods.append(importlib.import_module(f"saltext.hecate.utils.{name}"))
+        except ImportError:
+            mods.append(_import_sibling(name))
     return mods
+
+
+def _import_sibling(name):
+    """
+    A system util imported after the loader took ``_utils`` off ``sys.path`` again (this
+    runs at validate time, not at import time): import it, and the utils it imports, from
+    this file's directory; installed with pip, from the package.
+    """
+    here = os.path.dirname(os.path.abspath(__file__))
+    if os.path.exists(os.path.join(here, f"{name}.py")) and __name__ == "hecate_schema":
+        sys.path.insert(0, here)
+        try:
+            return importlib.import_module(name)
+        finally:
+            sys.path.remove(here)
+    return importlib.import_module(f"saltext.hecate.utils.{name}")
 
 
 def schema():

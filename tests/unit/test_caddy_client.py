@@ -104,6 +104,7 @@ def test_snapshot_store_is_private_and_pending_is_a_stack(tmp_path):
     root = tmp_path / "state"
     store = cc.SnapshotStore(str(root), keep=2)
     first = store.save("hecate", ("apps", "http", "servers", "hecate", "routes"), [], [{"a": 1}], {"x": 1})
+    assert stat.S_IMODE(os.stat(root).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(root / "snapshots").st_mode) == 0o700
     assert stat.S_IMODE(os.stat(root / "snapshots" / f"{first}.json").st_mode) == 0o600
     record = store.load(first)
@@ -134,6 +135,7 @@ def test_snapshot_store_tightens_an_open_directory(tmp_path):
     os.chmod(root / "snapshots", 0o755)
     store = cc.SnapshotStore(str(root))
     store.save("s", ("p",), None, 1, {})
+    assert stat.S_IMODE(os.stat(root).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(root / "snapshots").st_mode) == 0o700
 
 
