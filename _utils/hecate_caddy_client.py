@@ -230,7 +230,7 @@ class SnapshotStore:
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 os.fchmod(fh.fileno(), 0o600)
-                json.dump(data, fh, separators=(",", ":"))
+                fh.write(json.dumps(data, separators=(",", ":")))  # one write, not json.dump's chunks
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):

@@ -634,12 +634,35 @@ class Route:
         return any(d.startswith("*.") for d in self.domains)
 
 
-def build_route(spec, where, data, resolve_service=None, id_prefix=ID_PREFIX, errors=None):
+class PolicyCache:
+    """The policies of one build, merged and compiled once (shared by every route)."""
+
+    def __init__(self, data):
+        self.policies = merged_policies(data)
+        self.compiled = {}
+
+    def routes(self, name, errors):
+        """Subroute routes of policy ``name``; its problems go to ``errors`` the first time."""
+        if name not in self.compiled:
+            policy = self.policies[name]
+            found = []
+            if not isinstance(policy, dict):
+                found.append((f"{PILLAR_PATH}:policies:{name}", "a policy must be a mapping"))
+                routes = []
+            else:
+                routes = policy_routes(policy, f"{PILLAR_PATH}:policies:{name}", found)
+            errors.extend(found)
+            self.compiled[name] = routes
+        return self.compiled[name]
+
+
+def build_route(spec, where, data, resolve_service=None, id_prefix=ID_PREFIX, errors=None, cache=None):
     """
     One pillar route spec -> :class:`Route` (None when it has errors, which are appended to
     ``errors`` as ``(key_path, message)``). ``data`` is the whole caddy pillar block (for
     policies and forward-auth settings). ``resolve_service(name) -> ["addr:port"]`` resolves
     Consul upstreams; without it, Consul routes are checked but not built (returns None).
+    ``cache`` (a :class:`PolicyCache`) shares compiled policies between routes.
     """
     own = []
     if not isinstance(spec, dict):
@@ -750,20 +773,16 @@ def build_route(spec, where, data, resolve_service=None, id_prefix=ID_PREFIX, er
         if hc:
             proxy["health_checks"] = hc
     # policies
-    policies = merged_policies(data)
+    cache = cache or PolicyCache(data)
     wanted = spec.get("policies")
     if wanted is None:
         wanted = data.get("default_policies", DEFAULT_POLICIES)
     sub = []
     for pname in _as_list(wanted):
-        if pname not in policies:
-            own.append((f"{where}:policies", f"unknown policy {pname!r} (have: {', '.join(sorted(policies))})"))
+        if pname not in cache.policies:
+            own.append((f"{where}:policies", f"unknown policy {pname!r} (have: {', '.join(sorted(cache.policies))})"))
             continue
-        policy = policies[pname]
-        if not isinstance(policy, dict):
-            own.append((f"{PILLAR_PATH}:policies:{pname}", "a policy must be a mapping"))
-            continue
-        sub.extend(policy_routes(policy, f"{PILLAR_PATH}:policies:{pname}", own))
+        sub.extend(cache.routes(pname, errors))
     fa = spec.get("forward_auth")
     if fa:
         sub.extend(_forward_auth_routes(data.get("forward_auth") or {}, fa, where, own))
@@ -801,15 +820,26 @@ def build(data, resolve_service=None, id_prefix=ID_PREFIX, base=PILLAR_PATH):
     """
     errors = []
     routes = []
+    if not isinstance(data, dict):
+        raise RouteDataError([(base, "must be a mapping")])
+    shapes = {"routes": list, "policies": dict, "forward_auth": dict, "default_policies": list, "listen": list}
+    for key, kind in shapes.items():
+        if data.get(key) is not None and not isinstance(data[key], kind):
+            errors.append((f"{base}:{key}", f"expected a {'list' if kind is list else 'mapping'}"))
+    if errors:
+        raise RouteDataError(errors)
     specs = data.get("routes") or []
-    if not isinstance(specs, list):
-        raise RouteDataError([(f"{base}:routes", "must be a list of routes")])
     seen_names, seen_domains = {}, {}
+    cache = PolicyCache(data)
     for idx, spec in enumerate(specs):
         where = f"{base}:routes:{idx}"
         if isinstance(spec, dict) and spec.get("enabled") is False:
             continue
-        route = build_route(spec, where, data, resolve_service, id_prefix, errors)
+        try:
+            route = build_route(spec, where, data, resolve_service, id_prefix, errors, cache)
+        except (AttributeError, TypeError, ValueError) as exc:  # shapes the schema rejects
+            errors.append((where, f"malformed route ({type(exc).__name__}: {exc}); see `salt-run hecate.validate`"))
+            route = None
         name = route_name(spec) if isinstance(spec, dict) else None
         if name:
             if name in seen_names:
@@ -944,18 +974,36 @@ def describe(route):
 
 
 def summary(route):
-    view = describe(route)
-    out = {"domains": view.get("domains", []), "upstreams": view.get("upstreams", [])}
-    if "forward_auth" in view:
-        out["forward_auth"] = view["forward_auth"].get("outpost")
-    if view.get("transport", {}).get("tls") is not None:
-        out["tls"] = view["transport"]["tls"]
+    """Domains, upstreams (and forward-auth outpost, upstream TLS) of a route: for reports."""
+    out = {"domains": [], "upstreams": []}
+    if not isinstance(route, dict):
+        return out
+    for mset in route.get("match") or []:
+        if isinstance(mset, dict):
+            out["domains"].extend(mset.get("host") or [])
+    stack = list(route.get("handle") or [])
+    while stack:
+        handler = stack.pop(0)
+        if not isinstance(handler, dict):
+            continue
+        if handler.get("handler") == "subroute":
+            for sub in handler.get("routes") or []:
+                if isinstance(sub, dict) and sub.get("match") != [{"path": [OUTPOST_PATH]}]:
+                    stack.extend(sub.get("handle") or [])
+        elif handler.get("handler") == "reverse_proxy":
+            if handler.get("rewrite"):
+                out["forward_auth"] = _dials(handler)
+            else:
+                out["upstreams"] = _dials(handler)
+                tls = (handler.get("transport") or {}).get("tls")
+                if tls is not None:
+                    out["tls"] = tls
     return out
 
 
 def route_diff(old, new):
     """Readable field diff of two route objects ({} when they are equivalent)."""
-    if normalise(old) == normalise(new):
+    if old == new or normalise(old) == normalise(new):
         return {}
     changes = hecate_state.diff(describe(old), describe(new))
     if not changes:  # the view did not capture the difference: show the raw objects
@@ -992,7 +1040,9 @@ def plan_set(live, desired, prefix=ID_PREFIX):
     else:
         at = next((i for i, r in enumerate(unmanaged) if isinstance(r, dict) and not r.get("match")), len(unmanaged))
     new = unmanaged[:at] + [r.json for r in desired] + unmanaged[at:]
-    if normalise(new) == normalise(live):
+    # Caddy returns what it was given, so a converged server is usually equal as is;
+    # normalising (durations) is only needed when it is not.
+    if new == live or (len(new) == len(live) and normalise(new) == normalise(live)):
         return live, {}
     live_by_id = {_rid(live[i]): live[i] for i in managed_idx}
     want_by_id = {r.id: r for r in desired}

@@ -398,3 +398,32 @@ def test_schema_errors_name_key_paths():
     assert any(e.startswith("hecate:reverse_proxy:caddy:routes:2:backend: route 'grafana'") and "bad port" in e for e in errors)
     assert any(e.startswith("hecate:reverse_proxy:caddy:routes:4:backend: route 'minio-console'") for e in errors)
     assert any(e.startswith("hecate:reverse_proxy:caddy:ports:https:") for e in errors)
+
+
+@pytest.mark.parametrize(
+    "data,fragment",
+    [
+        ({"routes": {"a": 1}}, "hecate:reverse_proxy:caddy:routes: expected a list"),
+        ({"policies": ["x"], "routes": []}, "hecate:reverse_proxy:caddy:policies: expected a mapping"),
+        ({"routes": [{"domain": "a.example.com", "backend": "10.0.0.1:80", "service": "a", "health_checks": ["x"]}]}, "routes:0: malformed route"),
+        ({"routes": ["just a string"]}, "routes:0: a route must be a mapping"),
+    ],
+)
+def test_malformed_data_is_an_error_not_a_traceback(data, fragment):
+    with pytest.raises(m.RouteDataError, match=fragment):
+        m.build(data)
+
+
+def test_policy_errors_are_reported_once():
+    data = {
+        "policies": {"x": {"abort": [{"header_regexp": {"User-Agent": "(?!x)"}}]}},
+        "routes": [
+            {"domain": f"r{i}.example.com", "service": f"r{i}", "backend": "10.0.0.1:80", "policies": ["x"]}
+            for i in range(3)
+        ],
+    }
+    with pytest.raises(m.RouteDataError) as info:
+        m.build(data)
+    assert info.value.errors == [
+        ("hecate:reverse_proxy:caddy:policies:x:abort:0:header_regexp:User-Agent", info.value.errors[0][1])
+    ]
