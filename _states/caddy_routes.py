@@ -72,15 +72,19 @@ def managed(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_
         ret.update(result=False, comment=f"pillar {pillar_key} must be a mapping")
         return ret
     server = server or data.get("server") or hecate_caddy_routes.DEFAULT_SERVER
-    desired = hecate_caddy_routes.build(
-        data, resolve_service=hecate_caddy_routes.consul_resolver(__salt__), base=pillar_key
-    )
     settings = hecate_config.connection("caddy", __opts__, __pillar__)
-    admin = hecate_caddy_client.CaddyAdmin(settings)
     store = hecate_caddy_client.SnapshotStore(
         settings.get("state_dir"), keep=data.get("keep_snapshots", 10)
     )
     test = bool(__opts__.get("test"))
+    if not test:
+        # First of all: whatever happens below (bad data, Consul, Caddy down), a rollback
+        # after this run must undo this run's write only, never an earlier deployment.
+        store.clear_pending(server)
+    desired = hecate_caddy_routes.build(
+        data, resolve_service=hecate_caddy_routes.consul_resolver(__salt__), base=pillar_key
+    )
+    admin = hecate_caddy_client.CaddyAdmin(settings)
     out = hecate_caddy_routes.apply(
         admin,
         server,
@@ -89,7 +93,6 @@ def managed(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_
         store=store,
         retries=int(retries),
         listen=data.get("listen"),
-        reset_pending=True,
     )
     changes = out["changes"]
     where = f"Caddy server '{server}'"

@@ -1111,7 +1111,7 @@ def _server_missing(config, server):
     )
 
 
-def apply(admin, server, compute, test, store=None, retries=3, listen=None, reset_pending=False):
+def apply(admin, server, compute, test, store=None, retries=3, listen=None):
     """
     Read the whole config with its ETag, ``compute(live_routes) -> (new_routes, changes)``,
     and write the server's new routes array in ONE request guarded by ``If-Match``.
@@ -1119,14 +1119,11 @@ def apply(admin, server, compute, test, store=None, retries=3, listen=None, rese
     On 412 (the config changed meanwhile) read again, recompute and retry, at most
     ``retries`` more times; then raise. Before writing, the previous value is saved in
     ``store`` (a :class:`hecate_caddy_client.SnapshotStore`) and marked pending for
-    rollback. ``reset_pending`` (the whole-set state, in a real run) first forgets
-    earlier writes, so that a rollback after this run undoes this run only.
+    rollback (the whole-set state clears earlier marks before it starts).
     Returns ``{"changes", "written", "attempts", "snapshot", "notes"}``.
     """
     parts = hecate_caddy_client.server_parts(server)
     notes = []
-    if reset_pending and store is not None and not test:
-        store.clear_pending(server)
     for attempt in range(1, retries + 2):
         config, etag = admin.get()
         server_obj = hecate_caddy_client.traverse(config, parts)

@@ -333,6 +333,18 @@ def test_rollback_after_a_converged_run_does_nothing(loaders, fresh):
     assert ch.raw_config(caddy) == raw
 
 
+def test_rollback_after_a_failed_run_does_not_revert_the_previous_deployment(loaders, fresh, backends):
+    caddy = fresh
+    assert managed(loaders).changes  # deployment 1 succeeds
+    pillar = base_caddy_pillar(backends)
+    pillar["routes"][0].pop("backend")
+    assert managed(loaders, pillar).result is False  # deployment 2 fails before writing
+    raw = ch.raw_config(caddy)
+    out = loaders.modules.caddy.rollback()  # the orchestration's onfail step
+    assert out["restored"] == [] and "nothing to roll back" in out["comment"]
+    assert ch.raw_config(caddy) == raw
+
+
 def test_rollback_never_overwrites_a_later_outside_change(loaders, fresh):
     caddy = fresh
     assert managed(loaders).result is True
