@@ -29,6 +29,7 @@ SYSTEM_MODULES = (
     "hecate_wireguard",
     "hecate_agents",
     "hecate_nomad_client",
+    "hecate_caddy_routes",
 )
 
 ENV_NAME = r"^[a-z][a-z0-9-]{1,30}$"

@@ -92,13 +92,17 @@ def runtime_pillar(addresses, agents_dir=None):
     """
     The ``lab_runtime`` pillar: where the lab's services listen.
 
-    ``addresses``: {"caddy_admin": url, "caddy_http_port": int, "vault": url, ...}
+    ``addresses``: {"caddy_admin": url, "caddy_http_port": int, "caddy_state_dir": path,
+    "vault": url, ...}. ``caddy_state_dir`` is where the minion keeps Caddy config snapshots
+    for rollback (root-only /var/lib/hecate/caddy in production).
     ``agents_dir``: where the WireGuard/Consul/Nomad agent states write instead of /etc
     and /opt (one subdirectory per minion: the pillar file is Jinja, ``grains.id``).
     """
     conns = {}
     if "caddy_admin" in addresses:
         conns["caddy"] = {"admin_url": addresses["caddy_admin"]}
+        if addresses.get("caddy_state_dir"):
+            conns["caddy"]["state_dir"] = addresses["caddy_state_dir"]
     if "vault" in addresses:
         conns["vault"] = {"url": addresses["vault"]}
     for name in ("authentik", "consul", "nomad"):
@@ -136,6 +140,10 @@ def agent_dirs(agents_dir, minion="{{ grains.id }}"):
 
 
 def write_runtime_pillar(runtime_dir, addresses):
+    addresses = dict(addresses)
+    if "caddy_admin" in addresses and not addresses.get("caddy_state_dir"):
+        # the lab's minions run unprivileged: snapshots live next to the runtime pillar
+        addresses["caddy_state_dir"] = os.path.join(os.path.dirname(os.path.abspath(runtime_dir)), "caddy-state")
     os.makedirs(runtime_dir, exist_ok=True)
     path = os.path.join(runtime_dir, "lab_runtime.sls")
     agents_dir = os.path.join(os.path.dirname(os.path.abspath(runtime_dir)), "agents")

@@ -1,0 +1,332 @@
+"""
+caddy execution module: Caddy's Admin API, and hecate's routes from pillar.
+
+The admin endpoint comes from ``hecate:connections:caddy`` (minion config wins over pillar;
+see README "Caddy"): ``admin_url`` (default ``http://127.0.0.1:2019``), optional ``origin``
+(sent as the ``Origin`` header), ``verify``/``ca_bundle`` for an https admin endpoint,
+``state_dir`` (root-only directory for config snapshots, default ``/var/lib/hecate/caddy``).
+
+The route set is built from pillar ``hecate:reverse_proxy:caddy`` (``caddy.desired_routes``),
+compared with the live config (``caddy.drift``) and applied by the ``caddy_routes.managed``
+state in one guarded write; ``caddy.rollback`` restores what that write replaced.
+
+CLI Example:
+
+.. code-block:: bash
+
+    salt cloud caddy.config apps/http/servers
+    salt cloud caddy.drift
+    salt cloud caddy.rollback
+"""
+
+import json
+
+import salt.exceptions
+
+try:
+    import hecate_caddy_client
+    import hecate_caddy_routes
+    import hecate_config
+
+    HAS_LIBS = True
+except ImportError:  # installed with pip
+    try:
+        from saltext.hecate.utils import hecate_caddy_client, hecate_caddy_routes, hecate_config
+
+        HAS_LIBS = True
+    except ImportError as _exc:  # pragma: no cover - e.g. requests missing
+        HAS_LIBS = False
+        _MISSING = str(_exc)
+
+__virtualname__ = "caddy"
+
+
+def __virtual__():
+    if not HAS_LIBS:
+        return False, f"caddy: hecate's Caddy client could not be imported ({_MISSING})"
+    return __virtualname__
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def _admin():
+    return hecate_caddy_client.CaddyAdmin.from_config(__opts__, __pillar__)
+
+
+def _data():
+    data = hecate_caddy_routes.caddy_data(__pillar__)
+    return data if isinstance(data, dict) else {}
+
+
+def _server(server=None):
+    return server or _data().get("server") or hecate_caddy_routes.DEFAULT_SERVER
+
+
+def _store():
+    settings = hecate_config.connection("caddy", __opts__, __pillar__)
+    return hecate_caddy_client.SnapshotStore(
+        settings.get("state_dir"), keep=_data().get("keep_snapshots", 10)
+    )
+
+
+def _json_arg(value, what):
+    if isinstance(value, (bytes, str)):
+        try:
+            return json.loads(value)
+        except ValueError as exc:
+            raise salt.exceptions.SaltInvocationError(f"{what} is not valid JSON: {exc}") from None
+    return value
+
+
+def _parts(path):
+    return [p for p in str(path or "").strip("/").split("/") if p]
+
+
+# -- the Admin API -----------------------------------------------------------------------------
+def config(path="", etag=False):
+    """
+    The config at ``path`` (below ``/config/``; the whole config when empty). With
+    ``etag=True`` returns ``{"value": ..., "etag": ...}``; the ETag can be passed to the
+    write functions to guard them (``If-Match``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cloud caddy.config
+        salt cloud caddy.config apps/http/servers/hecate/routes etag=True
+    """
+    value, tag = _admin().get(*_parts(path))
+    return {"value": value, "etag": tag} if etag else value
+
+
+def load(config, force=False):  # pylint: disable=redefined-outer-name
+    """
+    Replace Caddy's whole config (``POST /load``). Unguarded (Caddy ignores If-Match on
+    /load) and not snapshotted: for disaster recovery, not for routes (use the states).
+    ``force=True`` reloads even an identical config.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cloud caddy.load "$(cat caddy.json)"
+    """
+    cfg = _json_arg(config, "config")
+    if not isinstance(cfg, dict):
+        raise salt.exceptions.SaltInvocationError("config must be a JSON object")
+    _admin().load(cfg, force=force)
+    return True
+
+
+def adapt(caddyfile=None, path=None, adapter="caddyfile"):
+    """
+    Convert a Caddyfile (text, or a file on the minion) to Caddy JSON with Caddy's own
+    adapter (``POST /adapt``); nothing is loaded. Returns ``{"result", "warnings"}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cloud caddy.adapt path=/opt/hecate/Caddyfile
+    """
+    if (caddyfile is None) == (path is None):
+        raise salt.exceptions.SaltInvocationError("give either caddyfile (text) or path")
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                caddyfile = fh.read()
+        except OSError as exc:
+            raise salt.exceptions.CommandExecutionError(f"cannot read {path}: {exc.strerror}") from None
+    result, warnings = _admin().adapt(caddyfile, adapter=adapter)
+    return {"result": result, "warnings": warnings}
+
+
+def upstreams():
+    """
+    Health of the reverse proxy upstreams (``GET /reverse_proxy/upstreams``):
+    ``[{"address", "num_requests", "fails"}]``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cloud caddy.upstreams
+    """
+    return _admin().upstreams()
+
+
+def routes(server=None):
+    """
+    The routes of a server (default: pillar ``hecate:reverse_proxy:caddy:server``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cloud caddy.routes
+        salt cloud caddy.routes server=srv0
+    """
+    server = _server(server)
+    value = _admin().config(*hecate_caddy_client.server_parts(server))
+    if value is None:
+        raise salt.exceptions.CommandExecutionError(f"Caddy has no HTTP server '{server}'")
+    return value.get("routes") or []
+
+
+def route_get(route_id):
+    """
+    The config object carrying ``@id`` ``route_id`` (``GET /id/<id>``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cloud caddy.route_get hecate.route.nextcloud
+    """
+    return _admin().get_id(route_id)
+
+
+def route_add(route, server=None, index=None, etag=None):
+    """
+    Add a route object (JSON; it must carry an ``@id``) to a server: appended, or inserted
+    at ``index``. ``etag`` (from ``caddy.config etag=True``) guards the write. Caddy refuses
+    a duplicate ``@id``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cloud caddy.route_add '{"@id": "x", "match": [{"host": ["x.example"]}], "handle": [{"handler": "static_response", "body": "hi"}]}'
+    """
+    obj = _json_arg(route, "route")
+    if not isinstance(obj, dict) or not obj.get("@id"):
+        raise salt.exceptions.SaltInvocationError("route must be a JSON object with an @id")
+    parts = hecate_caddy_client.server_parts(_server(server)) + ("routes",)
+    if index is None:
+        _admin().write("POST", hecate_caddy_client.config_path(*parts), obj, etag)
+    else:
+        _admin().write("PUT", hecate_caddy_client.config_path(*parts, int(index)), obj, etag)
+    return True
+
+
+def route_replace(route_id, route, etag=None):
+    """
+    Replace the object carrying ``@id`` ``route_id`` (``PATCH /id/<id>``); the new object
+    keeps that ``@id`` unless it names its own.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cloud caddy.route_replace x '{"match": [{"host": ["x.example"]}], "handle": [{"handler": "static_response", "body": "bye"}]}'
+    """
+    obj = _json_arg(route, "route")
+    if not isinstance(obj, dict):
+        raise salt.exceptions.SaltInvocationError("route must be a JSON object")
+    obj = dict(obj)
+    obj.setdefault("@id", route_id)
+    path = hecate_caddy_client._id_path(route_id)  # pylint: disable=protected-access
+    _admin().write("PATCH", path, obj, etag)
+    return True
+
+
+def route_delete(route_id, etag=None):
+    """
+    Delete the object carrying ``@id`` ``route_id`` (``DELETE /id/<id>``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cloud caddy.route_delete x
+    """
+    path = hecate_caddy_client._id_path(route_id)  # pylint: disable=protected-access
+    _admin().write("DELETE", path, None, etag)
+    return True
+
+
+# -- hecate's route set ------------------------------------------------------------------------
+def desired_routes(server=None):  # pylint: disable=unused-argument
+    """
+    The route objects hecate builds from pillar ``hecate:reverse_proxy:caddy`` (Consul
+    upstreams resolved now), in the order they are written. Nothing is read from Caddy.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cloud caddy.desired_routes
+    """
+    built = hecate_caddy_routes.build(
+        _data(), resolve_service=hecate_caddy_routes.consul_resolver(__salt__)
+    )
+    return [r.json for r in built]
+
+
+def drift(server=None):
+    """
+    What differs between pillar and the live Caddy, without changing anything: the same
+    per-route ``added``/``removed``/``changed`` the ``caddy_routes.managed`` state would
+    report. One read.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cloud caddy.drift
+    """
+    server = _server(server)
+    data = _data()
+    built = hecate_caddy_routes.build(
+        data, resolve_service=hecate_caddy_routes.consul_resolver(__salt__)
+    )
+    out = hecate_caddy_routes.apply(
+        _admin(),
+        server,
+        lambda live: hecate_caddy_routes.plan_set(live, built),
+        test=True,
+        listen=data.get("listen"),
+    )
+    return {"server": server, "in_sync": not out["changes"], "changes": out["changes"]}
+
+
+def rollback(server=None, snapshot=None, force=False, test=False):
+    """
+    Restore the Caddy config that the last run of hecate's Caddy states replaced (all
+    servers, or ``server``), or the one saved in ``snapshot``. Each restore is one write
+    guarded by ``If-Match`` and happens only if the live value is still what hecate wrote;
+    ``force=True`` restores over later changes too. Meant for an orchestration ``onfail``
+    step; with nothing to roll back it succeeds and says so.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cloud caddy.rollback
+        salt cloud caddy.rollback snapshot=20260101T120000.000000Z-hecate force=True
+    """
+    out = hecate_caddy_routes.rollback(
+        _admin(), _store(), server=server, snapshot=snapshot, force=force, test=test
+    )
+    if not out["restored"] and not out["skipped"]:
+        out["comment"] = "nothing to roll back: the last run of the Caddy states wrote nothing"
+    elif test:
+        out["comment"] = f"would restore {len(out['restored'])} Caddy config(s)"
+    else:
+        out["comment"] = f"restored {len(out['restored'])} Caddy config(s)"
+    return out
+
+
+def snapshots(server=None):
+    """
+    The config snapshots kept on this minion (newest first) and the ones a rollback
+    would restore.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cloud caddy.snapshots
+    """
+    store = _store()
+    return {"snapshots": store.list(server), "pending": store.pending()}

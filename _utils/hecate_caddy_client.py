@@ -1,0 +1,361 @@
+"""
+Caddy Admin API client (on the shared :class:`hecate_http.Client`) and the on-minion
+snapshot store used for rollback.
+
+API facts this relies on (Caddy 2.8+, checked against 2.11.7):
+
+- ``GET /config/<path>`` answers with ``Etag: "<path> <hash>"``; a missing leaf is ``null``,
+  traversal through a missing key is 400.
+- Mutations (POST/PUT/PATCH/DELETE) accept ``If-Match: <that etag>``; when the config at the
+  path named inside the ETag changed meanwhile Caddy answers 412 and changes nothing. An
+  ETag of ``/config/`` therefore guards a write to any sub-path against *any* change.
+  ``POST /load`` ignores If-Match, which is why hecate never uses it to apply routes.
+- ``/id/<id>`` reaches the object carrying that ``@id``; a duplicate ``@id`` is a 400.
+- A config that fails to provision is refused (400/500 "loading new config: ...") and
+  Caddy keeps running the previous one.
+"""
+
+import datetime
+import json
+import os
+import re
+import tempfile
+import urllib.parse
+
+import salt.exceptions
+
+try:
+    import hecate_config
+    import hecate_http
+except ImportError:  # installed with pip
+    from saltext.hecate.utils import hecate_config, hecate_http
+
+SYSTEM = "Caddy admin API"
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+class PreconditionFailed(hecate_http.HTTPError):
+    """412: the config changed between our read and our guarded write."""
+
+
+def config_path(*parts):
+    """``config_path("apps", "http", "servers", "x")`` -> ``/config/apps/http/servers/x``."""
+    out = []
+    for part in parts:
+        for piece in str(part).strip("/").split("/"):
+            if piece:
+                out.append(urllib.parse.quote(piece, safe="@.-_~:"))
+    return "/config/" + "/".join(out)
+
+
+def server_parts(server):
+    return ("apps", "http", "servers", server)
+
+
+class CaddyAdmin:
+    """
+    One Caddy admin endpoint.
+
+    ``settings`` is the ``hecate:connections:caddy`` block (see :mod:`hecate_config`):
+    ``admin_url``, optional ``origin`` (sent as the ``Origin`` header, for admin
+    endpoints that enforce origins), ``timeout``, ``retries``, ``verify``, ``ca_bundle``.
+    """
+
+    def __init__(self, settings):
+        url = settings.get("admin_url")
+        if not url:
+            raise salt.exceptions.SaltInvocationError(
+                "hecate:connections:caddy:admin_url is not set (minion config or pillar)"
+            )
+        if not re.match(r"^https?://", url):
+            raise salt.exceptions.SaltInvocationError(
+                f"hecate:connections:caddy:admin_url must be an http(s):// URL, got {url!r}"
+            )
+        headers = {}
+        if settings.get("origin"):
+            headers["Origin"] = settings["origin"]
+        self.settings = settings
+        self.http = hecate_http.Client(
+            url,
+            SYSTEM,
+            headers=headers,
+            timeout=settings.get("timeout", 30),
+            retries=settings.get("retries", 2),
+            **hecate_config.tls_args(settings),
+        )
+
+    @classmethod
+    def from_config(cls, opts, pillar, overrides=None):
+        return cls(hecate_config.connection("caddy", opts, pillar, overrides))
+
+    @property
+    def stats(self):
+        return self.http.stats
+
+    # -- reading ----------------------------------------------------------------------------
+    def get(self, *parts):
+        """``(value, etag)`` of the config at ``parts`` (the whole config when empty)."""
+        path = config_path(*parts)
+        resp = self.http.request("GET", path)
+        etag = resp.headers.get("Etag")
+        if not etag:
+            raise hecate_http.HTTPError(
+                f"{SYSTEM}: GET {path} sent no Etag header; hecate needs Caddy 2.8 or newer",
+                status=resp.status_code,
+            )
+        try:
+            value = json.loads(resp.content) if resp.content else None
+        except ValueError:
+            raise hecate_http.HTTPError(
+                f"{SYSTEM}: GET {path} returned a body that is not JSON", status=resp.status_code
+            ) from None
+        return value, etag
+
+    def config(self, *parts):
+        return self.get(*parts)[0]
+
+    def get_id(self, object_id, *parts):
+        return self.http.json("GET", _id_path(object_id, *parts))
+
+    # -- writing ----------------------------------------------------------------------------
+    def write(self, method, path, value=None, etag=None):
+        """
+        ``method`` on ``path`` (a ``/config/...`` or ``/id/...`` path) with ``value`` as
+        JSON, guarded by ``If-Match: etag`` when given. 412 raises
+        :class:`PreconditionFailed`.
+        """
+        headers = dict(JSON_HEADERS)
+        if etag:
+            headers["If-Match"] = etag
+        data = None if value is None and method == "DELETE" else _dumps(value)
+        try:
+            self.http.request(method, path, data=data, headers=headers)
+        except hecate_http.HTTPError as exc:
+            if exc.status == 412:
+                raise PreconditionFailed(str(exc), status=412, body=exc.body) from None
+            raise
+
+    def load(self, config, force=False):
+        """``POST /load``: replace the whole config (unguarded; Caddy ignores If-Match)."""
+        headers = dict(JSON_HEADERS)
+        if force:
+            headers["Cache-Control"] = "must-revalidate"
+        self.http.request("POST", "/load", data=_dumps(config), headers=headers)
+
+    def upstreams(self):
+        return self.http.json("GET", "/reverse_proxy/upstreams") or []
+
+    def adapt(self, text, adapter="caddyfile"):
+        """``POST /adapt``: ``(json_config, warnings)``."""
+        resp = self.http.json(
+            "POST", "/adapt", data=text.encode("utf-8"), headers={"Content-Type": f"text/{adapter}"}
+        )
+        resp = resp or {}
+        return resp.get("result"), resp.get("warnings") or []
+
+
+def _id_path(object_id, *parts):
+    if not object_id or "/" in str(object_id):
+        raise salt.exceptions.SaltInvocationError(f"invalid Caddy object @id {object_id!r}")
+    tail = config_path(*parts)[len("/config/"):]
+    return f"/id/{urllib.parse.quote(str(object_id), safe='@.-_~:')}" + (f"/{tail}" if tail else "")
+
+
+def _dumps(value):
+    return json.dumps(value, separators=(",", ":")).encode("utf-8")
+
+
+def traverse(config, parts):
+    """The value at ``parts`` in a config dict, or None when any key is missing."""
+    cur = config
+    for part in parts:
+        if isinstance(cur, dict) and part in cur:
+            cur = cur[part]
+        elif isinstance(cur, list) and str(part).isdigit() and int(part) < len(cur):
+            cur = cur[int(part)]
+        else:
+            return None
+    return cur
+
+
+# -- snapshots ---------------------------------------------------------------------------------
+class SnapshotStore:
+    """
+    Previous Caddy configs kept on the minion, so a later failed step can restore them.
+
+    Layout under ``state_dir`` (0700, files 0600, written atomically)::
+
+        snapshots/<id>.json   {"id", "time", "server", "path", "before", "after", "config"}
+        pending/<server>.json {"snapshot": <id>}   # what caddy.rollback will undo
+
+    ``path`` is the config path hecate wrote (a server's ``routes`` array, or the key it
+    created), ``before``/``after`` the values there, ``config`` the whole config as read
+    before the write. A real run of the route states first clears the server's pending
+    marker, and sets it again only when it writes: so ``caddy.rollback`` undoes exactly
+    the last run's write, and nothing when that run changed nothing.
+    """
+
+    def __init__(self, state_dir, keep=10):
+        if not state_dir:
+            raise salt.exceptions.SaltInvocationError(
+                "hecate:connections:caddy:state_dir is not set"
+            )
+        self.root = os.path.abspath(state_dir)
+        self.keep = max(1, int(keep))
+
+    # directories
+    def _dir(self, name=None):
+        """The state directory (or a subdirectory), created 0700 and kept that way."""
+        paths = [self.root] + ([os.path.join(self.root, name)] if name else [])
+        for path in paths:
+            try:
+                os.makedirs(path, mode=0o700, exist_ok=True)
+                st = os.stat(path)
+                if st.st_uid != os.geteuid():
+                    raise salt.exceptions.CommandExecutionError(
+                        f"Caddy state directory {path} is owned by uid {st.st_uid}, not by the "
+                        "minion's user; refusing to keep configs there"
+                    )
+                if st.st_mode & 0o077:
+                    os.chmod(path, 0o700)
+            except OSError as exc:
+                raise salt.exceptions.CommandExecutionError(
+                    f"cannot use Caddy state directory {path}: {exc.strerror}"
+                ) from None
+        return paths[-1]
+
+    def _write(self, path, data):
+        directory = os.path.dirname(path)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                os.fchmod(fh.fileno(), 0o600)
+                fh.write(json.dumps(data, separators=(",", ":")))  # one write, not json.dump's chunks
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    @staticmethod
+    def _read(path):
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+
+    # snapshots
+    def save(self, server, path, before, after, config):
+        now = datetime.datetime.now(datetime.timezone.utc)
+        snap_id = now.strftime("%Y%m%dT%H%M%S.%fZ") + "-" + safe_name(server)
+        record = {
+            "id": snap_id,
+            "time": now.isoformat(),
+            "server": server,
+            "path": list(path),
+            "before": before,
+            "after": after,
+            "config": config,
+        }
+        self._write(os.path.join(self._dir("snapshots"), snap_id + ".json"), record)
+        self._prune()
+        return snap_id
+
+    def load(self, snap_id):
+        path = os.path.join(self.root, "snapshots", safe_name(snap_id) + ".json")
+        try:
+            return self._read(path)
+        except FileNotFoundError:
+            raise salt.exceptions.SaltInvocationError(
+                f"no Caddy config snapshot '{snap_id}' in {self.root}"
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise salt.exceptions.CommandExecutionError(
+                f"cannot read Caddy config snapshot '{snap_id}': {exc}"
+            ) from None
+
+    def list(self, server=None):
+        """Snapshot summaries, newest first."""
+        directory = os.path.join(self.root, "snapshots")
+        if not os.path.isdir(directory):
+            return []
+        out = []
+        for fname in sorted(os.listdir(directory), reverse=True):
+            if not fname.endswith(".json"):
+                continue
+            snap_id = fname[: -len(".json")]
+            if server is not None and not snap_id.endswith("-" + safe_name(server)):
+                continue
+            out.append(snap_id)
+        return out
+
+    def _prune(self):
+        by_server = {}
+        for snap_id in self.list():
+            by_server.setdefault(snap_id.split("-", 1)[-1], []).append(snap_id)
+        pending = {sid for snaps in self.pending().values() for sid in snaps}
+        for ids in by_server.values():
+            for old in ids[self.keep:]:
+                if old not in pending:
+                    try:
+                        os.unlink(os.path.join(self.root, "snapshots", old + ".json"))
+                    except OSError:
+                        pass
+
+    # pending markers: per server, the snapshots a rollback would undo (oldest first)
+    def _pending_path(self, server):
+        return os.path.join(self.root, "pending", safe_name(server) + ".json")
+
+    def _pending_list(self, server):
+        try:
+            return list(self._read(self._pending_path(server)).get("snapshots") or [])
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError, AttributeError) as exc:
+            raise salt.exceptions.CommandExecutionError(
+                f"cannot read the Caddy rollback marker for '{server}' in {self.root}: {exc}"
+            ) from None
+
+    def push_pending(self, server, snap_id):
+        snaps = self._pending_list(server) + [snap_id]
+        self._dir("pending")
+        self._write(self._pending_path(server), {"server": server, "snapshots": snaps})
+
+    def pop_pending(self, server, snap_id):
+        snaps = self._pending_list(server)
+        if snap_id not in snaps:
+            return
+        snaps.remove(snap_id)
+        if snaps:
+            self._write(self._pending_path(server), {"server": server, "snapshots": snaps})
+        else:
+            self.clear_pending(server)
+
+    def clear_pending(self, server):
+        try:
+            os.unlink(self._pending_path(server))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise salt.exceptions.CommandExecutionError(
+                f"cannot clear the Caddy rollback marker in {self.root}: {exc.strerror}"
+            ) from None
+
+    def pending(self):
+        """``{safe server name: [snapshot ids, oldest first]}`` a rollback would undo."""
+        directory = os.path.join(self.root, "pending")
+        out = {}
+        if not os.path.isdir(directory):
+            return out
+        for fname in sorted(os.listdir(directory)):
+            if fname.endswith(".json") and not fname.startswith("."):
+                server = fname[: -len(".json")]
+                try:
+                    snaps = self._read(os.path.join(directory, fname)).get("snapshots") or []
+                except (OSError, ValueError, AttributeError):
+                    continue
+                if snaps:
+                    out[server] = list(snaps)
+        return out
+
+
+def safe_name(name):
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", str(name))

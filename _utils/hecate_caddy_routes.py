@@ -1,0 +1,1242 @@
+"""
+Caddy routes from pillar: the route model, the diff against the live config, and the
+guarded apply with snapshots for rollback.
+
+Pillar (``hecate:reverse_proxy:caddy``)::
+
+    server: hecate                 # the server under apps.http.servers
+    listen: [":443"]               # only used to create the server when it is missing
+    ports: {http: 80, https: 443, admin: 2019}
+    forward_auth: {outpost: "hecate-server-1:9000"}     # the Authentik outpost
+    default_policies: [security, common]
+    policies: {...}                # overrides of / additions to the built-in policies
+    routes:
+      - domain: cloud.cybermonkey.dev          # or domains: [...]
+        backend: "100.65.138.128:11000"        # or a list, or https://host (+ tls_skip_verify)
+        service: nextcloud                     # the route's name (its @id is hecate.route.<name>)
+      - domain: chat.example.com
+        upstream: {consul_service: oauth2-proxy}   # resolved through hecate_consul at apply time
+        forward_auth: true
+        health_checks: {active: {uri: /ping, interval: 10s}, passive: {max_fails: 3, fail_duration: 30s}}
+        load_balancing: {policy: least_conn}
+        headers: {up: {set: {X-Real-IP: "{http.request.remote.host}"}}, down: {delete: [Server]}}
+
+Every route hecate manages carries ``@id: hecate.route.<name>`` (``hecate.adhoc.<name>`` for
+the per-route states); routes without a hecate ``@id`` are never touched.
+"""
+
+import copy
+import re
+
+import salt.exceptions
+
+try:
+    import hecate_caddy_client
+    import hecate_http
+    import hecate_state
+except ImportError:  # installed with pip
+    from saltext.hecate.utils import hecate_caddy_client, hecate_http, hecate_state
+
+PILLAR_PATH = "hecate:reverse_proxy:caddy"
+DEFAULT_SERVER = "hecate"
+ID_PREFIX = "hecate.route."
+ADHOC_PREFIX = "hecate.adhoc."
+OUTPOST_PATH = "/outpost.goauthentik.io/*"
+OUTPOST_AUTH_URI = "/outpost.goauthentik.io/auth/caddy"
+# Authentik's documented Caddy snippet (docs.goauthentik.io, "Caddy" proxy provider page).
+AUTHENTIK_HEADERS = [
+    "X-Authentik-Username",
+    "X-Authentik-Groups",
+    "X-Authentik-Entitlements",
+    "X-Authentik-Email",
+    "X-Authentik-Name",
+    "X-Authentik-Uid",
+    "X-Authentik-Jwt",
+    "X-Authentik-Meta-Jwks",
+    "X-Authentik-Meta-Outpost",
+    "X-Authentik-Meta-Provider",
+    "X-Authentik-Meta-App",
+    "X-Authentik-Meta-Version",
+]
+LB_POLICIES = ("random", "round_robin", "least_conn", "first", "ip_hash", "client_ip_hash", "uri_hash")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+SERVER_RE = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
+DOMAIN_RE = re.compile(
+    r"^(?=.{1,253}$)(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+)
+HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$")
+HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+
+# The user's Caddyfile snippets, as named policies. Deliberate corrections (README, "Caddy"):
+# - the Caddyfile put `path` and `path_regexp` (and `header` and `header_regexp`) in one named
+#   matcher, which Caddy ANDs; the intent is "any of these", so they are separate matcher sets;
+# - `respond 444` only sends a 444 status in Caddy; closing the connection is `abort`;
+# - `?rest_route=` is in the query, which path_regexp never sees: it is a query matcher.
+# The three Cloudflare headers stay one matcher set (all present = a Worker request), as in
+# the Caddyfile, so that traffic proxied by Cloudflare itself is not blocked.
+BUILTIN_POLICIES = {
+    "security": {
+        "block": [
+            {"headers": {"Cf-Worker": "*", "Cf-Connecting-Ip": "*", "Cf-Ray": "*"}},
+            {
+                "paths": [
+                    "/wp-admin/*", "/wp-login.php", "/wordpress/*", "/.git/*", "/.env",
+                    "/phpmyadmin/*", "/config.json", "/.DS_Store", "/info.php", "/phpinfo.php",
+                    "/test.php", "/telescope/*", "/horizon/*", "/pulse/*",
+                    "/.well-known/security.txt", "/.svn/*", "/.hg/*", "/backup/*", "/old/*",
+                    "/temp/*", "/tmp/*", "/sql/*", "/admin/*", "/manager/*", "/shell.php",
+                ]
+            },
+            {
+                "path_regexp": r"(/(vendor|node_modules|bower_components)/"
+                r"|\.(sql|bak|backup|log|old|orig|original|save|swp|tmp)$)"
+            },
+            {"query": {"rest_route": "*"}},
+        ],
+        "block_status": 404,
+        "abort": [
+            {
+                "header_regexp": {
+                    "User-Agent": "(?i)(bot|crawler|spider|scraper|scan|exploit|nikto|sqlmap|havij|acunetix)"
+                }
+            },
+            {"headers": {"User-Agent": "Go-http-client/1.1"}},
+        ],
+    },
+    "common": {
+        "response_headers": {
+            "X-Frame-Options": "SAMEORIGIN",
+            "X-Content-Type-Options": "nosniff",
+            "Strict-Transport-Security": "max-age=31536000; includeSubDomains; preload",
+            "Referrer-Policy": "strict-origin-when-cross-origin",
+            "X-XSS-Protection": "1; mode=block",
+        },
+        "encode": ["gzip"],
+    },
+}
+DEFAULT_POLICIES = ["security", "common"]
+
+# -- schema (hecate_schema assembles it; semantic checks are in check_pillar) -------------------
+_STR = {"type": "string", "minLength": 1}
+_STRS = {"type": "array", "items": _STR}
+_STR_OR_STRS = {"type": ["string", "array"], "minLength": 1, "items": _STR}
+_DURATION = {"type": ["string", "integer"]}
+_PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
+_BOOL = {"type": "boolean"}
+_HEADER_OPS = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "set": {"type": "object", "additionalProperties": _STR_OR_STRS},
+        "add": {"type": "object", "additionalProperties": _STR_OR_STRS},
+        "delete": _STRS,
+    },
+}
+_MATCHER = {
+    "type": "object",
+    "additionalProperties": False,
+    "minProperties": 1,
+    "properties": {
+        "headers": {"type": "object", "additionalProperties": _STR_OR_STRS},
+        "header_regexp": {"type": "object", "additionalProperties": _STR},
+        "paths": _STRS,
+        "path_regexp": _STR,
+        "query": {"type": "object", "additionalProperties": _STR_OR_STRS},
+        "methods": _STRS,
+        "remote_ip": _STRS,
+    },
+}
+_POLICY = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "block": {"type": "array", "items": _MATCHER},
+        "block_status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "abort": {"type": "array", "items": _MATCHER},
+        "response_headers": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
+        "encode": {"type": "array", "items": {"enum": ["gzip", "zstd"]}},
+    },
+}
+_ROUTE = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "name": _STR,
+        "service": _STR,
+        "enabled": _BOOL,
+        "domain": _STR,
+        "domains": _STRS,
+        "backend": _STR_OR_STRS,
+        "upstream": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["consul_service"],
+            "properties": {"consul_service": _STR, "scheme": {"enum": ["http", "https"]}},
+        },
+        "tls_skip_verify": _BOOL,
+        "tls_server_name": _STR,
+        "headers": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"up": _HEADER_OPS, "down": _HEADER_OPS},
+        },
+        "health_checks": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "active": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "uri": {"type": "string", "pattern": "^/"},
+                        "port": _PORT,
+                        "interval": _DURATION,
+                        "timeout": _DURATION,
+                        "expect_status": {"type": "integer", "minimum": 100, "maximum": 599},
+                        "passes": {"type": "integer", "minimum": 1},
+                        "fails": {"type": "integer", "minimum": 1},
+                    },
+                },
+                "passive": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "fail_duration": _DURATION,
+                        "max_fails": {"type": "integer", "minimum": 1},
+                        "unhealthy_status": {"type": "array", "items": {"type": "integer"}},
+                        "unhealthy_latency": _DURATION,
+                    },
+                },
+            },
+        },
+        "load_balancing": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "policy": {"enum": list(LB_POLICIES)},
+                "try_duration": _DURATION,
+                "try_interval": _DURATION,
+                "retries": {"type": "integer", "minimum": 0},
+            },
+        },
+        "forward_auth": {
+            "oneOf": [
+                _BOOL,
+                {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"copy_headers": _STRS},
+                },
+            ]
+        },
+        "policies": _STRS,
+    },
+}
+CADDY_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "version": {"type": "string"},
+        "server": {"type": "string", "pattern": SERVER_RE},
+        "listen": _STRS,
+        "ports": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"http": _PORT, "https": _PORT, "admin": _PORT},
+        },
+        "forward_auth": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "outpost": _STR,
+                "uri": {"type": "string", "pattern": "^/"},
+                "copy_headers": _STRS,
+                "tls_skip_verify": _BOOL,
+            },
+        },
+        "policies": {"type": "object", "additionalProperties": _POLICY},
+        "default_policies": _STRS,
+        "keep_snapshots": {"type": "integer", "minimum": 1, "maximum": 1000},
+        "routes": {"type": "array", "items": _ROUTE},
+    },
+}
+PILLAR_SCHEMA = {PILLAR_PATH: CADDY_SCHEMA}
+
+
+class RouteDataError(salt.exceptions.SaltInvocationError):
+    """Bad route data; ``errors`` is ``[(key_path, message)]``, the message lists them all."""
+
+    def __init__(self, errors):
+        self.errors = list(errors)
+        lines = [f"{path}: {msg}" for path, msg in self.errors]
+        super().__init__("invalid Caddy route data (nothing was written):\n" + "\n".join(lines))
+
+
+# -- durations ---------------------------------------------------------------------------------
+_DUR_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h|d)")
+_DUR_UNITS = {
+    "ns": 1,
+    "us": 10**3,
+    "µs": 10**3,
+    "ms": 10**6,
+    "s": 10**9,
+    "m": 60 * 10**9,
+    "h": 3600 * 10**9,
+    "d": 86400 * 10**9,
+}
+DURATION_KEYS = frozenset(
+    {
+        "interval",
+        "timeout",
+        "fail_duration",
+        "unhealthy_latency",
+        "try_duration",
+        "try_interval",
+        "dial_timeout",
+        "dial_fallback_delay",
+        "response_header_timeout",
+        "expect_continue_timeout",
+        "read_timeout",
+        "write_timeout",
+        "read_header_timeout",
+        "idle_timeout",
+        "keepalive",
+        "keepalive_idle",
+        "keepalive_interval",
+        "flush_interval",
+        "stream_timeout",
+        "stream_close_delay",
+    }
+)
+
+
+def parse_duration(value):
+    """Caddy duration (Go syntax plus ``d``, or integer nanoseconds) -> int ns; ValueError."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration")
+    if isinstance(value, (int, float)):
+        return int(value)
+    text = str(value).strip()
+    sign = -1 if text.startswith("-") else 1
+    text = text.lstrip("+-")
+    if text == "0":
+        return 0
+    pos, total = 0, 0.0
+    for match in _DUR_PART.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _DUR_UNITS[match.group(2)]
+        pos = match.end()
+    if pos != len(text) or not text:
+        raise ValueError(f"{value!r} is not a duration (use e.g. 10s, 1m30s, 500ms)")
+    return sign * int(round(total))
+
+
+def normalise(value, key=None):
+    """Compare-ready copy: durations as int ns (Caddy accepts "10s" and 10000000000 alike)."""
+    if isinstance(value, dict):
+        return {k: normalise(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [normalise(v) for v in value]
+    if key in DURATION_KEYS and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        try:
+            return parse_duration(value)
+        except ValueError:
+            return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# -- parsing helpers ---------------------------------------------------------------------------
+def _as_list(value):
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def parse_upstream(text):
+    """
+    ``"host:port"``, ``"http://host[:port]"`` or ``"https://host[:port]"`` ->
+    ``(scheme, dial)``. Raises ValueError with a message for the operator.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"{text!r} is not an upstream address")
+    raw = text.strip()
+    scheme = None
+    match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", raw)
+    if match:
+        scheme = match.group(1).lower()
+        if scheme not in ("http", "https"):
+            raise ValueError(f"{raw!r}: scheme must be http or https")
+        rest = match.group(2)
+        if rest.endswith("/"):
+            rest = rest[:-1]
+        if "/" in rest or "?" in rest:
+            raise ValueError(f"{raw!r}: an upstream URL cannot carry a path or query")
+    else:
+        rest = raw
+    if rest.startswith("["):
+        end = rest.find("]")
+        if end < 0:
+            raise ValueError(f"{raw!r}: unterminated IPv6 address")
+        host, tail = rest[: end + 1], rest[end + 1:]
+        if tail and not tail.startswith(":"):
+            raise ValueError(f"{raw!r}: bad address")
+        port = tail[1:] if tail else None
+    elif rest.count(":") == 1:
+        host, port = rest.split(":")
+    elif ":" in rest:
+        raise ValueError(f"{raw!r}: put an IPv6 address in brackets ([::1]:8080)")
+    else:
+        host, port = rest, None
+    if not host or not (host.startswith("[") or HOST_RE.match(host)):
+        raise ValueError(f"{raw!r}: bad host {host!r}")
+    if port is None or port == "":
+        if scheme is None:
+            raise ValueError(f"{raw!r}: no port (write host:port, or an http(s):// URL)")
+        port = "443" if scheme == "https" else "80"
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{raw!r}: bad port {port!r} (1-65535)")
+    return scheme or "http", f"{host}:{int(port)}"
+
+
+def _check_regexp(pattern):
+    """Caddy uses Go's RE2: no lookaround or backreferences. Returns an error text or None."""
+    if re.search(r"\(\?<?[=!]|\\[1-9]", pattern):
+        return f"{pattern!r}: lookaround and backreferences are not supported by Caddy (RE2)"
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        return f"{pattern!r} is not a valid regular expression: {exc}"
+    return None
+
+
+def _matcher(spec, where, errors):
+    """A policy matcher spec -> one Caddy matcher set (its keys are ANDed)."""
+    out = {}
+    if not isinstance(spec, dict) or not spec:
+        errors.append((where, "a matcher must be a non-empty mapping"))
+        return out
+    for key, val in spec.items():
+        sub = f"{where}:{key}"
+        if key == "headers":
+            out["header"] = {}
+            for name, values in (val or {}).items():
+                if not HEADER_NAME_RE.match(str(name)):
+                    errors.append((f"{sub}:{name}", "not a valid header name"))
+                out["header"][str(name)] = [str(v) for v in _as_list(values)]
+        elif key == "header_regexp":
+            out["header_regexp"] = {}
+            for name, pattern in (val or {}).items():
+                problem = _check_regexp(str(pattern))
+                if problem:
+                    errors.append((f"{sub}:{name}", problem))
+                out["header_regexp"][str(name)] = {"pattern": str(pattern)}
+        elif key == "paths":
+            paths = [str(p) for p in _as_list(val)]
+            for path in paths:
+                if not (path.startswith("/") or path.startswith("*")):
+                    errors.append((sub, f"path {path!r} must start with / or *"))
+            out["path"] = paths
+        elif key == "path_regexp":
+            problem = _check_regexp(str(val))
+            if problem:
+                errors.append((sub, problem))
+            out["path_regexp"] = {"pattern": str(val)}
+        elif key == "query":
+            out["query"] = {str(k): [str(v) for v in _as_list(vs)] for k, vs in (val or {}).items()}
+        elif key == "methods":
+            out["method"] = [str(m).upper() for m in _as_list(val)]
+        elif key == "remote_ip":
+            out["remote_ip"] = {"ranges": [str(r) for r in _as_list(val)]}
+        else:
+            errors.append((sub, "unknown matcher (headers, header_regexp, paths, path_regexp, query, methods, remote_ip)"))
+    return out
+
+
+def policy_routes(policy, where, errors):
+    """A named policy -> the subroute routes that implement it, in order."""
+    out = []
+    block = [_matcher(m, f"{where}:block:{i}", errors) for i, m in enumerate(policy.get("block") or [])]
+    if block:
+        out.append(
+            {
+                "match": block,
+                "handle": [{"handler": "static_response", "status_code": int(policy.get("block_status", 404))}],
+            }
+        )
+    abort = [_matcher(m, f"{where}:abort:{i}", errors) for i, m in enumerate(policy.get("abort") or [])]
+    if abort:
+        out.append({"match": abort, "handle": [{"handler": "static_response", "abort": True}]})
+    handlers = []
+    headers = policy.get("response_headers") or {}
+    if headers:
+        for name in headers:
+            if not HEADER_NAME_RE.match(str(name)):
+                errors.append((f"{where}:response_headers:{name}", "not a valid header name"))
+        response = {"deferred": True}
+        setters = {str(k): [str(v)] for k, v in headers.items() if v is not None}
+        deletes = sorted(str(k) for k, v in headers.items() if v is None)
+        if setters:
+            response["set"] = setters
+        if deletes:
+            response["delete"] = deletes
+        handlers.append({"handler": "headers", "response": response})
+    encodings = list(policy.get("encode") or [])
+    if encodings:
+        handlers.append(
+            {"handler": "encode", "encodings": {e: {} for e in encodings}, "prefer": encodings}
+        )
+    if handlers:
+        out.append({"handle": handlers})
+    return out
+
+
+def merged_policies(data):
+    """
+    Built-in policies with the pillar's ``policies`` merged over them by name: a key given
+    replaces the built-in one (lists replace), except ``response_headers``, merged per
+    header (``null`` removes a header, or deletes it from responses if not built in).
+    """
+    out = copy.deepcopy(BUILTIN_POLICIES)
+    for name, policy in (data.get("policies") or {}).items():
+        if isinstance(policy, dict):
+            base = out.get(name, {})
+            for key, val in copy.deepcopy(policy).items():
+                if key == "response_headers" and isinstance(val, dict) and isinstance(base.get(key), dict):
+                    base[key].update(val)
+                else:
+                    base[key] = val
+            out[name] = base
+        else:
+            out[name] = policy
+    return out
+
+
+def _header_ops(ops, where, errors):
+    out = {}
+    if not ops:
+        return out
+    if not isinstance(ops, dict):
+        errors.append((where, "expected {set: {...}, add: {...}, delete: [...]}"))
+        return out
+    for op in ("set", "add"):
+        if ops.get(op):
+            out[op] = {}
+            for name, vals in ops[op].items():
+                if not HEADER_NAME_RE.match(str(name)):
+                    errors.append((f"{where}:{op}:{name}", "not a valid header name"))
+                out[op][str(name)] = [str(v) for v in _as_list(vals)]
+    if ops.get("delete"):
+        out["delete"] = [str(v) for v in _as_list(ops["delete"])]
+    for key in ops:
+        if key not in ("set", "add", "delete"):
+            errors.append((f"{where}:{key}", "unknown header operation (set, add, delete)"))
+    return out
+
+
+def _durations(section, keys, where, errors):
+    for key in keys:
+        if key in section:
+            try:
+                if parse_duration(section[key]) < 0:
+                    raise ValueError(f"{section[key]!r} is negative")
+            except ValueError as exc:
+                errors.append((f"{where}:{key}", str(exc)))
+
+
+def _transport(scheme, skip_verify, server_name):
+    if scheme != "https":
+        return None
+    tls = {}
+    if skip_verify:
+        tls["insecure_skip_verify"] = True
+    if server_name:
+        tls["server_name"] = server_name
+    return {"protocol": "http", "tls": tls}
+
+
+def route_name(spec):
+    name = spec.get("name") or spec.get("service")
+    if not name:
+        domains = _as_list(spec.get("domains")) or _as_list(spec.get("domain"))
+        if domains and isinstance(domains[0], str):
+            name = domains[0].replace("*", "wildcard").replace(".", "-")
+    return str(name).lower() if name else None
+
+
+def _forward_auth_routes(settings, route_fa, where, errors):
+    outpost = settings.get("outpost")
+    if not outpost:
+        errors.append(
+            (f"{where}:forward_auth", f"forward auth needs {PILLAR_PATH}:forward_auth:outpost (host:port of the Authentik outpost)")
+        )
+        return []
+    try:
+        scheme, dial = parse_upstream(outpost)
+    except ValueError as exc:
+        errors.append((f"{PILLAR_PATH}:forward_auth:outpost", str(exc)))
+        return []
+    copy_headers = settings.get("copy_headers") or AUTHENTIK_HEADERS
+    if isinstance(route_fa, dict) and route_fa.get("copy_headers"):
+        copy_headers = route_fa["copy_headers"]
+    base = {"handler": "reverse_proxy", "upstreams": [{"dial": dial}]}
+    transport = _transport(scheme, settings.get("tls_skip_verify"), None)
+    if transport:
+        base["transport"] = transport
+    copies = [{"handle": [{"handler": "vars"}]}]
+    for header in copy_headers:
+        if not HEADER_NAME_RE.match(str(header)):
+            errors.append((f"{where}:forward_auth:copy_headers", f"{header!r} is not a header name"))
+            continue
+        placeholder = "{http.reverse_proxy.header.%s}" % header
+        copies.append({"handle": [{"handler": "headers", "request": {"delete": [header]}}]})
+        copies.append(
+            {
+                "match": [{"not": [{"vars": {placeholder: [""]}}]}],
+                "handle": [{"handler": "headers", "request": {"set": {header: [placeholder]}}}],
+            }
+        )
+    auth = copy.deepcopy(base)
+    auth.update(
+        {
+            "rewrite": {"method": "GET", "uri": settings.get("uri") or OUTPOST_AUTH_URI},
+            "headers": {
+                "request": {
+                    "set": {
+                        "X-Forwarded-Method": ["{http.request.method}"],
+                        "X-Forwarded-Uri": ["{http.request.uri}"],
+                    }
+                }
+            },
+            "handle_response": [{"match": {"status_code": [2]}, "routes": copies}],
+        }
+    )
+    # The outpost's own paths (login callback, sign-out) go to the outpost without the auth
+    # check; then the check; then the application (Authentik's documented order).
+    return [{"match": [{"path": [OUTPOST_PATH]}], "handle": [copy.deepcopy(base)]}, {"handle": [auth]}]
+
+
+# -- the model -----------------------------------------------------------------------------------
+class Route:
+    """One built route: ``name``, ``id``, ``domains``, ``json`` (the Caddy route object)."""
+
+    def __init__(self, name, route_id, domains, json_, where):
+        self.name = name
+        self.id = route_id
+        self.domains = domains
+        self.json = json_
+        self.where = where
+
+    @property
+    def wildcard(self):
+        return any(d.startswith("*.") for d in self.domains)
+
+
+class PolicyCache:
+    """The policies of one build, merged and compiled once (shared by every route)."""
+
+    def __init__(self, data):
+        self.policies = merged_policies(data)
+        self.compiled = {}
+
+    def routes(self, name, errors):
+        """Subroute routes of policy ``name``; its problems go to ``errors`` the first time."""
+        if name not in self.compiled:
+            policy = self.policies[name]
+            found = []
+            if not isinstance(policy, dict):
+                found.append((f"{PILLAR_PATH}:policies:{name}", "a policy must be a mapping"))
+                routes = []
+            else:
+                routes = policy_routes(policy, f"{PILLAR_PATH}:policies:{name}", found)
+            errors.extend(found)
+            self.compiled[name] = routes
+        return self.compiled[name]
+
+
+def build_route(spec, where, data, resolve_service=None, id_prefix=ID_PREFIX, errors=None, cache=None):
+    """
+    One pillar route spec -> :class:`Route` (None when it has errors, which are appended to
+    ``errors`` as ``(key_path, message)``). ``data`` is the whole caddy pillar block (for
+    policies and forward-auth settings). ``resolve_service(name) -> ["addr:port"]`` resolves
+    Consul upstreams; without it, Consul routes are checked but not built (returns None).
+    ``cache`` (a :class:`PolicyCache`) shares compiled policies between routes.
+    """
+    own = []
+    if not isinstance(spec, dict):
+        errors.append((where, "a route must be a mapping"))
+        return None
+    name = route_name(spec)
+    label = f"route '{name}'" if name else "route"
+    if not name or not NAME_RE.match(name):
+        own.append((f"{where}:name", f"{name!r} is not a valid route name ([a-z0-9_-], from name/service/domain)"))
+    # domains
+    domains = [str(d).lower().rstrip(".") for d in _as_list(spec.get("domain")) + _as_list(spec.get("domains"))]
+    if not domains:
+        own.append((f"{where}:domain", "required key is missing (domain or domains)"))
+    for dom in domains:
+        if not DOMAIN_RE.match(dom):
+            own.append((f"{where}:domain", f"{dom!r} is not a valid domain"))
+    if len(set(domains)) != len(domains):
+        own.append((f"{where}:domains", "lists a domain twice"))
+    # upstreams
+    upstreams, scheme = [], None
+    backend, upstream = spec.get("backend"), spec.get("upstream")
+    consul_pending = False
+    if backend is not None and upstream is not None:
+        own.append((f"{where}:upstream", "set either backend or upstream, not both"))
+    elif backend is None and upstream is None:
+        own.append((f"{where}:backend", "required key is missing (no upstream: set backend, or upstream: {consul_service: <name>})"))
+    elif backend is not None:
+        backends = _as_list(backend)
+        if not backends:
+            own.append((f"{where}:backend", "no upstream: the backend list is empty"))
+        schemes = set()
+        for item in backends:
+            try:
+                sch, dial = parse_upstream(item)
+            except ValueError as exc:
+                own.append((f"{where}:backend", str(exc)))
+                continue
+            schemes.add(sch)
+            upstreams.append(dial)
+        if len(schemes) > 1:
+            own.append((f"{where}:backend", "mixes http and https backends (one transport per route)"))
+        scheme = schemes.pop() if len(schemes) == 1 else None
+        if len(set(upstreams)) != len(upstreams):
+            own.append((f"{where}:backend", "lists a backend twice"))
+    else:
+        service = upstream.get("consul_service") if isinstance(upstream, dict) else None
+        scheme = (upstream or {}).get("scheme", "http") if isinstance(upstream, dict) else "http"
+        if not service:
+            own.append((f"{where}:upstream:consul_service", "required key is missing"))
+        elif resolve_service is None:
+            consul_pending = True
+        else:
+            try:
+                addresses = resolve_service(service)
+            except (salt.exceptions.SaltException, ValueError) as exc:
+                own.append((f"{where}:upstream:consul_service", str(exc)))
+                addresses = []
+            for addr in sorted(set(addresses or [])):
+                try:
+                    upstreams.append(parse_upstream(str(addr))[1])
+                except ValueError as exc:
+                    own.append(
+                        (f"{where}:upstream:consul_service", f"Consul service '{service}' gave a bad address: {exc}")
+                    )
+    if spec.get("tls_skip_verify") and scheme not in (None, "https"):
+        own.append((f"{where}:tls_skip_verify", "only applies to an https:// backend"))
+    # proxy handler
+    proxy = {"handler": "reverse_proxy", "upstreams": [{"dial": d} for d in upstreams]}
+    transport = _transport(scheme, spec.get("tls_skip_verify"), spec.get("tls_server_name"))
+    if transport:
+        proxy["transport"] = transport
+    headers = spec.get("headers") or {}
+    if headers:
+        up = _header_ops(headers.get("up"), f"{where}:headers:up", own)
+        down = _header_ops(headers.get("down"), f"{where}:headers:down", own)
+        hdr = {}
+        if up:
+            hdr["request"] = up
+        if down:
+            hdr["response"] = down
+        if hdr:
+            proxy["headers"] = hdr
+    lb = spec.get("load_balancing") or {}
+    if lb:
+        _durations(lb, ("try_duration", "try_interval"), f"{where}:load_balancing", own)
+        lbj = {}
+        if lb.get("policy"):
+            if lb["policy"] not in LB_POLICIES:
+                own.append((f"{where}:load_balancing:policy", f"{lb['policy']!r} is not one of {list(LB_POLICIES)}"))
+            lbj["selection_policy"] = {"policy": lb["policy"]}
+        for key in ("try_duration", "try_interval", "retries"):
+            if key in lb:
+                lbj[key] = lb[key]
+        proxy["load_balancing"] = lbj
+    health = spec.get("health_checks") or {}
+    if health:
+        hc = {}
+        if health.get("active"):
+            active = dict(health["active"])
+            _durations(active, ("interval", "timeout"), f"{where}:health_checks:active", own)
+            if "uri" not in active:
+                own.append((f"{where}:health_checks:active:uri", "required key is missing"))
+            hc["active"] = active
+        if health.get("passive"):
+            passive = dict(health["passive"])
+            _durations(passive, ("fail_duration", "unhealthy_latency"), f"{where}:health_checks:passive", own)
+            hc["passive"] = passive
+        if hc:
+            proxy["health_checks"] = hc
+    # policies
+    cache = cache or PolicyCache(data)
+    wanted = spec.get("policies")
+    if wanted is None:
+        wanted = data.get("default_policies", DEFAULT_POLICIES)
+    sub = []
+    for pname in _as_list(wanted):
+        if pname not in cache.policies:
+            own.append((f"{where}:policies", f"unknown policy {pname!r} (have: {', '.join(sorted(cache.policies))})"))
+            continue
+        sub.extend(cache.routes(pname, errors))
+    fa = spec.get("forward_auth")
+    if fa:
+        sub.extend(_forward_auth_routes(data.get("forward_auth") or {}, fa, where, own))
+    sub.append({"handle": [proxy]})
+    if own:
+        errors.extend((path, f"{label}: {msg}") for path, msg in own)
+        return None
+    if consul_pending:
+        return None
+    route_id = id_prefix + name
+    route = {
+        "@id": route_id,
+        "match": [{"host": domains}],
+        "handle": [{"handler": "subroute", "routes": sub}],
+        "terminal": True,
+    }
+    return Route(name, route_id, domains, route, where)
+
+
+def caddy_data(pillar, path=PILLAR_PATH):
+    cur = pillar
+    for part in path.split(":"):
+        try:
+            cur = cur[part]
+        except (KeyError, TypeError, IndexError):
+            return {}
+    return cur or {}
+
+
+def build(data, resolve_service=None, id_prefix=ID_PREFIX, base=PILLAR_PATH):
+    """
+    The whole desired route set: a list of :class:`Route` in the order they are written
+    (routes with only exact domains first, then wildcard ones; pillar order otherwise).
+    Raises :class:`RouteDataError` listing every problem.
+    """
+    errors = []
+    routes = []
+    if not isinstance(data, dict):
+        raise RouteDataError([(base, "must be a mapping")])
+    shapes = {"routes": list, "policies": dict, "forward_auth": dict, "default_policies": list, "listen": list}
+    for key, kind in shapes.items():
+        if data.get(key) is not None and not isinstance(data[key], kind):
+            errors.append((f"{base}:{key}", f"expected a {'list' if kind is list else 'mapping'}"))
+    if errors:
+        raise RouteDataError(errors)
+    specs = data.get("routes") or []
+    seen_names, seen_domains = {}, {}
+    cache = PolicyCache(data)
+    for idx, spec in enumerate(specs):
+        where = f"{base}:routes:{idx}"
+        if isinstance(spec, dict) and spec.get("enabled") is False:
+            continue
+        try:
+            route = build_route(spec, where, data, resolve_service, id_prefix, errors, cache)
+        except (AttributeError, TypeError, ValueError) as exc:  # shapes the schema rejects
+            errors.append((where, f"malformed route ({type(exc).__name__}: {exc}); see `salt-run hecate.validate`"))
+            route = None
+        name = route_name(spec) if isinstance(spec, dict) else None
+        if name:
+            if name in seen_names:
+                errors.append((f"{where}:name", f"route '{name}': name used twice (also {seen_names[name]})"))
+            seen_names.setdefault(name, where)
+        if isinstance(spec, dict):
+            for dom in _as_list(spec.get("domain")) + _as_list(spec.get("domains")):
+                dom = str(dom).lower().rstrip(".")
+                if dom in seen_domains and seen_domains[dom][0] != where:
+                    other_where, other_name = seen_domains[dom]
+                    errors.append(
+                        (f"{where}:domain", f"route '{name}': duplicate domain {dom!r} (also route '{other_name}', {other_where})")
+                    )
+                seen_domains.setdefault(dom, (where, name))
+        if route is not None:
+            routes.append(route)
+    if errors:
+        raise RouteDataError(errors)
+    return sorted(routes, key=lambda r: r.wildcard)
+
+
+def check_pillar(pillar, env):
+    """Semantic checks for hecate_schema.validate (Consul upstreams are not resolved here)."""
+    data = caddy_data(pillar)
+    if not isinstance(data, dict) or not data:
+        return []
+    try:
+        build(data, resolve_service=None)
+    except RouteDataError as exc:
+        return exc.errors
+    except Exception:  # pylint: disable=broad-except
+        return []  # type errors are reported by the schema
+    return []
+
+
+def consul_resolver(salt_funcs):
+    """``resolve_service`` over ``__salt__["hecate_consul.service_addresses"]``."""
+    fun = "hecate_consul.service_addresses"
+
+    def resolve(service):
+        if fun not in salt_funcs:
+            raise salt.exceptions.CommandExecutionError(
+                f"Consul module not available ({fun} is not loaded on this minion); "
+                f"cannot resolve Consul service '{service}'"
+            )
+        addresses = salt_funcs[fun](service, passing=True)
+        if not addresses:
+            raise salt.exceptions.CommandExecutionError(
+                f"Consul service '{service}' has no passing instances"
+            )
+        return list(addresses)
+
+    return resolve
+
+
+# -- reading routes back -------------------------------------------------------------------------
+def _dials(handler):
+    return [u.get("dial") for u in handler.get("upstreams") or [] if isinstance(u, dict)]
+
+
+def describe(route):
+    """
+    A readable view of a route object (hecate-built or not) for diffs: domains, the
+    policies' pieces, forward auth and the upstream proxy, durations normalised.
+    """
+    view = {}
+    if not isinstance(route, dict):
+        return {"value": route}
+    hosts = []
+    for mset in route.get("match") or []:
+        if isinstance(mset, dict):
+            hosts.extend(mset.get("host") or [])
+    view["domains"] = hosts
+    other = {k: v for k, v in route.items() if k not in ("@id", "match", "handle", "terminal")}
+    if other:
+        view["other"] = other
+    handlers = route.get("handle") or []
+    subroutes = []
+    for handler in handlers:
+        if isinstance(handler, dict) and handler.get("handler") == "subroute":
+            subroutes.extend(handler.get("routes") or [])
+        else:
+            subroutes.append({"handle": [handler]})
+    for idx, sub in enumerate(subroutes):
+        match = sub.get("match") if isinstance(sub, dict) else None
+        for handler in (sub.get("handle") or []) if isinstance(sub, dict) else []:
+            if not isinstance(handler, dict):
+                continue
+            kind = handler.get("handler")
+            if kind == "static_response" and handler.get("abort"):
+                view.setdefault("abort", []).extend(match or ["(all requests)"])
+            elif kind == "static_response":
+                view.setdefault(f"respond {handler.get('status_code', 200)}", []).extend(match or ["(all requests)"])
+            elif kind == "headers" and "response" in handler and not handler.get("request"):
+                view.setdefault("response_headers", {}).update(
+                    {k: v for k, v in handler["response"].items() if k != "deferred"}
+                )
+            elif kind == "encode":
+                view["encode"] = sorted(handler.get("encodings") or {})
+            elif kind == "reverse_proxy" and handler.get("rewrite"):
+                fa = view.setdefault("forward_auth", {})
+                fa["outpost"] = _dials(handler)
+                fa["uri"] = handler["rewrite"].get("uri")
+                fa["copy_headers"] = sorted(
+                    {
+                        name
+                        for hr in handler.get("handle_response") or []
+                        for r in hr.get("routes") or []
+                        for h in r.get("handle") or []
+                        for name in ((h.get("request") or {}).get("set") or {})
+                    }
+                )
+                if handler.get("transport"):
+                    fa["transport"] = handler["transport"]
+            elif kind == "reverse_proxy" and match == [{"path": [OUTPOST_PATH]}]:
+                view.setdefault("forward_auth", {})["outpost_paths"] = _dials(handler)
+            elif kind == "reverse_proxy":
+                view["upstreams"] = _dials(handler)
+                for key in ("transport", "load_balancing", "health_checks", "headers"):
+                    if key in handler:
+                        view[key] = handler[key]
+                rest = {
+                    k: v
+                    for k, v in handler.items()
+                    if k not in ("handler", "upstreams", "transport", "load_balancing", "health_checks", "headers")
+                }
+                if rest:
+                    view["proxy_other"] = rest
+            else:
+                view.setdefault("other_handlers", []).append({"at": idx, "match": match, "handler": handler})
+    return normalise(view)
+
+
+def summary(route):
+    """Domains, upstreams (and forward-auth outpost, upstream TLS) of a route: for reports."""
+    out = {"domains": [], "upstreams": []}
+    if not isinstance(route, dict):
+        return out
+    for mset in route.get("match") or []:
+        if isinstance(mset, dict):
+            out["domains"].extend(mset.get("host") or [])
+    stack = list(route.get("handle") or [])
+    while stack:
+        handler = stack.pop(0)
+        if not isinstance(handler, dict):
+            continue
+        if handler.get("handler") == "subroute":
+            for sub in handler.get("routes") or []:
+                if isinstance(sub, dict) and sub.get("match") != [{"path": [OUTPOST_PATH]}]:
+                    stack.extend(sub.get("handle") or [])
+        elif handler.get("handler") == "reverse_proxy":
+            if handler.get("rewrite"):
+                out["forward_auth"] = _dials(handler)
+            else:
+                out["upstreams"] = _dials(handler)
+                tls = (handler.get("transport") or {}).get("tls")
+                if tls is not None:
+                    out["tls"] = tls
+    return out
+
+
+def route_diff(old, new):
+    """Readable field diff of two route objects ({} when they are equivalent)."""
+    if old == new or normalise(old) == normalise(new):
+        return {}
+    changes = hecate_state.diff(describe(old), describe(new))
+    if not changes:  # the view did not capture the difference: show the raw objects
+        changes = hecate_state.diff(normalise(old), normalise(new))
+    return changes or {"route": {"old": old, "new": new}}
+
+
+def _rid(route):
+    return route.get("@id") if isinstance(route, dict) else None
+
+
+def _label(route, idx, prefix):
+    rid = _rid(route)
+    if rid and rid.startswith(prefix):
+        return rid[len(prefix):]
+    return f"{rid or '#' + str(idx)} (not managed)"
+
+
+# -- plans -----------------------------------------------------------------------------------------
+def plan_set(live, desired, prefix=ID_PREFIX):
+    """
+    The new routes array of a server whose hecate-managed routes (``@id`` starting with
+    ``prefix``) must be exactly ``desired`` (list of :class:`Route`), and the changes.
+
+    Routes hecate does not manage are kept verbatim and in order; the managed block takes
+    the place of the first managed route; when there is none, it goes before the first
+    route without a matcher (a catch-all would hide it), else at the end.
+    """
+    live = list(live or [])
+    managed_idx = [i for i, r in enumerate(live) if (_rid(r) or "").startswith(prefix)]
+    unmanaged = [r for r in live if not (_rid(r) or "").startswith(prefix)]
+    if managed_idx:
+        at = managed_idx[0]
+    else:
+        at = next((i for i, r in enumerate(unmanaged) if isinstance(r, dict) and not r.get("match")), len(unmanaged))
+    new = unmanaged[:at] + [r.json for r in desired] + unmanaged[at:]
+    # Caddy returns what it was given, so a converged server is usually equal as is;
+    # normalising (durations) is only needed when it is not.
+    if new == live or (len(new) == len(live) and normalise(new) == normalise(live)):
+        return live, {}
+    live_by_id = {_rid(live[i]): live[i] for i in managed_idx}
+    want_by_id = {r.id: r for r in desired}
+    changes = {}
+    added = {r.name: summary(r.json) for r in desired if r.id not in live_by_id}
+    removed = {rid[len(prefix):]: summary(live_by_id[rid]) for rid in live_by_id if rid not in want_by_id}
+    changed = {}
+    for rid, route in live_by_id.items():
+        if rid in want_by_id:
+            delta = route_diff(route, want_by_id[rid].json)
+            if delta:
+                changed[rid[len(prefix):]] = delta
+    if added:
+        changes["added"] = added
+    if removed:
+        changes["removed"] = removed
+    if changed:
+        changes["changed"] = changed
+    if not changes:
+        changes["order"] = {
+            "old": [_label(r, i, prefix) for i, r in enumerate(live)],
+            "new": [_label(r, i, prefix) for i, r in enumerate(new)],
+        }
+    return new, changes
+
+
+def plan_present(live, route, index=None):
+    """Add or update one route (by ``@id``); other routes untouched."""
+    live = list(live or [])
+    for i, existing in enumerate(live):
+        if _rid(existing) == route.id:
+            delta = route_diff(existing, route.json)
+            if not delta:
+                return live, {}
+            new = live[:i] + [route.json] + live[i + 1:]
+            return new, {"changed": {route.name: delta}}
+    new = list(live)
+    if index is None or index >= len(new):
+        new.append(route.json)
+    else:
+        new.insert(max(0, int(index)), route.json)
+    return new, {"added": {route.name: summary(route.json)}}
+
+
+def plan_absent(live, route_id, name):
+    live = list(live or [])
+    for i, existing in enumerate(live):
+        if _rid(existing) == route_id:
+            return live[:i] + live[i + 1:], {"removed": {name: summary(existing)}}
+    return live, {}
+
+
+# -- the guarded apply -----------------------------------------------------------------------------
+def _nested(parts, value):
+    for part in reversed(parts):
+        value = {part: value}
+    return value
+
+
+def _server_missing(config, server):
+    names = sorted((hecate_caddy_client.traverse(config, ("apps", "http", "servers")) or {}).keys())
+    have = f" (it has: {', '.join(names)})" if names else ""
+    return salt.exceptions.CommandExecutionError(
+        f"Caddy has no HTTP server '{server}'{have}; set {PILLAR_PATH}:server to one of them, "
+        f"or {PILLAR_PATH}:listen to let hecate create it"
+    )
+
+
+def apply(admin, server, compute, test, store=None, retries=3, listen=None):
+    """
+    Read the whole config with its ETag, ``compute(live_routes) -> (new_routes, changes)``,
+    and write the server's new routes array in ONE request guarded by ``If-Match``.
+
+    On 412 (the config changed meanwhile) read again, recompute and retry, at most
+    ``retries`` more times; then raise. Before writing, the previous value is saved in
+    ``store`` (a :class:`hecate_caddy_client.SnapshotStore`) and marked pending for
+    rollback (the whole-set state clears earlier marks before it starts).
+    Returns ``{"changes", "written", "attempts", "snapshot", "notes"}``.
+    """
+    parts = hecate_caddy_client.server_parts(server)
+    notes = []
+    for attempt in range(1, retries + 2):
+        config, etag = admin.get()
+        server_obj = hecate_caddy_client.traverse(config, parts)
+        if server_obj is None and not listen:
+            raise _server_missing(config, server)
+        if server_obj is not None and not isinstance(server_obj, dict):
+            raise salt.exceptions.CommandExecutionError(f"Caddy server '{server}' is not an object")
+        live = (server_obj or {}).get("routes")
+        if live is not None and not isinstance(live, list):
+            raise salt.exceptions.CommandExecutionError(f"Caddy server '{server}': routes is not a list")
+        new_routes, changes = compute(live or [])
+        if server_obj is not None and ((config.get("admin") or {}).get("config") or {}).get("persist") is False:
+            notes.append("Caddy's admin.config.persist is false: API changes are lost when Caddy restarts")
+        if server_obj is None:
+            changes = dict(changes)
+            changes["server"] = {"old": None, "new": {"listen": list(listen)}}
+        if not changes:
+            return {"changes": {}, "written": False, "attempts": attempt, "snapshot": None, "notes": notes}
+        if test:
+            return {"changes": changes, "written": False, "attempts": attempt, "snapshot": None, "notes": notes}
+        if server_obj is None:
+            # create the server at the deepest key that exists (never rewrite the admin block)
+            if not isinstance(config, dict):
+                raise salt.exceptions.CommandExecutionError(
+                    "Caddy has no config at all; start it with a base config (admin listener) "
+                    "before hecate creates servers in it"
+                )
+            k = 0
+            while hecate_caddy_client.traverse(config, parts[: k + 1]) is not None:
+                k += 1
+            path = parts[: k + 1]
+            value = _nested(parts[k + 1:], {"listen": list(listen), "routes": new_routes})
+            method, before = "PUT", None
+        elif "routes" in server_obj:
+            path, value, method, before = parts + ("routes",), new_routes, "PATCH", live
+        else:
+            path, value, method, before = parts + ("routes",), new_routes, "PUT", None
+        snap = None
+        if store is not None:
+            snap = store.save(server, path, before, value, config)
+            store.push_pending(server, snap)
+        try:
+            admin.write(method, hecate_caddy_client.config_path(*path), value, etag)
+        except hecate_caddy_client.PreconditionFailed:
+            if store is not None:
+                store.pop_pending(server, snap)
+            continue
+        except hecate_http.HTTPError:
+            # Caddy answered: it refused the change and kept its config, nothing to undo.
+            # (Unreachable keeps the marker: the write may have landed; rollback checks.)
+            if store is not None:
+                store.pop_pending(server, snap)
+            raise
+        return {"changes": changes, "written": True, "attempts": attempt, "snapshot": snap, "notes": notes}
+    raise salt.exceptions.CommandExecutionError(
+        f"Caddy config changed between read and write {retries + 1} times in a row "
+        f"(412 Precondition Failed); nothing was written. Someone else is changing Caddy: "
+        f"try again when they are done"
+    )
+
+
+# -- rollback ---------------------------------------------------------------------------------------
+def rollback(admin, store, server=None, snapshot=None, force=False, test=False, retries=3):
+    """
+    Undo hecate's writes: every pending snapshot (of ``server``, or of all servers),
+    newest first, or the one named ``snapshot``. Each restore is guarded: it happens only
+    when the live value is still what hecate wrote (``force=True`` restores anyway), in
+    one write with ``If-Match``. Returns ``{"restored": [...], "skipped": [...]}``.
+    """
+    if snapshot:
+        todo = [store.load(snapshot)]
+    else:
+        ids = []
+        for srv, snaps in store.pending().items():
+            if server is None or srv == hecate_caddy_client.safe_name(server):
+                ids.extend(snaps)
+        todo = [store.load(sid) for sid in sorted(ids, reverse=True)]
+    restored, skipped = [], []
+    for record in todo:
+        path = tuple(record["path"])
+        where = hecate_caddy_client.config_path(*path)
+        for _ in range(retries + 1):
+            config, etag = admin.get()
+            current = hecate_caddy_client.traverse(config, path)
+            if current == record["before"]:
+                skipped.append({"snapshot": record["id"], "reason": "already at the saved config"})
+                break
+            if current != record["after"] and not force:
+                raise salt.exceptions.CommandExecutionError(
+                    f"Caddy config at {where} changed since hecate wrote it (snapshot "
+                    f"{record['id']}); not restoring over someone else's change "
+                    f"(caddy.rollback force=True restores anyway)"
+                )
+            if test:
+                restored.append({"snapshot": record["id"], "path": where, "would": True})
+                break
+            try:
+                if record["before"] is None:
+                    admin.write("DELETE", where, None, etag)
+                elif current is None:
+                    admin.write("PUT", where, record["before"], etag)
+                else:
+                    admin.write("PATCH", where, record["before"], etag)
+            except hecate_caddy_client.PreconditionFailed:
+                continue
+            restored.append({"snapshot": record["id"], "path": where})
+            break
+        else:
+            raise salt.exceptions.CommandExecutionError(
+                f"Caddy config kept changing while restoring snapshot {record['id']} "
+                f"(412 {retries + 1} times); nothing was restored"
+            )
+        if not test:
+            store.pop_pending(record["server"], record["id"])
+    return {"restored": restored, "skipped": skipped}
+

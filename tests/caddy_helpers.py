@@ -1,0 +1,154 @@
+"""
+Helpers for the Caddy tests: loopback HTTP(S) backends that echo what they received, a
+stand-in for the Authentik outpost's forward-auth endpoint, and requests through Caddy's
+listener with a Host header.
+"""
+
+import json
+import os
+import ssl
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import requests
+
+from lab import caddy as lab_caddy
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def _send(self, status, body, headers=None, ctype="application/json"):
+        data = body if isinstance(body, bytes) else body.encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        for key, val in (headers or {}).items():
+            self.send_header(key, val)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):  # noqa: N802
+        self.server.owner.handle(self)
+
+    do_POST = do_GET  # noqa: N815
+
+
+class Backend:
+    """An HTTP (or HTTPS, with ``cert``) server on 127.0.0.1 that echoes each request."""
+
+    def __init__(self, name, cert=None):
+        self.name = name
+        self.healthy = True
+        self.seen = []
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.owner = self
+        if cert is not None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            cert.configure_cert(ctx)
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def port(self):
+        return self.httpd.server_address[1]
+
+    @property
+    def dial(self):
+        return f"127.0.0.1:{self.port}"
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def handle(self, req):
+        self.seen.append({"path": req.path, "headers": dict(req.headers.items())})
+        if req.path == "/healthz":
+            req._send(200 if self.healthy else 503, "ok" if self.healthy else "down", ctype="text/plain")
+            return
+        if req.path == "/big":
+            req._send(200, "hecate " * 2000, ctype="text/plain")
+            return
+        body = {"backend": self.name, "method": req.command, "path": req.path, "headers": dict(req.headers.items())}
+        req._send(200, json.dumps(body), headers={"Server": f"backend-{self.name}"})
+
+
+class FakeOutpost(Backend):
+    """
+    The Authentik outpost's side of forward auth (``/outpost.goauthentik.io/auth/caddy``):
+    a request whose cookie holds ``session=alice`` is allowed (200 + X-Authentik-* headers),
+    anything else is sent to the outpost's login start (302).
+    """
+
+    def handle(self, req):
+        self.seen.append({"path": req.path, "headers": dict(req.headers.items())})
+        if req.path.startswith("/outpost.goauthentik.io/auth/caddy"):
+            if "session=alice" in (req.headers.get("Cookie") or ""):
+                req._send(
+                    200,
+                    "",
+                    headers={"X-Authentik-Username": "alice", "X-Authentik-Groups": "hecate-admins"},
+                )
+            else:
+                uri = req.headers.get("X-Forwarded-Uri", "")
+                req._send(302, "", headers={"Location": f"/outpost.goauthentik.io/start?rd={uri}"})
+            return
+        if req.path.startswith("/outpost.goauthentik.io/"):
+            req._send(200, json.dumps({"outpost": True, "path": req.path}))
+            return
+        req._send(404, "{}")
+
+
+def through(caddy, host, path="/", headers=None, timeout=5):
+    """A GET sent to Caddy's listener for ``host``."""
+    hdrs = {"Host": host}
+    hdrs.update(headers or {})
+    return requests.get(
+        f"http://127.0.0.1:{caddy.http_port}{path}", headers=hdrs, timeout=timeout, allow_redirects=False
+    )
+
+
+def reset(caddy):
+    """Put Caddy back to its initial config (one empty server 'hecate')."""
+    with open(caddy.config_path, encoding="utf-8") as fh:
+        cfg = json.load(fh)
+    resp = requests.post(
+        caddy.admin_url + "/load",
+        data=json.dumps(cfg),
+        headers={"Content-Type": "application/json", "Cache-Control": "must-revalidate"},
+        timeout=10,
+    )
+    resp.raise_for_status()
+
+
+def raw_config(caddy):
+    resp = requests.get(caddy.admin_url + "/config/", timeout=10)
+    resp.raise_for_status()
+    return resp.content
+
+
+def writes(caddy):
+    return len(caddy.admin_writes())
+
+
+def wait_for(predicate, timeout=10.0, interval=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def new_caddy(workdir):
+    os.makedirs(workdir, exist_ok=True)
+    return lab_caddy.Caddy(workdir).start()

@@ -1,0 +1,526 @@
+"""
+caddy_routes / caddy_route states and the caddy module, through Salt's loaders, against
+the real Caddy (the session ``caddy`` fixture: automatic HTTPS off on its listener) with
+loopback backends and a stand-in for the Authentik outpost.
+"""
+
+import json
+import os
+import shutil
+import sys
+
+import pytest
+import requests
+import yaml
+from saltfactories.utils.functional import Loaders
+
+from tests import caddy_helpers as ch
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SERVER_ROUTES = "/config/apps/http/servers/hecate/routes"
+
+
+# -- fixtures --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def backends():
+    import trustme  # pylint: disable=import-outside-toplevel
+
+    cert = trustme.CA().issue_cert("127.0.0.1")
+    out = {
+        "a": ch.Backend("a").start(),
+        "b": ch.Backend("b").start(),
+        "tls": ch.Backend("tls", cert=cert).start(),
+        "outpost": ch.FakeOutpost("outpost").start(),
+    }
+    yield out
+    for backend in out.values():
+        backend.stop()
+
+
+def base_caddy_pillar(backends):
+    return {
+        "server": "hecate",
+        "forward_auth": {"outpost": backends["outpost"].dial},
+        "routes": [
+            {
+                "domain": "web.test",
+                "service": "web",
+                "backend": backends["a"].dial,
+                "headers": {"up": {"set": {"X-Hecate-Route": "web"}}, "down": {"delete": ["Server"]}},
+            },
+            {
+                "domains": ["lb.test", "www.lb.test"],
+                "service": "lb",
+                "backend": [backends["a"].dial, backends["b"].dial],
+                "load_balancing": {"policy": "round_robin"},
+                "health_checks": {
+                    "active": {"uri": "/healthz", "interval": "200ms", "timeout": "1s"},
+                    "passive": {"fail_duration": "30s", "max_fails": 3},
+                },
+            },
+            {
+                "domain": "secure.test",
+                "service": "wazuh",
+                "backend": f"https://{backends['tls'].dial}",
+                "tls_skip_verify": True,
+            },
+            {"domain": "app.test", "service": "app", "backend": backends["b"].dial, "forward_auth": True},
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def state_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("caddy-state") / "state")
+
+
+@pytest.fixture(scope="module")
+def minion_opts(salt_factories, caddy, backends, state_dir, tmp_path_factory):
+    roots = tmp_path_factory.mktemp("caddy-func")
+    (roots / "states").mkdir()
+    (roots / "pillar").mkdir()
+    (roots / "states" / "caddytest.sls").write_text("hecate caddy routes:\n  caddy_routes.managed: []\n")
+    (roots / "pillar" / "top.sls").write_text("base:\n  '*':\n    - caddytest\n")
+    (roots / "pillar" / "caddytest.sls").write_text(
+        yaml.safe_dump({"hecate": {"reverse_proxy": {"caddy": base_caddy_pillar(backends)}}})
+    )
+    overrides = {
+        "file_client": "local",
+        "module_dirs": [REPO],
+        "file_roots": {"base": [str(roots / "states")]},
+        "pillar_roots": {"base": [str(roots / "pillar")]},
+        "hecate": {"connections": {"caddy": {"admin_url": caddy.admin_url, "state_dir": state_dir}}},
+    }
+    factory = salt_factories.salt_minion_daemon("caddy-functional", overrides=overrides)
+    return factory.config.copy()
+
+
+@pytest.fixture(scope="module")
+def loaders(minion_opts):
+    return Loaders(minion_opts, loaded_base_name=f"{__name__}.loaded")
+
+
+@pytest.fixture
+def fresh(caddy, state_dir):
+    """Caddy back to one empty server; no snapshots."""
+    ch.reset(caddy)
+    shutil.rmtree(state_dir, ignore_errors=True)
+    return caddy
+
+
+def managed(loaders, caddy_pillar=None, test=False):
+    """Run the managed state from an SLS (so a pillar override reaches the state)."""
+    kwargs = {"test": test}
+    if caddy_pillar is not None:
+        kwargs["pillar"] = {"hecate": {"reverse_proxy": {"caddy": caddy_pillar}}}
+    ret = loaders.modules.state.sls("caddytest", **kwargs)
+    (result,) = list(ret)
+    return result
+
+
+def live_routes(caddy):
+    return requests.get(caddy.admin_url + SERVER_ROUTES, timeout=10).json()
+
+
+def outside_post(caddy, route):
+    resp = requests.post(
+        caddy.admin_url + SERVER_ROUTES, data=json.dumps(route), headers={"Content-Type": "application/json"}, timeout=10
+    )
+    resp.raise_for_status()
+
+
+OUTSIDE = {"@id": "ops.maintenance", "match": [{"host": ["ops.test"]}], "handle": [{"handler": "static_response", "body": "ops"}]}
+
+
+# -- preview, apply, converge ------------------------------------------------------------------------
+def test_preview_apply_converge(loaders, fresh, backends):
+    caddy = fresh
+    raw0, w0 = ch.raw_config(caddy), ch.writes(caddy)
+
+    preview = managed(loaders, test=True)
+    assert preview.result is None
+    assert set(preview.changes["added"]) == {"web", "lb", "wazuh", "app"}
+    assert preview.changes["added"]["lb"] == {
+        "domains": ["lb.test", "www.lb.test"],
+        "upstreams": [backends["a"].dial, backends["b"].dial],
+    }
+    assert "would update" in preview.comment
+    assert ch.raw_config(caddy) == raw0  # byte-identical
+    assert ch.writes(caddy) == w0
+
+    applied = managed(loaders)
+    assert applied.result is True, applied.comment
+    assert applied.changes == preview.changes  # the preview was exact
+    writes = caddy.admin_writes()[w0:]
+    assert writes == [("PATCH", SERVER_ROUTES)]  # ONE write
+    assert "snapshot" in applied.comment
+
+    again = managed(loaders)
+    assert again.result is True and again.changes == {}
+    assert "are as in pillar" in again.comment
+    assert ch.writes(caddy) == w0 + 1  # converged re-run: no write
+    assert managed(loaders, test=True).changes == {}
+
+
+def test_routes_proxy_with_policies_and_headers(loaders, fresh, backends):
+    caddy = fresh
+    assert managed(loaders).result is True
+
+    resp = ch.through(caddy, "web.test", "/hello")
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["backend"] == "a" and body["path"] == "/hello"
+    assert body["headers"]["X-Hecate-Route"] == "web"  # header up
+    assert "backend-a" not in resp.headers.get("Server", "")  # header down: deleted
+    # common: security headers and compression
+    assert resp.headers["X-Frame-Options"] == "SAMEORIGIN"
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert resp.headers["Strict-Transport-Security"].startswith("max-age=31536000")
+    assert resp.headers["Referrer-Policy"] == "strict-origin-when-cross-origin"
+    big = ch.through(caddy, "web.test", "/big", headers={"Accept-Encoding": "gzip"})
+    assert big.headers.get("Content-Encoding") == "gzip" and big.text.startswith("hecate ")
+
+    # security: scanner paths and Cloudflare Worker requests get 404 and never reach the backend
+    seen = len(backends["a"].seen)
+    for path in ("/wp-admin/setup.php", "/.env", "/.git/config", "/db.sql", "/vendor/x.php", "/?rest_route=/wp/v2"):
+        assert ch.through(caddy, "web.test", path).status_code == 404, path
+    worker = {"Cf-Worker": "x.workers.dev", "Cf-Connecting-Ip": "1.2.3.4", "Cf-Ray": "abc"}
+    assert ch.through(caddy, "web.test", "/", headers=worker).status_code == 404
+    assert len(backends["a"].seen) == seen
+    # Cloudflare's proxy alone (no Worker) is not blocked
+    assert ch.through(caddy, "web.test", "/", headers={"Cf-Ray": "abc"}).status_code == 200
+
+    # suspicious user agents: connection closed without a response (Caddyfile's 444)
+    for agent in ("sqlmap/1.7", "Mozilla/5.0 (compatible; Googlebot/2.1)", "Go-http-client/1.1"):
+        with pytest.raises(requests.exceptions.ConnectionError):
+            ch.through(caddy, "web.test", "/", headers={"User-Agent": agent})
+    assert ch.through(caddy, "web.test", "/", headers={"User-Agent": "Mozilla/5.0 Firefox/140"}).status_code == 200
+
+
+def test_load_balancing_and_health_checks(loaders, fresh, backends):
+    caddy = fresh
+    assert managed(loaders).result is True
+    hit = {ch.through(caddy, "lb.test").json()["backend"] for _ in range(6)}
+    assert hit == {"a", "b"}  # round robin over both
+    assert ch.through(caddy, "www.lb.test").status_code == 200
+    dials = {u["address"] for u in loaders.modules.caddy.upstreams()}
+    assert {backends["a"].dial, backends["b"].dial} <= dials
+    backends["b"].healthy = False
+    try:
+        assert ch.wait_for(
+            lambda: {ch.through(caddy, "lb.test").json()["backend"] for _ in range(6)} == {"a"}, timeout=10
+        ), "the active health check did not take b out"
+    finally:
+        backends["b"].healthy = True
+
+
+def test_https_backend_with_tls_skip_verify(loaders, fresh, backends):
+    caddy = fresh
+    assert managed(loaders).result is True
+    resp = ch.through(caddy, "secure.test", "/x")
+    assert resp.status_code == 200 and resp.json()["backend"] == "tls"
+    # the same backend with verification on fails (self-signed): the option really matters
+    pillar = base_caddy_pillar(backends)
+    pillar["routes"][2]["tls_skip_verify"] = False
+    ret = managed(loaders, pillar)
+    assert ret.result is True
+    assert ret.changes["changed"]["wazuh"] == {"transport:tls:insecure_skip_verify": {"old": True, "new": None}}
+    assert ch.through(caddy, "secure.test", "/x").status_code == 502
+
+
+def test_forward_auth_to_the_outpost(loaders, fresh, backends):
+    caddy = fresh
+    assert managed(loaders).result is True
+    anonymous = ch.through(caddy, "app.test", "/private?x=1")
+    assert anonymous.status_code == 302
+    assert anonymous.headers["Location"] == "/outpost.goauthentik.io/start?rd=/private?x=1"
+    # the outpost's own paths are proxied to it without the check
+    start = ch.through(caddy, "app.test", "/outpost.goauthentik.io/start")
+    assert start.status_code == 200 and start.json()["outpost"] is True
+    # an authenticated request reaches the app with the outpost's identity headers, and a
+    # header the client sent itself is replaced
+    ok = ch.through(caddy, "app.test", "/private", headers={"Cookie": "session=alice", "X-Authentik-Username": "mallory"})
+    assert ok.status_code == 200
+    body = ok.json()
+    assert body["backend"] == "b"
+    assert body["headers"]["X-Authentik-Username"] == "alice"
+    assert body["headers"]["X-Authentik-Groups"] == "hecate-admins"
+    auth_call = [s for s in backends["outpost"].seen if s["path"].startswith("/outpost.goauthentik.io/auth/caddy")][-1]
+    assert auth_call["headers"]["X-Forwarded-Uri"] == "/private"
+    assert auth_call["headers"]["X-Forwarded-Method"] == "GET"
+
+
+# -- concurrency ---------------------------------------------------------------------------------------
+def _edit_after_reads(monkeypatch, caddy, times):
+    """Make an outside change right after each of the first ``times`` reads of the state."""
+    client = sys.modules["hecate_caddy_client"]
+    original = client.CaddyAdmin.get
+    made = []
+
+    def get(self, *parts):
+        value = original(self, *parts)
+        if not parts and len(made) < times:
+            route = dict(OUTSIDE, **{"@id": f"ops.maintenance{len(made)}"})
+            route["match"] = [{"host": [f"ops{len(made)}.test"]}]
+            outside_post(caddy, route)
+            made.append(route["@id"])
+        return value
+
+    monkeypatch.setattr(client.CaddyAdmin, "get", get)
+    return made
+
+
+def test_concurrent_edit_hits_412_and_survives(loaders, fresh, monkeypatch):
+    caddy = fresh
+    w0 = ch.writes(caddy)
+    made = _edit_after_reads(monkeypatch, caddy, times=1)
+    ret = managed(loaders)
+    assert ret.result is True, ret.comment
+    assert "after 1 retries" in ret.comment
+    assert set(ret.changes["added"]) == {"web", "lb", "wazuh", "app"}
+    ids = [r.get("@id") for r in live_routes(caddy)]
+    assert ids[0] == made[0]  # the outside edit survived, in place
+    assert set(ids[1:]) == {"hecate.route.web", "hecate.route.lb", "hecate.route.wazuh", "hecate.route.app"}
+    assert caddy.admin_writes()[w0:] == [
+        ("POST", SERVER_ROUTES),  # the outside edit
+        ("PATCH", SERVER_ROUTES),  # refused with 412
+        ("PATCH", SERVER_ROUTES),  # re-read, re-diffed, applied
+    ]
+    assert ch.through(caddy, "ops0.test").text == "ops"
+
+
+def test_concurrent_edits_exhaust_retries_and_fail_clearly(loaders, fresh, monkeypatch):
+    caddy = fresh
+    made = _edit_after_reads(monkeypatch, caddy, times=100)
+    ret = managed(loaders)
+    assert ret.result is False
+    assert "changed between read and write 4 times" in ret.comment
+    assert "nothing was written" in ret.comment
+    assert ret.changes == {}
+    assert [r.get("@id") for r in live_routes(caddy)] == made  # only the outside edits
+    assert loaders.modules.caddy.rollback()["restored"] == []  # nothing of ours to undo
+
+
+# -- rollback and persistence ------------------------------------------------------------------------
+def test_rollback_restores_exactly(loaders, fresh, backends):
+    caddy = fresh
+    outside_post(caddy, OUTSIDE)
+    old = base_caddy_pillar(backends)
+    old["routes"] = old["routes"][:1] + [{"domain": "gone.test", "service": "gone", "backend": backends["b"].dial}]
+    assert managed(loaders, old).result is True
+    before = ch.raw_config(caddy)
+
+    ret = managed(loaders)  # the deployment that will "fail later"
+    assert ret.result is True and set(ret.changes["removed"]) == {"gone"}
+    assert ch.raw_config(caddy) != before
+    w0 = ch.writes(caddy)
+    out = loaders.modules.caddy.rollback()
+    assert len(out["restored"]) == 1, out
+    assert ch.raw_config(caddy) == before  # exactly the previous config
+    assert caddy.admin_writes()[w0:] == [("PATCH", SERVER_ROUTES)]
+    assert ch.through(caddy, "gone.test").json()["backend"] == "b"
+    again = loaders.modules.caddy.rollback()
+    assert again["restored"] == [] and "nothing to roll back" in again["comment"]
+
+
+def test_rollback_after_a_converged_run_does_nothing(loaders, fresh):
+    caddy = fresh
+    assert managed(loaders).changes
+    assert managed(loaders).changes == {}  # this run wrote nothing ...
+    raw = ch.raw_config(caddy)
+    out = loaders.modules.caddy.rollback()  # ... so a failure after it has nothing to undo
+    assert out["restored"] == [] and "nothing to roll back" in out["comment"]
+    assert ch.raw_config(caddy) == raw
+
+
+def test_rollback_after_a_failed_run_does_not_revert_the_previous_deployment(loaders, fresh, backends):
+    caddy = fresh
+    assert managed(loaders).changes  # deployment 1 succeeds
+    pillar = base_caddy_pillar(backends)
+    pillar["routes"][0].pop("backend")
+    assert managed(loaders, pillar).result is False  # deployment 2 fails before writing
+    raw = ch.raw_config(caddy)
+    out = loaders.modules.caddy.rollback()  # the orchestration's onfail step
+    assert out["restored"] == [] and "nothing to roll back" in out["comment"]
+    assert ch.raw_config(caddy) == raw
+
+
+def test_rollback_never_overwrites_a_later_outside_change(loaders, fresh):
+    caddy = fresh
+    assert managed(loaders).result is True
+    outside_post(caddy, OUTSIDE)
+    raw = ch.raw_config(caddy)
+    with pytest.raises(Exception, match="changed since hecate wrote it"):
+        loaders.modules.caddy.rollback()
+    assert ch.raw_config(caddy) == raw
+    out = loaders.modules.caddy.rollback(force=True)
+    assert len(out["restored"]) == 1
+    assert live_routes(caddy) == []
+
+
+def test_applied_routes_survive_a_caddy_restart(loaders, fresh):
+    caddy = fresh
+    empty = ch.raw_config(caddy)
+    assert managed(loaders).result is True
+    applied = ch.raw_config(caddy)
+    caddy.restart()  # `caddy run --resume`: the autosaved config comes back
+    assert ch.raw_config(caddy) == applied
+    assert ch.through(caddy, "web.test").json()["backend"] == "a"
+    # the snapshot lives on the minion, so a rollback still works after the restart ...
+    assert len(loaders.modules.caddy.rollback()["restored"]) == 1
+    assert ch.raw_config(caddy) == empty
+    caddy.restart()  # ... and what it restored is what Caddy resumes with
+    assert ch.raw_config(caddy) == empty
+    assert managed(loaders, test=True).changes  # pillar and Caddy differ again
+
+
+# -- bad data ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "mutate,fragments",
+    [
+        (lambda p: p["routes"][0].pop("backend"), ["routes:0:backend", "route 'web'", "no upstream"]),
+        (lambda p: p["routes"][1].update(backend=["127.0.0.1:80", "127.0.0.1:70000"]), ["routes:1:backend", "route 'lb'", "bad port"]),
+        (lambda p: p["routes"][3].update(domain="web.test"), ["routes:3:domain", "route 'app'", "duplicate domain 'web.test'"]),
+    ],
+)
+@pytest.mark.parametrize("test_mode", [True, False])
+def test_bad_route_data_fails_and_writes_nothing(loaders, fresh, backends, mutate, fragments, test_mode):
+    caddy = fresh
+    assert managed(loaders).result is True
+    raw, w0 = ch.raw_config(caddy), ch.writes(caddy)
+    pillar = base_caddy_pillar(backends)
+    mutate(pillar)
+    ret = managed(loaders, pillar, test=test_mode)
+    assert ret.result is False
+    assert ret.changes == {}
+    for fragment in fragments:
+        assert fragment in ret.comment, ret.comment
+    assert ch.raw_config(caddy) == raw
+    assert ch.writes(caddy) == w0
+
+
+def test_missing_server_is_a_clear_error(loaders, fresh, backends):
+    pillar = base_caddy_pillar(backends)
+    pillar["server"] = "elsewhere"
+    ret = managed(loaders, pillar)
+    assert ret.result is False
+    assert "no HTTP server 'elsewhere' (it has: hecate)" in ret.comment
+
+
+def test_missing_server_is_created_when_listen_is_given(loaders, fresh, backends):
+    caddy = fresh
+    from lab import procs  # pylint: disable=import-outside-toplevel
+
+    port = procs.free_port()
+    pillar = base_caddy_pillar(backends)
+    pillar["server"] = "second"
+    pillar["listen"] = [f"127.0.0.1:{port}"]
+    preview = managed(loaders, pillar, test=True)
+    assert preview.result is None and preview.changes["server"] == {"old": None, "new": {"listen": pillar["listen"]}}
+    ret = managed(loaders, pillar)
+    assert ret.result is True, ret.comment
+    server = requests.get(caddy.admin_url + "/config/apps/http/servers/second", timeout=10).json()
+    assert server["listen"] == pillar["listen"] and len(server["routes"]) == 4
+    assert managed(loaders, pillar, test=True).changes == {}
+    # rollback of a creation removes what was created
+    assert len(loaders.modules.caddy.rollback(server="second")["restored"]) == 1
+    assert requests.get(caddy.admin_url + "/config/apps/http/servers/second", timeout=10).json() is None
+    assert live_routes(caddy) == []  # the other server was not touched
+
+
+# -- unmanaged and ad-hoc routes ---------------------------------------------------------------------
+def test_unmanaged_and_adhoc_routes_are_left_alone(loaders, fresh, backends):
+    caddy = fresh
+    outside_post(caddy, OUTSIDE)
+    adhoc = loaders.states.caddy_route.present(name="status", domain="status.test", backend=backends["a"].dial, policies=[])
+    assert adhoc.result is True and "added" in adhoc.changes
+    assert managed(loaders).result is True
+    pillar = base_caddy_pillar(backends)
+    pillar["routes"] = pillar["routes"][:2]
+    ret = managed(loaders, pillar)
+    assert set(ret.changes) == {"removed"} and set(ret.changes["removed"]) == {"wazuh", "app"}
+    ids = [r.get("@id") for r in live_routes(caddy)]
+    assert ids == ["ops.maintenance", "hecate.adhoc.status", "hecate.route.web", "hecate.route.lb"]
+    assert ch.through(caddy, "status.test").json()["backend"] == "a"
+
+
+@pytest.mark.parametrize("test_mode", [True, False])
+def test_route_present_and_absent(loaders, fresh, backends, test_mode):
+    caddy = fresh
+    raw, w0 = ch.raw_config(caddy), ch.writes(caddy)
+    args = {"name": "status", "domain": "status.test", "backend": backends["a"].dial}
+    ret = loaders.states.caddy_route.present(test=test_mode, **args)
+    assert ret.changes["added"]["status"] == {"domains": ["status.test"], "upstreams": [backends["a"].dial]}
+    if test_mode:
+        assert ret.result is None
+        assert ch.raw_config(caddy) == raw and ch.writes(caddy) == w0
+        return
+    assert ret.result is True
+    assert ch.writes(caddy) == w0 + 1
+    assert loaders.states.caddy_route.present(**args).changes == {}
+    changed = loaders.states.caddy_route.present(**dict(args, backend=backends["b"].dial))
+    assert changed.changes == {
+        "changed": {"status": {"upstreams": {"added": [backends["b"].dial], "removed": [backends["a"].dial]}}}
+    }
+    assert ch.through(caddy, "status.test").json()["backend"] == "b"
+    w1 = ch.writes(caddy)
+    preview = loaders.states.caddy_route.absent(name="status", test=True)
+    assert preview.result is None and "removed" in preview.changes and ch.writes(caddy) == w1
+    gone = loaders.states.caddy_route.absent(name="status")
+    assert gone.result is True and "removed" in gone.changes
+    assert loaders.states.caddy_route.absent(name="status").changes == {}
+    assert live_routes(caddy) == []
+
+
+def test_route_present_bad_data(loaders, fresh):
+    caddy = fresh
+    w0 = ch.writes(caddy)
+    ret = loaders.states.caddy_route.present(name="status", domain="status.test", backend="127.0.0.1:99999")
+    assert ret.result is False and "route 'status'" in ret.comment and "bad port" in ret.comment
+    ret = loaders.states.caddy_route.present(name="status", domain="status.test", backend="127.0.0.1:80", colour="red")
+    assert ret.result is False and "unknown argument(s): colour" in ret.comment
+    assert ch.writes(caddy) == w0
+
+
+# -- drift and the module ------------------------------------------------------------------------------
+def test_drift_reports_without_writing(loaders, fresh):
+    caddy = fresh
+    drift = loaders.modules.caddy.drift()
+    assert drift["in_sync"] is False and set(drift["changes"]["added"]) == {"web", "lb", "wazuh", "app"}
+    assert managed(loaders).result is True
+    assert loaders.modules.caddy.drift() == {"server": "hecate", "in_sync": True, "changes": {}}
+    # someone edits a managed route by hand
+    requests.patch(
+        caddy.admin_url + "/id/hecate.route.web/handle/0/routes/3/handle/0/upstreams",
+        data=json.dumps([{"dial": "127.0.0.1:1"}]),
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    ).raise_for_status()
+    w0 = ch.writes(caddy)
+    drift = loaders.modules.caddy.drift()
+    assert drift["in_sync"] is False
+    (field,) = drift["changes"]["changed"]["web"]
+    assert field == "upstreams"
+    assert drift["changes"]["changed"]["web"]["upstreams"]["removed"] == ["127.0.0.1:1"]
+    assert ch.writes(caddy) == w0
+
+
+def test_module_reads_and_route_functions(loaders, fresh):
+    caddy = fresh
+    mod = loaders.modules.caddy
+    assert mod.routes() == []
+    got = mod.config("apps/http/servers/hecate", etag=True)
+    assert got["value"]["listen"] == [f"127.0.0.1:{caddy.http_port}"]
+    mod.route_add(OUTSIDE, etag=got["etag"])
+    assert mod.route_get("ops.maintenance") == OUTSIDE
+    assert mod.route_replace("ops.maintenance", {"match": [{"host": ["ops.test"]}], "handle": [{"handler": "static_response", "body": "v2"}]})
+    assert ch.through(caddy, "ops.test").text == "v2"
+    assert mod.route_get("ops.maintenance")["@id"] == "ops.maintenance"
+    assert mod.route_delete("ops.maintenance")
+    assert mod.routes() == []
+    desired = mod.desired_routes()
+    assert [r["@id"] for r in desired] == ["hecate.route.web", "hecate.route.lb", "hecate.route.wazuh", "hecate.route.app"]
+    adapted = mod.adapt("http://x.test:8080 {\n\trespond hi\n}\n")
+    assert "apps" in adapted["result"]
+    snaps = mod.snapshots()
+    assert snaps == {"snapshots": [], "pending": {}}

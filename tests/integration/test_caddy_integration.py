@@ -1,0 +1,94 @@
+"""
+The cloud minion applies salt://hecate/caddy.sls (the user's routes from pillar/hecate.sls)
+to the lab's real Caddy: exact preview, one write, converged re-run, drift, rollback.
+"""
+
+import os
+import stat
+
+import requests
+
+from tests import caddy_helpers as ch
+
+STATE = "caddy_routes_|-hecate caddy routes_|-hecate caddy routes_|-managed"
+USER_ROUTES = {
+    "authentik",
+    "nextcloud",
+    "grafana",
+    "jenkins",
+    "minio-console",
+    "minio-api",
+    "persephone-minio",
+    "wazuh",
+    "u-page",
+    "helen",
+}
+
+
+def _sls(cloud_call, *args):
+    ret = cloud_call.run("state.sls", "hecate.caddy", *args)
+    assert isinstance(ret.data, dict), ret
+    return ret, ret.data[STATE]
+
+
+def test_caddy_sls_on_the_cloud_minion(cloud_call, caddy, lab_dir):
+    ch.reset(caddy)
+    raw, w0 = ch.raw_config(caddy), ch.writes(caddy)
+
+    ret, preview = _sls(cloud_call, "test=True")
+    assert preview["result"] is None, preview
+    assert set(preview["changes"]["added"]) == USER_ROUTES
+    assert preview["changes"]["added"]["wazuh"] == {
+        "domains": ["delphi.cybermonkey.dev"],
+        "upstreams": ["100.88.163.85:443"],
+        "tls": {"insecure_skip_verify": True},
+    }
+    assert ch.raw_config(caddy) == raw and ch.writes(caddy) == w0
+
+    ret, applied = _sls(cloud_call)
+    assert ret.returncode == 0, ret
+    assert applied["result"] is True and applied["changes"] == preview["changes"]
+    assert ch.writes(caddy) == w0 + 1
+    # the user's sites answer through Caddy with their policies; only paths Caddy answers
+    # itself are probed (the user's backends are real addresses, never contacted by tests)
+    blocked = ch.through(caddy, "cloud.cybermonkey.dev", "/wp-login.php")
+    assert blocked.status_code == 404 and blocked.headers["Server"] == "Caddy"
+
+    ret, again = _sls(cloud_call)
+    assert again["result"] is True and again["changes"] == {}
+    assert ch.writes(caddy) == w0 + 1
+
+    drift = cloud_call.run("caddy.drift")
+    assert drift.data == {"server": "hecate", "in_sync": True, "changes": {}}
+
+    state_dir = os.path.join(lab_dir, "caddy-state")
+    assert stat.S_IMODE(os.stat(state_dir).st_mode) == 0o700
+
+
+def test_rollback_from_the_command_line(cloud_call, caddy):
+    ch.reset(caddy)
+    empty = ch.raw_config(caddy)
+    ret, applied = _sls(cloud_call)
+    assert applied["result"] is True and applied["changes"]
+    ret = cloud_call.run("caddy.rollback")
+    assert ret.returncode == 0, ret
+    assert len(ret.data["restored"]) == 1
+    assert ch.raw_config(caddy) == empty
+    ret = cloud_call.run("caddy.rollback")
+    assert ret.returncode == 0 and "nothing to roll back" in ret.data["comment"]
+
+
+def test_rollback_refusal_is_a_failure(cloud_call, caddy):
+    ch.reset(caddy)
+    _sls(cloud_call)
+    ch.reset(caddy)  # someone replaced the config meanwhile ...
+    requests.post(  # ... and added a route of their own
+        caddy.admin_url + "/config/apps/http/servers/hecate/routes",
+        json={"@id": "ops.route", "handle": [{"handler": "static_response", "body": "ops"}]},
+        timeout=10,
+    ).raise_for_status()
+    raw = ch.raw_config(caddy)
+    ret = cloud_call.run("caddy.rollback")
+    assert ret.returncode != 0
+    assert "changed since hecate wrote it" in ret.stdout + ret.stderr
+    assert ch.raw_config(caddy) == raw

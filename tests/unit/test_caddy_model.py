@@ -1,0 +1,429 @@
+"""The Caddy route model, diff and pillar checks (pure functions, no Caddy)."""
+
+import copy
+import os
+
+import pytest
+import salt.exceptions
+import yaml
+
+import hecate_caddy_routes as m
+import hecate_schema
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def user_pillar():
+    with open(os.path.join(REPO, "pillar", "hecate.sls"), encoding="utf-8") as fh:
+        pillar = yaml.safe_load(fh)
+    pillar["hecate"]["global"]["environment"] = "lab"
+    return pillar
+
+
+def caddy(pillar):
+    return pillar["hecate"]["reverse_proxy"]["caddy"]
+
+
+# -- parsing -------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("10.0.0.5:8080", ("http", "10.0.0.5:8080")),
+        ("hecate-server-1:9000", ("http", "hecate-server-1:9000")),
+        ("https://100.88.163.85", ("https", "100.88.163.85:443")),
+        ("https://100.88.163.85/", ("https", "100.88.163.85:443")),
+        ("http://backend.internal", ("http", "backend.internal:80")),
+        ("https://a.example:8443", ("https", "a.example:8443")),
+        ("[::1]:8080", ("http", "[::1]:8080")),
+    ],
+)
+def test_parse_upstream(text, expected):
+    assert m.parse_upstream(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text,fragment",
+    [
+        ("10.0.0.5", "no port"),
+        ("10.0.0.5:0", "bad port"),
+        ("10.0.0.5:65536", "bad port"),
+        ("10.0.0.5:http", "bad port"),
+        ("ftp://x:21", "scheme must be http or https"),
+        ("https://x/path", "cannot carry a path"),
+        ("::1:80", "brackets"),
+        ("", "not an upstream"),
+    ],
+)
+def test_parse_upstream_errors(text, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        m.parse_upstream(text)
+
+
+def test_durations_normalise_like_caddy():
+    assert m.parse_duration("10s") == 10_000_000_000
+    assert m.parse_duration("1m30s") == 90_000_000_000
+    assert m.parse_duration("500ms") == 500_000_000
+    assert m.parse_duration("1d") == 86_400_000_000_000
+    assert m.parse_duration(10_000_000_000) == 10_000_000_000
+    with pytest.raises(ValueError):
+        m.parse_duration("ten seconds")
+    # "10s" in pillar and adapt's nanoseconds in Caddy are the same value
+    assert m.normalise({"health_checks": {"active": {"interval": "10s"}}}) == m.normalise(
+        {"health_checks": {"active": {"interval": 10_000_000_000}}}
+    )
+    # only under duration keys
+    assert m.normalise({"uri": "10s"}) == {"uri": "10s"}
+
+
+# -- building --------------------------------------------------------------------------------------
+def test_user_routes_build_with_ids_and_policies():
+    routes = m.build(caddy(user_pillar()))
+    names = [r.name for r in routes]
+    assert names[0] == "authentik" and "wazuh" in names and "helen" in names
+    assert len(names) == 10
+    for route in routes:
+        assert route.json["@id"] == "hecate.route." + route.name
+        assert route.json["terminal"] is True
+        assert route.json["match"] == [{"host": route.domains}]
+    wazuh = next(r for r in routes if r.name == "wazuh").json
+    proxy = wazuh["handle"][0]["routes"][-1]["handle"][0]
+    assert proxy["upstreams"] == [{"dial": "100.88.163.85:443"}]
+    assert proxy["transport"] == {"protocol": "http", "tls": {"insecure_skip_verify": True}}
+    sub = wazuh["handle"][0]["routes"]
+    # security: 404 block, abort; common: headers + gzip; then the proxy
+    assert sub[0]["handle"] == [{"handler": "static_response", "status_code": 404}]
+    assert sub[1]["handle"] == [{"handler": "static_response", "abort": True}]
+    assert [h["handler"] for h in sub[2]["handle"]] == ["headers", "encode"]
+    assert sub[2]["handle"][0]["response"]["set"]["X-Frame-Options"] == ["SAMEORIGIN"]
+
+
+def test_security_policy_matchers_are_any_of():
+    """The Caddyfile ANDed path with path_regexp and header with header_regexp; hecate ORs them."""
+    sub = m.policy_routes(m.BUILTIN_POLICIES["security"], "p", [])
+    block, abort = sub[0]["match"], sub[1]["match"]
+    assert {"path_regexp"} in [set(ms) for ms in block]
+    assert {"path"} in [set(ms) for ms in block]
+    assert {"query": {"rest_route": ["*"]}} in block
+    # the three Cloudflare headers together mark a Worker request (one matcher set)
+    assert {"header": {"Cf-Worker": ["*"], "Cf-Connecting-Ip": ["*"], "Cf-Ray": ["*"]}} in block
+    assert [set(ms) for ms in abort] == [{"header_regexp"}, {"header"}]
+
+
+def test_policy_overrides_and_custom_policies():
+    data = {
+        "policies": {
+            "common": {"response_headers": {"X-Frame-Options": "DENY", "Server": None}},
+            "internal-only": {"block": [{"remote_ip": ["0.0.0.0/0"]}], "block_status": 403},
+        },
+        "routes": [
+            {"domain": "a.example.com", "backend": "10.0.0.1:80", "service": "a", "policies": ["common", "internal-only"]},
+            {"domain": "b.example.com", "backend": "10.0.0.2:80", "service": "b", "policies": []},
+        ],
+    }
+    a, b = m.build(data)
+    sub = a.json["handle"][0]["routes"]
+    response = sub[0]["handle"][0]["response"]
+    assert response["set"]["X-Frame-Options"] == ["DENY"]  # overridden
+    assert response["set"]["X-Content-Type-Options"] == ["nosniff"]  # merged per header
+    assert response["delete"] == ["Server"]
+    assert [h["handler"] for h in sub[0]["handle"]] == ["headers", "encode"]  # other keys kept
+    assert sub[1] == {
+        "match": [{"remote_ip": {"ranges": ["0.0.0.0/0"]}}],
+        "handle": [{"handler": "static_response", "status_code": 403}],
+    }
+    assert len(b.json["handle"][0]["routes"]) == 1  # only the proxy
+
+
+def test_full_route_features():
+    data = {
+        "forward_auth": {"outpost": "127.0.0.1:9000"},
+        "routes": [
+            {
+                "domains": ["app.example.com", "www.app.example.com"],
+                "name": "app",
+                "backend": ["10.0.0.1:8080", "10.0.0.2:8080"],
+                "headers": {"up": {"set": {"X-Real-IP": "{http.request.remote.host}"}}, "down": {"delete": ["Server"]}},
+                "health_checks": {
+                    "active": {"uri": "/healthz", "interval": "10s", "timeout": "2s"},
+                    "passive": {"fail_duration": "30s", "max_fails": 3},
+                },
+                "load_balancing": {"policy": "round_robin", "try_duration": "5s"},
+                "forward_auth": True,
+                "policies": [],
+            }
+        ],
+    }
+    (route,) = m.build(data)
+    sub = route.json["handle"][0]["routes"]
+    outpost, auth, proxy = sub[0], sub[1]["handle"][0], sub[2]["handle"][0]
+    assert outpost["match"] == [{"path": ["/outpost.goauthentik.io/*"]}]
+    assert auth["rewrite"] == {"method": "GET", "uri": "/outpost.goauthentik.io/auth/caddy"}
+    assert auth["handle_response"][0]["match"] == {"status_code": [2]}
+    copied = {
+        name
+        for r in auth["handle_response"][0]["routes"]
+        for h in r["handle"]
+        for name in (h.get("request") or {}).get("set", {})
+    }
+    assert copied == set(m.AUTHENTIK_HEADERS)
+    assert proxy["load_balancing"] == {"selection_policy": {"policy": "round_robin"}, "try_duration": "5s"}
+    assert proxy["health_checks"]["passive"] == {"fail_duration": "30s", "max_fails": 3}
+    assert proxy["headers"] == {
+        "request": {"set": {"X-Real-IP": ["{http.request.remote.host}"]}},
+        "response": {"delete": ["Server"]},
+    }
+
+
+def test_wildcard_routes_go_last():
+    data = {
+        "routes": [
+            {"domain": "*.example.com", "backend": "10.0.0.1:80", "service": "catchall"},
+            {"domain": "a.example.com", "backend": "10.0.0.2:80", "service": "a"},
+        ]
+    }
+    assert [r.name for r in m.build(data)] == ["a", "catchall"]
+
+
+def test_disabled_route_is_not_built():
+    data = {"routes": [{"domain": "a.example.com", "backend": "10.0.0.2:80", "service": "a", "enabled": False}]}
+    assert m.build(data) == []
+
+
+@pytest.mark.parametrize(
+    "routes,fragments",
+    [
+        ([{"domain": "a.example.com", "service": "a"}], ["routes:0:backend", "route 'a'", "no upstream"]),
+        ([{"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:99999"}], ["routes:0:backend", "route 'a'", "bad port"]),
+        (
+            [
+                {"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:80"},
+                {"domain": "A.example.com", "service": "b", "backend": "10.0.0.2:80"},
+            ],
+            ["routes:1:domain", "route 'b'", "duplicate domain 'a.example.com'", "route 'a'"],
+        ),
+        (
+            [
+                {"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:80"},
+                {"domain": "b.example.com", "service": "a", "backend": "10.0.0.2:80"},
+            ],
+            ["routes:1:name", "name used twice"],
+        ),
+        ([{"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:80", "tls_skip_verify": True}], ["only applies to an https"]),
+        ([{"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:80", "forward_auth": True}], ["forward_auth:outpost"]),
+        ([{"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:80", "policies": ["nope"]}], ["unknown policy 'nope'"]),
+        ([{"domain": "not a domain", "service": "a", "backend": "10.0.0.1:80"}], ["is not a valid domain"]),
+        ([{"domain": "a.example.com", "service": "a", "backend": ["http://x:1", "https://y:2"]}], ["mixes http and https"]),
+        (
+            [{"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:80", "health_checks": {"active": {"uri": "/h", "interval": "soon"}}}],
+            ["health_checks:active:interval", "not a duration"],
+        ),
+        ([{"domain": "a.example.com", "service": "Bad Name", "backend": "10.0.0.1:80"}], ["not a valid route name"]),
+    ],
+)
+def test_bad_route_data_names_the_route(routes, fragments):
+    with pytest.raises(m.RouteDataError) as info:
+        m.build({"routes": routes})
+    text = str(info.value)
+    assert "nothing was written" in text
+    for fragment in fragments:
+        assert fragment in text, text
+
+
+def test_bad_regexp_in_policy():
+    data = {
+        "policies": {"x": {"block": [{"path_regexp": "(?=lookahead)"}]}},
+        "routes": [{"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:80", "policies": ["x"]}],
+    }
+    with pytest.raises(m.RouteDataError, match=r"policies:x:block:0:path_regexp.*RE2"):
+        m.build(data)
+
+
+# -- Consul upstreams ------------------------------------------------------------------------------
+CONSUL_ROUTE = {"routes": [{"domain": "chat.example.com", "service": "chat", "upstream": {"consul_service": "oauth2-proxy"}}]}
+
+
+def test_consul_upstream_resolved_sorted_through_salt():
+    calls = []
+
+    def service_addresses(name, passing=False):
+        calls.append((name, passing))
+        return ["10.0.0.9:4180", "10.0.0.3:4180"]
+
+    (route,) = m.build(CONSUL_ROUTE, resolve_service=m.consul_resolver({"hecate_consul.service_addresses": service_addresses}))
+    proxy = route.json["handle"][0]["routes"][-1]["handle"][0]
+    assert proxy["upstreams"] == [{"dial": "10.0.0.3:4180"}, {"dial": "10.0.0.9:4180"}]
+    assert calls == [("oauth2-proxy", True)]
+
+
+def test_consul_module_missing_fails_the_route():
+    with pytest.raises(m.RouteDataError) as info:
+        m.build(CONSUL_ROUTE, resolve_service=m.consul_resolver({}))
+    assert "route 'chat'" in str(info.value)
+    assert "Consul module not available" in str(info.value)
+
+
+def test_consul_service_without_instances_fails_naming_it():
+    resolver = m.consul_resolver({"hecate_consul.service_addresses": lambda name, passing=False: []})
+    with pytest.raises(m.RouteDataError, match="Consul service 'oauth2-proxy' has no passing instances"):
+        m.build(CONSUL_ROUTE, resolve_service=resolver)
+
+
+def test_consul_errors_and_bad_addresses_name_the_route():
+    def boom(name, passing=False):
+        raise salt.exceptions.CommandExecutionError("Consul at http://127.0.0.1:8500 is unreachable")
+
+    with pytest.raises(m.RouteDataError, match="route 'chat'.*unreachable"):
+        m.build(CONSUL_ROUTE, resolve_service=m.consul_resolver({"hecate_consul.service_addresses": boom}))
+    bad = m.consul_resolver({"hecate_consul.service_addresses": lambda name, passing=False: ["10.0.0.1:0"]})
+    with pytest.raises(m.RouteDataError, match="gave a bad address"):
+        m.build(CONSUL_ROUTE, resolve_service=bad)
+
+
+def test_check_pillar_does_not_need_consul():
+    assert m.check_pillar({"hecate": {"reverse_proxy": {"caddy": CONSUL_ROUTE}}}, "lab") == []
+
+
+# -- plans -----------------------------------------------------------------------------------------
+def _two():
+    return m.build(
+        {
+            "routes": [
+                {"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:80"},
+                {"domain": "b.example.com", "service": "b", "backend": "10.0.0.2:80"},
+            ]
+        }
+    )
+
+
+UNMANAGED_FIRST = {"@id": "someone.else", "match": [{"host": ["x.example.com"]}], "handle": [{"handler": "static_response"}]}
+UNMANAGED_LAST = {"handle": [{"handler": "static_response", "status_code": 404}]}
+
+
+def test_plan_keeps_unmanaged_routes_and_converges():
+    desired = _two()
+    live = [UNMANAGED_FIRST, UNMANAGED_LAST]
+    new, changes = m.plan_set(live, desired)
+    assert new[0] == UNMANAGED_FIRST and new[-1] == UNMANAGED_LAST
+    # before the catch-all, which would otherwise hide the new routes
+    assert [r.get("@id") for r in new] == ["someone.else", "hecate.route.a", "hecate.route.b", None]
+    assert set(changes["added"]) == {"a", "b"}
+    assert changes["added"]["a"] == {"domains": ["a.example.com"], "upstreams": ["10.0.0.1:80"]}
+    again, none = m.plan_set(new, desired)
+    assert none == {} and again == new
+
+
+def test_plan_managed_block_stays_where_it_was():
+    desired = _two()
+    live = [UNMANAGED_FIRST, desired[0].json, UNMANAGED_LAST]
+    new, changes = m.plan_set(live, desired)
+    assert [r.get("@id") for r in new] == ["someone.else", "hecate.route.a", "hecate.route.b", None]
+    assert changes == {"added": {"b": {"domains": ["b.example.com"], "upstreams": ["10.0.0.2:80"]}}}
+
+
+def test_plan_changed_and_removed_are_readable():
+    old = m.build(
+        {
+            "routes": [
+                {"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:80"},
+                {"domain": "gone.example.com", "service": "gone", "backend": "10.0.0.3:80"},
+            ]
+        }
+    )
+    live = [r.json for r in old]
+    new_desired = m.build({"routes": [{"domain": "a.example.com", "service": "a", "backend": ["10.0.0.1:80", "10.0.0.7:80"]}]})
+    _, changes = m.plan_set(live, new_desired)
+    assert changes["removed"] == {"gone": {"domains": ["gone.example.com"], "upstreams": ["10.0.0.3:80"]}}
+    assert changes["changed"] == {"a": {"upstreams": {"added": ["10.0.0.7:80"], "removed": []}}}
+
+
+def test_plan_equivalent_durations_are_not_a_change():
+    spec = {"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:80", "health_checks": {"active": {"uri": "/h", "interval": "10s"}}}
+    (route,) = m.build({"routes": [spec]})
+    live = copy.deepcopy(route.json)
+    live["handle"][0]["routes"][-1]["handle"][0]["health_checks"]["active"]["interval"] = 10_000_000_000
+    new, changes = m.plan_set([live], [route])
+    assert changes == {} and new == [live]
+
+
+def test_plan_hand_edit_shows_up_as_a_change():
+    (route,) = m.build({"routes": [{"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:80"}]})
+    live = copy.deepcopy(route.json)
+    live["handle"][0]["routes"][2]["handle"][0]["response"]["set"]["X-Frame-Options"] = ["ALLOW"]
+    _, changes = m.plan_set([live], [route])
+    assert changes == {
+        "changed": {"a": {"response_headers:set:X-Frame-Options": {"added": ["SAMEORIGIN"], "removed": ["ALLOW"]}}}
+    }
+
+
+def test_plan_reorder_only():
+    a, b = _two()
+    _, changes = m.plan_set([b.json, a.json], [a, b])
+    assert changes == {"order": {"old": ["b", "a"], "new": ["a", "b"]}}
+
+
+def test_plan_present_and_absent_touch_one_route():
+    errors = []
+    route = m.build_route(
+        {"name": "adhoc", "domain": "h.example.com", "backend": "10.0.0.1:80"}, "x", {}, id_prefix=m.ADHOC_PREFIX, errors=errors
+    )
+    assert not errors and route.id == "hecate.adhoc.adhoc"
+    live = [UNMANAGED_FIRST] + [r.json for r in _two()]
+    new, changes = m.plan_present(live, route)
+    assert new[:3] == live and new[3] == route.json and "added" in changes
+    assert m.plan_present(new, route) == (new, {})
+    newer, changes = m.plan_present(new, route, index=0)
+    assert changes == {} and newer == new
+    gone, changes = m.plan_absent(new, route.id, "adhoc")
+    assert gone == live and changes["removed"]["adhoc"]["domains"] == ["h.example.com"]
+    assert m.plan_absent(gone, route.id, "adhoc") == (gone, {})
+    # the set plan does not see ad-hoc routes as its own
+    _, changes = m.plan_set(new, _two())
+    assert changes == {}
+
+
+# -- schema --------------------------------------------------------------------------------------
+def test_schema_accepts_the_shipped_pillar():
+    assert hecate_schema.validate(user_pillar(), "lab") == []
+
+
+def test_schema_errors_name_key_paths():
+    pillar = user_pillar()
+    routes = caddy(pillar)["routes"]
+    routes[3]["bogus"] = 1
+    routes[2]["backend"] = "1.2.3.4:0"
+    del routes[4]["backend"]
+    caddy(pillar)["ports"]["https"] = 70000
+    errors = hecate_schema.validate(pillar, "lab")
+    assert "hecate:reverse_proxy:caddy:routes:3:bogus: unknown key (not in the schema)" in errors
+    assert any(e.startswith("hecate:reverse_proxy:caddy:routes:2:backend: route 'grafana'") and "bad port" in e for e in errors)
+    assert any(e.startswith("hecate:reverse_proxy:caddy:routes:4:backend: route 'minio-console'") for e in errors)
+    assert any(e.startswith("hecate:reverse_proxy:caddy:ports:https:") for e in errors)
+
+
+@pytest.mark.parametrize(
+    "data,fragment",
+    [
+        ({"routes": {"a": 1}}, "hecate:reverse_proxy:caddy:routes: expected a list"),
+        ({"policies": ["x"], "routes": []}, "hecate:reverse_proxy:caddy:policies: expected a mapping"),
+        ({"routes": [{"domain": "a.example.com", "backend": "10.0.0.1:80", "service": "a", "health_checks": ["x"]}]}, "routes:0: malformed route"),
+        ({"routes": ["just a string"]}, "routes:0: a route must be a mapping"),
+    ],
+)
+def test_malformed_data_is_an_error_not_a_traceback(data, fragment):
+    with pytest.raises(m.RouteDataError, match=fragment):
+        m.build(data)
+
+
+def test_policy_errors_are_reported_once():
+    data = {
+        "policies": {"x": {"abort": [{"header_regexp": {"User-Agent": "(?!x)"}}]}},
+        "routes": [
+            {"domain": f"r{i}.example.com", "service": f"r{i}", "backend": "10.0.0.1:80", "policies": ["x"]}
+            for i in range(3)
+        ],
+    }
+    with pytest.raises(m.RouteDataError) as info:
+        m.build(data)
+    assert info.value.errors == [
+        ("hecate:reverse_proxy:caddy:policies:x:abort:0:header_regexp:User-Agent", info.value.errors[0][1])
+    ]
