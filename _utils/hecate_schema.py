@@ -11,7 +11,9 @@ Salt style (``hecate:reverse_proxy:caddy:routes:3:backend``).
 
 import copy
 import importlib
+import os
 import re
+import sys
 
 import jsonschema
 
@@ -21,7 +23,7 @@ except ImportError:  # installed with pip
     from saltext.hecate.utils import hecate_secrets
 
 # Util modules that extend the schema; each later system adds itself here.
-SYSTEM_MODULES = ()
+SYSTEM_MODULES = ("hecate_nginx", "hecate_coturn")
 
 ENV_NAME = r"^[a-z][a-z0-9-]{1,30}$"
 DOMAIN = (
@@ -161,14 +163,25 @@ def _set_fragment(schema, path, fragment):
     node.setdefault("properties", {})[parts[-1]] = fragment
 
 
+def _import_util(name):
+    """A sibling util, from the same packaging as this module."""
+    if __name__.startswith("saltext."):  # installed with pip
+        return importlib.import_module(f"saltext.hecate.utils.{name}")
+    if name in sys.modules:
+        return sys.modules[name]
+    # file_roots tree: the loader puts _utils on sys.path only while it imports a module,
+    # and this runs later, so import from the directory this file was loaded from.
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, here)
+    try:
+        return importlib.import_module(name)
+    finally:
+        if here in sys.path:
+            sys.path.remove(here)
+
+
 def _system_modules():
-    mods = []
-    for name in SYSTEM_MODULES:
-        try:
-            mods.append(importlib.import_module(name))
-        except ImportError:  # installed with pip
-            mods.append(importlib.import_module(f"saltext.hecate.utils.{name}"))
-    return mods
+    return [_import_util(name) for name in SYSTEM_MODULES]
 
 
 def schema():
