@@ -63,10 +63,11 @@ def _pillar_with(key, raw):
     return pillar
 
 
-def _service_addresses():
-    if "hecate_consul.service_addresses" in __salt__:
-        return __salt__["hecate_consul.service_addresses"]
-    return None
+def _service_addresses(name, passing=True):
+    # looked up only when a stream needs Consul: a miss makes the loader load every module
+    if "hecate_consul.service_addresses" not in __salt__:
+        raise hecate_nginx.ConsulUnavailable(name)
+    return __salt__["hecate_consul.service_addresses"](name, passing=passing)
 
 
 def _running(settings):
@@ -159,7 +160,7 @@ def managed(name, config=None):
     hecate_files.check_owner(settings["file_user"], settings["file_group"])
     hecate_nginx.check_dirs(settings)
     load = hecate_nginx.stream_module(settings)
-    streams = hecate_nginx.resolve_streams(settings, _service_addresses())
+    streams = hecate_nginx.resolve_streams(settings, _service_addresses)
     text = hecate_nginx.render(settings, streams, load)
 
     old, st = hecate_files.current(name)
@@ -185,7 +186,7 @@ def managed(name, config=None):
     if test:
         if "diff" in changes:
             hecate_nginx.check_preview(
-                settings, lambda logs: hecate_nginx.render(settings, streams, load, logs), name
+                settings, lambda paths: hecate_nginx.render(settings, streams, load, paths), name
             )
         return hecate_state.result(ret, changes, True, _describe(changes, name, True), None)
 

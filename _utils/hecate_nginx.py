@@ -389,6 +389,10 @@ def normalise(raw, pillar=None):
 
 
 # -- upstreams ------------------------------------------------------------------------------
+class ConsulUnavailable(LookupError):
+    """Raised by a ``service_addresses`` callable when hecate_consul is not loaded."""
+
+
 def _duration(value):
     return f"{value}s" if isinstance(value, int) else value
 
@@ -464,14 +468,17 @@ def resolve_streams(settings, service_addresses=None):
             ref = proxy["consul_service"]
             ref = ref if isinstance(ref, dict) else {"name": ref}
             service, passing = ref["name"], ref.get("passing", True)
+            unavailable = salt.exceptions.CommandExecutionError(
+                f"{key}: stream {proxy['name']!r} takes its backends from Consul service "
+                f"{service!r}, but hecate_consul.service_addresses is not available on "
+                "this minion (sync the hecate_consul module: saltutil.sync_modules)"
+            )
             if service_addresses is None:
-                raise salt.exceptions.CommandExecutionError(
-                    f"{key}: stream {proxy['name']!r} takes its backends from Consul service "
-                    f"{service!r}, but hecate_consul.service_addresses is not available on "
-                    "this minion (sync the hecate_consul module: saltutil.sync_modules)"
-                )
+                raise unavailable
             try:
                 found = service_addresses(service, passing=passing)
+            except ConsulUnavailable:
+                raise unavailable from None
             except salt.exceptions.SaltException as exc:
                 raise salt.exceptions.CommandExecutionError(
                     f"{key}: looking up Consul service {service!r} failed: {exc}"
@@ -521,14 +528,16 @@ BALANCE = {"round_robin": None, "least_conn": "least_conn;", "random": "random;"
            "hash": "hash $remote_addr consistent;"}
 
 
-def render(settings, streams, load_module=None, logs=None):
+def render(settings, streams, load_module=None, paths=None):
     """
-    The whole nginx main configuration. ``logs`` (``{"error_log": p, "access_log": p}``)
-    overrides the log paths, for checking a preview without creating the real log files.
+    The whole nginx main configuration. ``paths`` (``{"error_log": p, "access_log": p,
+    "pid_file": p}``) overrides the files nginx opens, for checking a preview without
+    creating anything at the real paths (``nginx -t`` creates the log and pid files).
     """
-    logs = logs or {}
-    error_log = logs.get("error_log", settings["error_log"])
-    access_log = logs.get("access_log", settings["access_log"])
+    paths = paths or {}
+    error_log = paths.get("error_log", settings["error_log"])
+    access_log = paths.get("access_log", settings["access_log"])
+    pid_file = paths.get("pid_file", settings["pid_file"])
     lines = [HEADER.rstrip("\n")]
     if load_module:
         lines.append(f"load_module {load_module};")
@@ -538,7 +547,7 @@ def render(settings, streams, load_module=None, logs=None):
     lines.append(f"worker_processes {settings['worker_processes']};")
     if settings["worker_rlimit_nofile"]:
         lines.append(f"worker_rlimit_nofile {settings['worker_rlimit_nofile']};")
-    lines.append(f"pid {settings['pid_file']};")
+    lines.append(f"pid {pid_file};")
     lines.append(f"error_log {error_log} {settings['error_log_level']};")
     lines += ["", "events {", f"    worker_connections {settings['worker_connections']};", "}", ""]
     lines.append("stream {")
@@ -676,15 +685,18 @@ def check_config(binary, candidate, live_path, text=None):
 def check_preview(settings, text_for, live_path):
     """
     ``nginx -t`` for a preview (test=True): the candidate goes to a private temporary
-    directory and its logs too, so nothing is created at the real paths. ``text_for(logs)``
-    renders the configuration with the given log paths.
+    directory, and the log and pid files it opens too, so nothing is created at the real
+    paths. ``text_for(paths)`` renders the configuration with those paths.
     """
     with tempfile.TemporaryDirectory(prefix="hecate-nginx-preview-") as tmp:
-        logs = {"error_log": os.path.join(tmp, "error.log")}
+        paths = {
+            "error_log": os.path.join(tmp, "error.log"),
+            "pid_file": os.path.join(tmp, "nginx.pid"),
+        }
         if settings["access_log"]:
-            logs["access_log"] = os.path.join(tmp, "access.log")
+            paths["access_log"] = os.path.join(tmp, "access.log")
         candidate = os.path.join(tmp, "nginx.conf")
-        text = text_for(logs)
+        text = text_for(paths)
         with open(candidate, "w", encoding="utf-8") as fh:
             fh.write(text)
         check_config(settings["binary"], candidate, live_path, text)
@@ -762,7 +774,8 @@ def _alive(pid):
 
 def confirm_reload(pid, before, error_log, offset, timeout):
     """
-    Wait until the master runs new workers (the new configuration is live). Returns
+    Wait until the master runs new workers and the old ones stopped accepting (they set
+    their title to "worker process is shutting down" and close the listeners). Returns
     ``(True, "")`` or ``(False, reason)`` with nginx's ``[emerg]`` lines when the master
     refused the configuration (a port taken by another process, ...), kept its old
     workers, or did not react within ``timeout`` seconds.
@@ -772,7 +785,7 @@ def confirm_reload(pid, before, error_log, offset, timeout):
     while time.monotonic() < deadline:
         if not _alive(pid):
             return False, "the nginx master exited"
-        if workers(pid) - before:
+        if workers(pid) - before and not _serving(before):
             return True, ""
         log = _log_since(error_log, offset)
         emerg = [line for line in log.splitlines() if "[emerg]" in line]
@@ -784,6 +797,20 @@ def confirm_reload(pid, before, error_log, offset, timeout):
                 return False, "\n".join(_strip_log_prefix(line) for line in emerg[-3:])
         time.sleep(0.05)
     return False, f"nginx did not start new workers within {timeout}s"
+
+
+def _serving(old_workers):
+    """Old workers still accepting connections (alive and not yet "shutting down")."""
+    serving = set()
+    for wpid in old_workers:
+        try:
+            with open(f"/proc/{wpid}/cmdline", "rb") as fh:
+                title = fh.read()
+        except OSError:
+            continue
+        if title and b"shutting down" not in title:
+            serving.add(wpid)
+    return serving
 
 
 def _strip_log_prefix(line):
