@@ -126,7 +126,7 @@ def managed(name, config=None):
         raise salt.exceptions.SaltInvocationError(
             "invalid coturn pillar:\n" + "\n".join(f"{p}: {m}" for p, m in clashes)
         )
-    hecate_files.check_owner(settings["file_user"], settings["file_group"])
+    owner_notes = hecate_files.check_owner(settings["file_user"], settings["file_group"], test)
     ret = hecate_state.new(name)
 
     resolver = hecate_vault_client.Resolver(
@@ -152,7 +152,7 @@ def managed(name, config=None):
                 st, settings["file_mode"], settings["file_user"], settings["file_group"]
             )
         )
-        notes = [
+        notes = owner_notes + [
             f"{key} {settings[key]} does not exist yet: coturn will serve no TLS/DTLS until it does"
             for key in ("cert", "pkey")
             if settings[key] and not os.path.exists(settings[key])

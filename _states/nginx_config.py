@@ -157,7 +157,7 @@ def managed(name, config=None):
     settings["config_file"] = name
     ret = hecate_state.new(name)
 
-    hecate_files.check_owner(settings["file_user"], settings["file_group"])
+    notes = hecate_files.check_owner(settings["file_user"], settings["file_group"], test)
     hecate_nginx.check_dirs(settings)
     load = hecate_nginx.stream_module(settings)
     streams = hecate_nginx.resolve_streams(settings, _service_addresses)
@@ -188,7 +188,9 @@ def managed(name, config=None):
             hecate_nginx.check_preview(
                 settings, lambda paths: hecate_nginx.render(settings, streams, load, paths), name
             )
-        return hecate_state.result(ret, changes, True, _describe(changes, name, True), None)
+        return hecate_state.result(
+            ret, changes, True, "; ".join([_describe(changes, name, True)] + notes), None
+        )
 
     if "diff" in changes:
         hecate_files.write_atomic(

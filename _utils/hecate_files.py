@@ -84,19 +84,29 @@ def meta_changes(st, mode, user=None, group=None):
     have = stat.S_IMODE(st.st_mode)
     if have != parse_mode(mode):
         out["mode"] = {"old": f"{have:04o}", "new": f"{parse_mode(mode):04o}"}
-    if user is not None and st.st_uid != _uid(user):
+    if user is not None and _name(pwd.getpwuid, st.st_uid) != user:
         out["user"] = {"old": _name(pwd.getpwuid, st.st_uid), "new": user}
-    if group is not None and st.st_gid != _gid(group):
+    if group is not None and _name(grp.getgrgid, st.st_gid) != group:
         out["group"] = {"old": _name(grp.getgrgid, st.st_gid), "new": group}
     return out
 
 
-def check_owner(user=None, group=None):
-    """Fail early (before rendering anything) when the owner or group does not exist."""
-    if user is not None:
-        _uid(user)
-    if group is not None:
-        _gid(group)
+def check_owner(user=None, group=None, test=False):
+    """
+    Fail early (before rendering anything) when the owner or group does not exist.
+    Under ``test=True`` a missing one is returned as a note instead: the package the SLS
+    installs first (coturn creates the ``turnserver`` group) may bring it.
+    """
+    try:
+        if user is not None:
+            _uid(user)
+        if group is not None:
+            _gid(group)
+    except salt.exceptions.CommandExecutionError as exc:
+        if not test:
+            raise
+        return [f"{exc} yet (it must exist when this state runs)"]
+    return []
 
 
 def fix_meta(path, mode, user=None, group=None):

@@ -24,7 +24,6 @@ hecate:
   # Non-HTTP traffic on the edge (Caddy serves HTTP). States: hecate.nginx, hecate.coturn.
   reverse_proxy:
     nginx:
-      version: "1.22"
       # hecate owns nginx's whole main config: events + one stream block, no http block.
       config_file: /etc/nginx/nginx.conf
       packages: [nginx, libnginx-mod-stream]
@@ -55,7 +54,6 @@ hecate:
           timeouts: {proxy: 600s}    # long-lived agent connections
 
     coturn:
-      version: "4.6"
       config_file: /etc/turnserver.conf
       packages: [coturn]
       realm: cybermonkey.dev

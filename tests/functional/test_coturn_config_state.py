@@ -248,3 +248,16 @@ def test_turnserver_runs_with_the_rendered_config(states, tmp_path, secret):
     output = proc.output()
     assert "Bad configuration format" not in output and "unknown option" not in output.lower()
     assert secret not in output
+
+
+def test_missing_group_is_a_note_in_preview_and_an_error_for_real(states, tmp_path, secret):
+    """On a fresh edge the coturn package (installed first by the SLS) creates the
+    turnserver group: the preview cannot fail on it, the real run must."""
+    cfg = coturn_config(tmp_path, file_group="hecate-no-such-group", file_mode="0640")
+    ret = apply(states, cfg, test=True)
+    assert ret.result is None
+    assert "group 'hecate-no-such-group' does not exist yet" in ret.comment
+    ret = apply(states, cfg)
+    assert ret.result is False
+    assert ret.comment == "group 'hecate-no-such-group' does not exist"
+    assert os.listdir(tmp_path) == []
