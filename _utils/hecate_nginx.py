@@ -331,15 +331,25 @@ def _ports(entry):
 
 def port_clashes(pillar):
     """A listener that another one already holds (same protocol, overlapping ports and
-    addresses) is an error at the later listener's key path."""
+    addresses) is an error at the later listener's key path. Single ports are indexed by
+    (protocol, port), so hundreds of streams cost no pairwise scan; only port ranges
+    (coturn's relay range) are compared with everything."""
     errors = []
+    by_port = {}  # (protocol, port) -> [(index, entry)]
+    ranges = []  # [(index, entry)]
     entries = listeners(pillar)
     for idx, entry in enumerate(entries):
-        for other in entries[:idx]:
+        if entry["low"] == entry["high"]:
+            candidates = [c for p in entry["protocols"] for c in by_port.get((p, entry["low"]), [])]
+            candidates += [
+                (i, other) for i, other in ranges
+                if other["low"] <= entry["low"] <= other["high"]
+            ]
+        else:
+            candidates = list(enumerate(entries[:idx]))
+        for _, other in sorted(candidates, key=lambda c: c[0]):
             common = [p for p in entry["protocols"] if p in other["protocols"]]
-            if not common:
-                continue
-            if entry["low"] > other["high"] or other["low"] > entry["high"]:
+            if not common or entry["low"] > other["high"] or other["low"] > entry["high"]:
                 continue
             if not _overlap(entry["addresses"], other["addresses"]):
                 continue
@@ -352,6 +362,11 @@ def port_clashes(pillar):
                 )
             )
             break
+        if entry["low"] == entry["high"]:
+            for proto in entry["protocols"]:
+                by_port.setdefault((proto, entry["low"]), []).append((idx, entry))
+        else:
+            ranges.append((idx, entry))
     return errors
 
 
@@ -381,7 +396,7 @@ def normalise(raw, pillar=None):
             "invalid nginx stream pillar:\n"
             + "\n".join(f"{path}: {msg}" for path, msg in sorted(set(errors)))
         )
-    settings = hecate_config.deep_merge(DEFAULTS, raw)
+    settings = hecate_config.deep_merge(DEFAULTS, {k: v for k, v in raw.items() if k != "tcp_proxies"})
     settings["tcp_proxies"] = [
         hecate_config.deep_merge(STREAM_DEFAULTS, proxy) for proxy in raw.get("tcp_proxies") or []
     ]
