@@ -6,8 +6,9 @@ SALT_VERSION ?= 3008.3
 LTS_SALT_VERSION ?= 3007.15
 PYTEST_ARGS ?=
 STAMP := $(VENV)/.hecate-salt-$(SALT_VERSION)
-# Debian packages the root-only tests use (real WireGuard tunnel, real nginx).
-SYSTEM_PACKAGES := wireguard-tools wireguard-go nginx iproute2 iputils-ping
+# Debian packages the root-only tests use (real WireGuard tunnel, real nginx with its
+# stream module, real coturn).
+SYSTEM_PACKAGES := wireguard-tools wireguard-go nginx libnginx-mod-stream coturn iproute2 iputils-ping
 
 .PHONY: venv system-deps test test-long test-lts lab lab-down lab-status bench wheel clean
 
@@ -30,6 +31,8 @@ system-deps:
 	  command -v wg >/dev/null 2>&1 || missing="$$missing wireguard-tools"; \
 	  command -v wireguard-go >/dev/null 2>&1 || missing="$$missing wireguard-go"; \
 	  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	  [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || missing="$$missing libnginx-mod-stream"; \
+	  command -v turnserver >/dev/null 2>&1 || missing="$$missing coturn"; \
 	  command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
 	  command -v ping >/dev/null 2>&1 || missing="$$missing iputils-ping"; \
 	  if [ -n "$$missing" ]; then \

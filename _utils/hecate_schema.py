@@ -30,6 +30,8 @@ SYSTEM_MODULES = (
     "hecate_agents",
     "hecate_nomad_client",
     "hecate_caddy_routes",
+    "hecate_nginx",
+    "hecate_coturn",
 )
 
 ENV_NAME = r"^[a-z][a-z0-9-]{1,30}$"
@@ -179,33 +181,27 @@ def _set_fragment(schema, path, fragment):
     props[parts[-1]] = fragment
 
 
-def _system_modules():
-    mods = []
-    for name in SYSTEM_MODULES:
-        try:
-            mods.append(importlib.import_module(name))
-        except ImportError:
-            try:  # installed with pip
-                mods.append(importlib.import_module(f"saltext.hecate.utils.{name}"))
-            except ImportError:
-                # a synced tree outside the loader's import window: the util sits next to us
-                mods.append(_import_sibling(name))
-    return mods
-
-
-def _import_sibling(name):
-    """
-    Import ``_utils/<name>.py`` from this file's directory: on a minion synced from
-    file_roots, ``_utils`` is on ``sys.path`` only while the loader imports modules, and
-    the schema imports the system utils later, at validation time (lazily, because those
-    utils import this module for its shared definitions).
-    """
+def _import_util(name):
+    """A sibling util, from the same packaging as this module."""
+    if __name__.startswith("saltext."):  # installed with pip
+        return importlib.import_module(f"saltext.hecate.utils.{name}")
+    if name in sys.modules:
+        return sys.modules[name]
+    # file_roots tree: the loader puts _utils on sys.path only while it imports a module,
+    # and this runs later, so import from the directory this file was loaded from.
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path.insert(0, here)
     try:
         return importlib.import_module(name)
     finally:
-        sys.path.remove(here)
+        if here in sys.path:
+            sys.path.remove(here)
+
+
+def _system_modules():
+    # Imported lazily, at validation time: the system utils import this module for its
+    # shared definitions.
+    return [_import_util(name) for name in SYSTEM_MODULES]
 
 
 def schema():

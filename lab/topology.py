@@ -8,8 +8,10 @@ fresh for every lab; they go into the minion/master config and into Vault, never
 pillar, exactly as in production.
 """
 
+import contextlib
 import os
 import secrets
+import socket
 import uuid
 
 import yaml
@@ -116,6 +118,8 @@ def runtime_pillar(addresses, agents_dir=None):
             "wireguard": agent_dirs(agents_dir)["wireguard"],
             "nomad": {"agent": agent_dirs(agents_dir)["nomad"]},
         }
+    if "edge_dir" in addresses:
+        pillar["hecate"]["reverse_proxy"] = edge_pillar(addresses)
     return pillar
 
 
@@ -139,12 +143,110 @@ def agent_dirs(agents_dir, minion="{{ grains.id }}"):
     }
 
 
+# -- the edge's nginx streams and coturn ---------------------------------------------------
+# coturn's relay range in the lab sits above Linux's ephemeral ports (32768-60999), so the
+# free ports the lab picks for streams never fall into it.
+LAB_RELAY_RANGE = (61000, 61050)
+
+
+def edge_addresses(edge_dir):
+    """
+    Paths and loopback ports for the lab's nginx streams and coturn config: a TCP stream
+    (to Caddy's HTTP listener), a UDP stream (to ``edge_udp_backend_port``, where tests run
+    an echo server) and coturn's listening port. All ports are picked while held together,
+    so they differ.
+    """
+    names = ("edge_tcp_port", "edge_udp_port", "edge_udp_backend_port", "coturn_port")
+    with contextlib.ExitStack() as stack:
+        ports = {}
+        for name in names:
+            kind = socket.SOCK_STREAM if name == "edge_tcp_port" else socket.SOCK_DGRAM
+            sock = stack.enter_context(socket.socket(socket.AF_INET, kind))
+            sock.bind(("127.0.0.1", 0))
+            ports[name] = sock.getsockname()[1]
+    ports["edge_dir"] = edge_dir
+    return ports
+
+
+def edge_paths(edge_dir):
+    return {
+        "nginx_config": os.path.join(edge_dir, "nginx", "nginx.conf"),
+        "nginx_pid": os.path.join(edge_dir, "nginx", "nginx.pid"),
+        "nginx_logs": os.path.join(edge_dir, "nginx", "logs"),
+        "coturn_config": os.path.join(edge_dir, "coturn", "turnserver.conf"),
+    }
+
+
+def edge_pillar(addresses):
+    """
+    ``hecate:reverse_proxy`` for the lab: nginx and coturn write into the lab directory,
+    nginx runs without a service manager (started and reloaded through its pid file) on
+    loopback ports, nothing is installed, files keep the lab user as owner.
+    """
+    paths = edge_paths(addresses["edge_dir"])
+    owner = {"file_user": None, "file_group": None, "packages": []}
+    nginx = dict(
+        owner,
+        config_file=paths["nginx_config"],
+        pid_file=paths["nginx_pid"],
+        error_log=os.path.join(paths["nginx_logs"], "error.log"),
+        access_log=os.path.join(paths["nginx_logs"], "stream-access.log"),
+        user=None,
+        service=None,
+        worker_processes=1,
+        worker_rlimit_nofile=None,
+        tcp_proxies=[
+            {
+                "name": "lab-caddy-http",
+                "listen_address": "127.0.0.1",
+                "listen_port": addresses["edge_tcp_port"],
+                "backend": f"127.0.0.1:{addresses.get('caddy_http_port', 80)}",
+                "timeouts": {"connect": "5s", "proxy": "60s"},
+            },
+            {
+                "name": "lab-udp-echo",
+                "listen_address": "127.0.0.1",
+                "listen_port": addresses["edge_udp_port"],
+                "protocol": "udp",
+                "backend": f"127.0.0.1:{addresses['edge_udp_backend_port']}",
+                "proxy_responses": 1,
+                "timeouts": {"proxy": "10s"},
+            },
+        ],
+    )
+    coturn = dict(
+        owner,
+        config_file=paths["coturn_config"],
+        file_mode="0600",
+        manage_service=False,
+        listening_ips=["127.0.0.1"],
+        relay_ips=["127.0.0.1"],
+        cert=None,
+        pkey=None,
+        ports={
+            "listening": addresses["coturn_port"],
+            "tls_listening": addresses["coturn_port"] + 1,
+            "relay_min": LAB_RELAY_RANGE[0],
+            "relay_max": LAB_RELAY_RANGE[1],
+        },
+    )
+    return {"nginx": nginx, "coturn": coturn}
+
+
+def make_edge_dirs(addresses):
+    paths = edge_paths(addresses["edge_dir"])
+    for path in (paths["nginx_logs"], os.path.dirname(paths["coturn_config"])):
+        os.makedirs(path, exist_ok=True)
+
+
 def write_runtime_pillar(runtime_dir, addresses):
     addresses = dict(addresses)
     if "caddy_admin" in addresses and not addresses.get("caddy_state_dir"):
         # the lab's minions run unprivileged: snapshots live next to the runtime pillar
         addresses["caddy_state_dir"] = os.path.join(os.path.dirname(os.path.abspath(runtime_dir)), "caddy-state")
     os.makedirs(runtime_dir, exist_ok=True)
+    if "edge_dir" in addresses:
+        make_edge_dirs(addresses)
     path = os.path.join(runtime_dir, "lab_runtime.sls")
     agents_dir = os.path.join(os.path.dirname(os.path.abspath(runtime_dir)), "agents")
     with open(path, "w", encoding="utf-8") as fh:

@@ -124,3 +124,48 @@ hecate:
         - domain: cybermonkey.dev
           backend: "100.65.138.128:8009"
           service: helen
+
+    # Non-HTTP traffic on the edge (Caddy serves HTTP). States: hecate.nginx, hecate.coturn.
+    nginx:
+      # hecate owns nginx's whole main config: events + one stream block, no http block.
+      config_file: /etc/nginx/nginx.conf
+      packages: [nginx, libnginx-mod-stream]
+      # Each stream: listen_port, protocol (tcp|udp, default tcp), one of
+      #   backend: "host:port" | backends: ["host:port", {address, weight, backup}] |
+      #   consul_service: name (passing instances via hecate_consul; {name, port} overrides the port)
+      # and optional timeouts {connect, proxy}, max_fails, fail_timeout, balance, listen_address.
+      tcp_proxies:
+        - name: wazuh-agent-tcp       # Wazuh agent registration
+          listen_port: 1515
+          backend: "100.88.163.85:1515"
+          max_fails: 3
+          fail_timeout: 30s
+          timeouts: {connect: 30s, proxy: 300s}
+        - name: wazuh-agent-udp       # Wazuh agent data (the manager answers: keep responses)
+          listen_port: 1514
+          protocol: udp
+          backend: "100.88.163.85:1514"
+          timeouts: {proxy: 60s}
+        - name: wazuh-api
+          listen_port: 55000
+          backend: "100.88.163.85:55000"
+        - name: jenkins-agent
+          listen_port: 50000
+          backend: "100.65.138.128:50000"
+          max_fails: 3
+          fail_timeout: 30s
+          timeouts: {proxy: 600s}    # long-lived agent connections
+
+    coturn:
+      config_file: /etc/turnserver.conf
+      packages: [coturn]
+      realm: cybermonkey.dev
+      static_auth_secret: {vault: secret/hecate/coturn, key: static_auth_secret}
+      ports:
+        listening: 3478
+        tls_listening: 5349
+        relay_min: 49160
+        relay_max: 49200
+      cert: /etc/coturn/certs/hecate.fullchain.pem
+      pkey: /etc/coturn/certs/hecate.privkey.pem   # readable by the turnserver group
+      # logs go to syslog (the journal); log_file: /path to write a file instead

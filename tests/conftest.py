@@ -22,7 +22,7 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 from lab import caddy as lab_caddy  # noqa: E402
-from lab import topology  # noqa: E402
+from lab import procs, topology  # noqa: E402
 from lab.sim import SimHandle  # noqa: E402
 
 
@@ -85,18 +85,26 @@ def caddy(lab_dir):
 
 
 @pytest.fixture(scope="session")
-def runtime_pillar_dir(lab_dir, caddy, vault_sim, consul_sim, nomad_sim):
+def edge_addresses(lab_dir):
+    """Paths and loopback ports of the lab's nginx streams and coturn config (the cloud
+    minion's pillar); the nginx the states start there is stopped at the end."""
+    addresses = topology.edge_addresses(os.path.join(lab_dir, "edge"))
+    yield addresses
+    procs.kill_pidfile(topology.edge_paths(addresses["edge_dir"])["nginx_pid"])
+
+
+@pytest.fixture(scope="session")
+def runtime_pillar_dir(lab_dir, caddy, vault_sim, consul_sim, nomad_sim, edge_addresses):
     path = os.path.join(lab_dir, "pillar")
-    topology.write_runtime_pillar(
-        path,
-        {
-            "caddy_admin": caddy.admin_url,
-            "caddy_http_port": caddy.http_port,
-            "vault": vault_sim.url,
-            "consul": consul_sim.url,
-            "nomad": nomad_sim.url,
-        },
-    )
+    addresses = {
+        "caddy_admin": caddy.admin_url,
+        "caddy_http_port": caddy.http_port,
+        "vault": vault_sim.url,
+        "consul": consul_sim.url,
+        "nomad": nomad_sim.url,
+    }
+    addresses.update(edge_addresses)
+    topology.write_runtime_pillar(path, addresses)
     return path
 
 

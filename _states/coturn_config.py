@@ -1,0 +1,189 @@
+"""
+coturn_config: coturn's turnserver.conf from pillar, with its shared secret from Vault.
+
+``managed`` renders ``hecate:reverse_proxy:coturn`` (realm, ports, relay range, TLS
+certificate paths, denied peer networks) into ``name``. The TURN REST API secret
+(``static_auth_secret: {vault: secret/hecate/coturn, key: static_auth_secret}``) is read
+from Vault on the minion at that moment and goes into the file only: the file is
+created with its final mode and owner (default root:turnserver 0640) before the secret is
+written to it, and ``changes``, comments and logs never hold the file's content - they
+say ``content changed (contains secrets, not shown)`` and list the non-secret settings
+that differ.
+
+coturn cannot reload its configuration; restart it when the file changes:
+
+.. code-block:: yaml
+
+    hecate coturn config:
+      coturn_config.managed:
+        - name: /etc/turnserver.conf
+
+    hecate coturn service:
+      service.running:
+        - name: coturn
+        - watch:
+          - coturn_config: hecate coturn config
+"""
+
+import copy
+import logging
+import os
+
+import salt.exceptions
+
+try:
+    import hecate_config
+    import hecate_coturn
+    import hecate_files
+    import hecate_nginx
+    import hecate_secrets
+    import hecate_state
+    import hecate_vault_client
+except ImportError:  # installed with pip
+    from saltext.hecate.utils import (
+        hecate_config,
+        hecate_coturn,
+        hecate_files,
+        hecate_nginx,
+        hecate_secrets,
+        hecate_state,
+        hecate_vault_client,
+    )
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "coturn_config"
+
+CHANGED = "content changed (contains secrets, not shown)"
+CREATED = "file created (contains secrets, not shown)"
+# Options hecate renders; a settings diff only ever shows these (the old file may hold
+# other options with secret values - user=, cli-password=, pkey-pwd=, *-userdb=).
+SHOWN = frozenset(
+    {
+        "listening-port", "tls-listening-port", "listening-ip", "relay-ip", "external-ip",
+        "min-port", "max-port", "realm", "fingerprint", "use-auth-secret", "stale-nonce",
+        "cert", "pkey", "no-tlsv1", "no-tlsv1_1", "no-tls", "no-dtls", "no-cli",
+        "no-multicast-peers", "no-rfc5780", "no-stun-backward-compatibility",
+        "response-origin-only-with-rfc5780", "denied-peer-ip", "allowed-peer-ip", "syslog",
+        "log-file", "simple-log", "verbose", "pidfile",
+    }
+)
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def _settings_diff(old_text, new_text):
+    old = hecate_coturn.parse(old_text)
+    new = hecate_coturn.parse(new_text)
+    diff = hecate_state.diff(
+        {k: v for k, v in old.items() if k in SHOWN or k == hecate_coturn.SECRET_KEY},
+        {k: v for k, v in new.items() if k in SHOWN or k == hecate_coturn.SECRET_KEY},
+        secret_keys=(hecate_coturn.SECRET_KEY,),
+    )
+    dropped = sorted(k for k in old if k not in SHOWN and k != hecate_coturn.SECRET_KEY)
+    if dropped:
+        diff["other options removed (values not shown)"] = dropped
+    return diff
+
+
+def _pillar_with(raw):
+    pillar = copy.deepcopy(dict(__pillar__))
+    rp = pillar.setdefault("hecate", {}).setdefault("reverse_proxy", {})
+    rp["coturn"] = raw
+    return pillar
+
+
+@hecate_state.guard
+def managed(name, config=None):
+    """
+    Render coturn's configuration into ``name`` with the static auth secret resolved
+    from Vault, readable by root and the coturn group only.
+
+    name
+        The turnserver configuration file (``hecate:reverse_proxy:coturn:config_file``,
+        default ``/etc/turnserver.conf``).
+
+    config
+        Settings in the shape of pillar ``hecate:reverse_proxy:coturn``. Default: this
+        minion's pillar at that key.
+
+    .. code-block:: yaml
+
+        hecate coturn config:
+          coturn_config.managed:
+            - name: /etc/turnserver.conf
+    """
+    test = bool(__opts__.get("test"))
+    raw = config if config is not None else hecate_config.traverse(__pillar__, hecate_coturn.PILLAR_KEY)
+    settings = hecate_coturn.normalise(raw)
+    clashes = [
+        e for e in hecate_nginx.port_clashes(_pillar_with(raw))
+        if e[0].startswith(hecate_coturn.PILLAR_KEY)
+    ]
+    if clashes:
+        raise salt.exceptions.SaltInvocationError(
+            "invalid coturn pillar:\n" + "\n".join(f"{p}: {m}" for p, m in clashes)
+        )
+    owner_notes = hecate_files.check_owner(settings["file_user"], settings["file_group"], test)
+    ret = hecate_state.new(name)
+
+    resolver = hecate_vault_client.Resolver(
+        __opts__, __pillar__, __salt__.get("sdb.get"), __context__
+    )
+    ref = settings["static_auth_secret"]
+    where = f"{hecate_coturn.PILLAR_KEY}:static_auth_secret ({hecate_secrets.describe(ref)})"
+    try:
+        secret = resolver(ref, where)
+        if secret is None:
+            raise salt.exceptions.CommandExecutionError(f"{where}: not set")
+        hecate_coturn.check_secret(secret, where)
+        text = hecate_coturn.render(settings, secret)
+        old, st = hecate_files.current(name)
+        changes = {}
+        if old != text:
+            changes["content"] = CHANGED if old is not None else CREATED
+            settings_diff = _settings_diff(old, text)
+            if settings_diff:
+                changes["settings"] = settings_diff
+        changes.update(
+            hecate_files.meta_changes(
+                st, settings["file_mode"], settings["file_user"], settings["file_group"]
+            )
+        )
+        notes = owner_notes + [
+            f"{key} {settings[key]} does not exist yet: coturn will serve no TLS/DTLS until it does"
+            for key in ("cert", "pkey")
+            if settings[key] and not os.path.exists(settings[key])
+        ]
+        if not changes:
+            ret["comment"] = "; ".join([f"{name} is in the desired state"] + notes)
+            return ret
+        verb = "write" if old is not None else "create"
+        if test:
+            would = f"would {verb} {name} (mode {settings['file_mode']}; secret from Vault, not shown)"
+            if "content" not in changes:
+                would = f"would set mode/owner of {name}"
+            hecate_state.result(ret, changes, True, "; ".join([would] + notes), None)
+            return ret
+        if "content" in changes:
+            hecate_files.write_atomic(
+                name, text, settings["file_mode"], settings["file_user"], settings["file_group"]
+            )
+            did = f"{'wrote' if old is not None else 'created'} {name} (mode {settings['file_mode']}; secret from Vault, not shown)"
+        else:
+            hecate_files.fix_meta(
+                name, settings["file_mode"], settings["file_user"], settings["file_group"]
+            )
+            did = f"set mode/owner of {name}"
+        log.info("coturn_config: %s updated (content not logged)", name)
+        return hecate_state.result(ret, changes, False, None, "; ".join([did] + notes))
+    except salt.exceptions.SaltException as exc:
+        # defence in depth: no resolved value may leave through an error message
+        kind = (
+            salt.exceptions.SaltInvocationError
+            if isinstance(exc, salt.exceptions.SaltInvocationError)
+            else salt.exceptions.CommandExecutionError
+        )
+        raise kind(hecate_secrets.scrub(str(exc), resolver.resolved)) from None

@@ -1,0 +1,232 @@
+"""
+nginx_config: the edge's nginx stream proxies from pillar, checked by nginx before they
+go live.
+
+``managed`` renders nginx's whole main configuration (``events`` and one ``stream``
+block) from ``hecate:reverse_proxy:nginx`` and, when it differs from the live file:
+
+1. writes it to a candidate file next to the live one and runs ``nginx -t`` on it; if
+   nginx rejects it, the candidate is removed, the live file and the running nginx are
+   untouched, and the state fails with nginx's message (naming the stream);
+2. renames the candidate over the live file and reloads nginx (``nginx -s reload``, or
+   ``service.reload`` when ``service`` is set) - never a restart - then waits for the
+   master to run new workers. If nginx refuses the new configuration at reload time (a
+   port held by another process), the previous file is put back, so the file on disk is
+   always what nginx serves, and the state fails with nginx's ``[emerg]`` lines.
+
+With ``test=True`` the candidate is checked with ``nginx -t`` in a private temporary
+directory (its logs too), nothing is written, and ``changes`` holds the same unified
+diff a real run reports.
+
+Streams whose backends come from Consul (``consul_service``) are looked up with
+``hecate_consul.service_addresses(name, passing=True)``.
+
+.. code-block:: yaml
+
+    hecate nginx streams:
+      nginx_config.managed:
+        - name: /etc/nginx/nginx.conf
+"""
+
+import copy
+import logging
+
+import salt.exceptions
+
+try:
+    import hecate_config
+    import hecate_files
+    import hecate_nginx
+    import hecate_state
+except ImportError:  # installed with pip
+    from saltext.hecate.utils import hecate_config, hecate_files, hecate_nginx, hecate_state
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "nginx_config"
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def _pillar_with(key, raw):
+    """This minion's pillar with ``raw`` at ``key`` (for the port-clash checks)."""
+    pillar = copy.deepcopy(dict(__pillar__))
+    node = pillar
+    parts = key.split(":")
+    for part in parts[:-1]:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[parts[-1]] = raw
+    return pillar
+
+
+def _service_addresses(name, passing=True):
+    # looked up only when a stream needs Consul: a miss makes the loader load every module
+    if "hecate_consul.service_addresses" not in __salt__:
+        raise hecate_nginx.ConsulUnavailable(name)
+    return __salt__["hecate_consul.service_addresses"](name, passing=passing)
+
+
+def _running(settings):
+    if settings["service"]:
+        return bool(__salt__["service.status"](settings["service"]))
+    return hecate_nginx.master_pid(settings["pid_file"]) is not None
+
+
+def _start(settings):
+    if settings["service"]:
+        if not __salt__["service.start"](settings["service"]):
+            raise salt.exceptions.CommandExecutionError(
+                f"service.start {settings['service']} failed (see its journal)"
+            )
+        return
+    hecate_nginx.start(settings)
+
+
+def _reload(settings):
+    pid = hecate_nginx.master_pid(settings["pid_file"])
+    if pid is None:
+        raise salt.exceptions.CommandExecutionError(
+            f"no running nginx master found through {settings['pid_file']} "
+            "(hecate:reverse_proxy:nginx:pid_file)"
+        )
+    before = hecate_nginx.workers(pid)
+    offset = hecate_nginx.log_size(settings["error_log"])
+    if settings["service"]:
+        if not __salt__["service.reload"](settings["service"]):
+            raise salt.exceptions.CommandExecutionError(
+                f"service.reload {settings['service']} failed (see its journal)"
+            )
+    else:
+        hecate_nginx.signal_reload(settings)
+    ok, why = hecate_nginx.confirm_reload(
+        pid, before, settings["error_log"], offset, settings["reload_timeout"]
+    )
+    if not ok:
+        raise salt.exceptions.CommandExecutionError(
+            f"nginx did not apply the new configuration:\n{why}"
+        )
+
+
+def _describe(changes, name, test):
+    parts = []
+    if "diff" in changes:
+        parts.append(f"{'write' if test else 'wrote'} {name} (nginx -t passed)")
+    for key in ("mode", "user", "group"):
+        if key in changes:
+            parts.append(f"set {key} of {name} to {changes[key]['new']}")
+    service = changes.get("service")
+    if service == "reloaded":
+        parts.append("reload nginx" if test else "reloaded nginx (new workers running)")
+    elif service == "started":
+        parts.append("start nginx" if test else "started nginx")
+    text = ", ".join(parts)
+    return f"would {text}" if test else text[:1].upper() + text[1:]
+
+
+@hecate_state.guard
+def managed(name, config=None):
+    """
+    Render nginx's stream configuration from pillar into ``name``, check it with
+    ``nginx -t`` before it replaces the live file, and reload nginx when it changed.
+
+    name
+        The nginx main configuration file (``hecate:reverse_proxy:nginx:config_file``,
+        default ``/etc/nginx/nginx.conf``). hecate owns the whole file.
+
+    config
+        The settings, in the shape of pillar ``hecate:reverse_proxy:nginx`` (streams in
+        ``tcp_proxies``). Default: this minion's pillar at that key.
+
+    Returns result False, with the live configuration and the running nginx untouched,
+    when the pillar is invalid (every error with its key path), a Consul service has no
+    instances, ``nginx -t`` rejects the candidate, or nginx refuses it at reload.
+
+    .. code-block:: yaml
+
+        hecate nginx streams:
+          nginx_config.managed:
+            - name: /etc/nginx/nginx.conf
+    """
+    test = bool(__opts__.get("test"))
+    raw = config if config is not None else hecate_config.traverse(__pillar__, hecate_nginx.PILLAR_KEY, {})
+    settings = hecate_nginx.normalise(raw, _pillar_with(hecate_nginx.PILLAR_KEY, raw))
+    settings["config_file"] = name
+    ret = hecate_state.new(name)
+
+    notes = hecate_files.check_owner(settings["file_user"], settings["file_group"], test)
+    hecate_nginx.check_dirs(settings)
+    load = hecate_nginx.stream_module(settings)
+    streams = hecate_nginx.resolve_streams(settings, _service_addresses)
+    text = hecate_nginx.render(settings, streams, load)
+
+    old, st = hecate_files.current(name)
+    changes = {}
+    if old != text:
+        changes["diff"] = hecate_files.unified_diff(old, text, name)
+    changes.update(
+        hecate_files.meta_changes(st, settings["file_mode"], settings["file_user"], settings["file_group"])
+    )
+    manage = settings["manage_service"]
+    running = _running(settings) if manage else None
+    if manage and not running:
+        changes["service"] = "started"
+    elif manage and "diff" in changes:
+        changes["service"] = "reloaded"
+
+    if not changes:
+        ret["comment"] = (
+            f"{name} is in the desired state ({len(streams)} stream(s))"
+            + ("; nginx is running" if manage else "")
+        )
+        return ret
+    if test:
+        if "diff" in changes:
+            hecate_nginx.check_preview(
+                settings, lambda paths: hecate_nginx.render(settings, streams, load, paths), name
+            )
+        return hecate_state.result(
+            ret, changes, True, "; ".join([_describe(changes, name, True)] + notes), None
+        )
+
+    if "diff" in changes:
+        hecate_files.write_atomic(
+            name,
+            text,
+            settings["file_mode"],
+            settings["file_user"],
+            settings["file_group"],
+            check=lambda candidate: hecate_nginx.check_config(
+                settings["binary"], candidate, name, text
+            ),
+        )
+        log.info("nginx_config: %s replaced (%d stream(s), nginx -t passed)", name, len(streams))
+    elif any(k in changes for k in ("mode", "user", "group")):
+        hecate_files.fix_meta(name, settings["file_mode"], settings["file_user"], settings["file_group"])
+    if manage:
+        try:
+            if not running:
+                _start(settings)
+            elif "diff" in changes:
+                _reload(settings)
+        except salt.exceptions.CommandExecutionError as exc:
+            if "diff" not in changes:
+                raise
+            try:
+                hecate_files.restore(name, old, st)
+            except salt.exceptions.CommandExecutionError as restore_exc:
+                raise salt.exceptions.CommandExecutionError(
+                    f"{exc}\nand restoring the previous {name} failed: {restore_exc}"
+                ) from None
+            kept = (
+                "the previous configuration keeps serving"
+                if running
+                else "nginx is not running"
+            )
+            raise salt.exceptions.CommandExecutionError(
+                f"{exc}\n{name} was restored to its previous version; {kept}"
+            ) from None
+    return hecate_state.result(ret, changes, False, None, _describe(changes, name, False))

@@ -1,0 +1,82 @@
+"""
+nginx streams: cost of validating the pillar, rendering, ``nginx -t`` on the candidate and
+a confirmed reload, for growing numbers of streams (real nginx on loopback high ports).
+
+    python -m bench nginx_streams
+"""
+
+import os
+import shutil
+import tempfile
+import time
+
+import hecate_nginx
+
+
+def _settings(root, count, base_port):
+    raw = {
+        "config_file": os.path.join(root, "nginx.conf"),
+        "pid_file": os.path.join(root, "nginx.pid"),
+        "error_log": os.path.join(root, "error.log"),
+        "access_log": None,
+        "user": None,
+        "worker_processes": 1,
+        "service": None,
+        "file_user": None,
+        "file_group": None,
+        "tcp_proxies": [
+            {
+                "name": f"s{i}",
+                "listen_address": "127.0.0.1",
+                "listen_port": base_port + i,
+                "protocol": "udp" if i % 4 == 3 else "tcp",
+                "backends": [f"127.0.0.1:{20000 + i}", f"127.0.0.1:{30000 + i}"],
+            }
+            for i in range(count)
+        ],
+    }
+    return raw
+
+
+def _timed(func):
+    start = time.perf_counter()
+    result = func()
+    return result, (time.perf_counter() - start) * 1000
+
+
+def main(argv):  # pylint: disable=unused-argument
+    if not os.access("/usr/sbin/nginx", os.X_OK):
+        print("nginx not installed: skipped")
+        return 0
+    print(f"{'streams':>8} {'validate ms':>12} {'render ms':>10} {'nginx -t ms':>12} {'start ms':>9} {'reload ms':>10}")
+    for count in (10, 100, 500):
+        root = tempfile.mkdtemp(prefix="hecate-bench-nginx-")
+        try:
+            raw = _settings(root, count, 62000)
+            pillar = {"hecate": {"reverse_proxy": {"nginx": raw}}}
+            settings, t_validate = _timed(lambda: hecate_nginx.normalise(raw, pillar))
+            load = hecate_nginx.stream_module(settings)
+            text, t_render = _timed(
+                lambda: hecate_nginx.render(settings, hecate_nginx.resolve_streams(settings), load)
+            )
+            with open(settings["config_file"], "w", encoding="utf-8") as fh:
+                fh.write(text)
+            _, t_check = _timed(
+                lambda: hecate_nginx.check_config(settings["binary"], settings["config_file"], "bench")
+            )
+            _, t_start = _timed(lambda: hecate_nginx.start(settings))
+            pid = hecate_nginx.master_pid(settings["pid_file"])
+            before = hecate_nginx.workers(pid)
+
+            def reload():
+                hecate_nginx.signal_reload(settings)
+                return hecate_nginx.confirm_reload(pid, before, settings["error_log"],
+                                                   hecate_nginx.log_size(settings["error_log"]), 30)
+
+            (ok, why), t_reload = _timed(reload)
+            print(f"{count:>8} {t_validate:>12.1f} {t_render:>10.1f} {t_check:>12.1f} {t_start:>9.1f} "
+                  f"{t_reload:>10.1f}{'' if ok else '  reload failed: ' + why}")
+        finally:
+            hecate_nginx.stop(os.path.join(root, "nginx.pid"))
+            shutil.rmtree(root, ignore_errors=True)
+    return 0
