@@ -15,6 +15,7 @@ from lab import procs
 
 SIMULATORS = {
     "vault": "lab.sim.vault:VaultSim",
+    "authentik": "lab.sim.authentik:AuthentikSim",
 }
 
 
