@@ -21,7 +21,7 @@ except ImportError:  # installed with pip
     from saltext.hecate.utils import hecate_secrets
 
 # Util modules that extend the schema; each later system adds itself here.
-SYSTEM_MODULES = ()
+SYSTEM_MODULES = ("hecate_authentik_client",)
 
 ENV_NAME = r"^[a-z][a-z0-9-]{1,30}$"
 DOMAIN = (
