@@ -60,7 +60,41 @@ def caddy(lab_dir):
 
 
 @pytest.fixture(scope="session")
-def runtime_pillar_dir(lab_dir, caddy, vault_sim):
+def authentik_sims(lab_dir, lab_secrets, vault_sim):
+    """
+    ``authentik_sims(version)``: the Authentik simulator of that release (2025.6,
+    2025.10, 2026.5), started on first use, strict (unknown request fields are a 400),
+    with its API token seeded in the Vault simulator at secret/hecate/authentik#api_token
+    so modules resolve it the production way. Each handle has ``.token`` and ``.version``.
+    """
+    started = {}
+    topology.seed_vault(vault_sim.url, vault_sim.root_token, topology.authentik_vault_seed(lab_secrets))
+
+    def get(version=topology.AUTHENTIK_VERSION):
+        if version not in started:
+            handle = SimHandle(
+                "authentik",
+                os.path.join(lab_dir, f"authentik-{version}"),
+                topology.authentik_options(lab_secrets, version=version),
+            ).start()
+            handle.token = topology.authentik_token(lab_secrets)
+            handle.version = version
+            started[version] = handle
+        return started[version]
+
+    yield get
+    for handle in started.values():
+        handle.stop()
+
+
+@pytest.fixture(scope="session")
+def authentik_sim(authentik_sims):
+    """The lab's Authentik simulator (release ``topology.AUTHENTIK_VERSION``)."""
+    return authentik_sims()
+
+
+@pytest.fixture(scope="session")
+def runtime_pillar_dir(lab_dir, caddy, vault_sim, authentik_sim):
     path = os.path.join(lab_dir, "pillar")
     topology.write_runtime_pillar(
         path,
@@ -68,6 +102,7 @@ def runtime_pillar_dir(lab_dir, caddy, vault_sim):
             "caddy_admin": caddy.admin_url,
             "caddy_http_port": caddy.http_port,
             "vault": vault_sim.url,
+            "authentik": authentik_sim.url,
         },
     )
     return path
