@@ -439,7 +439,7 @@ def duration_seconds(value, where="duration"):
     that ``hours=1`` equals ``minutes=60``. Integers are taken as seconds.
     """
     if isinstance(value, bool):
-        raise salt.exceptions.SaltInvocationError(f"{where}: expected e.g. 'hours=1', got {value!r}")
+        raise salt.exceptions.SaltInvocationError(f"{where}: expected a duration such as 'hours=1', got {value!r}")
     if isinstance(value, (int, float)):
         return float(value)
     total, seen = 0.0, False

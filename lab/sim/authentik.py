@@ -39,6 +39,7 @@ Config (``--config`` JSON)::
      "strict": false}
 """
 
+import copy
 import datetime
 import json
 import os
@@ -770,8 +771,8 @@ class AuthentikSim(Simulator):
         return str(uuid.uuid4())
 
     def create(self, res, body):
-        obj = dict(res.defaults)
-        obj.update(body)
+        obj = copy.deepcopy(res.defaults)
+        obj.update(copy.deepcopy(body))
         obj["pk"] = self._new_pk(res)
         if res.kind == "group":
             if self.version >= (2025, 12):
@@ -780,9 +781,13 @@ class AuthentikSim(Simulator):
             else:
                 obj.setdefault("parent", None)
             users = obj.pop("users", None)
+            self.next_int["group_num"] = self.next_int.get("group_num", 1000) + 1
+            obj["num_pk"] = self.next_int["group_num"]
         if res.kind == "provider_oauth2":
             obj.setdefault("client_id", generate_id(40))
             obj.setdefault("client_secret", generate_id(128))
+        if res.kind == "provider_proxy":
+            obj["client_id"] = generate_id(40)
         if res.kind == "flow":
             obj["pbm_uuid"] = str(uuid.uuid4())
         if res.kind == "user":
@@ -889,7 +894,7 @@ class AuthentikSim(Simulator):
     def _repr_group(self, obj, out, request):
         include_users = request is None or request.args.get("include_users", "true") != "false"
         users = self.group_users(obj["pk"])
-        out["num_pk"] = obj.setdefault("num_pk", len(self.db["group"]) + 1000)
+        out["num_pk"] = obj["num_pk"]
         out["users"] = users
         out["users_obj"] = [self._partial_user(u) for u in users] if include_users else None
         out["roles_obj"] = []
@@ -958,7 +963,7 @@ class AuthentikSim(Simulator):
     def _repr_provider_proxy(self, obj, out, request):
         self._repr_provider(obj, out)
         if "client_id" in out:
-            out["client_id"] = obj.setdefault("client_id", generate_id(40))
+            out["client_id"] = obj["client_id"]
         if "redirect_uris" in out:
             out["redirect_uris"] = [{"matching_mode": "strict",
                                      "url": obj.get("external_host", "") + "/outpost.goauthentik.io/callback"}]

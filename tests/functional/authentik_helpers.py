@@ -1,8 +1,15 @@
 """Shared helpers of the Authentik functional tests (loaders bound to a simulator)."""
 
+import os
+import sys
 import uuid
 
 from saltfactories.utils.functional import Loaders
+
+# the tests import hecate's utils directly too (as the file_roots tree does)
+UTILS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "_utils")
+if UTILS not in sys.path:
+    sys.path.insert(0, UTILS)
 
 TOKEN_REF = {"vault": "secret/hecate/authentik", "key": "api_token"}
 
