@@ -11,7 +11,9 @@ Salt style (``hecate:reverse_proxy:caddy:routes:3:backend``).
 
 import copy
 import importlib
+import os
 import re
+import sys
 
 import jsonschema
 
@@ -166,8 +168,18 @@ def _system_modules():
     for name in SYSTEM_MODULES:
         try:
             mods.append(importlib.import_module(name))
-        except ImportError:  # installed with pip
-            mods.append(importlib.import_module(f"saltext.hecate.utils.{name}"))
+        except ImportError:
+            try:  # installed with pip
+                mods.append(importlib.import_module(f"saltext.hecate.utils.{name}"))
+            except ImportError:
+                # synced tree: the loader puts _utils on sys.path only while a module
+                # imports, and this runs later; import from this file's directory
+                here = os.path.dirname(os.path.abspath(__file__))
+                sys.path.insert(0, here)
+                try:
+                    mods.append(importlib.import_module(name))
+                finally:
+                    sys.path.remove(here)
     return mods
 
 
