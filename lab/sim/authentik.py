@@ -686,6 +686,21 @@ class AuthentikSim(Simulator):
             "authorize", "token", "device", "userinfo", "introspect", "revoke"
         ):
             errors["slug"] = [f"The slug '{body['slug']}' is reserved and cannot be used for applications."]
+        if res.kind == "certificate" and "certificate_data" in body:
+            if "-----BEGIN CERTIFICATE-----" not in str(body["certificate_data"]):
+                errors["certificate_data"] = ["Unable to load certificate."]
+        if res.kind == "provider_oauth2":
+            for idx, uri in enumerate(body.get("redirect_uris") or []):
+                if isinstance(uri, dict) and uri.get("matching_mode") == "regex":
+                    try:
+                        re.compile(uri.get("url", ""))
+                    except re.error:
+                        errors["redirect_uris"] = [
+                            {} if i != idx else {"url": ["Invalid Regex Pattern"]}
+                            for i in range(len(body["redirect_uris"]))]
+        if errors:
+            # DRF: field errors stop validation before object-level validators run
+            return errors
         if res.kind == "policy_binding":
             count = sum(bool(merged.get(k)) for k in ("policy", "group", "user"))
             if count > 1:
@@ -703,21 +718,9 @@ class AuthentikSim(Simulator):
                     ):
                         errors.setdefault("non_field_errors", []).append(
                             "The fields policy, target, order must make a unique set.")
-        if res.kind == "certificate" and "certificate_data" in body:
-            if "-----BEGIN CERTIFICATE-----" not in str(body["certificate_data"]):
-                errors["certificate_data"] = ["Unable to load certificate."]
         if res.kind == "provider_proxy":
             if merged.get("mode", "proxy") == "proxy" and not merged.get("internal_host"):
                 errors["internal_host"] = ["Internal host cannot be empty when forward auth is disabled."]
-        if res.kind == "provider_oauth2":
-            for idx, uri in enumerate(body.get("redirect_uris") or []):
-                if isinstance(uri, dict) and uri.get("matching_mode") == "regex":
-                    try:
-                        re.compile(uri.get("url", ""))
-                    except re.error:
-                        errors["redirect_uris"] = [
-                            {} if i != idx else {"url": ["Invalid Regex Pattern"]}
-                            for i in range(len(body["redirect_uris"]))]
         if res.kind == "flow_binding" and "target" in merged and "order" in merged:
             for obj in self.db["flow_binding"].values():
                 if current is not None and obj["pk"] == current["pk"]:
