@@ -208,9 +208,10 @@ def present(name, flow_name=None, title=None, identification_stage=DEFAULT_IDENT
     if plan.changes and not test:
         _apply(client, slug, plan, flow, flow_desired, flow_diff, prompts, stages, captcha,
                captcha_stage, group_obj, have, want, ident, linked)
+    verb = "created" if flow is None else "updated"
     return hecate_state.result(ret, plan.changes, test,
-                               f"enrollment flow '{slug}' would be updated",
-                               f"enrollment flow '{slug}' updated")
+                               f"enrollment flow '{slug}' would be {verb}",
+                               f"enrollment flow '{slug}' {verb}")
 
 
 def _apply(client, slug, plan, flow, flow_desired, flow_diff, prompts, stages, captcha,

@@ -594,12 +594,27 @@ class AuthentikSim(Simulator):
         if unknown:
             request.environ["lab.unknown_fields"] = sorted(unknown)
             if self.strict and not errors:
-                errors = {name.split(".")[0]: [
-                    f"Unknown field '{name}': not in the Authentik {self.release} schema for "
-                    f"this request (a real server ignores it silently)."] for name in unknown}
+                read_only = self._read_only_fields(schema)
+                errors = {}
+                for name in unknown:
+                    what = "read-only field" if name in read_only else "Unknown field"
+                    errors.setdefault(name.split(".")[0], []).append(
+                        f"{what} '{name}': not in the Authentik {self.release} schema for this "
+                        f"request (a real server ignores it silently).")
         if errors:
             return None, self.json(errors, status=400)
         return body, None
+
+    def _read_only_fields(self, request_schema):
+        """Top-level read-only fields of the response component matching a request schema."""
+        ref = request_schema.get("$ref", "")
+        name = ref.rsplit("/", 1)[-1]
+        if name.startswith("Patched"):
+            name = name[len("Patched"):]
+        if name.endswith("Request"):
+            name = name[: -len("Request")]
+        response = self.openapi["components"].get("schemas", {}).get(name, {})
+        return {k for k, v in response.get("properties", {}).items() if v.get("readOnly")}
 
     def _template(self, res, item=False):
         if not item:

@@ -209,6 +209,9 @@ def test_unknown_fields_are_logged_or_rejected_in_strict_mode():
     strict, sclient = make("2025.10", strict=True)
     status, body = api(sclient, "POST", "/core/groups/", {"name": "g", "colour": "red"})
     assert status == 400 and "colour" in body and "not in the Authentik 2025.10 schema" in body["colour"][0]
+    status, body = api(sclient, "PATCH", f"/core/groups/{next(iter(strict.db['group']))}/",
+                       {"num_pk": 5, "name": "renamed"})
+    assert status == 400 and body["num_pk"][0].startswith("read-only field 'num_pk'")
     status, body = api(sclient, "GET", "/core/groups/?flavour=x")
     assert status == 400 and "flavour" in body
     # nested unknown fields are found too
