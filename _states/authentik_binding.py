@@ -112,8 +112,10 @@ def present(name, application, groups, exclusive=False, prefix=None, timeout=Non
     if exclusive:
         to_delete.extend(b for b in live if b.get("group") not in wanted)
     user_names = {}
-    if any(b.get("user") is not None for b in to_delete):
-        user_names = {u["pk"]: u["username"] for u in client.list("user")}
+    for binding in to_delete:
+        if binding.get("user") is not None and binding["user"] not in user_names:
+            user = client.get("user", binding["user"])
+            user_names[binding["user"]] = user["username"] if user else binding["user"]
     removed = sorted({_describe(b, group_names, user_names) for b in to_delete})
     changes = {}
     if added or removed:

@@ -205,7 +205,8 @@ class AuthentikClient:
         """One object by its key (pk or slug); None when it does not exist."""
         if key is None:
             return None
-        params = KINDS[kind].list_params if kind in ("group", "user") else None
+        # only the group endpoint takes include_users on a single object (schema)
+        params = KINDS[kind].list_params if kind == "group" else None
         try:
             return self.call("GET", self.item_path(kind, key), params=params)
         except AuthentikError as exc:

@@ -281,9 +281,10 @@ def test_binding_exclusive_removes_other_access(env):
     # someone binds another group by hand
     env.states.authentik_group.present(name="everyone-" + p)
     env.loaders.modules.authentik.policy_binding_create(kwargs["application"], group="everyone-" + p)
+    env.loaders.modules.authentik.policy_binding_create(kwargs["application"], user="akadmin")
     ret = func(**kwargs)
     assert ret.result is True
-    assert ret.changes == {"bindings": {"added": [], "removed": [f"group:everyone-{p}"]}}
+    assert ret.changes == {"bindings": {"added": [], "removed": [f"group:everyone-{p}", "user:akadmin"]}}
     bound = env.loaders.modules.authentik.policy_binding_list(application=kwargs["application"])
     assert sorted(b["group_obj"]["name"] for b in bound) == sorted(kwargs["groups"])
     ret = func(**dict(kwargs, groups=["other-group"]))

@@ -101,6 +101,9 @@ def test_drf_errors_name_the_field(sims):
 
 def test_missing_objects_are_none_not_errors(sims):
     c = client(sims("2025.10"))
+    akadmin = c.find("user", "akadmin")
+    assert c.get("user", akadmin["pk"])["username"] == "akadmin"  # strict: no stray query params
+    assert c.get("group", akadmin["groups"][0])["name"] == "authentik Admins"
     assert c.get("application", "nope") is None
     assert c.lookup("flow", "nope") is None
     with pytest.raises(hak.AuthentikError, match="Authentik has no flow 'nope'"):
