@@ -32,6 +32,7 @@ SYSTEM_MODULES = (
     "hecate_caddy_routes",
     "hecate_nginx",
     "hecate_coturn",
+    "hecate_authentik_client",
 )
 
 ENV_NAME = r"^[a-z][a-z0-9-]{1,30}$"

@@ -101,6 +101,14 @@ class Lab:
             ).start()
         state["pids"]["nomad"] = nomad.proc.pid
         state["addresses"]["nomad"] = nomad.url
+        step(f"starting the Authentik simulator (release {topology.AUTHENTIK_VERSION}, strict schema)")
+        authentik = SimHandle(
+            "authentik", os.path.join(self.workdir, "authentik"), topology.authentik_options(lab_secrets)
+        ).start()
+        state["pids"]["authentik"] = authentik.proc.pid
+        state["addresses"]["authentik"] = authentik.url
+        # the API token and the lab users' passwords live in Vault only, as in production
+        topology.seed_vault(vault.url, lab_secrets["vault_root_token"], topology.authentik_vault_seed(lab_secrets))
         step("starting Caddy (real binary, admin API on loopback)")
         caddy = lab_caddy.Caddy(os.path.join(self.workdir, "caddy")).start()
         state["pids"]["caddy"] = caddy.proc.pid

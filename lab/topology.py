@@ -275,6 +275,59 @@ def agent_secrets():
 
 def seed_agent_secrets(vault_url, token, values=None):
     """Write :func:`agent_secrets` into the lab's Vault (KV v2, keeping other keys). Returns them."""
+    values = values or agent_secrets()
+    seed_vault(vault_url, token, {tuple(path.split("/", 1)): data for path, data in values.items()})
+    return values
+
+
+# -- Authentik (simulator) ------------------------------------------------------------------
+# The release the lab simulates; tests start the others (2025.6, 2026.5) too.
+AUTHENTIK_VERSION = os.environ.get("HECATE_AUTHENTIK_VERSION", "2025.10")
+# Where hecate's pillar expects the Authentik API token (pillar/hecate.sls references it).
+AUTHENTIK_TOKEN_PATH = ("secret", "hecate/authentik", "api_token")
+# Lab test users' passwords (pillar/env/lab.sls references them).
+LAB_USERS_PATH = ("secret", "bionicgpt/lab-users")
+LAB_USERS = ("henry", "demo")
+
+
+def authentik_options(lab_secrets, version=None, strict=True):
+    """
+    The Authentik simulator's config: its API token (made per lab, stored in Vault only)
+    and strict mode, so a request field unknown to the simulated release's schema is a
+    400 in the lab instead of being silently ignored as the real server does.
+    """
+    return {
+        "version": version or AUTHENTIK_VERSION,
+        "token": authentik_token(lab_secrets),
+        "strict": strict,
+    }
+
+
+def authentik_token(lab_secrets):
+    """The lab's Authentik API token (added to ``lab_secrets`` on first use)."""
+    if "authentik_token" not in lab_secrets:
+        lab_secrets["authentik_token"] = secrets.token_urlsafe(48)
+    return lab_secrets["authentik_token"]
+
+
+def authentik_vault_seed(lab_secrets):
+    """
+    What the Vault simulator must hold for hecate's Authentik modules to work the
+    production way: the API token at secret/hecate/authentik#api_token, and the lab test
+    users' passwords at secret/bionicgpt/lab-users.
+    """
+    mount, path, key = AUTHENTIK_TOKEN_PATH
+    users_mount, users_path = LAB_USERS_PATH
+    if "lab_user_passwords" not in lab_secrets:
+        lab_secrets["lab_user_passwords"] = {u: "lab-" + secrets.token_urlsafe(12) for u in LAB_USERS}
+    return {
+        (mount, path): {key: authentik_token(lab_secrets)},
+        (users_mount, users_path): dict(lab_secrets["lab_user_passwords"]),
+    }
+
+
+def seed_vault(vault_url, root_token, items):
+    """Write ``{(mount, path): data}`` into Vault KV v2, keeping keys already there."""
     import sys  # pylint: disable=import-outside-toplevel
 
     utils = os.path.join(REPO, "_utils")
@@ -283,9 +336,6 @@ def seed_agent_secrets(vault_url, token, values=None):
         import hecate_vault_client  # pylint: disable=import-outside-toplevel
     finally:
         sys.path.remove(utils)
-    values = values or agent_secrets()
-    kv = hecate_vault_client.VaultKV({"url": vault_url, "token": token})
-    for path, data in values.items():
-        mount, _, rest = path.partition("/")
-        kv.merge(mount, rest, data)
-    return values
+    kv = hecate_vault_client.VaultKV({"url": vault_url, "token": root_token})
+    for (mount, path), data in items.items():
+        kv.merge(mount, path, data)

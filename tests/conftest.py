@@ -85,6 +85,40 @@ def caddy(lab_dir):
 
 
 @pytest.fixture(scope="session")
+def authentik_sims(lab_dir, lab_secrets, vault_sim):
+    """
+    ``authentik_sims(version)``: the Authentik simulator of that release (2025.6,
+    2025.10, 2026.5), started on first use, strict (unknown request fields are a 400),
+    with its API token seeded in the Vault simulator at secret/hecate/authentik#api_token
+    so modules resolve it the production way. Each handle has ``.token`` and ``.version``.
+    """
+    started = {}
+    topology.seed_vault(vault_sim.url, vault_sim.root_token, topology.authentik_vault_seed(lab_secrets))
+
+    def get(version=topology.AUTHENTIK_VERSION):
+        if version not in started:
+            handle = SimHandle(
+                "authentik",
+                os.path.join(lab_dir, f"authentik-{version}"),
+                topology.authentik_options(lab_secrets, version=version),
+            ).start()
+            handle.token = topology.authentik_token(lab_secrets)
+            handle.version = version
+            started[version] = handle
+        return started[version]
+
+    yield get
+    for handle in started.values():
+        handle.stop()
+
+
+@pytest.fixture(scope="session")
+def authentik_sim(authentik_sims):
+    """The lab's Authentik simulator (release ``topology.AUTHENTIK_VERSION``)."""
+    return authentik_sims()
+
+
+@pytest.fixture(scope="session")
 def edge_addresses(lab_dir):
     """Paths and loopback ports of the lab's nginx streams and coturn config (the cloud
     minion's pillar); the nginx the states start there is stopped at the end."""
@@ -94,7 +128,9 @@ def edge_addresses(lab_dir):
 
 
 @pytest.fixture(scope="session")
-def runtime_pillar_dir(lab_dir, caddy, vault_sim, consul_sim, nomad_sim, edge_addresses):
+def runtime_pillar_dir(
+    lab_dir, caddy, vault_sim, consul_sim, nomad_sim, authentik_sim, edge_addresses
+):
     path = os.path.join(lab_dir, "pillar")
     addresses = {
         "caddy_admin": caddy.admin_url,
@@ -102,6 +138,7 @@ def runtime_pillar_dir(lab_dir, caddy, vault_sim, consul_sim, nomad_sim, edge_ad
         "vault": vault_sim.url,
         "consul": consul_sim.url,
         "nomad": nomad_sim.url,
+        "authentik": authentik_sim.url,
     }
     addresses.update(edge_addresses)
     topology.write_runtime_pillar(path, addresses)

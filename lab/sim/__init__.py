@@ -17,6 +17,7 @@ SIMULATORS = {
     "vault": "lab.sim.vault:VaultSim",
     "consul": "lab.sim.consul:ConsulSim",
     "nomad": "lab.sim.nomad:NomadSim",
+    "authentik": "lab.sim.authentik:AuthentikSim",
 }
 
 

@@ -1,0 +1,775 @@
+"""
+Authentik REST API v3 client for hecate, on the shared :class:`hecate_http.Client`.
+
+- Bearer token from ``hecate:connections:authentik:token`` (minion config or pillar; a
+  Vault reference ``{vault: secret/hecate/authentik, key: api_token}``, an ``sdb://`` URI
+  or, in minion config only, a literal), resolved through
+  :class:`hecate_vault_client.Resolver` when the client is built. Never an argument.
+- TLS verification on (``verify``/``ca_bundle``), retries with backoff on connection
+  errors and 429/500/502/503/504 for idempotent requests.
+- Every list is read to the last page (``pagination.next`` is a page NUMBER, 0 at the
+  end); lookups by name verify the match themselves, because Authentik ignores unknown
+  filters silently.
+- A 403 becomes "token invalid or lacks permission"; DRF 400 bodies become messages that
+  name the field (``redirect_uris.url: Invalid Regex Pattern``).
+- The server version (``/admin/version/``) decides where the API changed: group
+  ``parent`` (uuid) up to 2025.10, ``parents`` (list) from 2025.12.
+
+The module also holds the pure helpers the states share (duration normalisation,
+redirect URIs, the group scope-mapping expression) and the pillar schema of
+``bionicgpt:authentik``.
+"""
+
+import copy
+import logging
+import re
+import urllib.parse
+
+import salt.exceptions
+
+try:
+    import hecate_config
+    import hecate_http
+    import hecate_schema
+    import hecate_secrets
+    import hecate_vault_client
+except ImportError:  # installed with pip
+    from saltext.hecate.utils import (
+        hecate_config,
+        hecate_http,
+        hecate_schema,
+        hecate_secrets,
+        hecate_vault_client,
+    )
+
+log = logging.getLogger(__name__)
+
+SYSTEM = "Authentik"
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+MAX_PAGE_SIZE = 100  # the server caps page_size at 100 from 2025.12
+PARENTS_SINCE = (2025, 12)  # group.parent (uuid) became group.parents ([uuid])
+EMBEDDED_OUTPOST = "goauthentik.io/outposts/embedded"
+MANAGED_SCOPE = "goauthentik.io/providers/oauth2/scope-{}"
+
+
+class AuthentikError(salt.exceptions.CommandExecutionError):
+    """An Authentik API call failed (status and parsed body kept for callers)."""
+
+    def __init__(self, message, status=None, body=None):
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+class Forbidden(AuthentikError):
+    """403: the token is invalid/expired, or its user lacks the permission."""
+
+
+class Kind:
+    """One API collection."""
+
+    def __init__(self, path, label, key="pk", name_field="name", name_filter="name",
+                 list_params=None, index=False):
+        self.path = path
+        self.label = label  # for messages: "group", "OAuth2 provider" ...
+        self.key = key  # the field in the item URL: pk or slug
+        self.name_field = name_field  # the field that identifies an object by name
+        self.name_filter = name_filter  # the query parameter that filters by it
+        self.list_params = list_params or {}
+        self.index = index  # list everything once per run and look names up locally
+
+
+KINDS = {
+    "group": Kind("/core/groups/", "group", list_params={"include_users": "false"}, index=True),
+    "user": Kind("/core/users/", "user", name_field="username", name_filter="username",
+                 list_params={"include_groups": "false"}),
+    "application": Kind("/core/applications/", "application", key="slug", name_field="slug",
+                        name_filter="slug", list_params={"superuser_full_list": "true"}),
+    "brand": Kind("/core/brands/", "brand", name_field="domain", name_filter="domain"),
+    "provider_oauth2": Kind("/providers/oauth2/", "OAuth2 provider", index=True),
+    "provider_proxy": Kind("/providers/proxy/", "proxy provider", name_filter="name__iexact"),
+    "scope_mapping": Kind("/propertymappings/provider/scope/", "scope mapping", index=True),
+    "flow": Kind("/flows/instances/", "flow", key="slug", name_field="slug", name_filter="slug"),
+    "flow_binding": Kind("/flows/bindings/", "flow stage binding", name_field=None, name_filter=None),
+    "policy_binding": Kind("/policies/bindings/", "policy binding", name_field=None, name_filter=None),
+    "outpost": Kind("/outposts/instances/", "outpost", name_filter="name__iexact"),
+    "certificate": Kind("/crypto/certificatekeypairs/", "certificate key pair"),
+    "stage_identification": Kind("/stages/identification/", "identification stage"),
+    "stage_captcha": Kind("/stages/captcha/", "captcha stage"),
+    "stage_password": Kind("/stages/password/", "password stage"),
+    "stage_prompt": Kind("/stages/prompt/stages/", "prompt stage"),
+    "prompt": Kind("/stages/prompt/prompts/", "prompt field"),
+    "stage_user_write": Kind("/stages/user_write/", "user write stage"),
+    "stage_user_login": Kind("/stages/user_login/", "user login stage"),
+}
+
+
+def parse_version(text):
+    """``'2025.10.4'`` -> ``(2025, 10, 4)``; unparseable -> None."""
+    match = re.match(r"^\s*v?(\d{4})\.(\d{1,2})(?:\.(\d+))?", str(text or ""))
+    if not match:
+        return None
+    return int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
+
+
+class AuthentikClient:
+    """
+    A client bound to one Authentik server and token.
+
+    ``stats`` (from the HTTP client) counts requests per method.
+    """
+
+    def __init__(self, settings, token):
+        url = settings.get("url")
+        if not url:
+            raise salt.exceptions.SaltInvocationError(
+                "hecate:connections:authentik:url is not set (minion config or pillar)"
+            )
+        if not token:
+            raise salt.exceptions.SaltInvocationError(
+                "hecate:connections:authentik:token is not set: give a Vault reference "
+                "{vault: secret/hecate/authentik, key: api_token} in pillar or minion config"
+            )
+        self.settings = settings
+        self.url = url.rstrip("/")
+        self._token = token
+        self.http = hecate_http.Client(
+            self.url + "/api/v3",
+            SYSTEM,
+            headers={"Authorization": f"Bearer {token.reveal()}", "Accept": "application/json"},
+            timeout=settings.get("timeout", 30),
+            retries=settings.get("retries", 3),
+            retry_statuses=RETRY_STATUSES,
+            **hecate_config.tls_args(settings),
+        )
+        self.page_size = max(1, min(int(settings.get("page_size") or MAX_PAGE_SIZE), MAX_PAGE_SIZE))
+        self._version = None
+        self._index = {}
+
+    @property
+    def stats(self):
+        return self.http.stats
+
+    # -- transport ----------------------------------------------------------------------------
+    def call(self, method, path, ok=None, params=None, body=None):
+        """One request; JSON result (None for empty bodies). Errors name the field."""
+        kwargs = {}
+        if params:
+            kwargs["params"] = params
+        if body is not None:
+            kwargs["json"] = body
+        try:
+            return self.http.json(method, path, ok=ok, **kwargs)
+        except hecate_http.HTTPError as exc:
+            text = hecate_secrets.scrub(hecate_http.error_text(exc.body), [self._token])
+            where = f"{method} {path}"
+            if exc.status == 403:
+                raise Forbidden(
+                    f"Authentik at {self.url}: token invalid or lacks permission "
+                    f"({where} returned 403: {text or 'forbidden'})",
+                    status=403,
+                    body=exc.body,
+                ) from None
+            raise AuthentikError(
+                f"Authentik: {where} returned {exc.status}" + (f": {text}" if text else ""),
+                status=exc.status,
+                body=exc.body,
+            ) from None
+
+    def list(self, kind, **filters):
+        """Every object of ``kind`` matching ``filters``, all pages read."""
+        spec = KINDS[kind]
+        params = dict(spec.list_params)
+        params.update({k: _param(v) for k, v in filters.items() if v is not None})
+        params["page_size"] = self.page_size
+        out, page = [], 1
+        while True:
+            params["page"] = page
+            data = self.call("GET", spec.path, params=params)
+            if not isinstance(data, dict) or "results" not in data:
+                raise AuthentikError(f"Authentik: GET {spec.path} did not return a paginated list")
+            out.extend(data["results"])
+            nxt = int((data.get("pagination") or {}).get("next") or 0)
+            if nxt <= 0:
+                return out
+            if nxt <= page:
+                raise AuthentikError(
+                    f"Authentik: GET {spec.path} pagination went backwards (page {page} -> {nxt})"
+                )
+            page = nxt
+
+    def item_path(self, kind, key):
+        return f"{KINDS[kind].path}{urllib.parse.quote(str(key), safe='')}/"
+
+    def get(self, kind, key):
+        """One object by its key (pk or slug); None when it does not exist."""
+        if key is None:
+            return None
+        # only the group endpoint takes include_users on a single object (schema)
+        params = KINDS[kind].list_params if kind == "group" else None
+        try:
+            return self.call("GET", self.item_path(kind, key), params=params)
+        except AuthentikError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def find(self, kind, name, exact=True):
+        """
+        The one object of ``kind`` whose name field equals ``name``; None when there is
+        none. More than one (groups before 2025.12 allow duplicate names) is an error.
+        """
+        spec = KINDS[kind]
+        if spec.index:
+            found = self.index(kind).get(name, [])
+        else:
+            found = [o for o in self.list(kind, **{spec.name_filter: name})
+                     if o.get(spec.name_field) == name]
+        if len(found) > 1:
+            raise AuthentikError(
+                f"Authentik has {len(found)} {spec.label}s named '{name}' "
+                f"({', '.join(str(o.get('pk')) for o in found)}); remove the duplicates by hand"
+            )
+        return copy.deepcopy(found[0]) if found else None
+
+    def lookup(self, kind, name):
+        """By slug for slug-keyed kinds (flows, applications), else by name; or None."""
+        if KINDS[kind].key == "slug":
+            return self.get(kind, name)
+        return self.find(kind, name)
+
+    def require(self, kind, name, where=None):
+        """Like :meth:`lookup` but a missing object is an error naming it."""
+        obj = self.lookup(kind, name)
+        if obj is None:
+            raise AuthentikError(
+                (f"{where}: " if where else "")
+                + f"Authentik has no {KINDS[kind].label} '{name}'"
+            )
+        return obj
+
+    def index(self, kind):
+        """``{name: [objects]}`` of ``kind``, listed once (every page) and kept current."""
+        if kind not in self._index:
+            spec = KINDS[kind]
+            table = {}
+            for obj in self.list(kind):
+                table.setdefault(obj.get(spec.name_field), []).append(obj)
+            self._index[kind] = table
+        return self._index[kind]
+
+    def names_by_pk(self, kind):
+        """``{pk: name}`` of every object of ``kind`` (from the per-run index)."""
+        return {o.get("pk"): name for name, objs in self.index(kind).items() for o in objs}
+
+    def _reindex(self, kind, obj, old=None):
+        if kind not in self._index:
+            return
+        spec = KINDS[kind]
+        table = self._index[kind]
+        if old is not None:
+            bucket = table.get(old.get(spec.name_field), [])
+            table[old.get(spec.name_field)] = [o for o in bucket if o.get("pk") != old.get("pk")]
+        if obj is not None:
+            table.setdefault(obj.get(spec.name_field), []).append(obj)
+
+    def create(self, kind, body):
+        obj = self.call("POST", KINDS[kind].path, ok=(201, 200), body=body)
+        self._reindex(kind, obj)
+        return obj
+
+    def patch(self, kind, key, body, old=None):
+        obj = self.call("PATCH", self.item_path(kind, key), body=body)
+        self._reindex(kind, obj, old=old or obj)
+        return obj
+
+    def delete(self, kind, key, old=None):
+        """Delete; True when deleted, False when it was already gone."""
+        try:
+            self.call("DELETE", self.item_path(kind, key), ok=(204, 200))
+        except AuthentikError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        if old is not None:
+            self._reindex(kind, None, old=old)
+        else:
+            self._index.pop(kind, None)
+        return True
+
+    # -- server version --------------------------------------------------------------------
+    def version(self):
+        """``(year, month, patch)`` of the server, asked once per client."""
+        if self._version is None:
+            try:
+                data = self.call("GET", "/admin/version/")
+                self._version = parse_version((data or {}).get("version_current"))
+            except Forbidden as exc:
+                if "Token invalid" in str(exc) or "credentials were not provided" in str(exc):
+                    raise
+                self._version = None
+            if self._version is None:
+                self._version = self._probe_version()
+        return self._version
+
+    def _probe_version(self):
+        """
+        Without permission to read the version: tell the group schema apart from a
+        group object (``parents`` exists from 2025.12); assume the older API otherwise.
+        """
+        spec = KINDS["group"]
+        data = self.call("GET", spec.path, params=dict(spec.list_params, page_size=1))
+        results = (data or {}).get("results") or []
+        if results and "parents" in results[0]:
+            return PARENTS_SINCE + (0,)
+        return (2025, 10, 0)
+
+    @property
+    def parents_field(self):
+        return "parents" if self.version()[:2] >= PARENTS_SINCE else "parent"
+
+    # -- groups and users ----------------------------------------------------------------------
+    def group_parents(self, group):
+        """The parent uuids of a group object, whatever the server version."""
+        if "parents" in group:
+            return sorted(group.get("parents") or [])
+        return [group["parent"]] if group.get("parent") else []
+
+    def parents_body(self, parent_pks):
+        """The request fields that set a group's parents on this server."""
+        parent_pks = list(parent_pks or [])
+        if self.parents_field == "parents":
+            return {"parents": parent_pks}
+        if len(parent_pks) > 1:
+            raise salt.exceptions.SaltInvocationError(
+                f"Authentik {'.'.join(map(str, self.version()[:2]))} supports one parent per "
+                f"group (several parents came with 2025.12)"
+            )
+        return {"parent": parent_pks[0] if parent_pks else None}
+
+    def add_user(self, group_pk, user_pk):
+        self.call("POST", f"{self.item_path('group', group_pk)}add_user/", ok=(204, 200),
+                  body={"pk": int(user_pk)})
+
+    def remove_user(self, group_pk, user_pk):
+        self.call("POST", f"{self.item_path('group', group_pk)}remove_user/", ok=(204, 200),
+                  body={"pk": int(user_pk)})
+
+    def set_password(self, user_pk, password):
+        """``password`` is a :class:`hecate_secrets.Secret`; revealed only into the body."""
+        self.call("POST", f"{self.item_path('user', user_pk)}set_password/", ok=(204, 200),
+                  body={"password": password.reveal()})
+
+    # -- providers, mappings, outposts ---------------------------------------------------------
+    def managed_scope_mapping(self, scope):
+        """The built-in scope mapping of ``scope`` (openid, email, profile, offline_access...)."""
+        managed = MANAGED_SCOPE.format(scope)
+        found = [m for m in self.list("scope_mapping", managed=managed) if m.get("managed") == managed]
+        return found[0] if found else None
+
+    def embedded_outpost(self):
+        found = [o for o in self.list("outpost", managed__iexact=EMBEDDED_OUTPOST)
+                 if o.get("managed") == EMBEDDED_OUTPOST]
+        if not found:
+            raise AuthentikError("Authentik has no embedded outpost (managed " + EMBEDDED_OUTPOST + ")")
+        return found[0]
+
+    def outpost_providers(self, outpost_pk, add=(), remove=()):
+        """
+        Attach/detach providers (pks) on an outpost: read, edit the list, PATCH only
+        ``providers`` when it changed. Returns ``(old, new)`` lists.
+        """
+        outpost = self.get("outpost", outpost_pk)
+        if outpost is None:
+            raise AuthentikError(f"Authentik: outpost {outpost_pk} does not exist")
+        old = list(outpost.get("providers") or [])
+        new = [p for p in old if p not in remove] + [p for p in add if p not in old]
+        if new != old:
+            self.patch("outpost", outpost_pk, {"providers": new})
+        return old, new
+
+    def close(self):
+        self.http.close()
+
+
+def _param(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+def from_config(opts, pillar, sdb_get=None, context=None):
+    """
+    The client for this minion's ``hecate:connections:authentik`` settings, cached in
+    ``context`` (pass ``__context__``) so one run resolves the token and asks the
+    version once.
+    """
+    settings = hecate_config.connection("authentik", opts, pillar)
+    key = ("hecate_authentik_client", settings.get("url"))
+    if context is not None and key in context:
+        return context[key]
+    if not settings.get("url"):
+        raise salt.exceptions.SaltInvocationError(
+            "hecate:connections:authentik:url is not set (minion config or pillar)"
+        )
+    resolve = hecate_vault_client.Resolver(opts, pillar, sdb_get, context)
+    token = resolve(settings.get("token"), "hecate:connections:authentik:token")
+    client = AuthentikClient(settings, token)
+    if context is not None:
+        context[key] = client
+    return client
+
+
+# ------------------------------------------------------------------------------------------
+# Pure helpers shared by the states
+# ------------------------------------------------------------------------------------------
+_UNITS = {
+    "weeks": 604800.0,
+    "days": 86400.0,
+    "hours": 3600.0,
+    "minutes": 60.0,
+    "seconds": 1.0,
+    "milliseconds": 0.001,
+    "microseconds": 0.000001,
+}
+
+
+def duration_seconds(value, where="duration"):
+    """
+    Authentik's ``hours=1;minutes=30`` (Python ``timedelta`` keywords) in seconds, so
+    that ``hours=1`` equals ``minutes=60``. Integers are taken as seconds.
+    """
+    if isinstance(value, bool):
+        raise salt.exceptions.SaltInvocationError(f"{where}: expected a duration such as 'hours=1', got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    total, seen = 0.0, False
+    for part in str(value).split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        unit, sep, amount = part.partition("=")
+        unit = unit.strip().lower()
+        try:
+            number = float(amount)
+        except ValueError:
+            number = None
+        if not sep or unit not in _UNITS or number is None:
+            raise salt.exceptions.SaltInvocationError(
+                f"{where}: {value!r} is not an Authentik duration "
+                f"(e.g. 'hours=1' or 'days=1;hours=2'; units {', '.join(_UNITS)})"
+            )
+        total += number * _UNITS[unit]
+        seen = True
+    if not seen:
+        raise salt.exceptions.SaltInvocationError(f"{where}: empty duration")
+    return total
+
+
+def duration_text(value, where="duration"):
+    """The string to send for a desired duration (ints become ``seconds=N``)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"seconds={int(value)}"
+    duration_seconds(value, where)
+    return str(value).strip()
+
+
+def redirect_uris(value, where="redirect_uris"):
+    """
+    Desired redirect URIs as Authentik's ``[{"matching_mode", "url"}]``, each a strict
+    match unless given as ``{url, matching_mode: regex}``; sorted, because the server
+    does not keep the order (authentik#18765).
+    """
+    out = []
+    for idx, item in enumerate(value or []):
+        if isinstance(item, str):
+            item = {"url": item, "matching_mode": "strict"}
+        if not isinstance(item, dict) or not isinstance(item.get("url"), str) or not item["url"]:
+            raise salt.exceptions.SaltInvocationError(
+                f"{where}:{idx}: expected a URL or {{url: ..., matching_mode: strict|regex}}"
+            )
+        mode = item.get("matching_mode", "strict")
+        if mode not in ("strict", "regex"):
+            raise salt.exceptions.SaltInvocationError(
+                f"{where}:{idx}: matching_mode must be strict or regex, not {mode!r}"
+            )
+        if mode == "regex":
+            try:
+                re.compile(item["url"])
+            except re.error as exc:
+                raise salt.exceptions.SaltInvocationError(
+                    f"{where}:{idx}: invalid regular expression ({exc})"
+                ) from None
+        entry = {"matching_mode": mode, "url": item["url"]}
+        if item.get("redirect_uri_type"):
+            entry["redirect_uri_type"] = item["redirect_uri_type"]
+        out.append(entry)
+    return sorted(out, key=lambda e: (e["url"], e["matching_mode"]))
+
+
+def live_redirect_uris(value):
+    """Live redirect URIs normalised like :func:`redirect_uris` (default type dropped)."""
+    out = []
+    for item in value or []:
+        entry = {"matching_mode": item.get("matching_mode"), "url": item.get("url")}
+        if item.get("redirect_uri_type") not in (None, "authorization"):
+            entry["redirect_uri_type"] = item["redirect_uri_type"]
+        out.append(entry)
+    return sorted(out, key=lambda e: (e["url"], e["matching_mode"]))
+
+
+def group_scope_expression(prefix, superadmin_group=None, claim="groups"):
+    """
+    The scope-mapping expression of the user's plan (bionicgpt-plan.md section 2.1
+    step 3): only groups whose name starts with ``prefix``, plus ``is_superadmin``.
+    ``request.user.ak_groups`` works on every supported release (2026 keeps it as a
+    deprecated alias of ``groups``).
+    """
+    superadmin_group = superadmin_group or f"{prefix}superadmin"
+    return (
+        "# Managed by hecate (authentik_scope_mapping.present); edits are overwritten.\n"
+        f"# Only groups whose name starts with {prefix!r} reach the token.\n"
+        "prefixed = [\n"
+        "    group.name\n"
+        "    for group in request.user.ak_groups.all()\n"
+        f"    if group.name.startswith({prefix!r})\n"
+        "]\n"
+        "return {\n"
+        f"    {claim!r}: prefixed,\n"
+        f"    \"is_superadmin\": {superadmin_group!r} in prefixed,\n"
+        "}\n"
+    )
+
+
+def same_expression(left, right):
+    """Expressions compared without trailing whitespace differences."""
+
+    def norm(text):
+        return "\n".join(line.rstrip() for line in str(text or "").strip().splitlines())
+
+    return norm(left) == norm(right)
+
+
+# ------------------------------------------------------------------------------------------
+# Pillar schema: bionicgpt:authentik
+# ------------------------------------------------------------------------------------------
+_SLUG = {"type": "string", "pattern": r"^[-a-zA-Z0-9_]+$", "maxLength": 50}
+_NAME = {"type": "string", "minLength": 1}
+# checked by check_pillar (duration_seconds), which says what is wrong with a value
+_DURATION = {"type": ["string", "integer"]}
+_URL = hecate_schema.URL
+_REDIRECT = {
+    "oneOf": [
+        _URL,
+        {
+            "type": "object",
+            "required": ["url"],
+            "additionalProperties": False,
+            "properties": {
+                "url": {"type": "string", "minLength": 1},
+                "matching_mode": {"enum": ["strict", "regex"]},
+            },
+        },
+    ]
+}
+_VAULT_PATH = {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.@-]+)+$"}
+
+PILLAR_SCHEMA = {
+    "bionicgpt:authentik": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["group_prefix"],
+        "properties": {
+            "group_prefix": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"},
+            "groups": {
+                "type": "object",
+                "additionalProperties": {
+                    "type": ["object", "null"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "attributes": {"type": "object"},
+                        "is_superuser": {"type": "boolean"},
+                        "parent": {"type": ["string", "null"]},
+                    },
+                },
+            },
+            "scope_mapping": {
+                "type": "object",
+                "required": ["name"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": _NAME,
+                    "scope_name": {"type": "string", "pattern": r"^[A-Za-z0-9_.:/-]+$"},
+                    "description": {"type": "string"},
+                    "superadmin_group": {"type": "string"},
+                    "claim": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
+                },
+            },
+            "provider": {
+                "type": "object",
+                "required": ["name", "authorization_flow", "invalidation_flow", "redirect_uris",
+                             "credentials"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": _NAME,
+                    "authorization_flow": _SLUG,
+                    "invalidation_flow": _SLUG,
+                    "authentication_flow": {"oneOf": [_SLUG, {"type": "null"}]},
+                    "client_type": {"enum": ["confidential", "public"]},
+                    "redirect_uris": {"type": "array", "minItems": 1, "items": _REDIRECT},
+                    "scopes": {"type": "array", "items": {"type": "string", "minLength": 1}},
+                    "property_mappings": {"type": "array", "items": _NAME},
+                    "access_code_validity": _DURATION,
+                    "access_token_validity": _DURATION,
+                    "refresh_token_validity": _DURATION,
+                    "sub_mode": {"enum": ["hashed_user_id", "user_id", "user_uuid", "user_username",
+                                          "user_email", "user_upn"]},
+                    "issuer_mode": {"enum": ["global", "per_provider"]},
+                    "include_claims_in_id_token": {"type": "boolean"},
+                    "signing_key": {"type": ["string", "null"]},
+                    "credentials": _VAULT_PATH,
+                },
+            },
+            "application": {
+                "type": "object",
+                "required": ["name", "slug"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": _NAME,
+                    "slug": _SLUG,
+                    "launch_url": _URL,
+                    "description": {"type": "string"},
+                    "publisher": {"type": "string"},
+                    "group": {"type": "string"},
+                    "open_in_new_tab": {"type": "boolean"},
+                    "policy_engine_mode": {"enum": ["any", "all"]},
+                },
+            },
+            "bindings": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "groups": {"type": "array", "items": {"type": "string"}},
+                    "exclusive": {"type": "boolean"},
+                },
+            },
+            "enrollment": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "enabled": {"type": "boolean"},
+                    "slug": _SLUG,
+                    "name": _NAME,
+                    "title": _NAME,
+                    "identification_stage": _NAME,
+                    "group": {"type": ["string", "null"]},
+                    "user_type": {"enum": ["internal", "external"]},
+                    "captcha": {
+                        "type": ["object", "null"],
+                        "required": ["public_key", "private_key"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "public_key": _NAME,
+                            "private_key": hecate_schema.SECRET_VALUE,
+                            "js_url": _URL,
+                            "api_url": _URL,
+                            "interactive": {"type": "boolean"},
+                        },
+                    },
+                },
+            },
+            "test_users": {
+                "type": "object",
+                "additionalProperties": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "name": {"type": "string"},
+                        "email": {"type": "string", "pattern": r"^[^@\s]+@[^@\s]+$"},
+                        "groups": {"type": "array", "items": {"type": "string"}},
+                        "attributes": {"type": "object"},
+                        "password": hecate_schema.SECRET_VALUE,
+                        "is_active": {"type": "boolean"},
+                    },
+                },
+            },
+        },
+    }
+}
+
+
+def check_pillar(pillar, env):
+    """Semantic checks of ``bionicgpt:authentik`` and the Authentik connection."""
+    errors = []
+    env = env or hecate_config.traverse(pillar, "hecate:global:environment")
+    url = hecate_config.traverse(pillar, "hecate:connections:authentik:url")
+    if env == "prod" and isinstance(url, str) and url.startswith("http://"):
+        errors.append(("hecate:connections:authentik:url",
+                       "plain http is refused in prod: the API token would cross the network in clear"))
+    conf = hecate_config.traverse(pillar, "bionicgpt:authentik")
+    if not isinstance(conf, dict):
+        return errors
+    base = "bionicgpt:authentik"
+    prefix = conf.get("group_prefix")
+    if not isinstance(prefix, str) or not prefix:
+        return errors
+    groups = conf.get("groups") or {}
+    if isinstance(groups, dict):
+        for name, spec in groups.items():
+            if not str(name).startswith(prefix):
+                errors.append((f"{base}:groups:{name}",
+                               f"group name must start with the prefix '{prefix}'"))
+            parent = (spec or {}).get("parent") if isinstance(spec, dict) else None
+            if parent and parent == name:
+                errors.append((f"{base}:groups:{name}:parent", "a group cannot be its own parent"))
+    known = set(groups) if isinstance(groups, dict) else set()
+
+    def need_group(path, name):
+        if not isinstance(name, str) or not name.startswith(prefix):
+            errors.append((path, f"'{name}' does not carry the group prefix '{prefix}': "
+                                 f"only prefixed groups may reach the application"))
+        elif name not in known:
+            errors.append((path, f"'{name}' is not defined under {base}:groups"))
+
+    for idx, name in enumerate((conf.get("bindings") or {}).get("groups") or []):
+        need_group(f"{base}:bindings:groups:{idx}", name)
+    mapping = conf.get("scope_mapping") or {}
+    if mapping.get("superadmin_group"):
+        need_group(f"{base}:scope_mapping:superadmin_group", mapping["superadmin_group"])
+    enrollment = conf.get("enrollment") or {}
+    if enrollment.get("group"):
+        need_group(f"{base}:enrollment:group", enrollment["group"])
+    users = conf.get("test_users") or {}
+    if users and env not in (None, "lab"):
+        errors.append((f"{base}:test_users",
+                       f"test users belong in the lab overlay only (environment is '{env}')"))
+    if isinstance(users, dict):
+        for user, spec in users.items():
+            for idx, name in enumerate((spec or {}).get("groups") or []):
+                if str(name).startswith(prefix) and name not in known:
+                    errors.append((f"{base}:test_users:{user}:groups:{idx}",
+                                   f"'{name}' is not defined under {base}:groups"))
+    provider = conf.get("provider") or {}
+    if env == "prod":
+        for idx, uri in enumerate(provider.get("redirect_uris") or []):
+            text = uri.get("url") if isinstance(uri, dict) else uri
+            if isinstance(text, str) and text.startswith("http://"):
+                errors.append((f"{base}:provider:redirect_uris:{idx}",
+                               "plain http redirect URIs are refused in prod"))
+    for key in ("access_code_validity", "access_token_validity", "refresh_token_validity"):
+        if provider.get(key) is not None:
+            try:
+                if duration_seconds(provider[key], key) <= 0:
+                    errors.append((f"{base}:provider:{key}", "must be longer than zero"))
+            except salt.exceptions.SaltInvocationError as exc:
+                errors.append((f"{base}:provider:{key}", str(exc).split(": ", 1)[-1]))
+    for idx, uri in enumerate(provider.get("redirect_uris") or []):
+        if isinstance(uri, dict) and uri.get("matching_mode") == "regex":
+            try:
+                re.compile(uri.get("url", ""))
+            except re.error as exc:
+                errors.append((f"{base}:provider:redirect_uris:{idx}:url",
+                               f"invalid regular expression ({exc})"))
+    if provider and not conf.get("application"):
+        errors.append((f"{base}:application", "a provider needs an application (name, slug)"))
+    return errors
