@@ -97,6 +97,8 @@ def test_secrets_sls_consul_services_and_leak_scan(
     assert vault_get(vault_sim, "secret/bionicgpt/oauth")["cookie_secret"] == generated["cookie"]
 
     # -- a secret handed over by another module, by reference ---------------------------------------
+    # (other tests of the session may have stored keys here too: all of them must be kept)
+    before = vault_get(vault_sim, "secret/bionicgpt/oauth")
     ret = out.run(
         salt_cli, "state.single", "hecate_secret.present", "name=secret/bionicgpt/oauth",
         'values={"client_secret": {"vault": "secret/leaktest/authentik", "key": "client_secret"}}',
@@ -106,7 +108,8 @@ def test_secrets_sls_consul_services_and_leak_scan(
     (step,) = ret.data.values()
     assert step["result"] is True and step["changes"]["secret/bionicgpt/oauth#client_secret"]["new"] == REDACTED
     oauth = vault_get(vault_sim, "secret/bionicgpt/oauth")
-    assert oauth == {"cookie_secret": generated["cookie"], "client_secret": known["oauth_client_secret"]}
+    assert oauth == dict(before, client_secret=known["oauth_client_secret"])
+    assert oauth["cookie_secret"] == generated["cookie"]
 
     # -- failures carry no values either: a Vault error while rotating -------------------------------
     vault_sim.fault(method="POST", path="/v1/secret/data/bionicgpt/litellm", status=400,
@@ -121,7 +124,7 @@ def test_secrets_sls_consul_services_and_leak_scan(
 
     # -- execution modules and pillar ----------------------------------------------------------------
     ret = out.run(salt_cli, "hecate_vault.read", "secret/bionicgpt/oauth", minion_tgt="local")
-    assert ret.data["keys"] == ["client_secret", "cookie_secret"]
+    assert ret.data["keys"] == sorted(oauth)
     assert set(ret.data["data"].values()) == {REDACTED}
     for minion in ("local", "cloud"):
         ret = out.run(salt_cli, "pillar.items", minion_tgt=minion)
