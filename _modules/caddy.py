@@ -290,7 +290,7 @@ def drift(server=None):
     return {"server": server, "in_sync": not out["changes"], "changes": out["changes"]}
 
 
-def rollback(server=None, snapshot=None, force=False, test=False):
+def rollback(server=None, snapshot=None, force=False, test=False, restore="before", run_id=None):
     """
     Restore the Caddy config that the last run of hecate's Caddy states replaced (all
     servers, or ``server``), or the one saved in ``snapshot``. Each restore is one write
@@ -304,9 +304,17 @@ def rollback(server=None, snapshot=None, force=False, test=False):
 
         salt cloud caddy.rollback
         salt cloud caddy.rollback snapshot=20260101T120000.000000Z-hecate force=True
+        salt cloud caddy.rollback snapshot=20260101T120000.000000Z-hecate restore=after force=True
+
+    restore
+        ``before`` (default): what the write replaced. ``after`` (with ``snapshot``): what
+        the write applied, i.e. the routes of a recorded deployment.
+    run_id
+        Undo only the writes of that orchestration run (its onfail step passes it).
     """
     out = hecate_caddy_routes.rollback(
-        _admin(), _store(), server=server, snapshot=snapshot, force=force, test=test
+        _admin(), _store(), server=server, snapshot=snapshot, force=force, test=test,
+        restore=restore, run_id=run_id,
     )
     if not out["restored"] and not out["skipped"]:
         out["comment"] = "nothing to roll back: the last run of the Caddy states wrote nothing"

@@ -9,6 +9,9 @@ CLI Example:
     salt '*' hecate.validate_pillar
 """
 
+import datetime
+import secrets
+
 try:
     import hecate_config
     import hecate_loader
@@ -35,6 +38,22 @@ def version():
         salt '*' hecate.version
     """
     return hecate_loader.__version__
+
+
+def new_run_id():
+    """
+    A new orchestration run id: UTC time (sortable) and a random suffix. The
+    orchestration SLS renders one per run and hands it to every step, so locks, Nomad
+    restore marks and deployment records name the same run.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call hecate.new_run_id
+    """
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{now}-{secrets.token_hex(3)}"
 
 
 def validate_pillar():

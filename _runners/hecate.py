@@ -5,7 +5,10 @@ hecate runner: operations across all systems, run on the master.
 - ``lock``/``unlock``: one Consul session lock per environment, so two orchestrations of
   the same environment cannot interleave; the loser is told who holds it since when.
 - ``record``/``history``: deployment records in Consul KV (who, when, pillar hash,
-  component versions).
+  component versions, Nomad job versions, the Caddy snapshot holding its routes).
+- ``rollback``: back to a recorded deployment (Nomad job versions, Caddy routes).
+- ``plan``: what a run would change, per system and object (a test=True orchestration).
+- ``status``: Consul health of every service and a request through Caddy.
 
 The master reaches Consul with ``hecate:connections:consul`` from its own config over the
 environment's pillar (set the URL in the master config when the pillar's URL is only
@@ -21,15 +24,25 @@ import json
 import logging
 import os
 
+import salt.client
 import salt.exceptions
+import salt.runner
 import salt.utils.sdb
 
 try:
     import hecate_config
     import hecate_consul_client
+    import hecate_http
     import hecate_pillar
+    import hecate_plan
 except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_config, hecate_consul_client, hecate_pillar
+    from saltext.hecate.utils import (
+        hecate_config,
+        hecate_consul_client,
+        hecate_http,
+        hecate_pillar,
+        hecate_plan,
+    )
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +107,7 @@ def _lock_key(env):
     return f"hecate/locks/{env}"
 
 
-def validate(env=None):
+def validate(env=None, refs=True):
     """
     Validate the pillar of an environment: schema, secrets-as-references and the
     semantic checks of every system. Every error names its key path.
@@ -102,14 +115,18 @@ def validate(env=None):
     env
         The environment (``lab``, ``dev``, ``staging``, ``prod``); its overlay is
         ``pillar/env/<env>.sls``.
+    refs
+        Also check that the secrets the pillar references and hecate does not generate
+        exist in Vault (needs the master's ``hecate:connections:vault``).
 
     CLI Example:
 
     .. code-block:: bash
 
         salt-run hecate.validate env=prod
+        salt-run hecate.validate env=prod refs=False
     """
-    errors = hecate_pillar.validate_env(__opts__, env)
+    errors = hecate_pillar.validate_env(__opts__, env, check_refs=refs)
     if errors:
         log.warning("hecate.validate env=%s: %d error(s)", env, len(errors))
     return _finish({"result": not errors, "env": env, "errors": errors})
@@ -148,10 +165,12 @@ def lock(env=None, run_id=None, wait=None):
     )
 
 
-def unlock(env=None, run_id=None, force=False):
+def unlock(env=None, run_id=None, force=False, leave_others=False):
     """
     Release the deployment lock of ``env`` if ``run_id`` holds it (``force=True``: whoever
-    holds it). A lock that is not held is not an error.
+    holds it). A lock that is not held is not an error. ``leave_others=True`` (the
+    orchestration's cleanup after a failure): a lock another run holds is left alone
+    without failing - the run that lost the race for the lock must not break it.
 
     CLI Example:
 
@@ -167,6 +186,9 @@ def unlock(env=None, run_id=None, force=False):
         if not info["held"]:
             return _finish({"result": True, "env": env, "comment": "lock was not held"})
         mine = run_id is not None and str(info["holder"]).endswith(f" run {run_id}")
+        if not (mine or force) and leave_others:
+            return _finish({"result": True, "env": env,
+                            "comment": f"lock held by {info['holder']} (not this run): left alone"})
         if not (mine or force):
             raise salt.exceptions.CommandExecutionError(
                 f"lock {_lock_key(env)} is held by {info['holder']} since {info['since']}, "
@@ -210,12 +232,52 @@ def record(env=None, run_id=None, status="deployed", **details):
             "pillar_sha256": pillar_hash(pillar),
             "components": _component_versions(pillar),
         }
+        doc.update(_deployed_state(env, pillar))
         doc.update({k: v for k, v in details.items() if not k.startswith("__")})
         key = f"{RECORDS}/{env}/{run_id}"
         _consul(pillar).put_json(key, doc)
     except (salt.exceptions.CommandExecutionError, salt.exceptions.SaltInvocationError) as exc:
         return _failed(env, exc)
     return _finish({"result": True, "env": env, "key": key, "record": doc})
+
+
+def _target(env, role):
+    return f"G@roles:{role} and G@hecate_env:{env}"
+
+
+def _call(env, role, fun, arg=(), kwarg=None, timeout=120):
+    """``{minion: return}`` of an execution function on the minions of a role."""
+    client = salt.client.get_local_client(__opts__["conf_file"])
+    try:
+        return client.cmd(
+            _target(env, role), fun, list(arg), tgt_type="compound", kwarg=kwarg or {},
+            timeout=timeout,
+        )
+    finally:
+        client.destroy()
+
+
+def _job_ids(pillar):
+    nomad = hecate_config.traverse(pillar, "bionicgpt:nomad", {}) or {}
+    prefix = nomad.get("job_prefix", "bionicgpt-")
+    return [prefix + name for name in nomad.get("jobs", ["database", "llm", "application"])]
+
+
+def _deployed_state(env, pillar):
+    """
+    What a rollback to this deployment needs: each Nomad job's version (from the local
+    nodes) and the Caddy snapshot whose applied routes are live now (from the cloud nodes).
+    """
+    nomad = {}
+    for job_id in _job_ids(pillar):
+        for minion, status in (_call(env, "bionicgpt-node", "nomad.job_status", [job_id]) or {}).items():
+            if isinstance(status, dict) and status.get("Version") is not None:
+                nomad.setdefault(minion, {})[job_id] = status["Version"]
+    caddy = {}
+    for minion, snaps in (_call(env, "hecate-edge", "caddy.snapshots") or {}).items():
+        if isinstance(snaps, dict) and snaps.get("snapshots"):
+            caddy[minion] = snaps["snapshots"][0]
+    return {"nomad_jobs": nomad, "caddy_snapshot": caddy}
 
 
 def _component_versions(pillar):
@@ -249,3 +311,149 @@ def history(env=None, limit=20):
     except (salt.exceptions.CommandExecutionError, salt.exceptions.SaltInvocationError) as exc:
         return _failed(env, exc)
     return _finish({"result": True, "env": env, "records": [r for r in records if r]})
+
+
+def rollback(env=None, to=None):
+    """
+    Put ``env`` back on the recorded deployment ``to`` (a run id from ``hecate.history``):
+    each Nomad job back to the version it ran then, the Caddy routes back to what that
+    deployment applied. Holds the environment's lock while it works and records the
+    rollback as a deployment of its own.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run hecate.rollback env=prod to=20261123T120000Z-a1b2c3
+    """
+    run_id = f"rollback-{to}"
+    try:
+        if not to:
+            raise salt.exceptions.SaltInvocationError("to=<run id> is required (see hecate.history)")
+        pillar = _env_pillar(env)
+        client = _consul(pillar)
+        target = client.get_json(f"{RECORDS}/{env}/{to}")
+        if not target:
+            raise salt.exceptions.CommandExecutionError(f"no deployment record {to} for environment '{env}'")
+        taken = lock(env=env, run_id=run_id)
+        if not taken["result"]:
+            return taken
+        try:
+            done = _restore(env, target)
+        finally:
+            unlock(env=env, run_id=run_id)
+        recorded = record(env=env, run_id=f"{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%SZ}-{run_id}",
+                          status="rollback", rolled_back_to=to)
+    except (salt.exceptions.CommandExecutionError, salt.exceptions.SaltInvocationError) as exc:
+        return _failed(env, exc)
+    return _finish({"result": True, "env": env, "to": to, "restored": done,
+                    "record": recorded.get("key")})
+
+
+def _restore(env, target):
+    """Revert Nomad jobs and Caddy routes to the recorded deployment; raise on any failure."""
+    done = []
+    for minion, jobs in sorted((target.get("nomad_jobs") or {}).items()):
+        for job_id, version in sorted(jobs.items()):
+            status = _call(env, "bionicgpt-node", "nomad.job_status", [job_id]).get(minion)
+            if isinstance(status, dict) and status.get("Version") == version:
+                done.append(f"{minion}: job {job_id} already on version {version}")
+                continue
+            out = _call(env, "bionicgpt-node", "nomad.revert", [job_id], {"version": version}).get(minion)
+            if not isinstance(out, dict):
+                raise salt.exceptions.CommandExecutionError(
+                    f"{minion}: reverting job {job_id} to version {version} failed: {out}"
+                )
+            done.append(f"{minion}: job {job_id} reverted to version {version}")
+    for minion, snapshot in sorted((target.get("caddy_snapshot") or {}).items()):
+        out = _call(env, "hecate-edge", "caddy.rollback", [],
+                    {"snapshot": snapshot, "restore": "after", "force": True}).get(minion)
+        if not isinstance(out, dict):
+            raise salt.exceptions.CommandExecutionError(
+                f"{minion}: restoring the Caddy routes of snapshot {snapshot} failed: {out}"
+            )
+        done.append(f"{minion}: Caddy routes of snapshot {snapshot} restored")
+    return done
+
+
+def plan(env=None, orch="orch.bionicgpt"):
+    """
+    What a run of ``orch`` would change in ``env``, per system and object - the
+    orchestration run with ``test=True`` (nothing is written), summarised.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run hecate.plan env=prod
+        salt-run hecate.plan env=prod orch=orch.hecate
+    """
+    runner = salt.runner.RunnerClient(__opts__)
+    out = runner.cmd(
+        "state.orchestrate", [orch], kwarg={"pillar": {"env": env}, "test": True},
+        print_event=False, full_return=False,
+    )
+    if not isinstance(out, dict):
+        return _failed(env, f"the test run of {orch} returned no data: {out}")
+    rows = hecate_plan.rows(out)
+    failing = [r for r in rows if r["result"] is False]
+    failed = bool(failing) or bool(out.get("retcode"))
+    ret = {
+        "result": not failed,
+        "env": env,
+        "report": hecate_plan.render(rows, env).splitlines(),
+        "changes": rows,
+    }
+    if failed and not failing:
+        ret["comment"] = f"the test run of {orch} failed (retcode {out.get('retcode')})"
+    return _finish(ret)
+
+
+def status(env=None):
+    """
+    Health of ``env``: every Consul service with its instances' check states, and the
+    request through Caddy that the orchestration's verify step makes
+    (``bionicgpt:verify:probe``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run hecate.status env=prod
+    """
+    try:
+        pillar = _env_pillar(env)
+        client = _consul(pillar)
+        services = {}
+        healthy = True
+        for name in sorted(client.catalog_services()):
+            if name == "consul":
+                continue
+            entries = client.health_service(name, passing=False)
+            states = [c.get("Status") for e in entries for c in e.get("Checks") or []]
+            ok = bool(entries) and all(st == "passing" for st in states)
+            healthy = healthy and ok
+            services[name] = {"instances": len(entries), "passing": ok,
+                              "checks": {st: states.count(st) for st in sorted(set(states))}}
+        probe = _probe(hecate_config.traverse(pillar, "bionicgpt:verify:probe"))
+        healthy = healthy and probe.get("ok", True)
+    except (salt.exceptions.CommandExecutionError, salt.exceptions.SaltInvocationError) as exc:
+        return _failed(env, exc)
+    return _finish({"result": healthy, "env": env, "services": services, "probe": probe})
+
+
+def _probe(spec):
+    if not spec or not spec.get("url"):
+        return {"skipped": "no bionicgpt:verify:probe in pillar"}
+    base, _, rest = spec["url"].partition("://")
+    host_part, _, path = rest.partition("/")
+    http = hecate_http.Client(f"{base}://{host_part}", "probe", retries=0, timeout=10,
+                              ca_bundle=spec.get("ca_bundle"))
+    headers = {"Host": spec["host"]} if spec.get("host") else {}
+    try:
+        resp = http.request("GET", "/" + path, ok=range(100, 600), headers=headers,
+                            allow_redirects=False)
+    except hecate_http.Unreachable as exc:
+        return {"url": spec["url"], "ok": False, "error": str(exc)}
+    return {"url": spec["url"], "host": spec.get("host"), "status": resp.status_code,
+            "ok": 200 <= resp.status_code < 400}

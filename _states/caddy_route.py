@@ -97,7 +97,7 @@ def present(name, server=None, index=None, retries=3, **kwargs):
         spec,
         f"caddy_route.present:{name}",
         data,
-        resolve_service=hecate_caddy_routes.consul_resolver(__salt__),
+        resolve_service=hecate_caddy_routes.consul_resolver(__salt__, test=bool(__opts__.get("test"))),
         id_prefix=hecate_caddy_routes.ADHOC_PREFIX,
         errors=errors,
     )

@@ -82,7 +82,9 @@ def managed(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_
         # after this run must undo this run's write only, never an earlier deployment.
         store.clear_pending(server)
     desired = hecate_caddy_routes.build(
-        data, resolve_service=hecate_caddy_routes.consul_resolver(__salt__), base=pillar_key
+        data,
+        resolve_service=hecate_caddy_routes.consul_resolver(__salt__, test=bool(__opts__.get("test"))),
+        base=pillar_key,
     )
     admin = hecate_caddy_client.CaddyAdmin(settings)
     out = hecate_caddy_routes.apply(
@@ -93,6 +95,7 @@ def managed(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_
         store=store,
         retries=int(retries),
         listen=data.get("listen"),
+        run_id=str((__pillar__.get("hecate_run") or {}).get("id") or "") or None,
     )
     changes = out["changes"]
     where = f"Caddy server '{server}'"

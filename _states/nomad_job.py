@@ -36,13 +36,16 @@ How ``running`` works:
    newest stable version (``EnforcePriorVersion`` = the failed version).
 """
 
+import json
 import logging
+import os
 
 try:
+    import hecate_files
     import hecate_nomad_client
     import hecate_state
 except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_nomad_client, hecate_state
+    from saltext.hecate.utils import hecate_files, hecate_nomad_client, hecate_state
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,60 @@ def _client(namespace=None, region=None):
         __opts__, __pillar__, __salt__.get("sdb.get"), __context__,
         overrides={"namespace": namespace, "region": region},
     )
+
+
+def _run_id():
+    """The orchestration run applying this state (pillar ``hecate_run:id``), if any."""
+    return str((__pillar__.get("hecate_run") or {}).get("id") or "") or None
+
+
+def _marks_path(run_id):
+    safe = "".join(c for c in run_id if c.isalnum() or c in "-_.T")
+    return os.path.join(__opts__["cachedir"], "hecate", "nomad-runs", f"{safe}.json")
+
+
+def _marks(run_id):
+    """``{job: version before the run (None: the run created it)}`` for ``run_id``."""
+    try:
+        with open(_marks_path(run_id), encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return {}
+
+
+def _mark_before(name, before):
+    """
+    Remember, for the orchestration run in progress, which version ``name`` had before the
+    run registered a new one (the first registration of the run wins), so a failure in a
+    later step can put the job back where the run found it (``reverted`` with ``run_id``).
+    """
+    run_id = _run_id()
+    if not run_id:
+        return
+    marks = _marks(run_id)
+    if name in marks:
+        return
+    marks[name] = before["Version"] if before else None
+    path = _marks_path(run_id)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    hecate_files.write_atomic(path, json.dumps(marks), mode=0o600)
+    runs = sorted(f for f in os.listdir(os.path.dirname(path)) if f.endswith(".json"))
+    for old in runs[:-50]:  # keep the last 50 runs' marks
+        os.unlink(os.path.join(os.path.dirname(path), old))
+
+
+def _stop_created(ret, client, name, job, run_id):
+    """The run created the job: leaving things as they were means stopping it."""
+    if job is None or job.get("Stop"):
+        ret["comment"] = f"job {name} (created by run {run_id}) is not running"
+        return ret
+    ret["changes"] = {"stopped": {"old": False, "new": True}}
+    if __opts__.get("test"):
+        ret.update(result=None, comment=f"job {name} was created by run {run_id} and would be stopped")
+        return ret
+    client.deregister(name, purge=False, namespace=job.get("Namespace"))
+    ret["comment"] = f"job {name} was created by run {run_id}: stopped"
+    return ret
 
 
 def _latest_deployment_failed(client, job):
@@ -169,6 +226,7 @@ def running(
             f"{plan.get('JobModifyIndex', 0)}): {exc.text}. Nothing was registered; re-run to plan "
             f"against the current version."))
         return ret
+    _mark_before(name, before)
     after = client.job(name) or {}
     version = after.get("Version", new_version)
     changes["version"] = {"old": before["Version"] if before else None, "new": version}
@@ -255,16 +313,29 @@ def absent(name, purge=False, namespace=None, region=None):
 
 
 @hecate_state.guard
-def reverted(name, version=None, namespace=None, region=None, timeout=600):
+def reverted(name, version=None, namespace=None, region=None, timeout=600, run_id=None):
     """
     Put the job back on a version that worked: ``version``, or by default the newest
     stable version, unless the current version is stable already. For orchestration
     ``onfail`` steps. A job that does not exist, or whose current version is stable,
     needs nothing.
+
+    run_id
+        Put the job back where the orchestration run ``run_id`` found it: the version it
+        had before that run registered a new one (a job the run created is stopped). A job
+        the run did not register needs nothing.
     """
     ret = hecate_state.new(name)
     client = _client(namespace, region)
     job = client.job(name)
+    if run_id:
+        marks = _marks(str(run_id))
+        if name not in marks:
+            ret["comment"] = f"job {name} was not changed by run {run_id}; nothing to revert"
+            return ret
+        if marks[name] is None:
+            return _stop_created(ret, client, name, job, run_id)
+        version = marks[name]
     if job is None:
         ret["comment"] = f"job {name} does not exist; nothing to revert"
         return ret

@@ -243,7 +243,7 @@ class SnapshotStore:
             return json.load(fh)
 
     # snapshots
-    def save(self, server, path, before, after, config):
+    def save(self, server, path, before, after, config, run_id=None):
         now = datetime.datetime.now(datetime.timezone.utc)
         snap_id = now.strftime("%Y%m%dT%H%M%S.%fZ") + "-" + safe_name(server)
         record = {
@@ -254,6 +254,7 @@ class SnapshotStore:
             "before": before,
             "after": after,
             "config": config,
+            "run": run_id,
         }
         self._write(os.path.join(self._dir("snapshots"), snap_id + ".json"), record)
         self._prune()

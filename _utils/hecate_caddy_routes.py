@@ -721,6 +721,9 @@ def build_route(spec, where, data, resolve_service=None, id_prefix=ID_PREFIX, er
                 own.append((f"{where}:upstream:consul_service", str(exc)))
                 addresses = []
             for addr in sorted(set(addresses or [])):
+                if str(addr).startswith("<"):  # preview placeholder, never written
+                    upstreams.append(str(addr))
+                    continue
                 try:
                     upstreams.append(parse_upstream(str(addr))[1])
                 except ValueError as exc:
@@ -875,8 +878,17 @@ def check_pillar(pillar, env):
     return []
 
 
-def consul_resolver(salt_funcs):
-    """``resolve_service`` over ``__salt__["hecate_consul.service_addresses"]``."""
+PENDING_UPSTREAM = "<passing instances of Consul service '{}' when applied>"
+
+
+def consul_resolver(salt_funcs, test=False):
+    """
+    ``resolve_service`` over ``__salt__["hecate_consul.service_addresses"]``.
+
+    ``test``: a preview of an orchestration runs before the steps that start the
+    service (Nomad), so a service with no passing instance yet is shown as a placeholder
+    upstream instead of failing the preview; a real run still fails on it.
+    """
     fun = "hecate_consul.service_addresses"
 
     def resolve(service):
@@ -886,6 +898,8 @@ def consul_resolver(salt_funcs):
                 f"cannot resolve Consul service '{service}'"
             )
         addresses = salt_funcs[fun](service, passing=True)
+        if not addresses and test:
+            return [PENDING_UPSTREAM.format(service)]
         if not addresses:
             raise salt.exceptions.CommandExecutionError(
                 f"Consul service '{service}' has no passing instances"
@@ -1111,7 +1125,7 @@ def _server_missing(config, server):
     )
 
 
-def apply(admin, server, compute, test, store=None, retries=3, listen=None):
+def apply(admin, server, compute, test, store=None, retries=3, listen=None, run_id=None):
     """
     Read the whole config with its ETag, ``compute(live_routes) -> (new_routes, changes)``,
     and write the server's new routes array in ONE request guarded by ``If-Match``.
@@ -1163,7 +1177,7 @@ def apply(admin, server, compute, test, store=None, retries=3, listen=None):
             path, value, method, before = parts + ("routes",), new_routes, "PUT", None
         snap = None
         if store is not None:
-            snap = store.save(server, path, before, value, config)
+            snap = store.save(server, path, before, value, config, run_id=run_id)
             store.push_pending(server, snap)
         try:
             admin.write(method, hecate_caddy_client.config_path(*path), value, etag)
@@ -1186,13 +1200,24 @@ def apply(admin, server, compute, test, store=None, retries=3, listen=None):
 
 
 # -- rollback ---------------------------------------------------------------------------------------
-def rollback(admin, store, server=None, snapshot=None, force=False, test=False, retries=3):
+def rollback(admin, store, server=None, snapshot=None, force=False, test=False, retries=3,
+             restore="before", run_id=None):
     """
     Undo hecate's writes: every pending snapshot (of ``server``, or of all servers),
     newest first, or the one named ``snapshot``. Each restore is guarded: it happens only
     when the live value is still what hecate wrote (``force=True`` restores anyway), in
     one write with ``If-Match``. Returns ``{"restored": [...], "skipped": [...]}``.
+
+    ``restore="after"`` (with ``snapshot``) puts back what that write applied instead of
+    what it replaced: the config of a recorded deployment (``hecate.rollback``).
+    ``run_id`` limits the undo to the writes of that orchestration run (an onfail step
+    after a run whose Caddy step never ran must not undo the previous run's write).
     """
+    if restore not in ("before", "after"):
+        raise salt.exceptions.SaltInvocationError("restore must be 'before' or 'after'")
+    if restore == "after" and not snapshot:
+        raise salt.exceptions.SaltInvocationError("restore='after' needs a snapshot")
+    other = "after" if restore == "before" else "before"
     if snapshot:
         todo = [store.load(snapshot)]
     else:
@@ -1201,6 +1226,8 @@ def rollback(admin, store, server=None, snapshot=None, force=False, test=False, 
             if server is None or srv == hecate_caddy_client.safe_name(server):
                 ids.extend(snaps)
         todo = [store.load(sid) for sid in sorted(ids, reverse=True)]
+        if run_id is not None:
+            todo = [record for record in todo if record.get("run") == str(run_id)]
     restored, skipped = [], []
     for record in todo:
         path = tuple(record["path"])
@@ -1208,10 +1235,10 @@ def rollback(admin, store, server=None, snapshot=None, force=False, test=False, 
         for _ in range(retries + 1):
             config, etag = admin.get()
             current = hecate_caddy_client.traverse(config, path)
-            if current == record["before"]:
+            if current == record[restore]:
                 skipped.append({"snapshot": record["id"], "reason": "already at the saved config"})
                 break
-            if current != record["after"] and not force:
+            if current != record[other] and not force:
                 raise salt.exceptions.CommandExecutionError(
                     f"Caddy config at {where} changed since hecate wrote it (snapshot "
                     f"{record['id']}); not restoring over someone else's change "
@@ -1221,12 +1248,12 @@ def rollback(admin, store, server=None, snapshot=None, force=False, test=False, 
                 restored.append({"snapshot": record["id"], "path": where, "would": True})
                 break
             try:
-                if record["before"] is None:
+                if record[restore] is None:
                     admin.write("DELETE", where, None, etag)
                 elif current is None:
-                    admin.write("PUT", where, record["before"], etag)
+                    admin.write("PUT", where, record[restore], etag)
                 else:
-                    admin.write("PATCH", where, record["before"], etag)
+                    admin.write("PATCH", where, record[restore], etag)
             except hecate_caddy_client.PreconditionFailed:
                 continue
             restored.append({"snapshot": record["id"], "path": where})
@@ -1236,7 +1263,7 @@ def rollback(admin, store, server=None, snapshot=None, force=False, test=False, 
                 f"Caddy config kept changing while restoring snapshot {record['id']} "
                 f"(412 {retries + 1} times); nothing was restored"
             )
-        if not test:
+        if not test and restore == "before":
             store.pop_pending(record["server"], record["id"])
     return {"restored": restored, "skipped": skipped}
 

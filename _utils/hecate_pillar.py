@@ -11,10 +11,15 @@ import copy
 
 import salt.pillar
 
+import salt.exceptions
+import salt.utils.sdb
+
 try:
+    import hecate_preflight
     import hecate_schema
+    import hecate_vault_client
 except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_schema
+    from saltext.hecate.utils import hecate_preflight, hecate_schema, hecate_vault_client
 
 ROLES = ("hecate-edge", "bionicgpt-node")
 
@@ -32,8 +37,12 @@ def compile_for_env(opts, env, roles=ROLES, minion_id=None):
     return compiled, errors
 
 
-def validate_env(opts, env):
-    """Every error for ``env``: render errors first, then schema and semantic checks."""
+def validate_env(opts, env, check_refs=False):
+    """
+    Every error for ``env``: render errors first, then schema and semantic checks, then
+    (``check_refs``, once the schema passes) the Vault references hecate does not produce
+    itself must exist - read with this master's ``hecate:connections:vault`` settings.
+    """
     if not isinstance(env, str) or not env:
         return ["env: an environment name is required (e.g. pillar='{\"env\": \"prod\"}')"]
     compiled, errors = compile_for_env(opts, env)
@@ -44,4 +53,18 @@ def validate_env(opts, env):
         ]
     if errors:
         return [f"pillar render: {err}" for err in errors]
-    return hecate_schema.validate(compiled, env)
+    found = hecate_schema.validate(compiled, env)
+    if found or not check_refs:
+        return found
+    return [f"{path}: {msg}" for path, msg in check_references(opts, compiled)]
+
+
+def check_references(opts, pillar):
+    """``[(key_path, message)]`` of secret references that will not resolve."""
+    try:
+        vault = hecate_vault_client.from_config(
+            opts, pillar, lambda uri: salt.utils.sdb.sdb_get(uri, opts)
+        )
+        return hecate_preflight.missing_references(pillar, vault)
+    except (salt.exceptions.CommandExecutionError, salt.exceptions.SaltInvocationError) as exc:
+        return [("hecate:connections:vault", f"cannot check secret references: {exc}")]

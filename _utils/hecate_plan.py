@@ -65,8 +65,11 @@ def summarize(changes):
 
 def rows(orch_return):
     """
-    ``[{"step", "system", "minion", "object", "change", "result"}]`` for every state with
-    changes, in run order. Failed states appear with their comment as the change.
+    ``[{"step", "system", "minion", "object", "change", "result", "key"}]`` for every
+    state with changes, in run order. Failed states appear with their comment as the
+    change. A state that several steps include (e.g. the WireGuard keys, made by one step
+    and required by the next) is one object: under test=True each step predicts it again,
+    so only its first appearance counts.
     """
     out = []
     data = (orch_return or {}).get("data") or {}
@@ -80,15 +83,21 @@ def rows(orch_return):
             if nested:
                 for minion, states in sorted(nested.items()):
                     if not isinstance(states, dict):
-                        out.append(_row(step_id, "?", minion, step_id, str(states), False))
+                        out.append(_row(step_id, "?", minion, step_id, str(states), False, step_key))
                         continue
                     for key, ret in sorted(states.items(), key=lambda kv: kv[1].get("__run_num__", 0)):
                         out.extend(_state_rows(step_id, minion, key, ret))
             elif module != "salt":
                 out.extend(_state_rows(step_id, "master", step_key, step))
             elif step.get("result") is False:
-                out.append(_row(step_id, "?", "-", step_id, step.get("comment", ""), False))
-    return out
+                out.append(_row(step_id, "?", "-", step_id, step.get("comment", ""), False, step_key))
+    seen, unique = set(), []
+    for row in out:
+        ident = (row["minion"], row["key"])
+        if ident not in seen:
+            seen.add(ident)
+            unique.append(row)
+    return unique
 
 
 def _state_rows(step_id, minion, key, ret):
@@ -97,15 +106,15 @@ def _state_rows(step_id, minion, key, ret):
     module, _, name, _ = _split_key(key)
     system = SYSTEMS.get(module, "host")
     if ret.get("result") is False:
-        return [_row(step_id, system, minion, name, "FAILS: " + str(ret.get("comment", "")), False)]
+        return [_row(step_id, system, minion, name, "FAILS: " + str(ret.get("comment", "")), False, key)]
     if ret.get("changes"):
-        return [_row(step_id, system, minion, name, summarize(ret["changes"]), ret.get("result"))]
+        return [_row(step_id, system, minion, name, summarize(ret["changes"]), ret.get("result"), key)]
     return []
 
 
-def _row(step, system, minion, obj, change, result):
+def _row(step, system, minion, obj, change, result, key):
     return {"step": step, "system": system, "minion": minion, "object": obj,
-            "change": change, "result": result}
+            "change": change, "result": result, "key": key}
 
 
 def render(plan_rows, env):

@@ -33,6 +33,7 @@ SYSTEM_MODULES = (
     "hecate_nginx",
     "hecate_coturn",
     "hecate_authentik_client",
+    "hecate_preflight",
 )
 
 ENV_NAME = r"^[a-z][a-z0-9-]{1,30}$"

@@ -11,9 +11,12 @@ for real, and once more, printing a summary of each. Everything stays up until `
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
 import yaml
 
@@ -50,11 +53,15 @@ class Lab:
         if self.load_state():
             print("a lab is already up; `python -m lab down` first", file=sys.stderr)
             return 1
+        # a throwaway lab: nothing of an earlier one (Caddy's autosave, keys, caches) survives
+        shutil.rmtree(self.workdir, ignore_errors=True)
         os.makedirs(self.workdir, exist_ok=True)
         lab_secrets = topology.new_lab_secrets()
         state = {"pids": {}, "addresses": {}, "started": time.time()}
         try:
             self._start_services(state, lab_secrets)
+            # nginx/coturn of the edge write into the lab and listen on loopback ports
+            state["addresses"].update(topology.edge_addresses(os.path.join(self.workdir, "edge")))
             topology.write_runtime_pillar(os.path.join(self.workdir, "pillar"), state["addresses"])
             self._start_salt(state, lab_secrets)
         except Exception:
@@ -108,7 +115,9 @@ class Lab:
         state["pids"]["authentik"] = authentik.proc.pid
         state["addresses"]["authentik"] = authentik.url
         # the API token and the lab users' passwords live in Vault only, as in production
-        topology.seed_vault(vault.url, lab_secrets["vault_root_token"], topology.authentik_vault_seed(lab_secrets))
+        # operator-provided secrets (the Authentik API token, Consul ACL tokens, Azure) live in
+        # Vault only, as in production; hecate generates the rest during the run
+        topology.seed_prerequisites(vault.url, lab_secrets["vault_root_token"], lab_secrets)
         step("starting Caddy (real binary, admin API on loopback)")
         caddy = lab_caddy.Caddy(os.path.join(self.workdir, "caddy")).start()
         state["pids"]["caddy"] = caddy.proc.pid
@@ -220,7 +229,27 @@ class Lab:
             step(f"orch.bionicgpt env=lab: {title}")
             data, elapsed = self.orch(test=test)
             rc = max(rc, print_summary(data, elapsed))
-        return rc
+        return max(rc, self.request_through_caddy())
+
+    def request_through_caddy(self, path="/"):
+        """A request to the chat domain on Caddy's listener: Caddy -> oauth2-proxy's stand-in."""
+        state = self.load_state() or {}
+        port = (state.get("addresses") or {}).get("caddy_http_port")
+        if not port:
+            return 0
+        step(f"GET http://{topology.LAB_CHAT_DOMAIN}{path} through Caddy (127.0.0.1:{port})")
+        req = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
+                                     headers={"Host": topology.LAB_CHAT_DOMAIN})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 (loopback)
+                body = resp.read(300).decode("utf-8", "replace")
+                print(f"  {resp.status} {body.splitlines()[0] if body else ''}")
+                return 0
+        except urllib.error.HTTPError as exc:
+            print(f"  {exc.code} {exc.read(300).decode('utf-8', 'replace')}")
+        except OSError as exc:
+            print(f"  failed: {exc}")
+        return 1
 
     # -- down / status ----------------------------------------------------------------------
     def down(self):
@@ -228,6 +257,9 @@ class Lab:
         if not state:
             print("no lab is up")
             return 0
+        edge_dir = (state.get("addresses") or {}).get("edge_dir")
+        if edge_dir:  # nginx started by the hecate.nginx states of the lab
+            procs.kill_pidfile(topology.edge_paths(edge_dir)["nginx_pid"])
         for name in reversed(list(state["pids"])):
             pidfile = os.path.join(self.workdir, f"{name}.pid")
             with open(pidfile, "w", encoding="utf-8") as fh:
@@ -264,14 +296,15 @@ def print_summary(data, elapsed):
         print(json.dumps(data, indent=2))
         return 1
     rc = 0
-    for _, step_ret in sorted(steps.items(), key=lambda kv: kv[1].get("__run_num__", 0)):
+    for key, step_ret in sorted(steps.items(), key=lambda kv: kv[1].get("__run_num__", 0)):
         res = step_ret.get("result")
+        runner = key.endswith("_|-runner")  # lock/record: the runner's return is no change count
         mark = {True: "ok", None: "preview", False: "FAILED"}[res]
         if res is False:
             rc = 1
         print(
             f"  {step_ret.get('__id__', '?'):34} {mark:8} "
-            f"changes={count_changes(step_ret.get('changes'))} "
+            f"changes={'-' if runner else count_changes(step_ret.get('changes'))} "
             f"{step_ret.get('duration', 0) / 1000:.2f}s"
         )
         if res is False:

@@ -111,13 +111,19 @@ def runtime_pillar(addresses, agents_dir=None):
         if name in addresses:
             conns[name] = {"url": addresses[name]}
     pillar = {"hecate": {"connections": conns}}
+    if "caddy_http_port" in addresses:
+        # the lab's Caddy listens on a loopback port: probe the chat route by Host header
+        pillar["bionicgpt"] = {"verify": {"probe": {
+            "url": f"http://127.0.0.1:{addresses['caddy_http_port']}/ping",
+            "host": LAB_CHAT_DOMAIN,
+        }}}
     agents_dir = addresses.get("agents_dir", agents_dir)
     if agents_dir:
         pillar["hecate"]["consul"] = {"agent": agent_dirs(agents_dir)["consul"]}
-        pillar["bionicgpt"] = {
+        pillar.setdefault("bionicgpt", {}).update({
             "wireguard": agent_dirs(agents_dir)["wireguard"],
             "nomad": {"agent": agent_dirs(agents_dir)["nomad"]},
-        }
+        })
     if "edge_dir" in addresses:
         pillar["hecate"]["reverse_proxy"] = edge_pillar(addresses)
     return pillar
@@ -259,7 +265,8 @@ def write_runtime_pillar(runtime_dir, addresses):
 def agent_secrets():
     """
     Fresh values for the secrets the agent configs reference in pillar: the Consul gossip
-    key (base64 of 32 random bytes, as `consul keygen` makes) and ACL tokens (UUIDs).
+    key (base64 of 32 random bytes, as `consul keygen` makes; in a full run hecate.secrets
+    generates it) and ACL tokens (UUIDs; in production made with Consul's ACL system).
     """
     import base64  # pylint: disable=import-outside-toplevel
     import uuid  # pylint: disable=import-outside-toplevel
@@ -339,3 +346,25 @@ def seed_vault(vault_url, root_token, items):
     kv = hecate_vault_client.VaultKV({"url": vault_url, "token": root_token})
     for (mount, path), data in items.items():
         kv.merge(mount, path, data)
+
+
+# Operator-provided secrets (hecate never makes them): what a lab's Vault must hold before an
+# orchestration runs, with lab values. hecate.validate checks that they exist.
+LAB_CHAT_DOMAIN = "chat.codemonkey.ai"
+
+
+def azure_secrets():
+    """Azure OpenAI connection for LiteLLM (the lab never calls Azure)."""
+    return {("secret", "bionicgpt/azure"): {
+        "endpoint": "https://lab-openai.invalid/",
+        "api_key": "lab-" + secrets.token_urlsafe(24),
+        "chat_deployment": "gpt-4-lab",
+    }}
+
+
+def seed_prerequisites(vault_url, root_token, lab_secrets):
+    """Everything an orchestration of the lab needs in Vault that hecate does not generate."""
+    items = dict(authentik_vault_seed(lab_secrets))
+    items.update(azure_secrets())
+    seed_vault(vault_url, root_token, items)
+    seed_agent_secrets(vault_url, root_token)

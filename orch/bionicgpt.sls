@@ -1,14 +1,83 @@
 {#- salt-run state.orch orch.bionicgpt pillar='{"env": "prod"}' [test=True]
-    Deploys the whole stack of one environment in the order of DESIGN.md section 4.
-    Minions are targeted by grain: role and environment. #}
+
+    Deploys one environment of the whole stack in the order of DESIGN.md section 4. Minions
+    are targeted by grain (role and hecate_env); every step that changes a system is a
+    salt.state step applying idempotent hecate states, so test=True previews every step and
+    writes nothing. Lock and record are runner steps (imperative; they don't run under
+    test=True). A failure stops the steps that need it, and the onfail steps put back what
+    this run changed: the previous Caddy routes, the Nomad jobs' previous versions, the lock. #}
+{%- from "orch/steps.jinja" import state_step, runner_step with context %}
 {%- set env = pillar.get('env') %}
 {%- if not env %}
 {{ raise('orch.bionicgpt needs an environment: pillar=\'{"env": "<lab|dev|staging|prod>"}\'') }}
 {%- endif %}
-{%- set edge = 'G@roles:hecate-edge and G@hecate_env:' ~ env %}
-{%- set node = 'G@roles:bionicgpt-node and G@hecate_env:' ~ env %}
+{%- set run_id = salt['hecate.new_run_id']() %}
+{%- set run = {'hecate_run': {'id': run_id, 'env': env}} %}
+{%- set run_kw = {'env': env, 'run_id': run_id} %}
 
-# 1. Validate the pillar of the environment before anything writes (runs under test=True too).
-validate_pillar:
+# 1. The pillar of the environment is valid and the secrets hecate doesn't make exist
+#    (on the master; runs under test=True too) ...
+validate:
   hecate.validated:
     - env: {{ env }}
+
+# ... and every node reaches the APIs it will call, with its credentials.
+{{ state_step('preflight', env, run, None, ['hecate.preflight'], ['hecate: validate']) }}
+
+# 2. One run per environment at a time (Consul session lock hecate/locks/<env>).
+{{ runner_step('lock', 'hecate.lock', run_kw, ['salt: preflight']) }}
+
+# 3. WireGuard: keys made on each node (public keys into the mine), then the tunnel config
+#    (peers from the mine, changed live without dropping the tunnel), then a handshake.
+{{ state_step('wireguard_keys', env, run, None, ['wireguard.keys'], ['salt: lock']) }}
+{{ state_step('wireguard', env, run, None, ['wireguard'], ['salt: wireguard_keys']) }}
+{{ state_step('wireguard_verify', env, run, None, ['wireguard.verify'], ['salt: wireguard']) }}
+
+# 5 (before 4: the agents' configs need the gossip key). Generated secrets in Vault: made once,
+#    never rotated implicitly.
+{{ state_step('secrets_edge', env, run, 'hecate-edge', ['hecate.secrets'], ['salt: lock']) }}
+{{ state_step('secrets_node', env, run, 'bionicgpt-node', ['bionicgpt.secrets'], ['salt: lock']) }}
+
+# 4. Consul agents (server on the cloud node, client on the local node, over the tunnel) and
+#    the Nomad agent on the local node.
+{{ state_step('consul_agents', env, run, None, ['consul.agent'], ['salt: wireguard_verify', 'salt: secrets_edge']) }}
+{{ state_step('nomad_agent', env, run, 'bionicgpt-node', ['nomad.agent'], ['salt: consul_agents', 'salt: secrets_node']) }}
+
+# 6. Authentik: groups, scope mapping, OAuth2 provider (client id/secret into Vault),
+#    application, bindings, enrollment.
+{{ state_step('authentik', env, run, 'hecate-edge', ['bionicgpt.authentik'], ['salt: consul_agents']) }}
+
+# 7. Nomad: database, llm, application - planned, registered with the plan's modify index,
+#    followed until healthy; a failed deployment is reverted by the state itself.
+{{ state_step('nomad_jobs', env, run, 'bionicgpt-node', ['bionicgpt.jobs'], ['salt: nomad_agent', 'salt: authentik']) }}
+
+# 8. Consul: external services that Nomad does not run.
+{{ state_step('consul_services', env, run, 'hecate-edge', ['hecate.consul_services'], ['salt: consul_agents']) }}
+
+# 9. Caddy: the whole route set in one write guarded by the ETag it read; the BionicGPT
+#    route's upstream is oauth2-proxy's passing instances in Consul.
+{{ state_step('caddy', env, run, 'hecate-edge', ['hecate.caddy'], ['salt: nomad_jobs', 'salt: consul_services']) }}
+
+# 10. Verify: Consul health of every BionicGPT service, a request through the Caddy route.
+{{ state_step('verify', env, run, 'hecate-edge', ['bionicgpt.verify'], ['salt: caddy']) }}
+
+# 11. Record the deployment (only when something changed) and release the lock.
+{{ runner_step('record', 'hecate.record', run_kw, ['salt: verify'], onchanges=['salt: wireguard', 'salt: secrets_edge', 'salt: secrets_node', 'salt: consul_agents', 'salt: nomad_agent', 'salt: authentik', 'salt: nomad_jobs', 'salt: consul_services', 'salt: caddy']) }}
+{{ runner_step('unlock', 'hecate.unlock', run_kw, ['salt: record']) }}
+
+# -- when a step fails after this run took the lock: put back what it changed, release the lock --
+caddy_rollback:
+  salt.function:
+    - name: caddy.rollback
+    - tgt: {{ ('G@roles:hecate-edge and G@hecate_env:' ~ env) | json }}
+    - tgt_type: compound
+    - kwarg: {run_id: {{ run_id | json }}}
+    - require:
+      - salt: lock
+    - onfail:
+      - salt: caddy
+      - salt: verify
+
+{{ state_step('nomad_restore', env, run, 'bionicgpt-node', ['bionicgpt.jobs_revert'], ['salt: lock'], onfail=['salt: nomad_jobs', 'salt: consul_services', 'salt: caddy', 'salt: verify']) }}
+
+{{ runner_step('unlock_after_failure', 'hecate.unlock', dict(run_kw, leave_others=True), ['salt: lock'], onfail=['salt: wireguard_keys', 'salt: wireguard', 'salt: wireguard_verify', 'salt: secrets_edge', 'salt: secrets_node', 'salt: consul_agents', 'salt: nomad_agent', 'salt: authentik', 'salt: nomad_jobs', 'salt: consul_services', 'salt: caddy', 'salt: verify', 'salt: record']) }}

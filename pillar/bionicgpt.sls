@@ -15,6 +15,12 @@ bionicgpt:
       length: 32
       alphabet: alnum
       description: PostgreSQL password of the bionicgpt database role
+    db_app_password:
+      path: secret/bionicgpt/db
+      key: app_password
+      length: 32
+      alphabet: alnum
+      description: PostgreSQL password of BionicGPT's application role (row-level security)
     oauth2_proxy_cookie_secret:
       path: secret/bionicgpt/oauth
       key: cookie_secret
@@ -204,6 +210,14 @@ bionicgpt:
       title: Create your account
       identification_stage: default-authentication-identification
       captcha: null
+
+  # After a deployment (orchestration step 10, on the cloud node): these Consul services must
+  # pass their checks, and a request through Caddy's route must be answered by oauth2-proxy.
+  verify:
+    services: [bionicgpt-postgres, ollama, litellm, bionicgpt, bionicgpt-oauth2-proxy]
+    timeout: 180
+    probe:
+      url: https://chat.codemonkey.ai/ping      # oauth2-proxy's unauthenticated health path
 
 # Public keys reach the other side through the mine; no minion config change is needed.
 mine_functions:

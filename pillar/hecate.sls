@@ -21,6 +21,24 @@ hecate:
     nomad:
       url: http://127.0.0.1:4646
 
+  # Secrets hecate generates into Vault for the edge (salt/hecate/secrets.sls, on the cloud
+  # node): where and how, never values. Generated once, never changed unless a run names them
+  # in pillar `rotate`. Operator-provided secrets (the Authentik API token, Consul ACL tokens)
+  # are checked by hecate.validate before anything runs.
+  secrets:
+    consul_gossip_key:
+      path: secret/hecate/consul
+      key: gossip_key
+      length: 32
+      alphabet: bytes_base64          # `consul keygen` form: 32 random bytes, base64
+      description: Consul gossip encryption key
+    coturn_static_auth_secret:
+      path: secret/hecate/coturn
+      key: static_auth_secret
+      length: 48
+      alphabet: alnum
+      description: coturn REST API static auth secret (TURN credentials)
+
   # External services (not run by Nomad) registered in Consul by salt/hecate/consul_services.sls
   # (this replaces /srv/scripts/register-external-services.sh). The key is the service ID;
   # `ensure: absent` deregisters one. Checks: exactly one of http/tcp/ttl, interval for http/tcp.
@@ -124,6 +142,12 @@ hecate:
         - domain: cybermonkey.dev
           backend: "100.65.138.128:8009"
           service: helen
+
+        # BionicGPT: oauth2-proxy on the local node signs users in against Authentik; its
+        # address comes from Consul (passing instances only) each time the routes apply.
+        - domain: chat.codemonkey.ai
+          upstream: {consul_service: bionicgpt-oauth2-proxy}
+          service: bionicgpt
 
     # Non-HTTP traffic on the edge (Caddy serves HTTP). States: hecate.nginx, hecate.coturn.
     nginx:

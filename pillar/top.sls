@@ -14,4 +14,6 @@ base:
     - ignore_missing: True
     # written by `python -m lab up` and the test suite: loopback addresses of the lab
     - lab_runtime
+    # a lab's local changes on top (the tests write it to change the lab's pillar)
+    - lab_overrides
 {%- endif %}

@@ -18,8 +18,9 @@ import sys
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
+for _path in (REPO, os.path.join(REPO, "_utils")):  # the lab package; utils as the tree has them
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
 
 from lab import caddy as lab_caddy  # noqa: E402
 from lab import procs, topology  # noqa: E402

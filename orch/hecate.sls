@@ -1,0 +1,42 @@
+{#- salt-run state.orch orch.hecate pillar='{"env": "prod"}' [test=True]
+
+    The Hecate edge alone, on the cloud node: its generated secrets, Authentik objects,
+    external Consul services, Caddy routes, nginx streams and coturn. Same lock, preview and
+    recovery rules as orch.bionicgpt. (Routes whose upstream is a Consul service need that
+    service's passing instances: deploy orch.bionicgpt first.) #}
+{%- from "orch/steps.jinja" import state_step, runner_step with context %}
+{%- set env = pillar.get('env') %}
+{%- if not env %}
+{{ raise('orch.hecate needs an environment: pillar=\'{"env": "<lab|dev|staging|prod>"}\'') }}
+{%- endif %}
+{%- set run_id = salt['hecate.new_run_id']() %}
+{%- set run = {'hecate_run': {'id': run_id, 'env': env}} %}
+{%- set run_kw = {'env': env, 'run_id': run_id} %}
+
+validate:
+  hecate.validated:
+    - env: {{ env }}
+
+{{ state_step('preflight', env, run, 'hecate-edge', ['hecate.preflight'], ['hecate: validate']) }}
+{{ runner_step('lock', 'hecate.lock', run_kw, ['salt: preflight']) }}
+{{ state_step('secrets_edge', env, run, 'hecate-edge', ['hecate.secrets'], ['salt: lock']) }}
+{{ state_step('authentik', env, run, 'hecate-edge', ['bionicgpt.authentik'], ['salt: lock']) }}
+{{ state_step('consul_services', env, run, 'hecate-edge', ['hecate.consul_services'], ['salt: lock']) }}
+{{ state_step('caddy', env, run, 'hecate-edge', ['hecate.caddy'], ['salt: authentik', 'salt: consul_services']) }}
+{{ state_step('streams', env, run, 'hecate-edge', ['hecate.nginx', 'hecate.coturn'], ['salt: secrets_edge', 'salt: consul_services']) }}
+{{ runner_step('record', 'hecate.record', run_kw, ['salt: caddy', 'salt: streams'], onchanges=['salt: secrets_edge', 'salt: authentik', 'salt: consul_services', 'salt: caddy', 'salt: streams']) }}
+{{ runner_step('unlock', 'hecate.unlock', run_kw, ['salt: record']) }}
+
+caddy_rollback:
+  salt.function:
+    - name: caddy.rollback
+    - tgt: {{ ('G@roles:hecate-edge and G@hecate_env:' ~ env) | json }}
+    - tgt_type: compound
+    - kwarg: {run_id: {{ run_id | json }}}
+    - require:
+      - salt: lock
+    - onfail:
+      - salt: caddy
+      - salt: streams
+
+{{ runner_step('unlock_after_failure', 'hecate.unlock', dict(run_kw, leave_others=True), ['salt: lock'], onfail=['salt: secrets_edge', 'salt: authentik', 'salt: consul_services', 'salt: caddy', 'salt: streams', 'salt: record']) }}
