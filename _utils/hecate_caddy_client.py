@@ -81,7 +81,7 @@ class CaddyAdmin:
             headers=headers,
             timeout=settings.get("timeout", 30),
             retries=settings.get("retries", 2),
-            **hecate_config.tls_args(settings),
+            **hecate_config.tls_args(settings, "caddy"),
         )
 
     @classmethod
