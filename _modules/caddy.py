@@ -212,7 +212,10 @@ def route_add(route, server=None, index=None, etag=None):
 def route_replace(route_id, route, etag=None):
     """
     Replace the object carrying ``@id`` ``route_id`` (``PATCH /id/<id>``); the new object
-    keeps that ``@id`` unless it names its own.
+    keeps that ``@id`` unless it names its own. Always guarded by ``If-Match``: ``etag``
+    (from ``caddy.config etag=True``; a 412 then fails), else the ETag of a fresh read
+    (retried on 412), because Caddy resolves an ``@id`` before it locks its config and an
+    unguarded write racing another change can hit a different object.
 
     CLI Example:
 
@@ -225,14 +228,14 @@ def route_replace(route_id, route, etag=None):
         raise salt.exceptions.SaltInvocationError("route must be a JSON object")
     obj = dict(obj)
     obj.setdefault("@id", route_id)
-    path = hecate_caddy_client._id_path(route_id)  # pylint: disable=protected-access
-    _admin().write("PATCH", path, obj, etag)
+    _admin().write_id("PATCH", route_id, obj, etag)
     return True
 
 
 def route_delete(route_id, etag=None):
     """
-    Delete the object carrying ``@id`` ``route_id`` (``DELETE /id/<id>``).
+    Delete the object carrying ``@id`` ``route_id`` (``DELETE /id/<id>``), guarded like
+    ``caddy.route_replace``.
 
     CLI Example:
 
@@ -240,8 +243,7 @@ def route_delete(route_id, etag=None):
 
         salt cloud caddy.route_delete x
     """
-    path = hecate_caddy_client._id_path(route_id)  # pylint: disable=protected-access
-    _admin().write("DELETE", path, None, etag)
+    _admin().write_id("DELETE", route_id, None, etag)
     return True
 
 

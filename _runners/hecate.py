@@ -447,13 +447,15 @@ def _probe(spec):
         return {"skipped": "no bionicgpt:verify:probe in pillar"}
     base, _, rest = spec["url"].partition("://")
     host_part, _, path = rest.partition("/")
-    http = hecate_http.Client(f"{base}://{host_part}", "probe", retries=0, timeout=10,
-                              ca_bundle=spec.get("ca_bundle"))
     headers = {"Host": spec["host"]} if spec.get("host") else {}
     try:
+        # TLS verified; bionicgpt:verify:probe:ca_bundle names the CA (on this master)
+        http = hecate_http.Client(f"{base}://{host_part}", "probe", retries=0, timeout=10,
+                                  ca_bundle=spec.get("ca_bundle"),
+                                  config_key="bionicgpt:verify:probe")
         resp = http.request("GET", "/" + path, ok=range(100, 600), headers=headers,
                             allow_redirects=False)
-    except hecate_http.Unreachable as exc:
+    except (hecate_http.Unreachable, salt.exceptions.SaltInvocationError) as exc:
         return {"url": spec["url"], "ok": False, "error": str(exc)}
     return {"url": spec["url"], "host": spec.get("host"), "status": resp.status_code,
             "ok": 200 <= resp.status_code < 400}

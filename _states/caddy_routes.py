@@ -106,7 +106,8 @@ def managed(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_
         would=f"would update the hecate routes of {where} ({_count(changes)}) in one guarded write",
         did=(
             f"updated the hecate routes of {where} ({_count(changes)}) in one guarded write"
-            + (f" after {out['attempts'] - 1} retries (Caddy changed meanwhile)" if out["attempts"] > 1 else "")
+            + (f" after {out['conflicts']} retries (Caddy changed meanwhile)" if out.get("conflicts") else "")
+            + (f" ({out['dropped']} writes dropped by Caddy and checked)" if out.get("dropped") else "")
             + f"; previous routes kept as snapshot {out['snapshot']} (caddy.rollback restores them)"
         ),
     )

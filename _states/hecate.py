@@ -156,7 +156,8 @@ def http_ok(name, host=None, status=None, timeout=60, verify=True, ca_bundle=Non
     Wait until ``GET <name>`` (a URL; ``host`` sets the Host header, e.g. to reach a
     route on Caddy's listener by address) answers with a status in ``status`` (default:
     any 2xx or 3xx), up to ``timeout`` seconds. Under ``test=True`` it tries once and
-    reports None instead of failing.
+    reports None instead of failing. TLS is verified; ``ca_bundle`` names the CA file,
+    and only ``verify: False`` turns verification off.
 
     .. code-block:: yaml
 

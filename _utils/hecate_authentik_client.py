@@ -112,19 +112,48 @@ def parse_version(text):
     return int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
 
 
+PLAIN_HTTP_REFUSED = "plain http is refused in prod: the API token would cross the network in clear"
+
+
+def environment(opts=None, pillar=None):
+    """
+    The environments this minion is said to be in: its ``hecate_env`` grain (what the
+    pillar top and the orchestration's targeting go by) and the pillar's
+    ``hecate:global:environment`` (the overlay it got). Either may be None.
+    """
+    grains = (opts or {}).get("grains") or {}
+    return {grains.get("hecate_env"), hecate_config.traverse(pillar or {}, "hecate:global:environment")} - {None}
+
+
+def check_transport(url, envs):
+    """
+    Refuse a plain-http Authentik URL when any of ``envs`` is prod: the bearer token
+    (an Authentik admin credential) must not cross the network in clear. The pillar check
+    (``hecate.validate``) says the same before a run; this holds at call time too, for a
+    URL set in minion config (which wins over pillar and is not validated).
+    """
+    if "prod" in set(envs or ()) and isinstance(url, str) and url.lower().startswith("http://"):
+        raise salt.exceptions.SaltInvocationError(
+            f"hecate:connections:authentik:url: {PLAIN_HTTP_REFUSED} (got {url}; use https://)"
+        )
+
+
 class AuthentikClient:
     """
     A client bound to one Authentik server and token.
 
-    ``stats`` (from the HTTP client) counts requests per method.
+    ``stats`` (from the HTTP client) counts requests per method. ``env`` (a name or a
+    set of them, see :func:`environment`): in prod a plain-http URL is refused before
+    any request is made.
     """
 
-    def __init__(self, settings, token):
+    def __init__(self, settings, token, env=None):
         url = settings.get("url")
         if not url:
             raise salt.exceptions.SaltInvocationError(
                 "hecate:connections:authentik:url is not set (minion config or pillar)"
             )
+        check_transport(url, {env} if isinstance(env, str) else env)
         if not token:
             raise salt.exceptions.SaltInvocationError(
                 "hecate:connections:authentik:token is not set: give a Vault reference "
@@ -140,7 +169,7 @@ class AuthentikClient:
             timeout=settings.get("timeout", 30),
             retries=settings.get("retries", 3),
             retry_statuses=RETRY_STATUSES,
-            **hecate_config.tls_args(settings),
+            **hecate_config.tls_args(settings, "authentik"),
         )
         self.page_size = max(1, min(int(settings.get("page_size") or MAX_PAGE_SIZE), MAX_PAGE_SIZE))
         self._version = None
@@ -412,9 +441,11 @@ def from_config(opts, pillar, sdb_get=None, context=None):
         raise salt.exceptions.SaltInvocationError(
             "hecate:connections:authentik:url is not set (minion config or pillar)"
         )
+    envs = environment(opts, pillar)
+    check_transport(settings["url"], envs)  # before the token is even resolved
     resolve = hecate_vault_client.Resolver(opts, pillar, sdb_get, context)
     token = resolve(settings.get("token"), "hecate:connections:authentik:token")
-    client = AuthentikClient(settings, token)
+    client = AuthentikClient(settings, token, env=envs)
     if context is not None:
         context[key] = client
     return client
@@ -703,9 +734,8 @@ def check_pillar(pillar, env):
     errors = []
     env = env or hecate_config.traverse(pillar, "hecate:global:environment")
     url = hecate_config.traverse(pillar, "hecate:connections:authentik:url")
-    if env == "prod" and isinstance(url, str) and url.startswith("http://"):
-        errors.append(("hecate:connections:authentik:url",
-                       "plain http is refused in prod: the API token would cross the network in clear"))
+    if env == "prod" and isinstance(url, str) and url.lower().startswith("http://"):
+        errors.append(("hecate:connections:authentik:url", PLAIN_HTTP_REFUSED))
     conf = hecate_config.traverse(pillar, "bionicgpt:authentik")
     if not isinstance(conf, dict):
         return errors

@@ -81,7 +81,7 @@ class CaddyAdmin:
             headers=headers,
             timeout=settings.get("timeout", 30),
             retries=settings.get("retries", 2),
-            **hecate_config.tls_args(settings),
+            **hecate_config.tls_args(settings, "caddy"),
         )
 
     @classmethod
@@ -134,6 +134,31 @@ class CaddyAdmin:
             if exc.status == 412:
                 raise PreconditionFailed(str(exc), status=412, body=exc.body) from None
             raise
+
+    def write_id(self, method, object_id, value=None, etag=None, retries=3):
+        """
+        ``method`` on the object carrying ``@id`` ``object_id`` (``/id/<id>``), always
+        guarded. Caddy looks the ``@id`` up before it takes its config lock, so an
+        unguarded ``/id/`` write that coincides with another change can land on whatever
+        object then sits at the looked-up index. With ``If-Match`` (the caller's ``etag``,
+        else the ETag of a fresh read of the whole config) Caddy refuses it instead (412).
+        With the caller's ``etag`` a 412 raises :class:`PreconditionFailed`; with our own,
+        the write is retried on a fresh ETag up to ``retries`` more times.
+        """
+        path = _id_path(object_id)
+        if etag:
+            return self.write(method, path, value, etag)
+        for _ in range(int(retries) + 1):
+            _, fresh = self.get()
+            try:
+                return self.write(method, path, value, fresh)
+            except PreconditionFailed:
+                continue
+        raise PreconditionFailed(
+            f"{SYSTEM}: {method} {path}: the config changed between read and write "
+            f"{int(retries) + 1} times (412); nothing was written",
+            status=412,
+        )
 
     def load(self, config, force=False):
         """``POST /load``: replace the whole config (unguarded; Caddy ignores If-Match)."""

@@ -1134,12 +1134,29 @@ def apply(admin, server, compute, test, store=None, retries=3, listen=None, run_
     ``retries`` more times; then raise. Before writing, the previous value is saved in
     ``store`` (a :class:`hecate_caddy_client.SnapshotStore`) and marked pending for
     rollback (the whole-set state clears earlier marks before it starts).
-    Returns ``{"changes", "written", "attempts", "snapshot", "notes"}``.
+
+    Caddy replaces its admin endpoint on every config change and may drop a request that
+    arrives meanwhile (connection reset or closed without a response; caddy#5984), so
+    when someone else changes Caddy at the same time, our write can be lost in transit
+    *or* applied without us hearing back. Then the next read decides: if it already
+    shows the wanted state, the dropped write landed (reported as written, its snapshot
+    kept for rollback); otherwise it is retried like a 412 (it cannot apply twice: it
+    is guarded by the ETag read before it). Drops have their own budget of ``retries``.
+    Returns ``{"changes", "written", "attempts", "snapshot", "notes", "conflicts", "dropped"}``.
     """
     parts = hecate_caddy_client.server_parts(server)
     notes = []
-    for attempt in range(1, retries + 2):
-        config, etag = admin.get()
+    conflicts = dropped = 0
+    uncertain = None  # (snapshot, changes) of a write whose answer was lost
+
+    def done(changes, written, attempt, snap):
+        return {"changes": changes, "written": written, "attempts": attempt, "snapshot": snap,
+                "notes": notes, "conflicts": conflicts, "dropped": dropped}
+
+    attempt = 0
+    while True:
+        attempt += 1
+        config, etag = admin.get()  # Unreachable here keeps an uncertain write's marker
         server_obj = hecate_caddy_client.traverse(config, parts)
         if server_obj is None and not listen:
             raise _server_missing(config, server)
@@ -1154,10 +1171,23 @@ def apply(admin, server, compute, test, store=None, retries=3, listen=None, run_
         if server_obj is None:
             changes = dict(changes)
             changes["server"] = {"old": None, "new": {"listen": list(listen)}}
+        if uncertain is not None:
+            snap, sent = uncertain
+            uncertain = None
+            if not changes:  # the dropped write did land
+                return done(sent, True, attempt, snap)
+            if store is not None:
+                store.pop_pending(server, snap)
         if not changes:
-            return {"changes": {}, "written": False, "attempts": attempt, "snapshot": None, "notes": notes}
+            return done({}, False, attempt, None)
         if test:
-            return {"changes": changes, "written": False, "attempts": attempt, "snapshot": None, "notes": notes}
+            return done(changes, False, attempt, None)
+        if dropped > retries:
+            raise hecate_http.Unreachable(
+                f"Caddy admin API dropped hecate's write {dropped} times (it restarts its admin "
+                f"endpoint on every config change: someone else is changing Caddy); nothing was "
+                f"written - try again when they are done"
+            )
         if server_obj is None:
             # create the server at the deepest key that exists (never rewrite the admin block)
             if not isinstance(config, dict):
@@ -1182,21 +1212,27 @@ def apply(admin, server, compute, test, store=None, retries=3, listen=None, run_
         try:
             admin.write(method, hecate_caddy_client.config_path(*path), value, etag)
         except hecate_caddy_client.PreconditionFailed:
+            conflicts += 1
             if store is not None:
                 store.pop_pending(server, snap)
+            if conflicts > retries:
+                raise salt.exceptions.CommandExecutionError(
+                    f"Caddy config changed between read and write {conflicts} times in a row "
+                    f"(412 Precondition Failed); nothing was written. Someone else is changing "
+                    f"Caddy: try again when they are done"
+                ) from None
             continue
         except hecate_http.HTTPError:
             # Caddy answered: it refused the change and kept its config, nothing to undo.
-            # (Unreachable keeps the marker: the write may have landed; rollback checks.)
             if store is not None:
                 store.pop_pending(server, snap)
             raise
-        return {"changes": changes, "written": True, "attempts": attempt, "snapshot": snap, "notes": notes}
-    raise salt.exceptions.CommandExecutionError(
-        f"Caddy config changed between read and write {retries + 1} times in a row "
-        f"(412 Precondition Failed); nothing was written. Someone else is changing Caddy: "
-        f"try again when they are done"
-    )
+        except hecate_http.Unreachable:
+            # No answer: the write may have landed. The marker stays; the next read tells.
+            dropped += 1
+            uncertain = (snap, changes)
+            continue
+        return done(changes, True, attempt, snap)
 
 
 # -- rollback ---------------------------------------------------------------------------------------
@@ -1232,12 +1268,17 @@ def rollback(admin, store, server=None, snapshot=None, force=False, test=False, 
     for record in todo:
         path = tuple(record["path"])
         where = hecate_caddy_client.config_path(*path)
+        sent = False  # a restore whose answer was lost (see apply)
         for _ in range(retries + 1):
             config, etag = admin.get()
             current = hecate_caddy_client.traverse(config, path)
             if current == record[restore]:
-                skipped.append({"snapshot": record["id"], "reason": "already at the saved config"})
+                if sent:
+                    restored.append({"snapshot": record["id"], "path": where})
+                else:
+                    skipped.append({"snapshot": record["id"], "reason": "already at the saved config"})
                 break
+            sent = False
             if current != record[other] and not force:
                 raise salt.exceptions.CommandExecutionError(
                     f"Caddy config at {where} changed since hecate wrote it (snapshot "
@@ -1255,6 +1296,9 @@ def rollback(admin, store, server=None, snapshot=None, force=False, test=False, 
                 else:
                     admin.write("PATCH", where, record[restore], etag)
             except hecate_caddy_client.PreconditionFailed:
+                continue
+            except hecate_http.Unreachable:
+                sent = True  # may have landed: the next read tells
                 continue
             restored.append({"snapshot": record["id"], "path": where})
             break

@@ -26,6 +26,8 @@ DEFAULTS = {
     "caddy": {
         "admin_url": "http://127.0.0.1:2019",
         "origin": None,
+        "verify": True,  # for an https admin_url (e.g. a TLS proxy in front of the API)
+        "ca_bundle": None,
         "timeout": 30,
         "retries": 2,
         "state_dir": "/var/lib/hecate/caddy",
@@ -109,6 +111,13 @@ def connection(system, opts=None, pillar=None, overrides=None):
     return merged
 
 
-def tls_args(settings):
-    """``verify``/``ca_bundle`` for :class:`hecate_http.Client` from a settings block."""
-    return {"verify": settings.get("verify", True), "ca_bundle": settings.get("ca_bundle")}
+def tls_args(settings, system=None):
+    """
+    ``verify``/``ca_bundle`` (and the settings key TLS errors name) for
+    :class:`hecate_http.Client` from the settings block of ``system``. A missing or null
+    ``verify`` means verify: only ``verify: false`` turns it off.
+    """
+    args = {"verify": settings.get("verify", True), "ca_bundle": settings.get("ca_bundle")}
+    if system:
+        args["config_key"] = f"hecate:connections:{system}"
+    return args

@@ -172,7 +172,7 @@ class ConsulClient:
             "Consul",
             timeout=timeout,
             retries=settings.get("retries", 3),
-            **hecate_config.tls_args(settings),
+            **hecate_config.tls_args(settings, "consul"),
         )
         port = parts.port or (443 if parts.scheme == "https" else 80)
         self.api = consul.Consul(
@@ -210,9 +210,9 @@ class ConsulClient:
             ) from None
         except consul.ConsulException as exc:
             raise salt.exceptions.CommandExecutionError(f"Consul: {what}: {self._text(exc)}") from None
-        except requests.exceptions.SSLError:
+        except requests.exceptions.SSLError as exc:
             raise hecate_http.Unreachable(
-                f"Consul at {self.url}: TLS verification failed; set ca_bundle or fix the certificate"
+                hecate_http.tls_failed("Consul", self.url, exc, "hecate:connections:consul")
             ) from None
         except requests.exceptions.Timeout:
             raise hecate_http.Unreachable(f"Consul at {self.url}: {what} timed out") from None

@@ -16,6 +16,8 @@ everywhere, and secrets (tokens in headers) must never reach a log line or an ex
 
 import json
 import logging
+import os
+import re
 import time
 import urllib.parse
 
@@ -116,16 +118,22 @@ class Client:
         retries=3,
         backoff=0.3,
         retry_statuses=RETRY_STATUSES,
+        config_key=None,
     ):
         self.base_url = base_url.rstrip("/")
         self.system = system
+        self.config_key = config_key  # "hecate:connections:<system>", named in TLS errors
         self.timeout = _timeout(timeout)
         self.stats = {}
         self.session = requests.Session()
-        self.session.trust_env = False  # proxies/netrc from the environment must not apply
+        # Nothing from the environment applies: not proxies or netrc, and not the CA
+        # settings requests would otherwise read (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE):
+        # what a client trusts comes from Salt's settings only.
+        self.session.trust_env = False
         self.session.headers.update(headers or {})
-        # verify: a CA bundle path wins; verify=False must be asked for explicitly.
-        self.session.verify = ca_bundle if ca_bundle else bool(verify)
+        self.session.verify = tls_verify(verify, ca_bundle, system, config_key)
+        if self.session.verify is False and urllib.parse.urlsplit(self.base_url).scheme == "https":
+            log.warning("%s: TLS certificate verification is OFF (verify: false)", system)
         if client_cert:
             self.session.cert = client_cert
         retry = urllib3.util.retry.Retry(
@@ -160,10 +168,7 @@ class Client:
         try:
             resp = self.session.request(method, self.url(path), **kwargs)
         except requests.exceptions.SSLError as exc:
-            raise Unreachable(
-                f"{self.system} at {self._where()}: TLS verification failed "
-                f"({_reason(exc)}); set a CA bundle or fix the server certificate"
-            ) from None
+            raise Unreachable(tls_failed(self.system, self._where(), exc, self.config_key)) from None
         except requests.exceptions.Timeout:
             raise Unreachable(
                 f"{self.system} at {self._where()}: {method} {_path_only(path)} timed out"
@@ -214,6 +219,41 @@ class Client:
         self.session.close()
 
 
+def tls_verify(verify=True, ca_bundle=None, system="API", config_key=None):
+    """
+    The ``requests`` ``verify`` value for hecate's settings: a CA bundle path when
+    ``ca_bundle`` is set (it must exist), else True - unless ``verify`` is exactly
+    ``False``. Verification is never turned off by a missing or empty value
+    (``verify:`` with nothing after it is YAML null, not false), and anything but a
+    boolean is refused instead of being guessed.
+    """
+    where = f"{config_key}:" if config_key else f"{system}: "
+    if ca_bundle:
+        if not isinstance(ca_bundle, str):
+            raise salt.exceptions.SaltInvocationError(
+                f"{where}ca_bundle must be the path of a CA file or directory, got {ca_bundle!r}"
+            )
+        if not os.path.exists(ca_bundle):
+            raise salt.exceptions.SaltInvocationError(
+                f"{where}ca_bundle: {ca_bundle} does not exist on this machine"
+            )
+        return ca_bundle
+    if verify is None or verify is True:
+        return True
+    if verify is False:
+        return False
+    raise salt.exceptions.SaltInvocationError(
+        f"{where}verify must be true or false, got {verify!r} (name a CA file with ca_bundle)"
+    )
+
+
+def tls_failed(system, where, exc=None, config_key=None):
+    """The message for a certificate that does not verify."""
+    reason = f" ({_reason(exc)})" if exc is not None else ""
+    fix = f"set {config_key}:ca_bundle to the CA that signed it" if config_key else "set a CA bundle"
+    return f"{system} at {where}: TLS verification failed{reason}; {fix} or fix the server certificate"
+
+
 def _body(resp):
     if not resp.content:
         return None
@@ -241,7 +281,8 @@ def _reason(exc):
     if "Name or service not known" in text or "nodename nor servname" in text:
         return "name does not resolve"
     if "CERTIFICATE_VERIFY_FAILED" in text:
-        return "certificate verify failed"
+        detail = re.search(r"certificate verify failed: ([^()\]'\"]+)", text)
+        return "certificate verify failed" + (f": {detail.group(1).strip()}" if detail else "")
     if "timed out" in text:
         return "timed out"
     return type(inner).__name__

@@ -232,7 +232,7 @@ class NomadClient:
             headers=headers,
             timeout=settings.get("timeout", 30),
             retries=settings.get("retries", 3),
-            **hecate_config.tls_args(settings),
+            **hecate_config.tls_args(settings, "nomad"),
         )
         self.connect_timeout = self.http.timeout[0]
 

@@ -7,12 +7,19 @@ itself exist in Vault. Everything here only reads.
 import salt.exceptions
 
 try:
+    import hecate_authentik_client
     import hecate_config
     import hecate_http
     import hecate_secrets
     import hecate_vault_client
 except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_config, hecate_http, hecate_secrets, hecate_vault_client
+    from saltext.hecate.utils import (
+        hecate_authentik_client,
+        hecate_config,
+        hecate_http,
+        hecate_secrets,
+        hecate_vault_client,
+    )
 
 DURATION = {"type": "string", "pattern": r"^[0-9]+(s|m|h)$"}
 PILLAR_SCHEMA = {
@@ -72,6 +79,8 @@ def reach(system, opts, pillar, sdb_get=None, context=None):
     url = settings.get(url_key)
     if not url:
         raise salt.exceptions.SaltInvocationError(f"hecate:connections:{system}:{url_key} is not set")
+    if system == "authentik":
+        hecate_authentik_client.check_transport(url, hecate_authentik_client.environment(opts, pillar))
     headers = {}
     if system == "caddy" and settings.get("origin"):
         headers["Origin"] = settings["origin"]
@@ -85,7 +94,7 @@ def reach(system, opts, pillar, sdb_get=None, context=None):
         headers=headers,
         timeout=min(float(settings.get("timeout", 10)), 10.0),
         retries=1,
-        **hecate_config.tls_args(settings),
+        **hecate_config.tls_args(settings, system),
     )
     try:
         resp = client.request("GET", path, ok=range(200, 300))

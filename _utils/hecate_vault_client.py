@@ -12,6 +12,7 @@ import base64
 import secrets
 import string
 
+import requests
 import salt.exceptions
 
 try:
@@ -50,7 +51,7 @@ class VaultKV:
             "Vault",
             timeout=settings.get("timeout", 30),
             retries=settings.get("retries", 3),
-            **hecate_config.tls_args(settings),
+            **hecate_config.tls_args(settings, "vault"),
         )
         self.http = http
         self.client = hvac.Client(
@@ -110,8 +111,17 @@ class VaultKV:
             raise salt.exceptions.CommandExecutionError(f"Vault: {what} {where}: {errors}") from None
         except salt.exceptions.CommandExecutionError:
             raise
-        except Exception as exc:  # pylint: disable=broad-except
+        except requests.exceptions.SSLError as exc:
             # requests errors surface through hvac untranslated
+            raise hecate_http.Unreachable(
+                hecate_http.tls_failed("Vault", self.settings["url"], exc, "hecate:connections:vault")
+            ) from None
+        except requests.exceptions.RequestException as exc:
+            raise hecate_http.Unreachable(
+                f"Vault at {self.settings['url']} is unreachable: "
+                f"{hecate_http._reason(exc)}"  # pylint: disable=protected-access
+            ) from None
+        except Exception as exc:  # pylint: disable=broad-except
             raise hecate_http.Unreachable(
                 f"Vault at {self.settings['url']} is unreachable: {type(exc).__name__}"
             ) from None

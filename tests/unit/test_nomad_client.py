@@ -58,10 +58,12 @@ def client(sim):
     return hn.NomadClient({"url": sim.url}, hecate_secrets.Secret(TOKEN))
 
 
-def test_tls_verification_is_on_by_default_and_token_in_header_only(sim, client):
+def test_tls_verification_is_on_by_default_and_token_in_header_only(sim, client, tmp_path):
     assert client.http.session.verify is True
-    with_bundle = hn.NomadClient({"url": sim.url, "ca_bundle": "/etc/ssl/ca.pem"})
-    assert with_bundle.http.session.verify == "/etc/ssl/ca.pem"
+    bundle = tmp_path / "ca.pem"  # the bundle must exist (a missing one is a clear error)
+    bundle.write_text("")
+    with_bundle = hn.NomadClient({"url": sim.url, "ca_bundle": str(bundle)})
+    assert with_bundle.http.session.verify == str(bundle)
     assert client.http.session.headers["X-Nomad-Token"] == TOKEN
     sim.clear_requests()
     client.leader()
