@@ -1,24 +1,45 @@
 """
-Apply 1,000 Caddy routes: hecate's guarded apply vs the draft's one request per route vs
-a bare ``POST /load`` of the same JSON, against the real Caddy on loopback.
+Caddy at 1,000 and 10,000 routes: hecate's guarded apply vs one request per route (the
+draft orchestration) vs a bare ``POST /load`` of the same JSON, against the real Caddy on
+loopback. Prints requests, writes, wall time, Caddy's memory and the module's memory;
+asserts nothing.
 
-``python -m bench caddy`` (or ``python bench/bench_caddy.py [--routes N] [--policies]
-[--repeat K] [--skip-per-route]``). Prints requests and wall time; asserts nothing.
+    python -m bench caddy                          # 1,000 and 10,000 routes
+    python -m bench.bench_caddy --routes 1000 --policies --repeat 5
+    python -m bench.bench_caddy --smoke            # tiny sizes, for the test suite
 
-- hecate: build the routes from a pillar-shaped dict, read ``/config/`` with its ETag,
-  diff, save the snapshot, one ``PATCH`` guarded by ``If-Match`` (``hecate_caddy_routes.apply``)
-- converged: the same again with nothing to change (0 writes expected)
-- bare load: one ``POST /load`` of the config hecate wrote (the lower bound)
-- per route: one ``POST .../routes`` per route, as the draft orchestration did
+Variants (each measured on a freshly started Caddy holding only the empty ``hecate`` server,
+so its memory figures are not inflated by an earlier variant):
+
+- (b) bare load: one ``POST /load`` of the whole config hecate writes (the lower bound);
+- hecate apply: build the routes from a pillar-shaped dict, read ``/config/`` with its ETag,
+  diff, save the rollback snapshot, one ``PATCH`` guarded by ``If-Match``
+  (``hecate_caddy_routes.apply``, what ``caddy_routes.managed`` runs);
+- hecate converged re-run: the same with nothing to change (1 request, 0 writes);
+- (a) one ``POST .../routes`` per route. Every Admin API change makes Caddy reload its whole
+  config, so the n-th POST costs about a load of n routes and the total grows with n^2/2.
+  Up to ``--per-route-full`` routes (default 1,000) every POST is made and timed. Above it
+  the total is EXTRAPOLATED: ``--per-route-samples`` POSTs are timed at five fill levels
+  (Caddy first loaded with 0, n/4, n/2, 3n/4 and n-samples routes), and the total is the sum
+  over k < n of the cost of the k-th POST, interpolated linearly between the per-level
+  medians. The same samples are also used to predict the fully measured size, so the error
+  of the extrapolation can be judged.
+
+Memory: Caddy's RSS (``/proc/<pid>/status`` VmRSS) before, its peak (VmHWM since the fresh
+start; reset with ``/proc/<pid>/clear_refs`` for the converged run, which follows the apply)
+and after; the module's memory is the peak of Python allocations (``tracemalloc``) during
+the same call, measured in a separate untimed pass because tracing slows Python down.
 """
 
 import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -30,9 +51,11 @@ import requests  # noqa: E402
 
 import hecate_caddy_client  # noqa: E402
 import hecate_caddy_routes  # noqa: E402
+from bench import common  # noqa: E402
 from lab import caddy as lab_caddy  # noqa: E402
 
 ROUTES_PATH = "/config/apps/http/servers/hecate/routes"
+JSON = {"Content-Type": "application/json"}
 
 
 def pillar(n, policies):
@@ -49,122 +72,272 @@ def pillar(n, policies):
     return {"server": "hecate", "routes": routes}
 
 
-def _reset(caddy, initial):
-    requests.post(
-        caddy.admin_url + "/load",
-        data=json.dumps(initial),
-        headers={"Content-Type": "application/json", "Cache-Control": "must-revalidate"},
-        timeout=120,
-    ).raise_for_status()
+# -- Caddy process ------------------------------------------------------------------------------
+class Bench:
+    """One Caddy, restarted empty before each measured variant."""
+
+    def __init__(self, workdir, restart=True):
+        self.workdir = workdir
+        self.restart = restart
+        self.caddy = lab_caddy.Caddy(os.path.join(workdir, "caddy")).start()
+        with open(self.caddy.config_path, encoding="utf-8") as fh:
+            self.initial = json.load(fh)
+        self.state_runs = 0
+
+    @property
+    def pid(self):
+        return self.caddy.proc.pid
+
+    def load(self, config, timeout=600):
+        requests.post(self.caddy.admin_url + "/load", data=json.dumps(config), headers=JSON,
+                      timeout=timeout).raise_for_status()
+
+    def fresh(self):
+        """Empty the server, then restart Caddy (``--resume`` brings back the empty config)."""
+        self.load(self.initial)
+        if self.restart:
+            self.caddy.restart()
+
+    def writes(self):
+        return len(self.caddy.admin_writes())
+
+    def state_dir(self):
+        self.state_runs += 1
+        return os.path.join(self.workdir, f"state{self.state_runs}")
+
+    def stop(self):
+        self.caddy.stop()
 
 
-def _writes(caddy):
-    return len(caddy.admin_writes())
+def full_config(initial, desired):
+    full = json.loads(json.dumps(initial))
+    full["apps"]["http"]["servers"]["hecate"]["routes"] = [r.json for r in desired]
+    return full
 
 
-def run_hecate(caddy, data, state_dir):
-    admin = hecate_caddy_client.CaddyAdmin({"admin_url": caddy.admin_url, "timeout": 300})
+# -- variants -----------------------------------------------------------------------------------
+def hecate_apply(bench, data, state_dir):
+    admin = hecate_caddy_client.CaddyAdmin({"admin_url": bench.caddy.admin_url, "timeout": 600})
     store = hecate_caddy_client.SnapshotStore(state_dir)
-    w0 = _writes(caddy)
-    started = time.perf_counter()
     desired = hecate_caddy_routes.build(data)
     out = hecate_caddy_routes.apply(
         admin, "hecate", lambda live: hecate_caddy_routes.plan_set(live, desired), test=False, store=store
     )
-    elapsed = time.perf_counter() - started
+    return sum(admin.stats.values()), bool(out["changes"])
+
+
+def bare_load(bench, full):
+    requests.post(bench.caddy.admin_url + "/load", data=json.dumps(full), headers=JSON,
+                  timeout=600).raise_for_status()
+    return 1, True
+
+
+def timed(bench, func, *args, reset_peak=False):
+    """Run ``func`` once: wall time, requests, writes seen by Caddy, Caddy's memory."""
+    peak_known = common.reset_peak(bench.pid) if reset_peak else True
+    before = common.memory(bench.pid)
+    w0 = bench.writes()
+    started = time.perf_counter()
+    reqs, _ = func(bench, *args)
+    seconds = time.perf_counter() - started
+    after = common.memory(bench.pid)
     return {
-        "seconds": elapsed,
-        "requests": sum(admin.stats.values()),
-        "writes": _writes(caddy) - w0,
-        "changed": bool(out["changes"]),
+        "seconds": seconds,
+        "requests": reqs,
+        "writes": bench.writes() - w0,
+        "caddy_before_mb": before.get("VmRSS"),
+        "caddy_peak_mb": after.get("VmHWM") if peak_known else None,
+        "caddy_after_mb": after.get("VmRSS"),
     }
 
 
-def run_bare_load(caddy, full_config):
-    body = json.dumps(full_config)
-    w0 = _writes(caddy)
-    started = time.perf_counter()
-    requests.post(
-        caddy.admin_url + "/load", data=body, headers={"Content-Type": "application/json"}, timeout=300
-    ).raise_for_status()
-    return {"seconds": time.perf_counter() - started, "requests": 1, "writes": _writes(caddy) - w0}
+def traced(func, *args):
+    """Peak of Python allocations (MB) while ``func`` runs (untimed pass)."""
+    tracemalloc.start()
+    try:
+        func(*args)
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
 
 
-def run_per_route(caddy, routes):
-    session = requests.Session()
-    w0 = _writes(caddy)
-    started = time.perf_counter()
+def post_routes(bench, routes):
+    """One POST per route, each on its own connection: Caddy replaces its admin server on every
+    config change, so a kept-alive connection can be reset under the next request."""
+    samples = []
+    headers = dict(JSON, Connection="close")
     for route in routes:
-        session.post(
-            caddy.admin_url + ROUTES_PATH,
-            data=json.dumps(route),
-            headers={"Content-Type": "application/json"},
-            timeout=300,
-        ).raise_for_status()
-    return {"seconds": time.perf_counter() - started, "requests": len(routes), "writes": _writes(caddy) - w0}
+        started = time.perf_counter()
+        requests.post(bench.caddy.admin_url + ROUTES_PATH, data=json.dumps(route), headers=headers,
+                      timeout=600).raise_for_status()
+        samples.append(time.perf_counter() - started)
+    return samples
 
 
-def _line(name, res, base=None):
-    ratio = f"{res['seconds'] / base:6.2f}x" if base else "       "
-    print(f"  {name:<34} {res['requests']:>6} req {res['writes']:>6} writes {res['seconds']:>9.3f} s  {ratio}")
+def per_route_full(bench, desired):
+    bench.fresh()
+    before = common.memory(bench.pid)
+    w0 = bench.writes()
+    started = time.perf_counter()
+    post_routes(bench, [r.json for r in desired])
+    seconds = time.perf_counter() - started
+    after = common.memory(bench.pid)
+    return {"seconds": seconds, "requests": len(desired), "writes": bench.writes() - w0, "measured": True,
+            "caddy_before_mb": before.get("VmRSS"), "caddy_peak_mb": after.get("VmHWM"),
+            "caddy_after_mb": after.get("VmRSS")}
+
+
+def per_route_model(bench, desired, samples):
+    """Time ``samples`` POSTs at five fill levels; fit seconds-per-POST = a + b * routes present."""
+    n = len(desired)
+    levels = sorted({0, n // 4, n // 2, (3 * n) // 4, max(n - samples, 0)})
+    points, peak, w0, posts = [], 0, bench.writes(), 0
+    for level in levels:
+        bench.fresh()
+        bench.load(full_config(bench.initial, desired[:level]))
+        extra = desired[level:level + samples]
+        times = post_routes(bench, [r.json for r in extra])
+        posts += len(times)
+        points.append((level + (len(times) - 1) / 2, statistics.median(times)))
+        peak = max(peak, common.memory(bench.pid).get("VmHWM") or 0)
+    return {"n": n, "points": points, "posts": posts, "peak_mb": peak,
+            "writes": bench.writes() - w0 - len(levels) * 2}  # minus the fresh() and level loads
+
+
+def per_post(points, k):
+    """Seconds of the POST made with ``k`` routes present: linear between the sampled levels."""
+    points = sorted(points)
+    if k <= points[0][0]:
+        return points[0][1]
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        if k <= x1:
+            return y0 + (y1 - y0) * (k - x0) / (x1 - x0) if x1 > x0 else y1
+    return points[-1][1]
+
+
+def model_total(model, n):
+    """Sum over k < n of the interpolated cost of the POST made with k routes present."""
+    return sum(per_post(model["points"], k) for k in range(n))
+
+
+def median_of(runs):
+    out = dict(runs[0])
+    for key in ("seconds", "caddy_before_mb", "caddy_peak_mb", "caddy_after_mb"):
+        vals = [r[key] for r in runs if r.get(key) is not None]
+        out[key] = statistics.median(vals) if vals else None
+    out["requests"] = max(r["requests"] for r in runs)
+    out["writes"] = max(r["writes"] for r in runs)
+    return out
+
+
+# -- one size ---------------------------------------------------------------------------------------
+def measure(bench, n, repeat=3, policies=False, per_route_full_max=1000, samples=3, per_route=True):
+    """All variants for ``n`` routes; returns ``{variant: figures}`` (figures as printed)."""
+    data = pillar(n, policies)
+    desired = hecate_caddy_routes.build(data)
+    full = full_config(bench.initial, desired)
+    result = {"routes": n, "config_mb": len(json.dumps(full)) / 1e6, "repeat": repeat}
+    bare, apply_, converged = [], [], []
+    for _ in range(repeat):
+        bench.fresh()
+        bare.append(timed(bench, bare_load, full))
+        bench.fresh()
+        state_dir = bench.state_dir()
+        apply_.append(timed(bench, hecate_apply, data, state_dir))
+        converged.append(timed(bench, hecate_apply, data, state_dir, reset_peak=True))
+    result["bare"], result["apply"], result["converged"] = median_of(bare), median_of(apply_), median_of(converged)
+    # the module's memory, untimed: bare load's Python side is serialising the config
+    bench.fresh()
+    result["bare"]["py_peak_mb"] = traced(bare_load, bench, full)
+    bench.fresh()
+    state_dir = bench.state_dir()
+    result["apply"]["py_peak_mb"] = traced(hecate_apply, bench, data, state_dir)
+    result["converged"]["py_peak_mb"] = traced(hecate_apply, bench, data, state_dir)
+    if per_route:
+        if n <= per_route_full_max:
+            result["per_route"] = per_route_full(bench, desired)
+        else:
+            model = per_route_model(bench, desired, samples)
+            result["model"] = model
+            result["per_route"] = {"seconds": model_total(model, n), "requests": n, "writes": n,
+                                   "measured": False, "caddy_peak_mb": model["peak_mb"]}
+    bench.fresh()
+    return result
+
+
+# -- output ---------------------------------------------------------------------------------------
+def _mb(value):
+    return "-" if value is None else f"{value:.0f}"
+
+
+def report(res):
+    base = res["bare"]["seconds"]
+    print(f"  {res['routes']:,} routes, config {res['config_mb']:.2f} MB, median of {res['repeat']}")
+    print(f"    {'variant':<36} {'req':>6} {'writes':>6} {'wall s':>10} {'vs load':>8}"
+          f"  {'Caddy RSS MB before/peak/after':>30}  {'py peak MB':>10}")
+    rows = [("(b) bare POST /load", res["bare"]), ("hecate apply (read, diff, 1 write)", res["apply"]),
+            ("hecate converged re-run", res["converged"])]
+    if "per_route" in res:
+        label = "(a) one POST per route" + ("" if res["per_route"]["measured"] else " EXTRAPOLATED")
+        rows.append((label, res["per_route"]))
+    for name, fig in rows:
+        mem = f"{_mb(fig.get('caddy_before_mb'))}/{_mb(fig.get('caddy_peak_mb'))}/{_mb(fig.get('caddy_after_mb'))}"
+        py_mb = fig.get("py_peak_mb")
+        print(f"    {name:<36} {fig['requests']:>6} {fig['writes']:>6} {fig['seconds']:>10.3f}"
+              f" {fig['seconds'] / base:>7.2f}x  {mem:>30}  {'-' if py_mb is None else f'{py_mb:.1f}':>10}")
+    if "model" in res:
+        model = res["model"]
+        pts = ", ".join(f"{k:.0f}: {s:.3f}s" for k, s in model["points"])
+        print(f"    (a) is EXTRAPOLATED from {model['posts']} POSTs timed at fill levels (routes present: median "
+              f"seconds per POST) {pts}; total = sum over k < n of the POST cost interpolated linearly between them")
 
 
 def main(argv):
-    parser = argparse.ArgumentParser(prog="bench_caddy", description=__doc__.split("\n")[1])
-    parser.add_argument("--routes", type=int, default=1000)
+    run(argv)
+    return 0
+
+
+def run(argv):
+    """Measure and print; returns the figures of each size (the smoke test checks them)."""
+    parser = argparse.ArgumentParser(prog="bench_caddy", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--routes", default="1000,10000", help="comma-separated route counts")
     parser.add_argument("--policies", action="store_true", help="give every route the security+common policies")
     parser.add_argument("--repeat", type=int, default=3, help="runs of the fast variants (median shown)")
+    parser.add_argument("--per-route-full", type=int, default=1000,
+                        help="largest route count for which every per-route POST is made (above: extrapolated)")
+    parser.add_argument("--per-route-samples", type=int, default=3, help="POSTs timed per fill level")
     parser.add_argument("--skip-per-route", action="store_true")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes (20 measured, 40 extrapolated), 1 run, no Caddy restarts "
+                             "(memory figures meaningless)")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.routes, args.repeat, args.per_route_full, args.per_route_samples = "20,40", 1, 20, 2
+    sizes = [int(s) for s in args.routes.split(",") if s.strip()]
 
+    version = subprocess.run([lab_caddy.caddy_binary(), "version"], capture_output=True, text=True,
+                             check=False).stdout.split(" ")[0].strip()
+    print(f"Caddy {version} on loopback, routes {'with' if args.policies else 'without'} the "
+          f"security+common policies; {common.machine()}")
+    results = []
     with tempfile.TemporaryDirectory(prefix="bench-caddy-") as tmp:
-        caddy = lab_caddy.Caddy(os.path.join(tmp, "caddy")).start()
+        bench = Bench(tmp, restart=not args.smoke)
         try:
-            with open(caddy.config_path, encoding="utf-8") as fh:
-                initial = json.load(fh)
-            data = pillar(args.routes, args.policies)
-            desired = hecate_caddy_routes.build(data)
-            full = json.loads(json.dumps(initial))
-            full["apps"]["http"]["servers"]["hecate"]["routes"] = [r.json for r in desired]
-            size = len(json.dumps(full))
-            print(
-                f"Caddy {args.routes} routes ({'with' if args.policies else 'without'} policies), "
-                f"config {size / 1e6:.2f} MB, median of {args.repeat}"
-            )
-
-            bare, hecate, converged = [], [], []
-            for i in range(args.repeat):
-                _reset(caddy, initial)
-                bare.append(run_bare_load(caddy, full))
-                _reset(caddy, initial)
-                hecate.append(run_hecate(caddy, data, os.path.join(tmp, f"state{i}")))
-                converged.append(run_hecate(caddy, data, os.path.join(tmp, f"state{i}")))
-
-            def median(runs):
-                best = dict(runs[0])
-                best["seconds"] = statistics.median(r["seconds"] for r in runs)
-                best["requests"] = max(r["requests"] for r in runs)
-                best["writes"] = max(r["writes"] for r in runs)
-                return best
-
-            base = median(bare)["seconds"]
-            _line("(b) bare POST /load", median(bare), base)
-            _line("hecate apply (read, diff, 1 write)", median(hecate), base)
-            _line("hecate converged re-run", median(converged), base)
-            if not args.skip_per_route:
-                _reset(caddy, initial)
-                per_route = run_per_route(caddy, [r.json for r in desired])
-                _line("(a) one POST per route (draft)", per_route, base)
-            ok = median(hecate)["requests"] <= 3 and median(converged)["writes"] == 0
-            print(
-                f"  aim: <= 3 requests, <= 1.5x bare load, converged 0 writes -> "
-                f"{median(hecate)['requests']} requests, "
-                f"{median(hecate)['seconds'] / base:.2f}x, {median(converged)['writes']} writes"
-                + ("" if ok else "  (MISSED)")
-            )
+            for n in sizes:
+                res = measure(bench, n, args.repeat, args.policies, args.per_route_full,
+                              args.per_route_samples, per_route=not args.skip_per_route)
+                report(res)
+                results.append(res)
+            measured = [r for r in results if r.get("per_route", {}).get("measured")]
+            models = [r["model"] for r in results if "model" in r]
+            if measured and models:
+                for res in measured:
+                    print(f"  check of the extrapolation: the samples taken for {models[-1]['n']:,} routes give "
+                          f"{model_total(models[-1], res['routes']):.2f} s for {res['routes']:,} per-route POSTs, "
+                          f"measured {res['per_route']['seconds']:.2f} s")
         finally:
-            caddy.stop()
-    return 0
+            bench.stop()
+    return results
 
 
 if __name__ == "__main__":

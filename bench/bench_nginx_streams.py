@@ -5,12 +5,21 @@ a confirmed reload, for growing numbers of streams (real nginx on loopback high 
     python -m bench nginx_streams
 """
 
+import argparse
 import os
 import shutil
+import sys
 import tempfile
 import time
 
-import hecate_nginx
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+for _path in (REPO, os.path.join(REPO, "_utils")):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+import hecate_nginx  # noqa: E402
+from bench import common  # noqa: E402
 
 
 def _settings(root, count, base_port):
@@ -38,18 +47,31 @@ def _settings(root, count, base_port):
     return raw
 
 
+def _version():
+    import subprocess  # pylint: disable=import-outside-toplevel
+
+    out = subprocess.run(["/usr/sbin/nginx", "-v"], capture_output=True, text=True, check=False)
+    return out.stderr.strip().rpartition("/")[2]
+
+
 def _timed(func):
     start = time.perf_counter()
     result = func()
     return result, (time.perf_counter() - start) * 1000
 
 
-def main(argv):  # pylint: disable=unused-argument
+def main(argv):
+    parser = argparse.ArgumentParser(prog="bench_nginx_streams")
+    parser.add_argument("--streams", default="10,100,500", help="comma-separated stream counts")
+    parser.add_argument("--smoke", action="store_true", help="5 streams")
+    args = parser.parse_args(argv)
+    sizes = [5] if args.smoke else [int(n) for n in args.streams.split(",") if n.strip()]
     if not os.access("/usr/sbin/nginx", os.X_OK):
         print("nginx not installed: skipped")
         return 0
+    print(f"nginx {_version()} (real, loopback high ports); {common.machine()}")
     print(f"{'streams':>8} {'validate ms':>12} {'render ms':>10} {'nginx -t ms':>12} {'start ms':>9} {'reload ms':>10}")
-    for count in (10, 100, 500):
+    for count in sizes:
         root = tempfile.mkdtemp(prefix="hecate-bench-nginx-")
         try:
             raw = _settings(root, count, 62000)
@@ -80,3 +102,7 @@ def main(argv):  # pylint: disable=unused-argument
             hecate_nginx.stop(os.path.join(root, "nginx.pid"))
             shutil.rmtree(root, ignore_errors=True)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
