@@ -26,7 +26,9 @@ def test_second_lock_fails_with_holder_and_only_owner_unlocks(salt_run_cli, cons
 
 
 def test_record_and_history(salt_run_cli):
-    run_ids = [f"20261123T0000{i}-{uuid.uuid4().hex[:4]}" for i in (1, 2)]
+    # far-future ids: history is newest first, and the orchestration tests of the same
+    # session record real runs with today's timestamps in the same environment
+    run_ids = [f"29991231T23590{i}Z-{uuid.uuid4().hex[:4]}" for i in (1, 2)]
     for rid in run_ids:
         ret, data = run(salt_run_cli, "hecate.record", "env=lab", f"run_id={rid}", "note=test")
         assert ret.returncode == 0, data
