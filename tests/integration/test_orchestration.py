@@ -12,6 +12,7 @@ import json
 import os
 import re
 import threading
+import time
 
 import pytest
 import requests
@@ -43,11 +44,8 @@ def sims(vault_sim, consul_sim, nomad_sim, authentik_sim):
 
 
 @pytest.fixture(scope="module")
-def stack(salt_run_cli, cloud_minion, local_minion, sims, caddy, lab_secrets, runtime_pillar_dir):
-    """The lab with the operator-provided secrets in Vault, as `python -m lab up` has it."""
-    from lab import topology  # pylint: disable=import-outside-toplevel
-
-    topology.seed_prerequisites(sims["vault"].url, sims["vault"].root_token, lab_secrets)
+def stack(salt_run_cli, cloud_minion, local_minion, sims, caddy, runtime_pillar_dir):
+    """The lab as `python -m lab up` has it (operator-provided secrets seeded in Vault)."""
     return {"sims": sims, "caddy": caddy, "pillar_dir": runtime_pillar_dir}
 
 
@@ -100,6 +98,21 @@ def job(nomad_sim, job_id):
     return resp.json() if resp.status_code == 200 else None
 
 
+def purge_jobs(sims):
+    """Purge the BionicGPT jobs and wait until Nomad (the simulator) has taken their
+    services out of Consul: those deregistrations are Nomad's, not hecate's writes."""
+    for job_id in JOBS:
+        requests.delete(f"{sims['nomad'].url}/v1/job/{job_id}?purge=true", timeout=10)
+    headers = {"X-Consul-Token": sims["consul"].token}
+    deadline = time.monotonic() + 60
+    while True:
+        services = requests.get(f"{sims['consul'].url}/v1/agent/services", headers=headers, timeout=10).json()
+        if not any(sid.startswith("_nomad-task-") for sid in services):
+            return
+        assert time.monotonic() < deadline, f"Nomad kept its services in Consul: {sorted(services)}"
+        time.sleep(0.1)
+
+
 def lock_holder(consul_sim):
     resp = requests.get(f"{consul_sim.url}/v1/kv/hecate/locks/lab", timeout=10,
                         headers={"X-Consul-Token": consul_sim.token})
@@ -109,8 +122,7 @@ def lock_holder(consul_sim):
 def test_preview_writes_nothing_predicts_the_apply_and_a_rerun_converges(salt_run_cli, stack):
     sims, caddy = stack["sims"], stack["caddy"]
     # start from a stack that needs deploying: no BionicGPT jobs, no hecate routes
-    for job_id in JOBS:
-        requests.delete(f"{sims['nomad'].url}/v1/job/{job_id}?purge=true", timeout=10)
+    purge_jobs(sims)
     caddy_helpers.reset(caddy)
 
     caddy_writes = clear(stack)
