@@ -606,6 +606,12 @@ _REDIRECT = {
 _VAULT_PATH = {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.@-]+)+$"}
 
 PILLAR_SCHEMA = {
+    # the Authentik release in use, for the deployment record (hecate.record)
+    "hecate:authentik": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {"version": {"type": "string", "minLength": 1}},
+    },
     "bionicgpt:authentik": {
         "type": "object",
         "additionalProperties": False,
@@ -800,6 +806,13 @@ def check_pillar(pillar, env):
             except re.error as exc:
                 errors.append((f"{base}:provider:redirect_uris:{idx}:url",
                                f"invalid regular expression ({exc})"))
+        elif isinstance(uri, (str, dict)):
+            # strict matching (the default) compares the whole URL the client sends
+            where, text = ((f"{base}:provider:redirect_uris:{idx}:url", uri.get("url"))
+                           if isinstance(uri, dict) else (f"{base}:provider:redirect_uris:{idx}", uri))
+            if isinstance(text, str) and not re.match(_URL["pattern"], text):
+                errors.append((where, f"{text!r} is not an absolute http(s) URL (strict matching "
+                                      "compares it with the whole redirect URL)"))
     if provider and not conf.get("application"):
         errors.append((f"{base}:application", "a provider needs an application (name, slug)"))
     return errors

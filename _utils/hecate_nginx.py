@@ -25,8 +25,8 @@ main context, ``events`` and one ``stream`` block, no ``http`` block.
               consul_service: {name: jenkins-master, port: 50000}
 
 This module holds the pillar schema (:data:`PILLAR_SCHEMA`, :func:`check_pillar`: port
-clashes between streams, Caddy and coturn), the renderer (:func:`render`) and the nginx
-mechanics the state uses: the stream module of this build (``nginx -V``), ``nginx -t``
+clashes between streams, Caddy, WireGuard and coturn), the renderer (:func:`render`) and
+the nginx mechanics the state uses: the stream module of this build (``nginx -V``), ``nginx -t``
 on a candidate file, the running master (pid file, worker processes) and confirmation
 that a reload took effect.
 """
@@ -47,8 +47,9 @@ try:
     import hecate_config
     import hecate_coturn
     import hecate_schema
+    import hecate_wireguard
 except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_config, hecate_coturn, hecate_schema
+    from saltext.hecate.utils import hecate_config, hecate_coturn, hecate_schema, hecate_wireguard
 
 PILLAR_KEY = "hecate:reverse_proxy:nginx"
 CADDY_PORTS_KEY = "hecate:reverse_proxy:caddy:ports"
@@ -282,7 +283,7 @@ def listeners(pillar):
     """
     Every port the edge node listens on according to pillar, as dicts
     ``{key, label, protocols, low, high, addresses}``: Caddy's ports (defaults 80/443/2019
-    when unset), coturn's, then the nginx streams.
+    when unset), the WireGuard hub's, coturn's, then the nginx streams.
     """
     out = []
     caddy_ports = hecate_config.traverse(pillar, CADDY_PORTS_KEY, {}) or {}
@@ -296,6 +297,22 @@ def listeners(pillar):
                     "key": f"{CADDY_PORTS_KEY}:{name}",
                     "label": f"Caddy's {name} port",
                     "protocols": protocols,
+                    "low": port,
+                    "high": port,
+                    "addresses": [(4, None), (6, None)],
+                }
+            )
+    # the WireGuard hub's UDP port (unless its interface lives in a network namespace, where
+    # its socket does not compete with the host's listeners)
+    wireguard = hecate_config.traverse(pillar, hecate_wireguard.PILLAR_PATH)
+    if isinstance(wireguard, dict) and not wireguard.get("netns"):
+        port = wireguard.get("listen_port", hecate_wireguard.DEFAULTS["listen_port"])
+        if isinstance(port, int) and not isinstance(port, bool):
+            out.append(
+                {
+                    "key": f"{hecate_wireguard.PILLAR_PATH}:listen_port",
+                    "label": "WireGuard's listen port",
+                    "protocols": ("udp",),
                     "low": port,
                     "high": port,
                     "addresses": [(4, None), (6, None)],

@@ -26,12 +26,14 @@ import salt.exceptions
 try:
     import hecate_config
     import hecate_http
+    import hecate_schema
     import hecate_secrets
     import hecate_vault_client
 except ImportError:  # installed with pip
     from saltext.hecate.utils import (
         hecate_config,
         hecate_http,
+        hecate_schema,
         hecate_secrets,
         hecate_vault_client,
     )
@@ -94,6 +96,9 @@ def _job(tasks, extra=None):
 
 
 PILLAR_SCHEMA = {
+    # where users reach BionicGPT: oauth2-proxy's redirect URL and cookie domain in the
+    # application job (https://<domain>/oauth2/callback)
+    "bionicgpt:domain": {"type": "string", "pattern": hecate_schema.HOSTNAME},
     "bionicgpt:nomad": {
         "type": "object",
         "additionalProperties": False,

@@ -37,10 +37,10 @@ SYSTEM_MODULES = (
 )
 
 ENV_NAME = r"^[a-z][a-z0-9-]{1,30}$"
-DOMAIN = (
-    r"^(?=.{1,253}$)(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
-    r"[A-Za-z]{2,63}$"
-)
+_LABELS = r"([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+DOMAIN = r"^(?=.{1,253}$)(\*\.)?" + _LABELS
+# A host name (no wildcard), e.g. the domain a service is reached at.
+HOSTNAME = r"^(?=.{1,253}$)" + _LABELS
 # Keys whose values are secrets: pillar must hold a Vault reference (or sdb://), never
 # the value itself (values in pillar reach pillar.items and the job cache).
 SECRET_KEYS = frozenset(
@@ -60,6 +60,25 @@ SECRET_KEYS = frozenset(
         "private_key",
     }
 )
+# Key names that name a secret wherever they appear (a task's environment included:
+# OAUTH2_PROXY_CLIENT_SECRET, POSTGRES_PASSWORD, AZURE_API_KEY): the last word of the name,
+# or its last two words (words split at anything not a letter or digit, case ignored).
+SECRET_WORDS = frozenset({"password", "passwd", "secret", "token", "apikey"})
+SECRET_WORD_PAIRS = frozenset(
+    {(first, "key") for first in ("api", "private", "master", "secret", "access", "gossip", "encryption")}
+)
+
+
+def is_secret_key(key):
+    """Whether a pillar key (or an environment variable) names a secret."""
+    if not isinstance(key, str):
+        return False
+    if key in SECRET_KEYS:
+        return True
+    words = [w for w in re.split(r"[^a-z0-9]+", key.lower()) if w]
+    if not words:
+        return False
+    return words[-1] in SECRET_WORDS or tuple(words[-2:]) in SECRET_WORD_PAIRS
 
 VAULT_REF = {
     "type": "object",
@@ -162,6 +181,10 @@ BASE_SCHEMA = {
         "bionicgpt": {"type": "object"},
     },
 }
+# The sections under ``hecate`` and ``bionicgpt`` are exactly those the systems register
+# (see :func:`schema`): a misspelt section (``hecate:reverse_proxi``) is an unknown key, not
+# a silently ignored one.
+STRICT_ROOTS = ("hecate", "bionicgpt")
 
 
 def _set_fragment(schema, path, fragment):
@@ -170,7 +193,10 @@ def _set_fragment(schema, path, fragment):
     parts = path.split(":")
     for part in parts[:-1]:
         node.setdefault("type", "object")
-        node = node.setdefault("properties", {}).setdefault(part, {"type": "object"})
+        # a section made only of registered sub-sections (hecate:reverse_proxy) knows them all
+        node = node.setdefault("properties", {}).setdefault(
+            part, {"type": "object", "additionalProperties": False}
+        )
     props = node.setdefault("properties", {})
     existing = props.get(parts[-1])
     fragment = copy.deepcopy(fragment)
@@ -209,6 +235,8 @@ def _system_modules():
 def schema():
     """The assembled schema (base + every system's fragments)."""
     full = copy.deepcopy(BASE_SCHEMA)
+    for root in STRICT_ROOTS:
+        full["properties"][root]["additionalProperties"] = False
     for mod in _system_modules():
         for path, fragment in getattr(mod, "PILLAR_SCHEMA", {}).items():
             _set_fragment(full, path, fragment)
@@ -247,6 +275,11 @@ def check_secrets(pillar):
     """Secret-named keys must hold references, never values; references must be well formed."""
     errors = []
 
+    def literal(val):
+        if isinstance(val, str):
+            return not val.startswith("sdb://")
+        return isinstance(val, (int, float)) and not isinstance(val, bool)
+
     def walk(node, path):
         if hecate_secrets.is_ref(node):
             try:
@@ -257,10 +290,15 @@ def check_secrets(pillar):
         if isinstance(node, dict):
             for key, val in node.items():
                 sub = f"{path}:{key}" if path else str(key)
-                if key in SECRET_KEYS and isinstance(val, str) and not val.startswith("sdb://"):
-                    errors.append(
-                        (sub, "secret given as a literal; use {vault: <mount>/<path>, key: <key>}")
-                    )
+                if is_secret_key(key) and literal(val):
+                    if path.endswith(":env"):
+                        # a task's environment is stored in clear in the Nomad job
+                        msg = ("secret given as a literal in a task's environment (Nomad keeps it "
+                               "in clear in the job); keep it in Vault and render it with a "
+                               "template block, as the job templates do for their secrets")
+                    else:
+                        msg = "secret given as a literal; use {vault: <mount>/<path>, key: <key>}"
+                    errors.append((sub, msg))
                 else:
                     walk(val, sub)
         elif isinstance(node, list):
@@ -275,12 +313,19 @@ def check_environment(pillar, env):
     if env is None:
         return []
     got = (pillar.get("hecate") or {}).get("global", {}).get("environment")
+    if got is None:
+        return [
+            (
+                "hecate:global:environment",
+                f"unknown environment '{env}': no overlay pillar/env/{env}.sls sets it",
+            )
+        ]
     if got != env:
         return [
             (
                 "hecate:global:environment",
-                f"unknown environment '{env}': no overlay pillar/env/{env}.sls "
-                f"(compiled pillar says {got!r})",
+                f"the pillar of environment '{env}' says it is {got!r}: an overlay (or a "
+                f"change on top of pillar/env/{env}.sls) sets the wrong environment",
             )
         ]
     return []

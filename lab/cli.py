@@ -314,16 +314,29 @@ def print_summary(data, elapsed):
 
 
 def count_changes(changes):
-    """Changed states inside a salt.state step (per minion), or 1 for a direct state."""
+    """
+    Changed states inside a salt.state step (per minion); 1 per minion for a
+    salt.function step (its return is the function's, not state returns); 1 for a
+    direct state.
+    """
     if not changes:
         return 0
-    if isinstance(changes, dict) and "ret" in changes:
+    if isinstance(changes, dict) and isinstance(changes.get("ret"), dict):
         total = 0
-        for minion_states in changes["ret"].values():
-            if isinstance(minion_states, dict):
-                total += sum(1 for s in minion_states.values() if s.get("changes"))
+        for minion_ret in changes["ret"].values():
+            if _is_state_returns(minion_ret):
+                total += sum(1 for s in minion_ret.values() if s.get("changes"))
+            else:
+                total += 1
         return total
     return 1
+
+
+def _is_state_returns(value):
+    """Whether ``value`` is a minion's state returns ({state key: {result, changes, ...}})."""
+    return isinstance(value, dict) and all(
+        isinstance(s, dict) and "result" in s for s in value.values()
+    )
 
 
 def step(msg):

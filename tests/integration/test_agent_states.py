@@ -305,6 +305,34 @@ def test_gossip_key_rotation_is_reported_without_values(salt_cli, applied, dirs,
         salt_cli.run("state.apply", "consul.agent", minion_tgt="cloud")
 
 
+def test_preview_before_the_gossip_key_is_generated(salt_cli, applied, dirs, vault_sim):
+    """
+    A first deployment's preview: the orchestration's secrets step only says it would
+    generate the gossip key, so the Consul config preview shows it pending instead of
+    failing; a real run without the key still fails, writing nothing.
+    """
+    kv = hecate_vault_client.VaultKV({"url": vault_sim.url, "token": vault_sim.root_token})
+    before = kv.read_data("secret", "hecate/consul")
+    path = os.path.join(dirs["cloud"], "consul.d", "consul.json")
+    config = read(path)
+    kv.write("secret", "hecate/consul", {k: v for k, v in before.items() if k != "gossip_key"})
+    try:
+        vault_sim.clear_requests()
+        ret = salt_cli.run("state.apply", "consul.agent", "test=True", minion_tgt="cloud")
+        assert ret.returncode == 0, ret
+        got = by_id(states(ret))["consul agent config"]
+        assert got["result"] is None, got
+        assert "vault:secret/hecate/consul#gossip_key, which the run generates first" in got["comment"]
+        assert got["changes"]["secrets"] == "changed (values not shown)"  # as a real run reports it
+        assert before["gossip_key"] not in ret.stdout and vault_sim.writes() == []
+        ret = salt_cli.run("state.apply", "consul.agent", minion_tgt="cloud")
+        got = by_id(states(ret))["consul agent config"]
+        assert got["result"] is False and "has no key 'gossip_key'" in got["comment"], got
+        assert read(path) == config
+    finally:
+        kv.write("secret", "hecate/consul", before)
+
+
 def test_missing_vault_secret_fails_clearly(salt_cli, applied, dirs):
     path = os.path.join(dirs["cloud"], "consul.d", "consul.json")
     before = read(path)

@@ -11,6 +11,8 @@ import secrets as pysecrets
 import pytest
 import requests
 
+from tests.leakscan import LeakScan, Transcript
+
 REDACTED = "XXX-REDACTED-XXX"
 
 
@@ -34,18 +36,6 @@ def states(ret):
     if not all(isinstance(v, dict) and "__id__" in v for v in data.values()):
         (data,) = data.values()  # keyed by minion id
     return {v["__id__"]: v for v in data.values()}
-
-
-class Transcript:
-    """Everything the CLI printed, for the leak scan."""
-
-    def __init__(self):
-        self.chunks = []
-
-    def run(self, cli, *args, **kwargs):
-        ret = cli.run(*args, **kwargs)
-        self.chunks.append(f"{ret.stdout}\n{ret.stderr}")
-        return ret
 
 
 @pytest.fixture(scope="module")
@@ -166,30 +156,12 @@ def test_secrets_sls_consul_services_and_leak_scan(
         "vault token": lab_secrets["vault_root_token"],
         "consul token": lab_secrets["consul_token"],
     }
-    places = {"CLI output (returns, pillar.items)": "\n".join(out.chunks).encode()}
-    for daemon in (salt_master, cloud_minion, local_minion):
-        log_file = daemon.config.get("log_file")
-        if log_file and os.path.exists(log_file):
-            with open(log_file, "rb") as fh:
-                places[f"log {log_file}"] = fh.read()
-    logs = {name: blob for name, blob in places.items() if name.startswith("log ")}
-    assert len(logs) == 3, sorted(places)
-    # the scan is meaningful: debug lines of these very runs are in the logs
-    assert all(b"[DEBUG" in blob for blob in logs.values()), {k: len(v) for k, v in logs.items()}
+    scan = LeakScan()
+    scan.add("CLI output (returns, pillar.items)", out.text())
+    logs = scan.add_daemon_logs([salt_master, cloud_minion, local_minion])
+    # the scan is meaningful: these very runs are in the logs
     assert any(b"secret/bionicgpt/oauth" in blob for blob in logs.values())
     jobs = os.path.join(salt_master.config["cachedir"], "jobs")
-    job_files = 0
-    for root, _, files in os.walk(jobs):
-        for name in files:
-            with open(os.path.join(root, name), "rb") as fh:
-                places[f"job cache {os.path.join(root, name)}"] = fh.read()
-            job_files += 1
-    assert job_files > 0, "the master's job cache is empty: nothing was scanned"
-    assert any(b"secret/bionicgpt/oauth#cookie_secret" in blob for name, blob in places.items() if name.startswith("job cache"))
-    hits = [
-        f"{what} in {where}"
-        for what, value in needles.items()
-        for where, blob in places.items()
-        if value.encode() in blob
-    ]
-    assert hits == []
+    assert scan.add_tree("job cache", jobs) > 0, "the master's job cache is empty: nothing was scanned"
+    assert scan.contains("job cache", "secret/bionicgpt/oauth#cookie_secret")
+    assert scan.hits(needles) == []

@@ -59,3 +59,18 @@ def test_fragments_merge_whatever_the_order():
     )
     b = base["properties"]["a"]["properties"]["b"]
     assert set(b["properties"]) == {"c", "y"} and b["additionalProperties"] is False
+
+
+def test_secret_names_and_their_neighbours():
+    for key in ("token", "api_key", "OAUTH2_PROXY_CLIENT_SECRET", "POSTGRES_PASSWORD", "LITELLM_MASTER_KEY",
+                "agent_token", "static_auth_secret", "AZURE_API_KEY", "db-passwd"):
+        assert hecate_schema.is_secret_key(key), key
+    # keys that only sound like secrets: public halves, settings about tokens, Vault paths
+    for key in ("public_key", "signing_key", "key", "secrets", "credentials", "access_token_validity",
+                "enable_token_persistence", "tokens", 3):
+        assert not hecate_schema.is_secret_key(key), key
+    pillar = base_pillar()
+    pillar["bionicgpt"] = {"jobs": {"database": {"postgres": {"env": {
+        "POSTGRES_PASSWORD": 1234, "PGDATA": "/data", "POSTGRES_PASSWORD_FILE": "/secrets/pw"}}}}}
+    errors = hecate_schema.check_secrets(pillar)
+    assert [path for path, _ in errors] == ["bionicgpt:jobs:database:postgres:env:POSTGRES_PASSWORD"]
