@@ -122,6 +122,14 @@ class Namespaces:
         subprocess.run(["ip", "link", "del", self.veth[0]], capture_output=True, check=False)
 
 
+def remove_stale_namespaces():
+    """Namespaces of a run that was killed before its teardown (we hold the lock, so no
+    other run is using them)."""
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+    for name in re.findall(r"^(hecate-[cl]\d+)\b", listing, re.M):
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+
+
 @pytest.fixture(scope="module")
 def netns(tmp_path_factory):
     reason = skip_reason()
@@ -130,6 +138,7 @@ def netns(tmp_path_factory):
     os.makedirs(os.path.dirname(LOCK), exist_ok=True)
     with open(LOCK, "w", encoding="utf-8") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        remove_stale_namespaces()
         pair = Namespaces(str(tmp_path_factory.mktemp("netns")))
         try:
             yield pair.up()
