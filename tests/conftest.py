@@ -130,7 +130,7 @@ def edge_addresses(lab_dir):
 
 @pytest.fixture(scope="session")
 def runtime_pillar_dir(
-    lab_dir, caddy, vault_sim, consul_sim, nomad_sim, authentik_sim, edge_addresses
+    lab_dir, lab_secrets, caddy, vault_sim, consul_sim, nomad_sim, authentik_sim, edge_addresses
 ):
     path = os.path.join(lab_dir, "pillar")
     addresses = {
@@ -143,6 +143,8 @@ def runtime_pillar_dir(
     }
     addresses.update(edge_addresses)
     topology.write_runtime_pillar(path, addresses)
+    # as `python -m lab up` does: the secrets operators store before deploying
+    topology.seed_prerequisites(vault_sim.url, vault_sim.root_token, lab_secrets)
     return path
 
 

@@ -130,6 +130,21 @@ def job(nomad_sim, job_id):
     return resp.json() if resp.status_code == 200 else None
 
 
+def purge_jobs(sims):
+    """Purge the BionicGPT jobs and wait until Nomad (the simulator) has taken their
+    services out of Consul: those deregistrations are Nomad's, not hecate's writes."""
+    for job_id in JOBS:
+        requests.delete(f"{sims['nomad'].url}/v1/job/{job_id}?purge=true", timeout=10)
+    headers = {"X-Consul-Token": sims["consul"].token}
+    deadline = time.monotonic() + 60
+    while True:
+        services = requests.get(f"{sims['consul'].url}/v1/agent/services", headers=headers, timeout=10).json()
+        if not any(sid.startswith("_nomad-task-") for sid in services):
+            return
+        assert time.monotonic() < deadline, f"Nomad kept its services in Consul: {sorted(services)}"
+        time.sleep(0.1)
+
+
 def lock_holder(consul_sim, env="lab"):
     """The session holding the environment's lock, or None."""
     resp = requests.get(f"{consul_sim.url}/v1/kv/hecate/locks/{env}", timeout=10,

@@ -15,11 +15,8 @@ def sims(vault_sim, consul_sim, nomad_sim, authentik_sim):
 
 
 @pytest.fixture(scope="module")
-def stack(salt_run_cli, cloud_minion, local_minion, sims, caddy, lab_secrets, runtime_pillar_dir):
-    """The lab with the operator-provided secrets in Vault, as `python -m lab up` has it."""
-    from lab import topology  # pylint: disable=import-outside-toplevel
-
-    topology.seed_prerequisites(sims["vault"].url, sims["vault"].root_token, lab_secrets)
+def stack(salt_run_cli, cloud_minion, local_minion, sims, caddy, runtime_pillar_dir):
+    """The lab as `python -m lab up` has it (operator-provided secrets seeded in Vault)."""
     return {"sims": sims, "caddy": caddy, "pillar_dir": runtime_pillar_dir}
 
 

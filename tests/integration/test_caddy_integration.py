@@ -6,6 +6,7 @@ to the lab's real Caddy: exact preview, one write, converged re-run, drift, roll
 import os
 import stat
 
+import pytest
 import requests
 
 from tests import caddy_helpers as ch
@@ -22,7 +23,21 @@ USER_ROUTES = {
     "wazuh",
     "u-page",
     "helen",
+    "bionicgpt",  # chat domain -> oauth2-proxy, resolved through Consul
 }
+PROXY = "bionicgpt-oauth2-proxy"
+
+
+@pytest.fixture(autouse=True)
+def oauth2_proxy_in_consul(consul_sim, runtime_pillar_dir):
+    """oauth2-proxy registered in Consul as Nomad registers it (no Nomad needed here)."""
+    headers = {"X-Consul-Token": consul_sim.token}
+    body = {"ID": "caddy-test-oauth2-proxy", "Name": PROXY, "Address": "127.0.0.1", "Port": 9}
+    resp = requests.put(f"{consul_sim.url}/v1/agent/service/register", json=body, headers=headers, timeout=10)
+    assert resp.status_code == 200, resp.text
+    yield
+    requests.put(f"{consul_sim.url}/v1/agent/service/deregister/caddy-test-oauth2-proxy",
+                 headers=headers, timeout=10)
 
 
 def _sls(cloud_call, *args):

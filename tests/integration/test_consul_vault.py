@@ -71,7 +71,8 @@ def test_secrets_sls_consul_services_and_leak_scan(
     got = states(ret)
     assert got["bionicgpt secret db_password"]["result"] is True
     assert got["bionicgpt secret db_password"]["changes"] == {}
-    for name, target in (("oauth2_proxy_cookie_secret", "secret/bionicgpt/oauth#cookie_secret"),
+    for name, target in (("db_app_password", "secret/bionicgpt/db#app_password"),
+                         ("oauth2_proxy_cookie_secret", "secret/bionicgpt/oauth#cookie_secret"),
                          ("litellm_master_key", "secret/bionicgpt/litellm#master_key")):
         step = got[f"bionicgpt secret {name}"]
         assert step["result"] is None and step["changes"] == {target: {"old": None, "new": REDACTED}}
@@ -80,14 +81,16 @@ def test_secrets_sls_consul_services_and_leak_scan(
     ret = out.run(salt_cli, "state.apply", "bionicgpt.secrets", minion_tgt="local")
     assert ret.returncode == 0, ret
     assert all(s["result"] is True for s in states(ret).values())
-    assert len(vault_sim.writes()) == 2
+    assert len(vault_sim.writes()) == 3
     generated = {
+        "db_app": vault_get(vault_sim, "secret/bionicgpt/db")["app_password"],
         "cookie": vault_get(vault_sim, "secret/bionicgpt/oauth")["cookie_secret"],
         "litellm": vault_get(vault_sim, "secret/bionicgpt/litellm")["master_key"],
     }
     assert len(generated["cookie"]) == 32  # oauth2-proxy: 32 bytes -> AES-256
     assert generated["litellm"].startswith("sk-") and len(generated["litellm"]) == 35
-    assert vault_get(vault_sim, "secret/bionicgpt/db") == {"password": known["db_password"]}
+    assert vault_get(vault_sim, "secret/bionicgpt/db") == {
+        "password": known["db_password"], "app_password": generated["db_app"]}
 
     vault_sim.clear_requests()
     ret = out.run(salt_cli, "state.apply", "bionicgpt.secrets", minion_tgt="local")
@@ -159,6 +162,7 @@ def test_secrets_sls_consul_services_and_leak_scan(
         "handed-over oauth client secret": known["oauth_client_secret"],
         "generated cookie secret": generated["cookie"],
         "generated litellm key": generated["litellm"],
+        "generated db app password": generated["db_app"],
         "vault token": lab_secrets["vault_root_token"],
         "consul token": lab_secrets["consul_token"],
     }

@@ -68,11 +68,3 @@ def test_tree_sync_on_minions_and_master(salt_cli, salt_run_cli, salt_master):
     assert os.path.exists(os.path.join(extmods, "utils", "hecate_http.py"))
     ret = salt_run_cli.run("hecate.validate", "env=lab")
     assert ret.returncode == 0 and ret.data["result"] is True, ret
-
-
-def test_orchestration_validates_in_test_mode(salt_run_cli):
-    ret = salt_run_cli.run("state.orch", "orch.bionicgpt", 'pillar={"env": "lab"}', "test=True")
-    assert ret.returncode == 0, ret
-    ret = salt_run_cli.run("state.orch", "orch.bionicgpt", 'pillar={"env": "nowhere"}')
-    assert ret.returncode != 0
-    assert "unknown environment 'nowhere'" in ret.stdout

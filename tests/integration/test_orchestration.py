@@ -8,19 +8,17 @@ import json
 import re
 import threading
 
-import requests
-
 import hecate_plan
 from tests import caddy_helpers
 from tests.orch_helpers import (
     BOOKKEEPING,
-    JOBS,
     clear,
     job,
     lock_holder,
     managed_routes,
     objects,
     orch,
+    purge_jobs,
     steps,
     writes,
 )
@@ -29,8 +27,7 @@ from tests.orch_helpers import (
 def test_preview_writes_nothing_predicts_the_apply_and_a_rerun_converges(salt_run_cli, stack):
     sims, caddy = stack["sims"], stack["caddy"]
     # start from a stack that needs deploying: no BionicGPT jobs, no hecate routes
-    for job_id in JOBS:
-        requests.delete(f"{sims['nomad'].url}/v1/job/{job_id}?purge=true", timeout=10)
+    purge_jobs(sims)
     caddy_helpers.reset(caddy)
 
     caddy_writes = clear(stack)

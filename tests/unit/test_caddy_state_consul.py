@@ -9,6 +9,8 @@ import os
 
 import pytest
 
+import hecate_caddy_routes
+
 from tests import caddy_helpers as ch
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -86,18 +88,32 @@ def test_instances_moving_is_a_change(run, caddy, backend):
     assert moved["changes"] == {"changed": {"chat": {"upstreams": {"added": ["10.9.9.9:4180"], "removed": []}}}}
 
 
+NO_INSTANCES = {"hecate_consul.service_addresses": lambda name, passing=False: []}
+
+
 @pytest.mark.parametrize(
-    "salt_funcs,fragment",
+    "salt_funcs,fragment,test",
     [
-        ({}, "Consul module not available"),
-        ({"hecate_consul.service_addresses": lambda name, passing=False: []}, "Consul service 'oauth2-proxy' has no passing instances"),
+        ({}, "Consul module not available", True),
+        ({}, "Consul module not available", False),
+        (NO_INSTANCES, "Consul service 'oauth2-proxy' has no passing instances", False),
     ],
 )
-@pytest.mark.parametrize("test", [True, False])
 def test_consul_failures_fail_the_route_and_write_nothing(run, caddy, salt_funcs, fragment, test):
     raw, w0 = ch.raw_config(caddy), ch.writes(caddy)
     ret = run(salt_funcs, test)
     assert ret["result"] is False and ret["changes"] == {}
     assert "route 'chat'" in ret["comment"] and fragment in ret["comment"]
     assert "hecate:reverse_proxy:caddy:routes:0:upstream:consul_service" in ret["comment"]
+    assert ch.raw_config(caddy) == raw and ch.writes(caddy) == w0
+
+
+def test_preview_before_the_service_runs_shows_a_pending_upstream(run, caddy):
+    """An orchestration previews the Caddy step before Nomad has started the service:
+    the preview names the service it will resolve instead of failing; nothing is written."""
+    raw, w0 = ch.raw_config(caddy), ch.writes(caddy)
+    ret = run(NO_INSTANCES, True)
+    assert ret["result"] is None, ret["comment"]
+    pending = hecate_caddy_routes.PENDING_UPSTREAM.format("oauth2-proxy")
+    assert ret["changes"] == {"added": {"chat": {"domains": ["chat.test"], "upstreams": [pending]}}}
     assert ch.raw_config(caddy) == raw and ch.writes(caddy) == w0
