@@ -2,6 +2,8 @@
 
 import uuid
 
+import requests
+
 
 def run(salt_run_cli, *args):
     ret = salt_run_cli.run(*args)
@@ -25,15 +27,23 @@ def test_second_lock_fails_with_holder_and_only_owner_unlocks(salt_run_cli, cons
     assert data["comment"] == "lock was not held"
 
 
-def test_record_and_history(salt_run_cli):
-    run_ids = [f"20261123T0000{i}-{uuid.uuid4().hex[:4]}" for i in (1, 2)]
-    for rid in run_ids:
-        ret, data = run(salt_run_cli, "hecate.record", "env=lab", f"run_id={rid}", "note=test")
+def test_record_and_history(salt_run_cli, consul_sim):
+    # far-future ids: history is newest first, and the orchestration tests of the same
+    # session record real runs with today's timestamps in the same environment
+    run_ids = [f"29991231T23590{i}Z-{uuid.uuid4().hex[:4]}" for i in (1, 2)]
+    try:
+        for rid in run_ids:
+            ret, data = run(salt_run_cli, "hecate.record", "env=lab", f"run_id={rid}", "note=test")
+            assert ret.returncode == 0, data
+        ret, data = run(salt_run_cli, "hecate.history", "env=lab", "limit=2")
         assert ret.returncode == 0, data
-    ret, data = run(salt_run_cli, "hecate.history", "env=lab", "limit=2")
-    assert ret.returncode == 0, data
-    got = [r["run_id"] for r in data["records"]]
-    assert got == sorted(run_ids, reverse=True)
-    rec = data["records"][0]
-    assert rec["env"] == "lab" and rec["note"] == "test" and len(rec["pillar_sha256"]) == 64
-    assert "@" in rec["who"] and rec["when"]
+        got = [r["run_id"] for r in data["records"]]
+        assert got == sorted(run_ids, reverse=True)
+        rec = data["records"][0]
+        assert rec["env"] == "lab" and rec["note"] == "test" and len(rec["pillar_sha256"]) == 64
+        assert "@" in rec["who"] and rec["when"]
+    finally:
+        # they would be the "latest deployment" of a rollback in a later test
+        for rid in run_ids:
+            requests.delete(f"{consul_sim.url}/v1/kv/hecate/deployments/lab/{rid}", timeout=10,
+                            headers={"X-Consul-Token": consul_sim.token})
