@@ -183,6 +183,9 @@ def unlock(env=None, run_id=None, force=False, leave_others=False):
         pillar = _env_pillar(env)
         client = _consul(pillar)
         info = client.lock_info(_lock_key(env))
+        lost = _lost_by(info, run_id)
+        if lost:
+            raise salt.exceptions.CommandExecutionError(lost)
         if not info["held"]:
             return _finish({"result": True, "env": env, "comment": "lock was not held"})
         mine = run_id is not None and str(info["holder"]).endswith(f" run {run_id}")
@@ -198,6 +201,23 @@ def unlock(env=None, run_id=None, force=False, leave_others=False):
     except (salt.exceptions.CommandExecutionError, salt.exceptions.SaltInvocationError) as exc:
         return _failed(env, exc)
     return _finish({"result": True, "env": env, "comment": f"released lock held by {info['holder']}"})
+
+
+def _lost_by(info, run_id):
+    """
+    Why ``run_id`` lost the lock, or None. A lock released by ``unlock`` keeps its last
+    holder with a ``released`` time; a lock whose session was destroyed or expired while the
+    run held it (Consul releases the key and keeps its value) has the run as last holder and
+    no ``released`` time - the run went on without the protection of the lock.
+    """
+    if run_id is None or info["held"] or info.get("released"):
+        return None
+    holder = str(info.get("last_holder") or "")
+    if not holder.endswith(f" run {run_id}"):
+        return None
+    return (f"lock {info['key']} was lost during run {run_id}: its Consul session expired or was "
+            f"destroyed while the run held it, so another run may have changed the environment "
+            f"meanwhile; check with hecate.plan and hecate.status before running again")
 
 
 def pillar_hash(pillar):

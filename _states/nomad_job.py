@@ -40,6 +40,8 @@ import json
 import logging
 import os
 
+import salt.exceptions
+
 try:
     import hecate_files
     import hecate_nomad_client
@@ -238,8 +240,18 @@ def running(
 
     rollout = hecate_nomad_client.Rollout(client, name, namespace=job.get("Namespace"), timeout=float(timeout))
     expect = (before is None or version != before.get("Version")) and job.get("Type") == "service"
-    outcome = rollout.follow(reply.get("EvalID"), version, expect_deployment=expect,
-                             register_index=reply.get("JobModifyIndex", 0))
+    try:
+        outcome = rollout.follow(reply.get("EvalID"), version, expect_deployment=expect,
+                                 register_index=reply.get("JobModifyIndex", 0))
+    except salt.exceptions.CommandExecutionError as exc:
+        # registered, but Nomad stopped answering while we followed the rollout: report the
+        # registration (an onfail revert needs to know) and why its outcome is unknown
+        changes["deployment"] = {"id": None, "status": "unknown"}
+        ret.update(result=False, changes=changes, comment=(
+            f"job {name} was registered as version {version}, but following its deployment failed: {exc}. "
+            f"Its outcome is unknown; check with nomad.job_status {name} and revert with "
+            f"nomad_job.reverted if needed\n{summary}"))
+        return ret
     changes["deployment"] = {"id": (outcome.get("deployment") or "")[:8] or None, "status": outcome["status"]}
     if outcome["status"] in ("successful", "no-deployment"):
         ret["comment"] = (f"job {name} version {version}: deployment {outcome['status']}"

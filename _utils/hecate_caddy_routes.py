@@ -1222,17 +1222,41 @@ def apply(admin, server, compute, test, store=None, retries=3, listen=None, run_
                     f"Caddy: try again when they are done"
                 ) from None
             continue
-        except hecate_http.HTTPError:
+        except hecate_http.HTTPError as exc:
             # Caddy answered: it refused the change and kept its config, nothing to undo.
             if store is not None:
                 store.pop_pending(server, snap)
-            raise
+            raise _refused(exc, server, new_routes) from None
         except hecate_http.Unreachable:
             # No answer: the write may have landed. The marker stays; the next read tells.
             dropped += 1
             uncertain = (snap, changes)
             continue
         return done(changes, True, attempt, snap)
+
+
+def _refused(exc, server, routes):
+    """
+    Caddy refused the new routes: its error names the route by position ("route 11:
+    loading handler modules: ..."); say which of ours that is and that nothing changed.
+    """
+    match = re.search(r"\broute (\d+):", str(exc))
+    index = int(match.group(1)) if match else None
+    if index is None or not 0 <= index < len(routes) or not isinstance(routes[index], dict):
+        return exc
+    name = routes[index].get("@id") or f"the route for {_route_hosts(routes[index]) or 'no host'}"
+    return hecate_http.HTTPError(
+        f"Caddy refused route {name} (route {index} of server '{server}'); nothing was written: {exc}",
+        status=exc.status, body=exc.body,
+    )
+
+
+def _route_hosts(route):
+    hosts = []
+    for matcher in route.get("match") or []:
+        if isinstance(matcher, dict):
+            hosts.extend(str(h) for h in matcher.get("host") or [])
+    return ", ".join(hosts)
 
 
 # -- rollback ---------------------------------------------------------------------------------------

@@ -174,8 +174,15 @@ class Client:
                 f"{self.system} at {self._where()}: {method} {_path_only(path)} timed out"
             ) from None
         except requests.exceptions.RequestException as exc:
+            reason = _reason(exc)
+            if reason == "timed out":
+                # read timeouts retried until the retries ran out arrive as a ConnectionError
+                # (MaxRetryError): say which request timed out, as for a single timeout
+                raise Unreachable(
+                    f"{self.system} at {self._where()}: {method} {_path_only(path)} timed out"
+                ) from None
             raise Unreachable(
-                f"{self.system} at {self._where()} is unreachable: {_reason(exc)}"
+                f"{self.system} at {self._where()} is unreachable: {reason}"
             ) from None
         log.debug(
             "%s %s %s -> %s (%.3fs)",

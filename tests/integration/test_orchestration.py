@@ -1,122 +1,27 @@
 """
 The orchestration end to end (issue 9): `salt-run state.orch orch.bionicgpt` through the
 factories master, the cloud and local minions, the real Caddy and the simulators.
-
-Writes are counted in the simulators' request logs and Caddy's admin log. Some POSTs
-only read (Nomad's parse/plan/validate, Vault's AppRole login): they are not writes.
-The environment's lock and deployment record are the orchestration's own bookkeeping
-in Consul; a converged re-run writes nothing else.
+Fixtures (stack, overrides) are in conftest.py, helpers in tests/orch_helpers.py.
 """
 
 import json
-import os
 import re
 import threading
-import time
-
-import pytest
-import requests
 
 import hecate_plan
 from tests import caddy_helpers
-
-READ_ONLY = {
-    "nomad": [r"^/v1/jobs/parse$", r"^/v1/job/[^/]+/plan$", r"^/v1/validate/job$"],
-    "vault": [r"^/v1/auth/approle/login$"],
-}
-BOOKKEEPING = {"consul": [r"^/v1/session/", r"^/v1/kv/hecate/locks/", r"^/v1/kv/hecate/deployments/"]}
-JOBS = ("bionicgpt-database", "bionicgpt-llm", "bionicgpt-application")
-
-
-def writes(name, sim, exclude=()):
-    skip = READ_ONLY.get(name, []) + list(exclude)
-    return [
-        (r["method"], r["path"])
-        for r in sim.requests()
-        if r["method"] in ("POST", "PUT", "PATCH", "DELETE")
-        and not any(re.search(p, r["path"]) for p in skip)
-    ]
-
-
-@pytest.fixture(scope="module")
-def sims(vault_sim, consul_sim, nomad_sim, authentik_sim):
-    return {"vault": vault_sim, "consul": consul_sim, "nomad": nomad_sim, "authentik": authentik_sim}
-
-
-@pytest.fixture(scope="module")
-def stack(salt_run_cli, cloud_minion, local_minion, sims, caddy, runtime_pillar_dir):
-    """The lab as `python -m lab up` has it (operator-provided secrets seeded in Vault)."""
-    return {"sims": sims, "caddy": caddy, "pillar_dir": runtime_pillar_dir}
-
-
-@pytest.fixture
-def overrides(stack):
-    """Write the lab's pillar overrides (lab_overrides.sls); removed afterwards."""
-    path = os.path.join(stack["pillar_dir"], "lab_overrides.sls")
-
-    def write(data):
-        with open(path, "w", encoding="utf-8") as fh:
-            json.dump(data, fh)  # JSON is YAML
-
-    yield write
-    if os.path.exists(path):
-        os.unlink(path)
-
-
-def orch(salt_run_cli, test=False, env="lab"):
-    args = ["state.orch", "orch.bionicgpt", f"pillar={json.dumps({'env': env})}"]
-    if test:
-        args.append("test=True")
-    ret = salt_run_cli.run(*args)
-    assert isinstance(ret.data, dict) and "data" in ret.data, ret
-    return ret
-
-
-def steps(ret):
-    (master,) = ret.data["data"].values()
-    return {key.split("_|-")[1]: val for key, val in master.items()}
-
-
-def objects(ret):
-    return {(row["minion"], row["key"]) for row in hecate_plan.rows(ret.data)}
-
-
-def clear(stack):
-    for sim in stack["sims"].values():
-        sim.clear_requests()
-    return caddy_helpers.writes(stack["caddy"])
-
-
-def managed_routes(caddy):
-    config = json.loads(caddy_helpers.raw_config(caddy))
-    routes = config["apps"]["http"]["servers"]["hecate"].get("routes") or []
-    return [r for r in routes if str(r.get("@id", "")).startswith("hecate.")]
-
-
-def job(nomad_sim, job_id):
-    resp = requests.get(f"{nomad_sim.url}/v1/job/{job_id}", timeout=10)
-    return resp.json() if resp.status_code == 200 else None
-
-
-def purge_jobs(sims):
-    """Purge the BionicGPT jobs and wait until Nomad (the simulator) has taken their
-    services out of Consul: those deregistrations are Nomad's, not hecate's writes."""
-    for job_id in JOBS:
-        requests.delete(f"{sims['nomad'].url}/v1/job/{job_id}?purge=true", timeout=10)
-    headers = {"X-Consul-Token": sims["consul"].token}
-    deadline = time.monotonic() + 60
-    while True:
-        services = requests.get(f"{sims['consul'].url}/v1/agent/services", headers=headers, timeout=10).json()
-        if not any(sid.startswith("_nomad-task-") for sid in services):
-            return
-        assert time.monotonic() < deadline, f"Nomad kept its services in Consul: {sorted(services)}"
-        time.sleep(0.1)
-
-
-def lock_holder(consul_sim):
-    resp = requests.get(f"{consul_sim.url}/v1/kv/hecate/locks/lab", timeout=10,
-                        headers={"X-Consul-Token": consul_sim.token})
-    return resp.json()[0].get("Session") if resp.status_code == 200 else None
+from tests.orch_helpers import (
+    BOOKKEEPING,
+    clear,
+    job,
+    lock_holder,
+    managed_routes,
+    objects,
+    orch,
+    purge_jobs,
+    steps,
+    writes,
+)
 
 
 def test_preview_writes_nothing_predicts_the_apply_and_a_rerun_converges(salt_run_cli, stack):

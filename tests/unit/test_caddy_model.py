@@ -8,6 +8,7 @@ import salt.exceptions
 import yaml
 
 import hecate_caddy_routes as m
+import hecate_http
 import hecate_schema
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -427,3 +428,23 @@ def test_policy_errors_are_reported_once():
     assert info.value.errors == [
         ("hecate:reverse_proxy:caddy:policies:x:abort:0:header_regexp:User-Agent", info.value.errors[0][1])
     ]
+
+
+# -- Caddy refusing a route ----------------------------------------------------------------------
+def test_a_refused_route_is_named_by_its_id_or_hosts():
+    routes = [
+        {"@id": "hecate.route.chat", "match": [{"host": ["chat.example.com"]}]},
+        {"match": [{"host": ["a.example.com", "b.example.com"]}]},
+    ]
+    text = ("Caddy admin API: PATCH /config/apps/http/servers/hecate/routes returned 500: loading new config: "
+            "setting up route handlers: route {}: loading handler modules: position 0: bad")
+    err = m._refused(hecate_http.HTTPError(text.format(0), status=500, body={"error": "x"}), "hecate", routes)
+    assert str(err).startswith("Caddy refused route hecate.route.chat (route 0 of server 'hecate'); "
+                               "nothing was written: Caddy admin API: PATCH ")
+    assert err.status == 500 and err.body == {"error": "x"}
+    err = m._refused(hecate_http.HTTPError(text.format(1), status=500), "hecate", routes)
+    assert str(err).startswith("Caddy refused route the route for a.example.com, b.example.com (route 1 ")
+    # no route index in the error, or one we did not send: Caddy's own error unchanged
+    for other in ("Caddy admin API: PATCH /x returned 500: something else", text.format(7)):
+        original = hecate_http.HTTPError(other, status=500)
+        assert m._refused(original, "hecate", routes) is original

@@ -79,6 +79,18 @@ def test_unreachable(sim):
         dead.request("GET", "/v1/status/leader")
 
 
+def test_timeout_names_the_request_also_after_retries(sim):
+    # read timeouts of idempotent requests are retried; when the retries run out the error
+    # still says which request timed out (not just "unreachable")
+    sim.fault(method="GET", path="/v1/sys/health", delay=1.5, times=3)
+    for retries in (0, 2):
+        with pytest.raises(hecate_http.Unreachable) as err:
+            client(sim, retries=retries, timeout=0.5).request("GET", "/v1/sys/health?token=t0ken-x")
+        assert str(err.value) == f"Vault at {sim.url}: GET /v1/sys/health timed out"
+        sim.clear_faults()
+        sim.fault(method="GET", path="/v1/sys/health", delay=1.5, times=3)
+
+
 def test_ok_statuses_and_json(sim):
     c = client(sim)
     assert c.json("GET", "/v1/secret/data/none", ok=(200, 404)) == {"errors": []}
