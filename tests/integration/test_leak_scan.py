@@ -36,13 +36,7 @@ import salt.version
 from lab import cli as lab_cli
 from tests import caddy_helpers
 from tests.integration.test_consul_vault import vault_get, vault_put
-from tests.integration.test_orchestration import (  # noqa: F401  pylint: disable=unused-import
-    overrides,
-    purge_jobs,
-    sims,
-    stack,
-    steps,
-)
+from tests.orch_helpers import purge_jobs, steps
 from tests.leakscan import LeakScan, Transcript
 
 REFUSED = {"bionicgpt": {"jobs": {"application": {"oauth2_proxy": {

@@ -38,16 +38,7 @@ import salt.utils.dictupdate
 import yaml
 
 from tests import caddy_helpers
-from tests.integration.test_orchestration import (  # noqa: F401  pylint: disable=unused-import
-    clear,
-    lock_holder,
-    orch,
-    overrides,
-    sims,
-    stack,
-    steps,
-    writes,
-)
+from tests.orch_helpers import clear, lock_holder, orch, steps, writes
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
