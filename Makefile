@@ -43,11 +43,12 @@ system-deps:
 	  fi; \
 	fi
 
+# Two fixed shards side by side (tests/shards.py): one per core of a CI machine.
 test: venv system-deps
-	$(VENV)/bin/python -m pytest -m "not long" $(PYTEST_ARGS)
+	$(VENV)/bin/python tests/shards.py -m "not long" $(PYTEST_ARGS)
 
 test-long: venv system-deps
-	$(VENV)/bin/python -m pytest -m long $(PYTEST_ARGS)
+	$(VENV)/bin/python tests/shards.py -m long $(PYTEST_ARGS)
 
 # The same suite on the Salt 3007 LTS, in its own venv.
 test-lts:

@@ -53,6 +53,13 @@ def test_secrets_sls_consul_services_and_leak_scan(
     # An existing DB password (must survive) and a secret another module handed over.
     vault_put(vault_sim, "secret/bionicgpt/db", {"password": known["db_password"]})
     vault_put(vault_sim, "secret/leaktest/authentik", {"client_secret": known["oauth_client_secret"]})
+    # keys this test wants generated: an orchestration test that ran first made them; other
+    # keys at those paths (the OAuth client secret) are kept
+    for path, key in (("secret/bionicgpt/oauth", "cookie_secret"), ("secret/bionicgpt/litellm", "master_key")):
+        data = vault_get(vault_sim, path) or {}
+        if key in data:
+            data.pop(key)
+            vault_put(vault_sim, path, data)
 
     # -- bionicgpt.secrets on the local node: preview, apply, re-run -------------------------------
     vault_sim.clear_requests()

@@ -31,6 +31,7 @@ import dataclasses
 import json
 import os
 import re
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,7 +44,6 @@ import yaml
 import hecate_config
 import hecate_consul_client
 import hecate_plan
-from lab import procs
 from tests import caddy_helpers
 from tests.orch_helpers import JOBS, OnStep, comments, failures, job, lock_holder, managed_routes, orch, steps
 
@@ -352,7 +352,11 @@ SCENARIOS = [
 class Lab:
     def __init__(self, stack, proxy, tmp_dir):
         self.sims, self.caddy, self.proxy = stack["sims"], stack["caddy"], proxy
-        self.closed_port = procs.free_port()
+        # bound but never listening: connections are refused, and no other process (say
+        # another test worker) can take the port while the module runs
+        self._closed = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._closed.bind(("127.0.0.1", 0))
+        self.closed_port = self._closed.getsockname()[1]
         blocker = os.path.join(tmp_dir, "blocker")
         with open(blocker, "w", encoding="utf-8") as fh:
             fh.write("a file where the WireGuard directory's parent should be\n")
@@ -479,7 +483,9 @@ def caddy_proxy(caddy):
 
 @pytest.fixture(scope="module")
 def lab(stack, caddy_proxy, tmp_path_factory):
-    return Lab(stack, caddy_proxy, str(tmp_path_factory.mktemp("faults")))
+    the_lab = Lab(stack, caddy_proxy, str(tmp_path_factory.mktemp("faults")))
+    yield the_lab
+    the_lab._closed.close()  # pylint: disable=protected-access
 
 
 @pytest.fixture(scope="module")
