@@ -1,6 +1,6 @@
 {#- salt-run state.orch orch.bionicgpt pillar='{"env": "prod"}' [test=True]
 
-    Deploys one environment of the whole stack in the order of DESIGN.md section 4. Minions
+    Deploys one environment of the whole stack in the order docs/orchestration.md describes. Minions
     are targeted by grain (role and hecate_env); every step that changes a system is a
     salt.state step applying idempotent hecate states, so test=True previews every step and
     writes nothing. Lock and record are runner steps (imperative; they don't run under
