@@ -269,7 +269,8 @@ def drift(server=None):
     """
     What differs between pillar and the live Caddy, without changing anything: the same
     per-route ``added``/``removed``/``changed`` the ``caddy_routes.managed`` state would
-    report. One read.
+    report. One read. Fails as the state does when a pillar route would never serve (an
+    earlier route hecate does not manage takes every request for one of its domains).
 
     CLI Example:
 

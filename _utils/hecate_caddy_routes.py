@@ -1036,6 +1036,181 @@ def _label(route, idx, prefix):
     return f"{rid or '#' + str(idx)} (not managed)"
 
 
+# -- routes Caddy would never use ------------------------------------------------------------------
+# Caddy runs a server's routes in order (modules/caddyhttp/server.go, Server.Routes). A route runs
+# when one of its matcher sets matches (no set, or an empty one, matches every request: routes.go,
+# MatcherSets.AnyMatchWithError, MatcherSet.Match). A running route ends the request when it is
+# ``terminal`` (routes.go, wrapRoute: the next handler becomes emptyHandler) or when one of its
+# handlers answers without calling the next one (routes.go, Route.HandlersRaw). A later route for
+# the same host then never sees a request. The judgement is conservative, since a false alarm
+# blocks a valid deploy: a route counts only when it takes EVERY request for a domain.
+#
+# - Its matcher sets: none, an empty one, or one made only of ``host`` whose pattern covers the
+#   domain (matchers.go, MatchHost: case-insensitive; a ``*`` label matches exactly one label, the
+#   label count must be equal; a pattern with a placeholder is never judged). Any other matcher
+#   (path, header, ...) narrows the route: it does not count.
+# - It ends the request: ``terminal``, or a handler of its own list that never calls the next one:
+#   static_response (except status 103, staticresp.go), reverse_proxy without handle_response
+#   (whose routes may fall through to the next handler, as forward auth does: reverseproxy.go),
+#   error (staticerror.go), file_server without pass_thru (fileserver/staticfiles.go, notFound),
+#   or a subroute without error routes one of whose routes takes every request for the domain.
+# - It is in no ``group`` (only the first matching route of a group runs, and the group may have
+#   been satisfied elsewhere): grouped routes are never judged.
+def host_covers(pattern, domain):
+    """
+    Whether Caddy's host matcher ``pattern`` matches every request for ``domain`` (``*.x``
+    too; None: any host, which no pattern covers).
+    """
+    if domain is None or not isinstance(pattern, str) or not pattern or "{" in pattern:
+        return False
+    try:
+        pattern = pattern if pattern.isascii() else pattern.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    pattern = pattern.lower()
+    if "*" not in pattern:
+        return pattern == domain
+    want, have = pattern.split("."), domain.split(".")
+    return len(want) == len(have) and all(w in ("*", h) for w, h in zip(want, have))
+
+
+def _matches_every_request(route, domain):
+    sets = route.get("match")
+    if not sets:
+        return True
+    if not isinstance(sets, list):
+        return False
+    for mset in sets:
+        if mset == {}:
+            return True
+        if (isinstance(mset, dict) and set(mset) == {"host"} and isinstance(mset["host"], list)
+                and any(host_covers(pattern, domain) for pattern in mset["host"])):
+            return True
+    return False
+
+
+def _answers(handlers, domain):
+    """Why this handler chain never calls the next route for a request of ``domain``, or None."""
+    for handler in handlers if isinstance(handlers, list) else []:
+        if not isinstance(handler, dict):
+            continue
+        kind = handler.get("handler")
+        status = str(handler.get("status_code", ""))
+        if kind == "static_response" and status != "103" and "{" not in status:
+            return "its static_response answers"
+        if kind == "reverse_proxy" and not handler.get("handle_response"):
+            return "its reverse_proxy answers"
+        if kind == "error":
+            return "its error handler answers"
+        if kind == "file_server" and not handler.get("pass_thru"):
+            return "its file_server answers"
+        if kind == "subroute" and not handler.get("errors"):
+            inner = shadowed_by(handler.get("routes") or [], domain)
+            if inner is not None:
+                return f"its subroute's route {inner[0]}: {inner[1]}"
+    return None
+
+
+def takes_every_request(route, domain):
+    """Why ``route`` ends every request for ``domain`` that reaches it, or None (see above)."""
+    if not isinstance(route, dict) or route.get("group") or not _matches_every_request(route, domain):
+        return None
+    if route.get("terminal") is True:
+        return "terminal"
+    return _answers(route.get("handle"), domain)
+
+
+def shadowed_by(routes, domain):
+    """``(index, why)`` of the first of ``routes`` that takes every request for ``domain``, or None."""
+    for idx, route in enumerate(routes if isinstance(routes, list) else []):
+        why = takes_every_request(route, domain)
+        if why:
+            return idx, why
+    return None
+
+
+def _catch_all(route):
+    """
+    A route that may end every request whatever its host: hecate's routes go before it. Its
+    group is ignored here (placing hecate's routes early is harmless; missing one is not).
+    """
+    if not isinstance(route, dict) or not _matches_every_request(route, None):
+        return False
+    return route.get("terminal") is True or _answers(route.get("handle"), None) is not None
+
+
+def _hosts_text(route):
+    hosts = []
+    for mset in route.get("match") or [] if isinstance(route, dict) else []:
+        if isinstance(mset, dict):
+            hosts.extend(str(h) for h in mset.get("host") or [])
+    if not hosts:
+        return "no host matcher: every host"
+    return ("host " if len(hosts) == 1 else "hosts ") + ", ".join(hosts)
+
+
+class ShadowedRoutes(salt.exceptions.CommandExecutionError):
+    """
+    Routes Caddy would never use. ``found`` is ``[(ours, domain, index, other, why)]``: our
+    :class:`Route`, its domain, and the index, object and reason of the earlier route.
+    """
+
+    def __init__(self, found, server=None):
+        self.found, self.server = list(found), server
+        where = f"Caddy server '{server}'" if server else "the Caddy server"
+        lines = []
+        for ours, domain, index, other, why in self.found:
+            rid = _rid(other)
+            label = f"@id {rid}" if rid else "no @id"
+            kind = "Caddy route" if ours.id.startswith(ADHOC_PREFIX) else "hecate route"
+            lines.append(
+                f"- {kind} '{ours.name}' ({ours.id}, {ours.where}) would never serve {domain}: "
+                f"route {index} of {where} ({label}; {_hosts_text(other)}), {_owner(rid)}, "
+                f"comes first and takes every request for it ({why})"
+            )
+        super().__init__(
+            "Caddy would never send these routes a request; nothing was written:\n" + "\n".join(lines)
+            + "\nCaddy runs a server's routes in order, and a matching route that is terminal or "
+            "answers the request itself ends it. Remove or narrow the earlier route (e.g. the site "
+            "block of a Caddyfile loaded into this server), or take the domain out of hecate's routes."
+        )
+
+    def on(self, server):
+        return ShadowedRoutes(self.found, server)
+
+
+def _owner(rid):
+    rid = rid or ""
+    if rid.startswith(ID_PREFIX):
+        return "a pillar route of caddy_routes.managed"
+    if rid.startswith(ADHOC_PREFIX):
+        return "an ad-hoc route of caddy_route.present"
+    return "not managed by hecate"
+
+
+def check_shadowing(routes, ours):
+    """
+    Raise :class:`ShadowedRoutes` when a route of ``ours`` (:class:`Route`), at its place in
+    ``routes`` (the server's routes as they will be), has a domain that an earlier route
+    not in ``ours`` takes entirely. ``routes`` holds the same objects as ``ours[i].json``.
+    """
+    found = []
+    mine = {id(r.json): r for r in ours}
+    others = []  # (index, route) of the earlier routes that are not ours
+    for idx, route in enumerate(routes):
+        if id(route) not in mine:
+            others.append((idx, route))
+            continue
+        ours_route = mine[id(route)]
+        for domain in ours_route.domains:
+            hit = shadowed_by([r for _, r in others], domain)
+            if hit is not None:
+                index, other = others[hit[0]]
+                found.append((ours_route, domain, index, other, hit[1]))
+    if found:
+        raise ShadowedRoutes(found)
+
+
 # -- plans -----------------------------------------------------------------------------------------
 def plan_set(live, desired, prefix=ID_PREFIX):
     """
@@ -1044,7 +1219,11 @@ def plan_set(live, desired, prefix=ID_PREFIX):
 
     Routes hecate does not manage are kept verbatim and in order; the managed block takes
     the place of the first managed route; when there is none, it goes before the first
-    route without a matcher (a catch-all would hide it), else at the end.
+    catch-all (a route that ends every request, whatever its host), else at the end.
+
+    Raises :class:`ShadowedRoutes` when an earlier route hecate does not manage would take
+    every request for a domain of ``desired`` (see :func:`takes_every_request`), converged
+    or not: Caddy would never use that route.
     """
     live = list(live or [])
     managed_idx = [i for i, r in enumerate(live) if (_rid(r) or "").startswith(prefix)]
@@ -1052,8 +1231,9 @@ def plan_set(live, desired, prefix=ID_PREFIX):
     if managed_idx:
         at = managed_idx[0]
     else:
-        at = next((i for i, r in enumerate(unmanaged) if isinstance(r, dict) and not r.get("match")), len(unmanaged))
+        at = next((i for i, r in enumerate(unmanaged) if _catch_all(r)), len(unmanaged))
     new = unmanaged[:at] + [r.json for r in desired] + unmanaged[at:]
+    check_shadowing(new, desired)
     # Caddy returns what it was given, so a converged server is usually equal as is;
     # normalising (durations) is only needed when it is not.
     if new == live or (len(new) == len(live) and normalise(new) == normalise(live)):
@@ -1084,20 +1264,25 @@ def plan_set(live, desired, prefix=ID_PREFIX):
 
 
 def plan_present(live, route, index=None):
-    """Add or update one route (by ``@id``); other routes untouched."""
+    """
+    Add or update one route (by ``@id``); other routes untouched. Raises
+    :class:`ShadowedRoutes` when an earlier route takes every request for one of its domains.
+    """
     live = list(live or [])
     for i, existing in enumerate(live):
         if _rid(existing) == route.id:
+            new = live[:i] + [route.json] + live[i + 1:]
+            check_shadowing(new, [route])
             delta = route_diff(existing, route.json)
             if not delta:
                 return live, {}
-            new = live[:i] + [route.json] + live[i + 1:]
             return new, {"changed": {route.name: delta}}
     new = list(live)
     if index is None or index >= len(new):
         new.append(route.json)
     else:
         new.insert(max(0, int(index)), route.json)
+    check_shadowing(new, [route])
     return new, {"added": {route.name: summary(route.json)}}
 
 
@@ -1165,7 +1350,10 @@ def apply(admin, server, compute, test, store=None, retries=3, listen=None, run_
         live = (server_obj or {}).get("routes")
         if live is not None and not isinstance(live, list):
             raise salt.exceptions.CommandExecutionError(f"Caddy server '{server}': routes is not a list")
-        new_routes, changes = compute(live or [])
+        try:
+            new_routes, changes = compute(live or [])
+        except ShadowedRoutes as exc:
+            raise exc.on(server) from None
         if server_obj is not None and ((config.get("admin") or {}).get("config") or {}).get("persist") is False:
             notes.append("Caddy's admin.config.persist is false: API changes are lost when Caddy restarts")
         if server_obj is None:

@@ -256,8 +256,8 @@ def normalise(raw):
     validator = jsonschema.Draft202012Validator(COTURN_SCHEMA)
     errors = []
     for error in validator.iter_errors(raw):
-        path, msg = hecate_schema._format(error)  # pylint: disable=protected-access
-        errors.append((PILLAR_KEY if path == "(top)" else f"{PILLAR_KEY}:{path}", msg))
+        for path, msg in hecate_schema.format_error(error):
+            errors.append((PILLAR_KEY if path == "(top)" else f"{PILLAR_KEY}:{path}", msg))
     if not errors:
         errors = semantic_errors(raw)
     if errors:

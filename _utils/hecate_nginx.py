@@ -190,8 +190,8 @@ def _fragment_errors(raw, schema, where):
     validator = jsonschema.Draft202012Validator(schema)
     errors = []
     for error in validator.iter_errors(raw):
-        path, msg = hecate_schema._format(error)  # pylint: disable=protected-access
-        errors.append((where if path == "(top)" else f"{where}:{path}", msg))
+        for path, msg in hecate_schema.format_error(error):
+            errors.append((where if path == "(top)" else f"{where}:{path}", msg))
     return errors
 
 

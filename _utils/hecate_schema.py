@@ -243,20 +243,61 @@ def schema():
     return full
 
 
-def _format(error):
+def _unexpected(error):
+    """
+    The keys an ``additionalProperties: false`` error is about, read from the object itself
+    (jsonschema gives ONE error per object naming them all in its message, which cannot be
+    parsed back safely when a key holds quotes or parentheses).
+    """
+    instance, schema_ = error.instance, error.schema
+    if not isinstance(instance, dict) or not isinstance(schema_, dict):
+        return []
+    known = schema_.get("properties") or {}
+    patterns = list((schema_.get("patternProperties") or {}).keys())
+    return [
+        str(key)
+        for key in instance
+        if key not in known and not any(re.search(pat, str(key)) for pat in patterns)
+    ]
+
+
+def format_error(error):
+    """
+    ``[(key_path, message)]`` for one jsonschema error: one entry per unknown key of an
+    object (each with its full path), the best match of a oneOf/anyOf, else the error.
+    """
     path = [str(p) for p in error.absolute_path]
     if error.validator == "required":
         missing = re.search(r"'([^']+)' is a required property", error.message)
         if missing:
-            return ":".join(path + [missing.group(1)]), "required key is missing"
-    if error.validator == "additionalProperties":
-        extra = re.findall(r"'([^']+)'", error.message.split("(")[-1])
+            return [(":".join(path + [missing.group(1)]), "required key is missing")]
+    if error.validator == "additionalProperties" and error.validator_value is False:
+        extra = _unexpected(error)
         if extra:
-            return ":".join(path + [extra[0]]), "unknown key (not in the schema)"
+            return [(":".join(path + [key]), "unknown key (not in the schema)") for key in extra]
     if error.validator in ("oneOf", "anyOf") and error.context:
-        best = jsonschema.exceptions.best_match(error.context)
-        return ":".join(path + [str(p) for p in best.relative_path]), _message(best)
-    return ":".join(path) or "(top)", _message(error)
+        return _branch_errors(error)
+    return [(":".join(path) or "(top)", _message(error))]
+
+
+def _branch_errors(error):
+    """
+    Errors of a failed oneOf/anyOf: those of the branch that fits best, all of them, so that
+    every unknown key of an object branch is named. For a mapping, branches of another type
+    (``{type: boolean}``) are left out when an object branch exists. Other values keep
+    jsonschema's choice: a pattern error would print the value, which may be a secret
+    written as a literal (the type error does not).
+    """
+    fitting = list(error.context)
+    if isinstance(error.instance, dict):
+        fitting = [e for e in fitting if not (e.validator == "type" and not e.relative_path)] or fitting
+    best = jsonschema.exceptions.best_match(fitting)
+    branch = best.relative_schema_path[0] if best.relative_schema_path else None
+    same = [e for e in fitting if e.relative_schema_path and e.relative_schema_path[0] == branch] or [best]
+    out = []
+    for err in same:
+        out.extend(format_error(err))
+    return out
 
 
 def _message(error):
@@ -339,7 +380,7 @@ def validate(pillar, env=None):
     found = []
     validator = jsonschema.Draft202012Validator(schema())
     for error in validator.iter_errors(pillar):
-        found.append(_format(error))
+        found.extend(format_error(error))
     found.extend(check_environment(pillar, env))
     found.extend(check_secrets(pillar))
     for mod in _system_modules():

@@ -7,6 +7,7 @@ listener with a Host header.
 import json
 import os
 import ssl
+import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -152,3 +153,31 @@ def wait_for(predicate, timeout=10.0, interval=0.1):
 def new_caddy(workdir):
     os.makedirs(workdir, exist_ok=True)
     return lab_caddy.Caddy(workdir).start()
+
+
+def adapt(caddyfile, workdir):
+    """
+    The routes ``caddy adapt`` (the real binary) makes of a Caddyfile with one server: what
+    an operator migrating to hecate has in Caddy when they load their old Caddyfile.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, "Caddyfile")
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(caddyfile)
+    out = subprocess.run(  # noqa: S603
+        [lab_caddy.caddy_binary(), "adapt", "--config", path, "--adapter", "caddyfile"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )
+    (server,) = json.loads(out.stdout)["apps"]["http"]["servers"].values()
+    return server["routes"]
+
+
+def put_routes(caddy, routes, server="hecate"):
+    """Replace a server's routes by hand (someone else's change, not hecate's)."""
+    resp = requests.patch(
+        f"{caddy.admin_url}/config/apps/http/servers/{server}/routes",
+        data=json.dumps(routes),
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    resp.raise_for_status()

@@ -11,10 +11,13 @@ import sys
 
 import pytest
 import requests
+import salt.exceptions
 import yaml
 from saltfactories.utils.functional import Loaders
 
 from tests import caddy_helpers as ch
+
+import hecate_caddy_routes  # noqa: E402  (on sys.path through tests/conftest.py)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SERVER_ROUTES = "/config/apps/http/servers/hecate/routes"
@@ -442,6 +445,187 @@ def test_unmanaged_and_adhoc_routes_are_left_alone(loaders, fresh, backends):
     ids = [r.get("@id") for r in live_routes(caddy)]
     assert ids == ["ops.maintenance", "hecate.adhoc.status", "hecate.route.web", "hecate.route.lb"]
     assert ch.through(caddy, "status.test").json()["backend"] == "a"
+
+
+# -- routes Caddy would never use: an earlier route hecate does not own takes their requests --------
+# Caddy runs a server's routes in order (modules/caddyhttp/server.go, Server.Routes: "Routes are
+# executed sequentially"). A matching route with "terminal": true ends the request: routes.go,
+# wrapRoute, "make terminal routes terminate" (the next handler becomes emptyHandler), and so does
+# one whose handlers answer without calling the next one (routes.go, Route.HandlersRaw: "Not all
+# handlers call the next handler in the chain"). The Caddyfile adapter makes every site block a
+# terminal route matching its hosts (caddyconfig/httpcaddyfile/httptype.go: "the semantics of a
+# site block in the Caddyfile dictate that only the first matching one is evaluated",
+# Terminal: true), so the routes of a Caddyfile loaded into the server take its hosts first.
+LEGACY_CADDYFILE = 'http://web.test {\n\trespond "from the old Caddyfile" 200\n}\n'
+SHADOW_FRAGMENTS = [
+    "hecate route 'web' (hecate.route.web, hecate:reverse_proxy:caddy:routes:0)",
+    "would never serve web.test: route 0 of Caddy server 'hecate' (no @id; host web.test), not managed "
+    "by hecate, comes first and takes every request for it (terminal)",
+    "nothing was written",
+]
+
+
+def test_a_route_an_adapted_caddyfile_shadows_fails_naming_both(loaders, fresh, backends, tmp_path):
+    """The migration case: the old Caddyfile's site for web.test is in the server first."""
+    caddy = fresh
+    legacy = ch.adapt(LEGACY_CADDYFILE, str(tmp_path))
+    assert legacy == [
+        {
+            "match": [{"host": ["web.test"]}],
+            "handle": [{"handler": "subroute", "routes": [{"handle": [
+                {"handler": "static_response", "body": "from the old Caddyfile", "status_code": 200}]}]}],
+            "terminal": True,
+        }
+    ]
+    # Appended after it (where hecate put its routes, reporting them "added"), Caddy never
+    # gives hecate's route a request:
+    (web,) = [r for r in hecate_caddy_routes.build(base_caddy_pillar(backends)) if r.name == "web"]
+    ch.put_routes(caddy, legacy + [web.json])
+    assert ch.through(caddy, "web.test").text == "from the old Caddyfile"
+
+    ch.put_routes(caddy, legacy)
+    raw, w0 = ch.raw_config(caddy), ch.writes(caddy)
+    preview = managed(loaders, test=True)
+    applied = managed(loaders)
+    for ret in (preview, applied):
+        assert ret.result is False and ret.changes == {}, ret
+        for fragment in SHADOW_FRAGMENTS:
+            assert fragment in ret.comment, ret.comment
+        for other in ("'lb'", "'wazuh'", "'app'"):  # their hosts are free
+            assert other not in ret.comment
+    assert preview.comment == applied.comment  # the preview says what the run does
+    assert ch.raw_config(caddy) == raw and ch.writes(caddy) == w0
+    assert ch.through(caddy, "web.test").text == "from the old Caddyfile"
+
+    # the ad-hoc route state refuses the same
+    adhoc = loaders.states.caddy_route.present(name="status", domain="web.test", backend=backends["a"].dial)
+    assert adhoc.result is False and "Caddy route 'status' (hecate.adhoc.status, caddy_route.present:status)" in adhoc.comment
+    assert "route 0 of Caddy server 'hecate'" in adhoc.comment and ch.writes(caddy) == w0
+
+    # once the old site block is gone, the same pillar applies and web.test reaches its backend
+    ch.put_routes(caddy, [])
+    assert managed(loaders).result is True
+    assert ch.through(caddy, "web.test").json()["backend"] == "a"
+
+
+def test_a_converged_route_shadowed_later_is_reported(loaders, fresh, backends, tmp_path):
+    """Someone loads a Caddyfile site before hecate's routes: the next run fails, not "as in pillar"."""
+    caddy = fresh
+    assert managed(loaders).result is True
+    legacy = ch.adapt(LEGACY_CADDYFILE, str(tmp_path))
+    ch.put_routes(caddy, legacy + live_routes(caddy))
+    assert ch.through(caddy, "web.test").text == "from the old Caddyfile"
+    w0 = ch.writes(caddy)
+    ret = managed(loaders)
+    assert ret.result is False, ret
+    for fragment in SHADOW_FRAGMENTS:
+        assert fragment in ret.comment, ret.comment
+    with pytest.raises(salt.exceptions.CommandExecutionError) as err:  # drift says the same
+        loaders.modules.caddy.drift()
+    assert str(err.value) == ret.comment
+    assert ch.writes(caddy) == w0
+
+
+NEIGHBOURS_CADDYFILE = (
+    'http://other.test {\n\trespond "other site"\n}\n\n'
+    'http://web.test/legacy/* {\n\trespond "legacy path"\n}\n'
+)
+GLOBAL_HEADERS = {"handle": [{"handler": "headers", "response": {"set": {"X-Global": ["1"]}, "deferred": True}}]}
+
+
+def test_routes_that_only_share_a_host_with_a_narrower_route_are_not_a_conflict(loaders, fresh, backends, tmp_path):
+    """
+    No false alarm: a Caddyfile site for another host, one for a path of web.test, and a
+    route without matcher that only sets headers (it calls the next handler) leave hecate's
+    routes reachable; they go after them, and every one of them serves its own requests.
+    """
+    caddy = fresh
+    legacy = [GLOBAL_HEADERS] + ch.adapt(NEIGHBOURS_CADDYFILE, str(tmp_path))
+    ch.put_routes(caddy, legacy)
+    ret = managed(loaders)
+    assert ret.result is True, ret.comment
+    assert set(ret.changes["added"]) == {"web", "lb", "wazuh", "app"}
+    routes = live_routes(caddy)
+    assert routes[: len(legacy)] == legacy  # the middleware route is not a catch-all: hecate's go after
+    assert [r.get("@id") for r in routes[len(legacy):]] == [f"hecate.route.{n}" for n in ("web", "lb", "wazuh", "app")]
+    got = ch.through(caddy, "web.test")
+    assert got.json()["backend"] == "a" and got.headers["X-Global"] == "1"
+    assert ch.through(caddy, "web.test", "/legacy/x").text == "legacy path"
+    assert ch.through(caddy, "other.test").text == "other site"
+    assert managed(loaders).changes == {}
+
+
+# What hecate's model says takes every request for a domain, checked against what the real Caddy
+# does: each case loads the routes, then a probe route for the domain, and sends a request. A case
+# the model calls shadowed must be shadowed in Caddy (a false alarm blocks a valid deploy); the two
+# cases it leaves alone although Caddy does shadow them are its documented limits (routes in a
+# group, host placeholders): it never judges them.
+PROBE = "probe answered"
+
+
+def _terminal(hosts, handler=None, **extra):
+    route = {"match": [{"host": hosts}], "handle": [handler or {"handler": "static_response", "body": "u"}],
+             "terminal": True}
+    route.update(extra)
+    return route
+
+
+HEADERS = {"handler": "headers", "response": {"set": {"X-U": ["1"]}}}
+STATIC = {"handler": "static_response", "body": "u"}
+SHADOW_CASES = [
+    # id, routes before the probe, the domain (and the host requested), Caddy shadows, model says so
+    ("caddyfile-site", [_terminal(["web.test"], {"handler": "subroute", "routes": [{"handle": [STATIC]}]})],
+     "web.test", "web.test", True, True),
+    ("terminal-without-responder", [_terminal(["WEB.Test"], HEADERS)], "web.test", "web.test", True, True),
+    ("wildcard-label", [_terminal(["*.test"])], "web.test", "web.test", True, True),
+    ("wildcard-is-one-label", [_terminal(["*.test"])], "www.web.test", "www.web.test", False, False),
+    ("wildcard-covers-wildcard", [_terminal(["*.web.test"])], "*.web.test", "x.web.test", True, True),
+    ("exact-does-not-cover-wildcard", [_terminal(["x.web.test"])], "*.web.test", "y.web.test", False, False),
+    ("partial-label-wildcard", [_terminal(["w*.test"])], "web.test", "web.test", False, False),
+    ("no-matcher-responder", [{"handle": [STATIC]}], "web.test", "web.test", True, True),
+    ("empty-matcher-set", [{"match": [{}], "handle": [HEADERS], "terminal": True}], "web.test", "web.test", True, True),
+    ("any-matcher-set", [{"match": [{"host": ["other.test"]}, {"host": ["web.test"]}], "handle": [STATIC],
+                          "terminal": True}], "web.test", "web.test", True, True),
+    ("path-narrows", [{"match": [{"host": ["web.test"], "path": ["/api/*"]}], "handle": [STATIC], "terminal": True}],
+     "web.test", "web.test", False, False),
+    ("middleware-only", [{"match": [{"host": ["web.test"]}], "handle": [HEADERS]}], "web.test", "web.test", False, False),
+    ("reverse-proxy", [{"match": [{"host": ["web.test"]}], "handle": [{"handler": "reverse_proxy",
+                                                                      "upstreams": [{"dial": "BACKEND"}]}]}],
+     "web.test", "web.test", True, True),
+    ("forward-auth-falls-through",
+     [{"match": [{"host": ["web.test"]}], "handle": [{"handler": "reverse_proxy", "upstreams": [{"dial": "BACKEND"}],
+                                                      "handle_response": [{"match": {"status_code": [2]}, "routes": []}]}]}],
+     "web.test", "web.test", False, False),
+    ("error-handler", [{"match": [{"host": ["web.test"]}], "handle": [{"handler": "error", "status_code": 403}]}],
+     "web.test", "web.test", True, True),
+    ("file-server", [{"match": [{"host": ["web.test"]}], "handle": [{"handler": "file_server", "root": "/nonexistent-hecate"}]}],
+     "web.test", "web.test", True, True),
+    ("file-server-pass-thru", [{"match": [{"host": ["web.test"]}],
+                                "handle": [{"handler": "file_server", "root": "/nonexistent-hecate", "pass_thru": True}]}],
+     "web.test", "web.test", False, False),
+    ("subroute-responds", [{"handle": [{"handler": "subroute", "routes": [{"match": [{"host": ["web.test"]}],
+                                                                          "handle": [STATIC]}]}]}],
+     "web.test", "web.test", True, True),
+    ("group-already-satisfied", [{"group": "g", "match": [{"host": ["web.test"]}], "handle": [HEADERS]},
+                                 _terminal(["web.test"], group="g")], "web.test", "web.test", False, False),
+    ("group-first-member", [_terminal(["web.test"], group="g")], "web.test", "web.test", True, False),
+    ("host-placeholder", [_terminal(["{http.request.host}"])], "web.test", "web.test", True, False),
+]
+
+
+@pytest.mark.parametrize("case", SHADOW_CASES, ids=[c[0] for c in SHADOW_CASES])
+def test_the_shadowing_model_agrees_with_caddy(fresh, backends, case):
+    caddy = fresh
+    _, before, domain, host, caddy_shadows, model_shadows = case
+    before = json.loads(json.dumps(before).replace("BACKEND", backends["a"].dial))
+    probe = {"match": [{"host": [domain]}], "handle": [{"handler": "static_response", "body": PROBE}], "terminal": True}
+    ch.put_routes(caddy, before + [probe])
+    answered = ch.through(caddy, host)
+    assert (answered.text != PROBE) is caddy_shadows, (answered.status_code, answered.text)
+    found = hecate_caddy_routes.shadowed_by(before, domain)
+    assert (found is not None) is model_shadows, found
+    if found is not None:
+        assert found[0] == len(before) - 1 and found[1]  # which route, and why
 
 
 @pytest.mark.parametrize("test_mode", [True, False])

@@ -107,3 +107,34 @@ def test_rollback_refusal_is_a_failure(cloud_call, caddy):
     assert ret.returncode != 0
     assert "changed since hecate wrote it" in ret.stdout + ret.stderr
     assert ch.raw_config(caddy) == raw
+
+
+# The user's Nextcloud site block, as their Caddyfile has it today (shared/reference,
+# hecate-framework.md), without the imported snippet: loaded into the same server, as when an
+# operator migrates, the adapter makes it a terminal route for the host (see
+# tests/functional/test_caddy_states.py for Caddy's source on that).
+USER_SITE = "https://cloud.cybermonkey.dev {\n\treverse_proxy 100.65.138.128:11000\n}\n"
+
+
+def test_a_site_of_the_old_caddyfile_in_the_server_stops_the_sls(cloud_call, caddy, tmp_path):
+    ch.reset(caddy)
+    ch.put_routes(caddy, ch.adapt(USER_SITE, str(tmp_path)))
+    raw, w0 = ch.raw_config(caddy), ch.writes(caddy)
+    comments = []
+    for args in (("test=True",), ()):
+        ret, state = _sls(cloud_call, *args)
+        assert ret.returncode != 0 and state["result"] is False and state["changes"] == {}, state
+        comments.append(state["comment"])
+    assert comments[0] == comments[1]  # the preview says what the run does
+    assert (
+        "hecate route 'nextcloud' (hecate.route.nextcloud, hecate:reverse_proxy:caddy:routes:"
+        in comments[0]
+    )
+    assert (
+        "would never serve cloud.cybermonkey.dev: route 0 of Caddy server 'hecate' (no @id; host "
+        "cloud.cybermonkey.dev), not managed by hecate, comes first and takes every request for it "
+        "(terminal)" in comments[0]
+    )
+    assert comments[0].count("would never serve") == 1  # the other sites are free
+    assert ch.raw_config(caddy) == raw and ch.writes(caddy) == w0
+    ch.reset(caddy)

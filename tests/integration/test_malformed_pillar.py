@@ -127,13 +127,16 @@ CASES = [
          "hecate:consul:agent:ui", "expected boolean, got str"),
     Case("probe-url-null", {"bionicgpt": {"verify": {"probe": {"url": None}}}},
          "bionicgpt:verify:probe:url", "expected string, got NoneType"),
-    # -- unknown keys (typos) --------------------------------------------------------------------------
-    Case("unknown-caddy-key", caddy(routez=[]),
-         "hecate:reverse_proxy:caddy:routez", "unknown key"),
-    Case("misspelt-hecate-section", {"hecate": {"reverse_proxi": {"caddy": {}}}},
-         "hecate:reverse_proxi", "unknown key"),
-    Case("misspelt-bionicgpt-section", {"bionicgpt": {"jobz": {}}},
-         "bionicgpt:jobz", "unknown key"),
+    # -- unknown keys (typos): every one of an object is named, so one pass fixes them all -------------
+    Case("unknown-caddy-keys", caddy(routez=[], servr="hecate"),
+         ("hecate:reverse_proxy:caddy:routez", "hecate:reverse_proxy:caddy:servr"), "unknown key"),
+    Case("misspelt-hecate-sections", {"hecate": {"reverse_proxi": {"caddy": {}}, "consull": {}}},
+         ("hecate:reverse_proxi", "hecate:consull"), "unknown key"),
+    Case("misspelt-bionicgpt-sections", {"bionicgpt": {"jobz": {}, "nomadd": {}}},
+         ("bionicgpt:jobz", "bionicgpt:nomadd"), "unknown key"),
+    Case("unknown-keys-of-a-route", caddy(routes=[_route(bakend="127.0.0.1:9", tls_skip=True)]),
+         ("hecate:reverse_proxy:caddy:routes:0:bakend", "hecate:reverse_proxy:caddy:routes:0:tls_skip"),
+         "unknown key"),
     # -- bad domains -----------------------------------------------------------------------------------
     Case("bad-global-domain", {"hecate": {"global": {"domain": "not a domain"}}},
          "hecate:global:domain", "does not match the expected format"),
@@ -290,7 +293,7 @@ ORCHESTRATED = [
     pytest.param("tunnel-address-outside-the-network", marks=pytest.mark.long),
     pytest.param("client-secret-in-a-task-env", marks=pytest.mark.long),
 ]
-PREVIEWED = "stream-on-caddys-https-port"
+PREVIEWED = ["stream-on-caddys-https-port", "unknown-caddy-keys"]
 
 
 class Validator:
@@ -335,7 +338,10 @@ def validate(salt_master, stack, tmp_path_factory):  # noqa: F811
 
 
 def matching(errors, case):
-    return [e for e in errors if e.startswith(f"{case.path}: ") and case.fragment in e]
+    """The errors naming the case's key path(s) with its message; [] unless every path has one."""
+    paths = case.path if isinstance(case.path, tuple) else (case.path,)
+    found = [[e for e in errors if e.startswith(f"{path}: ") and case.fragment in e] for path in paths]
+    return [e for hits in found for e in hits] if all(found) else []
 
 
 def no_writes(stack, caddy_writes):  # noqa: F811
@@ -367,8 +373,9 @@ def test_malformed_pillar_fails_validation_naming_the_key(validate, stack, case)
     no_writes(stack, caddy_writes)
 
 
-def test_salt_run_gives_the_same_errors_and_exits_non_zero(salt_run_cli, stack, overrides, validate):  # noqa: F811
-    case = BY_ID["duplicate-route-domain"]
+@pytest.mark.parametrize("case_id", ["duplicate-route-domain", "unknown-keys-of-a-route"])
+def test_salt_run_gives_the_same_errors_and_exits_non_zero(salt_run_cli, stack, overrides, validate, case_id):  # noqa: F811
+    case = BY_ID[case_id]
     in_process = validate("lab", case.change)["errors"]
     overrides(case.change)
     caddy_writes = clear(stack)
@@ -404,8 +411,10 @@ def test_the_orchestration_stops_at_validation_and_writes_nothing(
     assert lock_holder(stack["sims"]["consul"]) is None
 
 
-def test_a_preview_stops_at_validation_too(salt_run_cli, stack, overrides, validate):  # noqa: F811
-    case = BY_ID[PREVIEWED]
+@pytest.mark.parametrize("case_id", PREVIEWED)
+def test_a_preview_stops_at_validation_too(salt_run_cli, stack, overrides, validate, case_id):  # noqa: F811
+    """The hecate.validated step's comment lists every error, each with its key path."""
+    case = BY_ID[case_id]
     errors = validate("lab", case.change)["errors"]
     overrides(case.change)
     caddy_writes = clear(stack)

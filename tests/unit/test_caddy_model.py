@@ -382,6 +382,116 @@ def test_plan_present_and_absent_touch_one_route():
     assert changes == {}
 
 
+# -- routes Caddy would never use (checked against the real Caddy in tests/functional) --------------
+SITE = {"match": [{"host": ["a.example.com"]}], "handle": [{"handler": "subroute", "routes": []}], "terminal": True}
+
+
+@pytest.mark.parametrize(
+    "pattern,domain,covers",
+    [
+        ("a.example.com", "a.example.com", True),
+        ("A.Example.COM", "a.example.com", True),  # Caddy lowercases (MatchHost.Provision)
+        ("*.example.com", "a.example.com", True),
+        ("*.example.com", "example.com", False),  # same label count (MatchHost.MatchWithError)
+        ("*.example.com", "x.a.example.com", False),
+        ("*.*.com", "a.example.com", True),
+        ("*.example.com", "*.example.com", True),
+        ("a.example.com", "*.example.com", False),  # one host does not take every host of *.
+        ("*.a.example.com", "*.example.com", False),
+        ("a*.example.com", "a.example.com", False),  # * is a whole label or a literal
+        ("{http.request.host}", "a.example.com", False),  # placeholders are never judged
+        ("*", "localhost", True),
+        ("", "a.example.com", False),
+        (None, "a.example.com", False),
+        ("*.example.com", None, False),  # None: any host
+    ],
+)
+def test_host_covers(pattern, domain, covers):
+    assert m.host_covers(pattern, domain) is covers
+
+
+def test_what_takes_every_request():
+    host = "a.example.com"
+    assert m.takes_every_request(SITE, host) == "terminal"
+    assert m.takes_every_request(dict(SITE, terminal=False), host) is None  # its subroute is empty
+    assert m.takes_every_request(dict(SITE, group="g"), host) is None
+    narrowed = dict(SITE, match=[{"host": [host], "path": ["/api/*"]}])
+    assert m.takes_every_request(narrowed, host) is None
+    assert m.takes_every_request(dict(SITE, match=[{"path": ["/x"]}, {}]), host) == "terminal"
+    proxy = {"handler": "reverse_proxy", "upstreams": [{"dial": "10.0.0.9:80"}]}
+    assert m.takes_every_request({"handle": [{"handler": "headers"}, proxy]}, host) == "its reverse_proxy answers"
+    auth = dict(proxy, handle_response=[{"match": {"status_code": [2]}, "routes": []}])
+    assert m.takes_every_request({"handle": [auth]}, host) is None
+    assert m.takes_every_request({"handle": [{"handler": "static_response", "status_code": 103}]}, host) is None
+    assert m.takes_every_request({"handle": [{"handler": "static_response", "status_code": "{x}"}]}, host) is None
+    inner = {"handler": "subroute", "routes": [{"match": [{"host": [host]}], "handle": [{"handler": "error"}]}]}
+    assert m.takes_every_request({"handle": [inner]}, host) == "its subroute's route 0: its error handler answers"
+    assert m.takes_every_request({"handle": [dict(inner, errors={"routes": []})]}, host) is None
+    assert m.shadowed_by([{"match": [{"host": ["b.example.com"]}], "terminal": True}, SITE], host) == (1, "terminal")
+    assert m.shadowed_by([], host) is None
+
+
+def test_plan_refuses_a_route_an_earlier_unmanaged_route_takes():
+    desired = _two()
+    with pytest.raises(m.ShadowedRoutes) as err:
+        m.plan_set([SITE], desired)
+    ((ours, domain, index, other, why),) = err.value.found
+    assert (ours.name, domain, index, other, why) == ("a", "a.example.com", 0, SITE, "terminal")
+    text = str(err.value.on("hecate"))
+    assert "hecate route 'a' (hecate.route.a, hecate:reverse_proxy:caddy:routes:0) would never serve a.example.com" in text
+    assert "route 0 of Caddy server 'hecate' (no @id; host a.example.com), not managed by hecate" in text
+    assert "'b'" not in text and "nothing was written" in text
+    # converged or not: a route already in place behind it is refused the same way
+    with pytest.raises(m.ShadowedRoutes):
+        m.plan_set([SITE] + [r.json for r in desired], desired)
+
+
+def test_plan_names_every_shadowed_domain_with_the_live_index():
+    desired = m.build({"routes": [
+        {"domains": ["a.example.com", "www.a.example.com"], "service": "a", "backend": "10.0.0.1:80"},
+        {"domain": "*.b.example.com", "service": "b", "backend": "10.0.0.2:80"},
+    ]})
+    other = {"@id": "ops.b", "match": [{"host": ["*.b.example.com"]}], "handle": [{"handler": "static_response"}]}
+    live = [{"@id": "ops.free", "match": [{"host": ["c.example.com"]}], "terminal": True}, other, SITE,
+            desired[0].json]
+    with pytest.raises(m.ShadowedRoutes) as err:
+        m.plan_set(live, desired)
+    got = [(o.name, d, i, why) for o, d, i, _, why in err.value.found]
+    assert got == [("a", "a.example.com", 2, "terminal"), ("b", "*.b.example.com", 1, "its static_response answers")]
+    assert "(@id ops.b; host *.b.example.com)" in str(err.value)
+
+
+def test_plan_places_hecate_routes_before_a_catch_all_only():
+    """A catch-all ends every request whatever its host; a route without matcher that calls the
+    next handler (headers) is none, and hecate's routes go after it, through its middleware."""
+    desired = _two()
+    middleware = {"handle": [{"handler": "headers", "response": {"set": {"X-A": ["1"]}}}]}
+    fallback = {"handle": [{"handler": "static_response", "status_code": 404}]}
+    other = {"match": [{"host": ["c.example.com"]}], "handle": [{"handler": "static_response"}], "terminal": True}
+    new, _ = m.plan_set([middleware, other, fallback], desired)
+    assert new == [middleware, other, desired[0].json, desired[1].json, fallback]
+    new, _ = m.plan_set([middleware, other], desired)
+    assert new == [middleware, other, desired[0].json, desired[1].json]
+    grouped = dict(fallback, group="g")  # it may end every request: hecate's go before it too
+    new, _ = m.plan_set([grouped], desired)
+    assert new == [desired[0].json, desired[1].json, grouped]
+
+
+def test_adhoc_route_is_refused_behind_a_pillar_route_for_its_domain():
+    errors = []
+    route = m.build_route({"name": "adhoc", "domain": "a.example.com", "backend": "10.0.0.1:80"}, "x", {},
+                          id_prefix=m.ADHOC_PREFIX, errors=errors)
+    live = [r.json for r in _two()]
+    with pytest.raises(m.ShadowedRoutes) as err:
+        m.plan_present(live, route)
+    text = str(err.value)
+    assert "Caddy route 'adhoc' (hecate.adhoc.adhoc, x) would never serve a.example.com" in text
+    assert "(@id hecate.route.a; host a.example.com), a pillar route of caddy_routes.managed" in text
+    # an update in place is checked too
+    with pytest.raises(m.ShadowedRoutes):
+        m.plan_present(live + [route.json], route)
+
+
 # -- schema --------------------------------------------------------------------------------------
 def test_schema_accepts_the_shipped_pillar():
     assert hecate_schema.validate(user_pillar(), "lab") == []

@@ -74,3 +74,51 @@ def test_secret_names_and_their_neighbours():
         "POSTGRES_PASSWORD": 1234, "PGDATA": "/data", "POSTGRES_PASSWORD_FILE": "/secrets/pw"}}}}}
     errors = hecate_schema.check_secrets(pillar)
     assert [path for path, _ in errors] == ["bionicgpt:jobs:database:postgres:env:POSTGRES_PASSWORD"]
+
+
+def test_every_unknown_key_of_an_object_is_reported_with_its_path():
+    """
+    ``additionalProperties: false`` gives ONE jsonschema error per object, naming all its
+    unexpected keys ("Additional properties are not allowed ('b', 'c' were unexpected)");
+    each key must come out as its own error with its full key path, so an operator
+    migrating a pillar fixes them all in one pass - inside lists and oneOf branches too.
+    """
+    pillar = base_pillar(colour="blue", size="xl")
+    pillar["hecate"]["reverse_proxy"] = {
+        "caddy": {
+            "routez": [],
+            "servr": "hecate",
+            "routes": [
+                {"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:80", "bogus": 1, "extra": 2},
+                {"domain": "b.example.com", "service": "b", "backend": "10.0.0.2:80",
+                 "forward_auth": {"copy_headers": ["X-A"], "copy_header": ["X-B"], "mode": "x"}},
+            ],
+        }
+    }
+    pillar["hecate"]["reverse_proxi"] = {}
+    pillar["hecate"]["connections"] = {
+        "authentik": {"token": {"vault": "secret/hecate/authentik", "key": "api_token", "value": "LEAKME-1"}}
+    }
+    errors = hecate_schema.validate(pillar, "lab")
+    assert not any("LEAKME" in e for e in errors), errors  # a secret's value never shows up
+    unknown = sorted(e.split(": ")[0] for e in errors if e.endswith(": unknown key (not in the schema)"))
+    assert unknown == [
+        "hecate:connections:authentik:token:value",
+        "hecate:global:colour",
+        "hecate:global:size",
+        "hecate:reverse_proxi",
+        "hecate:reverse_proxy:caddy:routes:0:bogus",
+        "hecate:reverse_proxy:caddy:routes:0:extra",
+        "hecate:reverse_proxy:caddy:routes:1:forward_auth:copy_header",
+        "hecate:reverse_proxy:caddy:routes:1:forward_auth:mode",
+        "hecate:reverse_proxy:caddy:routez",
+        "hecate:reverse_proxy:caddy:servr",
+    ], errors
+
+
+def test_unknown_keys_with_odd_characters_are_named_exactly():
+    """Keys are taken from the object, not parsed back out of jsonschema's message."""
+    pillar = base_pillar(**{"it's": 1, "a (b)": 2, "x, y": 3})
+    errors = hecate_schema.validate(pillar, "lab")
+    for key in ("it's", "a (b)", "x, y"):
+        assert f"hecate:global:{key}: unknown key (not in the schema)" in errors, errors
