@@ -291,6 +291,40 @@ def test_binding_exclusive_removes_other_access(env):
     assert ret.result is False and "do not carry the prefix" in ret.comment
 
 
+def test_binding_disabled_or_negated_by_hand_is_reenabled(env):
+    """
+    A group binding someone disabled or negated is patched back to enabled, not negated.
+    The PATCH carries the binding's target and group: PolicyBindingSerializer.validate
+    (authentik/policies/api/bindings.py) sees only the sent fields and crashes without
+    ``target`` (500), and wants one of policy/user/group among them (400).
+    """
+    p = tag()
+    func, kwargs = scenario("binding", env, p)
+    mod = env.loaders.modules.authentik
+    mod.policy_binding_create(kwargs["application"], group=kwargs["groups"][0], enabled=False)
+    mod.policy_binding_create(kwargs["application"], group=kwargs["groups"][1], negate=True, order=1)
+    env.sim.clear_requests()
+    preview = func(test=True, **kwargs)
+    assert preview.result is None and env.sim.writes() == []
+    assert preview.changes == {
+        f"group:{kwargs['groups'][0]}": {"old": "enabled=False negate=False", "new": "enabled=True negate=False"},
+        f"group:{kwargs['groups'][1]}": {"old": "enabled=True negate=True", "new": "enabled=True negate=False"},
+    }
+    env.sim.clear_requests()
+    ret = func(**kwargs)
+    assert ret.result is True and ret.changes == preview.changes, ret.raw
+    writes = env.sim.writes()
+    assert [w["method"] for w in writes] == ["PATCH", "PATCH"]
+    for write in writes:
+        assert write["fields"] == ["enabled", "group", "negate", "target"]
+    bound = mod.policy_binding_list(application=kwargs["application"])
+    assert sorted((b["group_obj"]["name"], b["enabled"], b["negate"]) for b in bound) == sorted(
+        (g, True, False) for g in kwargs["groups"])
+    env.sim.clear_requests()
+    again = func(**kwargs)
+    assert again.result is True and again.changes == {} and env.sim.writes() == []
+
+
 def test_enrollment_links_identification_stage_and_can_be_switched_off(env):
     p = tag()
     func, kwargs = scenario("enrollment", env, p)
