@@ -47,13 +47,13 @@ def _import(path):
     return mod
 
 
-def exposed_functions():
+def exposed_functions(directory=MODULES):
     """``{"<virtualname>.<name>": "<file>:<def name>"}`` as Salt's loader would expose them."""
     out = {}
-    for fname in sorted(os.listdir(MODULES)):
+    for fname in sorted(os.listdir(directory)):
         if not fname.endswith(".py") or fname.startswith("_"):
             continue
-        mod = _import(os.path.join(MODULES, fname))
+        mod = _import(os.path.join(directory, fname))
         virtualname = getattr(mod, "__virtualname__", os.path.splitext(fname)[0])
         aliases = getattr(mod, "__func_alias__", {})
         names = getattr(mod, "__load__", None) or getattr(mod, "__all__", None) or dir(mod)
@@ -119,19 +119,20 @@ def _template_calls(text, names):
     return found
 
 
-def called_in(path, names, virtualnames):
-    """The exposed names a test file calls."""
-    with open(path, encoding="utf-8") as fh:
-        tree = ast.parse(fh.read(), filename=path)
-    aliases = {}
-    # names bound to a loader module object: mod = loaders.modules.caddy
-    for node in ast.walk(tree):
+def _aliases(nodes, virtualnames, base=None):
+    """Names bound to a loader module object in ``nodes``: ``mod = loaders.modules.caddy``."""
+    aliases = dict(base or {})
+    for node in nodes:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             vname = _module_of(node.value, virtualnames, {})
             if vname:
                 aliases[node.targets[0].id] = vname
+    return aliases
+
+
+def _calls(nodes, names, virtualnames, aliases):
     found = set()
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             vname = _module_of(node.func.value, virtualnames, aliases)
             if vname and f"{vname}.{node.func.attr}" in names:
@@ -144,13 +145,38 @@ def called_in(path, names, virtualnames):
     return found
 
 
-def test_the_enumeration_follows_the_loader():
+def called_in(path, names, virtualnames):
+    """The exposed names a test file calls (aliases resolved per function)."""
+    with open(path, encoding="utf-8") as fh:
+        tree = ast.parse(fh.read(), filename=path)
+    functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    inside = {id(n) for f in functions for n in ast.walk(f)}
+    top = [n for n in ast.walk(tree) if id(n) not in inside]
+    module_aliases = _aliases(top, virtualnames)
+    found = _calls(top, names, virtualnames, module_aliases)
+    for func in functions:
+        body = list(ast.walk(func))
+        found |= _calls(body, names, virtualnames, _aliases(body, virtualnames, module_aliases))
+    return found
+
+
+def test_the_enumeration_follows_the_loader(tmp_path):
     """The enumeration itself: aliases applied, private and imported names skipped."""
+    (tmp_path / "fake.py").write_text(
+        "import functools\nfrom os.path import join\n__virtualname__ = 'fakemod'\n"
+        "__func_alias__ = {'list_': 'list'}\n"
+        "def __virtual__():\n    return __virtualname__\n"
+        "def _private():\n    return 1\n"
+        "def list_():\n    return []\n"
+        "def visible():\n    return 2\n"
+        "CONSTANT = 3\n"
+    )
+    assert exposed_functions(str(tmp_path)) == {"fakemod.list": "_modules/fake.py:list_",
+                                                "fakemod.visible": "_modules/fake.py:visible"}
     exposed = exposed_functions()
     assert "hecate_vault.list" in exposed and "hecate_vault.list_" not in exposed  # __func_alias__
     assert "authentik.brand_update" in exposed and "authentik._client" not in exposed
     assert not any(name.endswith(".__virtual__") for name in exposed)
-    assert "authentik.copy" not in exposed and "caddy.deepcopy" not in exposed  # imports are not exposed
     assert {name.split(".")[0] for name in exposed} == {
         "authentik", "caddy", "hecate", "hecate_consul", "hecate_vault", "nomad", "wireguard"}
     # and the reference finder counts calls, not mentions
@@ -171,6 +197,16 @@ def test_the_enumeration_follows_the_loader():
     assert calls('salt_cli.run("state.apply", "wireguard.verify")') == set()  # an SLS name
     assert calls('x = "{{ salt[\'hecate.version\']() }}"') == {"hecate.version"}
     assert calls('x = "see caddy.drift for details"; y = "nomad.plan"') == set()
+    # a name bound to a module object counts in its own function only
+    code = ("def t1(loaders):\n    mod = loaders.modules.caddy\n    mod.drift()\n"
+            "def t2(loaders):\n    mod = loaders.modules.nomad\n    mod.version()\n")
+    tree_names = {"caddy.drift", "caddy.version", "nomad.drift", "nomad.version"}
+    functions = [n for n in ast.walk(ast.parse(code)) if isinstance(n, ast.FunctionDef)]
+    got = set()
+    for func in functions:
+        body = list(ast.walk(func))
+        got |= _calls(body, tree_names, {"caddy", "nomad"}, _aliases(body, {"caddy", "nomad"}))
+    assert got == {"caddy.drift", "nomad.version"}
 
 
 def test_every_public_execution_module_function_is_called_by_a_test():
