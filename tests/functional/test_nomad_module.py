@@ -175,7 +175,8 @@ def test_variables_with_cas_and_vault_references(loaders, vault_sim):
     index = got["ModifyIndex"]
     mod.var_put(path, {"plain": "2"}, cas=index)
     assert mod.var_get(path)["Items"] == {"plain": "2"}
-    with pytest.raises(Exception, match=f"Nomad variable {path}: check-and-set failed \\(expected modify index {index},"):
+    stale = f"Nomad variable {path}: check-and-set failed \\(expected modify index {index},"
+    with pytest.raises(Exception, match=stale):
         mod.var_delete(path, cas=index)  # stale
     assert mod.var_delete(path) is True
     assert mod.var_get(path) is None and mod.var_list(prefix=path) == []
