@@ -78,8 +78,9 @@ def vault_options(lab_secrets):
 
 # Consul ACL rules (Consul's policy language, as the simulator takes them) of the tokens the
 # pillar names: the agents' token (node registration, service discovery) and the token
-# Nomad's Consul integration registers allocations' services with (Nomad's documented
-# minimum for a client: agent read, node read, service write).
+# Nomad's Consul integration registers allocations' services with (agent and node read,
+# service write: what registering a service with its checks needs, agent/acl.go
+# vetServiceRegisterWithAuthorizer / vetCheckRegisterWithAuthorizer).
 CONSUL_AGENT_RULES = {"node_prefix": {"": "write"}, "service_prefix": {"": "read"}}
 NOMAD_CONSUL_RULES = {"agent_prefix": {"": "read"}, "node_prefix": {"": "read"}, "service_prefix": {"": "write"}}
 
