@@ -552,7 +552,9 @@ def proxy_provider_create(name, external_host, authorization_flow, invalidation_
 
 def proxy_provider_update(name, **kwargs):
     """
-    Change the given fields of a proxy provider with one PATCH.
+    Change the given fields of a proxy provider with one PATCH (which carries the
+    provider's ``mode``, and in proxy mode its ``internal_host``, unless given: Authentik
+    validates a PATCH on the fields sent and takes an unsent mode for "proxy").
 
     CLI Example:
 
@@ -566,7 +568,7 @@ def proxy_provider_update(name, **kwargs):
     for key in ("authorization_flow", "invalidation_flow", "authentication_flow"):
         if body.get(key):
             body[key] = client.require("flow", body[key])["pk"]
-    return _public(client.patch("provider_proxy", provider["pk"], body) if body else provider)
+    return _public(client.patch_proxy_provider(provider, body) if body else provider)
 
 
 def proxy_provider_delete(name):
@@ -780,8 +782,9 @@ def identification_stage_get(name="default-authentication-identification"):
 def identification_stage_set_enrollment(flow=None, name="default-authentication-identification"):
     """
     Link (``flow`` = an enrollment flow's slug) or unlink (``flow`` empty) self-enrollment
-    on an identification stage. Only ``enrollment_flow`` is written, and only when it
-    differs. Returns True when it changed.
+    on an identification stage. Written only when it differs, with the stage's own
+    ``user_fields`` and ``sources`` unchanged (Authentik validates a PATCH on the fields
+    sent, and a stage body without either is refused). Returns True when it changed.
 
     CLI Example:
 
@@ -794,7 +797,7 @@ def identification_stage_set_enrollment(flow=None, name="default-authentication-
     target = client.require("flow", flow)["pk"] if flow else None
     if stage.get("enrollment_flow") == target:
         return False
-    client.patch("stage_identification", stage["pk"], {"enrollment_flow": target})
+    client.set_enrollment_flow(stage, target)
     return True
 
 
@@ -841,7 +844,8 @@ def brand_update(domain="authentik-default", **kwargs):
     for key, val in list(body.items()):
         if key.startswith("flow_") and val:
             body[key] = client.require("flow", val)["pk"]
-    return _public(client.patch("brand", brand["pk"], body) if body else brand)
+    # brands are keyed by brand_uuid and carry no pk (BrandSerializer, authentik/brands/api.py)
+    return _public(client.patch("brand", brand["brand_uuid"], body) if body else brand)
 
 
 # -- policy bindings, outposts ---------------------------------------------------------------------------

@@ -131,7 +131,7 @@ def present(name, application, groups, exclusive=False, prefix=None, timeout=Non
                 body["timeout"] = int(timeout)
             client.create("policy_binding", body)
         for binding in to_patch:
-            client.patch("policy_binding", binding["pk"], {"enabled": True, "negate": False})
+            client.patch_policy_binding(binding, {"enabled": True, "negate": False})
         for binding in to_delete:
             client.delete("policy_binding", binding["pk"])
     return hecate_state.result(ret, changes, test,

@@ -255,7 +255,7 @@ def _apply(client, slug, plan, flow, flow_desired, flow_diff, prompts, stages, c
             client.create("flow_binding", {"target": flow["pk"], "stage": stage_pks[suffix],
                                            "order": ORDERS[suffix]})
     if linked != flow["pk"]:
-        client.patch("stage_identification", ident["pk"], {"enrollment_flow": flow["pk"]})
+        client.set_enrollment_flow(ident, flow["pk"])
 
 
 @hecate_state.guard
@@ -291,7 +291,7 @@ def absent(name, identification_stage=DEFAULT_IDENTIFICATION):
         return ret
     if not test:
         if ident and flow and ident.get("enrollment_flow") == flow["pk"]:
-            client.patch("stage_identification", ident["pk"], {"enrollment_flow": None})
+            client.set_enrollment_flow(ident, None)
         if flow:
             client.delete("flow", slug)
         for kind, obj, _ in objects:

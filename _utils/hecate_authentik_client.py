@@ -11,7 +11,7 @@ Authentik REST API v3 client for hecate, on the shared :class:`hecate_http.Clien
   end); lookups by name verify the match themselves, because Authentik ignores unknown
   filters silently.
 - A 403 becomes "token invalid or lacks permission"; DRF 400 bodies become messages that
-  name the field (``redirect_uris.url: Invalid Regex Pattern``).
+  name the field (``redirect_uris: Invalid Regex Pattern: (``).
 - The server version (``/admin/version/``) decides where the API changed: group
   ``parent`` (uuid) up to 2025.10, ``parents`` (list) from 2025.12.
 
@@ -311,6 +311,50 @@ class AuthentikClient:
         obj = self.call("PATCH", self.item_path(kind, key), body=body)
         self._reindex(kind, obj, old=old or obj)
         return obj
+
+    # -- partial updates the serializers accept -----------------------------------------------
+    # A PATCH is a DRF partial update: each serializer's validate(attrs) sees only the
+    # fields sent, never the stored object (rest_framework/serializers.py run_validation,
+    # mixins.py partial_update). Where a validate() reads fields together, the PATCH
+    # re-sends the live values of the ones it reads.
+    def set_enrollment_flow(self, stage, flow_pk):
+        """
+        Point an identification stage's ``enrollment_flow`` at ``flow_pk`` (None unlinks).
+        IdentificationStageSerializer.validate (authentik/stages/identification/api.py)
+        refuses a body without user fields and without sources, so the stage's own
+        ``user_fields`` and ``sources`` go with it, unchanged.
+        """
+        body = {"enrollment_flow": flow_pk,
+                "user_fields": list(stage.get("user_fields") or []),
+                "sources": list(stage.get("sources") or [])}
+        return self.patch("stage_identification", stage["pk"], body)
+
+    def patch_policy_binding(self, binding, fields):
+        """
+        PATCH ``fields`` of a policy binding together with its ``target`` and the one of
+        policy/user/group it binds: PolicyBindingSerializer.validate
+        (authentik/policies/api/bindings.py) reads them from the sent fields only
+        (without ``target`` the server fails with a 500 from 2024.12 on; without the
+        bound object it answers 400).
+        """
+        body = dict(fields, target=binding["target"])
+        for key in ("policy", "group", "user"):
+            if binding.get(key) is not None:
+                body[key] = binding[key]
+        return self.patch("policy_binding", binding["pk"], body)
+
+    def patch_proxy_provider(self, provider, fields):
+        """
+        PATCH ``fields`` of a proxy provider with its ``mode`` (and, in proxy mode, its
+        ``internal_host``) unless ``fields`` change them: ProxyProviderSerializer.validate
+        (authentik/providers/proxy/api.py) takes an unsent mode for "proxy" and then
+        wants an internal host.
+        """
+        body = dict(fields)
+        body.setdefault("mode", provider.get("mode") or "proxy")
+        if body["mode"] == "proxy":
+            body.setdefault("internal_host", provider.get("internal_host") or "")
+        return self.patch("provider_proxy", provider["pk"], body)
 
     def delete(self, kind, key, old=None):
         """Delete; True when deleted, False when it was already gone."""

@@ -306,7 +306,14 @@ class ConsulClient:
 
     def agent_service(self, service_id):
         """The agent's view of one service instance, or None."""
-        return self._call(f"read service {service_id}", lambda: self.api.agent.service_definition(service_id))
+        # Not py-consul's agent.service_definition(): it sends no X-Consul-Token (it skips
+        # prepare_headers), and under default deny Consul answers 403 once the service
+        # exists (agent_endpoint.go AgentService: 404 first, then service:read).
+        path = f"/v1/agent/service/{urllib.parse.quote(service_id, safe='')}"
+        return self._call(
+            f"read service {service_id}",
+            lambda: self.api.http.get(consul.callback.CB.json(), path, headers=self._headers()),
+        )
 
     def agent_checks(self, service_id=None):
         checks = self._call("list agent checks", self.api.agent.checks) or {}

@@ -4,6 +4,8 @@ APIs it will call (with its credentials), and do the secrets that hecate does no
 itself exist in Vault. Everything here only reads.
 """
 
+import urllib.parse
+
 import salt.exceptions
 
 try:
@@ -54,31 +56,63 @@ PILLAR_SCHEMA = {
     },
 }
 
-# system -> (settings key holding the URL, a read-only endpoint that needs the token,
-#            the header the token goes in, how the token is sent)
+# Consul's probe: a key read under hecate/ (locks and deployment records live there). A
+# single-key read is checked against key:read before Consul looks the key up
+# (agent/consul/kvs_endpoint.go KVS.Get), so 404 means "allowed, not written yet" and a
+# token that is unknown or lacks the permission gets 403; /v1/status/leader needs no ACL.
+CONSUL_PROBE_KEY = "hecate/deployments"
+DEFAULT_JOB_PREFIX = "bionicgpt-"
+
+# system -> (settings key holding the URL, the header the token goes in, how it is sent)
 ENDPOINTS = {
-    "caddy": ("admin_url", "/config/apps/http/servers", None, None),
-    "authentik": ("url", "/api/v3/admin/version/", "Authorization", "Bearer {}"),
-    "consul": ("url", "/v1/status/leader", "X-Consul-Token", "{}"),
-    "nomad": ("url", "/v1/status/leader", "X-Nomad-Token", "{}"),
-    "vault": ("url", "/v1/auth/token/lookup-self", "X-Vault-Token", "{}"),
+    "caddy": ("admin_url", None, None),
+    "authentik": ("url", "Authorization", "Bearer {}"),
+    "consul": ("url", "X-Consul-Token", "{}"),
+    "nomad": ("url", "X-Nomad-Token", "{}"),
+    "vault": ("url", None, None),  # logs in as the Vault client does (token or AppRole)
 }
+
+
+def _probe(system, settings, pillar):
+    """``(path, acceptable statuses, what a success proves)`` of one read that needs the token."""
+    if system == "caddy":
+        return "/config/apps/http/servers", range(200, 300), "admin API answers"
+    if system == "authentik":
+        return "/api/v3/admin/version/", range(200, 300), "token accepted"
+    if system == "consul":
+        query = {"dc": settings["datacenter"]} if settings.get("datacenter") else {}
+        path = f"/v1/kv/{CONSUL_PROBE_KEY}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        return path, (200, 404), f"token may read {CONSUL_PROBE_KEY}"
+    # Nomad: the job list for hecate's prefix needs list-jobs in the namespace (nomad/
+    # job_endpoint.go Job.List); an unknown token or one without the capability is 403
+    # "Permission denied" ("ACL token not found" before Nomad 1.7; command/agent/http.go
+    # errCodeFromHandler); /v1/status/leader needs no token at all
+    prefix = hecate_config.traverse(pillar or {}, "bionicgpt:nomad:job_prefix")
+    query = {"prefix": DEFAULT_JOB_PREFIX if prefix is None else prefix,
+             "namespace": settings.get("namespace") or "default"}
+    if settings.get("region"):
+        query["region"] = settings["region"]
+    return f"/v1/jobs?{urllib.parse.urlencode(query)}", range(200, 300), f"token may list jobs {query['prefix']}*"
 
 
 def reach(system, opts, pillar, sdb_get=None, context=None):
     """
-    One authenticated read against ``system``; returns a short description, raises
-    ``CommandExecutionError`` naming the system and why it is not usable.
+    One authenticated read against ``system`` with the credentials the modules use: the
+    read needs the token (Consul: a key under hecate/, Nomad: the job list for hecate's
+    prefix, Vault: the client's own login then ``lookup-self``). Returns a short
+    description, raises ``CommandExecutionError`` naming the system and the setting to fix.
     """
     if system not in ENDPOINTS:
         raise salt.exceptions.SaltInvocationError(
             f"unknown system '{system}'; one of {', '.join(sorted(ENDPOINTS))}"
         )
-    url_key, path, header, fmt = ENDPOINTS[system]
+    url_key, header, fmt = ENDPOINTS[system]
     settings = hecate_config.connection(system, opts, pillar)
     url = settings.get(url_key)
     if not url:
         raise salt.exceptions.SaltInvocationError(f"hecate:connections:{system}:{url_key} is not set")
+    if system == "vault":
+        return _reach_vault(settings, sdb_get)
     if system == "authentik":
         hecate_authentik_client.check_transport(url, hecate_authentik_client.environment(opts, pillar))
     headers = {}
@@ -88,6 +122,7 @@ def reach(system, opts, pillar, sdb_get=None, context=None):
         resolve = hecate_vault_client.Resolver(opts, pillar, sdb_get, context)
         token = resolve(settings["token"], f"hecate:connections:{system}:token")
         headers[header] = fmt.format(token.reveal())
+    path, accepted, proves = _probe(system, settings, pillar)
     client = hecate_http.Client(
         url,
         system.capitalize() if system != "caddy" else "Caddy admin API",
@@ -97,16 +132,34 @@ def reach(system, opts, pillar, sdb_get=None, context=None):
         **hecate_config.tls_args(settings, system),
     )
     try:
-        resp = client.request("GET", path, ok=range(200, 300))
+        resp = client.request("GET", path, ok=accepted)
     except hecate_http.HTTPError as exc:
-        if exc.status in (401, 403):
+        if exc.status in (401, 403) and header:
+            key = f"hecate:connections:{system}:token"
+            which = key if settings.get("token") else f"no token ({key} is not set)"
             raise salt.exceptions.CommandExecutionError(
-                f"{system}: token invalid or lacks permission ({exc})"
+                f"{system}: token invalid or lacks permission: {which} ({exc})"
             ) from None
         raise
     finally:
         client.close()
-    return f"{system} at {url}: reachable ({resp.status_code})"
+    return f"{system} at {url}: reachable ({resp.status_code}), {proves}"
+
+
+def _reach_vault(settings, sdb_get):
+    """Log in exactly as :class:`hecate_vault_client.VaultKV` does, then look the token up."""
+    settings = dict(settings, timeout=min(float(settings.get("timeout") or 10), 10.0), retries=1)
+    key = "hecate:connections:vault:" + ("token" if settings.get("token") or not settings.get("approle") else "approle")
+    try:
+        vault = hecate_vault_client.VaultKV(settings, sdb_get=sdb_get)
+        info = vault.lookup_self()
+    except hecate_http.Unreachable:
+        raise
+    except salt.exceptions.CommandExecutionError as exc:
+        raise salt.exceptions.CommandExecutionError(f"vault: {key}: {exc}") from None
+    how = "AppRole login" if key.endswith("approle") else "token"
+    policies = ", ".join(info.get("policies") or []) or "none"
+    return f"vault at {settings['url']}: reachable, {how} accepted (policies: {policies})"
 
 
 def produced_by_hecate(pillar):

@@ -126,6 +126,11 @@ class VaultKV:
                 f"Vault at {self.settings['url']} is unreachable: {type(exc).__name__}"
             ) from None
 
+    def lookup_self(self):
+        """The token's own data (policies, ttl, ...): proves the login/token works."""
+        resp = self._call("look up its token", "auth/token/lookup-self", self.client.auth.token.lookup_self)
+        return (resp or {}).get("data") or {}
+
     def read(self, mount, path, version=None):
         """
         ``(data, metadata)`` of a secret; ``(None, None)`` when it does not exist or its

@@ -78,7 +78,7 @@ class Lab:
     def _start_services(self, state, lab_secrets):
         if devservers.available("vault"):
             step("starting Vault (real binary, dev mode)")
-            vault = devservers.vault(os.path.join(self.workdir, "vault"), lab_secrets["vault_root_token"])
+            vault = devservers.vault(os.path.join(self.workdir, "vault"), lab_secrets)
         else:
             step("starting the Vault simulator")
             vault = SimHandle(
@@ -88,7 +88,7 @@ class Lab:
         state["addresses"]["vault"] = vault.url
         if devservers.available("consul"):
             step("starting Consul (real binary, dev mode)")
-            consul = devservers.consul(os.path.join(self.workdir, "consul"), lab_secrets["consul_token"])
+            consul = devservers.consul(os.path.join(self.workdir, "consul"), lab_secrets)
         else:
             step("starting the Consul simulator")
             consul = SimHandle(
@@ -99,12 +99,14 @@ class Lab:
         if nomad_agent.available():
             step("starting Nomad (nomad agent -dev on loopback)")
             nomad = nomad_agent.DevAgent(os.path.join(self.workdir, "nomad"),
-                                         consul_url=state["addresses"].get("consul")).start()
+                                         consul_url=state["addresses"].get("consul"),
+                                         consul_token=lab_secrets["nomad_consul_token"]).start()
         else:
             step("starting the Nomad simulator (no nomad binary on PATH)")
             nomad = SimHandle(
                 "nomad", os.path.join(self.workdir, "nomad"),
-                topology.nomad_options(consul_url=state["addresses"].get("consul")),
+                topology.nomad_options(consul_url=state["addresses"].get("consul"),
+                                       consul_token=lab_secrets["nomad_consul_token"]),
             ).start()
         state["pids"]["nomad"] = nomad.proc.pid
         state["addresses"]["nomad"] = nomad.url

@@ -15,9 +15,10 @@ def available():
 
 
 class DevAgent:
-    def __init__(self, workdir, consul_url=None):
+    def __init__(self, workdir, consul_url=None, consul_token=None):
         self.workdir = workdir
         self.consul_url = consul_url
+        self.consul_token = consul_token  # the lab's Consul denies by default: Nomad needs its token
         self.http_port, self.rpc_port, self.serf_port = procs.free_port(), procs.free_port(), procs.free_port()
         self.proc = None
 
@@ -32,7 +33,8 @@ class DevAgent:
         )
         consul = ""
         if self.consul_url:
-            consul = f'consul {{\n  address = "{self.consul_url.split("://", 1)[-1]}"\n}}\n'
+            token = f'  token = "{self.consul_token}"\n' if self.consul_token else ""
+            consul = f'consul {{\n  address = "{self.consul_url.split("://", 1)[-1]}"\n{token}}}\n'
         return (
             'bind_addr = "127.0.0.1"\n'
             f'data_dir = "{os.path.join(self.workdir, "data")}"\n'
@@ -46,6 +48,7 @@ class DevAgent:
             os.makedirs(os.path.join(self.workdir, name), exist_ok=True)
         path = os.path.join(self.workdir, "nomad.hcl")
         with open(path, "w", encoding="utf-8") as fh:
+            os.fchmod(fh.fileno(), 0o600)  # it holds Nomad's Consul token
             fh.write(self.config())
         self.proc = procs.Proc(
             "nomad", ["nomad", "agent", "-dev", "-config", path], os.path.join(self.workdir, "nomad.log")

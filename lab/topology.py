@@ -26,42 +26,99 @@ MINIONS = {
 
 
 def new_lab_secrets():
-    """Throwaway credentials for one lab (or one test session)."""
+    """
+    Throwaway credentials for one lab (or one test session): Vault's root token (for the
+    harness that seeds Vault, never in a Salt config), the AppRole hecate's master and
+    minions log in with, hecate's Consul token, and the two Consul tokens the pillar names
+    by Vault reference (the agents' ``secret/hecate/consul#agent_token``, Nomad's
+    ``secret/bionicgpt/nomad#consul_token``).
+    """
     return {
         "vault_root_token": "lab-" + secrets.token_urlsafe(24),
+        "vault_role_id": str(uuid.uuid4()),
+        "vault_secret_id": str(uuid.uuid4()),
         "consul_token": str(uuid.uuid4()),
+        "consul_agent_token": str(uuid.uuid4()),
+        "nomad_consul_token": str(uuid.uuid4()),
     }
+
+
+# The lab's Vault policy for hecate's AppRole: KV v2 under secret/ (read, write, soft
+# delete, list and metadata), nothing under sys/ or auth/ beyond Vault's built-in
+# "default" policy (which lets a token look itself up).
+VAULT_ROLE = "hecate"
+VAULT_POLICY = [
+    {"path": "secret/data/*", "capabilities": ["create", "read", "update", "delete"]},
+    {"path": "secret/metadata/*", "capabilities": ["read", "list"]},
+]
+
+
+def vault_policy_hcl():
+    """:data:`VAULT_POLICY` in Vault's policy language (for a real ``vault server -dev``)."""
+    return "".join(
+        f'path "{rule["path"]}" {{\n  capabilities = {list(rule["capabilities"])!r}\n}}\n'.replace("'", '"')
+        for rule in VAULT_POLICY
+    )
 
 
 def vault_options(lab_secrets):
-    return {
+    """The Vault simulator: root token for the harness, hecate's AppRole and its policy."""
+    options = {
         "root_token": lab_secrets["vault_root_token"],
         "mounts": ["secret"],
         "unseal_key": "lab-" + secrets.token_urlsafe(8),
+        "policies": {VAULT_ROLE: VAULT_POLICY},
     }
+    if lab_secrets.get("vault_role_id"):
+        options["approles"] = {lab_secrets["vault_role_id"]: {
+            "role_name": VAULT_ROLE, "secret_id": lab_secrets["vault_secret_id"], "policies": [VAULT_ROLE],
+        }}
+    return options
+
+
+# Consul ACL rules (Consul's policy language, as the simulator takes them) of the tokens the
+# pillar names: the agents' token (node registration, service discovery) and the token
+# Nomad's Consul integration registers allocations' services with (agent and node read,
+# service write: what registering a service with its checks needs, agent/acl.go
+# vetServiceRegisterWithAuthorizer / vetCheckRegisterWithAuthorizer).
+CONSUL_AGENT_RULES = {"node_prefix": {"": "write"}, "service_prefix": {"": "read"}}
+NOMAD_CONSUL_RULES = {"agent_prefix": {"": "read"}, "node_prefix": {"": "read"}, "service_prefix": {"": "write"}}
+
+
+def consul_tokens(lab_secrets):
+    """``{secret: spec}`` of the lab's Consul tokens (the simulator's ``acl.tokens``)."""
+    tokens = {}
+    if lab_secrets.get("consul_token"):
+        tokens[lab_secrets["consul_token"]] = {"name": "hecate", "management": True}
+    if lab_secrets.get("consul_agent_token"):
+        tokens[lab_secrets["consul_agent_token"]] = {"name": "agent", "rules": CONSUL_AGENT_RULES}
+    if lab_secrets.get("nomad_consul_token"):
+        tokens[lab_secrets["nomad_consul_token"]] = {"name": "nomad", "rules": NOMAD_CONSUL_RULES}
+    return tokens
 
 
 def consul_options(lab_secrets):
     """
-    The Consul simulator of a lab: ACLs on with default policy "allow" (anonymous
-    registrations, e.g. from the Nomad simulator, work; a wrong token is refused), the lab
-    token as management token; sessions may be as short as 1s and checks run at least every
-    2s so that locks and health react quickly in the lab.
+    The Consul simulator of a lab, configured as pillar/hecate.sls asks of production:
+    ACLs on with ``default_policy = deny`` (a request without a token sees nothing and may
+    do nothing), hecate's token a management token, the agents' and Nomad's tokens with
+    their own rules; sessions may be as short as 1s and checks run at least every 2s so
+    that locks and health react quickly in the lab.
     """
     return {
-        "acl": {
-            "enabled": True,
-            "default_policy": "allow",
-            "tokens": {lab_secrets["consul_token"]: "management"},
-        },
+        "acl": {"enabled": True, "default_policy": "deny", "tokens": consul_tokens(lab_secrets)},
         "session_ttl_min": "1s",
         "check_interval_max": "2s",
     }
-def nomad_options(consul_url=None, refuse_images=("*:refused*",)):
+
+
+def nomad_options(consul_url=None, refuse_images=("*:refused*",), consul_token=None):
     """
     The Nomad simulator of the lab: one node with ``meta.location = local`` in dc1 (what
     the job templates constrain on), durations scaled down 100x, images whose tag starts
     with ``refused`` fail to pull (to demonstrate a failed deployment and its revert).
+    ``consul_token`` is what a real Nomad's ``consul { token = ... }`` holds: Consul denies
+    its service registrations without it.
     """
     options = {
         "datacenter": "dc1",
@@ -71,12 +128,22 @@ def nomad_options(consul_url=None, refuse_images=("*:refused*",)):
     }
     if consul_url:
         options["consul_url"] = consul_url
+    if consul_token:
+        options["consul_token"] = consul_token
     return options
 
 
+def vault_approle(lab_secrets):
+    """hecate's AppRole login (``hecate:connections:vault:approle``) for the lab's Salt configs."""
+    return {"role_id": lab_secrets["vault_role_id"], "secret_id": lab_secrets["vault_secret_id"]}
+
+
 def salt_opts(lab_secrets):
-    """Keys every lab master/minion config carries (connection credentials only)."""
-    conns = {"vault": {"token": lab_secrets["vault_root_token"]}}
+    """
+    Keys every lab master/minion config carries (connection credentials only): Vault by
+    AppRole (the root token stays with the harness), hecate's Consul token.
+    """
+    conns = {"vault": {"approle": vault_approle(lab_secrets)}}
     if lab_secrets.get("consul_token"):
         conns["consul"] = {"token": lab_secrets["consul_token"]}
     return {"hecate": {"connections": conns}}
@@ -262,27 +329,28 @@ def write_runtime_pillar(runtime_dir, addresses):
     return path
 
 
-def agent_secrets():
+def agent_secrets(lab_secrets=None):
     """
-    Fresh values for the secrets the agent configs reference in pillar: the Consul gossip
-    key (base64 of 32 random bytes, as `consul keygen` makes; in a full run hecate.secrets
-    generates it) and ACL tokens (UUIDs; in production made with Consul's ACL system).
+    Values for the secrets the agent configs reference in pillar: the Consul gossip key
+    (base64 of 32 random bytes, as `consul keygen` makes; in a full run hecate.secrets
+    generates it) and the ACL tokens - the lab's (the ones its Consul knows, see
+    :func:`consul_tokens`) when ``lab_secrets`` is given, else fresh UUIDs.
     """
     import base64  # pylint: disable=import-outside-toplevel
-    import uuid  # pylint: disable=import-outside-toplevel
 
+    lab_secrets = lab_secrets or {}
     return {
         "secret/hecate/consul": {
             "gossip_key": base64.b64encode(secrets.token_bytes(32)).decode(),
-            "agent_token": str(uuid.uuid4()),
+            "agent_token": lab_secrets.get("consul_agent_token") or str(uuid.uuid4()),
         },
-        "secret/bionicgpt/nomad": {"consul_token": str(uuid.uuid4())},
+        "secret/bionicgpt/nomad": {"consul_token": lab_secrets.get("nomad_consul_token") or str(uuid.uuid4())},
     }
 
 
-def seed_agent_secrets(vault_url, token, values=None):
+def seed_agent_secrets(vault_url, token, values=None, lab_secrets=None):
     """Write :func:`agent_secrets` into the lab's Vault (KV v2, keeping other keys). Returns them."""
-    values = values or agent_secrets()
+    values = values or agent_secrets(lab_secrets)
     seed_vault(vault_url, token, {tuple(path.split("/", 1)): data for path, data in values.items()})
     return values
 
@@ -367,4 +435,4 @@ def seed_prerequisites(vault_url, root_token, lab_secrets):
     items = dict(authentik_vault_seed(lab_secrets))
     items.update(azure_secrets())
     seed_vault(vault_url, root_token, items)
-    seed_agent_secrets(vault_url, root_token)
+    seed_agent_secrets(vault_url, root_token, lab_secrets=lab_secrets)

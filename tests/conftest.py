@@ -44,6 +44,10 @@ def lab_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def vault_sim(lab_dir, lab_secrets):
+    """
+    The Vault simulator (``.url``; ``.root_token`` for the harness, which seeds and checks
+    Vault; Salt's master and minions log in with the lab's AppRole instead).
+    """
     handle = SimHandle(
         "vault", os.path.join(lab_dir, "vault"), topology.vault_options(lab_secrets)
     ).start()
@@ -54,7 +58,10 @@ def vault_sim(lab_dir, lab_secrets):
 
 @pytest.fixture(scope="session")
 def consul_sim(lab_dir, lab_secrets):
-    """The Consul simulator (``.url``, ``.token``: the lab's management token)."""
+    """
+    The Consul simulator, ACLs on with default deny (``.url``, ``.token``: hecate's
+    management token; the agents' and Nomad's tokens are known to it too).
+    """
     handle = SimHandle(
         "consul", os.path.join(lab_dir, "consul"), topology.consul_options(lab_secrets)
     ).start()
@@ -64,15 +71,14 @@ def consul_sim(lab_dir, lab_secrets):
 
 
 @pytest.fixture(scope="session")
-def nomad_sim(lab_dir, consul_sim):
+def nomad_sim(lab_dir, lab_secrets, consul_sim):
     """
     The Nomad simulator (one dev-agent-like node, meta.location=local, 100x faster); its
-    allocations' services register in the Consul simulator, as Nomad's Consul integration
-    does.
+    allocations' services register in the Consul simulator with Nomad's Consul token, as
+    Nomad's Consul integration does.
     """
-    handle = SimHandle(
-        "nomad", os.path.join(lab_dir, "nomad"), topology.nomad_options(consul_url=consul_sim.url)
-    ).start()
+    options = topology.nomad_options(consul_url=consul_sim.url, consul_token=lab_secrets["nomad_consul_token"])
+    handle = SimHandle("nomad", os.path.join(lab_dir, "nomad"), options).start()
     yield handle
     handle.stop()
 
@@ -216,12 +222,13 @@ def agents_dir(lab_dir, runtime_pillar_dir):
 
 
 @pytest.fixture(scope="session")
-def agent_vault_secrets(vault_sim):
+def agent_vault_secrets(vault_sim, lab_secrets):
     """
     The secrets the agent configs reference (pillar: secret/hecate/consul,
-    secret/bionicgpt/nomad), made fresh per session in the Vault simulator.
+    secret/bionicgpt/nomad) in the Vault simulator: a fresh gossip key, the ACL tokens the
+    lab's Consul knows.
     """
-    return topology.seed_agent_secrets(vault_sim.url, vault_sim.root_token)
+    return topology.seed_agent_secrets(vault_sim.url, vault_sim.root_token, lab_secrets=lab_secrets)
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -20,6 +20,14 @@ What it reproduces (see shared/api-notes/authentik-caddy.md and the vendor schem
   Authentik enforces it (group name per parent before 2025.12 and globally from 2025.12,
   provider/mapping/stage names, application and flow slugs, usernames, outpost names);
   a policy binding needs exactly one of policy/group/user (``non_field_errors``);
+- DRF partial updates (``PATCH`` is ``partial=True``): only the SENT fields are
+  validated, and each serializer's ``validate(attrs)`` sees only them, never the stored
+  object merged in; the ``validate()`` of every serializer hecate's writes reach is
+  reproduced: identification stage (user fields or sources), policy binding (``target``
+  and one of policy/user/group; a PATCH without ``target`` crashes the real server: 500),
+  proxy provider (``internal_host`` unless ``mode`` is sent and not proxy), brand (one
+  default), user (``path`` and ``type`` field validators; internal service accounts are
+  read-only); ``unique_together`` checks fill unsent fields from the object, as DRF does;
 - page-number pagination (``pagination.next`` is a page number, 0 at the end; "Invalid
   page." 404 past the end) with the release's page size: default 100 without a cap up
   to 2025.10, default 20 and at most 100 from 2025.12;
@@ -259,6 +267,13 @@ class SchemaValidator:
         return problems
 
 
+class ServerCrash(Exception):
+    """An exception the real server does not catch: Django answers 500."""
+
+
+SERVER_ERROR_PAGE = "<h1>Server Error (500)</h1>"  # Django's default handler500 text
+
+
 def _type_name(value):
     return {dict: "dict", list: "list", str: "str", int: "int", float: "float",
             bool: "bool", type(None): "NoneType"}.get(type(value), type(value).__name__)
@@ -334,7 +349,8 @@ RESOURCES = [
               "flow_recovery": ("flow",), "flow_unenrollment": ("flow",),
               "flow_user_settings": ("flow",), "flow_device_code": ("flow",),
               "flow_lockdown": ("flow",), "default_application": ("application",),
-              "web_certificate": ("certificate",), "client_certificates": ("certificate",)}),
+              "web_certificate": ("certificate",), "client_certificates": ("certificate",)},
+        unique=("domain",)),
     Res("provider_oauth2", "/providers/oauth2/", "OAuth2Provider", "OAuth2Provider", pk="int",
         defaults={"authentication_flow": None, "property_mappings": [],
                   "client_type": "confidential", "access_code_validity": "minutes=1",
@@ -515,6 +531,11 @@ class AuthentikSim(Simulator):
     def method_not_allowed(self, request):
         return self.detail(405, f'Method "{request.method}" not allowed.')
 
+    def _crash(self, request, exc):
+        """The server's own bug (an uncaught exception): Django's plain 500 page."""
+        request.environ["lab.server_error"] = str(exc)
+        return Response(SERVER_ERROR_PAGE, status=500, mimetype="text/html")
+
     def handle_error(self, request, exc):
         return self.json({"detail": f"Internal server error ({type(exc).__name__})"}, status=500)
 
@@ -522,7 +543,7 @@ class AuthentikSim(Simulator):
     def _log_request(self, request, status):
         super()._log_request(request, status)
         entry = self.log[-1]
-        for key in ("unknown_fields", "unknown_params", "fields"):
+        for key in ("unknown_fields", "unknown_params", "fields", "server_error"):
             value = request.environ.get(f"lab.{key}")
             if value is not None:
                 entry[key] = value
@@ -667,6 +688,33 @@ class AuthentikSim(Simulator):
 
     # -- semantic validation after the schema -----------------------------------------------------
     def _semantic(self, res, body, current):
+        """
+        What a DRF ``ModelSerializer`` checks after the schema, in DRF's order
+        (rest_framework/serializers.py ``Serializer.run_validation``):
+
+        1. field level (``to_internal_value``: each SENT field, its validators and the
+           serializer's ``validate_<field>``); any error stops here;
+        2. ``run_validators``: model ``unique_together``, which on an update fills the
+           fields not sent from the instance (rest_framework/validators.py
+           ``UniqueTogetherValidator.filter_queryset``) and skips unchanged values;
+        3. the serializer's ``validate(attrs)``. On a PATCH (``partial=True``,
+           rest_framework/mixins.py ``partial_update``) ``attrs`` holds ONLY the sent
+           fields, never the stored object: validators that look at fields the client
+           did not send see them as absent.
+
+        ``body`` is the request body (already schema-valid), ``current`` the stored
+        object on an update (None on create).
+        """
+        errors = self._field_errors(res, body, current)
+        if errors:
+            return errors
+        errors = self._unique_together(res, body, current)
+        if errors:
+            return errors
+        check = getattr(self, f"_validate_{res.kind}", None)
+        return check(body, current) if check else {}
+
+    def _field_errors(self, res, body, current):
         errors = {}
         for field, kinds in res.refs.items():
             if field not in body or body[field] is None:
@@ -676,7 +724,6 @@ class AuthentikSim(Simulator):
                 if not self._exists(kinds, value):
                     errors[field] = [f'Invalid pk "{value}" - object does not exist.']
                     break
-        merged = dict(current or {}, **body)
         for field in res.unique:
             value = body.get(field)
             if value is None or value == "":
@@ -685,11 +732,7 @@ class AuthentikSim(Simulator):
                 if current is not None and obj["pk"] == current["pk"]:
                     continue
                 if obj.get(field) == value:
-                    if field == "username":
-                        errors[field] = ["A user with that username already exists."]
-                    else:
-                        label = field.replace("_", " ")
-                        errors[field] = [f"{_verbose(res)} with this {label} already exists."]
+                    errors[field] = [self._unique_message(res, field)]
                     break
         if res.kind in PROVIDER_KINDS and "name" in body:
             other = "provider_proxy" if res.kind == "provider_oauth2" else "provider_oauth2"
@@ -705,46 +748,119 @@ class AuthentikSim(Simulator):
             if "-----BEGIN CERTIFICATE-----" not in str(body["certificate_data"]):
                 errors["certificate_data"] = ["Unable to load certificate."]
         if res.kind == "provider_oauth2":
-            for idx, uri in enumerate(body.get("redirect_uris") or []):
+            # OAuth2ProviderSerializer.validate_redirect_uris (authentik/providers/oauth2/
+            # api/providers.py): a field-level error on redirect_uris naming the pattern
+            for uri in body.get("redirect_uris") or []:
                 if isinstance(uri, dict) and uri.get("matching_mode") == "regex":
                     try:
                         re.compile(uri.get("url", ""))
                     except re.error:
-                        errors["redirect_uris"] = [
-                            {} if i != idx else {"url": ["Invalid Regex Pattern"]}
-                            for i in range(len(body["redirect_uris"]))]
-        if errors:
-            # DRF: field errors stop validation before object-level validators run
-            return errors
-        if res.kind == "policy_binding":
-            count = sum(bool(merged.get(k)) for k in ("policy", "group", "user"))
-            if count > 1:
-                errors.setdefault("non_field_errors", []).append(
-                    "Only one of 'policy', 'group' or 'user' can be set.")
-            elif count < 1:
-                errors.setdefault("non_field_errors", []).append(
-                    "One of 'policy', 'group' or 'user' must be set.")
-            elif merged.get("policy"):
-                for obj in self.db["policy_binding"].values():
-                    if current is not None and obj["pk"] == current["pk"]:
-                        continue
-                    if (obj.get("policy"), obj["target"], obj["order"]) == (
-                        merged.get("policy"), merged["target"], merged["order"]
-                    ):
-                        errors.setdefault("non_field_errors", []).append(
-                            "The fields policy, target, order must make a unique set.")
-        if res.kind == "provider_proxy":
-            if merged.get("mode", "proxy") == "proxy" and not merged.get("internal_host"):
-                errors["internal_host"] = ["Internal host cannot be empty when forward auth is disabled."]
-        if res.kind == "flow_binding" and "target" in merged and "order" in merged:
-            for obj in self.db["flow_binding"].values():
-                if current is not None and obj["pk"] == current["pk"]:
-                    continue
-                if obj["target"] == str(merged["target"]).lower() and obj["stage"] == str(
-                    merged.get("stage", "")).lower() and obj["order"] == int(merged["order"]):
-                    errors.setdefault("non_field_errors", []).append(
-                        "The fields target, stage, order must make a unique set.")
+                        errors["redirect_uris"] = [f"Invalid Regex Pattern: {uri.get('url', '')}"]
+                        break
+        if res.kind == "user":
+            errors.update(self._user_fields(body, current))
         return errors
+
+    @staticmethod
+    def _unique_message(res, field):
+        # UserSerializer.username and BrandSerializer.domain declare their own
+        # UniqueValidator without a message: DRF's default text (authentik/core/api/
+        # users.py, authentik/brands/api.py). Model-level unique fields get Django's.
+        if (res.kind, field) in (("user", "username"), ("brand", "domain")):
+            return "This field must be unique."
+        return f"{_verbose(res)} with this {field.replace('_', ' ')} already exists."
+
+    def _user_fields(self, body, current):
+        """UserSerializer.validate_path / validate_type (authentik/core/api/users.py)."""
+        errors = {}
+        path = body.get("path")
+        if isinstance(path, str) and path:
+            if path[:1] == "/" or path[-1] == "/":
+                errors["path"] = ["No leading or trailing slashes allowed."]
+            elif any(segment == "" for segment in path.split("/")):
+                errors["path"] = ["No empty segments in user path allowed."]
+        if "type" in body:
+            isa = "internal_service_account"
+            if current is not None and current.get("type") == isa and body["type"] != isa:
+                errors["type"] = ["Can't change internal service account to other user type."]
+            elif current is None and body["type"] == isa:
+                errors["type"] = ["Setting a user to internal service account is not allowed."]
+        return errors
+
+    def _unique_together(self, res, body, current):
+        """Model unique_together: fields not sent come from the instance; unchanged is skipped."""
+        sets = {"policy_binding": ("policy", "target", "order"),
+                "flow_binding": ("target", "stage", "order")}
+        fields = sets.get(res.kind)
+        if not fields:
+            return {}
+        merged = dict(current or {}, **body)
+        values = tuple(None if merged.get(f) is None else str(merged[f]).lower() for f in fields)
+        if None in values:
+            return {}  # DRF skips the check when any of the values is None
+        if current is not None and all(
+            f not in body or str(body[f]).lower() == str(current.get(f)).lower() for f in fields
+        ):
+            return {}
+        for obj in self.db[res.kind].values():
+            if current is not None and obj["pk"] == current["pk"]:
+                continue
+            if tuple(None if obj.get(f) is None else str(obj[f]).lower() for f in fields) == values:
+                return {"non_field_errors": [f"The fields {', '.join(fields)} must make a unique set."]}
+        return {}
+
+    # -- the serializers' validate(attrs): attrs are the SENT fields only ------------------------
+    def _validate_policy_binding(self, attrs, current):
+        """
+        PolicyBindingSerializer.validate (authentik/policies/api/bindings.py). Since
+        2024.12 (app entitlements, goauthentik/authentik#12090) it starts with
+        ``attrs.get("target").supported_policy_binding_targets()``: a PATCH without
+        ``target`` is an AttributeError, i.e. a 500, on every release simulated here
+        (before 2024.12 it was a 400 "One of 'policy', 'group' or 'user' must be set.").
+        The supported targets of a plain PolicyBindingModel are policy, user, group
+        (authentik/policies/models.py), in that order in the messages.
+        """
+        if attrs.get("target") is None:
+            raise ServerCrash("'NoneType' object has no attribute 'supported_policy_binding_targets'")
+        supported = ("policy", "user", "group")
+        count = sum(bool(attrs.get(k)) for k in supported)
+        names = ", ".join(f"'{k}'" for k in supported)
+        if count > 1:
+            return {"non_field_errors": [f"Only one of {names} can be set."]}
+        if count < 1:
+            return {"non_field_errors": [f"One of {names} must be set."]}
+        return {}
+
+    @staticmethod
+    def _validate_stage_identification(attrs, current):
+        """IdentificationStageSerializer.validate (authentik/stages/identification/api.py)."""
+        if len(attrs.get("user_fields") or []) < 1 and len(attrs.get("sources") or []) < 1:
+            return {"non_field_errors": [
+                "When no user fields are selected, at least one source must be selected"]}
+        return {}
+
+    @staticmethod
+    def _validate_provider_proxy(attrs, current):
+        """ProxyProviderSerializer.validate (authentik/providers/proxy/api.py)."""
+        if attrs.get("mode", "proxy") == "proxy" and attrs.get("internal_host", "") == "":
+            return {"internal_host": ["Internal host cannot be empty when forward auth is disabled."]}
+        return {}
+
+    def _validate_brand(self, attrs, current):
+        """BrandSerializer.validate (authentik/brands/api.py): one default brand."""
+        if attrs.get("default", False) and any(
+            b.get("default") and (current is None or b["pk"] != current["pk"])
+            for b in self.db["brand"].values()
+        ):
+            return {"default": ["Only a single brand can be set as default."]}
+        return {}
+
+    @staticmethod
+    def _validate_user(attrs, current):
+        """UserSerializer.validate (authentik/core/api/users.py)."""
+        if current is not None and current.get("type") == "internal_service_account":
+            return {"non_field_errors": ["Can't modify internal service account users"]}
+        return {}
 
     def _group_rules(self, body, current):
         errors = {}
@@ -1097,7 +1213,10 @@ class AuthentikSim(Simulator):
         if error:
             return error
         body = self._normalise(res, body)
-        errors = self._semantic(res, body, None)
+        try:
+            errors = self._semantic(res, body, None)
+        except ServerCrash as exc:
+            return self._crash(request, exc)
         if errors:
             return self.json(errors, status=400)
         obj = self.create(res, body)
@@ -1123,7 +1242,10 @@ class AuthentikSim(Simulator):
         if error:
             return error
         body = self._normalise(res, body)
-        errors = self._semantic(res, body, obj)
+        try:
+            errors = self._semantic(res, body, obj)
+        except ServerCrash as exc:
+            return self._crash(request, exc)
         if errors:
             return self.json(errors, status=400)
         self.update(res, obj, body)

@@ -5,8 +5,9 @@ A simulator is a werkzeug WSGI app served in its own process on a loopback port.
 reproduces the documented API of the real server; this base adds what every one of
 them needs:
 
-- a request log (method, path, status) readable over ``GET /_lab/requests`` so tests
-  can count write calls, cleared with ``DELETE /_lab/requests``;
+- a request log (method, path, status, and the token's name where the simulator knows
+  it) readable over ``GET /_lab/requests`` so tests can count write calls and see who
+  made them, cleared with ``DELETE /_lab/requests``;
 - fault injection over ``POST /_lab/faults`` (a status with a body, a delay, or a dropped
   connection for requests matching a method and path regex, ``times`` times);
 - one lock around all handlers (state is shared between server threads) and a
@@ -131,16 +132,23 @@ class Simulator:
             except Exception as exc:  # pylint: disable=broad-except
                 return self.handle_error(request, exc)
 
+    def identity(self, request):
+        """Who made the request (a token's *name*, never its secret), or None when the
+        simulator does not tell; recorded as ``"token"`` in the request log."""
+        return None
+
     def _log_request(self, request, status):
-        self.log.append(
-            {
-                "method": request.method,
-                "path": request.path,
-                "query": request.query_string.decode("latin-1"),
-                "status": status,
-                "time": time.time(),
-            }
-        )
+        entry = {
+            "method": request.method,
+            "path": request.path,
+            "query": request.query_string.decode("latin-1"),
+            "status": status,
+            "time": time.time(),
+        }
+        who = self.identity(request)
+        if who is not None:
+            entry["token"] = who
+        self.log.append(entry)
 
     def _take_fault(self, request):
         with self.cond:

@@ -11,7 +11,14 @@ Consul simulator: one server agent (node ``lab-consul``, datacenter ``dc1``) wit
   targets by a background thread, so health reflects what is actually listening;
 - health (``/v1/health/service/<name>[?passing]``) and catalog endpoints;
 - blocking queries (``?index=&wait=``) with ``X-Consul-Index``/``X-Consul-KnownLeader``;
-- ACL tokens (``X-Consul-Token`` / ``Authorization: Bearer``), optional;
+- ACLs (optional): tokens sent as ``X-Consul-Token``, ``Authorization: Bearer`` or
+  ``?token=``, each with Consul's rule kinds (``key``, ``service``, ``node``, ``session``,
+  ``agent``, exact and ``_prefix``: exact beats prefix, the longest prefix wins), the
+  agent's ``default_policy`` where no rule matches; the anonymous token (no token sent)
+  has no rules. As Consul does, single reads and writes answer 403 while listings
+  (KV recurse/keys, agent services/checks, health, catalog, session lists) are filtered;
+  an unknown token is ``403 ACL not found`` everywhere. Each request's token is recorded
+  by *name* in the request log (``"token"``: ``anonymous``/``unknown``/the name);
 - Consul's own error texts and status codes (plain text bodies).
 
 Behaviour follows hashicorp/consul (agent/kvs_endpoint.go, agent/agent_endpoint.go,
@@ -24,8 +31,14 @@ Config (``--config`` JSON), all optional::
     {"node_name": "lab-consul", "datacenter": "dc1",
      "session_ttl_min": "10s",          # Consul's session_ttl_min agent option
      "check_interval_max": "2s",        # lab only: run checks at least this often
-     "acl": {"enabled": true, "default_policy": "allow",
-             "tokens": {"<secret>": "management" | "read"}}}
+     "acl": {"enabled": true, "default_policy": "deny",
+             "tokens": {"<secret>": "management" | "read" |
+                        {"name": "nomad", "rules": {"service_prefix": {"": "write"},
+                                                    "node_prefix": {"": "read"}}}}}}
+
+``"read"`` is read on every rule kind; a dict's ``rules`` map a rule kind to
+``{name-or-prefix: "read" | "write" | "deny"}`` (Consul's policy language: ``service_prefix
+"" { policy = "write" }``); ``"management": true`` in a dict (or the string) allows all.
 """
 
 import base64
@@ -237,6 +250,72 @@ def _b64(value):
     return base64.b64encode(value).decode() if value else None
 
 
+# -- ACLs ------------------------------------------------------------------------------------
+ACL_RESOURCES = ("key", "service", "node", "session", "agent")
+ACL_LEVELS = {"deny": 0, "read": 1, "write": 2}
+ANONYMOUS = "anonymous"
+ANONYMOUS_ACCESSOR = "00000000-0000-0000-0000-000000000002"  # Consul's anonymous token
+
+
+class Authorizer:
+    """
+    A resolved token (acl.Authorizer): its rules, then the agent's default policy. Rules
+    follow Consul's policy language: ``{"key_prefix": {"hecate/": "write"}, "service":
+    {"web": "read"}}``; an exact rule beats any prefix, the longest prefix wins, and where
+    no rule matches ``default_policy`` decides.
+    """
+
+    def __init__(self, name, accessor, rules, management, default_allow):
+        self.name, self.accessor, self.rules = name, accessor, rules
+        self.management, self.default_allow = management, default_allow
+
+    @classmethod
+    def from_spec(cls, spec, default_allow):
+        if spec == "management":
+            return cls("management", str(uuid.uuid4()), {}, True, default_allow)
+        if spec == "read":
+            rules = {f"{kind}_prefix": {"": "read"} for kind in ACL_RESOURCES}
+            return cls("read", str(uuid.uuid4()), rules, False, default_allow)
+        if not isinstance(spec, dict):
+            raise ValueError(f"an ACL token is 'management', 'read' or a dict, not {spec!r}")
+        rules = spec.get("rules") or {}
+        for kind, entries in rules.items():
+            if kind.removesuffix("_prefix") not in ACL_RESOURCES or not isinstance(entries, dict):
+                raise ValueError(f"unknown ACL rule kind {kind!r}")
+            for policy in entries.values():
+                if policy not in ACL_LEVELS:
+                    raise ValueError(f"ACL policy must be read, write or deny, not {policy!r}")
+        name = spec.get("name") or "token"
+        return cls(name, spec.get("accessor") or str(uuid.uuid4()), rules, bool(spec.get("management")),
+                   default_allow)
+
+    def _level(self, resource, name):
+        exact = self.rules.get(resource) or {}
+        if name in exact:
+            return ACL_LEVELS[exact[name]]
+        best = None
+        for prefix, policy in (self.rules.get(f"{resource}_prefix") or {}).items():
+            if name.startswith(prefix) and (best is None or len(prefix) > len(best[0])):
+                best = (prefix, policy)
+        return ACL_LEVELS[best[1]] if best else None
+
+    def allowed(self, resource, name, access):
+        if self.management:
+            return True
+        level = self._level(resource, name)
+        if level is None:
+            return self.default_allow
+        return level >= ACL_LEVELS[access]
+
+    def denied(self, resource, name, access):
+        """acl.PermissionDeniedByACL's text (acl/errors.go)."""
+        what = f"lacks permission '{resource}:{access}' on \"{name}\""
+        if self.accessor == ANONYMOUS_ACCESSOR:
+            return (f"Permission denied: anonymous token {what}. The anonymous token is used "
+                    "implicitly when a request does not specify a token.")
+        return f"Permission denied: token with AccessorID '{self.accessor}' {what}"
+
+
 class ConsulSim(Simulator):
     name = "consul"
 
@@ -252,7 +331,14 @@ class ConsulSim(Simulator):
         acl = cfg.get("acl") or {}
         self.acl_enabled = bool(acl.get("enabled"))
         self.acl_default = acl.get("default_policy", "allow")
-        self.acl_tokens = dict(acl.get("tokens") or {})
+        if self.acl_default not in ("allow", "deny"):
+            raise ValueError(f"acl.default_policy must be allow or deny, not {self.acl_default!r}")
+        default_allow = self.acl_default == "allow"
+        self.acl_tokens = {
+            secret: Authorizer.from_spec(spec, default_allow) for secret, spec in (acl.get("tokens") or {}).items()
+        }
+        self._anonymous = Authorizer(ANONYMOUS, ANONYMOUS_ACCESSOR, {}, False, default_allow)
+        self._acl_off = Authorizer("acl-disabled", "", {}, True, True)
         self.index = 12  # a fresh dev agent starts with a handful of raft entries
         self.table_index = {"kvs": 1, "services": 11, "checks": 11, "sessions": 1}
         self.kv = {}  # key -> entry (Value as bytes)
@@ -349,10 +435,9 @@ class ConsulSim(Simulator):
             self.wait_for_change(index_fn, index, wait)
         return None
 
-    def _acl(self, request, write):
-        """None when allowed, else the 403 response (Consul's ACL errors)."""
-        if not self.acl_enabled:
-            return None
+    # -- ACLs (acl/policy_authorizer.go, acl/errors.go, agent/acl.go) -------------------------
+    @staticmethod
+    def _secret(request):
         token = request.headers.get("X-Consul-Token")
         if not token:
             auth = request.headers.get("Authorization", "")
@@ -360,16 +445,36 @@ class ConsulSim(Simulator):
                 token = auth[7:].strip()
         if not token:
             token = request.args.get("token")  # deprecated, still honoured by Consul
-        if not token:
-            if self.acl_default == "allow":
-                return None
-            return self.err(403, "Permission denied: anonymous token lacks permission")
-        policy = self.acl_tokens.get(token)
-        if policy is None:
-            return self.err(403, "ACL not found")
-        if policy == "management" or (policy == "read" and not write):
+        return token or None
+
+    def identity(self, request):
+        """The request's token by name, for the request log (never the secret)."""
+        secret = self._secret(request)
+        if not secret:
+            return ANONYMOUS
+        authz = self.acl_tokens.get(secret)
+        return authz.name if authz is not None else "unknown"
+
+    def _resolve(self, request):
+        """``(authorizer, None)`` or ``(None, 403 ACL not found)`` for an unknown token."""
+        if not self.acl_enabled:
+            return self._acl_off, None
+        secret = self._secret(request)
+        if not secret:
+            return self._anonymous, None
+        authz = self.acl_tokens.get(secret)
+        if authz is None:
+            return None, self.err(403, "ACL not found")
+        return authz, None
+
+    def _allow(self, request, resource, name, access):
+        """None when the request's token may ``access`` ``resource`` ``name``, else the 403."""
+        authz, denied = self._resolve(request)
+        if denied is not None:
+            return denied
+        if authz.allowed(resource, name, access):
             return None
-        return self.err(403, "Permission denied: token lacks permission 'write'")
+        return self.err(403, authz.denied(resource, name, access))
 
     def _read_body(self, request):
         return request.get_data(cache=False) or b""
@@ -398,18 +503,26 @@ class ConsulSim(Simulator):
         return idx or self.table_index["kvs"]
 
     def on_kv(self, request, key):
-        write = request.method != "GET"
-        denied = self._acl(request, write)
+        # agent/consul/kvs_endpoint.go: Get checks key:read (403 before 404), List/ListKeys
+        # filter the entries by key:read (FilterDirEnt), kvsPreApply checks key:write
+        # (DeleteTree: write on the prefix)
+        authz, denied = self._resolve(request)
         if denied:
             return denied
+        listing = request.method == "GET" and ("keys" in request.args or "recurse" in request.args)
+        if not listing:
+            access = "read" if request.method == "GET" else "write"
+            if not authz.allowed("key", key, access):
+                return self.err(403, authz.denied("key", key, access))
         if request.method == "GET":
-            return self._kv_get(request, key)
+            return self._kv_get(request, key, authz)
         if request.method == "PUT":
             return self._kv_put(request, key)
         return self._kv_delete(request, key)
 
-    def _kv_get(self, request, key):
+    def _kv_get(self, request, key, authz):
         args = request.args
+        readable = [k for k in self.kv if authz.allowed("key", k, "read")]
         if "keys" in args:
             sep = args.get("separator", "")
 
@@ -420,7 +533,7 @@ class ConsulSim(Simulator):
             if err:
                 return err
             found = set()
-            for name in self.kv:
+            for name in readable:
                 if not name.startswith(key):
                     continue
                 rest = name[len(key):]
@@ -438,7 +551,7 @@ class ConsulSim(Simulator):
             err = self._blocking(request, index_fn)
             if err:
                 return err
-            entries = [self._kv_out(e) for k, e in sorted(self.kv.items()) if k.startswith(key)]
+            entries = [self._kv_out(self.kv[k]) for k in sorted(readable) if k.startswith(key)]
             if not entries:
                 return Response(status=404, headers=self._meta(index_fn()))
             return self._json(entries, index_fn())
@@ -586,7 +699,8 @@ class ConsulSim(Simulator):
 
     # -- sessions --------------------------------------------------------------------------------
     def on_session_create(self, request):
-        denied = self._acl(request, True)
+        # agent/consul/session_endpoint.go Apply: session:write on the session's node
+        authz, denied = self._resolve(request)
         if denied:
             return denied
         body = {}
@@ -633,6 +747,8 @@ class ConsulSim(Simulator):
                     f"[{format_duration(self.session_ttl_min)}={format_duration(SESSION_TTL_MAX)}]",
                 )
         node = low.get("node") or self.node
+        if not authz.allowed("session", node, "write"):
+            return self.err(403, authz.denied("session", node, "write"))
         if node != self.node:
             return self.err(500, "Missing node registration")
         idx = self._bump("sessions")
@@ -658,7 +774,8 @@ class ConsulSim(Simulator):
         return {k: v for k, v in sess.items() if not k.startswith("_")}
 
     def on_session_destroy(self, request, sid):
-        denied = self._acl(request, True)
+        sess = self.sessions.get(sid)
+        denied = self._allow(request, "session", sess["Node"] if sess else self.node, "write")
         if denied:
             return denied
         self._invalidate(sid)
@@ -682,18 +799,21 @@ class ConsulSim(Simulator):
                 self.lock_delay[key] = now + sess["LockDelay"] / 1e9
 
     def on_session_renew(self, request, sid):
-        denied = self._acl(request, True)
+        # Session.Renew: an unknown session is a 404 before session:write is checked
+        authz, denied = self._resolve(request)
         if denied:
             return denied
         sess = self.sessions.get(sid)
         if sess is None:
             return self.err(404, f"Session id '{sid}' not found")
+        if not authz.allowed("session", sess["Node"], "write"):
+            return self.err(403, authz.denied("session", sess["Node"], "write"))
         if sess["_ttl"]:
             sess["_expires"] = time.monotonic() + sess["_ttl"] * SESSION_TTL_MULTIPLIER
         return self._json([self._session_out(sess)], self.table_index["sessions"])
 
     def on_session_info(self, request, sid):
-        denied = self._acl(request, False)
+        authz, denied = self._resolve(request)  # results filtered by session:read
         if denied:
             return denied
 
@@ -705,20 +825,23 @@ class ConsulSim(Simulator):
         if err:
             return err
         sess = self.sessions.get(sid)
+        if sess is not None and not authz.allowed("session", sess["Node"], "read"):
+            sess = None
         return self._json([self._session_out(sess)] if sess else [], index_fn())
 
     def on_session_list(self, request):
-        denied = self._acl(request, False)
+        authz, denied = self._resolve(request)
         if denied:
             return denied
         err = self._blocking(request, lambda: self.table_index["sessions"])
         if err:
             return err
-        return self._json([self._session_out(s) for s in self.sessions.values()], self.table_index["sessions"])
+        out = [self._session_out(s) for s in self.sessions.values() if authz.allowed("session", s["Node"], "read")]
+        return self._json(out, self.table_index["sessions"])
 
     # -- agent -----------------------------------------------------------------------------------
     def on_agent_self(self, request):
-        denied = self._acl(request, False)
+        denied = self._allow(request, "agent", self.node, "read")  # AgentSelf: agent:read
         if denied:
             return denied
         return self.json(
@@ -745,20 +868,25 @@ class ConsulSim(Simulator):
         }
 
     def on_agent_services(self, request):
-        denied = self._acl(request, False)
+        authz, denied = self._resolve(request)  # AgentServices: filtered by service:read
         if denied:
             return denied
-        return self.json({sid: self._agent_service_out(s) for sid, s in sorted(self.services.items())})
+        return self.json({sid: self._agent_service_out(s) for sid, s in sorted(self.services.items())
+                          if authz.allowed("service", s["Service"], "read")})
 
     def on_agent_service(self, request, sid):
         if sid == "register" or sid.startswith(("deregister/", "maintenance/")):
             return self.method_not_allowed(request)  # those paths are PUT-only endpoints
-        denied = self._acl(request, False)
+        # AgentService resolves the token (unknown: 403 ACL not found), then looks the
+        # service up (404), and only then checks service:read on it (403)
+        authz, denied = self._resolve(request)
         if denied:
             return denied
         svc = self.services.get(sid)
         if svc is None:
             return self.err(404, f"unknown service ID: {sid}")
+        if not authz.allowed("service", svc["Service"], "read"):
+            return self.err(403, authz.denied("service", svc["Service"], "read"))
         out = self._agent_service_out(svc)
         out["ContentHash"] = format(abs(hash(json.dumps(out, sort_keys=True))) & 0xFFFFFFFFFFFFFFFF, "016x")
         return self.json(out, headers={"X-Consul-ContentHash": out["ContentHash"]})
@@ -767,10 +895,11 @@ class ConsulSim(Simulator):
         return {k: v for k, v in chk.items() if not k.startswith("_")}
 
     def on_agent_checks(self, request):
-        denied = self._acl(request, False)
+        authz, denied = self._resolve(request)  # AgentChecks: filtered (filterChecksWithAuthorizer)
         if denied:
             return denied
-        return self.json({cid: self._check_out(c) for cid, c in sorted(self.checks.items())})
+        return self.json({cid: self._check_out(c) for cid, c in sorted(self.checks.items())
+                          if self._check_readable(authz, c)})
 
     def on_agent_register(self, request):
         try:
@@ -782,9 +911,15 @@ class ConsulSim(Simulator):
         address = args.get("Address") or ""
         if address in ("0.0.0.0", "::", "[::]"):
             return self.err(400, "Invalid service address")
-        denied = self._acl(request, True)
+        # vetServiceRegisterWithAuthorizer: service:write on the name, and on the name of a
+        # service this registration would replace
+        authz, denied = self._resolve(request)
         if denied:
             return denied
+        sid = args.get("ID") or args["Name"]
+        for name in {args["Name"], (self.services.get(sid) or {}).get("Service") or args["Name"]}:
+            if not authz.allowed("service", name, "write"):
+                return self.err(403, authz.denied("service", name, "write"))
         weights = args.get("Weights")
         if weights is not None:
             if weights.get("Passing", 0) <= 0:
@@ -884,7 +1019,8 @@ class ConsulSim(Simulator):
                 del self.checks[cid]
 
     def on_agent_deregister(self, request, sid):
-        denied = self._acl(request, True)
+        # vetServiceUpdateWithAuthorizer: unknown service 404 first, then service:write
+        authz, denied = self._resolve(request)
         if denied:
             return denied
         if sid not in self.services:
@@ -892,6 +1028,9 @@ class ConsulSim(Simulator):
                 404,
                 f'Unknown service ID "{sid}". Ensure that the service ID is passed, not the service name.',
             )
+        name = self.services[sid]["Service"]
+        if not authz.allowed("service", name, "write"):
+            return self.err(403, authz.denied("service", name, "write"))
         self._remove_service(sid)
         return Response(b"", status=200)
 
@@ -905,11 +1044,11 @@ class ConsulSim(Simulator):
         return self.err(404, f'Unknown check ID "{cid}". Ensure that the check ID is passed, not the check name.')
 
     def on_agent_check_ttl(self, request, op, cid):
-        denied = self._acl(request, True)
+        authz, denied = self._resolve(request)
         if denied:
             return denied
         status = {"pass": "passing", "warn": "warning", "fail": "critical"}[op]
-        return self._ttl_update(cid, status, request.args.get("note", ""))
+        return self._ttl_update(authz, cid, status, request.args.get("note", ""))
 
     def on_agent_check_update(self, request, cid):
         try:
@@ -919,15 +1058,20 @@ class ConsulSim(Simulator):
         status = body.get("Status") or ""
         if status not in ("passing", "warning", "critical"):
             return self.err(400, f"Invalid check status: '{status}'")
-        denied = self._acl(request, True)
+        authz, denied = self._resolve(request)
         if denied:
             return denied
-        return self._ttl_update(cid, status, body.get("Output") or "")
+        return self._ttl_update(authz, cid, status, body.get("Output") or "")
 
-    def _ttl_update(self, cid, status, output):
+    def _ttl_update(self, authz, cid, status, output):
+        # vetCheckUpdateWithAuthorizer: unknown check 404 first, then service:write on its
+        # service (node:write for a node check)
         chk = self.checks.get(cid)
         if chk is None:
             return self._unknown_check(cid)
+        kind, name = ("service", chk["ServiceName"]) if chk["ServiceID"] else ("node", self.node)
+        if not authz.allowed(kind, name, "write"):
+            return self.err(403, authz.denied(kind, name, "write"))
         if not chk["_def"].get("TTL"):
             return self.err(500, f'CheckID "{cid}" does not have associated TTL')
         chk["_ttl_deadline"] = time.monotonic() + chk["_def"]["TTL"]
@@ -1002,7 +1146,8 @@ class ConsulSim(Simulator):
         }
 
     def on_health_service(self, request, name):
-        denied = self._acl(request, False)
+        # Health.ServiceNodes: results filtered by service:read and node:read (no 403)
+        authz, denied = self._resolve(request)
         if denied:
             return denied
         if "filter" in request.args:
@@ -1024,6 +1169,8 @@ class ConsulSim(Simulator):
             return err
         result = []
         for svc, checks in self._instances(name):
+            if not self._instance_readable(authz, svc):
+                continue
             if tags and not all(t in svc["Tags"] for t in tags):
                 continue
             all_checks = [self._serf_check()] + [self._check_out(c) for c in checks]
@@ -1034,13 +1181,14 @@ class ConsulSim(Simulator):
         return self._json(result, self._service_index(name))
 
     def on_health_checks(self, request, name):
-        denied = self._acl(request, False)
+        authz, denied = self._resolve(request)
         if denied:
             return denied
         err = self._blocking(request, lambda: self._service_index(name))
         if err:
             return err
-        out = [self._check_out(c) for _, checks in self._instances(name) for c in checks]
+        out = [self._check_out(c) for svc, checks in self._instances(name) for c in checks
+               if self._instance_readable(authz, svc)]
         return self._json(out, self._service_index(name))
 
     def _catalog_index(self):
@@ -1048,14 +1196,16 @@ class ConsulSim(Simulator):
                    + [self.table_index["services"]])
 
     def on_catalog_services(self, request):
-        denied = self._acl(request, False)
+        authz, denied = self._resolve(request)  # filtered by service:read
         if denied:
             return denied
         err = self._blocking(request, self._catalog_index)
         if err:
             return err
-        out = {"consul": []}
+        out = {"consul": []} if authz.allowed("service", "consul", "read") else {}
         for svc in self.services.values():
+            if not authz.allowed("service", svc["Service"], "read"):
+                continue
             tags = out.setdefault(svc["Service"], [])
             for tag in svc["Tags"]:
                 if tag not in tags:
@@ -1063,7 +1213,7 @@ class ConsulSim(Simulator):
         return self._json(out, self._catalog_index())
 
     def on_catalog_service(self, request, name):
-        denied = self._acl(request, False)
+        authz, denied = self._resolve(request)  # filtered by service:read and node:read
         if denied:
             return denied
         err = self._blocking(request, lambda: self._service_index(name))
@@ -1072,6 +1222,8 @@ class ConsulSim(Simulator):
         node = self._node_out()
         out = []
         for svc, _ in self._instances(name):
+            if not self._instance_readable(authz, svc):
+                continue
             out.append({
                 "ID": node["ID"], "Node": node["Node"], "Address": node["Address"],
                 "Datacenter": self.dc, "TaggedAddresses": node["TaggedAddresses"],
@@ -1086,10 +1238,19 @@ class ConsulSim(Simulator):
         return self._json(out, self._service_index(name))
 
     def on_catalog_nodes(self, request):
-        denied = self._acl(request, False)
+        authz, denied = self._resolve(request)  # filtered by node:read
         if denied:
             return denied
-        return self._json([self._node_out()], self.node_index[1])
+        nodes = [self._node_out()] if authz.allowed("node", self.node, "read") else []
+        return self._json(nodes, self.node_index[1])
+
+    def _instance_readable(self, authz, svc):
+        return authz.allowed("node", self.node, "read") and authz.allowed("service", svc["Service"], "read")
+
+    def _check_readable(self, authz, chk):
+        if chk["ServiceID"]:
+            return authz.allowed("service", chk["ServiceName"], "read")
+        return authz.allowed("node", self.node, "read")
 
     def on_status_leader(self, request):
         return self.json("127.0.0.1:8300")

@@ -239,7 +239,13 @@ class NomadSim(Simulator):
         self.changed()
         return self.index
 
-    def _auth(self, request):
+    def _auth(self, request, bogus="ACL token not found"):
+        """
+        ACLs when the simulator has a token. ``bogus``: the answer to an unknown token -
+        "ACL token not found" where the agent resolves it (command/agent/http.go
+        ResolveToken), "Permission denied" where the RPC authenticates first
+        (nomad/auth/auth.go Authenticate returns ErrPermissionDenied for it).
+        """
         if not self.token:
             return
         tok = request.headers.get("X-Nomad-Token")
@@ -249,7 +255,7 @@ class NomadSim(Simulator):
         if not tok:
             raise APIError(403, "Permission denied")
         if tok != self.token:
-            raise APIError(403, "ACL token not found")
+            raise APIError(403, bogus)
 
     def _ns(self, request):
         return request.args.get("namespace") or "default"
@@ -263,9 +269,9 @@ class NomadSim(Simulator):
         except ValueError as exc:
             raise APIError(400, f"invalid character in request body: {exc.msg}") from None
 
-    def _read(self, request, table, produce):
+    def _read(self, request, table, produce, bogus="ACL token not found"):
         """GET with blocking-query support: wait while the table index <= ?index."""
-        self._auth(request)
+        self._auth(request, bogus)
         wait = MAX_WAIT / 2
         if request.args.get("wait"):
             wait = min(_parse_wait(request.args["wait"]), MAX_WAIT)
@@ -362,9 +368,11 @@ class NomadSim(Simulator):
         if request.method == "GET":
             ns = self._ns(request)
             prefix = request.args.get("prefix", "")
+            # nomad/job_endpoint.go Job.List: Authenticate first (a bogus token is
+            # ErrPermissionDenied), then list-jobs in the namespace
             return self._wrap(lambda req: self._read(req, "jobs", lambda: [
                 self._job_stub(j) for (jns, jid), j in sorted(self.jobs.items())
-                if (ns == "*" or jns == ns) and jid.startswith(prefix)]), request)
+                if (ns == "*" or jns == ns) and jid.startswith(prefix)], bogus="Permission denied"), request)
         return self._wrap(self._register_request, request, None)
 
     def on_job(self, request, job_id):

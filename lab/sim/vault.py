@@ -12,8 +12,15 @@ Config (``--config`` JSON)::
      "mounts": ["secret"],
      "policies": {"reader": [{"path": "secret/data/app/*", "capabilities": ["read"]}]},
      "tokens": {"<token>": {"policies": ["reader"]}},
-     "approles": {"<role_id>": {"secret_id": "...", "policies": ["reader"]}},
+     "approles": {"<role_id>": {"role_name": "app", "secret_id": "...", "policies": ["reader"]}},
      "unseal_key": "..."}
+
+AppRole login (``POST /v1/auth/approle/login``) as builtin/credential/approle/path_login.go
+pathLoginUpdate answers it: ``missing role_id`` / ``missing secret_id`` / ``invalid role or
+secret ID`` (400), else a service token with the role's policies plus ``default``. Every
+token but root carries Vault's built-in ``default`` policy (vault/policy_store.go
+defaultPolicy), which is what lets it look itself up (``auth/token/lookup-self``); the
+role's own policies decide everything else.
 """
 
 import datetime
@@ -29,6 +36,13 @@ except ImportError:  # pragma: no cover
     from base import Simulator  # type: ignore
 
 DEFAULT_MAX_VERSIONS = 10
+APPROLE_TOKEN_TTL = 3600
+# The part of Vault's built-in "default" policy (vault/policy_store.go) the simulator serves.
+DEFAULT_POLICY = [
+    {"path": "auth/token/lookup-self", "capabilities": ["read"]},
+    {"path": "auth/token/renew-self", "capabilities": ["update"]},
+    {"path": "auth/token/revoke-self", "capabilities": ["update"]},
+]
 
 
 def _now():
@@ -42,11 +56,12 @@ class VaultSim(Simulator):
         super().__init__(options)
         cfg = self.options
         self.root_token = cfg.get("root_token") or "root"
-        self.policies = {"root": [{"path": "*", "capabilities": ["sudo"]}]}
+        self.policies = {"root": [{"path": "*", "capabilities": ["sudo"]}], "default": DEFAULT_POLICY}
         self.policies.update(cfg.get("policies", {}))
-        self.tokens = {self.root_token: {"policies": ["root"], "display_name": "root"}}
+        self.tokens = {self.root_token: {"policies": ["root"], "display_name": "root", "meta": None}}
         for tok, info in cfg.get("tokens", {}).items():
-            self.tokens[tok] = {"policies": list(info.get("policies", [])), "display_name": "token"}
+            self.tokens[tok] = {"policies": ["default"] + list(info.get("policies", [])),
+                                "display_name": "token", "meta": None}
         self.approles = dict(cfg.get("approles", {}))
         self.unseal_key = cfg.get("unseal_key", "lab-unseal-key")
         self.sealed = False
@@ -150,26 +165,41 @@ class VaultSim(Simulator):
         return self.err(503, "Vault is sealed") if self.sealed else None
 
     def on_approle_login(self, request):
+        # builtin/credential/approle/path_login.go pathLoginUpdate (bind_secret_id on, as
+        # roles are by default): role_id, then the role, then secret_id
         if self.sealed:
             return self._sealed()
         body = request.get_json(silent=True) or {}
-        role = self.approles.get(body.get("role_id") or "")
-        if not body.get("role_id"):
+        role_id = str(body.get("role_id") or "").strip()
+        if not role_id:
             return self.err(400, "missing role_id")
-        if role is None or role.get("secret_id") != body.get("secret_id"):
+        role = self.approles.get(role_id)
+        if role is None:
+            return self.err(400, "invalid role or secret ID")
+        secret_id = str(body.get("secret_id") or "").strip()
+        if not secret_id:
+            return self.err(400, "missing secret_id")
+        if not secrets.compare_digest(secret_id, str(role.get("secret_id") or "")):
             return self.err(400, "invalid role or secret ID")
         token = "hvs." + secrets.token_urlsafe(24)
-        self.tokens[token] = {"policies": list(role.get("policies", [])), "display_name": "approle"}
+        policies = ["default"] + sorted(set(role.get("policies", [])) - {"default"})
+        meta = {"role_name": role.get("role_name") or "default"}
+        self.tokens[token] = {"policies": policies, "display_name": "approle", "meta": meta}
         return self.json(
             {
-                "request_id": str(uuid.uuid4()),
+                "request_id": str(uuid.uuid4()), "lease_id": "", "renewable": False, "lease_duration": 0,
+                "data": None, "wrap_info": None, "warnings": None,
                 "auth": {
                     "client_token": token,
                     "accessor": secrets.token_hex(12),
-                    "policies": ["default"] + list(role.get("policies", [])),
-                    "token_policies": ["default"] + list(role.get("policies", [])),
-                    "lease_duration": 3600,
+                    "policies": policies,
+                    "token_policies": policies,
+                    "metadata": meta,
+                    "lease_duration": APPROLE_TOKEN_TTL,
                     "renewable": True,
+                    "entity_id": str(uuid.uuid5(uuid.NAMESPACE_URL, "approle:" + role_id)),
+                    "token_type": "service",
+                    "orphan": True,
                 },
             }
         )
@@ -177,10 +207,15 @@ class VaultSim(Simulator):
     def on_lookup_self(self, request):
         if self.sealed:
             return self._sealed()
-        info = self.tokens.get(self._token(request) or "")
-        if info is None:
-            return self.err(403, "permission denied")
-        return self.json({"data": {"policies": info["policies"], "display_name": info["display_name"]}})
+        denied = self._allowed(request, "auth/token/lookup-self", "read")  # the "default" policy
+        if denied:
+            return denied
+        info = self.tokens[self._token(request)]
+        return self.json({"request_id": str(uuid.uuid4()), "data": {
+            "policies": info["policies"], "display_name": info["display_name"], "meta": info["meta"],
+            "orphan": True, "renewable": info["display_name"] != "root",
+            "ttl": 0 if info["display_name"] == "root" else APPROLE_TOKEN_TTL,
+            "type": "service"}})
 
     # -- KV v2 ------------------------------------------------------------------------------------
     def on_kv(self, request, mount, op, path):
@@ -193,7 +228,8 @@ class VaultSim(Simulator):
             denied = self._allowed(request, f"{mount}/{op}/{path}", "read")
             return denied or self.not_found(request)
         kv = self.mounts[mount]
-        api_path = f"{mount}/{op}/{path}" if path else f"{mount}/{op}"
+        # a LIST of the mount's root is "secret/metadata/" to Vault's policy check
+        api_path = f"{mount}/{op}/{path}" if path or request.path.endswith("/") else f"{mount}/{op}"
         handler = {
             ("data", "GET"): ("read", self._read),
             ("data", "POST"): (None, self._write),

@@ -128,7 +128,10 @@ def test_policy_binding_needs_exactly_one_of(api, name):
         resp = api("POST", "/policies/bindings/",
                    {"target": app["pk"], "order": 0, "group": group["pk"], "user": user["pk"]})
         assert resp.status_code == 400
-        assert resp.json() == {"non_field_errors": ["Only one of 'policy', 'group' or 'user' can be set."]}
+        # PolicyBindingSerializer.validate (authentik/policies/api/bindings.py) names
+        # target.supported_policy_binding_targets(): policy, user, group
+        # (PolicyBindingModel, authentik/policies/models.py), since 2024.12
+        assert resp.json() == {"non_field_errors": ["Only one of 'policy', 'user', 'group' can be set."]}
         resp = api("POST", "/policies/bindings/", {"target": app["pk"], "order": 0, "group": group["pk"]})
         assert resp.status_code == 201
         bound = api("GET", "/policies/bindings/", target=app["pk"]).json()["results"]
@@ -148,7 +151,8 @@ def test_oauth2_provider_credentials_and_validation(api, name):
     assert resp.status_code == 400 and resp.json() == {"invalidation_flow": ["This field is required."]}
     body["invalidation_flow"] = flow_pk(api, "default-provider-invalidation-flow")
     resp = api("POST", "/providers/oauth2/", dict(body, redirect_uris=[{"matching_mode": "regex", "url": "("}]))
-    assert resp.status_code == 400 and "redirect_uris" in resp.json()
+    # OAuth2ProviderSerializer.validate_redirect_uris (authentik/providers/oauth2/api/providers.py)
+    assert resp.status_code == 400 and resp.json() == {"redirect_uris": ["Invalid Regex Pattern: ("]}
     resp = api("POST", "/providers/oauth2/", body)
     assert resp.status_code == 201, resp.text
     prov = resp.json()
@@ -178,3 +182,143 @@ def test_fresh_install_objects_hecate_relies_on(api):
     assert len(stages["results"]) == 1 and "enrollment_flow" in stages["results"][0]
     brands = api("GET", "/core/brands/", default="true").json()["results"]
     assert brands and "flow_enrollment" not in brands[0]  # enrollment lives on the identification stage
+
+
+# -- DRF partial updates (issue 18 items 4-7) --------------------------------------------------------
+# A PATCH is ``partial_update`` (rest_framework/mixins.py UpdateModelMixin): the serializer
+# runs with partial=True, skips the fields not sent (rest_framework/fields.py
+# Field.validate_empty_values) and hands ``validate(attrs)`` the SENT fields only
+# (rest_framework/serializers.py Serializer.run_validation); the stored object is not
+# merged in. Unique-together validators are the exception: they fill unsent fields from
+# the instance (rest_framework/validators.py UniqueTogetherValidator.filter_queryset).
+def test_identification_stage_patch_validates_the_sent_fields(api, name):
+    """
+    IdentificationStageSerializer.validate (authentik/stages/identification/api.py):
+    "at least one source when no user fields", read from the sent attrs. Setting the
+    enrollment link alone is refused; hecate sends the stage's user_fields and sources
+    with it (hecate_authentik_client.AuthentikClient.set_enrollment_flow).
+    """
+    resp = api("POST", "/stages/identification/", {"name": name, "user_fields": ["username"]})
+    assert resp.status_code == 201, resp.text
+    stage = resp.json()
+    try:
+        enroll = flow_pk(api, "default-source-enrollment")
+        path = f"/stages/identification/{stage['pk']}/"
+        resp = api("PATCH", path, {"enrollment_flow": enroll})
+        assert resp.status_code == 400
+        assert resp.json() == {"non_field_errors": [
+            "When no user fields are selected, at least one source must be selected"]}
+        assert api("GET", path).json()["enrollment_flow"] is None
+        resp = api("PATCH", path, {"enrollment_flow": enroll, "user_fields": stage["user_fields"],
+                                   "sources": stage["sources"]})
+        assert resp.status_code == 200 and resp.json()["enrollment_flow"] == enroll
+        resp = api("PATCH", path, {"enrollment_flow": None, "user_fields": stage["user_fields"],
+                                   "sources": stage["sources"]})
+        assert resp.status_code == 200 and resp.json()["enrollment_flow"] is None
+    finally:
+        assert api("DELETE", f"/stages/identification/{stage['pk']}/").status_code == 204
+
+
+def test_policy_binding_patch_needs_target_and_the_bound_object(api, name):
+    """
+    PolicyBindingSerializer.validate (authentik/policies/api/bindings.py) starts with
+    ``attrs.get("target").supported_policy_binding_targets()`` (since 2024.12, app
+    entitlements): a PATCH without target is an AttributeError, a 500; with target but
+    without the bound group it is a 400. hecate re-enables a binding with both
+    (hecate_authentik_client.AuthentikClient.patch_policy_binding).
+    """
+    group = api("POST", "/core/groups/", {"name": name}).json()
+    app = api("POST", "/core/applications/", {"name": name, "slug": name}).json()
+    try:
+        resp = api("POST", "/policies/bindings/", {"target": app["pk"], "order": 0, "group": group["pk"],
+                                                   "enabled": False, "negate": True})
+        assert resp.status_code == 201, resp.text
+        path = f"/policies/bindings/{resp.json()['pk']}/"
+        assert api("PATCH", path, {"enabled": True, "negate": False}).status_code == 500
+        resp = api("PATCH", path, {"enabled": True, "negate": False, "target": app["pk"]})
+        assert resp.status_code == 400
+        assert resp.json() == {"non_field_errors": ["One of 'policy', 'user', 'group' must be set."]}
+        assert api("GET", path).json()["enabled"] is False  # nothing written by the refused PATCHes
+        resp = api("PATCH", path, {"enabled": True, "negate": False, "target": app["pk"], "group": group["pk"]})
+        assert resp.status_code == 200, resp.text
+        assert (resp.json()["enabled"], resp.json()["negate"]) == (True, False)
+    finally:
+        api("DELETE", f"/core/applications/{name}/")
+        api("DELETE", f"/core/groups/{group['pk']}/")
+
+
+def test_brand_is_keyed_by_brand_uuid_with_one_default(api, name):
+    """
+    BrandSerializer (authentik/brands/api.py): fields start with ``brand_uuid`` (no pk);
+    ``domain`` has its own UniqueValidator (DRF's message); ``validate`` allows one
+    default brand. authentik.brand_update PATCHes /core/brands/<brand_uuid>/.
+    """
+    domain = f"{name}.example.com"
+    resp = api("POST", "/core/brands/", {"domain": domain})
+    assert resp.status_code == 201, resp.text
+    brand = resp.json()
+    try:
+        assert "pk" not in brand and brand["brand_uuid"]
+        resp = api("PATCH", f"/core/brands/{brand['brand_uuid']}/", {"branding_title": name})
+        assert resp.status_code == 200 and resp.json()["branding_title"] == name
+        resp = api("POST", "/core/brands/", {"domain": domain})
+        assert resp.status_code == 400 and resp.json() == {"domain": ["This field must be unique."]}
+        resp = api("PATCH", f"/core/brands/{brand['brand_uuid']}/", {"default": True})
+        assert resp.status_code == 400
+        assert resp.json() == {"default": ["Only a single brand can be set as default."]}
+    finally:
+        assert api("DELETE", f"/core/brands/{brand['brand_uuid']}/").status_code == 204
+
+
+def test_proxy_provider_patch_without_mode_is_validated_as_proxy_mode(api, name):
+    """
+    ProxyProviderSerializer.validate (authentik/providers/proxy/api.py) reads
+    ``attrs.get("mode", ProxyMode.PROXY)``: a PATCH of a forward-auth provider without
+    ``mode`` is validated as proxy mode and needs an internal host. hecate sends the
+    provider's mode (hecate_authentik_client.AuthentikClient.patch_proxy_provider).
+    """
+    resp = api("POST", "/providers/proxy/", {
+        "name": name, "external_host": f"https://{name}.example.com", "mode": "forward_single",
+        "authorization_flow": flow_pk(api, "default-provider-authorization-implicit-consent"),
+        "invalidation_flow": flow_pk(api, "default-provider-invalidation-flow")})
+    assert resp.status_code == 201, resp.text
+    prov = resp.json()
+    try:
+        path = f"/providers/proxy/{prov['pk']}/"
+        resp = api("PATCH", path, {"external_host": f"https://{name}2.example.com"})
+        assert resp.status_code == 400
+        assert resp.json() == {"internal_host": ["Internal host cannot be empty when forward auth is disabled."]}
+        resp = api("PATCH", path, {"external_host": f"https://{name}2.example.com", "mode": "forward_single"})
+        assert resp.status_code == 200 and resp.json()["external_host"] == f"https://{name}2.example.com"
+    finally:
+        assert api("DELETE", f"/providers/proxy/{prov['pk']}/").status_code == 204
+
+
+def test_user_path_type_and_username_validators(api, name):
+    """
+    UserSerializer (authentik/core/api/users.py): validate_path (no leading/trailing
+    slash, no empty segment), validate_type (internal_service_account only by Authentik
+    itself), username's own UniqueValidator (DRF's message) - field validators, so a
+    PATCH that sends the field is checked and one that does not is not.
+    """
+    for path, message in (("/users", "No leading or trailing slashes allowed."),
+                          ("users/", "No leading or trailing slashes allowed."),
+                          ("users//x", "No empty segments in user path allowed.")):
+        resp = api("POST", "/core/users/", {"username": name, "name": "Contract", "path": path})
+        assert resp.status_code == 400 and resp.json() == {"path": [message]}, path
+    resp = api("POST", "/core/users/", {"username": name, "name": "Contract", "type": "internal_service_account"})
+    assert resp.status_code == 400
+    assert resp.json() == {"type": ["Setting a user to internal service account is not allowed."]}
+    resp = api("POST", "/core/users/", {"username": name, "name": "Contract", "path": "users/contract"})
+    assert resp.status_code == 201, resp.text
+    user = resp.json()
+    try:
+        assert user["path"] == "users/contract"
+        resp = api("POST", "/core/users/", {"username": name, "name": "Again"})
+        assert resp.status_code == 400 and resp.json() == {"username": ["This field must be unique."]}
+        resp = api("PATCH", f"/core/users/{user['pk']}/", {"path": "a//b"})
+        assert resp.status_code == 400 and resp.json() == {"path": ["No empty segments in user path allowed."]}
+        resp = api("PATCH", f"/core/users/{user['pk']}/", {"name": "Renamed"})
+        assert resp.status_code == 200 and resp.json()["path"] == "users/contract"
+    finally:
+        assert api("DELETE", f"/core/users/{user['pk']}/").status_code == 204

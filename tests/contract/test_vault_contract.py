@@ -103,3 +103,66 @@ def test_cas_after_soft_delete_is_the_current_version(vault, path):
     assert resp.status_code == 200 and resp.json()["data"]["version"] == 3
     deleted = call(vault, "GET", f"/v1/secret/data/{path}?version=2")
     assert deleted.status_code == 404 and deleted.json()["data"]["metadata"]["version"] == 2
+
+
+# -- AppRole login and lookup-self (issue 18, item 2) ----------------------------------------------
+# Sources: builtin/credential/approle/path_login.go pathLoginUpdate ("missing role_id",
+# "invalid role or secret ID" for an unknown role or secret_id, "missing secret_id" when the
+# role binds one - the default); vault/policy_store.go: every token gets the built-in "default"
+# policy, which allows read on auth/token/lookup-self; the AppRole API
+# (POST sys/auth/<mount>, auth/<mount>/role/<name>, .../role-id, .../custom-secret-id).
+@pytest.fixture(scope="module")
+def approle(vault, request, lab_secrets):
+    """``(mount, role_id, secret_id)`` of a role whose tokens get a KV policy."""
+    url, token = vault
+    if url == request.getfixturevalue("vault_sim").url:
+        yield "approle", lab_secrets["vault_role_id"], lab_secrets["vault_secret_id"]
+        return
+    mount, name = f"approle-contract-{uuid.uuid4().hex[:8]}", "hecate-contract"
+    role_id, secret_id = str(uuid.uuid4()), str(uuid.uuid4())
+    policy = 'path "secret/data/*" { capabilities = ["read"] }\n'
+    for method, path, body in (
+        ("POST", f"/v1/sys/auth/{mount}", {"type": "approle"}),
+        ("PUT", f"/v1/sys/policies/acl/{name}", {"policy": policy}),
+        ("POST", f"/v1/auth/{mount}/role/{name}", {"token_policies": [name], "token_ttl": "10m"}),
+        ("POST", f"/v1/auth/{mount}/role/{name}/role-id", {"role_id": role_id}),
+        ("POST", f"/v1/auth/{mount}/role/{name}/custom-secret-id", {"secret_id": secret_id}),
+    ):
+        resp = call(vault, method, path, json=body)
+        assert resp.status_code in (200, 204), (path, resp.text)
+    yield mount, role_id, secret_id
+    call(vault, "DELETE", f"/v1/sys/auth/{mount}")
+    call(vault, "DELETE", f"/v1/sys/policies/acl/{name}")
+
+
+def login(vault, mount, **body):
+    url, _ = vault
+    return requests.post(f"{url}/v1/auth/{mount}/login", json=body, timeout=10)
+
+
+def test_approle_login_then_lookup_self(vault, approle):
+    url, _ = vault
+    mount, role_id, secret_id = approle
+    resp = login(vault, mount, role_id=role_id, secret_id=secret_id)
+    assert resp.status_code == 200, resp.text
+    auth = resp.json()["auth"]
+    assert auth["client_token"] and auth["renewable"] is True and auth["lease_duration"] > 0
+    assert "default" in auth["policies"] and auth["metadata"]["role_name"]
+    me = requests.get(f"{url}/v1/auth/token/lookup-self", headers={"X-Vault-Token": auth["client_token"]}, timeout=10)
+    assert me.status_code == 200 and "default" in me.json()["data"]["policies"]
+    # what hecate's preflight did before: no token at all
+    anonymous = requests.get(f"{url}/v1/auth/token/lookup-self", timeout=10)
+    assert anonymous.status_code == 403 and anonymous.json()["errors"] == ["permission denied"]
+
+
+def test_approle_login_errors(vault, approle):
+    mount, role_id, _ = approle
+    resp = login(vault, mount, secret_id="x")
+    assert resp.status_code == 400 and resp.json()["errors"] == ["missing role_id"]
+    resp = login(vault, mount, role_id=str(uuid.uuid4()), secret_id="x")
+    assert resp.status_code == 400 and resp.json()["errors"] == ["invalid role or secret ID"]
+    resp = login(vault, mount, role_id=role_id)
+    assert resp.status_code == 400 and resp.json()["errors"] == ["missing secret_id"]
+    resp = login(vault, mount, role_id=role_id, secret_id=str(uuid.uuid4()))
+    # ErrorResponse + logical.ErrInvalidCredentials: 400 (some releases map it to 403)
+    assert resp.status_code in (400, 403) and resp.json()["errors"] == ["invalid role or secret ID"]

@@ -10,11 +10,13 @@ import uuid
 import pytest
 from saltfactories.utils.functional import Loaders
 
+from lab import topology
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope="module")
-def minion_opts(salt_factories, tmp_path_factory, consul_sim, vault_sim):
+def minion_opts(salt_factories, tmp_path_factory, consul_sim, vault_sim, lab_secrets):
     pillar_root = tmp_path_factory.mktemp("pillar")
     (pillar_root / "top.sls").write_text("base: {}\n")
     factory = salt_factories.salt_minion_daemon(
@@ -24,10 +26,11 @@ def minion_opts(salt_factories, tmp_path_factory, consul_sim, vault_sim):
             "module_dirs": [REPO],
             "file_roots": {"base": [os.path.join(REPO, "salt")]},
             "pillar_roots": {"base": [str(pillar_root)]},
+            # the lab's credentials: hecate's Consul token, Vault by AppRole
             "hecate": {
                 "connections": {
                     "consul": {"url": consul_sim.url, "token": consul_sim.token},
-                    "vault": {"url": vault_sim.url, "token": vault_sim.root_token},
+                    "vault": {"url": vault_sim.url, "approle": topology.vault_approle(lab_secrets)},
                 }
             },
         },

@@ -291,6 +291,40 @@ def test_binding_exclusive_removes_other_access(env):
     assert ret.result is False and "do not carry the prefix" in ret.comment
 
 
+def test_binding_disabled_or_negated_by_hand_is_reenabled(env):
+    """
+    A group binding someone disabled or negated is patched back to enabled, not negated.
+    The PATCH carries the binding's target and group: PolicyBindingSerializer.validate
+    (authentik/policies/api/bindings.py) sees only the sent fields and crashes without
+    ``target`` (500), and wants one of policy/user/group among them (400).
+    """
+    p = tag()
+    func, kwargs = scenario("binding", env, p)
+    mod = env.loaders.modules.authentik
+    mod.policy_binding_create(kwargs["application"], group=kwargs["groups"][0], enabled=False)
+    mod.policy_binding_create(kwargs["application"], group=kwargs["groups"][1], negate=True, order=1)
+    env.sim.clear_requests()
+    preview = func(test=True, **kwargs)
+    assert preview.result is None and env.sim.writes() == []
+    assert preview.changes == {
+        f"group:{kwargs['groups'][0]}": {"old": "enabled=False negate=False", "new": "enabled=True negate=False"},
+        f"group:{kwargs['groups'][1]}": {"old": "enabled=True negate=True", "new": "enabled=True negate=False"},
+    }
+    env.sim.clear_requests()
+    ret = func(**kwargs)
+    assert ret.result is True and ret.changes == preview.changes, ret.raw
+    writes = env.sim.writes()
+    assert [w["method"] for w in writes] == ["PATCH", "PATCH"]
+    for write in writes:
+        assert write["fields"] == ["enabled", "group", "negate", "target"]
+    bound = mod.policy_binding_list(application=kwargs["application"])
+    assert sorted((b["group_obj"]["name"], b["enabled"], b["negate"]) for b in bound) == sorted(
+        (g, True, False) for g in kwargs["groups"])
+    env.sim.clear_requests()
+    again = func(**kwargs)
+    assert again.result is True and again.changes == {} and env.sim.writes() == []
+
+
 def test_enrollment_links_identification_stage_and_can_be_switched_off(env):
     p = tag()
     func, kwargs = scenario("enrollment", env, p)
@@ -377,6 +411,108 @@ def test_module_functions(env):
     assert mod.group_delete(f"{p}g") is True and mod.group_delete(f"{p}g") is False
     with pytest.raises(Exception, match="never as a value"):
         mod.user_set_password(f"{p}u", "plain-text")
+
+
+def test_module_users_groups_and_mappings(env):
+    mod = env.loaders.modules.authentik
+    p = tag()
+    mod.group_create(f"{p}a", attributes={"n": 1})
+    mod.group_create(f"{p}b")
+    assert [g["name"] for g in mod.group_list(name=f"{p}a")] == [f"{p}a"]
+    assert {f"{p}a", f"{p}b"} <= {g["name"] for g in mod.group_list()}
+    assert mod.group_get(f"{p}a")["attributes"] == {"n": 1} and mod.group_get(f"{p}none") is None
+    mod.user_create(f"{p}u", "U", email="u@example.com")
+    assert mod.user_get(f"{p}u")["email"] == "u@example.com" and mod.user_get(f"{p}none") is None
+    assert [u["username"] for u in mod.user_list(username=f"{p}u")] == [f"{p}u"]
+    changed = mod.user_update(f"{p}u", email="u2@example.com", path="users/team-a", is_active=False)
+    assert (changed["email"], changed["path"], changed["is_active"]) == ("u2@example.com", "users/team-a", False)
+    # Authentik's own path rule (UserSerializer.validate_path), named in the error
+    with pytest.raises(Exception, match="path: No empty segments in user path allowed"):
+        mod.user_update(f"{p}u", path="users//x")
+    with pytest.raises(Exception, match="unknown field"):
+        mod.user_update(f"{p}u", colour="red")
+    assert mod.user_delete(f"{p}u") is True and mod.user_delete(f"{p}u") is False
+    assert mod.user_get(f"{p}u") is None
+
+    mapping = mod.scope_mapping_create(f"{p}m", "groups", 'return {"groups": []}', description="d")
+    assert mapping["scope_name"] == "groups"
+    assert mod.scope_mapping_get(f"{p}m")["pk"] == mapping["pk"]
+    assert [m["scope_name"] for m in mod.scope_mapping_list(
+        managed="goauthentik.io/providers/oauth2/scope-email")] == ["email"]
+    assert f"{p}m" in {m["name"] for m in mod.scope_mapping_list()}
+    assert mod.scope_mapping_delete(f"{p}m") is True and mod.scope_mapping_delete(f"{p}m") is False
+    assert mod.scope_mapping_get(f"{p}m") is None
+
+
+def test_module_providers_applications_and_bindings(env):
+    mod = env.loaders.modules.authentik
+    p = tag()
+    credentials = f"secret/hecate-test/{p}oauth"
+    prov = mod.oauth2_provider_create(f"{p}oauth", IMPLICIT, INVALIDATION,
+                                      [f"https://{p}chat.example.com/cb"], credentials=credentials,
+                                      access_token_validity="hours=1")
+    assert prov["client_secret"] == "XXX-REDACTED-XXX" and len(prov["client_id"]) == 40
+    mount, _, path = credentials.partition("/")
+    stored = env.vault().read_data(mount, path)
+    assert stored["client_id"] == prov["client_id"] and len(stored["client_secret"]) == 128
+    assert mod.store_credentials(f"{p}oauth", credentials) is False  # already there
+    env.vault().write(mount, path, {"client_id": prov["client_id"], "client_secret": "stale"})
+    assert mod.store_credentials(f"{p}oauth", credentials) is True
+    assert env.vault().read_data(mount, path) == stored
+    updated = mod.oauth2_provider_update(f"{p}oauth", access_token_validity="hours=2",
+                                         redirect_uris=[f"https://{p}chat.example.com/cb2"])
+    assert updated["access_token_validity"] == "hours=2"
+    assert [u["url"] for u in updated["redirect_uris"]] == [f"https://{p}chat.example.com/cb2"]
+    with pytest.raises(Exception, match="generated by Authentik"):
+        mod.oauth2_provider_update(f"{p}oauth", client_secret="x")
+
+    proxy = mod.proxy_provider_create(f"{p}proxy", f"https://{p}x.example.com", IMPLICIT, INVALIDATION)
+    assert proxy["mode"] == "forward_single"
+    assert mod.proxy_provider_get(f"{p}proxy")["pk"] == proxy["pk"]
+    assert f"{p}proxy" in {x["name"] for x in mod.proxy_provider_list()}
+    # a PATCH of one field carries the provider's mode (ProxyProviderSerializer.validate)
+    env.sim.clear_requests()
+    moved = mod.proxy_provider_update(f"{p}proxy", external_host=f"https://{p}y.example.com")
+    assert moved["external_host"] == f"https://{p}y.example.com" and moved["mode"] == "forward_single"
+    assert [w["fields"] for w in env.sim.writes()] == [["external_host", "mode"]]
+
+    app = mod.application_create("Chat", f"{p}app", provider=f"{p}oauth", meta_launch_url="https://a.example.com")
+    assert app["provider"] == prov["pk"]
+    assert mod.application_get(f"{p}app")["meta_launch_url"] == "https://a.example.com"
+    assert f"{p}app" in {a["slug"] for a in mod.application_list()}
+    assert mod.application_update(f"{p}app", meta_launch_url="https://b.example.com")["meta_launch_url"] == \
+        "https://b.example.com"
+    mod.group_create(f"{p}g")
+    binding = mod.policy_binding_create(f"{p}app", group=f"{p}g", order=3)
+    assert binding["order"] == 3 and binding["group"] == mod.group_get(f"{p}g")["pk"]
+    assert mod.policy_binding_delete(binding["pk"]) is True and mod.policy_binding_delete(binding["pk"]) is False
+    assert mod.policy_binding_list(application=f"{p}app") == []
+    assert mod.application_delete(f"{p}app") is True and mod.application_get(f"{p}app") is None
+    assert mod.proxy_provider_delete(f"{p}proxy") is True and mod.proxy_provider_delete(f"{p}proxy") is False
+    assert mod.oauth2_provider_delete(f"{p}oauth") is True and mod.oauth2_provider_delete(f"{p}oauth") is False
+    assert mod.oauth2_provider_get(f"{p}oauth") is None
+
+
+def test_module_flows_outposts_and_brands(env):
+    mod = env.loaders.modules.authentik
+    assert "default-source-enrollment" in {f["slug"] for f in mod.flow_list(designation="enrollment")}
+    assert {f["designation"] for f in mod.flow_list(designation="enrollment")} == {"enrollment"}
+    assert "authentik Embedded Outpost" in {o["name"] for o in mod.outpost_list()}
+    brands = mod.brand_list()
+    assert [b["domain"] for b in brands if b["default"]] == ["authentik-default"]
+    # brands are keyed by brand_uuid, not pk (BrandSerializer, authentik/brands/api.py)
+    env.sim.clear_requests()
+    brand = mod.brand_update(branding_title="Hecate SSO", flow_recovery="default-password-change")
+    assert brand["branding_title"] == "Hecate SSO"
+    assert brand["flow_recovery"] == mod.flow_get("default-password-change")["pk"]
+    (write,) = env.sim.writes()
+    assert write["path"] == f"/api/v3/core/brands/{brand['brand_uuid']}/"
+    assert write["fields"] == ["branding_title", "flow_recovery"]
+    assert mod.brand_get()["branding_title"] == "Hecate SSO"
+    with pytest.raises(Exception, match="no brand 'nope.example.com'"):
+        mod.brand_update("nope.example.com", branding_title="x")
+    restored = mod.brand_update(branding_title="authentik", flow_recovery=None)
+    assert restored["branding_title"] == "authentik" and restored["flow_recovery"] is None
 
 
 def test_forbidden_token_is_a_clear_failure(salt_factories, repo, vault_sim, authentik_sims, tmp_path):

@@ -161,6 +161,7 @@ def test_secrets_sls_consul_services_and_leak_scan(
         "generated litellm key": generated["litellm"],
         "generated db app password": generated["db_app"],
         "vault token": lab_secrets["vault_root_token"],
+        "vault AppRole secret_id": lab_secrets["vault_secret_id"],
         "consul token": lab_secrets["consul_token"],
     }
     scan = LeakScan()

@@ -226,6 +226,10 @@ def test_verify_state_and_module(tunnel, salt_cli):
     state = the_state(ret, f"wireguard tunnel {LOCAL_IF} is up")
     assert state["result"] is True, state
     assert re.search(r"cloud: handshake \d+s ago, ping ok", state["comment"]), state
+    ret = salt_cli.run("wireguard.verify", f"netns={tunnel.local}", "timeout=10", minion_tgt="local")
+    assert ret.returncode == 0, ret
+    assert set(ret.data) == {"cloud"} and ret.data["cloud"]["ping"] is True, ret.data
+    assert ret.data["cloud"]["handshake_age"] is not None and not ret.data["cloud"].get("problem")
     ret = salt_cli.run("wireguard.status", f"netns={tunnel.local}", minion_tgt="local")
     assert ret.data["present"] is True and ret.data["up"] is True
     assert ret.data["addresses"] == ["10.88.0.2/24"]

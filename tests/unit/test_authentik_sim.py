@@ -84,7 +84,8 @@ def test_required_fields_types_enums_and_nesting(release):
     assert (status, body) == (400, {"redirect_uris": [{}, {"matching_mode": ["This field is required."]}]})
     status, body = api(client, "POST", "/providers/oauth2/", provider_body(
         sim, redirect_uris=[{"matching_mode": "regex", "url": "(unclosed"}]))
-    assert (status, body) == (400, {"redirect_uris": [{"url": ["Invalid Regex Pattern"]}]})
+    # OAuth2ProviderSerializer.validate_redirect_uris: a field error naming the pattern
+    assert (status, body) == (400, {"redirect_uris": ["Invalid Regex Pattern: (unclosed"]})
     status, body = api(client, "POST", "/providers/oauth2/", provider_body(sim, authorization_flow="not-a-uuid"))
     assert (status, body) == (400, {"authorization_flow": ["Must be a valid UUID."]})
     missing = str(uuid.uuid4())
@@ -108,10 +109,11 @@ def test_policy_binding_needs_exactly_one_of_policy_group_user(release):
     _, group = api(client, "POST", "/core/groups/", {"name": "g1"})
     _, app = api(client, "POST", "/core/applications/", {"name": "App", "slug": "app"})
     both = {"target": app["pk"], "order": 0, "group": group["pk"], "user": 1}
+    # the 2024.12+ wording: PolicyBindingModel.supported_policy_binding_targets() order
     assert api(client, "POST", "/policies/bindings/", both) == (
-        400, {"non_field_errors": ["Only one of 'policy', 'group' or 'user' can be set."]})
+        400, {"non_field_errors": ["Only one of 'policy', 'user', 'group' can be set."]})
     assert api(client, "POST", "/policies/bindings/", {"target": app["pk"], "order": 0}) == (
-        400, {"non_field_errors": ["One of 'policy', 'group' or 'user' must be set."]})
+        400, {"non_field_errors": ["One of 'policy', 'user', 'group' must be set."]})
     status, binding = api(client, "POST", "/policies/bindings/",
                           {"target": app["pk"], "order": 0, "group": group["pk"]})
     assert status == 201 and binding["group"] == group["pk"] and binding["group_obj"]["name"] == "g1"
@@ -278,3 +280,125 @@ def test_extracted_schemas_equal_the_vendor_files():
         with open(os.path.join(aksim.SCHEMA_DIR, f"{release}.json"), encoding="utf-8") as fh:
             stored = json.load(fh)
         assert stored == json.loads(json.dumps(extract.extract(doc))), release
+
+
+# -- DRF partial updates: validate(attrs) sees the sent fields only ------------------------------
+@pytest.mark.parametrize("release", RELEASES)
+def test_patch_validates_the_sent_fields_not_the_stored_object(release):
+    """
+    rest_framework/mixins.py ``partial_update`` -> serializer(partial=True): unsent fields
+    are skipped (fields.py ``validate_empty_values``) and ``validate(attrs)`` gets only
+    what was sent (serializers.py ``run_validation``).
+    """
+    sim, client = make(release)
+    stage = next(s for s in sim.db["stage_identification"].values()
+                 if s["name"] == "default-authentication-identification")
+    enroll = flow_pk(sim, "default-source-enrollment")
+    path = f"/stages/identification/{stage['pk']}/"
+    # the stored stage has user_fields, but a PATCH of enrollment_flow alone does not send them
+    assert api(client, "PATCH", path, {"enrollment_flow": enroll}) == (400, {"non_field_errors": [
+        "When no user fields are selected, at least one source must be selected"]})
+    assert stage["enrollment_flow"] is None  # nothing written
+    status, body = api(client, "PATCH", path, {"enrollment_flow": enroll, "user_fields": stage["user_fields"],
+                                              "sources": stage["sources"]})
+    assert status == 200 and body["enrollment_flow"] == enroll
+    # a field the serializer does not validate together with others: fine alone
+    assert api(client, "PATCH", path, {"show_matched_user": False})[0] == 400  # validate() still runs
+    assert api(client, "PATCH", path, {"show_matched_user": False, "user_fields": ["email"]})[0] == 200
+
+    # proxy provider: validate() defaults an unsent mode to "proxy"
+    status, prov = api(client, "POST", "/providers/proxy/", {
+        "name": "px", "external_host": "https://x.example.com", "mode": "forward_single",
+        "authorization_flow": flow_pk(sim, "default-provider-authorization-implicit-consent"),
+        "invalidation_flow": flow_pk(sim, "default-provider-invalidation-flow")})
+    assert status == 201
+    assert api(client, "PATCH", f"/providers/proxy/{prov['pk']}/", {"external_host": "https://y.example.com"}) == (
+        400, {"internal_host": ["Internal host cannot be empty when forward auth is disabled."]})
+    status, body = api(client, "PATCH", f"/providers/proxy/{prov['pk']}/",
+                       {"external_host": "https://y.example.com", "mode": "forward_single"})
+    assert status == 200 and body["external_host"] == "https://y.example.com"
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_policy_binding_patch_without_target_is_a_server_error(release):
+    """PolicyBindingSerializer.validate calls attrs.get("target").supported_policy_binding_targets()."""
+    sim, client = make(release)
+    _, group = api(client, "POST", "/core/groups/", {"name": "g1"})
+    _, app = api(client, "POST", "/core/applications/", {"name": "App", "slug": "app"})
+    _, binding = api(client, "POST", "/policies/bindings/",
+                     {"target": app["pk"], "order": 0, "group": group["pk"], "enabled": False})
+    path = f"/policies/bindings/{binding['pk']}/"
+    resp = client.open(f"/api/v3{path}", method="PATCH", headers=auth(), json={"enabled": True, "negate": False})
+    assert resp.status_code == 500 and resp.mimetype == "text/html"
+    assert "supported_policy_binding_targets" in sim.log[-1]["server_error"]
+    assert sim.db["policy_binding"][binding["pk"]]["enabled"] is False  # nothing written
+    # target alone is not enough: validate() counts policy/user/group among the SENT fields
+    assert api(client, "PATCH", path, {"enabled": True, "target": app["pk"]}) == (
+        400, {"non_field_errors": ["One of 'policy', 'user', 'group' must be set."]})
+    status, body = api(client, "PATCH", path, {"enabled": True, "negate": False,
+                                              "target": app["pk"], "group": group["pk"]})
+    assert status == 200 and body["enabled"] is True
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_unique_together_fills_unsent_fields_from_the_object(release):
+    """rest_framework/validators.py UniqueTogetherValidator.filter_queryset on an update."""
+    sim, client = make(release)
+    authn = flow_pk(sim, "default-authentication-flow")
+    bindings = sorted((b for b in sim.db["flow_binding"].values() if b["target"] == authn),
+                      key=lambda b: b["order"])
+    first, second = bindings[0], bindings[1]
+    # moving the second binding to the first one's stage+order clashes through the instance's target
+    status, body = api(client, "PATCH", f"/flows/bindings/{second['pk']}/",
+                       {"stage": first["stage"], "order": first["order"]})
+    assert (status, body) == (400, {"non_field_errors": ["The fields target, stage, order must make a unique set."]})
+    # re-sending the unchanged values is no clash
+    assert api(client, "PATCH", f"/flows/bindings/{first['pk']}/",
+               {"target": first["target"], "order": first["order"]})[0] == 200
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_user_path_and_type_validators(release):
+    """UserSerializer.validate_path / validate_type / validate (authentik/core/api/users.py)."""
+    sim, client = make(release)
+    for path, message in (("/users", "No leading or trailing slashes allowed."),
+                          ("users/", "No leading or trailing slashes allowed."),
+                          ("users//x", "No empty segments in user path allowed.")):
+        assert api(client, "POST", "/core/users/", {"username": "u1", "name": "U", "path": path}) == (
+            400, {"path": [message]}), path
+    assert api(client, "POST", "/core/users/", {"username": "u1", "name": "U", "path": ""}) == (
+        400, {"path": ["This field may not be blank."]})
+    assert api(client, "POST", "/core/users/", {"username": "u1", "name": "U",
+                                                "type": "internal_service_account"}) == (
+        400, {"type": ["Setting a user to internal service account is not allowed."]})
+    status, user = api(client, "POST", "/core/users/", {"username": "u1", "name": "U", "path": "users/team-a"})
+    assert status == 201 and user["path"] == "users/team-a" and user["type"] == "internal"
+    # UserSerializer.username has its own UniqueValidator: DRF's default message
+    assert api(client, "POST", "/core/users/", {"username": "u1", "name": "again"}) == (
+        400, {"username": ["This field must be unique."]})
+    assert api(client, "PATCH", f"/core/users/{user['pk']}/", {"path": "x//y"}) == (
+        400, {"path": ["No empty segments in user path allowed."]})
+    assert api(client, "PATCH", f"/core/users/{user['pk']}/", {"type": "external"})[0] == 200
+    # an internal service account (the outposts' own users) is read-only through the API
+    sim.db["user"][user["pk"]]["type"] = "internal_service_account"
+    assert api(client, "PATCH", f"/core/users/{user['pk']}/", {"type": "internal"}) == (
+        400, {"type": ["Can't change internal service account to other user type."]})
+    assert api(client, "PATCH", f"/core/users/{user['pk']}/", {"name": "renamed"}) == (
+        400, {"non_field_errors": ["Can't modify internal service account users"]})
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_brand_domain_unique_and_one_default(release):
+    """BrandSerializer: domain UniqueValidator, validate() allows one default brand (authentik/brands/api.py)."""
+    sim, client = make(release)
+    default = next(b for b in sim.db["brand"].values() if b["default"])
+    assert api(client, "POST", "/core/brands/", {"domain": "authentik-default"}) == (
+        400, {"domain": ["This field must be unique."]})
+    assert api(client, "POST", "/core/brands/", {"domain": "sso.example.com", "default": True}) == (
+        400, {"default": ["Only a single brand can be set as default."]})
+    status, brand = api(client, "POST", "/core/brands/", {"domain": "sso.example.com"})
+    assert status == 201 and "pk" not in brand and brand["brand_uuid"]
+    # the default brand may say default=True about itself
+    status, body = api(client, "PATCH", f"/core/brands/{default['pk']}/",
+                       {"default": True, "branding_title": "SSO"})
+    assert status == 200 and body["branding_title"] == "SSO"

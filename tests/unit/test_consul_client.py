@@ -248,3 +248,56 @@ def test_from_config_resolves_token_and_caches(sim):
     pillar_only = {"hecate": {"connections": {"consul": {"url": sim.url}}}}
     with pytest.raises(salt.exceptions.CommandExecutionError, match="permission denied"):
         hc.from_config({}, pillar_only).kv_get("unit/cfg")
+
+
+def test_every_client_call_carries_the_token(sim):
+    """
+    Under default deny (as pillar/hecate.sls asks) a request without X-Consul-Token is
+    either refused or silently filtered to nothing (health, catalog, listings): every
+    public ConsulClient method is run here and the simulator's request log, which records
+    each request's token by name, must show hecate's token on every one of them.
+    """
+    c = client(sim)
+    called = set()
+
+    def run(name, *args, **kwargs):
+        called.add(name)
+        return getattr(c, name)(*args, **kwargs)
+
+    sim.clear_requests()
+    run("kv_put", "unit/tok/a", "1")
+    run("kv_put_cas", "unit/tok/b", "2", 0)
+    run("put_json", "unit/tok/rec", {"a": 1})
+    assert run("get_json", "unit/tok/rec") == {"a": 1}
+    assert run("kv_get", "unit/tok/a")[1]["Value"] == b"1"
+    assert [e["Key"] for e in run("kv_list", "unit/tok/")] == ["unit/tok/a", "unit/tok/b", "unit/tok/rec"]
+    assert run("kv_keys", "unit/tok/") == ["unit/tok/a", "unit/tok/b", "unit/tok/rec"]
+    run("service_register", hc.service_definition("tok-1", {"name": "unit-tok", "address": "127.0.0.1", "port": 9,
+                                                           "checks": [{"ttl": "30s"}]}))
+    assert run("agent_service", "tok-1")["Service"] == "unit-tok"  # exists: read needs the token
+    assert "tok-1" in run("agent_services")
+    assert list(run("agent_checks", "tok-1")) == ["service:tok-1"]
+    assert len(run("health_service", "unit-tok", passing=False)) == 1
+    assert run("service_addresses", "unit-tok", passing=False) == ["127.0.0.1:9"]
+    assert "unit-tok" in run("catalog_services")
+    assert run("service_deregister", "tok-1") is True
+    session = run("session_create", "unit tok", ttl="10s")
+    assert run("session_info", session)["ID"] == session
+    assert any(s["ID"] == session for s in run("session_list"))
+    run("session_renew", session)
+    assert run("session_destroy", session) is True
+    lock = run("lock_acquire", "unit/tok/lock", holder="unit test")
+    assert run("lock_info", "unit/tok/lock")["holder"] == "unit test"
+    run("lock_renew", lock)
+    assert run("lock_release", "unit/tok/lock", lock) is True
+    assert run("kv_delete", "unit/tok", recurse=True) is True
+
+    public = {n for n in vars(hc.ConsulClient) if not n.startswith("_") and callable(getattr(hc.ConsulClient, n))}
+    assert called == public, f"not exercised here: {sorted(public - called)}"
+    log = sim.requests()
+    assert log and [r for r in log if r.get("token") != "management"] == []
+    # the same calls without the token: refused or empty, never what the token sees
+    anonymous = client(sim, token=None)
+    assert anonymous.catalog_services() == {} and anonymous.agent_services() == {}
+    with pytest.raises(salt.exceptions.CommandExecutionError, match="permission denied"):
+        anonymous.kv_get("unit/tok/a")
