@@ -368,7 +368,7 @@ def test_module_functions(salt_cli, applied, dirs):
     ret = salt_cli.run("wireguard.status", minion_tgt="cloud")
     assert ret.data == {"present": False, "interface": "hcwg0"}
     ret = salt_cli.run("wireguard.settings", minion_tgt="local")
-    assert ret.data["peer_target"] == "G@roles:hecate-edge and G@hecate_env:lab"
+    assert ret.data["peer_target"] == "G@roles:hecate-edge and G@hecate_env:lab and ( cloud )"
     ret = salt_cli.run("mine.get", "*", "wireguard_public_key", minion_tgt="local")
     assert ret.data == {"cloud": cloud_key, "local": local_key}
 
