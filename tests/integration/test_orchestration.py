@@ -228,8 +228,9 @@ def test_a_minion_that_only_claims_a_role_is_left_out(salt_master, salt_cli, sal
             assert salt_run_cli.run("hecate.validate", "env=lab").returncode == 0  # it does not block a deploy
 
             high = salt_cli.run("state.highstate", minion_tgt="intruder")
-            ran = {s.get("__sls__") for s in high.data.values()} if isinstance(high.data, dict) else set()
-            assert not ran & {"hecate", "wireguard", "consul.agent", "nomad.agent"}, high
+            assert isinstance(high.data, dict), high
+            assert not {s.get("__sls__") for s in high.data.values()} & {"hecate", "wireguard", "consul.agent", "nomad.agent"}
+            assert "No Top file or master_tops data matches found" in json.dumps(high.data), high
 
             applied = orch(salt_run_cli)
             assert applied.returncode == 0, applied
