@@ -121,13 +121,13 @@ def validate(env=None, refs=True):
     env
         The environment (``lab``, ``dev``, ``staging``, ``prod``); its overlay is
         ``pillar/env/<env>.sls``.
+    refs
+        Also check that the secrets the pillar references and hecate does not generate
+        exist in Vault (needs the master's ``hecate:connections:vault``).
 
     The return also has ``members`` (``{role: [minion ids]}``: the grains and listed in
     ``hecate:members``), ``not_members`` (``{minion id: [roles]}``: the grains but not
     listed) and ``warnings``. A not-member does not fail validation (it is left out).
-    refs
-        Also check that the secrets the pillar references and hecate does not generate
-        exist in Vault (needs the master's ``hecate:connections:vault``).
 
     CLI Example:
 

@@ -53,8 +53,8 @@ def validated(name, env=None, check_refs=True):
         that environment gets (``hecate:members`` included), and (``check_refs``) that
         every Vault reference hecate does not produce itself exists. Minions whose grains
         claim a role in ``env`` but that ``hecate:members`` does not list are named in the
-        comment (they are left out; they do not fail the step). Not given (on a minion): check this minion's own
-        pillar for its ``hecate_env`` grain.
+        comment (they are left out; they do not fail the step). Not given (on a minion):
+        check this minion's own pillar for its ``hecate_env`` grain.
 
     .. code-block:: yaml
 
