@@ -7,18 +7,30 @@ CLI Example:
 
     salt '*' hecate.version
     salt '*' hecate.validate_pillar
+    salt '*' hecate.target bionicgpt-node
 """
 
 import datetime
 import secrets
 
+import salt.exceptions
+
 try:
     import hecate_config
     import hecate_loader
+    import hecate_members
+    import hecate_pillar
     import hecate_schema
     import hecate_secrets
 except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_config, hecate_loader, hecate_schema, hecate_secrets
+    from saltext.hecate.utils import (
+        hecate_config,
+        hecate_loader,
+        hecate_members,
+        hecate_pillar,
+        hecate_schema,
+        hecate_secrets,
+    )
 
 __virtualname__ = "hecate"
 
@@ -68,6 +80,46 @@ def validate_pillar():
         salt '*' hecate.validate_pillar
     """
     return hecate_schema.validate(dict(__pillar__), __grains__.get("hecate_env"))
+
+
+def target(role=None, env=None):
+    """
+    The compound target of the members of ``role`` (``hecate-edge``, ``bionicgpt-node``;
+    default both) in an environment: the role and environment grains *and* the minion ids
+    (or globs) pillar ``hecate:members`` lists for the role - grains alone are the minion's
+    own claim. The orchestration, the top file and the runner target with it.
+
+    env
+        Not given: this minion's environment (its ``hecate_env`` grain) and its own pillar
+        (the top file uses it so). Given: on the master only (the orchestration, whose
+        functions run in the master's context), the pillar a minion of that environment
+        gets, compiled once per run; an environment whose pillar does not render lists
+        nobody (the orchestration's validate step says why).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' hecate.target bionicgpt-node
+        salt-call hecate.target hecate-edge
+    """
+    if role is not None and role not in hecate_members.ROLES:
+        raise salt.exceptions.SaltInvocationError(
+            f"role must be one of {', '.join(hecate_members.ROLES)}, not {role!r}"
+        )
+    own = __grains__.get("hecate_env")
+    if env is None or (env == own and __opts__.get("__role") != "master"):
+        return hecate_members.target(own, hecate_members.members(__pillar__), role)
+    if __opts__.get("__role") != "master":
+        raise salt.exceptions.SaltInvocationError(
+            f"env={env}: another environment's members are known on the master only "
+            f"(this minion is in {own!r})"
+        )
+    key = f"hecate.members.{env}"
+    if key not in __context__:
+        pillar, errors = hecate_pillar.compile_for_env(__opts__, env)
+        __context__[key] = {} if errors else hecate_members.members(pillar)
+    return hecate_members.target(env, __context__[key], role)
 
 
 def connection(system):

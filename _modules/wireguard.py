@@ -104,9 +104,10 @@ def public_key():
 
 def peers():
     """
-    The peers this minion's config gets: the minions at the other end of the tunnel
-    that published a public key in the mine, with the tunnel addresses pillar gives
-    them, plus ``extra_peers``. ``problems`` lists what keeps a peer out.
+    The peers this minion's config gets: the members (pillar ``hecate:members``) at the
+    other end of the tunnel that published a public key in the mine, with the tunnel
+    addresses pillar gives them, plus ``extra_peers``. ``problems`` lists what keeps a
+    peer out.
 
     CLI Example:
 

@@ -10,6 +10,10 @@ hecate runner: operations across all systems, run on the master.
 - ``plan``: what a run would change, per system and object (a test=True orchestration).
 - ``status``: Consul health of every service and a request through Caddy.
 
+``validate`` and ``status`` also say who belongs to the environment (``members``, from pillar
+``hecate:members``) and which minions claim a role by their grains without being listed
+(``not_members``: never targeted, never a WireGuard peer).
+
 The master reaches Consul with ``hecate:connections:consul`` from its own config over the
 environment's pillar (set the URL in the master config when the pillar's URL is only
 valid on the nodes). Every function returns ``result`` and ``retcode`` and sets
@@ -33,6 +37,7 @@ try:
     import hecate_config
     import hecate_consul_client
     import hecate_http
+    import hecate_members
     import hecate_pillar
     import hecate_plan
 except ImportError:  # installed with pip
@@ -40,6 +45,7 @@ except ImportError:  # installed with pip
         hecate_config,
         hecate_consul_client,
         hecate_http,
+        hecate_members,
         hecate_pillar,
         hecate_plan,
     )
@@ -119,6 +125,10 @@ def validate(env=None, refs=True):
         Also check that the secrets the pillar references and hecate does not generate
         exist in Vault (needs the master's ``hecate:connections:vault``).
 
+    The return also has ``members`` (``{role: [minion ids]}``: the grains and listed in
+    ``hecate:members``), ``not_members`` (``{minion id: [roles]}``: the grains but not
+    listed) and ``warnings``. A not-member does not fail validation (it is left out).
+
     CLI Example:
 
     .. code-block:: bash
@@ -129,7 +139,22 @@ def validate(env=None, refs=True):
     errors = hecate_pillar.validate_env(__opts__, env, check_refs=refs)
     if errors:
         log.warning("hecate.validate env=%s: %d error(s)", env, len(errors))
-    return _finish({"result": not errors, "env": env, "errors": errors})
+    ret = {"result": not errors, "env": env, "errors": errors}
+    ret.update(_membership(env))
+    return _finish(ret)
+
+
+def _membership(env, pillar=None):
+    """``members``, ``not_members`` and ``warnings`` of ``env`` ({} when its pillar does not render)."""
+    try:
+        pillar = pillar if pillar is not None else _env_pillar(env)
+    except (salt.exceptions.CommandExecutionError, salt.exceptions.SaltInvocationError):
+        return {}
+    report = hecate_pillar.membership(__opts__, env, pillar)
+    for mid, roles in sorted(report["not_members"].items()):
+        log.warning("hecate env=%s: minion %s claims %s by its grains but is not a member (hecate:members)",
+                    env, mid, ", ".join(roles))
+    return report
 
 
 def lock(env=None, run_id=None, wait=None):
@@ -261,16 +286,17 @@ def record(env=None, run_id=None, status="deployed", **details):
     return _finish({"result": True, "env": env, "key": key, "record": doc})
 
 
-def _target(env, role):
-    return f"G@roles:{role} and G@hecate_env:{env}"
+def _target(env, role, pillar):
+    return hecate_members.target(env, hecate_members.members(pillar), role)
 
 
-def _call(env, role, fun, arg=(), kwarg=None, timeout=120):
-    """``{minion: return}`` of an execution function on the minions of a role."""
+def _call(env, role, fun, arg=(), kwarg=None, timeout=120, pillar=None):
+    """``{minion: return}`` of an execution function on the members of a role."""
+    pillar = pillar if pillar is not None else _env_pillar(env)
     client = salt.client.get_local_client(__opts__["conf_file"])
     try:
         return client.cmd(
-            _target(env, role), fun, list(arg), tgt_type="compound", kwarg=kwarg or {},
+            _target(env, role, pillar), fun, list(arg), tgt_type="compound", kwarg=kwarg or {},
             timeout=timeout,
         )
     finally:
@@ -290,11 +316,11 @@ def _deployed_state(env, pillar):
     """
     nomad = {}
     for job_id in _job_ids(pillar):
-        for minion, status in (_call(env, "bionicgpt-node", "nomad.job_status", [job_id]) or {}).items():
+        for minion, status in (_call(env, "bionicgpt-node", "nomad.job_status", [job_id], pillar=pillar) or {}).items():
             if isinstance(status, dict) and status.get("Version") is not None:
                 nomad.setdefault(minion, {})[job_id] = status["Version"]
     caddy = {}
-    for minion, snaps in (_call(env, "hecate-edge", "caddy.snapshots") or {}).items():
+    for minion, snaps in (_call(env, "hecate-edge", "caddy.snapshots", pillar=pillar) or {}).items():
         if isinstance(snaps, dict) and snaps.get("snapshots"):
             caddy[minion] = snaps["snapshots"][0]
     return {"nomad_jobs": nomad, "caddy_snapshot": caddy}
@@ -359,7 +385,7 @@ def rollback(env=None, to=None):
         if not taken["result"]:
             return taken
         try:
-            done = _restore(env, target)
+            done = _restore(env, target, pillar)
         finally:
             unlock(env=env, run_id=run_id)
         recorded = record(env=env, run_id=f"{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%SZ}-{run_id}",
@@ -370,16 +396,17 @@ def rollback(env=None, to=None):
                     "record": recorded.get("key")})
 
 
-def _restore(env, target):
+def _restore(env, target, pillar):
     """Revert Nomad jobs and Caddy routes to the recorded deployment; raise on any failure."""
     done = []
     for minion, jobs in sorted((target.get("nomad_jobs") or {}).items()):
         for job_id, version in sorted(jobs.items()):
-            status = _call(env, "bionicgpt-node", "nomad.job_status", [job_id]).get(minion)
+            status = _call(env, "bionicgpt-node", "nomad.job_status", [job_id], pillar=pillar).get(minion)
             if isinstance(status, dict) and status.get("Version") == version:
                 done.append(f"{minion}: job {job_id} already on version {version}")
                 continue
-            out = _call(env, "bionicgpt-node", "nomad.revert", [job_id], {"version": version}).get(minion)
+            out = _call(env, "bionicgpt-node", "nomad.revert", [job_id], {"version": version},
+                        pillar=pillar).get(minion)
             if not isinstance(out, dict):
                 raise salt.exceptions.CommandExecutionError(
                     f"{minion}: reverting job {job_id} to version {version} failed: {out}"
@@ -387,7 +414,7 @@ def _restore(env, target):
             done.append(f"{minion}: job {job_id} reverted to version {version}")
     for minion, snapshot in sorted((target.get("caddy_snapshot") or {}).items()):
         out = _call(env, "hecate-edge", "caddy.rollback", [],
-                    {"snapshot": snapshot, "restore": "after", "force": True}).get(minion)
+                    {"snapshot": snapshot, "restore": "after", "force": True}, pillar=pillar).get(minion)
         if not isinstance(out, dict):
             raise salt.exceptions.CommandExecutionError(
                 f"{minion}: restoring the Caddy routes of snapshot {snapshot} failed: {out}"
@@ -433,7 +460,8 @@ def status(env=None):
     """
     Health of ``env``: every Consul service with its instances' check states, and the
     request through Caddy that the orchestration's verify step makes
-    (``bionicgpt:verify:probe``).
+    (``bionicgpt:verify:probe``); who belongs (``members``) and which minions claim a
+    role by their grains without being listed (``not_members``), as ``hecate.validate``.
 
     CLI Example:
 
@@ -459,7 +487,9 @@ def status(env=None):
         healthy = healthy and probe.get("ok", True)
     except (salt.exceptions.CommandExecutionError, salt.exceptions.SaltInvocationError) as exc:
         return _failed(env, exc)
-    return _finish({"result": healthy, "env": env, "services": services, "probe": probe})
+    ret = {"result": healthy, "env": env, "services": services, "probe": probe}
+    ret.update(_membership(env, pillar))
+    return _finish(ret)
 
 
 def _probe(spec):

@@ -50,9 +50,11 @@ def validated(name, env=None, check_refs=True):
 
     env
         Given (orchestration, on the master): compile and check the pillar a minion of
-        that environment gets, and (``check_refs``) that every Vault reference hecate
-        does not produce itself exists. Not given (on a minion): check this minion's own
-        pillar for its ``hecate_env`` grain.
+        that environment gets (``hecate:members`` included), and (``check_refs``) that
+        every Vault reference hecate does not produce itself exists. Minions whose grains
+        claim a role in ``env`` but that ``hecate:members`` does not list are named in the
+        comment (they are left out; they do not fail the step). Not given (on a minion):
+        check this minion's own pillar for its ``hecate_env`` grain.
 
     .. code-block:: yaml
 
@@ -60,16 +62,29 @@ def validated(name, env=None, check_refs=True):
           hecate.validated:
             - env: prod
     """
+    note = ""
     if env is None:
         env = __grains__.get("hecate_env")
         errors = hecate_schema.validate(dict(__pillar__), env)
     else:
         errors = hecate_pillar.validate_env(__opts__, env, check_refs=check_refs)
-    ret = hecate_state.new(name, f"pillar for environment '{env}' is valid")
+        if not errors:
+            note = _not_members(env)
+    ret = hecate_state.new(name, f"pillar for environment '{env}' is valid{note}")
     if errors:
         ret["result"] = False
         ret["comment"] = f"pillar for environment '{env}' is invalid:\n" + "\n".join(errors)
     return ret
+
+
+def _not_members(env):
+    """What the validate step says of minions that claim a role by grains alone (left out)."""
+    pillar, _ = hecate_pillar.compile_for_env(__opts__, env)
+    left_out = hecate_pillar.membership(__opts__, env, pillar)["not_members"]
+    if not left_out:
+        return ""
+    names = ", ".join(f"{mid} ({', '.join(roles)})" for mid, roles in sorted(left_out.items()))
+    return f"; not members, left out (their grains claim a role, hecate:members does not list them): {names}"
 
 
 @hecate_state.guard

@@ -140,6 +140,9 @@ def configured(name, netns=None):
             f"no {peer_grain} minion ({hecate_wireguard.peer_target(conf)}) has published a "
             f"WireGuard public key yet: apply wireguard.keys on the cloud node first"
         )
+        if not hecate_wireguard.peer_patterns(conf):
+            msg = (f"pillar hecate:members:{peer_grain} lists no minion: this node has no "
+                   f"{peer_role} member to connect to")
         if not test:
             raise salt.exceptions.CommandExecutionError(msg)
         notes.append(msg)

@@ -15,11 +15,17 @@ import salt.exceptions
 import salt.utils.sdb
 
 try:
+    import hecate_members
     import hecate_preflight
     import hecate_schema
     import hecate_vault_client
 except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_preflight, hecate_schema, hecate_vault_client
+    from saltext.hecate.utils import (
+        hecate_members,
+        hecate_preflight,
+        hecate_schema,
+        hecate_vault_client,
+    )
 
 ROLES = ("hecate-edge", "bionicgpt-node")
 
@@ -54,9 +60,27 @@ def validate_env(opts, env, check_refs=False):
     if errors:
         return [f"pillar render: {err}" for err in errors]
     found = hecate_schema.validate(compiled, env)
+    found += [f"{path}: {msg}" for path, msg in membership_errors(opts, env, compiled)]
     if found or not check_refs:
         return found
     return [f"{path}: {msg}" for path, msg in check_references(opts, compiled)]
+
+
+def membership(opts, env, pillar):
+    """
+    Who belongs to ``env`` (:func:`hecate_members.resolve`): pillar ``hecate:members`` against
+    the accepted minions whose grains (cached on this master) claim a role in ``env``.
+    """
+    claimed, accepted = hecate_members.claims(opts, env)
+    return hecate_members.resolve(env, hecate_members.members(pillar), claimed, accepted)
+
+
+def membership_errors(opts, env, pillar):
+    """``[(key_path, message)]``: no ``hecate:members``, or members that would share a tunnel address."""
+    missing = hecate_members.required(pillar)
+    if missing:
+        return missing
+    return hecate_members.address_problems(pillar, membership(opts, env, pillar)["members"])
 
 
 def check_references(opts, pillar):

@@ -7,6 +7,11 @@ addressing; every node makes its own key pair and publishes only the public key 
 the Salt mine (alias :data:`MINE_KEY`), so the other side learns it without anybody
 copying keys around.
 
+Peers are members only: the minions at the other end that have the role grain *and* are
+listed for the role in pillar ``hecate:members`` (:mod:`hecate_members`), never a minion
+that only claims the role by its grains; each takes the tunnel address pillar gives its
+id, never one that depends on which other minions exist.
+
 Secrets: the private key exists in one place, ``<config_dir>/<interface>.key`` (mode
 0600). The rendered ``<interface>.conf`` holds no secret: it loads the key with
 ``PostUp = wg set %i private-key <key file>`` (wg-quick), and the live sync hands the
@@ -32,6 +37,11 @@ import tempfile
 import time
 
 import salt.exceptions
+
+try:
+    import hecate_members
+except ImportError:  # installed with pip
+    from saltext.hecate.utils import hecate_members
 
 try:
     from cryptography.hazmat.primitives import serialization
@@ -274,6 +284,7 @@ def settings(pillar, grains, overrides=None):
             "id": mid,
             "role": role,
             "env": grains.get("hecate_env"),
+            "members": hecate_members.members(pillar),
             "address": str(ipaddress.ip_address(address)),
             "address_key": addr_key,
             "cidr": f"{ipaddress.ip_address(address)}/{net.prefixlen}",
@@ -295,12 +306,18 @@ def _merge(base, override):
 
 
 def peer_target(conf):
-    """Compound target of the minions at the other end of this minion's tunnel."""
+    """
+    Compound target of the members at the other end of this minion's tunnel: the role and
+    environment grains and the ids pillar ``hecate:members`` lists for that role.
+    """
     _, grain = PEER_ROLE[conf["role"]]
-    tgt = f"G@roles:{grain}"
-    if conf.get("env"):
-        tgt += f" and G@hecate_env:{conf['env']}"
-    return tgt
+    return hecate_members.target(conf.get("env"), conf.get("members") or {}, grain)
+
+
+def peer_patterns(conf):
+    """The ids/globs pillar ``hecate:members`` lists for the other end of the tunnel."""
+    _, grain = PEER_ROLE[conf["role"]]
+    return (conf.get("members") or {}).get(grain) or []
 
 
 # -- keys -----------------------------------------------------------------------------------------
@@ -482,9 +499,11 @@ def text_diff(old, new, name):
 
 def peers_from_mine(conf, mine_data):
     """
-    The peers of this minion: every minion at the other end of the tunnel that has
-    published a public key (``mine_data``: ``{minion_id: public_key}``), with the
-    addresses pillar gives them (never the addresses they claim), plus ``extra_peers``.
+    The peers of this minion: every member at the other end of the tunnel that has
+    published a public key (``mine_data``: ``{minion_id: public_key}``, from
+    :func:`peer_target`; an id pillar ``hecate:members`` does not list is dropped here too),
+    with the addresses pillar gives them (never the addresses they claim), plus
+    ``extra_peers``.
 
     Returns ``(peers, problems)``; peers are sorted by name, each
     ``{name, public_key, allowed_ips, endpoint, persistent_keepalive, address}``.
@@ -492,9 +511,10 @@ def peers_from_mine(conf, mine_data):
     peer_role, _ = PEER_ROLE[conf["role"]]
     nodes = conf.get("nodes") or {}
     peers, problems, used = [], [], {conf["address"]: f"this minion ({conf['id']})"}
+    listed = peer_patterns(conf)
     for mid in sorted(mine_data or {}):
         pub = mine_data[mid]
-        if mid == conf.get("id"):
+        if mid == conf.get("id") or not hecate_members.matches(mid, listed):
             continue
         if not pub:
             continue

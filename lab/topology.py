@@ -25,6 +25,18 @@ MINIONS = {
 }
 
 
+def members(minions=None):
+    """
+    ``hecate:members`` of the lab: each lab minion's id under each of its roles. Grains only
+    claim a role; this list (pillar, the master's say) makes the lab's minions members.
+    """
+    out = {}
+    for mid, grains in sorted((minions or MINIONS).items()):
+        for role in grains["roles"]:
+            out.setdefault(role, []).append(mid)
+    return out
+
+
 def new_lab_secrets():
     """
     Throwaway credentials for one lab (or one test session): Vault's root token (for the
@@ -159,7 +171,8 @@ def pillar_roots(runtime_dir):
 
 def runtime_pillar(addresses, agents_dir=None):
     """
-    The ``lab_runtime`` pillar: where the lab's services listen.
+    The ``lab_runtime`` pillar: where the lab's services listen, and which minions are the
+    lab's members (:func:`members`).
 
     ``addresses``: {"caddy_admin": url, "caddy_http_port": int, "caddy_state_dir": path,
     "vault": url, ...}. ``caddy_state_dir`` is where the minion keeps Caddy config snapshots
@@ -177,7 +190,7 @@ def runtime_pillar(addresses, agents_dir=None):
     for name in ("authentik", "consul", "nomad"):
         if name in addresses:
             conns[name] = {"url": addresses[name]}
-    pillar = {"hecate": {"connections": conns}}
+    pillar = {"hecate": {"connections": conns, "members": members()}}
     if "caddy_http_port" in addresses:
         # the lab's Caddy listens on a loopback port: probe the chat route by Host header
         pillar["bionicgpt"] = {"verify": {"probe": {

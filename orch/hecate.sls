@@ -30,7 +30,7 @@ validate:
 caddy_rollback:
   salt.function:
     - name: caddy.rollback
-    - tgt: {{ ('G@roles:hecate-edge and G@hecate_env:' ~ env) | json }}
+    - tgt: {{ salt['hecate.target']('hecate-edge', env=env) | json }}
     - tgt_type: compound
     - kwarg: {run_id: {{ run_id | json }}}
     - require:

@@ -4,6 +4,8 @@ hecate:
     environment: lab
   # The lab installs nothing and starts no service; config directories point at the
   # lab's own directories (lab_runtime.sls, written by `python -m lab up` and the tests).
+  # The lab's members (hecate:members: cloud, local) are in lab_runtime.sls too, from the
+  # minions lab/topology.py starts.
   consul:
     agent:
       install: false

@@ -2,3 +2,9 @@
 hecate:
   global:
     environment: staging
+  # Who belongs to this environment, per role: minion ids (or globs). Grains are set by the
+  # minion itself, so `roles`/`hecate_env` only claim a role; a minion is targeted, gets its
+  # role's states and becomes a WireGuard peer only if it is listed here. Put your ids here.
+  members:
+    hecate-edge: [cloud-staging]
+    bionicgpt-node: [local-staging]

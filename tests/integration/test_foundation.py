@@ -37,6 +37,9 @@ def test_runner_validate_accepts_lab(salt_run_cli):
     ret = salt_run_cli.run("hecate.validate", "env=lab")
     assert ret.returncode == 0, ret
     assert ret.data["result"] is True, ret.data
+    # who belongs: the lab's minions, listed in the lab's pillar (hecate:members)
+    assert ret.data["members"] == {"hecate-edge": ["cloud"], "bionicgpt-node": ["local"]}, ret.data
+    assert ret.data["not_members"] == {}, ret.data
 
 
 def test_runner_validate_unknown_env_fails_with_key_path(salt_run_cli):

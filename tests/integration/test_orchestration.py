@@ -5,6 +5,7 @@ Fixtures (stack, overrides) are in conftest.py, helpers in tests/orch_helpers.py
 """
 
 import json
+import os
 import re
 import threading
 
@@ -161,11 +162,15 @@ def test_unknown_environment_fails_before_anything_runs(salt_run_cli, stack):
 
 
 def test_highstate_gives_a_new_minion_its_role(salt_master, salt_cli, stack, overrides, lab_secrets):
-    """A third minion with only a role grain: highstate makes it a local node."""
+    """A third minion with a role grain and listed in hecate:members: highstate makes it a local node."""
     from lab import topology  # pylint: disable=import-outside-toplevel
 
-    # its tunnel address (every node has its own; pillar, not the minion, says which)
-    overrides({"bionicgpt": {"wireguard": {"nodes": {"new-node-1": {"address": "10.88.0.3"}}}}})
+    # the master lists it (by glob) and gives it its tunnel address (every node has its own;
+    # pillar, not the minion, says which)
+    overrides({
+        "hecate": {"members": {"bionicgpt-node": ["local", "new-node*"]}},
+        "bionicgpt": {"wireguard": {"nodes": {"new-node-1": {"address": "10.88.0.3"}}}},
+    })
     config = {"module_dirs": [topology.REPO], "grains": {"roles": ["bionicgpt-node"], "hecate_env": "lab"}}
     config.update(topology.salt_opts(lab_secrets))
     factory = salt_master.salt_minion_daemon("new-node-1", overrides=config)
@@ -187,3 +192,64 @@ def test_highstate_gives_a_new_minion_its_role(salt_master, salt_cli, stack, ove
         # A stopped minion whose key stays accepted is still matched by grain targets
         # (from the master's cache): every later call would wait for it to time out.
         salt_master.salt_key_cli().run("-d", "new-node-1", "-y")
+
+
+def test_a_minion_that_only_claims_a_role_is_left_out(salt_master, salt_cli, salt_run_cli, stack,
+                                                       agents_dir, lab_secrets):
+    """
+    A third minion claims `roles: [bionicgpt-node]`, `hecate_env: lab` by its own grains,
+    with an id that sorts before the real node's, and publishes a WireGuard key in the mine.
+    hecate:members does not list it: validate and status name it, highstate gives it no role,
+    the orchestration never targets it, and the edge's only peer is the real node, at its
+    own tunnel address.
+    """
+    from lab import topology  # pylint: disable=import-outside-toplevel
+
+    config = {"module_dirs": [topology.REPO], "grains": {"roles": ["bionicgpt-node"], "hecate_env": "lab"}}
+    config.update(topology.salt_opts(lab_secrets))
+    factory = salt_master.salt_minion_daemon("intruder", overrides=config)
+    try:
+        with factory.started():
+            # what it can do by itself: make a key pair and put its public key in the mine
+            assert salt_cli.run("wireguard.genkey", minion_tgt="intruder").returncode == 0
+            assert salt_cli.run("mine.send", "wireguard_public_key", "mine_function=wireguard.public_key",
+                                minion_tgt="intruder").returncode == 0
+            claimed = salt_cli.run("wireguard.public_key", minion_tgt="intruder").data
+            mine = salt_cli.run("mine.get", "G@roles:bionicgpt-node", "wireguard_public_key", "compound",
+                                minion_tgt="cloud").data
+            assert mine.get("intruder") == claimed and "local" in mine  # the claim is in the mine
+
+            expected = {"hecate-edge": ["cloud"], "bionicgpt-node": ["local"]}
+            for fun in ("hecate.validate", "hecate.status"):
+                ret = salt_run_cli.run(fun, "env=lab")
+                assert ret.data["members"] == expected, (fun, ret.data)
+                assert ret.data["not_members"] == {"intruder": ["bionicgpt-node"]}, (fun, ret.data)
+                assert any(w.startswith("minion intruder claims roles bionicgpt-node") for w in ret.data["warnings"])
+            assert salt_run_cli.run("hecate.validate", "env=lab").returncode == 0  # it does not block a deploy
+
+            high = salt_cli.run("state.highstate", minion_tgt="intruder")
+            assert isinstance(high.data, dict), high
+            assert not {s.get("__sls__") for s in high.data.values()} & {"hecate", "wireguard", "consul.agent", "nomad.agent"}
+            assert "No Top file or master_tops data matches found" in json.dumps(high.data), high
+
+            applied = orch(salt_run_cli)
+            assert applied.returncode == 0, applied
+            got = steps(applied)
+            # the validate step names it; no step targets it (nor waits for it)
+            assert "not members, left out" in got["validate"]["comment"]
+            assert "intruder (bionicgpt-node)" in got["validate"]["comment"]
+            for step, data in got.items():
+                assert step == "validate" or "intruder" not in json.dumps(data), (step, data)
+            assert "local" in json.dumps(got["nomad_agent"]) and "local" in json.dumps(got["wireguard"])
+
+            peers = salt_cli.run("wireguard.peers", minion_tgt="cloud").data
+            assert peers["problems"] == []
+            assert [(p["name"], p["address"]) for p in peers["peers"]] == [("local", "10.88.0.2")]
+            edge_conf = os.path.join(agents_dir, "cloud", "wireguard", "hcwg0.conf")
+            with open(edge_conf, encoding="utf-8") as fh:
+                text = fh.read()
+            assert claimed not in text and "# local" in text and "AllowedIPs = 10.88.0.2/32" in text
+            with open(os.path.join(agents_dir, "local", "consul.d", "consul.json"), encoding="utf-8") as fh:
+                assert json.load(fh)["retry_join"] == ["10.88.0.1"]  # the edge's address from pillar
+    finally:
+        salt_master.salt_key_cli().run("-d", "intruder", "-y")

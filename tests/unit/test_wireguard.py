@@ -25,7 +25,9 @@ def pillar(tmp_path=None, **over):
         "local": {"address": "10.88.0.2"},
     }
     conf.update(over)
-    return {"bionicgpt": {"wireguard": conf}}
+    # the master's say: who is a member of each role (a, b, c: test_peer_problems_...)
+    members = {"hecate-edge": ["cloud"], "bionicgpt-node": ["local*", "a", "b", "c"]}
+    return {"bionicgpt": {"wireguard": conf}, "hecate": {"members": members}}
 
 
 def key():
@@ -86,11 +88,11 @@ def test_settings_by_role(tmp_path):
     assert (cloud["role"], cloud["address"], cloud["cidr"]) == ("cloud", "10.88.0.1", "10.88.0.1/24")
     assert cloud["key_file"] == str(tmp_path / "wg0.key")
     assert cloud["config_file"] == str(tmp_path / "wg0.conf")
-    assert wg.peer_target(cloud) == "G@roles:bionicgpt-node and G@hecate_env:lab"
+    assert wg.peer_target(cloud) == "G@roles:bionicgpt-node and G@hecate_env:lab and ( local* or a or b or c )"
     local = wg.settings(pillar(tmp_path, nodes={"local": {"address": "10.88.0.9"}}), LOCAL_GRAINS)
     assert (local["role"], local["address"]) == ("local", "10.88.0.9")
     assert local["address_key"] == "bionicgpt:wireguard:nodes:local:address"
-    assert wg.peer_target(local) == "G@roles:hecate-edge and G@hecate_env:lab"
+    assert wg.peer_target(local) == "G@roles:hecate-edge and G@hecate_env:lab and ( cloud )"
 
 
 def test_settings_errors_name_the_key():
@@ -133,6 +135,25 @@ def test_hub_peers_use_pillar_addresses_not_claims(tmp_path):
         ("local", ["10.88.0.2/32"], None),
         ("local2", ["10.88.0.3/32"], None),
     ]
+
+
+def test_a_claimant_is_never_a_peer_nor_takes_an_address(tmp_path):
+    """
+    A minion that only claims the role by its grains (not in hecate:members) is no peer,
+    even when its id sorts first and the mine holds its key; the member keeps its address.
+    """
+    data = pillar(tmp_path)
+    data["hecate"]["members"]["bionicgpt-node"] = ["local"]
+    conf = wg.settings(data, CLOUD_GRAINS)
+    real, claimant = key(), key()
+    peers, problems = wg.peers_from_mine(conf, {"aaa-claimant": claimant, "local": real})
+    assert problems == []
+    assert [(p["name"], p["public_key"], p["address"]) for p in peers] == [("local", real, "10.88.0.2")]
+    # the edge of a minion whose pillar lists nobody: no peer target matches, no peers
+    del data["hecate"]["members"]
+    conf = wg.settings(data, CLOUD_GRAINS)
+    assert wg.peer_target(conf) == "G@roles:bionicgpt-node and G@hecate_env:lab and not *"
+    assert wg.peers_from_mine(conf, {"local": real}) == ([], [])
 
 
 def test_spoke_peer_has_endpoint_and_keepalive(tmp_path):
