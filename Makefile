@@ -10,15 +10,15 @@ STAMP := $(VENV)/.hecate-salt-$(SALT_VERSION)
 # stream module, real coturn).
 SYSTEM_PACKAGES := wireguard-tools wireguard-go nginx libnginx-mod-stream coturn iproute2 iputils-ping
 
-.PHONY: venv system-deps test test-long test-lts lab lab-down lab-status bench wheel clean
+.PHONY: venv system-deps docs test test-long test-lts lab lab-down lab-status bench wheel clean
 
 # The venv is rebuilt whenever setup.cfg (the one place dependencies are declared) changes.
 $(STAMP): setup.cfg pyproject.toml lab/requirements.py
-	$(PYTHON) lab/requirements.py tests > /dev/null
+	$(PYTHON) lab/requirements.py tests docs > /dev/null
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(PYTHON) lab/requirements.py tests > $(VENV)/requirements.txt
+	$(PYTHON) lab/requirements.py tests docs > $(VENV)/requirements.txt
 	$(VENV)/bin/python -m pip install -q "salt==$(SALT_VERSION)" -r $(VENV)/requirements.txt
 	touch $@
 
@@ -43,8 +43,13 @@ system-deps:
 	  fi; \
 	fi
 
-# Two fixed shards side by side (tests/shards.py): one per core of a CI machine.
-test: venv system-deps
+# The docs (Sphinx + MyST, autodoc over the modules); any warning fails the build.
+docs: venv
+	$(VENV)/bin/python -m sphinx -W --keep-going -q -b html docs docs/_build/html
+
+# The docs first (a broken reference fails here), then two fixed shards side by side
+# (tests/shards.py): one per core of a CI machine.
+test: venv system-deps docs
 	$(VENV)/bin/python tests/shards.py -m "not long" $(PYTEST_ARGS)
 
 test-long: venv system-deps
@@ -70,4 +75,4 @@ wheel: venv
 	$(VENV)/bin/python -m build --wheel --outdir dist .
 
 clean:
-	rm -rf $(VENV) .venv-lts build dist *.egg-info .lab .pytest_cache
+	rm -rf $(VENV) .venv-lts build dist *.egg-info .lab .pytest_cache docs/_build

@@ -2,7 +2,7 @@
 caddy execution module: Caddy's Admin API, and hecate's routes from pillar.
 
 The admin endpoint comes from ``hecate:connections:caddy`` (minion config wins over pillar;
-see README "Caddy"): ``admin_url`` (default ``http://127.0.0.1:2019``), optional ``origin``
+see docs/systems/caddy.md): ``admin_url`` (default ``http://127.0.0.1:2019``), optional ``origin``
 (sent as the ``Origin`` header), ``verify``/``ca_bundle`` for an https admin endpoint,
 ``state_dir`` (root-only directory for config snapshots, default ``/var/lib/hecate/caddy``).
 

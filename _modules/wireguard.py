@@ -2,8 +2,8 @@
 WireGuard on a hecate node: key pair, public key (the mine function), peers from the
 mine, config rendering, live interface status and tunnel verification.
 
-Settings come from pillar ``bionicgpt:wireguard`` (see README, "WireGuard, Consul and
-Nomad agents"); the node's role is its ``roles`` grain (``hecate-edge`` = hub,
+Settings come from pillar ``bionicgpt:wireguard`` (see docs/systems/wireguard-agents.md);
+the node's role is its ``roles`` grain (``hecate-edge`` = hub,
 ``bionicgpt-node`` = peer). The private key never leaves ``<config_dir>/<if>.key``:
 no function returns or logs it.
 

@@ -16,7 +16,7 @@ caddy_route: one ad-hoc Caddy route, outside the pillar route set.
 
 The route gets ``@id: hecate.adhoc.<name>``: ``caddy_routes.managed`` (which owns
 ``hecate.route.*``) leaves it alone, and this state never touches other routes. The
-route fields are those of a pillar route (README "Caddy"); policies and the forward-auth
+route fields are those of a pillar route (docs/systems/caddy.md); policies and the forward-auth
 outpost come from pillar ``hecate:reverse_proxy:caddy``. Writes are one request guarded by
 ``If-Match``, retried after a 412, and snapshotted for ``caddy.rollback``.
 """
@@ -72,9 +72,8 @@ def present(name, server=None, index=None, retries=3, **kwargs):
     Ensure the ad-hoc route ``name`` exists with exactly these fields.
 
     name
-        Route name ([a-z0-9_-]); its ``@id`` is ``hecate.adhoc.<name>``.
-    domain / domains, backend / upstream, tls_skip_verify, tls_server_name, headers,
-    health_checks, load_balancing, forward_auth, policies
+        Route name (``[a-z0-9_-]``); its ``@id`` is ``hecate.adhoc.<name>``.
+    domain / domains, backend / upstream, tls_skip_verify, tls_server_name, headers, health_checks, load_balancing, forward_auth, policies
         As for a pillar route (``policies`` defaults to the pillar's default_policies).
     server
         Caddy server (default: pillar ``hecate:reverse_proxy:caddy:server``).

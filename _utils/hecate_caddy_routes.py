@@ -67,7 +67,7 @@ DOMAIN_RE = re.compile(
 HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$")
 HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 
-# The user's Caddyfile snippets, as named policies. Deliberate corrections (README, "Caddy"):
+# The user's Caddyfile snippets, as named policies. Deliberate corrections (docs/systems/caddy.md):
 # - the Caddyfile put `path` and `path_regexp` (and `header` and `header_regexp`) in one named
 #   matcher, which Caddy ANDs; the intent is "any of these", so they are separate matcher sets;
 # - `respond 444` only sends a 444 status in Caddy; closing the connection is `abort`;

@@ -5,7 +5,7 @@ default, CA bundle option, retries with backoff, token in a header, never in a U
 Why not python-nomad: it returns only ``.json()`` (no ``X-Nomad-Index``, so no blocking
 queries), reads ``NOMAD_ADDR``/``NOMAD_TOKEN`` from the environment behind the caller's
 back and defaults to ``verify=False``. Every call hecate needs is one request here, so
-hecate does not use it (see README "Nomad").
+hecate does not use it (see docs/systems/nomad.md).
 
 API facts (shared/api-notes/hashicorp.md): error bodies are plain text; 400 for agent-side
 checks and parse errors, 403 for ACL errors, 500 for everything else including validation

@@ -1,8 +1,8 @@
 {#- salt-run state.orch orch.bionicgpt pillar='{"env": "prod"}' [test=True]
 
-    Deploys one environment of the whole stack in the order of DESIGN.md section 4. Minions
-    are targeted by grain (role and hecate_env) and by pillar hecate:members (their ids, which
-    the master controls; orch/steps.jinja); every step that changes a system is a
+    Deploys one environment of the whole stack in the order docs/orchestration.md describes.
+    Minions are targeted by grain (role and hecate_env) and by pillar hecate:members (their
+    ids, which the master controls; orch/steps.jinja); every step that changes a system is a
     salt.state step applying idempotent hecate states, so test=True previews every step and
     writes nothing. Lock and record are runner steps (imperative; they don't run under
     test=True). A failure stops the steps that need it, and the onfail steps put back what
