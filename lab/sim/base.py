@@ -7,8 +7,12 @@ them needs:
 
 - a request log (method, path, status) readable over ``GET /_lab/requests`` so tests
   can count write calls, cleared with ``DELETE /_lab/requests``;
-- fault injection over ``POST /_lab/faults`` (a status with a body, a delay, or a dropped
-  connection for requests matching a method and path regex, ``times`` times);
+- fault injection over ``POST /_lab/faults`` for requests matching a method, a path regex
+  and optionally a query regex, ``times`` times: a status with a body, a delay, a dropped
+  connection (``action: drop``: closed before the request is handled), or a lost answer
+  (``action: apply_then_drop``: the request is handled - a write is applied - and the
+  connection is closed without an answer, as when a server restarts or a proxy times
+  out after the backend committed);
 - one lock around all handlers (state is shared between server threads) and a
   condition variable that blocking queries wait on and writes notify;
 - optional TLS (``--tls-cert/--tls-key``) so clients' CA-bundle handling can be tested.
@@ -99,6 +103,10 @@ class Simulator:
             if fault.get("action") == "drop":
                 self._log_request(request, 0)
                 raise DropConnection()
+            if fault.get("action") == "apply_then_drop":
+                resp = self.dispatch(request)
+                self._log_request(request, resp.status_code, dropped=True)
+                raise DropConnection()
             if fault.get("status"):
                 body = fault.get("body", "")
                 resp = Response(
@@ -131,16 +139,17 @@ class Simulator:
             except Exception as exc:  # pylint: disable=broad-except
                 return self.handle_error(request, exc)
 
-    def _log_request(self, request, status):
-        self.log.append(
-            {
-                "method": request.method,
-                "path": request.path,
-                "query": request.query_string.decode("latin-1"),
-                "status": status,
-                "time": time.time(),
-            }
-        )
+    def _log_request(self, request, status, dropped=False):
+        entry = {
+            "method": request.method,
+            "path": request.path,
+            "query": request.query_string.decode("latin-1"),
+            "status": status,
+            "time": time.time(),
+        }
+        if dropped:
+            entry["dropped"] = True  # handled, but the answer never left
+        self.log.append(entry)
 
     def _take_fault(self, request):
         with self.cond:
@@ -148,6 +157,8 @@ class Simulator:
                 if fault.get("method") and fault["method"].upper() != request.method:
                     continue
                 if fault.get("path") and not re.search(fault["path"], request.path):
+                    continue
+                if fault.get("query") and not re.search(fault["query"], request.query_string.decode("latin-1")):
                     continue
                 if fault.get("times") is not None:
                     if fault["times"] <= 0:
