@@ -75,9 +75,21 @@ def test_kv_json_and_cas(sim):
 
 def test_bad_keys_are_refused_before_any_request(sim):
     c = client(sim)
-    for key in ("/abs", "a/../b", ""):
+    sim.clear_requests()
+    # what Consul 1.21.6+/1.22+ refuses (validateKVKey), what its clients refuse (a leading
+    # '/'), and what the HTTP layer would turn into another key (dot and empty segments)
+    for key in ("/abs", "a/../b", "", " lead", "trail ", "a%20b", "a%2e%2e%2fb", "a//b", "a/./b", "./a"):
         with pytest.raises(salt.exceptions.SaltInvocationError):
             c.kv_get(key)
+        with pytest.raises(salt.exceptions.SaltInvocationError):
+            c.kv_put(key, "x")
+    assert sim.requests() == []
+    # and not more: keys Consul takes are written and read back as they are
+    for key in ("unit/keys/with space", "unit/keys/con..fig", "unit/keys/foo:bar;*", "unit/keys/fooçbar",
+                "unit/keys/100%", "unit/keys/dir/"):
+        assert c.kv_put(key, "x") is True, key
+        assert c.kv_get(key)[1]["Key"] == key
+    assert "unit/keys/with space" in c.kv_keys("unit/keys/")
 
 
 def test_two_contenders_exactly_one_wins_and_the_other_learns_the_holder(sim):
