@@ -198,6 +198,39 @@ def test_bad_wait_is_400(consul, prefix):
     assert resp.status_code == 400 and resp.text == "Invalid wait time"
 
 
+def test_conditional_writes_sent_twice(consul, prefix, session):
+    """
+    Why hecate never resends a conditional write whose answer was lost, but re-reads
+    (hecate_http.uncertain_write, hecate_consul_client._put_landed): applied once, the same
+    request fails its own condition the second time. hashicorp/consul agent/kvs_endpoint.go
+    ``KVSPut`` returns the RPC's bool for cas/acquire/release; agent/consul/state/kvs.go
+    ``kvsSetCASTxn`` (cas=0 only if absent, else ModifyIndex must match), ``kvsLockTxn``
+    (the holder may acquire again), ``kvsUnlockTxn`` (only the holder releases), and
+    ``kvsDeleteCASTxn`` (a missing key counts as deleted). A session create sent twice makes
+    two sessions (agent/session_endpoint.go ``SessionCreate``): hecate's lock sessions carry
+    a unique Name, which /v1/session/list shows, to find the one a lost answer created.
+    """
+    key = f"{prefix}/twice"
+    assert call(consul, "PUT", f"/v1/kv/{key}?cas=0", data=b"mine").json() is True
+    assert call(consul, "PUT", f"/v1/kv/{key}?cas=0", data=b"mine").json() is False  # "already exists"
+    (entry,) = call(consul, "GET", f"/v1/kv/{key}").json()
+    index = entry["ModifyIndex"]
+    assert call(consul, "PUT", f"/v1/kv/{key}?cas={index}", data=b"v2").json() is True
+    assert call(consul, "PUT", f"/v1/kv/{key}?cas={index}", data=b"v2").json() is False  # "changed"
+    (entry,) = call(consul, "GET", f"/v1/kv/{key}").json()
+    assert call(consul, "DELETE", f"/v1/kv/{key}?cas={entry['ModifyIndex']}").json() is True
+    assert call(consul, "DELETE", f"/v1/kv/{key}?cas={entry['ModifyIndex']}").json() is True
+
+    name = f"hecate lock {prefix}/lock #{uuid.uuid4().hex[:8]}"
+    sid = session(Name=name, TTL="15s", LockDelay="0s")
+    assert [s["ID"] for s in call(consul, "GET", "/v1/session/list").json() if s["Name"] == name] == [sid]
+    lock = f"{prefix}/lock"
+    assert call(consul, "PUT", f"/v1/kv/{lock}?acquire={sid}", data=b"rec").json() is True
+    assert call(consul, "PUT", f"/v1/kv/{lock}?acquire={sid}", data=b"rec").json() is True
+    assert call(consul, "PUT", f"/v1/kv/{lock}?release={sid}", data=b"done").json() is True
+    assert call(consul, "PUT", f"/v1/kv/{lock}?release={sid}", data=b"done").json() is False  # "lost"
+
+
 # -- sessions and locks ----------------------------------------------------------------------------
 def test_lock_acquire_release_and_invalidation(consul, prefix, session):
     key = f"{prefix}/lock"
