@@ -99,7 +99,8 @@ class Lab:
         if nomad_agent.available():
             step("starting Nomad (nomad agent -dev on loopback)")
             nomad = nomad_agent.DevAgent(os.path.join(self.workdir, "nomad"),
-                                         consul_url=state["addresses"].get("consul")).start()
+                                         consul_url=state["addresses"].get("consul"),
+                                         vault_url=state["addresses"].get("vault")).start()
         else:
             step("starting the Nomad simulator (no nomad binary on PATH)")
             nomad = SimHandle(
