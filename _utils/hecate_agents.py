@@ -293,9 +293,9 @@ def check_pillar(pillar, env=None):  # pylint: disable=unused-argument
         if isinstance(token, str) and not token.startswith("sdb://"):
             errors.append((f"{NOMAD_PATH}:consul:token", "secret given as a literal; use {vault: <mount>/<path>, key: <key>}"))
         if (nomad.get("vault") or {}).get("enabled") is False:
-            errors.append((f"{NOMAD_PATH}:vault:enabled", "the BionicGPT jobs read their secrets through "
-                           "Nomad's Vault integration (vault blocks); Nomad refuses them without it "
-                           "(Vault \"default\" not enabled but used in the job)"))
+            errors.append((f"{NOMAD_PATH}:vault:enabled", (
+                "the BionicGPT jobs read their secrets through Nomad's Vault integration (vault blocks); "
+                "Nomad refuses them without it (Vault \"default\" not enabled but used in the job)")))
         volumes = nomad.get("host_volumes") or {}
         for name in REQUIRED_VOLUMES:
             if name not in volumes:

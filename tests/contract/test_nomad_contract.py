@@ -354,12 +354,12 @@ def test_blocking_query_is_capped_at_300s(nomad):
 
 
 @pytest.mark.parametrize("path,problem", [
-    ("nomad", '"nomad" is a reserved top-level directory path, but you may write variables to "nomad/jobs", '
-              '"nomad/job-templates", "nomad/sentinel", or below'),
-    ("nomad/hecate-contract", 'only paths at "nomad/jobs" or "nomad/job-templates" and below are valid paths '
-                              'under the top-level "nomad" directory'),
-    ("nomad/job-templates", '"nomad/job-templates" is a reserved directory path, but you may write variables '
-                            'at the level below it, for example, "nomad/job-templates/template-name"'),
+    ("nomad", ('"nomad" is a reserved top-level directory path, but you may write variables to "nomad/jobs", '
+              '"nomad/job-templates", "nomad/sentinel", or below')),
+    ("nomad/hecate-contract", ('only paths at "nomad/jobs" or "nomad/job-templates" and below are valid paths '
+                              'under the top-level "nomad" directory')),
+    ("nomad/job-templates", ('"nomad/job-templates" is a reserved directory path, but you may write variables '
+                            'at the level below it, for example, "nomad/job-templates/template-name"')),
 ])
 def test_reserved_variable_paths(nomad, path, problem):
     """

@@ -11,8 +11,10 @@ import time
 
 import pytest
 import requests
+from werkzeug.test import Client
 
 from lab.sim import SimHandle
+from lab.sim import nomad as nsim
 
 CONSUL_SERVICE_FIELDS = {"ID", "Name", "Tags", "Address", "Port", "Meta", "Check", "Checks", "Weights",
                          "EnableTagOverride", "Kind", "Proxy", "Connect", "TaggedAddresses", "Namespace"}
@@ -215,10 +217,6 @@ def test_unsatisfied_constraint_is_a_placement_failure(sim):
 # nomad/structs/structs.go RestartPolicy.Validate and QueryOptions.TimeToBlock,
 # command/agent/job_endpoint.go namespaceForJob/jobRevert/jobUpdate/jobPlan,
 # nomad/structs/variables.go ValidatePath, nomad/variables_endpoint.go Apply.
-from werkzeug.test import Client  # noqa: E402
-
-from lab.sim import nomad as nsim  # noqa: E402
-
 SERVER_JOB = """
 job "%(id)s" {
   datacenters = ["dc1"]
@@ -289,7 +287,7 @@ def test_vault_block_needs_vault_enabled_and_adds_the_vault_version_constraint()
 ])
 def test_restart_policy_is_validated_like_nomad(restart, errors):
     _, client = server()
-    job = parsed(client, group="restart {\n %s\n }" % restart)
+    job = parsed(client, group=f"restart {{\n {restart}\n }}")
     checked = client.post("/v1/validate/job", json={"Job": job}).json
     if not errors:
         assert checked["ValidationErrors"] is None
@@ -314,7 +312,7 @@ def test_blocking_queries_are_capped_at_300s_with_jitter():
     waits = []
     sim.wait_for_change = lambda index_fn, index, wait: waits.append(wait)
     for wait in ("10m", "0s", None, "2s"):
-        query = f"/v1/jobs?index=99999" + (f"&wait={wait}" if wait else "")
+        query = "/v1/jobs?index=99999" + (f"&wait={wait}" if wait else "")
         assert client.get(query).status_code == 200
     capped, zero, default, short = waits
     for value in (capped, zero, default):
@@ -335,14 +333,14 @@ def test_job_request_errors_word_for_word():
 
 
 @pytest.mark.parametrize("path,problem", [
-    ("nomad", '"nomad" is a reserved top-level directory path, but you may write variables to "nomad/jobs", '
-              '"nomad/job-templates", "nomad/sentinel", or below'),
-    ("nomad/other/x", 'only paths at "nomad/jobs" or "nomad/job-templates" and below are valid paths under the '
-                      'top-level "nomad" directory'),
-    ("nomad/job-templates", '"nomad/job-templates" is a reserved directory path, but you may write variables at '
-                            'the level below it, for example, "nomad/job-templates/template-name"'),
-    ("nomad/job-templates/a/b", '"nomad/job-templates" is a reserved directory path, but you may write variables '
-                                'at the level below it, for example, "nomad/job-templates/template-name"'),
+    ("nomad", ('"nomad" is a reserved top-level directory path, but you may write variables to "nomad/jobs", '
+              '"nomad/job-templates", "nomad/sentinel", or below')),
+    ("nomad/other/x", ('only paths at "nomad/jobs" or "nomad/job-templates" and below are valid paths under the '
+                      'top-level "nomad" directory')),
+    ("nomad/job-templates", ('"nomad/job-templates" is a reserved directory path, but you may write variables at '
+                            'the level below it, for example, "nomad/job-templates/template-name"')),
+    ("nomad/job-templates/a/b", ('"nomad/job-templates" is a reserved directory path, but you may write variables '
+                                'at the level below it, for example, "nomad/job-templates/template-name"')),
     ("a.b", 'invalid path "a.b"'),
     ("nomad/jobs/web/task", None),
     ("nomad/job-templates/web", None),
