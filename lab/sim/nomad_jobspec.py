@@ -1111,7 +1111,7 @@ def validate(job):
     if not job.get("Namespace"):
         errs.append("Job must be in a namespace")
     if job.get("Type") not in JOB_TYPES:
-        errs.append(f"Invalid job type: {job.get('Type')!r}")
+        errs.append(f"Invalid job type: {_go_q(job.get('Type') or '')}")
     prio = job.get("Priority")
     if prio is not None and not 1 <= prio <= 100:
         errs.append("Job priority must be between [1, 100]")
@@ -1151,7 +1151,7 @@ def _validate_group(group, job):
     upd = group.get("Update")
     if upd:
         if upd.get("HealthCheck") not in ("checks", "task_states", "manual"):
-            errs.append(f"Invalid health check given: {upd.get('HealthCheck')!r}")
+            errs.append(f"Invalid health check given: {_go_q(upd.get('HealthCheck') or '')}")
         if (upd.get("MaxParallel") or 0) < 0:
             errs.append("Max parallel can not be less than zero: %d < 0" % upd["MaxParallel"])
         if (upd.get("MinHealthyTime") or 0) >= (upd.get("HealthyDeadline") or 0):
