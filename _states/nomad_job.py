@@ -194,6 +194,10 @@ def running(
         return ret
     before = client.job(name)
     plan = client.plan(job, diff=True, policy_override=policy_override)
+    if plan.get("Warnings"):
+        # e.g. memory_max ignored while the cluster's memory oversubscription is off:
+        # the job runs, but not as written
+        ret["warnings"] = [f"Nomad: {plan['Warnings']}"]
     changes = hecate_nomad_client.plan_changes(plan)
     lines = hecate_nomad_client.plan_lines(plan, name)
     if plan.get("FailedTGAllocs"):

@@ -8,7 +8,10 @@ Consul and Nomad *agent* configuration for hecate's two roles, built from pillar
   Vault references resolved on the minion when the file is written.
 - Nomad (pillar ``bionicgpt:nomad:agent``): server + client on the local node, client
   ``meta.location = local``, host volumes (``bionicgpt_postgres``, ``ollama``), Consul and
-  Vault integration (workload identities), docker plugin settings. Task ports are
+  Vault integration (workload identities; the BionicGPT jobs' ``vault`` blocks need it:
+  without it Nomad refuses them, ``Vault "default" not enabled but used in the job``),
+  memory oversubscription (``server.default_scheduler_config``, so a task's ``memory_max``
+  is honoured rather than ignored with a warning), docker plugin settings. Task ports are
   allocated on the WireGuard interface (``network_interface``) so the cloud node reaches
   them over the tunnel.
 
@@ -66,7 +69,7 @@ NOMAD_DEFAULTS = {
     "user": "root",
     "group": "root",
     "bind_addr": "0.0.0.0",
-    "server": {"enabled": True, "bootstrap_expect": 1},
+    "server": {"enabled": True, "bootstrap_expect": 1, "memory_oversubscription": True},
     "client": {
         "enabled": True,
         "network_interface": None,  # default: the WireGuard interface
@@ -168,6 +171,7 @@ PILLAR_SCHEMA = {
                 "properties": {
                     "enabled": {"type": "boolean"},
                     "bootstrap_expect": {"type": "integer", "minimum": 1},
+                    "memory_oversubscription": {"type": "boolean"},
                 },
             },
             "client": {
@@ -288,6 +292,10 @@ def check_pillar(pillar, env=None):  # pylint: disable=unused-argument
         token = (nomad.get("consul") or {}).get("token")
         if isinstance(token, str) and not token.startswith("sdb://"):
             errors.append((f"{NOMAD_PATH}:consul:token", "secret given as a literal; use {vault: <mount>/<path>, key: <key>}"))
+        if (nomad.get("vault") or {}).get("enabled") is False:
+            errors.append((f"{NOMAD_PATH}:vault:enabled", (
+                "the BionicGPT jobs read their secrets through Nomad's Vault integration (vault blocks); "
+                "Nomad refuses them without it (Vault \"default\" not enabled but used in the job)")))
         volumes = nomad.get("host_volumes") or {}
         for name in REQUIRED_VOLUMES:
             if name not in volumes:
@@ -384,6 +392,8 @@ def nomad_config(pillar, grains):
     server = conf["server"]
     if server.get("enabled"):
         cfg["server"] = {"enabled": True, "bootstrap_expect": server.get("bootstrap_expect", 1)}
+        if server.get("memory_oversubscription", True):
+            cfg["server"]["default_scheduler_config"] = scheduler_config(memory_oversubscription=True)
     client = conf["client"]
     if client.get("enabled"):
         block = {
@@ -434,6 +444,28 @@ def nomad_config(pillar, grains):
         dconf["allow_caps"] = list(docker["allow_caps"])
     cfg["plugin"] = {"docker": {"config": dconf}}
     return _merge(cfg, conf.get("extra") or {})
+
+
+def scheduler_config(memory_oversubscription):
+    """
+    ``server.default_scheduler_config``: Nomad's defaults (nomad/config.go DefaultConfig:
+    binpack, preemption for system jobs only; the block replaces them whole, so they are
+    repeated) with ``memory_oversubscription_enabled``. Nomad applies it only when the
+    cluster has no scheduler configuration yet (nomad/leader.go getOrCreateSchedulerConfig):
+    on a cluster that already runs, ``nomad operator scheduler set-config
+    -memory-oversubscription=true`` does it, and until then Nomad warns that it ignores
+    ``memory_max`` (the job states report the warning).
+    """
+    return {
+        "scheduler_algorithm": "binpack",
+        "memory_oversubscription_enabled": bool(memory_oversubscription),
+        "preemption_config": {
+            "system_scheduler_enabled": True,
+            "sysbatch_scheduler_enabled": False,
+            "batch_scheduler_enabled": False,
+            "service_scheduler_enabled": False,
+        },
+    }
 
 
 # -- secrets ----------------------------------------------------------------------------------

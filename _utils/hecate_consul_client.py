@@ -36,6 +36,7 @@ import re
 import threading
 import time
 import urllib.parse
+import uuid
 
 import requests
 import salt.exceptions
@@ -105,14 +106,47 @@ def go_duration(value):
     return f"{int(secs)}s" if float(secs).is_integer() else f"{int(secs * 1000)}ms"
 
 
+def _path_unescape(key):
+    """Go's url.PathUnescape as bytes: None when a '%' does not start a valid escape."""
+    if re.search(r"%(?![0-9A-Fa-f]{2})", key):
+        return None
+    return urllib.parse.unquote_to_bytes(key)
+
+
 def check_key(key):
-    """KV keys are relative paths: no leading '/', no '..' segments, not empty."""
+    """
+    Refuse a KV key that Consul refuses or that would not reach it as written.
+
+    Consul 1.21.6+/1.22+ (agent/kvs_endpoint.go ``validateKVKey``, consul#22931/#22939)
+    rejects leading or trailing spaces and '..' path segments, also once percent-escapes
+    in the key are decoded. Its HTTP client refuses a leading '/' (api/kv.go ``put``), and
+    the HTTP layer changes keys with empty segments ('a//b': Go's ServeMux redirects to
+    'a/b', and a PUT that follows the redirect loses its body) or dot segments (resolved by
+    the client before sending: 'a/../b' would write 'b'). Anything else is left to Consul:
+    1.21.5's character whitelist (consul#22682, relaxed again in 1.21.6) is reported by
+    the server itself.
+    """
     if not isinstance(key, str) or not key.strip("/"):
         raise salt.exceptions.SaltInvocationError("a Consul KV key is required")
     if key.startswith("/"):
         raise salt.exceptions.SaltInvocationError(f"Consul KV key {key!r} must not start with '/'")
-    if ".." in key.split("/"):
+    if key.startswith(" ") or key.endswith(" "):
+        raise salt.exceptions.SaltInvocationError(
+            f"Consul KV key {key!r}: leading/trailing spaces are not allowed")
+    segments = key.split("/")
+    if ".." in segments:
         raise salt.exceptions.SaltInvocationError(f"Consul KV key {key!r} must not contain '..'")
+    if "." in segments or "" in segments[:-1]:
+        raise salt.exceptions.SaltInvocationError(
+            f"Consul KV key {key!r} has an empty or '.' segment: Consul would store it under another name")
+    decoded = _path_unescape(key)
+    if decoded is not None and decoded != key.encode("utf-8"):
+        if b".." in decoded:
+            raise salt.exceptions.SaltInvocationError(
+                f"Consul KV key {key!r} decodes to a path traversal ('..'), which Consul refuses")
+        if b" " in decoded:
+            raise salt.exceptions.SaltInvocationError(
+                f"Consul KV key {key!r} decodes to a key with spaces, which Consul refuses")
     return key
 
 
@@ -174,22 +208,29 @@ class ConsulClient:
             retries=settings.get("retries", 3),
             **hecate_config.tls_args(settings, "consul"),
         )
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        self.api = consul.Consul(
-            host=parts.hostname,
-            port=port,
-            scheme=parts.scheme,
-            verify=self.http.session.verify,
-            dc=settings.get("datacenter") or None,
-            connections_timeout=timeout,
-        )
-        # Same session (TLS, CA bundle, retries, no proxies from the environment).
-        self.api.http.session = self.http.session
-        self.api.http.verify = self.http.session.verify
         # The configured token wins over CONSUL_HTTP_TOKEN, which py-consul reads itself.
         self._token = token
-        self.api.token = token.reveal() if isinstance(token, hecate_secrets.Secret) else token
+        # ``api`` for everything, ``api_once`` for conditional writes (CAS, lock acquire and
+        # release, session create): hecate's two HTTP sessions (same TLS settings, CA
+        # bundle, no proxies from the environment), the second never resending a request
+        # whose answer was lost (see hecate_http.uncertain_write).
+        self.api = self._py_consul(parts, timeout, self.http.session)
+        self.api_once = self._py_consul(parts, timeout, self.http.once)
         self.stats = self.http.stats
+
+    def _py_consul(self, parts, timeout, session):
+        api = consul.Consul(
+            host=parts.hostname,
+            port=parts.port or (443 if parts.scheme == "https" else 80),
+            scheme=parts.scheme,
+            verify=session.verify,
+            dc=self.settings.get("datacenter") or None,
+            connections_timeout=timeout,
+        )
+        api.http.session = session
+        api.http.verify = session.verify
+        api.token = self._token.reveal() if isinstance(self._token, hecate_secrets.Secret) else self._token
+        return api
 
     # -- plumbing ----------------------------------------------------------------------------
     def _count(self, method):
@@ -251,16 +292,32 @@ class ConsulClient:
         return keys or []
 
     def kv_put(self, key, value, cas=None, flags=None, acquire=None, release=None):
-        """Write; returns Consul's answer (False when a CAS/acquire/release did not apply)."""
+        """
+        Write; returns Consul's answer (False when a CAS/acquire/release did not apply).
+        A conditional write whose answer is lost is not sent again blindly: the key is
+        re-read to decide whether it was applied (:func:`hecate_http.uncertain_write`).
+        """
         check_key(key)
         data = encode_value(value)
-        return bool(
-            self._call(
-                f"write key {key}",
-                lambda: self.api.kv.put(key, data, cas=cas, flags=flags, acquire=acquire, release=release),
-                "PUT",
+        if cas is None and acquire is None and release is None:
+            return bool(
+                self._call(f"write key {key}", lambda: self.api.kv.put(key, data, flags=flags), "PUT")
             )
-        )
+
+        def send():
+            return bool(
+                self._call(
+                    f"write key {key}",
+                    lambda: self.api_once.kv.put(key, data, cas=cas, flags=flags, acquire=acquire, release=release),
+                    "PUT",
+                )
+            )
+
+        def landed():
+            _, entry = self.kv_get(key)
+            return _put_landed(entry, data, flags, cas, acquire, release)
+
+        return hecate_http.uncertain_write(f"Consul: write key {key}", send, landed)
 
     def kv_put_cas(self, key, value, cas, flags=None):
         """Write with check-and-set; :class:`CASConflict` naming the key when it does not apply."""
@@ -386,8 +443,14 @@ class ConsulClient:
 
     # -- sessions ------------------------------------------------------------------------------------
     def session_create(self, name, ttl=DEFAULT_LOCK_TTL, lock_delay=DEFAULT_LOCK_DELAY, behavior="release"):
-        """A session id. (Sent directly: py-consul asserts ttl >= 10 s, Consul's own
-        minimum is the server's ``session_ttl_min``.)"""
+        """
+        A session id. (Sent directly: py-consul asserts ttl >= 10 s, Consul's own
+        minimum is the server's ``session_ttl_min``.)
+
+        Never resent once it went out: a create whose answer was lost may have made a
+        session, and a second one would be left behind (until its TTL runs out, twice
+        over). :meth:`lock_acquire` names its sessions uniquely to find such a one.
+        """
         if behavior not in ("release", "delete"):
             raise salt.exceptions.SaltInvocationError("behavior must be 'release' or 'delete'")
         body = {"Name": name, "Behavior": behavior, "LockDelay": go_duration(lock_delay)}
@@ -396,7 +459,7 @@ class ConsulClient:
         params = [("dc", self.api.dc)] if self.api.dc else []
         return self._call(
             f"create session {name!r}",
-            lambda: self.api.http.put(
+            lambda: self.api_once.http.put(
                 consul.callback.CB.json(is_id=True),
                 "/v1/session/create",
                 params=params,
@@ -448,7 +511,7 @@ class ConsulClient:
             raise salt.exceptions.SaltInvocationError("a lock needs a holder name (who takes it)")
         ttl_s = duration_seconds(ttl)
         deadline = time.monotonic() + float(wait or 0)
-        session = self.session_create(f"hecate lock {key}", ttl=ttl, lock_delay=lock_delay)
+        session = self._lock_session(key, ttl, lock_delay)
         acquired = False
         try:
             while True:
@@ -489,6 +552,23 @@ class ConsulClient:
                 except salt.exceptions.CommandExecutionError:
                     pass
 
+    def _lock_session(self, key, ttl, lock_delay):
+        """
+        The session of a lock attempt, named ``hecate lock <key> #<nonce>``: when the answer
+        to its create is lost, the session list tells whether it exists (then it is used,
+        and destroyed with the attempt if the lock is not taken) or not (created again).
+        """
+        name = f"hecate lock {key} #{uuid.uuid4().hex[:8]}"
+
+        def landed():
+            return next((s["ID"] for s in self.session_list() if s.get("Name") == name), None)
+
+        return hecate_http.uncertain_write(
+            f"Consul: create session {name!r}",
+            lambda: self.session_create(name, ttl=ttl, lock_delay=lock_delay),
+            landed,
+        )
+
     def lock_renew(self, session_id):
         """Keep the lock: renew its session (:class:`LockLost` when it already expired)."""
         return self.session_renew(session_id)
@@ -514,6 +594,31 @@ class ConsulClient:
             )
         log.info("Consul lock %s released", key)
         return True
+
+
+def _put_landed(entry, data, flags, cas, acquire, release):
+    """
+    After a conditional KV write lost its answer, the key as re-read tells: True when it
+    holds exactly what was written (a CAS whose ModifyIndex moved, a lock held by our
+    session, a release that left our record); None when the condition still holds (not
+    applied, sending again is safe); False when it can no longer apply (someone else's
+    change: reported like Consul's own ``false``).
+    """
+    value = (entry or {}).get("Value") or b""
+    ours = entry is not None and value == (data or b"") and entry.get("Flags", 0) == (flags or 0)
+    if acquire is not None:
+        if entry is not None and entry.get("Session") == acquire:
+            return True  # only the holder of our session can have taken it
+        return None if not (entry or {}).get("Session") else False
+    if release is not None:
+        if ours and entry.get("Session") != release:
+            return True
+        return None if (entry or {}).get("Session") == release else False
+    if cas == 0:
+        return True if ours else (None if entry is None else False)
+    if entry is not None and entry.get("ModifyIndex") == cas:
+        return None
+    return True if ours else False
 
 
 def _lock_info(key, entry):

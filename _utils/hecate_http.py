@@ -7,8 +7,12 @@ everywhere, and secrets (tokens in headers) must never reach a log line or an ex
 - TLS verification is on by default; ``ca_bundle`` points at a CA file or directory.
 - Retries with exponential backoff on connection errors and on 429/502/503/504 (and 500
   where the caller says the API uses it for transient errors), honouring Retry-After.
-  Non-idempotent methods (POST, PATCH) are retried only on connection errors before
-  the request was sent.
+  Non-idempotent requests are retried only on connection errors before the request was
+  sent: POST and PATCH, and every *conditional* write (``If-Match``, Consul's ``?cas=``,
+  ``?acquire=``, ``?release=``, Nomad's variable ``?cas=``; the caller says so with
+  ``idempotent=False``). Sent again after its answer was lost, a conditional write that
+  was applied fails its own condition and reports a false conflict; the caller re-reads
+  and decides instead (:func:`uncertain_write`).
 - Errors become :class:`HTTPError` / :class:`Unreachable` (both ``CommandExecutionError``)
   whose message names the system, method, path and the API's own error text, and never
   a header, query string or request body.
@@ -31,6 +35,8 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = (5.0, 30.0)  # connect, read (seconds)
 RETRY_STATUSES = (429, 502, 503, 504)
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+# headers that make a request conditional (RFC 9110 section 13): not idempotent in effect
+CONDITIONAL_HEADERS = ("If-Match", "If-Unmodified-Since", "If-None-Match")
 
 
 class HTTPError(salt.exceptions.CommandExecutionError):
@@ -125,48 +131,38 @@ class Client:
         self.config_key = config_key  # "hecate:connections:<system>", named in TLS errors
         self.timeout = _timeout(timeout)
         self.stats = {}
-        self.session = requests.Session()
-        # Nothing from the environment applies: not proxies or netrc, and not the CA
-        # settings requests would otherwise read (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE):
-        # what a client trusts comes from Salt's settings only.
-        self.session.trust_env = False
-        self.session.headers.update(headers or {})
-        self.session.verify = tls_verify(verify, ca_bundle, system, config_key)
-        if self.session.verify is False and urllib.parse.urlsplit(self.base_url).scheme == "https":
+        verify = tls_verify(verify, ca_bundle, system, config_key)
+        if verify is False and urllib.parse.urlsplit(self.base_url).scheme == "https":
             log.warning("%s: TLS certificate verification is OFF (verify: false)", system)
-        if client_cert:
-            self.session.cert = client_cert
-        retry = urllib3.util.retry.Retry(
-            total=retries,
-            connect=retries,
-            read=retries,  # applied to idempotent methods only
-            status=retries,
-            backoff_factor=backoff,
-            status_forcelist=tuple(retry_statuses),
-            allowed_methods=IDEMPOTENT,
-            respect_retry_after_header=True,
-            raise_on_status=False,
-        )
-        adapter = HTTPAdapter(max_retries=retry, pool_maxsize=8)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        # ``session`` retries idempotent requests (also after they were sent); ``once``
+        # sends conditional writes, retried only when the connection failed before the
+        # request went out. Both share headers, TLS settings and client certificate.
+        self.session = _session(verify, client_cert, retries, backoff, retry_statuses, resend=True)
+        self.session.headers.update(headers or {})
+        self.once = _session(verify, client_cert, retries, backoff, (), resend=False)
+        self.once.headers = self.session.headers
 
     def url(self, path):
         return self.base_url + "/" + path.lstrip("/")
 
-    def request(self, method, path, ok=None, **kwargs):
+    def request(self, method, path, ok=None, idempotent=None, **kwargs):
         """
         Send a request and return the ``requests.Response``.
 
         ``ok`` is a collection of acceptable status codes (default: any 2xx). Anything
         else raises :class:`HTTPError`. Connection failures raise :class:`Unreachable`.
+        ``idempotent=False`` marks a conditional write (a CAS): it is not sent again once
+        it went out (default: by method, and False when a conditional header is set).
         """
         method = method.upper()
         kwargs.setdefault("timeout", self.timeout)
+        if idempotent is None:
+            idempotent = method in IDEMPOTENT and not conditional(kwargs.get("headers"))
+        session = self.session if idempotent else self.once
         self.stats[method] = self.stats.get(method, 0) + 1
         started = time.monotonic()
         try:
-            resp = self.session.request(method, self.url(path), **kwargs)
+            resp = session.request(method, self.url(path), **kwargs)
         except requests.exceptions.SSLError as exc:
             raise Unreachable(tls_failed(self.system, self._where(), exc, self.config_key)) from None
         except requests.exceptions.Timeout:
@@ -224,6 +220,79 @@ class Client:
 
     def close(self):
         self.session.close()
+        self.once.close()
+
+
+def _session(verify, client_cert, retries, backoff, retry_statuses, resend):
+    """
+    A ``requests.Session`` with hecate's TLS settings whose retries back off
+    exponentially and honour Retry-After: connection errors before the request was sent,
+    always; with ``resend``, also requests of an idempotent method that were sent (read
+    errors, ``retry_statuses``).
+    """
+    session = requests.Session()
+    # Nothing from the environment applies: not proxies or netrc, and not the CA
+    # settings requests would otherwise read (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE):
+    # what a client trusts comes from Salt's settings only.
+    session.trust_env = False
+    session.verify = verify
+    if client_cert:
+        session.cert = client_cert
+    retry = urllib3.util.retry.Retry(
+        total=retries,
+        connect=retries,
+        read=retries if resend else False,  # read errors: idempotent methods only
+        status=retries,
+        backoff_factor=backoff,
+        status_forcelist=tuple(retry_statuses),
+        allowed_methods=IDEMPOTENT,
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+    adapter = HTTPAdapter(max_retries=retry, pool_maxsize=8)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def conditional(headers):
+    """True when ``headers`` make a request conditional (If-Match and the like)."""
+    names = {str(k).lower() for k in (headers or {})}
+    return any(h.lower() in names for h in CONDITIONAL_HEADERS)
+
+
+def uncertain_write(what, send, landed, attempts=3):
+    """
+    A conditional write whose answer may be lost: the connection can drop after the
+    server applied it (a restart, a proxy timeout). Sent again, an applied CAS fails its
+    own check and reads as someone else's change; an applied session create leaves a
+    second session behind. So it is never resent blindly:
+
+    - ``send()`` performs the write (with ``idempotent=False``) and returns its result;
+    - after a lost answer, ``landed()`` re-reads and decides: it returns the result to
+      report when that is settled (the write is there; or someone else's change means it
+      can no longer apply: the API's own "not applied" answer, or the caller's conflict
+      error raised), and None when the write is not there and its guard still holds, so
+      sending it again cannot apply it twice.
+
+    At most ``attempts`` sends; an error while re-reading propagates (the write may have
+    landed: the message says so).
+    """
+    for attempt in range(1, int(attempts) + 1):
+        try:
+            return send()
+        except Unreachable as exc:
+            lost = exc
+        log.info("%s: the answer was lost (%s); re-reading to see whether it was applied", what, lost)
+        try:
+            result = landed()
+        except Unreachable as exc:
+            raise Unreachable(f"{exc}; {what} was sent but not answered and may have been applied") from None
+        if result is not None:
+            return result
+        if attempt == int(attempts):
+            break
+    raise Unreachable(f"{what}: sent {int(attempts)} times without an answer and not applied: {lost}")
 
 
 def tls_verify(verify=True, ca_bundle=None, system="API", config_key=None):

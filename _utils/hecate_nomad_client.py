@@ -249,14 +249,15 @@ class NomadClient:
         query.update({k: v for k, v in params.items() if v is not None})
         return f"{path}?{urllib.parse.urlencode(query)}"
 
-    def _call(self, method, path, body=None, ok=None, namespace=None, timeout=None, **params):
+    def _call(self, method, path, body=None, ok=None, namespace=None, timeout=None, idempotent=None, **params):
         kwargs = {}
         if body is not None:
             kwargs["json"] = body
         if timeout is not None:
             kwargs["timeout"] = timeout
         try:
-            resp = self.http.request(method, self._path(path, namespace, **params), ok=ok, **kwargs)
+            resp = self.http.request(method, self._path(path, namespace, **params), ok=ok,
+                                     idempotent=idempotent, **kwargs)
         except hecate_http.HTTPError as exc:
             text = exc.body if isinstance(exc.body, str) else hecate_http.error_text(exc.body)
             if exc.status == 500 and "Enforcing job modify index" in (text or ""):
@@ -357,27 +358,64 @@ class NomadClient:
         return self.get("/v1/vars", namespace=namespace, prefix=prefix or None)[0] or []
 
     def var_put(self, path, items, cas=None, namespace=None):
+        """
+        Write a variable; with ``cas`` (0: create only) :class:`VariableConflict` when it
+        changed meanwhile. A CAS write whose answer is lost is not resent blindly (it
+        would fail its own check): the variable is re-read to decide.
+        """
         body = {"Namespace": namespace or self.namespace, "Path": path, "Items": items}
-        try:
-            return self._call("PUT", f"/v1/var/{_qp(path)}", body, namespace=namespace,
-                              cas=None if cas is None else int(cas))[0]
-        except NomadError as exc:
-            if exc.status == 409:
-                raise self._var_conflict(path, cas) from None
-            raise
+
+        def send():
+            try:
+                return self._call("PUT", f"/v1/var/{_qp(path)}", body, namespace=namespace,
+                                  idempotent=cas is None, cas=None if cas is None else int(cas))[0]
+            except NomadError as exc:
+                if exc.status == 409:
+                    raise self._var_conflict(path, cas, namespace) from None
+                raise
+
+        if cas is None:
+            return send()
+
+        def landed():
+            current = self.var_get(path, namespace=namespace)
+            if current is not None and current.get("Items") == items and (
+                    int(cas) == 0 or current.get("ModifyIndex") != int(cas)):
+                return current  # ours landed
+            if (current or {}).get("ModifyIndex", 0) == int(cas):
+                return None  # not applied: the check still holds, sending again is safe
+            raise self._var_conflict(path, cas, namespace, current)
+
+        return hecate_http.uncertain_write(f"Nomad: write variable {path}", send, landed)
 
     def var_delete(self, path, cas=None, namespace=None):
-        try:
-            self._call("DELETE", f"/v1/var/{_qp(path)}", namespace=namespace,
-                       cas=None if cas is None else int(cas))
-        except NomadError as exc:
-            if exc.status == 409:
-                raise self._var_conflict(path, cas) from None
-            raise
-        return True
+        """Delete a variable; with ``cas`` conditionally, re-reading after a lost answer."""
+        def send():
+            try:
+                self._call("DELETE", f"/v1/var/{_qp(path)}", namespace=namespace,
+                           idempotent=cas is None, cas=None if cas is None else int(cas))
+            except NomadError as exc:
+                if exc.status == 409:
+                    raise self._var_conflict(path, cas, namespace) from None
+                raise
+            return True
 
-    def _var_conflict(self, path, cas):
-        current = self.var_get(path)
+        if cas is None:
+            return send()
+
+        def landed():
+            current = self.var_get(path, namespace=namespace)
+            if current is None:
+                return True  # gone (a deleted variable has no ModifyIndex left to compare)
+            if current.get("ModifyIndex") == int(cas):
+                return None
+            raise self._var_conflict(path, cas, namespace, current)
+
+        return hecate_http.uncertain_write(f"Nomad: delete variable {path}", send, landed)
+
+    def _var_conflict(self, path, cas, namespace=None, current=None):
+        if current is None:
+            current = self.var_get(path, namespace=namespace)
         meta = {k: v for k, v in (current or {}).items() if k != "Items"} or None
         now = (current or {}).get("ModifyIndex", 0)
         return VariableConflict(

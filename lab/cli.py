@@ -100,7 +100,8 @@ class Lab:
             step("starting Nomad (nomad agent -dev on loopback)")
             nomad = nomad_agent.DevAgent(os.path.join(self.workdir, "nomad"),
                                          consul_url=state["addresses"].get("consul"),
-                                         consul_token=lab_secrets["nomad_consul_token"]).start()
+                                         consul_token=lab_secrets["nomad_consul_token"],
+                                         vault_url=state["addresses"].get("vault")).start()
         else:
             step("starting the Nomad simulator (no nomad binary on PATH)")
             nomad = SimHandle(

@@ -15,10 +15,17 @@ def available():
 
 
 class DevAgent:
-    def __init__(self, workdir, consul_url=None, consul_token=None):
+    """
+    Configured like the agent hecate writes (hecate_agents.nomad_config) where the jobs
+    depend on it: Vault integration with a default workload identity (the jobs' vault
+    blocks are refused without it) and memory oversubscription (else memory_max is ignored).
+    """
+
+    def __init__(self, workdir, consul_url=None, consul_token=None, vault_url=None):
         self.workdir = workdir
         self.consul_url = consul_url
         self.consul_token = consul_token  # the lab's Consul denies by default: Nomad needs its token
+        self.vault_url = vault_url
         self.http_port, self.rpc_port, self.serf_port = procs.free_port(), procs.free_port(), procs.free_port()
         self.proc = None
 
@@ -35,11 +42,22 @@ class DevAgent:
         if self.consul_url:
             token = f'  token = "{self.consul_token}"\n' if self.consul_token else ""
             consul = f'consul {{\n  address = "{self.consul_url.split("://", 1)[-1]}"\n{token}}}\n'
+        vault = ""
+        if self.vault_url:
+            vault = (f'vault {{\n  enabled = true\n  address = "{self.vault_url}"\n'
+                     '  default_identity {\n    aud = ["vault.io"]\n    ttl = "1h"\n  }\n}\n')
+        server = (
+            "server {\n  default_scheduler_config {\n    scheduler_algorithm = \"binpack\"\n"
+            "    memory_oversubscription_enabled = true\n    preemption_config {\n"
+            "      system_scheduler_enabled = true\n      sysbatch_scheduler_enabled = false\n"
+            "      batch_scheduler_enabled = false\n      service_scheduler_enabled = false\n    }\n  }\n}\n"
+        )
         return (
             'bind_addr = "127.0.0.1"\n'
             f'data_dir = "{os.path.join(self.workdir, "data")}"\n'
             f"ports {{\n  http = {self.http_port}\n  rpc = {self.rpc_port}\n  serf = {self.serf_port}\n}}\n"
-            'client {\n  enabled = true\n  meta {\n    location = "local"\n  }\n' + volumes + "}\n" + consul
+            'client {\n  enabled = true\n  meta {\n    location = "local"\n  }\n' + volumes + "}\n"
+            + server + consul + vault
         )
 
     def start(self):

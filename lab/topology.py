@@ -122,6 +122,7 @@ def consul_options(lab_secrets):
         "session_ttl_min": "1s",
         "check_interval_max": "2s",
     }
+LAB_VAULT_VERSION = "1.21.0"  # what the Vault simulator reports (lab/sim/vault.py sys/health)
 
 
 def nomad_options(consul_url=None, refuse_images=("*:refused*",), consul_token=None):
@@ -129,6 +130,9 @@ def nomad_options(consul_url=None, refuse_images=("*:refused*",), consul_token=N
     The Nomad simulator of the lab: one node with ``meta.location = local`` in dc1 (what
     the job templates constrain on), durations scaled down 100x, images whose tag starts
     with ``refused`` fail to pull (to demonstrate a failed deployment and its revert).
+    Like the agent hecate configures (hecate_agents.nomad_config): Vault integration on
+    (the client fingerprints the lab's Vault, ``attr.vault.version``) and memory
+    oversubscription on (``server.default_scheduler_config``).
     ``consul_token`` is what a real Nomad's ``consul { token = ... }`` holds: Consul denies
     its service registrations without it.
     """
@@ -137,6 +141,8 @@ def nomad_options(consul_url=None, refuse_images=("*:refused*",), consul_token=N
         "node_meta": {"location": "local"},
         "time_scale": 0.01,
         "refuse_images": list(refuse_images),
+        "vault": {"enabled": True, "version": LAB_VAULT_VERSION},
+        "memory_oversubscription": True,
     }
     if consul_url:
         options["consul_url"] = consul_url

@@ -105,7 +105,11 @@ class SimHandle:
         self._call("DELETE", "/requests")
 
     def fault(self, **spec):
-        """Inject a fault: method, path (regex), status+body | action='drop' | delay, times."""
+        """
+        Inject a fault for requests matching method, path (regex) and query (regex):
+        status+body | action='drop' (no answer, nothing done) | action='apply_then_drop'
+        (handled, then no answer) | delay; ``times`` times (default: always).
+        """
         self._call("POST", "/faults", spec)
 
     def clear_faults(self):

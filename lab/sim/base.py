@@ -8,8 +8,12 @@ them needs:
 - a request log (method, path, status, and the token's name where the simulator knows
   it) readable over ``GET /_lab/requests`` so tests can count write calls and see who
   made them, cleared with ``DELETE /_lab/requests``;
-- fault injection over ``POST /_lab/faults`` (a status with a body, a delay, or a dropped
-  connection for requests matching a method and path regex, ``times`` times);
+- fault injection over ``POST /_lab/faults`` for requests matching a method, a path regex
+  and optionally a query regex, ``times`` times: a status with a body, a delay, a dropped
+  connection (``action: drop``: closed before the request is handled), or a lost answer
+  (``action: apply_then_drop``: the request is handled - a write is applied - and the
+  connection is closed without an answer, as when a server restarts or a proxy times
+  out after the backend committed);
 - one lock around all handlers (state is shared between server threads) and a
   condition variable that blocking queries wait on and writes notify;
 - optional TLS (``--tls-cert/--tls-key``) so clients' CA-bundle handling can be tested.
@@ -100,6 +104,10 @@ class Simulator:
             if fault.get("action") == "drop":
                 self._log_request(request, 0)
                 raise DropConnection()
+            if fault.get("action") == "apply_then_drop":
+                resp = self.dispatch(request)
+                self._log_request(request, resp.status_code, dropped=True)
+                raise DropConnection()
             if fault.get("status"):
                 body = fault.get("body", "")
                 resp = Response(
@@ -137,7 +145,7 @@ class Simulator:
         simulator does not tell; recorded as ``"token"`` in the request log."""
         return None
 
-    def _log_request(self, request, status):
+    def _log_request(self, request, status, dropped=False):
         entry = {
             "method": request.method,
             "path": request.path,
@@ -148,6 +156,8 @@ class Simulator:
         who = self.identity(request)
         if who is not None:
             entry["token"] = who
+        if dropped:
+            entry["dropped"] = True  # handled, but the answer never left
         self.log.append(entry)
 
     def _take_fault(self, request):
@@ -156,6 +166,8 @@ class Simulator:
                 if fault.get("method") and fault["method"].upper() != request.method:
                     continue
                 if fault.get("path") and not re.search(fault["path"], request.path):
+                    continue
+                if fault.get("query") and not re.search(fault["query"], request.query_string.decode("latin-1")):
                     continue
                 if fault.get("times") is not None:
                     if fault["times"] <= 0:

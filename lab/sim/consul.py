@@ -26,9 +26,17 @@ agent/session_endpoint.go, agent/structs/check_type.go, service_definition.go,
 lib/json.go: JSON bodies are decoded with DisallowUnknownFields, field names matched
 case-insensitively); see shared/api-notes/hashicorp.md.
 
+KV key names are checked as the configured ``version`` does (agent/kvs_endpoint.go):
+before 1.21.5 not at all; 1.21.5 (consul#22682) against the whitelist
+``^[a-zA-Z0-9,_./\-?&=]+$``; 1.21.6+ and 1.22+ (consul#22931/#22939, CVE-2025-11392) no
+leading/trailing spaces and no '..' segment, also after decoding percent-escapes in the key,
+unless ``disable_kv_key_validation``. Paths with empty or dot segments are redirected (301)
+to their clean form, as Go's http.ServeMux does before Consul sees them.
+
 Config (``--config`` JSON), all optional::
 
-    {"node_name": "lab-consul", "datacenter": "dc1",
+    {"node_name": "lab-consul", "datacenter": "dc1", "version": "1.22.0",
+     "disable_kv_key_validation": false,
      "session_ttl_min": "10s",          # Consul's session_ttl_min agent option
      "check_interval_max": "2s",        # lab only: run checks at least this often
      "acl": {"enabled": true, "default_policy": "deny",
@@ -48,6 +56,7 @@ import re
 import socket
 import threading
 import time
+import urllib.parse
 import uuid
 
 import requests
@@ -324,6 +333,8 @@ class ConsulSim(Simulator):
         cfg = self.options
         self.node = cfg.get("node_name", "lab-consul")
         self.dc = cfg.get("datacenter", "dc1")
+        self.version = str(cfg.get("version", "1.22.0"))
+        self.disable_kv_key_validation = bool(cfg.get("disable_kv_key_validation"))
         self.node_id = str(uuid.uuid5(uuid.NAMESPACE_DNS, self.node))
         self.session_ttl_min = parse_duration(cfg.get("session_ttl_min", "10s"))
         cap = cfg.get("check_interval_max")
@@ -379,6 +390,17 @@ class ConsulSim(Simulator):
             Rule("/v1/catalog/nodes", endpoint="catalog_nodes", methods=["GET"]),
             Rule("/v1/status/leader", endpoint="status_leader", methods=["GET"]),
         ]
+
+    def dispatch(self, request):
+        # Go's http.ServeMux answers a path with empty or dot segments with a redirect to
+        # its clean form (the key "a//b" is "a/b"; a PUT that follows loses its body)
+        clean = _clean_path(request.path)
+        if clean != request.path:
+            query = request.query_string.decode("latin-1")
+            location = clean + (f"?{query}" if query else "")
+            return Response(f'<a href="{location}">Moved Permanently</a>.\n\n', status=301,
+                            mimetype="text/html", headers={"Location": location})
+        return super().dispatch(request)
 
     # -- error shapes (Consul answers errors as text/plain) ----------------------------------
     def err(self, status, text):
@@ -503,6 +525,14 @@ class ConsulSim(Simulator):
         return idx or self.table_index["kvs"]
 
     def on_kv(self, request, key):
+        # KVSEndpoint checks the key name before anything else (ACLs are checked by the RPC)
+        problem = self._kv_key_problem(key) if key else None
+        warning = None
+        if problem and self.disable_kv_key_validation and _version(self.version) >= (1, 21, 6):
+            problem, warning = None, problem
+        if problem:
+            # validateKVKey returns a plain error: Consul's HTTP layer answers 500 with its text
+            return self.err(500, problem)
         # agent/consul/kvs_endpoint.go: Get checks key:read (403 before 404), List/ListKeys
         # filter the entries by key:read (FilterDirEnt), kvsPreApply checks key:write
         # (DeleteTree: write on the prefix)
@@ -514,6 +544,37 @@ class ConsulSim(Simulator):
             access = "read" if request.method == "GET" else "write"
             if not authz.allowed("key", key, access):
                 return self.err(403, authz.denied("key", key, access))
+        resp = self._kv(request, key, authz)
+        if warning:
+            resp.headers["X-Consul-KV-Warning"] = (
+                f"KV key validation bypassed: {warning}. Consider enabling key validation for security.")
+        return resp
+
+    def _kv_key_problem(self, key):
+        """The error text of the configured Consul version's key check, or None."""
+        version = _version(self.version)
+        if version < (1, 21, 5):
+            return None
+        if version < (1, 21, 6):
+            # consul#22682 (1.21.5): KVSEndpoint checks the key against this whitelist
+            # (skipped with DisableHTTPUnprintableCharFilter); its '..' check is modelled
+            # with the same text
+            if not re.fullmatch(KV_KEY_PATTERN_1_21_5, key) or ".." in key:
+                return f"invalid key name, keys should respect the {_go_quote(KV_KEY_PATTERN_1_21_5)} format"
+            return None
+        if key.startswith(" ") or key.endswith(" "):
+            return "invalid key name, leading/trailing spaces are not allowed"
+        if ".." in key.split("/"):
+            return "invalid key name, path traversal is not allowed"
+        decoded = _path_unescape(key)
+        if decoded is not None and decoded != key.encode("utf-8"):
+            if b".." in decoded:
+                return "invalid key name, path traversal is not allowed"
+            if b" " in decoded:
+                return "invalid key name, leading/trailing spaces are not allowed"
+        return None
+
+    def _kv(self, request, key, authz):
         if request.method == "GET":
             return self._kv_get(request, key, authz)
         if request.method == "PUT":
@@ -524,7 +585,8 @@ class ConsulSim(Simulator):
         args = request.args
         readable = [k for k in self.kv if authz.allowed("key", k, "read")]
         if "keys" in args:
-            sep = args.get("separator", "")
+            # "due to historic spelling error, we now are forced to check for both spellings"
+            sep = args.get("separator", args.get("seperator", ""))
 
             def index_fn():
                 return self._kv_prefix_index(key)
@@ -541,8 +603,10 @@ class ConsulSim(Simulator):
                     found.add(key + rest[: rest.index(sep) + len(sep)])
                 else:
                     found.add(name)
-            if not found:
+            if not found and key:
                 return Response(status=404, headers=self._meta(index_fn()))
+            # KVSGetKeys: "We do not generate not found for the root, but just provide the
+            # empty list"
             return self._json(sorted(found), index_fn())
         if "recurse" in args:
             def index_fn():
@@ -847,9 +911,9 @@ class ConsulSim(Simulator):
         return self.json(
             {
                 "Config": {"Datacenter": self.dc, "NodeName": self.node, "NodeID": self.node_id,
-                           "Server": True, "Version": "1.21.5"},
+                           "Server": True, "Version": self.version},
                 "Member": {"Name": self.node, "Addr": "127.0.0.1", "Port": 8301, "Status": 1},
-                "Meta": {"consul-network-segment": "", "consul-version": "1.21.5"},
+                "Meta": {"consul-network-segment": "", "consul-version": self.version},
             }
         )
 
@@ -1096,7 +1160,7 @@ class ConsulSim(Simulator):
             "Datacenter": self.dc,
             "TaggedAddresses": {"lan": "127.0.0.1", "lan_ipv4": "127.0.0.1",
                                 "wan": "127.0.0.1", "wan_ipv4": "127.0.0.1"},
-            "Meta": {"consul-network-segment": "", "consul-version": "1.21.5"},
+            "Meta": {"consul-network-segment": "", "consul-version": self.version},
             "CreateIndex": self.node_index[0],
             "ModifyIndex": self.node_index[1],
         }
@@ -1119,7 +1183,7 @@ class ConsulSim(Simulator):
                                                       "raft_version": "3", "read_replica": "false",
                                                       "serf_protocol_current": "2",
                                                       "serf_protocol_max": "5",
-                                                      "serf_protocol_min": "1", "version": "1.21.5"},
+                                                      "serf_protocol_min": "1", "version": self.version},
                    "Port": 8300, "Weights": {"Passing": 1, "Warning": 1},
                    "EnableTagOverride": False, "CreateIndex": self.consul_service_index[0],
                    "ModifyIndex": self.consul_service_index[1]}
@@ -1338,6 +1402,45 @@ class ConsulSim(Simulator):
             "checks": {cid: {"Status": c["Status"], "Output": c["Output"], "ServiceID": c["ServiceID"]}
                        for cid, c in self.checks.items()},
         }
+
+
+KV_KEY_PATTERN_1_21_5 = r"^[a-zA-Z0-9,_./\-?&=]+$"
+
+
+def _version(text):
+    """'1.22.0' (or '1.21.5+ent') -> (1, 22, 0)."""
+    return tuple(int(n) for n in re.findall(r"\d+", text.split("+")[0].split("-")[0])[:3])
+
+
+def _go_quote(text):
+    """Go's %q of a plain ASCII string."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _path_unescape(key):
+    """Go's url.PathUnescape as bytes; None when a '%' does not start a valid escape."""
+    if re.search(r"%(?![0-9A-Fa-f]{2})", key):
+        return None
+    return urllib.parse.unquote_to_bytes(key)
+
+
+def _clean_path(path):
+    """Go's path.Clean as http.ServeMux applies it (a trailing slash is kept)."""
+    if "//" not in path and "/." not in path:
+        return path
+    out = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if out:
+                out.pop()
+            continue
+        out.append(part)
+    clean = "/" + "/".join(out)
+    if path.endswith("/") and clean != "/":
+        clean += "/"
+    return clean
 
 
 def _meta_problem(meta):

@@ -33,7 +33,16 @@ Options (``--config`` JSON)::
      "host_volumes": null, "cpu": 16000, "memory": 32768, "time_scale": 0.01,
      "refuse_images": [], "unhealthy_services": [], "stand_ins": true,
      "advertise_address": "127.0.0.1", "consul_url": null, "consul_token": null,
-     "namespaces": ["default"]}
+     "namespaces": ["default"], "vault": {"enabled": false, "version": null},
+     "memory_oversubscription": false}
+
+``vault.enabled`` is the servers' ``vault { enabled = true }``: without it a job with a
+``vault`` block is refused (``Vault "default" not enabled but used in the job``,
+nomad/job_endpoint_hook_vault.go); ``vault.version`` is what the client fingerprints as
+``attr.vault.version``, which the constraint Nomad adds to such jobs requires
+(nomad/job_endpoint_hooks.go ``jobImpliedConstraints``). ``memory_oversubscription`` is the
+scheduler configuration's ``memory_oversubscription_enabled``: off (Nomad's default), a
+task's ``memory_max`` draws a warning and is ignored (``memoryOversubscriptionValidate``).
 """
 
 import contextlib
@@ -61,8 +70,14 @@ except ImportError:  # pragma: no cover
 VERSION = "1.10.5"
 TERMINAL = ("complete", "failed", "lost")
 TRACKED_VERSIONS = 6
-MAX_WAIT = 600.0
+# nomad/structs/structs.go: MaxBlockingRPCQueryTime and DefaultBlockingRPCQueryTime
+# (QueryOptions.TimeToBlock caps ?wait= at 300s; no or a zero wait blocks 300s), plus
+# up to wait/JitterFraction (16) of jitter (nomad/rpc.go blockingRPC)
+MAX_WAIT = 300.0
+DEFAULT_WAIT = 300.0
+JITTER_FRACTION = 16
 VAR_PATH = re.compile(r"^[a-zA-Z0-9\-_~/]{1,128}$")
+MAX_VARIABLE_SIZE = 65536
 
 
 class APIError(Exception):
@@ -93,11 +108,51 @@ def _ci(body, key, default=None):
     return default
 
 
+def _version_tuple(text):
+    nums = re.findall(r"\d+", text.split("+")[0].split("-")[0])[:3]
+    return tuple(int(n) for n in nums) + (0,) * (3 - len(nums))
+
+
+def _version_ok(actual, constraint):
+    """A version/semver constraint (">= 0.6.1, < 2") against a version string."""
+    ops = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
+           "<": lambda a, b: a < b, "!=": lambda a, b: a != b, "=": lambda a, b: a == b}
+    have = _version_tuple(actual)
+    for part in constraint.split(","):
+        m = re.fullmatch(r"\s*(>=|<=|!=|>|<|=)?\s*(\S+)\s*", part)
+        if not m or not re.match(r"\d", m.group(2)):
+            return False
+        if not ops[m.group(1) or "="](have, _version_tuple(m.group(2))):
+            return False
+    return True
+
+
 def _parse_wait(text):
     try:
         return js.parse_duration(text) / 1e9
     except ValueError:
         raise APIError(400, "Invalid wait time") from None
+
+
+def _var_problem(path, items):
+    """nomad/structs/variables.go VariableDecrypted.Validate (size, then ValidatePath)."""
+    if sum(len(k.encode()) + len(v.encode()) for k, v in items.items()) > MAX_VARIABLE_SIZE:
+        return "variables are limited to 64KiB in total size"
+    if not VAR_PATH.match(path):
+        return f'invalid path "{path}"'
+    parts = path.split("/")
+    if parts[0] != "nomad":
+        return None
+    if len(parts) == 1:
+        return ('"nomad" is a reserved top-level directory path, but you may write variables to '
+                '"nomad/jobs", "nomad/job-templates", "nomad/sentinel", or below')
+    if parts[1] in ("jobs", "sentinel") or (parts[1] == "job-templates" and len(parts) == 3):
+        return None
+    if parts[1] == "job-templates":
+        return ('"nomad/job-templates" is a reserved directory path, but you may write variables at the '
+                'level below it, for example, "nomad/job-templates/template-name"')
+    return ('only paths at "nomad/jobs" or "nomad/job-templates" and below are valid paths under the '
+            'top-level "nomad" directory')
 
 
 class StandIn:
@@ -166,6 +221,11 @@ class NomadSim(Simulator):
             "CPU": int(opt.get("cpu", 16000)),
             "MemoryMB": int(opt.get("memory", 32768)),
         }
+        vault = opt.get("vault") or {}
+        self.vault_enabled = bool(vault.get("enabled"))
+        if vault.get("version"):
+            self.node["Attributes"].update({"vault.version": str(vault["version"]), "vault.accessible": "true"})
+        self.memory_oversubscription = bool(opt.get("memory_oversubscription", False))
         self.refuse_images = list(opt.get("refuse_images") or [])
         self.unhealthy_services = set(opt.get("unhealthy_services") or [])
         self.stand_ins_enabled = opt.get("stand_ins", True)
@@ -194,6 +254,7 @@ class NomadSim(Simulator):
             r("/v1/status/leader", endpoint="leader", methods=["GET"]),
             r("/v1/agent/self", endpoint="agent_self", methods=["GET"]),
             r("/v1/nodes", endpoint="nodes", methods=["GET"]),
+            r("/v1/operator/scheduler/configuration", endpoint="scheduler_config", methods=["GET"]),
             r("/v1/jobs/parse", endpoint="parse", methods=["POST", "PUT"]),
             r("/v1/validate/job", endpoint="validate", methods=["POST", "PUT"]),
             r("/v1/jobs", endpoint="jobs", methods=["GET", "POST", "PUT"]),
@@ -212,6 +273,7 @@ class NomadSim(Simulator):
             r("/v1/deployment/allocations/<dep_id>", endpoint="deployment_allocs", methods=["GET"]),
             r("/v1/allocation/<alloc_id>", endpoint="allocation", methods=["GET"]),
             r("/v1/vars", endpoint="vars", methods=["GET"]),
+            r("/v1/var/", endpoint="var_root", methods=["GET", "PUT", "POST", "DELETE"]),
             r("/v1/var/<path:path>", endpoint="var", methods=["GET", "PUT", "POST", "DELETE"]),
         ]
 
@@ -272,9 +334,13 @@ class NomadSim(Simulator):
     def _read(self, request, table, produce, bogus="ACL token not found"):
         """GET with blocking-query support: wait while the table index <= ?index."""
         self._auth(request, bogus)
-        wait = MAX_WAIT / 2
+        wait = 0.0
         if request.args.get("wait"):
-            wait = min(_parse_wait(request.args["wait"]), MAX_WAIT)
+            wait = _parse_wait(request.args["wait"])
+        if wait <= 0:
+            wait = DEFAULT_WAIT
+        wait = min(wait, MAX_WAIT)
+        wait += wait / JITTER_FRACTION * (uuid.uuid4().int % 1000) / 1000.0
         if request.args.get("index"):
             try:
                 min_index = int(request.args["index"])
@@ -314,11 +380,26 @@ class NomadSim(Simulator):
             self._auth(req)
             return self.json({
                 "config": {"Region": self.region, "Datacenter": self.datacenter,
-                           "Version": {"Version": VERSION}},
+                           "Version": {"Version": VERSION},
+                           # command/agent/config.go Config.Vaults (DefaultConfig has "default", Enabled unset)
+                           "Vaults": [{"Name": "default", "Enabled": True if self.vault_enabled else None}]},
                 "member": {"Name": f"{self.node['Name']}.{self.region}", "Addr": self.address,
                            "Tags": {"region": self.region, "dc": self.datacenter}},
                 "stats": {}})
         return self._wrap(handle, request)
+
+    def on_scheduler_config(self, request):
+        """GET /v1/operator/scheduler/configuration (Operator.SchedulerGetConfiguration)."""
+        def produce():
+            return {"SchedulerConfig": {
+                "SchedulerAlgorithm": "binpack",
+                "PreemptionConfig": {"SystemSchedulerEnabled": True, "SysBatchSchedulerEnabled": False,
+                                     "BatchSchedulerEnabled": False, "ServiceSchedulerEnabled": False},
+                "MemoryOversubscriptionEnabled": self.memory_oversubscription,
+                "RejectJobRegistration": False, "PauseEvalBroker": False,
+                "CreateIndex": 5, "ModifyIndex": 5},
+                "Index": 5, "KnownLeader": True, "LastContact": 0, "NextToken": ""}
+        return self._wrap(lambda req: self._read(req, "jobs", produce), request)
 
     def on_nodes(self, request):
         def produce():
@@ -352,14 +433,12 @@ class NomadSim(Simulator):
             job = _ci(body, "Job")
             if not isinstance(job, dict):
                 raise APIError(400, "Job must be specified")
-            job = js.canonicalize(copy.deepcopy(job))
-            errors = js.validate(job)
-            warnings = js.warnings(job)
+            job, errors, warnings = self._admit(js.canonicalize(copy.deepcopy(job)))
             return self.json({
-                "DriverConfigValidated": not errors,
+                "DriverConfigValidated": True,
                 "ValidationErrors": errors or None,
                 "Error": js.multierror(errors) if errors else "",
-                "Warnings": js.multierror(warnings) if warnings else "",
+                "Warnings": js.merge_warnings(warnings),
             })
         return self._wrap(handle, request)
 
@@ -438,23 +517,68 @@ class NomadSim(Simulator):
         job = _ci(body, "Job")
         if not isinstance(job, dict):
             raise APIError(400, "Job must be specified")
+        if _ci(job, "ID") is None:
+            raise APIError(400, "Job ID hasn't been provided")
         if job_id is not None and _ci(job, "ID") != job_id:
             raise APIError(400, "Job ID does not match name")
-        ns = _ci(job, "Namespace") or self._ns(request)
+        ns = self._job_namespace(request, body, job)
         reply = self._register(ns, job, bool(_ci(body, "EnforceIndex")),
                                int(_ci(body, "JobModifyIndex") or 0))
         return self._write_resp(reply, reply["Index"])
 
+    def _job_namespace(self, request, body, job):
+        """command/agent/job_endpoint.go namespaceForJob: ?namespace=, then the request
+        body's Namespace, then the job's, then "default"."""
+        return (request.args.get("namespace") or _ci(body, "Namespace") or _ci(job, "Namespace")
+                or "default")
+
+    def _admit(self, job):
+        """
+        Nomad's admission controllers (nomad/job_endpoint.go NewJobEndpoints) on a
+        canonicalized job: mutators (Vault cluster default, implied constraints), then
+        validators in order (Vault hook, job.Validate, memory oversubscription).
+        Returns ``(job, errors, warnings)``.
+        """
+        errors, warnings = [], []
+        vault_groups = []
+        for group in job.get("TaskGroups") or []:
+            for task in group.get("Tasks") or []:
+                if task.get("Vault") is not None:
+                    task["Vault"]["Cluster"] = task["Vault"].get("Cluster") or "default"
+                    if group not in vault_groups:
+                        vault_groups.append(group)
+        for group in vault_groups:
+            # jobImpliedConstraints: unless the group already constrains the same LTarget
+            if not any(c.get("LTarget") == "${attr.vault.version}" for c in group.get("Constraints") or []):
+                group["Constraints"] = list(group.get("Constraints") or []) + [
+                    {"LTarget": "${attr.vault.version}", "RTarget": ">= 0.6.1", "Operand": "semver"}]
+        # jobVaultHook.Validate: the first block whose cluster is not enabled
+        for group in vault_groups:
+            cluster = next((t["Vault"]["Cluster"] for t in group["Tasks"] if t.get("Vault") is not None
+                            and not (self.vault_enabled and t["Vault"]["Cluster"] == "default")), None)
+            if cluster is not None:
+                errors.append(f'Vault "{cluster}" not enabled but used in the job')
+                break
+        # jobNamespaceConstraintCheckHook (nomad/job_endpoint_validators.go)
+        if job.get("Namespace") not in self.namespaces:
+            errors.append(f'job "{job.get("ID")}" is in nonexistent namespace "{job.get("Namespace")}"')
+        errors.extend(js.validate(job))
+        warnings.extend(js.warnings(job))
+        if not self.memory_oversubscription:
+            for group in job.get("TaskGroups") or []:
+                for task in group.get("Tasks") or []:
+                    if (task.get("Resources") or {}).get("MemoryMaxMB"):
+                        warnings.append(f'Memory oversubscription is not enabled; Task "{group["Name"]}.'
+                                        f'{task["Name"]}" memory_max value will be ignored. Update the '
+                                        f'Scheduler Configuration to allow oversubscription.')
+        return job, errors, warnings
+
     def _register(self, ns, job, enforce=False, modify_index=0, triggered_by="job-register", keep_stable=False):
         job = js.canonicalize(copy.deepcopy(job))
         job["Namespace"] = ns
-        if not job.get("ID"):
-            raise APIError(400, "Job ID does not match name" if job.get("Name") else "Missing job ID")
-        errors = js.validate(job)
+        job, errors, warnings = self._admit(job)
         if errors:
             raise APIError(500, js.multierror(errors))
-        if ns not in self.namespaces:
-            raise APIError(500, f'job "{job["ID"]}" is in nonexistent namespace "{ns}"')
         key = (ns, job["ID"])
         existing = self.jobs.get(key)
         if enforce:
@@ -467,14 +591,13 @@ class NomadSim(Simulator):
                                         f"index: {existing['JobModifyIndex']}")
             elif modify_index != 0:
                 raise APIError(500, f"{prefix} {modify_index}: job does not exist")
-        warnings = js.warnings(job)
         now = _now_ns()
         if existing is not None and not js.spec_changed(existing, job):
             evaluation = self._new_eval(existing, triggered_by)
             index = self._bump("evals")
             evaluation["CreateIndex"] = evaluation["ModifyIndex"] = index
             return {"EvalID": evaluation["ID"], "EvalCreateIndex": index,
-                    "JobModifyIndex": existing["ModifyIndex"], "Warnings": js.multierror(warnings) if warnings else "",
+                    "JobModifyIndex": existing["ModifyIndex"], "Warnings": js.merge_warnings(warnings),
                     "Index": index, "KnownLeader": False, "LastContact": 0, "NextToken": ""}
         index = self._bump("jobs", "job_version", "evals")
         job["SubmitTime"] = now
@@ -493,7 +616,7 @@ class NomadSim(Simulator):
         evaluation = self._new_eval(job, triggered_by)
         evaluation["CreateIndex"] = evaluation["ModifyIndex"] = index
         return {"EvalID": evaluation["ID"], "EvalCreateIndex": index, "JobModifyIndex": index,
-                "Warnings": js.multierror(warnings) if warnings else "", "Index": index,
+                "Warnings": js.merge_warnings(warnings), "Index": index,
                 "KnownLeader": False, "LastContact": 0, "NextToken": ""}
 
     def _new_eval(self, job, triggered_by, status="pending"):
@@ -550,12 +673,14 @@ class NomadSim(Simulator):
             job = _ci(body, "Job")
             if not isinstance(job, dict):
                 raise APIError(400, "Job must be specified")
+            if _ci(job, "ID") is None:
+                raise APIError(400, "Job must have a valid ID")
             if _ci(job, "ID") != job_id:
                 raise APIError(400, "Job ID does not match")
-            ns = _ci(job, "Namespace") or self._ns(req)
+            ns = self._job_namespace(req, body, job)
             job = js.canonicalize(copy.deepcopy(job))
             job["Namespace"] = ns
-            errors = js.validate(job)
+            job, errors, warnings = self._admit(job)
             if errors:
                 raise APIError(500, js.multierror(errors))
             existing = self.jobs.get((ns, job_id))
@@ -566,13 +691,12 @@ class NomadSim(Simulator):
             if _ci(body, "Diff"):
                 diff = js.job_diff(existing, job) if existing is not None else js.job_diff(None, job)
                 js.annotate(diff, plan["desired"])
-            warnings = js.warnings(job)
             return self._write_resp({
                 "Annotations": {"DesiredTGUpdates": plan["desired"], "PreemptedAllocs": None},
                 "CreatedEvals": None, "Diff": diff, "FailedTGAllocs": plan["failed"] or None,
                 "JobModifyIndex": existing["JobModifyIndex"] if existing else 0,
                 "NextPeriodicLaunch": "0001-01-01T00:00:00Z",
-                "Warnings": js.multierror(warnings) if warnings else "", "Index": self.index,
+                "Warnings": js.merge_warnings(warnings), "Index": self.index,
             }, self.index)
         return self._wrap(handle, request)
 
@@ -591,7 +715,10 @@ class NomadSim(Simulator):
         def handle(req):
             self._auth(req)
             body = self._body(req)
-            if _ci(body, "JobID") not in (None, job_id):
+            # command/agent/job_endpoint.go jobRevert
+            if not _ci(body, "JobID"):
+                raise APIError(400, "JobID must be specified")
+            if _ci(body, "JobID") != job_id:
                 raise APIError(400, "Job ID does not match")
             ns = self._ns(req)
             cur = self.jobs.get((ns, job_id))
@@ -705,14 +832,9 @@ class NomadSim(Simulator):
                     return copy.deepcopy(var)
                 return self._read(req, "variables", produce)
             self._auth(req)
-            cas = req.args.get("cas")
-            if cas is not None:
-                try:
-                    cas = int(cas)
-                except ValueError:
-                    raise APIError(400, f'can not parse cas: strconv.ParseUint: parsing "{cas}": invalid syntax') from None
             current = self.variables.get(key)
             if req.method == "DELETE":
+                cas = self._var_cas(req)
                 if cas is not None and (current or {}).get("ModifyIndex", 0) != cas:
                     return self._conflict(current, ns, path)
                 if current is not None:
@@ -723,16 +845,20 @@ class NomadSim(Simulator):
                 resp = self.text("", status=204)
                 resp.headers["X-Nomad-Index"] = str(index)
                 return resp
+            # command/agent/variable_endpoint.go variableUpsert: the body, Items, ?cas; then
+            # the RPC (nomad/variables_endpoint.go Apply): canonicalizeAndValidate wraps the
+            # error in a 400 RPC error, and Apply wraps that once more, so the text keeps one
+            # "RPC Error:: 400," after the HTTP layer unwraps the outer one
             body = self._body(req)
             items = _ci(body, "Items")
             if not items:
                 raise APIError(400, "variable missing required Items object")
             if not isinstance(items, dict) or not all(isinstance(v, str) for v in items.values()):
                 raise APIError(400, "json: cannot unmarshal Items: values must be strings")
-            if not VAR_PATH.match(path):
-                raise APIError(500, f'invalid path "{path}"')
-            if len(json.dumps(items)) > 64 * 1024:
-                raise APIError(500, "variables are limited to 64KiB in total size")
+            cas = self._var_cas(req)
+            problem = _var_problem(path, items)
+            if problem:
+                raise APIError(400, f"RPC Error:: 400,{problem}")
             if cas is not None and (current or {}).get("ModifyIndex", 0) != cas:
                 return self._conflict(current, ns, path)
             now = _now_ns()
@@ -743,6 +869,22 @@ class NomadSim(Simulator):
             self.variables[key] = var
             return self._write_resp(copy.deepcopy(var), index)
         return self._wrap(handle, request)
+
+    @staticmethod
+    def _var_cas(req):
+        """command/agent/variable_endpoint.go parseCAS: None, or the index (0 = create only)."""
+        cas = req.args.get("cas")
+        if not cas:
+            return None
+        try:
+            if not cas.isdigit():
+                raise ValueError
+            return int(cas)
+        except ValueError:
+            raise APIError(400, f'can not parse cas: strconv.ParseUint: parsing "{cas}": invalid syntax') from None
+
+    def on_var_root(self, request):
+        return self.text("missing variable path", status=400)
 
     def _conflict(self, current, ns, path):
         body = copy.deepcopy(current) if current else {
@@ -784,6 +926,8 @@ class NomadSim(Simulator):
             return actual is None
         if operand == "regexp":
             return actual is not None and re.search(value, str(actual)) is not None
+        if operand in ("semver", "version"):
+            return actual is not None and _version_ok(str(actual), value)
         if operand in ("set_contains", "set_contains_all"):
             have = {s.strip() for s in str(actual or "").split(",")}
             return all(v.strip() in have for v in value.split(","))

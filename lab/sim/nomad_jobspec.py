@@ -1111,7 +1111,7 @@ def validate(job):
     if not job.get("Namespace"):
         errs.append("Job must be in a namespace")
     if job.get("Type") not in JOB_TYPES:
-        errs.append(f"Invalid job type: {job.get('Type')!r}")
+        errs.append(f"Invalid job type: {_go_q(job.get('Type') or '')}")
     prio = job.get("Priority")
     if prio is not None and not 1 <= prio <= 100:
         errs.append("Job priority must be between [1, 100]")
@@ -1143,13 +1143,15 @@ def _validate_group(group, job):
     tasks = group.get("Tasks") or []
     if not tasks:
         errs.append("Missing tasks for task group")
-    restart = group.get("RestartPolicy") or {}
-    if restart.get("Mode") not in (None, "delay", "fail"):
-        errs.append(f"Unsupported restart mode: {restart.get('Mode')!r}")
+    restart = group.get("RestartPolicy")
+    if restart is not None:
+        errs.extend(_restart_errors(restart))
+    else:
+        errs.append(f"Task Group {group.get('Name')} should have a restart policy")
     upd = group.get("Update")
     if upd:
         if upd.get("HealthCheck") not in ("checks", "task_states", "manual"):
-            errs.append(f"Invalid health check given: {upd.get('HealthCheck')!r}")
+            errs.append(f"Invalid health check given: {_go_q(upd.get('HealthCheck') or '')}")
         if (upd.get("MaxParallel") or 0) < 0:
             errs.append("Max parallel can not be less than zero: %d < 0" % upd["MaxParallel"])
         if (upd.get("MinHealthyTime") or 0) >= (upd.get("HealthyDeadline") or 0):
@@ -1191,6 +1193,34 @@ def _validate_group(group, job):
         if terrs:
             errs.append(f"Task {task.get('Name')} validation failed: " + _multierror(terrs))
     return errs
+
+
+RESTART_MIN_INTERVAL = 5 * SEC  # nomad/structs/structs.go RestartPolicyMinInterval
+
+
+def _restart_errors(restart):
+    """nomad/structs/structs.go RestartPolicy.Validate, word for word (Go's %q and %v)."""
+    errs = []
+    mode = restart.get("Mode") or ""
+    attempts = int(restart.get("Attempts") or 0)
+    interval = int(restart.get("Interval") or 0)
+    delay = int(restart.get("Delay") or 0)
+    if mode not in ("delay", "fail"):
+        errs.append(f"Unsupported restart mode: {_go_q(mode)}")
+    if attempts == 0 and mode != "fail":
+        errs.append(f"Restart policy {_go_q(mode)} with {attempts} attempts is ambiguous")
+    if interval < RESTART_MIN_INTERVAL:
+        errs.append(f"Interval can not be less than {format_duration(RESTART_MIN_INTERVAL)} "
+                    f"(got {format_duration(interval)})")
+    if attempts * delay > interval:
+        errs.append(f"Nomad can't restart the TaskGroup {attempts} times in an interval of "
+                    f"{format_duration(interval)} with a delay of {format_duration(delay)}")
+    return errs
+
+
+def _go_q(text):
+    """Go's %q of a string (JSON's escaping is close enough for the texts used here)."""
+    return json.dumps(str(text), ensure_ascii=False)
 
 
 def _validate_task(task, labels, volumes):
@@ -1298,6 +1328,14 @@ def _multierror(errs):
 
 def multierror(errs):
     return _multierror(errs)
+
+
+def merge_warnings(warnings):
+    """helper/warning.go MergeMultierrorWarnings: "" or "N warning(s):\n\n* ..." ."""
+    if not warnings:
+        return ""
+    head = "1 warning:\n" if len(warnings) == 1 else f"{len(warnings)} warnings:\n"
+    return head + "".join(f"\n* {str(w).strip()}" for w in warnings)
 
 
 # -- plan diff (nomad/structs/diff.go on the JSON form) -------------------------------------

@@ -10,10 +10,14 @@ import os
 import socket
 import threading
 import time
+import urllib.parse
 import uuid
 
 import pytest
 import requests
+import salt.exceptions
+
+import hecate_consul_client
 
 from tests.contract.conftest import real_or_skip
 
@@ -129,6 +133,47 @@ def test_conflicting_flags_and_missing_key(consul, prefix):
     assert resp.status_code == 400 and resp.text == "Missing key name"
 
 
+def _version(consul):
+    text = call(consul, "GET", "/v1/agent/self").json()["Config"]["Version"]
+    return tuple(int(n) for n in text.split("+")[0].split("-")[0].split(".")[:3])
+
+
+def test_key_names_refused_as_the_version_does(consul, prefix):
+    """
+    hashicorp/consul agent/kvs_endpoint.go: ``KVSEndpoint`` runs ``validateKVKey`` on every
+    key (unless ``disable_kv_key_validation``) and its plain error becomes a 500.
+    1.21.6+/1.22+ (consul#22931, #22939; CVE-2025-11392): leading/trailing spaces and '..'
+    segments, also after decoding percent-escapes, are refused; anything else is allowed.
+    1.21.5 (consul#22682): a whitelist, quoted in consul#22835. hecate's check_key refuses
+    what the newer rule refuses (plus what HTTP would rewrite), and not more.
+    """
+    version = _version(consul)
+    refused = (f" {prefix}/lead", f"{prefix}/trail ", f"{prefix}/a%20b", f"{prefix}/a%2e%2e%2fb")
+    allowed = (f"{prefix}/with space", f"{prefix}/con..fig", f"{prefix}/foo:bar")
+    for key in refused + allowed:
+        resp = call(consul, "PUT", "/v1/kv/" + urllib.parse.quote(key, safe="/"), data=b"1")
+        if version < (1, 21, 5):
+            assert resp.status_code == 200 and resp.json() is True
+        elif version < (1, 21, 6):
+            assert resp.status_code == 500 and resp.text.startswith("invalid key name, keys should respect")
+        elif key in refused:
+            assert resp.status_code == 500, (key, resp.text)
+            assert resp.text in ("invalid key name, leading/trailing spaces are not allowed",
+                                 "invalid key name, path traversal is not allowed")
+            with pytest.raises(salt.exceptions.SaltInvocationError):
+                hecate_consul_client.check_key(key)
+        else:
+            assert resp.status_code == 200 and resp.json() is True, (key, resp.text)
+            assert hecate_consul_client.check_key(key) == key
+
+
+def test_keys_on_the_root_is_a_list(consul):
+    """KVSGetKeys: "We do not generate not found for the root, but just provide the empty list"."""
+    resp = call(consul, "GET", "/v1/kv/?keys&separator=/")
+    assert resp.status_code == 200 and isinstance(resp.json(), list)
+    assert int(resp.headers["X-Consul-Index"]) >= 1
+
+
 def test_blocking_query_returns_on_change(consul, prefix):
     key = f"{prefix}/watch"
     call(consul, "PUT", f"/v1/kv/{key}", data=b"1")
@@ -151,6 +196,39 @@ def test_blocking_query_returns_on_change(consul, prefix):
 def test_bad_wait_is_400(consul, prefix):
     resp = call(consul, "GET", f"/v1/kv/{prefix}/x?index=1&wait=forever")
     assert resp.status_code == 400 and resp.text == "Invalid wait time"
+
+
+def test_conditional_writes_sent_twice(consul, prefix, session):
+    """
+    Why hecate never resends a conditional write whose answer was lost, but re-reads
+    (hecate_http.uncertain_write, hecate_consul_client._put_landed): applied once, the same
+    request fails its own condition the second time. hashicorp/consul agent/kvs_endpoint.go
+    ``KVSPut`` returns the RPC's bool for cas/acquire/release; agent/consul/state/kvs.go
+    ``kvsSetCASTxn`` (cas=0 only if absent, else ModifyIndex must match), ``kvsLockTxn``
+    (the holder may acquire again), ``kvsUnlockTxn`` (only the holder releases), and
+    ``kvsDeleteCASTxn`` (a missing key counts as deleted). A session create sent twice makes
+    two sessions (agent/session_endpoint.go ``SessionCreate``): hecate's lock sessions carry
+    a unique Name, which /v1/session/list shows, to find the one a lost answer created.
+    """
+    key = f"{prefix}/twice"
+    assert call(consul, "PUT", f"/v1/kv/{key}?cas=0", data=b"mine").json() is True
+    assert call(consul, "PUT", f"/v1/kv/{key}?cas=0", data=b"mine").json() is False  # "already exists"
+    (entry,) = call(consul, "GET", f"/v1/kv/{key}").json()
+    index = entry["ModifyIndex"]
+    assert call(consul, "PUT", f"/v1/kv/{key}?cas={index}", data=b"v2").json() is True
+    assert call(consul, "PUT", f"/v1/kv/{key}?cas={index}", data=b"v2").json() is False  # "changed"
+    (entry,) = call(consul, "GET", f"/v1/kv/{key}").json()
+    assert call(consul, "DELETE", f"/v1/kv/{key}?cas={entry['ModifyIndex']}").json() is True
+    assert call(consul, "DELETE", f"/v1/kv/{key}?cas={entry['ModifyIndex']}").json() is True
+
+    name = f"hecate lock {prefix}/lock #{uuid.uuid4().hex[:8]}"
+    sid = session(Name=name, TTL="15s", LockDelay="0s")
+    assert [s["ID"] for s in call(consul, "GET", "/v1/session/list").json() if s["Name"] == name] == [sid]
+    lock = f"{prefix}/lock"
+    assert call(consul, "PUT", f"/v1/kv/{lock}?acquire={sid}", data=b"rec").json() is True
+    assert call(consul, "PUT", f"/v1/kv/{lock}?acquire={sid}", data=b"rec").json() is True
+    assert call(consul, "PUT", f"/v1/kv/{lock}?release={sid}", data=b"done").json() is True
+    assert call(consul, "PUT", f"/v1/kv/{lock}?release={sid}", data=b"done").json() is False  # "lost"
 
 
 # -- sessions and locks ----------------------------------------------------------------------------

@@ -209,7 +209,12 @@ def test_highstate_gives_each_role_its_configs(salt_cli, applied, dirs, agent_va
         "data_dir": os.path.join(dirs["local"], "nomad-data"),
         "bind_addr": "0.0.0.0",
         "advertise": [{"http": "10.88.0.2", "rpc": "10.88.0.2", "serf": "10.88.0.2"}],
-        "server": [{"enabled": True, "bootstrap_expect": 1}],
+        "server": [{"enabled": True, "bootstrap_expect": 1, "default_scheduler_config": [{
+            "scheduler_algorithm": "binpack",
+            "memory_oversubscription_enabled": True,
+            "preemption_config": [{"system_scheduler_enabled": True, "sysbatch_scheduler_enabled": False,
+                                   "batch_scheduler_enabled": False, "service_scheduler_enabled": False}],
+        }]}],
         "client": [
             {
                 "enabled": True,

@@ -125,7 +125,17 @@ def test_nomad_config_renders_valid_hcl():
         "bionicgpt_postgres": {"path": "/opt/bionicgpt/postgres", "read_only": False},
         "ollama": {"path": "/opt/ollama", "read_only": False},
     }
-    assert parsed["server"][0] == {"enabled": True, "bootstrap_expect": 1}
+    # memory_max is honoured only with memory oversubscription on (Nomad's
+    # memoryOversubscriptionValidate warns and ignores it otherwise): the scheduler config the
+    # server bootstraps with turns it on, Nomad's other defaults repeated (the block replaces them)
+    assert parsed["server"][0] == {"enabled": True, "bootstrap_expect": 1, "default_scheduler_config": [{
+        "scheduler_algorithm": "binpack",
+        "memory_oversubscription_enabled": True,
+        "preemption_config": [{"system_scheduler_enabled": True, "sysbatch_scheduler_enabled": False,
+                               "batch_scheduler_enabled": False, "service_scheduler_enabled": False}],
+    }]}
+    pillar["bionicgpt"]["nomad"]["agent"] = {"server": {"memory_oversubscription": False}}
+    assert "default_scheduler_config" not in agents.nomad_config(pillar, LOCAL_GRAINS)["server"]
     assert parsed["advertise"][0] == {"http": "10.88.0.2", "rpc": "10.88.0.2", "serf": "10.88.0.2"}
     assert parsed["vault"][0]["default_identity"][0] == {"aud": ["vault.io"], "ttl": "1h"}
     docker = parsed["plugin"][0]["docker"]["config"][0]
@@ -158,3 +168,13 @@ def test_resolve_secrets_and_masked_diff():
     assert "TmV3" not in diff and "R29zc2lw" not in diff
     hcl = agents.render_hcl({"consul": {"address": "x", "token": "s3cr3t-value"}})
     assert "s3cr3t-value" not in agents.mask(hcl)
+
+
+def test_nomad_agent_without_vault_is_refused_in_pillar():
+    """The job templates' vault blocks need it: Nomad's jobVaultHook refuses them otherwise."""
+    pillar = shipped_pillar("prod")
+    assert agents.check_pillar(pillar) == []
+    pillar["bionicgpt"]["nomad"]["agent"]["vault"] = {"enabled": False}
+    errors = agents.check_pillar(pillar)
+    assert [key for key, _ in errors] == ["bionicgpt:nomad:agent:vault:enabled"]
+    assert 'Vault "default" not enabled but used in the job' in errors[0][1]

@@ -1,6 +1,7 @@
 """The shared Consul client (py-consul underneath) against the Consul simulator."""
 
 import http.server
+import re
 import socket
 import threading
 import time
@@ -74,9 +75,21 @@ def test_kv_json_and_cas(sim):
 
 def test_bad_keys_are_refused_before_any_request(sim):
     c = client(sim)
-    for key in ("/abs", "a/../b", ""):
+    sim.clear_requests()
+    # what Consul 1.21.6+/1.22+ refuses (validateKVKey), what its clients refuse (a leading
+    # '/'), and what the HTTP layer would turn into another key (dot and empty segments)
+    for key in ("/abs", "a/../b", "", " lead", "trail ", "a%20b", "a%2e%2e%2fb", "a//b", "a/./b", "./a"):
         with pytest.raises(salt.exceptions.SaltInvocationError):
             c.kv_get(key)
+        with pytest.raises(salt.exceptions.SaltInvocationError):
+            c.kv_put(key, "x")
+    assert sim.requests() == []
+    # and not more: keys Consul takes are written and read back as they are
+    for key in ("unit/keys/with space", "unit/keys/con..fig", "unit/keys/foo:bar;*", "unit/keys/fooçbar",
+                "unit/keys/100%", "unit/keys/dir/"):
+        assert c.kv_put(key, "x") is True, key
+        assert c.kv_get(key)[1]["Key"] == key
+    assert "unit/keys/with space" in c.kv_keys("unit/keys/")
 
 
 def test_two_contenders_exactly_one_wins_and_the_other_learns_the_holder(sim):
@@ -105,8 +118,9 @@ def test_two_contenders_exactly_one_wins_and_the_other_learns_the_holder(sim):
     info = c.lock_info("unit/locks/race")
     assert info["held"] and info["holder"] == winner
     # the loser's session was cleaned up: only the winner's remains for this lock
-    names = [s["Name"] for s in c.session_list()]
-    assert names.count("hecate lock unit/locks/race") == 1
+    # (each attempt's session is named "hecate lock <key> #<nonce>", see _lock_session)
+    names = [s["Name"] for s in c.session_list() if s["Name"].startswith("hecate lock unit/locks/race ")]
+    assert len(names) == 1 and re.fullmatch(r"hecate lock unit/locks/race #[0-9a-f]{8}", names[0])
     c.lock_release("unit/locks/race", results[winner][1])
 
 
@@ -301,3 +315,64 @@ def test_every_client_call_carries_the_token(sim):
     assert anonymous.catalog_services() == {} and anonymous.agent_services() == {}
     with pytest.raises(salt.exceptions.CommandExecutionError, match="permission denied"):
         anonymous.kv_get("unit/tok/a")
+
+
+# -- conditional writes whose answer is lost (the sim applies them, then closes the connection)
+def _puts(sim, path):
+    return [r for r in sim.requests() if r["method"] == "PUT" and r["path"] == path]
+
+
+def test_cas_write_whose_answer_was_lost_is_decided_by_reading_the_key(sim):
+    c = client(sim)
+    sim.clear_requests()
+    sim.fault(method="PUT", path=r"^/v1/kv/unit/lost/rec$", query=r"cas=", action="apply_then_drop", times=1)
+    assert c.put_json("unit/lost/rec", {"v": 1}, cas=0) is True  # not "already exists"
+    assert c.get_json("unit/lost/rec") == {"v": 1}
+    _, entry = c.kv_get("unit/lost/rec")
+    sim.fault(method="PUT", path=r"^/v1/kv/unit/lost/rec$", query=r"cas=", action="apply_then_drop", times=1)
+    assert c.kv_put_cas("unit/lost/rec", "v2", entry["ModifyIndex"]) is True  # not "changed since read"
+    assert c.kv_get("unit/lost/rec")[1]["Value"] == b"v2"
+    # each write was sent once: a read decided, nothing was resent
+    assert len(_puts(sim, "/v1/kv/unit/lost/rec")) == 2
+    # dropped before it was applied: the read shows the condition still holds, so it is sent again
+    _, entry = c.kv_get("unit/lost/rec")
+    sim.fault(method="PUT", path=r"^/v1/kv/unit/lost/rec$", action="drop", times=1)
+    assert c.kv_put_cas("unit/lost/rec", "v3", entry["ModifyIndex"]) is True
+    assert c.kv_get("unit/lost/rec")[1]["Value"] == b"v3"
+    # a real conflict stays one: someone else's value is there
+    _, entry = c.kv_get("unit/lost/rec")
+    c.kv_put("unit/lost/rec", "theirs")
+    sim.fault(method="PUT", path=r"^/v1/kv/unit/lost/rec$", query=r"cas=", action="drop", times=1)
+    with pytest.raises(hc.CASConflict, match="changed since it was read"):
+        c.kv_put_cas("unit/lost/rec", "v4", entry["ModifyIndex"])
+    assert c.kv_get("unit/lost/rec")[1]["Value"] == b"theirs"
+
+
+def test_lock_acquire_and_release_whose_answers_were_lost(sim):
+    c = client(sim)
+    sim.clear_requests()
+    sim.fault(method="PUT", path=r"^/v1/session/create$", action="apply_then_drop", times=1)
+    sim.fault(method="PUT", path=r"^/v1/kv/unit/lost/lock$", query=r"acquire=", action="apply_then_drop", times=1)
+    session = c.lock_acquire("unit/lost/lock", "me", ttl="5s", lock_delay="0s")
+    info = c.lock_info("unit/lost/lock")
+    assert info["held"] and info["holder"] == "me" and info["session"] == session
+    # the session whose create lost its answer is the one in use: none was left behind
+    mine = [s for s in c.session_list() if s["Name"].startswith("hecate lock unit/lost/lock #")]
+    assert [s["ID"] for s in mine] == [session]
+    assert len(_puts(sim, "/v1/session/create")) == 1
+    sim.fault(method="PUT", path=r"^/v1/kv/unit/lost/lock$", query=r"release=", action="apply_then_drop", times=1)
+    assert c.lock_release("unit/lost/lock", session) is True  # not LockLost
+    info = c.lock_info("unit/lost/lock")
+    assert not info["held"] and info["last_holder"] == "me" and info["released"]
+
+
+def test_lost_answers_while_unreachable_say_the_write_may_have_landed(sim):
+    c = client(sim, retries=0)
+    sim.fault(method="PUT", path=r"^/v1/kv/unit/lost/down$", action="apply_then_drop", times=1)
+    sim.fault(method="GET", path=r"^/v1/kv/unit/lost/down$", action="drop")
+    try:
+        with pytest.raises(hecate_http.Unreachable, match="was sent but not answered and may have been applied"):
+            c.kv_put_cas("unit/lost/down", "x", 0)
+    finally:
+        sim.clear_faults()
+    assert c.kv_get("unit/lost/down")[1]["Value"] == b"x"

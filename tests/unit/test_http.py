@@ -73,6 +73,46 @@ def test_dropped_connection_is_retried_for_get(sim):
     assert client(sim).request("GET", "/v1/sys/health").status_code == 200
 
 
+def test_conditional_write_is_not_resent_after_its_answer_was_lost(sim):
+    # a PUT is retried after a lost answer: sent again, it does the same thing...
+    sim.fault(method="PUT", path="/v1/secret/data/x", action="apply_then_drop", times=1)
+    assert client(sim).request("PUT", "/v1/secret/data/x", json={"data": {"a": 1}}).status_code == 200
+    assert [r.get("dropped", False) for r in sim.requests()] == [True, False]
+    # ...but a conditional one (If-Match, or idempotent=False for a CAS in the query) is not:
+    # applied once, it would fail its own condition when sent again
+    for kw in ({"headers": {"If-Match": '"/config/ abc"'}}, {"idempotent": False}):
+        sim.clear_requests()
+        sim.fault(method="PUT", path="/v1/secret/data/x", action="apply_then_drop", times=1)
+        with pytest.raises(hecate_http.Unreachable):
+            client(sim).request("PUT", "/v1/secret/data/x", json={"data": {"a": 1}}, **kw)
+        assert len(sim.requests()) == 1
+    # a connection refused before anything was sent is retried for them too
+    dead = hecate_http.Client("http://127.0.0.1:9", "Consul", retries=1, backoff=0)
+    with pytest.raises(hecate_http.Unreachable, match="connection refused"):
+        dead.request("PUT", "/v1/kv/x?cas=0", idempotent=False)
+
+
+def test_uncertain_write_decides_by_reading():
+    sent = []
+
+    def send():
+        sent.append(1)
+        raise hecate_http.Unreachable("no answer")
+
+    # landed: done; not there: sent again (up to attempts); an error reading says it may have landed
+    assert hecate_http.uncertain_write("w", send, lambda: "found") == "found" and len(sent) == 1
+    sent.clear()
+    with pytest.raises(hecate_http.Unreachable, match="sent 3 times without an answer and not applied"):
+        hecate_http.uncertain_write("w", send, lambda: None)
+    assert len(sent) == 3
+
+    def down():
+        raise hecate_http.Unreachable("Consul at x is unreachable: connection refused")
+
+    with pytest.raises(hecate_http.Unreachable, match="w was sent but not answered and may have been applied"):
+        hecate_http.uncertain_write("w", send, down)
+
+
 def test_unreachable(sim):
     dead = hecate_http.Client("http://127.0.0.1:9", "Consul", retries=0)
     with pytest.raises(hecate_http.Unreachable, match="Consul at http://127.0.0.1:9 is unreachable: connection refused"):

@@ -201,3 +201,24 @@ def test_placement_failures_text():
                                          "DimensionExhausted": {"memory": 1}}})
     assert lines == ['group g: cannot place: constraint "${meta.location} = x" filtered 1 node(s); '
                      "resources exhausted on 1 node(s): memory"]
+
+
+def test_variable_cas_writes_whose_answers_were_lost(sim, client):
+    sim.clear_requests()
+    sim.fault(method="PUT", path=r"^/v1/var/app/lost$", action="apply_then_drop", times=1)
+    created = client.var_put("app/lost", {"a": "1"}, cas=0)  # not a 409 "conflict" with itself
+    assert created["Items"] == {"a": "1"} and created["ModifyIndex"] > 0
+    sim.fault(method="PUT", path=r"^/v1/var/app/lost$", action="apply_then_drop", times=1)
+    updated = client.var_put("app/lost", {"a": "2"}, cas=created["ModifyIndex"])
+    assert updated["Items"] == {"a": "2"} and updated["ModifyIndex"] > created["ModifyIndex"]
+    puts = [r for r in sim.requests() if r["method"] == "PUT" and r["path"] == "/v1/var/app/lost"]
+    assert len(puts) == 2  # decided by a read, never resent
+    # someone else changed it while our answer was lost: a real conflict, reported as one
+    client.var_put("app/lost", {"a": "theirs"})
+    sim.fault(method="PUT", path=r"^/v1/var/app/lost$", action="drop", times=1)
+    with pytest.raises(hn.VariableConflict):
+        client.var_put("app/lost", {"a": "3"}, cas=updated["ModifyIndex"])
+    current = client.var_get("app/lost")
+    sim.fault(method="DELETE", path=r"^/v1/var/app/lost$", action="apply_then_drop", times=1)
+    assert client.var_delete("app/lost", cas=current["ModifyIndex"]) is True
+    assert client.var_get("app/lost") is None

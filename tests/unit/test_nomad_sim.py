@@ -11,8 +11,10 @@ import time
 
 import pytest
 import requests
+from werkzeug.test import Client
 
 from lab.sim import SimHandle
+from lab.sim import nomad as nsim
 
 CONSUL_SERVICE_FIELDS = {"ID", "Name", "Tags", "Address", "Port", "Meta", "Check", "Checks", "Weights",
                          "EnableTagOverride", "Kind", "Proxy", "Connect", "TaggedAddresses", "Namespace"}
@@ -207,3 +209,165 @@ def test_unsatisfied_constraint_is_a_placement_failure(sim):
     assert evaluation["Status"] == "complete" and evaluation["BlockedEval"]
     assert evaluation["FailedTGAllocs"]["web"]["NodesFiltered"] == 1
     assert requests.get(f"{sim.url}/v1/job/far/allocations", timeout=10).json() == []
+
+
+# -- the server side, in-process (werkzeug test client) -----------------------------------------
+# Sources (hashicorp/nomad): nomad/job_endpoint_hook_vault.go jobVaultHook.Validate,
+# nomad/job_endpoint_hooks.go jobImpliedConstraints and memoryOversubscriptionValidate,
+# nomad/structs/structs.go RestartPolicy.Validate and QueryOptions.TimeToBlock,
+# command/agent/job_endpoint.go namespaceForJob/jobRevert/jobUpdate/jobPlan,
+# nomad/structs/variables.go ValidatePath, nomad/variables_endpoint.go Apply.
+SERVER_JOB = """
+job "%(id)s" {
+  datacenters = ["dc1"]
+  group "g" {
+    %(group)s
+    task "t" {
+      driver = "docker"
+      config {
+        image = "nginx:1.27"
+      }
+      %(task)s
+      resources {
+        cpu    = 50
+        memory = 64
+        %(resources)s
+      }
+    }
+  }
+}
+"""
+
+
+def server(**options):
+    sim = nsim.NomadSim(dict({"time_scale": 0.01, "stand_ins": False}, **options))
+    return sim, Client(sim)
+
+
+def parsed(client, job_id="j", group="", task="", resources=""):
+    resp = client.post("/v1/jobs/parse", json={"JobHCL": SERVER_JOB % {
+        "id": job_id, "group": group, "task": task, "resources": resources}, "Canonicalize": True})
+    assert resp.status_code == 200, resp.text
+    return resp.json
+
+
+VAULT_TASK = 'vault {\n        role = "bionicgpt"\n      }'
+
+
+def test_vault_block_needs_vault_enabled_and_adds_the_vault_version_constraint():
+    _, client = server()
+    job = parsed(client, task=VAULT_TASK)
+    checked = client.post("/v1/validate/job", json={"Job": job}).json
+    assert checked["ValidationErrors"] == ['Vault "default" not enabled but used in the job']
+    resp = client.post("/v1/job/j", json={"Job": job})
+    assert resp.status_code == 500
+    assert resp.text == '1 error occurred:\n\t* Vault "default" not enabled but used in the job\n\n'
+    assert client.get("/v1/agent/self").json["config"]["Vaults"] == [{"Name": "default", "Enabled": None}]
+
+    _, client = server(vault={"enabled": True, "version": "1.21.0"})
+    assert client.post("/v1/job/j", json={"Job": job}).status_code == 200
+    group = client.get("/v1/job/j").json["TaskGroups"][0]
+    assert {"LTarget": "${attr.vault.version}", "RTarget": ">= 0.6.1", "Operand": "semver"} in group["Constraints"]
+
+    # the servers have Vault, the client has not fingerprinted it: nothing can be placed
+    _, client = server(vault={"enabled": True})
+    plan = client.post("/v1/job/j/plan", json={"Job": job}).json
+    assert plan["FailedTGAllocs"]["g"]["ConstraintFiltered"] == {"${attr.vault.version} semver >= 0.6.1": 1}
+
+
+@pytest.mark.parametrize("restart,errors", [
+    ('attempts = 3\n delay = "15s"\n interval = "5m"\n mode = "fail"', []),
+    ('attempts = 3\n delay = "15s"\n interval = "5m"\n mode = "bogus"', ['Unsupported restart mode: "bogus"']),
+    ('attempts = 0\n delay = "15s"\n interval = "5m"\n mode = "delay"',
+     ['Restart policy "delay" with 0 attempts is ambiguous']),
+    ('attempts = 0\n interval = "5m"\n mode = "fail"', []),
+    ('attempts = 1\n delay = "1s"\n interval = "2s"\n mode = "fail"', ["Interval can not be less than 5s (got 2s)"]),
+    ('attempts = 10\n delay = "1m"\n interval = "5m"\n mode = "fail"',
+     ["Nomad can't restart the TaskGroup 10 times in an interval of 5m0s with a delay of 1m0s"]),
+])
+def test_restart_policy_is_validated_like_nomad(restart, errors):
+    _, client = server()
+    job = parsed(client, group=f"restart {{\n {restart}\n }}")
+    checked = client.post("/v1/validate/job", json={"Job": job}).json
+    if not errors:
+        assert checked["ValidationErrors"] is None
+        return
+    (outer,) = checked["ValidationErrors"]
+    assert outer == "Task group g validation failed: " + nsim.js.multierror(errors)
+
+
+def test_query_namespace_wins_over_the_jobs():
+    sim, client = server(namespaces=["default", "other"])
+    job = parsed(client)  # canonicalized: Namespace "default"
+    assert client.post("/v1/job/j?namespace=other", json={"Job": job}).status_code == 200
+    assert ("other", "j") in sim.jobs and ("default", "j") not in sim.jobs
+    assert client.post("/v1/job/j", json={"Job": job, "Namespace": "other"}).status_code == 200
+    assert ("default", "j") not in sim.jobs  # the request body's Namespace comes second
+    plan = client.post("/v1/job/j/plan?namespace=other", json={"Job": job, "Diff": True}).json
+    assert plan["Diff"]["Type"] == "None"
+
+
+def test_blocking_queries_are_capped_at_300s_with_jitter():
+    sim, client = server()
+    waits = []
+    sim.wait_for_change = lambda index_fn, index, wait: waits.append(wait)
+    for wait in ("10m", "0s", None, "2s"):
+        query = "/v1/jobs?index=99999" + (f"&wait={wait}" if wait else "")
+        assert client.get(query).status_code == 200
+    capped, zero, default, short = waits
+    for value in (capped, zero, default):
+        assert 300 <= value <= 300 + 300 / 16  # MaxBlockingRPCQueryTime / DefaultBlockingRPCQueryTime
+    assert 2 <= short <= 2 + 2 / 16
+
+
+def test_job_request_errors_word_for_word():
+    _, client = server()
+    job = parsed(client)
+    assert client.post("/v1/job/j", json={"Job": {"Name": "j"}}).text == "Job ID hasn't been provided"
+    assert client.post("/v1/job/j/plan", json={"Job": {"Name": "j"}}).text == "Job must have a valid ID"
+    assert client.post("/v1/job/j", json={"Job": job}).status_code == 200
+    resp = client.post("/v1/job/j/revert", json={"JobVersion": 0})
+    assert resp.status_code == 400 and resp.text == "JobID must be specified"
+    resp = client.post("/v1/job/j/revert", json={"JobID": "other", "JobVersion": 0})
+    assert resp.status_code == 400 and resp.text == "Job ID does not match"
+
+
+@pytest.mark.parametrize("path,problem", [
+    ("nomad", ('"nomad" is a reserved top-level directory path, but you may write variables to "nomad/jobs", '
+              '"nomad/job-templates", "nomad/sentinel", or below')),
+    ("nomad/other/x", ('only paths at "nomad/jobs" or "nomad/job-templates" and below are valid paths under the '
+                      'top-level "nomad" directory')),
+    ("nomad/job-templates", ('"nomad/job-templates" is a reserved directory path, but you may write variables at '
+                            'the level below it, for example, "nomad/job-templates/template-name"')),
+    ("nomad/job-templates/a/b", ('"nomad/job-templates" is a reserved directory path, but you may write variables '
+                                'at the level below it, for example, "nomad/job-templates/template-name"')),
+    ("a.b", 'invalid path "a.b"'),
+    ("nomad/jobs/web/task", None),
+    ("nomad/job-templates/web", None),
+    ("nomad/sentinel/policy", None),
+    ("app/nomad", None),
+])
+def test_variable_paths_reserved_and_invalid(path, problem):
+    _, client = server()
+    resp = client.put(f"/v1/var/{path}", json={"Items": {"a": "1"}})
+    if problem is None:
+        assert resp.status_code == 200, resp.text
+    else:
+        # canonicalizeAndValidate's coded error, wrapped once more by Apply
+        assert resp.status_code == 400 and resp.text == f"RPC Error:: 400,{problem}"
+    assert client.put(f"/v1/var/{path}?cas=x", json={"Items": {"a": "1"}}).text == (
+        'can not parse cas: strconv.ParseUint: parsing "x": invalid syntax')
+    assert client.put("/v1/var/", json={"Items": {"a": "1"}}).text == "missing variable path"
+
+
+def test_memory_max_is_ignored_with_a_warning_unless_oversubscription_is_on():
+    warning = ('1 warning:\n\n* Memory oversubscription is not enabled; Task "g.t" memory_max value will be '
+               'ignored. Update the Scheduler Configuration to allow oversubscription.')
+    for enabled, expected in ((False, warning), (True, "")):
+        _, client = server(memory_oversubscription=enabled)
+        job = parsed(client, resources="memory_max = 256")
+        assert client.post("/v1/validate/job", json={"Job": job}).json["Warnings"] == expected
+        assert client.post("/v1/job/j/plan", json={"Job": job}).json["Warnings"] == expected
+        assert client.post("/v1/job/j", json={"Job": job}).json["Warnings"] == expected
+        config = client.get("/v1/operator/scheduler/configuration").json["SchedulerConfig"]
+        assert config["MemoryOversubscriptionEnabled"] is enabled
