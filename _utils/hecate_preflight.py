@@ -8,6 +8,7 @@ import salt.exceptions
 
 try:
     import hecate_authentik_client
+    import hecate_caddy_client
     import hecate_config
     import hecate_http
     import hecate_secrets
@@ -15,6 +16,7 @@ try:
 except ImportError:  # installed with pip
     from saltext.hecate.utils import (
         hecate_authentik_client,
+        hecate_caddy_client,
         hecate_config,
         hecate_http,
         hecate_secrets,
@@ -99,6 +101,9 @@ def reach(system, opts, pillar, sdb_get=None, context=None):
     try:
         resp = client.request("GET", path, ok=range(200, 300))
     except hecate_http.HTTPError as exc:
+        hint = hecate_caddy_client.refusal_hint(settings, str(exc)) if system == "caddy" else None
+        if hint:  # Caddy's admin API has no token: a 403 is its Host or Origin check
+            raise salt.exceptions.CommandExecutionError(f"{exc}. {hint}") from None
         if exc.status in (401, 403):
             raise salt.exceptions.CommandExecutionError(
                 f"{system}: token invalid or lacks permission ({exc})"
