@@ -270,7 +270,10 @@ def drift(server=None):
     What differs between pillar and the live Caddy, without changing anything: the same
     per-route ``added``/``removed``/``changed`` the ``caddy_routes.managed`` state would
     report. One read. Fails as the state does when a pillar route would never serve (an
-    earlier route hecate does not manage takes every request for one of its domains).
+    earlier route hecate does not manage takes every request for one of its domains), or
+    when the server it would create listens where another server does. ``notes`` (only
+    when there are some) says e.g. that Caddy lost routes hecate wrote (restarted without
+    ``--resume``, or reloaded from its config file): a run of the state puts them back.
 
     CLI Example:
 
@@ -288,9 +291,13 @@ def drift(server=None):
         server,
         lambda live: hecate_caddy_routes.plan_set(live, built),
         test=True,
+        store=_store(),  # read only (test=True): to tell routes Caddy lost from new ones
         listen=data.get("listen"),
     )
-    return {"server": server, "in_sync": not out["changes"], "changes": out["changes"]}
+    ret = {"server": server, "in_sync": not out["changes"], "changes": out["changes"]}
+    if out["notes"]:
+        ret["notes"] = out["notes"]
+    return ret
 
 
 def rollback(server=None, snapshot=None, force=False, test=False, restore="before", run_id=None):

@@ -56,7 +56,10 @@ def managed(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_
         State ID (free text).
     server
         The server under ``apps.http.servers`` (default: ``<pillar_key>:server``, else
-        ``hecate``). If it does not exist and ``<pillar_key>:listen`` is set, it is created.
+        ``hecate``). If it does not exist and ``<pillar_key>:listen`` is set, it is created
+        with those listener addresses only (Caddy's automatic HTTPS stays on); when another
+        server already listens on one of them (a Caddyfile's ``srv0`` on ``:443``), the
+        state fails before writing, naming that server: set ``server`` to it instead.
     retries
         How many times to re-read and retry after a 412 (someone changed Caddy between our
         read and our write) before failing.
@@ -96,6 +99,7 @@ def managed(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_
         retries=int(retries),
         listen=data.get("listen"),
         run_id=str((__pillar__.get("hecate_run") or {}).get("id") or "") or None,
+        base=pillar_key,
     )
     changes = out["changes"]
     where = f"Caddy server '{server}'"

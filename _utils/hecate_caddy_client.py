@@ -13,6 +13,15 @@ API facts this relies on (Caddy 2.8+, checked against 2.11.7):
 - ``/id/<id>`` reaches the object carrying that ``@id``; a duplicate ``@id`` is a 400.
 - A config that fails to provision is refused (400/500 "loading new config: ...") and
   Caddy keeps running the previous one.
+- The admin endpoint checks the ``Host`` header unless it listens on a wildcard interface or
+  a socket, and checks ``Origin`` when ``admin.enforce_origin`` is set *or* the request
+  carries an ``Origin`` (admin.go, adminHandler.serveHTTP, checkHost, checkOrigin); allowed
+  are ``admin.origins``, else the listen address (for loopback: ``localhost``, ``127.0.0.1``
+  and ``[::1]`` with its port). Refusals are 403 "host not allowed: <host>" and "client is
+  not allowed to access from origin '<origin>'" (``''`` when none was sent);
+  :meth:`CaddyAdmin.request` says which setting to change.
+- Before 2.8 (commit 4a0492f3e, caddy#6208) the ETag of ``GET /config/`` is an HTTP
+  trailer, which ``requests`` cannot read: hecate refuses to write without it.
 """
 
 import datetime
@@ -92,15 +101,40 @@ class CaddyAdmin:
     def stats(self):
         return self.http.stats
 
+    def request(self, method, path, **kwargs):
+        """``self.http.request``, with a 403 of Caddy's Host/Origin checks explained."""
+        try:
+            return self.http.request(method, path, **kwargs)
+        except hecate_http.HTTPError as exc:
+            if exc.status != 403:
+                raise
+            hint = refusal_hint(self.settings, str(exc))
+            if not hint:
+                raise
+            raise hecate_http.HTTPError(f"{exc}. {hint}", status=exc.status, body=exc.body) from None
+
+    def json(self, method, path, **kwargs):
+        resp = self.request(method, path, **kwargs)
+        if not resp.content:
+            return None
+        try:
+            return resp.json()
+        except ValueError:
+            raise hecate_http.HTTPError(
+                f"{SYSTEM}: {method} {path} returned a body that is not JSON", status=resp.status_code
+            ) from None
+
     # -- reading ----------------------------------------------------------------------------
     def get(self, *parts):
         """``(value, etag)`` of the config at ``parts`` (the whole config when empty)."""
         path = config_path(*parts)
-        resp = self.http.request("GET", path)
+        resp = self.request("GET", path)
         etag = resp.headers.get("Etag")
         if not etag:
             raise hecate_http.HTTPError(
-                f"{SYSTEM}: GET {path} sent no Etag header; hecate needs Caddy 2.8 or newer",
+                f"{SYSTEM}: GET {path} sent no Etag header; hecate needs Caddy 2.8 or newer "
+                "(older releases send it as an HTTP trailer), because it never writes to Caddy "
+                "without If-Match; nothing was written",
                 status=resp.status_code,
             )
         try:
@@ -115,7 +149,7 @@ class CaddyAdmin:
         return self.get(*parts)[0]
 
     def get_id(self, object_id, *parts):
-        return self.http.json("GET", _id_path(object_id, *parts))
+        return self.json("GET", _id_path(object_id, *parts))
 
     # -- writing ----------------------------------------------------------------------------
     def write(self, method, path, value=None, etag=None):
@@ -129,7 +163,7 @@ class CaddyAdmin:
             headers["If-Match"] = etag
         data = None if value is None and method == "DELETE" else _dumps(value)
         try:
-            self.http.request(method, path, data=data, headers=headers)
+            self.request(method, path, data=data, headers=headers)
         except hecate_http.HTTPError as exc:
             if exc.status == 412:
                 raise PreconditionFailed(str(exc), status=412, body=exc.body) from None
@@ -165,18 +199,45 @@ class CaddyAdmin:
         headers = dict(JSON_HEADERS)
         if force:
             headers["Cache-Control"] = "must-revalidate"
-        self.http.request("POST", "/load", data=_dumps(config), headers=headers)
+        self.request("POST", "/load", data=_dumps(config), headers=headers)
 
     def upstreams(self):
-        return self.http.json("GET", "/reverse_proxy/upstreams") or []
+        return self.json("GET", "/reverse_proxy/upstreams") or []
 
     def adapt(self, text, adapter="caddyfile"):
         """``POST /adapt``: ``(json_config, warnings)``."""
-        resp = self.http.json(
+        resp = self.json(
             "POST", "/adapt", data=text.encode("utf-8"), headers={"Content-Type": f"text/{adapter}"}
         )
         resp = resp or {}
         return resp.get("result"), resp.get("warnings") or []
+
+
+def refusal_hint(settings, text):
+    """What to change when Caddy's admin endpoint refused hecate (403 ``text``), or None."""
+    url = settings.get("admin_url")
+    if "host not allowed" in text:
+        return (
+            "Caddy's admin endpoint accepts only the host:port it listens on (admin.listen; "
+            "localhost, 127.0.0.1 or [::1] for a loopback one) unless admin.origins lists "
+            f"others: set hecate:connections:caddy:admin_url (now {url}) to that address, "
+            "or add this host to Caddy's admin origins"
+        )
+    if "not allowed to access from origin" in text or "Origin header is missing" in text:
+        origin = settings.get("origin")
+        if not origin:
+            return (
+                "This Caddy enforces origins (admin.enforce_origin): set "
+                "hecate:connections:caddy:origin to one of its admin.origins, written "
+                "scheme://host:port"
+            )
+        return (
+            "Caddy checks the Origin header against admin.origins (always when "
+            "admin.enforce_origin is on, else whenever a request carries one): "
+            f"hecate:connections:caddy:origin (now {origin!r}) must be one of them, "
+            "written scheme://host:port, or be unset when Caddy does not enforce origins"
+        )
+    return None
 
 
 def _id_path(object_id, *parts):

@@ -1301,16 +1301,156 @@ def _nested(parts, value):
     return value
 
 
-def _server_missing(config, server):
+def _server_missing(config, server, base=PILLAR_PATH):
     names = sorted((hecate_caddy_client.traverse(config, ("apps", "http", "servers")) or {}).keys())
     have = f" (it has: {', '.join(names)})" if names else ""
     return salt.exceptions.CommandExecutionError(
-        f"Caddy has no HTTP server '{server}'{have}; set {PILLAR_PATH}:server to one of them, "
-        f"or {PILLAR_PATH}:listen to let hecate create it"
+        f"Caddy has no HTTP server '{server}'{have}; set {base}:server to one of them, "
+        f"or {base}:listen to let hecate create it"
     )
 
 
-def apply(admin, server, compute, test, store=None, retries=3, listen=None, run_id=None):
+# -- listener addresses of a server hecate creates ---------------------------------------------------
+# Caddy's HTTP app refuses a config in which two servers list the same listener address
+# (modules/caddyhttp/app.go, App.Validate: "listener address repeated: ... (already claimed by
+# server ...)"; the admin API answers 500 "loading new config: ..." and keeps the old config). It
+# compares the addresses as written (after caddy.ParseNetworkAddress, network "tcp" by default), so
+# ":443" and "127.0.0.1:443" pass; Caddy then binds both with SO_REUSEPORT (listen_unix.go,
+# reusePort) and the kernel gives each connection to ONE of the two servers, by destination
+# address: the other server's sites stop answering there. Checked on the real Caddy in
+# tests/functional/test_caddy_caddyfile.py. hecate refuses both before it writes.
+_WILDCARD_HOSTS = ("", "0.0.0.0", "::")  # compared with, never bound
+
+
+def parse_listener(addr):
+    """
+    A Caddy listener address (``[network/]host:port[-port]``) -> ``(family, ip_version, host,
+    first_port, last_port)``, host "" for a wildcard; ``("unix", None, path, None, None)`` for
+    a socket; None when hecate cannot judge it (placeholders, other networks).
+    """
+    if not isinstance(addr, str) or "{" in addr:
+        return None
+    match = re.match(r"^(?:([A-Za-z0-9]+)/)?(.*)$", addr.strip())
+    network, rest = (match.group(1) or "tcp").lower(), match.group(2)
+    if network.startswith("unix"):
+        return ("unix", None, rest, None, None)
+    family = network[:3]
+    if family not in ("tcp", "udp") or network[3:] not in ("", "4", "6"):
+        return None
+    host, sep, ports = rest.rpartition(":")
+    if not sep:
+        return None
+    host = host.strip("[]").lower()
+    first, _, last = ports.partition("-")
+    try:
+        first, last = int(first), int(last or first)
+    except ValueError:
+        return None
+    version = network[3:] or None
+    if host in _WILDCARD_HOSTS:
+        host = ""
+    elif re.match(r"^[0-9.]+$", host):
+        version = version or "4"
+    elif ":" in host:
+        version = version or "6"
+    return (family, version, host, first, last)
+
+
+def _listeners_overlap(one, two):
+    if one[0] != two[0]:
+        return False
+    if one[0] == "unix":
+        return one[2] == two[2]
+    if one[1] and two[1] and one[1] != two[1]:
+        return False
+    if one[2] and two[2] and one[2] != two[2]:
+        return False
+    return one[3] <= two[4] and two[3] <= one[4]
+
+
+def listener_conflicts(config, server, listen):
+    """``[(our_address, other_server, its_address)]``: addresses of ``listen`` another server holds."""
+    servers = hecate_caddy_client.traverse(config, ("apps", "http", "servers")) or {}
+    found = []
+    for ours in listen or []:
+        mine = parse_listener(ours)
+        if mine is None:
+            continue
+        for name, obj in sorted(servers.items()):
+            if name == server or not isinstance(obj, dict):
+                continue
+            for theirs in obj.get("listen") or []:
+                other = parse_listener(theirs)
+                if other is not None and _listeners_overlap(mine, other):
+                    found.append((ours, name, theirs))
+    return found
+
+
+class ListenerTaken(salt.exceptions.CommandExecutionError):
+    """The server hecate would create listens where another server already does."""
+
+    def __init__(self, server, found, base=PILLAR_PATH):
+        self.server, self.found = server, list(found)
+        lines = [
+            f"- {base}:listen {ours!r}: Caddy server '{name}' already listens on {theirs!r}"
+            for ours, name, theirs in self.found
+        ]
+        other = self.found[0][1]
+        super().__init__(
+            f"hecate would create Caddy server '{server}' ({base}:server) on an address another "
+            f"server holds; nothing was written:\n" + "\n".join(lines) + "\n"
+            "Caddy refuses two servers on one listener address (\"listener address repeated\"), and "
+            "when one address is a wildcard of the other it binds both but hands each connection to "
+            "one server only, so the other server's sites stop answering there. Either set "
+            f"{base}:server to '{other}' to manage hecate's routes inside that server (its own routes "
+            "stay as they are, and hecate refuses a route one of them would shadow), or free the "
+            f"address: take it out of '{other}' (e.g. the Caddyfile it was started from) or give "
+            f"{base}:listen another one."
+        )
+
+
+# -- routes hecate wrote that Caddy no longer has ------------------------------------------------------
+def _hecate_id(route):
+    rid = _rid(route) or ""
+    return rid if rid.startswith((ID_PREFIX, ADHOC_PREFIX)) else None
+
+
+def lost_routes_note(store, server, live):
+    """
+    A note when routes of hecate's last write to ``server`` (its newest snapshot) are no longer
+    in ``live``, the server's routes now; None otherwise. Caddy forgets API changes when it
+    starts without ``--resume`` or loads a config file (``caddy reload``, ``POST /load``, and in
+    2.11 SIGUSR1 before any API change), and an unexplained "N added" hides that.
+    """
+    if store is None:
+        return None
+    try:
+        snaps = store.list(server)
+        record = store.load(snaps[0]) if snaps else None
+    except (OSError, salt.exceptions.SaltException):  # a note is not worth failing the run
+        return None
+    if not record:
+        return None
+    after = hecate_caddy_client.traverse(
+        _nested(record.get("path") or [], record.get("after")),
+        hecate_caddy_client.server_parts(server) + ("routes",),
+    )
+    present = {_hecate_id(r) for r in live or []}
+    gone = [rid for rid in (_hecate_id(r) for r in after or []) if rid and rid not in present]
+    if not gone:
+        return None
+    names = ", ".join(rid.split(".", 2)[-1] for rid in gone)
+    return (
+        f"Caddy no longer has {len(gone)} route(s) hecate wrote to server '{server}' at "
+        f"{record.get('time')} (snapshot {record.get('id')}): {names}. Caddy was restarted without "
+        "--resume, or its config was replaced from a file (caddy reload, POST /load; SIGUSR1 on "
+        "Caddy 2.11 before any API change), or someone removed them; caddy_routes.managed puts them "
+        "back. Run Caddy with --resume so that API changes survive a restart."
+    )
+
+
+def apply(admin, server, compute, test, store=None, retries=3, listen=None, run_id=None,
+          base=PILLAR_PATH):
     """
     Read the whole config with its ETag, ``compute(live_routes) -> (new_routes, changes)``,
     and write the server's new routes array in ONE request guarded by ``If-Match``.
@@ -1327,6 +1467,10 @@ def apply(admin, server, compute, test, store=None, retries=3, listen=None, run_
     shows the wanted state, the dropped write landed (reported as written, its snapshot
     kept for rollback); otherwise it is retried like a 412 (it cannot apply twice: it
     is guarded by the ETag read before it). Drops have their own budget of ``retries``.
+
+    A missing ``server`` is created with ``listen`` (and nothing else: Caddy's automatic
+    HTTPS stays on), unless another server already listens there (:class:`ListenerTaken`,
+    in a preview too). ``base`` is the pillar key messages name.
     Returns ``{"changes", "written", "attempts", "snapshot", "notes", "conflicts", "dropped"}``.
     """
     parts = hecate_caddy_client.server_parts(server)
@@ -1344,7 +1488,11 @@ def apply(admin, server, compute, test, store=None, retries=3, listen=None, run_
         config, etag = admin.get()  # Unreachable here keeps an uncertain write's marker
         server_obj = hecate_caddy_client.traverse(config, parts)
         if server_obj is None and not listen:
-            raise _server_missing(config, server)
+            raise _server_missing(config, server, base)
+        if server_obj is None:
+            taken = listener_conflicts(config, server, listen)
+            if taken:
+                raise ListenerTaken(server, taken, base)
         if server_obj is not None and not isinstance(server_obj, dict):
             raise salt.exceptions.CommandExecutionError(f"Caddy server '{server}' is not an object")
         live = (server_obj or {}).get("routes")
@@ -1356,6 +1504,9 @@ def apply(admin, server, compute, test, store=None, retries=3, listen=None, run_
             raise exc.on(server) from None
         if server_obj is not None and ((config.get("admin") or {}).get("config") or {}).get("persist") is False:
             notes.append("Caddy's admin.config.persist is false: API changes are lost when Caddy restarts")
+        lost = lost_routes_note(store, server, live) if attempt == 1 else None
+        if lost:
+            notes.append(lost)
         if server_obj is None:
             changes = dict(changes)
             changes["server"] = {"old": None, "new": {"listen": list(listen)}}

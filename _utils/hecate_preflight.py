@@ -10,6 +10,7 @@ import salt.exceptions
 
 try:
     import hecate_authentik_client
+    import hecate_caddy_client
     import hecate_config
     import hecate_http
     import hecate_secrets
@@ -17,6 +18,7 @@ try:
 except ImportError:  # installed with pip
     from saltext.hecate.utils import (
         hecate_authentik_client,
+        hecate_caddy_client,
         hecate_config,
         hecate_http,
         hecate_secrets,
@@ -134,6 +136,9 @@ def reach(system, opts, pillar, sdb_get=None, context=None):
     try:
         resp = client.request("GET", path, ok=accepted)
     except hecate_http.HTTPError as exc:
+        hint = hecate_caddy_client.refusal_hint(settings, str(exc)) if system == "caddy" else None
+        if hint:  # Caddy's admin API has no token: a 403 is its Host or Origin check
+            raise salt.exceptions.CommandExecutionError(f"{exc}. {hint}") from None
         if exc.status in (401, 403) and header:
             key = f"hecate:connections:{system}:token"
             which = key if settings.get("token") else f"no token ({key} is not set)"

@@ -1,13 +1,15 @@
 """
 Helpers for the Caddy tests: loopback HTTP(S) backends that echo what they received, a
 stand-in for the Authentik outpost's forward-auth endpoint, and requests through Caddy's
-listener with a Host header.
+listener with a Host header (over TLS with SNI, verified against Caddy's internal CA, for
+a Caddy with automatic HTTPS on).
 """
 
+import http.client
 import json
 import os
+import socket
 import ssl
-import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -160,16 +162,49 @@ def adapt(caddyfile, workdir):
     The routes ``caddy adapt`` (the real binary) makes of a Caddyfile with one server: what
     an operator migrating to hecate has in Caddy when they load their old Caddyfile.
     """
-    os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, "Caddyfile")
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(caddyfile)
-    out = subprocess.run(  # noqa: S603
-        [lab_caddy.caddy_binary(), "adapt", "--config", path, "--adapter", "caddyfile"],
-        capture_output=True, text=True, check=True, timeout=60,
-    )
-    (server,) = json.loads(out.stdout)["apps"]["http"]["servers"].values()
+    (server,) = lab_caddy.adapt(caddyfile, workdir)["apps"]["http"]["servers"].values()
     return server["routes"]
+
+
+def internal_root(caddy):
+    """The root certificate (PEM) of Caddy's ``internal`` CA, from the admin API."""
+    resp = requests.get(caddy.admin_url + "/pki/ca/local", timeout=10)
+    resp.raise_for_status()
+    return resp.json()["root_certificate"]
+
+
+def through_tls(caddy, host, path="/", headers=None, port=None, ip="127.0.0.1", ca=None, timeout=10.0):
+    """
+    ``(status, headers, body)`` of a GET over TLS to Caddy's HTTPS listener (or ``port``) at
+    ``ip``, with SNI and Host ``host``, the certificate verified against ``ca`` (default: the
+    root of Caddy's internal CA). Caddy obtains certificates in the background after a config
+    change, so a handshake it cannot serve yet is retried until ``timeout``.
+    """
+    ctx = ssl.create_default_context(cadata=ca or internal_root(caddy))
+    hdrs = {"Host": host, "User-Agent": "hecate-tests"}
+    hdrs.update(headers or {})
+    deadline = time.monotonic() + timeout
+    while True:
+        sock = socket.create_connection((ip, port or caddy.https_port), timeout=5)
+        try:
+            tls = ctx.wrap_socket(sock, server_hostname=host)
+        except ssl.SSLCertVerificationError:
+            sock.close()
+            raise
+        except ssl.SSLError:
+            sock.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+            continue
+        conn = http.client.HTTPConnection(host, timeout=5)
+        conn.sock = tls
+        try:
+            conn.request("GET", path, headers=hdrs)
+            resp = conn.getresponse()
+            return resp.status, dict(resp.getheaders()), resp.read()
+        finally:
+            conn.close()
 
 
 def put_routes(caddy, routes, server="hecate"):

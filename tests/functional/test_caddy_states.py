@@ -424,6 +424,9 @@ def test_missing_server_is_created_when_listen_is_given(loaders, fresh, backends
     assert ret.result is True, ret.comment
     server = requests.get(caddy.admin_url + "/config/apps/http/servers/second", timeout=10).json()
     assert server["listen"] == pillar["listen"] and len(server["routes"]) == 4
+    # nothing copied from the lab's own server ("automatic_https": {"disable": true}): a server
+    # hecate creates keeps Caddy's automatic HTTPS (tests/functional/test_caddy_caddyfile.py)
+    assert set(server) == {"listen", "routes"}
     assert managed(loaders, pillar, test=True).changes == {}
     # rollback of a creation removes what was created
     assert len(loaders.modules.caddy.rollback(server="second")["restored"]) == 1

@@ -3,6 +3,7 @@ The cloud minion applies salt://hecate/caddy.sls (the user's routes from pillar/
 to the lab's real Caddy: exact preview, one write, converged re-run, drift, rollback.
 """
 
+import json
 import os
 import stat
 
@@ -138,3 +139,54 @@ def test_a_site_of_the_old_caddyfile_in_the_server_stops_the_sls(cloud_call, cad
     assert comments[0].count("would never serve") == 1  # the other sites are free
     assert ch.raw_config(caddy) == raw and ch.writes(caddy) == w0
     ch.reset(caddy)
+
+
+# -- Caddy forgetting the routes (restart without --resume, caddy reload, SIGUSR1) ------------------
+# cmd/commandfuncs.go (cmdRun): only with --resume does Caddy start from autosave.json (the API
+# changes); without it, from its --config file. caddyconfig/load.go and admin.go: POST /load (what
+# `caddy reload` sends) and every API change replace the whole config. SIGUSR1 (Caddy 2.11+,
+# sigtrap_posix.go) reloads the --config file only while no API change has happened since
+# (ClearLastConfigIfDifferent): after hecate's write it is ignored; before 2.11 it is not implemented.
+def _lost(cloud_call, caddy, w_applied):
+    empty = {"apps", "admin", "logging"}
+    assert set(json.loads(ch.raw_config(caddy))) == empty
+    assert json.loads(ch.raw_config(caddy))["apps"]["http"]["servers"]["hecate"]["routes"] == []
+    drift = cloud_call.run("caddy.drift")
+    assert drift.returncode == 0, drift
+    assert drift.data["in_sync"] is False and set(drift.data["changes"]) == {"added"}
+    assert set(drift.data["changes"]["added"]) == USER_ROUTES  # every route reported missing
+    (note,) = drift.data["notes"]
+    assert note.startswith(f"Caddy no longer has {len(USER_ROUTES)} route(s) hecate wrote to server 'hecate' at ")
+    assert "restarted without --resume, or its config was replaced from a file (caddy reload" in note
+    w0 = ch.writes(caddy)
+    ret, applied = _sls(cloud_call)
+    assert ret.returncode == 0 and applied["result"] is True, applied
+    assert set(applied["changes"]["added"]) == USER_ROUTES and set(applied["changes"]) == {"added"}
+    assert note in applied["comment"]  # the run says why it put them back
+    assert caddy.admin_writes()[w0:] == [("PATCH", "/config/apps/http/servers/hecate/routes")]
+    assert ch.raw_config(caddy) == w_applied  # exactly what the first run wrote
+    drift = cloud_call.run("caddy.drift")
+    assert drift.data == {"server": "hecate", "in_sync": True, "changes": {}}
+
+
+def test_a_restart_without_resume_and_a_reload_lose_the_routes_and_a_run_restores_them(cloud_call, caddy):
+    ch.reset(caddy)
+    _, applied = _sls(cloud_call)
+    assert applied["result"] is True and set(applied["changes"]["added"]) == USER_ROUTES
+    written = ch.raw_config(caddy)
+    try:
+        caddy.restart(resume=False)  # a Caddy started from its config file, as the user's job does
+        _lost(cloud_call, caddy, written)
+
+        # SIGUSR1 after hecate's write: ignored by Caddy 2.11, the routes stay
+        before = len(caddy.log_lines())
+        caddy.signal_reload()
+        assert ch.wait_for(lambda: any(
+            e.get("msg") == "last config unknown, ignored SIGUSR1" for e in caddy.log_lines()[before:]))
+        assert ch.raw_config(caddy) == written
+
+        caddy.reload()  # `caddy reload --config <file>`: the file replaces the whole config
+        _lost(cloud_call, caddy, written)
+    finally:
+        caddy.restart()
+        ch.reset(caddy)

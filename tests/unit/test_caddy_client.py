@@ -2,13 +2,21 @@
 
 import json
 import os
+import re
+import socket
 import stat
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import requests
 import salt.exceptions
 
 import hecate_caddy_client as cc
 import hecate_http
+import hecate_preflight
+from lab import caddy as lab_caddy
+from lab import procs
 from tests import caddy_helpers
 
 
@@ -24,7 +32,8 @@ ROUTE = {"@id": "probe.route", "match": [{"host": ["probe.test"]}], "handle": [{
 def test_get_returns_value_and_etag(admin, caddy):
     config, etag = admin.get()
     assert config["apps"]["http"]["servers"]["hecate"]["routes"] == []
-    assert etag.startswith('"/config/ ') and etag.endswith('"')
+    # a response header since 2.8.0 (admin.go, makeEtag: "<path> <xxhash>"), a trailer before
+    assert re.match(r'^"/config/ [0-9a-f]+"$', etag), etag
     routes, etag2 = admin.get(*cc.server_parts("hecate"), "routes")
     assert routes == [] and etag2.startswith('"/config/apps/http/servers/hecate/routes ')
     assert admin.config(*cc.server_parts("missing")) is None
@@ -97,6 +106,135 @@ def test_settings_errors_and_unreachable():
     assert client.http.session.headers["Origin"] == "https://ops.example"
     with pytest.raises(hecate_http.Unreachable, match="unreachable: connection refused"):
         client.get()
+
+
+# -- the admin endpoint's Host and Origin checks (admin.go: serveHTTP, checkHost, checkOrigin) --------
+def test_the_lab_admin_endpoint_checks_host_and_origin_as_production_does(caddy):
+    """
+    The lab's admin block is production's default (a loopback listener, no origins, no
+    enforce_origin): Host is checked, and Origin whenever a request carries one. A client that
+    sent a wrong Host or an Origin it should not would fail here as it does in production.
+    """
+    admin_block = json.loads(caddy_helpers.raw_config(caddy))["admin"]
+    assert set(admin_block) == {"listen", "config"}
+    url = caddy.admin_url + "/config/"
+    assert requests.get(url, timeout=10).status_code == 200
+    bad_host = requests.get(url, headers={"Host": "caddy-admin.service.consul:2019"}, timeout=10)
+    assert bad_host.status_code == 403
+    assert bad_host.json()["error"] == "host not allowed: caddy-admin.service.consul:2019"
+    bad_origin = requests.get(url, headers={"Origin": "https://ops.example"}, timeout=10)
+    assert bad_origin.status_code == 403
+    assert bad_origin.json()["error"] == "client is not allowed to access from origin 'https://ops.example'"
+    assert requests.get(url, headers={"Origin": f"http://127.0.0.1:{caddy.admin_port}"}, timeout=10).status_code == 200
+
+
+def test_client_sends_no_origin_unless_configured(caddy):
+    admin = cc.CaddyAdmin({"admin_url": caddy.admin_url, "retries": 0})
+    assert "Origin" not in admin.http.session.headers
+    admin.get()
+
+
+def test_admin_url_with_a_name_caddy_does_not_accept(caddy, monkeypatch):
+    """The draft's admin_url (a Consul name) resolving to this loopback admin endpoint: 403, named."""
+    real = socket.getaddrinfo
+
+    def resolve(host, *args, **kwargs):
+        return real("127.0.0.1" if host == "caddy-admin.service.consul" else host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    url = f"http://caddy-admin.service.consul:{caddy.admin_port}"
+    with pytest.raises(hecate_http.HTTPError) as info:
+        cc.CaddyAdmin({"admin_url": url, "retries": 0}).get()
+    assert info.value.status == 403
+    text = str(info.value)
+    assert text.startswith(f"Caddy admin API: GET /config/ returned 403: host not allowed: caddy-admin.service.consul:{caddy.admin_port}.")
+    assert f"set hecate:connections:caddy:admin_url (now {url}) to that address" in text
+    # the preflight step says the same (Caddy's admin API has no token to be invalid)
+    with pytest.raises(salt.exceptions.CommandExecutionError) as info:
+        hecate_preflight.reach("caddy", {"hecate": {"connections": {"caddy": {"admin_url": url}}}}, {})
+    text = str(info.value)
+    assert "token" not in text
+    assert f"host not allowed: caddy-admin.service.consul:{caddy.admin_port}" in text
+    assert f"set hecate:connections:caddy:admin_url (now {url}) to that address" in text
+
+
+def test_origin_setting_against_caddy_enforcing_origins(tmp_path):
+    """admin.enforce_origin on: hecate needs hecate:connections:caddy:origin, and it works when set."""
+    port = procs.free_port()
+    cfg = lab_caddy.initial_config(port, procs.free_port())
+    cfg["admin"].update(enforce_origin=True, origins=[f"http://127.0.0.1:{port}"])
+    os.makedirs(tmp_path / "caddy")
+    (tmp_path / "caddy" / "caddy.json").write_text(json.dumps(cfg))
+    enforcing = lab_caddy.Caddy(str(tmp_path / "caddy"), admin_port=port)
+    enforcing.start()
+    try:
+        with pytest.raises(hecate_http.HTTPError) as info:
+            cc.CaddyAdmin({"admin_url": enforcing.admin_url, "retries": 0}).get()
+        assert info.value.status == 403
+        assert str(info.value) == (
+            "Caddy admin API: GET /config/ returned 403: client is not allowed to access from origin ''. "
+            "This Caddy enforces origins (admin.enforce_origin): set hecate:connections:caddy:origin to one "
+            "of its admin.origins, written scheme://host:port"
+        )
+        with pytest.raises(hecate_http.HTTPError, match="origin 'https://ops.example'.*now 'https://ops.example'"):
+            cc.CaddyAdmin({"admin_url": enforcing.admin_url, "retries": 0, "origin": "https://ops.example"}).get()
+        admin = cc.CaddyAdmin({"admin_url": enforcing.admin_url, "retries": 0, "origin": f"http://127.0.0.1:{port}"})
+        _, etag = admin.get()
+        admin.write("POST", cc.config_path(*cc.server_parts("hecate"), "routes"), ROUTE, etag)
+        assert admin.get_id("probe.route") == ROUTE
+    finally:
+        enforcing.stop()
+
+
+# -- Caddy before 2.8: the ETag is a trailer -----------------------------------------------------------
+class _TrailerEtag(BaseHTTPRequestHandler):
+    """GET /config/ as Caddy 2.5.2-2.7 answers it (admin.go v2.7.6, handleConfig): ETag in a trailer."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.server.seen.append(("GET", self.path))
+        body = json.dumps({"apps": {"http": {"servers": {"hecate": {"listen": [":443"], "routes": []}}}}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Trailer", "ETag")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.write(b"%x\r\n%s\r\n0\r\n" % (len(body), body))
+        self.wfile.write(b'Etag: "/config/ 1a2b3c4d"\r\n\r\n')
+
+    def do_PATCH(self):
+        self.server.seen.append(("PATCH", self.path))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_POST = do_PUT = do_PATCH
+
+
+def test_a_caddy_without_the_etag_header_is_never_written_to():
+    import hecate_caddy_routes  # pylint: disable=import-outside-toplevel
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _TrailerEtag)
+    httpd.seen = []
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        admin = cc.CaddyAdmin({"admin_url": f"http://127.0.0.1:{httpd.server_address[1]}", "retries": 0})
+        for test in (True, False):
+            with pytest.raises(hecate_http.HTTPError) as info:
+                hecate_caddy_routes.apply(admin, "hecate", lambda live: (["r"], {"added": {"r": {}}}), test=test)
+            assert str(info.value) == (
+                "Caddy admin API: GET /config/ sent no Etag header; hecate needs Caddy 2.8 or newer (older "
+                "releases send it as an HTTP trailer), because it never writes to Caddy without If-Match; "
+                "nothing was written"
+            )
+        assert httpd.seen == [("GET", "/config/"), ("GET", "/config/")]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 # -- snapshots -------------------------------------------------------------------------------------

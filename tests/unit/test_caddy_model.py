@@ -558,3 +558,108 @@ def test_a_refused_route_is_named_by_its_id_or_hosts():
     for other in ("Caddy admin API: PATCH /x returned 500: something else", text.format(7)):
         original = hecate_http.HTTPError(other, status=500)
         assert m._refused(original, "hecate", routes) is original
+
+
+# -- the listener addresses of a server hecate creates -----------------------------------------------
+@pytest.mark.parametrize(
+    "addr,expected",
+    [
+        (":443", ("tcp", None, "", 443, 443)),
+        ("tcp/:443", ("tcp", None, "", 443, 443)),
+        ("0.0.0.0:443", ("tcp", None, "", 443, 443)),
+        ("[::]:443", ("tcp", None, "", 443, 443)),
+        ("127.0.0.1:8443", ("tcp", "4", "127.0.0.1", 8443, 8443)),
+        ("[::1]:443", ("tcp", "6", "::1", 443, 443)),
+        ("tcp4/:80", ("tcp", "4", "", 80, 80)),
+        ("udp/:443", ("udp", None, "", 443, 443)),
+        ("Example.com:2000-2010", ("tcp", None, "example.com", 2000, 2010)),
+        ("unix//run/caddy.sock", ("unix", None, "/run/caddy.sock", None, None)),
+        ("{env.LISTEN}", None),
+        (":https", None),
+        ("fd/3", None),
+        ("443", None),
+    ],
+)
+def test_parse_listener(addr, expected):
+    assert m.parse_listener(addr) == expected
+
+
+def _servers(**listen):
+    return {"apps": {"http": {"servers": {name: {"listen": addrs, "routes": []} for name, addrs in listen.items()}}}}
+
+
+@pytest.mark.parametrize(
+    "theirs,ours,taken",
+    [
+        ([":443"], [":443"], True),  # the production case: Caddyfile srv0 and pillar listen [":443"]
+        ([":443"], ["tcp/:443"], True),
+        ([":443"], ["0.0.0.0:443"], True),  # a wildcard is a wildcard (Caddy accepts it, the kernel splits)
+        ([":443"], ["203.0.113.5:443"], True),  # a specific address inside srv0's wildcard
+        (["203.0.113.5:443"], [":443"], True),
+        (["203.0.113.5:443"], ["203.0.113.6:443"], False),
+        ([":443"], [":8443"], False),
+        ([":8000-8010"], [":8005"], True),
+        (["udp/:443"], [":443"], False),  # HTTP/3's UDP is not the TCP listener
+        (["tcp4/:443"], ["[::1]:443"], False),
+        (["tcp6/:443"], ["[::1]:443"], True),
+        (["unix//run/a.sock"], ["unix//run/a.sock"], True),
+        (["{env.LISTEN}"], [":443"], False),  # a placeholder: hecate cannot judge it
+    ],
+)
+def test_listener_conflicts(theirs, ours, taken):
+    found = m.listener_conflicts(_servers(srv0=theirs), "hecate", ours)
+    assert found == ([(ours[0], "srv0", theirs[0])] if taken else [])
+
+
+def test_the_server_itself_and_other_servers_are_told_apart():
+    config = _servers(srv0=[":443"], srv1=[":80"], hecate=[":443"])
+    assert m.listener_conflicts(config, "hecate", [":443", ":80", ":8443"]) == [
+        (":443", "srv0", ":443"), (":80", "srv1", ":80")
+    ]
+    err = m.ListenerTaken("hecate", m.listener_conflicts(config, "hecate", [":443"]), "hecate:reverse_proxy:caddy")
+    text = str(err)
+    assert "- hecate:reverse_proxy:caddy:listen ':443': Caddy server 'srv0' already listens on ':443'" in text
+    assert "set hecate:reverse_proxy:caddy:server to 'srv0'" in text and "nothing was written" in text
+
+
+class _Admin:
+    """The admin client as apply() uses it: one config, every write recorded."""
+
+    def __init__(self, config):
+        self.config, self.writes = config, []
+
+    def get(self):
+        return copy.deepcopy(self.config), '"/config/ 1"'
+
+    def write(self, *args):
+        self.writes.append(args)
+
+
+@pytest.mark.parametrize("test", [True, False])
+def test_apply_refuses_to_create_a_server_on_a_taken_address(test):
+    admin = _Admin(_servers(srv0=[":443"]))
+    with pytest.raises(m.ListenerTaken, match="Caddy server 'srv0' already listens on ':443'"):
+        m.apply(admin, "hecate", lambda live: ([], {"added": {}}), test=test, listen=[":443"])
+    assert admin.writes == []
+    m.apply(admin, "hecate", lambda live: (["r"], {"added": {"r": {}}}), test=False, listen=[":8443"])
+    ((method, path, value, etag),) = admin.writes
+    assert (method, path, etag) == ("PUT", "/config/apps/http/servers/hecate", '"/config/ 1"')
+    assert value == {"listen": [":8443"], "routes": ["r"]}  # nothing else: Caddy's automatic HTTPS stays on
+
+
+# -- routes hecate wrote that Caddy lost ------------------------------------------------------------
+def test_lost_routes_note(tmp_path):
+    import hecate_caddy_client  # pylint: disable=import-outside-toplevel
+
+    store = hecate_caddy_client.SnapshotStore(str(tmp_path / "state"))
+    ours = [{"@id": "hecate.route.web"}, {"@id": "hecate.adhoc.status"}]
+    assert m.lost_routes_note(store, "srv0", []) is None  # never written: a first deployment
+    store.save("srv0", ("apps", "http", "servers", "srv0", "routes"), [], [{"match": []}] + ours, {})
+    assert m.lost_routes_note(store, "srv0", [{"match": []}] + ours) is None
+    note = m.lost_routes_note(store, "srv0", [{"match": []}])
+    assert note.startswith("Caddy no longer has 2 route(s) hecate wrote to server 'srv0' at ")
+    assert ": web, status. Caddy was restarted without --resume" in note
+    assert m.lost_routes_note(None, "srv0", []) is None
+    # a server hecate created: the routes are inside the created object
+    store.save("hecate", ("apps", "http", "servers", "hecate"), None, {"listen": [":443"], "routes": ours[:1]}, {})
+    assert "1 route(s) hecate wrote to server 'hecate'" in m.lost_routes_note(store, "hecate", [])
