@@ -98,8 +98,16 @@ class SimHandle:
         self._call("DELETE", "/requests")
 
     def fault(self, **spec):
-        """Inject a fault: method, path (regex), status+body | action='drop' | delay, times."""
+        """
+        Inject a fault: method, path (regex), status+body | action ('drop', or the
+        simulator's own, e.g. Vault's 'seal') | delay, times; ``after``/``until``
+        ({method, path}): dormant until / retired at a matching request.
+        """
         self._call("POST", "/faults", spec)
+
+    def faults(self):
+        """The armed faults, each with ``hits`` (requests it answered so far)."""
+        return self._call("GET", "/faults")
 
     def clear_faults(self):
         self._call("DELETE", "/faults")

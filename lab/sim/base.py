@@ -7,8 +7,14 @@ them needs:
 
 - a request log (method, path, status) readable over ``GET /_lab/requests`` so tests
   can count write calls, cleared with ``DELETE /_lab/requests``;
-- fault injection over ``POST /_lab/faults`` (a status with a body, a delay, or a dropped
-  connection for requests matching a method and path regex, ``times`` times);
+- fault injection over ``POST /_lab/faults`` (a status with a body, a delay, a dropped
+  connection, or an action of the simulator's own such as sealing Vault, for requests
+  matching a method and path regex, ``times`` times). A fault can wait for a trigger
+  (``after``: it is dormant until a request matching that method/path arrives, and that
+  request is faulted too if it matches) and end at one (``until``: retired when a matching
+  request arrives, which passes), so a test can arm it before a run and be certain it hits
+  the step it is meant for. ``GET /_lab/faults`` shows each fault's ``hits``, so a test
+  can tell that its fault really happened;
 - one lock around all handlers (state is shared between server threads) and a
   condition variable that blocking queries wait on and writes notify;
 - optional TLS (``--tls-cert/--tls-key``) so clients' CA-bundle handling can be tested.
@@ -99,6 +105,12 @@ class Simulator:
             if fault.get("action") == "drop":
                 self._log_request(request, 0)
                 raise DropConnection()
+            if fault.get("action"):
+                # the simulator's own fault (say Vault sealing itself); the request then
+                # meets the changed simulator like any other
+                with self.cond:
+                    getattr(self, f"fault_{fault['action']}")(fault)
+                    self.changed()
             if fault.get("status"):
                 body = fault.get("body", "")
                 resp = Response(
@@ -142,17 +154,32 @@ class Simulator:
             }
         )
 
+    @staticmethod
+    def _matches(spec, request):
+        """A request matches ``{"method": ..., "path": regex}`` (either may be left out)."""
+        if spec.get("method") and spec["method"].upper() != request.method:
+            return False
+        return not spec.get("path") or re.search(spec["path"], request.path) is not None
+
     def _take_fault(self, request):
         with self.cond:
+            # triggers first, for every fault: a fault earlier in the list must not hide
+            # the trigger of a later one
             for fault in self.faults:
-                if fault.get("method") and fault["method"].upper() != request.method:
+                if fault.get("until") and not fault.get("ended") and self._matches(fault["until"], request):
+                    fault["ended"] = True
+                if fault.get("after") and not fault.get("armed") and self._matches(fault["after"], request):
+                    fault["armed"] = True
+            for fault in self.faults:
+                if fault.get("ended") or (fault.get("after") and not fault.get("armed")):
                     continue
-                if fault.get("path") and not re.search(fault["path"], request.path):
+                if not self._matches(fault, request):
                     continue
                 if fault.get("times") is not None:
                     if fault["times"] <= 0:
                         continue
                     fault["times"] -= 1
+                fault["hits"] = fault.get("hits", 0) + 1
                 return dict(fault)
         return None
 
@@ -171,7 +198,12 @@ class Simulator:
                     self.faults.clear()
                     return self.json({"cleared": True})
                 if request.method == "POST":
-                    self.faults.append(request.get_json(force=True))
+                    fault = request.get_json(force=True)
+                    action = fault.get("action")
+                    if action and action != "drop" and not hasattr(self, f"fault_{action}"):
+                        return self.json({"error": f"{self.name} has no fault action {action!r}"}, status=400)
+                    fault["hits"] = 0
+                    self.faults.append(fault)
                     return self.json({"faults": len(self.faults)})
                 return self.json(self.faults)
         if path == "/_lab/state":
