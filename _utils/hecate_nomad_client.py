@@ -130,9 +130,18 @@ PILLAR_SCHEMA = {
             "application": _job(
                 ["bionicgpt", "migrations", "oauth2_proxy", "wait"],
                 {
-                    "app_user": {"type": "string", "pattern": r"^[a-z_][a-z0-9_]*$"},
+                    # BionicGPT's migrations create and grant to this role, under this name only
+                    "app_user": {"enum": ["bionic_application"]},
                     "app_password": _VAULT_REF,
-                    "oidc_issuer_url": {"type": "string", "pattern": r"^https?://"},
+                    "oidc_issuer_url": {"type": "string", "pattern": r"^https?://[^/]+/"},
+                    # the identity provider's end-session URL (default: <issuer>end-session/)
+                    "logout_url": {"type": "string", "pattern": r"^https?://"},
+                    "upstream_timeout": {"type": "string", "pattern": r"^\d+(ms|s|m|h)$"},
+                    "allow_unverified_email": {"type": "boolean"},
+                    "chunking_service": {"type": "string"},
+                    # the document pipeline and its chunking engine (optional tasks)
+                    "pipeline_job": _TASK,
+                    "chunking_engine": _TASK,
                     "client_id": _VAULT_REF,
                     "client_secret": _VAULT_REF,
                     "cookie_secret": _VAULT_REF,

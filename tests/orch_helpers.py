@@ -11,10 +11,8 @@ The environment's lock and deployment record are the orchestration's own bookkee
 in Consul (``BOOKKEEPING``); a converged re-run writes nothing else.
 """
 
-import fnmatch
 import json
 import re
-import threading
 import time
 
 import requests
@@ -150,62 +148,3 @@ def lock_holder(consul_sim, env="lab"):
     resp = requests.get(f"{consul_sim.url}/v1/kv/hecate/locks/{env}", timeout=10,
                         headers={"X-Consul-Token": consul_sim.token})
     return resp.json()[0].get("Session") if resp.status_code == 200 else None
-
-
-class OnStep:
-    """
-    Run ``action()`` once, as soon as the orchestration starts the ``salt.state`` step that
-    applies ``sls`` (the master publishes its job: ``salt/job/<jid>/new`` with ``fun``
-    ``state.sls``), before the minion has made a request. Events come from salt-factories'
-    event listener. ``fired`` says whether (and when) it ran.
-
-        with OnStep(event_listener, salt_master.id, "bionicgpt.authentik", arm_fault):
-            orch(salt_run_cli)
-    """
-
-    def __init__(self, event_listener, master_id, sls, action, poll=0.05):
-        self.listener, self.master_id, self.sls, self.action = event_listener, master_id, sls, action
-        self.poll = poll
-        self.fired = None
-        self.error = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._since = None
-
-    def __enter__(self):
-        self._since = time.time()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(timeout=30)
-        return False
-
-    def _matches(self, event):
-        data = event.data or {}
-        if data.get("fun") != "state.sls":
-            return False
-        found = []
-
-        def walk(value):
-            if isinstance(value, str):
-                found.extend(part.strip() for part in value.split(","))
-            elif isinstance(value, (list, tuple)):
-                for val in value:
-                    walk(val)
-
-        walk(data.get("arg") or [])
-        return self.sls in found
-
-    def _watch(self):
-        while not self._stop.is_set():
-            for event in self.listener.get_events([(self.master_id, "salt/job/*/new")], after_time=self._since):
-                if fnmatch.fnmatch(event.tag, "salt/job/*/new") and self._matches(event):
-                    try:
-                        self.action()
-                    except Exception as exc:  # pylint: disable=broad-except
-                        self.error = exc
-                    self.fired = time.time()
-                    return
-            self._stop.wait(self.poll)

@@ -108,9 +108,15 @@ class SimHandle:
         """
         Inject a fault for requests matching method, path (regex) and query (regex):
         status+body | action='drop' (no answer, nothing done) | action='apply_then_drop'
-        (handled, then no answer) | delay; ``times`` times (default: always).
+        (handled, then no answer) | the simulator's own action (e.g. Vault's 'seal') |
+        delay; ``times`` times (default: always); ``after``/``until`` ({method, path}):
+        dormant until / retired at a matching request.
         """
         self._call("POST", "/faults", spec)
+
+    def faults(self):
+        """The armed faults, each with ``hits`` (requests it answered so far)."""
+        return self._call("GET", "/faults")
 
     def clear_faults(self):
         self._call("DELETE", "/faults")

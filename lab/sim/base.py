@@ -10,10 +10,15 @@ them needs:
   made them, cleared with ``DELETE /_lab/requests``;
 - fault injection over ``POST /_lab/faults`` for requests matching a method, a path regex
   and optionally a query regex, ``times`` times: a status with a body, a delay, a dropped
-  connection (``action: drop``: closed before the request is handled), or a lost answer
+  connection (``action: drop``: closed before the request is handled), a lost answer
   (``action: apply_then_drop``: the request is handled - a write is applied - and the
   connection is closed without an answer, as when a server restarts or a proxy times
-  out after the backend committed);
+  out after the backend committed), or an action of the simulator's own such as sealing
+  Vault. A fault can wait for a trigger (``after``: it is dormant until a request matching
+  that method/path arrives, and that request is faulted too if it matches) and end at one
+  (``until``: retired when a matching request arrives, which passes), so a test can arm it
+  before a run and be certain it hits the step it is meant for. ``GET /_lab/faults`` shows
+  each fault's ``hits``, so a test can tell that its fault really happened;
 - one lock around all handlers (state is shared between server threads) and a
   condition variable that blocking queries wait on and writes notify;
 - optional TLS (``--tls-cert/--tls-key``) so clients' CA-bundle handling can be tested.
@@ -108,6 +113,12 @@ class Simulator:
                 resp = self.dispatch(request)
                 self._log_request(request, resp.status_code, dropped=True)
                 raise DropConnection()
+            elif fault.get("action"):
+                # the simulator's own fault (say Vault sealing itself); the request then
+                # meets the changed simulator like any other
+                with self.cond:
+                    getattr(self, f"fault_{fault['action']}")(fault)
+                    self.changed()
             if fault.get("status"):
                 body = fault.get("body", "")
                 resp = Response(
@@ -160,12 +171,26 @@ class Simulator:
             entry["dropped"] = True  # handled, but the answer never left
         self.log.append(entry)
 
+    @staticmethod
+    def _matches(spec, request):
+        """A request matches ``{"method": ..., "path": regex}`` (either may be left out)."""
+        if spec.get("method") and spec["method"].upper() != request.method:
+            return False
+        return not spec.get("path") or re.search(spec["path"], request.path) is not None
+
     def _take_fault(self, request):
         with self.cond:
+            # triggers first, for every fault: a fault earlier in the list must not hide
+            # the trigger of a later one
             for fault in self.faults:
-                if fault.get("method") and fault["method"].upper() != request.method:
+                if fault.get("until") and not fault.get("ended") and self._matches(fault["until"], request):
+                    fault["ended"] = True
+                if fault.get("after") and not fault.get("armed") and self._matches(fault["after"], request):
+                    fault["armed"] = True
+            for fault in self.faults:
+                if fault.get("ended") or (fault.get("after") and not fault.get("armed")):
                     continue
-                if fault.get("path") and not re.search(fault["path"], request.path):
+                if not self._matches(fault, request):
                     continue
                 if fault.get("query") and not re.search(fault["query"], request.query_string.decode("latin-1")):
                     continue
@@ -173,6 +198,7 @@ class Simulator:
                     if fault["times"] <= 0:
                         continue
                     fault["times"] -= 1
+                fault["hits"] = fault.get("hits", 0) + 1
                 return dict(fault)
         return None
 
@@ -191,7 +217,12 @@ class Simulator:
                     self.faults.clear()
                     return self.json({"cleared": True})
                 if request.method == "POST":
-                    self.faults.append(request.get_json(force=True))
+                    fault = request.get_json(force=True)
+                    action = fault.get("action")
+                    if action and action not in ("drop", "apply_then_drop") and not hasattr(self, f"fault_{action}"):
+                        return self.json({"error": f"{self.name} has no fault action {action!r}"}, status=400)
+                    fault["hits"] = 0
+                    self.faults.append(fault)
                     return self.json({"faults": len(self.faults)})
                 return self.json(self.faults)
         if path == "/_lab/state":

@@ -845,6 +845,14 @@ class ConsulSim(Simulator):
         self._invalidate(sid)
         return self._json(True)
 
+    def fault_destroy_session(self, fault):
+        """Fault action ``destroy_session``: the session holding ``fault["key"]`` is
+        destroyed (its locks released, lock-delay applied) when the fault hits, as
+        ``PUT /v1/session/destroy/<id>`` would; the triggering request then goes on."""
+        ent = self.kv.get(fault.get("key", ""))
+        if ent and ent.get("Session"):
+            self._invalidate(ent["Session"])
+
     def _invalidate(self, sid):
         sess = self.sessions.pop(sid, None)
         if sess is None:

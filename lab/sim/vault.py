@@ -164,6 +164,11 @@ class VaultSim(Simulator):
     def _sealed(self):
         return self.err(503, "Vault is sealed") if self.sealed else None
 
+    def fault_seal(self, fault):
+        """Fault action ``seal``: Vault seals itself (as ``sys/seal`` would) when the fault
+        hits; the request that triggered it is answered by the sealed Vault."""
+        self.sealed = True
+
     def on_approle_login(self, request):
         # builtin/credential/approle/path_login.go pathLoginUpdate (bind_secret_id on, as
         # roles are by default): role_id, then the role, then secret_id

@@ -15,11 +15,20 @@ conflict, a failing Nomad deployment, a sealed Vault, a lost lock - and checks t
 4. with the fault cleared, a re-run succeeds, and a run after it changes nothing.
 
 Faults come from the simulators (``SimHandle.fault``: status + body, delay, dropped
-connection, ``times``-limited), from a proxy in front of Caddy's admin API (a concurrent
-config change before every guarded write, dropped connections), from pillar (a refused
-image, a route Caddy rejects, a blocked directory, a tunnel without handshake) and from the
-systems' own APIs (Vault sealed, the lock's Consul session destroyed). Faults that must hit
-one step are armed when the master publishes that step's job (:class:`OnStep`).
+connection, ``times``-limited; Vault sealing itself, the lock's Consul session destroyed),
+from a proxy in front of Caddy's admin API (a concurrent config change before every guarded
+write, dropped connections) and from pillar (a refused image, a route Caddy rejects, a
+blocked directory, a tunnel without handshake).
+
+Every fault is armed before the run starts, so none can miss its step by arriving late
+(arming one when the master publishes the step's job did: the step could be over before
+the test saw the event). A fault meant for one step that shares its requests with earlier
+steps waits for a trigger: the first request of that step, or the last of the step before
+it (``after``), and one that must be gone before the recovery steps ends at their first
+request (``until``); each scenario says which request and why. The test then asserts that
+every fault was hit (the simulators count the requests each fault answered, the Caddy
+proxy counts what it dropped or raced), so a fault that missed fails the test instead of
+letting it pass or fail by luck.
 
 "Drift" (a change made behind hecate's back before the run) gives the failing step
 something to write, so "nothing half-applied" and the recovery steps are really exercised.
@@ -45,7 +54,7 @@ import hecate_config
 import hecate_consul_client
 import hecate_plan
 from tests import caddy_helpers
-from tests.orch_helpers import JOBS, OnStep, comments, failures, job, lock_holder, managed_routes, orch, steps
+from tests.orch_helpers import JOBS, comments, failures, job, lock_holder, managed_routes, orch, steps
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SIM_NAMES = ("vault", "consul", "nomad", "authentik")
@@ -65,7 +74,9 @@ class CaddyAdminProxy:
     - ``race``: before forwarding a guarded write (``If-Match``), change Caddy's config
       directly (``idle_timeout`` of the ``hecate`` server), as a concurrent operator would:
       the real Caddy then answers 412 to every attempt;
-    - ``drop``: close every connection without an answer (the admin API is down).
+    - ``drop``: close every connection without an answer (the admin API is down); with
+      ``drop_after`` (a path regex) only from the first request to a matching path on, so
+      the requests of earlier steps still get through.
     """
 
     NOISE_PATH = "/config/apps/http/servers/hecate/idle_timeout"
@@ -73,6 +84,8 @@ class CaddyAdminProxy:
     def __init__(self, caddy):
         self.target = caddy.admin_url
         self.mode = "pass"
+        self.drop_after = None
+        self.dropping = False
         self.raced = 0
         self.dropped = 0
         proxy = self
@@ -100,7 +113,9 @@ class CaddyAdminProxy:
     def handle(self, req):
         length = int(req.headers.get("Content-Length") or 0)
         body = req.rfile.read(length) if length else None
-        if self.mode == "drop":
+        if self.mode == "drop" and not self.dropping:
+            self.dropping = self.drop_after is None or re.search(self.drop_after, req.path) is not None
+        if self.mode == "drop" and self.dropping:
             self.dropped += 1
             req.close_connection = True
             return
@@ -121,6 +136,8 @@ class CaddyAdminProxy:
     def reset(self):
         """Back to ``pass``; remove the concurrent operator's change."""
         self.mode = "pass"
+        self.drop_after = None
+        self.dropping = False
         self.dropped = 0
         if self.raced:
             requests.delete(self.target + self.NOISE_PATH, timeout=10)
@@ -137,15 +154,12 @@ class Scenario:
     id: str
     step: str  # the step whose failure the run must report
     message: str  # regex: the failure of ``step`` names the system and the object
-    faults: tuple = ()  # (sim, fault spec) armed before the run
-    at: Optional[str] = None  # sls of the step whose start arms ``timed`` / ``action``
-    timed: tuple = ()  # (sim, fault spec) armed when ``at`` starts
-    action: Optional[str] = None  # Lab method run when ``at`` starts
-    clear_at: Optional[str] = None  # sls whose start clears every fault (e.g. the recovery step)
+    faults: tuple = ()  # (sim, fault spec) armed before the run; each must be hit
     drift: tuple = ()  # changes behind hecate's back before the run (Lab.drift_<name>)
     pillar: Union[dict, Callable, None] = None  # pillar overrides (removed before the re-run)
     proxy: bool = False  # point the cloud minion at the Caddy admin proxy
     proxy_mode: str = "pass"
+    proxy_after: Optional[str] = None  # drop mode: drop from the first request to this path on
     expect: str = "unchanged"  # "unchanged": every system as before the run; "applied": converged
     fast: bool = False  # run in the default suite
 
@@ -174,6 +188,9 @@ def _invalid_route(lab):
            "health_checks": {"active": {"uri": "/health%zz", "interval": "10s"}}}
     return {"hecate": {"reverse_proxy": {"caddy": {"routes": routes + [bad]}}}}
 
+
+# the first request of the authentik step (bionicgpt.authentik lists the groups first)
+AUTHENTIK_STEP_STARTS = {"method": "GET", "path": r"^/api/v3/core/groups/$"}
 
 SCENARIOS = [
     # preflight: nothing is locked or written yet
@@ -210,9 +227,12 @@ SCENARIOS = [
         faults=[("vault", {"method": "GET", "path": r"^/v1/secret/data/hecate/coturn$", "status": 500,
                            "body": {"errors": ["internal error"]}, "times": 8})],
     ),
+    # Vault seals itself at the first request for a secret that only this step (on the local
+    # node) reads: validate, preflight and secrets_edge read other paths
     Scenario(
         "secrets_node-vault-sealed", "secrets_node", r"Vault.*secret/bionicgpt/\S+.*sealed",
-        at="bionicgpt.secrets", action="seal_vault",
+        faults=[("vault", {"path": r"^/v1/secret/(data|metadata)/bionicgpt/(db|litellm|oauth)$", "action": "seal",
+                           "times": 1})],
     ),
     Scenario(
         "secrets_node-vault-cas-conflict", "secrets_node",
@@ -223,12 +243,14 @@ SCENARIOS = [
                            "body": {"errors": ["check-and-set parameter did not match the current version"]},
                            "times": 2})],
     ),
-    # Consul agents: Vault goes away while the gossip key is resolved
+    # Consul agents: Vault goes away while the gossip key is resolved. validate and
+    # secrets_edge read the same key, so the drops start after the last read of the step
+    # that runs just before (secrets_node's bionicgpt/oauth)
     Scenario(
         "consul_agents-vault-unreachable", "consul_agents", r"Vault.*unreachable",
-        at="consul.agent",
-        timed=[("vault", {"method": "GET", "path": r"^/v1/secret/data/hecate/consul$", "action": "drop",
-                          "times": 40})],
+        faults=[("vault", {"method": "GET", "path": r"^/v1/secret/data/hecate/consul$", "action": "drop",
+                           "times": 40,
+                           "after": {"method": "GET", "path": r"^/v1/secret/data/bionicgpt/oauth$"}})],
     ),
     # Authentik
     Scenario(
@@ -242,19 +264,18 @@ SCENARIOS = [
     Scenario(
         "authentik-429-storm", "authentik", r"Authentik: GET /\S+ returned 429: Request was throttled",
         drift=("authentik",),
-        at="bionicgpt.authentik",
-        timed=[("authentik", {"path": r"^/api/v3/", "status": 429, "headers": {"Retry-After": "1"},
-                              "body": {"detail": "Request was throttled. Expected available in 1 second."},
-                              "times": 60})],
+        # from the step's first request on (preflight only reads /admin/version/)
+        faults=[("authentik", {"path": r"^/api/v3/", "status": 429, "headers": {"Retry-After": "1"},
+                               "body": {"detail": "Request was throttled. Expected available in 1 second."},
+                               "times": 60, "after": AUTHENTIK_STEP_STARTS})],
     ),
     Scenario(
         "authentik-403-token-revoked", "authentik",
         r"Authentik at http://127\.0\.0\.1:\d+: token invalid or lacks permission \(GET /\S+ returned 403: "
         r"Token invalid/expired\)",
         drift=("authentik",),
-        at="bionicgpt.authentik",
-        timed=[("authentik", {"path": r"^/api/v3/", "status": 403, "body": {"detail": "Token invalid/expired"},
-                              "times": 200})],
+        faults=[("authentik", {"path": r"^/api/v3/", "status": 403, "body": {"detail": "Token invalid/expired"},
+                               "times": 200, "after": AUTHENTIK_STEP_STARTS})],
     ),
     Scenario(
         "authentik-timeout", "authentik", r"Authentik at http://127\.0\.0\.1:\d+: GET /core/groups/ timed out",
@@ -287,9 +308,10 @@ SCENARIOS = [
         r"job bionicgpt-llm was registered as version \d+, but following its deployment failed: "
         r"Nomad at http://127\.0\.0\.1:\d+ is unreachable",
         drift=("nomad",),
+        # gone at the recovery step's first look at a job's versions (bionicgpt.jobs_revert),
+        # so the revert it makes can be followed; the failing step itself never reads them
         faults=[("nomad", {"method": "GET", "path": r"^/v1/(evaluation|deployment)/", "action": "drop",
-                           "times": 40})],
-        clear_at="bionicgpt.jobs_revert",
+                           "times": 40, "until": {"method": "GET", "path": r"^/v1/job/[^/]+/versions$"}})],
     ),
     # Consul external services
     Scenario(
@@ -319,9 +341,11 @@ SCENARIOS = [
         r"Caddy admin API: \w+ /config/\S+ returned 500: loading new config",
         pillar=_invalid_route,
     ),
+    # the admin API goes down from the Caddy step's first request (it reads /config/;
+    # preflight reads /config/apps/http/servers)
     Scenario(
         "caddy-admin-down", "caddy", r"Caddy admin API at http://127\.0\.0\.1:\d+ is unreachable",
-        drift=("caddy",), proxy=True, at="hecate.caddy", action="proxy_drop",
+        drift=("caddy",), proxy=True, proxy_mode="drop", proxy_after=r"^/config/$",
     ),
     # verify: a service never gets healthy -> Caddy and Nomad put back as the run found them
     Scenario(
@@ -339,10 +363,13 @@ SCENARIOS = [
                                 method="PUT", path=r"^/v1/kv/hecate/deployments/", times=8))],
         expect="applied",
     ),
-    # the lock's session is destroyed in the middle of the run
+    # the lock's session is destroyed in the middle of the run: when the Consul services
+    # step reads its first service (nothing before it reads /v1/agent/service/<id>)
     Scenario(
         "lock-lost-mid-run", "unlock", r"lock hecate/locks/lab was lost during run \S+",
-        drift=("caddy",), at="bionicgpt.authentik", action="destroy_lock_session",
+        drift=("caddy",),
+        faults=[("consul", {"method": "GET", "path": r"^/v1/agent/service/[^/]+$", "action": "destroy_session",
+                            "key": "hecate/locks/lab", "times": 1})],
         expect="applied",
     ),
 ]
@@ -361,7 +388,6 @@ class Lab:
         with open(blocker, "w", encoding="utf-8") as fh:
             fh.write("a file where the WireGuard directory's parent should be\n")
         self.blocked_dir = os.path.join(blocker, "wireguard")
-        self.vault_sealed = False
         self.lock_lost_at = None
 
     # faults and actions
@@ -373,25 +399,21 @@ class Lab:
         for name in SIM_NAMES:
             self.sims[name].clear_faults()
 
-    def seal_vault(self):
-        vault = self.sims["vault"]
-        requests.put(f"{vault.url}/v1/sys/seal", headers={"X-Vault-Token": vault.root_token},
-                     timeout=10).raise_for_status()
-        self.vault_sealed = True
+    def fault_hits(self):
+        """``[(sim, fault spec, hits)]`` of every fault armed in the simulators."""
+        return [(name, fault, fault.get("hits", 0)) for name in SIM_NAMES for fault in self.sims[name].faults()]
 
     def unseal_vault(self):
         vault = self.sims["vault"]
         resp = requests.put(f"{vault.url}/v1/sys/unseal", json={"key": vault.options["unseal_key"]}, timeout=10)
         resp.raise_for_status()
         assert resp.json()["sealed"] is False
-        self.vault_sealed = False
 
-    def destroy_lock_session(self):
-        consul = self.sims["consul"]
-        session = lock_holder(consul)
-        assert session, "the lock is not held when the authentik step starts"
-        requests.put(f"{consul.url}/v1/session/destroy/{session}", headers={"X-Consul-Token": consul.token},
-                     timeout=10).raise_for_status()
+    def vault_is_sealed(self):
+        return requests.get(f"{self.sims['vault'].url}/v1/sys/seal-status", timeout=10).json()["sealed"]
+
+    def lock_lost(self):
+        """The run's lock session was destroyed (by a fault): Consul's lock-delay counts from now on."""
         self.lock_lost_at = time.monotonic()
 
     def wait_out_lock_delay(self):
@@ -405,13 +427,10 @@ class Lab:
             time.sleep(max(0.0, self.lock_lost_at + delay - time.monotonic()))
             self.lock_lost_at = None
 
-    def proxy_drop(self):
-        self.proxy.mode = "drop"
-
     def restore(self):
         """Clear every fault (the finalizer of each scenario)."""
         self.clear()
-        if self.vault_sealed:
+        if self.vault_is_sealed():
             self.unseal_vault()
         self.proxy.reset()
 
@@ -513,7 +532,7 @@ def _summary(ret):
 
 @pytest.mark.timeout(1500)
 @pytest.mark.parametrize("scenario", [s.param() for s in SCENARIOS])
-def test_fault(scenario, salt_run_cli, salt_master, event_listener, lab, converged, overrides):
+def test_fault(scenario, salt_run_cli, lab, converged, overrides):
     converged()
     converged.state["converged"] = False  # until this scenario proves it again
     for name in scenario.drift:
@@ -525,45 +544,37 @@ def test_fault(scenario, salt_run_cli, salt_master, event_listener, lab, converg
         pillar = hecate_config.deep_merge(pillar or {}, {"hecate": {"connections": {"caddy": {
             "admin_url": lab.proxy.url}}}})
         lab.proxy.mode = scenario.proxy_mode
+        lab.proxy.drop_after = scenario.proxy_after
     if pillar:
         overrides(pillar)
 
-    watchers = []
-    if scenario.at:
-        def at_step():
-            lab.arm(scenario.timed)
-            if scenario.action:
-                getattr(lab, scenario.action)()
-        watchers.append(OnStep(event_listener, salt_master.id, scenario.at, at_step))
-    if scenario.clear_at:
-        watchers.append(OnStep(event_listener, salt_master.id, scenario.clear_at, lab.clear))
     try:
         lab.arm(scenario.faults)
-        for watcher in watchers:
-            watcher.__enter__()
-        try:
-            ret = orch(salt_run_cli)
-        finally:
-            for watcher in watchers:
-                watcher.__exit__(None, None, None)
+        ret = orch(salt_run_cli)
+        hits = lab.fault_hits()
     finally:
         raced, dropped = lab.proxy.raced, lab.proxy.dropped  # restore() resets them
         lab.restore()
+    if any(spec.get("action") == "destroy_session" and n for _, spec, n in hits):
+        lab.lock_lost()
     after = lab.snapshot()
 
+    # 0. every fault happened: one that missed its step proves nothing either way
+    assert len(hits) == len(scenario.faults)
+    for name, spec, count in hits:
+        assert count >= 1, f"the {name} fault was never hit: {spec}"
+    if scenario.proxy_mode == "race":
+        assert raced >= 2  # every attempt met a concurrent change
+    if scenario.proxy_mode == "drop":
+        assert dropped >= 1
+
     # 1. the run fails, saying which system and object, without a traceback
-    for watcher in watchers:
-        assert watcher.fired and watcher.error is None, (scenario.at, watcher.error)
     assert ret.returncode != 0 and ret.data.get("retcode"), _summary(ret)
     failed = failures(ret)
     mine = [text for step, _, text in failed if step == scenario.step]
     assert any(re.search(scenario.message, text) for text in mine), _summary(ret)
     assert not [c for c in comments(ret) if "Traceback" in c], _summary(ret)
     assert "Traceback (most recent call last)" not in json.dumps(ret.data)
-    if scenario.proxy_mode == "race":
-        assert raced >= 2  # every attempt met a concurrent change
-    if scenario.action == "proxy_drop":
-        assert dropped >= 1
 
     # 2. the systems as before the run (or restored to it), or converged after a verified apply
     if scenario.expect == "unchanged":
