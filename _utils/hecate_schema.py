@@ -34,6 +34,7 @@ SYSTEM_MODULES = (
     "hecate_coturn",
     "hecate_authentik_client",
     "hecate_preflight",
+    "hecate_dns_schema",
 )
 
 ENV_NAME = r"^[a-z][a-z0-9-]{1,30}$"
