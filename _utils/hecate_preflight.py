@@ -70,9 +70,11 @@ def reach(system, opts, pillar, sdb_get=None, context=None):
     One authenticated read against ``system``; returns a short description, raises
     ``CommandExecutionError`` naming the system and why it is not usable.
     """
+    if system == "hetzner_dns":
+        return reach_dns(opts, pillar, sdb_get, context)
     if system not in ENDPOINTS:
         raise salt.exceptions.SaltInvocationError(
-            f"unknown system '{system}'; one of {', '.join(sorted(ENDPOINTS))}"
+            f"unknown system '{system}'; one of {', '.join(sorted(ENDPOINTS) + ['hetzner_dns'])}"
         )
     url_key, path, header, fmt = ENDPOINTS[system]
     settings = hecate_config.connection(system, opts, pillar)
@@ -107,6 +109,24 @@ def reach(system, opts, pillar, sdb_get=None, context=None):
     finally:
         client.close()
     return f"{system} at {url}: reachable ({resp.status_code})"
+
+
+def reach_dns(opts, pillar, sdb_get=None, context=None):
+    """Hetzner DNS (through hcloud, as the DNS states call it): every zone of hecate:dns is
+    readable with the token and is a primary zone."""
+    import hecate_dns_client  # pylint: disable=import-outside-toplevel
+    import hecate_dns_records  # pylint: disable=import-outside-toplevel
+
+    if not hecate_dns_client.HAS_HCLOUD:
+        raise salt.exceptions.CommandExecutionError(
+            "hetzner_dns: the hcloud library is not installed on this minion (pip install 'hcloud>=2.27')"
+        )
+    client = hecate_dns_client.from_config(opts, pillar, sdb_get, context)
+    zones = [str(z.get("name", "")).lower().rstrip(".")
+             for z in (hecate_dns_records.dns_settings(pillar) or {}).get("zones") or []]
+    for zone in zones:
+        client.zone(zone)
+    return f"hetzner_dns at {client.endpoint}: reachable, zones {', '.join(zones) or '(none)'} readable"
 
 
 def produced_by_hecate(pillar):
