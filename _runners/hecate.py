@@ -480,6 +480,8 @@ def _dns_status(env, pillar):
     if not isinstance(dns, dict) or not dns or dns.get("enabled", True) is False:
         return None
     domains, errors = {}, []
+    # the edges answer with their in-memory pillar: bring it up to date with the pillar files
+    _call(env, "hecate-edge", "saltutil.refresh_pillar", kwarg={"wait": True})
     answers = _call(env, "hecate-edge", "hetzner_dns.resolution") or {}
     if not answers:
         errors.append(f"no minion with role hecate-edge in environment {env} answered")

@@ -9,6 +9,8 @@ import salt.exceptions
 try:
     import hecate_authentik_client
     import hecate_config
+    import hecate_dns_client
+    import hecate_dns_records
     import hecate_http
     import hecate_secrets
     import hecate_vault_client
@@ -16,6 +18,8 @@ except ImportError:  # installed with pip
     from saltext.hecate.utils import (
         hecate_authentik_client,
         hecate_config,
+        hecate_dns_client,
+        hecate_dns_records,
         hecate_http,
         hecate_secrets,
         hecate_vault_client,
@@ -114,9 +118,6 @@ def reach(system, opts, pillar, sdb_get=None, context=None):
 def reach_dns(opts, pillar, sdb_get=None, context=None):
     """Hetzner DNS (through hcloud, as the DNS states call it): every zone of hecate:dns is
     readable with the token and is a primary zone."""
-    import hecate_dns_client  # pylint: disable=import-outside-toplevel
-    import hecate_dns_records  # pylint: disable=import-outside-toplevel
-
     if not hecate_dns_client.HAS_HCLOUD:
         raise salt.exceptions.CommandExecutionError(
             "hetzner_dns: the hcloud library is not installed on this minion (pip install 'hcloud>=2.27')"
