@@ -159,7 +159,8 @@ def present(name, type, values, ttl=None, zone=None):  # pylint: disable=redefin
     type
         A, AAAA, CNAME, TXT, MX or CAA.
     values
-        One value or a comma-separated list (or a list).
+        One value or a comma-separated list (or a list); a TXT or CAA string is one value,
+        commas included.
     ttl
         Seconds (default 300).
     zone

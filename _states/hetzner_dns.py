@@ -86,8 +86,11 @@ def managed(name, zones=None, phase="all"):
     ops, conflicts, counted = hecate_dns_records.plan_zones(wanted, _client().rrsets, env, zones)
     chosen = hecate_dns_records.select(ops, phase)
     deferred = len(ops) - len(chosen)
+    # a protected RRSet that pillar no longer wants concerns the deletions only
     if phase == "prune":
         conflicts = [c for c in conflicts if "no longer in pillar" in c]
+    elif phase == "add":
+        conflicts = [c for c in conflicts if "no longer in pillar" not in c]
     ops = chosen
     where = ", ".join(z for z in sorted(wanted) if not zones or z in zones)
     ret = _finish(

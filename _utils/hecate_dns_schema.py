@@ -142,7 +142,7 @@ DNS_SCHEMA = {
             "properties": {
                 "ipv4": {
                     "type": "array",
-                    "items": {"type": "string", "format": "ipv4"},
+                    "items": {"type": "string"},
                     "description": "Public IPv4 addresses of the edge (A records).",
                 },
                 "ipv6": {
