@@ -385,7 +385,7 @@ def desired(pillar, grains, env, discovered=(), check_only=False):
 
     for zone, recs in records.items():
         by_name = collections.defaultdict(list)
-        for (name, rtype), rec in recs.items():
+        for (name, _), rec in recs.items():
             by_name[name].append(rec)
         for name, recs_at in by_name.items():
             types = {r.type for r in recs_at}

@@ -36,7 +36,6 @@ import time
 import urllib.parse
 
 from werkzeug.routing import Rule
-from werkzeug.wrappers import Response
 
 from lab.sim.base import Simulator
 

@@ -188,9 +188,9 @@ def test_a_changed_edge_address_and_ttl_are_updated_in_place(clean, loaders):
     assert ret.changes[f"app.{ZONE} AAAA"] == {"old": {"ttl": 300, "values": [EDGE6]},
                                               "new": {"ttl": 900, "values": [EDGE6]}}
     paths = [p for _, p in writes(clean)]
-    assert f"/v1/zones/1000/rrsets/app/A/actions/set_records" in paths
-    assert f"/v1/zones/1000/rrsets/app/AAAA/actions/change_ttl" in paths
-    assert f"/v1/zones/1000/rrsets/app/AAAA/actions/set_records" not in paths
+    assert "/v1/zones/1000/rrsets/app/A/actions/set_records" in paths
+    assert "/v1/zones/1000/rrsets/app/AAAA/actions/change_ttl" in paths
+    assert "/v1/zones/1000/rrsets/app/AAAA/actions/set_records" not in paths
 
 
 def test_a_record_colliding_with_a_foreign_one_fails_before_writing(clean, loaders):
