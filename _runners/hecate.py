@@ -8,7 +8,8 @@ hecate runner: operations across all systems, run on the master.
   component versions, Nomad job versions, the Caddy snapshot holding its routes).
 - ``rollback``: back to a recorded deployment (Nomad job versions, Caddy routes).
 - ``plan``: what a run would change, per system and object (a test=True orchestration).
-- ``status``: Consul health of every service and a request through Caddy.
+- ``status``: Consul health of every service, a request through Caddy and, with
+  ``hecate:dns``, whether each route domain's record in its zone points at the edge.
 
 ``validate`` and ``status`` also say who belongs to the environment (``members``, from pillar
 ``hecate:members``) and which minions claim a role by their grains without being listed
@@ -458,10 +459,13 @@ def plan(env=None, orch="orch.bionicgpt"):
 
 def status(env=None):
     """
-    Health of ``env``: every Consul service with its instances' check states, and the
+    Health of ``env``: every Consul service with its instances' check states, the
     request through Caddy that the orchestration's verify step makes
     (``bionicgpt:verify:probe``); who belongs (``members``) and which minions claim a
-    role by their grains without being listed (``not_members``), as ``hecate.validate``.
+    role by their grains without being listed (``not_members``), as ``hecate.validate``;
+    and, when ``hecate:dns`` is set, per route domain what its zone's RRSets say (read
+    from the Hetzner API on the edge, not from a resolver) and whether that is the edge's
+    addresses.
 
     CLI Example:
 
@@ -485,11 +489,40 @@ def status(env=None):
                               "checks": {st: states.count(st) for st in sorted(set(states))}}
         probe = _probe(hecate_config.traverse(pillar, "bionicgpt:verify:probe"))
         healthy = healthy and probe.get("ok", True)
+        ret = {"result": healthy, "env": env, "services": services, "probe": probe}
+        dns = _dns_status(env, pillar)
+        if dns is not None:
+            ret["dns"] = dns
+            ret["result"] = healthy and dns["ok"]
     except (salt.exceptions.CommandExecutionError, salt.exceptions.SaltInvocationError) as exc:
         return _failed(env, exc)
-    ret = {"result": healthy, "env": env, "services": services, "probe": probe}
     ret.update(_membership(env, pillar))
     return _finish(ret)
+
+
+def _dns_status(env, pillar):
+    """
+    ``{"ok", "domains": {domain: {...}}, "errors"}`` from ``hetzner_dns.resolution`` on the
+    edges (where hecate's DNS settings and the edge's addresses are), or None without
+    ``hecate:dns``. A domain in none of the managed zones is listed, not counted as a failure.
+    """
+    dns = hecate_config.traverse(pillar, "hecate:dns")
+    if not isinstance(dns, dict) or not dns or dns.get("enabled", True) is False:
+        return None
+    domains, errors = {}, []
+    # the edges answer with their in-memory pillar: bring it up to date with the pillar files
+    _call(env, "hecate-edge", "saltutil.refresh_pillar", kwarg={"wait": True})
+    answers = _call(env, "hecate-edge", "hetzner_dns.resolution") or {}
+    if not answers:
+        errors.append(f"no minion with role hecate-edge in environment {env} answered")
+    for minion, got in sorted(answers.items()):
+        if not isinstance(got, dict):
+            errors.append(f"{minion}: {got}")
+            continue
+        for domain, entry in got.items():
+            domains.setdefault(domain, dict(entry, minion=minion))
+    ok = not errors and all(e.get("points_at_edge") is not False for e in domains.values())
+    return {"ok": ok, "domains": domains, "errors": errors}
 
 
 def _probe(spec):

@@ -14,6 +14,7 @@ Every system has one settings block, looked up the way Salt's ``config.get`` doe
         nomad:     {url: http://127.0.0.1:4646, token: sdb://osenv/NOMAD_TOKEN}
         consul:    {url: http://127.0.0.1:8500}
         vault:     {url: https://vault.example.com:8200, token: sdb://osenv/VAULT_TOKEN}
+        hetzner_dns: {token: {vault: secret/hecate/hetzner, key: dns_api_token}}
 
 Values that are secrets (``token``, ``secret_id`` ...) may be ``sdb://`` URIs or Vault
 references (see :mod:`hecate_secrets`); they are resolved by the caller at the moment
@@ -59,6 +60,17 @@ DEFAULTS = {
         "ca_bundle": None,
         "timeout": 30,
         "retries": 3,
+    },
+    "hetzner_dns": {
+        "api_endpoint": "https://api.hetzner.cloud/v1",
+        "token": None,
+        "verify": True,
+        "ca_bundle": None,
+        "timeout": 30,
+        "retries": 5,
+        "backoff": 1.0,
+        "action_timeout": 120,
+        "poll_interval": 1.0,
     },
     "vault": {
         "url": "https://127.0.0.1:8200",

@@ -19,6 +19,7 @@ SYSTEMS = {
     "nomad_variable": "Nomad",
     "consul_kv": "Consul",
     "consul_service": "Consul",
+    "hetzner_dns": "Hetzner DNS",
     "hecate_secret": "Vault",
     "nginx_config": "nginx",
     "wireguard": "WireGuard",

@@ -12,6 +12,8 @@ try:
     import hecate_authentik_client
     import hecate_caddy_client
     import hecate_config
+    import hecate_dns_client
+    import hecate_dns_records
     import hecate_http
     import hecate_secrets
     import hecate_vault_client
@@ -20,6 +22,8 @@ except ImportError:  # installed with pip
         hecate_authentik_client,
         hecate_caddy_client,
         hecate_config,
+        hecate_dns_client,
+        hecate_dns_records,
         hecate_http,
         hecate_secrets,
         hecate_vault_client,
@@ -104,9 +108,11 @@ def reach(system, opts, pillar, sdb_get=None, context=None):
     prefix, Vault: the client's own login then ``lookup-self``). Returns a short
     description, raises ``CommandExecutionError`` naming the system and the setting to fix.
     """
+    if system == "hetzner_dns":
+        return reach_dns(opts, pillar, sdb_get, context)
     if system not in ENDPOINTS:
         raise salt.exceptions.SaltInvocationError(
-            f"unknown system '{system}'; one of {', '.join(sorted(ENDPOINTS))}"
+            f"unknown system '{system}'; one of {', '.join(sorted(ENDPOINTS) + ['hetzner_dns'])}"
         )
     url_key, header, fmt = ENDPOINTS[system]
     settings = hecate_config.connection(system, opts, pillar)
@@ -165,6 +171,21 @@ def _reach_vault(settings, sdb_get):
     how = "AppRole login" if key.endswith("approle") else "token"
     policies = ", ".join(info.get("policies") or []) or "none"
     return f"vault at {settings['url']}: reachable, {how} accepted (policies: {policies})"
+
+
+def reach_dns(opts, pillar, sdb_get=None, context=None):
+    """Hetzner DNS (through hcloud, as the DNS states call it): every zone of hecate:dns is
+    readable with the token and is a primary zone."""
+    if not hecate_dns_client.HAS_HCLOUD:
+        raise salt.exceptions.CommandExecutionError(
+            "hetzner_dns: the hcloud library is not installed on this minion (pip install 'hcloud>=2.27')"
+        )
+    client = hecate_dns_client.from_config(opts, pillar, sdb_get, context)
+    zones = [str(z.get("name", "")).lower().rstrip(".")
+             for z in (hecate_dns_records.dns_settings(pillar) or {}).get("zones") or []]
+    for zone in zones:
+        client.zone(zone)
+    return f"hetzner_dns at {client.endpoint}: reachable, zones {', '.join(zones) or '(none)'} readable"
 
 
 def produced_by_hecate(pillar):

@@ -35,6 +35,7 @@ SYSTEM_MODULES = (
     "hecate_authentik_client",
     "hecate_preflight",
     "hecate_members",
+    "hecate_dns_schema",
 )
 
 ENV_NAME = r"^[a-z][a-z0-9-]{1,30}$"

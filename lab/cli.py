@@ -117,6 +117,12 @@ class Lab:
         ).start()
         state["pids"]["authentik"] = authentik.proc.pid
         state["addresses"]["authentik"] = authentik.url
+        step("starting the Hetzner DNS simulator (the lab's zones, with records hecate must not touch)")
+        hetzner = SimHandle(
+            "hetzner", os.path.join(self.workdir, "hetzner"), topology.hetzner_options(lab_secrets)
+        ).start()
+        state["pids"]["hetzner"] = hetzner.proc.pid
+        state["addresses"]["hetzner"] = hetzner.url
         # the API token and the lab users' passwords live in Vault only, as in production
         # operator-provided secrets (the Authentik API token, Consul ACL tokens, Azure) live in
         # Vault only, as in production; hecate generates the rest during the run

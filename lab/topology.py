@@ -196,6 +196,8 @@ def runtime_pillar(addresses, agents_dir=None):
     for name in ("authentik", "consul", "nomad"):
         if name in addresses:
             conns[name] = {"url": addresses[name]}
+    if "hetzner" in addresses:
+        conns["hetzner_dns"] = hetzner_connection(addresses["hetzner"])
     pillar = {"hecate": {"connections": conns, "members": members()}}
     if "caddy_http_port" in addresses:
         # the lab's Caddy listens on a loopback port: probe the chat route by Host header
@@ -453,5 +455,51 @@ def seed_prerequisites(vault_url, root_token, lab_secrets):
     """Everything an orchestration of the lab needs in Vault that hecate does not generate."""
     items = dict(authentik_vault_seed(lab_secrets))
     items.update(azure_secrets())
+    items.update(hetzner_vault_seed(lab_secrets))
     seed_vault(vault_url, root_token, items)
     seed_agent_secrets(vault_url, root_token, lab_secrets=lab_secrets)
+
+
+# -- Hetzner DNS (simulator) ---------------------------------------------------------------------
+# Where the lab's pillar (pillar/env/lab.sls, hecate:dns:token) expects the Hetzner API token.
+HETZNER_TOKEN_PATH = ("secret", "hecate/hetzner", "dns_api_token")
+# The zones of the lab's route domains, and records that someone else made in them: hecate
+# must never change or delete these (no managed-by=hecate label).
+LAB_ZONES = ("cybermonkey.dev", "codemonkey.ai")
+LAB_FOREIGN_RRSETS = {
+    "cybermonkey.dev": [
+        {"name": "@", "type": "TXT", "ttl": 3600, "records": ['"google-site-verification=lab-foreign-record"']},
+        {"name": "mail", "type": "A", "ttl": 3600, "labels": {"owner": "mail-team"}, "records": ["203.0.113.25"]},
+    ],
+}
+
+
+def hetzner_token(lab_secrets):
+    """The lab's Hetzner Cloud API token (added to ``lab_secrets`` on first use)."""
+    if "hetzner_token" not in lab_secrets:
+        lab_secrets["hetzner_token"] = "lab-" + secrets.token_urlsafe(40)
+    return lab_secrets["hetzner_token"]
+
+
+def hetzner_options(lab_secrets, zones=LAB_ZONES, foreign=None):
+    """
+    The Hetzner DNS simulator of a lab: the lab's token, one primary zone per lab domain
+    (with their SOA/NS) seeded with the foreign records, actions that take 20 ms.
+    """
+    foreign = LAB_FOREIGN_RRSETS if foreign is None else foreign
+    return {
+        "token": hetzner_token(lab_secrets),
+        "action_seconds": 0.02,
+        "zones": [{"name": z, "ttl": 3600, "rrsets": list(foreign.get(z, []))} for z in zones],
+    }
+
+
+def hetzner_connection(url):
+    """``hecate:connections:hetzner_dns`` for the simulator at ``url`` (quick polls and retries)."""
+    return {"api_endpoint": url.rstrip("/") + "/v1", "poll_interval": 0.05, "backoff": 0.1,
+            "action_timeout": 10, "retries": 3}
+
+
+def hetzner_vault_seed(lab_secrets):
+    mount, path, key = HETZNER_TOKEN_PATH
+    return {(mount, path): {key: hetzner_token(lab_secrets)}}

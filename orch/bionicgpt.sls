@@ -55,15 +55,24 @@ validate:
 # 8. Consul: external services that Nomad does not run.
 {{ state_step('consul_services', env, run, 'hecate-edge', ['hecate.consul_services'], ['salt: consul_agents']) }}
 
-# 9. Caddy: the whole route set in one write guarded by the ETag it read; the BionicGPT
+# 9. DNS (only with hecate:dns in pillar; a no-op otherwise): every route domain's A/AAAA
+#    RRSet at the edge in Hetzner DNS, created or changed before Caddy asks for its
+#    certificate; records of removed routes are deleted after Caddy (dns_prune).
+{{ state_step('dns', env, run, 'hecate-edge', ['hecate.dns'], ['salt: lock']) }}
+
+#    Caddy: the whole route set in one write guarded by the ETag it read; the BionicGPT
 #    route's upstream is oauth2-proxy's passing instances in Consul.
-{{ state_step('caddy', env, run, 'hecate-edge', ['hecate.caddy'], ['salt: nomad_jobs', 'salt: consul_services']) }}
+{{ state_step('caddy', env, run, 'hecate-edge', ['hecate.caddy'], ['salt: nomad_jobs', 'salt: consul_services', 'salt: dns']) }}
 
 # 10. Verify: Consul health of every BionicGPT service, a request through the Caddy route.
 {{ state_step('verify', env, run, 'hecate-edge', ['bionicgpt.verify'], ['salt: caddy']) }}
 
+#     DNS, second phase: the records of routes gone from pillar, now that Caddy no longer
+#     serves them (a no-op without hecate:dns).
+{{ state_step('dns_prune', env, run, 'hecate-edge', ['hecate.dns_prune'], ['salt: verify']) }}
+
 # 11. Record the deployment (only when something changed) and release the lock.
-{{ runner_step('record', 'hecate.record', run_kw, ['salt: verify'], onchanges=['salt: wireguard', 'salt: secrets_edge', 'salt: secrets_node', 'salt: consul_agents', 'salt: nomad_agent', 'salt: authentik', 'salt: nomad_jobs', 'salt: consul_services', 'salt: caddy']) }}
+{{ runner_step('record', 'hecate.record', run_kw, ['salt: verify', 'salt: dns_prune'], onchanges=['salt: wireguard', 'salt: secrets_edge', 'salt: secrets_node', 'salt: consul_agents', 'salt: nomad_agent', 'salt: authentik', 'salt: nomad_jobs', 'salt: consul_services', 'salt: dns', 'salt: caddy', 'salt: dns_prune']) }}
 {{ runner_step('unlock', 'hecate.unlock', run_kw, ['salt: record']) }}
 
 # -- when a step fails after this run took the lock: put back what it changed, release the lock --
@@ -81,4 +90,4 @@ caddy_rollback:
 
 {{ state_step('nomad_restore', env, run, 'bionicgpt-node', ['bionicgpt.jobs_revert'], ['salt: lock'], onfail=['salt: nomad_jobs', 'salt: consul_services', 'salt: caddy', 'salt: verify']) }}
 
-{{ runner_step('unlock_after_failure', 'hecate.unlock', dict(run_kw, leave_others=True), ['salt: lock'], onfail=['salt: wireguard_keys', 'salt: wireguard', 'salt: wireguard_verify', 'salt: secrets_edge', 'salt: secrets_node', 'salt: consul_agents', 'salt: nomad_agent', 'salt: authentik', 'salt: nomad_jobs', 'salt: consul_services', 'salt: caddy', 'salt: verify', 'salt: record']) }}
+{{ runner_step('unlock_after_failure', 'hecate.unlock', dict(run_kw, leave_others=True), ['salt: lock'], onfail=['salt: wireguard_keys', 'salt: wireguard', 'salt: wireguard_verify', 'salt: secrets_edge', 'salt: secrets_node', 'salt: consul_agents', 'salt: nomad_agent', 'salt: authentik', 'salt: nomad_jobs', 'salt: consul_services', 'salt: dns', 'salt: caddy', 'salt: verify', 'salt: dns_prune', 'salt: record']) }}

@@ -1,7 +1,8 @@
 {#- salt-run state.orch orch.hecate pillar='{"env": "prod"}' [test=True]
 
     The Hecate edge alone, on the cloud node: its generated secrets, Authentik objects,
-    external Consul services, Caddy routes, nginx streams and coturn. Same lock, preview and
+    external Consul services, DNS records (hecate:dns; records of removed routes deleted
+    after the Caddy routes), Caddy routes, nginx streams and coturn. Same lock, preview and
     recovery rules as orch.bionicgpt. (Routes whose upstream is a Consul service need that
     service's passing instances: deploy orch.bionicgpt first.) #}
 {%- from "orch/steps.jinja" import state_step, runner_step with context %}
@@ -22,9 +23,11 @@ validate:
 {{ state_step('secrets_edge', env, run, 'hecate-edge', ['hecate.secrets'], ['salt: lock']) }}
 {{ state_step('authentik', env, run, 'hecate-edge', ['bionicgpt.authentik'], ['salt: lock']) }}
 {{ state_step('consul_services', env, run, 'hecate-edge', ['hecate.consul_services'], ['salt: lock']) }}
-{{ state_step('caddy', env, run, 'hecate-edge', ['hecate.caddy'], ['salt: authentik', 'salt: consul_services']) }}
+{{ state_step('dns', env, run, 'hecate-edge', ['hecate.dns'], ['salt: lock']) }}
+{{ state_step('caddy', env, run, 'hecate-edge', ['hecate.caddy'], ['salt: authentik', 'salt: consul_services', 'salt: dns']) }}
+{{ state_step('dns_prune', env, run, 'hecate-edge', ['hecate.dns_prune'], ['salt: caddy']) }}
 {{ state_step('streams', env, run, 'hecate-edge', ['hecate.nginx', 'hecate.coturn'], ['salt: secrets_edge', 'salt: consul_services']) }}
-{{ runner_step('record', 'hecate.record', run_kw, ['salt: caddy', 'salt: streams'], onchanges=['salt: secrets_edge', 'salt: authentik', 'salt: consul_services', 'salt: caddy', 'salt: streams']) }}
+{{ runner_step('record', 'hecate.record', run_kw, ['salt: caddy', 'salt: dns_prune', 'salt: streams'], onchanges=['salt: secrets_edge', 'salt: authentik', 'salt: consul_services', 'salt: dns', 'salt: caddy', 'salt: dns_prune', 'salt: streams']) }}
 {{ runner_step('unlock', 'hecate.unlock', run_kw, ['salt: record']) }}
 
 caddy_rollback:
@@ -39,4 +42,4 @@ caddy_rollback:
       - salt: caddy
       - salt: streams
 
-{{ runner_step('unlock_after_failure', 'hecate.unlock', dict(run_kw, leave_others=True), ['salt: lock'], onfail=['salt: secrets_edge', 'salt: authentik', 'salt: consul_services', 'salt: caddy', 'salt: streams', 'salt: record']) }}
+{{ runner_step('unlock_after_failure', 'hecate.unlock', dict(run_kw, leave_others=True), ['salt: lock'], onfail=['salt: secrets_edge', 'salt: authentik', 'salt: consul_services', 'salt: dns', 'salt: caddy', 'salt: dns_prune', 'salt: streams', 'salt: record']) }}

@@ -84,6 +84,21 @@ def nomad_sim(lab_dir, lab_secrets, consul_sim):
 
 
 @pytest.fixture(scope="session")
+def hetzner_sim(lab_dir, lab_secrets):
+    """
+    The Hetzner DNS simulator (Zones/RRSets of the Cloud API): the lab's zones with their
+    foreign records (``topology.LAB_FOREIGN_RRSETS``); ``.token`` is the lab's API token,
+    which the Vault simulator holds at secret/hecate/hetzner#dns_api_token.
+    """
+    handle = SimHandle(
+        "hetzner", os.path.join(lab_dir, "hetzner"), topology.hetzner_options(lab_secrets)
+    ).start()
+    handle.token = topology.hetzner_token(lab_secrets)
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(scope="session")
 def caddy(lab_dir):
     """The real Caddy, admin API on a free loopback port, one HTTP listener."""
     proc = lab_caddy.Caddy(os.path.join(lab_dir, "caddy")).start()
@@ -136,7 +151,8 @@ def edge_addresses(lab_dir):
 
 @pytest.fixture(scope="session")
 def runtime_pillar_dir(
-    lab_dir, lab_secrets, caddy, vault_sim, consul_sim, nomad_sim, authentik_sim, edge_addresses
+    lab_dir, lab_secrets, caddy, vault_sim, consul_sim, nomad_sim, authentik_sim, hetzner_sim,
+    edge_addresses,
 ):
     path = os.path.join(lab_dir, "pillar")
     addresses = {
@@ -146,6 +162,7 @@ def runtime_pillar_dir(
         "consul": consul_sim.url,
         "nomad": nomad_sim.url,
         "authentik": authentik_sim.url,
+        "hetzner": hetzner_sim.url,
     }
     addresses.update(edge_addresses)
     topology.write_runtime_pillar(path, addresses)

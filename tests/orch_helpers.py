@@ -40,9 +40,9 @@ def writes(name, sim, exclude=()):
     ]
 
 
-def orch(salt_run_cli, test=False, env="lab"):
-    """``salt-run state.orch orch.bionicgpt pillar='{"env": <env>}' [test=True]``."""
-    args = ["state.orch", "orch.bionicgpt", f"pillar={json.dumps({'env': env})}"]
+def orch(salt_run_cli, test=False, env="lab", sls="orch.bionicgpt"):
+    """``salt-run state.orch <sls> pillar='{"env": <env>}' [test=True]`` (orch.bionicgpt by default)."""
+    args = ["state.orch", sls, f"pillar={json.dumps({'env': env})}"]
     if test:
         args.append("test=True")
     ret = salt_run_cli.run(*args)

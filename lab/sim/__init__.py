@@ -22,6 +22,7 @@ SIMULATORS = {
     "consul": "lab.sim.consul:ConsulSim",
     "nomad": "lab.sim.nomad:NomadSim",
     "authentik": "lab.sim.authentik:AuthentikSim",
+    "hetzner": "lab.sim.hetzner:HetznerSim",
 }
 
 
@@ -123,3 +124,10 @@ class SimHandle:
 
     def state(self):
         return self._call("GET", "/state")
+
+    def action_fault(self, **spec):
+        """Hetzner simulator: the next matching Action ends as ``outcome`` (error|stuck)."""
+        self._call("POST", "/action_faults", spec)
+
+    def clear_action_faults(self):
+        self._call("DELETE", "/action_faults")

@@ -11,6 +11,28 @@ hecate:
       install: false
       service: false
       group: root
+  # DNS in the lab: the Hetzner DNS simulator (lab_runtime.sls points
+  # hecate:connections:hetzner_dns at it) holds the zones of the lab's route domains, with
+  # records someone else made that hecate must never touch. Addresses from TEST-NET-3 and
+  # the IPv6 documentation range: the lab's minions have no public address in their grains.
+  dns:
+    zones:
+      - name: cybermonkey.dev
+      - name: codemonkey.ai
+    ttl: 300
+    edge:
+      ipv4: [203.0.113.10]
+      ipv6: ["2001:db8:10::10"]
+    caa:
+      issue: [letsencrypt.org]
+    records:
+      - name: www.cybermonkey.dev
+        type: CNAME
+        value: cybermonkey.dev
+      - name: _hecate.cybermonkey.dev
+        type: TXT
+        value: managed by hecate (lab)
+    token: {vault: secret/hecate/hetzner, key: dns_api_token}
 
 bionicgpt:
   wireguard:

@@ -10,8 +10,9 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def sims(vault_sim, consul_sim, nomad_sim, authentik_sim):
-    return {"vault": vault_sim, "consul": consul_sim, "nomad": nomad_sim, "authentik": authentik_sim}
+def sims(vault_sim, consul_sim, nomad_sim, authentik_sim, hetzner_sim):
+    return {"vault": vault_sim, "consul": consul_sim, "nomad": nomad_sim, "authentik": authentik_sim,
+            "hetzner": hetzner_sim}
 
 
 @pytest.fixture(scope="module")

@@ -192,6 +192,15 @@ def _invalid_route(lab):
 # the first request of the authentik step (bionicgpt.authentik lists the groups first)
 AUTHENTIK_STEP_STARTS = {"method": "GET", "path": r"^/api/v3/core/groups/$"}
 
+
+def _new_route(lab):
+    """The pillar's routes plus a valid new one (its DNS records are the step's first writes)."""
+    with open(os.path.join(REPO, "pillar", "hecate.sls"), encoding="utf-8") as fh:
+        routes = yaml.safe_load(fh)["hecate"]["reverse_proxy"]["caddy"]["routes"]
+    new = {"domain": "fault-new.cybermonkey.dev", "service": "fault-new", "backend": "127.0.0.1:9"}
+    return {"hecate": {"reverse_proxy": {"caddy": {"routes": routes + [new]}}}}
+
+
 SCENARIOS = [
     # preflight: nothing is locked or written yet
     Scenario(
@@ -327,6 +336,15 @@ SCENARIOS = [
         faults=[("consul", {"method": "PUT", "path": r"^/v1/agent/service/register$", "status": 400,
                             "body": 'Request decode failed: json: unknown field "Tagz"', "mimetype": "text/plain",
                             "times": 2})],
+    ),
+    # DNS: Hetzner answers 500 to a create -> nothing written, Caddy not touched
+    Scenario(
+        "dns-hetzner-500", "dns",
+        r"Hetzner DNS API: create fault-new\.cybermonkey\.dev A: server_error: internal error",
+        pillar=_new_route,
+        faults=[("hetzner", {"method": "POST", "path": r"/rrsets$", "status": 500, "times": 20,
+                             "body": {"error": {"code": "server_error", "message": "internal error",
+                                                "details": None}}})],
     ),
     # Caddy
     Scenario(

@@ -52,6 +52,7 @@ VAULT_PATHS = (
     "secret/bionicgpt/azure",
     "secret/bionicgpt/nomad",
     "secret/bionicgpt/lab-users",
+    "secret/hecate/hetzner",
 )
 # Made by hecate during a run: removed first so that this run generates / stores them.
 GENERATED_PATHS = (

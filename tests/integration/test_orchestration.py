@@ -253,3 +253,98 @@ def test_a_minion_that_only_claims_a_role_is_left_out(salt_master, salt_cli, sal
                 assert json.load(fh)["retry_join"] == ["10.88.0.1"]  # the edge's address from pillar
     finally:
         salt_master.salt_key_cli().run("-d", "intruder", "-y")
+
+
+def _lab_routes():
+    import os  # pylint: disable=import-outside-toplevel
+
+    import yaml  # pylint: disable=import-outside-toplevel
+
+    from lab import topology  # pylint: disable=import-outside-toplevel
+
+    with open(os.path.join(topology.REPO, "pillar", "hecate.sls"), encoding="utf-8") as fh:
+        return yaml.safe_load(fh)["hecate"]["reverse_proxy"]["caddy"]["routes"]
+
+
+def _hecate_rrsets(hetzner, zone):
+    return {k: v for k, v in hetzner.state()["zones"][zone].items() if v["labels"].get("managed-by") == "hecate"}
+
+
+def _foreign_rrsets(hetzner):
+    return {(zone, k): v for zone, rrsets in hetzner.state()["zones"].items() for k, v in rrsets.items()
+            if v["labels"].get("managed-by") != "hecate" and not k.startswith("@/SOA")}
+
+
+def _run_order(ret):
+    return {step: val.get("__run_num__") for step, val in steps(ret).items()}
+
+
+def test_a_new_route_gets_its_dns_record_and_caddy_route_in_one_run_and_loses_both(salt_run_cli, stack, overrides):
+    """Issue 14 in the lab: pillar route -> Hetzner DNS record (simulator) + Caddy route, with orch.hecate."""
+    sims, caddy = stack["sims"], stack["caddy"]
+    hetzner = sims["hetzner"]
+    # a converged start; the chat route's upstream is a Consul service that orch.bionicgpt deploys
+    if job(sims["nomad"], "bionicgpt-application") is None:
+        assert orch(salt_run_cli).returncode == 0
+    else:
+        assert orch(salt_run_cli, sls="orch.hecate").returncode == 0
+    domain, name = "fresh.cybermonkey.dev", "fresh"
+    foreign = _foreign_rrsets(hetzner)
+    assert ("cybermonkey.dev", "mail/A") in foreign and ("cybermonkey.dev", "@/TXT") in foreign
+    overrides({"hecate": {"reverse_proxy": {"caddy": {"routes": _lab_routes() + [
+        {"domain": domain, "backend": "127.0.0.1:9", "service": "fresh"}]}}}})
+
+    caddy_writes = clear(stack)
+    preview = orch(salt_run_cli, test=True, sls="orch.hecate")
+    assert preview.returncode == 0, preview
+    for sim_name, sim in sims.items():
+        assert writes(sim_name, sim) == [], sim_name
+    assert caddy_helpers.writes(caddy) == caddy_writes
+    rows = {(r["step"], r["object"]): r for r in hecate_plan.rows(preview.data)}
+    dns_rows = [r for (step, _), r in rows.items() if step == "dns"]
+    assert len(dns_rows) == 1 and dns_rows[0]["system"] == "Hetzner DNS"
+    assert dns_rows[0]["change"] == f"+{domain} A, +{domain} AAAA"
+    assert any(step == "caddy" for step, _ in rows)
+    predicted = objects(preview)
+
+    applied = orch(salt_run_cli, sls="orch.hecate")
+    assert applied.returncode == 0, applied
+    assert objects(applied) == predicted
+    order = _run_order(applied)
+    assert order["dns"] < order["caddy"] < order["dns_prune"]
+    records = _hecate_rrsets(hetzner, "cybermonkey.dev")
+    assert records[f"{name}/A"]["records"] == [{"value": "203.0.113.10", "comment": ""}]
+    assert records[f"{name}/AAAA"]["records"] == [{"value": "2001:db8:10::10", "comment": ""}]
+    assert records[f"{name}/A"]["labels"] == {"managed-by": "hecate", "hecate-env": "lab"}
+    assert any(domain in json.dumps(r.get("match")) for r in managed_routes(caddy))
+    status = salt_run_cli.run("hecate.status", "env=lab").data
+    assert status["dns"]["domains"][domain]["points_at_edge"] is True, status["dns"]
+    assert status["dns"]["domains"][domain]["A"]["via"] == "exact"
+
+    caddy_writes = clear(stack)
+    again = orch(salt_run_cli, sls="orch.hecate")
+    assert again.returncode == 0, again
+    assert hecate_plan.rows(again.data) == []
+    for sim_name, sim in sims.items():
+        assert writes(sim_name, sim, BOOKKEEPING.get(sim_name, ())) == [], sim_name
+    assert caddy_helpers.writes(caddy) == caddy_writes
+
+    overrides.remove()
+    caddy_writes = clear(stack)
+    preview = orch(salt_run_cli, test=True, sls="orch.hecate")
+    assert preview.returncode == 0, preview
+    for sim_name, sim in sims.items():
+        assert writes(sim_name, sim) == [], sim_name
+    assert caddy_helpers.writes(caddy) == caddy_writes
+    rows = hecate_plan.rows(preview.data)
+    assert [r["change"] for r in rows if r["step"] == "dns_prune"] == [f"-{domain} A, -{domain} AAAA"]
+    assert [r["step"] for r in rows if r["step"] == "dns"] == []
+    predicted = objects(preview)
+
+    removed = orch(salt_run_cli, sls="orch.hecate")
+    assert removed.returncode == 0, removed
+    assert objects(removed) == predicted
+    records = _hecate_rrsets(hetzner, "cybermonkey.dev")
+    assert f"{name}/A" not in records and f"{name}/AAAA" not in records
+    assert not any(domain in json.dumps(r.get("match")) for r in managed_routes(caddy))
+    assert _foreign_rrsets(hetzner) == foreign  # never touched, whatever ran

@@ -1,0 +1,230 @@
+"""
+Hetzner DNS for hecate: the records of the zones in ``hecate:dns``, through the Hetzner
+Cloud API (Zones/RRSets) with Hetzner's ``hcloud`` library.
+
+hecate owns the RRSets labelled ``managed-by=hecate`` (and ``hecate-env=<environment>``)
+and never changes or deletes any other, nor the zone apex NS/SOA. Connection settings come
+from ``hecate:connections:hetzner_dns`` (minion config wins over pillar): ``api_endpoint``,
+``token`` (Vault reference or ``sdb://`` URI; ``hecate:dns:token`` when unset there),
+``verify``, ``ca_bundle``, ``timeout``, ``retries``, ``backoff``, ``action_timeout``,
+``poll_interval``.
+
+CLI Example:
+
+.. code-block:: bash
+
+    salt -G roles:hecate-edge hetzner_dns.records zone=cybermonkey.dev
+    salt -G roles:hecate-edge hetzner_dns.drift
+    salt -G roles:hecate-edge hetzner_dns.present www.cybermonkey.dev A 203.0.113.10
+"""
+
+import salt.exceptions
+
+import hecate_dns_client
+import hecate_dns_records
+
+__virtualname__ = "hetzner_dns"
+
+
+def __virtual__():
+    if not hecate_dns_client.HAS_HCLOUD:
+        return (False, "hetzner_dns: the hcloud library is not installed (pip install 'hcloud>=2.27')")
+    return __virtualname__
+
+
+def _client():
+    return hecate_dns_client.from_config(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
+
+
+def _env():
+    return hecate_dns_records.environment(__pillar__, __grains__)
+
+
+def _zone_names():
+    dns = hecate_dns_records.dns_settings(__pillar__) or {}
+    return [str(z.get("name", "")).lower().rstrip(".") for z in dns.get("zones") or []]
+
+
+def _row(rrset, zone, env):
+    return {
+        "name": hecate_dns_records.fqdn(rrset["name"], zone),
+        "rrset": f"{rrset['name']}/{rrset['type']}",
+        "type": rrset["type"],
+        "ttl": rrset["ttl"],
+        "values": [r["value"] for r in rrset["records"]],
+        "labels": rrset["labels"],
+        "owner": hecate_dns_records.owner(rrset, env),
+        "protected": bool((rrset.get("protection") or {}).get("change")),
+    }
+
+
+def records(zone, type=None, name=None, owned=False):  # pylint: disable=redefined-builtin
+    """
+    The RRSets of a zone, each with its values, labels and owner (``hecate`` for this
+    environment's, ``hecate:<env>`` for another environment's, ``foreign`` otherwise).
+
+    zone
+        The zone's name (e.g. ``cybermonkey.dev``).
+    type
+        Only RRSets of this type (A, AAAA, TXT ...).
+    name
+        Only the RRSet of this name (relative to the zone: ``www``, ``@``).
+    owned
+        Only hecate's RRSets (asks the API with the label selector ``managed-by=hecate``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G roles:hecate-edge hetzner_dns.records zone=cybermonkey.dev
+        salt -G roles:hecate-edge hetzner_dns.records zone=cybermonkey.dev type=A owned=True
+    """
+    zone = str(zone).lower().rstrip(".")
+    selector = "=".join(hecate_dns_records.OWNER_LABEL) if owned else None
+    got = _client().rrsets(zone, label_selector=selector, name=name, rtype=type.upper() if type else None)
+    env = _env()
+    return [_row(r, zone, env) for r in got]
+
+
+def desired():
+    """
+    What hecate wants in each zone of ``hecate:dns`` (from the routes, the extra records and
+    CAA), and the route domains left out because no managed zone holds them.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G roles:hecate-edge hetzner_dns.desired
+    """
+    if not hecate_dns_records.enabled(__pillar__):
+        return {"zones": {}, "notes": ["hecate:dns is not configured (or enabled: false)"]}
+    wanted, notes = hecate_dns_records.desired(__pillar__, __grains__, _env())
+    zones = {
+        zone: [{"name": hecate_dns_records.fqdn(d.name, zone), "type": d.type, "ttl": d.ttl,
+                "values": list(d.values), "source": d.sources[0]} for _, d in sorted(recs.items())]
+        for zone, recs in wanted.items()
+    }
+    return {"zones": zones, "notes": notes}
+
+
+def drift():
+    """
+    How each zone of ``hecate:dns`` differs from pillar, without writing: the RRSets hecate
+    would create, change or delete (old and new values), and the conflicts that would stop
+    it (a foreign RRSet where hecate needs one, a protected one). ``in_sync`` is True when
+    there is nothing to do.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G roles:hecate-edge hetzner_dns.drift
+    """
+    if not hecate_dns_records.enabled(__pillar__):
+        return {"in_sync": True, "changes": {}, "conflicts": [], "notes": ["hecate:dns is not configured"]}
+    env = _env()
+    wanted, notes = hecate_dns_records.desired(__pillar__, __grains__, env)
+    ops, conflicts, _ = hecate_dns_records.plan_zones(wanted, _client().rrsets, env)
+    return {
+        "in_sync": not ops and not conflicts,
+        "changes": {hecate_dns_records.key_of(op.name, op.type, op.zone): {"action": op.kind, "old": op.old,
+                                                                            "new": op.new} for op in ops},
+        "conflicts": conflicts,
+        "notes": notes,
+    }
+
+
+def _record_plan(name, rtype, values, ttl, zone):
+    zone_name, rel = hecate_dns_records.locate(name, zone, _zone_names())
+    live = _client().rrset(zone_name, rel, str(rtype).upper())
+    return hecate_dns_records.plan_record(zone_name, rel, rtype, values, ttl, live, _env())
+
+
+def _apply(ops, conflicts):
+    if conflicts:
+        raise salt.exceptions.CommandExecutionError("; ".join(conflicts))
+    hecate_dns_client.apply(_client(), ops, _env())
+    return hecate_dns_records.changes_of(ops)
+
+
+def present(name, type, values, ttl=None, zone=None):  # pylint: disable=redefined-builtin
+    """
+    Make one RRSet hecate's and exactly ``values`` (creating it if missing). A foreign
+    RRSet of that name and type is never taken over: that is an error.
+
+    name
+        Fully qualified name (``www.cybermonkey.dev``, the zone's name for the apex,
+        ``*.apps.cybermonkey.dev`` for a wildcard).
+    type
+        A, AAAA, CNAME, TXT, MX or CAA.
+    values
+        One value or a comma-separated list (or a list); a TXT or CAA string is one value,
+        commas included.
+    ttl
+        Seconds (default 300).
+    zone
+        The zone (default: the longest of ``hecate:dns:zones`` that holds ``name``).
+
+    Returns the changes made (``{}`` when nothing differed).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G roles:hecate-edge hetzner_dns.present www.cybermonkey.dev A 203.0.113.10,203.0.113.11 ttl=600
+        salt -G roles:hecate-edge hetzner_dns.present _dmarc.cybermonkey.dev TXT 'v=DMARC1; p=reject'
+    """
+    return _apply(*_record_plan(name, type, values if values is not None else [], ttl, zone))
+
+
+def absent(name, type, zone=None):  # pylint: disable=redefined-builtin
+    """
+    Delete one of hecate's RRSets; a foreign one is an error, a missing one is no change.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G roles:hecate-edge hetzner_dns.absent old.cybermonkey.dev A
+    """
+    return _apply(*_record_plan(name, type, None, None, zone))
+
+
+def resolution():
+    """
+    For every route domain: what the zone's authoritative data (read from the API, not
+    the local resolver) answers for A and AAAA, the edge's addresses, and whether the
+    answer is exactly the edge (``points_at_edge``). Domains in none of the managed
+    zones are listed with ``zone: null``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G roles:hecate-edge hetzner_dns.resolution
+    """
+    if not hecate_dns_records.enabled(__pillar__):
+        return {}
+    dns = hecate_dns_records.dns_settings(__pillar__)
+    v4, v6, origin = hecate_dns_records.edge_addresses(dns, __grains__)
+    edge = {"A": sorted(hecate_dns_records.normalise("A", a, None) for a in v4),
+            "AAAA": sorted(hecate_dns_records.normalise("AAAA", a, None) for a in v6)}
+    zones = _zone_names()
+    client = _client()
+    live = {}
+    out = {}
+    for domain, source in hecate_dns_records.route_domains(__pillar__):
+        zone = hecate_dns_records.zone_of(domain, zones)
+        entry = {"zone": zone, "source": source, "edge": edge, "edge_from": origin}
+        if zone is None:
+            entry.update(points_at_edge=None, note="in none of hecate:dns:zones: not managed by hecate")
+            out[domain] = entry
+            continue
+        if zone not in live:
+            live[zone] = client.rrsets(zone)
+        for rtype in ("A", "AAAA"):
+            entry[rtype] = hecate_dns_records.answer(live[zone], zone, domain, rtype)
+        entry["points_at_edge"] = all(entry[t]["values"] == edge[t] for t in ("A", "AAAA"))
+        out[domain] = entry
+    return out
