@@ -1,6 +1,7 @@
 """The Authentik client against the simulator: pages, errors, retries, TLS, version."""
 
 import pytest
+import requests
 import salt.exceptions
 import trustme
 
@@ -66,7 +67,12 @@ def test_find_uses_one_listing_and_reports_duplicates(sims):
     sim = sims("2025.10")
     c = client(sim)
     c.create("group", {"name": "twin"})
-    c.create("group", {"name": "twin"})  # allowed before 2025.12 (unique per parent only)
+    # the API refuses a second one (GroupSerializer's UniqueValidator, "This field must be
+    # unique."), but the 2025.10 database does not: older databases may hold duplicates
+    with pytest.raises(hak.AuthentikError, match="name: This field must be unique"):
+        c.create("group", {"name": "twin"})
+    requests.post(f"{sim.url}/_lab/objects", json={"kind": "group", "object": {"name": "twin"}},
+                  timeout=10).raise_for_status()
     sim.clear_requests()
     with pytest.raises(hak.AuthentikError, match="2 groups named 'twin'.*remove the duplicates"):
         c.find("group", "twin")
