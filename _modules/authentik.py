@@ -659,6 +659,7 @@ def application_create(name, slug, provider=None, provider_type="oauth2", **kwar
         salt cloud authentik.application_create BionicGPT bionicgpt provider="BionicGPT OAuth2" \\
             meta_launch_url=https://chat.example.com
     """
+    hak.check_application_slug(slug, f"application '{slug}'")
     client = _client()
     if client.get("application", slug) is not None:
         raise salt.exceptions.CommandExecutionError(f"Authentik application '{slug}' already exists")

@@ -626,6 +626,21 @@ def live_redirect_uris(value):
     return sorted(out, key=lambda e: (e["url"], e["matching_mode"]))
 
 
+# Application.reserved_slugs (authentik/core/models.py): slugs that clash with the OAuth2
+# provider endpoints (/application/o/authorize/ ...). The API refuses them from 2025.10
+# (ApplicationSerializer.validate_slug); 2025.6 accepts them and the application then
+# shadows an endpoint, so hecate refuses them on every release.
+RESERVED_SLUGS = ("authorize", "token", "device", "userinfo", "introspect", "revoke")
+
+
+def check_application_slug(slug, where="application"):
+    if slug in RESERVED_SLUGS:
+        raise salt.exceptions.SaltInvocationError(
+            f"{where}: slug: The slug '{slug}' is reserved and cannot be used for applications "
+            f"(it clashes with Authentik's OAuth2 endpoints /application/o/{slug}/)"
+        )
+
+
 def group_scope_expression(prefix, superadmin_group=None, claim="groups"):
     """
     The scope-mapping expression of the user's plan (bionicgpt-plan.md section 2.1
@@ -890,6 +905,10 @@ def check_pillar(pillar, env):
             if isinstance(text, str) and not re.match(_URL["pattern"], text):
                 errors.append((where, f"{text!r} is not an absolute http(s) URL (strict matching "
                                       "compares it with the whole redirect URL)"))
+    app = conf.get("application") or {}
+    if isinstance(app, dict) and app.get("slug") in RESERVED_SLUGS:
+        errors.append((f"{base}:application:slug", f"'{app['slug']}' is reserved by Authentik "
+                                                  "(it clashes with the OAuth2 endpoints)"))
     if provider and not conf.get("application"):
         errors.append((f"{base}:application", "a provider needs an application (name, slug)"))
     return errors

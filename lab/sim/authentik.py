@@ -17,8 +17,8 @@ What it reproduces (see shared/api-notes/authentik-caddy.md and the vendor schem
 - DRF semantics: POST 201, PUT/PATCH 200, DELETE 204; 404 ``{"detail": "No <Model>
   matches the given query."}``; 405 ``{"detail": "Method \\"X\\" not allowed."}``;
   references checked (``Invalid pk "<x>" - object does not exist.``); uniqueness where
-  Authentik enforces it (group name per parent before 2025.12 and globally from 2025.12,
-  provider/mapping/stage names, application and flow slugs, usernames, outpost names);
+  Authentik enforces it (group names, provider/mapping/stage names, application and flow
+  slugs, usernames, outpost names);
   a policy binding needs exactly one of policy/group/user (``non_field_errors``);
 - DRF partial updates (``PATCH`` is ``partial=True``): only the SENT fields are
   validated, and each serializer's ``validate(attrs)`` sees only them, never the stored
@@ -28,6 +28,26 @@ What it reproduces (see shared/api-notes/authentik-caddy.md and the vendor schem
   proxy provider (``internal_host`` unless ``mode`` is sent and not proxy), brand (one
   default), user (``path`` and ``type`` field validators; internal service accounts are
   read-only); ``unique_together`` checks fill unsent fields from the object, as DRF does;
+- DRF list defaults: a POST or PUT without group ``users`` (+ ``children`` on 2025.10,
+  ``parents`` from 2025.12) or user ``groups`` (+ ``roles`` from 2025.12) sets them to
+  ``[]``; a written ``children`` (2025.10) re-parents groups;
+- proxy providers get ``set_oauth_defaults`` on every write (the managed
+  openid/profile/email/entitlements/proxy mappings added, the two outpost callback
+  redirect URIs); the basic-auth, host-URL and outpost provider/name validators;
+- URL routing as Django's: no trailing slash, or an unknown URL, is an HTML 404 before
+  authentication (APPEND_SLASH = False); a real action the simulator does not serve is
+  a lab 501; a malformed object key is 404 "Not found.";
+- list filters as each viewset's FilterSet (``FILTERS``): unknown choices and related
+  objects are django-filter's 400s, garbage booleans filter nothing, and a documented
+  filter the table lacks is a lab 400, never silently ignored;
+- the application list without ``superuser_full_list=true`` (or from a non-superuser):
+  policy-filtered for the token's user and cached per (user, page) ignoring filters,
+  cleared by an application creation or a binding/group/user save; tokens may name
+  their user (``tokens: {key: {user: <username>}}``, akadmin by default);
+- unique messages word for word per declaring model (``provider with this name ...``,
+  ``stage with ...``, group names global and "This field must be unique." before
+  2025.12); a flow's pbm_uuid is no flow; policy-binding targets accept either pk and
+  come back as the subclass pk;
 - page-number pagination (``pagination.next`` is a page number, 0 at the end; "Invalid
   page." 404 past the end) with the release's page size: default 100 without a cap up
   to 2025.10, default 20 and at most 100 from 2025.12;
@@ -35,15 +55,16 @@ What it reproduces (see shared/api-notes/authentik-caddy.md and the vendor schem
   (returned in clear on GET, as Authentik does); groups carry ``parent`` before 2025.12
   and ``parents`` after; deletes cascade like the models (bindings of a deleted group or
   application, stage bindings of a deleted flow);
-- a fresh install: the default flows, stages and flow bindings, the managed
-  openid/email/profile/offline_access scope mappings, the embedded outpost, the default
-  brand, the ``authentik Admins`` group and ``akadmin``.
+- a fresh install: the default flows, stages and flow bindings, the seven managed scope
+  mappings, the embedded outpost, the default brand, the ``authentik Admins`` group and
+  ``akadmin``. ``POST /_lab/objects`` stores an object without today's validation (what
+  an older database may hold).
 
 Config (``--config`` JSON)::
 
     {"version": "2025.10",                # 2025.6 | 2025.10 | 2026.5
      "token": "<api token>",              # full access (akadmin's API token)
-     "tokens": {"<key>": {"permissions": "none" | "read" | "all"}},
+     "tokens": {"<key>": {"permissions": "none" | "read" | "all", "user": "<username>"}},
      "strict": false}
 """
 
@@ -845,6 +866,11 @@ class AuthentikSim(Simulator):
             return self.detail(403, "Authentication credentials were not provided.")
         kind, _, token = header.partition(" ")
         if kind.lower() != "bearer":
+            # authentik/api/authentication.py validate_auth: up to 2025.10 an
+            # AuthenticationFailed; from 2025.12 (f1a1f327c) it returns None and the
+            # request is simply unauthenticated
+            if self.version >= (2025, 12):
+                return self.detail(403, "Authentication credentials were not provided.")
             return self.detail(403, "Unsupported authentication type")
         if not token:
             return self.detail(403, "Malformed header")
@@ -1087,7 +1113,9 @@ class AuthentikSim(Simulator):
             errors.update(self._proxy_fields(body, initial or {}))
         if res.kind == "outpost":
             errors.update(self._outpost_fields(body, current, initial or {}))
-        if res.kind == "application" and body.get("slug") in (
+        # ApplicationSerializer.validate_slug (authentik/core/api/applications.py) came
+        # with 2025.10; 2025.6 accepts the reserved slugs
+        if res.kind == "application" and self.version >= (2025, 10) and body.get("slug") in (
             "authorize", "token", "device", "userinfo", "introspect", "revoke"
         ):
             errors["slug"] = [f"The slug '{body['slug']}' is reserved and cannot be used for applications."]
