@@ -229,3 +229,24 @@ def test_group_expression_emits_only_prefixed_groups():
         "is_superadmin": True,
     }
     assert hak.same_expression(expr, expr + "\n\n")
+
+
+def test_application_list_is_the_full_list_not_the_cached_policy_view(sims):
+    """
+    Without superuser_full_list=true Authentik answers from a per-(user, page) cache that
+    ignores filters (ApplicationViewSet.list, authentik/core/api/applications.py); the
+    client asks for the full list, and reads single applications by slug.
+    """
+    sim = sims("2025.6")
+    c = client(sim)
+    for slug in ("list-a", "list-b"):
+        c.create("application", {"name": slug, "slug": slug})
+    url = f"{sim.url}/api/v3/core/applications/"
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    plain = requests.get(url, params={"slug": "list-a"}, headers=headers, timeout=10).json()["results"]
+    again = requests.get(url, params={"slug": "list-b"}, headers=headers, timeout=10).json()["results"]
+    assert [a["slug"] for a in plain] == [a["slug"] for a in again] == ["list-a"]  # the cache, not the filter
+    sim.clear_requests()
+    assert {"list-a", "list-b"} <= {a["slug"] for a in c.list("application")}
+    assert all("superuser_full_list=true" in r["query"] for r in sim.requests())
+    assert c.lookup("application", "list-b")["slug"] == "list-b"
