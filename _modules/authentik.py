@@ -232,12 +232,15 @@ def user_list(username=None, group=None):
 
         salt cloud authentik.user_list group=bionicgpt-superadmin
     """
+    client = _client()
     filters = {}
     if username:
         filters["username"] = username
     if group:
-        filters["groups_by_name"] = group
-    return _public(_client().list("user", **filters))
+        # groups_by_name is a ModelMultipleChoiceFilter: an unknown name is a 400
+        # (authentik/core/api/users.py UsersFilter); name the missing group instead
+        filters["groups_by_pk"] = client.require("group", group)["pk"]
+    return _public(client.list("user", **filters))
 
 
 def user_get(username):
@@ -521,11 +524,34 @@ def proxy_provider_get(name):
     return _public(_client().find("provider_proxy", name))
 
 
+def _proxy_body(client, fields, name):
+    """
+    API fields of a proxy provider from module arguments: flows by slug, property
+    mappings by name. ``redirect_uris`` is not an argument: Authentik derives a proxy
+    provider's redirect URIs from ``external_host`` on every write (set_oauth_defaults).
+    """
+    body = dict(fields)
+    if "redirect_uris" in body:
+        raise salt.exceptions.SaltInvocationError(
+            f"proxy provider '{name}': redirect_uris are set by Authentik from external_host "
+            "(<external_host>/outpost.goauthentik.io/callback); they are not an argument"
+        )
+    for key in ("authorization_flow", "invalidation_flow", "authentication_flow"):
+        if body.get(key):
+            body[key] = client.require("flow", body[key])["pk"]
+    if "property_mappings" in body:
+        body["property_mappings"] = [client.require("scope_mapping", m)["pk"]
+                                     for m in body["property_mappings"] or []]
+    return body
+
+
 def proxy_provider_create(name, external_host, authorization_flow, invalidation_flow,
                           mode="forward_single", internal_host=None, **kwargs):
     """
     Create a proxy provider (``mode`` proxy, forward_single or forward_domain; flows by
-    slug). Attach it to the embedded outpost with ``outpost_attach_provider``.
+    slug; ``property_mappings`` by name). Authentik adds its managed openid, profile,
+    email, entitlements and proxy scope mappings and sets the redirect URIs itself.
+    Attach it to the embedded outpost with ``outpost_attach_provider``.
 
     CLI Example:
 
@@ -541,20 +567,22 @@ def proxy_provider_create(name, external_host, authorization_flow, invalidation_
         "name": name,
         "external_host": external_host,
         "mode": mode,
-        "authorization_flow": client.require("flow", authorization_flow)["pk"],
-        "invalidation_flow": client.require("flow", invalidation_flow)["pk"],
+        "authorization_flow": authorization_flow,
+        "invalidation_flow": invalidation_flow,
     }
     if internal_host:
         body["internal_host"] = internal_host
     body.update(_fields(kwargs))
-    return _public(client.create("provider_proxy", body))
+    return _public(client.create("provider_proxy", _proxy_body(client, body, name)))
 
 
 def proxy_provider_update(name, **kwargs):
     """
-    Change the given fields of a proxy provider with one PATCH (which carries the
-    provider's ``mode``, and in proxy mode its ``internal_host``, unless given: Authentik
-    validates a PATCH on the fields sent and takes an unsent mode for "proxy").
+    Change the given fields of a proxy provider with one PATCH of the fields that
+    differ (none: no write). Flows by slug, ``property_mappings`` by name, compared with
+    the managed mappings Authentik adds to every proxy provider. The PATCH carries the
+    provider's ``mode``, and in proxy mode its ``internal_host``, unless given:
+    Authentik validates a PATCH on the fields sent and takes an unsent mode for "proxy".
 
     CLI Example:
 
@@ -564,10 +592,7 @@ def proxy_provider_update(name, **kwargs):
     """
     client = _client()
     provider = client.require("provider_proxy", name)
-    body = _fields(kwargs)
-    for key in ("authorization_flow", "invalidation_flow", "authentication_flow"):
-        if body.get(key):
-            body[key] = client.require("flow", body[key])["pk"]
+    body = client.proxy_provider_changes(provider, _proxy_body(client, _fields(kwargs), name))
     return _public(client.patch_proxy_provider(provider, body) if body else provider)
 
 
@@ -634,6 +659,7 @@ def application_create(name, slug, provider=None, provider_type="oauth2", **kwar
         salt cloud authentik.application_create BionicGPT bionicgpt provider="BionicGPT OAuth2" \\
             meta_launch_url=https://chat.example.com
     """
+    hak.check_application_slug(slug, f"application '{slug}'")
     client = _client()
     if client.get("application", slug) is not None:
         raise salt.exceptions.CommandExecutionError(f"Authentik application '{slug}' already exists")
@@ -684,7 +710,10 @@ def scope_mapping_list(managed=None):
 
         salt cloud authentik.scope_mapping_list
     """
-    return _public(_client().list("scope_mapping", **({"managed": managed} if managed else {})))
+    client = _client()
+    everything = [m for ms in client.index("scope_mapping").values() for m in ms]
+    # filtered here: the API's managed filter answers 400 for a value no mapping has
+    return _public([m for m in everything if not managed or m.get("managed") == managed])
 
 
 def scope_mapping_get(name):

@@ -58,6 +58,7 @@ def present(name, slug, provider=None, provider_type="oauth2", launch_url=None,
     """
     ret = hecate_state.new(name)
     test = bool(__opts__.get("test"))
+    hak.check_application_slug(slug, f"application '{slug}'")
     kind = PROVIDER_KINDS.get(provider_type)
     if kind is None:
         raise salt.exceptions.SaltInvocationError(

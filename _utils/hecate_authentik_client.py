@@ -50,6 +50,11 @@ MAX_PAGE_SIZE = 100  # the server caps page_size at 100 from 2025.12
 PARENTS_SINCE = (2025, 12)  # group.parent (uuid) became group.parents ([uuid])
 EMBEDDED_OUTPOST = "goauthentik.io/outposts/embedded"
 MANAGED_SCOPE = "goauthentik.io/providers/oauth2/scope-{}"
+# the scope mappings Authentik adds to every proxy provider (set_oauth_defaults)
+PROXY_FORCED_SCOPES = frozenset(
+    [MANAGED_SCOPE.format(s) for s in ("openid", "profile", "email", "entitlements")]
+    + ["goauthentik.io/providers/proxy/scope-proxy"]
+)
 
 
 class AuthentikError(salt.exceptions.CommandExecutionError):
@@ -343,6 +348,29 @@ class AuthentikClient:
                 body[key] = binding[key]
         return self.patch("policy_binding", binding["pk"], body)
 
+    def proxy_provider_changes(self, provider, fields):
+        """
+        The part of ``fields`` (API values) that differs from the live proxy provider.
+        ``property_mappings`` compares as a set with the managed scope mappings Authentik
+        adds on every write (ProxyProvider.set_oauth_defaults, authentik/providers/proxy/
+        models.py: ``property_mappings.add(...)``, so a client can never take them off):
+        wanting ``[]`` on a provider that holds only those is no change.
+        """
+        out = {}
+        for key, value in fields.items():
+            live = provider.get(key)
+            if key == "property_mappings":
+                forced = {m["pk"] for ms in self.index("scope_mapping").values() for m in ms
+                          if m.get("managed") in PROXY_FORCED_SCOPES}
+                if set(value or []) | forced != set(live or []):
+                    out[key] = list(value or [])
+            elif key in ("access_token_validity", "refresh_token_validity") and live is not None:
+                if duration_seconds(value, key) != duration_seconds(live, key):
+                    out[key] = value
+            elif live != value:
+                out[key] = value
+        return out
+
     def patch_proxy_provider(self, provider, fields):
         """
         PATCH ``fields`` of a proxy provider with its ``mode`` (and, in proxy mode, its
@@ -435,10 +463,15 @@ class AuthentikClient:
 
     # -- providers, mappings, outposts ---------------------------------------------------------
     def managed_scope_mapping(self, scope):
-        """The built-in scope mapping of ``scope`` (openid, email, profile, offline_access...)."""
+        """
+        The built-in scope mapping of ``scope`` (openid, email, profile, offline_access...)
+        or None, from the per-run index: the ``managed`` filter is an
+        AllValuesMultipleFilter (authentik/core/api/property_mappings.py), so asking for
+        a value no mapping has is a 400, not an empty list.
+        """
         managed = MANAGED_SCOPE.format(scope)
-        found = [m for m in self.list("scope_mapping", managed=managed) if m.get("managed") == managed]
-        return found[0] if found else None
+        found = [m for ms in self.index("scope_mapping").values() for m in ms if m.get("managed") == managed]
+        return copy.deepcopy(found[0]) if found else None
 
     def embedded_outpost(self):
         found = [o for o in self.list("outpost", managed__iexact=EMBEDDED_OUTPOST)
@@ -591,6 +624,21 @@ def live_redirect_uris(value):
             entry["redirect_uri_type"] = item["redirect_uri_type"]
         out.append(entry)
     return sorted(out, key=lambda e: (e["url"], e["matching_mode"]))
+
+
+# Application.reserved_slugs (authentik/core/models.py): slugs that clash with the OAuth2
+# provider endpoints (/application/o/authorize/ ...). The API refuses them from 2025.10
+# (ApplicationSerializer.validate_slug); 2025.6 accepts them and the application then
+# shadows an endpoint, so hecate refuses them on every release.
+RESERVED_SLUGS = ("authorize", "token", "device", "userinfo", "introspect", "revoke")
+
+
+def check_application_slug(slug, where="application"):
+    if slug in RESERVED_SLUGS:
+        raise salt.exceptions.SaltInvocationError(
+            f"{where}: slug: The slug '{slug}' is reserved and cannot be used for applications "
+            f"(it clashes with Authentik's OAuth2 endpoints /application/o/{slug}/)"
+        )
 
 
 def group_scope_expression(prefix, superadmin_group=None, claim="groups"):
@@ -857,6 +905,10 @@ def check_pillar(pillar, env):
             if isinstance(text, str) and not re.match(_URL["pattern"], text):
                 errors.append((where, f"{text!r} is not an absolute http(s) URL (strict matching "
                                       "compares it with the whole redirect URL)"))
+    app = conf.get("application") or {}
+    if isinstance(app, dict) and app.get("slug") in RESERVED_SLUGS:
+        errors.append((f"{base}:application:slug", f"'{app['slug']}' is reserved by Authentik "
+                                                  "(it clashes with the OAuth2 endpoints)"))
     if provider and not conf.get("application"):
         errors.append((f"{base}:application", "a provider needs an application (name, slug)"))
     return errors

@@ -322,3 +322,228 @@ def test_user_path_type_and_username_validators(api, name):
         assert resp.status_code == 200 and resp.json()["path"] == "users/contract"
     finally:
         assert api("DELETE", f"/core/users/{user['pk']}/").status_code == 204
+
+
+# -- issue 18, the Authentik audit (helpers/audit-authentik-caddy.md part 1), items 1-9 ------------
+PROXY_SCOPES = {"goauthentik.io/providers/oauth2/scope-openid", "goauthentik.io/providers/oauth2/scope-profile",
+                "goauthentik.io/providers/oauth2/scope-email", "goauthentik.io/providers/oauth2/scope-entitlements",
+                "goauthentik.io/providers/proxy/scope-proxy"}
+
+
+def release(api):
+    parts = api("GET", "/admin/version/").json()["version_current"].split(".")
+    return int(parts[0]), int(parts[1])
+
+
+def proxy_provider(api, name, **extra):
+    return dict({"name": name, "external_host": f"https://{name}.example.com", "mode": "forward_single",
+                 "authorization_flow": flow_pk(api, "default-provider-authorization-implicit-consent"),
+                 "invalidation_flow": flow_pk(api, "default-provider-invalidation-flow")}, **extra)
+
+
+def test_proxy_provider_gets_the_managed_mappings_and_callback_uris(api, name):
+    """
+    Item 1. ProxyProviderSerializer.create/update (authentik/providers/proxy/api.py)
+    call ProxyProvider.set_oauth_defaults (authentik/providers/proxy/models.py): the
+    managed openid/profile/email/entitlements/proxy mappings are ADDED
+    (``property_mappings.add``) and redirect_uris become ``_get_callback_url``'s two
+    strict ``?X-authentik-auth-callback=true`` URLs. The seven managed scope mappings
+    come from blueprints/system/providers-oauth2.yaml and providers-proxy.yaml.
+    hecate compares with them (hecate_authentik_client.AuthentikClient.proxy_provider_changes).
+    """
+    managed = api("GET", "/propertymappings/provider/scope/", managed__isnull="false", page_size=100).json()["results"]
+    by_managed = {m["managed"]: m["pk"] for m in managed}
+    assert {"openid", "email", "profile", "entitlements", "offline_access", "goauthentik.io/api", "ak_proxy"} <= {
+        m["scope_name"] for m in managed}
+    resp = api("POST", "/providers/proxy/", proxy_provider(api, name, property_mappings=[]))
+    assert resp.status_code == 201, resp.text
+    prov = resp.json()
+    try:
+        forced = {by_managed[m] for m in PROXY_SCOPES}
+        assert set(prov["property_mappings"]) == forced
+        assert {u["url"] for u in prov["redirect_uris"]} == {
+            f"https://{name}.example.com/outpost.goauthentik.io/callback?X-authentik-auth-callback=true",
+            f"https://{name}.example.com?X-authentik-auth-callback=true"}
+        path = f"/providers/proxy/{prov['pk']}/"
+        resp = api("PATCH", path, {"mode": "forward_single", "property_mappings": []})
+        assert resp.status_code == 200 and set(resp.json()["property_mappings"]) == forced  # cannot be removed
+        assert api("GET", path).json()["redirect_uris"] == prov["redirect_uris"]
+    finally:
+        assert api("DELETE", f"/providers/proxy/{prov['pk']}/").status_code == 204
+
+
+def test_put_without_list_fields_empties_them(api, name):
+    """
+    Item 2. GroupSerializer ``users`` and UserSerializer ``groups`` have ``default=list``
+    (authentik/core/api/groups.py Meta.extra_kwargs, users.py): DRF fills the default on
+    every non-partial write (rest_framework/fields.py Field.validate_empty_values), so a
+    PUT without them clears the relation. hecate only PATCHes.
+    """
+    user = api("POST", "/core/users/", {"username": name, "name": "Contract"}).json()
+    group = api("POST", "/core/groups/", {"name": name, "users": [user["pk"]]}).json()
+    try:
+        assert api("GET", f"/core/groups/{group['pk']}/").json()["users"] == [user["pk"]]
+        assert api("GET", f"/core/users/{user['pk']}/").json()["groups"] == [group["pk"]]
+        resp = api("PUT", f"/core/users/{user['pk']}/", {"username": name, "name": "Contract 2"})
+        assert resp.status_code == 200 and resp.json()["groups"] == []
+        api("PATCH", f"/core/groups/{group['pk']}/", {"users": [user["pk"]]})
+        resp = api("PUT", f"/core/groups/{group['pk']}/", {"name": name})
+        assert resp.status_code == 200 and resp.json()["users"] == []
+    finally:
+        api("DELETE", f"/core/groups/{group['pk']}/")
+        api("DELETE", f"/core/users/{user['pk']}/")
+
+
+def test_application_list_without_superuser_full_list_is_cached_ignoring_filters(api, name):
+    """
+    Item 3. ApplicationViewSet.list (authentik/core/api/applications.py): without
+    superuser_full_list=true the page is policy-checked and cached under
+    user_app_cache_key(user.pk, page) - a key without the filters - until an application
+    is created or a binding/group/user saved (core/signals.py, policies/signals.py).
+    hecate reads applications by slug (GET /core/applications/<slug>/) and lists them
+    with superuser_full_list=true (hecate_authentik_client.KINDS["application"]).
+    """
+    apps = []
+    try:
+        for suffix in ("a", "b"):
+            resp = api("POST", "/core/applications/", {"name": f"{name}-{suffix}", "slug": f"{name}-{suffix}"})
+            assert resp.status_code == 201, resp.text
+            apps.append(resp.json()["slug"])
+        first = api("GET", "/core/applications/", slug=apps[0]).json()["results"]
+        assert [a["slug"] for a in first] == [apps[0]]
+        second = api("GET", "/core/applications/", slug=apps[1]).json()["results"]
+        assert [a["slug"] for a in second] == [apps[0]]  # the cached page, not the filter's answer
+        full = api("GET", "/core/applications/", slug=apps[1], superuser_full_list="true").json()["results"]
+        assert [a["slug"] for a in full] == [apps[1]]
+    finally:
+        for slug in apps:
+            api("DELETE", f"/core/applications/{slug}/")
+
+
+def test_group_names_are_unique_on_every_release(api, name):
+    """
+    Item 4. Up to 2025.10 GroupSerializer's own UniqueValidator on name (global, "This
+    field must be unique."); from 2025.12 Group.name is unique=True (authentik/core/
+    models.py), DRF's model message.
+    """
+    group = api("POST", "/core/groups/", {"name": name}).json()
+    try:
+        resp = api("POST", "/core/groups/", {"name": name})
+        message = "This field must be unique." if release(api) < (2025, 12) else "Group with this name already exists."
+        assert resp.status_code == 400 and resp.json() == {"name": [message]}
+    finally:
+        api("DELETE", f"/core/groups/{group['pk']}/")
+
+
+def test_missing_trailing_slash_is_an_html_404(api, name):
+    """
+    Item 5. APPEND_SLASH = False (authentik/root/settings.py) and DefaultRouter routes
+    with a trailing slash (authentik/api/v3/urls.py): no route matches, handler404 =
+    NotFoundView (authentik/root/urls.py) renders an HTML page.
+    """
+    resp = api("GET", "/core/groups")
+    assert resp.status_code == 404 and "json" not in resp.headers.get("Content-Type", "")
+    resp = api("POST", "/core/groups", {"name": name})
+    assert resp.status_code == 404
+    assert api("GET", "/core/groups/", name=name).json()["results"] == []
+
+
+def test_filters_refuse_values_that_are_no_choice(api, name):
+    """
+    Item 6. DjangoFilterBackend answers an invalid FilterSet with a 400 naming the
+    parameter (django_filters/rest_framework/backends.py): ``managed`` is an
+    AllValuesMultipleFilter (authentik/core/api/property_mappings.py),
+    ``members_by_username`` a ModelMultipleChoiceFilter (authentik/core/api/groups.py).
+    hecate looks managed mappings up in its per-run index instead
+    (hecate_authentik_client.AuthentikClient.managed_scope_mapping).
+    """
+    resp = api("GET", "/propertymappings/provider/scope/", managed="goauthentik.io/does-not-exist")
+    assert resp.status_code == 400 and list(resp.json()) == ["managed"]
+    resp = api("GET", "/core/groups/", members_by_username=name)
+    assert resp.status_code == 400 and resp.json() == {
+        "members_by_username": [f"Select a valid choice. {name} is not one of the available choices."]}
+    default = api("GET", "/core/brands/", default="true").json()["results"][0]
+    narrowed = api("GET", "/core/brands/", brand_uuid=default["brand_uuid"]).json()["results"]
+    assert [b["brand_uuid"] for b in narrowed] == [default["brand_uuid"]]
+
+
+def test_proxy_basic_auth_and_outpost_provider_checks(api, name):
+    """
+    Item 7. ProxyProviderSerializer.validate_basic_auth_enabled reads initial_data
+    (authentik/providers/proxy/api.py); OutpostSerializer.validate_providers checks the
+    providers against the sent type and wants at least one (authentik/outposts/api/outposts.py).
+    """
+    resp = api("POST", "/providers/proxy/", proxy_provider(api, name, basic_auth_enabled=True))
+    assert resp.status_code == 400 and resp.json()["basic_auth_enabled"] == [
+        "User and password attributes must be set when basic auth is enabled."]
+    oauth = api("POST", "/providers/oauth2/", {
+        "name": name, "authorization_flow": flow_pk(api, "default-provider-authorization-implicit-consent"),
+        "invalidation_flow": flow_pk(api, "default-provider-invalidation-flow"),
+        "redirect_uris": [{"matching_mode": "strict", "url": "https://contract.example.com/cb"}]}).json()
+    created = []
+    try:
+        resp = api("POST", "/outposts/instances/", {"name": name, "type": "proxy", "providers": [oauth["pk"]],
+                                                    "config": {}})
+        if resp.status_code == 201:
+            created.append(resp.json()["pk"])
+        assert resp.status_code == 400
+        assert resp.json()["providers"] == ["Outpost type proxy can't be used with OAuth2Provider providers."]
+        resp = api("POST", "/outposts/instances/", {"name": name, "type": "proxy", "providers": [], "config": {}})
+        if resp.status_code == 201:
+            created.append(resp.json()["pk"])
+        assert resp.status_code == 400 and resp.json()["providers"] == ["This list may not be empty."]
+    finally:
+        for pk in created:
+            api("DELETE", f"/outposts/instances/{pk}/")
+        api("DELETE", f"/providers/oauth2/{oauth['pk']}/")
+
+
+def test_unique_messages_name_the_declaring_model(api, name):
+    """
+    Item 8. DRF get_unique_error_message (rest_framework/utils/field_mapping.py) uses the
+    verbose_name of the model that declares the field: Provider.name (no verbose_name:
+    "provider"), Stage.name ("stage"), PropertyMapping.name ("Property Mapping").
+    """
+    resp = api("POST", "/providers/proxy/", proxy_provider(api, name))
+    assert resp.status_code == 201, resp.text
+    prov = resp.json()
+    try:
+        resp = api("POST", "/providers/oauth2/", {
+            "name": name, "authorization_flow": prov["authorization_flow"],
+            "invalidation_flow": prov["invalidation_flow"],
+            "redirect_uris": [{"matching_mode": "strict", "url": "https://contract.example.com/cb"}]})
+        assert resp.status_code == 400 and resp.json() == {"name": ["provider with this name already exists."]}
+        resp = api("POST", "/stages/user_login/", {"name": "default-authentication-identification"})
+        assert resp.status_code == 400 and resp.json() == {"name": ["stage with this name already exists."]}
+        resp = api("POST", "/propertymappings/provider/scope/", {
+            "name": "authentik default OAuth Mapping: OpenID 'email'", "scope_name": name, "expression": "return {}"})
+        assert resp.status_code == 400
+        assert resp.json() == {"name": ["Property Mapping with this name already exists."]}
+    finally:
+        api("DELETE", f"/providers/proxy/{prov['pk']}/")
+
+
+def test_flow_pbm_uuid_is_no_flow_and_binding_targets_come_back_as_the_flow_pk(api, name):
+    """
+    Item 9. Provider flows are FKs to Flow (pk flow_uuid): its policybindingmodel_ptr_id
+    is refused. PolicyBindingModelForeignKey (authentik/policies/api/bindings.py) takes
+    either and represents the subclass pk (to_representation).
+    """
+    resp = api("POST", "/flows/instances/", {"name": name, "slug": name, "title": name,
+                                             "designation": "stage_configuration"})
+    assert resp.status_code == 201, resp.text
+    flow = resp.json()
+    group = api("POST", "/core/groups/", {"name": name}).json()
+    try:
+        pbm = flow["policybindingmodel_ptr_id"]
+        assert pbm != flow["pk"]
+        resp = api("POST", "/providers/proxy/", proxy_provider(api, name, authorization_flow=pbm))
+        assert resp.status_code == 400
+        assert resp.json() == {"authorization_flow": [f'Invalid pk "{pbm}" - object does not exist.']}
+        resp = api("POST", "/policies/bindings/", {"target": pbm, "order": 0, "group": group["pk"]})
+        assert resp.status_code == 201 and resp.json()["target"] == flow["pk"]
+        listed = api("GET", "/policies/bindings/", target=pbm).json()["results"]
+        assert [b["target"] for b in listed] == [flow["pk"]]
+    finally:
+        api("DELETE", f"/flows/instances/{name}/")
+        api("DELETE", f"/core/groups/{group['pk']}/")

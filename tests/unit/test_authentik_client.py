@@ -1,6 +1,7 @@
 """The Authentik client against the simulator: pages, errors, retries, TLS, version."""
 
 import pytest
+import requests
 import salt.exceptions
 import trustme
 
@@ -66,7 +67,12 @@ def test_find_uses_one_listing_and_reports_duplicates(sims):
     sim = sims("2025.10")
     c = client(sim)
     c.create("group", {"name": "twin"})
-    c.create("group", {"name": "twin"})  # allowed before 2025.12 (unique per parent only)
+    # the API refuses a second one (GroupSerializer's UniqueValidator, "This field must be
+    # unique."), but the 2025.10 database does not: older databases may hold duplicates
+    with pytest.raises(hak.AuthentikError, match="name: This field must be unique"):
+        c.create("group", {"name": "twin"})
+    requests.post(f"{sim.url}/_lab/objects", json={"kind": "group", "object": {"name": "twin"}},
+                  timeout=10).raise_for_status()
     sim.clear_requests()
     with pytest.raises(hak.AuthentikError, match="2 groups named 'twin'.*remove the duplicates"):
         c.find("group", "twin")
@@ -223,3 +229,24 @@ def test_group_expression_emits_only_prefixed_groups():
         "is_superadmin": True,
     }
     assert hak.same_expression(expr, expr + "\n\n")
+
+
+def test_application_list_is_the_full_list_not_the_cached_policy_view(sims):
+    """
+    Without superuser_full_list=true Authentik answers from a per-(user, page) cache that
+    ignores filters (ApplicationViewSet.list, authentik/core/api/applications.py); the
+    client asks for the full list, and reads single applications by slug.
+    """
+    sim = sims("2025.6")
+    c = client(sim)
+    for slug in ("list-a", "list-b"):
+        c.create("application", {"name": slug, "slug": slug})
+    url = f"{sim.url}/api/v3/core/applications/"
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    plain = requests.get(url, params={"slug": "list-a"}, headers=headers, timeout=10).json()["results"]
+    again = requests.get(url, params={"slug": "list-b"}, headers=headers, timeout=10).json()["results"]
+    assert [a["slug"] for a in plain] == [a["slug"] for a in again] == ["list-a"]  # the cache, not the filter
+    sim.clear_requests()
+    assert {"list-a", "list-b"} <= {a["slug"] for a in c.list("application")}
+    assert all("superuser_full_list=true" in r["query"] for r in sim.requests())
+    assert c.lookup("application", "list-b")["slug"] == "list-b"

@@ -90,3 +90,16 @@ def test_values_are_checked_with_key_paths():
     assert any(e.startswith("bionicgpt:authentik:test_users:demo:password: secret given as a literal")
                for e in errors)
     assert "bionicgpt:authentik:provider:colour: unknown key (not in the schema)" in errors
+
+
+def test_reserved_application_slugs_are_refused():
+    """
+    Application.reserved_slugs (authentik/core/models.py) clash with the OAuth2
+    endpoints; the API refuses them only from 2025.10 (ApplicationSerializer.validate_slug),
+    so the pillar check refuses them for every release.
+    """
+    def mutate(ak, _):
+        ak["application"]["slug"] = "authorize"
+
+    assert "bionicgpt:authentik:application:slug: 'authorize' is reserved by Authentik " \
+           "(it clashes with the OAuth2 endpoints)" in errors_for(mutate)
