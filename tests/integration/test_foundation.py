@@ -27,9 +27,16 @@ def test_minion_pillar_has_env_overlay_and_lab_addresses(cloud_call, caddy):
 
 
 def test_secrets_in_connection_are_shown_by_reference(cloud_call, lab_secrets):
+    """The lab's minions log in to Vault by AppRole: the secret_id is never shown."""
     ret = cloud_call.run("hecate.connection", "vault")
     assert ret.returncode == 0, ret
     assert lab_secrets["vault_root_token"] not in ret.stdout
+    assert lab_secrets["vault_secret_id"] not in ret.stdout
+    assert ret.data["token"] is None
+    assert ret.data["approle"]["secret_id"] == "XXX-REDACTED-XXX"
+    assert ret.data["approle"]["role_id"] == lab_secrets["vault_role_id"]  # not a secret
+    ret = cloud_call.run("hecate.connection", "consul")
+    assert lab_secrets["consul_token"] not in ret.stdout
     assert ret.data["token"] == "XXX-REDACTED-XXX"
 
 
