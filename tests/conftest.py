@@ -37,8 +37,9 @@ class OperatorPillarGuard:
     Refuses, in this process, opening any file under the operator's ``pillar/`` unless the
     running test is marked ``operator_pillar``: a Python audit hook on the ``open`` event
     (builtins.open, io.open, os.open: what yaml loads, shutil copies and Salt's pillar
-    compiler do), so a test cannot depend on the operator's values by any route in-process.
-    Salt daemons are other processes: their pillar_roots are checked instead. Every refused
+    compiler do, whatever the spelling of the path: it is resolved), so no test depends on the
+    operator's values in-process. Salt daemons are other processes: their pillar_roots are
+    checked instead (:func:`assert_lab_pillar_roots`). Every refused
     open is also recorded, so a refusal swallowed by the code under test still fails the test.
     """
 
