@@ -120,9 +120,30 @@ BASE_SCHEMA = {
                 "global": {
                     "type": "object",
                     "required": ["domain", "environment"],
+                    "description": "What the whole deployment shares.",
                     "properties": {
-                        "domain": {"type": "string", "pattern": DOMAIN},
-                        "environment": {"type": "string", "pattern": ENV_NAME},
+                        "domain": {
+                            "type": "string",
+                            "pattern": HOSTNAME,
+                            "examples": ["example.com"],
+                            "description": (
+                                "Your DNS zone (a host name, no wildcard), set once at the top of "
+                                "`pillar/hecate.sls` (`{%- set domain = 'example.com' %}`). The "
+                                "shipped pillar derives every host name from it: Authentik's URL and "
+                                "route `hera.<domain>`, the sites `<name>.<domain>`, Vault at "
+                                "`vault.<domain>`, the WireGuard endpoint `cloud.<domain>`, the OIDC "
+                                "issuer, coturn's realm (`bionicgpt.sls` and the overlays import it "
+                                "from `hecate.sls`). A name that lives elsewhere is written out in full."
+                            ),
+                        },
+                        "environment": {
+                            "type": "string",
+                            "pattern": ENV_NAME,
+                            "description": (
+                                "The environment this pillar is for; set by its overlay "
+                                "`env/<env>.sls` and checked against the environment being validated."
+                            ),
+                        },
                         "hetzner_location": {"type": "string"},
                     },
                     "additionalProperties": False,

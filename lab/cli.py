@@ -3,7 +3,9 @@
 
 ``up`` starts the simulators and the real Caddy on loopback, a throwaway salt-master and
 the ``cloud``/``local`` minions (with their role grains), syncs hecate's modules from
-file_roots to both sides (``saltutil.sync_all``), writes the ``lab_runtime`` pillar, then
+file_roots to both sides (``saltutil.sync_all``), writes the ``lab_runtime`` pillar into
+``<workdir>/pillar`` (the second pillar root after the lab's own tree ``lab/pillar/``, see
+:func:`lab.topology.pillar_roots`; the operator's ``pillar/`` is never read), then
 runs ``salt-run state.orch orch.bionicgpt pillar='{"env": "lab"}'`` with ``test=True``,
 for real, and once more, printing a summary of each. Everything stays up until ``down``.
 """

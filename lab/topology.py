@@ -111,7 +111,7 @@ def consul_tokens(lab_secrets):
 
 def consul_options(lab_secrets):
     """
-    The Consul simulator of a lab, configured as pillar/hecate.sls asks of production:
+    The Consul simulator of a lab, configured as the pillar's hecate:consul:agent asks of production:
     ACLs on with ``default_policy = deny`` (a request without a token sees nothing and may
     do nothing), hecate's token a management token, the agents' and Nomad's tokens with
     their own rules; sessions may be as short as 1s and checks run at least every 2s so
@@ -171,8 +171,18 @@ def file_roots():
     return {"base": [os.path.join(REPO, "salt")]}
 
 
+# The lab's own pillar tree (top.sls, hecate.sls, bionicgpt.sls, env/<env>.sls): the lab and
+# the tests never read the operator's pillar/, which is the operator's to edit.
+PILLAR_DIR = os.path.join(REPO, "lab", "pillar")
+OPERATOR_PILLAR_DIR = os.path.join(REPO, "pillar")
+
+
 def pillar_roots(runtime_dir):
-    return {"base": [os.path.join(REPO, "pillar"), runtime_dir]}
+    """
+    The lab's pillar_roots: :data:`PILLAR_DIR`, then ``runtime_dir`` where the lab writes
+    ``lab_runtime.sls`` (and the tests ``lab_overrides.sls``), which its top file includes.
+    """
+    return {"base": [PILLAR_DIR, runtime_dir]}
 
 
 def runtime_pillar(addresses, agents_dir=None):
@@ -379,9 +389,9 @@ def seed_agent_secrets(vault_url, token, values=None, lab_secrets=None):
 # -- Authentik (simulator) ------------------------------------------------------------------
 # The release the lab simulates; tests start the others (2025.6, 2026.5) too.
 AUTHENTIK_VERSION = os.environ.get("HECATE_AUTHENTIK_VERSION", "2025.10")
-# Where hecate's pillar expects the Authentik API token (pillar/hecate.sls references it).
+# Where hecate's pillar expects the Authentik API token (lab/pillar/hecate.sls references it).
 AUTHENTIK_TOKEN_PATH = ("secret", "hecate/authentik", "api_token")
-# Lab test users' passwords (pillar/env/lab.sls references them).
+# Lab test users' passwords (lab/pillar/env/lab.sls references them).
 LAB_USERS_PATH = ("secret", "bionicgpt/lab-users")
 LAB_USERS = ("henry", "demo")
 
@@ -439,6 +449,7 @@ def seed_vault(vault_url, root_token, items):
 
 # Operator-provided secrets (hecate never makes them): what a lab's Vault must hold before an
 # orchestration runs, with lab values. hecate.validate checks that they exist.
+# bionicgpt:domain of the lab's pillar (lab/pillar/hecate.sls, chat_domain).
 LAB_CHAT_DOMAIN = "chat.codemonkey.ai"
 
 

@@ -1,7 +1,8 @@
+{%- from 'hecate.sls' import domain, chat_domain with context %}  {#- your names: top of hecate.sls #}
 # BionicGPT behind Hecate: the application on the local node and its SSO on the cloud node.
 # Secrets are Vault references (secret/bionicgpt/{db,oauth,azure,litellm,authentik}).
 bionicgpt:
-  domain: chat.codemonkey.ai
+  domain: {{ chat_domain }}
 
   # Secrets hecate generates into Vault (salt/bionicgpt/secrets.sls, on the local node):
   # only where and how, never values. A value is generated once, when the key is absent,
@@ -49,7 +50,7 @@ bionicgpt:
     service: true                     # wg-quick@<interface>, started once, never restarted for a peer change
     cloud:
       address: 10.88.0.1
-      endpoint: cloud.cybermonkey.dev:51820   # the cloud node's public host:port
+      endpoint: cloud.{{ domain }}:51820   # the cloud node's public host:port
     local:
       address: 10.88.0.2
     nodes: {}
@@ -134,7 +135,7 @@ bionicgpt:
       auto_revert: true
       app_user: bionic_application
       app_password: {vault: secret/bionicgpt/db, key: app_password}
-      oidc_issuer_url: https://hera.cybermonkey.dev/application/o/bionicgpt/
+      oidc_issuer_url: https://hera.{{ domain }}/application/o/bionicgpt/
       client_id: {vault: secret/bionicgpt/oauth, key: client_id}
       client_secret: {vault: secret/bionicgpt/oauth, key: client_secret}
       cookie_secret: {vault: secret/bionicgpt/oauth, key: cookie_secret}
@@ -194,7 +195,7 @@ bionicgpt:
       authorization_flow: default-provider-authorization-implicit-consent
       invalidation_flow: default-provider-invalidation-flow
       redirect_uris:
-        - https://chat.codemonkey.ai/oauth2/callback
+        - https://{{ chat_domain }}/oauth2/callback
       scopes: [openid, email, profile, offline_access]
       access_token_validity: hours=1
       refresh_token_validity: days=7
@@ -204,7 +205,7 @@ bionicgpt:
     application:
       name: BionicGPT
       slug: bionicgpt
-      launch_url: https://chat.codemonkey.ai
+      launch_url: https://{{ chat_domain }}
       description: AI Chat Platform
       policy_engine_mode: any
     bindings:
@@ -227,7 +228,7 @@ bionicgpt:
     services: [bionicgpt-postgres, ollama, litellm, bionicgpt, bionicgpt-oauth2-proxy]
     timeout: 180
     probe:
-      url: https://chat.codemonkey.ai/ping      # oauth2-proxy's unauthenticated health path
+      url: https://{{ chat_domain }}/ping      # oauth2-proxy's unauthenticated health path
 
 # Public keys reach the other side through the mine; no minion config change is needed.
 mine_functions:

@@ -1,10 +1,17 @@
+{#- Your names, set once here. Every host name in the shipped pillar is made from them:
+    Authentik at hera.<domain>, the sites <name>.<domain>, Vault at vault.<domain>, coturn's
+    realm; bionicgpt.sls and the environment overlays import them from this file
+    ({%- from 'hecate.sls' import domain, chat_domain with context %}). Change `domain` and
+    every name follows; write a name out in full where one lives elsewhere. #}
+{%- set domain = 'cybermonkey.dev' %}           {#- hecate:global:domain: your DNS zone #}
+{%- set chat_domain = 'chat.codemonkey.ai' %}   {#- bionicgpt:domain; 'chat.' ~ domain if it lives in your zone #}
 # Hecate edge: the single source of truth for the cloud node.
 # Secrets are never values here: they are Vault references ({vault: <mount>/<path>, key: <key>})
 # that modules resolve at the moment they write them. Environment overlays in env/*.sls
 # change what differs per environment.
 hecate:
   global:
-    domain: cybermonkey.dev
+    domain: {{ domain }}
     hetzner_location: nbg1
 
   # Where the modules reach each API. Minion config (same keys) wins over pillar.
@@ -12,10 +19,10 @@ hecate:
     caddy:
       admin_url: http://127.0.0.1:2019
     authentik:
-      url: https://hera.cybermonkey.dev
+      url: https://hera.{{ domain }}
       token: {vault: secret/hecate/authentik, key: api_token}
     vault:
-      url: https://vault.cybermonkey.dev:8200
+      url: https://vault.{{ domain }}:8200
     consul:
       url: http://127.0.0.1:8500
     nomad:
@@ -59,7 +66,7 @@ hecate:
         address: 100.65.138.128
         port: 8059
         meta:
-          domain: jenkins.cybermonkey.dev
+          domain: jenkins.{{ domain }}
         checks:
           - http: http://100.65.138.128:8059/login
             interval: 30s
@@ -102,50 +109,50 @@ hecate:
         outpost: "hecate-server-1:9000"   # Authentik's embedded outpost
       default_policies: [security, common]
       routes:
-        - domain: hera.cybermonkey.dev
+        - domain: hera.{{ domain }}
           backend: "hecate-server-1:9000"
           service: authentik
 
-        - domain: cloud.cybermonkey.dev
+        - domain: cloud.{{ domain }}
           backend: "100.65.138.128:11000"
           service: nextcloud
 
-        - domain: observe.cybermonkey.dev
+        - domain: observe.{{ domain }}
           backend: "100.65.138.128:8069"
           service: grafana
 
-        - domain: jenkins.cybermonkey.dev
+        - domain: jenkins.{{ domain }}
           backend: "100.65.138.128:8059"
           service: jenkins
 
-        - domain: s3.cybermonkey.dev
+        - domain: s3.{{ domain }}
           backend: "100.65.138.128:8123"
           service: minio-console
 
-        - domain: s3api.cybermonkey.dev
+        - domain: s3api.{{ domain }}
           backend: "100.65.138.128:9123"
           service: minio-api
 
-        - domain: persephone.cybermonkey.dev     # in the Caddyfile, not in the old hecate.sls
+        - domain: persephone.{{ domain }}     # in the Caddyfile, not in the old hecate.sls
           backend: "100.69.147.69:8123"
           service: persephone-minio
 
-        - domain: delphi.cybermonkey.dev
+        - domain: delphi.{{ domain }}
           backend: "https://100.88.163.85"
           service: wazuh
           tls_skip_verify: true
 
-        - domain: u.cybermonkey.dev              # in the Caddyfile, not in the old hecate.sls
+        - domain: u.{{ domain }}              # in the Caddyfile, not in the old hecate.sls
           backend: "100.65.138.128:8117"
           service: u-page
 
-        - domain: cybermonkey.dev
+        - domain: {{ domain }}
           backend: "100.65.138.128:8009"
           service: helen
 
         # BionicGPT: oauth2-proxy on the local node signs users in against Authentik; its
         # address comes from Consul (passing instances only) each time the routes apply.
-        - domain: chat.codemonkey.ai
+        - domain: {{ chat_domain }}
           upstream: {consul_service: bionicgpt-oauth2-proxy}
           service: bionicgpt
 
@@ -183,7 +190,7 @@ hecate:
     coturn:
       config_file: /etc/turnserver.conf
       packages: [coturn]
-      realm: cybermonkey.dev
+      realm: {{ domain }}
       static_auth_secret: {vault: secret/hecate/coturn, key: static_auth_secret}
       ports:
         listening: 3478

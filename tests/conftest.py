@@ -5,8 +5,12 @@ Test harness: a real salt-master and two real salt-minions on loopback
 - ``cloud`` carries ``roles: [hecate-edge]``, ``local`` carries ``roles: [bionicgpt-node]``;
   both ``hecate_env: lab``.
 - file_roots is ``salt/`` (which links ``orch/`` and the ``_modules``-style dirs, so
-  ``saltutil.sync_all`` works); pillar_roots is ``pillar/`` plus a per-session directory
-  holding ``lab_runtime.sls`` with the loopback addresses.
+  ``saltutil.sync_all`` works); pillar_roots is the lab's own tree ``lab/pillar/`` plus a
+  per-session directory holding ``lab_runtime.sls`` with the loopback addresses.
+- The operator's ``pillar/`` is theirs to edit: no test reads it, except those marked
+  ``operator_pillar``, which must pass for any valid edit of it. An audit hook refuses every
+  other open of a file under ``pillar/`` in this process (the error names the test), and the
+  salt-master's pillar_roots are checked before it starts (:func:`assert_lab_pillar_roots`).
 - Custom modules load straight from the repo (``module_dirs``), no sync needed.
 
 Everything is session-scoped and started on first use, so unit tests start nothing.
@@ -25,6 +29,71 @@ for _path in (REPO, os.path.join(REPO, "_utils")):  # the lab package; utils as 
 from lab import caddy as lab_caddy  # noqa: E402
 from lab import procs, topology  # noqa: E402
 from lab.sim import SimHandle  # noqa: E402
+
+
+# -- the operator's pillar/ is not the tests' ------------------------------------------------------
+class OperatorPillarGuard:
+    """
+    Refuses, in this process, opening any file under the operator's ``pillar/`` unless the
+    running test is marked ``operator_pillar``: a Python audit hook on the ``open`` event
+    (builtins.open, io.open, os.open: what yaml loads, shutil copies and Salt's pillar
+    compiler do, whatever the spelling of the path: it is resolved), so no test depends on the
+    operator's values in-process. Salt daemons are other processes: their pillar_roots are
+    checked instead (:func:`assert_lab_pillar_roots`). Every refused
+    open is also recorded, so a refusal swallowed by the code under test still fails the test.
+    """
+
+    def __init__(self, root):
+        self.root = os.path.realpath(root)
+        self.allowed = False
+        self.reads = []
+
+    def inside(self, path):
+        try:
+            path = os.fsdecode(path)
+        except TypeError:  # a file descriptor
+            return False
+        if "pillar" not in path:  # cheap: this runs on every open of the process
+            return False
+        path = os.path.realpath(path)
+        return path == self.root or path.startswith(self.root + os.sep)
+
+    def __call__(self, event, args):
+        if event != "open" or self.allowed or not args or not self.inside(args[0]):
+            return
+        self.reads.append(os.fsdecode(args[0]))
+        raise PermissionError(
+            f"a test read the operator's pillar ({os.fsdecode(args[0])}): tests use the lab's "
+            "pillar lab/pillar/ (lab.topology.PILLAR_DIR, tests/pillar_files.py); a test about "
+            "the operator's files is marked operator_pillar and holds for any valid edit of them"
+        )
+
+
+OPERATOR_PILLAR_GUARD = OperatorPillarGuard(topology.OPERATOR_PILLAR_DIR)
+sys.addaudithook(OPERATOR_PILLAR_GUARD)
+
+
+def assert_lab_pillar_roots(opts):
+    """A Salt config of the test suite reads no pillar from the operator's ``pillar/``."""
+    for roots in (opts.get("pillar_roots") or {}).values():
+        for root in roots:
+            assert not OPERATOR_PILLAR_GUARD.inside(root), (
+                f"pillar_roots has the operator's pillar ({root}); use lab.topology.pillar_roots")
+
+
+@pytest.fixture(autouse=True)
+def operator_pillar_guard(request):
+    """Only tests marked ``operator_pillar`` may read the operator's pillar/ (see the class)."""
+    guard = OPERATOR_PILLAR_GUARD
+    guard.allowed = request.node.get_closest_marker("operator_pillar") is not None
+    start = len(guard.reads)
+    try:
+        yield guard
+    finally:
+        guard.allowed = False
+    refused = guard.reads[start:]
+    if refused:
+        pytest.fail(f"read the operator's pillar/ without the operator_pillar marker: {refused}")
 
 
 @pytest.fixture(scope="session")
@@ -187,6 +256,7 @@ def salt_master(salt_factories, runtime_pillar_dir, lab_secrets):
             "fileserver_followsymlinks": True,
         }
     )
+    assert_lab_pillar_roots(overrides)
     factory = salt_factories.salt_master_daemon("hecate-master", overrides=overrides)
     with factory.started():
         yield factory

@@ -170,23 +170,28 @@ class VaultPrerequisites(SphinxDirective):
     """
     ``.. hecate-vault-prerequisites:: <env>``: the Vault secrets an operator must store
     before a first run, read from the shipped pillar (base files + the overlay of
-    ``<env>``): every Vault reference that hecate does not produce itself, with the pillar
+    ``<env>``, rendered with Jinja as Salt does: the files import their names from
+    ``hecate.sls``): every Vault reference that hecate does not produce itself, with the pillar
     key that names it. What ``hecate.validate`` checks, so the list cannot drift from it.
     """
 
     required_arguments = 1
 
     def run(self):
+        import jinja2  # pylint: disable=import-outside-toplevel
         import yaml  # pylint: disable=import-outside-toplevel
 
         config = importlib.import_module("saltext.hecate.utils.hecate_config")
         preflight = importlib.import_module("saltext.hecate.utils.hecate_preflight")
         secrets = importlib.import_module("saltext.hecate.utils.hecate_secrets")
         root = os.path.join(os.path.dirname(self.env.srcdir), "pillar")
+        templates = jinja2.Environment(loader=jinja2.FileSystemLoader(root),
+                                       undefined=jinja2.StrictUndefined)
+        grains = {"hecate_env": self.arguments[0]}
         pillar = {}
         for name in ("hecate.sls", "bionicgpt.sls", f"env/{self.arguments[0]}.sls"):
-            with open(os.path.join(root, name), encoding="utf-8") as handle:
-                pillar = config.deep_merge(pillar, yaml.safe_load(handle) or {})
+            text = templates.get_template(name).render(grains=grains)
+            pillar = config.deep_merge(pillar, yaml.safe_load(text) or {})
             self.env.note_dependency(os.path.join(root, name))
         produced = preflight.produced_by_hecate(pillar)
         wanted = {}

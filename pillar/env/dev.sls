@@ -1,3 +1,4 @@
+{%- from 'hecate.sls' import chat_domain with context %}
 # Overlay for the 'dev' environment (minions with grain hecate_env: dev).
 hecate:
   global:
@@ -14,5 +15,5 @@ bionicgpt:
   authentik:
     provider:
       redirect_uris:
-        - https://chat.codemonkey.ai/oauth2/callback
+        - https://{{ chat_domain }}/oauth2/callback
         - http://localhost:4180/oauth2/callback

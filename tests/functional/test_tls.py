@@ -369,7 +369,7 @@ def test_plain_http_authentik_fails_validate_env_prod(salt_factories, tmp_path_f
     """``hecate.validate env=prod`` (the runner, as the orchestration's first step calls it)."""
     root = tmp_path_factory.mktemp("validate-prod")
     pillar_root = root / "pillar"
-    shutil.copytree(os.path.join(REPO, "pillar"), pillar_root)
+    shutil.copytree(topology.PILLAR_DIR, pillar_root)  # the lab's copy of the shipped pillar
     factory = salt_factories.salt_master_daemon(
         f"tls-master-{uuid.uuid4().hex[:6]}",
         overrides={"module_dirs": [REPO], "pillar_roots": {"base": [str(pillar_root)]},
@@ -385,7 +385,7 @@ def test_plain_http_authentik_fails_validate_env_prod(salt_factories, tmp_path_f
         return ret, [e for e in ret["errors"] if e.startswith("hecate:connections:authentik:url")]
 
     ret, errors = authentik_errors("prod")
-    assert errors == [], ret  # the shipped prod pillar uses https
+    assert errors == [], ret  # the (lab's copy of the) shipped prod pillar uses https
     # an operator's slip: the prod (and staging) overlay points at Authentik over http
     for env in ("prod", "staging"):
         (pillar_root / "env" / f"{env}.sls").write_text(yaml.safe_dump({"hecate": {

@@ -1,5 +1,5 @@
 """
-The cloud minion applies salt://hecate/caddy.sls (the user's routes from pillar/hecate.sls)
+The cloud minion applies salt://hecate/caddy.sls (the user's routes from lab/pillar/hecate.sls)
 to the lab's real Caddy: exact preview, one write, converged re-run, drift, rollback.
 """
 

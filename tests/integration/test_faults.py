@@ -48,15 +48,13 @@ from typing import Callable, Optional, Union
 
 import pytest
 import requests
-import yaml
 
 import hecate_config
 import hecate_consul_client
 import hecate_plan
-from tests import caddy_helpers
+from tests import caddy_helpers, pillar_files
 from tests.orch_helpers import JOBS, comments, failures, job, lock_holder, managed_routes, orch, steps
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SIM_NAMES = ("vault", "consul", "nomad", "authentik")
 # Nomad fields that change with every registration or revert, not with the spec
 NOMAD_VOLATILE = {"Version", "Stable", "Status", "StatusDescription", "SubmitTime", "ModifyIndex",
@@ -182,8 +180,7 @@ CRITICAL_OLLAMA = [{
 
 def _invalid_route(lab):
     """The pillar's routes plus one whose health-check URI Caddy refuses when loading."""
-    with open(os.path.join(REPO, "pillar", "hecate.sls"), encoding="utf-8") as fh:
-        routes = yaml.safe_load(fh)["hecate"]["reverse_proxy"]["caddy"]["routes"]
+    routes = pillar_files.render("hecate.sls")["hecate"]["reverse_proxy"]["caddy"]["routes"]
     bad = {"domain": "broken.cybermonkey.dev", "service": "broken", "backend": "127.0.0.1:9",
            "health_checks": {"active": {"uri": "/health%zz", "interval": "10s"}}}
     return {"hecate": {"reverse_proxy": {"caddy": {"routes": routes + [bad]}}}}
@@ -195,8 +192,7 @@ AUTHENTIK_STEP_STARTS = {"method": "GET", "path": r"^/api/v3/core/groups/$"}
 
 def _new_route(lab):
     """The pillar's routes plus a valid new one (its DNS records are the step's first writes)."""
-    with open(os.path.join(REPO, "pillar", "hecate.sls"), encoding="utf-8") as fh:
-        routes = yaml.safe_load(fh)["hecate"]["reverse_proxy"]["caddy"]["routes"]
+    routes = pillar_files.render("hecate.sls")["hecate"]["reverse_proxy"]["caddy"]["routes"]
     new = {"domain": "fault-new.cybermonkey.dev", "service": "fault-new", "backend": "127.0.0.1:9"}
     return {"hecate": {"reverse_proxy": {"caddy": {"routes": routes + [new]}}}}
 

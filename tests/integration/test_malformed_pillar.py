@@ -1,20 +1,20 @@
 """
-The malformed-pillar corpus (issue 10): every case is the product pillar with one change,
-and each must fail validation with an error that names the key path - and no system may
-receive a write request.
+The malformed-pillar corpus (issue 10): every case is the lab's pillar (``lab/pillar/``, a
+copy of the shipped one, never the operator's ``pillar/``) with one change, and each must fail
+validation with an error that names the key path - and no system may receive a write request.
 
 How a case reaches validation. A case's change is written, as a pillar SLS, into a
-test-only pillar root placed before ``pillar/``:
+test-only pillar root placed before the lab's roots:
 
-- environment ``lab``: as ``lab_overrides.sls``, the lab's own hook (``pillar/top.sls``
+- environment ``lab``: as ``lab_overrides.sls``, the lab's own hook (``lab/pillar/top.sls``
   includes it last for ``hecate_env: lab``, after the lab's runtime addresses);
 - other environments (the checks that only apply to staging or prod): as
-  ``env/<env>.sls``, the product overlay with the change merged in, which shadows
-  ``pillar/env/<env>.sls`` for this validation only.
+  ``env/<env>.sls``, the lab's copy of that overlay with the change merged in, which shadows
+  ``lab/pillar/env/<env>.sls`` for this validation only.
 
 The function is the runner ``hecate.validate`` - the code ``salt-run hecate.validate env=..``
 runs - loaded with the session master's own config (only ``pillar_roots`` gets the test root
-in front), so the real top file, overlays, merge and Vault reference check apply. Each case
+in front), so the lab's top file, overlays, merge and Vault reference check apply. Each case
 costs one pillar compile; a ``salt-run`` process costs ~4 s before it does anything (measured
 here), which would make 60 cases a long test. The CLI path itself is proven on a subset:
 ``salt-run hecate.validate`` gives the same errors and a non-zero exit code, and the
@@ -35,12 +35,9 @@ import pytest
 import salt.config
 import salt.loader
 import salt.utils.dictupdate
-import yaml
 
-from tests import caddy_helpers
+from tests import caddy_helpers, pillar_files
 from tests.orch_helpers import clear, lock_holder, orch, steps, writes
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 Case = collections.namedtuple("Case", "id change path fragment env", defaults=("lab",))
 
@@ -318,8 +315,7 @@ class Validator:
         if env == "lab":
             self._write("lab_overrides.sls", change)
         elif change:
-            with open(os.path.join(REPO, "pillar", "env", f"{env}.sls"), encoding="utf-8") as fh:
-                overlay = yaml.safe_load(fh)
+            overlay = pillar_files.render(f"env/{env}.sls")
             self._write(os.path.join("env", f"{env}.sls"),
                         salt.utils.dictupdate.merge(overlay, copy.deepcopy(change),
                                                     strategy="smart", merge_lists=False))

@@ -256,14 +256,9 @@ def test_a_minion_that_only_claims_a_role_is_left_out(salt_master, salt_cli, sal
 
 
 def _lab_routes():
-    import os  # pylint: disable=import-outside-toplevel
+    from tests import pillar_files  # pylint: disable=import-outside-toplevel
 
-    import yaml  # pylint: disable=import-outside-toplevel
-
-    from lab import topology  # pylint: disable=import-outside-toplevel
-
-    with open(os.path.join(topology.REPO, "pillar", "hecate.sls"), encoding="utf-8") as fh:
-        return yaml.safe_load(fh)["hecate"]["reverse_proxy"]["caddy"]["routes"]
+    return pillar_files.render("hecate.sls")["hecate"]["reverse_proxy"]["caddy"]["routes"]
 
 
 def _hecate_rrsets(hetzner, zone):

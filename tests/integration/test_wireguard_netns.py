@@ -36,7 +36,7 @@ import hecate_wireguard  # noqa: E402
 
 pytestmark = pytest.mark.root
 
-CLOUD_ENDPOINT_IP = "198.18.0.1"  # pillar/env/lab.sls bionicgpt:wireguard:cloud:endpoint
+CLOUD_ENDPOINT_IP = "198.18.0.1"  # lab/pillar/env/lab.sls bionicgpt:wireguard:cloud:endpoint
 LOCAL_UNDERLAY_IP = "198.18.0.2"
 CLOUD_IF = "hcwc0"  # the local end uses the pillar's name, hcwg0
 LOCAL_IF = "hcwg0"

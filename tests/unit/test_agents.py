@@ -2,20 +2,16 @@
 
 import copy
 import json
-import os
 
 import hcl2
 import hcl2.utils
 import pytest
-import yaml
 
 import hecate_agents as agents
-import hecate_config
 import hecate_schema
 import hecate_secrets
+from tests import pillar_files
 from tests.unit.test_wireguard import CLOUD_GRAINS, LOCAL_GRAINS
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def parse_hcl(text):
@@ -33,12 +29,8 @@ def parse_hcl(text):
 
 
 def shipped_pillar(env):
-    """pillar/hecate.sls + bionicgpt.sls + env/<env>.sls, merged like Salt's 'smart' merge."""
-    merged = {}
-    for name in ("hecate.sls", "bionicgpt.sls", f"env/{env}.sls"):
-        with open(os.path.join(REPO, "pillar", name), encoding="utf-8") as fh:
-            merged = hecate_config.deep_merge(merged, yaml.safe_load(fh))
-    return merged
+    """The lab's hecate.sls + bionicgpt.sls + env/<env>.sls (lab/pillar/, copies of the shipped files)."""
+    return pillar_files.compiled(env)
 
 
 @pytest.mark.parametrize("env", ["lab", "dev", "staging", "prod"])

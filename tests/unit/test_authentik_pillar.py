@@ -1,24 +1,16 @@
 """The pillar schema of bionicgpt:authentik and its semantic checks, on the shipped pillar."""
 
 import copy
-import os
 
 import pytest
-import yaml
 
-import hecate_config
 import hecate_schema
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests import pillar_files
 
 
 def compiled(env):
-    """The shipped pillar files merged like pillar/top.sls does (no Jinja in them)."""
-    data = {}
-    for rel in ("pillar/hecate.sls", "pillar/bionicgpt.sls", f"pillar/env/{env}.sls"):
-        with open(os.path.join(REPO, rel), encoding="utf-8") as fh:
-            data = hecate_config.deep_merge(data, yaml.safe_load(fh) or {})
-    return data
+    """The lab's pillar files (lab/pillar/) merged like its top.sls does."""
+    return pillar_files.compiled(env)
 
 
 @pytest.mark.parametrize("env", ["lab", "dev", "staging", "prod"])

@@ -1,22 +1,19 @@
 """The Caddy route model, diff and pillar checks (pure functions, no Caddy)."""
 
 import copy
-import os
 
 import pytest
 import salt.exceptions
-import yaml
 
 import hecate_caddy_routes as m
 import hecate_http
 import hecate_schema
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests import pillar_files
 
 
 def user_pillar():
-    with open(os.path.join(REPO, "pillar", "hecate.sls"), encoding="utf-8") as fh:
-        pillar = yaml.safe_load(fh)
+    """The user's routes, in the lab's hecate.sls (lab/pillar/, a copy of the shipped one)."""
+    pillar = pillar_files.render("hecate.sls")
     pillar["hecate"]["global"]["environment"] = "lab"
     return pillar
 

@@ -1,25 +1,21 @@
 """Pillar schema, port clashes and rendering of the nginx streams and coturn (no daemons)."""
 
 import copy
-import os
 
 import pytest
 import salt.exceptions
-import yaml
 
 import hecate_coturn
 import hecate_nginx
 import hecate_schema
 import hecate_secrets
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests import pillar_files
 
 
 @pytest.fixture
 def pillar():
-    """The shipped pillar (pillar/hecate.sls is plain YAML) with the prod overlay."""
-    with open(os.path.join(REPO, "pillar", "hecate.sls"), encoding="utf-8") as fh:
-        data = yaml.safe_load(fh)
+    """The lab's hecate.sls (lab/pillar/, a copy of the shipped one) as prod."""
+    data = pillar_files.render("hecate.sls")
     data["hecate"]["global"]["environment"] = "prod"
     data["bionicgpt"] = {}
     return data

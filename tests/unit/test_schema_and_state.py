@@ -26,6 +26,17 @@ def test_errors_name_key_paths():
     assert any("unknown environment 'lab'" in e for e in errors)
 
 
+def test_global_domain_is_a_host_name():
+    """The zone the shipped pillar's names are made from (hera.<domain>...): no wildcard, no URL."""
+    for bad in ("*.example.com", "https://example.com", "example", "example.com."):
+        errors = hecate_schema.validate(base_pillar(domain=bad), "lab")
+        assert errors == [f"hecate:global:domain: {bad!r} does not match the expected format"], errors
+    assert hecate_schema.validate(base_pillar(domain="edge.example.co.uk"), "lab") == []
+    del_domain = base_pillar()
+    del del_domain["hecate"]["global"]["domain"]
+    assert hecate_schema.validate(del_domain, "lab") == ["hecate:global:domain: required key is missing"]
+
+
 def test_malformed_vault_reference():
     pillar = base_pillar()
     pillar["hecate"]["connections"] = {"authentik": {"token": {"vault": "secret", "key": "t"}}}

@@ -1,0 +1,28 @@
+"""
+The lab's pillar files (``lab/pillar/``) as data, for tests that run no salt-master: each file
+rendered with Jinja (the files import their names from ``hecate.sls``, as the shipped ones
+do) and merged in the order of the lab's top file, with Salt's default ``smart`` merge
+(lists replace). Integration tests get the same pillar from the lab's master.
+"""
+
+
+import jinja2
+import salt.utils.dictupdate
+import yaml
+
+from lab import topology
+
+
+def render(name, root=topology.PILLAR_DIR, grains=None):
+    """One pillar SLS file of ``root`` (``hecate.sls``, ``env/prod.sls``) as data."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(root), undefined=jinja2.StrictUndefined)
+    return yaml.safe_load(env.get_template(name).render(grains=grains or {})) or {}
+
+
+def compiled(env="lab", root=topology.PILLAR_DIR):
+    """``hecate.sls`` + ``bionicgpt.sls`` + ``env/<env>.sls`` of the lab's tree, merged."""
+    data = {}
+    for name in ("hecate.sls", "bionicgpt.sls", f"env/{env}.sls"):
+        data = salt.utils.dictupdate.merge(data, render(name, root, {"hecate_env": env}),
+                                           strategy="smart", merge_lists=False)
+    return data
