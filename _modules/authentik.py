@@ -25,13 +25,9 @@ import copy
 
 import salt.exceptions
 
-try:
-    import hecate_authentik_client as hak
-    import hecate_secrets
-    import hecate_vault_client
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_authentik_client as hak
-    from saltext.hecate.utils import hecate_secrets, hecate_vault_client
+import hecate_authentik_client as hak
+import hecate_secrets
+import hecate_vault_client
 
 __virtualname__ = "authentik"
 

@@ -23,27 +23,14 @@ import json
 
 import salt.exceptions
 
-try:
-    import hecate_caddy_client
-    import hecate_caddy_routes
-    import hecate_config
-
-    HAS_LIBS = True
-except ImportError:  # installed with pip
-    try:
-        from saltext.hecate.utils import hecate_caddy_client, hecate_caddy_routes, hecate_config
-
-        HAS_LIBS = True
-    except ImportError as _exc:  # pragma: no cover - e.g. requests missing
-        HAS_LIBS = False
-        _MISSING = str(_exc)
+import hecate_caddy_client
+import hecate_caddy_routes
+import hecate_config
 
 __virtualname__ = "caddy"
 
 
 def __virtual__():
-    if not HAS_LIBS:
-        return False, f"caddy: hecate's Caddy client could not be imported ({_MISSING})"
     return __virtualname__
 
 

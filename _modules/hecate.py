@@ -15,22 +15,12 @@ import secrets
 
 import salt.exceptions
 
-try:
-    import hecate_config
-    import hecate_loader
-    import hecate_members
-    import hecate_pillar
-    import hecate_schema
-    import hecate_secrets
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import (
-        hecate_config,
-        hecate_loader,
-        hecate_members,
-        hecate_pillar,
-        hecate_schema,
-        hecate_secrets,
-    )
+import hecate_config
+import hecate_loader
+import hecate_members
+import hecate_pillar
+import hecate_schema
+import hecate_secrets
 
 __virtualname__ = "hecate"
 

@@ -19,10 +19,7 @@ CLI Example:
 
 import salt.exceptions
 
-try:
-    import hecate_consul_client
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_consul_client
+import hecate_consul_client
 
 __virtualname__ = "hecate_consul"
 

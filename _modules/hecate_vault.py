@@ -29,11 +29,8 @@ CLI Example:
 
 import salt.exceptions
 
-try:
-    import hecate_secrets
-    import hecate_vault_client
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_secrets, hecate_vault_client
+import hecate_secrets
+import hecate_vault_client
 
 __virtualname__ = "hecate_vault"
 __func_alias__ = {"list_": "list"}

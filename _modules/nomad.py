@@ -23,12 +23,9 @@ CLI Example:
 
 import salt.exceptions
 
-try:
-    import hecate_nomad_client
-    import hecate_secrets
-    import hecate_vault_client
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_nomad_client, hecate_secrets, hecate_vault_client
+import hecate_nomad_client
+import hecate_secrets
+import hecate_vault_client
 
 __virtualname__ = "nomad"
 

@@ -16,22 +16,15 @@ CLI Example:
     salt -G 'roles:bionicgpt-node' wireguard.verify timeout=30
 """
 
-try:
-    import hecate_wireguard
-
-    HAS_CRYPTOGRAPHY = hecate_wireguard.HAS_CRYPTOGRAPHY
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_wireguard
-
-    HAS_CRYPTOGRAPHY = hecate_wireguard.HAS_CRYPTOGRAPHY
-
 import salt.exceptions
+
+import hecate_wireguard
 
 __virtualname__ = "wireguard"
 
 
 def __virtual__():
-    if not HAS_CRYPTOGRAPHY:
+    if not hecate_wireguard.HAS_CRYPTOGRAPHY:
         return False, "wireguard: the cryptography library is missing (key generation)"
     return __virtualname__
 

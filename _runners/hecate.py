@@ -33,22 +33,12 @@ import salt.exceptions
 import salt.runner
 import salt.utils.sdb
 
-try:
-    import hecate_config
-    import hecate_consul_client
-    import hecate_http
-    import hecate_members
-    import hecate_pillar
-    import hecate_plan
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import (
-        hecate_config,
-        hecate_consul_client,
-        hecate_http,
-        hecate_members,
-        hecate_pillar,
-        hecate_plan,
-    )
+import hecate_config
+import hecate_consul_client
+import hecate_http
+import hecate_members
+import hecate_pillar
+import hecate_plan
 
 log = logging.getLogger(__name__)
 

@@ -17,12 +17,8 @@ user in any of them gets in (``all`` would demand every group at once).
 
 import salt.exceptions
 
-try:
-    import hecate_authentik_client as hak
-    import hecate_state
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_authentik_client as hak
-    from saltext.hecate.utils import hecate_state
+import hecate_authentik_client as hak
+import hecate_state
 
 __virtualname__ = "authentik_application"
 

@@ -19,12 +19,8 @@ users, policies) is removed, so only the listed groups reach it.
 
 import salt.exceptions
 
-try:
-    import hecate_authentik_client as hak
-    import hecate_state
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_authentik_client as hak
-    from saltext.hecate.utils import hecate_state
+import hecate_authentik_client as hak
+import hecate_state
 
 __virtualname__ = "authentik_binding"
 

@@ -20,12 +20,8 @@ names and work on every release (``parent`` up to 2025.10, ``parents`` from 2025
 
 import salt.exceptions
 
-try:
-    import hecate_authentik_client as hak
-    import hecate_state
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_authentik_client as hak
-    from saltext.hecate.utils import hecate_state
+import hecate_authentik_client as hak
+import hecate_state
 
 __virtualname__ = "authentik_group"
 

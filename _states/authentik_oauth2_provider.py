@@ -31,13 +31,9 @@ job cache or a log line.
 
 import salt.exceptions
 
-try:
-    import hecate_authentik_client as hak
-    import hecate_state
-    import hecate_vault_client
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_authentik_client as hak
-    from saltext.hecate.utils import hecate_state, hecate_vault_client
+import hecate_authentik_client as hak
+import hecate_state
+import hecate_vault_client
 
 __virtualname__ = "authentik_oauth2_provider"
 

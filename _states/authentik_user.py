@@ -15,14 +15,10 @@ created (Authentik cannot tell whether a password matches, so it is not compared
 
 import salt.exceptions
 
-try:
-    import hecate_authentik_client as hak
-    import hecate_secrets
-    import hecate_state
-    import hecate_vault_client
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_authentik_client as hak
-    from saltext.hecate.utils import hecate_secrets, hecate_state, hecate_vault_client
+import hecate_authentik_client as hak
+import hecate_secrets
+import hecate_state
+import hecate_vault_client
 
 __virtualname__ = "authentik_user"
 

@@ -21,18 +21,10 @@ outpost come from pillar ``hecate:reverse_proxy:caddy``. Writes are one request 
 ``If-Match``, retried after a 412, and snapshotted for ``caddy.rollback``.
 """
 
-try:
-    import hecate_caddy_client
-    import hecate_caddy_routes
-    import hecate_config
-    import hecate_state
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import (
-        hecate_caddy_client,
-        hecate_caddy_routes,
-        hecate_config,
-        hecate_state,
-    )
+import hecate_caddy_client
+import hecate_caddy_routes
+import hecate_config
+import hecate_state
 
 __virtualname__ = "caddy_route"
 

@@ -15,18 +15,10 @@ hecate ``@id`` are never touched. Before writing, the previous routes are saved 
 minion; ``caddy.rollback`` restores them.
 """
 
-try:
-    import hecate_caddy_client
-    import hecate_caddy_routes
-    import hecate_config
-    import hecate_state
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import (
-        hecate_caddy_client,
-        hecate_caddy_routes,
-        hecate_config,
-        hecate_state,
-    )
+import hecate_caddy_client
+import hecate_caddy_routes
+import hecate_config
+import hecate_state
 
 __virtualname__ = "caddy_routes"
 

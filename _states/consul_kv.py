@@ -26,11 +26,8 @@ Never put secrets here: anyone with ``key:read`` can read Consul KV. Secrets liv
 
 import salt.exceptions
 
-try:
-    import hecate_consul_client
-    import hecate_state
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_consul_client, hecate_state
+import hecate_consul_client
+import hecate_state
 
 __virtualname__ = "consul_kv"
 

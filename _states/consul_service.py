@@ -31,11 +31,8 @@ import json
 
 import salt.exceptions
 
-try:
-    import hecate_consul_client
-    import hecate_state
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_consul_client, hecate_state
+import hecate_consul_client
+import hecate_state
 
 __virtualname__ = "consul_service"
 

@@ -31,24 +31,13 @@ import os
 
 import salt.exceptions
 
-try:
-    import hecate_config
-    import hecate_coturn
-    import hecate_files
-    import hecate_nginx
-    import hecate_secrets
-    import hecate_state
-    import hecate_vault_client
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import (
-        hecate_config,
-        hecate_coturn,
-        hecate_files,
-        hecate_nginx,
-        hecate_secrets,
-        hecate_state,
-        hecate_vault_client,
-    )
+import hecate_config
+import hecate_coturn
+import hecate_files
+import hecate_nginx
+import hecate_secrets
+import hecate_state
+import hecate_vault_client
 
 log = logging.getLogger(__name__)
 

@@ -16,22 +16,12 @@ import time
 import salt.exceptions
 import salt.utils.sdb
 
-try:
-    import hecate_consul_client
-    import hecate_http
-    import hecate_pillar
-    import hecate_preflight
-    import hecate_schema
-    import hecate_state
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import (
-        hecate_consul_client,
-        hecate_http,
-        hecate_pillar,
-        hecate_preflight,
-        hecate_schema,
-        hecate_state,
-    )
+import hecate_consul_client
+import hecate_http
+import hecate_pillar
+import hecate_preflight
+import hecate_schema
+import hecate_state
 
 __virtualname__ = "hecate"
 

@@ -25,20 +25,11 @@ import os
 
 import salt.exceptions
 
-try:
-    import hecate_agents
-    import hecate_secrets
-    import hecate_state
-    import hecate_vault_client
-    import hecate_wireguard
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import (
-        hecate_agents,
-        hecate_secrets,
-        hecate_state,
-        hecate_vault_client,
-        hecate_wireguard,
-    )
+import hecate_agents
+import hecate_secrets
+import hecate_state
+import hecate_vault_client
+import hecate_wireguard
 
 __virtualname__ = "hecate_agent"
 

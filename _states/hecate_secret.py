@@ -30,12 +30,9 @@ makes the state fail instead of being overwritten.
 
 import salt.exceptions
 
-try:
-    import hecate_secrets
-    import hecate_state
-    import hecate_vault_client
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_secrets, hecate_state, hecate_vault_client
+import hecate_secrets
+import hecate_state
+import hecate_vault_client
 
 __virtualname__ = "hecate_secret"
 

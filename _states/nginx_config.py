@@ -33,13 +33,10 @@ import logging
 
 import salt.exceptions
 
-try:
-    import hecate_config
-    import hecate_files
-    import hecate_nginx
-    import hecate_state
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_config, hecate_files, hecate_nginx, hecate_state
+import hecate_config
+import hecate_files
+import hecate_nginx
+import hecate_state
 
 log = logging.getLogger(__name__)
 

@@ -42,12 +42,9 @@ import os
 
 import salt.exceptions
 
-try:
-    import hecate_files
-    import hecate_nomad_client
-    import hecate_state
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_files, hecate_nomad_client, hecate_state
+import hecate_files
+import hecate_nomad_client
+import hecate_state
 
 log = logging.getLogger(__name__)
 

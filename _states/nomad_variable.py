@@ -17,20 +17,11 @@ holds exactly ``items`` (Nomad replaces all items on write), so keys not listed 
 removed.
 """
 
-try:
-    import hecate_nomad_client
-    import hecate_schema
-    import hecate_secrets
-    import hecate_state
-    import hecate_vault_client
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import (
-        hecate_nomad_client,
-        hecate_schema,
-        hecate_secrets,
-        hecate_state,
-        hecate_vault_client,
-    )
+import hecate_nomad_client
+import hecate_schema
+import hecate_secrets
+import hecate_state
+import hecate_vault_client
 
 __virtualname__ = "nomad_variable"
 

@@ -28,11 +28,8 @@ import time
 
 import salt.exceptions
 
-try:
-    import hecate_state
-    import hecate_wireguard
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_state, hecate_wireguard
+import hecate_state
+import hecate_wireguard
 
 __virtualname__ = "wireguard"
 

@@ -25,11 +25,8 @@ import re
 
 import salt.exceptions
 
-try:
-    import hecate_secrets
-    import hecate_wireguard
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_secrets, hecate_wireguard
+import hecate_secrets
+import hecate_wireguard
 
 CONSUL_PATH = "hecate:consul:agent"
 NOMAD_PATH = "bionicgpt:nomad:agent"

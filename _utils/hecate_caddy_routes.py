@@ -30,12 +30,9 @@ import re
 
 import salt.exceptions
 
-try:
-    import hecate_caddy_client
-    import hecate_http
-    import hecate_state
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_caddy_client, hecate_http, hecate_state
+import hecate_caddy_client
+import hecate_http
+import hecate_state
 
 PILLAR_PATH = "hecate:reverse_proxy:caddy"
 DEFAULT_SERVER = "hecate"

@@ -48,13 +48,10 @@ try:
 except ImportError:  # pragma: no cover - reported by __virtual__ of the modules
     HAS_CONSUL = False
 
-try:
-    import hecate_config
-    import hecate_http
-    import hecate_secrets
-    import hecate_vault_client
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_config, hecate_http, hecate_secrets, hecate_vault_client
+import hecate_config
+import hecate_http
+import hecate_secrets
+import hecate_vault_client
 
 log = logging.getLogger(__name__)
 

@@ -28,11 +28,8 @@ import re
 import jsonschema
 import salt.exceptions
 
-try:
-    import hecate_config
-    import hecate_schema
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_config, hecate_schema
+import hecate_config
+import hecate_schema
 
 PILLAR_KEY = "hecate:reverse_proxy:coturn"
 SECRET_KEY = "static-auth-secret"

@@ -43,13 +43,10 @@ import time
 import jsonschema
 import salt.exceptions
 
-try:
-    import hecate_config
-    import hecate_coturn
-    import hecate_schema
-    import hecate_wireguard
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_config, hecate_coturn, hecate_schema, hecate_wireguard
+import hecate_config
+import hecate_coturn
+import hecate_schema
+import hecate_wireguard
 
 PILLAR_KEY = "hecate:reverse_proxy:nginx"
 CADDY_PORTS_KEY = "hecate:reverse_proxy:caddy:ports"

@@ -23,20 +23,11 @@ import urllib.parse
 
 import salt.exceptions
 
-try:
-    import hecate_config
-    import hecate_http
-    import hecate_schema
-    import hecate_secrets
-    import hecate_vault_client
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import (
-        hecate_config,
-        hecate_http,
-        hecate_schema,
-        hecate_secrets,
-        hecate_vault_client,
-    )
+import hecate_config
+import hecate_http
+import hecate_schema
+import hecate_secrets
+import hecate_vault_client
 
 # -- pillar schema (bionicgpt:nomad and bionicgpt:jobs) -------------------------------------------
 _IMAGE = {"type": "string", "minLength": 1, "pattern": r"^[^\s]+$"}

@@ -8,20 +8,11 @@ import urllib.parse
 
 import salt.exceptions
 
-try:
-    import hecate_authentik_client
-    import hecate_config
-    import hecate_http
-    import hecate_secrets
-    import hecate_vault_client
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import (
-        hecate_authentik_client,
-        hecate_config,
-        hecate_http,
-        hecate_secrets,
-        hecate_vault_client,
-    )
+import hecate_authentik_client
+import hecate_config
+import hecate_http
+import hecate_secrets
+import hecate_vault_client
 
 DURATION = {"type": "string", "pattern": r"^[0-9]+(s|m|h)$"}
 PILLAR_SCHEMA = {

@@ -10,17 +10,12 @@ Salt style (``hecate:reverse_proxy:caddy:routes:3:backend``).
 """
 
 import copy
-import importlib
-import os
 import re
-import sys
 
 import jsonschema
 
-try:
-    import hecate_secrets
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_secrets
+import hecate_loader
+import hecate_secrets
 
 # Util modules that extend the schema; each later system adds itself here.
 SYSTEM_MODULES = (
@@ -210,27 +205,10 @@ def _set_fragment(schema, path, fragment):
     props[parts[-1]] = fragment
 
 
-def _import_util(name):
-    """A sibling util, from the same packaging as this module."""
-    if __name__.startswith("saltext."):  # installed with pip
-        return importlib.import_module(f"saltext.hecate.utils.{name}")
-    if name in sys.modules:
-        return sys.modules[name]
-    # file_roots tree: the loader puts _utils on sys.path only while it imports a module,
-    # and this runs later, so import from the directory this file was loaded from.
-    here = os.path.dirname(os.path.abspath(__file__))
-    sys.path.insert(0, here)
-    try:
-        return importlib.import_module(name)
-    finally:
-        if here in sys.path:
-            sys.path.remove(here)
-
-
 def _system_modules():
     # Imported lazily, at validation time: the system utils import this module for its
     # shared definitions.
-    return [_import_util(name) for name in SYSTEM_MODULES]
+    return [hecate_loader.import_util(name) for name in SYSTEM_MODULES]
 
 
 def schema():

@@ -23,12 +23,9 @@ try:
 except ImportError:  # pragma: no cover - reported by __virtual__ of the modules
     HAS_HVAC = False
 
-try:
-    import hecate_config
-    import hecate_http
-    import hecate_secrets
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_config, hecate_http, hecate_secrets
+import hecate_config
+import hecate_http
+import hecate_secrets
 
 
 class CASConflict(salt.exceptions.CommandExecutionError):

@@ -38,10 +38,7 @@ import time
 
 import salt.exceptions
 
-try:
-    import hecate_members
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_members
+import hecate_members
 
 try:
     from cryptography.hazmat.primitives import serialization

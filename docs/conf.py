@@ -7,6 +7,8 @@ import types
 DOCS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(DOCS)
 sys.path.insert(0, os.path.join(DOCS, "_ext"))
+# the utils import each other as top-level modules (hecate_loader explains why)
+sys.path.insert(0, os.path.join(REPO, "_utils"))
 
 
 def _package_view():

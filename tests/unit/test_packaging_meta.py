@@ -1,5 +1,6 @@
 import configparser
 import os
+import sys
 
 import hecate_loader
 
@@ -16,4 +17,12 @@ def test_loader_dirs_point_at_package_kinds():
     dirs = hecate_loader.get_loader_dirs()
     # in the tree the kinds are _modules etc., so nothing is returned; only the
     # installed package (saltext/hecate/<kind>) has them
-    assert set(dirs) <= {"modules", "states", "runners"}
+    assert set(dirs) <= {"modules", "states", "runners", "utils"}
+    # the utils import each other as top-level modules: the entry point makes that possible
+    assert hecate_loader.UTILS_DIR in sys.path
+
+
+def test_import_util_returns_the_top_level_module():
+    import hecate_schema  # pylint: disable=import-outside-toplevel
+
+    assert hecate_loader.import_util("hecate_schema") is hecate_schema
