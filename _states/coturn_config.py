@@ -34,7 +34,7 @@ import salt.exceptions
 import hecate_config
 import hecate_coturn
 import hecate_files
-import hecate_nginx
+import hecate_nginx_schema
 import hecate_secrets
 import hecate_state
 import hecate_vault_client
@@ -108,7 +108,7 @@ def managed(name, config=None):
     raw = config if config is not None else hecate_config.traverse(__pillar__, hecate_coturn.PILLAR_KEY)
     settings = hecate_coturn.normalise(raw)
     clashes = [
-        e for e in hecate_nginx.port_clashes(_pillar_with(raw))
+        e for e in hecate_nginx_schema.port_clashes(_pillar_with(raw))
         if e[0].startswith(hecate_coturn.PILLAR_KEY)
     ]
     if clashes:

@@ -25,7 +25,7 @@ SYSTEM_MODULES = (
     "hecate_agents",
     "hecate_nomad_client",
     "hecate_caddy_routes",
-    "hecate_nginx",
+    "hecate_nginx_schema",
     "hecate_coturn",
     "hecate_authentik_client",
     "hecate_preflight",
