@@ -32,7 +32,8 @@ import os
 import salt.exceptions
 
 import hecate_config
-import hecate_coturn
+import hecate_coturn_render
+import hecate_coturn_schema
 import hecate_files
 import hecate_nginx_schema
 import hecate_secrets
@@ -64,14 +65,14 @@ def __virtual__():
 
 
 def _settings_diff(old_text, new_text):
-    old = hecate_coturn.parse(old_text)
-    new = hecate_coturn.parse(new_text)
+    old = hecate_coturn_render.parse(old_text)
+    new = hecate_coturn_render.parse(new_text)
     diff = hecate_state.diff(
-        {k: v for k, v in old.items() if k in SHOWN or k == hecate_coturn.SECRET_KEY},
-        {k: v for k, v in new.items() if k in SHOWN or k == hecate_coturn.SECRET_KEY},
-        secret_keys=(hecate_coturn.SECRET_KEY,),
+        {k: v for k, v in old.items() if k in SHOWN or k == hecate_coturn_render.SECRET_KEY},
+        {k: v for k, v in new.items() if k in SHOWN or k == hecate_coturn_render.SECRET_KEY},
+        secret_keys=(hecate_coturn_render.SECRET_KEY,),
     )
-    dropped = sorted(k for k in old if k not in SHOWN and k != hecate_coturn.SECRET_KEY)
+    dropped = sorted(k for k in old if k not in SHOWN and k != hecate_coturn_render.SECRET_KEY)
     if dropped:
         diff["other options removed (values not shown)"] = dropped
     return diff
@@ -105,11 +106,11 @@ def managed(name, config=None):
             - name: /etc/turnserver.conf
     """
     test = bool(__opts__.get("test"))
-    raw = config if config is not None else hecate_config.traverse(__pillar__, hecate_coturn.PILLAR_KEY)
-    settings = hecate_coturn.normalise(raw)
+    raw = config if config is not None else hecate_config.traverse(__pillar__, hecate_coturn_schema.PILLAR_KEY)
+    settings = hecate_coturn_schema.normalise(raw)
     clashes = [
         e for e in hecate_nginx_schema.port_clashes(_pillar_with(raw))
-        if e[0].startswith(hecate_coturn.PILLAR_KEY)
+        if e[0].startswith(hecate_coturn_schema.PILLAR_KEY)
     ]
     if clashes:
         raise salt.exceptions.SaltInvocationError(
@@ -122,13 +123,13 @@ def managed(name, config=None):
         __opts__, __pillar__, __salt__.get("sdb.get"), __context__
     )
     ref = settings["static_auth_secret"]
-    where = f"{hecate_coturn.PILLAR_KEY}:static_auth_secret ({hecate_secrets.describe(ref)})"
+    where = f"{hecate_coturn_schema.PILLAR_KEY}:static_auth_secret ({hecate_secrets.describe(ref)})"
     try:
         secret = resolver(ref, where)
         if secret is None:
             raise salt.exceptions.CommandExecutionError(f"{where}: not set")
-        hecate_coturn.check_secret(secret, where)
-        text = hecate_coturn.render(settings, secret)
+        hecate_coturn_render.check_secret(secret, where)
+        text = hecate_coturn_render.render(settings, secret)
         old, st = hecate_files.current(name)
         changes = {}
         if old != text:

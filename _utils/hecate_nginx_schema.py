@@ -37,7 +37,7 @@ import jsonschema
 import salt.exceptions
 
 import hecate_config
-import hecate_coturn
+import hecate_coturn_schema
 import hecate_schema
 import hecate_wireguard
 
@@ -309,7 +309,7 @@ def listeners(pillar):
                     "addresses": [(4, None), (6, None)],
                 }
             )
-    out.extend(hecate_coturn.listeners(pillar))
+    out.extend(hecate_coturn_schema.listeners(pillar))
     nginx = hecate_config.traverse(pillar, PILLAR_KEY, {}) or {}
     proxies = nginx.get("tcp_proxies") if isinstance(nginx, dict) else None
     for idx, proxy in enumerate(proxies if isinstance(proxies, list) else []):

@@ -26,7 +26,7 @@ SYSTEM_MODULES = (
     "hecate_nomad_client",
     "hecate_caddy_routes",
     "hecate_nginx_schema",
-    "hecate_coturn",
+    "hecate_coturn_schema",
     "hecate_authentik_client",
     "hecate_preflight",
     "hecate_members",

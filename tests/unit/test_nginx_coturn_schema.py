@@ -7,7 +7,9 @@ import pytest
 import salt.exceptions
 import yaml
 
-import hecate_coturn
+import hecate_coturn_render
+
+import hecate_coturn_schema
 import hecate_nginx_render
 import hecate_nginx_schema
 import hecate_schema
@@ -284,10 +286,10 @@ def test_consul_errors_are_clear():
 
 
 def test_coturn_render_and_parse(pillar):
-    settings = hecate_coturn.normalise(pillar["hecate"]["reverse_proxy"]["coturn"])
+    settings = hecate_coturn_schema.normalise(pillar["hecate"]["reverse_proxy"]["coturn"])
     secret = hecate_secrets.Secret("Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MA")
-    text = hecate_coturn.render(settings, secret)
-    opts = hecate_coturn.parse(text)
+    text = hecate_coturn_render.render(settings, secret)
+    opts = hecate_coturn_render.parse(text)
     assert opts["listening-port"] == "3478" and opts["tls-listening-port"] == "5349"
     assert opts["min-port"] == "49160" and opts["max-port"] == "49200"
     assert opts["realm"] == "cybermonkey.dev"
@@ -300,14 +302,14 @@ def test_coturn_render_and_parse(pillar):
     assert "10.0.0.0-10.255.255.255" in opts["denied-peer-ip"]
     settings["denied_peer_ips"] = []
     settings["cert"] = settings["pkey"] = None
-    opts = hecate_coturn.parse(hecate_coturn.render(settings, secret))
+    opts = hecate_coturn_render.parse(hecate_coturn_render.render(settings, secret))
     assert "denied-peer-ip" not in opts and opts["no-tls"] is True and "tls-listening-port" not in opts
 
 
 @pytest.mark.parametrize("value", ["", "has space", 'quo"te', "hash#tag", "line\nbreak", "ünï"])
 def test_coturn_rejects_secrets_the_file_cannot_hold(value):
     with pytest.raises(salt.exceptions.CommandExecutionError) as exc:
-        hecate_coturn.check_secret(hecate_secrets.Secret(value), "where")
+        hecate_coturn_render.check_secret(hecate_secrets.Secret(value), "where")
     assert value not in str(exc.value) or value == ""
 
 
