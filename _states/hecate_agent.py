@@ -29,7 +29,7 @@ import hecate_agents
 import hecate_secrets
 import hecate_state
 import hecate_vault_client
-import hecate_wireguard
+import hecate_files
 
 __virtualname__ = "hecate_agent"
 
@@ -82,7 +82,7 @@ def _apply(name, kind, cfg, settings, render):
     directory = os.path.dirname(name)
     if not os.path.isdir(directory):
         changes["config_dir"] = {"old": None, "new": directory}
-    old, meta = hecate_wireguard.file_state(name, mode, user, group)
+    old, meta = hecate_files.file_state(name, mode, user, group)
     if old != text:
         diff, secrets_changed = hecate_agents.masked_diff(old, text, name, names)
         changes["config"] = {"file": name, "diff": diff}
@@ -95,9 +95,9 @@ def _apply(name, kind, cfg, settings, render):
         if test and resolver.pending:
             would += f" (with {', '.join(sorted(resolver.pending))}, which the run generates first)"
         return hecate_state.result(ret, changes, test, would, "")
-    hecate_wireguard.ensure_dir(directory, 0o755)
+    hecate_files.ensure_dir(directory, 0o755)
     try:
-        hecate_wireguard.write_private(name, text, mode=mode, user=user, group=group)
+        hecate_files.write_private(name, text, mode=mode, user=user, group=group)
     except salt.exceptions.CommandExecutionError as exc:
         raise salt.exceptions.CommandExecutionError(
             hecate_secrets.scrub(f"{kind} agent config: {exc}", resolver.resolved)

@@ -26,7 +26,8 @@ import re
 import salt.exceptions
 
 import hecate_secrets
-import hecate_wireguard
+import hecate_files
+import hecate_wireguard_schema
 
 CONSUL_PATH = "hecate:consul:agent"
 NOMAD_PATH = "bionicgpt:nomad:agent"
@@ -306,14 +307,14 @@ def consul_settings(pillar):
     conf = _traverse(pillar, CONSUL_PATH)
     if conf is None:
         raise salt.exceptions.SaltInvocationError(f"{CONSUL_PATH} is not set in this minion's pillar")
-    return _merge(CONSUL_DEFAULTS, hecate_wireguard._plain(conf))  # pylint: disable=protected-access
+    return _merge(CONSUL_DEFAULTS, hecate_wireguard_schema.plain(conf))  # pylint: disable=protected-access
 
 
 def nomad_settings(pillar):
     conf = _traverse(pillar, NOMAD_PATH)
     if conf is None:
         raise salt.exceptions.SaltInvocationError(f"{NOMAD_PATH} is not set in this minion's pillar")
-    merged = _merge(NOMAD_DEFAULTS, hecate_wireguard._plain(conf))  # pylint: disable=protected-access
+    merged = _merge(NOMAD_DEFAULTS, hecate_wireguard_schema.plain(conf))  # pylint: disable=protected-access
     if merged["vault"].get("address") is None:
         merged["vault"]["address"] = _traverse(pillar, "hecate:connections:vault:url")
     return merged
@@ -322,7 +323,7 @@ def nomad_settings(pillar):
 def consul_config(pillar, grains):
     """The Consul agent config (a dict, Vault references unresolved) for this minion's role."""
     conf = consul_settings(pillar)
-    wg = hecate_wireguard.settings(pillar, grains)
+    wg = hecate_wireguard_schema.settings(pillar, grains)
     server = wg["role"] == "cloud"
     cfg = {
         "datacenter": conf["datacenter"],
@@ -367,7 +368,7 @@ def consul_config(pillar, grains):
 def nomad_config(pillar, grains):
     """The Nomad agent config (a dict, Vault references unresolved): server + client."""
     conf = nomad_settings(pillar)
-    wg = hecate_wireguard.settings(pillar, grains)
+    wg = hecate_wireguard_schema.settings(pillar, grains)
     cfg = {"name": grains.get("id"), "datacenter": conf["datacenter"]}
     if conf.get("region"):
         cfg["region"] = conf["region"]
@@ -482,7 +483,7 @@ def masked_diff(old, new, name, names=()):
     and whether any secret value differs (which the masked diff cannot show).
     """
     old_m, new_m = mask(old, names) if old is not None else None, mask(new, names)
-    diff = hecate_wireguard.text_diff(old_m, new_m, name)
+    diff = hecate_files.text_diff(old_m, new_m, name)
     old_secret = [l for l, m in zip((old or "").splitlines(), (old_m or "").splitlines()) if l != m]
     new_secret = [l for l, m in zip(new.splitlines(), new_m.splitlines()) if l != m]
     return diff, old is not None and old_secret != new_secret

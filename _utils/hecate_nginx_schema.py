@@ -39,7 +39,7 @@ import salt.exceptions
 import hecate_config
 import hecate_coturn_schema
 import hecate_schema
-import hecate_wireguard
+import hecate_wireguard_schema
 
 
 PILLAR_KEY = "hecate:reverse_proxy:nginx"
@@ -295,13 +295,13 @@ def listeners(pillar):
             )
     # the WireGuard hub's UDP port (unless its interface lives in a network namespace, where
     # its socket does not compete with the host's listeners)
-    wireguard = hecate_config.traverse(pillar, hecate_wireguard.PILLAR_PATH)
+    wireguard = hecate_config.traverse(pillar, hecate_wireguard_schema.PILLAR_PATH)
     if isinstance(wireguard, dict) and not wireguard.get("netns"):
-        port = wireguard.get("listen_port", hecate_wireguard.DEFAULTS["listen_port"])
+        port = wireguard.get("listen_port", hecate_wireguard_schema.DEFAULTS["listen_port"])
         if isinstance(port, int) and not isinstance(port, bool):
             out.append(
                 {
-                    "key": f"{hecate_wireguard.PILLAR_PATH}:listen_port",
+                    "key": f"{hecate_wireguard_schema.PILLAR_PATH}:listen_port",
                     "label": "WireGuard's listen port",
                     "protocols": ("udp",),
                     "low": port,

@@ -21,7 +21,7 @@ import hecate_secrets
 SYSTEM_MODULES = (
     "hecate_consul_client",
     "hecate_vault_client",
-    "hecate_wireguard",
+    "hecate_wireguard_schema",
     "hecate_agents",
     "hecate_nomad_client",
     "hecate_caddy_routes",
