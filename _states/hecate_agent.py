@@ -25,7 +25,9 @@ import os
 
 import salt.exceptions
 
-import hecate_agents
+import hecate_agents_config
+
+import hecate_agents_schema
 import hecate_secrets
 import hecate_state
 import hecate_vault_client
@@ -70,7 +72,7 @@ def _apply(name, kind, cfg, settings, render):
         __opts__, __pillar__, __salt__.get("sdb.get"), __context__
     )
     try:
-        resolved, names = hecate_agents.resolve_secrets(cfg, resolver, kind)
+        resolved, names = hecate_agents_config.resolve_secrets(cfg, resolver, kind)
         text = render(resolved)
     except salt.exceptions.SaltException as exc:
         raise type(exc)(hecate_secrets.scrub(str(exc), resolver.resolved)) from None
@@ -84,7 +86,7 @@ def _apply(name, kind, cfg, settings, render):
         changes["config_dir"] = {"old": None, "new": directory}
     old, meta = hecate_files.file_state(name, mode, user, group)
     if old != text:
-        diff, secrets_changed = hecate_agents.masked_diff(old, text, name, names)
+        diff, secrets_changed = hecate_agents_config.masked_diff(old, text, name, names)
         changes["config"] = {"file": name, "diff": diff}
         if secrets_changed:
             changes["secrets"] = "changed (values not shown)"
@@ -112,9 +114,9 @@ def consul_config(name):
     server with ``bootstrap_expect`` and UI on the cloud node, client joining the cloud
     node's tunnel address on a local node; bound to this node's WireGuard address.
     """
-    settings = hecate_agents.consul_settings(__pillar__)
-    cfg = hecate_agents.consul_config(__pillar__, __grains__)
-    return _apply(name, "Consul", cfg, settings, hecate_agents.render_json)
+    settings = hecate_agents_schema.consul_settings(__pillar__)
+    cfg = hecate_agents_config.consul_config(__pillar__, __grains__)
+    return _apply(name, "Consul", cfg, settings, hecate_agents_config.render_json)
 
 
 @hecate_state.guard
@@ -124,9 +126,9 @@ def nomad_config(name):
     server + client, ``meta.location = local``, host volumes, Consul and Vault
     integration, docker plugin settings.
     """
-    settings = hecate_agents.nomad_settings(__pillar__)
-    cfg = hecate_agents.nomad_config(__pillar__, __grains__)
+    settings = hecate_agents_schema.nomad_settings(__pillar__)
+    cfg = hecate_agents_config.nomad_config(__pillar__, __grains__)
     header = (
         "Managed by Salt (hecate) from pillar bionicgpt:nomad:agent; local edits are overwritten."
     )
-    return _apply(name, "Nomad", cfg, settings, lambda c: hecate_agents.render_hcl(c, header))
+    return _apply(name, "Nomad", cfg, settings, lambda c: hecate_agents_config.render_hcl(c, header))

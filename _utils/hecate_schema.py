@@ -22,7 +22,7 @@ SYSTEM_MODULES = (
     "hecate_consul_client",
     "hecate_vault_client",
     "hecate_wireguard_schema",
-    "hecate_agents",
+    "hecate_agents_schema",
     "hecate_nomad_client",
     "hecate_caddy_routes",
     "hecate_nginx_schema",
