@@ -19,11 +19,8 @@ CLI Example:
 import salt.exceptions
 
 import hecate_wireguard_config
-
 import hecate_wireguard_keys
-
 import hecate_wireguard_process
-
 import hecate_wireguard_schema
 
 __virtualname__ = "wireguard"

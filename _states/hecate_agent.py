@@ -26,7 +26,6 @@ import os
 import salt.exceptions
 
 import hecate_agents_config
-
 import hecate_agents_schema
 import hecate_secrets
 import hecate_state

@@ -19,9 +19,7 @@ for _path in (REPO, os.path.join(REPO, "_utils")):
         sys.path.insert(0, _path)
 
 import hecate_nginx_process  # noqa: E402
-
 import hecate_nginx_render
-
 import hecate_nginx_schema
 from bench import common  # noqa: E402
 

@@ -33,7 +33,6 @@ if UTILS not in sys.path:
     sys.path.insert(0, UTILS)
 
 import hecate_wireguard_keys  # noqa: E402
-
 import hecate_wireguard_process
 
 pytestmark = pytest.mark.root

@@ -8,7 +8,6 @@ import salt.exceptions
 import yaml
 
 import hecate_coturn_render
-
 import hecate_coturn_schema
 import hecate_nginx_render
 import hecate_nginx_schema

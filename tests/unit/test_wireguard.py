@@ -10,11 +10,8 @@ import pytest
 import salt.exceptions
 
 import hecate_wireguard_config
-
 import hecate_wireguard_keys
-
 import hecate_wireguard_process
-
 import hecate_wireguard_schema
 
 CLOUD_GRAINS = {"id": "cloud", "roles": ["hecate-edge"], "hecate_env": "lab"}
