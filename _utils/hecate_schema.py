@@ -23,7 +23,7 @@ SYSTEM_MODULES = (
     "hecate_vault_client",
     "hecate_wireguard_schema",
     "hecate_agents_schema",
-    "hecate_nomad_client",
+    "hecate_nomad_schema",
     "hecate_caddy_routes",
     "hecate_nginx_schema",
     "hecate_coturn_schema",
