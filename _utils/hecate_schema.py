@@ -27,7 +27,7 @@ SYSTEM_MODULES = (
     "hecate_caddy_routes",
     "hecate_nginx_schema",
     "hecate_coturn_schema",
-    "hecate_authentik_client",
+    "hecate_authentik_schema",
     "hecate_preflight",
     "hecate_members",
 )
