@@ -32,6 +32,7 @@ import json
 import salt.exceptions
 
 import hecate_consul_client
+import hecate_consul_schema
 import hecate_state
 
 __virtualname__ = "consul_service"
@@ -146,7 +147,7 @@ def registered(
         "enable_tag_override": enable_tag_override,
     }
     definition = hecate_consul_client.service_definition(name, spec)
-    problems = hecate_consul_client.check_pillar(
+    problems = hecate_consul_schema.check_pillar(
         {"hecate": {"consul": {"services": {name: {**spec, "address": address or "-"}}}}}
     )
     if problems:

@@ -19,7 +19,7 @@ import hecate_secrets
 
 # Util modules that extend the schema; each later system adds itself here.
 SYSTEM_MODULES = (
-    "hecate_consul_client",
+    "hecate_consul_schema",
     "hecate_vault_client",
     "hecate_wireguard_schema",
     "hecate_agents_schema",
