@@ -181,7 +181,7 @@ def generate(path, key, length=32, alphabet="alnum", prefix="", rotate=False):
     current, version = client.read_for_update(mount, rel)
     if current is not None and key in current and not rotate:
         return {"path": path, "key": key, "generated": False, "version": version}
-    secret = hecate_vault_client.generate(int(length), alphabet, prefix)
+    secret = hecate_secrets.generate(int(length), alphabet, prefix)
     body = dict(current or {})
     body[key] = secret.reveal()
     result = client.write(mount, rel, body, cas=version)

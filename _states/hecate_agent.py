@@ -30,6 +30,7 @@ import hecate_agents_schema
 import hecate_secrets
 import hecate_state
 import hecate_vault_client
+import hecate_vault_schema
 import hecate_files
 
 __virtualname__ = "hecate_agent"
@@ -56,7 +57,7 @@ class _PreviewResolver(hecate_vault_client.Resolver):
             if not hecate_secrets.is_ref(value):
                 raise
             mount, path, key = hecate_secrets.parse_ref(value, where)
-            if (f"{mount}/{path}", key) not in hecate_vault_client.generated_specs(self.pillar):
+            if (f"{mount}/{path}", key) not in hecate_vault_schema.generated_specs(self.pillar):
                 raise
             if key in (self.vault().read_data(mount, path) or {}):
                 raise  # there, so the failure was something else

@@ -80,9 +80,9 @@ def generated(name, key, length=32, alphabet="alnum", prefix="", rotate=False):
     """
     mount, rel = hecate_vault_client.split_path(name, "name")
     # validate the generation parameters even when nothing is generated
-    hecate_vault_client.generate(int(length), alphabet, prefix)
+    hecate_secrets.generate(int(length), alphabet, prefix)
     where = f"{name}#{key}"
-    how = hecate_vault_client.describe_generated(int(length), alphabet, prefix)
+    how = hecate_secrets.describe_generated(int(length), alphabet, prefix)
     ret = hecate_state.new(where, f"{where} exists; left unchanged")
     client = _client()
     current, version = client.read_for_update(mount, rel)
@@ -95,7 +95,7 @@ def generated(name, key, length=32, alphabet="alnum", prefix="", rotate=False):
         return hecate_state.result(
             ret, changes, True, f"would {verb} {where}: {how}", ""
         )
-    secret = hecate_vault_client.generate(int(length), alphabet, prefix)
+    secret = hecate_secrets.generate(int(length), alphabet, prefix)
     body = dict(current or {})
     body[key] = secret.reveal()
     new_version = _write(client, name, mount, rel, body, version, [secret])

@@ -13,6 +13,7 @@ import hecate_config
 import hecate_http
 import hecate_secrets
 import hecate_vault_client
+import hecate_vault_schema
 
 DURATION = {"type": "string", "pattern": r"^[0-9]+(s|m|h)$"}
 PILLAR_SCHEMA = {
@@ -155,7 +156,7 @@ def _reach_vault(settings, sdb_get):
 
 def produced_by_hecate(pillar):
     """``{(path, key)}`` of secrets that hecate itself writes during a run."""
-    produced = set(hecate_vault_client.generated_specs(pillar))
+    produced = set(hecate_vault_schema.generated_specs(pillar))
     creds = hecate_config.traverse(pillar, "bionicgpt:authentik:provider:credentials")
     if isinstance(creds, str):
         produced |= {(creds, "client_id"), (creds, "client_secret")}

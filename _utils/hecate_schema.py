@@ -20,7 +20,7 @@ import hecate_secrets
 # Util modules that extend the schema; each later system adds itself here.
 SYSTEM_MODULES = (
     "hecate_consul_schema",
-    "hecate_vault_client",
+    "hecate_vault_schema",
     "hecate_wireguard_schema",
     "hecate_agents_schema",
     "hecate_nomad_schema",
