@@ -25,6 +25,7 @@ import salt.exceptions
 
 import hecate_caddy_client
 import hecate_caddy_routes
+import hecate_caddy_apply
 import hecate_config
 
 __virtualname__ = "caddy"
@@ -270,7 +271,7 @@ def drift(server=None):
     built = hecate_caddy_routes.build(
         data, resolve_service=hecate_caddy_routes.consul_resolver(__salt__)
     )
-    out = hecate_caddy_routes.apply(
+    out = hecate_caddy_apply.apply(
         _admin(),
         server,
         lambda live: hecate_caddy_routes.plan_set(live, built),
@@ -302,7 +303,7 @@ def rollback(server=None, snapshot=None, force=False, test=False, restore="befor
     run_id
         Undo only the writes of that orchestration run (its onfail step passes it).
     """
-    out = hecate_caddy_routes.rollback(
+    out = hecate_caddy_apply.rollback(
         _admin(), _store(), server=server, snapshot=snapshot, force=force, test=test,
         restore=restore, run_id=run_id,
     )

@@ -23,6 +23,7 @@ outpost come from pillar ``hecate:reverse_proxy:caddy``. Writes are one request 
 
 import hecate_caddy_client
 import hecate_caddy_routes
+import hecate_caddy_apply
 import hecate_config
 import hecate_state
 
@@ -95,7 +96,7 @@ def present(name, server=None, index=None, retries=3, **kwargs):
     if errors:
         raise hecate_caddy_routes.RouteDataError(errors)
     test = bool(__opts__.get("test"))
-    out = hecate_caddy_routes.apply(
+    out = hecate_caddy_apply.apply(
         admin,
         server,
         lambda live: hecate_caddy_routes.plan_present(live, route, index),
@@ -122,7 +123,7 @@ def absent(name, server=None, retries=3):
     route_id = hecate_caddy_routes.ADHOC_PREFIX + name
     _, admin, store, server = _context(server)
     test = bool(__opts__.get("test"))
-    out = hecate_caddy_routes.apply(
+    out = hecate_caddy_apply.apply(
         admin,
         server,
         lambda live: hecate_caddy_routes.plan_absent(live, route_id, name),

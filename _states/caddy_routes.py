@@ -17,6 +17,7 @@ minion; ``caddy.rollback`` restores them.
 
 import hecate_caddy_client
 import hecate_caddy_routes
+import hecate_caddy_apply
 import hecate_config
 import hecate_state
 
@@ -79,7 +80,7 @@ def managed(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_
         base=pillar_key,
     )
     admin = hecate_caddy_client.CaddyAdmin(settings)
-    out = hecate_caddy_routes.apply(
+    out = hecate_caddy_apply.apply(
         admin,
         server,
         lambda live: hecate_caddy_routes.plan_set(live, desired),

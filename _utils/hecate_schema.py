@@ -24,7 +24,7 @@ SYSTEM_MODULES = (
     "hecate_wireguard_schema",
     "hecate_agents_schema",
     "hecate_nomad_schema",
-    "hecate_caddy_routes",
+    "hecate_caddy_schema",
     "hecate_nginx_schema",
     "hecate_coturn_schema",
     "hecate_authentik_schema",

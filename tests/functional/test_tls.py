@@ -35,6 +35,7 @@ from saltfactories.utils.functional import Loaders
 import hecate_authentik_client as hak
 import hecate_caddy_client
 import hecate_caddy_routes
+import hecate_caddy_apply
 import hecate_config
 import hecate_consul_client
 import hecate_http
@@ -251,7 +252,7 @@ def test_caddy_apply_through_an_https_admin_url(caddy_tls, pki, tmp_path):
     admin = hecate_caddy_client.CaddyAdmin({"admin_url": caddy_tls.tls_admin_url, "ca_bundle": pki["ca"]})
     desired = hecate_caddy_routes.build({"server": "hecate", "default_policies": [], "routes": [
         {"domain": "tls.test", "service": "tls", "backend": "127.0.0.1:9"}]})
-    out = hecate_caddy_routes.apply(admin, "hecate", lambda live: hecate_caddy_routes.plan_set(live, desired),
+    out = hecate_caddy_apply.apply(admin, "hecate", lambda live: hecate_caddy_routes.plan_set(live, desired),
                                     test=False, store=hecate_caddy_client.SnapshotStore(str(tmp_path)))
     assert out["written"] is True and set(out["changes"]["added"]) == {"tls"}
     live = requests.get(caddy_tls.admin_url + "/config/apps/http/servers/hecate/routes", timeout=10).json()

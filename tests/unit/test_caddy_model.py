@@ -8,6 +8,8 @@ import salt.exceptions
 import yaml
 
 import hecate_caddy_routes as m
+import hecate_caddy_apply
+import hecate_caddy_schema
 import hecate_http
 import hecate_schema
 
@@ -281,7 +283,7 @@ def test_consul_errors_and_bad_addresses_name_the_route():
 
 
 def test_check_pillar_does_not_need_consul():
-    assert m.check_pillar({"hecate": {"reverse_proxy": {"caddy": CONSUL_ROUTE}}}, "lab") == []
+    assert hecate_caddy_schema.check_pillar({"hecate": {"reverse_proxy": {"caddy": CONSUL_ROUTE}}}, "lab") == []
 
 
 # -- plans -----------------------------------------------------------------------------------------
@@ -548,13 +550,13 @@ def test_a_refused_route_is_named_by_its_id_or_hosts():
     ]
     text = ("Caddy admin API: PATCH /config/apps/http/servers/hecate/routes returned 500: loading new config: "
             "setting up route handlers: route {}: loading handler modules: position 0: bad")
-    err = m._refused(hecate_http.HTTPError(text.format(0), status=500, body={"error": "x"}), "hecate", routes)
+    err = hecate_caddy_apply._refused(hecate_http.HTTPError(text.format(0), status=500, body={"error": "x"}), "hecate", routes)
     assert str(err).startswith("Caddy refused route hecate.route.chat (route 0 of server 'hecate'); "
                                "nothing was written: Caddy admin API: PATCH ")
     assert err.status == 500 and err.body == {"error": "x"}
-    err = m._refused(hecate_http.HTTPError(text.format(1), status=500), "hecate", routes)
+    err = hecate_caddy_apply._refused(hecate_http.HTTPError(text.format(1), status=500), "hecate", routes)
     assert str(err).startswith("Caddy refused route the route for a.example.com, b.example.com (route 1 ")
     # no route index in the error, or one we did not send: Caddy's own error unchanged
     for other in ("Caddy admin API: PATCH /x returned 500: something else", text.format(7)):
         original = hecate_http.HTTPError(other, status=500)
-        assert m._refused(original, "hecate", routes) is original
+        assert hecate_caddy_apply._refused(original, "hecate", routes) is original
