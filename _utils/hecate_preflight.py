@@ -15,38 +15,6 @@ import hecate_secrets
 import hecate_vault_client
 import hecate_vault_schema
 
-DURATION = {"type": "string", "pattern": r"^[0-9]+(s|m|h)$"}
-PILLAR_SCHEMA = {
-    # the orchestration's own settings
-    "hecate:orchestration": {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {
-            "lock_ttl": DURATION,
-            "lock_wait": {"type": "number", "minimum": 0},
-        },
-    },
-    # what step 10 checks after a deployment
-    "bionicgpt:verify": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["services"],
-        "properties": {
-            "services": {"type": "array", "items": {"type": "string", "minLength": 1}},
-            "timeout": {"type": "number", "exclusiveMinimum": 0},
-            "probe": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["url"],
-                "properties": {
-                    "url": {"type": "string", "pattern": r"^https?://[^\s/]+(/\S*)?$"},
-                    "host": {"type": ["string", "null"]},
-                    "ca_bundle": {"type": ["string", "null"]},
-                },
-            },
-        },
-    },
-}
 
 # Consul's probe: a key read under hecate/ (locks and deployment records live there). A
 # single-key read is checked against key:read before Consul looks the key up

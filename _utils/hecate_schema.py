@@ -28,7 +28,7 @@ SYSTEM_MODULES = (
     "hecate_nginx_schema",
     "hecate_coturn_schema",
     "hecate_authentik_schema",
-    "hecate_preflight",
+    "hecate_orchestration_schema",
     "hecate_members",
 )
 
