@@ -99,7 +99,7 @@ def _apply(name, kind, cfg, settings, render):
         return hecate_state.result(ret, changes, test, would, "")
     hecate_files.ensure_dir(directory, 0o755)
     try:
-        hecate_files.write_private(name, text, mode=mode, user=user, group=group)
+        hecate_files.write_atomic(name, text, mode, user=user, group=group)
     except salt.exceptions.CommandExecutionError as exc:
         raise salt.exceptions.CommandExecutionError(
             hecate_secrets.scrub(f"{kind} agent config: {exc}", resolver.resolved)

@@ -156,7 +156,7 @@ def configured(name, netns=None):
         changes["config_dir"] = {"old": None, "new": conf["config_dir"]}
     old, meta = hecate_files.file_state(conf["config_file"], 0o600)
     if old != text:
-        changes["config"] = {"file": conf["config_file"], "diff": hecate_files.text_diff(old, text, conf["config_file"])}
+        changes["config"] = {"file": conf["config_file"], "diff": hecate_files.unified_diff(old, text, conf["config_file"])}
     for key, (was, now) in meta.items():
         changes[key] = {"old": was, "new": now}
 
@@ -186,7 +186,7 @@ def configured(name, netns=None):
 
     hecate_files.ensure_dir(conf["config_dir"], 0o700)
     if "config" in changes or meta:
-        hecate_files.write_private(conf["config_file"], text, mode=0o600)
+        hecate_files.write_atomic(conf["config_file"], text, 0o600)
     if live_changes:
         hecate_wireguard_process.sync_live(conf, text, live, live_changes)
         after = hecate_wireguard_process.live_status(conf["interface"], conf.get("netns"))

@@ -24,6 +24,7 @@ import re
 import salt.exceptions
 
 import hecate_agents_schema
+import hecate_config
 import hecate_files
 import hecate_secrets
 import hecate_wireguard_schema
@@ -75,7 +76,7 @@ def consul_config(pillar, grains):
         }
         if acl.get("agent_token") is not None:
             cfg["acl"]["tokens"] = {"agent": acl["agent_token"]}
-    return hecate_agents_schema._merge(cfg, conf.get("extra") or {})
+    return hecate_config.deep_merge(cfg, conf.get("extra") or {})
 
 
 def nomad_config(pillar, grains):
@@ -144,7 +145,7 @@ def nomad_config(pillar, grains):
     if docker.get("allow_caps") is not None:
         dconf["allow_caps"] = list(docker["allow_caps"])
     cfg["plugin"] = {"docker": {"config": dconf}}
-    return hecate_agents_schema._merge(cfg, conf.get("extra") or {})
+    return hecate_config.deep_merge(cfg, conf.get("extra") or {})
 
 
 # -- secrets ----------------------------------------------------------------------------------
@@ -196,7 +197,7 @@ def masked_diff(old, new, name, names=()):
     and whether any secret value differs (which the masked diff cannot show).
     """
     old_m, new_m = mask(old, names) if old is not None else None, mask(new, names)
-    diff = hecate_files.text_diff(old_m, new_m, name)
+    diff = hecate_files.unified_diff(old_m, new_m, name)
     old_secret = [l for l, m in zip((old or "").splitlines(), (old_m or "").splitlines()) if l != m]
     new_secret = [l for l, m in zip(new.splitlines(), new_m.splitlines()) if l != m]
     return diff, old is not None and old_secret != new_secret

@@ -6,12 +6,11 @@ references, the host volumes the jobs mount), and the settings with defaults mer
 built and rendered by ``hecate_agents_config``.
 """
 
-import copy
 import ipaddress
 
 import salt.exceptions
 
-import hecate_wireguard_schema
+import hecate_config
 
 
 CONSUL_PATH = "hecate:consul:agent"
@@ -228,30 +227,10 @@ PILLAR_SCHEMA = {
 }
 
 
-def _traverse(data, path):
-    cur = data
-    for part in path.split(":"):
-        try:
-            cur = cur[part]
-        except (KeyError, TypeError, IndexError):
-            return None
-    return cur
-
-
-def _merge(base, override):
-    out = copy.deepcopy(base)
-    for key, val in (override or {}).items():
-        if isinstance(val, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], val)
-        else:
-            out[key] = copy.deepcopy(val)
-    return out
-
-
 def check_pillar(pillar, env=None):  # pylint: disable=unused-argument
     """Secrets must be references; Nomad needs the two host volumes the jobs mount."""
     errors = []
-    consul = _traverse(pillar, CONSUL_PATH)
+    consul = hecate_config.traverse(pillar, CONSUL_PATH)
     if isinstance(consul, dict):
         for key, val in (("gossip_key", consul.get("gossip_key")), ("acl:agent_token", (consul.get("acl") or {}).get("agent_token"))):
             if isinstance(val, str) and not val.startswith("sdb://"):
@@ -264,7 +243,7 @@ def check_pillar(pillar, env=None):  # pylint: disable=unused-argument
                         ipaddress.ip_address(part)
                     except ValueError:
                         errors.append((f"{CONSUL_PATH}:client_addr", f"{part!r} is not an IP address"))
-    nomad = _traverse(pillar, NOMAD_PATH)
+    nomad = hecate_config.traverse(pillar, NOMAD_PATH)
     if isinstance(nomad, dict):
         token = (nomad.get("consul") or {}).get("token")
         if isinstance(token, str) and not token.startswith("sdb://"):
@@ -287,17 +266,17 @@ def check_pillar(pillar, env=None):  # pylint: disable=unused-argument
 
 
 def consul_settings(pillar):
-    conf = _traverse(pillar, CONSUL_PATH)
+    conf = hecate_config.traverse(pillar, CONSUL_PATH)
     if conf is None:
         raise salt.exceptions.SaltInvocationError(f"{CONSUL_PATH} is not set in this minion's pillar")
-    return _merge(CONSUL_DEFAULTS, hecate_wireguard_schema.plain(conf))
+    return hecate_config.deep_merge(CONSUL_DEFAULTS, hecate_config.plain(conf))
 
 
 def nomad_settings(pillar):
-    conf = _traverse(pillar, NOMAD_PATH)
+    conf = hecate_config.traverse(pillar, NOMAD_PATH)
     if conf is None:
         raise salt.exceptions.SaltInvocationError(f"{NOMAD_PATH} is not set in this minion's pillar")
-    merged = _merge(NOMAD_DEFAULTS, hecate_wireguard_schema.plain(conf))
+    merged = hecate_config.deep_merge(NOMAD_DEFAULTS, hecate_config.plain(conf))
     if merged["vault"].get("address") is None:
-        merged["vault"]["address"] = _traverse(pillar, "hecate:connections:vault:url")
+        merged["vault"]["address"] = hecate_config.traverse(pillar, "hecate:connections:vault:url")
     return merged

@@ -32,6 +32,7 @@ import re
 
 import salt.exceptions
 
+import hecate_config
 import hecate_state
 
 
@@ -658,13 +659,8 @@ def build_route(spec, where, data, resolve_service=None, id_prefix=ID_PREFIX, er
 
 
 def caddy_data(pillar, path=PILLAR_PATH):
-    cur = pillar
-    for part in path.split(":"):
-        try:
-            cur = cur[part]
-        except (KeyError, TypeError, IndexError):
-            return {}
-    return cur or {}
+    """The Caddy block of ``pillar`` (``{}`` when missing or empty)."""
+    return hecate_config.traverse(pillar, path, {}) or {}
 
 
 def build(data, resolve_service=None, id_prefix=ID_PREFIX, base=PILLAR_PATH):

@@ -12,9 +12,8 @@ Used by the states that own a whole file (``nginx_config.managed``,
   file; on a veto or an error the candidate is removed and the live file is untouched;
 - :func:`restore` puts back what :func:`current` read (after a failed reload).
 
-and, for the files of the WireGuard and agent states: :func:`ensure_dir`, :func:`file_state`
-(content and the mode/owner that differ), :func:`write_private` (atomic, owner and mode set
-before any byte is written) and :func:`text_diff`.
+and, for the files of the WireGuard and agent states: :func:`ensure_dir` and :func:`file_state`
+(content and the mode/owner that differ).
 
 Error text names paths only, never content.
 """
@@ -222,19 +221,6 @@ def ensure_dir(path, mode=0o755):
     return True
 
 
-def _ids(user, group):
-    uid = gid = -1
-    try:
-        if user is not None:
-            uid = pwd.getpwnam(user).pw_uid
-        if group is not None:
-            gid = grp.getgrnam(group).gr_gid
-    except KeyError:
-        missing = ("user", user) if user is not None and uid == -1 else ("group", group)
-        raise salt.exceptions.CommandExecutionError(f"{missing[0]} '{missing[1]}' does not exist on this host") from None
-    return uid, gid
-
-
 def file_state(path, mode, user=None, group=None):
     """``(content or None, {"mode"/"user"/"group": (old, new)} of what differs)``."""
     try:
@@ -258,46 +244,3 @@ def file_state(path, mode, user=None, group=None):
         if current != group:
             meta["group"] = (current, group)
     return content, meta
-
-
-def write_private(path, content, mode=0o600, user=None, group=None):
-    """
-    Write ``content`` atomically: a temp file created 0600 in the same directory, owner
-    and mode set before any byte is written, then renamed over ``path``. The content is
-    never logged and never part of an error message.
-    """
-    uid, gid = _ids(user, group)
-    directory = os.path.dirname(path) or "."
-    fd, tmp = None, None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".hecate-", dir=directory)
-        os.fchmod(fd, 0o600)
-        if uid != -1 or gid != -1:
-            os.fchown(fd, uid, gid)
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fd = None
-            fh.write(content)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as exc:
-        raise salt.exceptions.CommandExecutionError(f"cannot write {path}: {exc.strerror}") from None
-    finally:
-        if fd is not None:
-            os.close(fd)
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def text_diff(old, new, name):
-    """A unified diff of two texts (empty when equal)."""
-    return "".join(
-        difflib.unified_diff(
-            (old or "").splitlines(True),
-            new.splitlines(True),
-            fromfile=name if old is not None else "/dev/null",
-            tofile=name,
-        )
-    )

@@ -97,5 +97,5 @@ def ensure_key(key_file, force=False):
             return existing, False
     hecate_files.ensure_dir(os.path.dirname(key_file), 0o700)
     private = new_private_key()
-    hecate_files.write_private(key_file, private + "\n", mode=0o600)
+    hecate_files.write_atomic(key_file, private + "\n", 0o600)
     return public_from_private(private), True

@@ -21,6 +21,7 @@ import re
 
 import salt.exceptions
 
+import hecate_config
 import hecate_members
 import hecate_wireguard_keys
 
@@ -118,31 +119,12 @@ PILLAR_SCHEMA = {
 }
 
 
-def _traverse(data, path):
-    cur = data
-    for part in path.split(":"):
-        try:
-            cur = cur[part]
-        except (KeyError, TypeError, IndexError):
-            return None
-    return cur
-
-
-def plain(node):
-    """A deep copy as plain dicts/lists (``__pillar__`` values may be loader proxies)."""
-    if hasattr(node, "items"):
-        return {k: plain(v) for k, v in node.items()}
-    if isinstance(node, (list, tuple)):
-        return [plain(v) for v in node]
-    return node
-
-
 # -- pillar checks ---------------------------------------------------------------------------
 
 
 def check_pillar(pillar, env=None):  # pylint: disable=unused-argument
     """Semantic checks of ``bionicgpt:wireguard``: addresses inside the network, no duplicates."""
-    conf = _traverse(pillar, PILLAR_PATH)
+    conf = hecate_config.traverse(pillar, PILLAR_PATH)
     if not isinstance(conf, dict):
         return []
     errors = []
@@ -221,13 +203,13 @@ def settings(pillar, grains, overrides=None):
     defaults, plus its role, tunnel address (``address``, ``cidr``), key and config paths.
     Raises ``SaltInvocationError`` naming the pillar key when something is missing.
     """
-    conf = _traverse(pillar, PILLAR_PATH)
+    conf = hecate_config.traverse(pillar, PILLAR_PATH)
     if not conf:
         raise salt.exceptions.SaltInvocationError(
             f"{PILLAR_PATH} is not set in this minion's pillar (tunnel addressing)"
         )
-    merged = _merge(DEFAULTS, plain(conf))
-    merged = _merge(merged, {k: v for k, v in (overrides or {}).items() if v is not None})
+    merged = hecate_config.deep_merge(DEFAULTS, hecate_config.plain(conf))
+    merged = hecate_config.deep_merge(merged, {k: v for k, v in (overrides or {}).items() if v is not None})
     problems = check_pillar({"bionicgpt": {"wireguard": merged}})
     if problems:
         raise salt.exceptions.SaltInvocationError("; ".join(f"{p}: {m}" for p, m in problems))
@@ -262,16 +244,6 @@ def settings(pillar, grains, overrides=None):
         }
     )
     return merged
-
-
-def _merge(base, override):
-    out = dict(base)
-    for key, val in (override or {}).items():
-        if isinstance(val, dict) and isinstance(out.get(key), dict) and key != "nodes":
-            out[key] = _merge(out[key], val)
-        else:
-            out[key] = val
-    return out
 
 
 def peer_target(conf):
