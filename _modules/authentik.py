@@ -26,8 +26,9 @@ import copy
 import salt.exceptions
 
 import hecate_authentik_client as hak
+import hecate_clients
+import hecate_loader
 import hecate_secrets
-import hecate_vault_client
 
 __virtualname__ = "authentik"
 
@@ -35,15 +36,7 @@ SECRET_FIELDS = ("client_secret", "private_key", "key_data", "password", "certif
 
 
 def __virtual__():
-    try:
-        import requests  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
-    except ImportError:
-        return (False, "authentik: the requests library is not installed")
-    return __virtualname__
-
-
-def _client():
-    return hak.from_config(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
+    return hecate_loader.virtual(__virtualname__)
 
 
 def _public(obj):
@@ -64,7 +57,7 @@ def _fields(kwargs):
 
 
 def _require(kind, name):
-    return _client().require(kind, name)
+    return hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).require(kind, name)
 
 
 # -- server ----------------------------------------------------------------------------------
@@ -78,7 +71,7 @@ def version():
 
         salt cloud authentik.version
     """
-    return ".".join(str(p) for p in _client().version())
+    return ".".join(str(p) for p in hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).version())
 
 
 # -- groups ------------------------------------------------------------------------------------
@@ -93,7 +86,7 @@ def group_list(name=None):
         salt cloud authentik.group_list
         salt cloud authentik.group_list name=bionicgpt-superadmin
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     if name is not None:
         return _public(client.index("group").get(name, []))
     return _public([g for groups in client.index("group").values() for g in groups])
@@ -109,7 +102,7 @@ def group_get(name):
 
         salt cloud authentik.group_get bionicgpt-superadmin
     """
-    return _public(_client().find("group", name))
+    return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).find("group", name))
 
 
 def _group_body(client, attributes=None, is_superuser=None, parent=None, parents=None):
@@ -142,7 +135,7 @@ def group_create(name, attributes=None, is_superuser=False, parent=None, parents
 
         salt cloud authentik.group_create bionicgpt-demo-tenant attributes='{"tenant": "demo"}'
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     if client.find("group", name) is not None:
         raise salt.exceptions.CommandExecutionError(f"Authentik group '{name}' already exists")
     body = {"name": name}
@@ -160,7 +153,7 @@ def group_update(name, new_name=None, attributes=None, is_superuser=None, parent
 
         salt cloud authentik.group_update bionicgpt-demo-tenant attributes='{"tenant": "demo2"}'
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     group = client.require("group", name)
     body = _group_body(client, attributes, is_superuser, parent, parents)
     if new_name:
@@ -180,7 +173,7 @@ def group_delete(name):
 
         salt cloud authentik.group_delete bionicgpt-old
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     group = client.find("group", name)
     if group is None:
         return False
@@ -197,7 +190,7 @@ def add_user(group, username):
 
         salt cloud authentik.add_user bionicgpt-superadmin henry
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     client.add_user(client.require("group", group)["pk"], client.require("user", username)["pk"])
     return True
 
@@ -212,7 +205,7 @@ def remove_user(group, username):
 
         salt cloud authentik.remove_user bionicgpt-superadmin henry
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     client.remove_user(client.require("group", group)["pk"], client.require("user", username)["pk"])
     return True
 
@@ -233,7 +226,7 @@ def user_list(username=None, group=None):
         filters["username"] = username
     if group:
         filters["groups_by_name"] = group
-    return _public(_client().list("user", **filters))
+    return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).list("user", **filters))
 
 
 def user_get(username):
@@ -246,7 +239,7 @@ def user_get(username):
 
         salt cloud authentik.user_get henry
     """
-    return _public(_client().find("user", username))
+    return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).find("user", username))
 
 
 def _password(value, where):
@@ -257,7 +250,7 @@ def _password(value, where):
             f"{where}: give the password as a Vault reference "
             "{vault: <mount>/<path>, key: <key>} or an sdb:// URI, never as a value"
         )
-    return hecate_vault_client.Resolver(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)(
+    return hecate_clients.resolver(__opts__, __pillar__, __context__, __salt__)(
         value, where
     )
 
@@ -275,7 +268,7 @@ def user_create(username, name, email="", groups=None, attributes=None, type="in
 
         salt cloud authentik.user_create demo "Demo User" email=demo@example.com groups='[bionicgpt-demo-tenant]'
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     if client.find("user", username) is not None:
         raise salt.exceptions.CommandExecutionError(f"Authentik user '{username}' already exists")
     secret = _password(password, f"user {username}: password")
@@ -305,7 +298,7 @@ def user_update(username, **kwargs):
 
         salt cloud authentik.user_update demo email=demo@example.org
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     user = client.require("user", username)
     allowed = {"name", "email", "attributes", "is_active", "type", "path"}
     body = _fields(kwargs)
@@ -329,7 +322,7 @@ def user_set_password(username, password):
 
         salt cloud authentik.user_set_password henry password='{"vault": "secret/bionicgpt/lab-users", "key": "henry"}'
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     user = client.require("user", username)
     client.set_password(user["pk"], _password(password, f"user {username}: password"))
     return True
@@ -345,7 +338,7 @@ def user_delete(username):
 
         salt cloud authentik.user_delete demo
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     user = client.find("user", username)
     return client.delete("user", user["pk"]) if user else False
 
@@ -361,7 +354,7 @@ def oauth2_provider_list():
 
         salt cloud authentik.oauth2_provider_list
     """
-    return _public(_client().list("provider_oauth2"))
+    return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).list("provider_oauth2"))
 
 
 def oauth2_provider_get(name):
@@ -374,7 +367,7 @@ def oauth2_provider_get(name):
 
         salt cloud authentik.oauth2_provider_get "BionicGPT OAuth2"
     """
-    return _public(_client().find("provider_oauth2", name))
+    return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).find("provider_oauth2", name))
 
 
 def oauth2_provider_create(name, authorization_flow, invalidation_flow, redirect_uris,
@@ -395,7 +388,7 @@ def oauth2_provider_create(name, authorization_flow, invalidation_flow, redirect
             default-provider-authorization-implicit-consent default-provider-invalidation-flow \\
             '["https://chat.example.com/oauth2/callback"]' credentials=secret/bionicgpt/oauth
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     if client.find("provider_oauth2", name) is not None:
         raise salt.exceptions.CommandExecutionError(f"Authentik OAuth2 provider '{name}' already exists")
     scopes = ["openid", "email", "profile"] if scopes is None else list(scopes)
@@ -439,13 +432,13 @@ def store_credentials(provider, credentials):
         salt cloud authentik.store_credentials "BionicGPT OAuth2" secret/bionicgpt/oauth
     """
     if isinstance(provider, str):
-        provider = _client().require("provider_oauth2", provider)
+        provider = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).require("provider_oauth2", provider)
     mount, _, path = str(credentials).partition("/")
     if not mount or not path:
         raise salt.exceptions.SaltInvocationError(
             f"credentials: expected '<mount>/<path>' (e.g. secret/bionicgpt/oauth), got {credentials!r}"
         )
-    vault = hecate_vault_client.from_config(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
+    vault = hecate_clients.vault(__opts__, __pillar__, __context__, __salt__)
     return vault.merge(mount, path, {"client_id": provider["client_id"],
                                      "client_secret": provider["client_secret"]})
 
@@ -461,7 +454,7 @@ def oauth2_provider_update(name, **kwargs):
 
         salt cloud authentik.oauth2_provider_update "BionicGPT OAuth2" access_token_validity=hours=2
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     provider = client.require("provider_oauth2", name)
     body = _fields(kwargs)
     if "client_secret" in body:
@@ -486,7 +479,7 @@ def oauth2_provider_delete(name):
 
         salt cloud authentik.oauth2_provider_delete "BionicGPT OAuth2"
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     provider = client.find("provider_oauth2", name)
     return client.delete("provider_oauth2", provider["pk"], old=provider) if provider else False
 
@@ -501,7 +494,7 @@ def proxy_provider_list():
 
         salt cloud authentik.proxy_provider_list
     """
-    return _public(_client().list("provider_proxy"))
+    return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).list("provider_proxy"))
 
 
 def proxy_provider_get(name):
@@ -514,7 +507,7 @@ def proxy_provider_get(name):
 
         salt cloud authentik.proxy_provider_get "Grafana forward auth"
     """
-    return _public(_client().find("provider_proxy", name))
+    return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).find("provider_proxy", name))
 
 
 def proxy_provider_create(name, external_host, authorization_flow, invalidation_flow,
@@ -530,7 +523,7 @@ def proxy_provider_create(name, external_host, authorization_flow, invalidation_
         salt cloud authentik.proxy_provider_create "Grafana" https://grafana.example.com \\
             default-provider-authorization-implicit-consent default-provider-invalidation-flow
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     if client.find("provider_proxy", name) is not None:
         raise salt.exceptions.CommandExecutionError(f"Authentik proxy provider '{name}' already exists")
     body = {
@@ -558,7 +551,7 @@ def proxy_provider_update(name, **kwargs):
 
         salt cloud authentik.proxy_provider_update "Grafana" external_host=https://grafana2.example.com
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     provider = client.require("provider_proxy", name)
     body = _fields(kwargs)
     for key in ("authorization_flow", "invalidation_flow", "authentication_flow"):
@@ -577,7 +570,7 @@ def proxy_provider_delete(name):
 
         salt cloud authentik.proxy_provider_delete "Grafana"
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     provider = client.find("provider_proxy", name)
     return client.delete("provider_proxy", provider["pk"]) if provider else False
 
@@ -594,7 +587,7 @@ def application_list():
 
         salt cloud authentik.application_list
     """
-    return _public(_client().list("application"))
+    return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).list("application"))
 
 
 def application_get(slug):
@@ -607,7 +600,7 @@ def application_get(slug):
 
         salt cloud authentik.application_get bionicgpt
     """
-    return _public(_client().get("application", slug))
+    return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).get("application", slug))
 
 
 def _provider_pk(client, provider, provider_type):
@@ -630,7 +623,7 @@ def application_create(name, slug, provider=None, provider_type="oauth2", **kwar
         salt cloud authentik.application_create BionicGPT bionicgpt provider="BionicGPT OAuth2" \\
             meta_launch_url=https://chat.example.com
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     if client.get("application", slug) is not None:
         raise salt.exceptions.CommandExecutionError(f"Authentik application '{slug}' already exists")
     body = {"name": name, "slug": slug, "provider": _provider_pk(client, provider, provider_type)}
@@ -648,7 +641,7 @@ def application_update(slug, provider=None, provider_type="oauth2", **kwargs):
 
         salt cloud authentik.application_update bionicgpt meta_launch_url=https://chat.example.org
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     app = client.require("application", slug)
     body = _fields(kwargs)
     if provider is not None:
@@ -666,7 +659,7 @@ def application_delete(slug):
 
         salt cloud authentik.application_delete bionicgpt
     """
-    return _client().delete("application", slug)
+    return hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).delete("application", slug)
 
 
 # -- scope mappings ----------------------------------------------------------------------------------
@@ -680,7 +673,7 @@ def scope_mapping_list(managed=None):
 
         salt cloud authentik.scope_mapping_list
     """
-    return _public(_client().list("scope_mapping", **({"managed": managed} if managed else {})))
+    return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).list("scope_mapping", **({"managed": managed} if managed else {})))
 
 
 def scope_mapping_get(name):
@@ -693,7 +686,7 @@ def scope_mapping_get(name):
 
         salt cloud authentik.scope_mapping_get "BionicGPT Groups Mapping"
     """
-    return _public(_client().find("scope_mapping", name))
+    return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).find("scope_mapping", name))
 
 
 def scope_mapping_create(name, scope_name, expression, description=""):
@@ -706,7 +699,7 @@ def scope_mapping_create(name, scope_name, expression, description=""):
 
         salt cloud authentik.scope_mapping_create "Groups" groups 'return {"groups": []}'
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     if client.find("scope_mapping", name) is not None:
         raise salt.exceptions.CommandExecutionError(f"Authentik scope mapping '{name}' already exists")
     return _public(client.create("scope_mapping", {"name": name, "scope_name": scope_name,
@@ -724,7 +717,7 @@ def scope_mapping_delete(name):
 
         salt cloud authentik.scope_mapping_delete "Groups"
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     mapping = client.find("scope_mapping", name)
     if mapping is None:
         return False
@@ -746,7 +739,7 @@ def flow_list(designation=None):
 
         salt cloud authentik.flow_list designation=enrollment
     """
-    return _public(_client().list("flow", **({"designation": designation} if designation else {})))
+    return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).list("flow", **({"designation": designation} if designation else {})))
 
 
 def flow_get(slug):
@@ -759,7 +752,7 @@ def flow_get(slug):
 
         salt cloud authentik.flow_get default-provider-authorization-implicit-consent
     """
-    return _public(_client().get("flow", slug))
+    return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).get("flow", slug))
 
 
 def identification_stage_get(name="default-authentication-identification"):
@@ -772,7 +765,7 @@ def identification_stage_get(name="default-authentication-identification"):
 
         salt cloud authentik.identification_stage_get
     """
-    return _public(_client().find("stage_identification", name))
+    return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).find("stage_identification", name))
 
 
 def identification_stage_set_enrollment(flow=None, name="default-authentication-identification"):
@@ -788,7 +781,7 @@ def identification_stage_set_enrollment(flow=None, name="default-authentication-
 
         salt cloud authentik.identification_stage_set_enrollment flow=bionicgpt-enrollment
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     stage = client.require("stage_identification", name)
     target = client.require("flow", flow)["pk"] if flow else None
     if stage.get("enrollment_flow") == target:
@@ -807,7 +800,7 @@ def brand_list():
 
         salt cloud authentik.brand_list
     """
-    return _public(_client().list("brand"))
+    return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).list("brand"))
 
 
 def brand_get(domain="authentik-default"):
@@ -820,7 +813,7 @@ def brand_get(domain="authentik-default"):
 
         salt cloud authentik.brand_get
     """
-    return _public(_client().find("brand", domain))
+    return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).find("brand", domain))
 
 
 def brand_update(domain="authentik-default", **kwargs):
@@ -834,7 +827,7 @@ def brand_update(domain="authentik-default", **kwargs):
 
         salt cloud authentik.brand_update branding_title="Cybermonkey SSO"
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     brand = client.require("brand", domain)
     body = _fields(kwargs)
     for key, val in list(body.items()):
@@ -855,7 +848,7 @@ def policy_binding_list(application=None):
 
         salt cloud authentik.policy_binding_list application=bionicgpt
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     if application:
         return _public(client.list("policy_binding", target=client.require("application", application)["pk"]))
     return _public(client.list("policy_binding"))
@@ -874,7 +867,7 @@ def policy_binding_create(application, group=None, user=None, order=0, enabled=T
     """
     if bool(group) == bool(user):
         raise salt.exceptions.SaltInvocationError("give exactly one of group or user")
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     body = {"target": client.require("application", application)["pk"], "order": int(order),
             "enabled": bool(enabled), "negate": bool(negate)}
     if group:
@@ -894,7 +887,7 @@ def policy_binding_delete(pk):
 
         salt cloud authentik.policy_binding_delete 0b5b7d1e-...
     """
-    return _client().delete("policy_binding", pk)
+    return hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).delete("policy_binding", pk)
 
 
 def outpost_list():
@@ -907,7 +900,7 @@ def outpost_list():
 
         salt cloud authentik.outpost_list
     """
-    return _public(_client().list("outpost"))
+    return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).list("outpost"))
 
 
 def outpost_embedded():
@@ -920,7 +913,7 @@ def outpost_embedded():
 
         salt cloud authentik.outpost_embedded
     """
-    return _public(_client().embedded_outpost())
+    return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).embedded_outpost())
 
 
 def _outpost(client, outpost):
@@ -940,7 +933,7 @@ def outpost_attach_provider(provider, provider_type="proxy", outpost=None):
 
         salt cloud authentik.outpost_attach_provider "Grafana"
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     pk = _provider_pk(client, provider, provider_type)
     old, new = client.outpost_providers(_outpost(client, outpost)["pk"], add=[pk])
     return old != new
@@ -956,7 +949,7 @@ def outpost_detach_provider(provider, provider_type="proxy", outpost=None):
 
         salt cloud authentik.outpost_detach_provider "Grafana"
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     pk = _provider_pk(client, provider, provider_type)
     old, new = client.outpost_providers(_outpost(client, outpost)["pk"], remove=[pk])
     return old != new

@@ -23,21 +23,23 @@ import json
 
 import salt.exceptions
 
+import hecate_caddy_apply
 import hecate_caddy_client
 import hecate_caddy_routes
-import hecate_caddy_apply
+import hecate_clients
 import hecate_config
+import hecate_loader
 
 __virtualname__ = "caddy"
 
 
 def __virtual__():
-    return __virtualname__
+    return hecate_loader.virtual(__virtualname__)
 
 
 # -- helpers -------------------------------------------------------------------------------------
 def _admin():
-    return hecate_caddy_client.CaddyAdmin.from_config(__opts__, __pillar__)
+    return hecate_clients.caddy(__opts__, __pillar__)
 
 
 def _data():

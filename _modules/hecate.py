@@ -26,7 +26,7 @@ __virtualname__ = "hecate"
 
 
 def __virtual__():
-    return __virtualname__
+    return hecate_loader.virtual(__virtualname__, libs=("jsonschema",))
 
 
 def version():

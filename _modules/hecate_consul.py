@@ -19,19 +19,15 @@ CLI Example:
 
 import salt.exceptions
 
+import hecate_clients
 import hecate_consul_client
+import hecate_loader
 
 __virtualname__ = "hecate_consul"
 
 
 def __virtual__():
-    if not hecate_consul_client.HAS_CONSUL:
-        return (False, "hecate_consul: the py-consul library is not installed (pip install py-consul)")
-    return __virtualname__
-
-
-def _client():
-    return hecate_consul_client.from_config(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
+    return hecate_loader.virtual(__virtualname__, libs=("consul",))
 
 
 # -- KV -------------------------------------------------------------------------------------------
@@ -49,7 +45,7 @@ def kv_get(key, decode="text", meta=False, recurse=False):
         salt cloud hecate_consul.kv_get hecate/deployments/prod/latest decode=json
         salt cloud hecate_consul.kv_get hecate/deployments/prod recurse=True decode=auto
     """
-    client = _client()
+    client = hecate_clients.consul(__opts__, __pillar__, __context__, __salt__)
     if recurse:
         return {
             e["Key"]: _entry(e, decode) if meta else hecate_consul_client.decode_value(e["Value"], decode)
@@ -83,7 +79,7 @@ def kv_put(key, value, cas=None, flags=None):
         salt cloud hecate_consul.kv_put hecate/config/motd 'hello'
         salt cloud hecate_consul.kv_put hecate/deployments/lab/latest '{"version": 3}' cas=0
     """
-    client = _client()
+    client = hecate_clients.consul(__opts__, __pillar__, __context__, __salt__)
     if cas is not None:
         return client.kv_put_cas(key, value, int(cas), flags=flags)
     return client.kv_put(key, value, flags=flags)
@@ -101,7 +97,7 @@ def kv_delete(key, cas=None, recurse=False):
         salt cloud hecate_consul.kv_delete hecate/tmp/x
         salt cloud hecate_consul.kv_delete hecate/tmp recurse=True
     """
-    client = _client()
+    client = hecate_clients.consul(__opts__, __pillar__, __context__, __salt__)
     done = client.kv_delete(key, cas=None if cas is None else int(cas), recurse=bool(recurse))
     if not done and cas is not None:
         raise hecate_consul_client.CASConflict(
@@ -120,7 +116,7 @@ def kv_keys(prefix="", separator=None):
 
         salt cloud hecate_consul.kv_keys hecate/deployments/ separator=/
     """
-    return _client().kv_keys(prefix, separator=separator)
+    return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).kv_keys(prefix, separator=separator)
 
 
 # -- services ------------------------------------------------------------------------------------
@@ -150,7 +146,7 @@ def service_register(
     """
     spec = {"name": name, "address": address, "port": port, "tags": tags, "meta": meta,
             "checks": checks, "weights": weights, "enable_tag_override": enable_tag_override}
-    return _client().service_register(hecate_consul_client.service_definition(service_id, spec))
+    return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).service_register(hecate_consul_client.service_definition(service_id, spec))
 
 
 def service_deregister(service_id):
@@ -163,7 +159,7 @@ def service_deregister(service_id):
 
         salt cloud hecate_consul.service_deregister jenkins-master
     """
-    return _client().service_deregister(service_id)
+    return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).service_deregister(service_id)
 
 
 def services():
@@ -176,7 +172,7 @@ def services():
 
         salt cloud hecate_consul.services
     """
-    return _client().agent_services()
+    return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).agent_services()
 
 
 def service_health(name, passing=True):
@@ -190,7 +186,7 @@ def service_health(name, passing=True):
 
         salt cloud hecate_consul.service_health bionicgpt passing=False
     """
-    return _client().health_service(name, passing=_bool(passing))
+    return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).health_service(name, passing=_bool(passing))
 
 
 def service_addresses(name, passing=True):
@@ -204,7 +200,7 @@ def service_addresses(name, passing=True):
 
         salt cloud hecate_consul.service_addresses bionicgpt-oauth2-proxy
     """
-    return _client().service_addresses(name, passing=_bool(passing))
+    return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).service_addresses(name, passing=_bool(passing))
 
 
 def catalog_services():
@@ -217,7 +213,7 @@ def catalog_services():
 
         salt cloud hecate_consul.catalog_services
     """
-    return _client().catalog_services()
+    return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).catalog_services()
 
 
 # -- sessions and locks ---------------------------------------------------------------------------
@@ -231,7 +227,7 @@ def session_create(name, ttl="15s", lock_delay="15s", behavior="release"):
 
         salt cloud hecate_consul.session_create deploy ttl=30s
     """
-    return _client().session_create(name, ttl=ttl, lock_delay=lock_delay, behavior=behavior)
+    return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).session_create(name, ttl=ttl, lock_delay=lock_delay, behavior=behavior)
 
 
 def session_renew(session_id):
@@ -244,7 +240,7 @@ def session_renew(session_id):
 
         salt cloud hecate_consul.session_renew 1f0c...
     """
-    return _client().session_renew(session_id)
+    return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).session_renew(session_id)
 
 
 def session_destroy(session_id):
@@ -257,7 +253,7 @@ def session_destroy(session_id):
 
         salt cloud hecate_consul.session_destroy 1f0c...
     """
-    return _client().session_destroy(session_id)
+    return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).session_destroy(session_id)
 
 
 def session_info(session_id):
@@ -270,7 +266,7 @@ def session_info(session_id):
 
         salt cloud hecate_consul.session_info 1f0c...
     """
-    return _client().session_info(session_id)
+    return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).session_info(session_id)
 
 
 def session_list():
@@ -283,7 +279,7 @@ def session_list():
 
         salt cloud hecate_consul.session_list
     """
-    return _client().session_list()
+    return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).session_list()
 
 
 def lock_acquire(key, holder=None, ttl="15s", lock_delay="15s", wait=0):
@@ -300,7 +296,7 @@ def lock_acquire(key, holder=None, ttl="15s", lock_delay="15s", wait=0):
         salt cloud hecate_consul.lock_acquire hecate/locks/prod holder='alice via salt' ttl=60s
     """
     holder = holder or f"minion {__opts__.get('id')}"
-    return _client().lock_acquire(key, holder, ttl=ttl, lock_delay=lock_delay, wait=float(wait or 0))
+    return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).lock_acquire(key, holder, ttl=ttl, lock_delay=lock_delay, wait=float(wait or 0))
 
 
 def lock_renew(session_id):
@@ -313,7 +309,7 @@ def lock_renew(session_id):
 
         salt cloud hecate_consul.lock_renew 1f0c...
     """
-    _client().lock_renew(session_id)
+    hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).lock_renew(session_id)
     return True
 
 
@@ -327,7 +323,7 @@ def lock_release(key, session_id):
 
         salt cloud hecate_consul.lock_release hecate/locks/prod 1f0c...
     """
-    return _client().lock_release(key, session_id)
+    return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).lock_release(key, session_id)
 
 
 def lock_info(key):
@@ -340,7 +336,7 @@ def lock_info(key):
 
         salt cloud hecate_consul.lock_info hecate/locks/prod
     """
-    return _client().lock_info(key)
+    return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).lock_info(key)
 
 
 def _bool(value):

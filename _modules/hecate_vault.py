@@ -29,6 +29,8 @@ CLI Example:
 
 import salt.exceptions
 
+import hecate_clients
+import hecate_loader
 import hecate_secrets
 import hecate_vault_client
 
@@ -37,17 +39,7 @@ __func_alias__ = {"list_": "list"}
 
 
 def __virtual__():
-    if not hecate_vault_client.HAS_HVAC:
-        return (False, "hecate_vault: the hvac library is not installed (pip install hvac)")
-    return __virtualname__
-
-
-def _sdb_get():
-    return __salt__.get("sdb.get")
-
-
-def _client():
-    return hecate_vault_client.from_config(__opts__, __pillar__, _sdb_get(), __context__)
+    return hecate_loader.virtual(__virtualname__, libs=("hvac",))
 
 
 def read(path, version=None):
@@ -65,7 +57,7 @@ def read(path, version=None):
         salt local hecate_vault.read secret/bionicgpt/db version=2
     """
     mount, rel = hecate_vault_client.split_path(path)
-    data, meta = _client().read(mount, rel, version=int(version) if version else None)
+    data, meta = hecate_clients.vault(__opts__, __pillar__, __context__, __salt__).read(mount, rel, version=int(version) if version else None)
     out = {"path": path, "exists": data is not None, "keys": sorted(data or {})}
     out["data"] = {key: hecate_secrets.REDACTED for key in out["keys"]}
     meta = meta or {}
@@ -86,7 +78,7 @@ def exists(path, key=None):
         salt local hecate_vault.exists secret/bionicgpt/oauth key=client_secret
     """
     mount, rel = hecate_vault_client.split_path(path)
-    data = _client().read_data(mount, rel)
+    data = hecate_clients.vault(__opts__, __pillar__, __context__, __salt__).read_data(mount, rel)
     if data is None:
         return False
     return key is None or key in data
@@ -104,7 +96,7 @@ def metadata(path):
         salt local hecate_vault.metadata secret/bionicgpt/db
     """
     mount, rel = hecate_vault_client.split_path(path)
-    return _client().metadata(mount, rel)
+    return hecate_clients.vault(__opts__, __pillar__, __context__, __salt__).metadata(mount, rel)
 
 
 def list_(path):
@@ -118,7 +110,7 @@ def list_(path):
         salt local hecate_vault.list secret/bionicgpt
     """
     mount, _, rel = path.partition("/")
-    return _client().list(mount, rel)
+    return hecate_clients.vault(__opts__, __pillar__, __context__, __salt__).list(mount, rel)
 
 
 def write(path, data=None, cas=None, merge=True, **kwargs):
@@ -144,8 +136,8 @@ def write(path, data=None, cas=None, merge=True, **kwargs):
     if not values:
         raise salt.exceptions.SaltInvocationError("nothing to write: give data={key: value}")
     mount, rel = hecate_vault_client.split_path(path)
-    client = _client()
-    resolver = hecate_vault_client.Resolver(__opts__, __pillar__, _sdb_get(), __context__)
+    client = hecate_clients.vault(__opts__, __pillar__, __context__, __salt__)
+    resolver = hecate_clients.resolver(__opts__, __pillar__, __context__, __salt__)
     resolved = {}
     for key, value in values.items():
         secret = resolver(value, f"{path}#{key}")
@@ -177,7 +169,7 @@ def generate(path, key, length=32, alphabet="alnum", prefix="", rotate=False):
         salt local hecate_vault.generate secret/bionicgpt/litellm master_key prefix=sk-
     """
     mount, rel = hecate_vault_client.split_path(path)
-    client = _client()
+    client = hecate_clients.vault(__opts__, __pillar__, __context__, __salt__)
     current, version = client.read_for_update(mount, rel)
     if current is not None and key in current and not rotate:
         return {"path": path, "key": key, "generated": False, "version": version}
@@ -204,6 +196,6 @@ def delete(path):
         salt local hecate_vault.delete secret/bionicgpt/old
     """
     mount, rel = hecate_vault_client.split_path(path)
-    _client().delete_latest(mount, rel)
+    hecate_clients.vault(__opts__, __pillar__, __context__, __salt__).delete_latest(mount, rel)
     return True
 

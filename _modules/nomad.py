@@ -23,25 +23,16 @@ CLI Example:
 
 import salt.exceptions
 
+import hecate_clients
+import hecate_loader
 import hecate_nomad_client
 import hecate_secrets
-import hecate_vault_client
 
 __virtualname__ = "nomad"
 
 
 def __virtual__():
-    return __virtualname__
-
-
-def _client(namespace=None, region=None):
-    return hecate_nomad_client.from_config(
-        __opts__,
-        __pillar__,
-        __salt__.get("sdb.get"),
-        __context__,
-        overrides={"namespace": namespace, "region": region},
-    )
+    return hecate_loader.virtual(__virtualname__)
 
 
 def render(source, context=None, defaults=None, template="jinja", saltenv=None):
@@ -101,7 +92,7 @@ def parse(hcl=None, source=None, canonicalize=True, context=None, saltenv=None, 
         hcl = render(source, context=context, saltenv=saltenv)
     if not hcl:
         raise salt.exceptions.SaltInvocationError("hcl or source is required")
-    client = _client(namespace)
+    client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace)
     job = client.parse(hcl, canonicalize=canonicalize)
     if canonicalize and namespace:
         job["Namespace"] = namespace
@@ -122,7 +113,7 @@ def validate(job=None, hcl=None, source=None, namespace=None):
         salt local nomad.validate source=salt://bionicgpt/jobs/database.nomad.hcl.j2
     """
     job = _job_from(job, hcl, source, namespace=namespace)
-    return _client(namespace).validate(job)
+    return hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace).validate(job)
 
 
 def plan(job=None, hcl=None, source=None, diff=True, summary=False, namespace=None):
@@ -139,7 +130,7 @@ def plan(job=None, hcl=None, source=None, diff=True, summary=False, namespace=No
         salt local nomad.plan source=salt://bionicgpt/jobs/database.nomad.hcl.j2 summary=True
     """
     job = _job_from(job, hcl, source, namespace=namespace)
-    result = _client(namespace).plan(job, diff=diff)
+    result = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace).plan(job, diff=diff)
     if not summary:
         return result
     return {
@@ -163,7 +154,7 @@ def register(job=None, hcl=None, source=None, modify_index=None, enforce_index=T
         salt local nomad.register source=salt://bionicgpt/jobs/database.nomad.hcl.j2 modify_index=1234
     """
     job = _job_from(job, hcl, source, namespace=namespace)
-    client = _client(namespace)
+    client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace)
     if enforce_index and modify_index is None:
         current = client.job(job["ID"], namespace=job.get("Namespace"))
         modify_index = (current or {}).get("JobModifyIndex", 0)
@@ -180,7 +171,7 @@ def job(job_id, namespace=None):
 
         salt local nomad.job bionicgpt-database
     """
-    return _client(namespace).job(job_id)
+    return hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace).job(job_id)
 
 
 def job_status(job_id, namespace=None):
@@ -194,7 +185,7 @@ def job_status(job_id, namespace=None):
 
         salt local nomad.job_status bionicgpt-application
     """
-    client = _client(namespace)
+    client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace)
     current = client.job(job_id)
     if current is None:
         return None
@@ -229,7 +220,7 @@ def versions(job_id, diffs=False, namespace=None):
 
         salt local nomad.versions bionicgpt-database diffs=True
     """
-    found, found_diffs = _client(namespace).versions(job_id, diffs=diffs)
+    found, found_diffs = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace).versions(job_id, diffs=diffs)
     if diffs:
         return {"Versions": found, "Diffs": found_diffs}
     return found
@@ -245,7 +236,7 @@ def allocations(job_id, namespace=None):
 
         salt local nomad.allocations bionicgpt-database
     """
-    return _client(namespace).allocations(job_id)
+    return hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace).allocations(job_id)
 
 
 def allocation(alloc_id, namespace=None):
@@ -258,7 +249,7 @@ def allocation(alloc_id, namespace=None):
 
         salt local nomad.allocation 5d0a2e51-...
     """
-    return _client(namespace).allocation(alloc_id)
+    return hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace).allocation(alloc_id)
 
 
 def evaluation(eval_id, index=None, wait=None, namespace=None):
@@ -272,7 +263,7 @@ def evaluation(eval_id, index=None, wait=None, namespace=None):
 
         salt local nomad.evaluation 2f2b1e0a-...
     """
-    found, idx = _client(namespace).evaluation(eval_id, index=index, wait=wait)
+    found, idx = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace).evaluation(eval_id, index=index, wait=wait)
     return {"Index": idx, "Evaluation": found} if index else found
 
 
@@ -289,7 +280,7 @@ def deployment(job_id=None, deployment_id=None, index=None, wait=None, namespace
         salt local nomad.deployment job_id=bionicgpt-database
         salt local nomad.deployment deployment_id=8f1c... index=120 wait=30
     """
-    client = _client(namespace)
+    client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace)
     if deployment_id:
         found, idx = client.deployment(deployment_id, index=index, wait=wait)
     elif job_id:
@@ -311,7 +302,7 @@ def follow(job_id, eval_id=None, version=None, timeout=600, namespace=None):
 
         salt local nomad.follow bionicgpt-database eval_id=2f2b1e0a-... timeout=300
     """
-    client = _client(namespace)
+    client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace)
     if version is None:
         current = client.job(job_id)
         if current is None:
@@ -334,7 +325,7 @@ def revert(job_id, version=None, enforce_prior_version=None, namespace=None):
         salt local nomad.revert bionicgpt-database
         salt local nomad.revert bionicgpt-database version=3 enforce_prior_version=5
     """
-    client = _client(namespace)
+    client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace)
     if version is None:
         current = client.job(job_id)
         if current is None:
@@ -361,7 +352,7 @@ def stop(job_id, purge=False, namespace=None):
 
         salt local nomad.stop bionicgpt-llm purge=True
     """
-    return _client(namespace).deregister(job_id, purge=purge)
+    return hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace).deregister(job_id, purge=purge)
 
 
 def var_get(path, namespace=None):
@@ -375,7 +366,7 @@ def var_get(path, namespace=None):
 
         salt local nomad.var_get nomad/jobs/bionicgpt-application
     """
-    return _client(namespace).var_get(path)
+    return hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace).var_get(path)
 
 
 def var_list(prefix="", namespace=None):
@@ -388,7 +379,7 @@ def var_list(prefix="", namespace=None):
 
         salt local nomad.var_list nomad/jobs
     """
-    return _client(namespace).var_list(prefix)
+    return hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace).var_list(prefix)
 
 
 def var_put(path, items, cas=None, namespace=None):
@@ -403,10 +394,10 @@ def var_put(path, items, cas=None, namespace=None):
 
         salt local nomad.var_put nomad/jobs/x '{"region": "eu"}' cas=0
     """
-    resolve = hecate_vault_client.Resolver(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
+    resolve = hecate_clients.resolver(__opts__, __pillar__, __context__, __salt__)
     resolved = hecate_nomad_client.resolve_items(items, resolve, where="items")
     body = {k: (v.reveal() if isinstance(v, hecate_secrets.Secret) else v) for k, v in resolved.items()}
-    written = _client(namespace).var_put(path, body, cas=cas)
+    written = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace).var_put(path, body, cas=cas)
     return {k: v for k, v in (written or {}).items() if k != "Items"}
 
 
@@ -420,4 +411,4 @@ def var_delete(path, cas=None, namespace=None):
 
         salt local nomad.var_delete nomad/jobs/x cas=42
     """
-    return _client(namespace).var_delete(path, cas=cas)
+    return hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace).var_delete(path, cas=cas)

@@ -17,7 +17,8 @@ user in any of them gets in (``all`` would demand every group at once).
 
 import salt.exceptions
 
-import hecate_authentik_client as hak
+import hecate_clients
+import hecate_loader
 import hecate_state
 
 __virtualname__ = "authentik_application"
@@ -26,11 +27,7 @@ PROVIDER_KINDS = {"oauth2": "provider_oauth2", "proxy": "provider_proxy"}
 
 
 def __virtual__():
-    return __virtualname__
-
-
-def _client():
-    return hak.from_config(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
+    return hecate_loader.virtual(__virtualname__)
 
 
 @hecate_state.guard
@@ -59,7 +56,7 @@ def present(name, slug, provider=None, provider_type="oauth2", launch_url=None,
         raise salt.exceptions.SaltInvocationError(
             f"application '{slug}': provider_type must be oauth2 or proxy, not {provider_type!r}"
         )
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     desired = {"name": name, "policy_engine_mode": policy_engine_mode}
     fields = {"meta_launch_url": launch_url, "meta_description": description,
               "meta_publisher": publisher, "group": group, "open_in_new_tab": open_in_new_tab}
@@ -105,7 +102,7 @@ def absent(name, slug=None):
     slug = slug or name
     ret = hecate_state.new(slug, f"application '{slug}' is already absent")
     test = bool(__opts__.get("test"))
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     if client.get("application", slug) is None:
         return ret
     changes = {"application": {"old": slug, "new": None}}

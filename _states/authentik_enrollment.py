@@ -27,10 +27,10 @@ an application stays a separate, deliberate group assignment.
 
 import salt.exceptions
 
-import hecate_authentik_client as hak
+import hecate_clients
+import hecate_loader
 import hecate_secrets
 import hecate_state
-import hecate_vault_client
 
 __virtualname__ = "authentik_enrollment"
 
@@ -47,11 +47,7 @@ DEFAULT_IDENTIFICATION = "default-authentication-identification"
 
 
 def __virtual__():
-    return __virtualname__
-
-
-def _client():
-    return hak.from_config(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
+    return hecate_loader.virtual(__virtualname__)
 
 
 def _prompt_name(slug, key):
@@ -110,7 +106,7 @@ def present(name, flow_name=None, title=None, identification_stage=DEFAULT_IDENT
             raise salt.exceptions.SaltInvocationError(
                 f"enrollment '{slug}': captcha private_key must be a Vault reference, never a value"
             )
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     plan = _Plan(test)
 
     ident = client.require("stage_identification", identification_stage,
@@ -233,7 +229,7 @@ def _apply(client, slug, plan, flow, flow_desired, flow_diff, prompts, stages, c
         if live is None:
             body["name"] = f"{slug}-{suffix}"
             if suffix == "captcha":
-                resolve = hecate_vault_client.Resolver(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
+                resolve = hecate_clients.resolver(__opts__, __pillar__, __context__, __salt__)
                 body["private_key"] = resolve(captcha["private_key"],
                                               f"enrollment '{slug}': captcha private_key").reveal()
             live = client.create(kind, body)
@@ -263,7 +259,7 @@ def absent(name, identification_stage=DEFAULT_IDENTIFICATION):
     slug = name
     ret = hecate_state.new(name, f"enrollment flow '{slug}' is already absent")
     test = bool(__opts__.get("test"))
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     flow = client.get("flow", slug)
     objects = []
     for kind, suffix in (("stage_captcha", "captcha"), ("stage_prompt", "prompt"),

@@ -20,18 +20,15 @@ names and work on every release (``parent`` up to 2025.10, ``parents`` from 2025
 
 import salt.exceptions
 
-import hecate_authentik_client as hak
+import hecate_clients
+import hecate_loader
 import hecate_state
 
 __virtualname__ = "authentik_group"
 
 
 def __virtual__():
-    return __virtualname__
-
-
-def _client():
-    return hak.from_config(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
+    return hecate_loader.virtual(__virtualname__)
 
 
 def _parent_names(parent, parents):
@@ -68,7 +65,7 @@ def present(name, attributes=None, is_superuser=None, parent=None, parents=None,
     if attributes is not None and not isinstance(attributes, dict):
         raise salt.exceptions.SaltInvocationError(f"group '{name}': attributes must be a mapping")
     test = bool(__opts__.get("test"))
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     names = _parent_names(parent, parents)
     desired = {}
     if attributes is not None:
@@ -135,7 +132,7 @@ def absent(name):
     """
     ret = hecate_state.new(name, f"group '{name}' is already absent")
     test = bool(__opts__.get("test"))
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     live = client.find("group", name)
     if live is None:
         return ret

@@ -32,8 +32,9 @@ job cache or a log line.
 import salt.exceptions
 
 import hecate_authentik_client as hak
+import hecate_clients
+import hecate_loader
 import hecate_state
-import hecate_vault_client
 
 __virtualname__ = "authentik_oauth2_provider"
 
@@ -43,15 +44,7 @@ FLOWS = ("authorization_flow", "invalidation_flow", "authentication_flow")
 
 
 def __virtual__():
-    return __virtualname__
-
-
-def _client():
-    return hak.from_config(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
-
-
-def _vault():
-    return hecate_vault_client.from_config(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
+    return hecate_loader.virtual(__virtualname__)
 
 
 def _vault_path(credentials, name):
@@ -98,7 +91,7 @@ def present(name, authorization_flow, invalidation_flow, redirect_uris, credenti
     """
     ret = hecate_state.new(name)
     test = bool(__opts__.get("test"))
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     where = f"provider '{name}'"
     scopes = ["openid", "email", "profile"] if scopes is None else list(scopes)
     desired, pks = {}, {}
@@ -174,7 +167,7 @@ def present(name, authorization_flow, invalidation_flow, redirect_uris, credenti
             return hecate_state.result(ret, changes, test, f"{where} would be created", "")
         if credentials:
             mount, path = _vault_path(credentials, name)
-            vault = _vault()  # connect before creating: fail early, not after the POST
+            vault = hecate_clients.vault(__opts__, __pillar__, __context__, __salt__)  # connect before creating: fail early, not after the POST
         body = dict(pks, name=name)
         created = client.create("provider_oauth2", body)
         if credentials:
@@ -197,7 +190,7 @@ def present(name, authorization_flow, invalidation_flow, redirect_uris, credenti
     vault_write = None
     if credentials:
         mount, path = _vault_path(credentials, name)
-        stored = _vault().read_data(mount, path) or {}
+        stored = hecate_clients.vault(__opts__, __pillar__, __context__, __salt__).read_data(mount, path) or {}
         if (stored.get("client_id"), stored.get("client_secret")) != (
             live.get("client_id"), live.get("client_secret")
         ):
@@ -209,7 +202,7 @@ def present(name, authorization_flow, invalidation_flow, redirect_uris, credenti
         if body:
             client.patch("provider_oauth2", live["pk"], body, old=live)
         if vault_write:
-            _vault().merge(vault_write[0], vault_write[1], {"client_id": live["client_id"],
+            hecate_clients.vault(__opts__, __pillar__, __context__, __salt__).merge(vault_write[0], vault_write[1], {"client_id": live["client_id"],
                                                             "client_secret": live["client_secret"]})
     fields = ", ".join(sorted({k.split(":")[0] for k in changes}))
     return hecate_state.result(ret, changes, test,
@@ -249,7 +242,7 @@ def absent(name):
     """Ensure an OAuth2 provider does not exist (its application loses the provider)."""
     ret = hecate_state.new(name, f"provider '{name}' is already absent")
     test = bool(__opts__.get("test"))
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     live = client.find("provider_oauth2", name)
     if live is None:
         return ret

@@ -19,17 +19,15 @@ import difflib
 import salt.exceptions
 
 import hecate_authentik_client as hak
+import hecate_clients
+import hecate_loader
 import hecate_state
 
 __virtualname__ = "authentik_scope_mapping"
 
 
 def __virtual__():
-    return __virtualname__
-
-
-def _client():
-    return hak.from_config(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
+    return hecate_loader.virtual(__virtualname__)
 
 
 def _text_diff(old, new):
@@ -75,7 +73,7 @@ def present(name, scope_name="groups", expression=None, group_prefix=None,
             )
         expression = hak.group_scope_expression(group_prefix, superadmin_group, claim)
     test = bool(__opts__.get("test"))
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     live = client.find("scope_mapping", name)
     desired = {"scope_name": scope_name}
     if description is not None:
@@ -113,7 +111,7 @@ def absent(name):
     """Ensure a (hecate-owned, not built-in) scope mapping does not exist."""
     ret = hecate_state.new(name, f"scope mapping '{name}' is already absent")
     test = bool(__opts__.get("test"))
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     live = client.find("scope_mapping", name)
     if live is None:
         return ret

@@ -15,20 +15,16 @@ created (Authentik cannot tell whether a password matches, so it is not compared
 
 import salt.exceptions
 
-import hecate_authentik_client as hak
+import hecate_clients
+import hecate_loader
 import hecate_secrets
 import hecate_state
-import hecate_vault_client
 
 __virtualname__ = "authentik_user"
 
 
 def __virtual__():
-    return __virtualname__
-
-
-def _client():
-    return hak.from_config(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
+    return hecate_loader.virtual(__virtualname__)
 
 
 @hecate_state.guard
@@ -56,7 +52,7 @@ def present(name, display_name=None, email=None, groups=None, attributes=None,
         raise salt.exceptions.SaltInvocationError(
             f"user '{name}': password must be a Vault reference or sdb:// URI, never a value"
         )
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     desired = {}
     for key, value in (("name", display_name), ("email", email), ("attributes", attributes),
                        ("type", user_type), ("path", path), ("is_active", is_active)):
@@ -80,7 +76,7 @@ def present(name, display_name=None, email=None, groups=None, attributes=None,
         if not test:
             secret = None
             if password is not None:
-                resolve = hecate_vault_client.Resolver(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
+                resolve = hecate_clients.resolver(__opts__, __pillar__, __context__, __salt__)
                 secret = resolve(password, f"user '{name}': password")
             body = dict(desired, username=name)
             body.setdefault("name", name)
@@ -119,7 +115,7 @@ def absent(name):
     """Ensure a user does not exist."""
     ret = hecate_state.new(name, f"user '{name}' is already absent")
     test = bool(__opts__.get("test"))
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     live = client.find("user", name)
     if live is None:
         return ret

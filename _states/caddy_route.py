@@ -21,10 +21,11 @@ outpost come from pillar ``hecate:reverse_proxy:caddy``. Writes are one request 
 ``If-Match``, retried after a 412, and snapshotted for ``caddy.rollback``.
 """
 
+import hecate_caddy_apply
 import hecate_caddy_client
 import hecate_caddy_routes
-import hecate_caddy_apply
 import hecate_config
+import hecate_loader
 import hecate_state
 
 __virtualname__ = "caddy_route"
@@ -45,7 +46,7 @@ ROUTE_FIELDS = (
 
 
 def __virtual__():
-    return __virtualname__
+    return hecate_loader.virtual(__virtualname__)
 
 
 def _context(server):

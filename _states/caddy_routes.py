@@ -15,17 +15,18 @@ hecate ``@id`` are never touched. Before writing, the previous routes are saved 
 minion; ``caddy.rollback`` restores them.
 """
 
+import hecate_caddy_apply
 import hecate_caddy_client
 import hecate_caddy_routes
-import hecate_caddy_apply
 import hecate_config
+import hecate_loader
 import hecate_state
 
 __virtualname__ = "caddy_routes"
 
 
 def __virtual__():
-    return __virtualname__
+    return hecate_loader.virtual(__virtualname__)
 
 
 def _count(changes):

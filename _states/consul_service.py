@@ -31,8 +31,10 @@ import json
 
 import salt.exceptions
 
+import hecate_clients
 import hecate_consul_client
 import hecate_consul_schema
+import hecate_loader
 import hecate_state
 
 __virtualname__ = "consul_service"
@@ -41,13 +43,7 @@ FINGERPRINT_META = "hecate-checks"
 
 
 def __virtual__():
-    if not hecate_consul_client.HAS_CONSUL:
-        return (False, "consul_service: the py-consul library is not installed (pip install py-consul)")
-    return __virtualname__
-
-
-def _client():
-    return hecate_consul_client.from_config(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
+    return hecate_loader.virtual(__virtualname__, libs=("consul",))
 
 
 def _seconds(value):
@@ -167,7 +163,7 @@ def registered(
         "enable_tag_override": definition["EnableTagOverride"],
     }
     ret = hecate_state.new(name, f"Consul service {name} is registered as described")
-    client = _client()
+    client = hecate_clients.consul(__opts__, __pillar__, __context__, __salt__)
     live = client.agent_service(name)
     changes = {}
     if live is None:
@@ -207,7 +203,7 @@ def registered(
 def absent(name):
     """Ensure no service with ID ``name`` is registered on the agent (its checks go too)."""
     ret = hecate_state.new(name, f"Consul service {name} is not registered")
-    client = _client()
+    client = hecate_clients.consul(__opts__, __pillar__, __context__, __salt__)
     if client.agent_service(name) is None:
         return ret
     changes = {"deregistered": {"old": name, "new": None}}

@@ -31,14 +31,15 @@ import os
 
 import salt.exceptions
 
+import hecate_clients
 import hecate_config
 import hecate_coturn_render
 import hecate_coturn_schema
 import hecate_files
+import hecate_loader
 import hecate_nginx_schema
 import hecate_secrets
 import hecate_state
-import hecate_vault_client
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ SHOWN = frozenset(
 
 
 def __virtual__():
-    return __virtualname__
+    return hecate_loader.virtual(__virtualname__, libs=("jsonschema",))
 
 
 def _settings_diff(old_text, new_text):
@@ -119,9 +120,7 @@ def managed(name, config=None):
     owner_notes = hecate_files.check_owner(settings["file_user"], settings["file_group"], test)
     ret = hecate_state.new(name)
 
-    resolver = hecate_vault_client.Resolver(
-        __opts__, __pillar__, __salt__.get("sdb.get"), __context__
-    )
+    resolver = hecate_clients.resolver(__opts__, __pillar__, __context__, __salt__)
     ref = settings["static_auth_secret"]
     where = f"{hecate_coturn_schema.PILLAR_KEY}:static_auth_secret ({hecate_secrets.describe(ref)})"
     try:

@@ -30,6 +30,8 @@ makes the state fail instead of being overwritten.
 
 import salt.exceptions
 
+import hecate_clients
+import hecate_loader
 import hecate_secrets
 import hecate_state
 import hecate_vault_client
@@ -40,17 +42,7 @@ REDACTED = hecate_secrets.REDACTED
 
 
 def __virtual__():
-    if not hecate_vault_client.HAS_HVAC:
-        return (False, "hecate_secret: the hvac library is not installed (pip install hvac)")
-    return __virtualname__
-
-
-def _sdb_get():
-    return __salt__.get("sdb.get")
-
-
-def _client():
-    return hecate_vault_client.from_config(__opts__, __pillar__, _sdb_get(), __context__)
+    return hecate_loader.virtual(__virtualname__, libs=("hvac",))
 
 
 def _write(client, name, mount, rel, body, version, secrets_used):
@@ -84,7 +76,7 @@ def generated(name, key, length=32, alphabet="alnum", prefix="", rotate=False):
     where = f"{name}#{key}"
     how = hecate_secrets.describe_generated(int(length), alphabet, prefix)
     ret = hecate_state.new(where, f"{where} exists; left unchanged")
-    client = _client()
+    client = hecate_clients.vault(__opts__, __pillar__, __context__, __salt__)
     current, version = client.read_for_update(mount, rel)
     exists = current is not None and key in current
     if exists and not rotate:
@@ -119,7 +111,7 @@ def present(name, values):
             "values: expected a mapping of key -> value (or reference)"
         )
     ret = hecate_state.new(name, f"{name}: keys {', '.join(sorted(values))} already hold the given values")
-    resolve = hecate_vault_client.Resolver(__opts__, __pillar__, _sdb_get(), __context__)
+    resolve = hecate_clients.resolver(__opts__, __pillar__, __context__, __salt__)
     wanted = {}
     for key, value in values.items():
         secret = resolve(value, f"{name}#{key}")
@@ -153,7 +145,7 @@ def absent(name, key=None):
     mount, rel = hecate_vault_client.split_path(name, "name")
     where = f"{name}#{key}" if key else name
     ret = hecate_state.new(where, f"{where} is absent")
-    client = _client()
+    client = hecate_clients.vault(__opts__, __pillar__, __context__, __salt__)
     current, version = client.read_for_update(mount, rel)
     if current is None or (key and key not in current):
         return ret

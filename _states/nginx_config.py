@@ -35,6 +35,7 @@ import salt.exceptions
 
 import hecate_config
 import hecate_files
+import hecate_loader
 import hecate_nginx_process
 import hecate_nginx_render
 import hecate_nginx_schema
@@ -46,7 +47,7 @@ __virtualname__ = "nginx_config"
 
 
 def __virtual__():
-    return __virtualname__
+    return hecate_loader.virtual(__virtualname__, libs=("jsonschema",))
 
 
 def _pillar_with(key, raw):

@@ -42,7 +42,9 @@ import os
 
 import salt.exceptions
 
+import hecate_clients
 import hecate_files
+import hecate_loader
 import hecate_nomad_client
 import hecate_state
 
@@ -53,16 +55,7 @@ FAILED = ("failed", "placement-failed", "eval-failed", "cancelled")
 
 
 def __virtual__():
-    if "nomad.parse" not in __salt__:
-        return (False, "the hecate nomad execution module is not available")
-    return __virtualname__
-
-
-def _client(namespace=None, region=None):
-    return hecate_nomad_client.from_config(
-        __opts__, __pillar__, __salt__.get("sdb.get"), __context__,
-        overrides={"namespace": namespace, "region": region},
-    )
+    return hecate_loader.virtual(__virtualname__, salt_funcs=__salt__, functions=("nomad.parse",))
 
 
 def _run_id():
@@ -171,7 +164,7 @@ def running(
     if source:
         hcl = __salt__["nomad.render"](source, context=context, defaults=defaults,
                                        template=template, saltenv=saltenv)
-    client = _client(namespace, region)
+    client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace, region=region)
     try:
         job = client.parse(hcl, canonicalize=True)
     except hecate_nomad_client.NomadError as exc:
@@ -300,7 +293,7 @@ def absent(name, purge=False, namespace=None, region=None):
     Ensure the job is stopped (and with ``purge: true`` removed with its history).
     """
     ret = hecate_state.new(name)
-    client = _client(namespace, region)
+    client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace, region=region)
     job = client.job(name)
     if job is None:
         ret["comment"] = f"job {name} is absent"
@@ -335,7 +328,7 @@ def reverted(name, version=None, namespace=None, region=None, timeout=600, run_i
         the run did not register needs nothing.
     """
     ret = hecate_state.new(name)
-    client = _client(namespace, region)
+    client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace, region=region)
     job = client.job(name)
     if run_id:
         marks = _marks(str(run_id))

@@ -28,8 +28,9 @@ import time
 
 import salt.exceptions
 
-import hecate_state
 import hecate_files
+import hecate_loader
+import hecate_state
 import hecate_wireguard_config
 import hecate_wireguard_keys
 import hecate_wireguard_process
@@ -39,9 +40,7 @@ __virtualname__ = "wireguard"
 
 
 def __virtual__():
-    if not hecate_wireguard_keys.HAS_CRYPTOGRAPHY:
-        return False, "wireguard: the cryptography library is missing (key generation)"
-    return __virtualname__
+    return hecate_loader.virtual(__virtualname__, libs=("cryptography",))
 
 
 def _conf(name, netns=None):

@@ -27,7 +27,6 @@ or Tailscale networks behind it. The file itself is written by ``hecate_coturn_r
 import ipaddress
 import re
 
-import jsonschema
 import salt.exceptions
 
 import hecate_config
@@ -252,11 +251,7 @@ def normalise(raw):
         raise salt.exceptions.SaltInvocationError(
             f"{PILLAR_KEY}: not set (realm, static_auth_secret, ports ...)"
         )
-    validator = jsonschema.Draft202012Validator(COTURN_SCHEMA)
-    errors = []
-    for error in validator.iter_errors(raw):
-        for path, msg in hecate_schema.format_error(error):
-            errors.append((PILLAR_KEY if path == "(top)" else f"{PILLAR_KEY}:{path}", msg))
+    errors = hecate_schema.fragment_errors(raw, COTURN_SCHEMA, PILLAR_KEY)
     if not errors:
         errors = semantic_errors(raw)
     if errors:

@@ -25,6 +25,7 @@ import it in turn), uses :func:`import_util`; nothing else does.
 """
 
 import importlib
+import importlib.util
 import os
 import sys
 
@@ -57,3 +58,29 @@ def import_util(name):
     finally:
         if added and UTILS_DIR in sys.path:
             sys.path.remove(UTILS_DIR)
+
+
+
+# pip names of the libraries hecate needs beyond Salt's own dependencies, by import name
+LIBRARIES = {"consul": "py-consul", "cryptography": "cryptography", "hvac": "hvac",
+             "jsonschema": "jsonschema", "requests": "requests"}
+
+
+def virtual(name, libs=(), salt_funcs=None, functions=()):
+    """
+    A loader module's ``__virtual__`` answer: ``name`` when what it needs is there, else
+    ``(False, "<name>: <what is missing>")``. ``libs`` are import names (``"hvac"``);
+    ``functions`` are execution module functions it calls, looked up in ``salt_funcs``.
+
+    Binaries (``wg``, ``nginx``, ``turnserver``) are not checked here: the SLS files install
+    them in the same run, after the state modules are loaded; the functions that run them
+    name the missing binary instead.
+    """
+    absent = [LIBRARIES.get(lib, lib) for lib in libs if importlib.util.find_spec(lib) is None]
+    missing = [f"the {lib} library is not installed" for lib in absent]
+    missing += [f"the execution module function {fun} is not available" for fun in functions
+                if salt_funcs is None or fun not in salt_funcs]
+    if missing:
+        hint = f" (pip install {' '.join(absent)})" if absent else ""
+        return False, f"{name}: {'; '.join(missing)}{hint}"
+    return name

@@ -33,7 +33,6 @@ nginx binary and process in ``hecate_nginx_process``.
 
 import ipaddress
 
-import jsonschema
 import salt.exceptions
 
 import hecate_config
@@ -175,15 +174,6 @@ NGINX_SCHEMA = {
     },
 }
 PILLAR_SCHEMA = {PILLAR_KEY: NGINX_SCHEMA}
-
-
-def _fragment_errors(raw, schema, where):
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = []
-    for error in validator.iter_errors(raw):
-        for path, msg in hecate_schema.format_error(error):
-            errors.append((where if path == "(top)" else f"{where}:{path}", msg))
-    return errors
 
 
 def parse_ip(text):
@@ -394,7 +384,7 @@ def normalise(raw, pillar=None):
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise salt.exceptions.SaltInvocationError(f"{PILLAR_KEY}: expected a mapping")
-    errors = _fragment_errors(raw, NGINX_SCHEMA, PILLAR_KEY)
+    errors = hecate_schema.fragment_errors(raw, NGINX_SCHEMA, PILLAR_KEY)
     if not errors:
         errors = semantic_errors(raw)
         if pillar is not None:

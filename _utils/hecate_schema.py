@@ -12,7 +12,10 @@ Salt style (``hecate:reverse_proxy:caddy:routes:3:backend``).
 import copy
 import re
 
-import jsonschema
+try:
+    import jsonschema
+except ImportError:  # the modules that validate say so (hecate_loader.virtual)
+    jsonschema = None
 
 import hecate_loader
 import hecate_secrets
@@ -257,6 +260,18 @@ def format_error(error):
     if error.validator in ("oneOf", "anyOf") and error.context:
         return _branch_errors(error)
     return [(":".join(path) or "(top)", _message(error))]
+
+
+def fragment_errors(raw, fragment, where):
+    """
+    ``[(key_path, message)]`` of ``raw`` against one system's ``fragment`` of the schema,
+    the key paths below ``where`` (the fragment's place in the pillar).
+    """
+    errors = []
+    for error in jsonschema.Draft202012Validator(fragment).iter_errors(raw):
+        for path, msg in format_error(error):
+            errors.append((where if path == "(top)" else f"{where}:{path}", msg))
+    return errors
 
 
 def _branch_errors(error):

@@ -61,3 +61,36 @@ def test_every_util_import_names_an_existing_util():
                 if name.startswith("hecate_") and name.split(".")[0] not in UTILS:
                     missing.append(f"{rel}:{node.lineno}: {name}")
     assert not missing, "\n".join(missing)
+
+
+LOADER_SOURCES = [rel for rel in SOURCES if not rel.startswith("_utils/")]
+
+
+@pytest.mark.parametrize("rel", LOADER_SOURCES)
+def test_virtual_is_the_shared_answer(rel):
+    """``__virtual__`` asks ``hecate_loader.virtual`` (which names what is missing)."""
+    funcs = {n.name: n for n in _tree(rel).body if isinstance(n, ast.FunctionDef)}
+    virtual = funcs.get("__virtual__")
+    assert virtual is not None, f"{rel} has no __virtual__"
+    (stmt,) = virtual.body
+    call = stmt.value if isinstance(stmt, ast.Return) else None
+    assert isinstance(call, ast.Call) and ast.unparse(call.func) == "hecate_loader.virtual", (
+        f"{rel}: __virtual__ must return hecate_loader.virtual(__virtualname__, ...)"
+    )
+
+
+# helpers that exist once, in the util named: a module-level copy is boilerplate
+SHARED = {
+    "_client": "hecate_clients", "_vault": "hecate_clients", "_consul": "hecate_clients",
+    "_sdb_get": "hecate_clients.sdb_get", "_traverse": "hecate_config.traverse",
+    "_merge": "hecate_config.deep_merge", "_deep_merge": "hecate_config.deep_merge",
+    "_plain": "hecate_config.plain", "_err": "salt.exceptions.CommandExecutionError",
+    "text_diff": "hecate_files.unified_diff", "write_private": "hecate_files.write_atomic",
+}
+
+
+@pytest.mark.parametrize("rel", SOURCES)
+def test_no_copies_of_shared_helpers(rel):
+    copies = [f"{n.name} (use {SHARED[n.name]})" for n in _tree(rel).body
+              if isinstance(n, ast.FunctionDef) and n.name in SHARED]
+    assert not copies, f"{rel} defines " + ", ".join(copies)
