@@ -721,10 +721,7 @@ def scope_mapping_delete(name):
     mapping = client.find("scope_mapping", name)
     if mapping is None:
         return False
-    if mapping.get("managed"):
-        raise salt.exceptions.CommandExecutionError(
-            f"scope mapping '{name}' is managed by Authentik ({mapping['managed']}); not deleting it"
-        )
+    hak.check_deletable_scope_mapping(mapping)
     return client.delete("scope_mapping", mapping["pk"], old=mapping)
 
 

@@ -102,12 +102,11 @@ def absent(name, slug=None):
     slug = slug or name
     ret = hecate_state.new(slug, f"application '{slug}' is already absent")
     test = bool(__opts__.get("test"))
-    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
-    if client.get("application", slug) is None:
+    if __salt__["authentik.application_get"](slug) is None:
         return ret
     changes = {"application": {"old": slug, "new": None}}
     if not test:
-        client.delete("application", slug)
+        __salt__["authentik.application_delete"](slug)
     return hecate_state.result(ret, changes, test,
                                f"application '{slug}' would be deleted",
                                f"application '{slug}' deleted")

@@ -132,13 +132,11 @@ def absent(name):
     """
     ret = hecate_state.new(name, f"group '{name}' is already absent")
     test = bool(__opts__.get("test"))
-    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
-    live = client.find("group", name)
-    if live is None:
+    if __salt__["authentik.group_get"](name) is None:
         return ret
     changes = {"group": {"old": name, "new": None}}
     if not test:
-        client.delete("group", live["pk"], old=live)
+        __salt__["authentik.group_delete"](name)
     return hecate_state.result(ret, changes, test,
                                f"group '{name}' would be deleted",
                                f"group '{name}' deleted")

@@ -242,13 +242,11 @@ def absent(name):
     """Ensure an OAuth2 provider does not exist (its application loses the provider)."""
     ret = hecate_state.new(name, f"provider '{name}' is already absent")
     test = bool(__opts__.get("test"))
-    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
-    live = client.find("provider_oauth2", name)
-    if live is None:
+    if __salt__["authentik.oauth2_provider_get"](name) is None:
         return ret
     changes = {"provider": {"old": name, "new": None}}
     if not test:
-        client.delete("provider_oauth2", live["pk"], old=live)
+        __salt__["authentik.oauth2_provider_delete"](name)
     return hecate_state.result(ret, changes, test,
                                f"provider '{name}' would be deleted",
                                f"provider '{name}' deleted")

@@ -111,17 +111,13 @@ def absent(name):
     """Ensure a (hecate-owned, not built-in) scope mapping does not exist."""
     ret = hecate_state.new(name, f"scope mapping '{name}' is already absent")
     test = bool(__opts__.get("test"))
-    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
-    live = client.find("scope_mapping", name)
+    live = __salt__["authentik.scope_mapping_get"](name)
     if live is None:
         return ret
-    if live.get("managed"):
-        raise salt.exceptions.CommandExecutionError(
-            f"scope mapping '{name}' is managed by Authentik ({live['managed']}); not deleting it"
-        )
+    hak.check_deletable_scope_mapping(live)  # the preview refuses what the delete would
     changes = {"scope_mapping": {"old": name, "new": None}}
     if not test:
-        client.delete("scope_mapping", live["pk"], old=live)
+        __salt__["authentik.scope_mapping_delete"](name)
     return hecate_state.result(ret, changes, test,
                                f"scope mapping '{name}' would be deleted",
                                f"scope mapping '{name}' deleted")

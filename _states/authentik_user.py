@@ -115,13 +115,11 @@ def absent(name):
     """Ensure a user does not exist."""
     ret = hecate_state.new(name, f"user '{name}' is already absent")
     test = bool(__opts__.get("test"))
-    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
-    live = client.find("user", name)
-    if live is None:
+    if __salt__["authentik.user_get"](name) is None:
         return ret
     changes = {"user": {"old": name, "new": None}}
     if not test:
-        client.delete("user", live["pk"])
+        __salt__["authentik.user_delete"](name)
     return hecate_state.result(ret, changes, test,
                                f"user '{name}' would be deleted",
                                f"user '{name}' deleted")

@@ -607,6 +607,15 @@ def group_scope_expression(prefix, superadmin_group=None, claim="groups"):
     )
 
 
+def check_deletable_scope_mapping(mapping):
+    """Refuse to delete a scope mapping Authentik manages itself (a built-in one)."""
+    if mapping.get("managed"):
+        raise salt.exceptions.CommandExecutionError(
+            f"scope mapping '{mapping.get('name')}' is managed by Authentik ({mapping['managed']}); "
+            "not deleting it"
+        )
+
+
 def same_expression(left, right):
     """Expressions compared without trailing whitespace differences."""
 
