@@ -229,7 +229,7 @@ def _lost_by(info, run_id):
             f"meanwhile; check with hecate.plan and hecate.status before running again")
 
 
-def pillar_hash(pillar):
+def _pillar_hash(pillar):
     """sha256 of the environment's hecate/bionicgpt pillar (it holds references, no secrets)."""
     subset = {k: pillar.get(k) for k in ("hecate", "bionicgpt")}
     return hashlib.sha256(json.dumps(subset, sort_keys=True, default=str).encode()).hexdigest()
@@ -258,7 +258,7 @@ def record(env=None, run_id=None, status="deployed", **details):
             "status": status,
             "who": _who(),
             "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "pillar_sha256": pillar_hash(pillar),
+            "pillar_sha256": _pillar_hash(pillar),
             "components": _component_versions(pillar),
         }
         doc.update(_deployed_state(env, pillar))
