@@ -164,6 +164,4 @@ def check_pillar(pillar, env):
         hecate_caddy_routes.build(data, resolve_service=None)
     except hecate_caddy_routes.RouteDataError as exc:
         return exc.errors
-    except Exception:  # pylint: disable=broad-except
-        return []  # type errors are reported by the schema
     return []

@@ -560,3 +560,24 @@ def test_a_refused_route_is_named_by_its_id_or_hosts():
     for other in ("Caddy admin API: PATCH /x returned 500: something else", text.format(7)):
         original = hecate_http.HTTPError(other, status=500)
         assert hecate_caddy_apply._refused(original, "hecate", routes) is original
+
+
+@pytest.mark.parametrize("route", [
+    {"domain": "a.example.com", "backend": ["10.0.0.1:80", {"x": 1}]},
+    {"domain": "a.example.com", "backend": "10.0.0.1:80", "headers": "not a mapping"},
+    {"domain": ["a.example.com"], "backend": "10.0.0.1:80", "health_checks": {"active": "x"}},
+    {"domains": 5, "backend": "10.0.0.1:80"},
+])
+def test_check_pillar_reports_malformed_routes_by_key_path(route):
+    errors = hecate_caddy_schema.check_pillar({"hecate": {"reverse_proxy": {"caddy": {"routes": [route]}}}}, "lab")
+    assert errors and all(path.startswith("hecate:reverse_proxy:caddy:routes:0") for path, _ in errors), errors
+
+
+def test_check_pillar_lets_a_bug_surface(monkeypatch):
+    """Only bad data becomes "errors"; a bug in the model is not turned into "no errors"."""
+    def broken(*args, **kwargs):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(m, "build", broken)
+    with pytest.raises(RuntimeError):
+        hecate_caddy_schema.check_pillar({"hecate": {"reverse_proxy": {"caddy": {"routes": []}}}}, "lab")
