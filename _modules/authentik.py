@@ -16,9 +16,9 @@ CLI Example:
 
 .. code-block:: bash
 
-    salt cloud authentik.version
-    salt cloud authentik.group_list
-    salt cloud authentik.application_get bionicgpt
+    salt -G 'roles:hecate-edge' authentik.version
+    salt -G 'roles:hecate-edge' authentik.group_list
+    salt -G 'roles:hecate-edge' authentik.application_get bionicgpt
 """
 
 import copy
@@ -69,7 +69,7 @@ def version():
 
     .. code-block:: bash
 
-        salt cloud authentik.version
+        salt -G 'roles:hecate-edge' authentik.version
     """
     return ".".join(str(p) for p in hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).version())
 
@@ -83,8 +83,8 @@ def group_list(name=None):
 
     .. code-block:: bash
 
-        salt cloud authentik.group_list
-        salt cloud authentik.group_list name=bionicgpt-superadmin
+        salt -G 'roles:hecate-edge' authentik.group_list
+        salt -G 'roles:hecate-edge' authentik.group_list name=bionicgpt-superadmin
     """
     client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     if name is not None:
@@ -100,7 +100,7 @@ def group_get(name):
 
     .. code-block:: bash
 
-        salt cloud authentik.group_get bionicgpt-superadmin
+        salt -G 'roles:hecate-edge' authentik.group_get bionicgpt-superadmin
     """
     return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).find("group", name))
 
@@ -133,7 +133,7 @@ def group_create(name, attributes=None, is_superuser=False, parent=None, parents
 
     .. code-block:: bash
 
-        salt cloud authentik.group_create bionicgpt-demo-tenant attributes='{"tenant": "demo"}'
+        salt -G 'roles:hecate-edge' authentik.group_create bionicgpt-demo-tenant attributes='{"tenant": "demo"}'
     """
     client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     if client.find("group", name) is not None:
@@ -151,7 +151,7 @@ def group_update(name, new_name=None, attributes=None, is_superuser=None, parent
 
     .. code-block:: bash
 
-        salt cloud authentik.group_update bionicgpt-demo-tenant attributes='{"tenant": "demo2"}'
+        salt -G 'roles:hecate-edge' authentik.group_update bionicgpt-demo-tenant attributes='{"tenant": "demo2"}'
     """
     client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     group = client.require("group", name)
@@ -171,7 +171,7 @@ def group_delete(name):
 
     .. code-block:: bash
 
-        salt cloud authentik.group_delete bionicgpt-old
+        salt -G 'roles:hecate-edge' authentik.group_delete bionicgpt-old
     """
     client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     group = client.find("group", name)
@@ -188,7 +188,7 @@ def add_user(group, username):
 
     .. code-block:: bash
 
-        salt cloud authentik.add_user bionicgpt-superadmin henry
+        salt -G 'roles:hecate-edge' authentik.add_user bionicgpt-superadmin henry
     """
     client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     client.add_user(client.require("group", group)["pk"], client.require("user", username)["pk"])
@@ -203,7 +203,7 @@ def remove_user(group, username):
 
     .. code-block:: bash
 
-        salt cloud authentik.remove_user bionicgpt-superadmin henry
+        salt -G 'roles:hecate-edge' authentik.remove_user bionicgpt-superadmin henry
     """
     client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     client.remove_user(client.require("group", group)["pk"], client.require("user", username)["pk"])
@@ -219,7 +219,7 @@ def user_list(username=None, group=None):
 
     .. code-block:: bash
 
-        salt cloud authentik.user_list group=bionicgpt-superadmin
+        salt -G 'roles:hecate-edge' authentik.user_list group=bionicgpt-superadmin
     """
     filters = {}
     if username:
@@ -237,7 +237,7 @@ def user_get(username):
 
     .. code-block:: bash
 
-        salt cloud authentik.user_get henry
+        salt -G 'roles:hecate-edge' authentik.user_get henry
     """
     return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).find("user", username))
 
@@ -266,7 +266,7 @@ def user_create(username, name, email="", groups=None, attributes=None, type="in
 
     .. code-block:: bash
 
-        salt cloud authentik.user_create demo "Demo User" email=demo@example.com groups='[bionicgpt-demo-tenant]'
+        salt -G 'roles:hecate-edge' authentik.user_create demo "Demo User" email=demo@example.com groups='[bionicgpt-demo-tenant]'
     """
     client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     if client.find("user", username) is not None:
@@ -296,7 +296,7 @@ def user_update(username, **kwargs):
 
     .. code-block:: bash
 
-        salt cloud authentik.user_update demo email=demo@example.org
+        salt -G 'roles:hecate-edge' authentik.user_update demo email=demo@example.org
     """
     client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     user = client.require("user", username)
@@ -320,7 +320,7 @@ def user_set_password(username, password):
 
     .. code-block:: bash
 
-        salt cloud authentik.user_set_password henry password='{"vault": "secret/bionicgpt/lab-users", "key": "henry"}'
+        salt -G 'roles:hecate-edge' authentik.user_set_password henry password='{"vault": "secret/bionicgpt/lab-users", "key": "henry"}'
     """
     client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     user = client.require("user", username)
@@ -336,7 +336,7 @@ def user_delete(username):
 
     .. code-block:: bash
 
-        salt cloud authentik.user_delete demo
+        salt -G 'roles:hecate-edge' authentik.user_delete demo
     """
     client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     user = client.find("user", username)
@@ -352,7 +352,7 @@ def oauth2_provider_list():
 
     .. code-block:: bash
 
-        salt cloud authentik.oauth2_provider_list
+        salt -G 'roles:hecate-edge' authentik.oauth2_provider_list
     """
     return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).list("provider_oauth2"))
 
@@ -365,7 +365,7 @@ def oauth2_provider_get(name):
 
     .. code-block:: bash
 
-        salt cloud authentik.oauth2_provider_get "BionicGPT OAuth2"
+        salt -G 'roles:hecate-edge' authentik.oauth2_provider_get "BionicGPT OAuth2"
     """
     return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).find("provider_oauth2", name))
 
@@ -384,7 +384,7 @@ def oauth2_provider_create(name, authorization_flow, invalidation_flow, redirect
 
     .. code-block:: bash
 
-        salt cloud authentik.oauth2_provider_create "BionicGPT OAuth2" \\
+        salt -G 'roles:hecate-edge' authentik.oauth2_provider_create "BionicGPT OAuth2" \\
             default-provider-authorization-implicit-consent default-provider-invalidation-flow \\
             '["https://chat.example.com/oauth2/callback"]' credentials=secret/bionicgpt/oauth
     """
@@ -429,7 +429,7 @@ def store_credentials(provider, credentials):
 
     .. code-block:: bash
 
-        salt cloud authentik.store_credentials "BionicGPT OAuth2" secret/bionicgpt/oauth
+        salt -G 'roles:hecate-edge' authentik.store_credentials "BionicGPT OAuth2" secret/bionicgpt/oauth
     """
     if isinstance(provider, str):
         provider = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).require("provider_oauth2", provider)
@@ -452,7 +452,7 @@ def oauth2_provider_update(name, **kwargs):
 
     .. code-block:: bash
 
-        salt cloud authentik.oauth2_provider_update "BionicGPT OAuth2" access_token_validity=hours=2
+        salt -G 'roles:hecate-edge' authentik.oauth2_provider_update "BionicGPT OAuth2" access_token_validity=hours=2
     """
     client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     provider = client.require("provider_oauth2", name)
@@ -477,7 +477,7 @@ def oauth2_provider_delete(name):
 
     .. code-block:: bash
 
-        salt cloud authentik.oauth2_provider_delete "BionicGPT OAuth2"
+        salt -G 'roles:hecate-edge' authentik.oauth2_provider_delete "BionicGPT OAuth2"
     """
     client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     provider = client.find("provider_oauth2", name)
@@ -492,7 +492,7 @@ def proxy_provider_list():
 
     .. code-block:: bash
 
-        salt cloud authentik.proxy_provider_list
+        salt -G 'roles:hecate-edge' authentik.proxy_provider_list
     """
     return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).list("provider_proxy"))
 
@@ -505,7 +505,7 @@ def proxy_provider_get(name):
 
     .. code-block:: bash
 
-        salt cloud authentik.proxy_provider_get "Grafana forward auth"
+        salt -G 'roles:hecate-edge' authentik.proxy_provider_get "Grafana forward auth"
     """
     return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).find("provider_proxy", name))
 
@@ -520,7 +520,7 @@ def proxy_provider_create(name, external_host, authorization_flow, invalidation_
 
     .. code-block:: bash
 
-        salt cloud authentik.proxy_provider_create "Grafana" https://grafana.example.com \\
+        salt -G 'roles:hecate-edge' authentik.proxy_provider_create "Grafana" https://grafana.example.com \\
             default-provider-authorization-implicit-consent default-provider-invalidation-flow
     """
     client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
@@ -549,7 +549,7 @@ def proxy_provider_update(name, **kwargs):
 
     .. code-block:: bash
 
-        salt cloud authentik.proxy_provider_update "Grafana" external_host=https://grafana2.example.com
+        salt -G 'roles:hecate-edge' authentik.proxy_provider_update "Grafana" external_host=https://grafana2.example.com
     """
     client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     provider = client.require("provider_proxy", name)
@@ -568,7 +568,7 @@ def proxy_provider_delete(name):
 
     .. code-block:: bash
 
-        salt cloud authentik.proxy_provider_delete "Grafana"
+        salt -G 'roles:hecate-edge' authentik.proxy_provider_delete "Grafana"
     """
     client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     provider = client.find("provider_proxy", name)
@@ -585,7 +585,7 @@ def application_list():
 
     .. code-block:: bash
 
-        salt cloud authentik.application_list
+        salt -G 'roles:hecate-edge' authentik.application_list
     """
     return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).list("application"))
 
@@ -598,7 +598,7 @@ def application_get(slug):
 
     .. code-block:: bash
 
-        salt cloud authentik.application_get bionicgpt
+        salt -G 'roles:hecate-edge' authentik.application_get bionicgpt
     """
     return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).get("application", slug))
 
@@ -620,7 +620,7 @@ def application_create(name, slug, provider=None, provider_type="oauth2", **kwar
 
     .. code-block:: bash
 
-        salt cloud authentik.application_create BionicGPT bionicgpt provider="BionicGPT OAuth2" \\
+        salt -G 'roles:hecate-edge' authentik.application_create BionicGPT bionicgpt provider="BionicGPT OAuth2" \\
             meta_launch_url=https://chat.example.com
     """
     client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
@@ -639,7 +639,7 @@ def application_update(slug, provider=None, provider_type="oauth2", **kwargs):
 
     .. code-block:: bash
 
-        salt cloud authentik.application_update bionicgpt meta_launch_url=https://chat.example.org
+        salt -G 'roles:hecate-edge' authentik.application_update bionicgpt meta_launch_url=https://chat.example.org
     """
     client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     app = client.require("application", slug)
@@ -657,7 +657,7 @@ def application_delete(slug):
 
     .. code-block:: bash
 
-        salt cloud authentik.application_delete bionicgpt
+        salt -G 'roles:hecate-edge' authentik.application_delete bionicgpt
     """
     return hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).delete("application", slug)
 
@@ -671,7 +671,7 @@ def scope_mapping_list(managed=None):
 
     .. code-block:: bash
 
-        salt cloud authentik.scope_mapping_list
+        salt -G 'roles:hecate-edge' authentik.scope_mapping_list
     """
     return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).list("scope_mapping", **({"managed": managed} if managed else {})))
 
@@ -684,7 +684,7 @@ def scope_mapping_get(name):
 
     .. code-block:: bash
 
-        salt cloud authentik.scope_mapping_get "BionicGPT Groups Mapping"
+        salt -G 'roles:hecate-edge' authentik.scope_mapping_get "BionicGPT Groups Mapping"
     """
     return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).find("scope_mapping", name))
 
@@ -697,7 +697,7 @@ def scope_mapping_create(name, scope_name, expression, description=""):
 
     .. code-block:: bash
 
-        salt cloud authentik.scope_mapping_create "Groups" groups 'return {"groups": []}'
+        salt -G 'roles:hecate-edge' authentik.scope_mapping_create "Groups" groups 'return {"groups": []}'
     """
     client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     if client.find("scope_mapping", name) is not None:
@@ -715,7 +715,7 @@ def scope_mapping_delete(name):
 
     .. code-block:: bash
 
-        salt cloud authentik.scope_mapping_delete "Groups"
+        salt -G 'roles:hecate-edge' authentik.scope_mapping_delete "Groups"
     """
     client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     mapping = client.find("scope_mapping", name)
@@ -734,7 +734,7 @@ def flow_list(designation=None):
 
     .. code-block:: bash
 
-        salt cloud authentik.flow_list designation=enrollment
+        salt -G 'roles:hecate-edge' authentik.flow_list designation=enrollment
     """
     return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).list("flow", **({"designation": designation} if designation else {})))
 
@@ -747,7 +747,7 @@ def flow_get(slug):
 
     .. code-block:: bash
 
-        salt cloud authentik.flow_get default-provider-authorization-implicit-consent
+        salt -G 'roles:hecate-edge' authentik.flow_get default-provider-authorization-implicit-consent
     """
     return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).get("flow", slug))
 
@@ -760,7 +760,7 @@ def identification_stage_get(name="default-authentication-identification"):
 
     .. code-block:: bash
 
-        salt cloud authentik.identification_stage_get
+        salt -G 'roles:hecate-edge' authentik.identification_stage_get
     """
     return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).find("stage_identification", name))
 
@@ -776,7 +776,7 @@ def identification_stage_set_enrollment(flow=None, name="default-authentication-
 
     .. code-block:: bash
 
-        salt cloud authentik.identification_stage_set_enrollment flow=bionicgpt-enrollment
+        salt -G 'roles:hecate-edge' authentik.identification_stage_set_enrollment flow=bionicgpt-enrollment
     """
     client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     stage = client.require("stage_identification", name)
@@ -795,7 +795,7 @@ def brand_list():
 
     .. code-block:: bash
 
-        salt cloud authentik.brand_list
+        salt -G 'roles:hecate-edge' authentik.brand_list
     """
     return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).list("brand"))
 
@@ -808,7 +808,7 @@ def brand_get(domain="authentik-default"):
 
     .. code-block:: bash
 
-        salt cloud authentik.brand_get
+        salt -G 'roles:hecate-edge' authentik.brand_get
     """
     return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).find("brand", domain))
 
@@ -822,7 +822,7 @@ def brand_update(domain="authentik-default", **kwargs):
 
     .. code-block:: bash
 
-        salt cloud authentik.brand_update branding_title="Cybermonkey SSO"
+        salt -G 'roles:hecate-edge' authentik.brand_update branding_title="Cybermonkey SSO"
     """
     client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     brand = client.require("brand", domain)
@@ -843,7 +843,7 @@ def policy_binding_list(application=None):
 
     .. code-block:: bash
 
-        salt cloud authentik.policy_binding_list application=bionicgpt
+        salt -G 'roles:hecate-edge' authentik.policy_binding_list application=bionicgpt
     """
     client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     if application:
@@ -860,7 +860,7 @@ def policy_binding_create(application, group=None, user=None, order=0, enabled=T
 
     .. code-block:: bash
 
-        salt cloud authentik.policy_binding_create bionicgpt group=bionicgpt-superadmin
+        salt -G 'roles:hecate-edge' authentik.policy_binding_create bionicgpt group=bionicgpt-superadmin
     """
     if bool(group) == bool(user):
         raise salt.exceptions.SaltInvocationError("give exactly one of group or user")
@@ -882,7 +882,7 @@ def policy_binding_delete(pk):
 
     .. code-block:: bash
 
-        salt cloud authentik.policy_binding_delete 0b5b7d1e-...
+        salt -G 'roles:hecate-edge' authentik.policy_binding_delete 0b5b7d1e-...
     """
     return hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).delete("policy_binding", pk)
 
@@ -895,7 +895,7 @@ def outpost_list():
 
     .. code-block:: bash
 
-        salt cloud authentik.outpost_list
+        salt -G 'roles:hecate-edge' authentik.outpost_list
     """
     return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).list("outpost"))
 
@@ -908,7 +908,7 @@ def outpost_embedded():
 
     .. code-block:: bash
 
-        salt cloud authentik.outpost_embedded
+        salt -G 'roles:hecate-edge' authentik.outpost_embedded
     """
     return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).embedded_outpost())
 
@@ -928,7 +928,7 @@ def outpost_attach_provider(provider, provider_type="proxy", outpost=None):
 
     .. code-block:: bash
 
-        salt cloud authentik.outpost_attach_provider "Grafana"
+        salt -G 'roles:hecate-edge' authentik.outpost_attach_provider "Grafana"
     """
     client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     pk = _provider_pk(client, provider, provider_type)
@@ -944,7 +944,7 @@ def outpost_detach_provider(provider, provider_type="proxy", outpost=None):
 
     .. code-block:: bash
 
-        salt cloud authentik.outpost_detach_provider "Grafana"
+        salt -G 'roles:hecate-edge' authentik.outpost_detach_provider "Grafana"
     """
     client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     pk = _provider_pk(client, provider, provider_type)

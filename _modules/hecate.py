@@ -122,7 +122,7 @@ def connection(system):
 
     .. code-block:: bash
 
-        salt cloud hecate.connection caddy
+        salt -G 'roles:hecate-edge' hecate.connection caddy
     """
     settings = hecate_config.connection(system, __opts__, __pillar__)
     return _describe_secrets(settings)

@@ -12,9 +12,9 @@ CLI Example:
 
 .. code-block:: bash
 
-    salt cloud hecate_consul.kv_get hecate/deployments/prod/latest decode=json
-    salt cloud hecate_consul.service_addresses bionicgpt-oauth2-proxy
-    salt cloud hecate_consul.lock_info hecate/locks/prod
+    salt -G 'roles:hecate-edge' hecate_consul.kv_get hecate/deployments/prod/latest decode=json
+    salt -G 'roles:hecate-edge' hecate_consul.service_addresses bionicgpt-oauth2-proxy
+    salt -G 'roles:hecate-edge' hecate_consul.lock_info hecate/locks/prod
 """
 
 import salt.exceptions
@@ -42,8 +42,8 @@ def kv_get(key, decode="text", meta=False, recurse=False):
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.kv_get hecate/deployments/prod/latest decode=json
-        salt cloud hecate_consul.kv_get hecate/deployments/prod recurse=True decode=auto
+        salt -G 'roles:hecate-edge' hecate_consul.kv_get hecate/deployments/prod/latest decode=json
+        salt -G 'roles:hecate-edge' hecate_consul.kv_get hecate/deployments/prod recurse=True decode=auto
     """
     client = hecate_clients.consul(__opts__, __pillar__, __context__, __salt__)
     if recurse:
@@ -76,8 +76,8 @@ def kv_put(key, value, cas=None, flags=None):
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.kv_put hecate/config/motd 'hello'
-        salt cloud hecate_consul.kv_put hecate/deployments/lab/latest '{"version": 3}' cas=0
+        salt -G 'roles:hecate-edge' hecate_consul.kv_put hecate/config/motd 'hello'
+        salt -G 'roles:hecate-edge' hecate_consul.kv_put hecate/deployments/lab/latest '{"version": 3}' cas=0
     """
     client = hecate_clients.consul(__opts__, __pillar__, __context__, __salt__)
     if cas is not None:
@@ -94,8 +94,8 @@ def kv_delete(key, cas=None, recurse=False):
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.kv_delete hecate/tmp/x
-        salt cloud hecate_consul.kv_delete hecate/tmp recurse=True
+        salt -G 'roles:hecate-edge' hecate_consul.kv_delete hecate/tmp/x
+        salt -G 'roles:hecate-edge' hecate_consul.kv_delete hecate/tmp recurse=True
     """
     client = hecate_clients.consul(__opts__, __pillar__, __context__, __salt__)
     done = client.kv_delete(key, cas=None if cas is None else int(cas), recurse=bool(recurse))
@@ -114,7 +114,7 @@ def kv_keys(prefix="", separator=None):
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.kv_keys hecate/deployments/ separator=/
+        salt -G 'roles:hecate-edge' hecate_consul.kv_keys hecate/deployments/ separator=/
     """
     return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).kv_keys(prefix, separator=separator)
 
@@ -141,7 +141,7 @@ def service_register(
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.service_register jenkins-master address=100.65.138.128 port=8059 \\
+        salt -G 'roles:hecate-edge' hecate_consul.service_register jenkins-master address=100.65.138.128 port=8059 \\
             checks='[{"http": "http://100.65.138.128:8059/login", "interval": "30s", "timeout": "5s"}]'
     """
     spec = {"name": name, "address": address, "port": port, "tags": tags, "meta": meta,
@@ -157,7 +157,7 @@ def service_deregister(service_id):
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.service_deregister jenkins-master
+        salt -G 'roles:hecate-edge' hecate_consul.service_deregister jenkins-master
     """
     return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).service_deregister(service_id)
 
@@ -170,7 +170,7 @@ def services():
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.services
+        salt -G 'roles:hecate-edge' hecate_consul.services
     """
     return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).agent_services()
 
@@ -184,7 +184,7 @@ def service_health(name, passing=True):
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.service_health bionicgpt passing=False
+        salt -G 'roles:hecate-edge' hecate_consul.service_health bionicgpt passing=False
     """
     return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).health_service(name, passing=_bool(passing))
 
@@ -198,7 +198,7 @@ def service_addresses(name, passing=True):
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.service_addresses bionicgpt-oauth2-proxy
+        salt -G 'roles:hecate-edge' hecate_consul.service_addresses bionicgpt-oauth2-proxy
     """
     return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).service_addresses(name, passing=_bool(passing))
 
@@ -211,7 +211,7 @@ def catalog_services():
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.catalog_services
+        salt -G 'roles:hecate-edge' hecate_consul.catalog_services
     """
     return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).catalog_services()
 
@@ -225,7 +225,7 @@ def session_create(name, ttl="15s", lock_delay="15s", behavior="release"):
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.session_create deploy ttl=30s
+        salt -G 'roles:hecate-edge' hecate_consul.session_create deploy ttl=30s
     """
     return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).session_create(name, ttl=ttl, lock_delay=lock_delay, behavior=behavior)
 
@@ -238,7 +238,7 @@ def session_renew(session_id):
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.session_renew 1f0c...
+        salt -G 'roles:hecate-edge' hecate_consul.session_renew 1f0c...
     """
     return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).session_renew(session_id)
 
@@ -251,7 +251,7 @@ def session_destroy(session_id):
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.session_destroy 1f0c...
+        salt -G 'roles:hecate-edge' hecate_consul.session_destroy 1f0c...
     """
     return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).session_destroy(session_id)
 
@@ -264,7 +264,7 @@ def session_info(session_id):
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.session_info 1f0c...
+        salt -G 'roles:hecate-edge' hecate_consul.session_info 1f0c...
     """
     return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).session_info(session_id)
 
@@ -277,7 +277,7 @@ def session_list():
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.session_list
+        salt -G 'roles:hecate-edge' hecate_consul.session_list
     """
     return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).session_list()
 
@@ -293,7 +293,7 @@ def lock_acquire(key, holder=None, ttl="15s", lock_delay="15s", wait=0):
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.lock_acquire hecate/locks/prod holder='alice via salt' ttl=60s
+        salt -G 'roles:hecate-edge' hecate_consul.lock_acquire hecate/locks/prod holder='alice via salt' ttl=60s
     """
     holder = holder or f"minion {__opts__.get('id')}"
     return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).lock_acquire(key, holder, ttl=ttl, lock_delay=lock_delay, wait=float(wait or 0))
@@ -307,7 +307,7 @@ def lock_renew(session_id):
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.lock_renew 1f0c...
+        salt -G 'roles:hecate-edge' hecate_consul.lock_renew 1f0c...
     """
     hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).lock_renew(session_id)
     return True
@@ -321,7 +321,7 @@ def lock_release(key, session_id):
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.lock_release hecate/locks/prod 1f0c...
+        salt -G 'roles:hecate-edge' hecate_consul.lock_release hecate/locks/prod 1f0c...
     """
     return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).lock_release(key, session_id)
 
@@ -334,7 +334,7 @@ def lock_info(key):
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.lock_info hecate/locks/prod
+        salt -G 'roles:hecate-edge' hecate_consul.lock_info hecate/locks/prod
     """
     return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).lock_info(key)
 

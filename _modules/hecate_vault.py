@@ -23,8 +23,8 @@ CLI Example:
 
 .. code-block:: bash
 
-    salt local hecate_vault.read secret/bionicgpt/db
-    salt local hecate_vault.metadata secret/bionicgpt/oauth
+    salt -G 'roles:bionicgpt-node' hecate_vault.read secret/bionicgpt/db
+    salt -G 'roles:bionicgpt-node' hecate_vault.metadata secret/bionicgpt/oauth
 """
 
 import salt.exceptions
@@ -53,8 +53,8 @@ def read(path, version=None):
 
     .. code-block:: bash
 
-        salt local hecate_vault.read secret/bionicgpt/db
-        salt local hecate_vault.read secret/bionicgpt/db version=2
+        salt -G 'roles:bionicgpt-node' hecate_vault.read secret/bionicgpt/db
+        salt -G 'roles:bionicgpt-node' hecate_vault.read secret/bionicgpt/db version=2
     """
     mount, rel = hecate_vault_client.split_path(path)
     data, meta = hecate_clients.vault(__opts__, __pillar__, __context__, __salt__).read(mount, rel, version=int(version) if version else None)
@@ -75,7 +75,7 @@ def exists(path, key=None):
 
     .. code-block:: bash
 
-        salt local hecate_vault.exists secret/bionicgpt/oauth key=client_secret
+        salt -G 'roles:bionicgpt-node' hecate_vault.exists secret/bionicgpt/oauth key=client_secret
     """
     mount, rel = hecate_vault_client.split_path(path)
     data = hecate_clients.vault(__opts__, __pillar__, __context__, __salt__).read_data(mount, rel)
@@ -93,7 +93,7 @@ def metadata(path):
 
     .. code-block:: bash
 
-        salt local hecate_vault.metadata secret/bionicgpt/db
+        salt -G 'roles:bionicgpt-node' hecate_vault.metadata secret/bionicgpt/db
     """
     mount, rel = hecate_vault_client.split_path(path)
     return hecate_clients.vault(__opts__, __pillar__, __context__, __salt__).metadata(mount, rel)
@@ -107,7 +107,7 @@ def list_(path):
 
     .. code-block:: bash
 
-        salt local hecate_vault.list secret/bionicgpt
+        salt -G 'roles:bionicgpt-node' hecate_vault.list secret/bionicgpt
     """
     mount, _, rel = path.partition("/")
     return hecate_clients.vault(__opts__, __pillar__, __context__, __salt__).list(mount, rel)
@@ -128,7 +128,7 @@ def write(path, data=None, cas=None, merge=True, **kwargs):
 
     .. code-block:: bash
 
-        salt local hecate_vault.write secret/bionicgpt/oauth \\
+        salt -G 'roles:bionicgpt-node' hecate_vault.write secret/bionicgpt/oauth \\
             data='{"client_secret": {"vault": "secret/staging/oauth", "key": "client_secret"}}'
     """
     values = dict(data or {})
@@ -166,7 +166,7 @@ def generate(path, key, length=32, alphabet="alnum", prefix="", rotate=False):
 
     .. code-block:: bash
 
-        salt local hecate_vault.generate secret/bionicgpt/litellm master_key prefix=sk-
+        salt -G 'roles:bionicgpt-node' hecate_vault.generate secret/bionicgpt/litellm master_key prefix=sk-
     """
     mount, rel = hecate_vault_client.split_path(path)
     client = hecate_clients.vault(__opts__, __pillar__, __context__, __salt__)
@@ -193,7 +193,7 @@ def delete(path):
 
     .. code-block:: bash
 
-        salt local hecate_vault.delete secret/bionicgpt/old
+        salt -G 'roles:bionicgpt-node' hecate_vault.delete secret/bionicgpt/old
     """
     mount, rel = hecate_vault_client.split_path(path)
     hecate_clients.vault(__opts__, __pillar__, __context__, __salt__).delete_latest(mount, rel)

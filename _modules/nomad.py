@@ -16,9 +16,14 @@ CLI Example:
 
 .. code-block:: bash
 
-    salt local nomad.parse source=salt://bionicgpt/jobs/database.nomad.hcl.j2
-    salt local nomad.plan source=salt://bionicgpt/jobs/database.nomad.hcl.j2
-    salt local nomad.job_status bionicgpt-database
+    salt -G 'roles:bionicgpt-node' nomad.parse source=salt://bionicgpt/jobs/database.nomad.hcl.j2
+    salt -G 'roles:bionicgpt-node' nomad.plan source=salt://bionicgpt/jobs/database.nomad.hcl.j2
+    salt -G 'roles:bionicgpt-node' nomad.job_status bionicgpt-database
+    salt -C 'G@roles:bionicgpt-node and G@hecate_env:prod' nomad.job_status bionicgpt-database
+
+Target by the role grain (and, with several environments, the ``hecate_env`` grain:
+``salt-call hecate.target bionicgpt-node`` prints the full target, which also requires the
+minion to be listed in pillar ``hecate:members``).
 """
 
 import salt.exceptions
@@ -45,7 +50,7 @@ def render(source, context=None, defaults=None, template="jinja", saltenv=None):
 
     .. code-block:: bash
 
-        salt local nomad.render salt://bionicgpt/jobs/database.nomad.hcl.j2
+        salt -G 'roles:bionicgpt-node' nomad.render salt://bionicgpt/jobs/database.nomad.hcl.j2
     """
     saltenv = saltenv or __opts__.get("saltenv") or "base"
     contents = __salt__["cp.get_file_str"](source, saltenv=saltenv)
@@ -86,7 +91,7 @@ def parse(hcl=None, source=None, canonicalize=True, context=None, saltenv=None, 
 
     .. code-block:: bash
 
-        salt local nomad.parse source=salt://bionicgpt/jobs/llm.nomad.hcl.j2
+        salt -G 'roles:bionicgpt-node' nomad.parse source=salt://bionicgpt/jobs/llm.nomad.hcl.j2
     """
     if source:
         hcl = render(source, context=context, saltenv=saltenv)
@@ -110,7 +115,7 @@ def validate(job=None, hcl=None, source=None, namespace=None):
 
     .. code-block:: bash
 
-        salt local nomad.validate source=salt://bionicgpt/jobs/database.nomad.hcl.j2
+        salt -G 'roles:bionicgpt-node' nomad.validate source=salt://bionicgpt/jobs/database.nomad.hcl.j2
     """
     job = _job_from(job, hcl, source, namespace=namespace)
     return hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace).validate(job)
@@ -127,7 +132,7 @@ def plan(job=None, hcl=None, source=None, diff=True, summary=False, namespace=No
 
     .. code-block:: bash
 
-        salt local nomad.plan source=salt://bionicgpt/jobs/database.nomad.hcl.j2 summary=True
+        salt -G 'roles:bionicgpt-node' nomad.plan source=salt://bionicgpt/jobs/database.nomad.hcl.j2 summary=True
     """
     job = _job_from(job, hcl, source, namespace=namespace)
     result = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace).plan(job, diff=diff)
@@ -151,7 +156,7 @@ def register(job=None, hcl=None, source=None, modify_index=None, enforce_index=T
 
     .. code-block:: bash
 
-        salt local nomad.register source=salt://bionicgpt/jobs/database.nomad.hcl.j2 modify_index=1234
+        salt -G 'roles:bionicgpt-node' nomad.register source=salt://bionicgpt/jobs/database.nomad.hcl.j2 modify_index=1234
     """
     job = _job_from(job, hcl, source, namespace=namespace)
     client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace)
@@ -169,7 +174,7 @@ def job(job_id, namespace=None):
 
     .. code-block:: bash
 
-        salt local nomad.job bionicgpt-database
+        salt -G 'roles:bionicgpt-node' nomad.job bionicgpt-database
     """
     return hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace).job(job_id)
 
@@ -183,7 +188,7 @@ def job_status(job_id, namespace=None):
 
     .. code-block:: bash
 
-        salt local nomad.job_status bionicgpt-application
+        salt -G 'roles:bionicgpt-node' nomad.job_status bionicgpt-application
     """
     client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace)
     current = client.job(job_id)
@@ -218,7 +223,7 @@ def versions(job_id, diffs=False, namespace=None):
 
     .. code-block:: bash
 
-        salt local nomad.versions bionicgpt-database diffs=True
+        salt -G 'roles:bionicgpt-node' nomad.versions bionicgpt-database diffs=True
     """
     found, found_diffs = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace).versions(job_id, diffs=diffs)
     if diffs:
@@ -234,7 +239,7 @@ def allocations(job_id, namespace=None):
 
     .. code-block:: bash
 
-        salt local nomad.allocations bionicgpt-database
+        salt -G 'roles:bionicgpt-node' nomad.allocations bionicgpt-database
     """
     return hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace).allocations(job_id)
 
@@ -247,7 +252,7 @@ def allocation(alloc_id, namespace=None):
 
     .. code-block:: bash
 
-        salt local nomad.allocation 5d0a2e51-...
+        salt -G 'roles:bionicgpt-node' nomad.allocation 5d0a2e51-...
     """
     return hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace).allocation(alloc_id)
 
@@ -261,7 +266,7 @@ def evaluation(eval_id, index=None, wait=None, namespace=None):
 
     .. code-block:: bash
 
-        salt local nomad.evaluation 2f2b1e0a-...
+        salt -G 'roles:bionicgpt-node' nomad.evaluation 2f2b1e0a-...
     """
     found, idx = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace).evaluation(eval_id, index=index, wait=wait)
     return {"Index": idx, "Evaluation": found} if index else found
@@ -277,8 +282,8 @@ def deployment(job_id=None, deployment_id=None, index=None, wait=None, namespace
 
     .. code-block:: bash
 
-        salt local nomad.deployment job_id=bionicgpt-database
-        salt local nomad.deployment deployment_id=8f1c... index=120 wait=30
+        salt -G 'roles:bionicgpt-node' nomad.deployment job_id=bionicgpt-database
+        salt -G 'roles:bionicgpt-node' nomad.deployment deployment_id=8f1c... index=120 wait=30
     """
     client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace)
     if deployment_id:
@@ -300,7 +305,7 @@ def follow(job_id, eval_id=None, version=None, timeout=600, namespace=None):
 
     .. code-block:: bash
 
-        salt local nomad.follow bionicgpt-database eval_id=2f2b1e0a-... timeout=300
+        salt -G 'roles:bionicgpt-node' nomad.follow bionicgpt-database eval_id=2f2b1e0a-... timeout=300
     """
     client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace)
     if version is None:
@@ -322,8 +327,8 @@ def revert(job_id, version=None, enforce_prior_version=None, namespace=None):
 
     .. code-block:: bash
 
-        salt local nomad.revert bionicgpt-database
-        salt local nomad.revert bionicgpt-database version=3 enforce_prior_version=5
+        salt -G 'roles:bionicgpt-node' nomad.revert bionicgpt-database
+        salt -G 'roles:bionicgpt-node' nomad.revert bionicgpt-database version=3 enforce_prior_version=5
     """
     client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace)
     if version is None:
@@ -350,7 +355,7 @@ def stop(job_id, purge=False, namespace=None):
 
     .. code-block:: bash
 
-        salt local nomad.stop bionicgpt-llm purge=True
+        salt -G 'roles:bionicgpt-node' nomad.stop bionicgpt-llm purge=True
     """
     return hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace).deregister(job_id, purge=purge)
 
@@ -364,7 +369,7 @@ def var_get(path, namespace=None):
 
     .. code-block:: bash
 
-        salt local nomad.var_get nomad/jobs/bionicgpt-application
+        salt -G 'roles:bionicgpt-node' nomad.var_get nomad/jobs/bionicgpt-application
     """
     return hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace).var_get(path)
 
@@ -377,7 +382,7 @@ def var_list(prefix="", namespace=None):
 
     .. code-block:: bash
 
-        salt local nomad.var_list nomad/jobs
+        salt -G 'roles:bionicgpt-node' nomad.var_list nomad/jobs
     """
     return hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace).var_list(prefix)
 
@@ -392,7 +397,7 @@ def var_put(path, items, cas=None, namespace=None):
 
     .. code-block:: bash
 
-        salt local nomad.var_put nomad/jobs/x '{"region": "eu"}' cas=0
+        salt -G 'roles:bionicgpt-node' nomad.var_put nomad/jobs/x '{"region": "eu"}' cas=0
     """
     resolve = hecate_clients.resolver(__opts__, __pillar__, __context__, __salt__)
     resolved = hecate_nomad_client.resolve_items(items, resolve, where="items")
@@ -409,6 +414,6 @@ def var_delete(path, cas=None, namespace=None):
 
     .. code-block:: bash
 
-        salt local nomad.var_delete nomad/jobs/x cas=42
+        salt -G 'roles:bionicgpt-node' nomad.var_delete nomad/jobs/x cas=42
     """
     return hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace).var_delete(path, cas=cas)

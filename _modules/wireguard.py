@@ -108,7 +108,7 @@ def peers():
 
     .. code-block:: bash
 
-        salt cloud wireguard.peers
+        salt -G 'roles:hecate-edge' wireguard.peers
     """
     conf = _conf()
     found, problems = hecate_wireguard_config.peers_from_mine(conf, _mine_peers(conf))
@@ -124,7 +124,7 @@ def render_config():
 
     .. code-block:: bash
 
-        salt local wireguard.render_config
+        salt -G 'roles:bionicgpt-node' wireguard.render_config
     """
     conf = _conf()
     found, _ = hecate_wireguard_config.peers_from_mine(conf, _mine_peers(conf))
@@ -162,7 +162,7 @@ def verify(within=None, timeout=None, ping=None, interface=None, netns=None):
 
     .. code-block:: bash
 
-        salt local wireguard.verify timeout=30
+        salt -G 'roles:bionicgpt-node' wireguard.verify timeout=30
     """
     conf = _conf(interface=interface, netns=netns)
     opts = conf["verify"]

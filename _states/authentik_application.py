@@ -48,6 +48,15 @@ def present(name, slug, provider=None, provider_type="oauth2", launch_url=None,
         Shown on the user's dashboard; unmanaged when omitted.
     policy_engine_mode
         ``any`` (default) or ``all``.
+
+    .. code-block:: yaml
+
+        bionicgpt application:
+          authentik_application.present:
+            - name: BionicGPT
+            - slug: bionicgpt
+            - provider: BionicGPT OAuth2
+            - launch_url: https://chat.example.com
     """
     ret = hecate_state.new(name)
     test = bool(__opts__.get("test"))
@@ -98,7 +107,15 @@ def present(name, slug, provider=None, provider_type="oauth2", launch_url=None,
 
 @hecate_state.guard
 def absent(name, slug=None):
-    """Ensure an application does not exist (``slug`` defaults to ``name``)."""
+    """
+    Ensure an application does not exist (``slug`` defaults to ``name``).
+
+    .. code-block:: yaml
+
+        old application:
+          authentik_application.absent:
+            - slug: old-app
+    """
     slug = slug or name
     ret = hecate_state.new(slug, f"application '{slug}' is already absent")
     test = bool(__opts__.get("test"))

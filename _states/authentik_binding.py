@@ -55,6 +55,15 @@ def present(name, application, groups, exclusive=False, prefix=None, timeout=Non
         Refuse a group whose name does not start with it.
     timeout
         Policy timeout (seconds) on new bindings; Authentik's default otherwise.
+
+    .. code-block:: yaml
+
+        bionicgpt access:
+          authentik_binding.present:
+            - application: bionicgpt
+            - groups: [bionicgpt-superadmin, bionicgpt-demo-tenant]
+            - prefix: bionicgpt-
+            - exclusive: True
     """
     ret = hecate_state.new(name)
     test = bool(__opts__.get("test"))
@@ -134,7 +143,16 @@ def present(name, application, groups, exclusive=False, prefix=None, timeout=Non
 
 @hecate_state.guard
 def absent(name, application, groups):
-    """Ensure the listed groups are not bound to ``application``."""
+    """
+    Ensure the listed groups are not bound to ``application``.
+
+    .. code-block:: yaml
+
+        no more demo tenant:
+          authentik_binding.absent:
+            - application: bionicgpt
+            - groups: [bionicgpt-demo-tenant]
+    """
     ret = hecate_state.new(name, f"no binding of {', '.join(groups)} on '{application}'")
     test = bool(__opts__.get("test"))
     client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)

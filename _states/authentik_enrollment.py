@@ -93,6 +93,13 @@ def present(name, flow_name=None, title=None, identification_stage=DEFAULT_IDENT
         ``{public_key, private_key: <Vault reference>, js_url, api_url, interactive}``
         (reCAPTCHA by default; hCaptcha/Turnstile through the URLs). The private key is
         written when the stage is created (Authentik never shows it back).
+
+    .. code-block:: yaml
+
+        bionicgpt-enrollment:
+          authentik_enrollment.present:
+            - flow_name: BionicGPT enrollment
+            - title: Create your account
     """
     slug = name
     ret = hecate_state.new(name)
@@ -255,6 +262,11 @@ def absent(name, identification_stage=DEFAULT_IDENTIFICATION):
     """
     Ensure the enrollment flow ``name`` and its stages and prompts are gone, and the
     identification stage no longer links to it (self-enrollment off).
+
+    .. code-block:: yaml
+
+        bionicgpt-enrollment:
+          authentik_enrollment.absent
     """
     slug = name
     ret = hecate_state.new(name, f"enrollment flow '{slug}' is already absent")

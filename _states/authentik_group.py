@@ -56,6 +56,14 @@ def present(name, attributes=None, is_superuser=None, parent=None, parents=None,
         Parent group name(s); ``""``/``[]`` for none; unmanaged when omitted.
     prefix
         Refuse a name that does not start with it (the application's group prefix).
+
+    .. code-block:: yaml
+
+        bionicgpt-demo-tenant:
+          authentik_group.present:
+            - parent: bionicgpt-superadmin
+            - attributes: {tenant: demo}
+            - prefix: bionicgpt-
     """
     ret = hecate_state.new(name)
     if prefix and not name.startswith(prefix):
@@ -129,6 +137,11 @@ def _names_of(client, pks):
 def absent(name):
     """
     Ensure a group does not exist (its policy bindings and memberships go with it).
+
+    .. code-block:: yaml
+
+        bionicgpt-old-tenant:
+          authentik_group.absent
     """
     ret = hecate_state.new(name, f"group '{name}' is already absent")
     test = bool(__opts__.get("test"))

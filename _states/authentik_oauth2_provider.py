@@ -88,6 +88,16 @@ def present(name, authorization_flow, invalidation_flow, redirect_uris, credenti
     signing_key
         Name of a certificate key pair to sign tokens (RS256); ``""`` for none (HS256
         with the client secret). Unmanaged when omitted.
+
+    .. code-block:: yaml
+
+        BionicGPT OAuth2:
+          authentik_oauth2_provider.present:
+            - authorization_flow: default-provider-authorization-implicit-consent
+            - invalidation_flow: default-provider-invalidation-flow
+            - redirect_uris: [https://chat.example.com/oauth2/callback]
+            - credentials: secret/bionicgpt/oauth
+            - scopes: [openid, email, profile, groups]
     """
     ret = hecate_state.new(name)
     test = bool(__opts__.get("test"))
@@ -239,7 +249,14 @@ def _compare(client, live, desired, pks):
 
 @hecate_state.guard
 def absent(name):
-    """Ensure an OAuth2 provider does not exist (its application loses the provider)."""
+    """
+    Ensure an OAuth2 provider does not exist (its application loses the provider).
+
+    .. code-block:: yaml
+
+        Old OAuth2 provider:
+          authentik_oauth2_provider.absent
+    """
     ret = hecate_state.new(name, f"provider '{name}' is already absent")
     test = bool(__opts__.get("test"))
     if __salt__["authentik.oauth2_provider_get"](name) is None:

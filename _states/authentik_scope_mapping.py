@@ -59,6 +59,14 @@ def present(name, scope_name="groups", expression=None, group_prefix=None,
         ``<group_prefix>superadmin``).
     description
         Shown to the user on consent; unmanaged when omitted.
+
+    .. code-block:: yaml
+
+        BionicGPT Groups Mapping:
+          authentik_scope_mapping.present:
+            - scope_name: groups
+            - group_prefix: bionicgpt-
+            - superadmin_group: bionicgpt-superadmin
     """
     ret = hecate_state.new(name)
     if expression is None:
@@ -108,7 +116,14 @@ def present(name, scope_name="groups", expression=None, group_prefix=None,
 
 @hecate_state.guard
 def absent(name):
-    """Ensure a (hecate-owned, not built-in) scope mapping does not exist."""
+    """
+    Ensure a (hecate-owned, not built-in) scope mapping does not exist.
+
+    .. code-block:: yaml
+
+        Old Groups Mapping:
+          authentik_scope_mapping.absent
+    """
     ret = hecate_state.new(name, f"scope mapping '{name}' is already absent")
     test = bool(__opts__.get("test"))
     live = __salt__["authentik.scope_mapping_get"](name)

@@ -43,6 +43,15 @@ def present(name, display_name=None, email=None, groups=None, attributes=None,
     password
         A Vault reference (``{vault: <mount>/<path>, key: <key>}``) or ``sdb://`` URI,
         set at creation only.
+
+    .. code-block:: yaml
+
+        henry:
+          authentik_user.present:
+            - display_name: Henry Smith
+            - email: henry@example.com
+            - groups: [bionicgpt-superadmin]
+            - password: {vault: secret/bionicgpt/lab-users, key: henry}
     """
     ret = hecate_state.new(name)
     test = bool(__opts__.get("test"))
@@ -112,7 +121,14 @@ def present(name, display_name=None, email=None, groups=None, attributes=None,
 
 @hecate_state.guard
 def absent(name):
-    """Ensure a user does not exist."""
+    """
+    Ensure a user does not exist.
+
+    .. code-block:: yaml
+
+        henry:
+          authentik_user.absent
+    """
     ret = hecate_state.new(name, f"user '{name}' is already absent")
     test = bool(__opts__.get("test"))
     if __salt__["authentik.user_get"](name) is None:

@@ -73,6 +73,13 @@ def present(name, server=None, index=None, retries=3, **kwargs):
         Caddy server (default: pillar ``hecate:reverse_proxy:caddy:server``).
     index
         Where to insert a new route (default: the end of the server's routes).
+
+    .. code-block:: yaml
+
+        maintenance page:
+          caddy_route.present:
+            - domain: status.example.com
+            - backend: 10.0.0.5:8080
     """
     unknown = sorted(k for k in kwargs if k not in ROUTE_FIELDS and not k.startswith("__"))
     if unknown:
@@ -120,6 +127,11 @@ def present(name, server=None, index=None, retries=3, **kwargs):
 def absent(name, server=None, retries=3):
     """
     Ensure the ad-hoc route ``name`` (``@id`` ``hecate.adhoc.<name>``) is not in the server.
+
+    .. code-block:: yaml
+
+        maintenance page:
+          caddy_route.absent
     """
     route_id = hecate_caddy_routes.ADHOC_PREFIX + name
     _, admin, store, server = _context(server)

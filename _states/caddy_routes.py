@@ -59,6 +59,11 @@ def managed(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_
 
     Consul upstreams (``upstream: {consul_service: <name>}``) are resolved at run time
     through ``hecate_consul.service_addresses`` (passing instances only).
+
+    .. code-block:: yaml
+
+        hecate caddy routes:
+          caddy_routes.managed
     """
     ret = hecate_state.new(name)
     data = hecate_caddy_routes.caddy_data(__pillar__, pillar_key)

@@ -51,6 +51,12 @@ def present(name, value, flags=None, modify_index=None):
     modify_index
         Write only if the key's ModifyIndex is still this (0: only if the key is absent);
         otherwise fail, naming the index found.
+
+    .. code-block:: yaml
+
+        hecate/config/motd:
+          consul_kv.present:
+            - value: {message: maintenance at 22:00}
     """
     hecate_consul_client.check_key(name)
     if _is_secret_ref(value):
@@ -106,6 +112,12 @@ def absent(name, recurse=False):
     """
     Ensure the key ``name`` does not exist (``recurse: True``: nor any key under that
     prefix). A single key is deleted with check-and-set on the index read.
+
+    .. code-block:: yaml
+
+        hecate/tmp:
+          consul_kv.absent:
+            - recurse: True
     """
     ret = hecate_state.new(name, f"Consul key {name} is absent")
     client = hecate_clients.consul(__opts__, __pillar__, __context__, __salt__)

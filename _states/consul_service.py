@@ -131,6 +131,17 @@ def registered(
         A list of checks with lower-case keys: exactly one of ``http``/``tcp``/``ttl``,
         ``interval`` (http/tcp), ``timeout``, ``id``, ``name``, ``method``, ``header``,
         ``tls_skip_verify``, ``deregister_critical_service_after``, ...
+
+    .. code-block:: yaml
+
+        jenkins-master:
+          consul_service.registered:
+            - address: 100.65.138.128
+            - port: 8059
+            - tags: [ci]
+            - checks:
+              - tcp: 100.65.138.128:8059
+                interval: 10s
     """
     spec = {
         "name": service_name or name,
@@ -201,7 +212,14 @@ def registered(
 
 @hecate_state.guard
 def absent(name):
-    """Ensure no service with ID ``name`` is registered on the agent (its checks go too)."""
+    """
+    Ensure no service with ID ``name`` is registered on the agent (its checks go too).
+
+    .. code-block:: yaml
+
+        jenkins-master:
+          consul_service.absent
+    """
     ret = hecate_state.new(name, f"Consul service {name} is not registered")
     client = hecate_clients.consul(__opts__, __pillar__, __context__, __salt__)
     if client.agent_service(name) is None:

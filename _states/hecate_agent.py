@@ -115,6 +115,12 @@ def consul_config(name):
     The Consul agent config at ``name`` (a JSON file in ``hecate:consul:agent:config_dir``):
     server with ``bootstrap_expect`` and UI on the cloud node, client joining the cloud
     node's tunnel address on a local node; bound to this node's WireGuard address.
+
+    .. code-block:: yaml
+
+        consul agent config:
+          hecate_agent.consul_config:
+            - name: /etc/consul.d/consul.json
     """
     settings = hecate_agents_schema.consul_settings(__pillar__)
     cfg = hecate_agents_config.consul_config(__pillar__, __grains__)
@@ -127,6 +133,12 @@ def nomad_config(name):
     The Nomad agent config at ``name`` (HCL in ``bionicgpt:nomad:agent:config_dir``):
     server + client, ``meta.location = local``, host volumes, Consul and Vault
     integration, docker plugin settings.
+
+    .. code-block:: yaml
+
+        nomad agent config:
+          hecate_agent.nomad_config:
+            - name: /etc/nomad.d/nomad.hcl
     """
     settings = hecate_agents_schema.nomad_settings(__pillar__)
     cfg = hecate_agents_config.nomad_config(__pillar__, __grains__)

@@ -69,6 +69,14 @@ def generated(name, key, length=32, alphabet="alnum", prefix="", rotate=False):
     An existing value is never changed - not when ``length`` or ``alphabet`` change - unless
     ``rotate: True`` asks for a new one on this run (pass it for one run only, e.g.
     ``state.apply bionicgpt.secrets pillar='{"rotate": ["db_password"]}'``).
+
+    .. code-block:: yaml
+
+        secret/bionicgpt/db:
+          hecate_secret.generated:
+            - key: password
+            - length: 32
+            - alphabet: alnum
     """
     mount, rel = hecate_vault_client.split_path(name, "name")
     # validate the generation parameters even when nothing is generated
@@ -104,6 +112,13 @@ def present(name, values):
     keys. A value may be a Vault reference ``{vault: <mount>/<path>, key: <key>}`` (copied),
     an ``sdb://`` URI, or a string handed over by another module; it is compared with what
     Vault holds and written only when it differs. Values never appear in the return.
+
+    .. code-block:: yaml
+
+        secret/bionicgpt/oauth:
+          hecate_secret.present:
+            - values:
+                client_secret: {vault: secret/hecate/authentik, key: bionicgpt_client_secret}
     """
     mount, rel = hecate_vault_client.split_path(name, "name")
     if not isinstance(values, dict) or not values:
@@ -141,6 +156,12 @@ def absent(name, key=None):
     Without ``key``: soft-delete the latest version of the secret at ``name`` (Vault keeps
     the versions; ``undelete`` restores it). With ``key``: write a new version without that
     key (check-and-set).
+
+    .. code-block:: yaml
+
+        secret/bionicgpt/old:
+          hecate_secret.absent:
+            - key: password
     """
     mount, rel = hecate_vault_client.split_path(name, "name")
     where = f"{name}#{key}" if key else name

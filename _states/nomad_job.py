@@ -155,6 +155,15 @@ def running(
     revert_on_failure
         Revert to the newest stable version when the deployment fails and the job's
         update block does not ask Nomad to ``auto_revert`` by itself.
+
+    .. code-block:: yaml
+
+        bionicgpt-database:
+          nomad_job.running:
+            - source: salt://bionicgpt/jobs/database.nomad.hcl.j2
+            - context:
+                job_id: bionicgpt-database
+            - revert_on_failure: True
     """
     ret = hecate_state.new(name)
     if not source and not hcl:
@@ -291,6 +300,12 @@ def _revert(client, rollout, name, failed_version, changes):
 def absent(name, purge=False, namespace=None, region=None):
     """
     Ensure the job is stopped (and with ``purge: true`` removed with its history).
+
+    .. code-block:: yaml
+
+        bionicgpt-old:
+          nomad_job.absent:
+            - purge: True
     """
     ret = hecate_state.new(name)
     client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace, region=region)
@@ -326,6 +341,12 @@ def reverted(name, version=None, namespace=None, region=None, timeout=600, run_i
         Put the job back where the orchestration run ``run_id`` found it: the version it
         had before that run registered a new one (a job the run created is stopped). A job
         the run did not register needs nothing.
+
+    .. code-block:: yaml
+
+        bionicgpt-database:
+          nomad_job.reverted:
+            - run_id: 20261123T120000Z-a1b2c3
     """
     ret = hecate_state.new(name)
     client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace, region=region)

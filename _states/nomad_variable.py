@@ -43,6 +43,14 @@ def _value(value):
 def present(name, items, namespace=None):
     """
     Ensure the variable at path ``name`` holds exactly ``items``.
+
+    .. code-block:: yaml
+
+        nomad/jobs/bionicgpt-application:
+          nomad_variable.present:
+            - items:
+                log_level: info
+                api_key: {vault: secret/bionicgpt/litellm, key: master_key}
     """
     ret = hecate_state.new(name)
     client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace)
@@ -84,6 +92,11 @@ def present(name, items, namespace=None):
 def absent(name, namespace=None):
     """
     Ensure the variable at path ``name`` does not exist (deleted with check-and-set).
+
+    .. code-block:: yaml
+
+        nomad/jobs/bionicgpt-old:
+          nomad_variable.absent
     """
     ret = hecate_state.new(name)
     client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace)

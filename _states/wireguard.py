@@ -57,6 +57,12 @@ def key_present(name, force=False):
     """
     The minion has a WireGuard key pair for interface ``name``; the private key is in
     ``<config_dir>/<name>.key`` (0600) and nowhere else. ``force: True`` makes a new one.
+
+    .. code-block:: yaml
+
+        wireguard key wg0:
+          wireguard.key_present:
+            - name: wg0
     """
     conf = _conf(name)
     key_file = conf["key_file"]
@@ -82,7 +88,17 @@ def key_present(name, force=False):
 
 @hecate_state.guard
 def mine_published(name):
-    """This minion's current public key is in the Salt mine (``wireguard_public_key``)."""
+    """
+    This minion's current public key is in the Salt mine (``wireguard_public_key``).
+
+    .. code-block:: yaml
+
+        wireguard public key wg0 in the mine:
+          wireguard.mine_published:
+            - name: wg0
+            - require:
+              - wireguard: wireguard key wg0
+    """
     conf = _conf(name)
     ret = hecate_state.new(name)
     mid = __grains__["id"]
@@ -125,6 +141,12 @@ def configured(name, netns=None):
 
     A local node fails when no cloud node has published its key yet (nothing to
     connect to); the cloud node is fine with no peers yet.
+
+    .. code-block:: yaml
+
+        wireguard wg0:
+          wireguard.configured:
+            - name: wg0
     """
     conf = _conf(name, netns)
     ret = hecate_state.new(name)
@@ -206,6 +228,14 @@ def handshake(name, within=None, timeout=None, ping=None, netns=None):
     Defaults from ``bionicgpt:wireguard:verify``; ``enabled: false`` there (labs that
     start no services) makes this a no-op that says so. Writes nothing; under
     ``test=True`` it checks once without waiting and reports None if not yet working.
+
+    .. code-block:: yaml
+
+        wireguard tunnel wg0 works:
+          wireguard.handshake:
+            - name: wg0
+            - within: 180
+            - timeout: 60
     """
     conf = _conf(name, netns)
     opts = conf["verify"]
