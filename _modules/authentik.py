@@ -266,7 +266,8 @@ def user_create(username, name, email="", groups=None, attributes=None, type="in
 
     .. code-block:: bash
 
-        salt -G 'roles:hecate-edge' authentik.user_create demo "Demo User" email=demo@example.com groups='[bionicgpt-demo-tenant]'
+        salt -G 'roles:hecate-edge' authentik.user_create demo "Demo User" \\
+            email=demo@example.com groups='[bionicgpt-demo-tenant]'
     """
     client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     if client.find("user", username) is not None:
@@ -320,7 +321,8 @@ def user_set_password(username, password):
 
     .. code-block:: bash
 
-        salt -G 'roles:hecate-edge' authentik.user_set_password henry password='{"vault": "secret/bionicgpt/lab-users", "key": "henry"}'
+        salt -G 'roles:hecate-edge' authentik.user_set_password henry \\
+            password='{"vault": "secret/bionicgpt/lab-users", "key": "henry"}'
     """
     client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     user = client.require("user", username)
@@ -432,7 +434,8 @@ def store_credentials(provider, credentials):
         salt -G 'roles:hecate-edge' authentik.store_credentials "BionicGPT OAuth2" secret/bionicgpt/oauth
     """
     if isinstance(provider, str):
-        provider = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).require("provider_oauth2", provider)
+        client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
+        provider = client.require("provider_oauth2", provider)
     mount, _, path = str(credentials).partition("/")
     if not mount or not path:
         raise salt.exceptions.SaltInvocationError(
@@ -673,7 +676,8 @@ def scope_mapping_list(managed=None):
 
         salt -G 'roles:hecate-edge' authentik.scope_mapping_list
     """
-    return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).list("scope_mapping", **({"managed": managed} if managed else {})))
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
+    return _public(client.list("scope_mapping", **({"managed": managed} if managed else {})))
 
 
 def scope_mapping_get(name):
@@ -736,7 +740,8 @@ def flow_list(designation=None):
 
         salt -G 'roles:hecate-edge' authentik.flow_list designation=enrollment
     """
-    return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).list("flow", **({"designation": designation} if designation else {})))
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
+    return _public(client.list("flow", **({"designation": designation} if designation else {})))
 
 
 def flow_get(slug):
@@ -762,7 +767,8 @@ def identification_stage_get(name="default-authentication-identification"):
 
         salt -G 'roles:hecate-edge' authentik.identification_stage_get
     """
-    return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).find("stage_identification", name))
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
+    return _public(client.find("stage_identification", name))
 
 
 def identification_stage_set_enrollment(flow=None, name="default-authentication-identification"):

@@ -187,7 +187,8 @@ def route_add(route, server=None, index=None, etag=None):
 
     .. code-block:: bash
 
-        salt -G 'roles:hecate-edge' caddy.route_add '{"@id": "x", "match": [{"host": ["x.example"]}], "handle": [{"handler": "static_response", "body": "hi"}]}'
+        salt -G 'roles:hecate-edge' caddy.route_add \\
+            '{"@id": "x", "match": [{"host": ["x.example"]}], "handle": [{"handler": "static_response", "body": "hi"}]}'
     """
     obj = _json_arg(route, "route")
     if not isinstance(obj, dict) or not obj.get("@id"):
@@ -212,7 +213,8 @@ def route_replace(route_id, route, etag=None):
 
     .. code-block:: bash
 
-        salt -G 'roles:hecate-edge' caddy.route_replace x '{"match": [{"host": ["x.example"]}], "handle": [{"handler": "static_response", "body": "bye"}]}'
+        salt -G 'roles:hecate-edge' caddy.route_replace x \\
+            '{"match": [{"host": ["x.example"]}], "handle": [{"handler": "static_response", "body": "bye"}]}'
     """
     obj = _json_arg(route, "route")
     if not isinstance(obj, dict):

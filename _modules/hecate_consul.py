@@ -146,7 +146,8 @@ def service_register(
     """
     spec = {"name": name, "address": address, "port": port, "tags": tags, "meta": meta,
             "checks": checks, "weights": weights, "enable_tag_override": enable_tag_override}
-    return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).service_register(hecate_consul_client.service_definition(service_id, spec))
+    client = hecate_clients.consul(__opts__, __pillar__, __context__, __salt__)
+    return client.service_register(hecate_consul_client.service_definition(service_id, spec))
 
 
 def service_deregister(service_id):
@@ -186,7 +187,8 @@ def service_health(name, passing=True):
 
         salt -G 'roles:hecate-edge' hecate_consul.service_health bionicgpt passing=False
     """
-    return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).health_service(name, passing=_bool(passing))
+    client = hecate_clients.consul(__opts__, __pillar__, __context__, __salt__)
+    return client.health_service(name, passing=_bool(passing))
 
 
 def service_addresses(name, passing=True):
@@ -200,7 +202,8 @@ def service_addresses(name, passing=True):
 
         salt -G 'roles:hecate-edge' hecate_consul.service_addresses bionicgpt-oauth2-proxy
     """
-    return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).service_addresses(name, passing=_bool(passing))
+    client = hecate_clients.consul(__opts__, __pillar__, __context__, __salt__)
+    return client.service_addresses(name, passing=_bool(passing))
 
 
 def catalog_services():
@@ -227,7 +230,8 @@ def session_create(name, ttl="15s", lock_delay="15s", behavior="release"):
 
         salt -G 'roles:hecate-edge' hecate_consul.session_create deploy ttl=30s
     """
-    return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).session_create(name, ttl=ttl, lock_delay=lock_delay, behavior=behavior)
+    client = hecate_clients.consul(__opts__, __pillar__, __context__, __salt__)
+    return client.session_create(name, ttl=ttl, lock_delay=lock_delay, behavior=behavior)
 
 
 def session_renew(session_id):
@@ -296,7 +300,8 @@ def lock_acquire(key, holder=None, ttl="15s", lock_delay="15s", wait=0):
         salt -G 'roles:hecate-edge' hecate_consul.lock_acquire hecate/locks/prod holder='alice via salt' ttl=60s
     """
     holder = holder or f"minion {__opts__.get('id')}"
-    return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).lock_acquire(key, holder, ttl=ttl, lock_delay=lock_delay, wait=float(wait or 0))
+    client = hecate_clients.consul(__opts__, __pillar__, __context__, __salt__)
+    return client.lock_acquire(key, holder, ttl=ttl, lock_delay=lock_delay, wait=float(wait or 0))
 
 
 def lock_renew(session_id):

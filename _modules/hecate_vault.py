@@ -57,7 +57,8 @@ def read(path, version=None):
         salt -G 'roles:bionicgpt-node' hecate_vault.read secret/bionicgpt/db version=2
     """
     mount, rel = hecate_vault_client.split_path(path)
-    data, meta = hecate_clients.vault(__opts__, __pillar__, __context__, __salt__).read(mount, rel, version=int(version) if version else None)
+    client = hecate_clients.vault(__opts__, __pillar__, __context__, __salt__)
+    data, meta = client.read(mount, rel, version=int(version) if version else None)
     out = {"path": path, "exists": data is not None, "keys": sorted(data or {})}
     out["data"] = {key: hecate_secrets.REDACTED for key in out["keys"]}
     meta = meta or {}

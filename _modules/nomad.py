@@ -156,7 +156,8 @@ def register(job=None, hcl=None, source=None, modify_index=None, enforce_index=T
 
     .. code-block:: bash
 
-        salt -G 'roles:bionicgpt-node' nomad.register source=salt://bionicgpt/jobs/database.nomad.hcl.j2 modify_index=1234
+        salt -G 'roles:bionicgpt-node' nomad.register \\
+            source=salt://bionicgpt/jobs/database.nomad.hcl.j2 modify_index=1234
     """
     job = _job_from(job, hcl, source, namespace=namespace)
     client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace)
@@ -225,7 +226,8 @@ def versions(job_id, diffs=False, namespace=None):
 
         salt -G 'roles:bionicgpt-node' nomad.versions bionicgpt-database diffs=True
     """
-    found, found_diffs = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace).versions(job_id, diffs=diffs)
+    client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace)
+    found, found_diffs = client.versions(job_id, diffs=diffs)
     if diffs:
         return {"Versions": found, "Diffs": found_diffs}
     return found
@@ -268,7 +270,8 @@ def evaluation(eval_id, index=None, wait=None, namespace=None):
 
         salt -G 'roles:bionicgpt-node' nomad.evaluation 2f2b1e0a-...
     """
-    found, idx = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace).evaluation(eval_id, index=index, wait=wait)
+    client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace)
+    found, idx = client.evaluation(eval_id, index=index, wait=wait)
     return {"Index": idx, "Evaluation": found} if index else found
 
 
@@ -357,7 +360,8 @@ def stop(job_id, purge=False, namespace=None):
 
         salt -G 'roles:bionicgpt-node' nomad.stop bionicgpt-llm purge=True
     """
-    return hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace).deregister(job_id, purge=purge)
+    client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace)
+    return client.deregister(job_id, purge=purge)
 
 
 def var_get(path, namespace=None):
@@ -402,7 +406,8 @@ def var_put(path, items, cas=None, namespace=None):
     resolve = hecate_clients.resolver(__opts__, __pillar__, __context__, __salt__)
     resolved = hecate_nomad_client.resolve_items(items, resolve, where="items")
     body = {k: (v.reveal() if isinstance(v, hecate_secrets.Secret) else v) for k, v in resolved.items()}
-    written = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace).var_put(path, body, cas=cas)
+    client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace)
+    written = client.var_put(path, body, cas=cas)
     return {k: v for k, v in (written or {}).items() if k != "Items"}
 
 
@@ -416,4 +421,5 @@ def var_delete(path, cas=None, namespace=None):
 
         salt -G 'roles:bionicgpt-node' nomad.var_delete nomad/jobs/x cas=42
     """
-    return hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace).var_delete(path, cas=cas)
+    client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace)
+    return client.var_delete(path, cas=cas)

@@ -32,8 +32,8 @@ import salt.client
 import salt.exceptions
 import salt.runner
 
-import hecate_config
 import hecate_clients
+import hecate_config
 import hecate_http
 import hecate_loader
 import hecate_members

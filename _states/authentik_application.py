@@ -94,8 +94,8 @@ def present(name, slug, provider=None, provider_type="oauth2", launch_url=None,
         current["provider"] = (live.get("provider_obj") or {}).get("name") if live.get("provider") else None
     changes = hecate_state.diff(current, desired)
     patch = {}
-    for key in desired:
-        if current.get(key) != desired[key]:
+    for key, value in desired.items():
+        if current.get(key) != value:
             patch[key] = body[key]
     if patch and not test:
         client.patch("application", slug, patch)

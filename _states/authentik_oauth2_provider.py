@@ -177,7 +177,9 @@ def present(name, authorization_flow, invalidation_flow, redirect_uris, credenti
             return hecate_state.result(ret, changes, test, f"{where} would be created", "")
         if credentials:
             mount, path = _vault_path(credentials, name)
-            vault = hecate_clients.vault(__opts__, __pillar__, __context__, __salt__)  # connect before creating: fail early, not after the POST
+            vault = hecate_clients.vault(
+                __opts__, __pillar__, __context__, __salt__
+            )  # connect before creating: fail early, not after the POST
         body = dict(pks, name=name)
         created = client.create("provider_oauth2", body)
         if credentials:
@@ -212,7 +214,8 @@ def present(name, authorization_flow, invalidation_flow, redirect_uris, credenti
         if body:
             client.patch("provider_oauth2", live["pk"], body, old=live)
         if vault_write:
-            hecate_clients.vault(__opts__, __pillar__, __context__, __salt__).merge(vault_write[0], vault_write[1], {"client_id": live["client_id"],
+            client = hecate_clients.vault(__opts__, __pillar__, __context__, __salt__)
+            client.merge(vault_write[0], vault_write[1], {"client_id": live["client_id"],
                                                             "client_secret": live["client_secret"]})
     fields = ", ".join(sorted({k.split(":")[0] for k in changes}))
     return hecate_state.result(ret, changes, test,

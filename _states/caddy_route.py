@@ -67,8 +67,11 @@ def present(name, server=None, index=None, retries=3, **kwargs):
 
     name
         Route name (``[a-z0-9_-]``); its ``@id`` is ``hecate.adhoc.<name>``.
-    domain / domains, backend / upstream, tls_skip_verify, tls_server_name, headers, health_checks, load_balancing, forward_auth, policies
-        As for a pillar route (``policies`` defaults to the pillar's default_policies).
+    route fields
+        As for a pillar route: ``domain``/``domains``, ``backend``/``upstream``,
+        ``tls_skip_verify``, ``tls_server_name``, ``headers``, ``health_checks``,
+        ``load_balancing``, ``forward_auth``, ``policies`` (default: the pillar's
+        ``default_policies``).
     server
         Caddy server (default: pillar ``hecate:reverse_proxy:caddy:server``).
     index

@@ -160,7 +160,10 @@ def managed(name, config=None):
             hecate_files.write_atomic(
                 name, text, settings["file_mode"], settings["file_user"], settings["file_group"]
             )
-            did = f"{'wrote' if old is not None else 'created'} {name} (mode {settings['file_mode']}; secret from Vault, not shown)"
+            did = (
+                f"{'wrote' if old is not None else 'created'} {name} "
+                f"(mode {settings['file_mode']}; secret from Vault, not shown)"
+            )
         else:
             hecate_files.fix_meta(
                 name, settings["file_mode"], settings["file_user"], settings["file_group"]

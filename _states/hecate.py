@@ -89,7 +89,9 @@ def reachable(name, systems):
     ok, failed = [], []
     for system in systems:
         try:
-            ok.append(hecate_preflight.reach(system, __opts__, __pillar__, hecate_clients.sdb_get(__opts__), __context__))
+            ok.append(
+                hecate_preflight.reach(system, __opts__, __pillar__, hecate_clients.sdb_get(__opts__), __context__)
+            )
         except (salt.exceptions.CommandExecutionError, salt.exceptions.SaltInvocationError) as exc:
             failed.append(str(exc))
     if failed:

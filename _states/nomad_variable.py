@@ -104,7 +104,7 @@ def absent(name, namespace=None):
     if current is None:
         ret["comment"] = f"variable {name} is absent"
         return ret
-    changes = {"deleted": {"old": sorted((current.get("Items") or {})), "new": None}}
+    changes = {"deleted": {"old": sorted(current.get("Items") or {}), "new": None}}
     if __opts__.get("test"):
         ret.update(result=None, changes=changes, comment=f"variable {name} would be deleted")
         return ret

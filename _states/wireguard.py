@@ -177,7 +177,10 @@ def configured(name, netns=None):
         changes["config_dir"] = {"old": None, "new": conf["config_dir"]}
     old, meta = hecate_files.file_state(conf["config_file"], 0o600)
     if old != text:
-        changes["config"] = {"file": conf["config_file"], "diff": hecate_files.unified_diff(old, text, conf["config_file"])}
+        changes["config"] = {
+            "file": conf["config_file"],
+            "diff": hecate_files.unified_diff(old, text, conf["config_file"]),
+        }
     for key, (was, now) in meta.items():
         changes[key] = {"old": was, "new": now}
 
@@ -194,7 +197,9 @@ def configured(name, netns=None):
             changes["live"] = live_changes
 
     would = f"would update {conf['config_file']}" + (f" and the live interface {name}" if live_changes else "")
-    did = f"updated {conf['config_file']}" + (f" and the live interface {name} (wg syncconf, no restart)" if live_changes else "")
+    did = f"updated {conf['config_file']}" + (
+        f" and the live interface {name} (wg syncconf, no restart)" if live_changes else ""
+    )
     if notes:
         would = would + "; " + "; ".join(notes)
         did = did + "; " + "; ".join(notes)

@@ -29,7 +29,6 @@ import hecate_files
 import hecate_secrets
 import hecate_wireguard_schema
 
-
 # key names whose values are masked in diffs (plus every key that held a Vault reference)
 SECRET_LINE_KEYS = frozenset({"encrypt", "agent", "default", "initial_management", "replication", "token"})
 
@@ -198,8 +197,8 @@ def masked_diff(old, new, name, names=()):
     """
     old_m, new_m = mask(old, names) if old is not None else None, mask(new, names)
     diff = hecate_files.unified_diff(old_m, new_m, name)
-    old_secret = [l for l, m in zip((old or "").splitlines(), (old_m or "").splitlines()) if l != m]
-    new_secret = [l for l, m in zip(new.splitlines(), new_m.splitlines()) if l != m]
+    old_secret = [line for line, m in zip((old or "").splitlines(), (old_m or "").splitlines()) if line != m]
+    new_secret = [line for line, m in zip(new.splitlines(), new_m.splitlines()) if line != m]
     return diff, old is not None and old_secret != new_secret
 
 

@@ -12,7 +12,6 @@ import salt.exceptions
 
 import hecate_config
 
-
 CONSUL_PATH = "hecate:consul:agent"
 NOMAD_PATH = "bionicgpt:nomad:agent"
 REQUIRED_VOLUMES = ("bionicgpt_postgres", "ollama")
@@ -232,9 +231,14 @@ def check_pillar(pillar, env=None):  # pylint: disable=unused-argument
     errors = []
     consul = hecate_config.traverse(pillar, CONSUL_PATH)
     if isinstance(consul, dict):
-        for key, val in (("gossip_key", consul.get("gossip_key")), ("acl:agent_token", (consul.get("acl") or {}).get("agent_token"))):
+        for key, val in (
+            ("gossip_key", consul.get("gossip_key")),
+            ("acl:agent_token", (consul.get("acl") or {}).get("agent_token")),
+        ):
             if isinstance(val, str) and not val.startswith("sdb://"):
-                errors.append((f"{CONSUL_PATH}:{key}", "secret given as a literal; use {vault: <mount>/<path>, key: <key>}"))
+                errors.append(
+                    (f"{CONSUL_PATH}:{key}", "secret given as a literal; use {vault: <mount>/<path>, key: <key>}")
+                )
         addr = consul.get("client_addr")
         if isinstance(addr, str):
             for part in addr.split():
@@ -247,11 +251,18 @@ def check_pillar(pillar, env=None):  # pylint: disable=unused-argument
     if isinstance(nomad, dict):
         token = (nomad.get("consul") or {}).get("token")
         if isinstance(token, str) and not token.startswith("sdb://"):
-            errors.append((f"{NOMAD_PATH}:consul:token", "secret given as a literal; use {vault: <mount>/<path>, key: <key>}"))
+            errors.append(
+                (f"{NOMAD_PATH}:consul:token", "secret given as a literal; use {vault: <mount>/<path>, key: <key>}")
+            )
         volumes = nomad.get("host_volumes") or {}
         for name in REQUIRED_VOLUMES:
             if name not in volumes:
-                errors.append((f"{NOMAD_PATH}:host_volumes:{name}", "required host volume is missing (the BionicGPT jobs mount it)"))
+                errors.append(
+                    (
+                        f"{NOMAD_PATH}:host_volumes:{name}",
+                        "required host volume is missing (the BionicGPT jobs mount it)",
+                    )
+                )
         paths = {}
         for name, vol in sorted(volumes.items()):
             path = (vol or {}).get("path") if isinstance(vol, dict) else None

@@ -32,7 +32,6 @@ import hecate_http
 import hecate_secrets
 import hecate_vault_client
 
-
 log = logging.getLogger(__name__)
 
 SYSTEM = "Authentik"

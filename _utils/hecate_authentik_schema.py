@@ -13,7 +13,6 @@ import hecate_authentik_client
 import hecate_config
 import hecate_schema
 
-
 # ------------------------------------------------------------------------------------------
 # Pillar schema: bionicgpt:authentik
 # ------------------------------------------------------------------------------------------

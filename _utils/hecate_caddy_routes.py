@@ -35,7 +35,6 @@ import salt.exceptions
 import hecate_config
 import hecate_state
 
-
 PILLAR_PATH = "hecate:reverse_proxy:caddy"
 DEFAULT_SERVER = "hecate"
 ID_PREFIX = "hecate.route."
@@ -304,7 +303,9 @@ def _matcher(spec, where, errors):
         elif key == "remote_ip":
             out["remote_ip"] = {"ranges": [str(r) for r in _as_list(val)]}
         else:
-            errors.append((sub, "unknown matcher (headers, header_regexp, paths, path_regexp, query, methods, remote_ip)"))
+            errors.append(
+                (sub, "unknown matcher (headers, header_regexp, paths, path_regexp, query, methods, remote_ip)")
+            )
     return out
 
 
@@ -423,7 +424,10 @@ def _forward_auth_routes(settings, route_fa, where, errors):
     outpost = settings.get("outpost")
     if not outpost:
         errors.append(
-            (f"{where}:forward_auth", f"forward auth needs {PILLAR_PATH}:forward_auth:outpost (host:port of the Authentik outpost)")
+            (
+                f"{where}:forward_auth",
+                f"forward auth needs {PILLAR_PATH}:forward_auth:outpost (host:port of the Authentik outpost)",
+            )
         )
         return []
     try:
@@ -443,7 +447,7 @@ def _forward_auth_routes(settings, route_fa, where, errors):
         if not HEADER_NAME_RE.match(str(header)):
             errors.append((f"{where}:forward_auth:copy_headers", f"{header!r} is not a header name"))
             continue
-        placeholder = "{http.reverse_proxy.header.%s}" % header
+        placeholder = f"{{http.reverse_proxy.header.{header}}}"
         copies.append({"handle": [{"handler": "headers", "request": {"delete": [header]}}]})
         copies.append(
             {
@@ -541,7 +545,12 @@ def build_route(spec, where, data, resolve_service=None, id_prefix=ID_PREFIX, er
     if backend is not None and upstream is not None:
         own.append((f"{where}:upstream", "set either backend or upstream, not both"))
     elif backend is None and upstream is None:
-        own.append((f"{where}:backend", "required key is missing (no upstream: set backend, or upstream: {consul_service: <name>})"))
+        own.append(
+            (
+                f"{where}:backend",
+                "required key is missing (no upstream: set backend, or upstream: {consul_service: <name>})",
+            )
+        )
     elif backend is not None:
         backends = _as_list(backend)
         if not backends:
@@ -702,7 +711,10 @@ def build(data, resolve_service=None, id_prefix=ID_PREFIX, base=PILLAR_PATH):
                 if dom in seen_domains and seen_domains[dom][0] != where:
                     other_where, other_name = seen_domains[dom]
                     errors.append(
-                        (f"{where}:domain", f"route '{name}': duplicate domain {dom!r} (also route '{other_name}', {other_where})")
+                        (
+                            f"{where}:domain",
+                            f"route '{name}': duplicate domain {dom!r} (also route '{other_name}', {other_where})",
+                        )
                     )
                 seen_domains.setdefault(dom, (where, name))
         if route is not None:

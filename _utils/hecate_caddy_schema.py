@@ -7,7 +7,6 @@ here).
 
 import hecate_caddy_routes
 
-
 # -- schema (hecate_schema assembles it; semantic checks are in check_pillar) -------------------
 _STR = {"type": "string", "minLength": 1}
 _STRS = {"type": "array", "items": _STR}

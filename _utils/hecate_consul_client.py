@@ -39,6 +39,7 @@ import urllib.parse
 
 import requests
 import salt.exceptions
+
 try:
     import consul
     import consul.callback
@@ -51,7 +52,6 @@ import hecate_config
 import hecate_http
 import hecate_secrets
 import hecate_vault_client
-
 
 log = logging.getLogger(__name__)
 

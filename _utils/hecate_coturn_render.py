@@ -10,7 +10,6 @@ import salt.exceptions
 
 import hecate_coturn_schema
 
-
 SECRET_KEY = "static-auth-secret"
 
 

@@ -32,7 +32,6 @@ import salt.exceptions
 import hecate_config
 import hecate_schema
 
-
 PILLAR_KEY = "hecate:reverse_proxy:coturn"
 
 # Special-purpose networks a TURN relay must not reach (IANA special-purpose registries).

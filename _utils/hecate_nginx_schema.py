@@ -40,7 +40,6 @@ import hecate_coturn_schema
 import hecate_schema
 import hecate_wireguard_schema
 
-
 PILLAR_KEY = "hecate:reverse_proxy:nginx"
 CADDY_PORTS_KEY = "hecate:reverse_proxy:caddy:ports"
 # Caddy's listeners: https is TCP and UDP (HTTP/3); admin is loopback-only but a stream on

@@ -5,7 +5,6 @@ schema, and the check a schema cannot express (images pinned by tag outside lab/
 
 import hecate_schema
 
-
 # -- pillar schema (bionicgpt:nomad and bionicgpt:jobs) -------------------------------------------
 _IMAGE = {"type": "string", "minLength": 1, "pattern": r"^[^\s]+$"}
 _RESOURCES = {

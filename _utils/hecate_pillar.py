@@ -9,9 +9,8 @@ environment before any minion is touched.
 
 import copy
 
-import salt.pillar
-
 import salt.exceptions
+import salt.pillar
 import salt.utils.sdb
 
 import hecate_members

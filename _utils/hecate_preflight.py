@@ -15,7 +15,6 @@ import hecate_secrets
 import hecate_vault_client
 import hecate_vault_schema
 
-
 # Consul's probe: a key read under hecate/ (locks and deployment records live there). A
 # single-key read is checked against key:read before Consul looks the key up
 # (agent/consul/kvs_endpoint.go KVS.Get), so 404 means "allowed, not written yet" and a

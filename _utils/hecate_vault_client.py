@@ -10,6 +10,7 @@ value.
 
 import requests
 import salt.exceptions
+
 try:
     import hvac
     import hvac.exceptions

@@ -7,7 +7,6 @@ preflight use (:func:`generated_specs`, :func:`secret_ref`).
 
 import hecate_secrets
 
-
 GENERATED_SECRET = {
     "type": "object",
     "required": ["path", "key"],

@@ -13,7 +13,6 @@ import hecate_members
 import hecate_wireguard_keys
 import hecate_wireguard_schema
 
-
 WG_QUICK_ONLY = ("address", "dns", "mtu", "table", "preup", "postup", "predown", "postdown", "saveconfig")
 
 
@@ -46,11 +45,16 @@ def peers_from_mine(conf, mine_data):
             continue
         node = nodes.get(mid) or {}
         address = node.get("address") or (conf.get(peer_role) or {}).get("address")
-        where = f"{hecate_wireguard_schema.PILLAR_PATH}:nodes:{mid}:address" if "address" in node else f"{hecate_wireguard_schema.PILLAR_PATH}:{peer_role}:address"
+        where = (
+            f"{hecate_wireguard_schema.PILLAR_PATH}:nodes:{mid}:address"
+            if "address" in node
+            else f"{hecate_wireguard_schema.PILLAR_PATH}:{peer_role}:address"
+        )
         if address in used:
             problems.append(
                 f"minion {mid} would get tunnel address {address} ({where}), already used by "
-                f"{used[address]}; give each node its own under {hecate_wireguard_schema.PILLAR_PATH}:nodes:<minion id>:address"
+                f"{used[address]}; give each node its own under "
+                f"{hecate_wireguard_schema.PILLAR_PATH}:nodes:<minion id>:address"
             )
             continue
         used[address] = f"minion {mid}"

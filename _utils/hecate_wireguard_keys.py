@@ -22,7 +22,6 @@ except ImportError:  # pragma: no cover - reported by __virtual__
 
 import hecate_files
 
-
 # -- keys -----------------------------------------------------------------------------------------
 
 
@@ -69,7 +68,9 @@ def read_public_key(key_file):
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise salt.exceptions.CommandExecutionError(f"cannot read the WireGuard key file {key_file}: {exc.strerror}") from None
+        raise salt.exceptions.CommandExecutionError(
+            f"cannot read the WireGuard key file {key_file}: {exc.strerror}"
+        ) from None
     try:
         return public_from_private(private)
     except (binascii.Error, ValueError, salt.exceptions.CommandExecutionError):

@@ -19,7 +19,6 @@ import salt.exceptions
 import hecate_wireguard_config
 import hecate_wireguard_schema
 
-
 # -- commands -------------------------------------------------------------------------------------
 
 
@@ -40,7 +39,9 @@ def run(cmd, netns=None, stdin=None, check=True, timeout=30):
     except subprocess.TimeoutExpired:
         raise salt.exceptions.CommandExecutionError(f"`{' '.join(cmd[:4])} ...` timed out after {timeout}s") from None
     if check and proc.returncode != 0:
-        raise salt.exceptions.CommandExecutionError(f"`{' '.join(cmd)}` failed: {proc.stderr.strip() or proc.returncode}")
+        raise salt.exceptions.CommandExecutionError(
+            f"`{' '.join(cmd)}` failed: {proc.stderr.strip() or proc.returncode}"
+        )
     return proc
 
 
@@ -113,7 +114,10 @@ def live_changes(conf, peers, live, key_public):
         if sorted(peer["allowed_ips"]) != cur["allowed_ips"]:
             changed.append(f"{peer['name']}: allowed_ips {cur['allowed_ips']} -> {sorted(peer['allowed_ips'])}")
         if (peer.get("persistent_keepalive") or None) != cur["persistent_keepalive"]:
-            changed.append(f"{peer['name']}: persistent_keepalive {cur['persistent_keepalive']} -> {peer.get('persistent_keepalive')}")
+            changed.append(
+                f"{peer['name']}: persistent_keepalive {cur['persistent_keepalive']} -> "
+                f"{peer.get('persistent_keepalive')}"
+            )
         endpoint = peer.get("endpoint")
         if endpoint and _is_ip_endpoint(endpoint) and _norm_endpoint(endpoint) != cur["endpoint"]:
             changed.append(f"{peer['name']}: endpoint {cur['endpoint']} -> {endpoint}")
@@ -155,7 +159,9 @@ def _with_private_key(config_text, key_file):
         with open(key_file, encoding="ascii") as fh:
             private = fh.read().strip()
     except OSError as exc:
-        raise salt.exceptions.CommandExecutionError(f"cannot read the WireGuard key file {key_file}: {exc.strerror}") from None
+        raise salt.exceptions.CommandExecutionError(
+            f"cannot read the WireGuard key file {key_file}: {exc.strerror}"
+        ) from None
     lines = hecate_wireguard_config.strip_config(config_text).splitlines()
     at = lines.index("[Interface]") + 1
     return "\n".join(lines[:at] + [f"PrivateKey = {private}"] + lines[at:]) + "\n"
@@ -172,7 +178,9 @@ def sync_live(conf, config_text, live, changes):
         # `wg syncconf` sets the interface to exactly the given config: a config without
         # PrivateKey clears the key (and every session). The key goes in through stdin,
         # never argv, a log line or a file other than the key file.
-        run(["wg", "syncconf", iface, "/dev/stdin"], netns=netns, stdin=_with_private_key(config_text, conf["key_file"]))
+        run(
+            ["wg", "syncconf", iface, "/dev/stdin"], netns=netns, stdin=_with_private_key(config_text, conf["key_file"])
+        )
     if "addresses" in changes:
         for cidr in live["addresses"]:
             if cidr != conf["cidr"]:

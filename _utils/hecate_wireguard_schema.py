@@ -25,7 +25,6 @@ import hecate_config
 import hecate_members
 import hecate_wireguard_keys
 
-
 PILLAR_PATH = "bionicgpt:wireguard"
 MINE_KEY = "wireguard_public_key"
 ROLES = {"hecate-edge": "cloud", "bionicgpt-node": "local"}

@@ -49,9 +49,9 @@ for _path in (REPO, os.path.join(REPO, "_utils")):
 
 import requests  # noqa: E402
 
+import hecate_caddy_apply  # noqa: E402
 import hecate_caddy_client  # noqa: E402
 import hecate_caddy_routes  # noqa: E402
-import hecate_caddy_apply
 from bench import common  # noqa: E402
 from lab import caddy as lab_caddy  # noqa: E402
 

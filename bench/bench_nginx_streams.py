@@ -19,8 +19,8 @@ for _path in (REPO, os.path.join(REPO, "_utils")):
         sys.path.insert(0, _path)
 
 import hecate_nginx_process  # noqa: E402
-import hecate_nginx_render
-import hecate_nginx_schema
+import hecate_nginx_render  # noqa: E402
+import hecate_nginx_schema  # noqa: E402
 from bench import common  # noqa: E402
 
 

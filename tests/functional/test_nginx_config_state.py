@@ -318,7 +318,10 @@ def test_bad_input_fails_with_key_paths_and_writes_nothing(states, edge, echo):
     ret = apply(states, edge, cfg)
     assert ret.result is False
     assert f"hecate:reverse_proxy:nginx:tcp_proxies:1:listen_port: {port}/tcp of stream 'b'" in ret.comment
-    assert "hecate:reverse_proxy:nginx:tcp_proxies:2:listen_port: 443/udp of stream 'c' clashes with Caddy's https port" in ret.comment
+    assert (
+        "hecate:reverse_proxy:nginx:tcp_proxies:2:listen_port: 443/udp of stream 'c' clashes with Caddy's https port"
+        in ret.comment
+    )
     assert os.listdir(edge.root) == ["logs"]
 
 

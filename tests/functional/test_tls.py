@@ -33,9 +33,9 @@ import yaml
 from saltfactories.utils.functional import Loaders
 
 import hecate_authentik_client as hak
+import hecate_caddy_apply
 import hecate_caddy_client
 import hecate_caddy_routes
-import hecate_caddy_apply
 import hecate_config
 import hecate_consul_client
 import hecate_http
@@ -272,7 +272,9 @@ def test_preflight_reach(system, sims, caddy_tls, pki):
 
 
 def _runner_module():
-    spec = importlib.util.spec_from_file_location("hecate_runner_under_test", os.path.join(REPO, "_runners", "hecate.py"))
+    spec = importlib.util.spec_from_file_location(
+        "hecate_runner_under_test", os.path.join(REPO, "_runners", "hecate.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

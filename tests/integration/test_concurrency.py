@@ -39,12 +39,12 @@ import time
 import pytest
 import requests
 
+import hecate_caddy_apply
 import hecate_caddy_client
 import hecate_caddy_routes
-import hecate_caddy_apply
 import hecate_config
-import hecate_http
 import hecate_consul_client
+import hecate_http
 import hecate_secrets
 from tests import caddy_helpers as ch
 
@@ -414,7 +414,9 @@ def test_route_replace_by_id_is_guarded_against_a_concurrent_move(race_caddy):
     with pytest.raises(hecate_caddy_client.PreconditionFailed):
         admin.write_id("DELETE", "ops.b", etag=stale)
     admin.write_id("DELETE", "ops.b")
-    assert "ops.b" not in {r["@id"] for r in json.loads(ch.raw_config(caddy))["apps"]["http"]["servers"][SERVER]["routes"]}
+    assert "ops.b" not in {
+        r["@id"] for r in json.loads(ch.raw_config(caddy))["apps"]["http"]["servers"][SERVER]["routes"]
+    }
 
 
 # -- two deployments at once: the environment lock ---------------------------------------------------
@@ -441,8 +443,8 @@ def test_concurrent_lock_attempts_exactly_one_wins(consul_sim):
             try:
                 # as the runner's hecate.lock takes it (ttl LOCK_TTL, default lock-delay, no wait)
                 results[i] = ("won", client.lock_acquire(key, f"runner-{i} run r{rnd}", ttl="20m"))
-            except Exception as exc:  # pylint: disable=broad-except
-                results[i] = ("lost", exc)
+            except Exception as exc:  # noqa: B023  pylint: disable=broad-except
+                results[i] = ("lost", exc)  # noqa: B023 (its own except variable)
 
         threads = [threading.Thread(target=contend, args=(i,), kwargs={"client": c}) for i, c in enumerate(clients)]
         for thread in threads:
@@ -453,7 +455,7 @@ def test_concurrent_lock_attempts_exactly_one_wins(consul_sim):
         winners_per_round.append(len(won))
         assert len(won) == 1, (rnd, results)
         winner = won[0]
-        for i, (outcome, exc) in enumerate(results):
+        for i, (_outcome, exc) in enumerate(results):
             if i == winner:
                 continue
             assert isinstance(exc, hecate_consul_client.LockHeld), (rnd, i, exc)

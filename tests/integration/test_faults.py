@@ -34,8 +34,8 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Optional, Union
 
 import pytest
 import requests
@@ -138,12 +138,12 @@ class Scenario:
     step: str  # the step whose failure the run must report
     message: str  # regex: the failure of ``step`` names the system and the object
     faults: tuple = ()  # (sim, fault spec) armed before the run
-    at: Optional[str] = None  # sls of the step whose start arms ``timed`` / ``action``
+    at: str | None = None  # sls of the step whose start arms ``timed`` / ``action``
     timed: tuple = ()  # (sim, fault spec) armed when ``at`` starts
-    action: Optional[str] = None  # Lab method run when ``at`` starts
-    clear_at: Optional[str] = None  # sls whose start clears every fault (e.g. the recovery step)
+    action: str | None = None  # Lab method run when ``at`` starts
+    clear_at: str | None = None  # sls whose start clears every fault (e.g. the recovery step)
     drift: tuple = ()  # changes behind hecate's back before the run (Lab.drift_<name>)
-    pillar: Union[dict, Callable, None] = None  # pillar overrides (removed before the re-run)
+    pillar: dict | Callable | None = None  # pillar overrides (removed before the re-run)
     proxy: bool = False  # point the cloud minion at the Caddy admin proxy
     proxy_mode: str = "pass"
     expect: str = "unchanged"  # "unchanged": every system as before the run; "applied": converged

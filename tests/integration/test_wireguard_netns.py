@@ -33,7 +33,7 @@ if UTILS not in sys.path:
     sys.path.insert(0, UTILS)
 
 import hecate_wireguard_keys  # noqa: E402
-import hecate_wireguard_process
+import hecate_wireguard_process  # noqa: E402
 
 pytestmark = pytest.mark.root
 
@@ -49,7 +49,8 @@ def skip_reason():
         return "needs root: network namespaces, veth pairs and TUN devices (run `make test` as root)"
     for tool in ("ip", "wg", "wg-quick", "wireguard-go", "ping"):
         if not shutil.which(tool):
-            return f"{tool} is not installed (`make test` as root installs wireguard-tools, wireguard-go, iproute2, iputils-ping)"
+            return (f"{tool} is not installed (`make test` as root installs wireguard-tools, wireguard-go, "
+                    "iproute2, iputils-ping)")
     if not os.path.exists("/dev/net/tun"):
         return "/dev/net/tun is missing (no TUN support for wireguard-go)"
     probe = f"hcprobe{os.getpid()}"
@@ -83,7 +84,10 @@ class Namespaces:
         sh("ip", "netns", "add", self.cloud)
         sh("ip", "netns", "add", self.local)
         sh("ip", "link", "add", self.veth[0], "type", "veth", "peer", "name", self.veth[1])
-        for ns, dev, addr in ((self.cloud, self.veth[0], CLOUD_ENDPOINT_IP), (self.local, self.veth[1], LOCAL_UNDERLAY_IP)):
+        for ns, dev, addr in (
+            (self.cloud, self.veth[0], CLOUD_ENDPOINT_IP),
+            (self.local, self.veth[1], LOCAL_UNDERLAY_IP),
+        ):
             sh("ip", "link", "set", dev, "netns", ns)
             sh("ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
             sh("ip", "-n", ns, "link", "set", dev, "up")

@@ -152,7 +152,9 @@ def test_resolve_secrets_and_masked_diff():
     for value in secrets.values():
         assert value not in diff
     rotated = dict(resolved, encrypt="TmV3R29zc2lwS2V5TmV3R29zc2lwS2V5TmV3MTI=", log_level="DEBUG")
-    diff, changed = hecate_agents_config.masked_diff(new, hecate_agents_config.render_json(rotated), "consul.json", names)
+    diff, changed = hecate_agents_config.masked_diff(
+        new, hecate_agents_config.render_json(rotated), "consul.json", names
+    )
     assert changed is True
     assert '-  "log_level": "INFO"' in diff and '+  "log_level": "DEBUG"' in diff
     assert "TmV3" not in diff and "R29zc2lw" not in diff

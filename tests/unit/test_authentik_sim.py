@@ -98,7 +98,10 @@ def test_required_fields_types_enums_and_nesting(release):
     status, body = api(client, "POST", "/policies/bindings/", {"target": missing, "order": "first"})
     assert status == 400 and body["order"] == ["A valid integer is required."]
     status, body = api(client, "POST", "/core/applications/", {"name": "A", "slug": "not a slug"})
-    assert (status, body) == (400, {"slug": ["Enter a valid “slug” consisting of letters, numbers, underscores or hyphens."]})
+    assert (status, body) == (
+        400,
+        {"slug": ["Enter a valid “slug” consisting of letters, numbers, underscores or hyphens."]},
+    )
     status, body = api(client, "POST", "/core/groups/", ["not", "a", "dict"])
     assert (status, body) == (400, {"non_field_errors": ["Invalid data. Expected a dictionary, but got list."]})
 

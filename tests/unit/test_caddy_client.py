@@ -18,7 +18,11 @@ def admin(caddy):
     return cc.CaddyAdmin({"admin_url": caddy.admin_url, "retries": 0})
 
 
-ROUTE = {"@id": "probe.route", "match": [{"host": ["probe.test"]}], "handle": [{"handler": "static_response", "body": "probe"}]}
+ROUTE = {
+    "@id": "probe.route",
+    "match": [{"host": ["probe.test"]}],
+    "handle": [{"handler": "static_response", "body": "probe"}],
+}
 
 
 def test_get_returns_value_and_etag(admin, caddy):

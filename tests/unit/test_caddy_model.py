@@ -7,8 +7,8 @@ import pytest
 import salt.exceptions
 import yaml
 
-import hecate_caddy_routes as m
 import hecate_caddy_apply
+import hecate_caddy_routes as m
 import hecate_caddy_schema
 import hecate_http
 import hecate_schema
@@ -119,7 +119,12 @@ def test_policy_overrides_and_custom_policies():
             "internal-only": {"block": [{"remote_ip": ["0.0.0.0/0"]}], "block_status": 403},
         },
         "routes": [
-            {"domain": "a.example.com", "backend": "10.0.0.1:80", "service": "a", "policies": ["common", "internal-only"]},
+            {
+                "domain": "a.example.com",
+                "backend": "10.0.0.1:80",
+                "service": "a",
+                "policies": ["common", "internal-only"],
+            },
             {"domain": "b.example.com", "backend": "10.0.0.2:80", "service": "b", "policies": []},
         ],
     }
@@ -196,7 +201,10 @@ def test_disabled_route_is_not_built():
     "routes,fragments",
     [
         ([{"domain": "a.example.com", "service": "a"}], ["routes:0:backend", "route 'a'", "no upstream"]),
-        ([{"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:99999"}], ["routes:0:backend", "route 'a'", "bad port"]),
+        (
+            [{"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:99999"}],
+            ["routes:0:backend", "route 'a'", "bad port"],
+        ),
         (
             [
                 {"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:80"},
@@ -211,13 +219,32 @@ def test_disabled_route_is_not_built():
             ],
             ["routes:1:name", "name used twice"],
         ),
-        ([{"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:80", "tls_skip_verify": True}], ["only applies to an https"]),
-        ([{"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:80", "forward_auth": True}], ["forward_auth:outpost"]),
-        ([{"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:80", "policies": ["nope"]}], ["unknown policy 'nope'"]),
-        ([{"domain": "not a domain", "service": "a", "backend": "10.0.0.1:80"}], ["is not a valid domain"]),
-        ([{"domain": "a.example.com", "service": "a", "backend": ["http://x:1", "https://y:2"]}], ["mixes http and https"]),
         (
-            [{"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:80", "health_checks": {"active": {"uri": "/h", "interval": "soon"}}}],
+            [{"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:80", "tls_skip_verify": True}],
+            ["only applies to an https"],
+        ),
+        (
+            [{"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:80", "forward_auth": True}],
+            ["forward_auth:outpost"],
+        ),
+        (
+            [{"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:80", "policies": ["nope"]}],
+            ["unknown policy 'nope'"],
+        ),
+        ([{"domain": "not a domain", "service": "a", "backend": "10.0.0.1:80"}], ["is not a valid domain"]),
+        (
+            [{"domain": "a.example.com", "service": "a", "backend": ["http://x:1", "https://y:2"]}],
+            ["mixes http and https"],
+        ),
+        (
+            [
+                {
+                    "domain": "a.example.com",
+                    "service": "a",
+                    "backend": "10.0.0.1:80",
+                    "health_checks": {"active": {"uri": "/h", "interval": "soon"}},
+                }
+            ],
             ["health_checks:active:interval", "not a duration"],
         ),
         ([{"domain": "a.example.com", "service": "Bad Name", "backend": "10.0.0.1:80"}], ["not a valid route name"]),
@@ -242,7 +269,9 @@ def test_bad_regexp_in_policy():
 
 
 # -- Consul upstreams ------------------------------------------------------------------------------
-CONSUL_ROUTE = {"routes": [{"domain": "chat.example.com", "service": "chat", "upstream": {"consul_service": "oauth2-proxy"}}]}
+CONSUL_ROUTE = {
+    "routes": [{"domain": "chat.example.com", "service": "chat", "upstream": {"consul_service": "oauth2-proxy"}}]
+}
 
 
 def test_consul_upstream_resolved_sorted_through_salt():
@@ -252,7 +281,9 @@ def test_consul_upstream_resolved_sorted_through_salt():
         calls.append((name, passing))
         return ["10.0.0.9:4180", "10.0.0.3:4180"]
 
-    (route,) = m.build(CONSUL_ROUTE, resolve_service=m.consul_resolver({"hecate_consul.service_addresses": service_addresses}))
+    (route,) = m.build(
+        CONSUL_ROUTE, resolve_service=m.consul_resolver({"hecate_consul.service_addresses": service_addresses})
+    )
     proxy = route.json["handle"][0]["routes"][-1]["handle"][0]
     assert proxy["upstreams"] == [{"dial": "10.0.0.3:4180"}, {"dial": "10.0.0.9:4180"}]
     assert calls == [("oauth2-proxy", True)]
@@ -298,7 +329,11 @@ def _two():
     )
 
 
-UNMANAGED_FIRST = {"@id": "someone.else", "match": [{"host": ["x.example.com"]}], "handle": [{"handler": "static_response"}]}
+UNMANAGED_FIRST = {
+    "@id": "someone.else",
+    "match": [{"host": ["x.example.com"]}],
+    "handle": [{"handler": "static_response"}],
+}
 UNMANAGED_LAST = {"handle": [{"handler": "static_response", "status_code": 404}]}
 
 
@@ -333,14 +368,21 @@ def test_plan_changed_and_removed_are_readable():
         }
     )
     live = [r.json for r in old]
-    new_desired = m.build({"routes": [{"domain": "a.example.com", "service": "a", "backend": ["10.0.0.1:80", "10.0.0.7:80"]}]})
+    new_desired = m.build(
+        {"routes": [{"domain": "a.example.com", "service": "a", "backend": ["10.0.0.1:80", "10.0.0.7:80"]}]}
+    )
     _, changes = m.plan_set(live, new_desired)
     assert changes["removed"] == {"gone": {"domains": ["gone.example.com"], "upstreams": ["10.0.0.3:80"]}}
     assert changes["changed"] == {"a": {"upstreams": {"added": ["10.0.0.7:80"], "removed": []}}}
 
 
 def test_plan_equivalent_durations_are_not_a_change():
-    spec = {"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:80", "health_checks": {"active": {"uri": "/h", "interval": "10s"}}}
+    spec = {
+        "domain": "a.example.com",
+        "service": "a",
+        "backend": "10.0.0.1:80",
+        "health_checks": {"active": {"uri": "/h", "interval": "10s"}},
+    }
     (route,) = m.build({"routes": [spec]})
     live = copy.deepcopy(route.json)
     live["handle"][0]["routes"][-1]["handle"][0]["health_checks"]["active"]["interval"] = 10_000_000_000
@@ -367,7 +409,11 @@ def test_plan_reorder_only():
 def test_plan_present_and_absent_touch_one_route():
     errors = []
     route = m.build_route(
-        {"name": "adhoc", "domain": "h.example.com", "backend": "10.0.0.1:80"}, "x", {}, id_prefix=m.ADHOC_PREFIX, errors=errors
+        {"name": "adhoc", "domain": "h.example.com", "backend": "10.0.0.1:80"},
+        "x",
+        {},
+        id_prefix=m.ADHOC_PREFIX,
+        errors=errors,
     )
     assert not errors and route.id == "hecate.adhoc.adhoc"
     live = [UNMANAGED_FIRST] + [r.json for r in _two()]
@@ -440,7 +486,9 @@ def test_plan_refuses_a_route_an_earlier_unmanaged_route_takes():
     ((ours, domain, index, other, why),) = err.value.found
     assert (ours.name, domain, index, other, why) == ("a", "a.example.com", 0, SITE, "terminal")
     text = str(err.value.on("hecate"))
-    assert "hecate route 'a' (hecate.route.a, hecate:reverse_proxy:caddy:routes:0) would never serve a.example.com" in text
+    assert (
+        "hecate route 'a' (hecate.route.a, hecate:reverse_proxy:caddy:routes:0) would never serve a.example.com" in text
+    )
     assert "route 0 of Caddy server 'hecate' (no @id; host a.example.com), not managed by hecate" in text
     assert "'b'" not in text and "nothing was written" in text
     # converged or not: a route already in place behind it is refused the same way
@@ -508,7 +556,9 @@ def test_schema_errors_name_key_paths():
     caddy(pillar)["ports"]["https"] = 70000
     errors = hecate_schema.validate(pillar, "lab")
     assert "hecate:reverse_proxy:caddy:routes:3:bogus: unknown key (not in the schema)" in errors
-    assert any(e.startswith("hecate:reverse_proxy:caddy:routes:2:backend: route 'grafana'") and "bad port" in e for e in errors)
+    assert any(
+        e.startswith("hecate:reverse_proxy:caddy:routes:2:backend: route 'grafana'") and "bad port" in e for e in errors
+    )
     assert any(e.startswith("hecate:reverse_proxy:caddy:routes:4:backend: route 'minio-console'") for e in errors)
     assert any(e.startswith("hecate:reverse_proxy:caddy:ports:https:") for e in errors)
 
@@ -518,7 +568,10 @@ def test_schema_errors_name_key_paths():
     [
         ({"routes": {"a": 1}}, "hecate:reverse_proxy:caddy:routes: expected a list"),
         ({"policies": ["x"], "routes": []}, "hecate:reverse_proxy:caddy:policies: expected a mapping"),
-        ({"routes": [{"domain": "a.example.com", "backend": "10.0.0.1:80", "service": "a", "health_checks": ["x"]}]}, "routes:0: malformed route"),
+        (
+            {"routes": [{"domain": "a.example.com", "backend": "10.0.0.1:80", "service": "a", "health_checks": ["x"]}]},
+            "routes:0: malformed route",
+        ),
         ({"routes": ["just a string"]}, "routes:0: a route must be a mapping"),
     ],
 )
@@ -550,7 +603,9 @@ def test_a_refused_route_is_named_by_its_id_or_hosts():
     ]
     text = ("Caddy admin API: PATCH /config/apps/http/servers/hecate/routes returned 500: loading new config: "
             "setting up route handlers: route {}: loading handler modules: position 0: bad")
-    err = hecate_caddy_apply._refused(hecate_http.HTTPError(text.format(0), status=500, body={"error": "x"}), "hecate", routes)
+    err = hecate_caddy_apply._refused(
+        hecate_http.HTTPError(text.format(0), status=500, body={"error": "x"}), "hecate", routes
+    )
     assert str(err).startswith("Caddy refused route hecate.route.chat (route 0 of server 'hecate'); "
                                "nothing was written: Caddy admin API: PATCH ")
     assert err.status == 500 and err.body == {"error": "x"}

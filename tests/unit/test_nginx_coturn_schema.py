@@ -249,7 +249,9 @@ def test_consul_upstreams_sorted_with_port_override():
     assert stream["source"] == "consul service 'jenkins-master' (passing)"
     # a re-ordered answer renders the same text
     text = hecate_nginx_render.render(settings, [stream])
-    again = hecate_nginx_render.resolve_streams(settings, lambda n, passing=True: ["10.0.0.9:8059", "10.0.0.2:8059", "fd00::5:8059"])
+    again = hecate_nginx_render.resolve_streams(
+        settings, lambda n, passing=True: ["10.0.0.9:8059", "10.0.0.2:8059", "fd00::5:8059"]
+    )
     assert hecate_nginx_render.render(settings, again) == text
 
 

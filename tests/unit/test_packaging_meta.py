@@ -35,4 +35,6 @@ def test_virtual_names_what_is_missing():
     assert ok is False and why == "mod: the no_such_library_x library is not installed (pip install no_such_library_x)"
     ok, why = hecate_loader.virtual("nomad_job", salt_funcs={"test.ping": None}, functions=("nomad.parse",))
     assert ok is False and why == "nomad_job: the execution module function nomad.parse is not available"
-    assert hecate_loader.virtual("nomad_job", salt_funcs={"nomad.parse": None}, functions=("nomad.parse",)) == "nomad_job"
+    assert (
+        hecate_loader.virtual("nomad_job", salt_funcs={"nomad.parse": None}, functions=("nomad.parse",)) == "nomad_job"
+    )

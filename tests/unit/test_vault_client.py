@@ -3,8 +3,8 @@
 import pytest
 import salt.exceptions
 
-import hecate_vault_client as hv
 import hecate_secrets
+import hecate_vault_client as hv
 import hecate_vault_schema
 from lab.sim import SimHandle
 

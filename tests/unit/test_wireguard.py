@@ -91,7 +91,10 @@ def test_settings_by_role(tmp_path):
     assert (cloud["role"], cloud["address"], cloud["cidr"]) == ("cloud", "10.88.0.1", "10.88.0.1/24")
     assert cloud["key_file"] == str(tmp_path / "wg0.key")
     assert cloud["config_file"] == str(tmp_path / "wg0.conf")
-    assert hecate_wireguard_schema.peer_target(cloud) == "G@roles:bionicgpt-node and G@hecate_env:lab and ( local* or a or b or c )"
+    assert (
+        hecate_wireguard_schema.peer_target(cloud)
+        == "G@roles:bionicgpt-node and G@hecate_env:lab and ( local* or a or b or c )"
+    )
     local = hecate_wireguard_schema.settings(pillar(tmp_path, nodes={"local": {"address": "10.88.0.9"}}), LOCAL_GRAINS)
     assert (local["role"], local["address"]) == ("local", "10.88.0.9")
     assert local["address_key"] == "bionicgpt:wireguard:nodes:local:address"
@@ -116,7 +119,9 @@ def test_check_pillar_addresses_and_duplicates():
     )
     bad["bionicgpt"]["wireguard"]["cloud"]["endpoint"] = "no-port"
     errors = dict(hecate_wireguard_schema.check_pillar(bad))
-    assert "10.88.0.1 is already used by bionicgpt:wireguard:cloud:address" in errors["bionicgpt:wireguard:local:address"]
+    assert (
+        "10.88.0.1 is already used by bionicgpt:wireguard:cloud:address" in errors["bionicgpt:wireguard:local:address"]
+    )
     assert "broadcast" in errors["bionicgpt:wireguard:nodes:n2:address"]
     assert "not an IP address" in errors["bionicgpt:wireguard:nodes:n3:address"]
     assert "host:port" in errors["bionicgpt:wireguard:cloud:endpoint"]
@@ -132,7 +137,9 @@ def test_check_pillar_addresses_and_duplicates():
 def test_hub_peers_use_pillar_addresses_not_claims(tmp_path):
     conf = hecate_wireguard_schema.settings(pillar(tmp_path, nodes={"local2": {"address": "10.88.0.3"}}), CLOUD_GRAINS)
     k1, k2 = key(), key()
-    peers, problems = hecate_wireguard_config.peers_from_mine(conf, {"local2": k2, "local": k1, "cloud": key(), "nokey": None})
+    peers, problems = hecate_wireguard_config.peers_from_mine(
+        conf, {"local2": k2, "local": k1, "cloud": key(), "nokey": None}
+    )
     assert problems == []
     assert [(p["name"], p["allowed_ips"], p["endpoint"]) for p in peers] == [
         ("local", ["10.88.0.2/32"], None),
@@ -274,7 +281,9 @@ def test_syncconf_input_keeps_the_private_key(tmp_path):
     conf = hecate_wireguard_schema.settings(pillar(tmp_path), CLOUD_GRAINS)
     public, _ = hecate_wireguard_keys.ensure_key(conf["key_file"])
     peer = key()
-    text = hecate_wireguard_config.render_config(conf, hecate_wireguard_config.peers_from_mine(conf, {"local": peer})[0])
+    text = hecate_wireguard_config.render_config(
+        conf, hecate_wireguard_config.peers_from_mine(conf, {"local": peer})[0]
+    )
     got = hecate_wireguard_process._with_private_key(text, conf["key_file"])  # pylint: disable=protected-access
     lines = got.splitlines()
     assert lines[0] == "[Interface]" and lines[1].startswith("PrivateKey = ")
