@@ -24,6 +24,7 @@ outpost come from pillar ``hecate:reverse_proxy:caddy``. Writes are one request 
 import hecate_caddy_apply
 import hecate_caddy_client
 import hecate_caddy_routes
+import hecate_clients
 import hecate_config
 import hecate_loader
 import hecate_state
@@ -57,7 +58,7 @@ def _context(server):
         settings.get("state_dir"), keep=data.get("keep_snapshots", 10)
     )
     server = server or data.get("server") or hecate_caddy_routes.DEFAULT_SERVER
-    return data, hecate_caddy_client.CaddyAdmin(settings), store, server
+    return data, hecate_clients.caddy(__opts__, __pillar__), store, server
 
 
 @hecate_state.guard

@@ -18,6 +18,7 @@ minion; ``caddy.rollback`` restores them.
 import hecate_caddy_apply
 import hecate_caddy_client
 import hecate_caddy_routes
+import hecate_clients
 import hecate_config
 import hecate_loader
 import hecate_state
@@ -85,7 +86,7 @@ def managed(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_
         resolve_service=hecate_caddy_routes.consul_resolver(__salt__, test=bool(__opts__.get("test"))),
         base=pillar_key,
     )
-    admin = hecate_caddy_client.CaddyAdmin(settings)
+    admin = hecate_clients.caddy(__opts__, __pillar__)
     out = hecate_caddy_apply.apply(
         admin,
         server,
