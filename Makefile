@@ -10,7 +10,7 @@ STAMP := $(VENV)/.hecate-salt-$(SALT_VERSION)
 # stream module, real coturn).
 SYSTEM_PACKAGES := wireguard-tools wireguard-go nginx libnginx-mod-stream coturn iproute2 iputils-ping
 
-.PHONY: venv system-deps docs test test-long test-lts lab lab-down lab-status bench wheel clean
+.PHONY: venv system-deps docs lint test test-quick test-long test-lts lab lab-down lab-status bench wheel clean
 
 # The venv is rebuilt whenever setup.cfg (the one place dependencies are declared) changes.
 $(STAMP): setup.cfg pyproject.toml lab/requirements.py
@@ -47,10 +47,19 @@ system-deps:
 docs: venv
 	$(VENV)/bin/python -m sphinx -W --keep-going -q -b html docs docs/_build/html
 
-# The docs first (a broken reference fails here), then two fixed shards side by side
-# (tests/shards.py): one per core of a CI machine.
-test: venv system-deps docs
+# ruff, configured in pyproject.toml (.pre-commit-config.yaml runs the same check on commit).
+lint: venv
+	$(VENV)/bin/python -m ruff check .
+
+# The lint and the docs first (a broken reference fails here), then two fixed shards side by
+# side (tests/shards.py): one per core of a CI machine.
+test: venv system-deps lint docs
 	$(VENV)/bin/python tests/shards.py -m "not long" $(PYTEST_ARGS)
+
+# The lint and the unit tests (state logic with the loader dunders and fakes, schemas, clients
+# against the simulators): under a minute, for the edit-test loop.
+test-quick: venv lint
+	$(VENV)/bin/python -m pytest -q tests/unit $(PYTEST_ARGS)
 
 test-long: venv system-deps
 	$(VENV)/bin/python tests/shards.py -m long $(PYTEST_ARGS)

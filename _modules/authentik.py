@@ -16,22 +16,19 @@ CLI Example:
 
 .. code-block:: bash
 
-    salt cloud authentik.version
-    salt cloud authentik.group_list
-    salt cloud authentik.application_get bionicgpt
+    salt -G 'roles:hecate-edge' authentik.version
+    salt -G 'roles:hecate-edge' authentik.group_list
+    salt -G 'roles:hecate-edge' authentik.application_get bionicgpt
 """
 
 import copy
 
 import salt.exceptions
 
-try:
-    import hecate_authentik_client as hak
-    import hecate_secrets
-    import hecate_vault_client
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_authentik_client as hak
-    from saltext.hecate.utils import hecate_secrets, hecate_vault_client
+import hecate_authentik_client as hak
+import hecate_clients
+import hecate_loader
+import hecate_secrets
 
 __virtualname__ = "authentik"
 
@@ -39,15 +36,7 @@ SECRET_FIELDS = ("client_secret", "private_key", "key_data", "password", "certif
 
 
 def __virtual__():
-    try:
-        import requests  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
-    except ImportError:
-        return (False, "authentik: the requests library is not installed")
-    return __virtualname__
-
-
-def _client():
-    return hak.from_config(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
+    return hecate_loader.virtual(__virtualname__)
 
 
 def _public(obj):
@@ -68,7 +57,7 @@ def _fields(kwargs):
 
 
 def _require(kind, name):
-    return _client().require(kind, name)
+    return hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).require(kind, name)
 
 
 # -- server ----------------------------------------------------------------------------------
@@ -80,9 +69,9 @@ def version():
 
     .. code-block:: bash
 
-        salt cloud authentik.version
+        salt -G 'roles:hecate-edge' authentik.version
     """
-    return ".".join(str(p) for p in _client().version())
+    return ".".join(str(p) for p in hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).version())
 
 
 # -- groups ------------------------------------------------------------------------------------
@@ -94,10 +83,10 @@ def group_list(name=None):
 
     .. code-block:: bash
 
-        salt cloud authentik.group_list
-        salt cloud authentik.group_list name=bionicgpt-superadmin
+        salt -G 'roles:hecate-edge' authentik.group_list
+        salt -G 'roles:hecate-edge' authentik.group_list name=bionicgpt-superadmin
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     if name is not None:
         return _public(client.index("group").get(name, []))
     return _public([g for groups in client.index("group").values() for g in groups])
@@ -111,9 +100,9 @@ def group_get(name):
 
     .. code-block:: bash
 
-        salt cloud authentik.group_get bionicgpt-superadmin
+        salt -G 'roles:hecate-edge' authentik.group_get bionicgpt-superadmin
     """
-    return _public(_client().find("group", name))
+    return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).find("group", name))
 
 
 def _group_body(client, attributes=None, is_superuser=None, parent=None, parents=None):
@@ -144,9 +133,9 @@ def group_create(name, attributes=None, is_superuser=False, parent=None, parents
 
     .. code-block:: bash
 
-        salt cloud authentik.group_create bionicgpt-demo-tenant attributes='{"tenant": "demo"}'
+        salt -G 'roles:hecate-edge' authentik.group_create bionicgpt-demo-tenant attributes='{"tenant": "demo"}'
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     if client.find("group", name) is not None:
         raise salt.exceptions.CommandExecutionError(f"Authentik group '{name}' already exists")
     body = {"name": name}
@@ -162,9 +151,9 @@ def group_update(name, new_name=None, attributes=None, is_superuser=None, parent
 
     .. code-block:: bash
 
-        salt cloud authentik.group_update bionicgpt-demo-tenant attributes='{"tenant": "demo2"}'
+        salt -G 'roles:hecate-edge' authentik.group_update bionicgpt-demo-tenant attributes='{"tenant": "demo2"}'
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     group = client.require("group", name)
     body = _group_body(client, attributes, is_superuser, parent, parents)
     if new_name:
@@ -182,9 +171,9 @@ def group_delete(name):
 
     .. code-block:: bash
 
-        salt cloud authentik.group_delete bionicgpt-old
+        salt -G 'roles:hecate-edge' authentik.group_delete bionicgpt-old
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     group = client.find("group", name)
     if group is None:
         return False
@@ -199,9 +188,9 @@ def add_user(group, username):
 
     .. code-block:: bash
 
-        salt cloud authentik.add_user bionicgpt-superadmin henry
+        salt -G 'roles:hecate-edge' authentik.add_user bionicgpt-superadmin henry
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     client.add_user(client.require("group", group)["pk"], client.require("user", username)["pk"])
     return True
 
@@ -214,9 +203,9 @@ def remove_user(group, username):
 
     .. code-block:: bash
 
-        salt cloud authentik.remove_user bionicgpt-superadmin henry
+        salt -G 'roles:hecate-edge' authentik.remove_user bionicgpt-superadmin henry
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     client.remove_user(client.require("group", group)["pk"], client.require("user", username)["pk"])
     return True
 
@@ -230,9 +219,9 @@ def user_list(username=None, group=None):
 
     .. code-block:: bash
 
-        salt cloud authentik.user_list group=bionicgpt-superadmin
+        salt -G 'roles:hecate-edge' authentik.user_list group=bionicgpt-superadmin
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     filters = {}
     if username:
         filters["username"] = username
@@ -251,9 +240,9 @@ def user_get(username):
 
     .. code-block:: bash
 
-        salt cloud authentik.user_get henry
+        salt -G 'roles:hecate-edge' authentik.user_get henry
     """
-    return _public(_client().find("user", username))
+    return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).find("user", username))
 
 
 def _password(value, where):
@@ -264,7 +253,7 @@ def _password(value, where):
             f"{where}: give the password as a Vault reference "
             "{vault: <mount>/<path>, key: <key>} or an sdb:// URI, never as a value"
         )
-    return hecate_vault_client.Resolver(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)(
+    return hecate_clients.resolver(__opts__, __pillar__, __context__, __salt__)(
         value, where
     )
 
@@ -280,9 +269,10 @@ def user_create(username, name, email="", groups=None, attributes=None, type="in
 
     .. code-block:: bash
 
-        salt cloud authentik.user_create demo "Demo User" email=demo@example.com groups='[bionicgpt-demo-tenant]'
+        salt -G 'roles:hecate-edge' authentik.user_create demo "Demo User" \\
+            email=demo@example.com groups='[bionicgpt-demo-tenant]'
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     if client.find("user", username) is not None:
         raise salt.exceptions.CommandExecutionError(f"Authentik user '{username}' already exists")
     secret = _password(password, f"user {username}: password")
@@ -310,9 +300,9 @@ def user_update(username, **kwargs):
 
     .. code-block:: bash
 
-        salt cloud authentik.user_update demo email=demo@example.org
+        salt -G 'roles:hecate-edge' authentik.user_update demo email=demo@example.org
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     user = client.require("user", username)
     allowed = {"name", "email", "attributes", "is_active", "type", "path"}
     body = _fields(kwargs)
@@ -334,9 +324,10 @@ def user_set_password(username, password):
 
     .. code-block:: bash
 
-        salt cloud authentik.user_set_password henry password='{"vault": "secret/bionicgpt/lab-users", "key": "henry"}'
+        salt -G 'roles:hecate-edge' authentik.user_set_password henry \\
+            password='{"vault": "secret/bionicgpt/lab-users", "key": "henry"}'
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     user = client.require("user", username)
     client.set_password(user["pk"], _password(password, f"user {username}: password"))
     return True
@@ -350,9 +341,9 @@ def user_delete(username):
 
     .. code-block:: bash
 
-        salt cloud authentik.user_delete demo
+        salt -G 'roles:hecate-edge' authentik.user_delete demo
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     user = client.find("user", username)
     return client.delete("user", user["pk"]) if user else False
 
@@ -366,9 +357,9 @@ def oauth2_provider_list():
 
     .. code-block:: bash
 
-        salt cloud authentik.oauth2_provider_list
+        salt -G 'roles:hecate-edge' authentik.oauth2_provider_list
     """
-    return _public(_client().list("provider_oauth2"))
+    return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).list("provider_oauth2"))
 
 
 def oauth2_provider_get(name):
@@ -379,9 +370,9 @@ def oauth2_provider_get(name):
 
     .. code-block:: bash
 
-        salt cloud authentik.oauth2_provider_get "BionicGPT OAuth2"
+        salt -G 'roles:hecate-edge' authentik.oauth2_provider_get "BionicGPT OAuth2"
     """
-    return _public(_client().find("provider_oauth2", name))
+    return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).find("provider_oauth2", name))
 
 
 def oauth2_provider_create(name, authorization_flow, invalidation_flow, redirect_uris,
@@ -398,11 +389,11 @@ def oauth2_provider_create(name, authorization_flow, invalidation_flow, redirect
 
     .. code-block:: bash
 
-        salt cloud authentik.oauth2_provider_create "BionicGPT OAuth2" \\
+        salt -G 'roles:hecate-edge' authentik.oauth2_provider_create "BionicGPT OAuth2" \\
             default-provider-authorization-implicit-consent default-provider-invalidation-flow \\
             '["https://chat.example.com/oauth2/callback"]' credentials=secret/bionicgpt/oauth
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     if client.find("provider_oauth2", name) is not None:
         raise salt.exceptions.CommandExecutionError(f"Authentik OAuth2 provider '{name}' already exists")
     scopes = ["openid", "email", "profile"] if scopes is None else list(scopes)
@@ -443,16 +434,17 @@ def store_credentials(provider, credentials):
 
     .. code-block:: bash
 
-        salt cloud authentik.store_credentials "BionicGPT OAuth2" secret/bionicgpt/oauth
+        salt -G 'roles:hecate-edge' authentik.store_credentials "BionicGPT OAuth2" secret/bionicgpt/oauth
     """
     if isinstance(provider, str):
-        provider = _client().require("provider_oauth2", provider)
+        client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
+        provider = client.require("provider_oauth2", provider)
     mount, _, path = str(credentials).partition("/")
     if not mount or not path:
         raise salt.exceptions.SaltInvocationError(
             f"credentials: expected '<mount>/<path>' (e.g. secret/bionicgpt/oauth), got {credentials!r}"
         )
-    vault = hecate_vault_client.from_config(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
+    vault = hecate_clients.vault(__opts__, __pillar__, __context__, __salt__)
     return vault.merge(mount, path, {"client_id": provider["client_id"],
                                      "client_secret": provider["client_secret"]})
 
@@ -466,9 +458,9 @@ def oauth2_provider_update(name, **kwargs):
 
     .. code-block:: bash
 
-        salt cloud authentik.oauth2_provider_update "BionicGPT OAuth2" access_token_validity=hours=2
+        salt -G 'roles:hecate-edge' authentik.oauth2_provider_update "BionicGPT OAuth2" access_token_validity=hours=2
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     provider = client.require("provider_oauth2", name)
     body = _fields(kwargs)
     if "client_secret" in body:
@@ -491,9 +483,9 @@ def oauth2_provider_delete(name):
 
     .. code-block:: bash
 
-        salt cloud authentik.oauth2_provider_delete "BionicGPT OAuth2"
+        salt -G 'roles:hecate-edge' authentik.oauth2_provider_delete "BionicGPT OAuth2"
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     provider = client.find("provider_oauth2", name)
     return client.delete("provider_oauth2", provider["pk"], old=provider) if provider else False
 
@@ -506,9 +498,9 @@ def proxy_provider_list():
 
     .. code-block:: bash
 
-        salt cloud authentik.proxy_provider_list
+        salt -G 'roles:hecate-edge' authentik.proxy_provider_list
     """
-    return _public(_client().list("provider_proxy"))
+    return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).list("provider_proxy"))
 
 
 def proxy_provider_get(name):
@@ -519,9 +511,9 @@ def proxy_provider_get(name):
 
     .. code-block:: bash
 
-        salt cloud authentik.proxy_provider_get "Grafana forward auth"
+        salt -G 'roles:hecate-edge' authentik.proxy_provider_get "Grafana forward auth"
     """
-    return _public(_client().find("provider_proxy", name))
+    return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).find("provider_proxy", name))
 
 
 def _proxy_body(client, fields, name):
@@ -557,10 +549,10 @@ def proxy_provider_create(name, external_host, authorization_flow, invalidation_
 
     .. code-block:: bash
 
-        salt cloud authentik.proxy_provider_create "Grafana" https://grafana.example.com \\
+        salt -G 'roles:hecate-edge' authentik.proxy_provider_create "Grafana" https://grafana.example.com \\
             default-provider-authorization-implicit-consent default-provider-invalidation-flow
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     if client.find("provider_proxy", name) is not None:
         raise salt.exceptions.CommandExecutionError(f"Authentik proxy provider '{name}' already exists")
     body = {
@@ -588,9 +580,9 @@ def proxy_provider_update(name, **kwargs):
 
     .. code-block:: bash
 
-        salt cloud authentik.proxy_provider_update "Grafana" external_host=https://grafana2.example.com
+        salt -G 'roles:hecate-edge' authentik.proxy_provider_update "Grafana" external_host=https://grafana2.example.com
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     provider = client.require("provider_proxy", name)
     body = client.proxy_provider_changes(provider, _proxy_body(client, _fields(kwargs), name))
     return _public(client.patch_proxy_provider(provider, body) if body else provider)
@@ -604,9 +596,9 @@ def proxy_provider_delete(name):
 
     .. code-block:: bash
 
-        salt cloud authentik.proxy_provider_delete "Grafana"
+        salt -G 'roles:hecate-edge' authentik.proxy_provider_delete "Grafana"
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     provider = client.find("provider_proxy", name)
     return client.delete("provider_proxy", provider["pk"]) if provider else False
 
@@ -621,9 +613,9 @@ def application_list():
 
     .. code-block:: bash
 
-        salt cloud authentik.application_list
+        salt -G 'roles:hecate-edge' authentik.application_list
     """
-    return _public(_client().list("application"))
+    return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).list("application"))
 
 
 def application_get(slug):
@@ -634,9 +626,9 @@ def application_get(slug):
 
     .. code-block:: bash
 
-        salt cloud authentik.application_get bionicgpt
+        salt -G 'roles:hecate-edge' authentik.application_get bionicgpt
     """
-    return _public(_client().get("application", slug))
+    return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).get("application", slug))
 
 
 def _provider_pk(client, provider, provider_type):
@@ -656,11 +648,11 @@ def application_create(name, slug, provider=None, provider_type="oauth2", **kwar
 
     .. code-block:: bash
 
-        salt cloud authentik.application_create BionicGPT bionicgpt provider="BionicGPT OAuth2" \\
+        salt -G 'roles:hecate-edge' authentik.application_create BionicGPT bionicgpt provider="BionicGPT OAuth2" \\
             meta_launch_url=https://chat.example.com
     """
     hak.check_application_slug(slug, f"application '{slug}'")
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     if client.get("application", slug) is not None:
         raise salt.exceptions.CommandExecutionError(f"Authentik application '{slug}' already exists")
     body = {"name": name, "slug": slug, "provider": _provider_pk(client, provider, provider_type)}
@@ -676,9 +668,9 @@ def application_update(slug, provider=None, provider_type="oauth2", **kwargs):
 
     .. code-block:: bash
 
-        salt cloud authentik.application_update bionicgpt meta_launch_url=https://chat.example.org
+        salt -G 'roles:hecate-edge' authentik.application_update bionicgpt meta_launch_url=https://chat.example.org
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     app = client.require("application", slug)
     body = _fields(kwargs)
     if provider is not None:
@@ -694,9 +686,9 @@ def application_delete(slug):
 
     .. code-block:: bash
 
-        salt cloud authentik.application_delete bionicgpt
+        salt -G 'roles:hecate-edge' authentik.application_delete bionicgpt
     """
-    return _client().delete("application", slug)
+    return hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).delete("application", slug)
 
 
 # -- scope mappings ----------------------------------------------------------------------------------
@@ -708,9 +700,9 @@ def scope_mapping_list(managed=None):
 
     .. code-block:: bash
 
-        salt cloud authentik.scope_mapping_list
+        salt -G 'roles:hecate-edge' authentik.scope_mapping_list
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     everything = [m for ms in client.index("scope_mapping").values() for m in ms]
     # filtered here: the API's managed filter answers 400 for a value no mapping has
     return _public([m for m in everything if not managed or m.get("managed") == managed])
@@ -724,9 +716,9 @@ def scope_mapping_get(name):
 
     .. code-block:: bash
 
-        salt cloud authentik.scope_mapping_get "BionicGPT Groups Mapping"
+        salt -G 'roles:hecate-edge' authentik.scope_mapping_get "BionicGPT Groups Mapping"
     """
-    return _public(_client().find("scope_mapping", name))
+    return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).find("scope_mapping", name))
 
 
 def scope_mapping_create(name, scope_name, expression, description=""):
@@ -737,9 +729,9 @@ def scope_mapping_create(name, scope_name, expression, description=""):
 
     .. code-block:: bash
 
-        salt cloud authentik.scope_mapping_create "Groups" groups 'return {"groups": []}'
+        salt -G 'roles:hecate-edge' authentik.scope_mapping_create "Groups" groups 'return {"groups": []}'
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     if client.find("scope_mapping", name) is not None:
         raise salt.exceptions.CommandExecutionError(f"Authentik scope mapping '{name}' already exists")
     return _public(client.create("scope_mapping", {"name": name, "scope_name": scope_name,
@@ -755,16 +747,13 @@ def scope_mapping_delete(name):
 
     .. code-block:: bash
 
-        salt cloud authentik.scope_mapping_delete "Groups"
+        salt -G 'roles:hecate-edge' authentik.scope_mapping_delete "Groups"
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     mapping = client.find("scope_mapping", name)
     if mapping is None:
         return False
-    if mapping.get("managed"):
-        raise salt.exceptions.CommandExecutionError(
-            f"scope mapping '{name}' is managed by Authentik ({mapping['managed']}); not deleting it"
-        )
+    hak.check_deletable_scope_mapping(mapping)
     return client.delete("scope_mapping", mapping["pk"], old=mapping)
 
 
@@ -777,9 +766,10 @@ def flow_list(designation=None):
 
     .. code-block:: bash
 
-        salt cloud authentik.flow_list designation=enrollment
+        salt -G 'roles:hecate-edge' authentik.flow_list designation=enrollment
     """
-    return _public(_client().list("flow", **({"designation": designation} if designation else {})))
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
+    return _public(client.list("flow", **({"designation": designation} if designation else {})))
 
 
 def flow_get(slug):
@@ -790,9 +780,9 @@ def flow_get(slug):
 
     .. code-block:: bash
 
-        salt cloud authentik.flow_get default-provider-authorization-implicit-consent
+        salt -G 'roles:hecate-edge' authentik.flow_get default-provider-authorization-implicit-consent
     """
-    return _public(_client().get("flow", slug))
+    return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).get("flow", slug))
 
 
 def identification_stage_get(name="default-authentication-identification"):
@@ -803,9 +793,10 @@ def identification_stage_get(name="default-authentication-identification"):
 
     .. code-block:: bash
 
-        salt cloud authentik.identification_stage_get
+        salt -G 'roles:hecate-edge' authentik.identification_stage_get
     """
-    return _public(_client().find("stage_identification", name))
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
+    return _public(client.find("stage_identification", name))
 
 
 def identification_stage_set_enrollment(flow=None, name="default-authentication-identification"):
@@ -819,9 +810,9 @@ def identification_stage_set_enrollment(flow=None, name="default-authentication-
 
     .. code-block:: bash
 
-        salt cloud authentik.identification_stage_set_enrollment flow=bionicgpt-enrollment
+        salt -G 'roles:hecate-edge' authentik.identification_stage_set_enrollment flow=bionicgpt-enrollment
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     stage = client.require("stage_identification", name)
     target = client.require("flow", flow)["pk"] if flow else None
     if stage.get("enrollment_flow") == target:
@@ -838,9 +829,9 @@ def brand_list():
 
     .. code-block:: bash
 
-        salt cloud authentik.brand_list
+        salt -G 'roles:hecate-edge' authentik.brand_list
     """
-    return _public(_client().list("brand"))
+    return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).list("brand"))
 
 
 def brand_get(domain="authentik-default"):
@@ -851,9 +842,9 @@ def brand_get(domain="authentik-default"):
 
     .. code-block:: bash
 
-        salt cloud authentik.brand_get
+        salt -G 'roles:hecate-edge' authentik.brand_get
     """
-    return _public(_client().find("brand", domain))
+    return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).find("brand", domain))
 
 
 def brand_update(domain="authentik-default", **kwargs):
@@ -865,9 +856,9 @@ def brand_update(domain="authentik-default", **kwargs):
 
     .. code-block:: bash
 
-        salt cloud authentik.brand_update branding_title="Cybermonkey SSO"
+        salt -G 'roles:hecate-edge' authentik.brand_update branding_title="Cybermonkey SSO"
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     brand = client.require("brand", domain)
     body = _fields(kwargs)
     for key, val in list(body.items()):
@@ -886,9 +877,9 @@ def policy_binding_list(application=None):
 
     .. code-block:: bash
 
-        salt cloud authentik.policy_binding_list application=bionicgpt
+        salt -G 'roles:hecate-edge' authentik.policy_binding_list application=bionicgpt
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     if application:
         return _public(client.list("policy_binding", target=client.require("application", application)["pk"]))
     return _public(client.list("policy_binding"))
@@ -903,11 +894,11 @@ def policy_binding_create(application, group=None, user=None, order=0, enabled=T
 
     .. code-block:: bash
 
-        salt cloud authentik.policy_binding_create bionicgpt group=bionicgpt-superadmin
+        salt -G 'roles:hecate-edge' authentik.policy_binding_create bionicgpt group=bionicgpt-superadmin
     """
     if bool(group) == bool(user):
         raise salt.exceptions.SaltInvocationError("give exactly one of group or user")
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     body = {"target": client.require("application", application)["pk"], "order": int(order),
             "enabled": bool(enabled), "negate": bool(negate)}
     if group:
@@ -925,9 +916,9 @@ def policy_binding_delete(pk):
 
     .. code-block:: bash
 
-        salt cloud authentik.policy_binding_delete 0b5b7d1e-...
+        salt -G 'roles:hecate-edge' authentik.policy_binding_delete 0b5b7d1e-...
     """
-    return _client().delete("policy_binding", pk)
+    return hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).delete("policy_binding", pk)
 
 
 def outpost_list():
@@ -938,9 +929,9 @@ def outpost_list():
 
     .. code-block:: bash
 
-        salt cloud authentik.outpost_list
+        salt -G 'roles:hecate-edge' authentik.outpost_list
     """
-    return _public(_client().list("outpost"))
+    return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).list("outpost"))
 
 
 def outpost_embedded():
@@ -951,9 +942,9 @@ def outpost_embedded():
 
     .. code-block:: bash
 
-        salt cloud authentik.outpost_embedded
+        salt -G 'roles:hecate-edge' authentik.outpost_embedded
     """
-    return _public(_client().embedded_outpost())
+    return _public(hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__).embedded_outpost())
 
 
 def _outpost(client, outpost):
@@ -971,9 +962,9 @@ def outpost_attach_provider(provider, provider_type="proxy", outpost=None):
 
     .. code-block:: bash
 
-        salt cloud authentik.outpost_attach_provider "Grafana"
+        salt -G 'roles:hecate-edge' authentik.outpost_attach_provider "Grafana"
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     pk = _provider_pk(client, provider, provider_type)
     old, new = client.outpost_providers(_outpost(client, outpost)["pk"], add=[pk])
     return old != new
@@ -987,9 +978,9 @@ def outpost_detach_provider(provider, provider_type="proxy", outpost=None):
 
     .. code-block:: bash
 
-        salt cloud authentik.outpost_detach_provider "Grafana"
+        salt -G 'roles:hecate-edge' authentik.outpost_detach_provider "Grafana"
     """
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     pk = _provider_pk(client, provider, provider_type)
     old, new = client.outpost_providers(_outpost(client, outpost)["pk"], remove=[pk])
     return old != new

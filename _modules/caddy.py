@@ -14,42 +14,33 @@ CLI Example:
 
 .. code-block:: bash
 
-    salt cloud caddy.config apps/http/servers
-    salt cloud caddy.drift
-    salt cloud caddy.rollback
+    salt -G 'roles:hecate-edge' caddy.config apps/http/servers
+    salt -G 'roles:hecate-edge' caddy.drift
+    salt -G 'roles:hecate-edge' caddy.rollback
+    salt -C 'G@roles:hecate-edge and G@hecate_env:prod' caddy.drift
 """
 
 import json
 
 import salt.exceptions
 
-try:
-    import hecate_caddy_client
-    import hecate_caddy_routes
-    import hecate_config
-
-    HAS_LIBS = True
-except ImportError:  # installed with pip
-    try:
-        from saltext.hecate.utils import hecate_caddy_client, hecate_caddy_routes, hecate_config
-
-        HAS_LIBS = True
-    except ImportError as _exc:  # pragma: no cover - e.g. requests missing
-        HAS_LIBS = False
-        _MISSING = str(_exc)
+import hecate_caddy_apply
+import hecate_caddy_client
+import hecate_caddy_routes
+import hecate_clients
+import hecate_config
+import hecate_loader
 
 __virtualname__ = "caddy"
 
 
 def __virtual__():
-    if not HAS_LIBS:
-        return False, f"caddy: hecate's Caddy client could not be imported ({_MISSING})"
-    return __virtualname__
+    return hecate_loader.virtual(__virtualname__)
 
 
 # -- helpers -------------------------------------------------------------------------------------
 def _admin():
-    return hecate_caddy_client.CaddyAdmin.from_config(__opts__, __pillar__)
+    return hecate_clients.caddy(__opts__, __pillar__)
 
 
 def _data():
@@ -92,8 +83,8 @@ def config(path="", etag=False):
 
     .. code-block:: bash
 
-        salt cloud caddy.config
-        salt cloud caddy.config apps/http/servers/hecate/routes etag=True
+        salt -G 'roles:hecate-edge' caddy.config
+        salt -G 'roles:hecate-edge' caddy.config apps/http/servers/hecate/routes etag=True
     """
     value, tag = _admin().get(*_parts(path))
     return {"value": value, "etag": tag} if etag else value
@@ -109,7 +100,7 @@ def load(config, force=False):  # pylint: disable=redefined-outer-name
 
     .. code-block:: bash
 
-        salt cloud caddy.load "$(cat caddy.json)"
+        salt -G 'roles:hecate-edge' caddy.load "$(cat caddy.json)"
     """
     cfg = _json_arg(config, "config")
     if not isinstance(cfg, dict):
@@ -127,7 +118,7 @@ def adapt(caddyfile=None, path=None, adapter="caddyfile"):
 
     .. code-block:: bash
 
-        salt cloud caddy.adapt path=/opt/hecate/Caddyfile
+        salt -G 'roles:hecate-edge' caddy.adapt path=/opt/hecate/Caddyfile
     """
     if (caddyfile is None) == (path is None):
         raise salt.exceptions.SaltInvocationError("give either caddyfile (text) or path")
@@ -150,7 +141,7 @@ def upstreams():
 
     .. code-block:: bash
 
-        salt cloud caddy.upstreams
+        salt -G 'roles:hecate-edge' caddy.upstreams
     """
     return _admin().upstreams()
 
@@ -163,8 +154,8 @@ def routes(server=None):
 
     .. code-block:: bash
 
-        salt cloud caddy.routes
-        salt cloud caddy.routes server=srv0
+        salt -G 'roles:hecate-edge' caddy.routes
+        salt -G 'roles:hecate-edge' caddy.routes server=srv0
     """
     server = _server(server)
     value = _admin().config(*hecate_caddy_client.server_parts(server))
@@ -181,7 +172,7 @@ def route_get(route_id):
 
     .. code-block:: bash
 
-        salt cloud caddy.route_get hecate.route.nextcloud
+        salt -G 'roles:hecate-edge' caddy.route_get hecate.route.nextcloud
     """
     return _admin().get_id(route_id)
 
@@ -196,7 +187,8 @@ def route_add(route, server=None, index=None, etag=None):
 
     .. code-block:: bash
 
-        salt cloud caddy.route_add '{"@id": "x", "match": [{"host": ["x.example"]}], "handle": [{"handler": "static_response", "body": "hi"}]}'
+        salt -G 'roles:hecate-edge' caddy.route_add \\
+            '{"@id": "x", "match": [{"host": ["x.example"]}], "handle": [{"handler": "static_response", "body": "hi"}]}'
     """
     obj = _json_arg(route, "route")
     if not isinstance(obj, dict) or not obj.get("@id"):
@@ -221,7 +213,8 @@ def route_replace(route_id, route, etag=None):
 
     .. code-block:: bash
 
-        salt cloud caddy.route_replace x '{"match": [{"host": ["x.example"]}], "handle": [{"handler": "static_response", "body": "bye"}]}'
+        salt -G 'roles:hecate-edge' caddy.route_replace x \\
+            '{"match": [{"host": ["x.example"]}], "handle": [{"handler": "static_response", "body": "bye"}]}'
     """
     obj = _json_arg(route, "route")
     if not isinstance(obj, dict):
@@ -241,7 +234,7 @@ def route_delete(route_id, etag=None):
 
     .. code-block:: bash
 
-        salt cloud caddy.route_delete x
+        salt -G 'roles:hecate-edge' caddy.route_delete x
     """
     _admin().write_id("DELETE", route_id, None, etag)
     return True
@@ -257,7 +250,7 @@ def desired_routes(server=None):  # pylint: disable=unused-argument
 
     .. code-block:: bash
 
-        salt cloud caddy.desired_routes
+        salt -G 'roles:hecate-edge' caddy.desired_routes
     """
     built = hecate_caddy_routes.build(
         _data(), resolve_service=hecate_caddy_routes.consul_resolver(__salt__)
@@ -279,14 +272,14 @@ def drift(server=None):
 
     .. code-block:: bash
 
-        salt cloud caddy.drift
+        salt -G 'roles:hecate-edge' caddy.drift
     """
     server = _server(server)
     data = _data()
     built = hecate_caddy_routes.build(
         data, resolve_service=hecate_caddy_routes.consul_resolver(__salt__)
     )
-    out = hecate_caddy_routes.apply(
+    out = hecate_caddy_apply.apply(
         _admin(),
         server,
         lambda live: hecate_caddy_routes.plan_set(live, built),
@@ -312,9 +305,9 @@ def rollback(server=None, snapshot=None, force=False, test=False, restore="befor
 
     .. code-block:: bash
 
-        salt cloud caddy.rollback
-        salt cloud caddy.rollback snapshot=20260101T120000.000000Z-hecate force=True
-        salt cloud caddy.rollback snapshot=20260101T120000.000000Z-hecate restore=after force=True
+        salt -G 'roles:hecate-edge' caddy.rollback
+        salt -G 'roles:hecate-edge' caddy.rollback snapshot=20260101T120000.000000Z-hecate force=True
+        salt -G 'roles:hecate-edge' caddy.rollback snapshot=20260101T120000.000000Z-hecate restore=after force=True
 
     restore
         ``before`` (default): what the write replaced. ``after`` (with ``snapshot``): what
@@ -322,7 +315,7 @@ def rollback(server=None, snapshot=None, force=False, test=False, restore="befor
     run_id
         Undo only the writes of that orchestration run (its onfail step passes it).
     """
-    out = hecate_caddy_routes.rollback(
+    out = hecate_caddy_apply.rollback(
         _admin(), _store(), server=server, snapshot=snapshot, force=force, test=test,
         restore=restore, run_id=run_id,
     )
@@ -344,7 +337,7 @@ def snapshots(server=None):
 
     .. code-block:: bash
 
-        salt cloud caddy.snapshots
+        salt -G 'roles:hecate-edge' caddy.snapshots
     """
     store = _store()
     return {"snapshots": store.list(server), "pending": store.pending()}

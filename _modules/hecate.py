@@ -15,28 +15,18 @@ import secrets
 
 import salt.exceptions
 
-try:
-    import hecate_config
-    import hecate_loader
-    import hecate_members
-    import hecate_pillar
-    import hecate_schema
-    import hecate_secrets
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import (
-        hecate_config,
-        hecate_loader,
-        hecate_members,
-        hecate_pillar,
-        hecate_schema,
-        hecate_secrets,
-    )
+import hecate_config
+import hecate_loader
+import hecate_members
+import hecate_pillar
+import hecate_schema
+import hecate_secrets
 
 __virtualname__ = "hecate"
 
 
 def __virtual__():
-    return __virtualname__
+    return hecate_loader.virtual(__virtualname__, libs=("jsonschema",))
 
 
 def version():
@@ -132,7 +122,7 @@ def connection(system):
 
     .. code-block:: bash
 
-        salt cloud hecate.connection caddy
+        salt -G 'roles:hecate-edge' hecate.connection caddy
     """
     settings = hecate_config.connection(system, __opts__, __pillar__)
     return _describe_secrets(settings)

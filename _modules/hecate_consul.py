@@ -12,29 +12,22 @@ CLI Example:
 
 .. code-block:: bash
 
-    salt cloud hecate_consul.kv_get hecate/deployments/prod/latest decode=json
-    salt cloud hecate_consul.service_addresses bionicgpt-oauth2-proxy
-    salt cloud hecate_consul.lock_info hecate/locks/prod
+    salt -G 'roles:hecate-edge' hecate_consul.kv_get hecate/deployments/prod/latest decode=json
+    salt -G 'roles:hecate-edge' hecate_consul.service_addresses bionicgpt-oauth2-proxy
+    salt -G 'roles:hecate-edge' hecate_consul.lock_info hecate/locks/prod
 """
 
 import salt.exceptions
 
-try:
-    import hecate_consul_client
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_consul_client
+import hecate_clients
+import hecate_consul_client
+import hecate_loader
 
 __virtualname__ = "hecate_consul"
 
 
 def __virtual__():
-    if not hecate_consul_client.HAS_CONSUL:
-        return (False, "hecate_consul: the py-consul library is not installed (pip install py-consul)")
-    return __virtualname__
-
-
-def _client():
-    return hecate_consul_client.from_config(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
+    return hecate_loader.virtual(__virtualname__, libs=("consul",))
 
 
 # -- KV -------------------------------------------------------------------------------------------
@@ -49,10 +42,10 @@ def kv_get(key, decode="text", meta=False, recurse=False):
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.kv_get hecate/deployments/prod/latest decode=json
-        salt cloud hecate_consul.kv_get hecate/deployments/prod recurse=True decode=auto
+        salt -G 'roles:hecate-edge' hecate_consul.kv_get hecate/deployments/prod/latest decode=json
+        salt -G 'roles:hecate-edge' hecate_consul.kv_get hecate/deployments/prod recurse=True decode=auto
     """
-    client = _client()
+    client = hecate_clients.consul(__opts__, __pillar__, __context__, __salt__)
     if recurse:
         return {
             e["Key"]: _entry(e, decode) if meta else hecate_consul_client.decode_value(e["Value"], decode)
@@ -83,10 +76,10 @@ def kv_put(key, value, cas=None, flags=None):
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.kv_put hecate/config/motd 'hello'
-        salt cloud hecate_consul.kv_put hecate/deployments/lab/latest '{"version": 3}' cas=0
+        salt -G 'roles:hecate-edge' hecate_consul.kv_put hecate/config/motd 'hello'
+        salt -G 'roles:hecate-edge' hecate_consul.kv_put hecate/deployments/lab/latest '{"version": 3}' cas=0
     """
-    client = _client()
+    client = hecate_clients.consul(__opts__, __pillar__, __context__, __salt__)
     if cas is not None:
         return client.kv_put_cas(key, value, int(cas), flags=flags)
     return client.kv_put(key, value, flags=flags)
@@ -101,10 +94,10 @@ def kv_delete(key, cas=None, recurse=False):
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.kv_delete hecate/tmp/x
-        salt cloud hecate_consul.kv_delete hecate/tmp recurse=True
+        salt -G 'roles:hecate-edge' hecate_consul.kv_delete hecate/tmp/x
+        salt -G 'roles:hecate-edge' hecate_consul.kv_delete hecate/tmp recurse=True
     """
-    client = _client()
+    client = hecate_clients.consul(__opts__, __pillar__, __context__, __salt__)
     done = client.kv_delete(key, cas=None if cas is None else int(cas), recurse=bool(recurse))
     if not done and cas is not None:
         raise hecate_consul_client.CASConflict(
@@ -121,9 +114,9 @@ def kv_keys(prefix="", separator=None):
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.kv_keys hecate/deployments/ separator=/
+        salt -G 'roles:hecate-edge' hecate_consul.kv_keys hecate/deployments/ separator=/
     """
-    return _client().kv_keys(prefix, separator=separator)
+    return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).kv_keys(prefix, separator=separator)
 
 
 # -- services ------------------------------------------------------------------------------------
@@ -148,12 +141,13 @@ def service_register(
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.service_register jenkins-master address=100.65.138.128 port=8059 \\
+        salt -G 'roles:hecate-edge' hecate_consul.service_register jenkins-master address=100.65.138.128 port=8059 \\
             checks='[{"http": "http://100.65.138.128:8059/login", "interval": "30s", "timeout": "5s"}]'
     """
     spec = {"name": name, "address": address, "port": port, "tags": tags, "meta": meta,
             "checks": checks, "weights": weights, "enable_tag_override": enable_tag_override}
-    return _client().service_register(hecate_consul_client.service_definition(service_id, spec))
+    client = hecate_clients.consul(__opts__, __pillar__, __context__, __salt__)
+    return client.service_register(hecate_consul_client.service_definition(service_id, spec))
 
 
 def service_deregister(service_id):
@@ -164,9 +158,9 @@ def service_deregister(service_id):
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.service_deregister jenkins-master
+        salt -G 'roles:hecate-edge' hecate_consul.service_deregister jenkins-master
     """
-    return _client().service_deregister(service_id)
+    return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).service_deregister(service_id)
 
 
 def services():
@@ -177,9 +171,9 @@ def services():
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.services
+        salt -G 'roles:hecate-edge' hecate_consul.services
     """
-    return _client().agent_services()
+    return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).agent_services()
 
 
 def service_health(name, passing=True):
@@ -191,9 +185,10 @@ def service_health(name, passing=True):
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.service_health bionicgpt passing=False
+        salt -G 'roles:hecate-edge' hecate_consul.service_health bionicgpt passing=False
     """
-    return _client().health_service(name, passing=_bool(passing))
+    client = hecate_clients.consul(__opts__, __pillar__, __context__, __salt__)
+    return client.health_service(name, passing=_bool(passing))
 
 
 def service_addresses(name, passing=True):
@@ -205,9 +200,10 @@ def service_addresses(name, passing=True):
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.service_addresses bionicgpt-oauth2-proxy
+        salt -G 'roles:hecate-edge' hecate_consul.service_addresses bionicgpt-oauth2-proxy
     """
-    return _client().service_addresses(name, passing=_bool(passing))
+    client = hecate_clients.consul(__opts__, __pillar__, __context__, __salt__)
+    return client.service_addresses(name, passing=_bool(passing))
 
 
 def catalog_services():
@@ -218,9 +214,9 @@ def catalog_services():
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.catalog_services
+        salt -G 'roles:hecate-edge' hecate_consul.catalog_services
     """
-    return _client().catalog_services()
+    return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).catalog_services()
 
 
 # -- sessions and locks ---------------------------------------------------------------------------
@@ -232,9 +228,10 @@ def session_create(name, ttl="15s", lock_delay="15s", behavior="release"):
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.session_create deploy ttl=30s
+        salt -G 'roles:hecate-edge' hecate_consul.session_create deploy ttl=30s
     """
-    return _client().session_create(name, ttl=ttl, lock_delay=lock_delay, behavior=behavior)
+    client = hecate_clients.consul(__opts__, __pillar__, __context__, __salt__)
+    return client.session_create(name, ttl=ttl, lock_delay=lock_delay, behavior=behavior)
 
 
 def session_renew(session_id):
@@ -245,9 +242,9 @@ def session_renew(session_id):
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.session_renew 1f0c...
+        salt -G 'roles:hecate-edge' hecate_consul.session_renew 1f0c...
     """
-    return _client().session_renew(session_id)
+    return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).session_renew(session_id)
 
 
 def session_destroy(session_id):
@@ -258,9 +255,9 @@ def session_destroy(session_id):
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.session_destroy 1f0c...
+        salt -G 'roles:hecate-edge' hecate_consul.session_destroy 1f0c...
     """
-    return _client().session_destroy(session_id)
+    return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).session_destroy(session_id)
 
 
 def session_info(session_id):
@@ -271,9 +268,9 @@ def session_info(session_id):
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.session_info 1f0c...
+        salt -G 'roles:hecate-edge' hecate_consul.session_info 1f0c...
     """
-    return _client().session_info(session_id)
+    return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).session_info(session_id)
 
 
 def session_list():
@@ -284,9 +281,9 @@ def session_list():
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.session_list
+        salt -G 'roles:hecate-edge' hecate_consul.session_list
     """
-    return _client().session_list()
+    return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).session_list()
 
 
 def lock_acquire(key, holder=None, ttl="15s", lock_delay="15s", wait=0):
@@ -300,10 +297,11 @@ def lock_acquire(key, holder=None, ttl="15s", lock_delay="15s", wait=0):
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.lock_acquire hecate/locks/prod holder='alice via salt' ttl=60s
+        salt -G 'roles:hecate-edge' hecate_consul.lock_acquire hecate/locks/prod holder='alice via salt' ttl=60s
     """
     holder = holder or f"minion {__opts__.get('id')}"
-    return _client().lock_acquire(key, holder, ttl=ttl, lock_delay=lock_delay, wait=float(wait or 0))
+    client = hecate_clients.consul(__opts__, __pillar__, __context__, __salt__)
+    return client.lock_acquire(key, holder, ttl=ttl, lock_delay=lock_delay, wait=float(wait or 0))
 
 
 def lock_renew(session_id):
@@ -314,9 +312,9 @@ def lock_renew(session_id):
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.lock_renew 1f0c...
+        salt -G 'roles:hecate-edge' hecate_consul.lock_renew 1f0c...
     """
-    _client().lock_renew(session_id)
+    hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).lock_renew(session_id)
     return True
 
 
@@ -328,9 +326,9 @@ def lock_release(key, session_id):
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.lock_release hecate/locks/prod 1f0c...
+        salt -G 'roles:hecate-edge' hecate_consul.lock_release hecate/locks/prod 1f0c...
     """
-    return _client().lock_release(key, session_id)
+    return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).lock_release(key, session_id)
 
 
 def lock_info(key):
@@ -341,9 +339,9 @@ def lock_info(key):
 
     .. code-block:: bash
 
-        salt cloud hecate_consul.lock_info hecate/locks/prod
+        salt -G 'roles:hecate-edge' hecate_consul.lock_info hecate/locks/prod
     """
-    return _client().lock_info(key)
+    return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).lock_info(key)
 
 
 def _bool(value):

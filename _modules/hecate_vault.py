@@ -23,34 +23,23 @@ CLI Example:
 
 .. code-block:: bash
 
-    salt local hecate_vault.read secret/bionicgpt/db
-    salt local hecate_vault.metadata secret/bionicgpt/oauth
+    salt -G 'roles:bionicgpt-node' hecate_vault.read secret/bionicgpt/db
+    salt -G 'roles:bionicgpt-node' hecate_vault.metadata secret/bionicgpt/oauth
 """
 
 import salt.exceptions
 
-try:
-    import hecate_secrets
-    import hecate_vault_client
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_secrets, hecate_vault_client
+import hecate_clients
+import hecate_loader
+import hecate_secrets
+import hecate_vault_client
 
 __virtualname__ = "hecate_vault"
 __func_alias__ = {"list_": "list"}
 
 
 def __virtual__():
-    if not hecate_vault_client.HAS_HVAC:
-        return (False, "hecate_vault: the hvac library is not installed (pip install hvac)")
-    return __virtualname__
-
-
-def _sdb_get():
-    return __salt__.get("sdb.get")
-
-
-def _client():
-    return hecate_vault_client.from_config(__opts__, __pillar__, _sdb_get(), __context__)
+    return hecate_loader.virtual(__virtualname__, libs=("hvac",))
 
 
 def read(path, version=None):
@@ -64,11 +53,12 @@ def read(path, version=None):
 
     .. code-block:: bash
 
-        salt local hecate_vault.read secret/bionicgpt/db
-        salt local hecate_vault.read secret/bionicgpt/db version=2
+        salt -G 'roles:bionicgpt-node' hecate_vault.read secret/bionicgpt/db
+        salt -G 'roles:bionicgpt-node' hecate_vault.read secret/bionicgpt/db version=2
     """
     mount, rel = hecate_vault_client.split_path(path)
-    data, meta = _client().read(mount, rel, version=int(version) if version else None)
+    client = hecate_clients.vault(__opts__, __pillar__, __context__, __salt__)
+    data, meta = client.read(mount, rel, version=int(version) if version else None)
     out = {"path": path, "exists": data is not None, "keys": sorted(data or {})}
     out["data"] = {key: hecate_secrets.REDACTED for key in out["keys"]}
     meta = meta or {}
@@ -86,10 +76,10 @@ def exists(path, key=None):
 
     .. code-block:: bash
 
-        salt local hecate_vault.exists secret/bionicgpt/oauth key=client_secret
+        salt -G 'roles:bionicgpt-node' hecate_vault.exists secret/bionicgpt/oauth key=client_secret
     """
     mount, rel = hecate_vault_client.split_path(path)
-    data = _client().read_data(mount, rel)
+    data = hecate_clients.vault(__opts__, __pillar__, __context__, __salt__).read_data(mount, rel)
     if data is None:
         return False
     return key is None or key in data
@@ -104,10 +94,10 @@ def metadata(path):
 
     .. code-block:: bash
 
-        salt local hecate_vault.metadata secret/bionicgpt/db
+        salt -G 'roles:bionicgpt-node' hecate_vault.metadata secret/bionicgpt/db
     """
     mount, rel = hecate_vault_client.split_path(path)
-    return _client().metadata(mount, rel)
+    return hecate_clients.vault(__opts__, __pillar__, __context__, __salt__).metadata(mount, rel)
 
 
 def list_(path):
@@ -118,10 +108,10 @@ def list_(path):
 
     .. code-block:: bash
 
-        salt local hecate_vault.list secret/bionicgpt
+        salt -G 'roles:bionicgpt-node' hecate_vault.list secret/bionicgpt
     """
     mount, _, rel = path.partition("/")
-    return _client().list(mount, rel)
+    return hecate_clients.vault(__opts__, __pillar__, __context__, __salt__).list(mount, rel)
 
 
 def write(path, data=None, cas=None, merge=True, **kwargs):
@@ -139,7 +129,7 @@ def write(path, data=None, cas=None, merge=True, **kwargs):
 
     .. code-block:: bash
 
-        salt local hecate_vault.write secret/bionicgpt/oauth \\
+        salt -G 'roles:bionicgpt-node' hecate_vault.write secret/bionicgpt/oauth \\
             data='{"client_secret": {"vault": "secret/staging/oauth", "key": "client_secret"}}'
     """
     values = dict(data or {})
@@ -147,8 +137,8 @@ def write(path, data=None, cas=None, merge=True, **kwargs):
     if not values:
         raise salt.exceptions.SaltInvocationError("nothing to write: give data={key: value}")
     mount, rel = hecate_vault_client.split_path(path)
-    client = _client()
-    resolver = hecate_vault_client.Resolver(__opts__, __pillar__, _sdb_get(), __context__)
+    client = hecate_clients.vault(__opts__, __pillar__, __context__, __salt__)
+    resolver = hecate_clients.resolver(__opts__, __pillar__, __context__, __salt__)
     resolved = {}
     for key, value in values.items():
         secret = resolver(value, f"{path}#{key}")
@@ -177,14 +167,14 @@ def generate(path, key, length=32, alphabet="alnum", prefix="", rotate=False):
 
     .. code-block:: bash
 
-        salt local hecate_vault.generate secret/bionicgpt/litellm master_key prefix=sk-
+        salt -G 'roles:bionicgpt-node' hecate_vault.generate secret/bionicgpt/litellm master_key prefix=sk-
     """
     mount, rel = hecate_vault_client.split_path(path)
-    client = _client()
+    client = hecate_clients.vault(__opts__, __pillar__, __context__, __salt__)
     current, version = client.read_for_update(mount, rel)
     if current is not None and key in current and not rotate:
         return {"path": path, "key": key, "generated": False, "version": version}
-    secret = hecate_vault_client.generate(int(length), alphabet, prefix)
+    secret = hecate_secrets.generate(int(length), alphabet, prefix)
     body = dict(current or {})
     body[key] = secret.reveal()
     result = client.write(mount, rel, body, cas=version)
@@ -204,9 +194,9 @@ def delete(path):
 
     .. code-block:: bash
 
-        salt local hecate_vault.delete secret/bionicgpt/old
+        salt -G 'roles:bionicgpt-node' hecate_vault.delete secret/bionicgpt/old
     """
     mount, rel = hecate_vault_client.split_path(path)
-    _client().delete_latest(mount, rel)
+    hecate_clients.vault(__opts__, __pillar__, __context__, __salt__).delete_latest(mount, rel)
     return True
 

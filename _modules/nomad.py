@@ -16,35 +16,28 @@ CLI Example:
 
 .. code-block:: bash
 
-    salt local nomad.parse source=salt://bionicgpt/jobs/database.nomad.hcl.j2
-    salt local nomad.plan source=salt://bionicgpt/jobs/database.nomad.hcl.j2
-    salt local nomad.job_status bionicgpt-database
+    salt -G 'roles:bionicgpt-node' nomad.parse source=salt://bionicgpt/jobs/database.nomad.hcl.j2
+    salt -G 'roles:bionicgpt-node' nomad.plan source=salt://bionicgpt/jobs/database.nomad.hcl.j2
+    salt -G 'roles:bionicgpt-node' nomad.job_status bionicgpt-database
+    salt -C 'G@roles:bionicgpt-node and G@hecate_env:prod' nomad.job_status bionicgpt-database
+
+Target by the role grain (and, with several environments, the ``hecate_env`` grain:
+``salt-call hecate.target bionicgpt-node`` prints the full target, which also requires the
+minion to be listed in pillar ``hecate:members``).
 """
 
 import salt.exceptions
 
-try:
-    import hecate_nomad_client
-    import hecate_secrets
-    import hecate_vault_client
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_nomad_client, hecate_secrets, hecate_vault_client
+import hecate_clients
+import hecate_loader
+import hecate_nomad_client
+import hecate_secrets
 
 __virtualname__ = "nomad"
 
 
 def __virtual__():
-    return __virtualname__
-
-
-def _client(namespace=None, region=None):
-    return hecate_nomad_client.from_config(
-        __opts__,
-        __pillar__,
-        __salt__.get("sdb.get"),
-        __context__,
-        overrides={"namespace": namespace, "region": region},
-    )
+    return hecate_loader.virtual(__virtualname__)
 
 
 def render(source, context=None, defaults=None, template="jinja", saltenv=None):
@@ -57,7 +50,7 @@ def render(source, context=None, defaults=None, template="jinja", saltenv=None):
 
     .. code-block:: bash
 
-        salt local nomad.render salt://bionicgpt/jobs/database.nomad.hcl.j2
+        salt -G 'roles:bionicgpt-node' nomad.render salt://bionicgpt/jobs/database.nomad.hcl.j2
     """
     saltenv = saltenv or __opts__.get("saltenv") or "base"
     contents = __salt__["cp.get_file_str"](source, saltenv=saltenv)
@@ -98,13 +91,13 @@ def parse(hcl=None, source=None, canonicalize=True, context=None, saltenv=None, 
 
     .. code-block:: bash
 
-        salt local nomad.parse source=salt://bionicgpt/jobs/llm.nomad.hcl.j2
+        salt -G 'roles:bionicgpt-node' nomad.parse source=salt://bionicgpt/jobs/llm.nomad.hcl.j2
     """
     if source:
         hcl = render(source, context=context, saltenv=saltenv)
     if not hcl:
         raise salt.exceptions.SaltInvocationError("hcl or source is required")
-    client = _client(namespace)
+    client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace)
     job = client.parse(hcl, canonicalize=canonicalize)
     if canonicalize and namespace:
         job["Namespace"] = namespace
@@ -122,10 +115,10 @@ def validate(job=None, hcl=None, source=None, namespace=None):
 
     .. code-block:: bash
 
-        salt local nomad.validate source=salt://bionicgpt/jobs/database.nomad.hcl.j2
+        salt -G 'roles:bionicgpt-node' nomad.validate source=salt://bionicgpt/jobs/database.nomad.hcl.j2
     """
     job = _job_from(job, hcl, source, namespace=namespace)
-    return _client(namespace).validate(job)
+    return hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace).validate(job)
 
 
 def plan(job=None, hcl=None, source=None, diff=True, summary=False, namespace=None):
@@ -139,10 +132,10 @@ def plan(job=None, hcl=None, source=None, diff=True, summary=False, namespace=No
 
     .. code-block:: bash
 
-        salt local nomad.plan source=salt://bionicgpt/jobs/database.nomad.hcl.j2 summary=True
+        salt -G 'roles:bionicgpt-node' nomad.plan source=salt://bionicgpt/jobs/database.nomad.hcl.j2 summary=True
     """
     job = _job_from(job, hcl, source, namespace=namespace)
-    result = _client(namespace).plan(job, diff=diff)
+    result = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace).plan(job, diff=diff)
     if not summary:
         return result
     return {
@@ -163,10 +156,11 @@ def register(job=None, hcl=None, source=None, modify_index=None, enforce_index=T
 
     .. code-block:: bash
 
-        salt local nomad.register source=salt://bionicgpt/jobs/database.nomad.hcl.j2 modify_index=1234
+        salt -G 'roles:bionicgpt-node' nomad.register \\
+            source=salt://bionicgpt/jobs/database.nomad.hcl.j2 modify_index=1234
     """
     job = _job_from(job, hcl, source, namespace=namespace)
-    client = _client(namespace)
+    client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace)
     if enforce_index and modify_index is None:
         current = client.job(job["ID"], namespace=job.get("Namespace"))
         modify_index = (current or {}).get("JobModifyIndex", 0)
@@ -181,9 +175,9 @@ def job(job_id, namespace=None):
 
     .. code-block:: bash
 
-        salt local nomad.job bionicgpt-database
+        salt -G 'roles:bionicgpt-node' nomad.job bionicgpt-database
     """
-    return _client(namespace).job(job_id)
+    return hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace).job(job_id)
 
 
 def job_status(job_id, namespace=None):
@@ -195,9 +189,9 @@ def job_status(job_id, namespace=None):
 
     .. code-block:: bash
 
-        salt local nomad.job_status bionicgpt-application
+        salt -G 'roles:bionicgpt-node' nomad.job_status bionicgpt-application
     """
-    client = _client(namespace)
+    client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace)
     current = client.job(job_id)
     if current is None:
         return None
@@ -230,9 +224,10 @@ def versions(job_id, diffs=False, namespace=None):
 
     .. code-block:: bash
 
-        salt local nomad.versions bionicgpt-database diffs=True
+        salt -G 'roles:bionicgpt-node' nomad.versions bionicgpt-database diffs=True
     """
-    found, found_diffs = _client(namespace).versions(job_id, diffs=diffs)
+    client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace)
+    found, found_diffs = client.versions(job_id, diffs=diffs)
     if diffs:
         return {"Versions": found, "Diffs": found_diffs}
     return found
@@ -246,9 +241,9 @@ def allocations(job_id, namespace=None):
 
     .. code-block:: bash
 
-        salt local nomad.allocations bionicgpt-database
+        salt -G 'roles:bionicgpt-node' nomad.allocations bionicgpt-database
     """
-    return _client(namespace).allocations(job_id)
+    return hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace).allocations(job_id)
 
 
 def allocation(alloc_id, namespace=None):
@@ -259,9 +254,9 @@ def allocation(alloc_id, namespace=None):
 
     .. code-block:: bash
 
-        salt local nomad.allocation 5d0a2e51-...
+        salt -G 'roles:bionicgpt-node' nomad.allocation 5d0a2e51-...
     """
-    return _client(namespace).allocation(alloc_id)
+    return hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace).allocation(alloc_id)
 
 
 def evaluation(eval_id, index=None, wait=None, namespace=None):
@@ -273,9 +268,10 @@ def evaluation(eval_id, index=None, wait=None, namespace=None):
 
     .. code-block:: bash
 
-        salt local nomad.evaluation 2f2b1e0a-...
+        salt -G 'roles:bionicgpt-node' nomad.evaluation 2f2b1e0a-...
     """
-    found, idx = _client(namespace).evaluation(eval_id, index=index, wait=wait)
+    client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace)
+    found, idx = client.evaluation(eval_id, index=index, wait=wait)
     return {"Index": idx, "Evaluation": found} if index else found
 
 
@@ -289,10 +285,10 @@ def deployment(job_id=None, deployment_id=None, index=None, wait=None, namespace
 
     .. code-block:: bash
 
-        salt local nomad.deployment job_id=bionicgpt-database
-        salt local nomad.deployment deployment_id=8f1c... index=120 wait=30
+        salt -G 'roles:bionicgpt-node' nomad.deployment job_id=bionicgpt-database
+        salt -G 'roles:bionicgpt-node' nomad.deployment deployment_id=8f1c... index=120 wait=30
     """
-    client = _client(namespace)
+    client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace)
     if deployment_id:
         found, idx = client.deployment(deployment_id, index=index, wait=wait)
     elif job_id:
@@ -312,9 +308,9 @@ def follow(job_id, eval_id=None, version=None, timeout=600, namespace=None):
 
     .. code-block:: bash
 
-        salt local nomad.follow bionicgpt-database eval_id=2f2b1e0a-... timeout=300
+        salt -G 'roles:bionicgpt-node' nomad.follow bionicgpt-database eval_id=2f2b1e0a-... timeout=300
     """
-    client = _client(namespace)
+    client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace)
     if version is None:
         current = client.job(job_id)
         if current is None:
@@ -334,10 +330,10 @@ def revert(job_id, version=None, enforce_prior_version=None, namespace=None):
 
     .. code-block:: bash
 
-        salt local nomad.revert bionicgpt-database
-        salt local nomad.revert bionicgpt-database version=3 enforce_prior_version=5
+        salt -G 'roles:bionicgpt-node' nomad.revert bionicgpt-database
+        salt -G 'roles:bionicgpt-node' nomad.revert bionicgpt-database version=3 enforce_prior_version=5
     """
-    client = _client(namespace)
+    client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace)
     if version is None:
         current = client.job(job_id)
         if current is None:
@@ -362,9 +358,10 @@ def stop(job_id, purge=False, namespace=None):
 
     .. code-block:: bash
 
-        salt local nomad.stop bionicgpt-llm purge=True
+        salt -G 'roles:bionicgpt-node' nomad.stop bionicgpt-llm purge=True
     """
-    return _client(namespace).deregister(job_id, purge=purge)
+    client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace)
+    return client.deregister(job_id, purge=purge)
 
 
 def var_get(path, namespace=None):
@@ -376,9 +373,9 @@ def var_get(path, namespace=None):
 
     .. code-block:: bash
 
-        salt local nomad.var_get nomad/jobs/bionicgpt-application
+        salt -G 'roles:bionicgpt-node' nomad.var_get nomad/jobs/bionicgpt-application
     """
-    return _client(namespace).var_get(path)
+    return hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace).var_get(path)
 
 
 def var_list(prefix="", namespace=None):
@@ -389,9 +386,9 @@ def var_list(prefix="", namespace=None):
 
     .. code-block:: bash
 
-        salt local nomad.var_list nomad/jobs
+        salt -G 'roles:bionicgpt-node' nomad.var_list nomad/jobs
     """
-    return _client(namespace).var_list(prefix)
+    return hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace).var_list(prefix)
 
 
 def var_put(path, items, cas=None, namespace=None):
@@ -404,12 +401,13 @@ def var_put(path, items, cas=None, namespace=None):
 
     .. code-block:: bash
 
-        salt local nomad.var_put nomad/jobs/x '{"region": "eu"}' cas=0
+        salt -G 'roles:bionicgpt-node' nomad.var_put nomad/jobs/x '{"region": "eu"}' cas=0
     """
-    resolve = hecate_vault_client.Resolver(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
+    resolve = hecate_clients.resolver(__opts__, __pillar__, __context__, __salt__)
     resolved = hecate_nomad_client.resolve_items(items, resolve, where="items")
     body = {k: (v.reveal() if isinstance(v, hecate_secrets.Secret) else v) for k, v in resolved.items()}
-    written = _client(namespace).var_put(path, body, cas=cas)
+    client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace)
+    written = client.var_put(path, body, cas=cas)
     return {k: v for k, v in (written or {}).items() if k != "Items"}
 
 
@@ -421,6 +419,7 @@ def var_delete(path, cas=None, namespace=None):
 
     .. code-block:: bash
 
-        salt local nomad.var_delete nomad/jobs/x cas=42
+        salt -G 'roles:bionicgpt-node' nomad.var_delete nomad/jobs/x cas=42
     """
-    return _client(namespace).var_delete(path, cas=cas)
+    client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace)
+    return client.var_delete(path, cas=cas)

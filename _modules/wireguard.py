@@ -16,37 +16,32 @@ CLI Example:
     salt -G 'roles:bionicgpt-node' wireguard.verify timeout=30
 """
 
-try:
-    import hecate_wireguard
-
-    HAS_CRYPTOGRAPHY = hecate_wireguard.HAS_CRYPTOGRAPHY
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_wireguard
-
-    HAS_CRYPTOGRAPHY = hecate_wireguard.HAS_CRYPTOGRAPHY
-
 import salt.exceptions
+
+import hecate_loader
+import hecate_wireguard_config
+import hecate_wireguard_keys
+import hecate_wireguard_process
+import hecate_wireguard_schema
 
 __virtualname__ = "wireguard"
 
 
 def __virtual__():
-    if not HAS_CRYPTOGRAPHY:
-        return False, "wireguard: the cryptography library is missing (key generation)"
-    return __virtualname__
+    return hecate_loader.virtual(__virtualname__, libs=("cryptography",))
 
 
 def _conf(**overrides):
-    return hecate_wireguard.settings(__pillar__, __grains__, overrides)
+    return hecate_wireguard_schema.settings(__pillar__, __grains__, overrides)
 
 
 def _mine_peers(conf):
     data = __salt__["mine.get"](
-        hecate_wireguard.peer_target(conf), hecate_wireguard.MINE_KEY, tgt_type="compound"
+        hecate_wireguard_schema.peer_target(conf), hecate_wireguard_schema.MINE_KEY, tgt_type="compound"
     )
     if not isinstance(data, dict):
         raise salt.exceptions.CommandExecutionError(
-            f"mine.get for {hecate_wireguard.MINE_KEY} returned {type(data).__name__}"
+            f"mine.get for {hecate_wireguard_schema.MINE_KEY} returned {type(data).__name__}"
         )
     return data
 
@@ -63,7 +58,7 @@ def settings():
         salt '*' wireguard.settings
     """
     conf = _conf()
-    conf["peer_target"] = hecate_wireguard.peer_target(conf)
+    conf["peer_target"] = hecate_wireguard_schema.peer_target(conf)
     return conf
 
 
@@ -80,7 +75,7 @@ def genkey(force=False):
         salt '*' wireguard.genkey
     """
     conf = _conf()
-    public, created = hecate_wireguard.ensure_key(conf["key_file"], force=bool(force))
+    public, created = hecate_wireguard_keys.ensure_key(conf["key_file"], force=bool(force))
     return {"public_key": public, "created": created, "key_file": conf["key_file"]}
 
 
@@ -99,7 +94,7 @@ def public_key():
         conf = _conf()
     except salt.exceptions.SaltInvocationError:
         return None
-    return hecate_wireguard.read_public_key(conf["key_file"])
+    return hecate_wireguard_keys.read_public_key(conf["key_file"])
 
 
 def peers():
@@ -113,10 +108,10 @@ def peers():
 
     .. code-block:: bash
 
-        salt cloud wireguard.peers
+        salt -G 'roles:hecate-edge' wireguard.peers
     """
     conf = _conf()
-    found, problems = hecate_wireguard.peers_from_mine(conf, _mine_peers(conf))
+    found, problems = hecate_wireguard_config.peers_from_mine(conf, _mine_peers(conf))
     return {"peers": found, "problems": problems}
 
 
@@ -129,11 +124,11 @@ def render_config():
 
     .. code-block:: bash
 
-        salt local wireguard.render_config
+        salt -G 'roles:bionicgpt-node' wireguard.render_config
     """
     conf = _conf()
-    found, _ = hecate_wireguard.peers_from_mine(conf, _mine_peers(conf))
-    return hecate_wireguard.render_config(conf, found)
+    found, _ = hecate_wireguard_config.peers_from_mine(conf, _mine_peers(conf))
+    return hecate_wireguard_config.render_config(conf, found)
 
 
 def status(interface=None, netns=None):
@@ -150,7 +145,7 @@ def status(interface=None, netns=None):
         salt '*' wireguard.status
     """
     conf = _conf(interface=interface, netns=netns)
-    live = hecate_wireguard.live_status(conf["interface"], conf.get("netns"))
+    live = hecate_wireguard_process.live_status(conf["interface"], conf.get("netns"))
     if live is None:
         return {"present": False, "interface": conf["interface"]}
     live.update({"present": True, "interface": conf["interface"]})
@@ -167,13 +162,13 @@ def verify(within=None, timeout=None, ping=None, interface=None, netns=None):
 
     .. code-block:: bash
 
-        salt local wireguard.verify timeout=30
+        salt -G 'roles:bionicgpt-node' wireguard.verify timeout=30
     """
     conf = _conf(interface=interface, netns=netns)
     opts = conf["verify"]
-    found, problems = hecate_wireguard.peers_from_mine(conf, _mine_peers(conf))
+    found, problems = hecate_wireguard_config.peers_from_mine(conf, _mine_peers(conf))
     found = [p for p in found if p.get("address")]  # extra_peers (laptops...) are not required
-    ok, report = hecate_wireguard.verify(
+    ok, report = hecate_wireguard_process.verify(
         conf["interface"],
         found,
         within=int(within if within is not None else opts["within"]),

@@ -32,24 +32,14 @@ import os
 import salt.client
 import salt.exceptions
 import salt.runner
-import salt.utils.sdb
 
-try:
-    import hecate_config
-    import hecate_consul_client
-    import hecate_http
-    import hecate_members
-    import hecate_pillar
-    import hecate_plan
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import (
-        hecate_config,
-        hecate_consul_client,
-        hecate_http,
-        hecate_members,
-        hecate_pillar,
-        hecate_plan,
-    )
+import hecate_clients
+import hecate_config
+import hecate_http
+import hecate_loader
+import hecate_members
+import hecate_pillar
+import hecate_plan
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +50,7 @@ RECORDS = "hecate/deployments"
 
 
 def __virtual__():
-    return __virtualname__
+    return hecate_loader.virtual(__virtualname__, libs=("jsonschema", "consul"))
 
 
 def _finish(ret):
@@ -90,12 +80,6 @@ def _env_pillar(env):
             f"pillar for environment '{env}' does not render: " + "; ".join(map(str, errors))
         )
     return pillar
-
-
-def _consul(pillar):
-    return hecate_consul_client.from_config(
-        __opts__, pillar, lambda uri: salt.utils.sdb.sdb_get(uri, __opts__), __context__
-    )
 
 
 def _orch_settings(pillar):
@@ -178,7 +162,7 @@ def lock(env=None, run_id=None, wait=None):
         pillar = _env_pillar(env)
         settings = _orch_settings(pillar)
         holder = f"{_who()} run {run_id or 'manual'}"
-        session = _consul(pillar).lock_acquire(
+        session = hecate_clients.consul(__opts__, pillar, __context__).lock_acquire(
             _lock_key(env),
             holder,
             ttl=settings["lock_ttl"],
@@ -207,7 +191,7 @@ def unlock(env=None, run_id=None, force=False, leave_others=False):
     """
     try:
         pillar = _env_pillar(env)
-        client = _consul(pillar)
+        client = hecate_clients.consul(__opts__, pillar, __context__)
         info = client.lock_info(_lock_key(env))
         lost = _lost_by(info, run_id)
         if lost:
@@ -246,7 +230,7 @@ def _lost_by(info, run_id):
             f"meanwhile; check with hecate.plan and hecate.status before running again")
 
 
-def pillar_hash(pillar):
+def _pillar_hash(pillar):
     """sha256 of the environment's hecate/bionicgpt pillar (it holds references, no secrets)."""
     subset = {k: pillar.get(k) for k in ("hecate", "bionicgpt")}
     return hashlib.sha256(json.dumps(subset, sort_keys=True, default=str).encode()).hexdigest()
@@ -275,13 +259,13 @@ def record(env=None, run_id=None, status="deployed", **details):
             "status": status,
             "who": _who(),
             "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "pillar_sha256": pillar_hash(pillar),
+            "pillar_sha256": _pillar_hash(pillar),
             "components": _component_versions(pillar),
         }
         doc.update(_deployed_state(env, pillar))
         doc.update({k: v for k, v in details.items() if not k.startswith("__")})
         key = f"{RECORDS}/{env}/{run_id}"
-        _consul(pillar).put_json(key, doc)
+        hecate_clients.consul(__opts__, pillar, __context__).put_json(key, doc)
     except (salt.exceptions.CommandExecutionError, salt.exceptions.SaltInvocationError) as exc:
         return _failed(env, exc)
     return _finish({"result": True, "env": env, "key": key, "record": doc})
@@ -351,7 +335,7 @@ def history(env=None, limit=20):
     """
     try:
         pillar = _env_pillar(env)
-        client = _consul(pillar)
+        client = hecate_clients.consul(__opts__, pillar, __context__)
         prefix = f"{RECORDS}/{env}/"
         keys = sorted(client.kv_keys(prefix), reverse=True)[: int(limit)]
         records = [client.get_json(key) for key in keys]
@@ -378,7 +362,7 @@ def rollback(env=None, to=None):
         if not to:
             raise salt.exceptions.SaltInvocationError("to=<run id> is required (see hecate.history)")
         pillar = _env_pillar(env)
-        client = _consul(pillar)
+        client = hecate_clients.consul(__opts__, pillar, __context__)
         target = client.get_json(f"{RECORDS}/{env}/{to}")
         if not target:
             raise salt.exceptions.CommandExecutionError(f"no deployment record {to} for environment '{env}'")
@@ -475,7 +459,7 @@ def status(env=None):
     """
     try:
         pillar = _env_pillar(env)
-        client = _consul(pillar)
+        client = hecate_clients.consul(__opts__, pillar, __context__)
         services = {}
         healthy = True
         for name in sorted(client.catalog_services()):

@@ -17,12 +17,10 @@ user in any of them gets in (``all`` would demand every group at once).
 
 import salt.exceptions
 
-try:
-    import hecate_authentik_client as hak
-    import hecate_state
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_authentik_client as hak
-    from saltext.hecate.utils import hecate_state
+import hecate_authentik_client
+import hecate_clients
+import hecate_loader
+import hecate_state
 
 __virtualname__ = "authentik_application"
 
@@ -30,11 +28,7 @@ PROVIDER_KINDS = {"oauth2": "provider_oauth2", "proxy": "provider_proxy"}
 
 
 def __virtual__():
-    return __virtualname__
-
-
-def _client():
-    return hak.from_config(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
+    return hecate_loader.virtual(__virtualname__)
 
 
 @hecate_state.guard
@@ -55,16 +49,25 @@ def present(name, slug, provider=None, provider_type="oauth2", launch_url=None,
         Shown on the user's dashboard; unmanaged when omitted.
     policy_engine_mode
         ``any`` (default) or ``all``.
+
+    .. code-block:: yaml
+
+        bionicgpt application:
+          authentik_application.present:
+            - name: BionicGPT
+            - slug: bionicgpt
+            - provider: BionicGPT OAuth2
+            - launch_url: https://chat.example.com
     """
     ret = hecate_state.new(name)
     test = bool(__opts__.get("test"))
-    hak.check_application_slug(slug, f"application '{slug}'")
+    hecate_authentik_client.check_application_slug(slug, f"application '{slug}'")
     kind = PROVIDER_KINDS.get(provider_type)
     if kind is None:
         raise salt.exceptions.SaltInvocationError(
             f"application '{slug}': provider_type must be oauth2 or proxy, not {provider_type!r}"
         )
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     desired = {"name": name, "policy_engine_mode": policy_engine_mode}
     fields = {"meta_launch_url": launch_url, "meta_description": description,
               "meta_publisher": publisher, "group": group, "open_in_new_tab": open_in_new_tab}
@@ -93,8 +96,8 @@ def present(name, slug, provider=None, provider_type="oauth2", launch_url=None,
         current["provider"] = (live.get("provider_obj") or {}).get("name") if live.get("provider") else None
     changes = hecate_state.diff(current, desired)
     patch = {}
-    for key in desired:
-        if current.get(key) != desired[key]:
+    for key, value in desired.items():
+        if current.get(key) != value:
             patch[key] = body[key]
     if patch and not test:
         client.patch("application", slug, patch)
@@ -106,16 +109,23 @@ def present(name, slug, provider=None, provider_type="oauth2", launch_url=None,
 
 @hecate_state.guard
 def absent(name, slug=None):
-    """Ensure an application does not exist (``slug`` defaults to ``name``)."""
+    """
+    Ensure an application does not exist (``slug`` defaults to ``name``).
+
+    .. code-block:: yaml
+
+        old application:
+          authentik_application.absent:
+            - slug: old-app
+    """
     slug = slug or name
     ret = hecate_state.new(slug, f"application '{slug}' is already absent")
     test = bool(__opts__.get("test"))
-    client = _client()
-    if client.get("application", slug) is None:
+    if __salt__["authentik.application_get"](slug) is None:
         return ret
     changes = {"application": {"old": slug, "new": None}}
     if not test:
-        client.delete("application", slug)
+        __salt__["authentik.application_delete"](slug)
     return hecate_state.result(ret, changes, test,
                                f"application '{slug}' would be deleted",
                                f"application '{slug}' deleted")

@@ -19,22 +19,15 @@ users, policies) is removed, so only the listed groups reach it.
 
 import salt.exceptions
 
-try:
-    import hecate_authentik_client as hak
-    import hecate_state
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_authentik_client as hak
-    from saltext.hecate.utils import hecate_state
+import hecate_clients
+import hecate_loader
+import hecate_state
 
 __virtualname__ = "authentik_binding"
 
 
 def __virtual__():
-    return __virtualname__
-
-
-def _client():
-    return hak.from_config(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
+    return hecate_loader.virtual(__virtualname__)
 
 
 def _describe(binding, group_names, user_names):
@@ -62,6 +55,15 @@ def present(name, application, groups, exclusive=False, prefix=None, timeout=Non
         Refuse a group whose name does not start with it.
     timeout
         Policy timeout (seconds) on new bindings; Authentik's default otherwise.
+
+    .. code-block:: yaml
+
+        bionicgpt access:
+          authentik_binding.present:
+            - application: bionicgpt
+            - groups: [bionicgpt-superadmin, bionicgpt-demo-tenant]
+            - prefix: bionicgpt-
+            - exclusive: True
     """
     ret = hecate_state.new(name)
     test = bool(__opts__.get("test"))
@@ -73,7 +75,7 @@ def present(name, application, groups, exclusive=False, prefix=None, timeout=Non
             raise salt.exceptions.SaltInvocationError(
                 f"{name}: group(s) {', '.join(stray)} do not carry the prefix '{prefix}'"
             )
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     app = client.get("application", application)
     group_objs = {g: client.find("group", g) for g in groups}
     missing = [g for g, obj in group_objs.items() if obj is None]
@@ -141,10 +143,19 @@ def present(name, application, groups, exclusive=False, prefix=None, timeout=Non
 
 @hecate_state.guard
 def absent(name, application, groups):
-    """Ensure the listed groups are not bound to ``application``."""
+    """
+    Ensure the listed groups are not bound to ``application``.
+
+    .. code-block:: yaml
+
+        no more demo tenant:
+          authentik_binding.absent:
+            - application: bionicgpt
+            - groups: [bionicgpt-demo-tenant]
+    """
     ret = hecate_state.new(name, f"no binding of {', '.join(groups)} on '{application}'")
     test = bool(__opts__.get("test"))
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     app = client.get("application", application)
     if app is None:
         return ret

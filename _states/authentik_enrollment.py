@@ -27,14 +27,10 @@ an application stays a separate, deliberate group assignment.
 
 import salt.exceptions
 
-try:
-    import hecate_authentik_client as hak
-    import hecate_secrets
-    import hecate_state
-    import hecate_vault_client
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_authentik_client as hak
-    from saltext.hecate.utils import hecate_secrets, hecate_state, hecate_vault_client
+import hecate_clients
+import hecate_loader
+import hecate_secrets
+import hecate_state
 
 __virtualname__ = "authentik_enrollment"
 
@@ -51,11 +47,7 @@ DEFAULT_IDENTIFICATION = "default-authentication-identification"
 
 
 def __virtual__():
-    return __virtualname__
-
-
-def _client():
-    return hak.from_config(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
+    return hecate_loader.virtual(__virtualname__)
 
 
 def _prompt_name(slug, key):
@@ -101,6 +93,13 @@ def present(name, flow_name=None, title=None, identification_stage=DEFAULT_IDENT
         ``{public_key, private_key: <Vault reference>, js_url, api_url, interactive}``
         (reCAPTCHA by default; hCaptcha/Turnstile through the URLs). The private key is
         written when the stage is created (Authentik never shows it back).
+
+    .. code-block:: yaml
+
+        bionicgpt-enrollment:
+          authentik_enrollment.present:
+            - flow_name: BionicGPT enrollment
+            - title: Create your account
     """
     slug = name
     ret = hecate_state.new(name)
@@ -114,7 +113,7 @@ def present(name, flow_name=None, title=None, identification_stage=DEFAULT_IDENT
             raise salt.exceptions.SaltInvocationError(
                 f"enrollment '{slug}': captcha private_key must be a Vault reference, never a value"
             )
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     plan = _Plan(test)
 
     ident = client.require("stage_identification", identification_stage,
@@ -237,7 +236,7 @@ def _apply(client, slug, plan, flow, flow_desired, flow_diff, prompts, stages, c
         if live is None:
             body["name"] = f"{slug}-{suffix}"
             if suffix == "captcha":
-                resolve = hecate_vault_client.Resolver(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
+                resolve = hecate_clients.resolver(__opts__, __pillar__, __context__, __salt__)
                 body["private_key"] = resolve(captcha["private_key"],
                                               f"enrollment '{slug}': captcha private_key").reveal()
             live = client.create(kind, body)
@@ -263,11 +262,16 @@ def absent(name, identification_stage=DEFAULT_IDENTIFICATION):
     """
     Ensure the enrollment flow ``name`` and its stages and prompts are gone, and the
     identification stage no longer links to it (self-enrollment off).
+
+    .. code-block:: yaml
+
+        bionicgpt-enrollment:
+          authentik_enrollment.absent
     """
     slug = name
     ret = hecate_state.new(name, f"enrollment flow '{slug}' is already absent")
     test = bool(__opts__.get("test"))
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     flow = client.get("flow", slug)
     objects = []
     for kind, suffix in (("stage_captcha", "captcha"), ("stage_prompt", "prompt"),

@@ -20,22 +20,15 @@ names and work on every release (``parent`` up to 2025.10, ``parents`` from 2025
 
 import salt.exceptions
 
-try:
-    import hecate_authentik_client as hak
-    import hecate_state
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_authentik_client as hak
-    from saltext.hecate.utils import hecate_state
+import hecate_clients
+import hecate_loader
+import hecate_state
 
 __virtualname__ = "authentik_group"
 
 
 def __virtual__():
-    return __virtualname__
-
-
-def _client():
-    return hak.from_config(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
+    return hecate_loader.virtual(__virtualname__)
 
 
 def _parent_names(parent, parents):
@@ -63,6 +56,14 @@ def present(name, attributes=None, is_superuser=None, parent=None, parents=None,
         Parent group name(s); ``""``/``[]`` for none; unmanaged when omitted.
     prefix
         Refuse a name that does not start with it (the application's group prefix).
+
+    .. code-block:: yaml
+
+        bionicgpt-demo-tenant:
+          authentik_group.present:
+            - parent: bionicgpt-superadmin
+            - attributes: {tenant: demo}
+            - prefix: bionicgpt-
     """
     ret = hecate_state.new(name)
     if prefix and not name.startswith(prefix):
@@ -72,7 +73,7 @@ def present(name, attributes=None, is_superuser=None, parent=None, parents=None,
     if attributes is not None and not isinstance(attributes, dict):
         raise salt.exceptions.SaltInvocationError(f"group '{name}': attributes must be a mapping")
     test = bool(__opts__.get("test"))
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     names = _parent_names(parent, parents)
     desired = {}
     if attributes is not None:
@@ -136,16 +137,19 @@ def _names_of(client, pks):
 def absent(name):
     """
     Ensure a group does not exist (its policy bindings and memberships go with it).
+
+    .. code-block:: yaml
+
+        bionicgpt-old-tenant:
+          authentik_group.absent
     """
     ret = hecate_state.new(name, f"group '{name}' is already absent")
     test = bool(__opts__.get("test"))
-    client = _client()
-    live = client.find("group", name)
-    if live is None:
+    if __salt__["authentik.group_get"](name) is None:
         return ret
     changes = {"group": {"old": name, "new": None}}
     if not test:
-        client.delete("group", live["pk"], old=live)
+        __salt__["authentik.group_delete"](name)
     return hecate_state.result(ret, changes, test,
                                f"group '{name}' would be deleted",
                                f"group '{name}' deleted")

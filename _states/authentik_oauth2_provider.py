@@ -31,13 +31,10 @@ job cache or a log line.
 
 import salt.exceptions
 
-try:
-    import hecate_authentik_client as hak
-    import hecate_state
-    import hecate_vault_client
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_authentik_client as hak
-    from saltext.hecate.utils import hecate_state, hecate_vault_client
+import hecate_authentik_client as hak
+import hecate_clients
+import hecate_loader
+import hecate_state
 
 __virtualname__ = "authentik_oauth2_provider"
 
@@ -47,15 +44,7 @@ FLOWS = ("authorization_flow", "invalidation_flow", "authentication_flow")
 
 
 def __virtual__():
-    return __virtualname__
-
-
-def _client():
-    return hak.from_config(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
-
-
-def _vault():
-    return hecate_vault_client.from_config(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
+    return hecate_loader.virtual(__virtualname__)
 
 
 def _vault_path(credentials, name):
@@ -99,10 +88,20 @@ def present(name, authorization_flow, invalidation_flow, redirect_uris, credenti
     signing_key
         Name of a certificate key pair to sign tokens (RS256); ``""`` for none (HS256
         with the client secret). Unmanaged when omitted.
+
+    .. code-block:: yaml
+
+        BionicGPT OAuth2:
+          authentik_oauth2_provider.present:
+            - authorization_flow: default-provider-authorization-implicit-consent
+            - invalidation_flow: default-provider-invalidation-flow
+            - redirect_uris: [https://chat.example.com/oauth2/callback]
+            - credentials: secret/bionicgpt/oauth
+            - scopes: [openid, email, profile, groups]
     """
     ret = hecate_state.new(name)
     test = bool(__opts__.get("test"))
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     where = f"provider '{name}'"
     scopes = ["openid", "email", "profile"] if scopes is None else list(scopes)
     desired, pks = {}, {}
@@ -178,7 +177,9 @@ def present(name, authorization_flow, invalidation_flow, redirect_uris, credenti
             return hecate_state.result(ret, changes, test, f"{where} would be created", "")
         if credentials:
             mount, path = _vault_path(credentials, name)
-            vault = _vault()  # connect before creating: fail early, not after the POST
+            vault = hecate_clients.vault(
+                __opts__, __pillar__, __context__, __salt__
+            )  # connect before creating: fail early, not after the POST
         body = dict(pks, name=name)
         created = client.create("provider_oauth2", body)
         if credentials:
@@ -201,7 +202,7 @@ def present(name, authorization_flow, invalidation_flow, redirect_uris, credenti
     vault_write = None
     if credentials:
         mount, path = _vault_path(credentials, name)
-        stored = _vault().read_data(mount, path) or {}
+        stored = hecate_clients.vault(__opts__, __pillar__, __context__, __salt__).read_data(mount, path) or {}
         if (stored.get("client_id"), stored.get("client_secret")) != (
             live.get("client_id"), live.get("client_secret")
         ):
@@ -213,7 +214,8 @@ def present(name, authorization_flow, invalidation_flow, redirect_uris, credenti
         if body:
             client.patch("provider_oauth2", live["pk"], body, old=live)
         if vault_write:
-            _vault().merge(vault_write[0], vault_write[1], {"client_id": live["client_id"],
+            client = hecate_clients.vault(__opts__, __pillar__, __context__, __salt__)
+            client.merge(vault_write[0], vault_write[1], {"client_id": live["client_id"],
                                                             "client_secret": live["client_secret"]})
     fields = ", ".join(sorted({k.split(":")[0] for k in changes}))
     return hecate_state.result(ret, changes, test,
@@ -250,16 +252,21 @@ def _compare(client, live, desired, pks):
 
 @hecate_state.guard
 def absent(name):
-    """Ensure an OAuth2 provider does not exist (its application loses the provider)."""
+    """
+    Ensure an OAuth2 provider does not exist (its application loses the provider).
+
+    .. code-block:: yaml
+
+        Old OAuth2 provider:
+          authentik_oauth2_provider.absent
+    """
     ret = hecate_state.new(name, f"provider '{name}' is already absent")
     test = bool(__opts__.get("test"))
-    client = _client()
-    live = client.find("provider_oauth2", name)
-    if live is None:
+    if __salt__["authentik.oauth2_provider_get"](name) is None:
         return ret
     changes = {"provider": {"old": name, "new": None}}
     if not test:
-        client.delete("provider_oauth2", live["pk"], old=live)
+        __salt__["authentik.oauth2_provider_delete"](name)
     return hecate_state.result(ret, changes, test,
                                f"provider '{name}' would be deleted",
                                f"provider '{name}' deleted")

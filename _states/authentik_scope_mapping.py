@@ -18,22 +18,16 @@ import difflib
 
 import salt.exceptions
 
-try:
-    import hecate_authentik_client as hak
-    import hecate_state
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_authentik_client as hak
-    from saltext.hecate.utils import hecate_state
+import hecate_authentik_client as hak
+import hecate_clients
+import hecate_loader
+import hecate_state
 
 __virtualname__ = "authentik_scope_mapping"
 
 
 def __virtual__():
-    return __virtualname__
-
-
-def _client():
-    return hak.from_config(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
+    return hecate_loader.virtual(__virtualname__)
 
 
 def _text_diff(old, new):
@@ -65,6 +59,14 @@ def present(name, scope_name="groups", expression=None, group_prefix=None,
         ``<group_prefix>superadmin``).
     description
         Shown to the user on consent; unmanaged when omitted.
+
+    .. code-block:: yaml
+
+        BionicGPT Groups Mapping:
+          authentik_scope_mapping.present:
+            - scope_name: groups
+            - group_prefix: bionicgpt-
+            - superadmin_group: bionicgpt-superadmin
     """
     ret = hecate_state.new(name)
     if expression is None:
@@ -79,7 +81,7 @@ def present(name, scope_name="groups", expression=None, group_prefix=None,
             )
         expression = hak.group_scope_expression(group_prefix, superadmin_group, claim)
     test = bool(__opts__.get("test"))
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     live = client.find("scope_mapping", name)
     desired = {"scope_name": scope_name}
     if description is not None:
@@ -114,20 +116,23 @@ def present(name, scope_name="groups", expression=None, group_prefix=None,
 
 @hecate_state.guard
 def absent(name):
-    """Ensure a (hecate-owned, not built-in) scope mapping does not exist."""
+    """
+    Ensure a (hecate-owned, not built-in) scope mapping does not exist.
+
+    .. code-block:: yaml
+
+        Old Groups Mapping:
+          authentik_scope_mapping.absent
+    """
     ret = hecate_state.new(name, f"scope mapping '{name}' is already absent")
     test = bool(__opts__.get("test"))
-    client = _client()
-    live = client.find("scope_mapping", name)
+    live = __salt__["authentik.scope_mapping_get"](name)
     if live is None:
         return ret
-    if live.get("managed"):
-        raise salt.exceptions.CommandExecutionError(
-            f"scope mapping '{name}' is managed by Authentik ({live['managed']}); not deleting it"
-        )
+    hak.check_deletable_scope_mapping(live)  # the preview refuses what the delete would
     changes = {"scope_mapping": {"old": name, "new": None}}
     if not test:
-        client.delete("scope_mapping", live["pk"], old=live)
+        __salt__["authentik.scope_mapping_delete"](name)
     return hecate_state.result(ret, changes, test,
                                f"scope mapping '{name}' would be deleted",
                                f"scope mapping '{name}' deleted")

@@ -15,24 +15,16 @@ created (Authentik cannot tell whether a password matches, so it is not compared
 
 import salt.exceptions
 
-try:
-    import hecate_authentik_client as hak
-    import hecate_secrets
-    import hecate_state
-    import hecate_vault_client
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_authentik_client as hak
-    from saltext.hecate.utils import hecate_secrets, hecate_state, hecate_vault_client
+import hecate_clients
+import hecate_loader
+import hecate_secrets
+import hecate_state
 
 __virtualname__ = "authentik_user"
 
 
 def __virtual__():
-    return __virtualname__
-
-
-def _client():
-    return hak.from_config(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
+    return hecate_loader.virtual(__virtualname__)
 
 
 @hecate_state.guard
@@ -51,6 +43,15 @@ def present(name, display_name=None, email=None, groups=None, attributes=None,
     password
         A Vault reference (``{vault: <mount>/<path>, key: <key>}``) or ``sdb://`` URI,
         set at creation only.
+
+    .. code-block:: yaml
+
+        henry:
+          authentik_user.present:
+            - display_name: Henry Smith
+            - email: henry@example.com
+            - groups: [bionicgpt-superadmin]
+            - password: {vault: secret/bionicgpt/lab-users, key: henry}
     """
     ret = hecate_state.new(name)
     test = bool(__opts__.get("test"))
@@ -60,7 +61,7 @@ def present(name, display_name=None, email=None, groups=None, attributes=None,
         raise salt.exceptions.SaltInvocationError(
             f"user '{name}': password must be a Vault reference or sdb:// URI, never a value"
         )
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     desired = {}
     for key, value in (("name", display_name), ("email", email), ("attributes", attributes),
                        ("type", user_type), ("path", path), ("is_active", is_active)):
@@ -84,7 +85,7 @@ def present(name, display_name=None, email=None, groups=None, attributes=None,
         if not test:
             secret = None
             if password is not None:
-                resolve = hecate_vault_client.Resolver(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
+                resolve = hecate_clients.resolver(__opts__, __pillar__, __context__, __salt__)
                 secret = resolve(password, f"user '{name}': password")
             body = dict(desired, username=name)
             body.setdefault("name", name)
@@ -120,16 +121,21 @@ def present(name, display_name=None, email=None, groups=None, attributes=None,
 
 @hecate_state.guard
 def absent(name):
-    """Ensure a user does not exist."""
+    """
+    Ensure a user does not exist.
+
+    .. code-block:: yaml
+
+        henry:
+          authentik_user.absent
+    """
     ret = hecate_state.new(name, f"user '{name}' is already absent")
     test = bool(__opts__.get("test"))
-    client = _client()
-    live = client.find("user", name)
-    if live is None:
+    if __salt__["authentik.user_get"](name) is None:
         return ret
     changes = {"user": {"old": name, "new": None}}
     if not test:
-        client.delete("user", live["pk"])
+        __salt__["authentik.user_delete"](name)
     return hecate_state.result(ret, changes, test,
                                f"user '{name}' would be deleted",
                                f"user '{name}' deleted")

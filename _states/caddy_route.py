@@ -21,18 +21,13 @@ outpost come from pillar ``hecate:reverse_proxy:caddy``. Writes are one request 
 ``If-Match``, retried after a 412, and snapshotted for ``caddy.rollback``.
 """
 
-try:
-    import hecate_caddy_client
-    import hecate_caddy_routes
-    import hecate_config
-    import hecate_state
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import (
-        hecate_caddy_client,
-        hecate_caddy_routes,
-        hecate_config,
-        hecate_state,
-    )
+import hecate_caddy_apply
+import hecate_caddy_client
+import hecate_caddy_routes
+import hecate_clients
+import hecate_config
+import hecate_loader
+import hecate_state
 
 __virtualname__ = "caddy_route"
 
@@ -52,7 +47,7 @@ ROUTE_FIELDS = (
 
 
 def __virtual__():
-    return __virtualname__
+    return hecate_loader.virtual(__virtualname__)
 
 
 def _context(server):
@@ -63,7 +58,7 @@ def _context(server):
         settings.get("state_dir"), keep=data.get("keep_snapshots", 10)
     )
     server = server or data.get("server") or hecate_caddy_routes.DEFAULT_SERVER
-    return data, hecate_caddy_client.CaddyAdmin(settings), store, server
+    return data, hecate_clients.caddy(__opts__, __pillar__), store, server
 
 
 @hecate_state.guard
@@ -73,12 +68,22 @@ def present(name, server=None, index=None, retries=3, **kwargs):
 
     name
         Route name (``[a-z0-9_-]``); its ``@id`` is ``hecate.adhoc.<name>``.
-    domain / domains, backend / upstream, tls_skip_verify, tls_server_name, headers, health_checks, load_balancing, forward_auth, policies
-        As for a pillar route (``policies`` defaults to the pillar's default_policies).
+    route fields
+        As for a pillar route: ``domain``/``domains``, ``backend``/``upstream``,
+        ``tls_skip_verify``, ``tls_server_name``, ``headers``, ``health_checks``,
+        ``load_balancing``, ``forward_auth``, ``policies`` (default: the pillar's
+        ``default_policies``).
     server
         Caddy server (default: pillar ``hecate:reverse_proxy:caddy:server``).
     index
         Where to insert a new route (default: the end of the server's routes).
+
+    .. code-block:: yaml
+
+        maintenance page:
+          caddy_route.present:
+            - domain: status.example.com
+            - backend: 10.0.0.5:8080
     """
     unknown = sorted(k for k in kwargs if k not in ROUTE_FIELDS and not k.startswith("__"))
     if unknown:
@@ -103,7 +108,7 @@ def present(name, server=None, index=None, retries=3, **kwargs):
     if errors:
         raise hecate_caddy_routes.RouteDataError(errors)
     test = bool(__opts__.get("test"))
-    out = hecate_caddy_routes.apply(
+    out = hecate_caddy_apply.apply(
         admin,
         server,
         lambda live: hecate_caddy_routes.plan_present(live, route, index),
@@ -126,11 +131,16 @@ def present(name, server=None, index=None, retries=3, **kwargs):
 def absent(name, server=None, retries=3):
     """
     Ensure the ad-hoc route ``name`` (``@id`` ``hecate.adhoc.<name>``) is not in the server.
+
+    .. code-block:: yaml
+
+        maintenance page:
+          caddy_route.absent
     """
     route_id = hecate_caddy_routes.ADHOC_PREFIX + name
     _, admin, store, server = _context(server)
     test = bool(__opts__.get("test"))
-    out = hecate_caddy_routes.apply(
+    out = hecate_caddy_apply.apply(
         admin,
         server,
         lambda live: hecate_caddy_routes.plan_absent(live, route_id, name),

@@ -15,24 +15,19 @@ hecate ``@id`` are never touched. Before writing, the previous routes are saved 
 minion; ``caddy.rollback`` restores them.
 """
 
-try:
-    import hecate_caddy_client
-    import hecate_caddy_routes
-    import hecate_config
-    import hecate_state
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import (
-        hecate_caddy_client,
-        hecate_caddy_routes,
-        hecate_config,
-        hecate_state,
-    )
+import hecate_caddy_apply
+import hecate_caddy_client
+import hecate_caddy_routes
+import hecate_clients
+import hecate_config
+import hecate_loader
+import hecate_state
 
 __virtualname__ = "caddy_routes"
 
 
 def __virtual__():
-    return __virtualname__
+    return hecate_loader.virtual(__virtualname__)
 
 
 def _count(changes):
@@ -68,6 +63,11 @@ def managed(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_
 
     Consul upstreams (``upstream: {consul_service: <name>}``) are resolved at run time
     through ``hecate_consul.service_addresses`` (passing instances only).
+
+    .. code-block:: yaml
+
+        hecate caddy routes:
+          caddy_routes.managed
     """
     ret = hecate_state.new(name)
     data = hecate_caddy_routes.caddy_data(__pillar__, pillar_key)
@@ -89,8 +89,8 @@ def managed(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_
         resolve_service=hecate_caddy_routes.consul_resolver(__salt__, test=bool(__opts__.get("test"))),
         base=pillar_key,
     )
-    admin = hecate_caddy_client.CaddyAdmin(settings)
-    out = hecate_caddy_routes.apply(
+    admin = hecate_clients.caddy(__opts__, __pillar__)
+    out = hecate_caddy_apply.apply(
         admin,
         server,
         lambda live: hecate_caddy_routes.plan_set(live, desired),

@@ -26,23 +26,16 @@ Never put secrets here: anyone with ``key:read`` can read Consul KV. Secrets liv
 
 import salt.exceptions
 
-try:
-    import hecate_consul_client
-    import hecate_state
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_consul_client, hecate_state
+import hecate_clients
+import hecate_consul_client
+import hecate_loader
+import hecate_state
 
 __virtualname__ = "consul_kv"
 
 
 def __virtual__():
-    if not hecate_consul_client.HAS_CONSUL:
-        return (False, "consul_kv: the py-consul library is not installed (pip install py-consul)")
-    return __virtualname__
-
-
-def _client():
-    return hecate_consul_client.from_config(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
+    return hecate_loader.virtual(__virtualname__, libs=("consul",))
 
 
 def _is_secret_ref(value):
@@ -58,6 +51,12 @@ def present(name, value, flags=None, modify_index=None):
     modify_index
         Write only if the key's ModifyIndex is still this (0: only if the key is absent);
         otherwise fail, naming the index found.
+
+    .. code-block:: yaml
+
+        hecate/config/motd:
+          consul_kv.present:
+            - value: {message: maintenance at 22:00}
     """
     hecate_consul_client.check_key(name)
     if _is_secret_ref(value):
@@ -70,7 +69,7 @@ def present(name, value, flags=None, modify_index=None):
     if not structured and not isinstance(value, str):
         value = str(value) if value is not None else ""
     ret = hecate_state.new(name, f"Consul key {name} already holds the value")
-    client = _client()
+    client = hecate_clients.consul(__opts__, __pillar__, __context__, __salt__)
     _, entry = client.kv_get(name)
     index = entry["ModifyIndex"] if entry else 0
     if modify_index is not None and int(modify_index) != index:
@@ -113,9 +112,15 @@ def absent(name, recurse=False):
     """
     Ensure the key ``name`` does not exist (``recurse: True``: nor any key under that
     prefix). A single key is deleted with check-and-set on the index read.
+
+    .. code-block:: yaml
+
+        hecate/tmp:
+          consul_kv.absent:
+            - recurse: True
     """
     ret = hecate_state.new(name, f"Consul key {name} is absent")
-    client = _client()
+    client = hecate_clients.consul(__opts__, __pillar__, __context__, __salt__)
     if recurse:
         keys = [k for k in client.kv_keys(name)]
         if not keys:

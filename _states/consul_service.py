@@ -31,11 +31,11 @@ import json
 
 import salt.exceptions
 
-try:
-    import hecate_consul_client
-    import hecate_state
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_consul_client, hecate_state
+import hecate_clients
+import hecate_consul_client
+import hecate_consul_schema
+import hecate_loader
+import hecate_state
 
 __virtualname__ = "consul_service"
 
@@ -43,13 +43,7 @@ FINGERPRINT_META = "hecate-checks"
 
 
 def __virtual__():
-    if not hecate_consul_client.HAS_CONSUL:
-        return (False, "consul_service: the py-consul library is not installed (pip install py-consul)")
-    return __virtualname__
-
-
-def _client():
-    return hecate_consul_client.from_config(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
+    return hecate_loader.virtual(__virtualname__, libs=("consul",))
 
 
 def _seconds(value):
@@ -137,6 +131,17 @@ def registered(
         A list of checks with lower-case keys: exactly one of ``http``/``tcp``/``ttl``,
         ``interval`` (http/tcp), ``timeout``, ``id``, ``name``, ``method``, ``header``,
         ``tls_skip_verify``, ``deregister_critical_service_after``, ...
+
+    .. code-block:: yaml
+
+        jenkins-master:
+          consul_service.registered:
+            - address: 100.65.138.128
+            - port: 8059
+            - tags: [ci]
+            - checks:
+              - tcp: 100.65.138.128:8059
+                interval: 10s
     """
     spec = {
         "name": service_name or name,
@@ -149,7 +154,7 @@ def registered(
         "enable_tag_override": enable_tag_override,
     }
     definition = hecate_consul_client.service_definition(name, spec)
-    problems = hecate_consul_client.check_pillar(
+    problems = hecate_consul_schema.check_pillar(
         {"hecate": {"consul": {"services": {name: {**spec, "address": address or "-"}}}}}
     )
     if problems:
@@ -169,7 +174,7 @@ def registered(
         "enable_tag_override": definition["EnableTagOverride"],
     }
     ret = hecate_state.new(name, f"Consul service {name} is registered as described")
-    client = _client()
+    client = hecate_clients.consul(__opts__, __pillar__, __context__, __salt__)
     live = client.agent_service(name)
     changes = {}
     if live is None:
@@ -207,9 +212,16 @@ def registered(
 
 @hecate_state.guard
 def absent(name):
-    """Ensure no service with ID ``name`` is registered on the agent (its checks go too)."""
+    """
+    Ensure no service with ID ``name`` is registered on the agent (its checks go too).
+
+    .. code-block:: yaml
+
+        jenkins-master:
+          consul_service.absent
+    """
     ret = hecate_state.new(name, f"Consul service {name} is not registered")
-    client = _client()
+    client = hecate_clients.consul(__opts__, __pillar__, __context__, __salt__)
     if client.agent_service(name) is None:
         return ret
     changes = {"deregistered": {"old": name, "new": None}}

@@ -31,24 +31,15 @@ import os
 
 import salt.exceptions
 
-try:
-    import hecate_config
-    import hecate_coturn
-    import hecate_files
-    import hecate_nginx
-    import hecate_secrets
-    import hecate_state
-    import hecate_vault_client
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import (
-        hecate_config,
-        hecate_coturn,
-        hecate_files,
-        hecate_nginx,
-        hecate_secrets,
-        hecate_state,
-        hecate_vault_client,
-    )
+import hecate_clients
+import hecate_config
+import hecate_coturn_render
+import hecate_coturn_schema
+import hecate_files
+import hecate_loader
+import hecate_nginx_schema
+import hecate_secrets
+import hecate_state
 
 log = logging.getLogger(__name__)
 
@@ -71,18 +62,18 @@ SHOWN = frozenset(
 
 
 def __virtual__():
-    return __virtualname__
+    return hecate_loader.virtual(__virtualname__, libs=("jsonschema",))
 
 
 def _settings_diff(old_text, new_text):
-    old = hecate_coturn.parse(old_text)
-    new = hecate_coturn.parse(new_text)
+    old = hecate_coturn_render.parse(old_text)
+    new = hecate_coturn_render.parse(new_text)
     diff = hecate_state.diff(
-        {k: v for k, v in old.items() if k in SHOWN or k == hecate_coturn.SECRET_KEY},
-        {k: v for k, v in new.items() if k in SHOWN or k == hecate_coturn.SECRET_KEY},
-        secret_keys=(hecate_coturn.SECRET_KEY,),
+        {k: v for k, v in old.items() if k in SHOWN or k == hecate_coturn_render.SECRET_KEY},
+        {k: v for k, v in new.items() if k in SHOWN or k == hecate_coturn_render.SECRET_KEY},
+        secret_keys=(hecate_coturn_render.SECRET_KEY,),
     )
-    dropped = sorted(k for k in old if k not in SHOWN and k != hecate_coturn.SECRET_KEY)
+    dropped = sorted(k for k in old if k not in SHOWN and k != hecate_coturn_render.SECRET_KEY)
     if dropped:
         diff["other options removed (values not shown)"] = dropped
     return diff
@@ -116,11 +107,11 @@ def managed(name, config=None):
             - name: /etc/turnserver.conf
     """
     test = bool(__opts__.get("test"))
-    raw = config if config is not None else hecate_config.traverse(__pillar__, hecate_coturn.PILLAR_KEY)
-    settings = hecate_coturn.normalise(raw)
+    raw = config if config is not None else hecate_config.traverse(__pillar__, hecate_coturn_schema.PILLAR_KEY)
+    settings = hecate_coturn_schema.normalise(raw)
     clashes = [
-        e for e in hecate_nginx.port_clashes(_pillar_with(raw))
-        if e[0].startswith(hecate_coturn.PILLAR_KEY)
+        e for e in hecate_nginx_schema.port_clashes(_pillar_with(raw))
+        if e[0].startswith(hecate_coturn_schema.PILLAR_KEY)
     ]
     if clashes:
         raise salt.exceptions.SaltInvocationError(
@@ -129,17 +120,15 @@ def managed(name, config=None):
     owner_notes = hecate_files.check_owner(settings["file_user"], settings["file_group"], test)
     ret = hecate_state.new(name)
 
-    resolver = hecate_vault_client.Resolver(
-        __opts__, __pillar__, __salt__.get("sdb.get"), __context__
-    )
+    resolver = hecate_clients.resolver(__opts__, __pillar__, __context__, __salt__)
     ref = settings["static_auth_secret"]
-    where = f"{hecate_coturn.PILLAR_KEY}:static_auth_secret ({hecate_secrets.describe(ref)})"
+    where = f"{hecate_coturn_schema.PILLAR_KEY}:static_auth_secret ({hecate_secrets.describe(ref)})"
     try:
         secret = resolver(ref, where)
         if secret is None:
             raise salt.exceptions.CommandExecutionError(f"{where}: not set")
-        hecate_coturn.check_secret(secret, where)
-        text = hecate_coturn.render(settings, secret)
+        hecate_coturn_render.check_secret(secret, where)
+        text = hecate_coturn_render.render(settings, secret)
         old, st = hecate_files.current(name)
         changes = {}
         if old != text:
@@ -171,7 +160,10 @@ def managed(name, config=None):
             hecate_files.write_atomic(
                 name, text, settings["file_mode"], settings["file_user"], settings["file_group"]
             )
-            did = f"{'wrote' if old is not None else 'created'} {name} (mode {settings['file_mode']}; secret from Vault, not shown)"
+            did = (
+                f"{'wrote' if old is not None else 'created'} {name} "
+                f"(mode {settings['file_mode']}; secret from Vault, not shown)"
+            )
         else:
             hecate_files.fix_meta(
                 name, settings["file_mode"], settings["file_user"], settings["file_group"]

@@ -14,34 +14,20 @@ None of them writes anything.
 import time
 
 import salt.exceptions
-import salt.utils.sdb
 
-try:
-    import hecate_consul_client
-    import hecate_http
-    import hecate_pillar
-    import hecate_preflight
-    import hecate_schema
-    import hecate_state
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import (
-        hecate_consul_client,
-        hecate_http,
-        hecate_pillar,
-        hecate_preflight,
-        hecate_schema,
-        hecate_state,
-    )
+import hecate_clients
+import hecate_http
+import hecate_loader
+import hecate_pillar
+import hecate_preflight
+import hecate_schema
+import hecate_state
 
 __virtualname__ = "hecate"
 
 
 def __virtual__():
-    return __virtualname__
-
-
-def _sdb_get(uri):
-    return salt.utils.sdb.sdb_get(uri, __opts__)
+    return hecate_loader.virtual(__virtualname__, libs=("jsonschema", "consul"))
 
 
 def validated(name, env=None, check_refs=True):
@@ -103,7 +89,9 @@ def reachable(name, systems):
     ok, failed = [], []
     for system in systems:
         try:
-            ok.append(hecate_preflight.reach(system, __opts__, __pillar__, _sdb_get, __context__))
+            ok.append(
+                hecate_preflight.reach(system, __opts__, __pillar__, hecate_clients.sdb_get(__opts__), __context__)
+            )
         except (salt.exceptions.CommandExecutionError, salt.exceptions.SaltInvocationError) as exc:
             failed.append(str(exc))
     if failed:
@@ -146,7 +134,7 @@ def services_healthy(name, services, timeout=120, interval=2):
             - services: [bionicgpt, bionicgpt-oauth2-proxy]
     """
     ret = hecate_state.new(name)
-    client = hecate_consul_client.from_config(__opts__, __pillar__, _sdb_get, __context__)
+    client = hecate_clients.consul(__opts__, __pillar__, __context__)
     deadline = time.monotonic() + float(timeout)
     while True:
         problems = _health(client, services)

@@ -30,12 +30,11 @@ makes the state fail instead of being overwritten.
 
 import salt.exceptions
 
-try:
-    import hecate_secrets
-    import hecate_state
-    import hecate_vault_client
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_secrets, hecate_state, hecate_vault_client
+import hecate_clients
+import hecate_loader
+import hecate_secrets
+import hecate_state
+import hecate_vault_client
 
 __virtualname__ = "hecate_secret"
 
@@ -43,17 +42,7 @@ REDACTED = hecate_secrets.REDACTED
 
 
 def __virtual__():
-    if not hecate_vault_client.HAS_HVAC:
-        return (False, "hecate_secret: the hvac library is not installed (pip install hvac)")
-    return __virtualname__
-
-
-def _sdb_get():
-    return __salt__.get("sdb.get")
-
-
-def _client():
-    return hecate_vault_client.from_config(__opts__, __pillar__, _sdb_get(), __context__)
+    return hecate_loader.virtual(__virtualname__, libs=("hvac",))
 
 
 def _write(client, name, mount, rel, body, version, secrets_used):
@@ -80,14 +69,22 @@ def generated(name, key, length=32, alphabet="alnum", prefix="", rotate=False):
     An existing value is never changed - not when ``length`` or ``alphabet`` change - unless
     ``rotate: True`` asks for a new one on this run (pass it for one run only, e.g.
     ``state.apply bionicgpt.secrets pillar='{"rotate": ["db_password"]}'``).
+
+    .. code-block:: yaml
+
+        secret/bionicgpt/db:
+          hecate_secret.generated:
+            - key: password
+            - length: 32
+            - alphabet: alnum
     """
     mount, rel = hecate_vault_client.split_path(name, "name")
     # validate the generation parameters even when nothing is generated
-    hecate_vault_client.generate(int(length), alphabet, prefix)
+    hecate_secrets.generate(int(length), alphabet, prefix)
     where = f"{name}#{key}"
-    how = hecate_vault_client.describe_generated(int(length), alphabet, prefix)
+    how = hecate_secrets.describe_generated(int(length), alphabet, prefix)
     ret = hecate_state.new(where, f"{where} exists; left unchanged")
-    client = _client()
+    client = hecate_clients.vault(__opts__, __pillar__, __context__, __salt__)
     current, version = client.read_for_update(mount, rel)
     exists = current is not None and key in current
     if exists and not rotate:
@@ -98,7 +95,7 @@ def generated(name, key, length=32, alphabet="alnum", prefix="", rotate=False):
         return hecate_state.result(
             ret, changes, True, f"would {verb} {where}: {how}", ""
         )
-    secret = hecate_vault_client.generate(int(length), alphabet, prefix)
+    secret = hecate_secrets.generate(int(length), alphabet, prefix)
     body = dict(current or {})
     body[key] = secret.reveal()
     new_version = _write(client, name, mount, rel, body, version, [secret])
@@ -115,6 +112,13 @@ def present(name, values):
     keys. A value may be a Vault reference ``{vault: <mount>/<path>, key: <key>}`` (copied),
     an ``sdb://`` URI, or a string handed over by another module; it is compared with what
     Vault holds and written only when it differs. Values never appear in the return.
+
+    .. code-block:: yaml
+
+        secret/bionicgpt/oauth:
+          hecate_secret.present:
+            - values:
+                client_secret: {vault: secret/hecate/authentik, key: bionicgpt_client_secret}
     """
     mount, rel = hecate_vault_client.split_path(name, "name")
     if not isinstance(values, dict) or not values:
@@ -122,7 +126,7 @@ def present(name, values):
             "values: expected a mapping of key -> value (or reference)"
         )
     ret = hecate_state.new(name, f"{name}: keys {', '.join(sorted(values))} already hold the given values")
-    resolve = hecate_vault_client.Resolver(__opts__, __pillar__, _sdb_get(), __context__)
+    resolve = hecate_clients.resolver(__opts__, __pillar__, __context__, __salt__)
     wanted = {}
     for key, value in values.items():
         secret = resolve(value, f"{name}#{key}")
@@ -152,11 +156,17 @@ def absent(name, key=None):
     Without ``key``: soft-delete the latest version of the secret at ``name`` (Vault keeps
     the versions; ``undelete`` restores it). With ``key``: write a new version without that
     key (check-and-set).
+
+    .. code-block:: yaml
+
+        secret/bionicgpt/old:
+          hecate_secret.absent:
+            - key: password
     """
     mount, rel = hecate_vault_client.split_path(name, "name")
     where = f"{name}#{key}" if key else name
     ret = hecate_state.new(where, f"{where} is absent")
-    client = _client()
+    client = hecate_clients.vault(__opts__, __pillar__, __context__, __salt__)
     current, version = client.read_for_update(mount, rel)
     if current is None or (key and key not in current):
         return ret

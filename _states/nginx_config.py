@@ -33,13 +33,13 @@ import logging
 
 import salt.exceptions
 
-try:
-    import hecate_config
-    import hecate_files
-    import hecate_nginx
-    import hecate_state
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_config, hecate_files, hecate_nginx, hecate_state
+import hecate_config
+import hecate_files
+import hecate_loader
+import hecate_nginx_process
+import hecate_nginx_render
+import hecate_nginx_schema
+import hecate_state
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ __virtualname__ = "nginx_config"
 
 
 def __virtual__():
-    return __virtualname__
+    return hecate_loader.virtual(__virtualname__, libs=("jsonschema",))
 
 
 def _pillar_with(key, raw):
@@ -66,14 +66,14 @@ def _pillar_with(key, raw):
 def _service_addresses(name, passing=True):
     # looked up only when a stream needs Consul: a miss makes the loader load every module
     if "hecate_consul.service_addresses" not in __salt__:
-        raise hecate_nginx.ConsulUnavailable(name)
+        raise hecate_nginx_render.ConsulUnavailable(name)
     return __salt__["hecate_consul.service_addresses"](name, passing=passing)
 
 
 def _running(settings):
     if settings["service"]:
         return bool(__salt__["service.status"](settings["service"]))
-    return hecate_nginx.master_pid(settings["pid_file"]) is not None
+    return hecate_nginx_process.master_pid(settings["pid_file"]) is not None
 
 
 def _start(settings):
@@ -83,26 +83,26 @@ def _start(settings):
                 f"service.start {settings['service']} failed (see its journal)"
             )
         return
-    hecate_nginx.start(settings)
+    hecate_nginx_process.start(settings)
 
 
 def _reload(settings):
-    pid = hecate_nginx.master_pid(settings["pid_file"])
+    pid = hecate_nginx_process.master_pid(settings["pid_file"])
     if pid is None:
         raise salt.exceptions.CommandExecutionError(
             f"no running nginx master found through {settings['pid_file']} "
             "(hecate:reverse_proxy:nginx:pid_file)"
         )
-    before = hecate_nginx.workers(pid)
-    offset = hecate_nginx.log_size(settings["error_log"])
+    before = hecate_nginx_process.workers(pid)
+    offset = hecate_nginx_process.log_size(settings["error_log"])
     if settings["service"]:
         if not __salt__["service.reload"](settings["service"]):
             raise salt.exceptions.CommandExecutionError(
                 f"service.reload {settings['service']} failed (see its journal)"
             )
     else:
-        hecate_nginx.signal_reload(settings)
-    ok, why = hecate_nginx.confirm_reload(
+        hecate_nginx_process.signal_reload(settings)
+    ok, why = hecate_nginx_process.confirm_reload(
         pid, before, settings["error_log"], offset, settings["reload_timeout"]
     )
     if not ok:
@@ -152,16 +152,16 @@ def managed(name, config=None):
             - name: /etc/nginx/nginx.conf
     """
     test = bool(__opts__.get("test"))
-    raw = config if config is not None else hecate_config.traverse(__pillar__, hecate_nginx.PILLAR_KEY, {})
-    settings = hecate_nginx.normalise(raw, _pillar_with(hecate_nginx.PILLAR_KEY, raw))
+    raw = config if config is not None else hecate_config.traverse(__pillar__, hecate_nginx_schema.PILLAR_KEY, {})
+    settings = hecate_nginx_schema.normalise(raw, _pillar_with(hecate_nginx_schema.PILLAR_KEY, raw))
     settings["config_file"] = name
     ret = hecate_state.new(name)
 
     notes = hecate_files.check_owner(settings["file_user"], settings["file_group"], test)
-    hecate_nginx.check_dirs(settings)
-    load = hecate_nginx.stream_module(settings)
-    streams = hecate_nginx.resolve_streams(settings, _service_addresses)
-    text = hecate_nginx.render(settings, streams, load)
+    hecate_nginx_process.check_dirs(settings)
+    load = hecate_nginx_process.stream_module(settings)
+    streams = hecate_nginx_render.resolve_streams(settings, _service_addresses)
+    text = hecate_nginx_render.render(settings, streams, load)
 
     old, st = hecate_files.current(name)
     changes = {}
@@ -185,8 +185,8 @@ def managed(name, config=None):
         return ret
     if test:
         if "diff" in changes:
-            hecate_nginx.check_preview(
-                settings, lambda paths: hecate_nginx.render(settings, streams, load, paths), name
+            hecate_nginx_process.check_preview(
+                settings, lambda paths: hecate_nginx_render.render(settings, streams, load, paths), name
             )
         return hecate_state.result(
             ret, changes, True, "; ".join([_describe(changes, name, True)] + notes), None
@@ -199,7 +199,7 @@ def managed(name, config=None):
             settings["file_mode"],
             settings["file_user"],
             settings["file_group"],
-            check=lambda candidate: hecate_nginx.check_config(
+            check=lambda candidate: hecate_nginx_process.check_config(
                 settings["binary"], candidate, name, text
             ),
         )

@@ -42,12 +42,11 @@ import os
 
 import salt.exceptions
 
-try:
-    import hecate_files
-    import hecate_nomad_client
-    import hecate_state
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_files, hecate_nomad_client, hecate_state
+import hecate_clients
+import hecate_files
+import hecate_loader
+import hecate_nomad_client
+import hecate_state
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +55,7 @@ FAILED = ("failed", "placement-failed", "eval-failed", "cancelled")
 
 
 def __virtual__():
-    if "nomad.parse" not in __salt__:
-        return (False, "the hecate nomad execution module is not available")
-    return __virtualname__
-
-
-def _client(namespace=None, region=None):
-    return hecate_nomad_client.from_config(
-        __opts__, __pillar__, __salt__.get("sdb.get"), __context__,
-        overrides={"namespace": namespace, "region": region},
-    )
+    return hecate_loader.virtual(__virtualname__, salt_funcs=__salt__, functions=("nomad.parse",))
 
 
 def _run_id():
@@ -165,6 +155,15 @@ def running(
     revert_on_failure
         Revert to the newest stable version when the deployment fails and the job's
         update block does not ask Nomad to ``auto_revert`` by itself.
+
+    .. code-block:: yaml
+
+        bionicgpt-database:
+          nomad_job.running:
+            - source: salt://bionicgpt/jobs/database.nomad.hcl.j2
+            - context:
+                job_id: bionicgpt-database
+            - revert_on_failure: True
     """
     ret = hecate_state.new(name)
     if not source and not hcl:
@@ -174,7 +173,7 @@ def running(
     if source:
         hcl = __salt__["nomad.render"](source, context=context, defaults=defaults,
                                        template=template, saltenv=saltenv)
-    client = _client(namespace, region)
+    client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace, region=region)
     try:
         job = client.parse(hcl, canonicalize=True)
     except hecate_nomad_client.NomadError as exc:
@@ -305,9 +304,15 @@ def _revert(client, rollout, name, failed_version, changes):
 def absent(name, purge=False, namespace=None, region=None):
     """
     Ensure the job is stopped (and with ``purge: true`` removed with its history).
+
+    .. code-block:: yaml
+
+        bionicgpt-old:
+          nomad_job.absent:
+            - purge: True
     """
     ret = hecate_state.new(name)
-    client = _client(namespace, region)
+    client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace, region=region)
     job = client.job(name)
     if job is None:
         ret["comment"] = f"job {name} is absent"
@@ -340,9 +345,15 @@ def reverted(name, version=None, namespace=None, region=None, timeout=600, run_i
         Put the job back where the orchestration run ``run_id`` found it: the version it
         had before that run registered a new one (a job the run created is stopped). A job
         the run did not register needs nothing.
+
+    .. code-block:: yaml
+
+        bionicgpt-database:
+          nomad_job.reverted:
+            - run_id: 20261123T120000Z-a1b2c3
     """
     ret = hecate_state.new(name)
-    client = _client(namespace, region)
+    client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace, region=region)
     job = client.job(name)
     if run_id:
         marks = _marks(str(run_id))

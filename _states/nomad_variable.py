@@ -17,32 +17,18 @@ holds exactly ``items`` (Nomad replaces all items on write), so keys not listed 
 removed.
 """
 
-try:
-    import hecate_nomad_client
-    import hecate_schema
-    import hecate_secrets
-    import hecate_state
-    import hecate_vault_client
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import (
-        hecate_nomad_client,
-        hecate_schema,
-        hecate_secrets,
-        hecate_state,
-        hecate_vault_client,
-    )
+import hecate_clients
+import hecate_loader
+import hecate_nomad_client
+import hecate_schema
+import hecate_secrets
+import hecate_state
 
 __virtualname__ = "nomad_variable"
 
 
 def __virtual__():
-    return __virtualname__
-
-
-def _client(namespace=None):
-    return hecate_nomad_client.from_config(
-        __opts__, __pillar__, __salt__.get("sdb.get"), __context__, overrides={"namespace": namespace}
-    )
+    return hecate_loader.virtual(__virtualname__)
 
 
 def _secretish(key, value):
@@ -57,10 +43,18 @@ def _value(value):
 def present(name, items, namespace=None):
     """
     Ensure the variable at path ``name`` holds exactly ``items``.
+
+    .. code-block:: yaml
+
+        nomad/jobs/bionicgpt-application:
+          nomad_variable.present:
+            - items:
+                log_level: info
+                api_key: {vault: secret/bionicgpt/litellm, key: master_key}
     """
     ret = hecate_state.new(name)
-    client = _client(namespace)
-    resolver = hecate_vault_client.Resolver(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
+    client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace)
+    resolver = hecate_clients.resolver(__opts__, __pillar__, __context__, __salt__)
     desired = hecate_nomad_client.resolve_items(items, resolver, where=f"{name}:items")
     current = client.var_get(name)
     have = (current or {}).get("Items") or {}
@@ -98,14 +92,19 @@ def present(name, items, namespace=None):
 def absent(name, namespace=None):
     """
     Ensure the variable at path ``name`` does not exist (deleted with check-and-set).
+
+    .. code-block:: yaml
+
+        nomad/jobs/bionicgpt-old:
+          nomad_variable.absent
     """
     ret = hecate_state.new(name)
-    client = _client(namespace)
+    client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace)
     current = client.var_get(name)
     if current is None:
         ret["comment"] = f"variable {name} is absent"
         return ret
-    changes = {"deleted": {"old": sorted((current.get("Items") or {})), "new": None}}
+    changes = {"deleted": {"old": sorted(current.get("Items") or {}), "new": None}}
     if __opts__.get("test"):
         ret.update(result=None, changes=changes, comment=f"variable {name} would be deleted")
         return ret

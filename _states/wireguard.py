@@ -28,27 +28,27 @@ import time
 
 import salt.exceptions
 
-try:
-    import hecate_state
-    import hecate_wireguard
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_state, hecate_wireguard
+import hecate_files
+import hecate_loader
+import hecate_state
+import hecate_wireguard_config
+import hecate_wireguard_keys
+import hecate_wireguard_process
+import hecate_wireguard_schema
 
 __virtualname__ = "wireguard"
 
 
 def __virtual__():
-    if not hecate_wireguard.HAS_CRYPTOGRAPHY:
-        return False, "wireguard: the cryptography library is missing (key generation)"
-    return __virtualname__
+    return hecate_loader.virtual(__virtualname__, libs=("cryptography",))
 
 
 def _conf(name, netns=None):
-    return hecate_wireguard.settings(__pillar__, __grains__, {"interface": name, "netns": netns})
+    return hecate_wireguard_schema.settings(__pillar__, __grains__, {"interface": name, "netns": netns})
 
 
 def _mine_get(tgt, tgt_type="glob"):
-    data = __salt__["mine.get"](tgt, hecate_wireguard.MINE_KEY, tgt_type=tgt_type)
+    data = __salt__["mine.get"](tgt, hecate_wireguard_schema.MINE_KEY, tgt_type=tgt_type)
     return data if isinstance(data, dict) else {}
 
 
@@ -57,36 +57,52 @@ def key_present(name, force=False):
     """
     The minion has a WireGuard key pair for interface ``name``; the private key is in
     ``<config_dir>/<name>.key`` (0600) and nowhere else. ``force: True`` makes a new one.
+
+    .. code-block:: yaml
+
+        wireguard key wg0:
+          wireguard.key_present:
+            - name: wg0
     """
     conf = _conf(name)
     key_file = conf["key_file"]
     ret = hecate_state.new(name)
-    public = None if force else hecate_wireguard.read_public_key(key_file)
+    public = None if force else hecate_wireguard_keys.read_public_key(key_file)
     if public:
-        problem = hecate_wireguard.key_file_problems(key_file)
+        problem = hecate_wireguard_keys.key_file_problems(key_file)
         if not problem:
             ret["comment"] = f"key pair exists (public key {public})"
             return ret
         changes = {"mode": {"old": problem, "new": "0600"}}
         if __opts__["test"]:
             return hecate_state.result(ret, changes, True, f"would restrict {key_file} to 0600", "")
-        hecate_wireguard.ensure_key(key_file)
+        hecate_wireguard_keys.ensure_key(key_file)
         return hecate_state.result(ret, changes, False, "", f"restricted {key_file} to 0600")
     changes = {"key_file": key_file, "public_key": {"old": None, "new": "(made on the minion)"}}
     if __opts__["test"]:
         return hecate_state.result(ret, changes, True, f"would make a key pair in {key_file}", "")
-    public, _ = hecate_wireguard.ensure_key(key_file, force=bool(force))
+    public, _ = hecate_wireguard_keys.ensure_key(key_file, force=bool(force))
     changes["public_key"]["new"] = public
     return hecate_state.result(ret, changes, False, "", f"made a key pair in {key_file} (0600)")
 
 
 @hecate_state.guard
 def mine_published(name):
-    """This minion's current public key is in the Salt mine (``wireguard_public_key``)."""
+    """
+    This minion's current public key is in the Salt mine (``wireguard_public_key``).
+
+    .. code-block:: yaml
+
+        wireguard public key wg0 in the mine:
+          wireguard.mine_published:
+            - name: wg0
+            - require:
+              - wireguard: wireguard key wg0
+    """
     conf = _conf(name)
     ret = hecate_state.new(name)
     mid = __grains__["id"]
-    public = hecate_wireguard.read_public_key(conf["key_file"])
+    public = hecate_wireguard_keys.read_public_key(conf["key_file"])
     current = _mine_get(mid).get(mid)
     if public is None:
         if __opts__["test"]:
@@ -103,7 +119,7 @@ def mine_published(name):
     changes = {"mine": {"old": current, "new": public}}
     if __opts__["test"]:
         return hecate_state.result(ret, changes, True, "would publish the public key to the mine", "")
-    __salt__["mine.send"](hecate_wireguard.MINE_KEY, mine_function="wireguard.public_key")
+    __salt__["mine.send"](hecate_wireguard_schema.MINE_KEY, mine_function="wireguard.public_key")
     for _ in range(20):
         if _mine_get(mid).get(mid) == public:
             break
@@ -125,22 +141,28 @@ def configured(name, netns=None):
 
     A local node fails when no cloud node has published its key yet (nothing to
     connect to); the cloud node is fine with no peers yet.
+
+    .. code-block:: yaml
+
+        wireguard wg0:
+          wireguard.configured:
+            - name: wg0
     """
     conf = _conf(name, netns)
     ret = hecate_state.new(name)
     test = __opts__["test"]
-    peer_role, peer_grain = hecate_wireguard.PEER_ROLE[conf["role"]]
-    mine = _mine_get(hecate_wireguard.peer_target(conf), "compound")
-    peers, problems = hecate_wireguard.peers_from_mine(conf, mine)
+    peer_role, peer_grain = hecate_wireguard_schema.PEER_ROLE[conf["role"]]
+    mine = _mine_get(hecate_wireguard_schema.peer_target(conf), "compound")
+    peers, problems = hecate_wireguard_config.peers_from_mine(conf, mine)
     if problems:
         raise salt.exceptions.CommandExecutionError("; ".join(problems))
     notes = []
     if conf["role"] == "local" and not [p for p in peers if p.get("address")]:
         msg = (
-            f"no {peer_grain} minion ({hecate_wireguard.peer_target(conf)}) has published a "
+            f"no {peer_grain} minion ({hecate_wireguard_schema.peer_target(conf)}) has published a "
             f"WireGuard public key yet: apply wireguard.keys on the cloud node first"
         )
-        if not hecate_wireguard.peer_patterns(conf):
+        if not hecate_wireguard_schema.peer_patterns(conf):
             msg = (f"pillar hecate:members:{peer_grain} lists no minion: this node has no "
                    f"{peer_role} member to connect to")
         if not test:
@@ -149,30 +171,35 @@ def configured(name, netns=None):
     elif not peers:
         notes.append(f"no {peer_role} node has published a public key yet; the hub has no peers")
 
-    text = hecate_wireguard.render_config(conf, peers)
+    text = hecate_wireguard_config.render_config(conf, peers)
     changes = {}
     if not os.path.isdir(conf["config_dir"]):
         changes["config_dir"] = {"old": None, "new": conf["config_dir"]}
-    old, meta = hecate_wireguard.file_state(conf["config_file"], 0o600)
+    old, meta = hecate_files.file_state(conf["config_file"], 0o600)
     if old != text:
-        changes["config"] = {"file": conf["config_file"], "diff": hecate_wireguard.text_diff(old, text, conf["config_file"])}
+        changes["config"] = {
+            "file": conf["config_file"],
+            "diff": hecate_files.unified_diff(old, text, conf["config_file"]),
+        }
     for key, (was, now) in meta.items():
         changes[key] = {"old": was, "new": now}
 
-    public = hecate_wireguard.read_public_key(conf["key_file"])
-    live = hecate_wireguard.live_status(conf["interface"], conf.get("netns"))
+    public = hecate_wireguard_keys.read_public_key(conf["key_file"])
+    live = hecate_wireguard_process.live_status(conf["interface"], conf.get("netns"))
     live_changes = {}
     if live is not None:
         if public is None and not test:
             raise salt.exceptions.CommandExecutionError(
                 f"no WireGuard key in {conf['key_file']}: apply wireguard.key_present first"
             )
-        live_changes = hecate_wireguard.live_changes(conf, peers, live, public)
+        live_changes = hecate_wireguard_process.live_changes(conf, peers, live, public)
         if live_changes:
             changes["live"] = live_changes
 
     would = f"would update {conf['config_file']}" + (f" and the live interface {name}" if live_changes else "")
-    did = f"updated {conf['config_file']}" + (f" and the live interface {name} (wg syncconf, no restart)" if live_changes else "")
+    did = f"updated {conf['config_file']}" + (
+        f" and the live interface {name} (wg syncconf, no restart)" if live_changes else ""
+    )
     if notes:
         would = would + "; " + "; ".join(notes)
         did = did + "; " + "; ".join(notes)
@@ -183,13 +210,13 @@ def configured(name, netns=None):
     if not changes or test:
         return hecate_state.result(ret, changes, test, would, did)
 
-    hecate_wireguard.ensure_dir(conf["config_dir"], 0o700)
+    hecate_files.ensure_dir(conf["config_dir"], 0o700)
     if "config" in changes or meta:
-        hecate_wireguard.write_private(conf["config_file"], text, mode=0o600)
+        hecate_files.write_atomic(conf["config_file"], text, 0o600)
     if live_changes:
-        hecate_wireguard.sync_live(conf, text, live, live_changes)
-        after = hecate_wireguard.live_status(conf["interface"], conf.get("netns"))
-        left = hecate_wireguard.live_changes(conf, peers, after, public) if after else {"interface": "gone"}
+        hecate_wireguard_process.sync_live(conf, text, live, live_changes)
+        after = hecate_wireguard_process.live_status(conf["interface"], conf.get("netns"))
+        left = hecate_wireguard_process.live_changes(conf, peers, after, public) if after else {"interface": "gone"}
         if left:
             ret["result"] = False
             ret["changes"] = changes
@@ -206,6 +233,14 @@ def handshake(name, within=None, timeout=None, ping=None, netns=None):
     Defaults from ``bionicgpt:wireguard:verify``; ``enabled: false`` there (labs that
     start no services) makes this a no-op that says so. Writes nothing; under
     ``test=True`` it checks once without waiting and reports None if not yet working.
+
+    .. code-block:: yaml
+
+        wireguard tunnel wg0 works:
+          wireguard.handshake:
+            - name: wg0
+            - within: 180
+            - timeout: 60
     """
     conf = _conf(name, netns)
     opts = conf["verify"]
@@ -216,15 +251,15 @@ def handshake(name, within=None, timeout=None, ping=None, netns=None):
     within = int(within if within is not None else opts["within"])
     timeout = int(timeout if timeout is not None else opts["timeout"])
     do_ping = bool(ping if ping is not None else opts["ping"])
-    mine = _mine_get(hecate_wireguard.peer_target(conf), "compound")
-    peers, problems = hecate_wireguard.peers_from_mine(conf, mine)
+    mine = _mine_get(hecate_wireguard_schema.peer_target(conf), "compound")
+    peers, problems = hecate_wireguard_config.peers_from_mine(conf, mine)
     peers = [p for p in peers if p.get("address")]
     test = __opts__["test"]
-    if test and (not peers or not hecate_wireguard.interface_exists(conf["interface"], conf.get("netns"))):
+    if test and (not peers or not hecate_wireguard_process.interface_exists(conf["interface"], conf.get("netns"))):
         ret["result"] = None
         ret["comment"] = f"would wait up to {timeout}s for a handshake on {name} (the tunnel is not up yet)"
         return ret
-    ok, report = hecate_wireguard.verify(
+    ok, report = hecate_wireguard_process.verify(
         conf["interface"], peers, within=within, timeout=0 if test else timeout,
         do_ping=do_ping, netns=conf.get("netns"),
     )

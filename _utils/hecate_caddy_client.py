@@ -33,11 +33,8 @@ import urllib.parse
 
 import salt.exceptions
 
-try:
-    import hecate_config
-    import hecate_http
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_config, hecate_http
+import hecate_config
+import hecate_http
 
 SYSTEM = "Caddy admin API"
 JSON_HEADERS = {"Content-Type": "application/json"}

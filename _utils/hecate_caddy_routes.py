@@ -1,6 +1,8 @@
 """
-Caddy routes from pillar: the route model, the diff against the live config, and the
-guarded apply with snapshots for rollback.
+Caddy routes from pillar: the route model (pillar entry to Caddy route JSON), reading routes
+back, routes Caddy would never use, and the plan (diff) of the live routes against the
+desired ones. The pillar schema is in ``hecate_caddy_schema``, the guarded write and the
+rollback in ``hecate_caddy_apply``.
 
 Pillar (``hecate:reverse_proxy:caddy``)::
 
@@ -30,12 +32,8 @@ import re
 
 import salt.exceptions
 
-try:
-    import hecate_caddy_client
-    import hecate_http
-    import hecate_state
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_caddy_client, hecate_http, hecate_state
+import hecate_config
+import hecate_state
 
 PILLAR_PATH = "hecate:reverse_proxy:caddy"
 DEFAULT_SERVER = "hecate"
@@ -115,152 +113,6 @@ BUILTIN_POLICIES = {
     },
 }
 DEFAULT_POLICIES = ["security", "common"]
-
-# -- schema (hecate_schema assembles it; semantic checks are in check_pillar) -------------------
-_STR = {"type": "string", "minLength": 1}
-_STRS = {"type": "array", "items": _STR}
-_STR_OR_STRS = {"type": ["string", "array"], "minLength": 1, "items": _STR}
-_DURATION = {"type": ["string", "integer"]}
-_PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
-_BOOL = {"type": "boolean"}
-_HEADER_OPS = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "set": {"type": "object", "additionalProperties": _STR_OR_STRS},
-        "add": {"type": "object", "additionalProperties": _STR_OR_STRS},
-        "delete": _STRS,
-    },
-}
-_MATCHER = {
-    "type": "object",
-    "additionalProperties": False,
-    "minProperties": 1,
-    "properties": {
-        "headers": {"type": "object", "additionalProperties": _STR_OR_STRS},
-        "header_regexp": {"type": "object", "additionalProperties": _STR},
-        "paths": _STRS,
-        "path_regexp": _STR,
-        "query": {"type": "object", "additionalProperties": _STR_OR_STRS},
-        "methods": _STRS,
-        "remote_ip": _STRS,
-    },
-}
-_POLICY = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "block": {"type": "array", "items": _MATCHER},
-        "block_status": {"type": "integer", "minimum": 400, "maximum": 599},
-        "abort": {"type": "array", "items": _MATCHER},
-        "response_headers": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
-        "encode": {"type": "array", "items": {"enum": ["gzip", "zstd"]}},
-    },
-}
-_ROUTE = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "name": _STR,
-        "service": _STR,
-        "enabled": _BOOL,
-        "domain": _STR,
-        "domains": _STRS,
-        "backend": _STR_OR_STRS,
-        "upstream": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["consul_service"],
-            "properties": {"consul_service": _STR, "scheme": {"enum": ["http", "https"]}},
-        },
-        "tls_skip_verify": _BOOL,
-        "tls_server_name": _STR,
-        "headers": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {"up": _HEADER_OPS, "down": _HEADER_OPS},
-        },
-        "health_checks": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "active": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {
-                        "uri": {"type": "string", "pattern": "^/"},
-                        "port": _PORT,
-                        "interval": _DURATION,
-                        "timeout": _DURATION,
-                        "expect_status": {"type": "integer", "minimum": 100, "maximum": 599},
-                        "passes": {"type": "integer", "minimum": 1},
-                        "fails": {"type": "integer", "minimum": 1},
-                    },
-                },
-                "passive": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {
-                        "fail_duration": _DURATION,
-                        "max_fails": {"type": "integer", "minimum": 1},
-                        "unhealthy_status": {"type": "array", "items": {"type": "integer"}},
-                        "unhealthy_latency": _DURATION,
-                    },
-                },
-            },
-        },
-        "load_balancing": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "policy": {"enum": list(LB_POLICIES)},
-                "try_duration": _DURATION,
-                "try_interval": _DURATION,
-                "retries": {"type": "integer", "minimum": 0},
-            },
-        },
-        "forward_auth": {
-            "oneOf": [
-                _BOOL,
-                {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {"copy_headers": _STRS},
-                },
-            ]
-        },
-        "policies": _STRS,
-    },
-}
-CADDY_SCHEMA = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "version": {"type": "string"},
-        "server": {"type": "string", "pattern": SERVER_RE},
-        "listen": _STRS,
-        "ports": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {"http": _PORT, "https": _PORT, "admin": _PORT},
-        },
-        "forward_auth": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "outpost": _STR,
-                "uri": {"type": "string", "pattern": "^/"},
-                "copy_headers": _STRS,
-                "tls_skip_verify": _BOOL,
-            },
-        },
-        "policies": {"type": "object", "additionalProperties": _POLICY},
-        "default_policies": _STRS,
-        "keep_snapshots": {"type": "integer", "minimum": 1, "maximum": 1000},
-        "routes": {"type": "array", "items": _ROUTE},
-    },
-}
-PILLAR_SCHEMA = {PILLAR_PATH: CADDY_SCHEMA}
 
 
 class RouteDataError(salt.exceptions.SaltInvocationError):
@@ -451,7 +303,9 @@ def _matcher(spec, where, errors):
         elif key == "remote_ip":
             out["remote_ip"] = {"ranges": [str(r) for r in _as_list(val)]}
         else:
-            errors.append((sub, "unknown matcher (headers, header_regexp, paths, path_regexp, query, methods, remote_ip)"))
+            errors.append(
+                (sub, "unknown matcher (headers, header_regexp, paths, path_regexp, query, methods, remote_ip)")
+            )
     return out
 
 
@@ -570,7 +424,10 @@ def _forward_auth_routes(settings, route_fa, where, errors):
     outpost = settings.get("outpost")
     if not outpost:
         errors.append(
-            (f"{where}:forward_auth", f"forward auth needs {PILLAR_PATH}:forward_auth:outpost (host:port of the Authentik outpost)")
+            (
+                f"{where}:forward_auth",
+                f"forward auth needs {PILLAR_PATH}:forward_auth:outpost (host:port of the Authentik outpost)",
+            )
         )
         return []
     try:
@@ -590,7 +447,7 @@ def _forward_auth_routes(settings, route_fa, where, errors):
         if not HEADER_NAME_RE.match(str(header)):
             errors.append((f"{where}:forward_auth:copy_headers", f"{header!r} is not a header name"))
             continue
-        placeholder = "{http.reverse_proxy.header.%s}" % header
+        placeholder = f"{{http.reverse_proxy.header.{header}}}"
         copies.append({"handle": [{"handler": "headers", "request": {"delete": [header]}}]})
         copies.append(
             {
@@ -688,7 +545,12 @@ def build_route(spec, where, data, resolve_service=None, id_prefix=ID_PREFIX, er
     if backend is not None and upstream is not None:
         own.append((f"{where}:upstream", "set either backend or upstream, not both"))
     elif backend is None and upstream is None:
-        own.append((f"{where}:backend", "required key is missing (no upstream: set backend, or upstream: {consul_service: <name>})"))
+        own.append(
+            (
+                f"{where}:backend",
+                "required key is missing (no upstream: set backend, or upstream: {consul_service: <name>})",
+            )
+        )
     elif backend is not None:
         backends = _as_list(backend)
         if not backends:
@@ -806,13 +668,8 @@ def build_route(spec, where, data, resolve_service=None, id_prefix=ID_PREFIX, er
 
 
 def caddy_data(pillar, path=PILLAR_PATH):
-    cur = pillar
-    for part in path.split(":"):
-        try:
-            cur = cur[part]
-        except (KeyError, TypeError, IndexError):
-            return {}
-    return cur or {}
+    """The Caddy block of ``pillar`` (``{}`` when missing or empty)."""
+    return hecate_config.traverse(pillar, path, {}) or {}
 
 
 def build(data, resolve_service=None, id_prefix=ID_PREFIX, base=PILLAR_PATH):
@@ -854,7 +711,10 @@ def build(data, resolve_service=None, id_prefix=ID_PREFIX, base=PILLAR_PATH):
                 if dom in seen_domains and seen_domains[dom][0] != where:
                     other_where, other_name = seen_domains[dom]
                     errors.append(
-                        (f"{where}:domain", f"route '{name}': duplicate domain {dom!r} (also route '{other_name}', {other_where})")
+                        (
+                            f"{where}:domain",
+                            f"route '{name}': duplicate domain {dom!r} (also route '{other_name}', {other_where})",
+                        )
                     )
                 seen_domains.setdefault(dom, (where, name))
         if route is not None:
@@ -862,20 +722,6 @@ def build(data, resolve_service=None, id_prefix=ID_PREFIX, base=PILLAR_PATH):
     if errors:
         raise RouteDataError(errors)
     return sorted(routes, key=lambda r: r.wildcard)
-
-
-def check_pillar(pillar, env):
-    """Semantic checks for hecate_schema.validate (Consul upstreams are not resolved here)."""
-    data = caddy_data(pillar)
-    if not isinstance(data, dict) or not data:
-        return []
-    try:
-        build(data, resolve_service=None)
-    except RouteDataError as exc:
-        return exc.errors
-    except Exception:  # pylint: disable=broad-except
-        return []  # type errors are reported by the schema
-    return []
 
 
 PENDING_UPSTREAM = "<passing instances of Consul service '{}' when applied>"
@@ -1292,385 +1138,3 @@ def plan_absent(live, route_id, name):
         if _rid(existing) == route_id:
             return live[:i] + live[i + 1:], {"removed": {name: summary(existing)}}
     return live, {}
-
-
-# -- the guarded apply -----------------------------------------------------------------------------
-def _nested(parts, value):
-    for part in reversed(parts):
-        value = {part: value}
-    return value
-
-
-def _server_missing(config, server, base=PILLAR_PATH):
-    names = sorted((hecate_caddy_client.traverse(config, ("apps", "http", "servers")) or {}).keys())
-    have = f" (it has: {', '.join(names)})" if names else ""
-    return salt.exceptions.CommandExecutionError(
-        f"Caddy has no HTTP server '{server}'{have}; set {base}:server to one of them, "
-        f"or {base}:listen to let hecate create it"
-    )
-
-
-# -- listener addresses of a server hecate creates ---------------------------------------------------
-# Caddy's HTTP app refuses a config in which two servers list the same listener address
-# (modules/caddyhttp/app.go, App.Validate: "listener address repeated: ... (already claimed by
-# server ...)"; the admin API answers 500 "loading new config: ..." and keeps the old config). It
-# compares the addresses as written (after caddy.ParseNetworkAddress, network "tcp" by default), so
-# ":443" and "127.0.0.1:443" pass; Caddy then binds both with SO_REUSEPORT (listen_unix.go,
-# reusePort) and the kernel gives each connection to ONE of the two servers, by destination
-# address: the other server's sites stop answering there. Checked on the real Caddy in
-# tests/functional/test_caddy_caddyfile.py. hecate refuses both before it writes.
-_WILDCARD_HOSTS = ("", "0.0.0.0", "::")  # compared with, never bound
-
-
-def parse_listener(addr):
-    """
-    A Caddy listener address (``[network/]host:port[-port]``) -> ``(family, ip_version, host,
-    first_port, last_port)``, host "" for a wildcard; ``("unix", None, path, None, None)`` for
-    a socket; None when hecate cannot judge it (placeholders, other networks).
-    """
-    if not isinstance(addr, str) or "{" in addr:
-        return None
-    match = re.match(r"^(?:([A-Za-z0-9]+)/)?(.*)$", addr.strip())
-    network, rest = (match.group(1) or "tcp").lower(), match.group(2)
-    if network.startswith("unix"):
-        return ("unix", None, rest, None, None)
-    family = network[:3]
-    if family not in ("tcp", "udp") or network[3:] not in ("", "4", "6"):
-        return None
-    host, sep, ports = rest.rpartition(":")
-    if not sep:
-        return None
-    host = host.strip("[]").lower()
-    first, _, last = ports.partition("-")
-    try:
-        first, last = int(first), int(last or first)
-    except ValueError:
-        return None
-    version = network[3:] or None
-    if host in _WILDCARD_HOSTS:
-        host = ""
-    elif re.match(r"^[0-9.]+$", host):
-        version = version or "4"
-    elif ":" in host:
-        version = version or "6"
-    return (family, version, host, first, last)
-
-
-def _listeners_overlap(one, two):
-    if one[0] != two[0]:
-        return False
-    if one[0] == "unix":
-        return one[2] == two[2]
-    if one[1] and two[1] and one[1] != two[1]:
-        return False
-    if one[2] and two[2] and one[2] != two[2]:
-        return False
-    return one[3] <= two[4] and two[3] <= one[4]
-
-
-def listener_conflicts(config, server, listen):
-    """``[(our_address, other_server, its_address)]``: addresses of ``listen`` another server holds."""
-    servers = hecate_caddy_client.traverse(config, ("apps", "http", "servers")) or {}
-    found = []
-    for ours in listen or []:
-        mine = parse_listener(ours)
-        if mine is None:
-            continue
-        for name, obj in sorted(servers.items()):
-            if name == server or not isinstance(obj, dict):
-                continue
-            for theirs in obj.get("listen") or []:
-                other = parse_listener(theirs)
-                if other is not None and _listeners_overlap(mine, other):
-                    found.append((ours, name, theirs))
-    return found
-
-
-class ListenerTaken(salt.exceptions.CommandExecutionError):
-    """The server hecate would create listens where another server already does."""
-
-    def __init__(self, server, found, base=PILLAR_PATH):
-        self.server, self.found = server, list(found)
-        lines = [
-            f"- {base}:listen {ours!r}: Caddy server '{name}' already listens on {theirs!r}"
-            for ours, name, theirs in self.found
-        ]
-        other = self.found[0][1]
-        super().__init__(
-            f"hecate would create Caddy server '{server}' ({base}:server) on an address another "
-            f"server holds; nothing was written:\n" + "\n".join(lines) + "\n"
-            "Caddy refuses two servers on one listener address (\"listener address repeated\"), and "
-            "when one address is a wildcard of the other it binds both but hands each connection to "
-            "one server only, so the other server's sites stop answering there. Either set "
-            f"{base}:server to '{other}' to manage hecate's routes inside that server (its own routes "
-            "stay as they are, and hecate refuses a route one of them would shadow), or free the "
-            f"address: take it out of '{other}' (e.g. the Caddyfile it was started from) or give "
-            f"{base}:listen another one."
-        )
-
-
-# -- routes hecate wrote that Caddy no longer has ------------------------------------------------------
-def _hecate_id(route):
-    rid = _rid(route) or ""
-    return rid if rid.startswith((ID_PREFIX, ADHOC_PREFIX)) else None
-
-
-def lost_routes_note(store, server, live):
-    """
-    A note when routes of hecate's last write to ``server`` (its newest snapshot) are no longer
-    in ``live``, the server's routes now; None otherwise. Caddy forgets API changes when it
-    starts without ``--resume`` or loads a config file (``caddy reload``, ``POST /load``, and in
-    2.11 SIGUSR1 before any API change), and an unexplained "N added" hides that.
-    """
-    if store is None:
-        return None
-    try:
-        snaps = store.list(server)
-        record = store.load(snaps[0]) if snaps else None
-    except (OSError, salt.exceptions.SaltException):  # a note is not worth failing the run
-        return None
-    if not record:
-        return None
-    after = hecate_caddy_client.traverse(
-        _nested(record.get("path") or [], record.get("after")),
-        hecate_caddy_client.server_parts(server) + ("routes",),
-    )
-    present = {_hecate_id(r) for r in live or []}
-    gone = [rid for rid in (_hecate_id(r) for r in after or []) if rid and rid not in present]
-    if not gone:
-        return None
-    names = ", ".join(rid.split(".", 2)[-1] for rid in gone)
-    return (
-        f"Caddy no longer has {len(gone)} route(s) hecate wrote to server '{server}' at "
-        f"{record.get('time')} (snapshot {record.get('id')}): {names}. Caddy was restarted without "
-        "--resume, or its config was replaced from a file (caddy reload, POST /load; SIGUSR1 on "
-        "Caddy 2.11 before any API change), or someone removed them; caddy_routes.managed puts them "
-        "back. Run Caddy with --resume so that API changes survive a restart."
-    )
-
-
-def apply(admin, server, compute, test, store=None, retries=3, listen=None, run_id=None,
-          base=PILLAR_PATH):
-    """
-    Read the whole config with its ETag, ``compute(live_routes) -> (new_routes, changes)``,
-    and write the server's new routes array in ONE request guarded by ``If-Match``.
-
-    On 412 (the config changed meanwhile) read again, recompute and retry, at most
-    ``retries`` more times; then raise. Before writing, the previous value is saved in
-    ``store`` (a :class:`hecate_caddy_client.SnapshotStore`) and marked pending for
-    rollback (the whole-set state clears earlier marks before it starts).
-
-    Caddy replaces its admin endpoint on every config change and may drop a request that
-    arrives meanwhile (connection reset or closed without a response; caddy#5984), so
-    when someone else changes Caddy at the same time, our write can be lost in transit
-    *or* applied without us hearing back. Then the next read decides: if it already
-    shows the wanted state, the dropped write landed (reported as written, its snapshot
-    kept for rollback); otherwise it is retried like a 412 (it cannot apply twice: it
-    is guarded by the ETag read before it). Drops have their own budget of ``retries``.
-
-    A missing ``server`` is created with ``listen`` (and nothing else: Caddy's automatic
-    HTTPS stays on), unless another server already listens there (:class:`ListenerTaken`,
-    in a preview too). ``base`` is the pillar key messages name.
-    Returns ``{"changes", "written", "attempts", "snapshot", "notes", "conflicts", "dropped"}``.
-    """
-    parts = hecate_caddy_client.server_parts(server)
-    notes = []
-    conflicts = dropped = 0
-    uncertain = None  # (snapshot, changes) of a write whose answer was lost
-
-    def done(changes, written, attempt, snap):
-        return {"changes": changes, "written": written, "attempts": attempt, "snapshot": snap,
-                "notes": notes, "conflicts": conflicts, "dropped": dropped}
-
-    attempt = 0
-    while True:
-        attempt += 1
-        config, etag = admin.get()  # Unreachable here keeps an uncertain write's marker
-        server_obj = hecate_caddy_client.traverse(config, parts)
-        if server_obj is None and not listen:
-            raise _server_missing(config, server, base)
-        if server_obj is None:
-            taken = listener_conflicts(config, server, listen)
-            if taken:
-                raise ListenerTaken(server, taken, base)
-        if server_obj is not None and not isinstance(server_obj, dict):
-            raise salt.exceptions.CommandExecutionError(f"Caddy server '{server}' is not an object")
-        live = (server_obj or {}).get("routes")
-        if live is not None and not isinstance(live, list):
-            raise salt.exceptions.CommandExecutionError(f"Caddy server '{server}': routes is not a list")
-        try:
-            new_routes, changes = compute(live or [])
-        except ShadowedRoutes as exc:
-            raise exc.on(server) from None
-        if server_obj is not None and ((config.get("admin") or {}).get("config") or {}).get("persist") is False:
-            notes.append("Caddy's admin.config.persist is false: API changes are lost when Caddy restarts")
-        lost = lost_routes_note(store, server, live) if attempt == 1 else None
-        if lost:
-            notes.append(lost)
-        if server_obj is None:
-            changes = dict(changes)
-            changes["server"] = {"old": None, "new": {"listen": list(listen)}}
-        if uncertain is not None:
-            snap, sent = uncertain
-            uncertain = None
-            if not changes:  # the dropped write did land
-                return done(sent, True, attempt, snap)
-            if store is not None:
-                store.pop_pending(server, snap)
-        if not changes:
-            return done({}, False, attempt, None)
-        if test:
-            return done(changes, False, attempt, None)
-        if dropped > retries:
-            raise hecate_http.Unreachable(
-                f"Caddy admin API dropped hecate's write {dropped} times (it restarts its admin "
-                f"endpoint on every config change: someone else is changing Caddy); nothing was "
-                f"written - try again when they are done"
-            )
-        if server_obj is None:
-            # create the server at the deepest key that exists (never rewrite the admin block)
-            if not isinstance(config, dict):
-                raise salt.exceptions.CommandExecutionError(
-                    "Caddy has no config at all; start it with a base config (admin listener) "
-                    "before hecate creates servers in it"
-                )
-            k = 0
-            while hecate_caddy_client.traverse(config, parts[: k + 1]) is not None:
-                k += 1
-            path = parts[: k + 1]
-            value = _nested(parts[k + 1:], {"listen": list(listen), "routes": new_routes})
-            method, before = "PUT", None
-        elif "routes" in server_obj:
-            path, value, method, before = parts + ("routes",), new_routes, "PATCH", live
-        else:
-            path, value, method, before = parts + ("routes",), new_routes, "PUT", None
-        snap = None
-        if store is not None:
-            snap = store.save(server, path, before, value, config, run_id=run_id)
-            store.push_pending(server, snap)
-        try:
-            admin.write(method, hecate_caddy_client.config_path(*path), value, etag)
-        except hecate_caddy_client.PreconditionFailed:
-            conflicts += 1
-            if store is not None:
-                store.pop_pending(server, snap)
-            if conflicts > retries:
-                raise salt.exceptions.CommandExecutionError(
-                    f"Caddy config changed between read and write {conflicts} times in a row "
-                    f"(412 Precondition Failed); nothing was written. Someone else is changing "
-                    f"Caddy: try again when they are done"
-                ) from None
-            continue
-        except hecate_http.HTTPError as exc:
-            # Caddy answered: it refused the change and kept its config, nothing to undo.
-            if store is not None:
-                store.pop_pending(server, snap)
-            raise _refused(exc, server, new_routes) from None
-        except hecate_http.Unreachable:
-            # No answer: the write may have landed. The marker stays; the next read tells.
-            dropped += 1
-            uncertain = (snap, changes)
-            continue
-        return done(changes, True, attempt, snap)
-
-
-def _refused(exc, server, routes):
-    """
-    Caddy refused the new routes: its error names the route by position ("route 11:
-    loading handler modules: ..."); say which of ours that is and that nothing changed.
-    """
-    match = re.search(r"\broute (\d+):", str(exc))
-    index = int(match.group(1)) if match else None
-    if index is None or not 0 <= index < len(routes) or not isinstance(routes[index], dict):
-        return exc
-    name = routes[index].get("@id") or f"the route for {_route_hosts(routes[index]) or 'no host'}"
-    return hecate_http.HTTPError(
-        f"Caddy refused route {name} (route {index} of server '{server}'); nothing was written: {exc}",
-        status=exc.status, body=exc.body,
-    )
-
-
-def _route_hosts(route):
-    hosts = []
-    for matcher in route.get("match") or []:
-        if isinstance(matcher, dict):
-            hosts.extend(str(h) for h in matcher.get("host") or [])
-    return ", ".join(hosts)
-
-
-# -- rollback ---------------------------------------------------------------------------------------
-def rollback(admin, store, server=None, snapshot=None, force=False, test=False, retries=3,
-             restore="before", run_id=None):
-    """
-    Undo hecate's writes: every pending snapshot (of ``server``, or of all servers),
-    newest first, or the one named ``snapshot``. Each restore is guarded: it happens only
-    when the live value is still what hecate wrote (``force=True`` restores anyway), in
-    one write with ``If-Match``. Returns ``{"restored": [...], "skipped": [...]}``.
-
-    ``restore="after"`` (with ``snapshot``) puts back what that write applied instead of
-    what it replaced: the config of a recorded deployment (``hecate.rollback``).
-    ``run_id`` limits the undo to the writes of that orchestration run (an onfail step
-    after a run whose Caddy step never ran must not undo the previous run's write).
-    """
-    if restore not in ("before", "after"):
-        raise salt.exceptions.SaltInvocationError("restore must be 'before' or 'after'")
-    if restore == "after" and not snapshot:
-        raise salt.exceptions.SaltInvocationError("restore='after' needs a snapshot")
-    other = "after" if restore == "before" else "before"
-    if snapshot:
-        todo = [store.load(snapshot)]
-    else:
-        ids = []
-        for srv, snaps in store.pending().items():
-            if server is None or srv == hecate_caddy_client.safe_name(server):
-                ids.extend(snaps)
-        todo = [store.load(sid) for sid in sorted(ids, reverse=True)]
-        if run_id is not None:
-            todo = [record for record in todo if record.get("run") == str(run_id)]
-    restored, skipped = [], []
-    for record in todo:
-        path = tuple(record["path"])
-        where = hecate_caddy_client.config_path(*path)
-        sent = False  # a restore whose answer was lost (see apply)
-        for _ in range(retries + 1):
-            config, etag = admin.get()
-            current = hecate_caddy_client.traverse(config, path)
-            if current == record[restore]:
-                if sent:
-                    restored.append({"snapshot": record["id"], "path": where})
-                else:
-                    skipped.append({"snapshot": record["id"], "reason": "already at the saved config"})
-                break
-            sent = False
-            if current != record[other] and not force:
-                raise salt.exceptions.CommandExecutionError(
-                    f"Caddy config at {where} changed since hecate wrote it (snapshot "
-                    f"{record['id']}); not restoring over someone else's change "
-                    f"(caddy.rollback force=True restores anyway)"
-                )
-            if test:
-                restored.append({"snapshot": record["id"], "path": where, "would": True})
-                break
-            try:
-                if record[restore] is None:
-                    admin.write("DELETE", where, None, etag)
-                elif current is None:
-                    admin.write("PUT", where, record[restore], etag)
-                else:
-                    admin.write("PATCH", where, record[restore], etag)
-            except hecate_caddy_client.PreconditionFailed:
-                continue
-            except hecate_http.Unreachable:
-                sent = True  # may have landed: the next read tells
-                continue
-            restored.append({"snapshot": record["id"], "path": where})
-            break
-        else:
-            raise salt.exceptions.CommandExecutionError(
-                f"Caddy config kept changing while restoring snapshot {record['id']} "
-                f"(412 {retries + 1} times); nothing was restored"
-            )
-        if not test and restore == "before":
-            store.pop_pending(record["server"], record["id"])
-    return {"restored": restored, "skipped": skipped}
-

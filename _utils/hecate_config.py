@@ -96,6 +96,15 @@ def deep_merge(base, override):
     return out
 
 
+def plain(node):
+    """A deep copy as plain dicts/lists (``__pillar__`` values may be loader proxies)."""
+    if hasattr(node, "items"):
+        return {k: plain(v) for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [plain(v) for v in node]
+    return node
+
+
 def traverse(data, path, default=None, delimiter=":"):
     """``traverse({"a": {"b": 1}}, "a:b") == 1``; missing keys give ``default``."""
     cur = data

@@ -12,6 +12,9 @@ Used by the states that own a whole file (``nginx_config.managed``,
   file; on a veto or an error the candidate is removed and the live file is untouched;
 - :func:`restore` puts back what :func:`current` read (after a failed reload).
 
+and, for the files of the WireGuard and agent states: :func:`ensure_dir` and :func:`file_state`
+(content and the mode/owner that differ).
+
 Error text names paths only, never content.
 """
 
@@ -203,3 +206,41 @@ def _fsync_dir(directory):
             os.fsync(dfd)
         finally:
             os.close(dfd)
+
+
+# -- directories and private files (the WireGuard key and config, the agents' configs) ----------
+def ensure_dir(path, mode=0o755):
+    """Create ``path`` (and parents) with ``mode`` when missing; True when created."""
+    if os.path.isdir(path):
+        return False
+    try:
+        os.makedirs(path, mode=mode, exist_ok=True)
+        os.chmod(path, mode)
+    except OSError as exc:
+        raise salt.exceptions.CommandExecutionError(f"cannot create directory {path}: {exc.strerror}") from None
+    return True
+
+
+def file_state(path, mode, user=None, group=None):
+    """``(content or None, {"mode"/"user"/"group": (old, new)} of what differs)``."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            content = fh.read()
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None, {}
+    except OSError as exc:
+        raise salt.exceptions.CommandExecutionError(f"cannot read {path}: {exc.strerror}") from None
+    meta = {}
+    if st.st_mode & 0o7777 != mode:
+        meta["mode"] = (oct(st.st_mode & 0o7777), oct(mode))
+    if user is not None and pwd.getpwuid(st.st_uid).pw_name != user:
+        meta["user"] = (pwd.getpwuid(st.st_uid).pw_name, user)
+    if group is not None:
+        try:
+            current = grp.getgrgid(st.st_gid).gr_name
+        except KeyError:
+            current = str(st.st_gid)
+        if current != group:
+            meta["group"] = (current, group)
+    return content, meta

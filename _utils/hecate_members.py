@@ -21,6 +21,8 @@ not listed are reported by ``hecate.validate``/``hecate.status`` (:func:`resolve
 import fnmatch
 import re
 
+import hecate_config
+
 PILLAR_PATH = "hecate:members"
 ROLES = ("hecate-edge", "bionicgpt-node")
 # the WireGuard side of each role, whose default tunnel address a member takes
@@ -50,20 +52,10 @@ PILLAR_SCHEMA = {
 }
 
 
-def _traverse(data, path):
-    cur = data
-    for part in path.split(":"):
-        try:
-            cur = cur[part]
-        except (KeyError, TypeError, IndexError):
-            return None
-    return cur
-
-
 def check_pillar(pillar, env=None):  # pylint: disable=unused-argument
     """A pattern must not be a compound operator (the schema checks the characters)."""
     errors = []
-    members = _traverse(pillar, PILLAR_PATH)
+    members = hecate_config.traverse(pillar, PILLAR_PATH)
     if not isinstance(members, dict):
         return errors
     for role in ROLES:
@@ -76,7 +68,7 @@ def check_pillar(pillar, env=None):  # pylint: disable=unused-argument
 
 def required(pillar):
     """``[(path, message)]`` when the environment lists no members at all (master-side check)."""
-    if isinstance(_traverse(pillar, PILLAR_PATH), dict):
+    if isinstance(hecate_config.traverse(pillar, PILLAR_PATH), dict):
         return []
     return [(PILLAR_PATH, "required key is missing: list the minion ids (or globs) of each role of "
                           "this environment, e.g. {hecate-edge: [<id>], bionicgpt-node: [<id>]}; "
@@ -85,7 +77,7 @@ def required(pillar):
 
 def members(pillar):
     """``{role: [id or glob, ...]}`` from pillar (only well-formed patterns; missing roles empty)."""
-    conf = _traverse(pillar, PILLAR_PATH)
+    conf = hecate_config.traverse(pillar, PILLAR_PATH)
     out = {}
     for role in ROLES:
         pats = conf.get(role) if hasattr(conf, "get") else None  # (__pillar__ may hold proxies)
@@ -189,7 +181,7 @@ def address_problems(pillar, resolved):
     member takes ``bionicgpt:wireguard:nodes:<id>:address``, else its side's default address,
     which only one member may use.
     """
-    wg = _traverse(pillar, "bionicgpt:wireguard") or {}
+    wg = hecate_config.traverse(pillar, "bionicgpt:wireguard") or {}
     nodes = wg.get("nodes") if isinstance(wg, dict) else None
     nodes = nodes if isinstance(nodes, dict) else {}
     errors = []

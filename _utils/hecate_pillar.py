@@ -9,23 +9,14 @@ environment before any minion is touched.
 
 import copy
 
-import salt.pillar
-
 import salt.exceptions
+import salt.pillar
 import salt.utils.sdb
 
-try:
-    import hecate_members
-    import hecate_preflight
-    import hecate_schema
-    import hecate_vault_client
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import (
-        hecate_members,
-        hecate_preflight,
-        hecate_schema,
-        hecate_vault_client,
-    )
+import hecate_members
+import hecate_preflight
+import hecate_schema
+import hecate_vault_client
 
 ROLES = ("hecate-edge", "bionicgpt-node")
 

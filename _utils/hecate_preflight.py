@@ -8,59 +8,15 @@ import urllib.parse
 
 import salt.exceptions
 
-try:
-    import hecate_authentik_client
-    import hecate_caddy_client
-    import hecate_config
-    import hecate_dns_client
-    import hecate_dns_records
-    import hecate_http
-    import hecate_secrets
-    import hecate_vault_client
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import (
-        hecate_authentik_client,
-        hecate_caddy_client,
-        hecate_config,
-        hecate_dns_client,
-        hecate_dns_records,
-        hecate_http,
-        hecate_secrets,
-        hecate_vault_client,
-    )
-
-DURATION = {"type": "string", "pattern": r"^[0-9]+(s|m|h)$"}
-PILLAR_SCHEMA = {
-    # the orchestration's own settings
-    "hecate:orchestration": {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {
-            "lock_ttl": DURATION,
-            "lock_wait": {"type": "number", "minimum": 0},
-        },
-    },
-    # what step 10 checks after a deployment
-    "bionicgpt:verify": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["services"],
-        "properties": {
-            "services": {"type": "array", "items": {"type": "string", "minLength": 1}},
-            "timeout": {"type": "number", "exclusiveMinimum": 0},
-            "probe": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["url"],
-                "properties": {
-                    "url": {"type": "string", "pattern": r"^https?://[^\s/]+(/\S*)?$"},
-                    "host": {"type": ["string", "null"]},
-                    "ca_bundle": {"type": ["string", "null"]},
-                },
-            },
-        },
-    },
-}
+import hecate_authentik_client
+import hecate_caddy_client
+import hecate_config
+import hecate_dns_client
+import hecate_dns_records
+import hecate_http
+import hecate_secrets
+import hecate_vault_client
+import hecate_vault_schema
 
 # Consul's probe: a key read under hecate/ (locks and deployment records live there). A
 # single-key read is checked against key:read before Consul looks the key up
@@ -190,7 +146,7 @@ def reach_dns(opts, pillar, sdb_get=None, context=None):
 
 def produced_by_hecate(pillar):
     """``{(path, key)}`` of secrets that hecate itself writes during a run."""
-    produced = set(hecate_vault_client.generated_specs(pillar))
+    produced = set(hecate_vault_schema.generated_specs(pillar))
     creds = hecate_config.traverse(pillar, "bionicgpt:authentik:provider:credentials")
     if isinstance(creds, str):
         produced |= {(creds, "client_id"), (creds, "client_secret")}

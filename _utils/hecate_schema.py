@@ -10,30 +10,28 @@ Salt style (``hecate:reverse_proxy:caddy:routes:3:backend``).
 """
 
 import copy
-import importlib
-import os
 import re
-import sys
-
-import jsonschema
 
 try:
-    import hecate_secrets
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_secrets
+    import jsonschema
+except ImportError:  # the modules that validate say so (hecate_loader.virtual)
+    jsonschema = None
+
+import hecate_loader
+import hecate_secrets
 
 # Util modules that extend the schema; each later system adds itself here.
 SYSTEM_MODULES = (
-    "hecate_consul_client",
-    "hecate_vault_client",
-    "hecate_wireguard",
-    "hecate_agents",
-    "hecate_nomad_client",
-    "hecate_caddy_routes",
-    "hecate_nginx",
-    "hecate_coturn",
-    "hecate_authentik_client",
-    "hecate_preflight",
+    "hecate_consul_schema",
+    "hecate_vault_schema",
+    "hecate_wireguard_schema",
+    "hecate_agents_schema",
+    "hecate_nomad_schema",
+    "hecate_caddy_schema",
+    "hecate_nginx_schema",
+    "hecate_coturn_schema",
+    "hecate_authentik_schema",
+    "hecate_orchestration_schema",
     "hecate_members",
     "hecate_dns_schema",
 )
@@ -232,27 +230,10 @@ def _set_fragment(schema, path, fragment):
     props[parts[-1]] = fragment
 
 
-def _import_util(name):
-    """A sibling util, from the same packaging as this module."""
-    if __name__.startswith("saltext."):  # installed with pip
-        return importlib.import_module(f"saltext.hecate.utils.{name}")
-    if name in sys.modules:
-        return sys.modules[name]
-    # file_roots tree: the loader puts _utils on sys.path only while it imports a module,
-    # and this runs later, so import from the directory this file was loaded from.
-    here = os.path.dirname(os.path.abspath(__file__))
-    sys.path.insert(0, here)
-    try:
-        return importlib.import_module(name)
-    finally:
-        if here in sys.path:
-            sys.path.remove(here)
-
-
 def _system_modules():
     # Imported lazily, at validation time: the system utils import this module for its
     # shared definitions.
-    return [_import_util(name) for name in SYSTEM_MODULES]
+    return [hecate_loader.import_util(name) for name in SYSTEM_MODULES]
 
 
 def schema():
@@ -301,6 +282,18 @@ def format_error(error):
     if error.validator in ("oneOf", "anyOf") and error.context:
         return _branch_errors(error)
     return [(":".join(path) or "(top)", _message(error))]
+
+
+def fragment_errors(raw, fragment, where):
+    """
+    ``[(key_path, message)]`` of ``raw`` against one system's ``fragment`` of the schema,
+    the key paths below ``where`` (the fragment's place in the pillar).
+    """
+    errors = []
+    for error in jsonschema.Draft202012Validator(fragment).iter_errors(raw):
+        for path, msg in format_error(error):
+            errors.append((where if path == "(top)" else f"{where}:{path}", msg))
+    return errors
 
 
 def _branch_errors(error):

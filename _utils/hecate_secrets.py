@@ -14,9 +14,14 @@ Resolved values are wrapped in :class:`Secret`, whose ``str``/``repr`` is a reda
 marker, so that a value that slips into a log call, an exception or a state return shows
 ``XXX-REDACTED-XXX`` instead of the secret. Call :meth:`Secret.reveal` only where the
 value is handed to the API (a header or request body).
+
+New secret values (the ones hecate generates into Vault) come from :func:`generate`.
 """
 
+import base64
 import re
+import secrets
+import string
 
 import salt.exceptions
 
@@ -154,3 +159,47 @@ def find_refs(data, path=""):
     elif isinstance(data, list):
         for idx, val in enumerate(data):
             yield from find_refs(val, f"{path}:{idx}")
+
+
+# -- generated secrets ------------------------------------------------------------------------
+ALPHABETS = {
+    "alnum": string.ascii_letters + string.digits,
+    "alpha": string.ascii_letters,
+    "lower_alnum": string.ascii_lowercase + string.digits,
+    "digits": string.digits,
+    "hex": "0123456789abcdef",
+    "base64url": string.ascii_letters + string.digits + "-_",
+    # printable without quotes, backslash, space, '$', '`' (safe in env files and URLs' userinfo
+    # only after escaping; prefer alnum for connection strings)
+    "symbols": string.ascii_letters + string.digits + "!#%+,-./:=?@^_~",
+}
+# Not an alphabet: ``length`` random bytes, base64 (standard, padded) - the form of a
+# Consul gossip encryption key (`consul keygen`: 32 bytes).
+BYTES_BASE64 = "bytes_base64"
+
+
+def generate(length=32, alphabet="alnum", prefix=""):
+    """A random secret (``secrets.choice``) wrapped in :class:`hecate_secrets.Secret`."""
+    if alphabet == BYTES_BASE64:
+        if not isinstance(length, int) or isinstance(length, bool) or not 16 <= length <= 1024:
+            raise salt.exceptions.SaltInvocationError("bytes_base64: length (bytes) must be 16..1024")
+        value = (prefix or "") + base64.b64encode(secrets.token_bytes(length)).decode()
+        return Secret(value, f"generated ({length} bytes, base64)")
+    if alphabet not in ALPHABETS:
+        raise salt.exceptions.SaltInvocationError(
+            f"unknown alphabet {alphabet!r}; one of {', '.join(sorted(ALPHABETS))}"
+        )
+    if not isinstance(length, int) or isinstance(length, bool) or not 8 <= length <= 4096:
+        raise salt.exceptions.SaltInvocationError("length must be an integer between 8 and 4096")
+    chars = ALPHABETS[alphabet]
+    value = (prefix or "") + "".join(secrets.choice(chars) for _ in range(length))
+    return Secret(value, f"generated ({length} chars, {alphabet})")
+
+
+def describe_generated(length=32, alphabet="alnum", prefix=""):
+    """What a generated value looks like, for comments and test=True: never the value."""
+    if alphabet == BYTES_BASE64:
+        text = f"random {length} bytes (base64)"
+    else:
+        text = f"random {length} characters ({alphabet})"
+    return f"{text} after the prefix {prefix!r}" if prefix else text

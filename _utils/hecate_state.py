@@ -15,10 +15,7 @@ import functools
 
 import salt.exceptions
 
-try:
-    import hecate_secrets
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_secrets
+import hecate_secrets
 
 ALREADY = "already in the desired state"
 

@@ -8,10 +8,6 @@ NOT read implicitly), or AppRole ``{role_id, secret_id}``. Errors become
 value.
 """
 
-import base64
-import secrets
-import string
-
 import requests
 import salt.exceptions
 
@@ -23,12 +19,9 @@ try:
 except ImportError:  # pragma: no cover - reported by __virtual__ of the modules
     HAS_HVAC = False
 
-try:
-    import hecate_config
-    import hecate_http
-    import hecate_secrets
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_config, hecate_http, hecate_secrets
+import hecate_config
+import hecate_http
+import hecate_secrets
 
 
 class CASConflict(salt.exceptions.CommandExecutionError):
@@ -282,101 +275,3 @@ def split_path(path, where="path"):
         )
     mount, _, rest = path.partition("/")
     return mount, rest
-
-
-# -- generated secrets ------------------------------------------------------------------------
-ALPHABETS = {
-    "alnum": string.ascii_letters + string.digits,
-    "alpha": string.ascii_letters,
-    "lower_alnum": string.ascii_lowercase + string.digits,
-    "digits": string.digits,
-    "hex": "0123456789abcdef",
-    "base64url": string.ascii_letters + string.digits + "-_",
-    # printable without quotes, backslash, space, '$', '`' (safe in env files and URLs' userinfo
-    # only after escaping; prefer alnum for connection strings)
-    "symbols": string.ascii_letters + string.digits + "!#%+,-./:=?@^_~",
-}
-# Not an alphabet: ``length`` random bytes, base64 (standard, padded) - the form of a
-# Consul gossip encryption key (`consul keygen`: 32 bytes).
-BYTES_BASE64 = "bytes_base64"
-
-
-def generate(length=32, alphabet="alnum", prefix=""):
-    """A random secret (``secrets.choice``) wrapped in :class:`hecate_secrets.Secret`."""
-    if alphabet == BYTES_BASE64:
-        if not isinstance(length, int) or isinstance(length, bool) or not 16 <= length <= 1024:
-            raise salt.exceptions.SaltInvocationError("bytes_base64: length (bytes) must be 16..1024")
-        value = (prefix or "") + base64.b64encode(secrets.token_bytes(length)).decode()
-        return hecate_secrets.Secret(value, f"generated ({length} bytes, base64)")
-    if alphabet not in ALPHABETS:
-        raise salt.exceptions.SaltInvocationError(
-            f"unknown alphabet {alphabet!r}; one of {', '.join(sorted(ALPHABETS))}"
-        )
-    if not isinstance(length, int) or isinstance(length, bool) or not 8 <= length <= 4096:
-        raise salt.exceptions.SaltInvocationError("length must be an integer between 8 and 4096")
-    chars = ALPHABETS[alphabet]
-    value = (prefix or "") + "".join(secrets.choice(chars) for _ in range(length))
-    return hecate_secrets.Secret(value, f"generated ({length} chars, {alphabet})")
-
-
-def describe_generated(length=32, alphabet="alnum", prefix=""):
-    """What a generated value looks like, for comments and test=True: never the value."""
-    if alphabet == BYTES_BASE64:
-        text = f"random {length} bytes (base64)"
-    else:
-        text = f"random {length} characters ({alphabet})"
-    return f"{text} after the prefix {prefix!r}" if prefix else text
-
-
-GENERATED_SECRET = {
-    "type": "object",
-    "required": ["path", "key"],
-    "additionalProperties": False,
-    "properties": {
-        "path": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.@-]+)+$"},
-        "key": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+$"},
-        "length": {"type": "integer", "minimum": 8, "maximum": 4096},
-        "alphabet": {"type": "string", "enum": sorted(ALPHABETS) + [BYTES_BASE64]},
-        "prefix": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]*$"},
-        "description": {"type": "string"},
-    },
-}
-# Secrets hecate generates into Vault (never values: where and how): bionicgpt:secrets on the
-# local node, hecate:secrets (the edge's: Consul gossip key, coturn secret) on the cloud node.
-GENERATED_PATHS = ("hecate:secrets", "bionicgpt:secrets")
-PILLAR_SCHEMA = {
-    path: {
-        "type": "object",
-        "propertyNames": {"pattern": r"^[a-z][a-z0-9_]*$"},
-        "additionalProperties": GENERATED_SECRET,
-    }
-    for path in GENERATED_PATHS
-}
-
-
-def generated_specs(pillar):
-    """``{(path, key): "<pillar key path>"}`` of every secret hecate generates."""
-    out = {}
-    for root in GENERATED_PATHS:
-        top, sub = root.split(":")
-        specs = ((pillar.get(top) or {}).get(sub)) or {}
-        if not isinstance(specs, dict):
-            continue
-        for name, spec in specs.items():
-            if isinstance(spec, dict) and "path" in spec and "key" in spec:
-                out.setdefault((spec["path"], spec["key"]), []).append(f"{root}:{name}")
-    return out
-
-
-def check_pillar(pillar, env=None):
-    """Two generated secrets must not share one Vault path and key."""
-    errors = []
-    for where in generated_specs(pillar).values():
-        for dup in where[1:]:
-            errors.append((dup, f"same Vault path and key as {where[0]}"))
-    return errors
-
-
-def secret_ref(spec):
-    """The pillar reference ``{vault: <path>, key: <key>}`` of a bionicgpt:secrets entry."""
-    return {"vault": spec["path"], "key": spec["key"]}

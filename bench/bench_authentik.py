@@ -25,8 +25,8 @@ for path in (REPO, os.path.join(REPO, "_utils")):
 
 from bench import common  # noqa: E402  pylint: disable=wrong-import-position
 from lab import topology  # noqa: E402  pylint: disable=wrong-import-position
-from lab.sim import authentik as sim_authentik  # noqa: E402  pylint: disable=wrong-import-position
 from lab.sim import SimHandle  # noqa: E402  pylint: disable=wrong-import-position
+from lab.sim import authentik as sim_authentik  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def _opts(workdir, vault, authentik):

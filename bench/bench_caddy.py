@@ -14,7 +14,7 @@ so its memory figures are not inflated by an earlier variant):
 - (b) bare load: one ``POST /load`` of the whole config hecate writes (the lower bound);
 - hecate apply: build the routes from a pillar-shaped dict, read ``/config/`` with its ETag,
   diff, save the rollback snapshot, one ``PATCH`` guarded by ``If-Match``
-  (``hecate_caddy_routes.apply``, what ``caddy_routes.managed`` runs);
+  (``hecate_caddy_apply.apply``, what ``caddy_routes.managed`` runs);
 - hecate converged re-run: the same with nothing to change (1 request, 0 writes);
 - (a) one ``POST .../routes`` per route. Every Admin API change makes Caddy reload its whole
   config, so the n-th POST costs about a load of n routes and the total grows with n^2/2.
@@ -49,6 +49,7 @@ for _path in (REPO, os.path.join(REPO, "_utils")):
 
 import requests  # noqa: E402
 
+import hecate_caddy_apply  # noqa: E402
 import hecate_caddy_client  # noqa: E402
 import hecate_caddy_routes  # noqa: E402
 from bench import common  # noqa: E402
@@ -120,7 +121,7 @@ def hecate_apply(bench, data, state_dir):
     admin = hecate_caddy_client.CaddyAdmin({"admin_url": bench.caddy.admin_url, "timeout": 600})
     store = hecate_caddy_client.SnapshotStore(state_dir)
     desired = hecate_caddy_routes.build(data)
-    out = hecate_caddy_routes.apply(
+    out = hecate_caddy_apply.apply(
         admin, "hecate", lambda live: hecate_caddy_routes.plan_set(live, desired), test=False, store=store
     )
     return sum(admin.stats.values()), bool(out["changes"])

@@ -18,7 +18,9 @@ for _path in (REPO, os.path.join(REPO, "_utils")):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-import hecate_nginx  # noqa: E402
+import hecate_nginx_process  # noqa: E402
+import hecate_nginx_render  # noqa: E402
+import hecate_nginx_schema  # noqa: E402
 from bench import common  # noqa: E402
 
 
@@ -76,30 +78,30 @@ def main(argv):
         try:
             raw = _settings(root, count, 62000)
             pillar = {"hecate": {"reverse_proxy": {"nginx": raw}}}
-            settings, t_validate = _timed(lambda: hecate_nginx.normalise(raw, pillar))
-            load = hecate_nginx.stream_module(settings)
+            settings, t_validate = _timed(lambda: hecate_nginx_schema.normalise(raw, pillar))
+            load = hecate_nginx_process.stream_module(settings)
             text, t_render = _timed(
-                lambda: hecate_nginx.render(settings, hecate_nginx.resolve_streams(settings), load)
+                lambda: hecate_nginx_render.render(settings, hecate_nginx_render.resolve_streams(settings), load)
             )
             with open(settings["config_file"], "w", encoding="utf-8") as fh:
                 fh.write(text)
             _, t_check = _timed(
-                lambda: hecate_nginx.check_config(settings["binary"], settings["config_file"], "bench")
+                lambda: hecate_nginx_process.check_config(settings["binary"], settings["config_file"], "bench")
             )
-            _, t_start = _timed(lambda: hecate_nginx.start(settings))
-            pid = hecate_nginx.master_pid(settings["pid_file"])
-            before = hecate_nginx.workers(pid)
+            _, t_start = _timed(lambda: hecate_nginx_process.start(settings))
+            pid = hecate_nginx_process.master_pid(settings["pid_file"])
+            before = hecate_nginx_process.workers(pid)
 
             def reload():
-                hecate_nginx.signal_reload(settings)
-                return hecate_nginx.confirm_reload(pid, before, settings["error_log"],
-                                                   hecate_nginx.log_size(settings["error_log"]), 30)
+                hecate_nginx_process.signal_reload(settings)
+                return hecate_nginx_process.confirm_reload(pid, before, settings["error_log"],
+                                                   hecate_nginx_process.log_size(settings["error_log"]), 30)
 
             (ok, why), t_reload = _timed(reload)
             print(f"{count:>8} {t_validate:>12.1f} {t_render:>10.1f} {t_check:>12.1f} {t_start:>9.1f} "
                   f"{t_reload:>10.1f}{'' if ok else '  reload failed: ' + why}")
         finally:
-            hecate_nginx.stop(os.path.join(root, "nginx.pid"))
+            hecate_nginx_process.stop(os.path.join(root, "nginx.pid"))
             shutil.rmtree(root, ignore_errors=True)
     return 0
 

@@ -7,8 +7,7 @@ import types
 DOCS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(DOCS)
 sys.path.insert(0, os.path.join(DOCS, "_ext"))
-# hecate's utils are imported by their top-level names (the loader puts the utils directory on
-# sys.path while it imports a module): the same here
+# the utils import each other as top-level modules (hecate_loader explains why)
 sys.path.insert(0, os.path.join(REPO, "_utils"))
 
 

@@ -51,14 +51,18 @@ def _call(name, method, url, token_header, token, body, timeout=30):
             return resp
         if time.monotonic() > deadline:
             # the body is the server's error text; the request (which holds secrets) is not shown
-            raise RuntimeError(f"{name} setup: {method} {url.split('/v1/', 1)[-1]} -> {resp.status_code} {resp.text[:300]}")
+            raise RuntimeError(
+                f"{name} setup: {method} {url.split('/v1/', 1)[-1]} -> {resp.status_code} {resp.text[:300]}"
+            )
         time.sleep(0.5)
 
 
 def consul_rules_hcl(rules):
     """``{"service_prefix": {"": "write"}}`` -> ``service_prefix "" { policy = "write" }``."""
     return "".join(
-        f'{kind} "{name}" {{ policy = "{policy}" }}\n' for kind, entries in rules.items() for name, policy in entries.items()
+        f'{kind} "{name}" {{ policy = "{policy}" }}\n'
+        for kind, entries in rules.items()
+        for name, policy in entries.items()
     )
 
 

@@ -66,7 +66,7 @@ class Proc:
         self.argv = argv
         self.log_path = log_path
         os.makedirs(os.path.dirname(log_path), exist_ok=True)
-        self._log = open(log_path, "ab")  # pylint: disable=consider-using-with
+        self._log = open(log_path, "ab")  # noqa: SIM115  (open for the process's life)  pylint: disable=consider-using-with
         full_env = dict(os.environ)
         full_env.update(env or {})
         self.popen = subprocess.Popen(  # pylint: disable=consider-using-with

@@ -23,7 +23,7 @@ def requirements(extras):
 
 
 def main(argv):
-    if sys.version_info < (3, 10):
+    if sys.version_info < (3, 10):  # noqa: UP036  (runs under the system Python, before the venv)
         sys.exit(f"hecate needs Python 3.10+ (this is {sys.version.split()[0]})")
     print("\n".join(requirements(argv)))
 

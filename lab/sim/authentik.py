@@ -94,8 +94,8 @@ API = "/api/v3"
 ALNUM = string.ascii_letters + string.digits
 PAGE_PARAMS = frozenset({"page", "page_size", "ordering", "search"})
 
-TRUE_VALUES = {True, 1, "1", "true", "True", "TRUE", "t", "T", "y", "Y", "yes", "Yes", "on", "On"}
-FALSE_VALUES = {False, 0, "0", "false", "False", "FALSE", "f", "F", "n", "N", "no", "No", "off", "Off"}
+TRUE_VALUES = {True, "1", "true", "True", "TRUE", "t", "T", "y", "Y", "yes", "Yes", "on", "On"}
+FALSE_VALUES = {False, "0", "false", "False", "FALSE", "f", "F", "n", "N", "no", "No", "off", "Off"}
 SLUG_MESSAGE = "Enter a valid “slug” consisting of letters, numbers, underscores or hyphens."
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -1119,9 +1119,9 @@ class AuthentikSim(Simulator):
             "authorize", "token", "device", "userinfo", "introspect", "revoke"
         ):
             errors["slug"] = [f"The slug '{body['slug']}' is reserved and cannot be used for applications."]
-        if res.kind == "certificate" and "certificate_data" in body:
-            if "-----BEGIN CERTIFICATE-----" not in str(body["certificate_data"]):
-                errors["certificate_data"] = ["Unable to load certificate."]
+        if (res.kind == "certificate" and "certificate_data" in body
+                and "-----BEGIN CERTIFICATE-----" not in str(body["certificate_data"])):
+            errors["certificate_data"] = ["Unable to load certificate."]
         if res.kind == "provider_oauth2":
             # OAuth2ProviderSerializer.validate_redirect_uris (authentik/providers/oauth2/
             # api/providers.py): a field-level error on redirect_uris naming the pattern
@@ -2328,7 +2328,7 @@ def _default_for(prop):
     if prop.get("nullable"):
         return None
     return {"string": "", "integer": 0, "number": 0, "boolean": False, "array": [],
-            "object": {}}.get(prop.get("type"), None)
+            "object": {}}.get(prop.get("type"))
 
 
 def _coerce(prop, value, validator):

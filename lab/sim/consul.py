@@ -1,4 +1,4 @@
-"""
+r"""
 Consul simulator: one server agent (node ``lab-consul``, datacenter ``dc1``) with
 
 - KV: indexes (CreateIndex/ModifyIndex/LockIndex), flags, CAS (``?cas``, 0 = create
@@ -223,7 +223,8 @@ def decode(value, schema, struct="", field=""):
             return [decode(v, inner, struct, field) for v in value]
         if not isinstance(value, dict):
             raise DecodeError(
-                f"json: cannot unmarshal {_json_kind(value)} into Go struct field {where} of type map[string]{_go(inner)}"
+                f"json: cannot unmarshal {_json_kind(value)} into Go struct field {where} "
+                f"of type map[string]{_go(inner)}"
             )
         return {k: decode(v, inner, struct, field) for k, v in value.items()}
     if schema == "duration":
@@ -775,7 +776,9 @@ class ConsulSim(Simulator):
             except ValueError as exc:
                 return self.err(400, f"Request decode failed: {exc.msg}")
             if not isinstance(body, dict):
-                return self.err(400, "Request decode failed: json: cannot unmarshal into Go value of type structs.Session")
+                return self.err(
+                    400, "Request decode failed: json: cannot unmarshal into Go value of type structs.Session"
+                )
         # structs.Session.UnmarshalJSON uses plain json.Unmarshal: unknown fields are ignored,
         # keys match case-insensitively.
         low = {k.lower(): v for k, v in body.items()}
@@ -1227,9 +1230,7 @@ class ConsulSim(Simulator):
         passing = False
         if "passing" in request.args:
             raw = request.args.get("passing")
-            if raw == "":
-                passing = True
-            elif raw.lower() in ("1", "t", "true"):
+            if raw == "" or raw.lower() in ("1", "t", "true"):
                 passing = True
             elif raw.lower() in ("0", "f", "false"):
                 passing = False
@@ -1545,7 +1546,10 @@ def run_check(definition):
                 allow_redirects=not definition.get("DisableRedirects"),
             )
         except requests.exceptions.Timeout:
-            return "critical", f'Get "{url}": context deadline exceeded (Client.Timeout exceeded while awaiting headers)'
+            return (
+                "critical",
+                f'Get "{url}": context deadline exceeded (Client.Timeout exceeded while awaiting headers)',
+            )
         except requests.exceptions.RequestException as exc:
             reason = "connection refused" if "refused" in str(exc).lower() else type(exc).__name__
             return "critical", f'Get "{url}": dial tcp: connect: {reason}'

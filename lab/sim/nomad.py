@@ -456,7 +456,9 @@ class NomadSim(Simulator):
 
     def on_job(self, request, job_id):
         if request.method == "GET":
-            return self._wrap(lambda req: self._read(req, "jobs", lambda: self._job_view(self._job_or_404(req, job_id))), request)
+            return self._wrap(
+                lambda req: self._read(req, "jobs", lambda: self._job_view(self._job_or_404(req, job_id))), request
+            )
         if request.method == "DELETE":
             return self._wrap(self._deregister, request, job_id)
         return self._wrap(self._register_request, request, job_id)
@@ -509,7 +511,9 @@ class NomadSim(Simulator):
                 "CreateIndex": job["CreateIndex"], "ModifyIndex": job["ModifyIndex"]}
 
     def on_job_summary(self, request, job_id):
-        return self._wrap(lambda req: self._read(req, "jobs", lambda: self._summary(self._job_or_404(req, job_id))), request)
+        return self._wrap(
+            lambda req: self._read(req, "jobs", lambda: self._summary(self._job_or_404(req, job_id))), request
+        )
 
     def _register_request(self, request, job_id):
         self._auth(request)
@@ -958,9 +962,10 @@ class NomadSim(Simulator):
             if task.get("Driver") not in self.node["Drivers"]:
                 filtered["missing drivers"] = 1
         wanted_volumes = [v for v in (group.get("Volumes") or {}).values() if v.get("Type") == "host"]
-        if wanted_volumes and self.node["HostVolumes"] is not None:
-            if any(v.get("Source") not in self.node["HostVolumes"] for v in wanted_volumes):
-                filtered["missing compatible host volumes"] = 1
+        if wanted_volumes and self.node["HostVolumes"] is not None and any(
+            v.get("Source") not in self.node["HostVolumes"] for v in wanted_volumes
+        ):
+            filtered["missing compatible host volumes"] = 1
         if filtered:
             metric["NodesFiltered"] = 1
             metric["ConstraintFiltered"] = filtered
@@ -1028,8 +1033,11 @@ class NomadSim(Simulator):
                 actions.append(("stop", alloc, "alloc not needed due to job update"))
             for alloc in keep:
                 old_group = self._alloc_group(alloc)
-                kind = "ignore" if alloc["JobVersion"] == job["Version"] and alloc["Job"]["JobModifyIndex"] == job["JobModifyIndex"] \
+                kind = (
+                    "ignore"
+                    if alloc["JobVersion"] == job["Version"] and alloc["Job"]["JobModifyIndex"] == job["JobModifyIndex"]
                     else js.task_group_update_kind(old_group, group)
+                )
                 if kind == "ignore":
                     counts["Ignore"] += 1
                 elif kind == "inplace":
@@ -1094,7 +1102,11 @@ class NomadSim(Simulator):
                                and d["JobCreateIndex"] == job["CreateIndex"] and d["Status"] == "running"), None)
             if deployment is None:
                 for dep in self.deployments.values():
-                    if dep["JobID"] == job["ID"] and dep["Namespace"] == job["Namespace"] and dep["Status"] == "running":
+                    if (
+                        dep["JobID"] == job["ID"]
+                        and dep["Namespace"] == job["Namespace"]
+                        and dep["Status"] == "running"
+                    ):
                         self._set_deployment(dep, "cancelled", "Cancelled due to newer version of job", index)
                 deployment = self._new_deployment(job, evaluation, index)
         for kind, target, reason in plan["actions"]:
@@ -1136,7 +1148,7 @@ class NomadSim(Simulator):
                 "ProgressDeadline": upd.get("ProgressDeadline") or 0, "Promoted": False,
                 "PlacedCanaries": None, "DesiredCanaries": upd.get("Canary") or 0,
                 "DesiredTotal": group["Count"], "PlacedAllocs": 0, "HealthyAllocs": 0, "UnhealthyAllocs": 0,
-                "RequireProgressBy": _rfc3339(now + int((upd.get("ProgressDeadline") or 0))),
+                "RequireProgressBy": _rfc3339(now + int(upd.get("ProgressDeadline") or 0)),
                 "_deadline": time.monotonic() + self.scaled(upd.get("ProgressDeadline") or 10 * js.MIN),
                 "_progress_ns": upd.get("ProgressDeadline") or 0,
             }
@@ -1304,7 +1316,6 @@ class NomadSim(Simulator):
         group = self._alloc_group(alloc)
         tasks = group.get("Tasks") or []
         changed = False
-        age = now - rt["started"]
         step = self.scaled(js.SEC, floor=0.02)
         for task in tasks:
             st = self._task_state(alloc, task["Name"])
@@ -1324,10 +1335,16 @@ class NomadSim(Simulator):
             if trt["phase"] == "waiting":
                 prestart = [t for t in tasks if (t.get("Lifecycle") or {}).get("Hook") == "prestart"]
                 ready = all(
-                    (alloc["TaskStates"].get(t["Name"], {}).get("State") == "dead"
-                     and not alloc["TaskStates"][t["Name"]]["Failed"])
-                    or (t["Lifecycle"].get("Sidecar") and alloc["TaskStates"].get(t["Name"], {}).get("State") == "running")
-                    for t in prestart)
+                    (
+                        alloc["TaskStates"].get(t["Name"], {}).get("State") == "dead"
+                        and not alloc["TaskStates"][t["Name"]]["Failed"]
+                    )
+                    or (
+                        t["Lifecycle"].get("Sidecar")
+                        and alloc["TaskStates"].get(t["Name"], {}).get("State") == "running"
+                    )
+                    for t in prestart
+                )
                 if hook == "poststart":
                     ready = ready and all(alloc["TaskStates"].get(t["Name"], {}).get("State") == "running"
                                           for t in self._main_tasks(group))
@@ -1546,8 +1563,11 @@ class NomadSim(Simulator):
                 elif check.get("Type") == "tcp":
                     body["TCP"] = f"{self.address}:{cport}"
                 checks.append(body)
-            service_id = (f"_nomad-task-{alloc_id}-{task}-{svc['Name']}-{svc.get('PortLabel')}" if level == "task"
-                          else f"_nomad-task-{alloc_id}-group-{alloc['TaskGroup']}-{svc['Name']}-{svc.get('PortLabel')}")
+            service_id = (
+                f"_nomad-task-{alloc_id}-{task}-{svc['Name']}-{svc.get('PortLabel')}"
+                if level == "task"
+                else f"_nomad-task-{alloc_id}-group-{alloc['TaskGroup']}-{svc['Name']}-{svc.get('PortLabel')}"
+            )
             meta = {"external-source": "nomad"}
             meta.update(svc.get("Meta") or {})
             registration = {"ID": service_id, "Name": svc["Name"], "Tags": list(svc.get("Tags") or []),

@@ -421,9 +421,9 @@ def _heredoc(raw):
     trim, body = m.group(1), m.group(3) + "\n"
     if trim:
         lines = body.split("\n")
-        indents = [len(l) - len(l.lstrip(" \t")) for l in lines if l.strip()]
+        indents = [len(ln) - len(ln.lstrip(" \t")) for ln in lines if ln.strip()]
         cut = min(indents) if indents else 0
-        body = "\n".join(l[cut:] for l in lines)
+        body = "\n".join(ln[cut:] for ln in lines)
     return _template_escapes(body)
 
 
@@ -592,7 +592,9 @@ class Decoder:
                 go, kind, sub = field
                 idx = counts.get(name, 0)
                 counts[name] = idx + 1
-                raw = (data.get(name) or [None] * (idx + 1))[idx] if isinstance(data.get(name), list) else data.get(name)
+                raw = (
+                    (data.get(name) or [None] * (idx + 1))[idx] if isinstance(data.get(name), list) else data.get(name)
+                )
                 want_labels = 1 if (sub in LABELLED or kind == "lmap") else 0
                 if len(labels) != want_labels:
                     lline, lcol = line, col
@@ -653,7 +655,7 @@ class Decoder:
         for item in _items(body_tree):
             name, line, col = _tok(item.children[0])
             if item.data == "block":
-                self.err("Unexpected \"%s\" block" % name, "Blocks are not allowed here.", line, col, len(name))
+                self.err(f'Unexpected "{name}" block', "Blocks are not allowed here.", line, col, len(name))
                 continue
             key = literal(name) if name.startswith('"') else name
             val = literal(data.get(name, data.get(key)))
@@ -718,7 +720,7 @@ class Decoder:
                     return str(int(val))
                 return str(val)
             if base == "i":
-                if isinstance(val, bool) or isinstance(val, (dict, list)):
+                if isinstance(val, (bool, dict, list)):
                     raise TypeError("number required")
                 if isinstance(val, str):
                     val = float(val.strip())
@@ -736,7 +738,7 @@ class Decoder:
                     return val == "true"
                 raise TypeError("bool required")
             if base == "d":
-                if isinstance(val, bool) or isinstance(val, (dict, list)):
+                if isinstance(val, (bool, dict, list)):
                     raise TypeError("string required")
                 if isinstance(val, (int, float)):
                     return int(val)
@@ -750,7 +752,11 @@ class Decoder:
                     raise TypeError("list of string required")
                 return [self.value(v, "s", name, line, col) for v in val]
         except (TypeError, ValueError) as exc:
-            msg = str(exc) if "required" in str(exc) else f"{ {'s': 'string', 'i': 'number', 'b': 'bool'}.get(base, base)} required"
+            msg = (
+                str(exc)
+                if "required" in str(exc)
+                else f"{ {'s': 'string', 'i': 'number', 'b': 'bool'}.get(base, base) } required"
+            )
             self.err("Incorrect attribute value type",
                      f'Inappropriate value for attribute "{name}": {msg}.', line, col, len(name))
             return None
@@ -1153,13 +1159,13 @@ def _validate_group(group, job):
         if upd.get("HealthCheck") not in ("checks", "task_states", "manual"):
             errs.append(f"Invalid health check given: {_go_q(upd.get('HealthCheck') or '')}")
         if (upd.get("MaxParallel") or 0) < 0:
-            errs.append("Max parallel can not be less than zero: %d < 0" % upd["MaxParallel"])
+            errs.append(f"Max parallel can not be less than zero: {upd['MaxParallel']:d} < 0")
         if (upd.get("MinHealthyTime") or 0) >= (upd.get("HealthyDeadline") or 0):
-            errs.append("Minimum healthy time (%s) must be less than healthy deadline (%s)" % (
-                format_duration(upd.get("MinHealthyTime")), format_duration(upd.get("HealthyDeadline"))))
+            errs.append(f"Minimum healthy time ({format_duration(upd.get('MinHealthyTime'))}) must be less than "
+                        f"healthy deadline ({format_duration(upd.get('HealthyDeadline'))})")
         if upd.get("ProgressDeadline") and (upd.get("HealthyDeadline") or 0) >= upd["ProgressDeadline"]:
-            errs.append("Healthy deadline (%s) must be less than progress deadline (%s)" % (
-                format_duration(upd.get("HealthyDeadline")), format_duration(upd.get("ProgressDeadline"))))
+            errs.append(f"Healthy deadline ({format_duration(upd.get('HealthyDeadline'))}) must be less than "
+                        f"progress deadline ({format_duration(upd.get('ProgressDeadline'))})")
     labels = set()
     for net in group.get("Networks") or []:
         for port in (net.get("DynamicPorts") or []) + (net.get("ReservedPorts") or []):
@@ -1287,7 +1293,10 @@ def _validate_service(svc, labels, group_level):
         if not check.get("Interval") or check["Interval"] < SEC:
             errs.append(f"check {cname!r}: interval ({format_duration(check.get('Interval'))}) cannot be less than 1s")
         if not check.get("Timeout") or check["Timeout"] < SEC:
-            errs.append(f"check {cname!r}: timeout ({format_duration(check.get('Timeout'))}) is too low; must be greater than 1s")
+            errs.append(
+                f"check {cname!r}: timeout ({format_duration(check.get('Timeout'))}) is too low; "
+                "must be greater than 1s"
+            )
         if ctype == "http" and not check.get("Path"):
             errs.append(f"check {cname!r}: http type must have http path")
         if ctype in ("http", "tcp") and not (check.get("PortLabel") or svc.get("PortLabel")):
@@ -1417,7 +1426,12 @@ def _obj(name, fields, objects=None, kind=None):
             kind = DELETED
         else:
             return None
-    return {"Type": kind, "Name": name, "Fields": fields or None, "Objects": sorted(objects, key=lambda o: o["Name"]) or None}
+    return {
+        "Type": kind,
+        "Name": name,
+        "Fields": fields or None,
+        "Objects": sorted(objects, key=lambda o: o["Name"]) or None,
+    }
 
 
 def primitive_object(old, new, name, exclude=()):
@@ -1494,7 +1508,9 @@ def _check(old, new):
     kind = ADDED if old is None else DELETED if new is None else EDITED
     fields = field_diffs(flat_primitive(old, exclude), flat_primitive(new, exclude))
     if old and new and (old.get("Header") != new.get("Header")):
-        fields += field_diffs(flat_full(old.get("Header") or {}, "Header"), flat_full(new.get("Header") or {}, "Header"))
+        fields += field_diffs(
+            flat_full(old.get("Header") or {}, "Header"), flat_full(new.get("Header") or {}, "Header")
+        )
     return _obj("Check", fields, objects, kind=kind)
 
 

@@ -358,7 +358,9 @@ class VaultSim(Simulator):
         return self._mark(request, kv, path, lambda v: v.__setitem__("deletion_time", v["deletion_time"] or _now()))
 
     def _undelete(self, request, kv, path):
-        return self._mark(request, kv, path, lambda v: v.__setitem__("deletion_time", "") if not v["destroyed"] else None)
+        return self._mark(
+            request, kv, path, lambda v: v.__setitem__("deletion_time", "") if not v["destroyed"] else None
+        )
 
     def _destroy(self, request, kv, path):
         def destroy(ver):

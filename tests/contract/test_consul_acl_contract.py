@@ -93,7 +93,10 @@ def test_listings_are_filtered_not_refused(deny, services, prefix):
 def test_status_leader_needs_no_token_so_it_proves_nothing(deny):
     """Why preflight reads a key under hecate/ instead (hecate_preflight.CONSUL_PROBE_KEY)."""
     url, _ = deny
-    assert requests.get(f"{url}/v1/status/leader", headers={"X-Consul-Token": str(uuid.uuid4())}, timeout=30).status_code == 200
+    assert (
+        requests.get(f"{url}/v1/status/leader", headers={"X-Consul-Token": str(uuid.uuid4())}, timeout=30).status_code
+        == 200
+    )
     resp = requests.get(f"{url}/v1/kv/hecate/deployments", headers={"X-Consul-Token": str(uuid.uuid4())}, timeout=30)
     assert resp.status_code == 403 and "ACL not found" in resp.text
     assert call(deny, "GET", "/v1/kv/hecate/deployments").status_code in (200, 404)

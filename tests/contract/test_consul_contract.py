@@ -18,7 +18,6 @@ import requests
 import salt.exceptions
 
 import hecate_consul_client
-
 from tests.contract.conftest import real_or_skip
 
 
@@ -336,7 +335,9 @@ def test_register_runs_checks_for_real(consul, services, live_http):
         "checks": [{"tcp": f"127.0.0.1:{port}", "interval": "1s", "timeout": "1s"}],
     })
     assert resp.status_code == 200
-    passing = _wait(lambda: [e["Service"]["ID"] for e in call(consul, "GET", f"/v1/health/service/{name}?passing").json()] == [up])
+    passing = _wait(
+        lambda: [e["Service"]["ID"] for e in call(consul, "GET", f"/v1/health/service/{name}?passing").json()] == [up]
+    )
     assert passing
     entries = call(consul, "GET", f"/v1/health/service/{name}").json()
     statuses = {e["Service"]["ID"]: {c["CheckID"]: c["Status"] for c in e["Checks"]} for e in entries}
@@ -360,7 +361,9 @@ def test_register_rejects_unknown_fields_and_bad_checks(consul):
     resp = call(consul, "PUT", "/v1/agent/service/register", json={"Name": "x", "Bogus": 1})
     assert resp.status_code == 400
     assert resp.text == 'Request decode failed: json: unknown field "Bogus"'
-    resp = call(consul, "PUT", "/v1/agent/service/register", json={"Name": "x", "Check": {"HTTP": "http://x", "Nope": 1}})
+    resp = call(
+        consul, "PUT", "/v1/agent/service/register", json={"Name": "x", "Check": {"HTTP": "http://x", "Nope": 1}}
+    )
     assert resp.status_code == 400 and resp.text == 'Request decode failed: json: unknown field "Nope"'
     resp = call(consul, "PUT", "/v1/agent/service/register", json={"Port": 1})
     assert resp.status_code == 400 and resp.text == "Missing service name"

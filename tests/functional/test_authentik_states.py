@@ -13,13 +13,12 @@ import uuid
 
 import pytest
 
-from lab import topology
-from lab.sim import SimHandle
-from tests.functional.authentik_helpers import TOKEN_REF, loaders_for, minion_opts  # puts _utils on sys.path
-
 import hecate_authentik_client as hak  # noqa: E402  pylint: disable=wrong-import-order
 import hecate_secrets  # noqa: E402  pylint: disable=wrong-import-order
 import hecate_vault_client  # noqa: E402  pylint: disable=wrong-import-order
+from lab import topology
+from lab.sim import SimHandle
+from tests.functional.authentik_helpers import TOKEN_REF, loaders_for, minion_opts  # puts _utils on sys.path
 
 RELEASES = ("2025.6", "2025.10", "2026.5")
 IMPLICIT = "default-provider-authorization-implicit-consent"

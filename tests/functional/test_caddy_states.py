@@ -15,9 +15,8 @@ import salt.exceptions
 import yaml
 from saltfactories.utils.functional import Loaders
 
-from tests import caddy_helpers as ch
-
 import hecate_caddy_routes  # noqa: E402  (on sys.path through tests/conftest.py)
+from tests import caddy_helpers as ch
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SERVER_ROUTES = "/config/apps/http/servers/hecate/routes"
@@ -127,12 +126,19 @@ def live_routes(caddy):
 
 def outside_post(caddy, route):
     resp = requests.post(
-        caddy.admin_url + SERVER_ROUTES, data=json.dumps(route), headers={"Content-Type": "application/json"}, timeout=10
+        caddy.admin_url + SERVER_ROUTES,
+        data=json.dumps(route),
+        headers={"Content-Type": "application/json"},
+        timeout=10,
     )
     resp.raise_for_status()
 
 
-OUTSIDE = {"@id": "ops.maintenance", "match": [{"host": ["ops.test"]}], "handle": [{"handler": "static_response", "body": "ops"}]}
+OUTSIDE = {
+    "@id": "ops.maintenance",
+    "match": [{"host": ["ops.test"]}],
+    "handle": [{"handler": "static_response", "body": "ops"}],
+}
 
 
 # -- preview, apply, converge ------------------------------------------------------------------------
@@ -242,7 +248,9 @@ def test_forward_auth_to_the_outpost(loaders, fresh, backends):
     assert start.status_code == 200 and start.json()["outpost"] is True
     # an authenticated request reaches the app with the outpost's identity headers, and a
     # header the client sent itself is replaced
-    ok = ch.through(caddy, "app.test", "/private", headers={"Cookie": "session=alice", "X-Authentik-Username": "mallory"})
+    ok = ch.through(
+        caddy, "app.test", "/private", headers={"Cookie": "session=alice", "X-Authentik-Username": "mallory"}
+    )
     assert ok.status_code == 200
     body = ok.json()
     assert body["backend"] == "b"
@@ -382,8 +390,14 @@ def test_applied_routes_survive_a_caddy_restart(loaders, fresh):
     "mutate,fragments",
     [
         (lambda p: p["routes"][0].pop("backend"), ["routes:0:backend", "route 'web'", "no upstream"]),
-        (lambda p: p["routes"][1].update(backend=["127.0.0.1:80", "127.0.0.1:70000"]), ["routes:1:backend", "route 'lb'", "bad port"]),
-        (lambda p: p["routes"][3].update(domain="web.test"), ["routes:3:domain", "route 'app'", "duplicate domain 'web.test'"]),
+        (
+            lambda p: p["routes"][1].update(backend=["127.0.0.1:80", "127.0.0.1:70000"]),
+            ["routes:1:backend", "route 'lb'", "bad port"],
+        ),
+        (
+            lambda p: p["routes"][3].update(domain="web.test"),
+            ["routes:3:domain", "route 'app'", "duplicate domain 'web.test'"],
+        ),
     ],
 )
 @pytest.mark.parametrize("test_mode", [True, False])
@@ -438,7 +452,9 @@ def test_missing_server_is_created_when_listen_is_given(loaders, fresh, backends
 def test_unmanaged_and_adhoc_routes_are_left_alone(loaders, fresh, backends):
     caddy = fresh
     outside_post(caddy, OUTSIDE)
-    adhoc = loaders.states.caddy_route.present(name="status", domain="status.test", backend=backends["a"].dial, policies=[])
+    adhoc = loaders.states.caddy_route.present(
+        name="status", domain="status.test", backend=backends["a"].dial, policies=[]
+    )
     assert adhoc.result is True and "added" in adhoc.changes
     assert managed(loaders).result is True
     pillar = base_caddy_pillar(backends)
@@ -502,7 +518,10 @@ def test_a_route_an_adapted_caddyfile_shadows_fails_naming_both(loaders, fresh, 
 
     # the ad-hoc route state refuses the same
     adhoc = loaders.states.caddy_route.present(name="status", domain="web.test", backend=backends["a"].dial)
-    assert adhoc.result is False and "Caddy route 'status' (hecate.adhoc.status, caddy_route.present:status)" in adhoc.comment
+    assert (
+        adhoc.result is False
+        and "Caddy route 'status' (hecate.adhoc.status, caddy_route.present:status)" in adhoc.comment
+    )
     assert "route 0 of Caddy server 'hecate'" in adhoc.comment and ch.writes(caddy) == w0
 
     # once the old site block is gone, the same pillar applies and web.test reaches its backend
@@ -591,20 +610,24 @@ SHADOW_CASES = [
                           "terminal": True}], "web.test", "web.test", True, True),
     ("path-narrows", [{"match": [{"host": ["web.test"], "path": ["/api/*"]}], "handle": [STATIC], "terminal": True}],
      "web.test", "web.test", False, False),
-    ("middleware-only", [{"match": [{"host": ["web.test"]}], "handle": [HEADERS]}], "web.test", "web.test", False, False),
+    ("middleware-only", [{"match": [{"host": ["web.test"]}], "handle": [HEADERS]}],
+     "web.test", "web.test", False, False),
     ("reverse-proxy", [{"match": [{"host": ["web.test"]}], "handle": [{"handler": "reverse_proxy",
                                                                       "upstreams": [{"dial": "BACKEND"}]}]}],
      "web.test", "web.test", True, True),
     ("forward-auth-falls-through",
      [{"match": [{"host": ["web.test"]}], "handle": [{"handler": "reverse_proxy", "upstreams": [{"dial": "BACKEND"}],
-                                                      "handle_response": [{"match": {"status_code": [2]}, "routes": []}]}]}],
+                                                      "handle_response": [{"match": {"status_code": [2]},
+                                                                           "routes": []}]}]}],
      "web.test", "web.test", False, False),
     ("error-handler", [{"match": [{"host": ["web.test"]}], "handle": [{"handler": "error", "status_code": 403}]}],
      "web.test", "web.test", True, True),
-    ("file-server", [{"match": [{"host": ["web.test"]}], "handle": [{"handler": "file_server", "root": "/nonexistent-hecate"}]}],
+    ("file-server", [{"match": [{"host": ["web.test"]}],
+                      "handle": [{"handler": "file_server", "root": "/nonexistent-hecate"}]}],
      "web.test", "web.test", True, True),
     ("file-server-pass-thru", [{"match": [{"host": ["web.test"]}],
-                                "handle": [{"handler": "file_server", "root": "/nonexistent-hecate", "pass_thru": True}]}],
+                                "handle": [{"handler": "file_server", "root": "/nonexistent-hecate",
+                                            "pass_thru": True}]}],
      "web.test", "web.test", False, False),
     ("subroute-responds", [{"handle": [{"handler": "subroute", "routes": [{"match": [{"host": ["web.test"]}],
                                                                           "handle": [STATIC]}]}]}],
@@ -700,13 +723,20 @@ def test_module_reads_and_route_functions(loaders, fresh):
     assert got["value"]["listen"] == [f"127.0.0.1:{caddy.http_port}"]
     mod.route_add(OUTSIDE, etag=got["etag"])
     assert mod.route_get("ops.maintenance") == OUTSIDE
-    assert mod.route_replace("ops.maintenance", {"match": [{"host": ["ops.test"]}], "handle": [{"handler": "static_response", "body": "v2"}]})
+    assert mod.route_replace(
+        "ops.maintenance", {"match": [{"host": ["ops.test"]}], "handle": [{"handler": "static_response", "body": "v2"}]}
+    )
     assert ch.through(caddy, "ops.test").text == "v2"
     assert mod.route_get("ops.maintenance")["@id"] == "ops.maintenance"
     assert mod.route_delete("ops.maintenance")
     assert mod.routes() == []
     desired = mod.desired_routes()
-    assert [r["@id"] for r in desired] == ["hecate.route.web", "hecate.route.lb", "hecate.route.wazuh", "hecate.route.app"]
+    assert [r["@id"] for r in desired] == [
+        "hecate.route.web",
+        "hecate.route.lb",
+        "hecate.route.wazuh",
+        "hecate.route.app",
+    ]
     adapted = mod.adapt("http://x.test:8080 {\n\trespond hi\n}\n")
     assert "apps" in adapted["result"]
     snaps = mod.snapshots()

@@ -16,7 +16,8 @@ from lab import procs
 from tests import edge_support
 
 sys.path.insert(0, os.path.join(edge_support.REPO, "_utils"))
-import hecate_nginx  # noqa: E402  pylint: disable=wrong-import-position
+import hecate_nginx_process  # noqa: E402  pylint: disable=wrong-import-position
+import hecate_nginx_schema
 
 NGINX = "/usr/sbin/nginx"
 pytestmark = [
@@ -29,7 +30,7 @@ pytestmark = [
 
 def _stream_module_missing():
     try:
-        hecate_nginx.stream_module(dict(hecate_nginx.DEFAULTS))
+        hecate_nginx_process.stream_module(dict(hecate_nginx_schema.DEFAULTS))
     except Exception as exc:  # pylint: disable=broad-except
         return str(exc)
     return None
@@ -100,14 +101,14 @@ class Edge:
         return cfg
 
     def master(self):
-        return hecate_nginx.master_pid(self.pid_file)
+        return hecate_nginx_process.master_pid(self.pid_file)
 
     def text(self):
         with open(self.config_file, encoding="utf-8") as fh:
             return fh.read()
 
     def stop(self):
-        hecate_nginx.stop(self.pid_file)
+        hecate_nginx_process.stop(self.pid_file)
 
 
 @pytest.fixture
@@ -169,7 +170,7 @@ def test_change_reloads_without_restart(states, edge, echo):
     assert apply(states, edge, edge.config([stream])).result is True
     assert edge_support.tcp_roundtrip(port) == b"old:ping"
     master = edge.master()
-    workers = hecate_nginx.workers(master)
+    workers = hecate_nginx_process.workers(master)
 
     stream["backend"] = new.address
     cfg = edge.config([stream])
@@ -184,7 +185,7 @@ def test_change_reloads_without_restart(states, edge, echo):
     assert ret.changes == preview.changes
     assert "reloaded nginx (new workers running)" in ret.comment
     assert edge.master() == master, "nginx was restarted, not reloaded"
-    assert hecate_nginx.workers(master) - workers, "no new workers after the reload"
+    assert hecate_nginx_process.workers(master) - workers, "no new workers after the reload"
     assert edge_support.tcp_roundtrip(port) == b"new:ping"
     # logging: the access log names the stream's port and upstream
     edge.stop()
@@ -200,7 +201,7 @@ def test_broken_stream_is_rejected_and_the_previous_config_keeps_serving(states,
             "backend": tcp.address}
     assert apply(states, edge, edge.config([good])).result is True
     live = edge.text()
-    workers = hecate_nginx.workers(edge.master())
+    workers = hecate_nginx_process.workers(edge.master())
     broken = {"name": "wazuh-api", "listen_port": procs.free_port(),
               "listen_address": "127.0.0.1", "backend": "no-such-host.invalid:55000"}
     cfg = edge.config([good, broken])
@@ -219,7 +220,7 @@ def test_broken_stream_is_rejected_and_the_previous_config_keeps_serving(states,
         assert edge.text() == live
         assert sorted(os.listdir(edge.root)) == ["logs", "nginx.conf", "nginx.pid"]
     # nothing was reloaded; the old config still serves
-    assert hecate_nginx.workers(edge.master()) == workers
+    assert hecate_nginx_process.workers(edge.master()) == workers
     assert edge_support.tcp_roundtrip(port) == b"ok:ping"
     assert {k: v for k, v in edge_support.tree(edge.root).items() if "log" not in k} == {
         k: v for k, v in snapshot.items() if "log" not in k
@@ -279,11 +280,11 @@ def test_file_mode_is_corrected_without_reload(states, edge, echo):
                         "backend": tcp.address}])
     assert apply(states, edge, cfg).result is True
     master = edge.master()
-    workers = hecate_nginx.workers(master)
+    workers = hecate_nginx_process.workers(master)
     os.chmod(edge.config_file, 0o600)
     ret = apply(states, edge, cfg)
     assert ret.result is True and ret.changes == {"mode": {"old": "0600", "new": "0644"}}, ret
-    assert hecate_nginx.workers(master) == workers
+    assert hecate_nginx_process.workers(master) == workers
 
 
 def test_unmanaged_service_only_writes_the_file(states, edge, echo):
@@ -317,7 +318,10 @@ def test_bad_input_fails_with_key_paths_and_writes_nothing(states, edge, echo):
     ret = apply(states, edge, cfg)
     assert ret.result is False
     assert f"hecate:reverse_proxy:nginx:tcp_proxies:1:listen_port: {port}/tcp of stream 'b'" in ret.comment
-    assert "hecate:reverse_proxy:nginx:tcp_proxies:2:listen_port: 443/udp of stream 'c' clashes with Caddy's https port" in ret.comment
+    assert (
+        "hecate:reverse_proxy:nginx:tcp_proxies:2:listen_port: 443/udp of stream 'c' clashes with Caddy's https port"
+        in ret.comment
+    )
     assert os.listdir(edge.root) == ["logs"]
 
 

@@ -246,7 +246,9 @@ def test_failed_deployment_reverted_by_the_state(loaders, runtime_pillar, nomad,
     assert len(revert_calls) == 1
 
 
-def test_failed_version_without_revert_is_not_hidden_and_reverted_state_restores(loaders, runtime_pillar, nomad, job_prefix):
+def test_failed_version_without_revert_is_not_hidden_and_reverted_state_restores(
+    loaders, runtime_pillar, nomad, job_prefix
+):
     job_id = job_prefix + "database"
     assert run_db(loaders, runtime_pillar, job_id, pillar=db_pillar(auto_revert=False))["result"] is True
     bad = db_pillar(image="pgvector/pgvector:refused-3", auto_revert=False)

@@ -47,7 +47,9 @@ def test_vault_wrong_secret_id_names_the_approle_setting(vault_sim, lab_secrets)
     wrong = "wrong-" + uuid.uuid4().hex
     approle = dict(topology.vault_approle(lab_secrets), secret_id=wrong)
     text = refused("vault", conns("vault", url=vault_sim.url, approle=approle), wrong, lab_secrets["vault_role_id"])
-    assert text == "vault: hecate:connections:vault:approle: Vault: AppRole login auth/approle: invalid role or secret ID"
+    assert (
+        text == "vault: hecate:connections:vault:approle: Vault: AppRole login auth/approle: invalid role or secret ID"
+    )
 
 
 def test_vault_bad_token_names_the_token_setting(vault_sim):

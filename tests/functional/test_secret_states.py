@@ -16,7 +16,9 @@ def path():
 
 def vault_data(vault_sim, path):
     mount, _, rel = path.partition("/")
-    resp = requests.get(f"{vault_sim.url}/v1/{mount}/data/{rel}", headers={"X-Vault-Token": vault_sim.root_token}, timeout=10)
+    resp = requests.get(
+        f"{vault_sim.url}/v1/{mount}/data/{rel}", headers={"X-Vault-Token": vault_sim.root_token}, timeout=10
+    )
     if resp.status_code != 200:
         return None
     return resp.json()["data"]["data"]
@@ -68,7 +70,9 @@ def test_generated_prefix_and_explicit_rotation(loaders, vault_sim, path):
     ret = loaders.states.hecate_secret.generated(name=path, key="master_key", prefix="sk-", length=40)
     first = vault_data(vault_sim, path)["master_key"]
     assert ret.result is True and first.startswith("sk-") and len(first) == 43
-    ret = loaders.states.hecate_secret.generated(name=path, key="master_key", prefix="sk-", length=40, rotate=True, test=True)
+    ret = loaders.states.hecate_secret.generated(
+        name=path, key="master_key", prefix="sk-", length=40, rotate=True, test=True
+    )
     assert ret.result is None and ret.changes[f"{path}#master_key"] == {"old": REDACTED, "new": REDACTED}
     assert ret.comment.startswith(f"would rotate {path}#master_key")
     assert vault_data(vault_sim, path)["master_key"] == first

@@ -33,6 +33,7 @@ import yaml
 from saltfactories.utils.functional import Loaders
 
 import hecate_authentik_client as hak
+import hecate_caddy_apply
 import hecate_caddy_client
 import hecate_caddy_routes
 import hecate_config
@@ -251,7 +252,7 @@ def test_caddy_apply_through_an_https_admin_url(caddy_tls, pki, tmp_path):
     admin = hecate_caddy_client.CaddyAdmin({"admin_url": caddy_tls.tls_admin_url, "ca_bundle": pki["ca"]})
     desired = hecate_caddy_routes.build({"server": "hecate", "default_policies": [], "routes": [
         {"domain": "tls.test", "service": "tls", "backend": "127.0.0.1:9"}]})
-    out = hecate_caddy_routes.apply(admin, "hecate", lambda live: hecate_caddy_routes.plan_set(live, desired),
+    out = hecate_caddy_apply.apply(admin, "hecate", lambda live: hecate_caddy_routes.plan_set(live, desired),
                                     test=False, store=hecate_caddy_client.SnapshotStore(str(tmp_path)))
     assert out["written"] is True and set(out["changes"]["added"]) == {"tls"}
     live = requests.get(caddy_tls.admin_url + "/config/apps/http/servers/hecate/routes", timeout=10).json()
@@ -271,7 +272,9 @@ def test_preflight_reach(system, sims, caddy_tls, pki):
 
 
 def _runner_module():
-    spec = importlib.util.spec_from_file_location("hecate_runner_under_test", os.path.join(REPO, "_runners", "hecate.py"))
+    spec = importlib.util.spec_from_file_location(
+        "hecate_runner_under_test", os.path.join(REPO, "_runners", "hecate.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -277,7 +277,13 @@ def test_preview_of_a_pillar_change_matches_the_change(salt_cli, applied, dirs):
     path = os.path.join(dirs["local"], "nomad.d", "nomad.hcl")
     before = read(path)
     override = json.dumps(
-        {"bionicgpt": {"nomad": {"agent": {"client": {"meta": {"rack": "attic"}}, "docker": {"allow_caps": ["chown", "net_raw"]}}}}}
+        {
+            "bionicgpt": {
+                "nomad": {
+                    "agent": {"client": {"meta": {"rack": "attic"}}, "docker": {"allow_caps": ["chown", "net_raw"]}}
+                }
+            }
+        }
     )
     preview = salt_cli.run("state.apply", "nomad.agent", f"pillar={override}", "test=True", minion_tgt="local")
     got = by_id(states(preview))["nomad agent config"]
@@ -341,7 +347,9 @@ def test_preview_before_the_gossip_key_is_generated(salt_cli, applied, dirs, vau
 def test_missing_vault_secret_fails_clearly(salt_cli, applied, dirs):
     path = os.path.join(dirs["cloud"], "consul.d", "consul.json")
     before = read(path)
-    override = json.dumps({"hecate": {"consul": {"agent": {"gossip_key": {"vault": "secret/hecate/nowhere", "key": "gossip_key"}}}}})
+    override = json.dumps(
+        {"hecate": {"consul": {"agent": {"gossip_key": {"vault": "secret/hecate/nowhere", "key": "gossip_key"}}}}}
+    )
     ret = salt_cli.run("state.apply", "consul.agent", f"pillar={override}", minion_tgt="cloud")
     got = by_id(states(ret))["consul agent config"]
     assert got["result"] is False and got["changes"] == {}
@@ -356,7 +364,10 @@ def test_bad_addressing_fails_before_anything_is_written(salt_cli, applied, dirs
     got = by_id(states(ret))
     validated = got["hecate pillar is valid"]
     assert validated["result"] is False
-    assert "bionicgpt:wireguard:local:address: 10.99.0.2 is outside the tunnel network 10.88.0.0/24" in validated["comment"]
+    assert (
+        "bionicgpt:wireguard:local:address: 10.99.0.2 is outside the tunnel network 10.88.0.0/24"
+        in validated["comment"]
+    )
     assert all(s["result"] is False and not s["changes"] for s in got.values())
     assert files_under(dirs["local"]) == before
 
@@ -369,7 +380,11 @@ def test_module_functions(salt_cli, applied, dirs):
     ret = salt_cli.run("wireguard.render_config", minion_tgt="local")
     assert ret.data == read(os.path.join(dirs["local"], "wireguard", "hcwg0.conf"))
     ret = salt_cli.run("wireguard.genkey", minion_tgt="local")
-    assert ret.data == {"public_key": local_key, "created": False, "key_file": os.path.join(dirs["local"], "wireguard", "hcwg0.key")}
+    assert ret.data == {
+        "public_key": local_key,
+        "created": False,
+        "key_file": os.path.join(dirs["local"], "wireguard", "hcwg0.key"),
+    }
     ret = salt_cli.run("wireguard.status", minion_tgt="cloud")
     assert ret.data == {"present": False, "interface": "hcwg0"}
     # no tunnel here (test_wireguard_netns.py has one): verify fails naming the peer and why
@@ -403,7 +418,10 @@ def test_install_and_service_steps_for_real_hosts(salt_cli, applied):
     """With install/service on (production pillar), the SLS add packages and services."""
     override = json.dumps(
         {
-            "bionicgpt": {"wireguard": {"install": True, "service": True}, "nomad": {"agent": {"install": True, "service": True}}},
+            "bionicgpt": {
+                "wireguard": {"install": True, "service": True},
+                "nomad": {"agent": {"install": True, "service": True}},
+            },
             "hecate": {"consul": {"agent": {"install": True, "service": True}}},
         }
     )
@@ -415,7 +433,9 @@ def test_install_and_service_steps_for_real_hosts(salt_cli, applied):
     assert "running" in unit and not any("watch" in arg for arg in unit if isinstance(arg, dict))
     repo = sls["hashicorp apt repository"]["pkgrepo"]
     name = next(arg["name"] for arg in repo if isinstance(arg, dict) and "name" in arg)
-    assert name.startswith("deb [signed-by=/usr/share/keyrings/hashicorp-archive-keyring.gpg] https://apt.releases.hashicorp.com ")
+    assert name.startswith(
+        "deb [signed-by=/usr/share/keyrings/hashicorp-archive-keyring.gpg] https://apt.releases.hashicorp.com "
+    )
     assert {"aptkey": False} in repo
     assert "installed" in sls["consul"]["pkg"]
     consul_service = sls["consul service"]["service"]

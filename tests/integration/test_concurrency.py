@@ -4,7 +4,7 @@ its routes, and exactly one of several concurrent deployments takes the environm
 
 Caddy: the real binary (an instance of its own, so the other tests' Caddy is untouched),
 driven the way ``caddy_routes.managed`` drives it - ``hecate_caddy_routes.build`` from
-pillar data, then ``hecate_caddy_routes.apply`` (one read with the ETag, diff, snapshot,
+pillar data, then ``hecate_caddy_apply.apply`` (one read with the ETag, diff, snapshot,
 one ``PATCH`` guarded by ``If-Match``, re-read and retry on 412). In every trial 1-3
 outside writers edit Caddy through its Admin API - an unmanaged route appended, one
 inserted in front, an unmanaged route changed in place by @id, a server setting changed -
@@ -39,11 +39,12 @@ import time
 import pytest
 import requests
 
+import hecate_caddy_apply
 import hecate_caddy_client
 import hecate_caddy_routes
 import hecate_config
-import hecate_http
 import hecate_consul_client
+import hecate_http
 import hecate_secrets
 from tests import caddy_helpers as ch
 
@@ -219,7 +220,7 @@ def run_trial(caddy, outside, trial, store, rng):
         return value
 
     admin.get = hooked_get
-    out = hecate_caddy_routes.apply(
+    out = hecate_caddy_apply.apply(
         admin, SERVER, lambda live: hecate_caddy_routes.plan_set(live, desired),
         test=False, store=store, retries=3, run_id=f"race-{trial}",
     )
@@ -272,7 +273,7 @@ def test_concurrent_edits_during_apply_lose_nothing(race_caddy, tmp_path):
     outside.seed("ops.first", "first.race.test")
     first = hecate_caddy_routes.build(desired_data(-1))
     admin = hecate_caddy_client.CaddyAdmin(hecate_config.connection("caddy", overrides={"admin_url": caddy.admin_url}))
-    assert hecate_caddy_routes.apply(admin, SERVER, lambda live: hecate_caddy_routes.plan_set(live, first),
+    assert hecate_caddy_apply.apply(admin, SERVER, lambda live: hecate_caddy_routes.plan_set(live, first),
                                      test=False)["written"]
     outside.seed("ops.static", "static.race.test")
     rng = random.Random(10)
@@ -353,7 +354,7 @@ def test_a_dropped_write_is_checked_not_guessed(race_caddy, tmp_path, landed):
     desired = hecate_caddy_routes.build(desired_data(1))
     calls = _drop_first_write(admin, deliver=landed)
     patches = caddy.admin_writes().count(("PATCH", ROUTES_PATH))
-    out = hecate_caddy_routes.apply(admin, SERVER, lambda live: hecate_caddy_routes.plan_set(live, desired),
+    out = hecate_caddy_apply.apply(admin, SERVER, lambda live: hecate_caddy_routes.plan_set(live, desired),
                                     test=False, store=store)
     assert out["written"] is True and out["dropped"] == 1 and out["conflicts"] == 0
     assert set(out["changes"]["added"]) == {"web", "t1", "x0"}  # reported as this run's change
@@ -363,7 +364,7 @@ def test_a_dropped_write_is_checked_not_guessed(race_caddy, tmp_path, landed):
     assert store.pending()[SERVER] == [out["snapshot"]]  # exactly one rollback point, the live one
     assert lost_updates(caddy, Outside(caddy), desired) == []
     # and the rollback point undoes exactly that write
-    assert len(hecate_caddy_routes.rollback(admin, store)["restored"]) == 1
+    assert len(hecate_caddy_apply.rollback(admin, store)["restored"]) == 1
     assert json.loads(ch.raw_config(caddy))["apps"]["http"]["servers"][SERVER]["routes"] == []
 
 
@@ -373,7 +374,7 @@ def test_dropped_writes_have_their_own_budget_and_fail_clearly(race_caddy):
     desired = hecate_caddy_routes.build(desired_data(1))
     admin.write = lambda *a, **k: (_ for _ in ()).throw(hecate_http.Unreachable("dropped"))
     with pytest.raises(hecate_http.Unreachable, match="dropped hecate's write 4 times.*nothing was written"):
-        hecate_caddy_routes.apply(admin, SERVER, lambda live: hecate_caddy_routes.plan_set(live, desired),
+        hecate_caddy_apply.apply(admin, SERVER, lambda live: hecate_caddy_routes.plan_set(live, desired),
                                   test=False, retries=3)
     assert json.loads(ch.raw_config(caddy))["apps"]["http"]["servers"][SERVER]["routes"] == []
 
@@ -413,7 +414,9 @@ def test_route_replace_by_id_is_guarded_against_a_concurrent_move(race_caddy):
     with pytest.raises(hecate_caddy_client.PreconditionFailed):
         admin.write_id("DELETE", "ops.b", etag=stale)
     admin.write_id("DELETE", "ops.b")
-    assert "ops.b" not in {r["@id"] for r in json.loads(ch.raw_config(caddy))["apps"]["http"]["servers"][SERVER]["routes"]}
+    assert "ops.b" not in {
+        r["@id"] for r in json.loads(ch.raw_config(caddy))["apps"]["http"]["servers"][SERVER]["routes"]
+    }
 
 
 # -- two deployments at once: the environment lock ---------------------------------------------------
@@ -440,8 +443,8 @@ def test_concurrent_lock_attempts_exactly_one_wins(consul_sim):
             try:
                 # as the runner's hecate.lock takes it (ttl LOCK_TTL, default lock-delay, no wait)
                 results[i] = ("won", client.lock_acquire(key, f"runner-{i} run r{rnd}", ttl="20m"))
-            except Exception as exc:  # pylint: disable=broad-except
-                results[i] = ("lost", exc)
+            except Exception as exc:  # noqa: B023  pylint: disable=broad-except
+                results[i] = ("lost", exc)  # noqa: B023 (its own except variable)
 
         threads = [threading.Thread(target=contend, args=(i,), kwargs={"client": c}) for i, c in enumerate(clients)]
         for thread in threads:
@@ -452,7 +455,7 @@ def test_concurrent_lock_attempts_exactly_one_wins(consul_sim):
         winners_per_round.append(len(won))
         assert len(won) == 1, (rnd, results)
         winner = won[0]
-        for i, (outcome, exc) in enumerate(results):
+        for i, (_outcome, exc) in enumerate(results):
             if i == winner:
                 continue
             assert isinstance(exc, hecate_consul_client.LockHeld), (rnd, i, exc)

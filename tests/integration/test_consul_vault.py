@@ -25,7 +25,9 @@ def vault_put(vault_sim, path, data):
 
 def vault_get(vault_sim, path):
     mount, _, rel = path.partition("/")
-    resp = requests.get(f"{vault_sim.url}/v1/{mount}/data/{rel}", headers={"X-Vault-Token": vault_sim.root_token}, timeout=10)
+    resp = requests.get(
+        f"{vault_sim.url}/v1/{mount}/data/{rel}", headers={"X-Vault-Token": vault_sim.root_token}, timeout=10
+    )
     return resp.json()["data"]["data"] if resp.status_code == 200 else None
 
 

@@ -43,8 +43,8 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Optional, Union
 
 import pytest
 import requests
@@ -154,10 +154,10 @@ class Scenario:
     message: str  # regex: the failure of ``step`` names the system and the object
     faults: tuple = ()  # (sim, fault spec) armed before the run; each must be hit
     drift: tuple = ()  # changes behind hecate's back before the run (Lab.drift_<name>)
-    pillar: Union[dict, Callable, None] = None  # pillar overrides (removed before the re-run)
+    pillar: dict | Callable | None = None  # pillar overrides (removed before the re-run)
     proxy: bool = False  # point the cloud minion at the Caddy admin proxy
     proxy_mode: str = "pass"
-    proxy_after: Optional[str] = None  # drop mode: drop from the first request to this path on
+    proxy_after: str | None = None  # drop mode: drop from the first request to this path on
     expect: str = "unchanged"  # "unchanged": every system as before the run; "applied": converged
     fast: bool = False  # run in the default suite
 

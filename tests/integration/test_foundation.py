@@ -2,8 +2,6 @@
 
 import os
 
-import pytest
-
 
 def test_minions_have_their_roles(salt_cli):
     ret = salt_cli.run("grains.item", "roles", "hecate_env", minion_tgt="*")

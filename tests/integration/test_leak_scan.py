@@ -36,8 +36,8 @@ import salt.version
 from lab import cli as lab_cli
 from tests import caddy_helpers
 from tests.integration.test_consul_vault import vault_get, vault_put
-from tests.orch_helpers import purge_jobs, steps
 from tests.leakscan import LeakScan, Transcript
+from tests.orch_helpers import purge_jobs, steps
 
 REFUSED = {"bionicgpt": {"jobs": {"application": {"oauth2_proxy": {
     "image": "quay.io/oauth2-proxy/oauth2-proxy:refused-7.6.0"}}}}}

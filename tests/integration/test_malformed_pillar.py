@@ -198,7 +198,8 @@ CASES = [
          authentik(provider={"redirect_uris": ["http://chat.codemonkey.ai/oauth2/callback"]}),
          "bionicgpt:authentik:provider:redirect_uris:0", "plain http redirect URIs are refused in prod", "prod"),
     Case("test-users-in-prod",
-         authentik(test_users={"eve": {"name": "Eve", "password": {"vault": "secret/bionicgpt/lab-users", "key": "eve"}}}),
+         authentik(test_users={"eve": {"name": "Eve",
+                                       "password": {"vault": "secret/bionicgpt/lab-users", "key": "eve"}}}),
          "bionicgpt:authentik:test_users", "test users belong in the lab overlay only", "prod"),
     # -- Authentik groups and redirect URIs -----------------------------------------------------------------
     Case("group-without-the-prefix", authentik(groups={"other-admins": {}}),
@@ -251,7 +252,8 @@ CASES = [
          jobs(llm={"azure": {"api_key": {"vault": "secret/bionicgpt/azure", "key": "api_key_v2"}}}),
          "bionicgpt:jobs:llm:azure:api_key", "Vault has no key 'api_key_v2' at secret/bionicgpt/azure"),
     Case("reference-to-a-missing-vault-path",
-         {"hecate": {"connections": {"authentik": {"token": {"vault": "secret/hecate/authentik-old", "key": "api_token"}}}}},
+         {"hecate": {"connections": {"authentik": {
+             "token": {"vault": "secret/hecate/authentik-old", "key": "api_token"}}}}},
          "hecate:connections:authentik:token", "Vault has no key 'api_token' at secret/hecate/authentik-old"),
     # -- the rest of what the systems check --------------------------------------------------------------------
     Case("stream-with-two-backends", streams(_stream(consul_service="wazuh-agents")),
@@ -261,7 +263,8 @@ CASES = [
     Case("unknown-route-policy", caddy(routes=[_route(policies=["strict"])]),
          "hecate:reverse_proxy:caddy:routes:0:policies", "unknown policy 'strict'"),
     Case("consul-check-of-two-kinds",
-         consul_service(address="10.0.0.1", checks=[{"tcp": "10.0.0.1:1", "http": "http://10.0.0.1/", "interval": "10s"}]),
+         consul_service(address="10.0.0.1",
+                        checks=[{"tcp": "10.0.0.1:1", "http": "http://10.0.0.1/", "interval": "10s"}]),
          "hecate:consul:services:extra:checks:0", "exactly one of http, tcp or ttl"),
     Case("consul-reserved-meta", consul_service(address="10.0.0.1", meta={"consul-version": "1"}),
          "hecate:consul:services:extra:meta:consul-version", "reserved by Consul"),

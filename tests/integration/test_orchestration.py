@@ -229,7 +229,12 @@ def test_a_minion_that_only_claims_a_role_is_left_out(salt_master, salt_cli, sal
 
             high = salt_cli.run("state.highstate", minion_tgt="intruder")
             assert isinstance(high.data, dict), high
-            assert not {s.get("__sls__") for s in high.data.values()} & {"hecate", "wireguard", "consul.agent", "nomad.agent"}
+            assert not {s.get("__sls__") for s in high.data.values()} & {
+                "hecate",
+                "wireguard",
+                "consul.agent",
+                "nomad.agent",
+            }
             assert "No Top file or master_tops data matches found" in json.dumps(high.data), high
 
             applied = orch(salt_run_cli)

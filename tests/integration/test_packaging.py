@@ -1,4 +1,8 @@
-"""Packaging as a pip package: the built wheel loads through the salt.loader entry point."""
+"""
+Packaging as a pip package: the built wheel loads through the salt.loader entry point, and
+its modules, states and runners find the utils they import as top-level modules
+(``import hecate_http``; see ``hecate_loader``).
+"""
 
 import glob
 import json
@@ -24,9 +28,16 @@ PROBE = textwrap.dedent(
     mopts = salt.config.master_config(None)
     mopts.update({"root_dir": sys.argv[1], "cachedir": sys.argv[1],
                   "extension_modules": sys.argv[1] + "/extmods-master", "module_dirs": []})
-    runners = salt.loader.runner(mopts)
-    import saltext.hecate.utils.hecate_http as http
-    import saltext.hecate.utils.hecate_schema as schema
+    runners = salt.loader.runner(mopts, utils=salt.loader.utils(mopts))
+
+    def module_file(func):
+        return sys.modules[func.__module__].__file__
+
+    def util_file(func, util):
+        return getattr(sys.modules[func.__module__], util).__file__
+
+    import hecate_http as http
+    import hecate_schema as schema
     consul_vault = [f for f in ("hecate_consul.kv_get", "hecate_vault.read") if f in mods] + [
         f for f in ("consul_kv.present", "consul_service.registered", "hecate_secret.generated") if f in states]
     bad = {"hecate": {"global": {"domain": "example.com", "environment": "lab"},
@@ -39,6 +50,11 @@ PROBE = textwrap.dedent(
         "has_state": "hecate.validated" in states,
         "has_runner": "hecate.validate" in runners,
         "utils_file": http.__file__,
+        # a state and a runner that import utils, and the utils they got
+        "state_file": module_file(states["caddy_routes.managed"]),
+        "state_util": util_file(states["caddy_routes.managed"], "hecate_caddy_routes"),
+        "runner_file": module_file(runners["hecate.validate"]),
+        "runner_util": util_file(runners["hecate.validate"], "hecate_pillar"),
     }))
     """
 )
@@ -80,5 +96,7 @@ def test_wheel_loads_through_entry_point(wheel, tmp_path):
     assert data["module_file"].startswith(purelib), data
     assert data["utils_file"].startswith(purelib), data
     assert data["has_state"] and data["has_runner"], data
+    for key in ("state_file", "state_util", "runner_file", "runner_util"):
+        assert data[key].startswith(purelib), (key, data)
     assert len(data["consul_vault"]) == 5, data
     assert data["schema_errors"] == ["hecate:consul:services:x:checks:0:interval: required for a tcp check"], data

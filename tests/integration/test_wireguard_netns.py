@@ -32,7 +32,8 @@ UTILS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abs
 if UTILS not in sys.path:
     sys.path.insert(0, UTILS)
 
-import hecate_wireguard  # noqa: E402
+import hecate_wireguard_keys  # noqa: E402
+import hecate_wireguard_process  # noqa: E402
 
 pytestmark = pytest.mark.root
 
@@ -48,7 +49,8 @@ def skip_reason():
         return "needs root: network namespaces, veth pairs and TUN devices (run `make test` as root)"
     for tool in ("ip", "wg", "wg-quick", "wireguard-go", "ping"):
         if not shutil.which(tool):
-            return f"{tool} is not installed (`make test` as root installs wireguard-tools, wireguard-go, iproute2, iputils-ping)"
+            return (f"{tool} is not installed (`make test` as root installs wireguard-tools, wireguard-go, "
+                    "iproute2, iputils-ping)")
     if not os.path.exists("/dev/net/tun"):
         return "/dev/net/tun is missing (no TUN support for wireguard-go)"
     probe = f"hcprobe{os.getpid()}"
@@ -82,7 +84,10 @@ class Namespaces:
         sh("ip", "netns", "add", self.cloud)
         sh("ip", "netns", "add", self.local)
         sh("ip", "link", "add", self.veth[0], "type", "veth", "peer", "name", self.veth[1])
-        for ns, dev, addr in ((self.cloud, self.veth[0], CLOUD_ENDPOINT_IP), (self.local, self.veth[1], LOCAL_UNDERLAY_IP)):
+        for ns, dev, addr in (
+            (self.cloud, self.veth[0], CLOUD_ENDPOINT_IP),
+            (self.local, self.veth[1], LOCAL_UNDERLAY_IP),
+        ):
             sh("ip", "link", "set", dev, "netns", ns)
             sh("ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
             sh("ip", "-n", ns, "link", "set", dev, "up")
@@ -188,7 +193,7 @@ def tunnel(netns, configs, salt_cli):
     (address,) = re.findall(r"^Address = (.+)$", conf_text, re.M)
     sh("ip", "addr", "add", address, "dev", CLOUD_IF, ns=netns.cloud)
     sh("ip", "link", "set", CLOUD_IF, "up", ns=netns.cloud)
-    live = hecate_wireguard.live_status(CLOUD_IF, netns.cloud)
+    live = hecate_wireguard_process.live_status(CLOUD_IF, netns.cloud)
     assert live["public_key"] == cloud["public_key"] and live["listen_port"] == 51820
 
     # 2. the initiator: a bare wireguard-go interface that the local minion's state syncs live
@@ -196,7 +201,7 @@ def tunnel(netns, configs, salt_cli):
     preview = salt_cli.run("state.apply", "wireguard", pillar_for(netns), "test=True", minion_tgt="local")
     predicted = the_state(preview, f"wireguard interface {LOCAL_IF}")
     assert predicted["result"] is None
-    assert hecate_wireguard.live_status(LOCAL_IF, netns.local)["peers"] == {}  # the preview wrote nothing
+    assert hecate_wireguard_process.live_status(LOCAL_IF, netns.local)["peers"] == {}  # the preview wrote nothing
     ret = salt_cli.run("state.apply", "wireguard", pillar_for(netns), minion_tgt="local")
     state = the_state(ret, f"wireguard interface {LOCAL_IF}")
     assert state["result"] is True, state
@@ -210,14 +215,14 @@ def tunnel(netns, configs, salt_cli):
 
 def test_ping_across_the_tunnel(tunnel):
     deadline = time.monotonic() + 30
-    while not hecate_wireguard.ping("10.88.0.1", netns=tunnel.local):
+    while not hecate_wireguard_process.ping("10.88.0.1", netns=tunnel.local):
         assert time.monotonic() < deadline, "no answer from the cloud end over the tunnel"
-    assert hecate_wireguard.ping("10.88.0.2", netns=tunnel.cloud)
+    assert hecate_wireguard_process.ping("10.88.0.2", netns=tunnel.cloud)
     # the traffic really went through WireGuard: both ends saw a handshake and bytes
     for ns, iface in ((tunnel.cloud, CLOUD_IF), (tunnel.local, LOCAL_IF)):
-        (peer,) = hecate_wireguard.live_status(iface, ns)["peers"].values()
+        (peer,) = hecate_wireguard_process.live_status(iface, ns)["peers"].values()
         assert peer["latest_handshake"] > 0 and peer["transfer_rx"] > 0 and peer["transfer_tx"] > 0
-    (cloud_peer,) = hecate_wireguard.live_status(CLOUD_IF, tunnel.cloud)["peers"].values()
+    (cloud_peer,) = hecate_wireguard_process.live_status(CLOUD_IF, tunnel.cloud)["peers"].values()
     assert cloud_peer["endpoint"] == f"{LOCAL_UNDERLAY_IP}:51820"
 
 
@@ -245,9 +250,9 @@ def test_rerun_with_live_interface_changes_nothing(tunnel, salt_cli):
 
 
 def test_peer_change_does_not_drop_the_tunnel(tunnel, salt_cli):
-    laptop = hecate_wireguard.public_from_private(hecate_wireguard.new_private_key())
+    laptop = hecate_wireguard_keys.public_from_private(hecate_wireguard_keys.new_private_key())
     extra = [{"name": "laptop", "public_key": laptop, "allowed_ips": ["10.88.0.50/32"]}]
-    before = hecate_wireguard.live_status(LOCAL_IF, tunnel.local)
+    before = hecate_wireguard_process.live_status(LOCAL_IF, tunnel.local)
     (cloud_key,) = before["peers"]
     pinger = subprocess.Popen(  # pylint: disable=consider-using-with
         ["ip", "netns", "exec", tunnel.local, "ping", "-n", "-i", "0.2", "-c", "600", "-W", "1", "10.88.0.1"],
@@ -260,7 +265,7 @@ def test_peer_change_does_not_drop_the_tunnel(tunnel, salt_cli):
         assert state["result"] is True, state
         assert state["changes"]["live"] == {"peers": {"added": ["laptop"], "removed": [], "changed": []}}
         assert "no restart" in state["comment"]
-        during = hecate_wireguard.live_status(LOCAL_IF, tunnel.local)
+        during = hecate_wireguard_process.live_status(LOCAL_IF, tunnel.local)
         assert set(during["peers"]) == {cloud_key, laptop}
         ret = salt_cli.run("state.apply", "wireguard", pillar_for(tunnel), minion_tgt="local")
         state = the_state(ret, f"wireguard interface {LOCAL_IF}")
@@ -271,7 +276,7 @@ def test_peer_change_does_not_drop_the_tunnel(tunnel, salt_cli):
     finally:
         if pinger.poll() is None:
             pinger.kill()
-    after = hecate_wireguard.live_status(LOCAL_IF, tunnel.local)
+    after = hecate_wireguard_process.live_status(LOCAL_IF, tunnel.local)
     # same interface, same session with the cloud peer (no new handshake was needed), no lost ping
     assert after["ifindex"] == before["ifindex"] and after["up"]
     # (a rekey is due 120s after a handshake, whatever we do; a down/up would force one at once)

@@ -7,7 +7,8 @@ import hcl2
 import hcl2.utils
 import pytest
 
-import hecate_agents as agents
+import hecate_agents_config
+import hecate_agents_schema
 import hecate_schema
 import hecate_secrets
 from tests import pillar_files
@@ -60,7 +61,7 @@ AGENT_TOKEN = {"vault": "secret/hecate/consul", "key": "agent_token"}
 
 
 def test_consul_server_config_on_cloud():
-    cfg = agents.consul_config(shipped_pillar("prod"), CLOUD_GRAINS)
+    cfg = hecate_agents_config.consul_config(shipped_pillar("prod"), CLOUD_GRAINS)
     assert cfg == {
         "datacenter": "dc1",
         "node_name": "cloud",
@@ -85,28 +86,28 @@ def test_consul_server_config_on_cloud():
 
 def test_consul_client_joins_cloud_over_the_tunnel():
     pillar = shipped_pillar("prod")
-    cfg = agents.consul_config(pillar, LOCAL_GRAINS)
+    cfg = hecate_agents_config.consul_config(pillar, LOCAL_GRAINS)
     assert cfg["server"] is False and "bootstrap_expect" not in cfg
     assert cfg["retry_join"] == ["10.88.0.1"]
     assert cfg["bind_addr"] == cfg["advertise_addr"] == "10.88.0.2"
     assert cfg["ui_config"] == {"enabled": False}
     pillar["hecate"]["consul"]["agent"]["ports"]["serf_lan"] = 8311
     pillar["hecate"]["consul"]["agent"]["extra"] = {"dns_config": {"only_passing": True}}
-    cfg = agents.consul_config(pillar, LOCAL_GRAINS)
+    cfg = hecate_agents_config.consul_config(pillar, LOCAL_GRAINS)
     assert cfg["retry_join"] == ["10.88.0.1:8311"] and cfg["dns_config"] == {"only_passing": True}
 
 
 def test_nomad_config_renders_valid_hcl():
     pillar = shipped_pillar("prod")
     pillar["hecate"]["connections"]["vault"]["url"] = "https://vault.example.com:8200"
-    cfg = agents.nomad_config(pillar, LOCAL_GRAINS)
+    cfg = hecate_agents_config.nomad_config(pillar, LOCAL_GRAINS)
     assert cfg["client"]["meta"] == {"location": "local", "node_type": "bionicgpt"}
     assert cfg["client"]["network_interface"] == "wg0"
     assert cfg["vault"]["address"] == "https://vault.example.com:8200"
     assert cfg["consul"]["token"] == {"vault": "secret/bionicgpt/nomad", "key": "consul_token"}
     resolved = copy.deepcopy(cfg)
     resolved["consul"]["token"] = 'tok"en\\x'
-    text = agents.render_hcl(resolved, "Managed by Salt")
+    text = hecate_agents_config.render_hcl(resolved, "Managed by Salt")
     assert text.startswith("# Managed by Salt\nname       = \"local\"\n")
     parsed = parse_hcl(text)
     client = parsed["client"][0]
@@ -127,7 +128,7 @@ def test_nomad_config_renders_valid_hcl():
                                "batch_scheduler_enabled": False, "service_scheduler_enabled": False}],
     }]}
     pillar["bionicgpt"]["nomad"]["agent"] = {"server": {"memory_oversubscription": False}}
-    assert "default_scheduler_config" not in agents.nomad_config(pillar, LOCAL_GRAINS)["server"]
+    assert "default_scheduler_config" not in hecate_agents_config.nomad_config(pillar, LOCAL_GRAINS)["server"]
     assert parsed["advertise"][0] == {"http": "10.88.0.2", "rpc": "10.88.0.2", "serf": "10.88.0.2"}
     assert parsed["vault"][0]["default_identity"][0] == {"aud": ["vault.io"], "ttl": "1h"}
     docker = parsed["plugin"][0]["docker"]["config"][0]
@@ -143,30 +144,32 @@ def test_resolve_secrets_and_masked_diff():
     def resolver(value, where):
         return hecate_secrets.Secret(secrets[f"{value['vault']}#{value['key']}"])
 
-    cfg = agents.consul_config(shipped_pillar("prod"), CLOUD_GRAINS)
-    resolved, names = agents.resolve_secrets(cfg, resolver, "Consul")
+    cfg = hecate_agents_config.consul_config(shipped_pillar("prod"), CLOUD_GRAINS)
+    resolved, names = hecate_agents_config.resolve_secrets(cfg, resolver, "Consul")
     assert names == {"encrypt", "agent"}
     assert resolved["encrypt"] == secrets["secret/hecate/consul#gossip_key"]
-    new = agents.render_json(resolved)
+    new = hecate_agents_config.render_json(resolved)
     assert json.loads(new) == resolved
-    diff, changed = agents.masked_diff(None, new, "consul.json", names)
+    diff, changed = hecate_agents_config.masked_diff(None, new, "consul.json", names)
     assert changed is False and "XXX-REDACTED-XXX" in diff
     for value in secrets.values():
         assert value not in diff
     rotated = dict(resolved, encrypt="TmV3R29zc2lwS2V5TmV3R29zc2lwS2V5TmV3MTI=", log_level="DEBUG")
-    diff, changed = agents.masked_diff(new, agents.render_json(rotated), "consul.json", names)
+    diff, changed = hecate_agents_config.masked_diff(
+        new, hecate_agents_config.render_json(rotated), "consul.json", names
+    )
     assert changed is True
     assert '-  "log_level": "INFO"' in diff and '+  "log_level": "DEBUG"' in diff
     assert "TmV3" not in diff and "R29zc2lw" not in diff
-    hcl = agents.render_hcl({"consul": {"address": "x", "token": "s3cr3t-value"}})
-    assert "s3cr3t-value" not in agents.mask(hcl)
+    hcl = hecate_agents_config.render_hcl({"consul": {"address": "x", "token": "s3cr3t-value"}})
+    assert "s3cr3t-value" not in hecate_agents_config.mask(hcl)
 
 
 def test_nomad_agent_without_vault_is_refused_in_pillar():
     """The job templates' vault blocks need it: Nomad's jobVaultHook refuses them otherwise."""
     pillar = shipped_pillar("prod")
-    assert agents.check_pillar(pillar) == []
+    assert hecate_agents_schema.check_pillar(pillar) == []
     pillar["bionicgpt"]["nomad"]["agent"]["vault"] = {"enabled": False}
-    errors = agents.check_pillar(pillar)
+    errors = hecate_agents_schema.check_pillar(pillar)
     assert [key for key, _ in errors] == ["bionicgpt:nomad:agent:vault:enabled"]
     assert 'Vault "default" not enabled but used in the job' in errors[0][1]

@@ -38,8 +38,8 @@ import salt.config
 import salt.utils.templates
 import yaml
 
-import hecate_agents
-import hecate_nomad_client
+import hecate_agents_schema
+import hecate_nomad_schema
 from lab.sim import nomad_jobspec as js
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -161,7 +161,7 @@ def image_repo(tsk):
 
 def test_the_test_pillar_is_valid():
     for key in ("bionicgpt:jobs",):
-        jsonschema.validate(PILLAR["bionicgpt"]["jobs"], hecate_nomad_client.PILLAR_SCHEMA[key])
+        jsonschema.validate(PILLAR["bionicgpt"]["jobs"], hecate_nomad_schema.PILLAR_SCHEMA[key])
 
 
 def test_bionicgpt_server(jobs):
@@ -305,9 +305,9 @@ def test_ollama(jobs):
 
 
 def test_host_volumes_are_the_ones_the_agent_declares(jobs):
-    """By default the jobs mount the host volumes the Nomad agent state requires (hecate_agents)."""
+    """By default the jobs mount the host volumes the Nomad agent state requires (hecate_agents_schema)."""
     sources = {vol["Source"] for job in jobs.values() for vol in (group(job)["Volumes"] or {}).values()}
-    assert sources == set(hecate_agents.REQUIRED_VOLUMES)
+    assert sources == set(hecate_agents_schema.REQUIRED_VOLUMES)
 
 
 def test_postgres(jobs):

@@ -26,7 +26,11 @@ def admin(caddy):
     return cc.CaddyAdmin({"admin_url": caddy.admin_url, "retries": 0})
 
 
-ROUTE = {"@id": "probe.route", "match": [{"host": ["probe.test"]}], "handle": [{"handler": "static_response", "body": "probe"}]}
+ROUTE = {
+    "@id": "probe.route",
+    "match": [{"host": ["probe.test"]}],
+    "handle": [{"handler": "static_response", "body": "probe"}],
+}
 
 
 def test_get_returns_value_and_etag(admin, caddy):
@@ -216,7 +220,7 @@ class _TrailerEtag(BaseHTTPRequestHandler):
 
 
 def test_a_caddy_without_the_etag_header_is_never_written_to():
-    import hecate_caddy_routes  # pylint: disable=import-outside-toplevel
+    import hecate_caddy_apply  # pylint: disable=import-outside-toplevel
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _TrailerEtag)
     httpd.seen = []
@@ -225,7 +229,7 @@ def test_a_caddy_without_the_etag_header_is_never_written_to():
         admin = cc.CaddyAdmin({"admin_url": f"http://127.0.0.1:{httpd.server_address[1]}", "retries": 0})
         for test in (True, False):
             with pytest.raises(hecate_http.HTTPError) as info:
-                hecate_caddy_routes.apply(admin, "hecate", lambda live: (["r"], {"added": {"r": {}}}), test=test)
+                hecate_caddy_apply.apply(admin, "hecate", lambda live: (["r"], {"added": {"r": {}}}), test=test)
             assert str(info.value) == (
                 "Caddy admin API: GET /config/ sent no Etag header; hecate needs Caddy 2.8 or newer (older "
                 "releases send it as an HTTP trailer), because it never writes to Caddy without If-Match; "

@@ -5,7 +5,9 @@ import copy
 import pytest
 import salt.exceptions
 
+import hecate_caddy_apply
 import hecate_caddy_routes as m
+import hecate_caddy_schema
 import hecate_http
 import hecate_schema
 from tests import pillar_files
@@ -114,7 +116,12 @@ def test_policy_overrides_and_custom_policies():
             "internal-only": {"block": [{"remote_ip": ["0.0.0.0/0"]}], "block_status": 403},
         },
         "routes": [
-            {"domain": "a.example.com", "backend": "10.0.0.1:80", "service": "a", "policies": ["common", "internal-only"]},
+            {
+                "domain": "a.example.com",
+                "backend": "10.0.0.1:80",
+                "service": "a",
+                "policies": ["common", "internal-only"],
+            },
             {"domain": "b.example.com", "backend": "10.0.0.2:80", "service": "b", "policies": []},
         ],
     }
@@ -191,7 +198,10 @@ def test_disabled_route_is_not_built():
     "routes,fragments",
     [
         ([{"domain": "a.example.com", "service": "a"}], ["routes:0:backend", "route 'a'", "no upstream"]),
-        ([{"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:99999"}], ["routes:0:backend", "route 'a'", "bad port"]),
+        (
+            [{"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:99999"}],
+            ["routes:0:backend", "route 'a'", "bad port"],
+        ),
         (
             [
                 {"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:80"},
@@ -206,13 +216,32 @@ def test_disabled_route_is_not_built():
             ],
             ["routes:1:name", "name used twice"],
         ),
-        ([{"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:80", "tls_skip_verify": True}], ["only applies to an https"]),
-        ([{"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:80", "forward_auth": True}], ["forward_auth:outpost"]),
-        ([{"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:80", "policies": ["nope"]}], ["unknown policy 'nope'"]),
-        ([{"domain": "not a domain", "service": "a", "backend": "10.0.0.1:80"}], ["is not a valid domain"]),
-        ([{"domain": "a.example.com", "service": "a", "backend": ["http://x:1", "https://y:2"]}], ["mixes http and https"]),
         (
-            [{"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:80", "health_checks": {"active": {"uri": "/h", "interval": "soon"}}}],
+            [{"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:80", "tls_skip_verify": True}],
+            ["only applies to an https"],
+        ),
+        (
+            [{"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:80", "forward_auth": True}],
+            ["forward_auth:outpost"],
+        ),
+        (
+            [{"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:80", "policies": ["nope"]}],
+            ["unknown policy 'nope'"],
+        ),
+        ([{"domain": "not a domain", "service": "a", "backend": "10.0.0.1:80"}], ["is not a valid domain"]),
+        (
+            [{"domain": "a.example.com", "service": "a", "backend": ["http://x:1", "https://y:2"]}],
+            ["mixes http and https"],
+        ),
+        (
+            [
+                {
+                    "domain": "a.example.com",
+                    "service": "a",
+                    "backend": "10.0.0.1:80",
+                    "health_checks": {"active": {"uri": "/h", "interval": "soon"}},
+                }
+            ],
             ["health_checks:active:interval", "not a duration"],
         ),
         ([{"domain": "a.example.com", "service": "Bad Name", "backend": "10.0.0.1:80"}], ["not a valid route name"]),
@@ -237,7 +266,9 @@ def test_bad_regexp_in_policy():
 
 
 # -- Consul upstreams ------------------------------------------------------------------------------
-CONSUL_ROUTE = {"routes": [{"domain": "chat.example.com", "service": "chat", "upstream": {"consul_service": "oauth2-proxy"}}]}
+CONSUL_ROUTE = {
+    "routes": [{"domain": "chat.example.com", "service": "chat", "upstream": {"consul_service": "oauth2-proxy"}}]
+}
 
 
 def test_consul_upstream_resolved_sorted_through_salt():
@@ -247,7 +278,9 @@ def test_consul_upstream_resolved_sorted_through_salt():
         calls.append((name, passing))
         return ["10.0.0.9:4180", "10.0.0.3:4180"]
 
-    (route,) = m.build(CONSUL_ROUTE, resolve_service=m.consul_resolver({"hecate_consul.service_addresses": service_addresses}))
+    (route,) = m.build(
+        CONSUL_ROUTE, resolve_service=m.consul_resolver({"hecate_consul.service_addresses": service_addresses})
+    )
     proxy = route.json["handle"][0]["routes"][-1]["handle"][0]
     assert proxy["upstreams"] == [{"dial": "10.0.0.3:4180"}, {"dial": "10.0.0.9:4180"}]
     assert calls == [("oauth2-proxy", True)]
@@ -278,7 +311,7 @@ def test_consul_errors_and_bad_addresses_name_the_route():
 
 
 def test_check_pillar_does_not_need_consul():
-    assert m.check_pillar({"hecate": {"reverse_proxy": {"caddy": CONSUL_ROUTE}}}, "lab") == []
+    assert hecate_caddy_schema.check_pillar({"hecate": {"reverse_proxy": {"caddy": CONSUL_ROUTE}}}, "lab") == []
 
 
 # -- plans -----------------------------------------------------------------------------------------
@@ -293,7 +326,11 @@ def _two():
     )
 
 
-UNMANAGED_FIRST = {"@id": "someone.else", "match": [{"host": ["x.example.com"]}], "handle": [{"handler": "static_response"}]}
+UNMANAGED_FIRST = {
+    "@id": "someone.else",
+    "match": [{"host": ["x.example.com"]}],
+    "handle": [{"handler": "static_response"}],
+}
 UNMANAGED_LAST = {"handle": [{"handler": "static_response", "status_code": 404}]}
 
 
@@ -328,14 +365,21 @@ def test_plan_changed_and_removed_are_readable():
         }
     )
     live = [r.json for r in old]
-    new_desired = m.build({"routes": [{"domain": "a.example.com", "service": "a", "backend": ["10.0.0.1:80", "10.0.0.7:80"]}]})
+    new_desired = m.build(
+        {"routes": [{"domain": "a.example.com", "service": "a", "backend": ["10.0.0.1:80", "10.0.0.7:80"]}]}
+    )
     _, changes = m.plan_set(live, new_desired)
     assert changes["removed"] == {"gone": {"domains": ["gone.example.com"], "upstreams": ["10.0.0.3:80"]}}
     assert changes["changed"] == {"a": {"upstreams": {"added": ["10.0.0.7:80"], "removed": []}}}
 
 
 def test_plan_equivalent_durations_are_not_a_change():
-    spec = {"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:80", "health_checks": {"active": {"uri": "/h", "interval": "10s"}}}
+    spec = {
+        "domain": "a.example.com",
+        "service": "a",
+        "backend": "10.0.0.1:80",
+        "health_checks": {"active": {"uri": "/h", "interval": "10s"}},
+    }
     (route,) = m.build({"routes": [spec]})
     live = copy.deepcopy(route.json)
     live["handle"][0]["routes"][-1]["handle"][0]["health_checks"]["active"]["interval"] = 10_000_000_000
@@ -362,7 +406,11 @@ def test_plan_reorder_only():
 def test_plan_present_and_absent_touch_one_route():
     errors = []
     route = m.build_route(
-        {"name": "adhoc", "domain": "h.example.com", "backend": "10.0.0.1:80"}, "x", {}, id_prefix=m.ADHOC_PREFIX, errors=errors
+        {"name": "adhoc", "domain": "h.example.com", "backend": "10.0.0.1:80"},
+        "x",
+        {},
+        id_prefix=m.ADHOC_PREFIX,
+        errors=errors,
     )
     assert not errors and route.id == "hecate.adhoc.adhoc"
     live = [UNMANAGED_FIRST] + [r.json for r in _two()]
@@ -435,7 +483,9 @@ def test_plan_refuses_a_route_an_earlier_unmanaged_route_takes():
     ((ours, domain, index, other, why),) = err.value.found
     assert (ours.name, domain, index, other, why) == ("a", "a.example.com", 0, SITE, "terminal")
     text = str(err.value.on("hecate"))
-    assert "hecate route 'a' (hecate.route.a, hecate:reverse_proxy:caddy:routes:0) would never serve a.example.com" in text
+    assert (
+        "hecate route 'a' (hecate.route.a, hecate:reverse_proxy:caddy:routes:0) would never serve a.example.com" in text
+    )
     assert "route 0 of Caddy server 'hecate' (no @id; host a.example.com), not managed by hecate" in text
     assert "'b'" not in text and "nothing was written" in text
     # converged or not: a route already in place behind it is refused the same way
@@ -503,7 +553,9 @@ def test_schema_errors_name_key_paths():
     caddy(pillar)["ports"]["https"] = 70000
     errors = hecate_schema.validate(pillar, "lab")
     assert "hecate:reverse_proxy:caddy:routes:3:bogus: unknown key (not in the schema)" in errors
-    assert any(e.startswith("hecate:reverse_proxy:caddy:routes:2:backend: route 'grafana'") and "bad port" in e for e in errors)
+    assert any(
+        e.startswith("hecate:reverse_proxy:caddy:routes:2:backend: route 'grafana'") and "bad port" in e for e in errors
+    )
     assert any(e.startswith("hecate:reverse_proxy:caddy:routes:4:backend: route 'minio-console'") for e in errors)
     assert any(e.startswith("hecate:reverse_proxy:caddy:ports:https:") for e in errors)
 
@@ -513,7 +565,10 @@ def test_schema_errors_name_key_paths():
     [
         ({"routes": {"a": 1}}, "hecate:reverse_proxy:caddy:routes: expected a list"),
         ({"policies": ["x"], "routes": []}, "hecate:reverse_proxy:caddy:policies: expected a mapping"),
-        ({"routes": [{"domain": "a.example.com", "backend": "10.0.0.1:80", "service": "a", "health_checks": ["x"]}]}, "routes:0: malformed route"),
+        (
+            {"routes": [{"domain": "a.example.com", "backend": "10.0.0.1:80", "service": "a", "health_checks": ["x"]}]},
+            "routes:0: malformed route",
+        ),
         ({"routes": ["just a string"]}, "routes:0: a route must be a mapping"),
     ],
 )
@@ -545,16 +600,18 @@ def test_a_refused_route_is_named_by_its_id_or_hosts():
     ]
     text = ("Caddy admin API: PATCH /config/apps/http/servers/hecate/routes returned 500: loading new config: "
             "setting up route handlers: route {}: loading handler modules: position 0: bad")
-    err = m._refused(hecate_http.HTTPError(text.format(0), status=500, body={"error": "x"}), "hecate", routes)
+    err = hecate_caddy_apply._refused(
+        hecate_http.HTTPError(text.format(0), status=500, body={"error": "x"}), "hecate", routes
+    )
     assert str(err).startswith("Caddy refused route hecate.route.chat (route 0 of server 'hecate'); "
                                "nothing was written: Caddy admin API: PATCH ")
     assert err.status == 500 and err.body == {"error": "x"}
-    err = m._refused(hecate_http.HTTPError(text.format(1), status=500), "hecate", routes)
+    err = hecate_caddy_apply._refused(hecate_http.HTTPError(text.format(1), status=500), "hecate", routes)
     assert str(err).startswith("Caddy refused route the route for a.example.com, b.example.com (route 1 ")
     # no route index in the error, or one we did not send: Caddy's own error unchanged
     for other in ("Caddy admin API: PATCH /x returned 500: something else", text.format(7)):
         original = hecate_http.HTTPError(other, status=500)
-        assert m._refused(original, "hecate", routes) is original
+        assert hecate_caddy_apply._refused(original, "hecate", routes) is original
 
 
 # -- the listener addresses of a server hecate creates -----------------------------------------------
@@ -578,7 +635,7 @@ def test_a_refused_route_is_named_by_its_id_or_hosts():
     ],
 )
 def test_parse_listener(addr, expected):
-    assert m.parse_listener(addr) == expected
+    assert hecate_caddy_apply.parse_listener(addr) == expected
 
 
 def _servers(**listen):
@@ -604,16 +661,17 @@ def _servers(**listen):
     ],
 )
 def test_listener_conflicts(theirs, ours, taken):
-    found = m.listener_conflicts(_servers(srv0=theirs), "hecate", ours)
+    found = hecate_caddy_apply.listener_conflicts(_servers(srv0=theirs), "hecate", ours)
     assert found == ([(ours[0], "srv0", theirs[0])] if taken else [])
 
 
 def test_the_server_itself_and_other_servers_are_told_apart():
     config = _servers(srv0=[":443"], srv1=[":80"], hecate=[":443"])
-    assert m.listener_conflicts(config, "hecate", [":443", ":80", ":8443"]) == [
+    assert hecate_caddy_apply.listener_conflicts(config, "hecate", [":443", ":80", ":8443"]) == [
         (":443", "srv0", ":443"), (":80", "srv1", ":80")
     ]
-    err = m.ListenerTaken("hecate", m.listener_conflicts(config, "hecate", [":443"]), "hecate:reverse_proxy:caddy")
+    taken = hecate_caddy_apply.listener_conflicts(config, "hecate", [":443"])
+    err = hecate_caddy_apply.ListenerTaken("hecate", taken, "hecate:reverse_proxy:caddy")
     text = str(err)
     assert "- hecate:reverse_proxy:caddy:listen ':443': Caddy server 'srv0' already listens on ':443'" in text
     assert "set hecate:reverse_proxy:caddy:server to 'srv0'" in text and "nothing was written" in text
@@ -635,10 +693,10 @@ class _Admin:
 @pytest.mark.parametrize("test", [True, False])
 def test_apply_refuses_to_create_a_server_on_a_taken_address(test):
     admin = _Admin(_servers(srv0=[":443"]))
-    with pytest.raises(m.ListenerTaken, match="Caddy server 'srv0' already listens on ':443'"):
-        m.apply(admin, "hecate", lambda live: ([], {"added": {}}), test=test, listen=[":443"])
+    with pytest.raises(hecate_caddy_apply.ListenerTaken, match="Caddy server 'srv0' already listens on ':443'"):
+        hecate_caddy_apply.apply(admin, "hecate", lambda live: ([], {"added": {}}), test=test, listen=[":443"])
     assert admin.writes == []
-    m.apply(admin, "hecate", lambda live: (["r"], {"added": {"r": {}}}), test=False, listen=[":8443"])
+    hecate_caddy_apply.apply(admin, "hecate", lambda live: (["r"], {"added": {"r": {}}}), test=False, listen=[":8443"])
     ((method, path, value, etag),) = admin.writes
     assert (method, path, etag) == ("PUT", "/config/apps/http/servers/hecate", '"/config/ 1"')
     assert value == {"listen": [":8443"], "routes": ["r"]}  # nothing else: Caddy's automatic HTTPS stays on
@@ -650,13 +708,34 @@ def test_lost_routes_note(tmp_path):
 
     store = hecate_caddy_client.SnapshotStore(str(tmp_path / "state"))
     ours = [{"@id": "hecate.route.web"}, {"@id": "hecate.adhoc.status"}]
-    assert m.lost_routes_note(store, "srv0", []) is None  # never written: a first deployment
+    assert hecate_caddy_apply.lost_routes_note(store, "srv0", []) is None  # never written: a first deployment
     store.save("srv0", ("apps", "http", "servers", "srv0", "routes"), [], [{"match": []}] + ours, {})
-    assert m.lost_routes_note(store, "srv0", [{"match": []}] + ours) is None
-    note = m.lost_routes_note(store, "srv0", [{"match": []}])
+    assert hecate_caddy_apply.lost_routes_note(store, "srv0", [{"match": []}] + ours) is None
+    note = hecate_caddy_apply.lost_routes_note(store, "srv0", [{"match": []}])
     assert note.startswith("Caddy no longer has 2 route(s) hecate wrote to server 'srv0' at ")
     assert ": web, status. Caddy was restarted without --resume" in note
-    assert m.lost_routes_note(None, "srv0", []) is None
+    assert hecate_caddy_apply.lost_routes_note(None, "srv0", []) is None
     # a server hecate created: the routes are inside the created object
     store.save("hecate", ("apps", "http", "servers", "hecate"), None, {"listen": [":443"], "routes": ours[:1]}, {})
-    assert "1 route(s) hecate wrote to server 'hecate'" in m.lost_routes_note(store, "hecate", [])
+    assert "1 route(s) hecate wrote to server 'hecate'" in hecate_caddy_apply.lost_routes_note(store, "hecate", [])
+
+
+@pytest.mark.parametrize("route", [
+    {"domain": "a.example.com", "backend": ["10.0.0.1:80", {"x": 1}]},
+    {"domain": "a.example.com", "backend": "10.0.0.1:80", "headers": "not a mapping"},
+    {"domain": ["a.example.com"], "backend": "10.0.0.1:80", "health_checks": {"active": "x"}},
+    {"domains": 5, "backend": "10.0.0.1:80"},
+])
+def test_check_pillar_reports_malformed_routes_by_key_path(route):
+    errors = hecate_caddy_schema.check_pillar({"hecate": {"reverse_proxy": {"caddy": {"routes": [route]}}}}, "lab")
+    assert errors and all(path.startswith("hecate:reverse_proxy:caddy:routes:0") for path, _ in errors), errors
+
+
+def test_check_pillar_lets_a_bug_surface(monkeypatch):
+    """Only bad data becomes "errors"; a bug in the model is not turned into "no errors"."""
+    def broken(*args, **kwargs):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(m, "build", broken)
+    with pytest.raises(RuntimeError):
+        hecate_caddy_schema.check_pillar({"hecate": {"reverse_proxy": {"caddy": {"routes": []}}}}, "lab")

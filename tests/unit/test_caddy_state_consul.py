@@ -10,7 +10,6 @@ import os
 import pytest
 
 import hecate_caddy_routes
-
 from tests import caddy_helpers as ch
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -18,7 +17,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 @pytest.fixture(scope="module")
 def state_mod():
-    spec = importlib.util.spec_from_file_location("caddy_routes_under_test", os.path.join(REPO, "_states", "caddy_routes.py"))
+    spec = importlib.util.spec_from_file_location(
+        "caddy_routes_under_test", os.path.join(REPO, "_states", "caddy_routes.py")
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -40,7 +41,12 @@ def run(state_mod, caddy, tmp_path):
                 "caddy": {
                     "server": "hecate",
                     "routes": [
-                        {"domain": "chat.test", "service": "chat", "upstream": {"consul_service": "oauth2-proxy"}, "policies": []}
+                        {
+                            "domain": "chat.test",
+                            "service": "chat",
+                            "upstream": {"consul_service": "oauth2-proxy"},
+                            "policies": [],
+                        }
                     ],
                 }
             }

@@ -63,7 +63,7 @@ def test_gives_up_after_retries_with_clear_message(sim):
     with pytest.raises(hecate_http.HTTPError) as err:
         client(sim, retries=2).request("GET", "/v1/secret/data/x?token=t0ken-x")
     msg = str(err.value)
-    assert "Vault: GET /v1/secret/data/x returned 503: Vault is sealed" == msg
+    assert msg == "Vault: GET /v1/secret/data/x returned 503: Vault is sealed"
     assert "t0ken-x" not in msg
     assert len(sim.requests()) == 3
 
@@ -115,7 +115,9 @@ def test_uncertain_write_decides_by_reading():
 
 def test_unreachable(sim):
     dead = hecate_http.Client("http://127.0.0.1:9", "Consul", retries=0)
-    with pytest.raises(hecate_http.Unreachable, match="Consul at http://127.0.0.1:9 is unreachable: connection refused"):
+    with pytest.raises(
+        hecate_http.Unreachable, match="Consul at http://127.0.0.1:9 is unreachable: connection refused"
+    ):
         dead.request("GET", "/v1/status/leader")
 
 

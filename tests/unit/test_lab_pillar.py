@@ -16,7 +16,7 @@ from tests import conftest, pillar_files
 def test_the_lab_reads_its_own_pillar_tree(tmp_path):
     roots = topology.pillar_roots(str(tmp_path))
     assert roots == {"base": [topology.PILLAR_DIR, str(tmp_path)]}
-    assert topology.PILLAR_DIR == os.path.join(topology.REPO, "lab", "pillar")
+    assert os.path.join(topology.REPO, "lab", "pillar") == topology.PILLAR_DIR
     conftest.assert_lab_pillar_roots({"pillar_roots": roots})
     with pytest.raises(AssertionError, match="operator's pillar"):
         conftest.assert_lab_pillar_roots({"pillar_roots": {"base": [topology.OPERATOR_PILLAR_DIR]}})
@@ -27,9 +27,8 @@ def test_a_test_cannot_read_the_operators_pillar(operator_pillar_guard, tmp_path
     start = len(operator_pillar_guard.reads)
     top = os.path.join(topology.OPERATOR_PILLAR_DIR, "top.sls")
     try:
-        with pytest.raises(PermissionError, match="operator's pillar"):
-            with open(top, encoding="utf-8") as fh:
-                yaml.safe_load(fh)
+        with pytest.raises(PermissionError, match="operator's pillar"), open(top, encoding="utf-8") as fh:
+            yaml.safe_load(fh)
         with pytest.raises(PermissionError):
             os.open(top, os.O_RDONLY)
         with pytest.raises(shutil.Error, match="operator's pillar"):  # copytree collects the refusals

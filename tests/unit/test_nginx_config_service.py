@@ -92,9 +92,9 @@ def setup(tmp_path):
     mod.__context__ = {}
     mod.__salt__ = manager.funcs()
     yield mod, cfg, manager
-    import hecate_nginx  # pylint: disable=import-outside-toplevel
+    import hecate_nginx_process  # pylint: disable=import-outside-toplevel
 
-    hecate_nginx.stop(cfg["pid_file"])
+    hecate_nginx_process.stop(cfg["pid_file"])
 
 
 def test_service_is_started_then_reloaded(setup):

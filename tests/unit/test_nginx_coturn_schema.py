@@ -5,8 +5,10 @@ import copy
 import pytest
 import salt.exceptions
 
-import hecate_coturn
-import hecate_nginx
+import hecate_coturn_render
+import hecate_coturn_schema
+import hecate_nginx_render
+import hecate_nginx_schema
 import hecate_schema
 import hecate_secrets
 from tests import pillar_files
@@ -158,16 +160,16 @@ def test_normalise_reports_every_error_with_key_paths(pillar):
     raw["tcp_proxies"][0]["protocol"] = "sctp"
     raw["colour"] = "blue"
     with pytest.raises(salt.exceptions.SaltInvocationError) as exc:
-        hecate_nginx.normalise(raw, pillar)
+        hecate_nginx_schema.normalise(raw, pillar)
     text = str(exc.value)
     assert "hecate:reverse_proxy:nginx:colour: unknown key (not in the schema)" in text
     assert "hecate:reverse_proxy:nginx:tcp_proxies:0:protocol: 'sctp' is not one of" in text
 
 
 def test_render_static_streams(pillar):
-    settings = hecate_nginx.normalise(pillar["hecate"]["reverse_proxy"]["nginx"], pillar)
-    text = hecate_nginx.render(
-        settings, hecate_nginx.resolve_streams(settings), "/usr/lib/nginx/modules/ngx_stream_module.so"
+    settings = hecate_nginx_schema.normalise(pillar["hecate"]["reverse_proxy"]["nginx"], pillar)
+    text = hecate_nginx_render.render(
+        settings, hecate_nginx_render.resolve_streams(settings), "/usr/lib/nginx/modules/ngx_stream_module.so"
     )
     assert text.startswith("# Managed by Salt")
     assert "load_module /usr/lib/nginx/modules/ngx_stream_module.so;" in text
@@ -189,7 +191,7 @@ def test_render_static_streams(pillar):
 
 
 def test_render_options():
-    settings = hecate_nginx.normalise(
+    settings = hecate_nginx_schema.normalise(
         {
             "user": None,
             "access_log": None,
@@ -212,7 +214,7 @@ def test_render_options():
             ],
         }
     )
-    text = hecate_nginx.render(settings, hecate_nginx.resolve_streams(settings))
+    text = hecate_nginx_render.render(settings, hecate_nginx_render.resolve_streams(settings))
     assert "user " not in text and "load_module" not in text
     assert "    access_log off;\n" in text
     assert "worker_processes 2;" in text
@@ -224,7 +226,7 @@ def test_render_options():
 
 
 def consul_settings(service):
-    return hecate_nginx.normalise(
+    return hecate_nginx_schema.normalise(
         {"tcp_proxies": [{"name": "jenkins-agent", "listen_port": 50000, "consul_service": service}]}
     )
 
@@ -237,20 +239,22 @@ def test_consul_upstreams_sorted_with_port_override():
         return ["10.0.0.9:8059", "10.0.0.2:8059", "10.0.0.2:8059", "fd00::5:8059"]
 
     settings = consul_settings({"name": "jenkins-master", "port": 50000})
-    (stream,) = hecate_nginx.resolve_streams(settings, service_addresses)
+    (stream,) = hecate_nginx_render.resolve_streams(settings, service_addresses)
     assert calls == [("jenkins-master", True)]
     assert [s[0] for s in stream["servers"]] == ["10.0.0.2:50000", "10.0.0.9:50000", "[fd00::5]:50000"]
     assert stream["source"] == "consul service 'jenkins-master' (passing)"
     # a re-ordered answer renders the same text
-    text = hecate_nginx.render(settings, [stream])
-    again = hecate_nginx.resolve_streams(settings, lambda n, passing=True: ["10.0.0.9:8059", "10.0.0.2:8059", "fd00::5:8059"])
-    assert hecate_nginx.render(settings, again) == text
+    text = hecate_nginx_render.render(settings, [stream])
+    again = hecate_nginx_render.resolve_streams(
+        settings, lambda n, passing=True: ["10.0.0.9:8059", "10.0.0.2:8059", "fd00::5:8059"]
+    )
+    assert hecate_nginx_render.render(settings, again) == text
 
 
 def test_consul_service_string_keeps_ports_and_can_include_failing():
     seen = []
     settings = consul_settings({"name": "wazuh", "passing": False})
-    (stream,) = hecate_nginx.resolve_streams(
+    (stream,) = hecate_nginx_render.resolve_streams(
         settings, lambda n, passing=True: seen.append(passing) or ["10.0.0.1:1515"]
     )
     assert seen == [False] and stream["servers"] == [("10.0.0.1:1515", [])]
@@ -260,29 +264,29 @@ def test_consul_errors_are_clear():
     settings = consul_settings("wazuh-registration")
     key = "hecate:reverse_proxy:nginx:tcp_proxies:0"
     with pytest.raises(salt.exceptions.CommandExecutionError) as exc:
-        hecate_nginx.resolve_streams(settings, None)
+        hecate_nginx_render.resolve_streams(settings, None)
     assert str(exc.value).startswith(f"{key}: stream 'jenkins-agent' takes its backends from Consul")
     assert "hecate_consul.service_addresses is not available" in str(exc.value)
     with pytest.raises(salt.exceptions.CommandExecutionError) as exc:
-        hecate_nginx.resolve_streams(settings, lambda n, passing=True: [])
+        hecate_nginx_render.resolve_streams(settings, lambda n, passing=True: [])
     assert "Consul service 'wazuh-registration' has no passing instances" in str(exc.value)
     with pytest.raises(salt.exceptions.CommandExecutionError) as exc:
-        hecate_nginx.resolve_streams(settings, lambda n, passing=True: ["10.0.0.1"])
+        hecate_nginx_render.resolve_streams(settings, lambda n, passing=True: ["10.0.0.1"])
     assert "not 'address:port'" in str(exc.value)
 
     def unreachable(name, passing=True):
         raise salt.exceptions.CommandExecutionError("Consul at http://127.0.0.1:8500 is unreachable")
 
     with pytest.raises(salt.exceptions.CommandExecutionError) as exc:
-        hecate_nginx.resolve_streams(settings, unreachable)
+        hecate_nginx_render.resolve_streams(settings, unreachable)
     assert "looking up Consul service 'wazuh-registration' failed: Consul at" in str(exc.value)
 
 
 def test_coturn_render_and_parse(pillar):
-    settings = hecate_coturn.normalise(pillar["hecate"]["reverse_proxy"]["coturn"])
+    settings = hecate_coturn_schema.normalise(pillar["hecate"]["reverse_proxy"]["coturn"])
     secret = hecate_secrets.Secret("Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MA")
-    text = hecate_coturn.render(settings, secret)
-    opts = hecate_coturn.parse(text)
+    text = hecate_coturn_render.render(settings, secret)
+    opts = hecate_coturn_render.parse(text)
     assert opts["listening-port"] == "3478" and opts["tls-listening-port"] == "5349"
     assert opts["min-port"] == "49160" and opts["max-port"] == "49200"
     assert opts["realm"] == "cybermonkey.dev"
@@ -295,22 +299,22 @@ def test_coturn_render_and_parse(pillar):
     assert "10.0.0.0-10.255.255.255" in opts["denied-peer-ip"]
     settings["denied_peer_ips"] = []
     settings["cert"] = settings["pkey"] = None
-    opts = hecate_coturn.parse(hecate_coturn.render(settings, secret))
+    opts = hecate_coturn_render.parse(hecate_coturn_render.render(settings, secret))
     assert "denied-peer-ip" not in opts and opts["no-tls"] is True and "tls-listening-port" not in opts
 
 
 @pytest.mark.parametrize("value", ["", "has space", 'quo"te', "hash#tag", "line\nbreak", "ünï"])
 def test_coturn_rejects_secrets_the_file_cannot_hold(value):
     with pytest.raises(salt.exceptions.CommandExecutionError) as exc:
-        hecate_coturn.check_secret(hecate_secrets.Secret(value), "where")
+        hecate_coturn_render.check_secret(hecate_secrets.Secret(value), "where")
     assert value not in str(exc.value) or value == ""
 
 
 def test_listeners_default_coturn_relay_range():
     pillar = {"hecate": {"reverse_proxy": {"coturn": {"realm": "x.dev"}}}}
-    relay = [e for e in hecate_nginx.listeners(pillar) if e["key"].endswith("relay_min")]
+    relay = [e for e in hecate_nginx_schema.listeners(pillar) if e["key"].endswith("relay_min")]
     assert relay[0]["low"] == 49152 and relay[0]["high"] == 65535
     pillar["hecate"]["reverse_proxy"]["nginx"] = {
         "tcp_proxies": [{"name": "a", "listen_port": 50000, "protocol": "udp", "backend": "1.2.3.4:5"}]
     }
-    assert hecate_nginx.port_clashes(copy.deepcopy(pillar))
+    assert hecate_nginx_schema.port_clashes(copy.deepcopy(pillar))

@@ -6,6 +6,7 @@ import pytest
 import salt.exceptions
 
 import hecate_nomad_client as hn
+import hecate_nomad_schema
 import hecate_secrets
 from lab.sim import SimHandle
 
@@ -168,7 +169,7 @@ def test_resolve_items():
 ])
 def test_check_pillar_refuses_unpinned_images(image, env, ok):
     pillar = {"bionicgpt": {"jobs": {"database": {"postgres": {"image": image}}}}}
-    errors = hn.check_pillar(pillar, env)
+    errors = hecate_nomad_schema.check_pillar(pillar, env)
     assert (errors == []) is ok
     if not ok:
         assert errors[0][0] == "bionicgpt:jobs:database:postgres:image"

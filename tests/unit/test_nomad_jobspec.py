@@ -108,7 +108,7 @@ def test_parse_gives_the_api_job_shape():
 def test_users_original_file_is_rejected_at_depends_on():
     with open(USER_JOB, encoding="utf-8") as fh:
         text = fh.read()
-    line = next(i for i, l in enumerate(text.splitlines(), 1) if l.strip().startswith("depends_on"))
+    line = next(i for i, ln in enumerate(text.splitlines(), 1) if ln.strip().startswith("depends_on"))
     message = diag(text)
     assert message == (f'input.hcl:{line},5-15: Unsupported argument; An argument named "depends_on" '
                        "is not expected here.")

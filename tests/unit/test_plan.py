@@ -1,6 +1,5 @@
 import hecate_plan
 
-
 ORCH = {
     "retcode": 0,
     "data": {

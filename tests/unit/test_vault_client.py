@@ -3,7 +3,9 @@
 import pytest
 import salt.exceptions
 
+import hecate_secrets
 import hecate_vault_client as hv
+import hecate_vault_schema
 from lab.sim import SimHandle
 
 ROOT = "root-t0ken-for-tests"
@@ -93,15 +95,15 @@ def test_token_from_sdb_and_read_for_update(sim):
 
 
 def test_generate_and_paths():
-    secret = hv.generate(24, "hex", prefix="sk-")
+    secret = hecate_secrets.generate(24, "hex", prefix="sk-")
     value = secret.reveal()
     assert str(secret) == "XXX-REDACTED-XXX" and value.startswith("sk-") and len(value) == 27
     assert set(value[3:]) <= set("0123456789abcdef")
-    assert hv.generate(32).reveal() != hv.generate(32).reveal()
+    assert hecate_secrets.generate(32).reveal() != hecate_secrets.generate(32).reveal()
     assert hv.split_path("secret/bionicgpt/db") == ("secret", "bionicgpt/db")
     with pytest.raises(salt.exceptions.SaltInvocationError, match="<mount>/<path>"):
         hv.split_path("secret")
     with pytest.raises(salt.exceptions.SaltInvocationError, match="unknown alphabet"):
-        hv.generate(32, "klingon")
-    assert hv.secret_ref({"path": "secret/bionicgpt/db", "key": "password"}) == {
+        hecate_secrets.generate(32, "klingon")
+    assert hecate_vault_schema.secret_ref({"path": "secret/bionicgpt/db", "key": "password"}) == {
         "vault": "secret/bionicgpt/db", "key": "password"}

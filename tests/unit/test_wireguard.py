@@ -9,7 +9,10 @@ import subprocess
 import pytest
 import salt.exceptions
 
-import hecate_wireguard as wg
+import hecate_wireguard_config
+import hecate_wireguard_keys
+import hecate_wireguard_process
+import hecate_wireguard_schema
 
 CLOUD_GRAINS = {"id": "cloud", "roles": ["hecate-edge"], "hecate_env": "lab"}
 LOCAL_GRAINS = {"id": "local", "roles": ["bionicgpt-node"], "hecate_env": "lab"}
@@ -31,44 +34,44 @@ def pillar(tmp_path=None, **over):
 
 
 def key():
-    return wg.public_from_private(wg.new_private_key())
+    return hecate_wireguard_keys.public_from_private(hecate_wireguard_keys.new_private_key())
 
 
 # -- keys ------------------------------------------------------------------------------------
 
 
 def test_private_key_is_clamped_and_public_key_derives():
-    priv = base64.b64decode(wg.new_private_key())
+    priv = base64.b64decode(hecate_wireguard_keys.new_private_key())
     assert len(priv) == 32 and priv[0] & 7 == 0 and priv[31] & 0x80 == 0 and priv[31] & 0x40
-    assert wg.valid_key(wg.public_from_private(base64.b64encode(priv).decode()))
+    assert hecate_wireguard_keys.valid_key(hecate_wireguard_keys.public_from_private(base64.b64encode(priv).decode()))
 
 
 @pytest.mark.skipif(not shutil.which("wg"), reason="wg (wireguard-tools) is not installed")
 def test_public_key_matches_wg_pubkey():
     private = subprocess.run(["wg", "genkey"], capture_output=True, text=True, check=True).stdout
     expected = subprocess.run(["wg", "pubkey"], input=private, capture_output=True, text=True, check=True).stdout
-    assert wg.public_from_private(private) == expected.strip()
-    ours = wg.new_private_key()
+    assert hecate_wireguard_keys.public_from_private(private) == expected.strip()
+    ours = hecate_wireguard_keys.new_private_key()
     theirs = subprocess.run(["wg", "pubkey"], input=ours, capture_output=True, text=True, check=True).stdout
-    assert wg.public_from_private(ours) == theirs.strip()
+    assert hecate_wireguard_keys.public_from_private(ours) == theirs.strip()
 
 
 def test_ensure_key_makes_a_private_file_once(tmp_path):
     key_file = str(tmp_path / "conf" / "wg0.key")
-    public, created = wg.ensure_key(key_file)
-    assert created and wg.valid_key(public)
+    public, created = hecate_wireguard_keys.ensure_key(key_file)
+    assert created and hecate_wireguard_keys.valid_key(public)
     assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(os.path.dirname(key_file)).st_mode) == 0o700
     with open(key_file, encoding="ascii") as fh:
         private = fh.read().strip()
-    assert private != public and wg.public_from_private(private) == public
-    again, created = wg.ensure_key(key_file)
+    assert private != public and hecate_wireguard_keys.public_from_private(private) == public
+    again, created = hecate_wireguard_keys.ensure_key(key_file)
     assert (again, created) == (public, False)
     os.chmod(key_file, 0o644)
-    assert wg.key_file_problems(key_file)
-    wg.ensure_key(key_file)
+    assert hecate_wireguard_keys.key_file_problems(key_file)
+    hecate_wireguard_keys.ensure_key(key_file)
     assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
-    new, created = wg.ensure_key(key_file, force=True)
+    new, created = hecate_wireguard_keys.ensure_key(key_file, force=True)
     assert created and new != public
 
 
@@ -76,7 +79,7 @@ def test_garbage_key_file_error_does_not_echo_it(tmp_path):
     key_file = tmp_path / "wg0.key"
     key_file.write_text("not-a-key-but-maybe-a-secret\n")
     with pytest.raises(salt.exceptions.CommandExecutionError) as exc:
-        wg.read_public_key(str(key_file))
+        hecate_wireguard_keys.read_public_key(str(key_file))
     assert "not-a-key" not in str(exc.value) and "wg0.key" in str(exc.value)
 
 
@@ -84,25 +87,28 @@ def test_garbage_key_file_error_does_not_echo_it(tmp_path):
 
 
 def test_settings_by_role(tmp_path):
-    cloud = wg.settings(pillar(tmp_path), CLOUD_GRAINS)
+    cloud = hecate_wireguard_schema.settings(pillar(tmp_path), CLOUD_GRAINS)
     assert (cloud["role"], cloud["address"], cloud["cidr"]) == ("cloud", "10.88.0.1", "10.88.0.1/24")
     assert cloud["key_file"] == str(tmp_path / "wg0.key")
     assert cloud["config_file"] == str(tmp_path / "wg0.conf")
-    assert wg.peer_target(cloud) == "G@roles:bionicgpt-node and G@hecate_env:lab and ( local* or a or b or c )"
-    local = wg.settings(pillar(tmp_path, nodes={"local": {"address": "10.88.0.9"}}), LOCAL_GRAINS)
+    assert (
+        hecate_wireguard_schema.peer_target(cloud)
+        == "G@roles:bionicgpt-node and G@hecate_env:lab and ( local* or a or b or c )"
+    )
+    local = hecate_wireguard_schema.settings(pillar(tmp_path, nodes={"local": {"address": "10.88.0.9"}}), LOCAL_GRAINS)
     assert (local["role"], local["address"]) == ("local", "10.88.0.9")
     assert local["address_key"] == "bionicgpt:wireguard:nodes:local:address"
-    assert wg.peer_target(local) == "G@roles:hecate-edge and G@hecate_env:lab and ( cloud )"
+    assert hecate_wireguard_schema.peer_target(local) == "G@roles:hecate-edge and G@hecate_env:lab and ( cloud )"
 
 
 def test_settings_errors_name_the_key():
     with pytest.raises(salt.exceptions.SaltInvocationError, match="bionicgpt:wireguard is not set"):
-        wg.settings({}, CLOUD_GRAINS)
+        hecate_wireguard_schema.settings({}, CLOUD_GRAINS)
     with pytest.raises(salt.exceptions.SaltInvocationError, match="neither roles"):
-        wg.settings(pillar(), {"id": "x", "roles": ["web"]})
+        hecate_wireguard_schema.settings(pillar(), {"id": "x", "roles": ["web"]})
     bad = pillar(local={"address": "10.99.0.2"})
     with pytest.raises(salt.exceptions.SaltInvocationError, match="local:address: 10.99.0.2 is outside"):
-        wg.settings(bad, LOCAL_GRAINS)
+        hecate_wireguard_schema.settings(bad, LOCAL_GRAINS)
 
 
 def test_check_pillar_addresses_and_duplicates():
@@ -112,24 +118,28 @@ def test_check_pillar_addresses_and_duplicates():
         extra_peers=[{"name": "laptop", "public_key": "short", "allowed_ips": ["10.88.0.50/32", "x/y"]}],
     )
     bad["bionicgpt"]["wireguard"]["cloud"]["endpoint"] = "no-port"
-    errors = dict(wg.check_pillar(bad))
-    assert "10.88.0.1 is already used by bionicgpt:wireguard:cloud:address" in errors["bionicgpt:wireguard:local:address"]
+    errors = dict(hecate_wireguard_schema.check_pillar(bad))
+    assert (
+        "10.88.0.1 is already used by bionicgpt:wireguard:cloud:address" in errors["bionicgpt:wireguard:local:address"]
+    )
     assert "broadcast" in errors["bionicgpt:wireguard:nodes:n2:address"]
     assert "not an IP address" in errors["bionicgpt:wireguard:nodes:n3:address"]
     assert "host:port" in errors["bionicgpt:wireguard:cloud:endpoint"]
     assert "public key" in errors["bionicgpt:wireguard:extra_peers:0:public_key"]
     assert "x/y" in errors["bionicgpt:wireguard:extra_peers:0:allowed_ips:1"]
-    assert wg.check_pillar(pillar()) == []
-    assert wg.check_pillar(pillar(network="10.88.0.1/24"))[0][0] == "bionicgpt:wireguard:network"
+    assert hecate_wireguard_schema.check_pillar(pillar()) == []
+    assert hecate_wireguard_schema.check_pillar(pillar(network="10.88.0.1/24"))[0][0] == "bionicgpt:wireguard:network"
 
 
 # -- peers and rendering ----------------------------------------------------------------------------------
 
 
 def test_hub_peers_use_pillar_addresses_not_claims(tmp_path):
-    conf = wg.settings(pillar(tmp_path, nodes={"local2": {"address": "10.88.0.3"}}), CLOUD_GRAINS)
+    conf = hecate_wireguard_schema.settings(pillar(tmp_path, nodes={"local2": {"address": "10.88.0.3"}}), CLOUD_GRAINS)
     k1, k2 = key(), key()
-    peers, problems = wg.peers_from_mine(conf, {"local2": k2, "local": k1, "cloud": key(), "nokey": None})
+    peers, problems = hecate_wireguard_config.peers_from_mine(
+        conf, {"local2": k2, "local": k1, "cloud": key(), "nokey": None}
+    )
     assert problems == []
     assert [(p["name"], p["allowed_ips"], p["endpoint"]) for p in peers] == [
         ("local", ["10.88.0.2/32"], None),
@@ -144,22 +154,22 @@ def test_a_claimant_is_never_a_peer_nor_takes_an_address(tmp_path):
     """
     data = pillar(tmp_path)
     data["hecate"]["members"]["bionicgpt-node"] = ["local"]
-    conf = wg.settings(data, CLOUD_GRAINS)
+    conf = hecate_wireguard_schema.settings(data, CLOUD_GRAINS)
     real, claimant = key(), key()
-    peers, problems = wg.peers_from_mine(conf, {"aaa-claimant": claimant, "local": real})
+    peers, problems = hecate_wireguard_config.peers_from_mine(conf, {"aaa-claimant": claimant, "local": real})
     assert problems == []
     assert [(p["name"], p["public_key"], p["address"]) for p in peers] == [("local", real, "10.88.0.2")]
     # the edge of a minion whose pillar lists nobody: no peer target matches, no peers
     del data["hecate"]["members"]
-    conf = wg.settings(data, CLOUD_GRAINS)
-    assert wg.peer_target(conf) == "G@roles:bionicgpt-node and G@hecate_env:lab and not *"
-    assert wg.peers_from_mine(conf, {"local": real}) == ([], [])
+    conf = hecate_wireguard_schema.settings(data, CLOUD_GRAINS)
+    assert hecate_wireguard_schema.peer_target(conf) == "G@roles:bionicgpt-node and G@hecate_env:lab and not *"
+    assert hecate_wireguard_config.peers_from_mine(conf, {"local": real}) == ([], [])
 
 
 def test_spoke_peer_has_endpoint_and_keepalive(tmp_path):
-    conf = wg.settings(pillar(tmp_path), LOCAL_GRAINS)
+    conf = hecate_wireguard_schema.settings(pillar(tmp_path), LOCAL_GRAINS)
     hub = key()
-    peers, problems = wg.peers_from_mine(conf, {"cloud": hub})
+    peers, problems = hecate_wireguard_config.peers_from_mine(conf, {"cloud": hub})
     assert problems == []
     assert peers == [
         {
@@ -174,26 +184,26 @@ def test_spoke_peer_has_endpoint_and_keepalive(tmp_path):
 
 
 def test_peer_problems_duplicates_and_garbage(tmp_path):
-    conf = wg.settings(pillar(tmp_path), CLOUD_GRAINS)
+    conf = hecate_wireguard_schema.settings(pillar(tmp_path), CLOUD_GRAINS)
     same = key()
-    peers, problems = wg.peers_from_mine(conf, {"a": key(), "b": key(), "c": "garbage"})
+    peers, problems = hecate_wireguard_config.peers_from_mine(conf, {"a": key(), "b": key(), "c": "garbage"})
     assert [p["name"] for p in peers] == ["a"]
     assert any("minion b would get tunnel address 10.88.0.2" in p and "already used by minion a" in p for p in problems)
     assert any("minion c published something" in p for p in problems)
-    conf = wg.settings(
+    conf = hecate_wireguard_schema.settings(
         pillar(tmp_path, nodes={"b": {"address": "10.88.0.3"}},
                extra_peers=[{"name": "laptop", "public_key": same, "allowed_ips": ["10.88.0.50/32"]}]),
         CLOUD_GRAINS,
     )
-    _, problems = wg.peers_from_mine(conf, {"a": same})
+    _, problems = hecate_wireguard_config.peers_from_mine(conf, {"a": same})
     assert problems == ["peers a and laptop have the same public key"]
 
 
 def test_render_config_has_no_secret_and_strips_for_wg(tmp_path):
-    conf = wg.settings(pillar(tmp_path, mtu=1380), LOCAL_GRAINS)
+    conf = hecate_wireguard_schema.settings(pillar(tmp_path, mtu=1380), LOCAL_GRAINS)
     hub = key()
-    peers, _ = wg.peers_from_mine(conf, {"cloud": hub})
-    text = wg.render_config(conf, peers)
+    peers, _ = hecate_wireguard_config.peers_from_mine(conf, {"cloud": hub})
+    text = hecate_wireguard_config.render_config(conf, peers)
     key_file = str(tmp_path / "wg0.key")
     assert text.splitlines()[3:] == [
         "[Interface]",
@@ -210,24 +220,24 @@ def test_render_config_has_no_secret_and_strips_for_wg(tmp_path):
         "PersistentKeepalive = 25",
     ]
     assert "PrivateKey" not in text
-    stripped = wg.strip_config(text)
+    stripped = hecate_wireguard_config.strip_config(text)
     assert stripped == (
         f"[Interface]\nListenPort = 51820\n[Peer]\nPublicKey = {hub}\nAllowedIPs = 10.88.0.1/32\n"
         "Endpoint = 203.0.113.7:51820\nPersistentKeepalive = 25\n"
     )
-    iface, parsed = wg.parse_config(text)
+    iface, parsed = hecate_wireguard_config.parse_config(text)
     assert iface["address"] == "10.88.0.2/24" and parsed[hub]["endpoint"] == "203.0.113.7:51820"
 
 
 def test_parse_dump_drops_private_and_preshared_keys():
-    priv, pub, peer = wg.new_private_key(), key(), key()
+    priv, pub, peer = hecate_wireguard_keys.new_private_key(), key(), key()
     psk = base64.b64encode(os.urandom(32)).decode()
     dump = (
         f"{priv}\t{pub}\t51820\toff\n"
         f"{peer}\t{psk}\t198.18.0.2:51820\t10.88.0.2/32,10.88.1.0/24\t1700000000\t1234\t5678\t25\n"
         f"{key()}\t(none)\t(none)\t(none)\t0\t0\t0\toff\n"
     )
-    out = wg.parse_dump(dump)
+    out = hecate_wireguard_process.parse_dump(dump)
     assert priv not in repr(out) and psk not in repr(out)
     assert out["public_key"] == pub and out["listen_port"] == 51820 and out["fwmark"] is None
     assert out["peers"][peer] == {
@@ -240,13 +250,13 @@ def test_parse_dump_drops_private_and_preshared_keys():
         "persistent_keepalive": 25,
     }
     with pytest.raises(salt.exceptions.CommandExecutionError):
-        wg.parse_dump("a\tb\n")
+        hecate_wireguard_process.parse_dump("a\tb\n")
 
 
 def test_live_changes(tmp_path):
-    conf = wg.settings(pillar(tmp_path), LOCAL_GRAINS)
+    conf = hecate_wireguard_schema.settings(pillar(tmp_path), LOCAL_GRAINS)
     hub, other, own = key(), key(), key()
-    peers, _ = wg.peers_from_mine(conf, {"cloud": hub})
+    peers, _ = hecate_wireguard_config.peers_from_mine(conf, {"cloud": hub})
     live = {
         "public_key": own,
         "listen_port": 51820,
@@ -256,11 +266,11 @@ def test_live_changes(tmp_path):
             hub: {"allowed_ips": ["10.88.0.1/32"], "persistent_keepalive": 25, "endpoint": "203.0.113.7:51820"},
         },
     }
-    assert wg.live_changes(conf, peers, live, own) == {}
+    assert hecate_wireguard_process.live_changes(conf, peers, live, own) == {}
     live["peers"][other] = {"allowed_ips": ["10.9.9.9/32"], "persistent_keepalive": None, "endpoint": None}
     live["addresses"] = []
     live["up"] = False
-    changes = wg.live_changes(conf, peers, live, key())
+    changes = hecate_wireguard_process.live_changes(conf, peers, live, key())
     assert changes["peers"] == {"added": [], "removed": [other], "changed": []}
     assert changes["addresses"] == {"old": [], "new": ["10.88.0.2/24"]}
     assert changes["link"] == {"old": "down", "new": "up"} and "key" in changes
@@ -268,12 +278,14 @@ def test_live_changes(tmp_path):
 
 def test_syncconf_input_keeps_the_private_key(tmp_path):
     """`wg syncconf` clears a key missing from its input: the live sync must pass it (via stdin)."""
-    conf = wg.settings(pillar(tmp_path), CLOUD_GRAINS)
-    public, _ = wg.ensure_key(conf["key_file"])
+    conf = hecate_wireguard_schema.settings(pillar(tmp_path), CLOUD_GRAINS)
+    public, _ = hecate_wireguard_keys.ensure_key(conf["key_file"])
     peer = key()
-    text = wg.render_config(conf, wg.peers_from_mine(conf, {"local": peer})[0])
-    got = wg._with_private_key(text, conf["key_file"])  # pylint: disable=protected-access
+    text = hecate_wireguard_config.render_config(
+        conf, hecate_wireguard_config.peers_from_mine(conf, {"local": peer})[0]
+    )
+    got = hecate_wireguard_process._with_private_key(text, conf["key_file"])  # pylint: disable=protected-access
     lines = got.splitlines()
     assert lines[0] == "[Interface]" and lines[1].startswith("PrivateKey = ")
-    assert wg.public_from_private(lines[1].split(" = ", 1)[1]) == public
+    assert hecate_wireguard_keys.public_from_private(lines[1].split(" = ", 1)[1]) == public
     assert "PostUp" not in got and "Address" not in got and f"PublicKey = {peer}" in got

@@ -1,5 +1,7 @@
 """
-coturn (STUN/TURN) on the Hecate edge, from pillar ``hecate:reverse_proxy:coturn``.
+The pillar of coturn (STUN/TURN) on the Hecate edge, ``hecate:reverse_proxy:coturn``: its
+schema, the checks a schema cannot express, its listeners (for the edge's port-clash
+check) and the settings with defaults merged (:func:`normalise`).
 
 .. code-block:: yaml
 
@@ -19,23 +21,18 @@ is created readable by root and the coturn daemon's group only (Debian runs turn
 
 Relaying to private, loopback and other special-purpose networks is denied by default
 (``denied_peer_ips``): a TURN server on the edge must not become a way into the WireGuard
-or Tailscale networks behind it.
+or Tailscale networks behind it. The file itself is written by ``hecate_coturn_render``.
 """
 
 import ipaddress
 import re
 
-import jsonschema
 import salt.exceptions
 
-try:
-    import hecate_config
-    import hecate_schema
-except ImportError:  # installed with pip
-    from saltext.hecate.utils import hecate_config, hecate_schema
+import hecate_config
+import hecate_schema
 
 PILLAR_KEY = "hecate:reverse_proxy:coturn"
-SECRET_KEY = "static-auth-secret"
 
 # Special-purpose networks a TURN relay must not reach (IANA special-purpose registries).
 DEFAULT_DENIED_PEER_IPS = [
@@ -140,7 +137,7 @@ COTURN_SCHEMA = {
 PILLAR_SCHEMA = {PILLAR_KEY: COTURN_SCHEMA}
 
 
-def _peer_range(text):
+def peer_range(text):
     """``10.0.0.0/8`` or ``10.0.0.1-10.0.0.9`` or one address -> coturn's ``a-b`` / ``a``."""
     if "-" in text:
         low, _, high = text.partition("-")
@@ -188,7 +185,7 @@ def semantic_errors(raw, where=PILLAR_KEY):
     for key in ("denied_peer_ips", "allowed_peer_ips"):
         for idx, peer in enumerate(raw.get(key) or []):
             try:
-                _peer_range(peer)
+                peer_range(peer)
             except ValueError:
                 errors.append(
                     (f"{where}:{key}:{idx}",
@@ -253,11 +250,7 @@ def normalise(raw):
         raise salt.exceptions.SaltInvocationError(
             f"{PILLAR_KEY}: not set (realm, static_auth_secret, ports ...)"
         )
-    validator = jsonschema.Draft202012Validator(COTURN_SCHEMA)
-    errors = []
-    for error in validator.iter_errors(raw):
-        for path, msg in hecate_schema.format_error(error):
-            errors.append((PILLAR_KEY if path == "(top)" else f"{PILLAR_KEY}:{path}", msg))
+    errors = hecate_schema.fragment_errors(raw, COTURN_SCHEMA, PILLAR_KEY)
     if not errors:
         errors = semantic_errors(raw)
     if errors:
@@ -269,91 +262,3 @@ def normalise(raw):
     if "denied_peer_ips" in raw:  # lists replace, they never merge
         settings["denied_peer_ips"] = list(raw["denied_peer_ips"])
     return settings
-
-
-_SAFE_SECRET = re.compile(r"^[!$-&(-~]+$")  # printable ASCII without space, quotes and '#'
-
-
-def check_secret(secret, where):
-    """The secret must survive coturn's ``key=value`` parser unchanged."""
-    value = secret.reveal() if hasattr(secret, "reveal") else secret
-    if not isinstance(value, str) or not value:
-        raise salt.exceptions.CommandExecutionError(f"{where}: the secret is empty")
-    if not _SAFE_SECRET.match(value):
-        raise salt.exceptions.CommandExecutionError(
-            f"{where}: the secret contains whitespace, quotes, '#' or non-ASCII characters, "
-            "which turnserver.conf cannot hold; store a hex or base64url secret in Vault"
-        )
-
-
-HEADER = (
-    "# Managed by Salt (hecate: coturn_config.managed, pillar hecate:reverse_proxy:coturn).\n"
-    "# Holds the TURN REST API shared secret: readable by root and the coturn daemon only.\n"
-    "# Local changes are overwritten.\n"
-)
-
-
-def render(settings, secret):
-    """turnserver.conf text; ``secret`` is a :class:`hecate_secrets.Secret` (revealed here only)."""
-    ports = settings["ports"]
-    tls = bool(settings["cert"] and settings["pkey"])
-    lines = [HEADER.rstrip("\n"), ""]
-    lines.append(f"listening-port={ports['listening']}")
-    if tls:
-        lines.append(f"tls-listening-port={ports['tls_listening']}")
-    lines += [f"listening-ip={ip}" for ip in settings["listening_ips"]]
-    lines += [f"relay-ip={ip}" for ip in settings["relay_ips"]]
-    if settings["external_ip"]:
-        lines.append(f"external-ip={settings['external_ip']}")
-    lines.append(f"min-port={ports['relay_min']}")
-    lines.append(f"max-port={ports['relay_max']}")
-    lines.append("")
-    lines.append(f"realm={settings['realm']}")
-    if settings["fingerprint"]:
-        lines.append("fingerprint")
-    lines.append("use-auth-secret")
-    lines.append(f"{SECRET_KEY}={secret.reveal() if hasattr(secret, 'reveal') else secret}")
-    if settings["stale_nonce"]:
-        lines.append(f"stale-nonce={settings['stale_nonce']}")
-    lines.append("")
-    if tls:
-        lines += [f"cert={settings['cert']}", f"pkey={settings['pkey']}", "no-tlsv1", "no-tlsv1_1"]
-    else:
-        lines += ["no-tls", "no-dtls"]
-    lines.append("")
-    lines += [
-        "no-cli",
-        "no-multicast-peers",
-        "no-rfc5780",
-        "no-stun-backward-compatibility",
-        "response-origin-only-with-rfc5780",
-    ]
-    lines += [f"denied-peer-ip={_peer_range(p)}" for p in settings["denied_peer_ips"]]
-    lines += [f"allowed-peer-ip={_peer_range(p)}" for p in settings["allowed_peer_ips"]]
-    lines.append("")
-    if settings["log_file"] == "syslog":
-        lines.append("syslog")
-    else:
-        lines += [f"log-file={settings['log_file']}", "simple-log"]
-    if settings["verbose"]:
-        lines.append("verbose")
-    if settings["pidfile"]:
-        lines.append(f"pidfile={settings['pidfile']}")
-    return "\n".join(lines) + "\n"
-
-
-def parse(text):
-    """``{option: value | True | [values]}`` of a turnserver.conf (comments dropped)."""
-    out = {}
-    for line in (text or "").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.partition("=")
-        value = value if sep else True
-        if key in out:
-            prev = out[key]
-            out[key] = (prev if isinstance(prev, list) else [prev]) + [value]
-        else:
-            out[key] = value
-    return out

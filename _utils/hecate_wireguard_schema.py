@@ -1,0 +1,260 @@
+"""
+The WireGuard tunnel's pillar, ``bionicgpt:wireguard``: its schema, the checks a schema
+cannot express (addresses inside the network, no duplicates), and a minion's effective
+settings (:func:`settings`: role, tunnel address, key and config paths) and peers' target.
+
+The cloud node (``roles: [hecate-edge]``) is the hub, each local node
+(``roles: [bionicgpt-node]``) a peer of it. Pillar ``bionicgpt:wireguard`` holds the
+addressing; every node makes its own key pair (``hecate_wireguard_keys``) and publishes only
+the public key through the Salt mine (alias :data:`MINE_KEY`), so the other side learns it
+without anybody copying keys around.
+
+Peers are members only: the minions at the other end that have the role grain *and* are
+listed for the role in pillar ``hecate:members`` (:mod:`hecate_members`), never a minion
+that only claims the role by its grains; each takes the tunnel address pillar gives its
+id, never one that depends on which other minions exist.
+"""
+
+import ipaddress
+import os
+import re
+
+import salt.exceptions
+
+import hecate_config
+import hecate_members
+import hecate_wireguard_keys
+
+PILLAR_PATH = "bionicgpt:wireguard"
+MINE_KEY = "wireguard_public_key"
+ROLES = {"hecate-edge": "cloud", "bionicgpt-node": "local"}
+# the role that is the other end of the tunnel, and its grain
+PEER_ROLE = {"cloud": ("local", "bionicgpt-node"), "local": ("cloud", "hecate-edge")}
+IFNAME = r"^[A-Za-z0-9_=+.-]{1,15}$"  # wg-quick's interface name rule
+ENDPOINT = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>\d{1,5})$")
+
+DEFAULTS = {
+    "interface": "wg0",
+    "listen_port": 51820,
+    "network": None,
+    "mtu": None,
+    "persistent_keepalive": 25,
+    "config_dir": "/etc/wireguard",
+    "netns": None,
+    "install": True,
+    "service": True,
+    "cloud": {},
+    "local": {},
+    "nodes": {},
+    "extra_peers": [],
+    "verify": {"enabled": True, "within": 180, "timeout": 60, "ping": True},
+}
+
+_PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
+_PEER = {
+    "type": "object",
+    "required": ["name", "public_key", "allowed_ips"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "minLength": 1},
+        "public_key": {"type": "string"},
+        "allowed_ips": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        "endpoint": {"type": ["string", "null"]},
+        "persistent_keepalive": {"type": ["integer", "null"], "minimum": 0, "maximum": 65535},
+    },
+}
+PILLAR_SCHEMA = {
+    PILLAR_PATH: {
+        "type": "object",
+        "required": ["network", "cloud", "local"],
+        "additionalProperties": False,
+        "properties": {
+            "interface": {"type": "string", "pattern": IFNAME},
+            "listen_port": _PORT,
+            "network": {"type": "string"},
+            "mtu": {"type": ["integer", "null"], "minimum": 1280, "maximum": 9000},
+            "persistent_keepalive": {"type": "integer", "minimum": 0, "maximum": 65535},
+            "config_dir": {"type": "string", "pattern": "^/"},
+            "netns": {"type": ["string", "null"], "pattern": r"^[A-Za-z0-9_.-]{1,64}$"},
+            "install": {"type": "boolean"},
+            "service": {"type": "boolean"},
+            "cloud": {
+                "type": "object",
+                "required": ["address", "endpoint"],
+                "additionalProperties": False,
+                "properties": {"address": {"type": "string"}, "endpoint": {"type": "string"}},
+            },
+            "local": {
+                "type": "object",
+                "required": ["address"],
+                "additionalProperties": False,
+                "properties": {"address": {"type": "string"}},
+            },
+            "nodes": {
+                "type": "object",
+                "additionalProperties": {
+                    "type": "object",
+                    "required": ["address"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "address": {"type": "string"},
+                        "endpoint": {"type": "string"},
+                    },
+                },
+            },
+            "extra_peers": {"type": "array", "items": _PEER},
+            "verify": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "enabled": {"type": "boolean"},
+                    "within": {"type": "integer", "minimum": 1},
+                    "timeout": {"type": "integer", "minimum": 0},
+                    "ping": {"type": "boolean"},
+                },
+            },
+        },
+    }
+}
+
+
+# -- pillar checks ---------------------------------------------------------------------------
+
+
+def check_pillar(pillar, env=None):  # pylint: disable=unused-argument
+    """Semantic checks of ``bionicgpt:wireguard``: addresses inside the network, no duplicates."""
+    conf = hecate_config.traverse(pillar, PILLAR_PATH)
+    if not isinstance(conf, dict):
+        return []
+    errors = []
+    base = PILLAR_PATH
+    try:
+        net = ipaddress.ip_network(str(conf.get("network")), strict=True)
+    except ValueError as exc:
+        return [(f"{base}:network", f"not a network in CIDR form ({exc})")]
+    seen = {}
+
+    def address(path, value):
+        try:
+            addr = ipaddress.ip_address(str(value))
+        except ValueError:
+            errors.append((path, f"{value!r} is not an IP address"))
+            return
+        if addr not in net:
+            errors.append((path, f"{addr} is outside the tunnel network {net}"))
+        elif net.num_addresses > 2 and addr in (net.network_address, net.broadcast_address):
+            errors.append((path, f"{addr} is the network or broadcast address of {net}"))
+        if addr in seen:
+            errors.append((path, f"{addr} is already used by {seen[addr]}"))
+        else:
+            seen[addr] = path
+
+    for role in ("cloud", "local"):
+        if isinstance(conf.get(role), dict) and "address" in conf[role]:
+            address(f"{base}:{role}:address", conf[role]["address"])
+    for mid, node in sorted((conf.get("nodes") or {}).items()):
+        if isinstance(node, dict) and "address" in node:
+            address(f"{base}:nodes:{mid}:address", node["address"])
+        if isinstance(node, dict) and node.get("endpoint") and not ENDPOINT.match(node["endpoint"]):
+            errors.append((f"{base}:nodes:{mid}:endpoint", "expected host:port or [ipv6]:port"))
+    endpoint = (conf.get("cloud") or {}).get("endpoint")
+    if endpoint is not None and not _endpoint_ok(endpoint):
+        errors.append((f"{base}:cloud:endpoint", f"{endpoint!r}: expected host:port or [ipv6]:port"))
+    for idx, peer in enumerate(conf.get("extra_peers") or []):
+        where = f"{base}:extra_peers:{idx}"
+        if not isinstance(peer, dict):
+            continue
+        if "public_key" in peer and not hecate_wireguard_keys.valid_key(peer["public_key"]):
+            errors.append((f"{where}:public_key", "not a WireGuard public key (base64 of 32 bytes)"))
+        for jdx, cidr in enumerate(peer.get("allowed_ips") or []):
+            try:
+                ipaddress.ip_network(str(cidr), strict=False)
+            except ValueError:
+                errors.append((f"{where}:allowed_ips:{jdx}", f"{cidr!r} is not an IP network"))
+        if peer.get("endpoint") and not _endpoint_ok(peer["endpoint"]):
+            errors.append((f"{where}:endpoint", "expected host:port or [ipv6]:port"))
+    return errors
+
+
+def _endpoint_ok(value):
+    match = ENDPOINT.match(str(value))
+    return bool(match) and 0 < int(match.group("port")) < 65536
+
+
+# -- settings ----------------------------------------------------------------------------------
+
+
+def role_of(grains):
+    """``cloud``/``local`` from the ``roles`` grain (cloud wins if a minion has both)."""
+    roles = grains.get("roles") or []
+    if isinstance(roles, str):
+        roles = [roles]
+    if "hecate-edge" in roles:
+        return "cloud"
+    if "bionicgpt-node" in roles:
+        return "local"
+    return None
+
+
+def settings(pillar, grains, overrides=None):
+    """
+    This minion's effective WireGuard settings: pillar ``bionicgpt:wireguard`` over the
+    defaults, plus its role, tunnel address (``address``, ``cidr``), key and config paths.
+    Raises ``SaltInvocationError`` naming the pillar key when something is missing.
+    """
+    conf = hecate_config.traverse(pillar, PILLAR_PATH)
+    if not conf:
+        raise salt.exceptions.SaltInvocationError(
+            f"{PILLAR_PATH} is not set in this minion's pillar (tunnel addressing)"
+        )
+    merged = hecate_config.deep_merge(DEFAULTS, hecate_config.plain(conf))
+    merged = hecate_config.deep_merge(merged, {k: v for k, v in (overrides or {}).items() if v is not None})
+    problems = check_pillar({"bionicgpt": {"wireguard": merged}})
+    if problems:
+        raise salt.exceptions.SaltInvocationError("; ".join(f"{p}: {m}" for p, m in problems))
+    if not re.match(IFNAME, str(merged["interface"])):
+        raise salt.exceptions.SaltInvocationError(
+            f"{PILLAR_PATH}:interface: {merged['interface']!r} is not a valid interface name"
+        )
+    role = role_of(grains)
+    if role is None:
+        raise salt.exceptions.SaltInvocationError(
+            "this minion has neither roles:hecate-edge nor roles:bionicgpt-node; "
+            "it has no place in the tunnel"
+        )
+    mid = grains.get("id")
+    net = ipaddress.ip_network(merged["network"])
+    node = (merged.get("nodes") or {}).get(mid) or {}
+    addr_key = f"{PILLAR_PATH}:nodes:{mid}:address" if "address" in node else f"{PILLAR_PATH}:{role}:address"
+    address = node.get("address") or (merged.get(role) or {}).get("address")
+    if not address:
+        raise salt.exceptions.SaltInvocationError(f"{addr_key}: required key is missing")
+    merged.update(
+        {
+            "id": mid,
+            "role": role,
+            "env": grains.get("hecate_env"),
+            "members": hecate_members.members(pillar),
+            "address": str(ipaddress.ip_address(address)),
+            "address_key": addr_key,
+            "cidr": f"{ipaddress.ip_address(address)}/{net.prefixlen}",
+            "key_file": os.path.join(merged["config_dir"], f"{merged['interface']}.key"),
+            "config_file": os.path.join(merged["config_dir"], f"{merged['interface']}.conf"),
+        }
+    )
+    return merged
+
+
+def peer_target(conf):
+    """
+    Compound target of the members at the other end of this minion's tunnel: the role and
+    environment grains and the ids pillar ``hecate:members`` lists for that role.
+    """
+    _, grain = PEER_ROLE[conf["role"]]
+    return hecate_members.target(conf.get("env"), conf.get("members") or {}, grain)
+
+
+def peer_patterns(conf):
+    """The ids/globs pillar ``hecate:members`` lists for the other end of the tunnel."""
+    _, grain = PEER_ROLE[conf["role"]]
+    return (conf.get("members") or {}).get(grain) or []
