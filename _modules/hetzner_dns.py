@@ -20,20 +20,17 @@ CLI Example:
 
 import salt.exceptions
 
+import hecate_clients
 import hecate_dns_client
 import hecate_dns_records
+import hecate_loader
 
 __virtualname__ = "hetzner_dns"
 
 
 def __virtual__():
-    if not hecate_dns_client.HAS_HCLOUD:
-        return (False, "hetzner_dns: the hcloud library is not installed (pip install 'hcloud>=2.27')")
-    return __virtualname__
+    return hecate_loader.virtual(__virtualname__, libs=("hcloud",))
 
-
-def _client():
-    return hecate_dns_client.from_config(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
 
 
 def _env():
@@ -81,7 +78,8 @@ def records(zone, type=None, name=None, owned=False):  # pylint: disable=redefin
     """
     zone = str(zone).lower().rstrip(".")
     selector = "=".join(hecate_dns_records.OWNER_LABEL) if owned else None
-    got = _client().rrsets(zone, label_selector=selector, name=name, rtype=type.upper() if type else None)
+    client = hecate_clients.dns(__opts__, __pillar__, __context__, __salt__)
+    got = client.rrsets(zone, label_selector=selector, name=name, rtype=type.upper() if type else None)
     env = _env()
     return [_row(r, zone, env) for r in got]
 
@@ -125,7 +123,8 @@ def drift():
         return {"in_sync": True, "changes": {}, "conflicts": [], "notes": ["hecate:dns is not configured"]}
     env = _env()
     wanted, notes = hecate_dns_records.desired(__pillar__, __grains__, env)
-    ops, conflicts, _ = hecate_dns_records.plan_zones(wanted, _client().rrsets, env)
+    client = hecate_clients.dns(__opts__, __pillar__, __context__, __salt__)
+    ops, conflicts, _ = hecate_dns_records.plan_zones(wanted, client.rrsets, env)
     return {
         "in_sync": not ops and not conflicts,
         "changes": {hecate_dns_records.key_of(op.name, op.type, op.zone): {"action": op.kind, "old": op.old,
@@ -137,14 +136,14 @@ def drift():
 
 def _record_plan(name, rtype, values, ttl, zone):
     zone_name, rel = hecate_dns_records.locate(name, zone, _zone_names())
-    live = _client().rrset(zone_name, rel, str(rtype).upper())
+    live = hecate_clients.dns(__opts__, __pillar__, __context__, __salt__).rrset(zone_name, rel, str(rtype).upper())
     return hecate_dns_records.plan_record(zone_name, rel, rtype, values, ttl, live, _env())
 
 
 def _apply(ops, conflicts):
     if conflicts:
         raise salt.exceptions.CommandExecutionError("; ".join(conflicts))
-    hecate_dns_client.apply(_client(), ops, _env())
+    hecate_dns_client.apply(hecate_clients.dns(__opts__, __pillar__, __context__, __salt__), ops, _env())
     return hecate_dns_records.changes_of(ops)
 
 
@@ -211,7 +210,7 @@ def resolution():
     edge = {"A": sorted(hecate_dns_records.normalise("A", a, None) for a in v4),
             "AAAA": sorted(hecate_dns_records.normalise("AAAA", a, None) for a in v6)}
     zones = _zone_names()
-    client = _client()
+    client = hecate_clients.dns(__opts__, __pillar__, __context__, __salt__)
     live = {}
     out = {}
     for domain, source in hecate_dns_records.route_domains(__pillar__):

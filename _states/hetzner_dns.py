@@ -25,21 +25,18 @@ and writes nothing; a converged zone gets no write at all. If a write fails, the
 the run already changed are put back.
 """
 
+import hecate_clients
 import hecate_dns_client
 import hecate_dns_records
+import hecate_loader
 import hecate_state
 
 __virtualname__ = "hetzner_dns"
 
 
 def __virtual__():
-    if not hecate_dns_client.HAS_HCLOUD:
-        return (False, "hetzner_dns: the hcloud library is not installed (pip install 'hcloud>=2.27')")
-    return __virtualname__
+    return hecate_loader.virtual(__virtualname__, libs=("hcloud",))
 
-
-def _client():
-    return hecate_dns_client.from_config(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
 
 
 def _finish(ret, ops, conflicts, would, did):
@@ -52,7 +49,7 @@ def _finish(ret, ops, conflicts, would, did):
     if changes and not test:
         env = hecate_dns_records.environment(__pillar__, __grains__)
         try:
-            hecate_dns_client.apply(_client(), ops, env)
+            hecate_dns_client.apply(hecate_clients.dns(__opts__, __pillar__, __context__, __salt__), ops, env)
         except hecate_dns_client.ApplyFailed as exc:
             left = hecate_dns_records.changes_of(exc.left)
             ret.update(result=False, changes=left, comment=str(exc))
@@ -76,6 +73,12 @@ def managed(name, zones=None, phase="all"):
         orchestration runs ``add`` before the Caddy routes and ``prune`` after them.
 
     Without ``hecate:dns`` in pillar (or with ``enabled: false``) the state does nothing.
+
+    .. code-block:: yaml
+
+        hecate-dns-records:
+          hetzner_dns.managed:
+            - phase: add
     """
     ret = hecate_state.new(name)
     if not hecate_dns_records.enabled(__pillar__):
@@ -83,7 +86,8 @@ def managed(name, zones=None, phase="all"):
         return ret
     env = hecate_dns_records.environment(__pillar__, __grains__)
     wanted, notes = hecate_dns_records.desired(__pillar__, __grains__, env)
-    ops, conflicts, counted = hecate_dns_records.plan_zones(wanted, _client().rrsets, env, zones)
+    client = hecate_clients.dns(__opts__, __pillar__, __context__, __salt__)
+    ops, conflicts, counted = hecate_dns_records.plan_zones(wanted, client.rrsets, env, zones)
     chosen = hecate_dns_records.select(ops, phase)
     deferred = len(ops) - len(chosen)
     # a protected RRSet that pillar no longer wants concerns the deletions only
@@ -113,7 +117,7 @@ def _one(name, rtype, values, ttl, zone):
     zone_names = [str(z.get("name", "")).lower().rstrip(".") for z in dns.get("zones") or []]
     zone_name, rel = hecate_dns_records.locate(name, zone, zone_names)
     env = hecate_dns_records.environment(__pillar__, __grains__)
-    live = _client().rrset(zone_name, rel, str(rtype).upper())
+    live = hecate_clients.dns(__opts__, __pillar__, __context__, __salt__).rrset(zone_name, rel, str(rtype).upper())
     return hecate_dns_records.plan_record(zone_name, rel, rtype, values, ttl, live, env)
 
 
@@ -135,6 +139,15 @@ def present(name, type, values, ttl=None, zone=None):  # pylint: disable=redefin
 
     An RRSet of that name and type that hecate does not own is never taken over: the
     state fails naming it.
+
+    .. code-block:: yaml
+
+        www.example.com:
+          hetzner_dns.present:
+            - type: A
+            - values: [203.0.113.10]
+            - ttl: 300
+            - zone: example.com
     """
     ret = hecate_state.new(name)
     ops, conflicts = _one(name, type, values, ttl, zone)
@@ -145,6 +158,20 @@ def present(name, type, values, ttl=None, zone=None):  # pylint: disable=redefin
 def absent(name, type, zone=None):  # pylint: disable=redefined-builtin
     """
     No hecate RRSet ``name``/``type``. One hecate does not own is an error, not deleted.
+
+    name
+        Fully qualified name.
+    type
+        The record type.
+    zone
+        The zone (default: the longest of ``hecate:dns:zones`` holding ``name``).
+
+    .. code-block:: yaml
+
+        old.example.com:
+          hetzner_dns.absent:
+            - type: A
+            - zone: example.com
     """
     ret = hecate_state.new(name)
     ops, conflicts = _one(name, type, None, None, zone)

@@ -17,6 +17,7 @@ import salt.utils.sdb
 import hecate_authentik_client
 import hecate_caddy_client
 import hecate_consul_client
+import hecate_dns_client
 import hecate_nomad_client
 import hecate_vault_client
 
@@ -41,6 +42,11 @@ def caddy(opts, pillar):
 def consul(opts, pillar, context, salt_funcs=None):
     """:class:`hecate_consul_client.ConsulClient` for ``hecate:connections:consul``."""
     return hecate_consul_client.from_config(opts, pillar, sdb_get(opts, salt_funcs), context)
+
+
+def dns(opts, pillar, context, salt_funcs=None):
+    """:class:`hecate_dns_client.DNSClient` for ``hecate:connections:hetzner_dns`` (Hetzner DNS)."""
+    return hecate_dns_client.from_config(opts, pillar, sdb_get(opts, salt_funcs), context)
 
 
 def nomad(opts, pillar, context, salt_funcs=None, namespace=None, region=None):

@@ -615,7 +615,7 @@ def _put_landed(entry, data, flags, cas, acquire, release):
         return True if ours else (None if entry is None else False)
     if entry is not None and entry.get("ModifyIndex") == cas:
         return None
-    return True if ours else False
+    return bool(ours)
 
 
 def _lock_info(key, entry):

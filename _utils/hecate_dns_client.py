@@ -135,10 +135,12 @@ class DNSClient:
                 return not_found()
             raise self._fail(f"{SYSTEM}: {what}: {api_error(exc)}") from None
         except requests.exceptions.SSLError as exc:
-            raise self._fail(hecate_http.tls_failed(SYSTEM, self._where(), exc, CONFIG_KEY), hecate_http.Unreachable) from None
+            failed = hecate_http.tls_failed(SYSTEM, self._where(), exc, CONFIG_KEY)
+            raise self._fail(failed, hecate_http.Unreachable) from None
         except requests.exceptions.RequestException as exc:
             reason = hecate_http._reason(exc)  # pylint: disable=protected-access
-            raise self._fail(f"{SYSTEM} at {self._where()}: {what}: unreachable ({reason})", hecate_http.Unreachable) from None
+            message = f"{SYSTEM} at {self._where()}: {what}: unreachable ({reason})"
+            raise self._fail(message, hecate_http.Unreachable) from None
 
     # -- reads ------------------------------------------------------------------------------------
     def zone(self, name):

@@ -25,6 +25,8 @@ import re
 
 import salt.exceptions
 
+import hecate_config
+
 OWNER_LABEL = ("managed-by", "hecate")
 ENV_LABEL = "hecate-env"
 EXTRA_TYPES = ("A", "AAAA", "CNAME", "TXT", "MX", "CAA")
@@ -56,19 +58,11 @@ def key_of(name, rtype, zone):
 
 
 # -- pillar --------------------------------------------------------------------------------------
-def _traverse(data, path):
-    cur = data
-    for part in path.split(":"):
-        try:
-            cur = cur[part]
-        except (KeyError, TypeError, IndexError):
-            return None
-    return cur
 
 
 def dns_settings(pillar):
     """``hecate:dns`` or None when it is not configured."""
-    dns = _traverse(pillar, "hecate:dns")
+    dns = hecate_config.traverse(pillar, "hecate:dns")
     return dns if isinstance(dns, dict) and dns else None
 
 
@@ -79,7 +73,7 @@ def enabled(pillar):
 
 
 def environment(pillar, grains=None):
-    env = _traverse(pillar, "hecate:global:environment") or (grains or {}).get("hecate_env")
+    env = hecate_config.traverse(pillar, "hecate:global:environment") or (grains or {}).get("hecate_env")
     if not env:
         raise salt.exceptions.SaltInvocationError(
             "hecate:global:environment is not set: hecate labels its DNS records with the environment"
@@ -103,7 +97,7 @@ def route_domains(pillar, discovered=()):
     elsewhere (Consul-discovered routes); a domain pillar already has keeps pillar's source.
     """
     out, seen = [], set()
-    routes = _traverse(pillar, ROUTES_PATH) or []
+    routes = hecate_config.traverse(pillar, ROUTES_PATH) or []
     if not isinstance(routes, list):
         return out
     for idx, spec in enumerate(routes):
@@ -155,9 +149,9 @@ def zone_of(domain, zone_names):
     """The longest zone name that ``domain`` lies in, or None."""
     best = None
     for zone in zone_names:
-        if domain == zone or domain.endswith("." + zone):
-            if best is None or len(zone) > len(best):
-                best = zone
+        inside = domain == zone or domain.endswith("." + zone)
+        if inside and (best is None or len(zone) > len(best)):
+            best = zone
     return best
 
 

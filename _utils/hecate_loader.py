@@ -62,7 +62,7 @@ def import_util(name):
 
 
 # pip names of the libraries hecate needs beyond Salt's own dependencies, by import name
-LIBRARIES = {"consul": "py-consul", "cryptography": "cryptography", "hvac": "hvac",
+LIBRARIES = {"consul": "py-consul", "cryptography": "cryptography", "hcloud": "hcloud>=2.27", "hvac": "hvac",
              "jsonschema": "jsonschema", "requests": "requests"}
 
 

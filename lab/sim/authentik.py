@@ -629,7 +629,7 @@ FILTERS = {
                                         "access_token_validity", "refresh_token_validity")},
         authorization_flow=_fk("authorization_flow", "flow"),
         property_mappings=_m2m("property_mappings", "scope_mapping"),
-        application=Filt("fk", lambda o, s: _app_of_provider(o, s), ref=("application",)),
+        application=Filt("fk", _app_of_provider, ref=("application",)),
         client_type=Filt("choice", _field("client_type")), sub_mode=Filt("choice", _field("sub_mode")),
         issuer_mode=Filt("choice", _field("issuer_mode")),
         include_claims_in_id_token=_bool("include_claims_in_id_token"),
@@ -991,10 +991,10 @@ class AuthentikSim(Simulator):
         ValueError/ValidationError of a malformed key into a bare Http404, "Not found.";
         only a well-formed key that matches nothing gets Django's "No <Model> matches".
         """
-        if key is not None and res.lookup_field == "pk":
-            if (res.pk == "int" and _as_key("int", key) is None) or (
-                    res.pk == "uuid" and not UUID_RE.match(str(key))):
-                return self.detail(404, "Not found.")
+        malformed = (res.pk == "int" and _as_key("int", key) is None) or (
+            res.pk == "uuid" and not UUID_RE.match(str(key)))
+        if key is not None and res.lookup_field == "pk" and malformed:
+            return self.detail(404, "Not found.")
         return self.detail(404, f"No {res.model} matches the given query.")
 
     def group_users(self, group_pk):

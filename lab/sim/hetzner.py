@@ -57,8 +57,10 @@ PER_PAGE, PER_PAGE_MAX = 25, 50
 _LABEL_NAME = r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?"
 LABEL_KEY = re.compile(rf"^([a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*/)?{_LABEL_NAME}$")
 LABEL_VALUE = re.compile(rf"^({_LABEL_NAME})?$")
-RRSET_NAME = re.compile(r"^(@|\*|(\*\.)?[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*)$")
-HOST = re.compile(r"^([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?$")
+_RR_LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
+RRSET_NAME = re.compile(rf"^(@|\*|(\*\.)?{_RR_LABEL}(\.{_RR_LABEL})*)$")
+_HOST_LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+HOST = re.compile(rf"^({_HOST_LABEL}\.)*{_HOST_LABEL}\.?$")
 TXT_STRINGS = re.compile(r'^"(?:[^"\\]|\\.)*"(\s+"(?:[^"\\]|\\.)*")*$')
 
 
@@ -108,9 +110,8 @@ def check_value(rtype, value):
             return "must be one or more quoted strings"
         if any(len(s.replace('\\"', '"').encode()) > 255 for s in _txt_strings(value)):
             return "a string is longer than 255 characters"
-    elif rtype == "CAA":
-        if not re.match(r'^\d{1,3} [a-z0-9]+ "[^"]*"$', value) or int(value.split()[0]) > 255:
-            return "must be '<flags> <tag> \"<value>\"'"
+    elif rtype == "CAA" and (not re.match(r'^\d{1,3} [a-z0-9]+ "[^"]*"$', value) or int(value.split()[0]) > 255):
+        return "must be '<flags> <tag> \"<value>\"'"
     return None
 
 
@@ -642,9 +643,8 @@ class HetznerSim(Simulator):
                     have[rec["value"]]["comment"] = rec.get("comment", "")
         elif command == "change_ttl":
             rrset["ttl"] = body["ttl"]
-        elif command == "change_protection":
-            if "change" in body:
-                rrset["protection"]["change"] = body["change"]
+        elif command == "change_protection" and "change" in body:
+            rrset["protection"]["change"] = body["change"]
         self._changed(zone)
 
     def snapshot(self):

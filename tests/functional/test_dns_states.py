@@ -267,7 +267,8 @@ def test_execution_functions(clean, loaders):
 def test_state_present_and_absent(clean, loaders):
     states = loaders.states.hetzner_dns
     ret = states.present(f"one.{ZONE}", type="TXT", values=["hello"], test=True)
-    assert ret.result is None and ret.changes == {f"one.{ZONE} TXT": {"old": None, "new": {"ttl": 300, "values": ['"hello"']}}}
+    assert ret.result is None
+    assert ret.changes == {f"one.{ZONE} TXT": {"old": None, "new": {"ttl": 300, "values": ['"hello"']}}}
     assert writes(clean) == []
     assert states.present(f"one.{ZONE}", type="TXT", values=["hello"]).result is True
     assert states.present(f"one.{ZONE}", type="TXT", values=["hello"]).changes == {}

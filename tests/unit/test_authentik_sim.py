@@ -59,7 +59,8 @@ def test_authentication_errors_are_403_with_drf_detail(release):
         403, {"detail": "Authentication credentials were not provided."})
     resp = client.get("/api/v3/core/groups/", headers={"Authorization": "Basic abc"})
     # validate_auth (authentik/api/authentication.py) stopped failing loudly in 2025.12
-    detail = "Unsupported authentication type" if release != "2026.5" else "Authentication credentials were not provided."
+    detail = ("Unsupported authentication type" if release != "2026.5"
+              else "Authentication credentials were not provided.")
     assert resp.status_code == 403 and resp.json == {"detail": detail}
     denied = (403, {"detail": "You do not have permission to perform this action."})
     assert api(client, "GET", "/core/groups/", token="weak") == denied
@@ -421,7 +422,8 @@ def test_brand_domain_unique_and_one_default(release):
 
 # -- issue 18, Authentik audit (helpers/audit-authentik-caddy.md part 1), items 1-9 ------------
 MANAGED_PROXY_SCOPES = {"goauthentik.io/providers/oauth2/scope-openid", "goauthentik.io/providers/oauth2/scope-profile",
-                        "goauthentik.io/providers/oauth2/scope-email", "goauthentik.io/providers/oauth2/scope-entitlements",
+                        "goauthentik.io/providers/oauth2/scope-email",
+                        "goauthentik.io/providers/oauth2/scope-entitlements",
                         "goauthentik.io/providers/proxy/scope-proxy"}
 
 
@@ -479,7 +481,8 @@ def test_put_without_list_fields_empties_them(release):
     link = {"parents": [parent["pk"]]} if release == "2026.5" else {"parent": parent["pk"]}
     _, group = api(client, "POST", "/core/groups/", dict({"name": "g", "users": [1]}, **link))
     _, child = api(client, "POST", "/core/groups/",
-                   {"name": "child", **({"parents": [group["pk"]]} if release == "2026.5" else {"parent": group["pk"]})})
+                   {"name": "child",
+                    **({"parents": [group["pk"]]} if release == "2026.5" else {"parent": group["pk"]})})
     assert api(client, "GET", f"/core/groups/{group['pk']}/")[1]["users"] == [1]
     # a PATCH leaves the lists alone
     status, body = api(client, "PATCH", f"/core/groups/{group['pk']}/", {"attributes": {"a": 1}})
@@ -679,7 +682,8 @@ def test_proxy_provider_and_outpost_validators(release):
     assert api(client, "PATCH", path, {"mode": "forward_single", "basic_auth_enabled": True}) == (400, msg)
     assert api(client, "POST", "/providers/proxy/", proxy_body(sim, "p2", external_host="ftp://x.example.com")) == (
         400, {"external_host": ["Enter a valid URL."]})
-    assert api(client, "POST", "/providers/proxy/", proxy_body(sim, "p3", external_host="http://grafana:3000"))[0] == 201
+    body = proxy_body(sim, "p3", external_host="http://grafana:3000")
+    assert api(client, "POST", "/providers/proxy/", body)[0] == 201
     _, oauth = api(client, "POST", "/providers/oauth2/", provider_body(sim, "o1"))
     embedded = next(o for o in sim.db["outpost"].values() if o["managed"] == "goauthentik.io/outposts/embedded")
     opath = f"/outposts/instances/{embedded['pk']}/"
@@ -730,7 +734,8 @@ def test_flow_references_and_policy_binding_targets(release):
     sim, client = make(release)
     flow = next(f for f in sim.db["flow"].values() if f["slug"] == "default-provider-authorization-implicit-consent")
     status, body = api(client, "POST", "/providers/proxy/", proxy_body(sim, authorization_flow=flow["pbm_uuid"]))
-    assert (status, body) == (400, {"authorization_flow": [f'Invalid pk "{flow["pbm_uuid"]}" - object does not exist.']})
+    message = f'Invalid pk "{flow["pbm_uuid"]}" - object does not exist.'
+    assert (status, body) == (400, {"authorization_flow": [message]})
     _, group = api(client, "POST", "/core/groups/", {"name": "g"})
     status, binding = api(client, "POST", "/policies/bindings/",
                           {"target": flow["pbm_uuid"], "order": 0, "group": group["pk"]})
@@ -738,7 +743,8 @@ def test_flow_references_and_policy_binding_targets(release):
     listed = api(client, "GET", f"/policies/bindings/?target={flow['pbm_uuid']}")[1]["results"]
     assert [b["pk"] for b in listed] == [binding["pk"]] and listed[0]["target"] == flow["pk"]
     _, app = api(client, "POST", "/core/applications/", {"name": "A", "slug": "a"})
-    status, binding = api(client, "POST", "/policies/bindings/", {"target": app["pk"], "order": 0, "group": group["pk"]})
+    status, binding = api(client, "POST", "/policies/bindings/",
+                          {"target": app["pk"], "order": 0, "group": group["pk"]})
     assert status == 201 and binding["target"] == app["pk"]
 
 

@@ -151,7 +151,8 @@ def test_admin_url_with_a_name_caddy_does_not_accept(caddy, monkeypatch):
         cc.CaddyAdmin({"admin_url": url, "retries": 0}).get()
     assert info.value.status == 403
     text = str(info.value)
-    assert text.startswith(f"Caddy admin API: GET /config/ returned 403: host not allowed: caddy-admin.service.consul:{caddy.admin_port}.")
+    assert text.startswith("Caddy admin API: GET /config/ returned 403: host not allowed: "
+                           f"caddy-admin.service.consul:{caddy.admin_port}.")
     assert f"set hecate:connections:caddy:admin_url (now {url}) to that address" in text
     # the preflight step says the same (Caddy's admin API has no token to be invalid)
     with pytest.raises(salt.exceptions.CommandExecutionError) as info:

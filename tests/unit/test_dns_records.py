@@ -14,7 +14,8 @@ HECATE = {"managed-by": "hecate", "hecate-env": "lab"}
 def pillar(routes=None, **dns):
     dns.setdefault("zones", [{"name": ZONE}])
     dns.setdefault("edge", {"ipv4": [EDGE4], "ipv6": [EDGE6]})
-    routes = routes if routes is not None else [{"domain": "app.example.com", "backend": "127.0.0.1:1", "service": "app"}]
+    if routes is None:
+        routes = [{"domain": "app.example.com", "backend": "127.0.0.1:1", "service": "app"}]
     return {"hecate": {"global": {"domain": ZONE, "environment": "lab"},
                        "reverse_proxy": {"caddy": {"routes": routes}}, "dns": dns}}
 

@@ -60,7 +60,8 @@ def test_responses_have_exactly_the_fields_of_hcloud_models(sim, api):
         assert all(set(r) == set(ZoneRecord.__api_properties__) for r in item["records"])
     # a new zone carries SOA and the three Hetzner NS at the apex
     assert {(i["name"], i["type"]) for i in listing["rrsets"]} >= {("@", "SOA"), ("@", "NS")}
-    created = raw(sim, "POST", f"/zones/{ZONE}/rrsets", {"name": "shape", "type": "A", "records": [{"value": "192.0.2.5"}]})
+    created = raw(sim, "POST", f"/zones/{ZONE}/rrsets",
+                  {"name": "shape", "type": "A", "records": [{"value": "192.0.2.5"}]})
     assert created.status_code == 201 and set(created.json()) == {"rrset", "action"}
     action = created.json()["action"]
     assert set(action) == set(Action.__api_properties__) and action["status"] == "running"
@@ -82,7 +83,8 @@ def test_every_rrset_call_hcloud_makes_is_accepted(api):
     resp.action.wait_until_finished()
     rrset = resp.rrset
     api.zones.add_rrset_records(rrset, [ZoneRecord("20 mx2.shapes.example.")], ttl=600).wait_until_finished()
-    api.zones.update_rrset_records(rrset, [ZoneRecord("20 mx2.shapes.example.", comment="second")]).wait_until_finished()
+    records = [ZoneRecord("20 mx2.shapes.example.", comment="second")]
+    api.zones.update_rrset_records(rrset, records).wait_until_finished()
     api.zones.remove_rrset_records(rrset, [ZoneRecord("10 mx1.shapes.example.")]).wait_until_finished()
     api.zones.change_rrset_ttl(rrset, None).wait_until_finished()
     updated = api.zones.update_rrset(rrset, labels={"k": "w"})
