@@ -182,18 +182,20 @@ def services():
     return _client().agent_services()
 
 
-def service_health(name, passing=True):
+def service_health(name, passing=True, tag=None):
     """
     Health entries of a service (``{Node, Service, Checks}``), only instances whose checks
-    all pass unless ``passing=False``.
+    all pass unless ``passing=False``, only those carrying ``tag`` when given (Consul's
+    ``?tag=`` filter).
 
     CLI Example:
 
     .. code-block:: bash
 
         salt cloud hecate_consul.service_health bionicgpt passing=False
+        salt -G roles:hecate-edge hecate_consul.service_health whoami passing=False tag=hecate-route
     """
-    return _client().health_service(name, passing=_bool(passing))
+    return _client().health_service(name, passing=_bool(passing), tag=tag)
 
 
 def service_addresses(name, passing=True):

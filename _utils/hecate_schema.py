@@ -30,6 +30,8 @@ SYSTEM_MODULES = (
     "hecate_agents",
     "hecate_nomad_client",
     "hecate_caddy_routes",
+    "hecate_consul_routes",
+    "hecate_route_checks",
     "hecate_nginx",
     "hecate_coturn",
     "hecate_authentik_client",
