@@ -536,7 +536,8 @@ def dns_without_clashes(wanted, list_rrsets, env, sources):
     """
     ``(wanted, notes)``: the records :func:`hecate_dns_records.desired` wants, without those of
     discovered routes (``sources``) whose name an RRSet hecate does not own already holds (a
-    foreign A/AAAA of that name, or a foreign CNAME). Those are reported, never written, and
+    foreign A, AAAA or CNAME of that name: both address records are left out, so a name never
+    points half at the edge). Those are reported, never written, and
     never fail the state: a Consul service cannot break the DNS step. ``list_rrsets(zone)``
     should be memoised (the plan reads the same zones).
     """
@@ -547,10 +548,12 @@ def dns_without_clashes(wanted, list_rrsets, env, sources):
             out[zone] = recs
             continue
         live = list_rrsets(zone)
-        foreign = [r for r in live if hecate_dns_records.owner(r, env) != "hecate"]
+        # a name's addresses come from one owner: a foreign A, AAAA or CNAME keeps the name
+        foreign = [r for r in live if hecate_dns_records.owner(r, env) != "hecate"
+                   and r["type"] in ("A", "AAAA", "CNAME")]
         keep = dict(recs)
         for (name, rtype), rec in sorted(mine.items()):
-            hit = next((r for r in foreign if r["name"] == name and (r["type"] == rtype or r["type"] == "CNAME")), None)
+            hit = next((r for r in foreign if r["name"] == name), None)
             if hit is None:
                 continue
             del keep[(name, rtype)]

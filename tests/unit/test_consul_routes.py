@@ -262,13 +262,19 @@ def test_discovered_records_held_by_foreign_rrsets_are_left_out_with_a_note():
         return live
 
     read = cr.memo(rrsets)
+    pillar["hecate"]["dns"]["edge"]["ipv6"] = ["2001:db8::10"]
+    wanted, _ = hecate_dns_records.desired(pillar, {}, "lab", discovered=found.dns_domains())
     kept, notes = cr.dns_without_clashes(wanted, read, "lab", found.sources())
-    assert sorted(kept["example.com"]) == [("mine", "A"), ("static", "A"), ("whoami", "A")]
-    assert len(notes) == 2 and all("which hecate does not own" in n for n in notes)
-    assert "mail.example.com A (from Consul service 'mail') not made" in notes[1]
+    assert sorted(kept["example.com"]) == [("mine", "A"), ("mine", "AAAA"), ("static", "A"), ("static", "AAAA"),
+                                           ("whoami", "A"), ("whoami", "AAAA")]
+    # the foreign A of mail keeps its AAAA out too: a name never points half at the edge
+    assert len(notes) == 4 and all("which hecate does not own" in n for n in notes)
+    assert "mail.example.com AAAA (from Consul service 'mail') not made: the zone already has mail.example.com A" in notes[3]
     ops, conflicts, _ = hecate_dns_records.plan_zones(kept, read, "lab")
     assert conflicts == [] and reads == ["example.com"]  # the zone is read once
-    assert {(op.kind, op.name) for op in ops} == {("update", "mine"), ("create", "static"), ("create", "whoami")}
+    assert {(op.kind, op.name, op.type) for op in ops} == {
+        ("update", "mine", "A"), ("create", "mine", "AAAA"), ("create", "static", "A"), ("create", "static", "AAAA"),
+        ("create", "whoami", "A"), ("create", "whoami", "AAAA")}
 
 
 # -- one reading per state run, one per orchestration run ------------------------------------------------
