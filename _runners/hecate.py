@@ -504,6 +504,7 @@ def status(env=None):
         probe = _probe(hecate_config.traverse(pillar, "bionicgpt:verify:probe"))
         healthy = healthy and probe.get("ok", True)
         ret = {"result": healthy, "env": env, "services": services, "probe": probe}
+        _refresh_edges(env, pillar)
         dns = _dns_status(env, pillar)
         if dns is not None:
             ret["dns"] = dns
@@ -516,6 +517,11 @@ def status(env=None):
     return _finish(ret)
 
 
+def _refresh_edges(env, pillar):
+    """The edges answer with their in-memory pillar: bring it up to date with the pillar files."""
+    _call(env, "hecate-edge", "saltutil.refresh_pillar", kwarg={"wait": True}, pillar=pillar)
+
+
 def _dns_status(env, pillar):
     """
     ``{"ok", "domains": {domain: {...}}, "errors"}`` from ``hetzner_dns.resolution`` on the
@@ -526,8 +532,6 @@ def _dns_status(env, pillar):
     if not isinstance(dns, dict) or not dns or dns.get("enabled", True) is False:
         return None
     domains, errors = {}, []
-    # the edges answer with their in-memory pillar: bring it up to date with the pillar files
-    _call(env, "hecate-edge", "saltutil.refresh_pillar", kwarg={"wait": True})
     answers = _call(env, "hecate-edge", "hetzner_dns.resolution") or {}
     if not answers:
         errors.append(f"no minion with role hecate-edge in environment {env} answered")
@@ -730,6 +734,7 @@ def _route_rows(env, pillar, domain, path):
     data = hecate_caddy_routes.caddy_data(pillar)
     data = data if isinstance(data, dict) else {}
     client = _consul(pillar)
+    _refresh_edges(env, pillar)
     source, want = _route_source(pillar, data, domain, client)
     rows = [source]
     rows.append(_route_dns(env, pillar, domain))
