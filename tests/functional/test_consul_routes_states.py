@@ -278,7 +278,7 @@ def test_execution_functions_see_what_the_states_see(clean, loaders, caddy, cons
     consul.register("whoami-1", "whoami", backends["whoami-1"].port, {"hecate_domain": f"whoami.{ZONE}"})
     consul.register("bad", "bad", 2, {"hecate_domain": f"static.{ZONE}"})
     mod = loaders.modules
-    found = mod.caddy.consul_routes()
+    found = loaders.modules.caddy.consul_routes()
     assert found["enabled"] is True and found["tag"] == TAG
     assert found["routes"]["consul.whoami"]["upstreams"] == [backends["whoami-1"].dial]
     assert found["skipped"] == {"bad": f"static.{ZONE} is already pillar route 'static' "

@@ -3,8 +3,10 @@ Routes from Consul in the lab (issue 14): a team's own job in the lab's Nomad re
 Consul service tagged ``hecate-route`` with ``meta.hecate_domain``; ``salt-run
 hecate.sync_routes`` gives it a Caddy route and a DNS record (previewed first, writing
 nothing), a re-run writes nothing at all, ``hecate.route`` shows it end to end, and when
-the job stops both go. A Consul service claiming a name held by a record someone else made
-never touches that record. Fixtures (stack, overrides) are in conftest.py.
+the job stops both go - this time through the Salt reactor of docs/systems/caddy.md
+(salt/reactor/hecate_sync_routes.sls, in the test master's config), as a Consul watch on
+the edge would trigger it. A Consul service claiming a name held by a record someone else
+made never touches that record. Fixtures (stack, overrides) are in conftest.py.
 """
 
 import json
@@ -14,7 +16,7 @@ import time
 import requests
 
 from tests import caddy_helpers
-from tests.orch_helpers import clear, writes
+from tests.orch_helpers import clear, lock_holder, writes
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 JOB = os.path.join(REPO, "tests", "fixtures", "whoami-route-job.nomad.hcl")
@@ -80,7 +82,8 @@ def no_writes_anywhere(stack, caddy_writes):
     assert caddy_helpers.writes(stack["caddy"]) == caddy_writes
 
 
-def test_a_nomad_service_tagged_for_hecate_gets_a_route_and_a_record_and_loses_both(salt_run_cli, stack, overrides):
+def test_a_nomad_service_tagged_for_hecate_gets_a_route_and_a_record_and_loses_both(salt_run_cli, salt_cli, stack,
+                                                                                   overrides):
     sims, caddy = stack["sims"], stack["caddy"]
     overrides({"hecate": {"reverse_proxy": {"caddy": {
         "consul_routes": {"tag": "hecate-route"},
@@ -166,10 +169,13 @@ def test_a_nomad_service_tagged_for_hecate_gets_a_route_and_a_record_and_loses_b
         prune = preview.data["changes"]["cloud"]["hecate dns records (prune)"]
         assert prune == {f"{DOMAIN} A": {"old": {"ttl": 300, "values": ["203.0.113.10"]}, "new": None},
                          f"{DOMAIN} AAAA": {"old": {"ttl": 300, "values": ["2001:db8:10::10"]}, "new": None}}
-        removed = sync(salt_run_cli)
-        assert removed.returncode == 0 and removed.data["changes"] == preview.data["changes"]
-        assert "whoami/A" not in zone(sims["hetzner"])
+        # what a Consul watch on the edge runs: the reactor runs hecate.sync_routes
+        sent = salt_cli.run("event.send", "hecate/routes/sync", "env=lab", minion_tgt="cloud")
+        assert sent.returncode == 0 and sent.data is True, sent
+        wait(lambda: "whoami/A" not in zone(sims["hetzner"]), "the reactor's sync to delete the record")
         assert "hecate.route.consul.whoami" not in caddy_helpers.raw_config(caddy).decode()
+        assert "whoami/AAAA" not in zone(sims["hetzner"])
+        wait(lambda: lock_holder(sims["consul"]) is None, "the reactor's sync to release the lock")
         caddy_writes = clear(stack)
         assert sync(salt_run_cli).data["changes"] == {}
         no_writes_anywhere(stack, caddy_writes)
