@@ -8,7 +8,10 @@ see docs/systems/caddy.md): ``admin_url`` (default ``http://127.0.0.1:2019``), o
 
 The route set is built from pillar ``hecate:reverse_proxy:caddy`` (``caddy.desired_routes``),
 compared with the live config (``caddy.drift``) and applied by the ``caddy_routes.managed``
-state in one guarded write; ``caddy.rollback`` restores what that write replaced.
+state in one guarded write; ``caddy.rollback`` restores what that write replaced. With
+``hecate:reverse_proxy:caddy:consul_routes`` the set also holds the routes of the Consul
+services carrying its tag (``caddy.consul_routes`` shows them and the services skipped).
+``caddy.certificates`` reads the certificate Caddy serves for each route domain.
 
 CLI Example:
 
@@ -29,7 +32,9 @@ import hecate_caddy_client
 import hecate_caddy_routes
 import hecate_clients
 import hecate_config
+import hecate_consul_routes
 import hecate_loader
+import hecate_route_checks
 
 __virtualname__ = "caddy"
 
@@ -241,10 +246,18 @@ def route_delete(route_id, etag=None):
 
 
 # -- hecate's route set ------------------------------------------------------------------------
+def _desired(data):
+    """``(pillar routes, discovery)``: what the caddy_routes.managed state builds now."""
+    built = hecate_caddy_routes.build(data, resolve_service=hecate_caddy_routes.consul_resolver(__salt__))
+    return built, hecate_consul_routes.for_states(__pillar__, __salt__, __opts__, None, data)
+
+
 def desired_routes(server=None):  # pylint: disable=unused-argument
     """
     The route objects hecate builds from pillar ``hecate:reverse_proxy:caddy`` (Consul
-    upstreams resolved now), in the order they are written. Nothing is read from Caddy.
+    upstreams resolved now) and, with ``consul_routes``, from the Consul services carrying
+    its tag, in the order they are written (exact domains before wildcards). Nothing is read
+    from Caddy.
 
     CLI Example:
 
@@ -252,10 +265,65 @@ def desired_routes(server=None):  # pylint: disable=unused-argument
 
         salt -G 'roles:hecate-edge' caddy.desired_routes
     """
-    built = hecate_caddy_routes.build(
-        _data(), resolve_service=hecate_caddy_routes.consul_resolver(__salt__)
-    )
-    return [r.json for r in built]
+    built, discovery = _desired(_data())
+    routes = list(built) + (discovery.routes if discovery is not None else [])
+    return [r.json for r in sorted(routes, key=lambda r: r.wildcard)]
+
+
+def consul_routes():
+    """
+    The routes hecate takes from Consul now (``hecate:reverse_proxy:caddy:consul_routes``):
+    per route its service, domains, upstreams (the passing instances), forward auth and
+    policies; the services carrying the tag that get no route, each with the reason (no
+    ``meta.hecate_domain``, a domain pillar has, no passing instance, bad meta ...); notes.
+    Nothing is written. ``{"enabled": False}`` without ``consul_routes`` in pillar.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G roles:hecate-edge caddy.consul_routes
+    """
+    discovery = hecate_consul_routes.for_states(__pillar__, __salt__, __opts__, None, _data())
+    if discovery is None:
+        return {"enabled": False, "comment": f"{hecate_consul_routes.PILLAR_PATH} is not set (or enabled: false)"}
+    return dict(discovery.report(), enabled=True)
+
+
+def certificates(domains=None, server=None, warn_days=None, timeout=5):
+    """
+    The certificate Caddy serves for each route domain: a TLS handshake with the domain as
+    SNI on the server's own listen addresses (a wildcard address is asked on loopback), and
+    per domain the issuer, the names, ``not_after``, ``days_left``, ``expiring`` (fewer than
+    ``warn_days`` left; default ``hecate:reverse_proxy:caddy:certificates:warn_days``, 14)
+    and ``ok``. A server that answers TLS with plain text (an HTTP-only listener) has every
+    domain ``skipped: no TLS listener``, which is not a failure.
+
+    domains
+        The domains to ask for (a list or comma-separated); default: the hosts of the
+        server's hecate routes (``@id`` hecate.route.* and hecate.adhoc.*).
+    server
+        The server under ``apps.http.servers`` (default ``hecate:reverse_proxy:caddy:server``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G roles:hecate-edge caddy.certificates
+        salt -G roles:hecate-edge caddy.certificates domains=chat.codemonkey.ai warn_days=30
+    """
+    server = _server(server)
+    value = _admin().config(*hecate_caddy_client.server_parts(server))
+    if not isinstance(value, dict):
+        raise salt.exceptions.CommandExecutionError(f"Caddy has no HTTP server '{server}'")
+    if isinstance(domains, str):
+        domains = [d.strip() for d in domains.split(",") if d.strip()]
+    domains = [str(d).lower().rstrip(".") for d in domains] if domains else hecate_route_checks.route_hosts(
+        value.get("routes"))
+    if warn_days is None:
+        warn_days = (_data().get("certificates") or {}).get("warn_days", hecate_route_checks.WARN_DAYS)
+    out = hecate_route_checks.check_certificates(value.get("listen"), domains, int(warn_days), float(timeout))
+    return dict(out, server=server, warn_days=int(warn_days))
 
 
 def drift(server=None):
@@ -266,7 +334,8 @@ def drift(server=None):
     earlier route hecate does not manage takes every request for one of its domains), or
     when the server it would create listens where another server does. ``notes`` (only
     when there are some) says e.g. that Caddy lost routes hecate wrote (restarted without
-    ``--resume``, or reloaded from its config file): a run of the state puts them back.
+    ``--resume``, or reloaded from its config file): a run of the state puts them back;
+    and which Consul services get no route, and why.
 
     CLI Example:
 
@@ -276,20 +345,20 @@ def drift(server=None):
     """
     server = _server(server)
     data = _data()
-    built = hecate_caddy_routes.build(
-        data, resolve_service=hecate_caddy_routes.consul_resolver(__salt__)
-    )
+    built, discovery = _desired(data)
+    compute, left_out = hecate_consul_routes.planner(built, discovery)
     out = hecate_caddy_apply.apply(
         _admin(),
         server,
-        lambda live: hecate_caddy_routes.plan_set(live, built),
+        compute,
         test=True,
         store=_store(),  # read only (test=True): to tell routes Caddy lost from new ones
         listen=data.get("listen"),
     )
     ret = {"server": server, "in_sync": not out["changes"], "changes": out["changes"]}
-    if out["notes"]:
-        ret["notes"] = out["notes"]
+    notes = list(out["notes"]) + (discovery.lines() if discovery is not None else []) + list(left_out)
+    if notes:
+        ret["notes"] = notes
     return ret
 
 

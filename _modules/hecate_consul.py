@@ -176,19 +176,21 @@ def services():
     return hecate_clients.consul(__opts__, __pillar__, __context__, __salt__).agent_services()
 
 
-def service_health(name, passing=True):
+def service_health(name, passing=True, tag=None):
     """
     Health entries of a service (``{Node, Service, Checks}``), only instances whose checks
-    all pass unless ``passing=False``.
+    all pass unless ``passing=False``, only those carrying ``tag`` when given (Consul's
+    ``?tag=`` filter).
 
     CLI Example:
 
     .. code-block:: bash
 
         salt -G 'roles:hecate-edge' hecate_consul.service_health bionicgpt passing=False
+        salt -G 'roles:hecate-edge' hecate_consul.service_health whoami passing=False tag=hecate-route
     """
     client = hecate_clients.consul(__opts__, __pillar__, __context__, __salt__)
-    return client.health_service(name, passing=_bool(passing))
+    return client.health_service(name, passing=_bool(passing), tag=tag)
 
 
 def service_addresses(name, passing=True):

@@ -21,6 +21,7 @@ CLI Example:
 import salt.exceptions
 
 import hecate_clients
+import hecate_consul_routes
 import hecate_dns_client
 import hecate_dns_records
 import hecate_loader
@@ -40,6 +41,15 @@ def _env():
 def _zone_names():
     dns = hecate_dns_records.dns_settings(__pillar__) or {}
     return [str(z.get("name", "")).lower().rstrip(".") for z in dns.get("zones") or []]
+
+
+def _discovery():
+    """The routes taken from Consul (None without consul_routes), as the states take them."""
+    return hecate_consul_routes.for_states(__pillar__, __salt__, __opts__)
+
+
+def _found(discovery):
+    return discovery.dns_domains() if discovery is not None else ()
 
 
 def _row(rrset, zone, env):
@@ -86,8 +96,9 @@ def records(zone, type=None, name=None, owned=False):  # pylint: disable=redefin
 
 def desired():
     """
-    What hecate wants in each zone of ``hecate:dns`` (from the routes, the extra records and
-    CAA), and the route domains left out because no managed zone holds them.
+    What hecate wants in each zone of ``hecate:dns`` (from the routes, those taken from
+    Consul included, the extra records and CAA), and the route domains left out because no
+    managed zone holds them.
 
     CLI Example:
 
@@ -97,7 +108,7 @@ def desired():
     """
     if not hecate_dns_records.enabled(__pillar__):
         return {"zones": {}, "notes": ["hecate:dns is not configured (or enabled: false)"]}
-    wanted, notes = hecate_dns_records.desired(__pillar__, __grains__, _env())
+    wanted, notes = hecate_dns_records.desired(__pillar__, __grains__, _env(), discovered=_found(_discovery()))
     zones = {
         zone: [{"name": hecate_dns_records.fqdn(d.name, zone), "type": d.type, "ttl": d.ttl,
                 "values": list(d.values), "source": d.sources[0]} for _, d in sorted(recs.items())]
@@ -122,9 +133,13 @@ def drift():
     if not hecate_dns_records.enabled(__pillar__):
         return {"in_sync": True, "changes": {}, "conflicts": [], "notes": ["hecate:dns is not configured"]}
     env = _env()
-    wanted, notes = hecate_dns_records.desired(__pillar__, __grains__, env)
-    client = hecate_clients.dns(__opts__, __pillar__, __context__, __salt__)
-    ops, conflicts, _ = hecate_dns_records.plan_zones(wanted, client.rrsets, env)
+    discovery = _discovery()
+    wanted, notes = hecate_dns_records.desired(__pillar__, __grains__, env, discovered=_found(discovery))
+    rrsets = hecate_consul_routes.memo(hecate_clients.dns(__opts__, __pillar__, __context__, __salt__).rrsets)
+    if _found(discovery):
+        wanted, left_out = hecate_consul_routes.dns_without_clashes(wanted, rrsets, env, discovery.sources())
+        notes = notes + left_out
+    ops, conflicts, _ = hecate_dns_records.plan_zones(wanted, rrsets, env)
     return {
         "in_sync": not ops and not conflicts,
         "changes": {hecate_dns_records.key_of(op.name, op.type, op.zone): {"action": op.kind, "old": op.old,
@@ -190,18 +205,22 @@ def absent(name, type, zone=None):  # pylint: disable=redefined-builtin
     return _apply(*_record_plan(name, type, None, None, zone))
 
 
-def resolution():
+def resolution(domain=None):
     """
-    For every route domain: what the zone's authoritative data (read from the API, not
-    the local resolver) answers for A and AAAA, the edge's addresses, and whether the
-    answer is exactly the edge (``points_at_edge``). Domains in none of the managed
-    zones are listed with ``zone: null``.
+    For every route domain (those taken from Consul included): what the zone's authoritative
+    data (read from the API, not the local resolver) answers for A and AAAA, the edge's
+    addresses, and whether the answer is exactly the edge (``points_at_edge``). Domains in
+    none of the managed zones are listed with ``zone: null``.
+
+    domain
+        Only this domain (answered even when no route has it: ``source`` then says so).
 
     CLI Example:
 
     .. code-block:: bash
 
         salt -G roles:hecate-edge hetzner_dns.resolution
+        salt -G roles:hecate-edge hetzner_dns.resolution domain=chat.codemonkey.ai
     """
     if not hecate_dns_records.enabled(__pillar__):
         return {}
@@ -213,17 +232,21 @@ def resolution():
     client = hecate_clients.dns(__opts__, __pillar__, __context__, __salt__)
     live = {}
     out = {}
-    for domain, source in hecate_dns_records.route_domains(__pillar__):
-        zone = hecate_dns_records.zone_of(domain, zones)
+    domains = hecate_dns_records.route_domains(__pillar__, _found(_discovery()))
+    if domain is not None:
+        wanted = str(domain).lower().rstrip(".")
+        domains = [d for d in domains if d[0] == wanted] or [(wanted, "no route has this domain")]
+    for name, source in domains:
+        zone = hecate_dns_records.zone_of(name, zones)
         entry = {"zone": zone, "source": source, "edge": edge, "edge_from": origin}
         if zone is None:
             entry.update(points_at_edge=None, note="in none of hecate:dns:zones: not managed by hecate")
-            out[domain] = entry
+            out[name] = entry
             continue
         if zone not in live:
             live[zone] = client.rrsets(zone)
         for rtype in ("A", "AAAA"):
-            entry[rtype] = hecate_dns_records.answer(live[zone], zone, domain, rtype)
+            entry[rtype] = hecate_dns_records.answer(live[zone], zone, name, rtype)
         entry["points_at_edge"] = all(entry[t]["values"] == edge[t] for t in ("A", "AAAA"))
-        out[domain] = entry
+        out[name] = entry
     return out

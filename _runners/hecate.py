@@ -9,7 +9,11 @@ hecate runner: operations across all systems, run on the master.
 - ``rollback``: back to a recorded deployment (Nomad job versions, Caddy routes).
 - ``plan``: what a run would change, per system and object (a test=True orchestration).
 - ``status``: Consul health of every service, a request through Caddy and, with
-  ``hecate:dns``, whether each route domain's record in its zone points at the edge.
+  ``hecate:dns``, whether each route domain's record in its zone points at the edge; the
+  certificate each edge serves for each route domain.
+- ``sync_routes``: the routes alone (DNS records and Caddy routes, pillar and Consul) on
+  the edges, e.g. from a Consul watch or a Salt reactor when services change.
+- ``route``: one route end to end, one row per aspect.
 
 ``validate`` and ``status`` also say who belongs to the environment (``members``, from pillar
 ``hecate:members``) and which minions claim a role by their grains without being listed
@@ -28,18 +32,22 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 
 import salt.client
 import salt.exceptions
 import salt.runner
 
+import hecate_caddy_routes
 import hecate_clients
 import hecate_config
+import hecate_consul_routes
 import hecate_http
 import hecate_loader
 import hecate_members
 import hecate_pillar
 import hecate_plan
+import hecate_route_checks
 
 log = logging.getLogger(__name__)
 
@@ -447,9 +455,15 @@ def status(env=None):
     request through Caddy that the orchestration's verify step makes
     (``bionicgpt:verify:probe``); who belongs (``members``) and which minions claim a
     role by their grains without being listed (``not_members``), as ``hecate.validate``;
-    and, when ``hecate:dns`` is set, per route domain what its zone's RRSets say (read
+    when ``hecate:dns`` is set, per route domain what its zone's RRSets say (read
     from the Hetzner API on the edge, not from a resolver) and whether that is the edge's
-    addresses.
+    addresses; and per route domain the certificate each edge serves (``certificates``: a
+    TLS handshake with the domain as SNI on the edge's Caddy listeners, ``caddy.certificates``):
+    issuer, not-after, days left. A certificate with fewer than
+    ``hecate:reverse_proxy:caddy:certificates:warn_days`` (14) days left, one that does not
+    cover its domain, or a TLS listener without a certificate for a domain fails the status;
+    an edge whose Caddy serves no TLS (the lab's HTTP listener) is reported as "no TLS
+    listener" and does not.
 
     CLI Example:
 
@@ -474,14 +488,22 @@ def status(env=None):
         probe = _probe(hecate_config.traverse(pillar, "bionicgpt:verify:probe"))
         healthy = healthy and probe.get("ok", True)
         ret = {"result": healthy, "env": env, "services": services, "probe": probe}
+        _refresh_edges(env, pillar)
         dns = _dns_status(env, pillar)
         if dns is not None:
             ret["dns"] = dns
-            ret["result"] = healthy and dns["ok"]
+            ret["result"] = ret["result"] and dns["ok"]
+        ret["certificates"] = _certificates(env, pillar)
+        ret["result"] = ret["result"] and ret["certificates"]["ok"]
     except (salt.exceptions.CommandExecutionError, salt.exceptions.SaltInvocationError) as exc:
         return _failed(env, exc)
     ret.update(_membership(env, pillar))
     return _finish(ret)
+
+
+def _refresh_edges(env, pillar):
+    """The edges answer with their in-memory pillar: bring it up to date with the pillar files."""
+    _call(env, "hecate-edge", "saltutil.refresh_pillar", kwarg={"wait": True}, pillar=pillar)
 
 
 def _dns_status(env, pillar):
@@ -494,8 +516,6 @@ def _dns_status(env, pillar):
     if not isinstance(dns, dict) or not dns or dns.get("enabled", True) is False:
         return None
     domains, errors = {}, []
-    # the edges answer with their in-memory pillar: bring it up to date with the pillar files
-    _call(env, "hecate-edge", "saltutil.refresh_pillar", kwarg={"wait": True})
     answers = _call(env, "hecate-edge", "hetzner_dns.resolution") or {}
     if not answers:
         errors.append(f"no minion with role hecate-edge in environment {env} answered")
@@ -507,6 +527,30 @@ def _dns_status(env, pillar):
             domains.setdefault(domain, dict(entry, minion=minion))
     ok = not errors and all(e.get("points_at_edge") is not False for e in domains.values())
     return {"ok": ok, "domains": domains, "errors": errors}
+
+
+def _certificates(env, pillar):
+    """
+    ``{"ok", "domains": {domain: {minion: entry}}, "expiring": [...], "problems": [...],
+    "errors": [...]}`` from ``caddy.certificates`` on every edge.
+    """
+    warn = hecate_config.traverse(pillar, f"{hecate_route_checks.CERTS_PATH}:warn_days", hecate_route_checks.WARN_DAYS)
+    answers = _call(env, "hecate-edge", "caddy.certificates", kwarg={"warn_days": warn}, pillar=pillar) or {}
+    out = {"ok": True, "warn_days": warn, "domains": {}, "expiring": [], "problems": [], "errors": []}
+    if not answers:
+        out["errors"].append(f"no minion with role hecate-edge in environment {env} answered")
+    for minion, got in sorted(answers.items()):
+        if not isinstance(got, dict) or "domains" not in got:
+            out["errors"].append(f"{minion}: {got}")
+            continue
+        for domain, entry in got["domains"].items():
+            out["domains"].setdefault(domain, {})[minion] = entry
+            if entry.get("expiring"):
+                out["expiring"].append(f"{domain} ({minion}: {entry.get('days_left')} days left)")
+            if entry.get("ok") is False:
+                out["problems"].append(f"{domain} ({minion}): {entry.get('problem')}")
+    out["ok"] = not out["errors"] and not out["problems"]
+    return out
 
 
 def _probe(spec):
@@ -526,3 +570,360 @@ def _probe(spec):
         return {"url": spec["url"], "ok": False, "error": str(exc)}
     return {"url": spec["url"], "host": spec.get("host"), "status": resp.status_code,
             "ok": 200 <= resp.status_code < 400}
+
+
+# -- routes ------------------------------------------------------------------------------------------
+ROUTES_SLS = "hecate.routes"
+SYNC_LOCK_WAIT = 120
+
+
+def _truthy(value):
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def _state_rows(answers):
+    """``({minion: {state id: {result, comment, changes}}}, failures)`` of a state.apply on minions."""
+    rows, failures = {}, []
+    for minion, got in sorted(answers.items()):
+        if not isinstance(got, dict) or not all(isinstance(v, dict) for v in got.values()):
+            failures.append(f"{minion}: {got}")  # render error, "did not return"
+            continue
+        states = {}
+        for key, sret in sorted(got.items(), key=lambda kv: kv[1].get("__run_num__", 0)):
+            sid = sret.get("__id__") or key.split("_|-")[1]
+            states[sid] = {"result": sret.get("result"), "comment": sret.get("comment"),
+                           "changes": sret.get("changes") or {}}
+            if sret.get("result") is False:
+                failures.append(f"{minion}: {sid}: {sret.get('comment')}")
+        rows[minion] = states
+    return rows, failures
+
+
+def _apply_routes(env, pillar, run_id, test):
+    answers = _call(
+        env, "hecate-edge", "state.apply", [ROUTES_SLS],
+        {"pillar": {"hecate_run": {"id": run_id, "env": env}}, "test": test, "queue": True},
+        timeout=300, pillar=pillar,
+    ) or {}
+    if not answers:
+        raise salt.exceptions.CommandExecutionError(
+            f"no minion with role hecate-edge in environment {env} answered"
+        )
+    return _state_rows(answers)
+
+
+def sync_routes(env=None, test=False, wait=None):
+    """
+    Bring the routes of ``env`` in line on its edges: the Caddy routes from pillar and from
+    Consul (``hecate:reverse_proxy:caddy:consul_routes``) and their DNS records, as the
+    orchestration's dns, caddy and dns_prune steps do, in one state run per edge
+    (``state.apply hecate.routes``), so DNS and Caddy work from one reading of Consul.
+
+    It first previews (``test=True`` on the edges). When nothing would change it stops
+    there: no lock, no write anywhere. Otherwise it takes the environment's lock (waiting
+    up to ``wait`` seconds, default 120, for a running orchestration), applies, and
+    releases it. Meant for operators and for a Consul watch or Salt reactor that runs it
+    when services change (docs/systems/caddy.md).
+
+    test
+        Only the preview: exactly the changes a real run would make, nothing written.
+
+    Returns ``changes`` (``{minion: {state id: changes}}``, only states that changed or
+    would change) and ``states`` (every state's result and comment).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run hecate.sync_routes env=prod test=True
+        salt-run hecate.sync_routes env=prod
+    """
+    test = _truthy(test)
+    run_id = f"{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%SZ}-sync-{secrets.token_hex(3)}"
+    try:
+        pillar = _env_pillar(env)
+        states, failures = _apply_routes(env, pillar, run_id, True)
+        changes = _changed(states)
+        written = False
+        if changes and not failures and not test:
+            taken = lock(env=env, run_id=run_id, wait=SYNC_LOCK_WAIT if wait is None else wait)
+            if not taken["result"]:
+                return taken
+            try:
+                states, failures = _apply_routes(env, pillar, run_id, False)
+            finally:
+                unlock(env=env, run_id=run_id)
+            changes, written = _changed(states), True
+    except (salt.exceptions.CommandExecutionError, salt.exceptions.SaltInvocationError) as exc:
+        return _failed(env, exc)
+    ret = {"result": not failures, "env": env, "test": test, "run_id": run_id, "changes": changes,
+           "states": states}
+    if failures:
+        ret["comment"] = "the routes could not be brought in line:\n" + "\n".join(failures)
+    elif not changes:
+        ret["comment"] = "the routes are in line on every edge: nothing written"
+    elif test or not written:
+        ret["comment"] = "would change the routes (test=True: nothing written)"
+    else:
+        ret["comment"] = "changed the routes"
+    return _finish(ret)
+
+
+def _changed(states):
+    return {minion: {sid: st["changes"] for sid, st in rows.items() if st["changes"]}
+            for minion, rows in states.items() if any(st["changes"] for st in rows.values())}
+
+
+def route(domain=None, env=None, path=None):
+    """
+    One route end to end, one row per aspect:
+
+    - ``source``: the pillar route (its key path) or the Consul service (tag, meta) that
+      gives the domain its route; a Consul service that claims it but is skipped, and why;
+    - ``dns``: what the domain's zone answers (read from the Hetzner API on the edge) and
+      whether that is the edge (with ``hecate:dns``);
+    - ``caddy``: the route as live on each edge (its ``@id``, owner, upstreams) and whether it
+      is what hecate would write now;
+    - ``upstream``: the upstream's instances and their health in Consul (a static backend is
+      not in Consul), and Caddy's own count of requests and failures per upstream;
+    - ``forward_auth``: whether requests go through the Authentik outpost, as asked;
+    - ``certificate``: what each edge serves for the domain (a TLS handshake, SNI);
+    - ``request``: a real GET through the edge (``hecate:reverse_proxy:caddy:probe``: a base
+      URL with the domain as Host header, else ``https://<domain>``): status and time.
+
+    ``result`` is false when a row fails. Nothing is written.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run hecate.route domain=chat.codemonkey.ai env=prod
+    """
+    try:
+        if not domain:
+            raise salt.exceptions.SaltInvocationError("domain is required (e.g. domain=chat.example.com)")
+        domain = str(domain).lower().rstrip(".")
+        pillar = _env_pillar(env)
+        rows = _route_rows(env, pillar, domain, path)
+    except (salt.exceptions.CommandExecutionError, salt.exceptions.SaltInvocationError) as exc:
+        return _failed(env, exc, domain=domain)
+    ok = all(r["ok"] is not False for r in rows)
+    return _finish({"result": ok, "env": env, "domain": domain, "rows": rows,
+                    "report": hecate_route_checks.render(rows, domain)})
+
+
+def _route_rows(env, pillar, domain, path):
+    data = hecate_caddy_routes.caddy_data(pillar)
+    data = data if isinstance(data, dict) else {}
+    client = hecate_clients.consul(__opts__, pillar, __context__)
+    _refresh_edges(env, pillar)
+    source, want = _route_source(pillar, data, domain, client)
+    rows = [source]
+    rows.append(_route_dns(env, pillar, domain))
+    live = _route_live(env, pillar, data, domain)
+    rows.append(_route_caddy(live, want))
+    rows.append(_route_upstream(env, pillar, client, want, live))
+    rows.append(_route_forward_auth(want, live))
+    rows.append(_route_certificate(env, pillar, domain))
+    probe = hecate_config.traverse(pillar, hecate_route_checks.PROBE_PATH, {}) or {}
+    got = hecate_route_checks.request(domain, probe, path)
+    summary = (f"GET {got['url']} (Host {domain}): {got['status']} in {got['ms']} ms" if "status" in got
+               else f"GET {got['url']}: {got['error']}")
+    ok = got.pop("ok")
+    rows.append(hecate_route_checks.row("request", ok, summary, **got))
+    return rows
+
+
+def _route_source(pillar, data, domain, client):
+    """The source row and what hecate wants: ``{"kind", "route", "consul_service", "tag", "forward_auth"}``."""
+    row = hecate_route_checks.row
+    idx, spec = hecate_route_checks.pillar_source(data, domain)
+    want = None
+    if spec is not None:
+        where = f"{hecate_caddy_routes.PILLAR_PATH}:routes:{idx}"
+        upstream = spec.get("upstream") if isinstance(spec.get("upstream"), dict) else {}
+        errors = []
+
+        def resolve(name):
+            addresses = client.service_addresses(name, passing=True)
+            if not addresses:
+                raise salt.exceptions.CommandExecutionError(f"Consul service '{name}' has no passing instances")
+            return addresses
+
+        built = hecate_caddy_routes.build_route(spec, where, data, resolve, errors=errors)
+        want = {"kind": "pillar", "route": built, "consul_service": upstream.get("consul_service"),
+                "tag": None, "forward_auth": bool(spec.get("forward_auth"))}
+        name = hecate_caddy_routes.route_name(spec)
+        summary = f"pillar route '{name}' ({where})"
+        if errors:
+            summary += "; hecate cannot build it now: " + "; ".join(msg for _, msg in errors)
+        return row("source", not errors, summary, kind="pillar", where=where, name=name), want
+    conf = hecate_consul_routes.settings(data)
+    if conf is None:
+        return row("source", False, f"no pillar route has {domain}, and no route comes from Consul "
+                                    f"({hecate_consul_routes.PILLAR_PATH} is not set)", kind=None), None
+    tag = hecate_consul_routes.tag_of(conf)
+    answer = hecate_consul_routes.read_consul(
+        tag, client.catalog_services, lambda name, t: client.health_service(name, passing=False, tag=t)
+    )
+    found = hecate_consul_routes.discover(pillar, answer, data, tag)
+    for service, disc in sorted(found.services.items()):
+        if domain in disc.domains:
+            want = {"kind": "consul", "route": disc.route, "consul_service": service, "tag": tag,
+                    "forward_auth": disc.forward_auth}
+            meta = (answer[service][0] or {}).get("meta", {})
+            return row("source", True, f"Consul service '{service}' (tag {tag}, route {disc.route.name})",
+                       kind="consul", service=service, tag=tag, meta=meta,
+                       kept_without_passing=disc.kept), want
+    claimed = hecate_route_checks.claimants(answer, domain)
+    if claimed:
+        why = "; ".join(f"Consul service '{s}' claims it but is skipped: {found.skipped.get(s, 'skipped')}"
+                        for s in claimed)
+        return row("source", False, why, kind="consul", services=claimed, tag=tag), None
+    return row("source", False, f"no pillar route and no Consul service (tag {tag}) has {domain}", kind=None), None
+
+
+def _route_dns(env, pillar, domain):
+    row = hecate_route_checks.row
+    dns = hecate_config.traverse(pillar, "hecate:dns")
+    if not isinstance(dns, dict) or not dns or dns.get("enabled", True) is False:
+        return row("dns", None, "hecate:dns is not configured: hecate manages no record")
+    answers = _call(env, "hecate-edge", "hetzner_dns.resolution", kwarg={"domain": domain}, pillar=pillar) or {}
+    for minion, got in sorted(answers.items()):
+        if isinstance(got, dict) and domain in got:
+            entry = got[domain]
+            if entry.get("zone") is None:
+                return row("dns", None, f"{domain} is in none of hecate:dns:zones: not managed by hecate",
+                           minion=minion, **entry)
+            values = {t: (entry.get(t) or {}).get("values") for t in ("A", "AAAA")}
+            ok = bool(entry.get("points_at_edge"))
+            text = ", ".join(f"{t} {' '.join(v) or '(none)'}" for t, v in values.items())
+            return row("dns", ok, f"zone {entry['zone']} answers {text}" + (" (the edge)" if ok else
+                       f"; the edge is A {' '.join(entry['edge']['A'])} AAAA {' '.join(entry['edge']['AAAA'])}"),
+                       minion=minion, **entry)
+    errors = [f"{m}: {g}" for m, g in sorted(answers.items())] or ["no edge answered"]
+    return row("dns", False, "hetzner_dns.resolution failed: " + "; ".join(errors))
+
+
+def _route_live(env, pillar, data, domain):
+    """``{minion: {"index", "route", "error"}}``: the route serving ``domain`` on each edge."""
+    server = data.get("server") or hecate_caddy_routes.DEFAULT_SERVER
+    out = {}
+    for minion, got in sorted((_call(env, "hecate-edge", "caddy.routes", kwarg={"server": server},
+                                     pillar=pillar) or {}).items()):
+        if not isinstance(got, list):
+            out[minion] = {"error": str(got)}
+            continue
+        idx, live = hecate_route_checks.serving_route(got, domain)
+        out[minion] = {"index": idx, "route": live}
+    return out
+
+
+def _route_caddy(live, want):
+    row = hecate_route_checks.row
+    if not live:
+        return row("caddy", False, "no edge answered")
+    ok, parts, detail = True, [], {}
+    for minion, got in sorted(live.items()):
+        if got.get("error"):
+            ok = False
+            parts.append(f"{minion}: {got['error']}")
+            continue
+        route = got["route"]
+        if route is None:
+            ok = False
+            parts.append(f"{minion}: no route serves it")
+            detail[minion] = None
+            continue
+        rid = route.get("@id")
+        view = hecate_caddy_routes.summary(route)
+        entry = {"index": got["index"], "id": rid, "owner": hecate_route_checks.owner(rid), **view}
+        if want is not None and want.get("route") is not None:
+            delta = hecate_caddy_routes.route_diff(route, want["route"].json)
+            entry["in_sync"] = not delta
+            if delta:
+                entry["differs"] = delta
+                ok = False
+        elif want is not None:
+            ok = False
+        detail[minion] = entry
+        sync = {True: "as hecate would write it", False: "differs from what hecate would write now",
+                None: "(hecate would write nothing)"}[entry.get("in_sync")]
+        parts.append(f"{minion}: route {got['index']} ({rid or 'no @id'}, {entry['owner']}) -> "
+                     f"{', '.join(view['upstreams']) or 'no upstream'}; {sync}")
+    return row("caddy", ok, "; ".join(parts), edges=detail)
+
+
+def _route_upstream(env, pillar, client, want, live):
+    row = hecate_route_checks.row
+    dials = sorted({d for got in live.values() if got.get("route")
+                    for d in hecate_caddy_routes.summary(got["route"])["upstreams"]})
+    caddy_view = {}
+    if dials:
+        for minion, got in sorted((_call(env, "hecate-edge", "caddy.upstreams", pillar=pillar) or {}).items()):
+            if isinstance(got, list):
+                caddy_view[minion] = {u.get("address"): {"num_requests": u.get("num_requests"), "fails": u.get("fails")}
+                                      for u in got if isinstance(u, dict) and u.get("address") in dials}
+    service = (want or {}).get("consul_service")
+    if not service:
+        text = f"static backend {', '.join(dials)} (not a Consul service)" if dials else "no upstream"
+        return row("upstream", None if dials else False, text, caddy=caddy_view)
+    entries = client.health_service(service, passing=False, tag=want.get("tag"))
+    instances = []
+    for entry in entries:
+        svc, node = entry.get("Service") or {}, entry.get("Node") or {}
+        states = sorted({c.get("Status") for c in entry.get("Checks") or []})
+        status = "passing" if all(s == "passing" for s in states) else next(
+            (s for s in ("critical", "warning", "maintenance") if s in states), "unknown")
+        instances.append({"address": f"{svc.get('Address') or node.get('Address')}:{svc.get('Port')}",
+                          "node": node.get("Node"), "status": status})
+    passing = [i for i in instances if i["status"] == "passing"]
+    text = (f"Consul service '{service}': {len(passing)} of {len(instances)} instance(s) passing"
+            + (f" ({', '.join(i['address'] for i in passing)})" if passing else ""))
+    return row("upstream", bool(passing), text, service=service, instances=instances, caddy=caddy_view)
+
+
+def _route_forward_auth(want, live):
+    row = hecate_route_checks.row
+    routes = [got["route"] for got in live.values() if got.get("route")]
+    if not routes:
+        return row("forward_auth", None, "no live route")
+    live_fa = {bool(hecate_caddy_routes.summary(r).get("forward_auth")) for r in routes}
+    outposts = sorted({d for r in routes for d in hecate_caddy_routes.summary(r).get("forward_auth") or []})
+    asked = want.get("forward_auth") if want else None
+    if len(live_fa) > 1:
+        return row("forward_auth", False, "the edges disagree: some check logins, some do not", outposts=outposts)
+    on = live_fa.pop()
+    text = (f"through the Authentik outpost {', '.join(outposts)}" if on
+            else "none: requests go straight to the upstream")
+    ok = None if asked is None else on == asked
+    if ok is False:
+        text += f" (hecate wants {'forward auth' if asked else 'none'})"
+    return row("forward_auth", ok, text, enabled=on, wanted=asked, outposts=outposts)
+
+
+def _route_certificate(env, pillar, domain):
+    row = hecate_route_checks.row
+    warn = hecate_config.traverse(pillar, f"{hecate_route_checks.CERTS_PATH}:warn_days", hecate_route_checks.WARN_DAYS)
+    answers = _call(env, "hecate-edge", "caddy.certificates",
+                    kwarg={"domains": [domain], "warn_days": warn}, pillar=pillar) or {}
+    parts, detail, ok = [], {}, None
+    for minion, got in sorted(answers.items()):
+        entry = (got.get("domains") or {}).get(domain) if isinstance(got, dict) else None
+        if entry is None:
+            parts.append(f"{minion}: {got}")
+            ok = False
+            continue
+        detail[minion] = entry
+        if "skipped" in entry:
+            parts.append(f"{minion}: {entry['skipped']}")
+            continue
+        ok = (ok is not False) and entry["ok"]
+        if "issuer" in entry:
+            parts.append(f"{minion}: {entry['issuer']}, not after {entry['not_after']} ({entry['days_left']} days left)"
+                         + (f": {entry['problem']}" if entry.get("problem") else ""))
+        else:
+            parts.append(f"{minion}: {entry.get('problem')}")
+    return row("certificate", ok, "; ".join(parts) or "no edge answered", edges=detail)

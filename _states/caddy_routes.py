@@ -13,6 +13,11 @@ added / removed / changed, and applies everything in ONE write guarded by ``If-M
 re-diffs and retries, so a route or setting someone else added is kept. Routes without a
 hecate ``@id`` are never touched. Before writing, the previous routes are saved on the
 minion; ``caddy.rollback`` restores them.
+
+With ``<pillar_key>:consul_routes`` the set also holds a route per Consul service carrying
+its tag and ``meta.hecate_domain`` (``consul.<service>``; see :mod:`hecate_consul_routes`):
+the same discovery the DNS state uses in the same run; services it skips are named in the
+comment, never failing the state.
 """
 
 import hecate_caddy_apply
@@ -20,6 +25,7 @@ import hecate_caddy_client
 import hecate_caddy_routes
 import hecate_clients
 import hecate_config
+import hecate_consul_routes
 import hecate_loader
 import hecate_state
 
@@ -62,7 +68,9 @@ def managed(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_
         Where the Caddy block lives in pillar (default ``hecate:reverse_proxy:caddy``).
 
     Consul upstreams (``upstream: {consul_service: <name>}``) are resolved at run time
-    through ``hecate_consul.service_addresses`` (passing instances only).
+    through ``hecate_consul.service_addresses`` (passing instances only). Routes from Consul
+    (``<pillar_key>:consul_routes``) are read through ``hecate_consul.catalog_services`` and
+    ``hecate_consul.service_health``.
 
     .. code-block:: yaml
 
@@ -89,11 +97,13 @@ def managed(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_
         resolve_service=hecate_caddy_routes.consul_resolver(__salt__, test=bool(__opts__.get("test"))),
         base=pillar_key,
     )
+    discovery = hecate_consul_routes.for_states(__pillar__, __salt__, __opts__, __context__, data)
+    compute, left_out = hecate_consul_routes.planner(desired, discovery)
     admin = hecate_clients.caddy(__opts__, __pillar__)
     out = hecate_caddy_apply.apply(
         admin,
         server,
-        lambda live: hecate_caddy_routes.plan_set(live, desired),
+        compute,
         test=test,
         store=store,
         retries=int(retries),
@@ -116,7 +126,12 @@ def managed(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_
         ),
     )
     if not changes:
-        ret["comment"] = f"the {len(desired)} hecate routes of {where} are as in pillar"
-    if out["notes"]:
-        ret["comment"] += "\n" + "\n".join(out["notes"])
+        if discovery is None:
+            ret["comment"] = f"the {len(desired)} hecate routes of {where} are as in pillar"
+        else:
+            count = len(desired) + len(discovery.services) - len(left_out)
+            ret["comment"] = f"the {count} hecate routes of {where} are as in pillar and Consul"
+    notes = list(out["notes"]) + (discovery.lines() if discovery is not None else []) + list(left_out)
+    if notes:
+        ret["comment"] += "\n" + "\n".join(notes)
     return ret

@@ -23,9 +23,15 @@ and the apex NS/SOA are never touched; a desired record colliding with a foreign
 the state naming both, before anything is written. ``test=True`` reports the same changes
 and writes nothing; a converged zone gets no write at all. If a write fails, the RRSets
 the run already changed are put back.
+
+Routes taken from Consul (``hecate:reverse_proxy:caddy:consul_routes``) get their records
+too, from the same discovery as the Caddy state of the run (:mod:`hecate_consul_routes`); a
+discovered domain whose name a foreign RRSet holds is reported and left out, never failing
+the state.
 """
 
 import hecate_clients
+import hecate_consul_routes
 import hecate_dns_client
 import hecate_dns_records
 import hecate_loader
@@ -73,6 +79,9 @@ def managed(name, zones=None, phase="all"):
         orchestration runs ``add`` before the Caddy routes and ``prune`` after them.
 
     Without ``hecate:dns`` in pillar (or with ``enabled: false``) the state does nothing.
+    With ``hecate:reverse_proxy:caddy:consul_routes`` the domains of the routes taken from
+    Consul get records too (read through ``hecate_consul.catalog_services`` and
+    ``hecate_consul.service_health``, once per state run and once per orchestration run).
 
     .. code-block:: yaml
 
@@ -85,9 +94,14 @@ def managed(name, zones=None, phase="all"):
         ret["comment"] = "hecate:dns is not configured (or enabled: false): no DNS record managed"
         return ret
     env = hecate_dns_records.environment(__pillar__, __grains__)
-    wanted, notes = hecate_dns_records.desired(__pillar__, __grains__, env)
-    client = hecate_clients.dns(__opts__, __pillar__, __context__, __salt__)
-    ops, conflicts, counted = hecate_dns_records.plan_zones(wanted, client.rrsets, env, zones)
+    discovery = hecate_consul_routes.for_states(__pillar__, __salt__, __opts__, __context__)
+    found = discovery.dns_domains() if discovery is not None else ()
+    wanted, notes = hecate_dns_records.desired(__pillar__, __grains__, env, discovered=found)
+    rrsets = hecate_consul_routes.memo(hecate_clients.dns(__opts__, __pillar__, __context__, __salt__).rrsets)
+    if found:
+        wanted, left_out = hecate_consul_routes.dns_without_clashes(wanted, rrsets, env, discovery.sources())
+        notes = notes + left_out
+    ops, conflicts, counted = hecate_dns_records.plan_zones(wanted, rrsets, env, zones)
     chosen = hecate_dns_records.select(ops, phase)
     deferred = len(ops) - len(chosen)
     # a protected RRSet that pillar no longer wants concerns the deletions only

@@ -28,6 +28,8 @@ SYSTEM_MODULES = (
     "hecate_agents_schema",
     "hecate_nomad_schema",
     "hecate_caddy_schema",
+    "hecate_consul_routes",
+    "hecate_route_checks",
     "hecate_nginx_schema",
     "hecate_coturn_schema",
     "hecate_authentik_schema",

@@ -254,6 +254,8 @@ def salt_master(salt_factories, runtime_pillar_dir, lab_secrets):
             "file_roots": topology.file_roots(),
             "pillar_roots": topology.pillar_roots(runtime_pillar_dir),
             "fileserver_followsymlinks": True,
+            # as docs/systems/caddy.md tells operators: routes synced when an edge says so
+            "reactor": [{"hecate/routes/sync": ["salt://reactor/hecate_sync_routes.sls"]}],
         }
     )
     assert_lab_pillar_roots(overrides)

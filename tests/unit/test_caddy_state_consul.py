@@ -58,6 +58,7 @@ def run(state_mod, caddy, tmp_path):
         state_mod.__salt__ = salt_funcs
         state_mod.__pillar__ = pillar
         state_mod.__opts__ = dict(opts, test=test)
+        state_mod.__context__ = {}  # a fresh state run
         return state_mod.managed("caddy routes")
 
     return call
