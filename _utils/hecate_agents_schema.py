@@ -88,125 +88,226 @@ _SECRET = {
 _PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
 _ABS = {"type": "string", "pattern": "^/"}
 _OWNER = {"type": ["string", "null"]}
+_C, _N = CONSUL_DEFAULTS, NOMAD_DEFAULTS
+_CONFIG_OWNER = (
+    "of the agent's config file; it is 0640 (0600 when the group is root), so the group must "
+    "be the one the agent runs as. Ignored when Salt does not run as root."
+)
+
+
+def _d(node, description, **notes):
+    return dict(node, description=description, **notes)
+
+
+_CONSUL_PORT_TEXT = {
+    "http": "HTTP API",
+    "https": "HTTPS API",
+    "dns": "DNS interface",
+    "serf_lan": "LAN gossip (a client joins the server on it)",
+    "serf_wan": "WAN gossip",
+    "server": "server RPC",
+    "grpc": "gRPC API",
+    "grpc_tls": "gRPC API over TLS",
+}
 
 PILLAR_SCHEMA = {
     CONSUL_PATH: {
         "type": "object",
         "additionalProperties": False,
+        "description": (
+            "The Consul agents consul.agent lays down: a server on the cloud node, a client on each "
+            "local node joined over the tunnel (both bound to their tunnel address)."
+        ),
         "properties": {
-            "datacenter": {"type": "string", "pattern": r"^[A-Za-z0-9_-]+$"},
-            "data_dir": _ABS,
-            "config_dir": _ABS,
-            "install": {"type": "boolean"},
-            "service": {"type": "boolean"},
-            "user": _OWNER,
-            "group": _OWNER,
-            "client_addr": {"type": "string"},
-            "ui": {"type": "boolean"},
-            "bootstrap_expect": {"type": "integer", "minimum": 1},
-            "log_level": {"enum": ["TRACE", "DEBUG", "INFO", "WARN", "ERR"]},
-            "gossip_key": _SECRET,
+            "datacenter": {"type": "string", "pattern": r"^[A-Za-z0-9_-]+$", "default": _C["datacenter"],
+                           "description": "Consul datacenter name."},
+            "data_dir": _d(_ABS, "Consul's data directory.", default=_C["data_dir"]),
+            "config_dir": _d(_ABS, "Directory of the rendered consul.json.", default=_C["config_dir"]),
+            "install": {"type": "boolean", "default": _C["install"],
+                        "description": "Add HashiCorp's apt repository and install consul."},
+            "service": {"type": "boolean", "default": _C["service"],
+                        "description": "Enable the consul service and restart it when its config changes."},
+            "user": _d(_OWNER, "Owner " + _CONFIG_OWNER, default=_C["user"]),
+            "group": _d(_OWNER, "Group " + _CONFIG_OWNER, default=_C["group"]),
+            "client_addr": {"type": "string", "default": _C["client_addr"],
+                            "description": "Addresses (space separated, or a go-sockaddr template) the HTTP, "
+                                           "DNS and gRPC interfaces bind to."},
+            "ui": {"type": "boolean", "default": _C["ui"], "description": "Serve the web UI (server only)."},
+            "bootstrap_expect": {"type": "integer", "minimum": 1, "default": _C["bootstrap_expect"],
+                                 "description": "Servers expected before the cluster elects a leader."},
+            "log_level": {"enum": ["TRACE", "DEBUG", "INFO", "WARN", "ERR"], "default": _C["log_level"],
+                          "description": "Consul's log level."},
+            "gossip_key": _d(_SECRET, "Gossip encryption key (Vault reference, e.g. the generated "
+                                      "hecate:secrets entry); null: gossip in clear.", default=None),
             "acl": {
                 "type": "object",
                 "additionalProperties": False,
+                "description": "Consul's ACL system.",
                 "properties": {
-                    "enabled": {"type": "boolean"},
-                    "default_policy": {"enum": ["allow", "deny"]},
-                    "enable_token_persistence": {"type": "boolean"},
-                    "agent_token": _SECRET,
+                    "enabled": {"type": "boolean", "default": _C["acl"]["enabled"],
+                                "description": "Turn ACLs on."},
+                    "default_policy": {"enum": ["allow", "deny"], "default": _C["acl"]["default_policy"],
+                                       "description": "What a request without a matching rule gets. Under "
+                                                      "deny, hecate's token needs its own policy."},
+                    "enable_token_persistence": {"type": "boolean",
+                                                 "default": _C["acl"]["enable_token_persistence"],
+                                                 "description": "Keep tokens set through the API across restarts."},
+                    "agent_token": _d(_SECRET, "The agent's own token (Vault reference); null: none.",
+                                      default=None),
                 },
             },
             "ports": {
                 "type": "object",
                 "additionalProperties": False,
+                "default": {},
+                "description": "Consul's ports; absent ones keep Consul's defaults.",
                 "properties": {
-                    k: {"type": "integer", "minimum": -1, "maximum": 65535}
-                    for k in ("http", "https", "dns", "serf_lan", "serf_wan", "server", "grpc", "grpc_tls")
+                    k: {"type": "integer", "minimum": -1, "maximum": 65535,
+                        "description": f"Port of the {text}; -1 turns it off."}
+                    for k, text in _CONSUL_PORT_TEXT.items()
                 },
             },
-            "extra": {"type": "object"},
+            "extra": {"type": "object", "default": {},
+                      "description": "Any other Consul agent settings, merged over what hecate renders."},
         },
     },
     NOMAD_PATH: {
         "type": "object",
         "additionalProperties": False,
+        "description": (
+            "The Nomad agent nomad.agent lays down on the local node: server and client, task ports "
+            "on the WireGuard interface, Consul and Vault integration, the docker plugin."
+        ),
         "properties": {
-            "datacenter": {"type": "string", "pattern": r"^[A-Za-z0-9_-]+$"},
-            "region": {"type": ["string", "null"]},
-            "data_dir": _ABS,
-            "config_dir": _ABS,
-            "install": {"type": "boolean"},
-            "service": {"type": "boolean"},
-            "packages": {"type": "array", "items": {"type": "string"}},
-            "user": _OWNER,
-            "group": _OWNER,
-            "bind_addr": {"type": "string"},
+            "datacenter": {"type": "string", "pattern": r"^[A-Za-z0-9_-]+$", "default": _N["datacenter"],
+                           "description": "Nomad datacenter name (the jobs' datacenters must include it)."},
+            "region": {"type": ["string", "null"], "default": None,
+                       "description": "Nomad region; null: Nomad's default (global)."},
+            "data_dir": _d(_ABS, "Nomad's data directory.", default=_N["data_dir"]),
+            "config_dir": _d(_ABS, "Directory of the rendered nomad.hcl.", default=_N["config_dir"]),
+            "install": {"type": "boolean", "default": _N["install"],
+                        "description": "Add HashiCorp's apt repository and install packages."},
+            "service": {"type": "boolean", "default": _N["service"],
+                        "description": "Enable the nomad service and restart it when its config changes."},
+            "packages": {"type": "array", "items": {"type": "string"}, "default": _N["packages"],
+                         "description": "Packages installed when install is true."},
+            "user": _d(_OWNER, "Owner " + _CONFIG_OWNER, default=_N["user"]),
+            "group": _d(_OWNER, "Group " + _CONFIG_OWNER, default=_N["group"]),
+            "bind_addr": {"type": "string", "default": _N["bind_addr"],
+                          "description": "Address Nomad's listeners bind to; it advertises the tunnel address."},
             "server": {
                 "type": "object",
                 "additionalProperties": False,
+                "description": "The Nomad server on the local node.",
                 "properties": {
-                    "enabled": {"type": "boolean"},
-                    "bootstrap_expect": {"type": "integer", "minimum": 1},
-                    "memory_oversubscription": {"type": "boolean"},
+                    "enabled": {"type": "boolean", "default": _N["server"]["enabled"],
+                                "description": "Run a server on this node."},
+                    "bootstrap_expect": {"type": "integer", "minimum": 1,
+                                         "default": _N["server"]["bootstrap_expect"],
+                                         "description": "Servers expected before the cluster elects a leader."},
+                    "memory_oversubscription": {
+                        "type": "boolean",
+                        "default": _N["server"]["memory_oversubscription"],
+                        "description": (
+                            "Bootstrap the scheduler with memory oversubscription, so a task's memory_max "
+                            "is honoured. Applies only to a new cluster: on an existing one run `nomad "
+                            "operator scheduler set-config -memory-oversubscription=true`."
+                        ),
+                    },
                 },
             },
             "client": {
                 "type": "object",
                 "additionalProperties": False,
+                "description": "The Nomad client that runs the BionicGPT tasks.",
                 "properties": {
-                    "enabled": {"type": "boolean"},
-                    "network_interface": {"type": ["string", "null"]},
-                    "meta": {"type": "object", "additionalProperties": {"type": "string"}},
-                    "driver_allowlist": {"type": "array", "items": {"type": "string"}},
+                    "enabled": {"type": "boolean", "default": _N["client"]["enabled"],
+                                "description": "Run a client on this node."},
+                    "network_interface": {"type": ["string", "null"], "default": None,
+                                          "description": "Interface task ports are allocated on; null: the "
+                                                         "WireGuard interface, so the edge reaches them."},
+                    "meta": {"type": "object", "additionalProperties": {"type": "string"},
+                             "default": _N["client"]["meta"],
+                             "description": "Client metadata; meta.location must match "
+                                            "bionicgpt:nomad:node_location, the jobs' constraint."},
+                    "driver_allowlist": {"type": "array", "items": {"type": "string"},
+                                         "default": _N["client"]["driver_allowlist"],
+                                         "description": "Task drivers the client enables."},
                     "reserved": {
                         "type": "object",
                         "additionalProperties": False,
+                        "default": {},
+                        "description": "Resources kept back for the host, not offered to tasks.",
                         "properties": {
-                            k: {"type": "integer", "minimum": 0} for k in ("cpu", "memory", "disk")
+                            "cpu": {"type": "integer", "minimum": 0, "description": "CPU reserved, in MHz."},
+                            "memory": {"type": "integer", "minimum": 0, "description": "Memory reserved, in MB."},
+                            "disk": {"type": "integer", "minimum": 0, "description": "Disk reserved, in MB."},
                         },
                     },
                 },
             },
             "host_volumes": {
                 "type": "object",
+                "description": (
+                    "Host directories offered to jobs, by name; bionicgpt_postgres and ollama are "
+                    "required (the database and llm jobs mount them). The directories are created."
+                ),
                 "additionalProperties": {
                     "type": "object",
                     "required": ["path"],
                     "additionalProperties": False,
+                    "description": "One host volume.",
                     "properties": {
-                        "path": _ABS,
-                        "read_only": {"type": "boolean"},
-                        "mode": {"type": "string", "pattern": "^0?[0-7]{3,4}$"},
-                        "user": _OWNER,
-                        "group": _OWNER,
+                        "path": _d(_ABS, "The directory on the host.", examples=["/opt/bionicgpt/postgres"]),
+                        "read_only": {"type": "boolean", "default": False,
+                                      "description": "Offer the volume read-only."},
+                        "mode": {"type": "string", "pattern": "^0?[0-7]{3,4}$", "default": "0755",
+                                 "description": "Mode of the directory."},
+                        "user": _d(_OWNER, "Owner of the directory; absent: unchanged."),
+                        "group": _d(_OWNER, "Group of the directory; absent: unchanged."),
                     },
                 },
             },
             "consul": {
                 "type": "object",
                 "additionalProperties": False,
+                "description": "Nomad's Consul integration (service registration, joining).",
                 "properties": {
-                    "address": {"type": "string"},
-                    "token": _SECRET,
-                    "auto_advertise": {"type": "boolean"},
-                    "server_auto_join": {"type": "boolean"},
-                    "client_auto_join": {"type": "boolean"},
+                    "address": {"type": "string", "default": _N["consul"]["address"],
+                                "description": "The local Consul agent's HTTP address."},
+                    "token": _d(_SECRET, "Consul token Nomad uses (Vault reference); null: none.", default=None),
+                    "auto_advertise": {"type": "boolean", "default": _N["consul"]["auto_advertise"],
+                                       "description": "Register Nomad's own services in Consul."},
+                    "server_auto_join": {"type": "boolean", "default": _N["consul"]["server_auto_join"],
+                                         "description": "Servers find each other through Consul."},
+                    "client_auto_join": {"type": "boolean", "default": _N["consul"]["client_auto_join"],
+                                         "description": "Clients find the servers through Consul."},
                 },
             },
             "vault": {
                 "type": "object",
                 "additionalProperties": False,
+                "description": "Nomad's Vault integration, through which the jobs read their secrets.",
                 "properties": {
-                    "enabled": {"type": "boolean"},
-                    "address": {"type": ["string", "null"], "pattern": r"^https?://"},
-                    "ca_file": {"type": ["string", "null"]},
-                    "jwt_auth_backend_path": {"type": ["string", "null"]},
+                    "enabled": {"type": "boolean", "default": _N["vault"]["enabled"],
+                                "description": "Must stay true: Nomad refuses the jobs' vault blocks without it."},
+                    "address": {"type": ["string", "null"], "pattern": r"^https?://", "default": None,
+                                "description": "Vault's address; null: hecate:connections:vault:url."},
+                    "ca_file": {"type": ["string", "null"], "default": None,
+                                "description": "CA file Nomad trusts for Vault."},
+                    "jwt_auth_backend_path": {"type": ["string", "null"], "default": None,
+                                              "description": "Mount of Vault's JWT auth method for workload "
+                                                             "identities; null: Nomad's default (jwt-nomad)."},
                     "default_identity": {
                         "type": "object",
                         "additionalProperties": False,
+                        "description": "The workload identity tasks present to Vault (server only).",
                         "properties": {
-                            "aud": {"type": "array", "items": {"type": "string"}},
-                            "ttl": {"type": "string"},
+                            "aud": {"type": "array", "items": {"type": "string"},
+                                    "default": _N["vault"]["default_identity"]["aud"],
+                                    "description": "Audience of the identity token."},
+                            "ttl": {"type": "string", "default": _N["vault"]["default_identity"]["ttl"],
+                                    "description": "Lifetime of the identity token."},
                         },
                     },
                 },
@@ -214,14 +315,21 @@ PILLAR_SCHEMA = {
             "docker": {
                 "type": "object",
                 "additionalProperties": False,
+                "description": "The docker task driver's plugin settings.",
                 "properties": {
-                    "allow_privileged": {"type": "boolean"},
-                    "volumes_enabled": {"type": "boolean"},
-                    "allow_caps": {"type": ["array", "null"], "items": {"type": "string"}},
+                    "allow_privileged": {"type": "boolean", "default": _N["docker"]["allow_privileged"],
+                                         "description": "Allow privileged containers."},
+                    "volumes_enabled": {"type": "boolean", "default": _N["docker"]["volumes_enabled"],
+                                        "description": "Allow docker volume mounts."},
+                    "allow_caps": {"type": ["array", "null"], "items": {"type": "string"}, "default": None,
+                                   "description": "Linux capabilities tasks may have; null: Nomad's default "
+                                                  "list (a short list can break PostgreSQL)."},
                 },
             },
-            "telemetry": {"type": ["object", "null"]},
-            "extra": {"type": "object"},
+            "telemetry": {"type": ["object", "null"], "default": None,
+                          "description": "Nomad's telemetry block, rendered as given; null: none."},
+            "extra": {"type": "object", "default": {},
+                      "description": "Any other Nomad agent settings, merged over what hecate renders."},
         },
     },
 }

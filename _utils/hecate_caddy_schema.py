@@ -6,6 +6,7 @@ here).
 """
 
 import hecate_caddy_routes
+import hecate_schema
 
 # -- schema (hecate_schema assembles it; semantic checks are in check_pillar) -------------------
 _STR = {"type": "string", "minLength": 1}
@@ -14,88 +15,137 @@ _STR_OR_STRS = {"type": ["string", "array"], "minLength": 1, "items": _STR}
 _DURATION = {"type": ["string", "integer"]}
 _PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
 _BOOL = {"type": "boolean"}
-_HEADER_OPS = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "set": {"type": "object", "additionalProperties": _STR_OR_STRS},
-        "add": {"type": "object", "additionalProperties": _STR_OR_STRS},
-        "delete": _STRS,
-    },
-}
-_MATCHER = {
-    "type": "object",
-    "additionalProperties": False,
-    "minProperties": 1,
-    "properties": {
-        "headers": {"type": "object", "additionalProperties": _STR_OR_STRS},
-        "header_regexp": {"type": "object", "additionalProperties": _STR},
-        "paths": _STRS,
-        "path_regexp": _STR,
-        "query": {"type": "object", "additionalProperties": _STR_OR_STRS},
-        "methods": _STRS,
-        "remote_ip": _STRS,
-    },
-}
+_d = hecate_schema.described
+_DUR = " (a duration such as 10s, or nanoseconds)"
+
+
+def _header_ops(direction):
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "description": f"Header changes on the {direction}.",
+        "properties": {
+            "set": {"type": "object", "additionalProperties": _STR_OR_STRS,
+                    "description": "Headers to set (replacing existing values): name -> value or list; values "
+                                   "may hold Caddy placeholders."},
+            "add": {"type": "object", "additionalProperties": _STR_OR_STRS,
+                    "description": "Headers to add next to existing values: name -> value or list."},
+            "delete": _d(_STRS, "Header names to remove."),
+        },
+    }
+
+
+def _matcher(outcome):
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "minProperties": 1,
+        "description": f"A request matcher: the request is {outcome} when every key given matches.",
+        "properties": {
+            "headers": {"type": "object", "additionalProperties": _STR_OR_STRS,
+                        "description": "Header name -> value(s) it must have (* for any value)."},
+            "header_regexp": {"type": "object", "additionalProperties": _STR,
+                              "description": "Header name -> regular expression its value must match."},
+            "paths": _d(_STRS, "Paths, any of which must match (* wildcards)."),
+            "path_regexp": _d(_STR, "A regular expression the path must match."),
+            "query": {"type": "object", "additionalProperties": _STR_OR_STRS,
+                      "description": "Query parameter -> value(s) it must have (* for any value)."},
+            "methods": _d(_STRS, "HTTP methods, any of which must match."),
+            "remote_ip": _d(_STRS, "Client addresses or CIDR ranges, any of which must match."),
+        },
+    }
+
+
 _POLICY = {
     "type": "object",
     "additionalProperties": False,
+    "description": "A named block of rules expanded into each route that lists it.",
     "properties": {
-        "block": {"type": "array", "items": _MATCHER},
-        "block_status": {"type": "integer", "minimum": 400, "maximum": 599},
-        "abort": {"type": "array", "items": _MATCHER},
-        "response_headers": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
-        "encode": {"type": "array", "items": {"enum": ["gzip", "zstd"]}},
+        "block": {"type": "array", "items": _matcher("answered block_status"),
+                  "description": "Matchers whose requests get block_status instead of the backend."},
+        "block_status": {"type": "integer", "minimum": 400, "maximum": 599, "default": 404,
+                         "description": "Status code of a blocked request."},
+        "abort": {"type": "array", "items": _matcher("dropped (connection closed)"),
+                  "description": "Matchers whose requests have their connection closed without an answer."},
+        "response_headers": {"type": "object", "additionalProperties": {"type": ["string", "null"]},
+                             "description": "Headers set on every response (replacing the backend's); null "
+                                            "deletes one."},
+        "encode": {"type": "array", "items": {"enum": ["gzip", "zstd"]},
+                   "description": "Response compressions offered."},
     },
 }
 _ROUTE = {
     "type": "object",
     "additionalProperties": False,
+    "description": "One site: its domains, where requests go, and what happens on the way.",
     "properties": {
-        "name": _STR,
-        "service": _STR,
-        "enabled": _BOOL,
-        "domain": _STR,
-        "domains": _STRS,
-        "backend": _STR_OR_STRS,
+        "name": _d(_STR, "The route's name ([a-z0-9_-]); its Caddy @id is hecate.route.<name>. Absent: "
+                         "service, else made from the first domain."),
+        "service": _d(_STR, "What the route serves; its name when name is absent.", examples=["nextcloud"]),
+        "enabled": _d(_BOOL, "false keeps the entry in pillar but removes the route from Caddy.", default=True),
+        "domain": _d(_STR, "The domain the route serves (* for one label of a wildcard).",
+                     examples=["cloud.example.com"]),
+        "domains": _d(_STRS, "Several domains (instead of or next to domain)."),
+        "backend": _d(_STR_OR_STRS, "Where requests go: host:port, http(s)://host[:port], or a list of them "
+                                    "(load-balanced; all http or all https). Set backend or upstream.",
+                      examples=["100.65.138.128:11000"]),
         "upstream": {
             "type": "object",
             "additionalProperties": False,
             "required": ["consul_service"],
-            "properties": {"consul_service": _STR, "scheme": {"enum": ["http", "https"]}},
+            "description": "Backends found in Consul when the state runs (instead of backend).",
+            "properties": {
+                "consul_service": _d(_STR, "The Consul service whose passing instances are the backends.",
+                                     examples=["bionicgpt-oauth2-proxy"]),
+                "scheme": {"enum": ["http", "https"], "default": "http",
+                           "description": "How Caddy talks to the instances."},
+            },
         },
-        "tls_skip_verify": _BOOL,
-        "tls_server_name": _STR,
+        "tls_skip_verify": _d(_BOOL, "Do not verify an https backend's certificate.", default=False),
+        "tls_server_name": _d(_STR, "SNI and certificate name for an https backend."),
         "headers": {
             "type": "object",
             "additionalProperties": False,
-            "properties": {"up": _HEADER_OPS, "down": _HEADER_OPS},
+            "description": "Header changes on the way to the backend (up) and back (down).",
+            "properties": {"up": _header_ops("request to the backend"),
+                           "down": _header_ops("response to the client")},
         },
         "health_checks": {
             "type": "object",
             "additionalProperties": False,
+            "description": "Caddy's health checks of the backends; an unhealthy one gets no requests.",
             "properties": {
                 "active": {
                     "type": "object",
                     "additionalProperties": False,
+                    "description": "Caddy polls each backend.",
                     "properties": {
-                        "uri": {"type": "string", "pattern": "^/"},
-                        "port": _PORT,
-                        "interval": _DURATION,
-                        "timeout": _DURATION,
-                        "expect_status": {"type": "integer", "minimum": 100, "maximum": 599},
-                        "passes": {"type": "integer", "minimum": 1},
-                        "fails": {"type": "integer", "minimum": 1},
+                        "uri": {"type": "string", "pattern": "^/",
+                                "description": "Path (and query) requested (required for active checks)."},
+                        "port": _d(_PORT, "Port polled instead of the backend's."),
+                        "interval": _d(_DURATION, "Time between two polls" + _DUR + "."),
+                        "timeout": _d(_DURATION, "How long a poll may take" + _DUR + "."),
+                        "expect_status": {"type": "integer", "minimum": 100, "maximum": 599,
+                                          "description": "Status a healthy backend answers; absent: any 2xx."},
+                        "passes": {"type": "integer", "minimum": 1,
+                                   "description": "Passing polls before a backend is healthy again."},
+                        "fails": {"type": "integer", "minimum": 1,
+                                  "description": "Failing polls before a backend is unhealthy."},
                     },
                 },
                 "passive": {
                     "type": "object",
                     "additionalProperties": False,
+                    "description": "Caddy judges backends by the proxied requests.",
                     "properties": {
-                        "fail_duration": _DURATION,
-                        "max_fails": {"type": "integer", "minimum": 1},
-                        "unhealthy_status": {"type": "array", "items": {"type": "integer"}},
-                        "unhealthy_latency": _DURATION,
+                        "fail_duration": _d(_DURATION, "How long a failed request is remembered" + _DUR
+                                            + "; required for passive checks to work."),
+                        "max_fails": {"type": "integer", "minimum": 1,
+                                      "description": "Failures within fail_duration that make a backend unhealthy."},
+                        "unhealthy_status": {"type": "array", "items": {"type": "integer"},
+                                             "description": "Response statuses counted as failures."},
+                        "unhealthy_latency": _d(_DURATION, "Responses slower than this count as failures" + _DUR
+                                                + "."),
                     },
                 },
             },
@@ -103,11 +153,15 @@ _ROUTE = {
         "load_balancing": {
             "type": "object",
             "additionalProperties": False,
+            "description": "How Caddy picks a backend and retries.",
             "properties": {
-                "policy": {"enum": list(hecate_caddy_routes.LB_POLICIES)},
-                "try_duration": _DURATION,
-                "try_interval": _DURATION,
-                "retries": {"type": "integer", "minimum": 0},
+                "policy": {"enum": list(hecate_caddy_routes.LB_POLICIES), "default": "random",
+                           "description": "Selection policy (Caddy's default random)."},
+                "try_duration": _d(_DURATION, "How long to keep trying backends for one request" + _DUR
+                                   + "; absent: one try."),
+                "try_interval": _d(_DURATION, "Wait between two tries" + _DUR + "."),
+                "retries": {"type": "integer", "minimum": 0,
+                            "description": "Further backends tried for one request."},
             },
         },
         "forward_auth": {
@@ -116,39 +170,73 @@ _ROUTE = {
                 {
                     "type": "object",
                     "additionalProperties": False,
-                    "properties": {"copy_headers": _STRS},
+                    "properties": {
+                        "copy_headers": _d(_STRS, "Headers copied from the outpost's answer onto the request, "
+                                                  "instead of forward_auth:copy_headers."),
+                    },
                 },
-            ]
+            ],
+            "default": False,
+            "description": (
+                "true: every request is first checked by the Authentik outpost (forward_auth:outpost); "
+                "unauthenticated users are sent to the login."
+            ),
         },
-        "policies": _STRS,
+        "policies": _d(_STRS, "Policies applied to the route, in order; absent: default_policies; [] for none."),
     },
 }
 CADDY_SCHEMA = {
     "type": "object",
     "additionalProperties": False,
+    "description": (
+        "The edge's HTTP(S) routes in Caddy, driven through its Admin API: hecate owns the routes "
+        "whose @id starts with hecate.route. and never touches others."
+    ),
     "properties": {
-        "version": {"type": "string"},
-        "server": {"type": "string", "pattern": hecate_caddy_routes.SERVER_RE},
-        "listen": _STRS,
+        "version": {"type": "string", "examples": ["2.10.0"],
+                    "description": "The Caddy release in use (2.8 or newer), written into the deployment record."},
+        "server": {"type": "string", "pattern": hecate_caddy_routes.SERVER_RE,
+                   "default": hecate_caddy_routes.DEFAULT_SERVER,
+                   "description": "The server under apps.http.servers that holds the routes (srv0 for a "
+                                  "Caddyfile's sites)."},
+        "listen": _d(_STRS, "Listener addresses for creating server when Caddy lacks it; refused when another "
+                            "server listens there. Absent: a missing server is an error.",
+                     examples=[[":443"]]),
         "ports": {
             "type": "object",
             "additionalProperties": False,
-            "properties": {"http": _PORT, "https": _PORT, "admin": _PORT},
+            "description": "Caddy's ports, for the edge's port-clash checks (nginx streams, coturn).",
+            "properties": {
+                "http": _d(_PORT, "HTTP port (TCP).", default=80),
+                "https": _d(_PORT, "HTTPS port (TCP, and UDP for HTTP/3).", default=443),
+                "admin": _d(_PORT, "Admin API port (TCP).", default=2019),
+            },
         },
         "forward_auth": {
             "type": "object",
             "additionalProperties": False,
+            "description": "The Authentik outpost routes with forward_auth use.",
             "properties": {
-                "outpost": _STR,
-                "uri": {"type": "string", "pattern": "^/"},
-                "copy_headers": _STRS,
-                "tls_skip_verify": _BOOL,
+                "outpost": _d(_STR, "The outpost: host:port or http(s)://host[:port]; required once a route "
+                                    "uses forward_auth.",
+                              examples=["hecate-server-1:9000"]),
+                "uri": {"type": "string", "pattern": "^/", "default": hecate_caddy_routes.OUTPOST_AUTH_URI,
+                        "description": "The outpost's auth endpoint."},
+                "copy_headers": _d(_STRS, "Headers copied from the outpost's answer onto the request; absent: "
+                                          "Authentik's X-Authentik-* set."),
+                "tls_skip_verify": _d(_BOOL, "Do not verify an https outpost's certificate.", default=False),
             },
         },
-        "policies": {"type": "object", "additionalProperties": _POLICY},
-        "default_policies": _STRS,
-        "keep_snapshots": {"type": "integer", "minimum": 1, "maximum": 1000},
-        "routes": {"type": "array", "items": _ROUTE},
+        "policies": {"type": "object", "additionalProperties": _POLICY,
+                     "description": "Policies by name, merged over the built-in security and common ones "
+                                    "(lists replace); new names add policies."},
+        "default_policies": _d(_STRS, "Policies of a route that names none.",
+                               default=list(hecate_caddy_routes.DEFAULT_POLICIES)),
+        "keep_snapshots": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10,
+                           "description": "Rollback snapshots kept per server (pending ones are never pruned)."},
+        "routes": {"type": "array", "items": _ROUTE, "default": [],
+                   "description": "The routes hecate keeps on the server, exactly: a route removed here is "
+                                  "removed from Caddy."},
     },
 }
 PILLAR_SCHEMA = {hecate_caddy_routes.PILLAR_PATH: CADDY_SCHEMA}

@@ -5,50 +5,90 @@ is needed, no ``consul-`` meta keys). ``hecate_consul_client.service_definition`
 entry into Consul's registration body.
 """
 
+import hecate_schema
 
 # -- pillar: external services registered in Consul (hecate:consul:services) ----------------------
 DURATION = {"type": "string", "pattern": r"^([0-9]*\.?[0-9]+(ns|us|ms|s|m|h))+$"}
+
+
+def _d(node, description, **notes):
+    return hecate_schema.described(node, description, **notes)
+
+
 SERVICE_CHECK = {
     "type": "object",
     "additionalProperties": False,
+    "description": "One health check of the service; exactly one of http, tcp or ttl.",
     "properties": {
-        "id": {"type": "string", "minLength": 1},
-        "name": {"type": "string", "minLength": 1},
-        "notes": {"type": "string"},
-        "http": {"type": "string", "pattern": r"^https?://\S+$"},
-        "tcp": {"type": "string", "pattern": r"^\S+:[0-9]{1,5}$"},
-        "ttl": DURATION,
-        "interval": DURATION,
-        "timeout": DURATION,
-        "method": {"type": "string", "enum": ["GET", "HEAD", "POST", "PUT", "OPTIONS"]},
-        "header": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
-        "body": {"type": "string"},
-        "tls_skip_verify": {"type": "boolean"},
-        "tls_server_name": {"type": "string"},
-        "disable_redirects": {"type": "boolean"},
-        "deregister_critical_service_after": DURATION,
-        "success_before_passing": {"type": "integer", "minimum": 0},
-        "failures_before_warning": {"type": "integer", "minimum": 0},
-        "failures_before_critical": {"type": "integer", "minimum": 0},
+        "id": {"type": "string", "minLength": 1,
+               "description": "The check's ID in Consul; Consul derives one from the service when absent."},
+        "name": {"type": "string", "minLength": 1, "description": "The check's name as Consul shows it."},
+        "notes": {"type": "string", "description": "Free text for humans, shown by Consul."},
+        "http": {"type": "string", "pattern": r"^https?://\S+$",
+                 "examples": ["http://100.65.138.128:8059/login"],
+                 "description": "URL Consul requests every interval; a 2xx answer passes."},
+        "tcp": {"type": "string", "pattern": r"^\S+:[0-9]{1,5}$", "examples": ["100.88.163.85:1515"],
+                "description": "host:port Consul connects to every interval; an accepted connection passes."},
+        "ttl": _d(DURATION, "A TTL check: critical unless something reports to it within this duration."),
+        "interval": _d(DURATION, "How often an http or tcp check runs (required for those; a ttl check has none).",
+                       examples=["30s"]),
+        "timeout": _d(DURATION, "How long one http or tcp attempt may take (Consul's default 10s).",
+                      examples=["5s"]),
+        "method": {"type": "string", "enum": ["GET", "HEAD", "POST", "PUT", "OPTIONS"],
+                   "description": "HTTP method of an http check (Consul's default GET)."},
+        "header": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                   "description": "Request headers of an http check: name -> list of values."},
+        "body": {"type": "string", "description": "Request body of an http check."},
+        "tls_skip_verify": {"type": "boolean",
+                            "description": "Do not verify the certificate of an https check (Consul's default false)."},
+        "tls_server_name": {"type": "string", "description": "SNI name for an https or TLS check."},
+        "disable_redirects": {"type": "boolean",
+                              "description": "An http check does not follow redirects (Consul's default: it follows)."},
+        "deregister_critical_service_after": _d(
+            DURATION, "Consul deregisters the service when this check stays critical this long; absent: never."),
+        "success_before_passing": {"type": "integer", "minimum": 0,
+                                   "description": "Consecutive successes before the check turns passing."},
+        "failures_before_warning": {"type": "integer", "minimum": 0,
+                                    "description": "Consecutive failures before the check turns warning "
+                                                   "(at most failures_before_critical)."},
+        "failures_before_critical": {"type": "integer", "minimum": 0,
+                                     "description": "Consecutive failures before the check turns critical."},
     },
 }
 SERVICE = {
     "type": "object",
     "additionalProperties": False,
+    "description": (
+        "An external service (not run by Nomad) registered on the edge's Consul agent; the key is "
+        "its service ID."
+    ),
     "properties": {
-        "ensure": {"type": "string", "enum": ["present", "absent"]},
-        "name": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"},
-        "address": {"type": "string", "minLength": 1},
-        "port": {"type": "integer", "minimum": 0, "maximum": 65535},
-        "tags": {"type": "array", "items": {"type": "string"}},
-        "meta": {"type": "object", "additionalProperties": {"type": "string"}},
+        "ensure": {"type": "string", "enum": ["present", "absent"], "default": "present",
+                   "description": "absent deregisters the service."},
+        "name": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                 "description": "The service name clients look up; the service ID when absent."},
+        "address": {"type": "string", "minLength": 1, "examples": ["100.88.163.85"],
+                    "description": "Address of the service (required unless ensure is absent)."},
+        "port": {"type": "integer", "minimum": 0, "maximum": 65535, "description": "Port of the service."},
+        "tags": {"type": "array", "items": {"type": "string"}, "default": [],
+                 "description": "Consul tags of the service."},
+        "meta": {"type": "object", "additionalProperties": {"type": "string"}, "default": {},
+                 "description": "Consul service metadata (string values; keys starting consul- are reserved)."},
         "weights": {
             "type": "object",
             "additionalProperties": False,
-            "properties": {"passing": {"type": "integer", "minimum": 1}, "warning": {"type": "integer", "minimum": 0}},
+            "description": "DNS SRV weights of the instance.",
+            "properties": {
+                "passing": {"type": "integer", "minimum": 1, "default": 1,
+                            "description": "Weight while the checks pass."},
+                "warning": {"type": "integer", "minimum": 0, "default": 1,
+                            "description": "Weight while a check warns."},
+            },
         },
-        "enable_tag_override": {"type": "boolean"},
-        "checks": {"type": "array", "items": SERVICE_CHECK},
+        "enable_tag_override": {"type": "boolean", "default": False,
+                                "description": "Let anti-entropy keep tags changed in the catalog."},
+        "checks": {"type": "array", "items": SERVICE_CHECK, "default": [],
+                   "description": "Health checks; they replace the service's existing checks on each run."},
     },
 }
 PILLAR_SCHEMA = {
@@ -56,9 +96,12 @@ PILLAR_SCHEMA = {
         "type": "object",
         "propertyNames": {"pattern": r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"},
         "additionalProperties": SERVICE,
+        "description": (
+            "External services (not run by Nomad) registered in Consul by hecate.consul_services, "
+            "keyed by service ID, so Caddy and nginx can find them."
+        ),
     },
 }
-
 
 def check_pillar(pillar, env=None):
     """Semantic checks of hecate:consul:services (one check kind, interval where needed)."""

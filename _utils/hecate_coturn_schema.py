@@ -94,44 +94,78 @@ UNIX_NAME = r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$"
 IP = {"type": "string", "pattern": r"^[0-9A-Fa-f:.]+$"}
 PEER = {"type": "string", "pattern": r"^[0-9A-Fa-f:./-]+$"}
 SECRET_REF = {"oneOf": [hecate_schema.VAULT_REF, {"type": "string", "pattern": "^sdb://"}]}
+_d = hecate_schema.described
+_DEF = DEFAULTS
+_OWNER = "of the config file; null: unchanged."
 
 COTURN_SCHEMA = {
     "type": "object",
     "required": ["realm", "static_auth_secret"],
     "additionalProperties": False,
+    "description": (
+        "coturn (STUN/TURN) on the edge. hecate writes its config file (the secret is read from "
+        "Vault on the minion) and restarts coturn when it changes (coturn cannot reload)."
+    ),
     "properties": {
-        "version": {"type": ["string", "null"]},
-        "config_file": {"type": "string", "pattern": PATH},
-        "realm": {"type": "string", "pattern": hecate_schema.DOMAIN},
-        "static_auth_secret": SECRET_REF,
+        "version": {"type": ["string", "null"], "default": None,
+                    "description": "The coturn release in use, for the operator's records; no state reads it."},
+        "config_file": {"type": "string", "pattern": PATH, "default": _DEF["config_file"],
+                        "description": "coturn's configuration file, which hecate writes whole."},
+        "realm": {"type": "string", "pattern": hecate_schema.DOMAIN, "examples": ["example.com"],
+                  "description": "The TURN realm (usually your domain)."},
+        "static_auth_secret": _d(SECRET_REF, "The TURN REST API shared secret clients' credentials are made "
+                                             "from (use-auth-secret), as a Vault reference."),
         "ports": {
             "type": "object",
             "additionalProperties": False,
+            "description": "coturn's ports (checked against Caddy's, the streams' and WireGuard's).",
             "properties": {
-                "listening": PORT,
-                "tls_listening": PORT,
-                "relay_min": PORT,
-                "relay_max": PORT,
+                "listening": _d(PORT, "STUN/TURN port (UDP and TCP).", default=_DEF["ports"]["listening"]),
+                "tls_listening": _d(PORT, "TURN over TLS/DTLS port, used when cert and pkey are set.",
+                                    default=_DEF["ports"]["tls_listening"]),
+                "relay_min": _d(PORT, "Lowest UDP relay port.", default=_DEF["ports"]["relay_min"]),
+                "relay_max": _d(PORT, "Highest UDP relay port.", default=_DEF["ports"]["relay_max"]),
             },
         },
-        "listening_ips": {"type": "array", "items": IP},
-        "relay_ips": {"type": "array", "items": IP},
-        "external_ip": {"type": ["string", "null"], "pattern": r"^[0-9A-Fa-f:.]+(/[0-9A-Fa-f:.]+)?$"},
-        "cert": {"type": ["string", "null"], "pattern": PATH},
-        "pkey": {"type": ["string", "null"], "pattern": PATH},
-        "log_file": {"type": "string", "pattern": r"^(syslog|stdout|/[^\s\"'#\\]*)$"},
-        "verbose": {"type": "boolean"},
-        "fingerprint": {"type": "boolean"},
-        "stale_nonce": {"type": ["integer", "null"], "minimum": 1},
-        "denied_peer_ips": {"type": "array", "items": PEER},
-        "allowed_peer_ips": {"type": "array", "items": PEER},
-        "pidfile": {"type": ["string", "null"], "pattern": PATH},
-        "manage_service": {"type": "boolean"},
-        "service": {"type": ["string", "null"], "pattern": r"^[A-Za-z0-9@_.-]+$"},
-        "file_mode": {"type": "string", "pattern": r"^0?[0-7]{3}$"},
-        "file_user": {"type": ["string", "null"], "pattern": UNIX_NAME},
-        "file_group": {"type": ["string", "null"], "pattern": UNIX_NAME},
-        "packages": {"type": "array", "items": {"type": "string", "pattern": r"^[a-z0-9][a-z0-9+.-]*$"}},
+        "listening_ips": {"type": "array", "items": IP, "default": [],
+                          "description": "Addresses coturn listens on; []: every address."},
+        "relay_ips": {"type": "array", "items": IP, "default": [],
+                      "description": "Addresses relayed traffic leaves from; []: coturn chooses."},
+        "external_ip": {"type": ["string", "null"], "pattern": r"^[0-9A-Fa-f:.]+(/[0-9A-Fa-f:.]+)?$",
+                        "default": None,
+                        "description": "Public address behind NAT (public or public/private); null: none."},
+        "cert": {"type": ["string", "null"], "pattern": PATH, "default": None,
+                 "description": "Certificate chain file for TLS (readable by the turnserver group); null with "
+                                "pkey: no TLS."},
+        "pkey": {"type": ["string", "null"], "pattern": PATH, "default": None,
+                 "description": "Private key file of cert."},
+        "log_file": {"type": "string", "pattern": r"^(syslog|stdout|/[^\s\"'#\\]*)$", "default": _DEF["log_file"],
+                     "description": "Where coturn logs: syslog, stdout or a file."},
+        "verbose": {"type": "boolean", "default": _DEF["verbose"], "description": "Verbose logging."},
+        "fingerprint": {"type": "boolean", "default": _DEF["fingerprint"],
+                        "description": "Add fingerprints to TURN messages (WebRTC clients expect them)."},
+        "stale_nonce": {"type": ["integer", "null"], "minimum": 1, "default": _DEF["stale_nonce"],
+                        "description": "Seconds a nonce stays valid; null: coturn's default."},
+        "denied_peer_ips": {"type": "array", "items": PEER, "default": _DEF["denied_peer_ips"],
+                            "description": "Addresses the relay refuses to reach (CIDR or a-b ranges); by default "
+                                           "loopback, private and other special-purpose networks."},
+        "allowed_peer_ips": {"type": "array", "items": PEER, "default": [],
+                             "description": "Exceptions to denied_peer_ips (a backend the relay may reach)."},
+        "pidfile": {"type": ["string", "null"], "pattern": PATH, "default": None,
+                    "description": "coturn's pid file; null: coturn's default."},
+        "manage_service": {"type": "boolean", "default": _DEF["manage_service"],
+                           "description": "Keep coturn running and restart it when the file changes; false: "
+                                          "only write the file."},
+        "service": {"type": ["string", "null"], "pattern": r"^[A-Za-z0-9@_.-]+$", "default": _DEF["service"],
+                    "description": "coturn's service name."},
+        "file_mode": {"type": "string", "pattern": r"^0?[0-7]{3}$", "default": _DEF["file_mode"],
+                      "description": "Mode of the config file (it holds the secret: no access for others)."},
+        "file_user": {"type": ["string", "null"], "pattern": UNIX_NAME, "default": _DEF["file_user"],
+                      "description": "Owner " + _OWNER},
+        "file_group": {"type": ["string", "null"], "pattern": UNIX_NAME, "default": _DEF["file_group"],
+                       "description": "Group " + _OWNER + " coturn's group must read the file."},
+        "packages": {"type": "array", "items": {"type": "string", "pattern": r"^[a-z0-9][a-z0-9+.-]*$"},
+                     "default": [], "description": "Packages installed first (e.g. coturn)."},
     },
 }
 PILLAR_SCHEMA = {PILLAR_KEY: COTURN_SCHEMA}

@@ -7,6 +7,7 @@ pillar are built by :mod:`hecate_dns_records`, whose errors :func:`check_pillar`
 with their key paths.
 """
 
+import hecate_config
 import hecate_dns_records
 import hecate_schema
 
@@ -106,6 +107,7 @@ DNS_SCHEMA = {
     "properties": {
         "enabled": {
             "type": "boolean",
+            "default": True,
             "description": "false keeps the configuration but makes the DNS step a no-op.",
         },
         "zones": {
@@ -116,6 +118,7 @@ DNS_SCHEMA = {
                 "type": "object",
                 "additionalProperties": False,
                 "required": ["name"],
+                "description": "One zone: its name, optionally its own TTL and CAA records.",
                 "properties": {
                     "name": _ZONE_NAME,
                     "ttl": dict(_TTL, description="TTL of hecate's records in this zone (default: hecate:dns:ttl)."),
@@ -123,9 +126,11 @@ DNS_SCHEMA = {
                 },
             },
         },
-        "ttl": dict(_TTL, description="TTL of hecate's records unless a zone or record sets one (default 300)."),
+        "ttl": dict(_TTL, default=hecate_dns_records.DEFAULT_TTL,
+                    description="TTL of hecate's records unless a zone or record sets one."),
         "routes": {
             "type": "boolean",
+            "default": True,
             "description": (
                 "Give every route domain (hecate:reverse_proxy:caddy:routes) A/AAAA records "
                 "pointing at the edge (default true)."
@@ -168,6 +173,7 @@ DNS_SCHEMA = {
         ),
     },
 }
+_CONN = hecate_config.DEFAULTS["hetzner_dns"]
 CONNECTION_SCHEMA = {
     "type": "object",
     "additionalProperties": False,
@@ -175,32 +181,41 @@ CONNECTION_SCHEMA = {
     "properties": {
         "api_endpoint": dict(
             hecate_schema.URL,
-            description="Base URL of the Hetzner Cloud API (default https://api.hetzner.cloud/v1).",
+            default=_CONN["api_endpoint"],
+            description="Base URL of the Hetzner Cloud API.",
         ),
         "token": dict(
             hecate_schema.SECRET_VALUE,
+            default=None,
             description="API token: Vault reference or sdb:// URI (a literal only in the minion config).",
         ),
-        "verify": dict(hecate_schema.TLS["verify"], description="Verify the API's TLS certificate (default true)."),
-        "ca_bundle": dict(hecate_schema.TLS["ca_bundle"], description="CA file or directory trusted for the API."),
-        "timeout": dict(hecate_schema.TLS["timeout"], description="Seconds to wait for one API request."),
+        "verify": dict(hecate_schema.TLS["verify"], default=_CONN["verify"],
+                       description="Verify the API's TLS certificate."),
+        "ca_bundle": dict(hecate_schema.TLS["ca_bundle"], default=_CONN["ca_bundle"],
+                          description="CA file or directory trusted for the API."),
+        "timeout": dict(hecate_schema.TLS["timeout"], default=_CONN["timeout"],
+                        description="Seconds to wait for one API request."),
         "retries": dict(
             hecate_schema.TLS["retries"],
+            default=_CONN["retries"],
             description="Retries of a request the API asks to retry (rate_limit_exceeded, conflict, 502/504).",
         ),
         "backoff": {
             "type": "number",
             "exclusiveMinimum": 0,
+            "default": _CONN["backoff"],
             "description": "First retry delay in seconds (doubling, with jitter, capped at 60).",
         },
         "action_timeout": {
             "type": "number",
             "exclusiveMinimum": 0,
+            "default": _CONN["action_timeout"],
             "description": "Seconds to wait for an API action (e.g. set_rrset_records) to finish.",
         },
         "poll_interval": {
             "type": "number",
             "exclusiveMinimum": 0,
+            "default": _CONN["poll_interval"],
             "description": "Seconds between two reads of a running action.",
         },
     },

@@ -45,9 +45,19 @@ PILLAR_SCHEMA = {
                 "type": "array",
                 "uniqueItems": True,
                 "items": {"type": "string", "pattern": PATTERN},
+                "examples": [[f"{TUNNEL_SIDE[role]}-1.example.com"]],
+                "description": (
+                    f"Minion ids (or Salt globs) that take the {role} role; a minion with the role "
+                    "grain that is not listed is never targeted."
+                ),
             }
             for role in ROLES
         },
+        "description": (
+            "Which minions belong to this environment, per role; set in each environment overlay "
+            "(hecate.validate fails without it). A minion is a member when it has the role and "
+            "hecate_env grains and its id is listed."
+        ),
     }
 }
 

@@ -87,13 +87,18 @@ HOSTPORT = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)
 # Unions without oneOf (whose errors are hard to read): string keywords (pattern) apply to
 # strings only, object keywords to objects only, number keywords to numbers only.
 DURATION = {"type": ["integer", "string"], "minimum": 0, "pattern": r"^[0-9]+(ms|s|m|h|d)?$"}
+_d = hecate_schema.described
+_DUR = " (nginx time: 30s, 10m, or seconds)"
+_FAILS = "Failed attempts within fail_timeout that take a backend out for fail_timeout (nginx's default 1)."
+_FAIL_TIMEOUT = "Window for max_fails and how long a failed backend stays out" + _DUR + "; nginx's default 10s."
 SERVER_PROPS = {
-    "address": {"type": "string", "pattern": HOSTPORT},
-    "weight": {"type": "integer", "minimum": 1, "maximum": 1000},
-    "max_fails": {"type": "integer", "minimum": 0},
-    "fail_timeout": DURATION,
-    "backup": {"type": "boolean"},
-    "down": {"type": "boolean"},
+    "address": {"type": "string", "pattern": HOSTPORT, "description": "The backend's host:port."},
+    "weight": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1,
+               "description": "Share of connections relative to the other backends."},
+    "max_fails": {"type": "integer", "minimum": 0, "description": _FAILS + " Overrides the stream's."},
+    "fail_timeout": _d(DURATION, _FAIL_TIMEOUT + " Overrides the stream's."),
+    "backup": {"type": "boolean", "default": False, "description": "Used only when the other backends are down."},
+    "down": {"type": "boolean", "default": False, "description": "Marked unavailable (kept in the file)."},
 }
 BACKEND_ITEM = {
     "type": ["string", "object"],
@@ -101,6 +106,7 @@ BACKEND_ITEM = {
     "required": ["address"],
     "additionalProperties": False,
     "properties": SERVER_PROPS,
+    "description": "A backend: host:port, or a mapping with its address and server parameters.",
 }
 CONSUL_SERVICE = {
     "type": ["string", "object"],
@@ -108,68 +114,125 @@ CONSUL_SERVICE = {
     "required": ["name"],
     "additionalProperties": False,
     "properties": {
-        "name": {"type": "string", "pattern": NAME},
-        "port": PORT,
-        "passing": {"type": "boolean"},
+        "name": {"type": "string", "pattern": NAME, "description": "The Consul service."},
+        "port": _d(PORT, "Port used instead of the one Consul registered."),
+        "passing": {"type": "boolean", "default": True,
+                    "description": "Only instances whose checks pass; false takes every registered instance."},
     },
+    "description": (
+        "Backends from Consul when the state runs: a service name, or {name, port, passing}. No "
+        "instance fails the state and leaves the live file as it was."
+    ),
 }
 PROXY = {
     "type": "object",
     "required": ["name", "listen_port"],
     "additionalProperties": False,
+    "description": "One stream: a port nginx listens on and the backends it forwards to.",
     "properties": {
-        "name": {"type": "string", "pattern": NAME},
-        "listen_port": PORT,
-        "listen_address": {"type": "string", "pattern": r"^[0-9A-Fa-f:.\[\]]+$"},
-        "protocol": {"enum": ["tcp", "udp"]},
-        "backend": {"type": "string", "pattern": HOSTPORT},
+        "name": {"type": "string", "pattern": NAME, "examples": ["wazuh-agent-tcp"],
+                 "description": "The stream's name (its upstream is hecate_<name>); unique."},
+        "listen_port": _d(PORT, "Port nginx listens on; must not clash with Caddy, WireGuard, coturn or "
+                                "another stream."),
+        "listen_address": {"type": "string", "pattern": r"^[0-9A-Fa-f:.\[\]]+$",
+                           "description": "IP address to listen on; absent: every address."},
+        "protocol": {"enum": ["tcp", "udp"], "default": STREAM_DEFAULTS["protocol"],
+                     "description": "Transport of the stream."},
+        "backend": {"type": "string", "pattern": HOSTPORT, "examples": ["100.88.163.85:1515"],
+                    "description": "One backend host:port (or backends, or consul_service)."},
         "backends": {
             "type": "array",
             "minItems": 1,
             "items": BACKEND_ITEM,
+            "description": "Several backends, load-balanced.",
         },
         "consul_service": CONSUL_SERVICE,
-        "balance": {"enum": ["round_robin", "least_conn", "random", "hash"]},
+        "balance": {"enum": ["round_robin", "least_conn", "random", "hash"], "default": "round_robin",
+                    "description": "How nginx picks a backend (hash: by client address)."},
         "timeouts": {
             "type": "object",
             "additionalProperties": False,
-            "properties": {"connect": DURATION, "proxy": DURATION},
+            "description": "Stream timeouts.",
+            "properties": {
+                "connect": _d(DURATION, "Time to connect to a backend" + _DUR + ".",
+                              default=STREAM_DEFAULTS["timeouts"]["connect"]),
+                "proxy": _d(DURATION, "Idle time after which the connection is closed" + _DUR + ".",
+                            default=STREAM_DEFAULTS["timeouts"]["proxy"]),
+            },
         },
-        "max_fails": {"type": "integer", "minimum": 0},
-        "fail_timeout": DURATION,
-        "proxy_responses": {"type": "integer", "minimum": 0},
-        "access_log": {"type": "boolean"},
+        "max_fails": {"type": "integer", "minimum": 0, "description": _FAILS},
+        "fail_timeout": _d(DURATION, _FAIL_TIMEOUT),
+        "proxy_responses": {"type": "integer", "minimum": 0,
+                            "description": "UDP only: responses expected per datagram; absent: nginx waits "
+                                           "for responses until the proxy timeout."},
+        "access_log": {"type": "boolean", "default": True,
+                       "description": "Log the stream's sessions to the access log."},
     },
 }
+_OWNER = "of nginx.conf; absent or null: unchanged."
 NGINX_SCHEMA = {
     "type": "object",
     "additionalProperties": False,
+    "description": (
+        "nginx on the edge for non-HTTP traffic (stream module): hecate owns its whole main "
+        "configuration file, with no http block (Caddy serves HTTP)."
+    ),
     "properties": {
-        "version": {"type": ["string", "null"]},
-        "tcp_proxies": {"type": "array", "items": PROXY},
-        "binary": {"type": "string", "pattern": PATH},
-        "config_file": {"type": "string", "pattern": PATH},
-        "pid_file": {"type": "string", "pattern": PATH},
-        "error_log": {"type": "string", "pattern": PATH},
+        "version": {"type": ["string", "null"], "default": None,
+                    "description": "The nginx release in use, for the operator's records; no state reads it."},
+        "tcp_proxies": {"type": "array", "items": PROXY, "default": [], "description": "The streams."},
+        "binary": {"type": "string", "pattern": PATH, "default": DEFAULTS["binary"],
+                   "description": "The nginx binary (nginx -V, nginx -t)."},
+        "config_file": {"type": "string", "pattern": PATH, "default": DEFAULTS["config_file"],
+                        "description": "nginx's main configuration file, which hecate writes whole."},
+        "pid_file": {"type": "string", "pattern": PATH, "default": DEFAULTS["pid_file"],
+                     "description": "nginx's pid file (reloads signal it when service is null)."},
+        "error_log": {"type": "string", "pattern": PATH, "default": DEFAULTS["error_log"],
+                      "description": "Error log file."},
         "error_log_level": {
-            "enum": ["debug", "info", "notice", "warn", "error", "crit", "alert", "emerg"]
+            "enum": ["debug", "info", "notice", "warn", "error", "crit", "alert", "emerg"],
+            "default": DEFAULTS["error_log_level"],
+            "description": "Error log level.",
         },
-        "access_log": {"type": ["string", "null"], "pattern": PATH},
-        "log_format": {"type": "string", "pattern": r"^[^'\\\x00-\x1f]+$"},
-        "user": {"type": ["string", "null"], "pattern": UNIX_NAME},
+        "access_log": {"type": ["string", "null"], "pattern": PATH, "default": DEFAULTS["access_log"],
+                       "description": "The streams' access log file; null turns it off."},
+        "log_format": {"type": "string", "pattern": r"^[^'\\\x00-\x1f]+$", "default": DEFAULT_LOG_FORMAT,
+                       "description": "Format of the access log lines (nginx stream variables)."},
+        "user": {"type": ["string", "null"], "pattern": UNIX_NAME, "default": DEFAULTS["user"],
+                 "description": "User nginx's workers run as; null: nginx's build default."},
         "worker_processes": {
-            "type": ["string", "integer"], "pattern": "^auto$", "minimum": 1, "maximum": 1024
+            "type": ["string", "integer"], "pattern": "^auto$", "minimum": 1, "maximum": 1024,
+            "default": DEFAULTS["worker_processes"],
+            "description": "Worker processes; auto: one per core.",
         },
-        "worker_connections": {"type": "integer", "minimum": 16, "maximum": 1048576},
-        "worker_rlimit_nofile": {"type": ["integer", "null"], "minimum": 1},
-        "stream_module": {"type": "string", "pattern": r"^(auto|builtin|/[^\s;{}'\"\\#$]*)$"},
-        "manage_service": {"type": "boolean"},
-        "service": {"type": ["string", "null"], "pattern": r"^[A-Za-z0-9@_.-]+$"},
-        "reload_timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 300},
-        "file_mode": {"type": "string", "pattern": r"^0?[0-7]{3}$"},
-        "file_user": {"type": ["string", "null"], "pattern": UNIX_NAME},
-        "file_group": {"type": ["string", "null"], "pattern": UNIX_NAME},
-        "packages": {"type": "array", "items": {"type": "string", "pattern": r"^[a-z0-9][a-z0-9+.-]*$"}},
+        "worker_connections": {"type": "integer", "minimum": 16, "maximum": 1048576,
+                               "default": DEFAULTS["worker_connections"],
+                               "description": "Connections one worker may hold open."},
+        "worker_rlimit_nofile": {"type": ["integer", "null"], "minimum": 1,
+                                 "default": DEFAULTS["worker_rlimit_nofile"],
+                                 "description": "Open-file limit of the workers; null: the system's."},
+        "stream_module": {"type": "string", "pattern": r"^(auto|builtin|/[^\s;{}'\"\\#$]*)$",
+                          "default": DEFAULTS["stream_module"],
+                          "description": "auto loads the stream module when nginx -V says it is dynamic; "
+                                         "builtin loads nothing; a path loads that module file."},
+        "manage_service": {"type": "boolean", "default": DEFAULTS["manage_service"],
+                           "description": "Start nginx when it is not running and reload it when the file "
+                                          "changes; false: only write the file."},
+        "service": {"type": ["string", "null"], "pattern": r"^[A-Za-z0-9@_.-]+$", "default": DEFAULTS["service"],
+                    "description": "Service reloaded through the service manager; null: nginx -s reload "
+                                   "through pid_file."},
+        "reload_timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 300,
+                           "default": DEFAULTS["reload_timeout"],
+                           "description": "Seconds to wait for nginx to run new workers after a reload."},
+        "file_mode": {"type": "string", "pattern": r"^0?[0-7]{3}$", "default": DEFAULTS["file_mode"],
+                      "description": "Mode of nginx.conf."},
+        "file_user": {"type": ["string", "null"], "pattern": UNIX_NAME, "default": DEFAULTS["file_user"],
+                      "description": "Owner " + _OWNER},
+        "file_group": {"type": ["string", "null"], "pattern": UNIX_NAME, "default": DEFAULTS["file_group"],
+                       "description": "Group " + _OWNER},
+        "packages": {"type": "array", "items": {"type": "string", "pattern": r"^[a-z0-9][a-z0-9+.-]*$"},
+                     "default": DEFAULTS["packages"],
+                     "description": "Packages installed first (e.g. nginx, libnginx-mod-stream)."},
     },
 }
 PILLAR_SCHEMA = {PILLAR_KEY: NGINX_SCHEMA}

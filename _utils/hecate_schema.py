@@ -17,6 +17,7 @@ try:
 except ImportError:  # the modules that validate say so (hecate_loader.virtual)
     jsonschema = None
 
+import hecate_config
 import hecate_loader
 import hecate_secrets
 
@@ -82,13 +83,29 @@ def is_secret_key(key):
         return False
     return words[-1] in SECRET_WORDS or tuple(words[-2:]) in SECRET_WORD_PAIRS
 
+def described(node, description, **notes):
+    """
+    A copy of the schema ``node`` with a ``description`` for the pillar reference (and
+    ``default``/``examples`` given as ``notes``). jsonschema ignores these keywords, so a
+    shared fragment can be described per use without changing what validates.
+    """
+    out = dict(node, description=description)
+    out.update(notes)
+    return out
+
+
 VAULT_REF = {
     "type": "object",
     "required": ["vault", "key"],
     "additionalProperties": False,
+    "description": "A secret kept in Vault (KV v2): where it lives, never its value.",
     "properties": {
-        "vault": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.@-]+)+$"},
-        "key": {"type": "string", "minLength": 1},
+        "vault": {
+            "type": "string",
+            "pattern": r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.@-]+)+$",
+            "description": "The secret's path, its first segment being the KV v2 mount (secret/bionicgpt/db).",
+        },
+        "key": {"type": "string", "minLength": 1, "description": "The key inside that secret."},
     },
 }
 SECRET_VALUE = {
@@ -101,14 +118,37 @@ TLS = {
     "timeout": {"type": "number", "exclusiveMinimum": 0},
     "retries": {"type": "integer", "minimum": 0, "maximum": 10},
 }
+_TLS_TEXT = {
+    "verify": (
+        "Verify the server's TLS certificate for an https URL. Only false turns verification off "
+        "(logged as a warning); null or absent verifies."
+    ),
+    "ca_bundle": (
+        "CA file or directory trusted for this system instead of the system store; it must exist "
+        "on the machine that connects, and it wins over verify."
+    ),
+    "timeout": "Seconds to wait for a connection and for each answer of one request.",
+    "retries": (
+        "How often a request is retried after a connection error or a 429/502/503/504 answer, "
+        "with exponential backoff (Retry-After honoured); conditional writes are never re-sent."
+    ),
+}
 
 
-def _connection(extra):
-    props = dict(TLS)
+def _connection(system, description, extra):
+    """The schema of ``hecate:connections:<system>``, defaults from ``hecate_config.DEFAULTS``."""
+    defaults = hecate_config.DEFAULTS[system]
+    props = {key: described(node, _TLS_TEXT[key], default=defaults[key]) for key, node in TLS.items()}
     props.update(extra)
-    return {"type": "object", "additionalProperties": False, "properties": props}
+    return {"type": "object", "additionalProperties": False, "description": description,
+            "properties": props}
 
 
+def _secret(description):
+    return described(SECRET_VALUE, description, default=None)
+
+
+_CONN = hecate_config.DEFAULTS
 BASE_SCHEMA = {
     "type": "object",
     "required": ["hecate"],
@@ -116,6 +156,7 @@ BASE_SCHEMA = {
         "hecate": {
             "type": "object",
             "required": ["global"],
+            "description": "The edge (Caddy, Authentik, DNS, nginx, coturn), the connections and the shared settings.",
             "properties": {
                 "global": {
                     "type": "object",
@@ -139,69 +180,195 @@ BASE_SCHEMA = {
                         "environment": {
                             "type": "string",
                             "pattern": ENV_NAME,
+                            "examples": ["prod"],
                             "description": (
                                 "The environment this pillar is for; set by its overlay "
                                 "`env/<env>.sls` and checked against the environment being validated."
                             ),
                         },
-                        "hetzner_location": {"type": "string"},
+                        "hetzner_location": {
+                            "type": "string",
+                            "examples": ["nbg1"],
+                            "description": (
+                                "The Hetzner location of the cloud node, for the operator's records; "
+                                "no hecate state reads it."
+                            ),
+                        },
                     },
                     "additionalProperties": False,
                 },
                 "connections": {
                     "type": "object",
                     "additionalProperties": False,
+                    "description": (
+                        "How the minions reach each API. Looked up like config.get: minion config "
+                        "wins over pillar, pillar over the defaults; secrets are Vault references or "
+                        "sdb:// URIs."
+                    ),
                     "properties": {
                         "caddy": _connection(
+                            "caddy",
+                            "Caddy's Admin API on the edge (no token: keep it on loopback).",
                             {
-                                "admin_url": URL,
-                                "origin": {"type": ["string", "null"]},
-                                "state_dir": {"type": "string"},
-                            }
+                                "admin_url": described(
+                                    URL,
+                                    "Caddy's Admin API as the edge minion reaches it: the admin listen "
+                                    "address or a name in Caddy's admin.origins (https only through a "
+                                    "TLS proxy in front of it).",
+                                    default=_CONN["caddy"]["admin_url"],
+                                ),
+                                "origin": {
+                                    "type": ["string", "null"],
+                                    "default": None,
+                                    "examples": ["http://127.0.0.1:2019"],
+                                    "description": (
+                                        "Origin header sent to the Admin API, a scheme://host:port from "
+                                        "Caddy's admin.origins; needed when Caddy enforces origins. "
+                                        "Null sends none."
+                                    ),
+                                },
+                                "state_dir": {
+                                    "type": "string",
+                                    "default": _CONN["caddy"]["state_dir"],
+                                    "description": (
+                                        "Directory on the edge minion for the snapshots caddy.rollback "
+                                        "restores (0700, files 0600)."
+                                    ),
+                                },
+                            },
                         ),
                         "authentik": _connection(
+                            "authentik",
+                            "Authentik's REST API (the Authentik states and module run on the edge).",
                             {
-                                "url": URL,
-                                "token": SECRET_VALUE,
-                                "page_size": {"type": "integer", "minimum": 1, "maximum": 100},
-                            }
+                                "url": described(
+                                    URL,
+                                    "Authentik's base URL; required by the Authentik states. Plain "
+                                    "http is refused in prod (the token would cross in clear).",
+                                    default=None,
+                                    examples=["https://hera.example.com"],
+                                ),
+                                "token": _secret(
+                                    "API token of a superuser (intent API, not expiring), as a Vault "
+                                    "reference or sdb:// URI."
+                                ),
+                                "page_size": {
+                                    "type": "integer",
+                                    "minimum": 1,
+                                    "maximum": 100,
+                                    "default": _CONN["authentik"]["page_size"],
+                                    "description": (
+                                        "Objects asked for per list request; hecate reads every page "
+                                        "either way."
+                                    ),
+                                },
+                            },
                         ),
                         "nomad": _connection(
+                            "nomad",
+                            "Nomad's HTTP API on the local node.",
                             {
-                                "url": URL,
-                                "token": SECRET_VALUE,
-                                "namespace": {"type": "string"},
-                                "region": {"type": ["string", "null"]},
-                            }
+                                "url": described(URL, "Nomad's HTTP API address.",
+                                                 default=_CONN["nomad"]["url"]),
+                                "token": _secret(
+                                    "Nomad ACL token (Vault reference or sdb:// URI); null when ACLs "
+                                    "are off."
+                                ),
+                                "namespace": {
+                                    "type": "string",
+                                    "default": _CONN["nomad"]["namespace"],
+                                    "description": "Nomad namespace of the module's calls.",
+                                },
+                                "region": {
+                                    "type": ["string", "null"],
+                                    "default": None,
+                                    "description": "Nomad region of the calls; null means the agent's own.",
+                                },
+                            },
                         ),
                         "consul": _connection(
+                            "consul",
+                            "Consul's HTTP API (services, health, the run lock, deployment records).",
                             {
-                                "url": URL,
-                                "token": SECRET_VALUE,
-                                "datacenter": {"type": ["string", "null"]},
-                            }
+                                "url": described(URL, "Consul's HTTP API address.",
+                                                 default=_CONN["consul"]["url"]),
+                                "token": _secret(
+                                    "Consul ACL token (Vault reference or sdb:// URI); hecate never "
+                                    "falls back to CONSUL_HTTP_TOKEN. Under default deny it needs "
+                                    "key_prefix \"hecate/\" write, session write, service write and "
+                                    "node/service read."
+                                ),
+                                "datacenter": {
+                                    "type": ["string", "null"],
+                                    "default": None,
+                                    "description": "Consul datacenter of the calls; null means the agent's own.",
+                                },
+                            },
                         ),
                         "vault": _connection(
+                            "vault",
+                            "Vault (KV v2), where every secret hecate uses lives. Log in with a "
+                            "token or with AppRole.",
                             {
-                                "url": URL,
-                                "token": SECRET_VALUE,
-                                "namespace": {"type": ["string", "null"]},
+                                "url": described(URL, "Vault's address.", default=_CONN["vault"]["url"],
+                                                 examples=["https://vault.example.com:8200"]),
+                                "token": _secret(
+                                    "Vault token, as an sdb:// URI (or a value in minion config, "
+                                    "never in pillar); when absent, approle logs in."
+                                ),
+                                "namespace": {
+                                    "type": ["string", "null"],
+                                    "default": None,
+                                    "description": "Vault Enterprise namespace; null for none.",
+                                },
                                 "approle": {
                                     "type": ["object", "null"],
+                                    "default": None,
+                                    "description": (
+                                        "AppRole login, used when no token is set: the minion logs in "
+                                        "with role_id and secret_id and uses the token Vault returns."
+                                    ),
                                     "properties": {
-                                        "role_id": {"type": "string"},
-                                        "secret_id": SECRET_VALUE,
-                                        "mount": {"type": "string"},
+                                        "role_id": {
+                                            "type": "string",
+                                            "description": "The AppRole's role id (not a secret).",
+                                        },
+                                        "secret_id": _secret(
+                                            "The AppRole's secret id, as an sdb:// URI (a Vault "
+                                            "reference would need Vault to log in to Vault)."
+                                        ),
+                                        "mount": {
+                                            "type": "string",
+                                            "default": "approle",
+                                            "description": "Mount path of the AppRole auth method.",
+                                        },
                                     },
                                     "additionalProperties": False,
                                 },
-                            }
+                            },
                         ),
                     },
                 },
+                # sections the systems fill (hecate_schema.schema places their fragments here)
+                "consul": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "description": "Consul: its agents and the external services hecate registers.",
+                },
+                "reverse_proxy": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "description": "The edge's proxies: Caddy (HTTP), nginx (TCP/UDP streams), coturn (TURN).",
+                },
             },
         },
-        "bionicgpt": {"type": "object"},
+        "bionicgpt": {
+            "type": "object",
+            "description": (
+                "BionicGPT on the local node (its jobs, secrets, the tunnel, Nomad) and its single "
+                "sign-on in Authentik."
+            ),
+        },
     },
 }
 # The sections under ``hecate`` and ``bionicgpt`` are exactly those the systems register

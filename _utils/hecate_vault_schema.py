@@ -11,23 +11,47 @@ GENERATED_SECRET = {
     "type": "object",
     "required": ["path", "key"],
     "additionalProperties": False,
+    "description": (
+        "One secret hecate generates into Vault: a random value is written when the key is absent "
+        "and never changed afterwards unless a run names it in pillar rotate."
+    ),
     "properties": {
-        "path": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.@-]+)+$"},
-        "key": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+$"},
-        "length": {"type": "integer", "minimum": 8, "maximum": 4096},
-        "alphabet": {"type": "string", "enum": sorted(hecate_secrets.ALPHABETS) + [hecate_secrets.BYTES_BASE64]},
-        "prefix": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]*$"},
-        "description": {"type": "string"},
+        "path": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.@-]+)+$",
+                 "examples": ["secret/bionicgpt/db"],
+                 "description": ("Vault KV v2 path of the secret, its first segment the mount; other keys "
+                                 "there are kept.")},
+        "key": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+$", "examples": ["password"],
+                "description": "The key inside that secret; references elsewhere name the same path and key."},
+        "length": {"type": "integer", "minimum": 8, "maximum": 4096, "default": 32,
+                   "description": "Characters of the random value (bytes for bytes_base64, 16 to 1024), "
+                                  "not counting prefix."},
+        "alphabet": {"type": "string",
+                     "enum": sorted(hecate_secrets.ALPHABETS) + [hecate_secrets.BYTES_BASE64],
+                     "default": "alnum",
+                     "description": "Characters the value is drawn from; bytes_base64 makes length random "
+                                    "bytes in base64 (a Consul gossip key)."},
+        "prefix": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]*$", "default": "",
+                   "description": "Fixed text put before the random part (LiteLLM wants sk-)."},
+        "description": {"type": "string",
+                        "description": "What the secret is for, for the operator; not written to Vault."},
     },
 }
 # Secrets hecate generates into Vault (never values: where and how): bionicgpt:secrets on the
 # local node, hecate:secrets (the edge's: Consul gossip key, coturn secret) on the cloud node.
 GENERATED_PATHS = ("hecate:secrets", "bionicgpt:secrets")
+_WHERE = {
+    "hecate:secrets": "on the cloud node (hecate.secrets: the Consul gossip key, coturn's secret)",
+    "bionicgpt:secrets": "on the local node (bionicgpt.secrets: database passwords, cookie and master keys)",
+}
 PILLAR_SCHEMA = {
     path: {
         "type": "object",
         "propertyNames": {"pattern": r"^[a-z][a-z0-9_]*$"},
         "additionalProperties": GENERATED_SECRET,
+        "description": (
+            f"Secrets hecate generates into Vault {_WHERE[path]}, by name (the name is what "
+            "pillar rotate lists). Only where and how, never values."
+        ),
     }
     for path in GENERATED_PATHS
 }

@@ -51,16 +51,22 @@ DEFAULTS = {
 }
 
 _PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
+_ENDPOINT_TEXT = "Public host:port (or [ipv6]:port) where the other side reaches it."
 _PEER = {
     "type": "object",
     "required": ["name", "public_key", "allowed_ips"],
     "additionalProperties": False,
+    "description": "A static peer hecate does not manage (an operator's laptop, another site).",
     "properties": {
-        "name": {"type": "string", "minLength": 1},
-        "public_key": {"type": "string"},
-        "allowed_ips": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-        "endpoint": {"type": ["string", "null"]},
-        "persistent_keepalive": {"type": ["integer", "null"], "minimum": 0, "maximum": 65535},
+        "name": {"type": "string", "minLength": 1, "description": "A name for the peer (a comment in the config)."},
+        "public_key": {"type": "string", "description": "The peer's WireGuard public key (base64 of 32 bytes)."},
+        "allowed_ips": {"type": "array", "items": {"type": "string"}, "minItems": 1,
+                        "examples": [["10.88.0.10/32"]],
+                        "description": "Networks routed to the peer and accepted from it (CIDR)."},
+        "endpoint": {"type": ["string", "null"], "default": None,
+                     "description": "The peer's host:port; null when the peer connects first."},
+        "persistent_keepalive": {"type": ["integer", "null"], "minimum": 0, "maximum": 65535, "default": None,
+                                 "description": "Seconds between keepalives to the peer; null or 0 sends none."},
     },
 }
 PILLAR_SCHEMA = {
@@ -68,49 +74,87 @@ PILLAR_SCHEMA = {
         "type": "object",
         "required": ["network", "cloud", "local"],
         "additionalProperties": False,
+        "description": (
+            "The WireGuard tunnel between the cloud node (hub, roles:hecate-edge) and the local "
+            "nodes (roles:bionicgpt-node). Every node makes its own key; public keys travel "
+            "through the Salt mine."
+        ),
         "properties": {
-            "interface": {"type": "string", "pattern": IFNAME},
-            "listen_port": _PORT,
-            "network": {"type": "string"},
-            "mtu": {"type": ["integer", "null"], "minimum": 1280, "maximum": 9000},
-            "persistent_keepalive": {"type": "integer", "minimum": 0, "maximum": 65535},
-            "config_dir": {"type": "string", "pattern": "^/"},
-            "netns": {"type": ["string", "null"], "pattern": r"^[A-Za-z0-9_.-]{1,64}$"},
-            "install": {"type": "boolean"},
-            "service": {"type": "boolean"},
+            "interface": {"type": "string", "pattern": IFNAME, "default": DEFAULTS["interface"],
+                          "description": "Interface name; wg-quick reads <config_dir>/<interface>.conf."},
+            "listen_port": dict(_PORT, default=DEFAULTS["listen_port"],
+                                description="UDP port the interface listens on (the hub's must be reachable)."),
+            "network": {"type": "string", "examples": ["10.88.0.0/24"],
+                        "description": "The tunnel network (CIDR); every tunnel address must lie inside it."},
+            "mtu": {"type": ["integer", "null"], "minimum": 1280, "maximum": 9000, "default": None,
+                    "description": "Interface MTU; null lets wg-quick choose."},
+            "persistent_keepalive": {"type": "integer", "minimum": 0, "maximum": 65535,
+                                     "default": DEFAULTS["persistent_keepalive"],
+                                     "description": "Seconds between keepalives a local node sends to the hub "
+                                                    "(keeps NAT open); 0 sends none."},
+            "config_dir": {"type": "string", "pattern": "^/", "default": DEFAULTS["config_dir"],
+                           "description": "Directory of the config file and the private key (0700)."},
+            "netns": {"type": ["string", "null"], "pattern": r"^[A-Za-z0-9_.-]{1,64}$", "default": None,
+                      "description": "Network namespace the interface lives in; null: the host's."},
+            "install": {"type": "boolean", "default": DEFAULTS["install"],
+                        "description": "Install wireguard-tools with the package manager."},
+            "service": {"type": "boolean", "default": DEFAULTS["service"],
+                        "description": "Enable and start wg-quick@<interface> (never restarted for a peer change)."},
             "cloud": {
                 "type": "object",
                 "required": ["address", "endpoint"],
                 "additionalProperties": False,
-                "properties": {"address": {"type": "string"}, "endpoint": {"type": "string"}},
+                "description": "The hub (the cloud node).",
+                "properties": {
+                    "address": {"type": "string", "examples": ["10.88.0.1"],
+                                "description": "The hub's tunnel address."},
+                    "endpoint": {"type": "string", "examples": ["cloud.example.com:51820"],
+                                 "description": _ENDPOINT_TEXT},
+                },
             },
             "local": {
                 "type": "object",
                 "required": ["address"],
                 "additionalProperties": False,
-                "properties": {"address": {"type": "string"}},
+                "description": "The local node's side.",
+                "properties": {
+                    "address": {"type": "string", "examples": ["10.88.0.2"],
+                                "description": "Tunnel address of a local node not listed under nodes "
+                                               "(only one member may use it)."},
+                },
             },
             "nodes": {
                 "type": "object",
+                "default": {},
+                "description": "Per-minion tunnel addresses, keyed by minion id (needed for a second local node).",
                 "additionalProperties": {
                     "type": "object",
                     "required": ["address"],
                     "additionalProperties": False,
+                    "description": "One minion's own tunnel settings.",
                     "properties": {
-                        "address": {"type": "string"},
-                        "endpoint": {"type": "string"},
+                        "address": {"type": "string", "description": "The minion's tunnel address."},
+                        "endpoint": {"type": "string",
+                                     "description": "For a cloud minion: the public host:port local nodes "
+                                                    "connect to, instead of cloud:endpoint."},
                     },
                 },
             },
-            "extra_peers": {"type": "array", "items": _PEER},
+            "extra_peers": {"type": "array", "items": _PEER, "default": [],
+                            "description": "Static peers added to every node's configuration."},
             "verify": {
                 "type": "object",
                 "additionalProperties": False,
+                "description": "What wireguard.verify checks after the tunnel is configured.",
                 "properties": {
-                    "enabled": {"type": "boolean"},
-                    "within": {"type": "integer", "minimum": 1},
-                    "timeout": {"type": "integer", "minimum": 0},
-                    "ping": {"type": "boolean"},
+                    "enabled": {"type": "boolean", "default": DEFAULTS["verify"]["enabled"],
+                                "description": "false skips the check (the lab has no real tunnel)."},
+                    "within": {"type": "integer", "minimum": 1, "default": DEFAULTS["verify"]["within"],
+                               "description": "Seconds within which every peer must have completed a handshake."},
+                    "timeout": {"type": "integer", "minimum": 0, "default": DEFAULTS["verify"]["timeout"],
+                                "description": "Seconds to wait for the handshakes and the ping."},
+                    "ping": {"type": "boolean", "default": DEFAULTS["verify"]["ping"],
+                             "description": "Also ping each peer's tunnel address."},
                 },
             },
         },

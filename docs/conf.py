@@ -53,3 +53,7 @@ autodoc_member_order = "bysource"
 # Salt's loader injects these at load time; autodoc imports the files as plain modules.
 autodoc_mock_imports = []
 nitpicky = False
+
+# Every pillar key in the reference (docs/pillar.md) has a description: a key without one is a
+# warning, an error under -W (tests/unit/test_schema_descriptions.py fails on it sooner).
+hecate_require_descriptions = True

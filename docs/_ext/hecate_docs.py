@@ -11,6 +11,7 @@ warning, which ``make docs`` (``-W``) turns into an error.
 import importlib
 import json
 import os
+import re
 
 from docutils import nodes
 from docutils.statemachine import StringList
@@ -47,7 +48,25 @@ def _is_vault_ref(node):
     return isinstance(node, dict) and set(node.get("required", [])) == {"vault", "key"}
 
 
-def _constraints(node):
+# Patterns shared by many keys, named in words (a 100-character regex tells an operator little).
+def _pattern_words():
+    names = {}
+    for module, attr, words in (
+        ("hecate_schema", "HOSTNAME", "a host name"),
+        ("hecate_schema", "DOMAIN", "a domain name (*. allowed)"),
+        ("hecate_nginx_schema", "HOSTPORT", "host:port"),
+        ("hecate_nginx_schema", "PATH", "an absolute path"),
+        ("hecate_coturn_schema", "PATH", "an absolute path"),
+        ("hecate_dns_schema", "RECORD_NAME", "a record name (_ labels and *. allowed)"),
+    ):
+        names[getattr(importlib.import_module(f"saltext.hecate.utils.{module}"), attr)] = words
+    schema_mod = importlib.import_module("saltext.hecate.utils.hecate_schema")
+    names[schema_mod.URL["pattern"]] = "an http(s) URL"
+    names[schema_mod.VAULT_REF["properties"]["vault"]["pattern"]] = "a Vault path <mount>/<path>"
+    return names
+
+
+def _constraints(node, words=None):
     out = []
     if "enum" in node and "type" in node:
         out.append("one of " + ", ".join(f"`{json.dumps(v)}`" for v in node["enum"]))
@@ -56,8 +75,20 @@ def _constraints(node):
         if key in node:
             out.append(f"{word} {node[key]}")
     if "pattern" in node and node["pattern"] != "^sdb://":
-        out.append(f"pattern `{node['pattern']}`")
+        named = (words or {}).get(node["pattern"])
+        out.append(_escape(named) if named else f"pattern `{node['pattern']}`")
     return out
+
+
+_MARKUP = re.compile(r"([\\`*_<>\[\]])")
+
+
+def _escape(text):
+    """Plain text for MyST: markup characters escaped, except inside `code spans`."""
+    parts = str(text).split("`")
+    for idx in range(0, len(parts), 2):  # even parts lie outside code spans
+        parts[idx] = _MARKUP.sub(r"\\\1", parts[idx])
+    return "`".join(parts) if len(parts) % 2 else _MARKUP.sub(r"\\\1", str(text))
 
 
 def walk(node, path, rows, required=False):
@@ -112,6 +143,7 @@ class PillarReference(SphinxDirective):
         if prefix:
             rows = [r for r in rows if r[0] == prefix or r[0].startswith(prefix + ":")]
         require = self.config.hecate_require_descriptions
+        words = _pattern_words()
         # MyST, the markup of the page this directive sits in
         lines = ["```{list-table}", ":header-rows: 1", ":widths: 30 14 14 42", "",
                  "* - key", "  - type", "  - default / example", "  - description"]
@@ -120,10 +152,10 @@ class PillarReference(SphinxDirective):
             if not description and require:
                 LOG.warning("pillar key %s has no description in the schema", path,
                             location=self.get_location())
-            facts = _constraints(node)
+            facts = _constraints(node, words)
             if required:
                 facts.insert(0, "**required**")
-            detail = _cell(description or "")
+            detail = _escape(_cell(description or ""))
             if facts:
                 detail = (detail + " " if detail else "") + "(" + "; ".join(facts) + ")"
             values = []
@@ -131,7 +163,7 @@ class PillarReference(SphinxDirective):
                 values.append("default " + _literal(node["default"]))
             for example in node.get("examples", [])[:1]:
                 values.append("e.g. " + _literal(example))
-            lines += [f"* - `{path}`", f"  - {_cell(_types(node))}",
+            lines += [f"* - `{path}`", f"  - {_escape(_cell(_types(node)))}",
                       f"  - {_cell('; '.join(values))}", f"  - {detail}"]
         lines.append("```")
         container = nodes.container()
