@@ -13,18 +13,27 @@ added / removed / changed, and applies everything in ONE write guarded by ``If-M
 re-diffs and retries, so a route or setting someone else added is kept. Routes without a
 hecate ``@id`` are never touched. Before writing, the previous routes are saved on the
 minion; ``caddy.rollback`` restores them.
+
+A protected route (``auth`` or ``forward_auth``) is switched to forward auth only when its
+Authentik side is in place (``hecate_route_auth.readiness``: provider, application,
+outpost); otherwise it stays as Caddy has it (or is not added) and the state fails naming
+it, so that Caddy never asks the outpost about a host the outpost cannot answer for.
 """
 
 try:
+    import hecate_authentik_client
     import hecate_caddy_client
     import hecate_caddy_routes
     import hecate_config
+    import hecate_route_auth
     import hecate_state
 except ImportError:  # installed with pip
     from saltext.hecate.utils import (
+        hecate_authentik_client,
         hecate_caddy_client,
         hecate_caddy_routes,
         hecate_config,
+        hecate_route_auth,
         hecate_state,
     )
 
@@ -89,11 +98,12 @@ def managed(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_
         resolve_service=hecate_caddy_routes.consul_resolver(__salt__, test=bool(__opts__.get("test"))),
         base=pillar_key,
     )
+    held = _held(desired, data, test)
     admin = hecate_caddy_client.CaddyAdmin(settings)
     out = hecate_caddy_routes.apply(
         admin,
         server,
-        lambda live: hecate_caddy_routes.plan_set(live, desired),
+        lambda live: hecate_caddy_routes.plan_set(live, hecate_caddy_routes.hold(desired, held, live)),
         test=test,
         store=store,
         retries=int(retries),
@@ -119,4 +129,24 @@ def managed(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_
         ret["comment"] = f"the {len(desired)} hecate routes of {where} are as in pillar"
     if out["notes"]:
         ret["comment"] += "\n" + "\n".join(out["notes"])
+    if held:
+        ret["result"] = False
+        ret["comment"] += "\n" + "\n".join(
+            f"route '{name}' not switched to forward auth (kept as Caddy has it): its Authentik side "
+            f"is not in place: {why}" for name, why in sorted(held.items())
+        )
     return ret
+
+
+def _held(desired, data, test):
+    """The protected routes whose Authentik side is not in place (route -> why)."""
+    settings = data.get("forward_auth") if isinstance(data.get("forward_auth"), dict) else {}
+    auths = [r.auth for r in desired if r.auth is not None]
+    if not auths or settings.get("manage_authentik") is False:
+        return {}
+    env = hecate_route_auth.environment(__pillar__, __grains__)
+
+    def connect():
+        return hecate_authentik_client.from_config(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
+
+    return hecate_route_auth.caddy_guard(connect, auths, env, test)

@@ -84,8 +84,10 @@ from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
 try:
+    from lab.sim.authentik_web import EmbeddedOutpost, hash_password
     from lab.sim.base import Simulator
 except ImportError:  # pragma: no cover
+    from authentik_web import EmbeddedOutpost, hash_password  # type: ignore
     from base import Simulator  # type: ignore
 
 SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "authentik_schemas")
@@ -721,7 +723,7 @@ APP_LIST_PARAMS = frozenset({"superuser_full_list", "for_user", "only_with_launc
 # (authentik_schemas/extract.py SKIP_SUFFIXES): real endpoints, unimplemented here
 UNSERVED_ACTIONS = (
     "/used_by/", "/diagram/", "/execute/", "/export/", "/set_background/",
-    "/set_background_url/", "/set_icon/", "/set_icon_url/", "/check_access/",
+    "/set_background_url/", "/set_icon/", "/check_access/",
     "/impersonate/", "/impersonate_end/", "/recovery/", "/recovery_email/", "/me/",
     "/paths/", "/service_account/", "/preview_user/", "/setup_urls/", "/health/",
     "/default_settings/", "/cache_clear/", "/cache_info/", "/import/", "/preview/",
@@ -738,7 +740,9 @@ APP_LABELS = {"provider_oauth2": "providers_oauth2", "provider_proxy": "provider
               "stage_user_login": "stages_user_login"}
 
 
-class AuthentikSim(Simulator):
+class AuthentikSim(EmbeddedOutpost, Simulator):
+    """The REST API (this module) and the browser side (lab/sim/authentik_web.py)."""
+
     name = "authentik"
 
     def __init__(self, options=None):
@@ -764,9 +768,10 @@ class AuthentikSim(Simulator):
             self.page_size, self.max_page_size = 100, None
         self.db = {r.kind: {} for r in RESOURCES}
         self.db["policy"] = {}
-        self.passwords = {}  # user pk -> True when a password was set (never the value)
+        self.passwords = {}  # user pk -> (salt, PBKDF2 hash) of the password set (never the value)
         self.app_cache = {}  # (user pk, page) -> (expiry, [application pks]): see _applications_for_user
         self.next_int = {"user": 1, "provider": 1}
+        self.init_web()
         self._seed()
 
     # -- routing -----------------------------------------------------------------------------
@@ -780,6 +785,14 @@ class AuthentikSim(Simulator):
                  defaults={"action": "remove"}, methods=["POST"]),
             Rule(f"{API}/core/users/<key>/set_password/", endpoint="set_password",
                  methods=["POST"]),
+            Rule(f"{API}/core/applications/<key>/set_icon_url/", endpoint="set_icon_url",
+                 methods=["POST"]),
+            # session-authenticated browser endpoints (lab/sim/authentik_web.py)
+            Rule(f"{API}/flows/executor/<slug>/", endpoint="executor", methods=["GET", "POST"]),
+            Rule("/application/o/authorize/", endpoint="authorize", methods=["GET", "POST"]),
+            Rule("/flows/-/default/authentication/", endpoint="default_flow",
+                 defaults={"designation": "authentication"}, methods=["GET"]),
+            Rule("/if/flow/<slug>/", endpoint="flow_page", methods=["GET"]),
         ]
         for res in RESOURCES:
             rules.append(Rule(f"{API}{res.path}", endpoint="collection",
@@ -841,6 +854,10 @@ class AuthentikSim(Simulator):
 
     # -- dispatch with authentication ------------------------------------------------------------
     def dispatch(self, request):
+        # the server asks its embedded outpost first (internal/web/proxy.go)
+        outpost = self.outpost_dispatch(request)
+        if outpost is not None:
+            return outpost
         # URL resolution comes before DRF's authentication: an unknown URL (a missing
         # trailing slash included) is the HTML 404 whatever the token
         if not request.path.endswith("/"):
@@ -860,6 +877,8 @@ class AuthentikSim(Simulator):
     def _authenticate(self, request):
         header = request.headers.get("Authorization", "").strip()
         public = request.path.rstrip("/") == f"{API}/root/config"
+        if not header and request.path.startswith(f"{API}/flows/executor/"):
+            return None  # FlowExecutorView: AllowAny, the browser's session
         if not header or " " not in header:
             if public:
                 return None
@@ -1577,7 +1596,8 @@ class AuthentikSim(Simulator):
             if key in out:
                 out[key] = None
         if self.version < (2026, 1):
-            out["meta_icon"] = None
+            # ReadOnlyField(source="get_meta_icon"): a URL name as it is, none -> None
+            out["meta_icon"] = obj.get("meta_icon") or None
 
     def _provider(self, pk):
         for kind in PROVIDER_KINDS:
@@ -1795,9 +1815,28 @@ class AuthentikSim(Simulator):
         user = self.lookup(BY_KIND["user"], key)
         if user is None:
             return self._no_match(BY_KIND["user"], key)
-        self.passwords[user["pk"]] = True
+        self.passwords[user["pk"]] = hash_password(str(body["password"]))
         user["password_change_date"] = _now()
         return Response(status=204)
+
+    def on_set_icon_url(self, request, key):
+        """ApplicationViewSet.set_icon_url (up to 2025.12): ``meta_icon.name = url`` (lib/utils/file.py)."""
+        op = self.operation("/core/applications/{slug}/set_icon_url/", "post")
+        if op is None:  # gone from 2026.1: meta_icon is a plain field
+            return self.not_found(request)
+        body, error = self._body(request, op, partial=False)
+        if error:
+            return error
+        app = self.lookup(BY_KIND["application"], key)
+        if app is None:
+            return self._no_match(BY_KIND["application"], key)
+        app["meta_icon"] = body["url"]
+        return self.json({})
+
+    @staticmethod
+    def user_uid(pk):
+        """User.uid: what an OAuth2/proxy provider's default sub mode (hashed_user_id) sends."""
+        return _uid(pk)
 
     def _list(self, request, res):
         op = self.operation(self._template(res), "get")
@@ -2099,7 +2138,8 @@ class AuthentikSim(Simulator):
         """
         PolicyEngine.build/result (authentik/policies/engine.py) for the static bindings
         the lab has (group and user; the lab has no policies): no binding passes; with
-        bindings, any enabled binding that matches (or, negated, does not) passes.
+        bindings, each enabled binding passes when it matches (or, negated, does not), and
+        the application's policy_engine_mode decides: any one of them, or all.
         """
         bindings = [b for b in self.db["policy_binding"].values()
                     if b["target"] == app["pk"] and b.get("enabled", True)
@@ -2107,14 +2147,15 @@ class AuthentikSim(Simulator):
         if not bindings:
             return True
         groups = self._all_groups(user)
+        results = []
         for binding in bindings:
             if binding.get("user") is not None:
                 match = user is not None and binding["user"] == user["pk"]
             else:
                 match = binding["group"] in groups
-            if match != bool(binding.get("negate")):
-                return True
-        return False
+            results.append(match != bool(binding.get("negate")))
+        # PolicyEngine.result: mode all needs every binding, any one of them
+        return all(results) if app.get("policy_engine_mode") == "all" else any(results)
 
     def _launch_url(self, app):
         """
