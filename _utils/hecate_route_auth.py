@@ -448,13 +448,17 @@ def ensure(client, live, auth, env, test):
                          f"{whose}: set auth:slug, or delete that application")
     want_app = _app_view(auth, env, name)
     app_body = {k: v for k, v in want_app.items() if k != "provider"}
+    icon_in_body = bool(auth.icon) and icon_supported_in_body(client)
+    set_icon = False
     if app is None:
         changes["application"] = {"old": None, "new": auth.slug}
         changes.update(hecate_state.diff({}, want_app, "application"))
+        if auth.icon:
+            changes["application:icon"] = {"old": None, "new": auth.icon}
+            set_icon = not icon_in_body
         if not test:
-            app_body["provider"] = provider["pk"]
-            app_body["slug"] = auth.slug
-            if auth.icon and icon_supported_in_body(client):
+            app_body.update(provider=provider["pk"], slug=auth.slug)
+            if icon_in_body:
                 app_body["meta_icon"] = auth.icon
             app = client.create("application", app_body)
     else:
@@ -464,16 +468,18 @@ def ensure(client, live, auth, env, test):
             if current.get(key) != value:
                 changes.update(hecate_state.diff({key: current.get(key)}, {key: value}, "application"))
                 patch[key] = provider["pk"] if key == "provider" and provider else value
+        if auth.icon and app.get("meta_icon") != auth.icon:
+            changes["application:icon"] = {"old": app.get("meta_icon") or None, "new": auth.icon}
+            if icon_in_body:
+                patch["meta_icon"] = auth.icon
+            else:
+                set_icon = True
         if patch and not test:
             app = client.patch("application", auth.slug, patch)
-    if auth.icon and (app is None or app.get("meta_icon") != auth.icon):
-        changes["application:icon"] = {"old": (app or {}).get("meta_icon") or None, "new": auth.icon}
-        if not test:
-            if icon_supported_in_body(client):
-                client.patch("application", auth.slug, {"meta_icon": auth.icon})
-            else:
-                client.call("POST", f"{client.item_path('application', auth.slug)}set_icon_url/",
-                            ok=(200, 204), body={"url": auth.icon})
+    if set_icon and not test:
+        # up to 2025.12 meta_icon is read-only: ApplicationViewSet.set_icon_url sets it
+        client.call("POST", f"{client.item_path('application', auth.slug)}set_icon_url/",
+                    ok=(200, 204), body={"url": auth.icon})
     # 3. the bindings: exactly the listed groups (added before the others go)
     bindings = _bindings(client, app, auth, where, test)
     if bindings:
