@@ -10,7 +10,7 @@ for its domain, an application, the group bindings and the provider on the outpo
       authentik_route_auth.managed: []      # before the Caddy routes (hecate.route_auth)
 
     hecate route auth removed:
-      authentik_route_auth.pruned: []       # after the Caddy routes (hecate.route_auth_prune)
+      authentik_route_auth.pruned: []       # after the Caddy routes (hecate.authentik_prune)
 
 Everything hecate makes is marked ``hecate/<env>/route/<route>`` (the provider's name, the
 application's publisher); objects without the mark are never changed or deleted.

@@ -477,9 +477,7 @@ def ensure(client, live, auth, env, test):
         if patch and not test:
             app = client.patch("application", auth.slug, patch)
     if set_icon and not test:
-        # up to 2025.12 meta_icon is read-only: ApplicationViewSet.set_icon_url sets it
-        client.call("POST", f"{client.item_path('application', auth.slug)}set_icon_url/",
-                    ok=(200, 204), body={"url": auth.icon})
+        client.set_app_icon(auth.slug, auth.icon)  # up to 2025.12 meta_icon is read-only
     # 3. the bindings: exactly the listed groups (added before the others go)
     bindings = _bindings(client, app, auth, where, test)
     if bindings:

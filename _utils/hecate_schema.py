@@ -33,6 +33,7 @@ SYSTEM_MODULES = (
     "hecate_nginx",
     "hecate_coturn",
     "hecate_authentik_client",
+    "hecate_authentik_apps",
     "hecate_preflight",
     "hecate_members",
     "hecate_dns_schema",

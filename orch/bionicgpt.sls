@@ -47,8 +47,8 @@ validate:
 # 6. Authentik: groups, scope mapping, OAuth2 provider (client id/secret into Vault),
 #    application, bindings, enrollment; the protected routes' proxy providers, applications,
 #    bindings and outpost attachments (before Caddy: a route goes live once Authentik
-#    answers for it).
-{{ state_step('authentik', env, run, 'hecate-edge', ['bionicgpt.authentik', 'hecate.route_auth'], ['salt: consul_agents']) }}
+#    answers for it); the applications with their own OIDC/SAML sign-in.
+{{ state_step('authentik', env, run, 'hecate-edge', ['bionicgpt.authentik', 'hecate.route_auth', 'hecate.authentik_apps'], ['salt: consul_agents']) }}
 
 # 7. Nomad: database, llm, application - planned, registered with the plan's modify index,
 #    followed until healthy; a failed deployment is reverted by the state itself.
@@ -74,8 +74,9 @@ validate:
 {{ state_step('dns_prune', env, run, 'hecate-edge', ['hecate.dns_prune'], ['salt: verify']) }}
 
 #     Authentik, second phase: the objects of routes no longer protected (provider off the
-#     outpost, application, provider), now that Caddy no longer asks the outpost about them.
-{{ state_step('authentik_prune', env, run, 'hecate-edge', ['hecate.route_auth_prune'], ['salt: verify']) }}
+#     outpost, application, provider), now that Caddy no longer asks the outpost about them,
+#     and of applications gone from hecate:authentik:applications.
+{{ state_step('authentik_prune', env, run, 'hecate-edge', ['hecate.authentik_prune'], ['salt: verify']) }}
 
 # 11. Record the deployment (only when something changed) and release the lock.
 {{ runner_step('record', 'hecate.record', run_kw, ['salt: verify', 'salt: dns_prune', 'salt: authentik_prune'], onchanges=['salt: wireguard', 'salt: secrets_edge', 'salt: secrets_node', 'salt: consul_agents', 'salt: nomad_agent', 'salt: authentik', 'salt: nomad_jobs', 'salt: consul_services', 'salt: dns', 'salt: caddy', 'salt: dns_prune', 'salt: authentik_prune']) }}

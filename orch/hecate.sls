@@ -23,12 +23,12 @@ validate:
 {{ state_step('preflight', env, run, 'hecate-edge', ['hecate.preflight'], ['hecate: validate']) }}
 {{ runner_step('lock', 'hecate.lock', run_kw, ['salt: preflight']) }}
 {{ state_step('secrets_edge', env, run, 'hecate-edge', ['hecate.secrets'], ['salt: lock']) }}
-{{ state_step('authentik', env, run, 'hecate-edge', ['bionicgpt.authentik', 'hecate.route_auth'], ['salt: lock']) }}
+{{ state_step('authentik', env, run, 'hecate-edge', ['bionicgpt.authentik', 'hecate.route_auth', 'hecate.authentik_apps'], ['salt: lock']) }}
 {{ state_step('consul_services', env, run, 'hecate-edge', ['hecate.consul_services'], ['salt: lock']) }}
 {{ state_step('dns', env, run, 'hecate-edge', ['hecate.dns'], ['salt: lock']) }}
 {{ state_step('caddy', env, run, 'hecate-edge', ['hecate.caddy'], ['salt: authentik', 'salt: consul_services', 'salt: dns']) }}
 {{ state_step('dns_prune', env, run, 'hecate-edge', ['hecate.dns_prune'], ['salt: caddy']) }}
-{{ state_step('authentik_prune', env, run, 'hecate-edge', ['hecate.route_auth_prune'], ['salt: caddy']) }}
+{{ state_step('authentik_prune', env, run, 'hecate-edge', ['hecate.authentik_prune'], ['salt: caddy']) }}
 {{ state_step('streams', env, run, 'hecate-edge', ['hecate.nginx', 'hecate.coturn'], ['salt: secrets_edge', 'salt: consul_services']) }}
 {{ runner_step('record', 'hecate.record', run_kw, ['salt: caddy', 'salt: dns_prune', 'salt: authentik_prune', 'salt: streams'], onchanges=['salt: secrets_edge', 'salt: authentik', 'salt: consul_services', 'salt: dns', 'salt: caddy', 'salt: dns_prune', 'salt: authentik_prune', 'salt: streams']) }}
 {{ runner_step('unlock', 'hecate.unlock', run_kw, ['salt: record']) }}

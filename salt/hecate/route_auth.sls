@@ -4,7 +4,7 @@
     bindings and the provider on the outpost. Runs on the cloud node before hecate.caddy
     (the orchestration's authentik step), so a route goes live in Caddy only once Authentik
     can answer for it; objects of routes that lost their protection are removed by
-    hecate.route_auth_prune, after Caddy:
+    hecate.authentik_prune, after Caddy:
         salt -G roles:hecate-edge state.apply hecate.route_auth [test=True] #}
 include:
   - hecate

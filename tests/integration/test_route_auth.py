@@ -147,7 +147,7 @@ def protected(lab):
     w1 = ch.writes(caddy)
     out["again_auth"] = _apply(salt_cli, "hecate.route_auth")
     out["again_caddy"] = _apply(salt_cli, "hecate.caddy")
-    out["again_prune"] = _apply(salt_cli, "hecate.route_auth_prune")
+    out["again_prune"] = _apply(salt_cli, "hecate.authentik_prune")
     out["again_writes"] = (ak.writes(), ch.writes(caddy) - w1)
     out["status"] = lab["call"].run("authentik.route_auth_status").data
     return out
@@ -225,7 +225,7 @@ def test_removing_auth_removes_what_hecate_made_and_the_site_is_public(protected
     assert _apply(salt_cli, "hecate.route_auth")[AUTH_STATE]["changes"] == {}  # nothing to make
     caddy = _apply(salt_cli, "hecate.caddy")[CADDY_STATE]
     assert caddy["result"] is True and ROUTE in caddy["changes"]["changed"], caddy
-    pruned = _apply(salt_cli, "hecate.route_auth_prune")[PRUNE_STATE]
+    pruned = _apply(salt_cli, "hecate.authentik_prune")[PRUNE_STATE]
     assert pruned["result"] is True, pruned
     assert set(pruned["changes"][ROUTE]) == {"outpost", "provider", "application"}
     objects = ak.state()["objects"]
