@@ -802,7 +802,8 @@ def build_route(spec, where, data, resolve_service=None, id_prefix=ID_PREFIX, er
         sub.extend(cache.routes(pname, errors))
     fa = spec.get("forward_auth")
     auth = None
-    if name and NAME_RE.match(name) and not any(p.endswith(":domain") for p, _ in own):
+    # pillar routes only: an ad-hoc route (caddy_route.present) gets the Caddy half alone
+    if id_prefix == ID_PREFIX and name and NAME_RE.match(name) and not any(p.endswith(":domain") for p, _ in own):
         settings = data.get("forward_auth") if isinstance(data.get("forward_auth"), dict) else {}
         auth, auth_errors = hecate_route_auth.from_route(name, domains, spec, settings, where)
         own.extend(auth_errors)

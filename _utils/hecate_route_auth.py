@@ -300,7 +300,6 @@ class Live:
         self.client = client
         self.providers = client.list("provider_proxy")
         self.outposts = client.list("outpost")
-        self.flow_by_slug = {}
         self.flow_slug = client.names_by_pk("flow")
         self.flow_by_slug = {slug: pk for pk, slug in self.flow_slug.items()}
 
@@ -328,7 +327,7 @@ class Live:
         self.outposts = self.client.list("outpost")
 
 
-def _provider_view(auth, flow_slug):
+def _provider_view(auth):
     """The provider as hecate compares it (flows by slug, skip paths as a list)."""
     view = {
         "external_host": auth.external_host,
@@ -402,8 +401,9 @@ def ensure(client, live, auth, env, test):
     name = auth.provider_name(env)
     changes = {}
     try:
-        flow_pk = live.flow(auth.flow, f"{where}: flow")
-        inval_pk = live.flow(auth.invalidation_flow, f"{where}: invalidation_flow")
+        # the flows must exist (named in the error), before anything is written
+        live.flow(auth.flow, f"{where}: flow")
+        live.flow(auth.invalidation_flow, f"{where}: invalidation_flow")
         outpost = live.outpost(auth.outpost)
     except hak.AuthentikError as exc:
         raise RouteError(str(exc)) from None
@@ -420,8 +420,20 @@ def ensure(client, live, auth, env, test):
                 "delete it (or detach it from the outpost), or set forward_auth:manage_authentik "
                 "false to keep managing Authentik by hand"
             )
+    # a same-slug application that is not this route's: an error naming it, before any write
+    app = client.get("application", auth.slug)
+    if app is not None and app.get("meta_publisher") != name:
+        owner = app.get("meta_publisher") or ""
+        whose = (f"it belongs to hecate {owner}" if owner.startswith("hecate/")
+                 else f"hecate does not own it (publisher {owner!r})")
+        raise RouteError(f"{where}: Authentik already has an application '{auth.slug}' ({app.get('name')}); "
+                         f"{whose}: set auth:slug, or delete that application")
+    missing = [g for g in auth.groups if client.find("group", g) is None]
+    if missing and not test:
+        raise RouteError(f"{where}: group(s) {', '.join(missing)} do not exist in Authentik (make them "
+                         "first, e.g. under bionicgpt:authentik:groups)")
     # 1. the provider
-    desired = _provider_view(auth, live.flow_slug)
+    desired = _provider_view(auth)
     body = {}
     if provider is None:
         changes["provider"] = {"old": None, "new": name}
@@ -438,14 +450,7 @@ def ensure(client, live, auth, env, test):
                 body[key] = _api_field(key, value, live)
         if body and not test:
             provider = client.patch_proxy_provider(provider, body)
-    # 2. the application (a same-slug one that is not this route's: an error naming it)
-    app = client.get("application", auth.slug)
-    if app is not None and app.get("meta_publisher") != name:
-        owner = app.get("meta_publisher") or ""
-        whose = (f"it belongs to hecate {owner}" if owner.startswith("hecate/")
-                 else f"hecate does not own it (publisher {owner!r})")
-        raise RouteError(f"{where}: Authentik already has an application '{auth.slug}' ({app.get('name')}); "
-                         f"{whose}: set auth:slug, or delete that application")
+    # 2. the application
     want_app = _app_view(auth, env, name)
     app_body = {k: v for k, v in want_app.items() if k != "provider"}
     icon_in_body = bool(auth.icon) and icon_supported_in_body(client)
@@ -479,7 +484,7 @@ def ensure(client, live, auth, env, test):
     if set_icon and not test:
         client.set_app_icon(auth.slug, auth.icon)  # up to 2025.12 meta_icon is read-only
     # 3. the bindings: exactly the listed groups (added before the others go)
-    bindings = _bindings(client, app, auth, where, test)
+    bindings = _bindings(client, app, auth, test)
     if bindings:
         changes["bindings"] = bindings["changes"]
     # 4. the outpost: this provider on the wanted outpost and on no other
@@ -495,13 +500,9 @@ def ensure(client, live, auth, env, test):
     return changes
 
 
-def _bindings(client, app, auth, where, test):
+def _bindings(client, app, auth, test):
     """The bindings of ``app`` made exactly ``auth.groups``; ``{"changes"}`` or None."""
-    groups = {g: client.find("group", g) for g in auth.groups}
-    missing = [g for g, obj in groups.items() if obj is None]
-    if missing and not test:
-        raise RouteError(f"{where}: group(s) {', '.join(missing)} do not exist in Authentik (make them "
-                         "first, e.g. under bionicgpt:authentik:groups)")
+    groups = {g: client.find("group", g) for g in auth.groups}  # missing ones: ensure() refused a real run
     live = []
     if app is not None and app.get("pk"):
         live = [b for b in client.list("policy_binding", target=app["pk"])

@@ -54,7 +54,6 @@ outpost (``intercept_header_auth``) is not simulated, and sessions live in memor
 """
 
 import hashlib
-import json
 import re
 import secrets
 import time

@@ -226,11 +226,12 @@ def test_missing_group_fails_naming_it_and_the_preview_shows_it(env):
     routes = [route(t, f"{t}.example.com", groups=[f"{t}-nobody"])]
     preview = env.managed(routes, test=True)
     assert preview.result is None and preview.changes[t]["bindings"]["added"] == [f"group:{t}-nobody"]
+    env.sim.clear_requests()
     ret = env.managed(routes)
     assert ret.result is False and f"group(s) {t}-nobody do not exist in Authentik" in ret.comment
-    # nothing was attached to the outpost: it does not answer for a host whose bindings are missing
-    prov = provider(env, f"hecate/lab/route/{t}")
-    assert prov["pk"] not in embedded(env)["providers"]
+    # nothing was written for that route: no provider, no application without its bindings
+    assert provider(env, f"hecate/lab/route/{t}") is None and app(env, t) is None
+    assert [w for w in env.sim.writes() if "/outposts/" not in w["path"]] == []
 
 
 def test_removing_auth_prunes_only_hecates_objects_of_this_environment(env):

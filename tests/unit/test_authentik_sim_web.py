@@ -166,7 +166,7 @@ def test_policy_engine_mode_all_needs_every_group(lab):
 
 def test_forward_domain_answers_for_hosts_under_the_cookie_domain(lab):
     lab.user("henry", "pw-h")
-    prov, _ = lab.protect("auth.apps.example.com", mode="forward_domain", cookie_domain="apps.example.com")
+    lab.protect("auth.apps.example.com", mode="forward_domain", cookie_domain="apps.example.com")
     other = Browser(lab, "grafana.apps.example.com")
     resp = other.forward()
     assert resp.status_code == 302  # served by the domain provider (longest cookie domain)
