@@ -26,8 +26,10 @@ import copy
 import salt.exceptions
 
 import hecate_authentik_client as hak
+import hecate_caddy_routes
 import hecate_clients
 import hecate_loader
+import hecate_route_auth
 import hecate_secrets
 
 __virtualname__ = "authentik"
@@ -984,3 +986,33 @@ def outpost_detach_provider(provider, provider_type="proxy", outpost=None):
     pk = _provider_pk(client, provider, provider_type)
     old, new = client.outpost_providers(_outpost(client, outpost)["pk"], remove=[pk])
     return old != new
+
+
+# -- identity-aware routes ----------------------------------------------------------------------------
+def route_auth_status(pillar_key="hecate:reverse_proxy:caddy"):
+    """
+    The protected routes in pillar (``auth`` or ``forward_auth``) and whether each one's
+    Authentik side is in place (the proxy provider for its domain, assigned to hecate's
+    application, attached to the outpost): what ``caddy_routes.managed`` checks before it
+    switches a route to forward auth. Reads only.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G roles:hecate-edge authentik.route_auth_status
+    """
+    data = hecate_caddy_routes.caddy_data(__pillar__, pillar_key)
+    settings = data.get("forward_auth") if isinstance(data, dict) and isinstance(data.get("forward_auth"), dict) else {}
+    if settings.get("manage_authentik") is False:
+        return {}
+    auths = hecate_caddy_routes.route_auths(data, base=pillar_key)
+    env = hecate_route_auth.environment(__pillar__, __grains__)
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
+    missing = hecate_route_auth.readiness(client, auths, env) if auths else {}
+    return {
+        a.route: {"ready": a.route not in missing, "reason": missing.get(a.route),
+                  "provider": a.provider_name(env), "application": a.slug, "groups": list(a.groups),
+                  "mode": a.mode, "external_host": a.external_host}
+        for a in auths
+    }

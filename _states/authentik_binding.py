@@ -48,7 +48,7 @@ def present(name, application, groups, exclusive=False, prefix=None, timeout=Non
     application
         The application's slug.
     groups
-        Group names allowed in.
+        Group names allowed in (empty with ``exclusive``: every binding removed).
     exclusive
         Remove every other binding on the application (groups, users, policies).
     prefix
@@ -67,8 +67,11 @@ def present(name, application, groups, exclusive=False, prefix=None, timeout=Non
     """
     ret = hecate_state.new(name)
     test = bool(__opts__.get("test"))
-    if not isinstance(groups, (list, tuple)) or not groups:
-        raise salt.exceptions.SaltInvocationError(f"{name}: groups must be a non-empty list of names")
+    if not isinstance(groups, (list, tuple)) or (not groups and not exclusive):
+        raise salt.exceptions.SaltInvocationError(
+            f"{name}: groups must be a non-empty list of names (or empty with exclusive: no binding at "
+            "all, every signed-in user gets in)"
+        )
     if prefix:
         stray = [g for g in groups if not str(g).startswith(prefix)]
         if stray:

@@ -17,7 +17,9 @@ caddy_route: one ad-hoc Caddy route, outside the pillar route set.
 The route gets ``@id: hecate.adhoc.<name>``: ``caddy_routes.managed`` (which owns
 ``hecate.route.*``) leaves it alone, and this state never touches other routes. The
 route fields are those of a pillar route (docs/systems/caddy.md); policies and the forward-auth
-outpost come from pillar ``hecate:reverse_proxy:caddy``. Writes are one request guarded by
+outpost come from pillar ``hecate:reverse_proxy:caddy``; ``forward_auth`` here writes the Caddy
+half only (the Authentik side is made for pillar routes with ``auth``, hecate_route_auth).
+Writes are one request guarded by
 ``If-Match``, retried after a 412, and snapshotted for ``caddy.rollback``.
 """
 

@@ -18,6 +18,10 @@ With ``<pillar_key>:consul_routes`` the set also holds a route per Consul servic
 its tag and ``meta.hecate_domain`` (``consul.<service>``; see :mod:`hecate_consul_routes`):
 the same discovery the DNS state uses in the same run; services it skips are named in the
 comment, never failing the state.
+A protected route (``auth`` or ``forward_auth``) is switched to forward auth only when its
+Authentik side is in place (``hecate_route_auth.readiness``: provider, application,
+outpost); otherwise it stays as Caddy has it (or is not added) and the state fails naming
+it, so that Caddy never asks the outpost about a host the outpost cannot answer for.
 """
 
 import hecate_caddy_apply
@@ -27,6 +31,7 @@ import hecate_clients
 import hecate_config
 import hecate_consul_routes
 import hecate_loader
+import hecate_route_auth
 import hecate_state
 
 __virtualname__ = "caddy_routes"
@@ -97,8 +102,9 @@ def managed(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_
         resolve_service=hecate_caddy_routes.consul_resolver(__salt__, test=bool(__opts__.get("test"))),
         base=pillar_key,
     )
+    held = _held(desired, data, test)
     discovery = hecate_consul_routes.for_states(__pillar__, __salt__, __opts__, __context__, data)
-    compute, left_out = hecate_consul_routes.planner(desired, discovery)
+    compute, left_out = hecate_consul_routes.planner(desired, discovery, held=held)
     admin = hecate_clients.caddy(__opts__, __pillar__)
     out = hecate_caddy_apply.apply(
         admin,
@@ -134,4 +140,24 @@ def managed(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_
     notes = list(out["notes"]) + (discovery.lines() if discovery is not None else []) + list(left_out)
     if notes:
         ret["comment"] += "\n" + "\n".join(notes)
+    if held:
+        ret["result"] = False
+        ret["comment"] += "\n" + "\n".join(
+            f"route '{name}' not switched to forward auth (kept as Caddy has it): its Authentik side "
+            f"is not in place: {why}" for name, why in sorted(held.items())
+        )
     return ret
+
+
+def _held(desired, data, test):
+    """The protected routes whose Authentik side is not in place (route -> why)."""
+    settings = data.get("forward_auth") if isinstance(data.get("forward_auth"), dict) else {}
+    auths = [r.auth for r in desired if r.auth is not None]
+    if not auths or settings.get("manage_authentik") is False:
+        return {}
+    env = hecate_route_auth.environment(__pillar__, __grains__)
+
+    def connect():
+        return hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
+
+    return hecate_route_auth.caddy_guard(connect, auths, env, test)

@@ -83,6 +83,8 @@ KINDS = {
     "brand": Kind("/core/brands/", "brand", name_field="domain", name_filter="domain"),
     "provider_oauth2": Kind("/providers/oauth2/", "OAuth2 provider", index=True),
     "provider_proxy": Kind("/providers/proxy/", "proxy provider", name_filter="name__iexact"),
+    "provider_saml": Kind("/providers/saml/", "SAML provider"),
+    "saml_mapping": Kind("/propertymappings/provider/saml/", "SAML property mapping", index=True),
     "scope_mapping": Kind("/propertymappings/provider/scope/", "scope mapping", index=True),
     "flow": Kind("/flows/instances/", "flow", key="slug", name_field="slug", name_filter="slug"),
     "flow_binding": Kind("/flows/bindings/", "flow stage binding", name_field=None, name_filter=None),
@@ -483,6 +485,17 @@ class AuthentikClient:
         if new != old:
             self.patch("outpost", outpost_pk, {"providers": new})
         return old, new
+
+    def set_app_icon(self, slug, url):
+        """
+        Set an application's icon to ``url``: from 2026.1 ``meta_icon`` is a plain field;
+        before, it is read-only and ``set_icon_url`` sets it (ApplicationViewSet,
+        authentik/core/api/applications.py; lib/utils/file.py set_file_url).
+        """
+        if self.version()[:2] >= (2026, 1):
+            return self.patch("application", slug, {"meta_icon": url})
+        self.call("POST", f"{self.item_path('application', slug)}set_icon_url/", ok=(200, 204), body={"url": url})
+        return self.get("application", slug)
 
     def close(self):
         self.http.close()

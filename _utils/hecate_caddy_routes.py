@@ -16,9 +16,13 @@ Pillar (``hecate:reverse_proxy:caddy``)::
       - domain: cloud.cybermonkey.dev          # or domains: [...]
         backend: "100.65.138.128:11000"        # or a list, or https://host (+ tls_skip_verify)
         service: nextcloud                     # the route's name (its @id is hecate.route.<name>)
+      - domain: observe.example.com
+        backend: "10.0.0.7:3000"
+        service: grafana
+        auth: {groups: [grafana-users]}        # Authentik side by hecate_route_auth, then forward auth
       - domain: chat.example.com
         upstream: {consul_service: oauth2-proxy}   # resolved through hecate_consul at apply time
-        forward_auth: true
+        forward_auth: true                      # = auth: {} (any signed-in user)
         health_checks: {active: {uri: /ping, interval: 10s}, passive: {max_fails: 3, fail_duration: 30s}}
         load_balancing: {policy: least_conn}
         headers: {up: {set: {X-Real-IP: "{http.request.remote.host}"}}, down: {delete: [Server]}}
@@ -33,6 +37,7 @@ import re
 import salt.exceptions
 
 import hecate_config
+import hecate_route_auth
 import hecate_state
 
 PILLAR_PATH = "hecate:reverse_proxy:caddy"
@@ -477,14 +482,18 @@ def _forward_auth_routes(settings, route_fa, where, errors):
 
 # -- the model -----------------------------------------------------------------------------------
 class Route:
-    """One built route: ``name``, ``id``, ``domains``, ``json`` (the Caddy route object)."""
+    """
+    One built route: ``name``, ``id``, ``domains``, ``json`` (the Caddy route object) and
+    ``auth`` (its :class:`hecate_route_auth.RouteAuth` when it is protected, else None).
+    """
 
-    def __init__(self, name, route_id, domains, json_, where):
+    def __init__(self, name, route_id, domains, json_, where, auth=None):
         self.name = name
         self.id = route_id
         self.domains = domains
         self.json = json_
         self.where = where
+        self.auth = auth
 
     @property
     def wildcard(self):
@@ -649,7 +658,13 @@ def build_route(spec, where, data, resolve_service=None, id_prefix=ID_PREFIX, er
             continue
         sub.extend(cache.routes(pname, errors))
     fa = spec.get("forward_auth")
-    if fa:
+    auth = None
+    # pillar routes only: an ad-hoc route (caddy_route.present) gets the Caddy half alone
+    if id_prefix == ID_PREFIX and name and NAME_RE.match(name) and not any(p.endswith(":domain") for p, _ in own):
+        settings = data.get("forward_auth") if isinstance(data.get("forward_auth"), dict) else {}
+        auth, auth_errors = hecate_route_auth.from_route(name, domains, spec, settings, where)
+        own.extend(auth_errors)
+    if hecate_route_auth.protected(spec):
         sub.extend(_forward_auth_routes(data.get("forward_auth") or {}, fa, where, own))
     sub.append({"handle": [proxy]})
     if own:
@@ -664,7 +679,55 @@ def build_route(spec, where, data, resolve_service=None, id_prefix=ID_PREFIX, er
         "handle": [{"handler": "subroute", "routes": sub}],
         "terminal": True,
     }
-    return Route(name, route_id, domains, route, where)
+    return Route(name, route_id, domains, route, where, auth=auth)
+
+
+def route_auths(data, base=PILLAR_PATH):
+    """
+    The Authentik side of every protected route in the caddy block ``data`` (enabled
+    routes with ``auth`` or ``forward_auth``, Consul upstreams included), as
+    :class:`hecate_route_auth.RouteAuth`. Raises :class:`RouteDataError` naming each problem.
+    """
+    if not isinstance(data, dict):
+        raise RouteDataError([(base, "must be a mapping")])
+    errors, out = [], []
+    settings = data.get("forward_auth") if isinstance(data.get("forward_auth"), dict) else {}
+    for idx, spec in enumerate(data.get("routes") or []):
+        if not isinstance(spec, dict) or spec.get("enabled") is False:
+            continue
+        where = f"{base}:routes:{idx}"
+        name = route_name(spec)
+        if not name or not NAME_RE.match(name):
+            continue  # the route model names the problem
+        domains = [str(d).lower().rstrip(".") for d in _as_list(spec.get("domain")) + _as_list(spec.get("domains"))]
+        auth, found = hecate_route_auth.from_route(name, domains, spec, settings, where)
+        errors.extend(found)
+        if auth is not None:
+            out.append(auth)
+    errors.extend(hecate_route_auth.check_unique(out))
+    if errors:
+        raise RouteDataError(errors)
+    return out
+
+
+def hold(desired, held, live):
+    """
+    ``desired`` with the routes named in ``held`` (route name -> why) kept as they are in
+    ``live``: a held route that Caddy has is written back unchanged (a protected route stays
+    protected, a public one public), one it lacks is left out. Used for protected routes
+    whose Authentik side is not in place, so that Caddy never asks the outpost about a host
+    it cannot answer for.
+    """
+    if not held:
+        return desired
+    live_by_id = {_rid(r): r for r in live or [] if _rid(r)}
+    out = []
+    for route in desired:
+        if route.name not in held:
+            out.append(route)
+        elif route.id in live_by_id:
+            out.append(Route(route.name, route.id, route.domains, live_by_id[route.id], route.where))
+    return out
 
 
 def caddy_data(pillar, path=PILLAR_PATH):

@@ -6,6 +6,7 @@ here).
 """
 
 import hecate_caddy_routes
+import hecate_route_auth
 import hecate_schema
 
 # -- schema (hecate_schema assembles it; semantic checks are in check_pillar) -------------------
@@ -182,6 +183,8 @@ _ROUTE = {
                 "unauthenticated users are sent to the login."
             ),
         },
+        # the Authentik side of a protected route (hecate_route_auth); implies forward_auth
+        "auth": hecate_route_auth.AUTH_SCHEMA,
         "policies": _d(_STRS, "Policies applied to the route, in order; absent: default_policies; [] for none."),
     },
 }
@@ -225,6 +228,7 @@ CADDY_SCHEMA = {
                 "copy_headers": _d(_STRS, "Headers copied from the outpost's answer onto the request; absent: "
                                           "Authentik's X-Authentik-* set."),
                 "tls_skip_verify": _d(_BOOL, "Do not verify an https outpost's certificate.", default=False),
+                **hecate_route_auth.FORWARD_AUTH_SETTINGS,
             },
         },
         "policies": {"type": "object", "additionalProperties": _POLICY,
@@ -247,8 +251,13 @@ def check_pillar(pillar, env):
     data = hecate_caddy_routes.caddy_data(pillar)
     if not isinstance(data, dict) or not data:
         return []
+    errors = []
     try:
         hecate_caddy_routes.build(data, resolve_service=None)
     except hecate_caddy_routes.RouteDataError as exc:
-        return exc.errors
-    return []
+        errors.extend(exc.errors)
+    try:
+        hecate_caddy_routes.route_auths(data)  # Consul routes too, and slugs unique across routes
+    except hecate_caddy_routes.RouteDataError as exc:
+        errors.extend(e for e in exc.errors if e not in errors)
+    return errors

@@ -502,11 +502,13 @@ def for_states(pillar, salt_funcs, opts, context=None, data=None):
 
 
 # -- Caddy -------------------------------------------------------------------------------------------
-def planner(pillar_routes, discovery):
+def planner(pillar_routes, discovery, held=None):
     """
-    ``(compute, notes)``: ``compute(live)`` for :func:`hecate_caddy_routes.apply`, the plan of
+    ``(compute, notes)``: ``compute(live)`` for :func:`hecate_caddy_apply.apply`, the plan of
     the server's hecate routes as pillar's plus the discovered ones (exact domains before
-    wildcards; pillar's first). A discovered route that an earlier route hecate does not
+    wildcards; pillar's first). Pillar routes named in ``held`` (route -> why: protected
+    routes whose Authentik side is not in place) stay as Caddy has them
+    (:func:`hecate_caddy_routes.hold`). A discovered route that an earlier route hecate does not
     manage would shadow is left out (with a note in ``notes``) instead of failing the whole
     set; a shadowed pillar route still fails it, as without Consul.
     """
@@ -516,7 +518,8 @@ def planner(pillar_routes, discovery):
         del notes[:]
         extra = list(discovery.routes) if discovery is not None else []
         while True:
-            routes = sorted(list(pillar_routes) + extra, key=lambda r: r.wildcard)
+            kept = hecate_caddy_routes.hold(list(pillar_routes), held, live)
+            routes = sorted(kept + extra, key=lambda r: r.wildcard)
             try:
                 return hecate_caddy_routes.plan_set(live, routes)
             except hecate_caddy_routes.ShadowedRoutes as exc:

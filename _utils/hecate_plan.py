@@ -15,6 +15,7 @@ SYSTEMS = {
     "authentik_binding": "Authentik",
     "authentik_enrollment": "Authentik",
     "authentik_user": "Authentik",
+    "authentik_route_auth": "Authentik",
     "nomad_job": "Nomad",
     "nomad_variable": "Nomad",
     "consul_kv": "Consul",

@@ -34,6 +34,7 @@ SYSTEM_MODULES = (
     "hecate_nginx_schema",
     "hecate_coturn_schema",
     "hecate_authentik_schema",
+    "hecate_authentik_apps",
     "hecate_orchestration_schema",
     "hecate_members",
     "hecate_dns_schema",

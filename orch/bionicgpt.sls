@@ -45,8 +45,10 @@ validate:
 {{ state_step('nomad_agent', env, run, 'bionicgpt-node', ['nomad.agent'], ['salt: consul_agents', 'salt: secrets_node']) }}
 
 # 6. Authentik: groups, scope mapping, OAuth2 provider (client id/secret into Vault),
-#    application, bindings, enrollment.
-{{ state_step('authentik', env, run, 'hecate-edge', ['bionicgpt.authentik'], ['salt: consul_agents']) }}
+#    application, bindings, enrollment; the protected routes' proxy providers, applications,
+#    bindings and outpost attachments (before Caddy: a route goes live once Authentik
+#    answers for it); the applications with their own OIDC/SAML sign-in.
+{{ state_step('authentik', env, run, 'hecate-edge', ['bionicgpt.authentik', 'hecate.route_auth', 'hecate.authentik_apps'], ['salt: consul_agents']) }}
 
 # 7. Nomad: database, llm, application - planned, registered with the plan's modify index,
 #    followed until healthy; a failed deployment is reverted by the state itself.
@@ -71,8 +73,13 @@ validate:
 #     serves them (a no-op without hecate:dns).
 {{ state_step('dns_prune', env, run, 'hecate-edge', ['hecate.dns_prune'], ['salt: verify']) }}
 
+#     Authentik, second phase: the objects of routes no longer protected (provider off the
+#     outpost, application, provider), now that Caddy no longer asks the outpost about them,
+#     and of applications gone from hecate:authentik:applications.
+{{ state_step('authentik_prune', env, run, 'hecate-edge', ['hecate.authentik_prune'], ['salt: verify']) }}
+
 # 11. Record the deployment (only when something changed) and release the lock.
-{{ runner_step('record', 'hecate.record', run_kw, ['salt: verify', 'salt: dns_prune'], onchanges=['salt: wireguard', 'salt: secrets_edge', 'salt: secrets_node', 'salt: consul_agents', 'salt: nomad_agent', 'salt: authentik', 'salt: nomad_jobs', 'salt: consul_services', 'salt: dns', 'salt: caddy', 'salt: dns_prune']) }}
+{{ runner_step('record', 'hecate.record', run_kw, ['salt: verify', 'salt: dns_prune', 'salt: authentik_prune'], onchanges=['salt: wireguard', 'salt: secrets_edge', 'salt: secrets_node', 'salt: consul_agents', 'salt: nomad_agent', 'salt: authentik', 'salt: nomad_jobs', 'salt: consul_services', 'salt: dns', 'salt: caddy', 'salt: dns_prune', 'salt: authentik_prune']) }}
 {{ runner_step('unlock', 'hecate.unlock', run_kw, ['salt: record']) }}
 
 # -- when a step fails after this run took the lock: put back what it changed, release the lock --
@@ -90,4 +97,4 @@ caddy_rollback:
 
 {{ state_step('nomad_restore', env, run, 'bionicgpt-node', ['bionicgpt.jobs_revert'], ['salt: lock'], onfail=['salt: nomad_jobs', 'salt: consul_services', 'salt: caddy', 'salt: verify']) }}
 
-{{ runner_step('unlock_after_failure', 'hecate.unlock', dict(run_kw, leave_others=True), ['salt: lock'], onfail=['salt: wireguard_keys', 'salt: wireguard', 'salt: wireguard_verify', 'salt: secrets_edge', 'salt: secrets_node', 'salt: consul_agents', 'salt: nomad_agent', 'salt: authentik', 'salt: nomad_jobs', 'salt: consul_services', 'salt: dns', 'salt: caddy', 'salt: verify', 'salt: dns_prune', 'salt: record']) }}
+{{ runner_step('unlock_after_failure', 'hecate.unlock', dict(run_kw, leave_others=True), ['salt: lock'], onfail=['salt: wireguard_keys', 'salt: wireguard', 'salt: wireguard_verify', 'salt: secrets_edge', 'salt: secrets_node', 'salt: consul_agents', 'salt: nomad_agent', 'salt: authentik', 'salt: nomad_jobs', 'salt: consul_services', 'salt: dns', 'salt: caddy', 'salt: verify', 'salt: dns_prune', 'salt: authentik_prune', 'salt: record']) }}

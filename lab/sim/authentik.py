@@ -84,8 +84,12 @@ from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
 try:
+    from lab.sim.authentik_saml import SAMLIdP
+    from lab.sim.authentik_web import EmbeddedOutpost, hash_password
     from lab.sim.base import Simulator
 except ImportError:  # pragma: no cover
+    from authentik_saml import SAMLIdP  # type: ignore
+    from authentik_web import EmbeddedOutpost, hash_password  # type: ignore
     from base import Simulator  # type: ignore
 
 SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "authentik_schemas")
@@ -332,7 +336,10 @@ class Res:
 
 STAGE_KINDS = ("stage_identification", "stage_captcha", "stage_password", "stage_prompt",
                "stage_user_write", "stage_user_login")
-PROVIDER_KINDS = ("provider_oauth2", "provider_proxy")
+PROVIDER_KINDS = ("provider_oauth2", "provider_proxy", "provider_saml")
+# the serializer class of each provider kind (outpost type checks, messages)
+PROVIDER_CLASSES = {"provider_proxy": "ProxyProvider", "provider_oauth2": "OAuth2Provider",
+                    "provider_saml": "SAMLProvider"}
 # PolicyBindingModel subclasses the lab has: an application's pk IS its pbm_uuid; a flow
 # (flow_uuid) and a flow stage binding (fsb_uuid) have a pk of their own besides it.
 PBM_KINDS = ("application", "flow", "flow_binding")
@@ -414,6 +421,31 @@ RESOURCES = [
               "invalidation_flow": ("flow",), "property_mappings": ("scope_mapping",),
               "certificate": ("certificate",)},
         unique=("name",)),
+    # authentik/providers/saml/models.py SAMLProvider field defaults (2025.6 to 2026.5;
+    # ``issuer`` became ``issuer_override`` in 2026.x: the release's schema keeps one)
+    Res("provider_saml", "/providers/saml/", "SAMLProvider", "SAMLProvider", pk="int",
+        defaults={"authentication_flow": None, "property_mappings": [], "audience": "",
+                  "issuer": "authentik", "issuer_override": "", "sp_binding": "redirect",
+                  "sls_url": "", "sls_binding": "redirect", "logout_method": "frontchannel_iframe",
+                  "name_id_mapping": None, "authn_context_class_ref_mapping": None,
+                  "assertion_valid_not_before": "minutes=-5", "assertion_valid_not_on_or_after": "minutes=5",
+                  "session_valid_not_on_or_after": "minutes=86400",
+                  "digest_algorithm": "http://www.w3.org/2001/04/xmlenc#sha256",
+                  "signature_algorithm": "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+                  "verification_kp": None, "signing_kp": None, "encryption_kp": None,
+                  "default_relay_state": "",
+                  "default_name_id_policy": "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified",
+                  "sign_assertion": True, "sign_response": False, "sign_logout_request": False,
+                  "sign_logout_response": False},
+        refs={"authentication_flow": ("flow",), "authorization_flow": ("flow",),
+              "invalidation_flow": ("flow",), "property_mappings": ("saml_mapping",),
+              "name_id_mapping": ("saml_mapping",), "authn_context_class_ref_mapping": ("saml_mapping",),
+              "verification_kp": ("certificate",), "signing_kp": ("certificate",),
+              "encryption_kp": ("certificate",)},
+        unique=("name",)),
+    Res("saml_mapping", "/propertymappings/provider/saml/", "SAMLPropertyMapping", "SAMLPropertyMapping",
+        defaults={"managed": None, "friendly_name": None}, unique=("name", "managed"),
+        search=("name", "saml_name", "friendly_name")),
     Res("scope_mapping", "/propertymappings/provider/scope/", "ScopeMapping", "ScopeMapping",
         defaults={"managed": None, "description": ""}, unique=("name", "managed"),
         search=("name", "scope_name")),
@@ -484,6 +516,8 @@ BY_KIND = {r.kind: r for r in RESOURCES}
 COMPONENTS = {
     "provider_oauth2": ("ak-provider-oauth2-form", "oauth2provider", "OAuth2/OpenID Provider"),
     "provider_proxy": ("ak-provider-proxy-form", "proxyprovider", "Proxy Provider"),
+    "provider_saml": ("ak-provider-saml-form", "samlprovider", "SAML Provider"),
+    "saml_mapping": ("ak-property-mapping-provider-saml-form", "samlpropertymapping", "SAML Provider Property Mapping"),
     "scope_mapping": ("ak-property-mapping-provider-scope-form", "scopemapping", "Scope Mapping"),
     "stage_identification": ("ak-stage-identification-form", "identificationstage", "Identification Stage"),
     "stage_captcha": ("ak-stage-captcha-form", "captchastage", "Captcha Stage"),
@@ -648,6 +682,30 @@ FILTERS = {
         certificate__kp_uuid__iexact=Filt("uuid", _field("certificate")),
         certificate__name__iexact=Filt(
             "char", lambda o, s: (s.db["certificate"].get(o.get("certificate") or "") or {}).get("name"), "iexact")),
+    # authentik/providers/saml/api/providers.py SAMLProviderViewSet.filterset_fields (the
+    # char fields exact; the relations by pk)
+    "provider_saml": dict(
+        {name: _char(name) for name in (
+            "name", "acs_url", "audience", "issuer", "issuer_override", "sp_binding", "sls_url", "sls_binding",
+            "logout_method", "assertion_valid_not_before", "assertion_valid_not_on_or_after",
+            "session_valid_not_on_or_after", "digest_algorithm", "signature_algorithm", "default_relay_state",
+            "default_name_id_policy")},
+        authentication_flow=_fk("authentication_flow", "flow"), authorization_flow=_fk("authorization_flow", "flow"),
+        invalidation_flow=_fk("invalidation_flow", "flow"),
+        property_mappings=_m2m("property_mappings", "saml_mapping"),
+        name_id_mapping=_fk("name_id_mapping", "saml_mapping"),
+        authn_context_class_ref_mapping=_fk("authn_context_class_ref_mapping", "saml_mapping"),
+        signing_kp=_fk("signing_kp", "certificate"), verification_kp=_fk("verification_kp", "certificate"),
+        encryption_kp=_fk("encryption_kp", "certificate"),
+        sign_assertion=_bool("sign_assertion"), sign_response=_bool("sign_response"),
+        sign_logout_request=_bool("sign_logout_request"), sign_logout_response=_bool("sign_logout_response"),
+        is_backchannel=_bool("is_backchannel"),
+        backchannel_application=Filt("fk", lambda o, s: None, ref=("application",))),
+    # authentik/providers/saml/api/property_mappings.py SAMLPropertyMappingFilter
+    "saml_mapping": {"name": _char("name"), "saml_name": _char("saml_name"),
+                     "friendly_name": _char("friendly_name"),
+                     "managed": Filt("allvalues", _field("managed")),
+                     "managed__isnull": _isnull(_field("managed"))},
     # authentik/core/api/property_mappings.py PropertyMappingFilterSet + ScopeMappingFilter
     "scope_mapping": {"name": _char("name"), "scope_name": _char("scope_name"),
                       "managed": Filt("allvalues", _field("managed")),
@@ -721,7 +779,7 @@ APP_LIST_PARAMS = frozenset({"superuser_full_list", "for_user", "only_with_launc
 # (authentik_schemas/extract.py SKIP_SUFFIXES): real endpoints, unimplemented here
 UNSERVED_ACTIONS = (
     "/used_by/", "/diagram/", "/execute/", "/export/", "/set_background/",
-    "/set_background_url/", "/set_icon/", "/set_icon_url/", "/check_access/",
+    "/set_background_url/", "/set_icon/", "/check_access/",
     "/impersonate/", "/impersonate_end/", "/recovery/", "/recovery_email/", "/me/",
     "/paths/", "/service_account/", "/preview_user/", "/setup_urls/", "/health/",
     "/default_settings/", "/cache_clear/", "/cache_info/", "/import/", "/preview/",
@@ -732,13 +790,19 @@ UNSERVED_ACTIONS = (
 
 # Django app labels of the models (meta_model_name is "<app_label>.<model>")
 APP_LABELS = {"provider_oauth2": "providers_oauth2", "provider_proxy": "providers_proxy",
+              "provider_saml": "providers_saml", "saml_mapping": "providers_saml",
               "scope_mapping": "providers_oauth2", "stage_identification": "stages_identification",
               "stage_captcha": "stages_captcha", "stage_password": "stages_password",
               "stage_prompt": "stages_prompt", "stage_user_write": "stages_user_write",
               "stage_user_login": "stages_user_login"}
 
 
-class AuthentikSim(Simulator):
+class AuthentikSim(EmbeddedOutpost, SAMLIdP, Simulator):
+    """
+    The REST API (this module), the browser side (lab/sim/authentik_web.py) and the SAML
+    IdP's URLs, metadata and certificates (lab/sim/authentik_saml.py).
+    """
+
     name = "authentik"
 
     def __init__(self, options=None):
@@ -764,9 +828,10 @@ class AuthentikSim(Simulator):
             self.page_size, self.max_page_size = 100, None
         self.db = {r.kind: {} for r in RESOURCES}
         self.db["policy"] = {}
-        self.passwords = {}  # user pk -> True when a password was set (never the value)
+        self.passwords = {}  # user pk -> (salt, PBKDF2 hash) of the password set (never the value)
         self.app_cache = {}  # (user pk, page) -> (expiry, [application pks]): see _applications_for_user
         self.next_int = {"user": 1, "provider": 1}
+        self.init_web()
         self._seed()
 
     # -- routing -----------------------------------------------------------------------------
@@ -780,6 +845,18 @@ class AuthentikSim(Simulator):
                  defaults={"action": "remove"}, methods=["POST"]),
             Rule(f"{API}/core/users/<key>/set_password/", endpoint="set_password",
                  methods=["POST"]),
+            Rule(f"{API}/core/applications/<key>/set_icon_url/", endpoint="set_icon_url",
+                 methods=["POST"]),
+            Rule(f"{API}/providers/saml/<key>/metadata/", endpoint="saml_metadata", methods=["GET"]),
+            Rule(f"{API}/crypto/certificatekeypairs/<key>/view_certificate/", endpoint="view_certificate",
+                 methods=["GET"]),
+            Rule("/application/saml/<slug>/metadata/", endpoint="saml_app_metadata", methods=["GET"]),
+            # session-authenticated browser endpoints (lab/sim/authentik_web.py)
+            Rule(f"{API}/flows/executor/<slug>/", endpoint="executor", methods=["GET", "POST"]),
+            Rule("/application/o/authorize/", endpoint="authorize", methods=["GET", "POST"]),
+            Rule("/flows/-/default/authentication/", endpoint="default_flow",
+                 defaults={"designation": "authentication"}, methods=["GET"]),
+            Rule("/if/flow/<slug>/", endpoint="flow_page", methods=["GET"]),
         ]
         for res in RESOURCES:
             rules.append(Rule(f"{API}{res.path}", endpoint="collection",
@@ -841,6 +918,10 @@ class AuthentikSim(Simulator):
 
     # -- dispatch with authentication ------------------------------------------------------------
     def dispatch(self, request):
+        # the server asks its embedded outpost first (internal/web/proxy.go)
+        outpost = self.outpost_dispatch(request)
+        if outpost is not None:
+            return outpost
         # URL resolution comes before DRF's authentication: an unknown URL (a missing
         # trailing slash included) is the HTML 404 whatever the token
         if not request.path.endswith("/"):
@@ -860,6 +941,10 @@ class AuthentikSim(Simulator):
     def _authenticate(self, request):
         header = request.headers.get("Authorization", "").strip()
         public = request.path.rstrip("/") == f"{API}/root/config"
+        if not header and request.path.startswith(f"{API}/flows/executor/"):
+            return None  # FlowExecutorView: AllowAny, the browser's session
+        if re.fullmatch(f"{API}/providers/saml/[^/]+/metadata/", request.path):
+            return None  # SAMLProviderViewSet.metadata: permission_classes=[AllowAny]
         if not header or " " not in header:
             if public:
                 return None
@@ -966,6 +1051,7 @@ class AuthentikSim(Simulator):
             return res.path
         key = {"group": "{group_uuid}", "user": "{id}", "application": "{slug}",
                "brand": "{brand_uuid}", "provider_oauth2": "{id}", "provider_proxy": "{id}",
+               "provider_saml": "{id}", "saml_mapping": "{pm_uuid}",
                "scope_mapping": "{pm_uuid}", "flow": "{slug}", "flow_binding": "{fsb_uuid}",
                "policy_binding": "{policy_binding_uuid}", "outpost": "{uuid}",
                "prompt": "{prompt_uuid}", "certificate": "{kp_uuid}"}.get(res.kind, "{stage_uuid}")
@@ -1100,7 +1186,7 @@ class AuthentikSim(Simulator):
                 continue
             # a field declared on a base model is unique across every subclass's table
             # (Provider.name, Stage.name)
-            kinds = {"provider_oauth2": PROVIDER_KINDS, "provider_proxy": PROVIDER_KINDS}.get(
+            kinds = {kind: PROVIDER_KINDS for kind in PROVIDER_KINDS}.get(
                 res.kind, STAGE_KINDS if res.kind in STAGE_KINDS and field == "name" else (res.kind,))
             for kind in kinds:
                 if any(obj.get(field) == value and (current is None or obj["pk"] != current["pk"])
@@ -1304,9 +1390,9 @@ class AuthentikSim(Simulator):
         if "providers" in body:
             wanted = {"proxy": "provider_proxy"}.get(initial.get("type"))
             for pk in body["providers"]:
-                kind = "provider_proxy" if pk in self.db["provider_proxy"] else "provider_oauth2"
+                kind = next((k for k in PROVIDER_KINDS if pk in self.db[k]), "provider_oauth2")
                 if initial.get("type") is not None and kind != wanted:
-                    cls = {"provider_proxy": "ProxyProvider", "provider_oauth2": "OAuth2Provider"}[kind]
+                    cls = PROVIDER_CLASSES[kind]
                     errors["providers"] = [
                         f"Outpost type {initial['type']} can't be used with {cls} providers."]
                     break
@@ -1500,6 +1586,13 @@ class AuthentikSim(Simulator):
             for prov in list(self.db["provider_oauth2"].values()) + list(self.db["provider_proxy"].values()):
                 if pk in prov.get("property_mappings", []):
                     prov["property_mappings"].remove(pk)
+        elif res.kind == "saml_mapping":
+            for prov in self.db["provider_saml"].values():
+                if pk in prov.get("property_mappings", []):
+                    prov["property_mappings"].remove(pk)
+                for field in ("name_id_mapping", "authn_context_class_ref_mapping"):
+                    if prov.get(field) == pk:
+                        prov[field] = None
 
     def _drop(self, kind, pred):
         for pk in [pk for pk, o in self.db[kind].items() if pred(o)]:
@@ -1577,7 +1670,8 @@ class AuthentikSim(Simulator):
             if key in out:
                 out[key] = None
         if self.version < (2026, 1):
-            out["meta_icon"] = None
+            # ReadOnlyField(source="get_meta_icon"): a URL name as it is, none -> None
+            out["meta_icon"] = obj.get("meta_icon") or None
 
     def _provider(self, pk):
         for kind in PROVIDER_KINDS:
@@ -1587,7 +1681,7 @@ class AuthentikSim(Simulator):
 
     def _provider_obj(self, prov):
         """ProviderSerializer (authentik/core/api/providers.py) of the concrete provider."""
-        kind = "provider_proxy" if prov["pk"] in self.db["provider_proxy"] else "provider_oauth2"
+        kind = next(k for k in PROVIDER_KINDS if prov["pk"] in self.db[k])
         full = self.represent(BY_KIND[kind], prov)
         props = self.validator.resolve({"$ref": "#/components/schemas/Provider"}).get("properties", {})
         return {k: full.get(k) for k in props}
@@ -1795,9 +1889,32 @@ class AuthentikSim(Simulator):
         user = self.lookup(BY_KIND["user"], key)
         if user is None:
             return self._no_match(BY_KIND["user"], key)
-        self.passwords[user["pk"]] = True
+        self.passwords[user["pk"]] = hash_password(str(body["password"]))
         user["password_change_date"] = _now()
         return Response(status=204)
+
+    def on_set_icon_url(self, request, key):
+        """ApplicationViewSet.set_icon_url (up to 2025.12): ``meta_icon.name = url`` (lib/utils/file.py)."""
+        op = self.operation("/core/applications/{slug}/set_icon_url/", "post")
+        if op is None:  # gone from 2026.1: meta_icon is a plain field
+            return self.not_found(request)
+        body, error = self._body(request, op, partial=False)
+        if error:
+            return error
+        app = self.lookup(BY_KIND["application"], key)
+        if app is None:
+            return self._no_match(BY_KIND["application"], key)
+        app["meta_icon"] = body["url"]
+        return self.json({})
+
+    @staticmethod
+    def resource(kind):
+        return BY_KIND[kind]
+
+    @staticmethod
+    def user_uid(pk):
+        """User.uid: what an OAuth2/proxy provider's default sub mode (hashed_user_id) sends."""
+        return _uid(pk)
 
     def _list(self, request, res):
         op = self.operation(self._template(res), "get")
@@ -2099,7 +2216,8 @@ class AuthentikSim(Simulator):
         """
         PolicyEngine.build/result (authentik/policies/engine.py) for the static bindings
         the lab has (group and user; the lab has no policies): no binding passes; with
-        bindings, any enabled binding that matches (or, negated, does not) passes.
+        bindings, each enabled binding passes when it matches (or, negated, does not), and
+        the application's policy_engine_mode decides: any one of them, or all.
         """
         bindings = [b for b in self.db["policy_binding"].values()
                     if b["target"] == app["pk"] and b.get("enabled", True)
@@ -2107,14 +2225,15 @@ class AuthentikSim(Simulator):
         if not bindings:
             return True
         groups = self._all_groups(user)
+        results = []
         for binding in bindings:
             if binding.get("user") is not None:
                 match = user is not None and binding["user"] == user["pk"]
             else:
                 match = binding["group"] in groups
-            if match != bool(binding.get("negate")):
-                return True
-        return False
+            results.append(match != bool(binding.get("negate")))
+        # PolicyEngine.result: mode all needs every binding, any one of them
+        return all(results) if app.get("policy_engine_mode") == "all" else any(results)
 
     def _launch_url(self, app):
         """
@@ -2238,6 +2357,7 @@ class AuthentikSim(Simulator):
             "managed": "goauthentik.io/outposts/embedded",
             "config": {"authentik_host": "", "log_level": "info", "object_naming_template": "ak-outpost-%(name)s"}})
         self.create(BY_KIND["certificate"], {"name": "authentik Self-signed Certificate", "seeded_key": True})
+        self.seed_saml()
         admins = self.create(BY_KIND["group"], {"name": "authentik Admins", "is_superuser": True})
         akadmin = self.create(BY_KIND["user"], {"username": "akadmin", "name": "authentik Default Admin",
                                                 "email": "root@localhost"})
@@ -2252,6 +2372,9 @@ UNIQUE_LABELS = {
     # Provider.name (authentik/core/models.py): Provider has no Meta.verbose_name
     ("provider_oauth2", "name"): ("provider", "name"),
     ("provider_proxy", "name"): ("provider", "name"),
+    ("provider_saml", "name"): ("provider", "name"),
+    ("saml_mapping", "name"): ("Property Mapping", "name"),
+    ("saml_mapping", "managed"): ("Property Mapping", "Managed by authentik"),
     # OAuth2Provider.client_id verbose_name "Client ID" (providers/oauth2/models.py)
     ("provider_oauth2", "client_id"): ("OAuth2/OpenID Provider", "Client ID"),
     # PropertyMapping.name; ManagedModel.managed "Managed by authentik" (blueprints/models.py)

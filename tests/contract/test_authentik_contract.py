@@ -10,6 +10,7 @@ module tests run it strict.
 
 import os
 import re
+import urllib.parse
 import uuid
 
 import pytest
@@ -547,3 +548,108 @@ def test_flow_pbm_uuid_is_no_flow_and_binding_targets_come_back_as_the_flow_pk(a
     finally:
         api("DELETE", f"/flows/instances/{name}/")
         api("DELETE", f"/core/groups/{group['pk']}/")
+
+
+# -- the browser side: embedded outpost, authorize, login (lab/sim/authentik_web.py) ---------------
+def _base(api):
+    return api.url[: -len("/api/v3")]
+
+
+def _outpost_sees(api, host, timeout=30):
+    """The embedded outpost reloads its providers on a websocket message: wait until it serves."""
+    import time  # pylint: disable=import-outside-toplevel
+
+    deadline = time.monotonic() + timeout
+    while True:
+        resp = _forward(api, host)
+        if resp.status_code != 404 or time.monotonic() > deadline:
+            return resp
+        time.sleep(1)
+
+
+def _forward(api, host, uri="/private?x=1", cookies=None):
+    return requests.get(_base(api) + "/outpost.goauthentik.io/auth/caddy", allow_redirects=False, timeout=20,
+                        verify=api.verify, cookies=cookies,
+                        headers={"X-Forwarded-Host": host, "X-Forwarded-Proto": "https", "X-Forwarded-Uri": uri,
+                                 "X-Forwarded-Method": "GET"})
+
+
+def test_embedded_outpost_without_a_provider_for_the_host_is_the_core_404(api, name):
+    """
+    internal/web/proxy.go: the server asks the embedded outpost first (ProxyServer.HandleHost,
+    internal/outpost/proxyv2/proxyv2.go); with no application for the host it returns false
+    and the core answers, where /outpost.goauthentik.io/auth/caddy is no URL: an HTML 404
+    (not the standalone outpost's 400 "no app for hostname", handlers.go Handle). This is what
+    a Caddy route with forward auth but no Authentik side answers for every request.
+    """
+    resp = _forward(api, f"{name}.example.com")
+    assert resp.status_code == 404
+    assert "text/html" in resp.headers.get("Content-Type", "")
+
+
+def test_forward_auth_without_a_session_redirects_to_authorize_and_login(api, name):
+    """
+    application/mode_forward.go forwardHandleCaddy -> oauth.go handleAuthStart: 302 to the
+    provider's OAuth2 authorize URL (redirect_uri the outpost callback with the
+    X-authentik-auth-callback signature), a session cookie authentik_proxy_<sha256(client
+    id)[:8]> set (application.go). The authorize view (authentik/policies/views.py
+    PolicyAccessView.handle_no_permission) sends an anonymous browser to
+    /flows/-/default/authentication/?next=<authorize URL>, which redirects to
+    /if/flow/<flow>/ with the same query (flows/views/executor.py ToDefaultFlow); the flow
+    executor starts with the identification stage. hecate_route_auth relies on this shape.
+    """
+    import hashlib  # pylint: disable=import-outside-toplevel
+
+    prov = api("POST", "/providers/proxy/", proxy_provider(api, name, mode="forward_single")).json()
+    app = api("POST", "/core/applications/", {"name": name, "slug": name, "provider": prov["pk"]}).json()
+    found = api("GET", "/outposts/instances/", managed__iexact="goauthentik.io/outposts/embedded").json()
+    outpost = found["results"][0]
+    before = outpost["providers"]
+    api("PATCH", f"/outposts/instances/{outpost['pk']}/", {"providers": before + [prov["pk"]]})
+    try:
+        resp = _outpost_sees(api, f"{name}.example.com")
+        assert resp.status_code == 302, resp.text
+        location = urllib.parse.urlsplit(resp.headers["Location"])
+        assert location.path == "/application/o/authorize/"
+        query = urllib.parse.parse_qs(location.query)
+        assert query["client_id"] == [prov["client_id"]] and query["response_type"] == ["code"]
+        assert query["redirect_uri"] == [
+            f"https://{name}.example.com/outpost.goauthentik.io/callback?X-authentik-auth-callback=true"]
+        cookie = "authentik_proxy_" + hashlib.sha256(prov["client_id"].encode()).hexdigest()[:8]
+        assert cookie in resp.cookies
+        authorize = requests.get(_base(api) + location.path + "?" + location.query, allow_redirects=False,
+                                 timeout=20, verify=api.verify)
+        assert authorize.status_code == 302
+        assert authorize.headers["Location"].startswith("/flows/-/default/authentication/?next=")
+        flow = requests.get(_base(api) + authorize.headers["Location"], allow_redirects=False, timeout=20,
+                            verify=api.verify)
+        assert flow.status_code == 302 and flow.headers["Location"].startswith("/if/flow/")
+        page = urllib.parse.urlsplit(flow.headers["Location"])
+        slug = page.path.split("/")[3]
+        executor = requests.get(f"{api.url}/flows/executor/{slug}/", params={"query": page.query},
+                                timeout=20, verify=api.verify)
+        assert executor.status_code == 200 and executor.json()["component"] == "ak-stage-identification"
+    finally:
+        api("PATCH", f"/outposts/instances/{outpost['pk']}/", {"providers": before})
+        api("DELETE", f"/core/applications/{app['slug']}/")
+        api("DELETE", f"/providers/proxy/{prov['pk']}/")
+
+
+def test_set_icon_url_up_to_2025_10(api, name):
+    """
+    ApplicationViewSet.set_icon_url (authentik/core/api/applications.py; lib/utils/file.py
+    set_file_url: ``meta_icon.name = url``, 200 ``{}``); GET shows it through
+    ``get_meta_icon`` (core/models.py: a name starting with http is returned as it is).
+    From 2026.1 meta_icon is a plain writable field and the action is gone.
+    """
+    app = api("POST", "/core/applications/", {"name": name, "slug": name}).json()
+    try:
+        version = api("GET", "/admin/version/").json()["version_current"]
+        resp = api("POST", f"/core/applications/{name}/set_icon_url/", {"url": "https://icons.example.com/a.svg"})
+        if tuple(int(p) for p in version.split(".")[:2]) >= (2026, 1):
+            assert resp.status_code == 404
+            return
+        assert resp.status_code == 200
+        assert api("GET", f"/core/applications/{name}/").json()["meta_icon"] == "https://icons.example.com/a.svg"
+    finally:
+        api("DELETE", f"/core/applications/{app['slug']}/")

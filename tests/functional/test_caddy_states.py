@@ -42,7 +42,9 @@ def backends():
 def base_caddy_pillar(backends):
     return {
         "server": "hecate",
-        "forward_auth": {"outpost": backends["outpost"].dial},
+        # a stand-in outpost: only the Caddy half here (the Authentik side has its own tests,
+        # tests/functional/test_authentik_route_auth.py)
+        "forward_auth": {"outpost": backends["outpost"].dial, "manage_authentik": False},
         "routes": [
             {
                 "domain": "web.test",

@@ -269,6 +269,12 @@ def test_responses_match_the_vendor_response_schemas(release):
         "name": "px", "external_host": "https://x.example.com", "mode": "forward_single",
         "authorization_flow": flow_pk(sim, "default-provider-authorization-implicit-consent"),
         "invalidation_flow": flow_pk(sim, "default-provider-invalidation-flow")})
+    _, saml = api(client, "POST", "/providers/saml/", {
+        "name": "saml", "acs_url": "https://sp.example.com/acs", "sign_assertion": True,
+        "signing_kp": next(iter(sim.db["certificate"])),
+        "authorization_flow": flow_pk(sim, "default-provider-authorization-implicit-consent"),
+        "invalidation_flow": flow_pk(sim, "default-provider-invalidation-flow")})
+    api(client, "POST", "/core/applications/", {"name": "S", "slug": "s", "provider": saml["pk"]})
     problems = []
     for res in aksim.RESOURCES:
         # the plain application list is policy-filtered: the app bound to g is hidden from

@@ -141,7 +141,8 @@ def test_policy_overrides_and_custom_policies():
 
 def test_full_route_features():
     data = {
-        "forward_auth": {"outpost": "127.0.0.1:9000"},
+        # the Caddy half only (Authentik managed elsewhere): two domains need no forward_domain
+        "forward_auth": {"outpost": "127.0.0.1:9000", "manage_authentik": False},
         "routes": [
             {
                 "domains": ["app.example.com", "www.app.example.com"],

@@ -45,11 +45,14 @@ SERVED = (
     "/stages/user_write/",
     "/stages/user_login/",
     "/crypto/certificatekeypairs/",
+    "/flows/executor/",
+    "/providers/saml/",
+    "/propertymappings/provider/saml/",
 )
 # Sub-resources under the served prefixes that the simulator does not implement.
 SKIP_SUFFIXES = (
     "/used_by/", "/diagram/", "/execute/", "/export/", "/set_background/",
-    "/set_background_url/", "/set_icon/", "/set_icon_url/", "/check_access/",
+    "/set_background_url/", "/set_icon/", "/check_access/",
     "/impersonate/", "/impersonate_end/", "/recovery/", "/recovery_email/", "/me/",
     "/paths/", "/service_account/", "/preview_user/", "/setup_urls/", "/health/",
     "/default_settings/", "/cache_clear/", "/cache_info/", "/import/", "/preview/",
