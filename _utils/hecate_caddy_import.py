@@ -46,7 +46,7 @@ DIRECTIVES = {
     "file_server": ("file_server",),
     "rewrite": ("rewrite", "uri", "try_files", "handle_path", "php_fastcgi"),
     "subroute": ("handle", "route", "handle_path", "php_fastcgi"),
-    "vars": ("vars",),
+    "vars": ("vars", "root"),
     "map": ("map",),
     "authentication": ("basic_auth", "basicauth"),
     "templates": ("templates",),
@@ -240,6 +240,9 @@ class Site:
         extra = sorted(set(route) - {"match", "handle", "terminal", "@id", "group"})
         if route.get("group") or extra:
             self.unsupported(None, f"{self.label}: route settings {extra or ['group']} are not in hecate's route model")
+        if "{http.regexp." in json.dumps(route):
+            self.unsupported(self.block_line(), f"{self.label}: placeholders of a regexp's captures ({{re.*}}) are not "
+                                                "in hecate's route model (its matchers carry no names)")
         for item in self.items():
             try:
                 self.item(item)
@@ -265,22 +268,29 @@ class Site:
             raise Unexpressible(f"a handle/route block ({extra or ['terminal']}) is not in hecate's route model")
         handlers = item.get("handle") or []
         match = item.get("match")
-        kinds = [h.get("handler") for h in handlers]
-        if not match and handlers and set(kinds) <= {"headers", "encode"}:
-            for handler in handlers:
-                self.response_handler(handler)
-            return
-        if len(handlers) != 1:
+        if match and len(handlers) != 1:
+            kinds = [h.get("handler") for h in handlers]
             raise Unexpressible(f"handlers {kinds} together under one matcher are not in hecate's route model")
-        handler = handlers[0]
+        # the adapter puts consecutive directives without a matcher in one entry: one by one
+        for handler in handlers:
+            try:
+                self.handler(handler, match)
+            except Unexpressible as exc:
+                self.unsupported(self.line_of(handler.get("handler")), f"{self.label}: {exc}")
+
+    def handler(self, handler, match):
         kind = handler.get("handler")
-        if kind == "static_response":
+        if kind in ("headers", "encode") and not match:
+            self.response_handler(handler)
+        elif kind == "static_response":
             self.static(handler, match)
         elif kind == "reverse_proxy" and not match and "backend" not in self.spec:
             self.proxy(handler)
-        elif kind == "reverse_proxy" and match:
-            raise Unexpressible("a reverse_proxy for some requests only (with a matcher): a hecate route has "
-                                "one backend for all its requests (make another route)")
+        elif kind == "reverse_proxy":
+            raise Unexpressible("a second reverse_proxy, or one for some requests only (with a matcher): a "
+                                "hecate route has one backend for all its requests (make another route)")
+        elif kind in ("headers", "encode"):
+            raise Unexpressible(f"{kind} for some requests only (with a matcher) is not in hecate's policies")
         else:
             raise Unexpressible(f"the {kind} handler ({', '.join(DIRECTIVES.get(kind, (kind,)))}) is not in "
                                 "hecate's route model")

@@ -28,19 +28,20 @@ class Token:
 def tokens(text):
     """The tokens of a Caddyfile text, each with the line it starts on."""
     out = []
-    i, n, line = 0, len(text), 1
+    i, n, line, skipped = 0, len(text), 1, 0
     if text.startswith("\ufeff"):
         i = 1
     while i < n:
         ch = text[i]
         if ch == "\n":
-            line += 1
+            line += 1 + skipped
+            skipped = 0
             i += 1
         elif ch.isspace():
             i += 1
-        elif ch == "\\" and i + 1 < n and text[i + 1] == "\n":  # escaped newline: same directive
+        elif ch == "\\" and i + 1 < n and text[i + 1] == "\n":  # escaped newline: same line for Caddy
             i += 2
-            line += 1
+            skipped += 1
         elif ch == "#":
             while i < n and text[i] != "\n":
                 i += 1
@@ -93,6 +94,11 @@ def _show(tok):
     return '"' + tok.text.replace('"', '\\"') + '"' if "\n" not in tok.text else '"..."'
 
 
+def _end_line(tok):
+    """The line a token ends on (a quoted one may hold newlines)."""
+    return tok.line + (tok.text.count("\n") if tok.quoted else 0)
+
+
 def _body(toks, i):
     """Directives from ``toks[i]`` up to the matching ``}`` (or the end): ``(directives, next i)``."""
     out = []
@@ -102,7 +108,7 @@ def _body(toks, i):
         if tok.is_("}"):
             return out, i + 1
         j = i + 1
-        while j < n and toks[j].line == tok.line and not toks[j].is_("}"):
+        while j < n and toks[j].line == _end_line(toks[j - 1]) and not toks[j].is_("}"):
             j += 1
         line_toks = toks[i:j]
         if len(line_toks) > 1 and line_toks[-1].is_("{"):

@@ -225,10 +225,16 @@ def test_preview_apply_converge_and_serve(loaders, fresh, backend, log_dir):
     assert proxy["transport"] == {"protocol": "http", "dial_timeout": 2_000_000_000,
                                   "response_header_timeout": 10_000_000_000}
     # the access log has this site's requests, and only them
-    assert ch.wait_for(lambda: os.path.exists(os.path.join(log_dir, "app.log"))
-                       and "/hello" in open(os.path.join(log_dir, "app.log"), encoding="utf-8").read())
-    with open(os.path.join(log_dir, "app.log"), encoding="utf-8") as fh:
-        entries = [json.loads(line) for line in fh if line.strip()]
+    log_file = os.path.join(log_dir, "app.log")
+
+    def logged():
+        if not os.path.exists(log_file):
+            return []
+        with open(log_file, encoding="utf-8") as fh:
+            return [json.loads(line) for line in fh if line.strip()]
+
+    assert ch.wait_for(lambda: any(e["request"]["uri"] == "/hello" for e in logged()))
+    entries = logged()
     assert {e["request"]["host"] for e in entries} == {"fields.test"}
     assert {e["logger"] for e in entries} == {"http.log.access.hecate.app.0"}
 
