@@ -546,8 +546,10 @@ def import_caddyfile(path=None, text=None, env=None, adapt_on=None, caddy_binary
         The Caddyfile, read on the master; when the master has no such file and ``env`` is
         given, it is read on the environment's edge (``file.read``).
     text
-        The Caddyfile itself. Pass ``--no-parse=text``, or Salt parses the argument as YAML
-        and may fold its lines.
+        The Caddyfile itself, from an orchestration (``salt.runner``) or the Python API
+        (``RunnerClient``). Not on the command line: Salt does not split ``key=value`` when
+        the value has a line break (``salt.utils.args.parse_input``), so a multi-line
+        ``text=`` would arrive as ``path`` (the runner refuses it); use ``path=``.
     env
         The environment whose edge (a member of role ``hecate-edge``) adapts the Caddyfile
         with its Caddy (``caddy.adapt``, the admin API's ``/adapt``) when the master has no
@@ -563,11 +565,17 @@ def import_caddyfile(path=None, text=None, env=None, adapt_on=None, caddy_binary
 
         salt-run hecate.import_caddyfile path=/etc/caddy/Caddyfile
         salt-run hecate.import_caddyfile path=/etc/caddy/Caddyfile env=prod adapt_on=edge
-        salt-run hecate.import_caddyfile text="$(cat Caddyfile)" --no-parse=text --out=yaml
+        salt-run hecate.import_caddyfile path=/etc/caddy/Caddyfile --out=json | jq -r .pillar
     """
     try:
         if (path is None) == (text is None):
             raise salt.exceptions.SaltInvocationError("give the Caddyfile as path=<file> or text=<Caddyfile>")
+        if isinstance(path, str) and (path.startswith("text=") or "\n" in path):
+            raise salt.exceptions.SaltInvocationError(
+                "Salt's command line passes an argument with a line break as a positional one (it does not "
+                "split key=value then): give the Caddyfile as path=<file>; text= is for orchestrations "
+                "(salt.runner) and the Python API"
+            )
         if adapt_on not in (None, "master", "edge"):
             raise salt.exceptions.SaltInvocationError(f"adapt_on must be master or edge, not {adapt_on!r}")
         local_path, source = None, "text"
