@@ -250,6 +250,12 @@ class Site:
                 kinds = [h.get("handler") for h in item.get("handle") or []]
                 where = self.line_of(kinds[0] if kinds else "")
                 self.unsupported(where, f"{self.label}: {exc}")
+        if "backend" in self.spec and self.catches_all():
+            for key in ("backend",) + hecate_caddy_routes.PROXY_KEYS:
+                self.spec.pop(key, None)
+            _, where = self.lines.find(("reverse_proxy",))
+            self.unsupported(where, f"{self.label}: this reverse_proxy never ran: a respond or redir before it "
+                                    "answers every request (left out)")
         if "backend" not in self.spec and not self.catches_all():
             self.unsupported(self.block_line(), f"{self.label}: no reverse_proxy and no respond/redir for every "
                                                 "request: hecate's route needs a backend or an answer of its own")

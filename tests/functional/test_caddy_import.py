@@ -303,3 +303,14 @@ def test_a_caddyfile_caddy_refuses_is_an_error(tmp_path):
     config, warnings = imp.adapt_with_binary(binary, "a.example {\n    reverse_proxy x:1\n}\n")
     assert config["apps"]["http"]["servers"]["srv0"]["routes"]
     assert len(warnings) == 1 and warnings[0].startswith("line ") and "input is not formatted" in warnings[0]
+
+
+def test_a_proxy_caddy_never_reached_is_left_out_and_said(tmp_path):
+    text = "old.example {\n\tredir https://new.example{uri}\n\treverse_proxy 10.0.0.1:80\n}\n"
+    result = run(text, tmp_path)
+    (route,) = pillar_of(result)["routes"]
+    assert "backend" not in route and route["redirect"] == {"to": "https://new.example{http.request.uri}",
+                                                             "status": "temporary"}
+    (item,) = result["unsupported"]
+    assert item["line"] == 3 and "never ran" in item["why"]
+    assert by_domain(pillar_of(result)) != {}  # valid for hecate: it builds
