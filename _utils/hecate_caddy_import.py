@@ -836,14 +836,6 @@ def render(result):
     return "\n".join(line for line in out if line) + "\n"
 
 
-def routes_of(result):
-    """The pillar block with its routes, as data."""
-    caddy = dict(result["caddy"])
-    caddy["routes"] = [s.pillar for s in sorted(result["sites"], key=lambda s: s.block.line
-                                                 if s.block is not None else 10**9)]
-    return caddy
-
-
 def caddy_binary(configured=None):
     """The ``caddy`` binary to adapt with on this host: ``configured``, PATH, or next to Python."""
     for candidate in (configured, shutil.which("caddy"), os.path.join(os.path.dirname(sys.executable), "caddy")):
