@@ -29,6 +29,7 @@ import salt.exceptions
 
 import hecate_caddy_apply
 import hecate_caddy_client
+import hecate_caddy_logs
 import hecate_caddy_routes
 import hecate_clients
 import hecate_config
@@ -354,6 +355,7 @@ def drift(server=None):
         test=True,
         store=_store(),  # read only (test=True): to tell routes Caddy lost from new ones
         listen=data.get("listen"),
+        extra=lambda config: hecate_caddy_logs.plan(config, server, built),
     )
     ret = {"server": server, "in_sync": not out["changes"], "changes": out["changes"]}
     notes = list(out["notes"]) + (discovery.lines() if discovery is not None else []) + list(left_out)

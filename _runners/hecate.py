@@ -14,6 +14,7 @@ hecate runner: operations across all systems, run on the master.
 - ``sync_routes``: the routes alone (DNS records and Caddy routes, pillar and Consul) on
   the edges, e.g. from a Consul watch or a Salt reactor when services change.
 - ``route``: one route end to end, one row per aspect.
+- ``import_caddyfile``: a hand-made Caddyfile as hecate's pillar, with what it cannot express.
 
 ``validate`` and ``status`` also say who belongs to the environment (``members``, from pillar
 ``hecate:members``) and which minions claim a role by their grains without being listed
@@ -38,6 +39,7 @@ import salt.client
 import salt.exceptions
 import salt.runner
 
+import hecate_caddy_import
 import hecate_caddy_routes
 import hecate_clients
 import hecate_config
@@ -927,3 +929,123 @@ def _route_certificate(env, pillar, domain):
         else:
             parts.append(f"{minion}: {entry.get('problem')}")
     return row("certificate", ok, "; ".join(parts) or "no edge answered", edges=detail)
+
+
+# -- migration from a Caddyfile -------------------------------------------------------------------
+def import_caddyfile(path=None, text=None, env=None, adapt_on=None, caddy_binary=None):
+    """
+    A hand-made Caddyfile as pillar YAML for ``hecate:reverse_proxy:caddy`` (``pillar``),
+    with what hecate's route model cannot express (``unsupported``) and where the pillar
+    deliberately does not do what the Caddyfile did (``corrected``), each with its Caddyfile
+    line. Nothing is written anywhere: review the YAML, put it in your pillar, then remove
+    each site block from the Caddyfile before hecate serves its domain (docs: "Migrating a
+    Caddyfile").
+
+    The Caddyfile is read by Caddy's own adapter (``caddy adapt``), then mapped.
+
+    path
+        The Caddyfile, read on the master; when the master has no such file and ``env`` is
+        given, it is read on the environment's edge (``file.read``).
+    text
+        The Caddyfile itself, from an orchestration (``salt.runner``) or the Python API
+        (``RunnerClient``). Not on the command line: Salt does not split ``key=value`` when
+        the value has a line break (``salt.utils.args.parse_input``), so a multi-line
+        ``text=`` would arrive as ``path`` (the runner refuses it); use ``path=``.
+    env
+        The environment whose edge (a member of role ``hecate-edge``) adapts the Caddyfile
+        with its Caddy (``caddy.adapt``, the admin API's ``/adapt``) when the master has no
+        ``caddy`` binary, and reads ``path`` when the master has no such file.
+    adapt_on
+        ``master``: ``caddy adapt`` run here (``caddy_binary``, else ``caddy`` on the PATH or
+        next to Salt's Python); ``edge``: ``caddy.adapt`` on the edge of ``env``. Default:
+        the master when it has a binary, else the edge.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run hecate.import_caddyfile path=/etc/caddy/Caddyfile
+        salt-run hecate.import_caddyfile path=/etc/caddy/Caddyfile env=prod adapt_on=edge
+        salt-run hecate.import_caddyfile path=/etc/caddy/Caddyfile --out=json | jq -r .pillar
+    """
+    try:
+        if (path is None) == (text is None):
+            raise salt.exceptions.SaltInvocationError("give the Caddyfile as path=<file> or text=<Caddyfile>")
+        if isinstance(path, str) and (path.startswith("text=") or "\n" in path):
+            raise salt.exceptions.SaltInvocationError(
+                "Salt's command line passes an argument with a line break as a positional one (it does not "
+                "split key=value then): give the Caddyfile as path=<file>; text= is for orchestrations "
+                "(salt.runner) and the Python API"
+            )
+        if adapt_on not in (None, "master", "edge"):
+            raise salt.exceptions.SaltInvocationError(f"adapt_on must be master or edge, not {adapt_on!r}")
+        local_path, source = None, "text"
+        if path is not None:
+            text, local_path, source = _read_caddyfile(str(path), env)
+        binary = hecate_caddy_import.caddy_binary(caddy_binary) if adapt_on != "edge" else None
+        if adapt_on == "master" and binary is None:
+            raise salt.exceptions.CommandExecutionError(
+                "no caddy binary on the master (PATH, next to Salt's Python, or caddy_binary=); "
+                "give env=<env> adapt_on=edge to adapt with the edge's Caddy"
+            )
+        if binary is not None:
+            adapted, warnings = hecate_caddy_import.adapt_with_binary(binary, text, local_path)
+            adapted_on = f"master ({binary})"
+        else:
+            adapted, warnings, adapted_on = _adapt_on_edge(env, text)
+        result = hecate_caddy_import.convert(adapted, text, warnings)
+    except (salt.exceptions.CommandExecutionError, salt.exceptions.SaltInvocationError) as exc:
+        return _failed(env, exc)
+    return _finish({
+        "result": True,
+        "source": source,
+        "adapted_on": adapted_on,
+        "routes": len(result["sites"]),
+        "pillar": hecate_caddy_import.render(result),
+        "unsupported": result["unsupported"],
+        "corrected": result["corrected"],
+        "warnings": result["warnings"],
+    })
+
+
+def _read_caddyfile(path, env):
+    """``(text, path on the master or None, source)``: the master's file, else the edge's."""
+    if os.path.isfile(path):
+        try:
+            with open(path, encoding="utf-8") as fh:
+                return fh.read(), path, f"master:{path}"
+        except (OSError, UnicodeDecodeError) as exc:
+            raise salt.exceptions.CommandExecutionError(f"cannot read {path} on the master: {exc}") from None
+    if not env:
+        raise salt.exceptions.CommandExecutionError(
+            f"{path} is not a file on the master; give env=<env> to read it on the environment's edge"
+        )
+    exists = _call(env, "hecate-edge", "file.file_exists", [path]) or {}
+    for minion in sorted(m for m, found in exists.items() if found is True):
+        got = _call(env, "hecate-edge", "file.read", [path]).get(minion)
+        if isinstance(got, str):
+            return got, None, f"{minion}:{path}"
+    raise salt.exceptions.CommandExecutionError(
+        f"{path} is neither on the master nor on an edge of environment '{env}' "
+        f"({', '.join(sorted(exists)) or 'no member of role hecate-edge answered'})"
+    )
+
+
+def _adapt_on_edge(env, text):
+    """``(config, warnings, where)`` from ``caddy.adapt`` on the first edge of ``env`` that answers."""
+    if not env:
+        raise salt.exceptions.CommandExecutionError(
+            "no caddy binary on the master: give env=<env> to adapt with the edge's Caddy "
+            "(caddy.adapt), or caddy_binary=<path>"
+        )
+    answers = _call(env, "hecate-edge", "caddy.adapt", kwarg={"caddyfile": text}) or {}
+    problems = []
+    for minion in sorted(answers):
+        got = answers[minion]
+        if isinstance(got, dict) and isinstance(got.get("result"), dict):
+            return got["result"], hecate_caddy_import.edge_warnings(got.get("warnings")), f"edge {minion}"
+        problems.append(f"{minion}: {got}")
+    raise salt.exceptions.CommandExecutionError(
+        "caddy.adapt on the edge gave no config: " + ("; ".join(problems) or
+                                                      f"no member of role hecate-edge in '{env}' answered")
+    )

@@ -45,6 +45,10 @@ ROUTE_FIELDS = (
     "load_balancing",
     "forward_auth",
     "policies",
+    "redirect",
+    "respond",
+    "dial_timeout",
+    "response_header_timeout",
 )
 
 
@@ -74,7 +78,9 @@ def present(name, server=None, index=None, retries=3, **kwargs):
         As for a pillar route: ``domain``/``domains``, ``backend``/``upstream``,
         ``tls_skip_verify``, ``tls_server_name``, ``headers``, ``health_checks``,
         ``load_balancing``, ``forward_auth``, ``policies`` (default: the pillar's
-        ``default_policies``).
+        ``default_policies``), ``redirect``, ``respond``, ``dial_timeout``,
+        ``response_header_timeout``. Not ``access_log``: access logs live outside the
+        routes, with the pillar route set (``caddy_routes.managed``).
     server
         Caddy server (default: pillar ``hecate:reverse_proxy:caddy:server``).
     index
@@ -93,7 +99,9 @@ def present(name, server=None, index=None, retries=3, **kwargs):
             "name": name,
             "result": False,
             "changes": {},
-            "comment": f"caddy_route.present: unknown argument(s): {', '.join(unknown)}",
+            "comment": f"caddy_route.present: unknown argument(s): {', '.join(unknown)}"
+            + ("; access_log is for pillar routes (caddy_routes.managed): access logs live outside "
+               "a server's routes" if "access_log" in unknown else ""),
         }
     spec = {k: v for k, v in kwargs.items() if k in ROUTE_FIELDS and v is not None}
     spec["name"] = name

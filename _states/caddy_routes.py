@@ -22,10 +22,15 @@ A protected route (``auth`` or ``forward_auth``) is switched to forward auth onl
 Authentik side is in place (``hecate_route_auth.readiness``: provider, application,
 outpost); otherwise it stays as Caddy has it (or is not added) and the state fails naming
 it, so that Caddy never asks the outpost about a host the outpost cannot answer for.
+Routes with ``access_log`` also get their loggers (``logging.logs.hecate.<route>.<n>``) and
+the server's ``logs.logger_names`` (``hecate_caddy_logs``); when those change, the one
+guarded write covers the common ancestor of what changed (the whole config when the logging
+app changes), and the snapshot holds it.
 """
 
 import hecate_caddy_apply
 import hecate_caddy_client
+import hecate_caddy_logs
 import hecate_caddy_routes
 import hecate_clients
 import hecate_config
@@ -46,6 +51,10 @@ def _count(changes):
     for key in ("added", "removed", "changed"):
         if changes.get(key):
             parts.append(f"{len(changes[key])} {key}")
+    if changes.get("access_logs"):
+        parts.append(f"{len(changes['access_logs'])} access log(s)")
+    elif "access_log_settings" in changes:
+        parts.append("access log settings")
     if "order" in changes:
         parts.append("reordered")
     if "server" in changes:
@@ -116,6 +125,7 @@ def managed(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_
         listen=data.get("listen"),
         run_id=str((__pillar__.get("hecate_run") or {}).get("id") or "") or None,
         base=pillar_key,
+        extra=lambda config: hecate_caddy_logs.plan(config, server, desired),
     )
     changes = out["changes"]
     where = f"Caddy server '{server}'"

@@ -5,6 +5,8 @@ replaced, and the rollback that restores snapshots only where the live value is 
 hecate wrote. The route set itself comes from ``hecate_caddy_routes``.
 """
 
+import copy
+import os
 import re
 
 import salt.exceptions
@@ -169,11 +171,53 @@ def lost_routes_note(store, server, live):
     )
 
 
+def _put(obj, rel, value):
+    """``obj`` with ``value`` at the relative path ``rel`` (None removes the key)."""
+    if not rel:
+        return value
+    obj = obj if isinstance(obj, dict) else {}
+    cur = obj
+    for part in rel[:-1]:
+        if not isinstance(cur.get(part), dict):
+            cur[part] = {}
+        cur = cur[part]
+    if value is None:
+        cur.pop(rel[-1], None)
+    else:
+        cur[rel[-1]] = value
+    return obj
+
+
+def one_write(config, edits):
+    """
+    ``(path, before, value)`` of ONE write that makes every edit (``{path: value}``, value
+    None removes the key): at the deepest existing common ancestor of the edited keys, so
+    one ``If-Match`` guards them all (the root ``/config/`` when they share nothing).
+    """
+    paths = sorted(edits, key=len)
+    if len(paths) == 1 and edits[paths[0]] is not None and hecate_caddy_client.traverse(config, paths[0]) is not None:
+        at = tuple(paths[0])
+    else:
+        at = tuple(os.path.commonprefix([tuple(p[:-1]) for p in paths]))
+    while at and hecate_caddy_client.traverse(config, at) is None:
+        at = at[:-1]
+    before = hecate_caddy_client.traverse(config, at)
+    value = copy.deepcopy(before)
+    for path in paths:
+        value = _put(value, tuple(path[len(at):]), copy.deepcopy(edits[path]))
+    return at, before, value
+
+
 def apply(admin, server, compute, test, store=None, retries=3, listen=None, run_id=None,
-          base=hecate_caddy_routes.PILLAR_PATH):
+          base=hecate_caddy_routes.PILLAR_PATH, extra=None):
     """
     Read the whole config with its ETag, ``compute(live_routes) -> (new_routes, changes)``,
     and write the server's new routes array in ONE request guarded by ``If-Match``.
+
+    ``extra(config) -> (edits, changes)`` adds edits outside the routes array (``{path:
+    value}``: the access logs, :func:`hecate_caddy_logs.plan`); then the one write goes to the
+    deepest common ancestor of everything that changes (:func:`one_write`), still one request
+    guarded by the same ETag, and its snapshot holds that ancestor.
 
     On 412 (the config changed meanwhile) read again, recompute and retry, at most
     ``retries`` more times; then raise. Before writing, the previous value is saved in
@@ -222,6 +266,9 @@ def apply(admin, server, compute, test, store=None, retries=3, listen=None, run_
             new_routes, changes = compute(live or [])
         except hecate_caddy_routes.ShadowedRoutes as exc:
             raise exc.on(server) from None
+        edits, more = extra(config) if extra is not None else ({}, {})
+        if more:
+            changes = dict(changes, **more)
         if server_obj is not None and ((config.get("admin") or {}).get("config") or {}).get("persist") is False:
             notes.append("Caddy's admin.config.persist is false: API changes are lost when Caddy restarts")
         lost = lost_routes_note(store, server, live) if attempt == 1 else None
@@ -247,7 +294,15 @@ def apply(admin, server, compute, test, store=None, retries=3, listen=None, run_
                 f"endpoint on every config change: someone else is changing Caddy); nothing was "
                 f"written - try again when they are done"
             )
-        if server_obj is None:
+        if edits:
+            edits = dict(edits)
+            if server_obj is None:
+                edits[parts] = {"listen": list(listen), "routes": new_routes}
+            elif new_routes != (live or []) or "routes" not in server_obj:
+                edits[parts + ("routes",)] = new_routes
+            path, before, value = one_write(config, edits)
+            method = "PATCH"
+        elif server_obj is None:
             # create the server at the deepest key that exists (never rewrite the admin block)
             if not isinstance(config, dict):
                 raise salt.exceptions.CommandExecutionError(

@@ -36,6 +36,8 @@ import re
 
 import salt.exceptions
 
+import hecate_caddy_logs
+import hecate_caddy_responses
 import hecate_config
 import hecate_route_auth
 import hecate_state
@@ -480,6 +482,41 @@ def _forward_auth_routes(settings, route_fa, where, errors):
     return [{"match": [{"path": [OUTPOST_PATH]}], "handle": [copy.deepcopy(base)]}, {"handle": [auth]}]
 
 
+TIMEOUT_KEYS = ("dial_timeout", "response_header_timeout")
+PROXY_KEYS = ("tls_skip_verify", "tls_server_name", "headers", "load_balancing", "health_checks") + TIMEOUT_KEYS
+
+
+def _timeouts(spec, where, errors):
+    """The route's transport timeouts, as ``caddy adapt`` writes them (integer nanoseconds)."""
+    out = {}
+    for key in TIMEOUT_KEYS:
+        if spec.get(key) is None:
+            continue
+        try:
+            value = parse_duration(spec[key])
+            if value <= 0:
+                raise ValueError(f"{spec[key]!r} must be more than 0")
+        except ValueError as exc:
+            errors.append((f"{where}:{key}", str(exc)))
+            continue
+        out[key] = value
+    return out
+
+
+def _answers_all(spec, redirects, responds, where, errors):
+    """Which entry answers every request of the route ("" when none); what follows never runs."""
+    hecate_caddy_responses.unreachable(redirects, where, "redirect", errors)
+    hecate_caddy_responses.unreachable(responds, where, "respond", errors)
+    if any(catches_all for _, catches_all in redirects):
+        for key in ("respond", "forward_auth"):
+            if spec.get(key):
+                errors.append((f"{where}:{key}", "never used: the redirect answers every request"))
+        return "its redirect"
+    if any(catches_all for _, catches_all in responds):
+        return "its respond entry"
+    return ""
+
+
 # -- the model -----------------------------------------------------------------------------------
 class Route:
     """
@@ -487,13 +524,14 @@ class Route:
     ``auth`` (its :class:`hecate_route_auth.RouteAuth` when it is protected, else None).
     """
 
-    def __init__(self, name, route_id, domains, json_, where, auth=None):
+    def __init__(self, name, route_id, domains, json_, where, auth=None, loggers=()):
         self.name = name
         self.id = route_id
         self.domains = domains
         self.json = json_
         self.where = where
         self.auth = auth
+        self.loggers = list(loggers)  # [(name, logger JSON)]: its access logs (hecate_caddy_logs)
 
     @property
     def wildcard(self):
@@ -547,12 +585,21 @@ def build_route(spec, where, data, resolve_service=None, id_prefix=ID_PREFIX, er
             own.append((f"{where}:domain", f"{dom!r} is not a valid domain"))
     if len(set(domains)) != len(domains):
         own.append((f"{where}:domains", "lists a domain twice"))
+    # answers of its own (hecate_caddy_responses): a site that only redirects needs no upstream
+    redirects = hecate_caddy_responses.redirect_items(spec.get("redirect"), where, own, _matcher)
+    responds = hecate_caddy_responses.respond_items(spec.get("respond"), where, own, _matcher)
+    answers_all = _answers_all(spec, redirects, responds, where, own)
     # upstreams
     upstreams, scheme = [], None
     backend, upstream = spec.get("backend"), spec.get("upstream")
     consul_pending = False
-    if backend is not None and upstream is not None:
+    if answers_all and (backend is not None or upstream is not None):
+        own.append((f"{where}:{'backend' if backend is not None else 'upstream'}",
+                    f"never used: {answers_all} answers every request"))
+    elif backend is not None and upstream is not None:
         own.append((f"{where}:upstream", "set either backend or upstream, not both"))
+    elif answers_all:
+        pass
     elif backend is None and upstream is None:
         own.append(
             (
@@ -606,6 +653,13 @@ def build_route(spec, where, data, resolve_service=None, id_prefix=ID_PREFIX, er
     # proxy handler
     proxy = {"handler": "reverse_proxy", "upstreams": [{"dial": d} for d in upstreams]}
     transport = _transport(scheme, spec.get("tls_skip_verify"), spec.get("tls_server_name"))
+    timeouts = _timeouts(spec, where, own)
+    for key in PROXY_KEYS if answers_all else ():
+        if spec.get(key) not in (None, False, {}):
+            own.append((f"{where}:{key}",
+                        f"only applies to a route with a backend ({answers_all} answers every request)"))
+    if timeouts:
+        transport = dict(transport or {"protocol": "http"}, **timeouts)
     if transport:
         proxy["transport"] = transport
     headers = spec.get("headers") or {}
@@ -647,6 +701,7 @@ def build_route(spec, where, data, resolve_service=None, id_prefix=ID_PREFIX, er
         if hc:
             proxy["health_checks"] = hc
     # policies
+    loggers = hecate_caddy_logs.loggers(spec, name, where, own) if name else []
     cache = cache or PolicyCache(data)
     wanted = spec.get("policies")
     if wanted is None:
@@ -657,6 +712,8 @@ def build_route(spec, where, data, resolve_service=None, id_prefix=ID_PREFIX, er
             own.append((f"{where}:policies", f"unknown policy {pname!r} (have: {', '.join(sorted(cache.policies))})"))
             continue
         sub.extend(cache.routes(pname, errors))
+    # the Caddyfile's directive order: redir, forward_auth, respond, reverse_proxy
+    sub.extend(item for item, _ in redirects)
     fa = spec.get("forward_auth")
     auth = None
     # pillar routes only: an ad-hoc route (caddy_route.present) gets the Caddy half alone
@@ -666,7 +723,9 @@ def build_route(spec, where, data, resolve_service=None, id_prefix=ID_PREFIX, er
         own.extend(auth_errors)
     if hecate_route_auth.protected(spec):
         sub.extend(_forward_auth_routes(data.get("forward_auth") or {}, fa, where, own))
-    sub.append({"handle": [proxy]})
+    sub.extend(item for item, _ in responds)
+    if not answers_all:
+        sub.append({"handle": [proxy]})
     if own:
         errors.extend((path, f"{label}: {msg}") for path, msg in own)
         return None
@@ -679,7 +738,7 @@ def build_route(spec, where, data, resolve_service=None, id_prefix=ID_PREFIX, er
         "handle": [{"handler": "subroute", "routes": sub}],
         "terminal": True,
     }
-    return Route(name, route_id, domains, route, where, auth=auth)
+    return Route(name, route_id, domains, route, where, auth=auth, loggers=loggers)
 
 
 def route_auths(data, base=PILLAR_PATH):
@@ -726,7 +785,8 @@ def hold(desired, held, live):
         if route.name not in held:
             out.append(route)
         elif route.id in live_by_id:
-            out.append(Route(route.name, route.id, route.domains, live_by_id[route.id], route.where))
+            out.append(Route(route.name, route.id, route.domains, live_by_id[route.id], route.where,
+                             auth=route.auth, loggers=route.loggers))
     return out
 
 
@@ -852,7 +912,14 @@ def describe(route):
             if not isinstance(handler, dict):
                 continue
             kind = handler.get("handler")
-            if kind == "static_response" and handler.get("abort"):
+            if kind == "static_response" and (handler.get("headers") or {}).get("Location"):
+                view.setdefault("redirect", []).append(
+                    {"to": handler["headers"]["Location"], "status": handler.get("status_code"),
+                     "match": match or "(all requests)"})
+            elif kind == "static_response" and ("body" in handler or handler.get("close")):
+                entry = {k: handler[k] for k in ("status_code", "body", "close") if k in handler}
+                view.setdefault("respond", []).append(dict(entry, match=match or "(all requests)"))
+            elif kind == "static_response" and handler.get("abort"):
                 view.setdefault("abort", []).extend(match or ["(all requests)"])
             elif kind == "static_response":
                 view.setdefault(f"respond {handler.get('status_code', 200)}", []).extend(match or ["(all requests)"])
@@ -913,6 +980,8 @@ def summary(route):
             for sub in handler.get("routes") or []:
                 if isinstance(sub, dict) and sub.get("match") != [{"path": [OUTPOST_PATH]}]:
                     stack.extend(sub.get("handle") or [])
+                if isinstance(sub, dict) and not sub.get("match"):
+                    out.update(_answer_summary(sub.get("handle")))
         elif handler.get("handler") == "reverse_proxy":
             if handler.get("rewrite"):
                 out["forward_auth"] = _dials(handler)
@@ -922,6 +991,17 @@ def summary(route):
                 if tls is not None:
                     out["tls"] = tls
     return out
+
+
+def _answer_summary(handlers):
+    """``redirect``/``respond`` of a route that answers every request itself (for reports)."""
+    for handler in handlers if isinstance(handlers, list) else []:
+        if isinstance(handler, dict) and handler.get("handler") == "static_response":
+            location = (handler.get("headers") or {}).get("Location")
+            if location:
+                return {"redirect": {"to": location[0], "status": handler.get("status_code", 200)}}
+            return {"respond": "abort" if handler.get("abort") else handler.get("status_code", 200)}
+    return {}
 
 
 def route_diff(old, new):

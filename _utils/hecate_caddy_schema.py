@@ -75,6 +75,127 @@ _POLICY = {
                    "description": "Response compressions offered."},
     },
 }
+# -- answers of a route's own, timeouts, access logs (hecate_caddy_responses, hecate_caddy_logs) ----
+_ENTRY_MATCH = {
+    "path": {
+        "type": "string",
+        "pattern": "^[/*]",
+        "description": "Only requests whose path matches this pattern (Caddy's path matcher, e.g. /health or /old/*).",
+    },
+    "match": {
+        "description": (
+            "Only requests this matcher (as in a policy: headers, header_regexp, paths, path_regexp, query, "
+            "methods, remote_ip; keys all must match) or one of this list of matchers matches. Without path "
+            "or match the entry answers every request of the route."
+        ),
+        "oneOf": [_matcher("answered by this entry"),
+                  {"type": "array", "minItems": 1, "items": _matcher("answered by this entry")}],
+    },
+}
+_REDIRECT = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["to"],
+    "description": "One redirect (the Caddyfile's redir).",
+    "properties": {
+        "to": {
+            "type": "string",
+            "minLength": 1,
+            "description": (
+                "Where to: a URL or a path; Caddyfile shorthands such as {uri} and {host} are expanded as "
+                "caddy adapt does (https://example.com{uri} keeps the path and query)."
+            ),
+        },
+        "status": {
+            "oneOf": [{"type": "integer", "minimum": 300, "maximum": 308}, {"enum": ["permanent", "temporary"]}],
+            "description": "3xx status; permanent is 301, temporary (the default, as in Caddy) 302.",
+        },
+        **_ENTRY_MATCH,
+    },
+}
+_RESPOND = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "One static response (the Caddyfile's respond, or abort).",
+    "properties": {
+        "status": {
+            "type": "integer",
+            "minimum": 100,
+            "maximum": 599,
+            "description": "HTTP status (Caddy's default: 200).",
+        },
+        "body": {
+            "type": "string",
+            "description": "Response body; Caddyfile shorthands such as {host} are expanded.",
+        },
+        "close": {"type": "boolean", "description": "Close the connection after the response."},
+        "abort": {
+            "type": "boolean",
+            "description": "Close the connection without any response (the Caddyfile's abort); no status or body.",
+        },
+        **_ENTRY_MATCH,
+    },
+}
+_ACCESS_LOG = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "One access log of the route's domains (the Caddyfile's per-site log).",
+    "properties": {
+        "file": {
+            "type": "string",
+            "pattern": "^/",
+            "description": "Write the log to this file (absolute path; Caddy's log rolling defaults apply).",
+        },
+        "output": {
+            "enum": ["stderr", "stdout", "discard"],
+            "description": "Write the log to this stream instead of a file (default: stderr).",
+        },
+        "format": {"enum": ["json", "console"], "description": "Encoder (Caddy's default: json when not a terminal)."},
+        "level": {
+            "enum": ["DEBUG", "INFO", "WARN", "ERROR"],
+            "description": "Minimum level (Caddy's default: INFO; access entries of 5xx answers are ERROR).",
+        },
+    },
+}
+_ROUTE_EXTRA = {
+    "redirect": {
+        "description": (
+            "Redirects this route answers itself, before forward auth (a mapping or a list; entries run in "
+            "order). A redirect without path or match answers every request: the route then needs no backend."
+        ),
+        "oneOf": [_REDIRECT, {"type": "array", "minItems": 1, "items": _REDIRECT}],
+    },
+    "respond": {
+        "description": (
+            "Static responses this route answers itself, after forward auth and before the backend (a mapping "
+            "or a list; entries run in order), e.g. a health endpoint. One without path or match answers "
+            "every request: the route then needs no backend."
+        ),
+        "oneOf": [_RESPOND, {"type": "array", "minItems": 1, "items": _RESPOND}],
+    },
+    "dial_timeout": {
+        "type": ["string", "integer"],
+        "description": (
+            "How long to wait for the connection to the backend (Caddy's transport dial_timeout: a duration "
+            "such as 5s, or nanoseconds; Caddy's default: 3s)."
+        ),
+    },
+    "response_header_timeout": {
+        "type": ["string", "integer"],
+        "description": (
+            "How long to wait for the backend's response headers once the request is sent (Caddy's transport "
+            "response_header_timeout: a duration such as 30s, or nanoseconds; Caddy's default: no limit)."
+        ),
+    },
+    "access_log": {
+        "description": (
+            "Access logs of the route's domains: true (Caddy's defaults), a mapping or a list of them. hecate "
+            "writes one logger per entry, logging.logs.hecate.<route>.<n>, and maps the domains to it in the "
+            "server's logs.logger_names (Caddy 2.10 or newer)."
+        ),
+        "oneOf": [{"type": "boolean"}, _ACCESS_LOG, {"type": "array", "minItems": 1, "items": _ACCESS_LOG}],
+    },
+}
 _ROUTE = {
     "type": "object",
     "additionalProperties": False,
@@ -186,6 +307,7 @@ _ROUTE = {
         # the Authentik side of a protected route (hecate_route_auth); implies forward_auth
         "auth": hecate_route_auth.AUTH_SCHEMA,
         "policies": _d(_STRS, "Policies applied to the route, in order; absent: default_policies; [] for none."),
+        **_ROUTE_EXTRA,
     },
 }
 CADDY_SCHEMA = {
