@@ -61,7 +61,7 @@ def main(argv):
     checks = 3 if args.smoke else args.checks
     print(f"Nomad simulator, hecate_nomad_client; {common.machine()}")
     with tempfile.TemporaryDirectory() as workdir:
-        sim = SimHandle("nomad", workdir, {"time_scale": 0.01}).start()
+        sim = SimHandle("nomad", workdir, {"time_scale": 0.01, "consul_version": "1.22.0"}).start()
         try:
             client = hn.NomadClient({"url": sim.url})
             job = client.parse(HCL % "1.27")

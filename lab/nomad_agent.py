@@ -36,7 +36,7 @@ class DevAgent:
     def config(self):
         volumes = "".join(
             f'  host_volume "{name}" {{\n    path = "{os.path.join(self.workdir, name)}"\n  }}\n'
-            for name in ("bionicgpt_postgres", "ollama_models")
+            for name in ("bionicgpt_postgres", "ollama")
         )
         consul = ""
         if self.consul_url:
@@ -62,7 +62,7 @@ class DevAgent:
 
     def start(self):
         os.makedirs(self.workdir, exist_ok=True)
-        for name in ("bionicgpt_postgres", "ollama_models", "data"):
+        for name in ("bionicgpt_postgres", "ollama", "data"):
             os.makedirs(os.path.join(self.workdir, name), exist_ok=True)
         path = os.path.join(self.workdir, "nomad.hcl")
         with open(path, "w", encoding="utf-8") as fh:

@@ -43,7 +43,9 @@ def new_lab_secrets():
     harness that seeds Vault, never in a Salt config), the AppRole hecate's master and
     minions log in with, hecate's Consul token, and the two Consul tokens the pillar names
     by Vault reference (the agents' ``secret/hecate/consul#agent_token``, Nomad's
-    ``secret/bionicgpt/nomad#consul_token``).
+    ``secret/bionicgpt/nomad#consul_token``), Nomad's management token (the harness's, like
+    Vault's root token: the output of ``nomad acl bootstrap``) and hecate's Nomad token (with
+    :data:`NOMAD_POLICY` only).
     """
     return {
         "vault_root_token": "lab-" + secrets.token_urlsafe(24),
@@ -52,6 +54,8 @@ def new_lab_secrets():
         "consul_token": str(uuid.uuid4()),
         "consul_agent_token": str(uuid.uuid4()),
         "nomad_consul_token": str(uuid.uuid4()),
+        "nomad_management_token": str(uuid.uuid4()),
+        "nomad_token": str(uuid.uuid4()),
     }
 
 
@@ -123,27 +127,92 @@ def consul_options(lab_secrets):
         "check_interval_max": "2s",
     }
 LAB_VAULT_VERSION = "1.21.0"  # what the Vault simulator reports (lab/sim/vault.py sys/health)
+LAB_CONSUL_VERSION = "1.22.0"  # what the Consul simulator reports (lab/sim/consul.py agent/self)
 
 
-def nomad_options(consul_url=None, refuse_images=("*:refused*",), consul_token=None):
+# The Nomad ACL policy of hecate's token (docs/systems/consul-vault.md, "What hecate's tokens
+# may do"): in the jobs' namespace list, parse, read and submit jobs (submit-job covers plan,
+# register, revert, stop and purge; validate needs read-job), mount the host volumes the
+# BionicGPT jobs use read-write (doRegister checks host volumes against the token), and the
+# Nomad variables the nomad_variable states manage (below nomad/jobs/, where jobs read them).
+# Nothing for agent, node or operator: hecate does not call those endpoints.
+NOMAD_POLICY = {
+    "namespace": {"default": {
+        "capabilities": ["list-jobs", "parse-job", "read-job", "submit-job"],
+        "variables": {"nomad/jobs/*": ["read", "write", "list", "destroy"]},
+    }},
+    "host_volume": {"bionicgpt_postgres": "write", "ollama": "write"},
+}
+
+
+def nomad_policy_hcl(policy=None):
+    """:data:`NOMAD_POLICY` in Nomad's ACL policy language (``nomad acl policy apply``)."""
+    policy = policy or NOMAD_POLICY
+    out = []
+    for ns, spec in policy.get("namespace", {}).items():
+        body = []
+        if spec.get("policy"):
+            body.append(f'  policy = "{spec["policy"]}"')
+        if spec.get("capabilities"):
+            body.append("  capabilities = [" + ", ".join(f'"{c}"' for c in spec["capabilities"]) + "]")
+        for path, caps in (spec.get("variables") or {}).items():
+            body.append(f'  variables {{\n    path "{path}" {{\n      capabilities = ['
+                        + ", ".join(f'"{c}"' for c in caps) + "]\n    }\n  }")
+        out.append(f'namespace "{ns}" {{\n' + "\n".join(body) + "\n}")
+    for name, level in policy.get("host_volume", {}).items():
+        out.append(f'host_volume "{name}" {{\n  policy = "{level}"\n}}')
+    for kind in ("agent", "node", "operator"):
+        if policy.get(kind):
+            out.append(f'{kind} {{\n  policy = "{policy[kind]}"\n}}')
+    return "\n".join(out) + "\n"
+
+
+def nomad_acl(lab_secrets):
+    """The Nomad simulator's ``acl`` option: ACLs on, anonymous gets nothing (a fresh
+    ``nomad acl bootstrap``), the harness's management token and hecate's token."""
+    if not (lab_secrets or {}).get("nomad_token"):
+        return None
+    return {"enabled": True, "tokens": {
+        lab_secrets["nomad_management_token"]: {"name": "management", "type": "management"},
+        lab_secrets["nomad_token"]: {"name": "hecate", "policies": [NOMAD_POLICY]},
+    }}
+
+
+# The host volumes the lab's Nomad client has (client { host_volume "..." }), as hecate's agent
+# config declares them from pillar bionicgpt:nomad:agent:host_volumes (hecate_agents
+# REQUIRED_VOLUMES).
+LAB_HOST_VOLUMES = ("bionicgpt_postgres", "ollama")
+
+
+def nomad_options(consul_url=None, refuse_images=("*:refused*",), consul_token=None, lab_secrets=None):
     """
     The Nomad simulator of the lab: one node with ``meta.location = local`` in dc1 (what
     the job templates constrain on), durations scaled down 100x, images whose tag starts
     with ``refused`` fail to pull (to demonstrate a failed deployment and its revert).
     Like the agent hecate configures (hecate_agents.nomad_config): Vault integration on
-    (the client fingerprints the lab's Vault, ``attr.vault.version``) and memory
-    oversubscription on (``server.default_scheduler_config``).
+    (the client fingerprints the lab's Vault, ``attr.vault.version``; the servers' default
+    workload identity for Vault), Consul integration (the client fingerprints the lab's
+    Consul, ``attr.consul.version``, which Nomad requires of every group with Consul
+    services) and memory oversubscription on (``server.default_scheduler_config``).
     ``consul_token`` is what a real Nomad's ``consul { token = ... }`` holds: Consul denies
-    its service registrations without it.
+    its service registrations without it. With ``lab_secrets`` ACLs are on, as in
+    production: :func:`nomad_acl` (hecate's minions carry ``nomad_token``, the harness the
+    management token). The client has the host volumes :data:`LAB_HOST_VOLUMES`.
     """
     options = {
         "datacenter": "dc1",
         "node_meta": {"location": "local"},
         "time_scale": 0.01,
         "refuse_images": list(refuse_images),
-        "vault": {"enabled": True, "version": LAB_VAULT_VERSION},
+        "vault": {"enabled": True, "version": LAB_VAULT_VERSION,
+                  "default_identity": {"aud": ["vault.io"], "ttl": "1h"}},
+        "consul_version": LAB_CONSUL_VERSION,
         "memory_oversubscription": True,
+        "host_volumes": list(LAB_HOST_VOLUMES),
     }
+    acl = nomad_acl(lab_secrets)
+    if acl:
+        options["acl"] = acl
     if consul_url:
         options["consul_url"] = consul_url
     if consul_token:
@@ -159,11 +228,13 @@ def vault_approle(lab_secrets):
 def salt_opts(lab_secrets):
     """
     Keys every lab master/minion config carries (connection credentials only): Vault by
-    AppRole (the root token stays with the harness), hecate's Consul token.
+    AppRole (the root token stays with the harness), hecate's Consul and Nomad tokens.
     """
     conns = {"vault": {"approle": vault_approle(lab_secrets)}}
     if lab_secrets.get("consul_token"):
         conns["consul"] = {"token": lab_secrets["consul_token"]}
+    if lab_secrets.get("nomad_token"):
+        conns["nomad"] = {"token": lab_secrets["nomad_token"]}
     return {"hecate": {"connections": conns}}
 
 

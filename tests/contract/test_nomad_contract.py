@@ -69,7 +69,7 @@ class Nomad:
 @pytest.fixture(params=["sim", "real"], scope="module")
 def nomad(request, nomad_sim):
     if request.param == "sim":
-        return Nomad(nomad_sim.url)
+        return Nomad(nomad_sim.url, nomad_sim.token)
     env = real_or_skip("NOMAD_ADDR")
     import os  # pylint: disable=import-outside-toplevel
 

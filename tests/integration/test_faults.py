@@ -430,7 +430,7 @@ class Lab:
                 if task["Name"] == "litellm":
                     task["Resources"]["CPU"] += 7
         spec = {k: v for k, v in spec.items() if k not in NOMAD_VOLATILE}
-        resp = requests.post(f"{nomad.url}/v1/job/bionicgpt-llm", json={"Job": spec}, timeout=10)
+        resp = requests.post(f"{nomad.url}/v1/job/bionicgpt-llm", json={"Job": spec}, timeout=10, headers=nomad.headers)
         assert resp.status_code == 200, resp.text
         assert caddy_helpers.wait_for(lambda: (job(nomad, "bionicgpt-llm") or {}).get("Stable"), timeout=60)
 
