@@ -327,6 +327,7 @@ class Authorizer:
 
 class ConsulSim(Simulator):
     name = "consul"
+    fault_mimetype = "text/plain"
 
     def __init__(self, options=None):
         super().__init__(options)

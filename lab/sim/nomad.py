@@ -58,6 +58,7 @@ import urllib.error
 import urllib.request
 import uuid
 
+import hcl2
 from werkzeug.routing import Rule
 
 try:
@@ -118,6 +119,44 @@ def _closest_glob(patterns, name):
     return patterns[min(found)[1]] if found else None
 
 
+def _uq(value):
+    """python-hcl2 keeps string literals quoted."""
+    return json.loads(value) if isinstance(value, str) and value.startswith('"') else value
+
+
+def parse_policy(text):
+    """
+    An ACL policy's ``Rules`` (acl/policy.go Parse, the parts the simulator enforces) ->
+    :class:`NomadToken`'s rule dict. A syntax error is Nomad's ``Failed to parse ACL Policy``.
+    """
+    try:
+        raw = hcl2.loads(text or "")
+    except Exception as exc:  # pylint: disable=broad-except  # lark/hcl2 errors
+        raise APIError(400, f"Failed to parse ACL Policy: {exc}") from None
+    rules = {}
+    for block in raw.get("namespace") or []:
+        for name, body in block.items():
+            spec = {}
+            if "policy" in body:
+                spec["policy"] = _uq(body["policy"])
+            if "capabilities" in body:
+                spec["capabilities"] = [_uq(c) for c in body["capabilities"]]
+            for vblock in body.get("variables") or []:
+                for pblock in vblock.get("path") or []:
+                    for path, pbody in pblock.items():
+                        spec.setdefault("variables", {})[_uq(path)] = [_uq(c) for c in pbody.get("capabilities") or []]
+            rules.setdefault("namespace", {})[_uq(name)] = spec
+    for block in raw.get("host_volume") or []:
+        for name, body in block.items():
+            rules.setdefault("host_volume", {})[_uq(name)] = {
+                "policy": _uq(body.get("policy")), "capabilities": [_uq(c) for c in body.get("capabilities") or []]}
+    for kind in ("agent", "node", "operator"):
+        for block in raw.get(kind) or []:
+            if block.get("policy"):
+                rules[kind] = _uq(block["policy"])
+    return rules
+
+
 class NomadToken:
     """
     An ACL token: ``management`` or the merged rules of its policies, in the policy
@@ -130,8 +169,10 @@ class NomadToken:
     Capabilities of several policies add up; ``deny`` wins (acl/acl.go NewACL).
     """
 
-    def __init__(self, name, accessor, management=False, policies=()):
+    def __init__(self, name, accessor, management=False, policies=(), policy_names=()):
         self.name, self.accessor, self.management = name, accessor, management
+        self.policy_names = list(policy_names)
+        self.create_time = _rfc3339()
         self.namespaces, self.variables, self.levels, self.host_volumes = {}, {}, {}, {}
         for rules in policies:
             for name, spec in (rules.get("host_volume") or {}).items():
@@ -502,6 +543,7 @@ class StandIn:
 
 class NomadSim(Simulator):
     name = "nomad"
+    fault_mimetype = "text/plain"
 
     def __init__(self, options=None):
         super().__init__(options)
@@ -518,6 +560,7 @@ class NomadSim(Simulator):
         self.anonymous = NomadToken("anonymous", ANONYMOUS_ACCESSOR, policies=[acl["anonymous"]]
                                     if acl.get("anonymous") else [])
         self.acls_disabled = NomadToken("acls-disabled", "acls-disabled", management=True)
+        self.acl_policies = {}  # name -> {"Name", "Description", "Rules", "_rules", indexes}
         self.region = opt.get("region", "global")
         self.datacenter = opt.get("datacenter", "dc1")
         self.namespaces = set(opt.get("namespaces") or ["default"])
@@ -604,6 +647,10 @@ class NomadSim(Simulator):
             r("/v1/vars", endpoint="vars", methods=["GET"]),
             r("/v1/var/", endpoint="var_root", methods=["GET", "PUT", "POST", "DELETE"]),
             r("/v1/var/<path:path>", endpoint="var", methods=["GET", "PUT", "POST", "DELETE"]),
+            r("/v1/acl/policy/<name>", endpoint="acl_policy", methods=["GET", "PUT", "POST", "DELETE"]),
+            r("/v1/acl/token", endpoint="acl_token_create", methods=["PUT", "POST"]),
+            r("/v1/acl/token/self", endpoint="acl_token_self", methods=["GET"]),
+            r("/v1/acl/token/<accessor>", endpoint="acl_token", methods=["GET", "DELETE"]),
         ]
 
     # Nomad's HTTP server: unknown paths get Go's mux 404, errors are plain text
@@ -1197,18 +1244,20 @@ class NomadSim(Simulator):
         return self._wrap(handle, request)
 
     def on_versions(self, request, job_id):
-        # command/agent/job_endpoint.go jobVersions: ?diffs= with strconv.ParseBool
-        diffs = _parse_bool(request, "diffs")
+        def handle(req):
+            # command/agent/job_endpoint.go jobVersions: ?diffs= with strconv.ParseBool
+            diffs = _parse_bool(req, "diffs")
 
-        def produce():
-            versions = self.versions.get((self._ns(request), job_id))
-            if not versions:
-                raise APIError(404, "job versions not found")
-            found = None
-            if diffs:
-                found = [js.job_diff(versions[i + 1], versions[i]) for i in range(len(versions) - 1)]
-            return {"Versions": copy.deepcopy(versions), "Diffs": found}
-        return self._wrap(lambda req: self._read(req, "job_version", produce, check=self._read_job(req)), request)
+            def produce():
+                versions = self.versions.get((self._ns(req), job_id))
+                if not versions:
+                    raise APIError(404, "job versions not found")
+                found = None
+                if diffs:
+                    found = [js.job_diff(versions[i + 1], versions[i]) for i in range(len(versions) - 1)]
+                return {"Versions": copy.deepcopy(versions), "Diffs": found}
+            return self._read(req, "job_version", produce, check=self._read_job(req))
+        return self._wrap(handle, request)
 
     def on_revert(self, request, job_id):
         def handle(req):
@@ -1419,6 +1468,94 @@ class NomadSim(Simulator):
             "Namespace": ns, "Path": path, "CreateIndex": 0, "ModifyIndex": 0, "CreateTime": 0,
             "ModifyTime": 0, "Items": None}
         return self._write_resp(body, body["ModifyIndex"], status=409)
+
+    # -- ACL policies and tokens (command/agent/acl_endpoint.go, nomad/acl_endpoint.go) ----------
+    # Enough of the API for contract tests to make a token with a policy of their own, on the
+    # simulator as on a real Nomad (`nomad acl policy apply`, `nomad acl token create`).
+    def _acl_write(self, request):
+        self._require(self._auth(request).management)  # ACL.UpsertPolicies/UpsertTokens: management
+
+    def on_acl_policy(self, request, name):
+        def handle(req):
+            if req.method == "GET":
+                self._require(self._auth(req).management)
+                policy = self.acl_policies.get(name)
+                if policy is None:
+                    raise APIError(404, "ACL policy not found")
+                return self.json({k: v for k, v in policy.items() if not k.startswith("_")})
+            if req.method == "DELETE":
+                self._acl_write(req)
+                self.acl_policies.pop(name, None)
+                self._rebuild_tokens(name)
+                return self._write_resp(None, self._bump("jobs"))
+            body = self._body(req)
+            self._acl_write(req)
+            rules = parse_policy(_ci(body, "Rules") or "")
+            index = self._bump("jobs")
+            old = self.acl_policies.get(name) or {"CreateIndex": index}
+            self.acl_policies[name] = {"Name": name, "Description": _ci(body, "Description") or "",
+                                       "Rules": _ci(body, "Rules") or "", "_rules": rules,
+                                       "CreateIndex": old["CreateIndex"], "ModifyIndex": index}
+            self._rebuild_tokens(name)
+            return self._write_resp(None, index)
+        return self._wrap(handle, request)
+
+    def _rebuild_tokens(self, policy_name):
+        for secret, token in list(self.acl_tokens.items()):
+            if policy_name in token.policy_names:
+                self.acl_tokens[secret] = self._token(token.name, token.accessor, token.policy_names)
+
+    def _token(self, name, accessor, policy_names):
+        rules = [self.acl_policies[n]["_rules"] for n in policy_names if n in self.acl_policies]
+        return NomadToken(name, accessor, policies=rules, policy_names=policy_names)
+
+    def _token_json(self, secret, token):
+        return {"AccessorID": token.accessor, "SecretID": secret, "Name": token.name,
+                "Type": "management" if token.management else "client",
+                "Policies": list(token.policy_names) or None, "Roles": None, "Global": False,
+                "CreateTime": token.create_time, "ExpirationTime": None, "ExpirationTTL": 0,
+                "CreateIndex": 1, "ModifyIndex": 1}
+
+    def on_acl_token_create(self, request):
+        def handle(req):
+            body = self._body(req)
+            self._acl_write(req)
+            kind = _ci(body, "Type") or "client"
+            names = list(_ci(body, "Policies") or [])
+            if kind == "client" and not names:
+                raise APIError(500, "1 error occurred:\n\t* client type token must be associated with at least "
+                                    "one policy or role\n\n")
+            secret, accessor = str(uuid.uuid4()), str(uuid.uuid4())
+            if kind == "management":
+                token = NomadToken(_ci(body, "Name") or "", accessor, management=True)
+            else:
+                token = self._token(_ci(body, "Name") or "", accessor, names)
+            self.acl_tokens[secret] = token
+            return self._write_resp(self._token_json(secret, token), self._bump("jobs"))
+        return self._wrap(handle, request)
+
+    def on_acl_token_self(self, request):
+        def handle(req):
+            token = self._auth(req)
+            secret = self._secret(req)
+            if not self.acl_enabled:
+                raise APIError(400, "ACL support disabled")
+            if token is self.anonymous:
+                raise APIError(404, "ACL token not found")
+            return self.json(self._token_json(secret, token))
+        return self._wrap(handle, request)
+
+    def on_acl_token(self, request, accessor):
+        def handle(req):
+            self._acl_write(req)
+            found = next((sec for sec, tok in self.acl_tokens.items() if tok.accessor == accessor), None)
+            if req.method == "DELETE":
+                self.acl_tokens.pop(found, None)
+                return self._write_resp(None, self._bump("jobs"))
+            if found is None:
+                raise APIError(404, "ACL token not found")
+            return self.json(self._token_json(found, self.acl_tokens[found]))
+        return self._wrap(handle, request)
 
     # -- scheduler -------------------------------------------------------------------------------
     def _live_allocs(self, job):
