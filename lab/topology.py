@@ -59,13 +59,22 @@ def new_lab_secrets():
     }
 
 
-# The lab's Vault policy for hecate's AppRole: KV v2 under secret/ (read, write, soft
-# delete, list and metadata), nothing under sys/ or auth/ beyond Vault's built-in
-# "default" policy (which lets a token look itself up).
+# The Vault policy of hecate's AppRole (docs/systems/consul-vault.md, "What hecate's tokens may
+# do"): exactly what hecate_vault_client does, on the two trees the shipped pillar names
+# (secret/hecate/..., secret/bionicgpt/...): read a secret, write it with check-and-set (create
+# a new one, update an existing one), soft-delete its latest version (hecate_secret.absent,
+# hecate_vault.delete), read its metadata (the current version a CAS write is based on) and
+# list keys (hecate_vault.list). Nothing under sys/ or auth/ beyond Vault's built-in "default"
+# policy (look itself up, renew itself). A pillar that names other paths needs them added.
 VAULT_ROLE = "hecate"
+VAULT_TREES = ("hecate", "bionicgpt")
 VAULT_POLICY = [
-    {"path": "secret/data/*", "capabilities": ["create", "read", "update", "delete"]},
-    {"path": "secret/metadata/*", "capabilities": ["read", "list"]},
+    rule
+    for tree in VAULT_TREES
+    for rule in (
+        {"path": f"secret/data/{tree}/*", "capabilities": ["create", "read", "update", "delete"]},
+        {"path": f"secret/metadata/{tree}/*", "capabilities": ["read", "list"]},
+    )
 ]
 
 

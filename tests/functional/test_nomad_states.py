@@ -373,7 +373,7 @@ def test_absent_stops_then_purges(loaders, runtime_pillar, nomad, job_prefix, te
 
 @pytest.fixture
 def var_secret(vault_sim):
-    path = f"hecate-tests/{uuid.uuid4().hex[:8]}"
+    path = f"hecate/tests/{uuid.uuid4().hex[:8]}"
     resp = requests.post(f"{vault_sim.url}/v1/secret/data/{path}", json={"data": {"api_key": SECRET_VALUE}},
                          headers={"X-Vault-Token": vault_sim.root_token}, timeout=10)
     assert resp.status_code == 200
