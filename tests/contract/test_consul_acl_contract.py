@@ -97,3 +97,37 @@ def test_status_leader_needs_no_token_so_it_proves_nothing(deny):
     resp = requests.get(f"{url}/v1/kv/hecate/deployments", headers={"X-Consul-Token": str(uuid.uuid4())}, timeout=30)
     assert resp.status_code == 403 and "ACL not found" in resp.text
     assert call(deny, "GET", "/v1/kv/hecate/deployments").status_code in (200, 404)
+
+
+# -- the audit against hashicorp/consul (issue 18: C3, C4) ------------------------------------------
+# agent/consul/session_endpoint.go Apply (destroy): the token is resolved, then a session that does
+# not exist is no error, and only an existing session's node is checked for session:write; Renew: a
+# missing session is a 404 before session:write. agent/acl_endpoint.go ACLTokenSelf -> ACL.TokenRead
+# by secret: no permission needed to read oneself; a secret the store does not hold is a 404.
+def test_sessions_are_looked_up_before_the_acl_check(deny, prefix):
+    url, _ = deny
+    missing = str(uuid.uuid4())
+    resp = requests.put(f"{url}/v1/session/destroy/{missing}", timeout=30)  # anonymous: no session:write
+    assert resp.status_code == 200 and resp.json() is True
+    resp = requests.put(f"{url}/v1/session/renew/{missing}", timeout=30)
+    assert resp.status_code == 404 and resp.text.strip() == f"Session id '{missing}' not found"
+    created = call(deny, "PUT", "/v1/session/create", json={"TTL": "30s"}).json()["ID"]
+    try:
+        resp = requests.put(f"{url}/v1/session/destroy/{created}", timeout=30)
+        assert resp.status_code == 403 and resp.text.startswith("Permission denied")
+        resp = requests.put(f"{url}/v1/session/destroy/{created}", headers={"X-Consul-Token": str(uuid.uuid4())},
+                            timeout=30)
+        assert resp.status_code == 403 and "ACL not found" in resp.text
+    finally:
+        call(deny, "PUT", f"/v1/session/destroy/{created}")
+
+
+def test_token_self(deny):
+    url, token = deny
+    resp = call(deny, "GET", "/v1/acl/token/self")
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["SecretID"] == token and body["AccessorID"] and isinstance(body["Policies"], list)
+    resp = requests.get(f"{url}/v1/acl/token/self", headers={"X-Consul-Token": str(uuid.uuid4())}, timeout=30)
+    # the simulator answers as ACL.TokenRead reads (404); releases that resolve the token first say 403
+    assert (resp.status_code, resp.text.strip()) in ((404, "Supplied token does not exist"), (403, "ACL not found"))
