@@ -95,8 +95,10 @@ def vault_options(lab_secrets):
         "policies": {VAULT_ROLE: VAULT_POLICY},
     }
     if lab_secrets.get("vault_role_id"):
+        # as lab/devservers.py makes the role on a real Vault: tokens for 1h, renewable to 4h
         options["approles"] = {lab_secrets["vault_role_id"]: {
             "role_name": VAULT_ROLE, "secret_id": lab_secrets["vault_secret_id"], "policies": [VAULT_ROLE],
+            "token_ttl": 3600, "token_max_ttl": 14400,
         }}
     return options
 
