@@ -190,8 +190,17 @@ class VaultSim(Simulator):
             "server_time_utc": int(datetime.datetime.now().timestamp()),
             "version": "1.21.0",
             "cluster_name": "vault-lab",
+            "cluster_id": str(uuid.uuid5(uuid.NAMESPACE_URL, "vault-lab")),
+            "replication_performance_mode": "disabled",
+            "replication_dr_mode": "disabled",
         }
-        return self.json(body, status=503 if self.sealed else 200)
+        # vault/http/sys_health.go getSysHealth: ?activecode= / ?sealedcode= set the status
+        code = request.args.get("sealedcode" if self.sealed else "activecode")
+        try:
+            status = int(code) if code else (503 if self.sealed else 200)
+        except ValueError:
+            return self.err(400, f"unable to parse {'sealedcode' if self.sealed else 'activecode'}")
+        return self.json(body, status=status)
 
     def on_seal_status(self, request):
         return self.json({"type": "shamir", "initialized": True, "sealed": self.sealed, "t": 1, "n": 1})
@@ -598,6 +607,10 @@ class VaultSim(Simulator):
                 int(body["max_versions"])
             except (TypeError, ValueError):
                 return self.err(400, f'error converting input {body["max_versions"]} for field "max_versions"')
+        if "custom_metadata" in body:
+            problem = _custom_metadata_problem(body["custom_metadata"])
+            if problem:
+                return self.err(400, problem)
         rec = kv["secrets"].get(path)
         if rec is None:
             rec = {"versions": {}, "current_version": 0, "oldest_version": 0, "max_versions": 0,
@@ -752,6 +765,33 @@ class ACL:
             first, is_prefix, wildcards, length, text = key
             return (first, not is_prefix, -wildcards, length, text)
         return max(candidates, key=lambda c: rank(c[0]))[1]
+
+
+def _custom_metadata_problem(custom):
+    """path_metadata.go validateCustomMetadata (go-multierror's text), or None."""
+    prefix = "custom_metadata validation failed"
+    if custom is None:
+        return None
+    if not isinstance(custom, dict) or not all(isinstance(v, str) for v in custom.values()):
+        return f"{prefix}: expected a map of string keys and values"
+    if len(custom) > 64:
+        errs = [f"{prefix}: payload must contain at most 64 keys, provided {len(custom)}"]
+    else:
+        errs = []
+        for key, value in custom.items():
+            if not 0 < len(key) <= 128:
+                errs.append(f"{prefix}: length of key {json.dumps(key)} is {len(key)} but must be 0 < len(key) <= 128")
+            if not 0 < len(value) <= 512:
+                errs.append(f"{prefix}: length of value for key {json.dumps(key)} is {len(value)} but must be "
+                            "0 < len(value) <= 512")
+            if not key.isprintable():
+                errs.append(f"{prefix}: key {json.dumps(key)} ({key}) contains unprintable characters")
+            if not value.isprintable():
+                errs.append(f"{prefix}: value for key {json.dumps(key)} contains unprintable characters")
+    if not errs:
+        return None
+    head = "1 error occurred:" if len(errs) == 1 else f"{len(errs)} errors occurred:"
+    return head + "\n" + "".join(f"\t* {e}\n" for e in errs) + "\n"
 
 
 def _uq(value):

@@ -317,3 +317,20 @@ def test_the_lab_policy_is_what_hecate_needs(vault, policy_token):
         assert as_token(vault, token, "GET", "/v1/sys/policies/acl").status_code == 403
     finally:
         call(vault, "DELETE", f"/v1/secret/metadata/{mine}")
+
+
+def test_custom_metadata_is_validated(vault, path):
+    """V10: path_metadata.go validateCustomMetadata (at most 64 keys, ...): a 400."""
+    resp = call(vault, "POST", f"/v1/secret/metadata/{path}",
+                json={"custom_metadata": {f"k{i}": "v" for i in range(65)}})
+    assert resp.status_code == 400
+    assert "custom_metadata validation failed: payload must contain at most 64 keys, provided 65" in \
+        resp.json()["errors"][0]
+    assert call(vault, "POST", f"/v1/secret/metadata/{path}", json={"custom_metadata": {"team": "hecate"}}).status_code == 204
+
+
+def test_health_status_codes_from_the_query(vault):
+    """V11: sys/health's ?activecode= sets the status of an active, unsealed node."""
+    url, _ = vault
+    resp = requests.get(f"{url}/v1/sys/health?activecode=299", timeout=10)
+    assert resp.status_code == 299 and resp.json()["sealed"] is False and resp.json()["cluster_id"]
