@@ -25,16 +25,34 @@ there; jobspec handling is in :mod:`lab.sim.nomad_jobspec`):
 - Failure knobs for tests: ``refuse_images`` (glob patterns: the docker driver fails to
   pull them), ``unhealthy_services``; a docker ``port_map`` next to group network ports
   fails at task start with the docker driver's own message.
+- The servers' side of a registration (nomad/job_endpoint.go NewJobEndpoints): the
+  admission mutators (structs Job.Canonicalize: ``Datacenters ["*"]``, empty lists to null,
+  default workload identity; the node pool; jobImpliedConstraints: Vault, signals, Nomad
+  and Consul service discovery, bridge CNI; implicit Vault identities), the validators, and
+  Job.Warnings; validateJobUpdate (no type changes); SpecChanged with ``NomadTokenID``.
+- ACLs (``acl``, or the short ``token``: one management token) as Nomad 1.7+ enforces them
+  per endpoint: namespace capabilities, variables paths, host volumes, agent/node/operator;
+  the answers to unknown and non-UUID tokens; ``/v1/acl/policy``, ``/v1/acl/token`` for
+  tests that make their own.
 
 Options (``--config`` JSON)::
 
-    {"token": null, "region": "global", "datacenter": "dc1", "node_name": "lab-local",
+    {"token": null, "acl": {"enabled": true, "tokens": {"<uuid>": {"name": "hecate",
+                            "policies": [<rules, see NomadToken>]} | "management"},
+                            "anonymous": null},
+     "version": "2.0.5", "region": "global", "datacenter": "dc1", "node_name": "lab-local",
      "node_meta": {"location": "local"}, "drivers": ["docker", "exec", "raw_exec"],
      "host_volumes": null, "cpu": 16000, "memory": 32768, "time_scale": 0.01,
      "refuse_images": [], "unhealthy_services": [], "stand_ins": true,
      "advertise_address": "127.0.0.1", "consul_url": null, "consul_token": null,
-     "namespaces": ["default"], "vault": {"enabled": false, "version": null},
+     "consul_version": null, "namespaces": ["default"],
+     "vault": {"enabled": false, "version": null, "default_identity": null},
      "memory_oversubscription": false}
+
+``consul_version`` (default: 1.22.0 when ``consul_url`` is set) is what the client
+fingerprints as ``attr.consul.version``: without it no group with a Consul service can be
+placed, as on a Nomad client that has no Consul. ``host_volumes`` null accepts any host
+volume; a list is the client's ``host_volume`` blocks.
 
 ``vault.enabled`` is the servers' ``vault { enabled = true }``: without it a job with a
 ``vault`` block is refused (``Vault "default" not enabled but used in the job``,
