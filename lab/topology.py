@@ -112,6 +112,20 @@ CONSUL_AGENT_RULES = {"node_prefix": {"": "write"}, "service_prefix": {"": "read
 NOMAD_CONSUL_RULES = {"agent_prefix": {"": "read"}, "node_prefix": {"": "read"}, "service_prefix": {"": "write"}}
 
 
+# The Consul rules hecate's own token needs (docs/systems/consul-vault.md): its records, locks and
+# consul_kv keys under hecate/, the lock's session, the external services of
+# hecate:consul:services (by name), and reads of services and nodes (health, catalog).
+# The lab still gives hecate a management token; tests/contract/test_consul_acl_contract.py
+# checks that these rules are enough for hecate's client.
+CONSUL_HECATE_RULES = {
+    "key_prefix": {"hecate/": "write"},
+    "session_prefix": {"": "write"},
+    "service_prefix": {"": "read"},
+    "service": {"wazuh-registration": "write", "jenkins-master": "write"},
+    "node_prefix": {"": "read"},
+}
+
+
 def consul_tokens(lab_secrets):
     """``{secret: spec}`` of the lab's Consul tokens (the simulator's ``acl.tokens``)."""
     tokens = {}
