@@ -955,8 +955,9 @@ class NomadSim(Simulator):
 
     def _job_stub(self, job):
         return {"ID": job["ID"], "ParentID": job.get("ParentID", ""), "Name": job["Name"],
-                "Namespace": job["Namespace"], "Datacenters": job.get("Datacenters"), "Type": job["Type"],
-                "Priority": job["Priority"], "Periodic": False, "ParameterizedJob": False,
+                "Namespace": job["Namespace"], "Datacenters": job.get("Datacenters"), "NodePool": job.get("NodePool"),
+                "Type": job["Type"],
+                "Priority": job["Priority"], "Periodic": _is_periodic(job), "ParameterizedJob": _is_parameterized(job),
                 "Stop": job.get("Stop", False), "Status": self._job_status(job), "StatusDescription": "",
                 "JobSummary": self._summary(job), "CreateIndex": job["CreateIndex"],
                 "ModifyIndex": job["ModifyIndex"], "JobModifyIndex": job["JobModifyIndex"],

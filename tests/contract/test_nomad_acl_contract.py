@@ -156,7 +156,8 @@ def test_an_unknown_token_is_permission_denied_everywhere(nomad_acl):
     url, token, _ = nomad_acl
     job = parsed_job(url, token, "hecate-contract-x")
     bodies = [("POST", "/v1/validate/job", {"Job": job}), ("POST", "/v1/job/hecate-contract-x/plan", {"Job": job}),
-              ("POST", "/v1/job/hecate-contract-x", {"Job": job}), ("PUT", "/v1/var/nomad/jobs/x", {"Items": {"a": "1"}}),
+              ("POST", "/v1/job/hecate-contract-x", {"Job": job}),
+              ("PUT", "/v1/var/nomad/jobs/x", {"Items": {"a": "1"}}),
               ("POST", "/v1/job/hecate-contract-x/revert", {"JobID": "hecate-contract-x", "JobVersion": 0}),
               ("POST", "/v1/jobs/parse", {"JobHCL": 'job "x" {}'}), ("GET", "/v1/agent/self", None)]
     unknown = str(uuid.uuid4())

@@ -535,7 +535,7 @@ def test_a_job_keeps_its_type(nomad, job_id):
     job["Type"] = "batch"
     job["Update"] = None
     resp = nomad.register(job)
-    assert resp.status_code == 500 and resp.text.strip() == f'cannot update job from type "service" to "batch"'
+    assert resp.status_code == 500 and resp.text.strip() == 'cannot update job from type "service" to "batch"'
 
 
 def test_status_of_a_job_with_nothing_to_place_is_dead(nomad, job_id):

@@ -301,9 +301,11 @@ def test_the_lab_policy_is_what_hecate_needs(vault, policy_token):
     token = policy_token(topology.vault_policy_hcl())
     mine = f"hecate/contract-{uuid.uuid4().hex[:8]}"
     try:
-        resp = as_token(vault, token, "POST", f"/v1/secret/data/{mine}", json={"data": {"a": "1"}, "options": {"cas": 0}})
+        resp = as_token(vault, token, "POST", f"/v1/secret/data/{mine}",
+                        json={"data": {"a": "1"}, "options": {"cas": 0}})
         assert resp.status_code == 200, resp.text
-        resp = as_token(vault, token, "POST", f"/v1/secret/data/{mine}", json={"data": {"a": "2"}, "options": {"cas": 1}})
+        resp = as_token(vault, token, "POST", f"/v1/secret/data/{mine}",
+                        json={"data": {"a": "2"}, "options": {"cas": 1}})
         assert resp.status_code == 200, resp.text
         assert as_token(vault, token, "GET", f"/v1/secret/data/{mine}").json()["data"]["data"] == {"a": "2"}
         assert as_token(vault, token, "GET", f"/v1/secret/metadata/{mine}").status_code == 200
@@ -326,7 +328,8 @@ def test_custom_metadata_is_validated(vault, path):
     assert resp.status_code == 400
     assert "custom_metadata validation failed: payload must contain at most 64 keys, provided 65" in \
         resp.json()["errors"][0]
-    assert call(vault, "POST", f"/v1/secret/metadata/{path}", json={"custom_metadata": {"team": "hecate"}}).status_code == 204
+    resp = call(vault, "POST", f"/v1/secret/metadata/{path}", json={"custom_metadata": {"team": "hecate"}})
+    assert resp.status_code == 204
 
 
 def test_health_status_codes_from_the_query(vault):

@@ -414,12 +414,14 @@ def test_variable_cas_conflict_fails_clearly(loaders, runtime_pillar, nomad, mon
     import hecate_nomad_client
 
     path = f"nomad/jobs/t-{uuid.uuid4().hex[:6]}"
-    assert requests.put(f"{nomad.url}/v1/var/{path}", json={"Items": {"a": "1"}}, timeout=10, headers=nomad.headers).status_code == 200
+    assert requests.put(f"{nomad.url}/v1/var/{path}", json={"Items": {"a": "1"}}, timeout=10,
+                        headers=nomad.headers).status_code == 200
     original = hecate_nomad_client.NomadClient.var_get
 
     def read_then_race(self, var_path, *args, **kwargs):
         found = original(self, var_path, *args, **kwargs)
-        requests.put(f"{nomad.url}/v1/var/{var_path}", json={"Items": {"a": "other"}}, timeout=10, headers=nomad.headers)
+        requests.put(f"{nomad.url}/v1/var/{var_path}", json={"Items": {"a": "other"}}, timeout=10,
+                     headers=nomad.headers)
         return found
 
     monkeypatch.setattr(hecate_nomad_client.NomadClient, "var_get", read_then_race)
@@ -428,7 +430,8 @@ def test_variable_cas_conflict_fails_clearly(loaders, runtime_pillar, nomad, mon
     assert ret["result"] is False and ret["changes"] == {}
     assert "check-and-set failed" in ret["comment"] and "nothing was written" in ret["comment"]
     monkeypatch.undo()
-    assert requests.get(f"{nomad.url}/v1/var/{path}", timeout=10, headers=nomad.headers).json()["Items"] == {"a": "other"}
+    got = requests.get(f"{nomad.url}/v1/var/{path}", timeout=10, headers=nomad.headers).json()
+    assert got["Items"] == {"a": "other"}
 
 
 def test_rendered_templates_parse_and_validate(loaders, runtime_pillar, nomad, job_prefix):
@@ -467,7 +470,8 @@ def test_jobs_sls_runs_the_stack_in_order(loaders, runtime_pillar, nomad, job_pr
         return
     order = [r["path"] for r in nomad.writes() if r["method"] == "POST" and re.fullmatch(r"/v1/job/[^/]+", r["path"])]
     assert order == [f"/v1/job/{job_prefix}{n}" for n in ("database", "llm", "application")]
-    app = requests.get(f"{nomad.url}/v1/job/{job_prefix}application/allocations", timeout=10, headers=nomad.headers).json()
+    app = requests.get(f"{nomad.url}/v1/job/{job_prefix}application/allocations", timeout=10,
+                       headers=nomad.headers).json()
     states_by_task = app[0]["TaskStates"]
     assert states_by_task["wait-for-dependencies"]["State"] == "dead"
     assert states_by_task["migrations"]["State"] == "dead"

@@ -52,7 +52,8 @@ def test_jobs_sls_preview_apply_converge(local_call, nomad_sim, clean_stack):
     # (hecate:connections:nomad:token), never the management token
     assert {r.get("token") for r in nomad_sim.requests()} == {"hecate"}
     # secrets stay Vault lookups inside the job; no value of the lab's Vault reaches the return
-    assert "[[ with secret" in requests.get(f"{nomad_sim.url}/v1/job/bionicgpt-database", timeout=10, headers=nomad_sim.headers).text
+    stored = requests.get(f"{nomad_sim.url}/v1/job/bionicgpt-database", timeout=10, headers=nomad_sim.headers)
+    assert "[[ with secret" in stored.text
 
 
 def test_orchestration_salt_state_step_previews_on_the_local_node(salt_run_cli, local_minion, nomad_sim,
