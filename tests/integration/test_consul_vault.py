@@ -163,6 +163,7 @@ def test_secrets_sls_consul_services_and_leak_scan(
         "vault token": lab_secrets["vault_root_token"],
         "vault AppRole secret_id": lab_secrets["vault_secret_id"],
         "consul token": lab_secrets["consul_token"],
+        "nomad token": lab_secrets["nomad_token"],
     }
     scan = LeakScan()
     scan.add("CLI output (returns, pillar.items)", out.text())
