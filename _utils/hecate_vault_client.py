@@ -54,6 +54,8 @@ class VaultKV:
             timeout=settings.get("timeout", 30),
             namespace=settings.get("namespace"),
         )
+        self._sdb_get = sdb_get
+        self._approle = False
         self._login(sdb_get)
 
     def _login(self, sdb_get):
@@ -78,13 +80,15 @@ class VaultKV:
                     secret_id=secret_id.reveal() if secret_id else None,
                     mount_point=approle.get("mount", "approle"),
                 ),
+                relogin=False,
             )
+            self._approle = True
             return
         raise salt.exceptions.SaltInvocationError(
             "hecate:connections:vault needs a token or approle {role_id, secret_id}"
         )
 
-    def _call(self, what, where, func, missing_ok=False):
+    def _call(self, what, where, func, missing_ok=False, relogin=True):
         try:
             return func()
         except hvac.exceptions.InvalidPath as exc:
@@ -93,15 +97,17 @@ class VaultKV:
             raise salt.exceptions.CommandExecutionError(
                 f"Vault: {what} {where}: not found{_errors(exc, prefix=': ')}"
             ) from None
+        except hvac.exceptions.Forbidden as exc:
+            # an AppRole token lives for the role's token_ttl; past it Vault answers 403
+            # "permission denied" to everything. A long-lived process (a minion, a runner
+            # following a long deployment) logs in again, once, and retries - the refused
+            # request changed nothing; a token that lacks the policy is refused again
+            if relogin and self._approle:
+                self._login(self._sdb_get)
+                return self._call(what, where, func, missing_ok, relogin=False)
+            raise self._vault_error(what, where, exc) from None
         except hvac.exceptions.VaultError as exc:
-            errors = _errors(exc) or type(exc).__name__
-            if "check-and-set" in errors:
-                raise CASConflict(f"Vault: {what} {where}: {errors}") from None
-            if isinstance(exc, hvac.exceptions.Forbidden):
-                errors = f"permission denied (token invalid or policy lacks access): {errors}"
-            elif isinstance(exc, hvac.exceptions.VaultDown):
-                errors = f"Vault is sealed or unavailable: {errors}"
-            raise salt.exceptions.CommandExecutionError(f"Vault: {what} {where}: {errors}") from None
+            raise self._vault_error(what, where, exc) from None
         except salt.exceptions.CommandExecutionError:
             raise
         except requests.exceptions.SSLError as exc:
@@ -118,6 +124,17 @@ class VaultKV:
             raise hecate_http.Unreachable(
                 f"Vault at {self.settings['url']} is unreachable: {type(exc).__name__}"
             ) from None
+
+    @staticmethod
+    def _vault_error(what, where, exc):
+        errors = _errors(exc) or type(exc).__name__
+        if "check-and-set" in errors:
+            return CASConflict(f"Vault: {what} {where}: {errors}")
+        if isinstance(exc, hvac.exceptions.Forbidden):
+            errors = f"permission denied (token invalid or policy lacks access): {errors}"
+        elif isinstance(exc, hvac.exceptions.VaultDown):
+            errors = f"Vault is sealed or unavailable: {errors}"
+        return salt.exceptions.CommandExecutionError(f"Vault: {what} {where}: {errors}")
 
     def lookup_self(self):
         """The token's own data (policies, ttl, ...): proves the login/token works."""

@@ -20,6 +20,7 @@ for _path in (REPO, os.path.join(REPO, "_utils")):
 
 import hecate_nomad_client as hn  # noqa: E402
 from bench import common  # noqa: E402
+from lab import topology  # noqa: E402
 from lab.sim import SimHandle  # noqa: E402
 
 HCL = """
@@ -61,9 +62,11 @@ def main(argv):
     checks = 3 if args.smoke else args.checks
     print(f"Nomad simulator, hecate_nomad_client; {common.machine()}")
     with tempfile.TemporaryDirectory() as workdir:
-        sim = SimHandle("nomad", workdir, {"time_scale": 0.01}).start()
+        # the lab's Nomad: ACLs on, hecate's own token (topology.NOMAD_POLICY)
+        secrets = topology.new_lab_secrets()
+        sim = SimHandle("nomad", workdir, topology.nomad_options(lab_secrets=secrets)).start()
         try:
-            client = hn.NomadClient({"url": sim.url})
+            client = hn.NomadClient({"url": sim.url}, secrets["nomad_token"])
             job = client.parse(HCL % "1.27")
             started = time.monotonic()
             reply = client.register(job, modify_index=0)

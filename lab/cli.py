@@ -100,16 +100,20 @@ class Lab:
         state["addresses"]["consul"] = consul.url
         if nomad_agent.available():
             step("starting Nomad (nomad agent -dev on loopback)")
+            # ACLs on; the agent's generated token for hecate replaces lab_secrets["nomad_token"]
+            # before the Salt configs are written
             nomad = nomad_agent.DevAgent(os.path.join(self.workdir, "nomad"),
                                          consul_url=state["addresses"].get("consul"),
                                          consul_token=lab_secrets["nomad_consul_token"],
-                                         vault_url=state["addresses"].get("vault")).start()
+                                         vault_url=state["addresses"].get("vault"),
+                                         lab_secrets=lab_secrets).start()
         else:
             step("starting the Nomad simulator (no nomad binary on PATH)")
             nomad = SimHandle(
                 "nomad", os.path.join(self.workdir, "nomad"),
                 topology.nomad_options(consul_url=state["addresses"].get("consul"),
-                                       consul_token=lab_secrets["nomad_consul_token"]),
+                                       consul_token=lab_secrets["nomad_consul_token"],
+                                       lab_secrets=lab_secrets),
             ).start()
         state["pids"]["nomad"] = nomad.proc.pid
         state["addresses"]["nomad"] = nomad.url

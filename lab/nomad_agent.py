@@ -1,13 +1,17 @@
 """
 A real Nomad for the lab when the ``nomad`` binary is on PATH: ``nomad agent -dev`` bound to
-loopback on free ports, with the client meta and host volumes the BionicGPT jobs need.
-Without the binary the lab uses the simulator (lab/sim/nomad.py) instead.
+loopback on free ports, with the client meta and host volumes the BionicGPT jobs need, and
+ACLs on as in production: bootstrapped with the lab's management token
+(``POST /v1/acl/bootstrap`` with ``BootstrapSecret``), hecate's policy
+(:func:`lab.topology.nomad_policy_hcl`) and a token with it, whose SecretID (Nomad generates
+it) becomes the lab's ``nomad_token``. Without the binary the lab uses the simulator
+(lab/sim/nomad.py) instead.
 """
 
 import os
 import shutil
 
-from lab import procs
+from lab import procs, topology
 
 
 def available():
@@ -21,8 +25,9 @@ class DevAgent:
     blocks are refused without it) and memory oversubscription (else memory_max is ignored).
     """
 
-    def __init__(self, workdir, consul_url=None, consul_token=None, vault_url=None):
+    def __init__(self, workdir, consul_url=None, consul_token=None, vault_url=None, lab_secrets=None):
         self.workdir = workdir
+        self.lab_secrets = lab_secrets
         self.consul_url = consul_url
         self.consul_token = consul_token  # the lab's Consul denies by default: Nomad needs its token
         self.vault_url = vault_url
@@ -52,7 +57,8 @@ class DevAgent:
             "      system_scheduler_enabled = true\n      sysbatch_scheduler_enabled = false\n"
             "      batch_scheduler_enabled = false\n      service_scheduler_enabled = false\n    }\n  }\n}\n"
         )
-        return (
+        acl = 'acl {\n  enabled = true\n}\n' if self.lab_secrets else ""
+        return acl + (
             'bind_addr = "127.0.0.1"\n'
             f'data_dir = "{os.path.join(self.workdir, "data")}"\n'
             f"ports {{\n  http = {self.http_port}\n  rpc = {self.rpc_port}\n  serf = {self.serf_port}\n}}\n"
@@ -72,7 +78,22 @@ class DevAgent:
             "nomad", ["nomad", "agent", "-dev", "-config", path], os.path.join(self.workdir, "nomad.log")
         )
         procs.wait_http(self.url + "/v1/status/leader", timeout=60, ok=lambda s: s == 200, proc=self.proc.popen)
+        if self.lab_secrets:
+            self._bootstrap_acl()
         return self
+
+    def _bootstrap_acl(self):
+        # imported here: devservers imports this module's neighbours only
+        from lab.devservers import _call  # pylint: disable=import-outside-toplevel
+
+        management = self.lab_secrets["nomad_management_token"]
+        _call("nomad", "POST", f"{self.url}/v1/acl/bootstrap", "X-Nomad-Token", "",
+              {"BootstrapSecret": management})
+        _call("nomad", "POST", f"{self.url}/v1/acl/policy/hecate", "X-Nomad-Token", management,
+              {"Name": "hecate", "Description": "hecate's minions and master", "Rules": topology.nomad_policy_hcl()})
+        created = _call("nomad", "POST", f"{self.url}/v1/acl/token", "X-Nomad-Token", management,
+                        {"Name": "hecate", "Type": "client", "Policies": ["hecate"]}).json()
+        self.lab_secrets["nomad_token"] = created["SecretID"]
 
     def stop(self):
         if self.proc:

@@ -43,7 +43,9 @@ def new_lab_secrets():
     harness that seeds Vault, never in a Salt config), the AppRole hecate's master and
     minions log in with, hecate's Consul token, and the two Consul tokens the pillar names
     by Vault reference (the agents' ``secret/hecate/consul#agent_token``, Nomad's
-    ``secret/bionicgpt/nomad#consul_token``).
+    ``secret/bionicgpt/nomad#consul_token``), Nomad's management token (the harness's, like
+    Vault's root token: the output of ``nomad acl bootstrap``) and hecate's Nomad token (with
+    :data:`NOMAD_POLICY` only).
     """
     return {
         "vault_root_token": "lab-" + secrets.token_urlsafe(24),
@@ -52,16 +54,27 @@ def new_lab_secrets():
         "consul_token": str(uuid.uuid4()),
         "consul_agent_token": str(uuid.uuid4()),
         "nomad_consul_token": str(uuid.uuid4()),
+        "nomad_management_token": str(uuid.uuid4()),
+        "nomad_token": str(uuid.uuid4()),
     }
 
 
-# The lab's Vault policy for hecate's AppRole: KV v2 under secret/ (read, write, soft
-# delete, list and metadata), nothing under sys/ or auth/ beyond Vault's built-in
-# "default" policy (which lets a token look itself up).
+# The Vault policy of hecate's AppRole (docs/systems/consul-vault.md, "What hecate's tokens may
+# do"): exactly what hecate_vault_client does, on the two trees the shipped pillar names
+# (secret/hecate/..., secret/bionicgpt/...): read a secret, write it with check-and-set (create
+# a new one, update an existing one), soft-delete its latest version (hecate_secret.absent,
+# hecate_vault.delete), read its metadata (the current version a CAS write is based on) and
+# list keys (hecate_vault.list). Nothing under sys/ or auth/ beyond Vault's built-in "default"
+# policy (look itself up, renew itself). A pillar that names other paths needs them added.
 VAULT_ROLE = "hecate"
+VAULT_TREES = ("hecate", "bionicgpt")
 VAULT_POLICY = [
-    {"path": "secret/data/*", "capabilities": ["create", "read", "update", "delete"]},
-    {"path": "secret/metadata/*", "capabilities": ["read", "list"]},
+    rule
+    for tree in VAULT_TREES
+    for rule in (
+        {"path": f"secret/data/{tree}/*", "capabilities": ["create", "read", "update", "delete"]},
+        {"path": f"secret/metadata/{tree}/*", "capabilities": ["read", "list"]},
+    )
 ]
 
 
@@ -82,8 +95,10 @@ def vault_options(lab_secrets):
         "policies": {VAULT_ROLE: VAULT_POLICY},
     }
     if lab_secrets.get("vault_role_id"):
+        # as lab/devservers.py makes the role on a real Vault: tokens for 1h, renewable to 4h
         options["approles"] = {lab_secrets["vault_role_id"]: {
             "role_name": VAULT_ROLE, "secret_id": lab_secrets["vault_secret_id"], "policies": [VAULT_ROLE],
+            "token_ttl": 3600, "token_max_ttl": 14400,
         }}
     return options
 
@@ -95,6 +110,20 @@ def vault_options(lab_secrets):
 # vetServiceRegisterWithAuthorizer / vetCheckRegisterWithAuthorizer).
 CONSUL_AGENT_RULES = {"node_prefix": {"": "write"}, "service_prefix": {"": "read"}}
 NOMAD_CONSUL_RULES = {"agent_prefix": {"": "read"}, "node_prefix": {"": "read"}, "service_prefix": {"": "write"}}
+
+
+# The Consul rules hecate's own token needs (docs/systems/consul-vault.md): its records, locks and
+# consul_kv keys under hecate/, the lock's session, the external services of
+# hecate:consul:services (by name), and reads of services and nodes (health, catalog).
+# The lab still gives hecate a management token; tests/contract/test_consul_acl_contract.py
+# checks that these rules are enough for hecate's client.
+CONSUL_HECATE_RULES = {
+    "key_prefix": {"hecate/": "write"},
+    "session_prefix": {"": "write"},
+    "service_prefix": {"": "read"},
+    "service": {"wazuh-registration": "write", "jenkins-master": "write"},
+    "node_prefix": {"": "read"},
+}
 
 
 def consul_tokens(lab_secrets):
@@ -123,27 +152,92 @@ def consul_options(lab_secrets):
         "check_interval_max": "2s",
     }
 LAB_VAULT_VERSION = "1.21.0"  # what the Vault simulator reports (lab/sim/vault.py sys/health)
+LAB_CONSUL_VERSION = "1.22.0"  # what the Consul simulator reports (lab/sim/consul.py agent/self)
 
 
-def nomad_options(consul_url=None, refuse_images=("*:refused*",), consul_token=None):
+# The Nomad ACL policy of hecate's token (docs/systems/consul-vault.md, "What hecate's tokens
+# may do"): in the jobs' namespace list, parse, read and submit jobs (submit-job covers plan,
+# register, revert, stop and purge; validate needs read-job), mount the host volumes the
+# BionicGPT jobs use read-write (doRegister checks host volumes against the token), and the
+# Nomad variables the nomad_variable states manage (below nomad/jobs/, where jobs read them).
+# Nothing for agent, node or operator: hecate does not call those endpoints.
+NOMAD_POLICY = {
+    "namespace": {"default": {
+        "capabilities": ["list-jobs", "parse-job", "read-job", "submit-job"],
+        "variables": {"nomad/jobs/*": ["read", "write", "list", "destroy"]},
+    }},
+    "host_volume": {"bionicgpt_postgres": "write", "ollama": "write"},
+}
+
+
+def nomad_policy_hcl(policy=None):
+    """:data:`NOMAD_POLICY` in Nomad's ACL policy language (``nomad acl policy apply``)."""
+    policy = policy or NOMAD_POLICY
+    out = []
+    for ns, spec in policy.get("namespace", {}).items():
+        body = []
+        if spec.get("policy"):
+            body.append(f'  policy = "{spec["policy"]}"')
+        if spec.get("capabilities"):
+            body.append("  capabilities = [" + ", ".join(f'"{c}"' for c in spec["capabilities"]) + "]")
+        for path, caps in (spec.get("variables") or {}).items():
+            body.append(f'  variables {{\n    path "{path}" {{\n      capabilities = ['
+                        + ", ".join(f'"{c}"' for c in caps) + "]\n    }\n  }")
+        out.append(f'namespace "{ns}" {{\n' + "\n".join(body) + "\n}")
+    for name, level in policy.get("host_volume", {}).items():
+        out.append(f'host_volume "{name}" {{\n  policy = "{level}"\n}}')
+    for kind in ("agent", "node", "operator"):
+        if policy.get(kind):
+            out.append(f'{kind} {{\n  policy = "{policy[kind]}"\n}}')
+    return "\n".join(out) + "\n"
+
+
+def nomad_acl(lab_secrets):
+    """The Nomad simulator's ``acl`` option: ACLs on, anonymous gets nothing (a fresh
+    ``nomad acl bootstrap``), the harness's management token and hecate's token."""
+    if not (lab_secrets or {}).get("nomad_token"):
+        return None
+    return {"enabled": True, "tokens": {
+        lab_secrets["nomad_management_token"]: {"name": "management", "type": "management"},
+        lab_secrets["nomad_token"]: {"name": "hecate", "policies": [NOMAD_POLICY]},
+    }}
+
+
+# The host volumes the lab's Nomad client has (client { host_volume "..." }), as hecate's agent
+# config declares them from pillar bionicgpt:nomad:agent:host_volumes (hecate_agents
+# REQUIRED_VOLUMES).
+LAB_HOST_VOLUMES = ("bionicgpt_postgres", "ollama")
+
+
+def nomad_options(consul_url=None, refuse_images=("*:refused*",), consul_token=None, lab_secrets=None):
     """
     The Nomad simulator of the lab: one node with ``meta.location = local`` in dc1 (what
     the job templates constrain on), durations scaled down 100x, images whose tag starts
     with ``refused`` fail to pull (to demonstrate a failed deployment and its revert).
     Like the agent hecate configures (hecate_agents.nomad_config): Vault integration on
-    (the client fingerprints the lab's Vault, ``attr.vault.version``) and memory
-    oversubscription on (``server.default_scheduler_config``).
+    (the client fingerprints the lab's Vault, ``attr.vault.version``; the servers' default
+    workload identity for Vault), Consul integration (the client fingerprints the lab's
+    Consul, ``attr.consul.version``, which Nomad requires of every group with Consul
+    services) and memory oversubscription on (``server.default_scheduler_config``).
     ``consul_token`` is what a real Nomad's ``consul { token = ... }`` holds: Consul denies
-    its service registrations without it.
+    its service registrations without it. With ``lab_secrets`` ACLs are on, as in
+    production: :func:`nomad_acl` (hecate's minions carry ``nomad_token``, the harness the
+    management token). The client has the host volumes :data:`LAB_HOST_VOLUMES`.
     """
     options = {
         "datacenter": "dc1",
         "node_meta": {"location": "local"},
         "time_scale": 0.01,
         "refuse_images": list(refuse_images),
-        "vault": {"enabled": True, "version": LAB_VAULT_VERSION},
+        "vault": {"enabled": True, "version": LAB_VAULT_VERSION,
+                  "default_identity": {"aud": ["vault.io"], "ttl": "1h"}},
+        "consul_version": LAB_CONSUL_VERSION,
         "memory_oversubscription": True,
+        "host_volumes": list(LAB_HOST_VOLUMES),
     }
+    acl = nomad_acl(lab_secrets)
+    if acl:
+        options["acl"] = acl
     if consul_url:
         options["consul_url"] = consul_url
     if consul_token:
@@ -159,11 +253,13 @@ def vault_approle(lab_secrets):
 def salt_opts(lab_secrets):
     """
     Keys every lab master/minion config carries (connection credentials only): Vault by
-    AppRole (the root token stays with the harness), hecate's Consul token.
+    AppRole (the root token stays with the harness), hecate's Consul and Nomad tokens.
     """
     conns = {"vault": {"approle": vault_approle(lab_secrets)}}
     if lab_secrets.get("consul_token"):
         conns["consul"] = {"token": lab_secrets["consul_token"]}
+    if lab_secrets.get("nomad_token"):
+        conns["nomad"] = {"token": lab_secrets["nomad_token"]}
     return {"hecate": {"connections": conns}}
 
 

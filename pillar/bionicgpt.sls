@@ -129,7 +129,7 @@ bionicgpt:
         resources: {cpu: 2000, memory: 4096}
         port: {to: 11434}
         health_path: /
-        volume: ollama                 # client host_volume name
+        volume: ollama                # client host_volume name (bionicgpt:nomad:agent:host_volumes)
         models: [nomic-embed-text]
     application:
       auto_revert: true

@@ -144,10 +144,14 @@ def nomad_sim(lab_dir, lab_secrets, consul_sim):
     """
     The Nomad simulator (one dev-agent-like node, meta.location=local, 100x faster); its
     allocations' services register in the Consul simulator with Nomad's Consul token, as
-    Nomad's Consul integration does.
+    Nomad's Consul integration does. ACLs on as in production: ``.token`` is the management
+    token (the harness's, like Vault's root token), ``.headers`` sends it; Salt's master and
+    minions carry hecate's own token (``lab_secrets["nomad_token"]``).
     """
-    options = topology.nomad_options(consul_url=consul_sim.url, consul_token=lab_secrets["nomad_consul_token"])
+    options = topology.nomad_options(consul_url=consul_sim.url, consul_token=lab_secrets["nomad_consul_token"],
+                                     lab_secrets=lab_secrets)
     handle = SimHandle("nomad", os.path.join(lab_dir, "nomad"), options).start()
+    handle.token = lab_secrets["nomad_management_token"]
     yield handle
     handle.stop()
 

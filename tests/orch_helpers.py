@@ -124,7 +124,7 @@ def managed_routes(caddy):
 
 
 def job(nomad_sim, job_id):
-    resp = requests.get(f"{nomad_sim.url}/v1/job/{job_id}", timeout=10)
+    resp = requests.get(f"{nomad_sim.url}/v1/job/{job_id}", timeout=10, headers=nomad_sim.headers)
     return resp.json() if resp.status_code == 200 else None
 
 
@@ -132,7 +132,7 @@ def purge_jobs(sims):
     """Purge the BionicGPT jobs and wait until Nomad (the simulator) has taken their
     services out of Consul: those deregistrations are Nomad's, not hecate's writes."""
     for job_id in JOBS:
-        requests.delete(f"{sims['nomad'].url}/v1/job/{job_id}?purge=true", timeout=10)
+        requests.delete(f"{sims['nomad'].url}/v1/job/{job_id}?purge=true", timeout=10, headers=sims["nomad"].headers)
     headers = {"X-Consul-Token": sims["consul"].token}
     deadline = time.monotonic() + 60
     while True:

@@ -48,6 +48,13 @@ class SimHandle:
             json.dump(self.options, fh)
         os.chmod(self.config_path, 0o600)
         self.proc = None
+        self.token = None  # the harness's token, where the simulated server has ACLs
+
+    @property
+    def headers(self):
+        """The harness's token header for direct requests (Nomad: ``X-Nomad-Token``)."""
+        header = {"nomad": "X-Nomad-Token", "consul": "X-Consul-Token", "vault": "X-Vault-Token"}.get(self.name)
+        return {header: self.token} if header and self.token else {}
 
     @property
     def url(self):

@@ -47,6 +47,10 @@ class Simulator:
     """Subclasses set ``name``, implement :meth:`rules` and handlers ``on_<endpoint>``."""
 
     name = "base"
+    # what an injected fault's body is sent as unless the fault says: the API's own error
+    # content type (Consul and Nomad answer errors as text/plain: agent/http.go,
+    # command/agent/http.go wrap)
+    fault_mimetype = "application/json"
 
     def __init__(self, options=None):
         self.options = options or {}
@@ -124,7 +128,7 @@ class Simulator:
                 resp = Response(
                     body if isinstance(body, str) else json.dumps(body),
                     status=int(fault["status"]),
-                    mimetype=fault.get("mimetype", "application/json"),
+                    mimetype=fault.get("mimetype", self.fault_mimetype),
                     headers=fault.get("headers"),
                 )
                 self._log_request(request, resp.status_code)

@@ -328,6 +328,7 @@ class Authorizer:
 
 class ConsulSim(Simulator):
     name = "consul"
+    fault_mimetype = "text/plain"
 
     def __init__(self, options=None):
         super().__init__(options)
@@ -390,6 +391,7 @@ class ConsulSim(Simulator):
             Rule("/v1/catalog/service/<path:name>", endpoint="catalog_service", methods=["GET"]),
             Rule("/v1/catalog/nodes", endpoint="catalog_nodes", methods=["GET"]),
             Rule("/v1/status/leader", endpoint="status_leader", methods=["GET"]),
+            Rule("/v1/acl/token/self", endpoint="acl_token_self", methods=["GET"]),
         ]
 
     def dispatch(self, request):
@@ -438,6 +440,13 @@ class ConsulSim(Simulator):
         args = request.args
         if "dc" in args and args.get("dc") not in ("", self.dc):
             return self.err(500, "No path to datacenter")
+        # agent/http.go parseWait: ?wait= is parsed whether or not ?index= is given
+        wait = DEFAULT_WAIT
+        if args.get("wait"):
+            try:
+                wait = parse_duration(args["wait"])
+            except DecodeError:
+                return self.err(400, "Invalid wait time")
         if "index" not in args:
             return None
         try:
@@ -446,12 +455,6 @@ class ConsulSim(Simulator):
                 raise ValueError
         except ValueError:
             return self.err(400, "Invalid index")
-        wait = DEFAULT_WAIT
-        if args.get("wait"):
-            try:
-                wait = parse_duration(args["wait"])
-            except DecodeError:
-                return self.err(400, "Invalid wait time")
         wait = min(max(wait, 0.0), MAX_WAIT)
         wait += wait / 16 * (uuid.uuid4().int % 1000) / 1000.0  # Consul's jitter
         if index > 0:
@@ -637,7 +640,9 @@ class ConsulSim(Simulator):
             return Response(status=404, headers=self._meta(index_fn()))
         if "raw" in args:
             headers = self._meta(index_fn())
+            # agent/kvs_endpoint.go KVSGet: raw values are served sandboxed
             headers["X-Content-Type-Options"] = "nosniff"
+            headers["Content-Security-Policy"] = "sandbox"
             return Response(ent["Value"] or b"", status=200, mimetype="text/plain", headers=headers)
         return self._json([self._kv_out(ent)], index_fn())
 
@@ -654,7 +659,10 @@ class ConsulSim(Simulator):
     def _conflicting(self, args, *flags):
         present = [f for f in flags if f in args]
         if len(present) > 1:
-            return self.err(400, "Conflicting flags: " + "&".join(f"{k}={args.get(k)}" for k in sorted(args)))
+            # agent/kvs_endpoint.go conflictingFlags: fmt.Fprintf(resp, "Conflicting flags: %v\n",
+            # params.Encode()) - url.Values.Encode sorts by key and escapes
+            encoded = urllib.parse.urlencode([(k, v) for k in sorted(args) for v in args.getlist(k)])
+            return self.err(400, f"Conflicting flags: {encoded}\n")
         return None
 
     def _kv_put(self, request, key):
@@ -827,7 +835,10 @@ class ConsulSim(Simulator):
             "LockDelay": int(lock_delay * 1e9),
             "Behavior": behavior,
             "TTL": ttl,
-            "NodeChecks": [SERF_CHECK] if low.get("nodechecks") is None else list(low["nodechecks"]),
+            # agent/session_endpoint.go fixupEmptySessionChecks: "Checks": [] empties the
+            # default node check
+            "NodeChecks": ([] if low.get("checks") == [] else [SERF_CHECK]) if low.get("nodechecks") is None
+            else list(low["nodechecks"]),
             "ServiceChecks": low.get("servicechecks"),
             "CreateIndex": idx,
             "ModifyIndex": idx,
@@ -841,10 +852,17 @@ class ConsulSim(Simulator):
         return {k: v for k, v in sess.items() if not k.startswith("_")}
 
     def on_session_destroy(self, request, sid):
-        sess = self.sessions.get(sid)
-        denied = self._allow(request, "session", sess["Node"] if sess else self.node, "write")
+        # agent/consul/session_endpoint.go Apply(destroy): the token is resolved (403 ACL not
+        # found), then a session that does not exist is no error (true) before session:write
+        # is checked on the session's node
+        authz, denied = self._resolve(request)
         if denied:
             return denied
+        sess = self.sessions.get(sid)
+        if sess is None:
+            return self._json(True)
+        if not authz.allowed("session", sess["Node"], "write"):
+            return self.err(403, authz.denied("session", sess["Node"], "write"))
         self._invalidate(sid)
         return self._json(True)
 
@@ -929,18 +947,20 @@ class ConsulSim(Simulator):
         )
 
     def _agent_service_out(self, svc):
-        return {
+        out = {
             "ID": svc["ID"],
             "Service": svc["Service"],
             "Tags": list(svc["Tags"]),
             "Meta": dict(svc["Meta"]),
             "Port": svc["Port"],
             "Address": svc["Address"],
-            "TaggedAddresses": svc["TaggedAddresses"],
             "Weights": dict(svc["Weights"]),
             "EnableTagOverride": svc["EnableTagOverride"],
             "Datacenter": self.dc,
         }
+        if svc["TaggedAddresses"]:  # api.AgentService: `json:",omitempty"`
+            out["TaggedAddresses"] = svc["TaggedAddresses"]
+        return out
 
     def on_agent_services(self, request):
         authz, denied = self._resolve(request)  # AgentServices: filtered by service:read
@@ -963,7 +983,8 @@ class ConsulSim(Simulator):
         if not authz.allowed("service", svc["Service"], "read"):
             return self.err(403, authz.denied("service", svc["Service"], "read"))
         out = self._agent_service_out(svc)
-        out["ContentHash"] = format(abs(hash(json.dumps(out, sort_keys=True))) & 0xFFFFFFFFFFFFFFFF, "016x")
+        # agent/agent_endpoint.go AgentService: hashstructure's uint64 formatted with %x
+        out["ContentHash"] = format(abs(hash(json.dumps(out, sort_keys=True))) & 0xFFFFFFFFFFFFFFFF, "x")
         return self.json(out, headers={"X-Consul-ContentHash": out["ContentHash"]})
 
     def _check_out(self, chk):
@@ -1324,6 +1345,26 @@ class ConsulSim(Simulator):
         if chk["ServiceID"]:
             return authz.allowed("service", chk["ServiceName"], "read")
         return authz.allowed("node", self.node, "read")
+
+    def on_acl_token_self(self, request):
+        """
+        GET /v1/acl/token/self (agent/acl_endpoint.go ACLTokenSelf -> ACL.TokenRead by secret):
+        ACLs off is 401 "ACL support disabled"; a secret needs no permission to read itself;
+        a secret the store does not hold (none sent: the anonymous token's secret is not "")
+        is 404 "Supplied token does not exist".
+        """
+        if not self.acl_enabled:
+            return self.err(401, "ACL support disabled")
+        secret = self._secret(request)
+        authz = self.acl_tokens.get(secret or "")
+        if authz is None:
+            return self.err(404, "Supplied token does not exist")
+        policies = ([{"ID": "00000000-0000-0000-0000-000000000001", "Name": "global-management"}]
+                    if authz.management else [{"ID": str(uuid.uuid5(uuid.NAMESPACE_URL, authz.name)),
+                                                "Name": f"{authz.name}-policy"}])
+        return self._json({"AccessorID": authz.accessor, "SecretID": secret, "Description": authz.name,
+                           "Policies": policies, "Local": False, "CreateTime": "2024-01-01T00:00:00Z",
+                           "Hash": "", "CreateIndex": 5, "ModifyIndex": 5}, 5)
 
     def on_status_leader(self, request):
         return self.json("127.0.0.1:8300")

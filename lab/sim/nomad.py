@@ -25,16 +25,34 @@ there; jobspec handling is in :mod:`lab.sim.nomad_jobspec`):
 - Failure knobs for tests: ``refuse_images`` (glob patterns: the docker driver fails to
   pull them), ``unhealthy_services``; a docker ``port_map`` next to group network ports
   fails at task start with the docker driver's own message.
+- The servers' side of a registration (nomad/job_endpoint.go NewJobEndpoints): the
+  admission mutators (structs Job.Canonicalize: ``Datacenters ["*"]``, empty lists to null,
+  default workload identity; the node pool; jobImpliedConstraints: Vault, signals, Nomad
+  and Consul service discovery, bridge CNI; implicit Vault identities), the validators, and
+  Job.Warnings; validateJobUpdate (no type changes); SpecChanged with ``NomadTokenID``.
+- ACLs (``acl``, or the short ``token``: one management token) as Nomad 1.7+ enforces them
+  per endpoint: namespace capabilities, variables paths, host volumes, agent/node/operator;
+  the answers to unknown and non-UUID tokens; ``/v1/acl/policy``, ``/v1/acl/token`` for
+  tests that make their own.
 
 Options (``--config`` JSON)::
 
-    {"token": null, "region": "global", "datacenter": "dc1", "node_name": "lab-local",
+    {"token": null, "acl": {"enabled": true, "tokens": {"<uuid>": {"name": "hecate",
+                            "policies": [<rules, see NomadToken>]} | "management"},
+                            "anonymous": null},
+     "version": "2.0.5", "region": "global", "datacenter": "dc1", "node_name": "lab-local",
      "node_meta": {"location": "local"}, "drivers": ["docker", "exec", "raw_exec"],
      "host_volumes": null, "cpu": 16000, "memory": 32768, "time_scale": 0.01,
      "refuse_images": [], "unhealthy_services": [], "stand_ins": true,
      "advertise_address": "127.0.0.1", "consul_url": null, "consul_token": null,
-     "namespaces": ["default"], "vault": {"enabled": false, "version": null},
+     "consul_version": null, "namespaces": ["default"],
+     "vault": {"enabled": false, "version": null, "default_identity": null},
      "memory_oversubscription": false}
+
+``consul_version`` (default: 1.22.0 when ``consul_url`` is set) is what the client
+fingerprints as ``attr.consul.version``: without it no group with a Consul service can be
+placed, as on a Nomad client that has no Consul. ``host_volumes`` null accepts any host
+volume; a list is the client's ``host_volume`` blocks.
 
 ``vault.enabled`` is the servers' ``vault { enabled = true }``: without it a job with a
 ``vault`` block is refused (``Vault "default" not enabled but used in the job``,
@@ -58,6 +76,7 @@ import urllib.error
 import urllib.request
 import uuid
 
+import hcl2
 from werkzeug.routing import Rule
 
 try:
@@ -67,7 +86,12 @@ except ImportError:  # pragma: no cover
     import nomad_jobspec as js  # type: ignore
     from base import Simulator  # type: ignore
 
-VERSION = "1.10.5"
+VERSION = "2.0.5"  # the release the simulator follows (hashicorp/nomad read at aa026cc, 2.0.x)
+CONSUL_VERSION = "1.22.0"  # what the client fingerprints from the lab's Consul (agent/self)
+# client/fingerprint/signal.go: the signals of the host (consul-template/signals on Linux)
+OS_SIGNALS = ("SIGABRT,SIGALRM,SIGBUS,SIGCHLD,SIGCONT,SIGFPE,SIGHUP,SIGILL,SIGINT,SIGIO,SIGIOT,SIGKILL,"
+              "SIGPIPE,SIGPROF,SIGQUIT,SIGSEGV,SIGSTOP,SIGSYS,SIGTERM,SIGTRAP,SIGTSTP,SIGTTIN,SIGTTOU,"
+              "SIGURG,SIGUSR1,SIGUSR2,SIGWINCH,SIGXCPU,SIGXFSZ")
 TERMINAL = ("complete", "failed", "lost")
 TRACKED_VERSIONS = 6
 # nomad/structs/structs.go: MaxBlockingRPCQueryTime and DefaultBlockingRPCQueryTime
@@ -84,6 +108,156 @@ class APIError(Exception):
     def __init__(self, status, text):
         super().__init__(text)
         self.status, self.text = status, text
+
+
+# -- ACLs (acl/policy.go, acl/acl.go, nomad/auth/auth.go) -------------------------------------
+# acl/policy.go expandNamespacePolicy: what `policy = "read"` / `"write"` grant in a namespace
+NS_READ = ("list-jobs", "parse-job", "read-job", "csi-list-volume", "csi-read-volume", "read-job-scaling",
+           "list-scaling-policies", "read-scaling-policy", "host-volume-read")
+NS_WRITE = NS_READ + ("scale-job", "submit-job", "dispatch-job", "read-logs", "read-fs", "alloc-exec",
+                      "alloc-lifecycle", "csi-mount-volume", "csi-write-volume", "submit-recommendation",
+                      "host-volume-create")
+LEVELS = {"deny": -1, "read": 1, "write": 2}
+ANONYMOUS_ACCESSOR = "anonymous"  # structs.AnonymousACLToken
+UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# command/agent/http.go ResolveToken wraps what nomad/auth/auth.go Authenticate says of a
+# secret that is not a UUID (ErrTokenInvalid, then Encrypter.VerifyClaim: go-jose's parse error);
+# the text does not end in "Permission denied", so errCodeFromHandler leaves it a 500
+NOT_A_JWT = ("ACL token not found or invalid workload identity: failed to parse signed token: "
+             "go-jose/go-jose: compact JWS format must have three parts")
+
+
+def _closest_glob(patterns, name):
+    """acl/acl.go findClosestMatchingGlob: an exact key, else the matching glob with the
+    fewest characters left over."""
+    if name in patterns:
+        return patterns[name]
+    found = [(len(name) - len(p.replace("*", "")), p) for p in patterns
+             if "*" in p and fnmatch.fnmatchcase(name, p)]
+    return patterns[min(found)[1]] if found else None
+
+
+def _uq(value):
+    """python-hcl2 keeps string literals quoted."""
+    return json.loads(value) if isinstance(value, str) and value.startswith('"') else value
+
+
+def parse_policy(text):
+    """
+    An ACL policy's ``Rules`` (acl/policy.go Parse, the parts the simulator enforces) ->
+    :class:`NomadToken`'s rule dict. A syntax error is Nomad's ``Failed to parse ACL Policy``.
+    """
+    try:
+        raw = hcl2.loads(text or "")
+    except Exception as exc:  # pylint: disable=broad-except  # lark/hcl2 errors
+        raise APIError(400, f"Failed to parse ACL Policy: {exc}") from None
+    rules = {}
+    for block in raw.get("namespace") or []:
+        for name, body in block.items():
+            spec = {}
+            if "policy" in body:
+                spec["policy"] = _uq(body["policy"])
+            if "capabilities" in body:
+                spec["capabilities"] = [_uq(c) for c in body["capabilities"]]
+            for vblock in body.get("variables") or []:
+                for pblock in vblock.get("path") or []:
+                    for path, pbody in pblock.items():
+                        spec.setdefault("variables", {})[_uq(path)] = [_uq(c) for c in pbody.get("capabilities") or []]
+            rules.setdefault("namespace", {})[_uq(name)] = spec
+    for block in raw.get("host_volume") or []:
+        for name, body in block.items():
+            rules.setdefault("host_volume", {})[_uq(name)] = {
+                "policy": _uq(body.get("policy")), "capabilities": [_uq(c) for c in body.get("capabilities") or []]}
+    for kind in ("agent", "node", "operator"):
+        for block in raw.get(kind) or []:
+            if block.get("policy"):
+                rules[kind] = _uq(block["policy"])
+    return rules
+
+
+class NomadToken:
+    """
+    An ACL token: ``management`` or the merged rules of its policies, in the policy
+    language's JSON shape::
+
+        {"namespace": {"default": {"policy": "read", "capabilities": ["submit-job"],
+                                   "variables": {"nomad/jobs/*": ["read", "list"]}}},
+         "host_volume": {"data": "write"}, "agent": "read", "node": "read", "operator": "read"}
+
+    Capabilities of several policies add up; ``deny`` wins (acl/acl.go NewACL).
+    """
+
+    def __init__(self, name, accessor, management=False, policies=(), policy_names=()):
+        self.name, self.accessor, self.management = name, accessor, management
+        self.policy_names = list(policy_names)
+        self.create_time = _rfc3339()
+        self.namespaces, self.variables, self.levels, self.host_volumes = {}, {}, {}, {}
+        for rules in policies:
+            for name, spec in (rules.get("host_volume") or {}).items():
+                spec = {"policy": spec} if isinstance(spec, str) else spec
+                caps = set(spec.get("capabilities") or [])
+                caps.update({"deny": ("deny",), "read": ("mount-readonly",),  # expandHostVolumePolicy
+                             "write": ("mount-readonly", "mount-readwrite")}.get(spec.get("policy"), ()))
+                self.host_volumes.setdefault(name, set()).update(caps)
+            for ns, spec in (rules.get("namespace") or {}).items():
+                caps = set(spec.get("capabilities") or [])
+                if spec.get("policy") == "deny":
+                    caps.add("deny")
+                caps.update({"read": NS_READ, "write": NS_WRITE}.get(spec.get("policy"), ()))
+                self.namespaces.setdefault(ns, set()).update(caps)
+                for path, vcaps in (spec.get("variables") or {}).items():
+                    vcaps = set(vcaps)
+                    if "read" in vcaps:
+                        vcaps.add("list")  # acl/policy.go expandVariablesCapabilities
+                    self.variables.setdefault(ns, {}).setdefault(path, set()).update(vcaps)
+            for kind in ("agent", "node", "operator"):
+                if rules.get(kind):
+                    old = self.levels.get(kind)
+                    new = LEVELS[rules[kind]]
+                    self.levels[kind] = -1 if -1 in (old, new) else max(old or 0, new)
+
+    @classmethod
+    def from_spec(cls, spec):
+        if spec == "management":
+            return cls("management", str(uuid.uuid4()), management=True)
+        if not isinstance(spec, dict):
+            raise ValueError(f"a Nomad ACL token is 'management' or a dict, not {spec!r}")
+        policies = spec.get("policies") or []
+        if isinstance(policies, dict):
+            policies = [policies]
+        return cls(spec.get("name") or "token", spec.get("accessor") or str(uuid.uuid4()),
+                   management=spec.get("type") == "management" or bool(spec.get("management")),
+                   policies=policies)
+
+    def allow_ns(self, ns, *capabilities):
+        """AllowNsOpAnyOf: any of ``capabilities`` in namespace ``ns``."""
+        if self.management:
+            return True
+        caps = _closest_glob(self.namespaces, ns)
+        if not caps or "deny" in caps:
+            return False
+        return any(c in caps for c in capabilities)
+
+    def allow_variable(self, ns, path, capability):
+        """AllowVariableOperation (matchingVariablesCapabilitySet: namespace, then path)."""
+        if self.management:
+            return True
+        paths = _closest_glob(self.variables, ns)
+        caps = _closest_glob(paths, path) if paths else None
+        if not caps or "deny" in caps:
+            return False
+        return capability in caps
+
+    def allow_host_volume(self, source, capability):
+        """AllowHostVolumeOperation."""
+        if self.management:
+            return True
+        caps = _closest_glob(self.host_volumes, source)
+        return bool(caps) and "deny" not in caps and capability in caps
+
+    def allow(self, kind, level="read"):
+        """AllowAgentRead, AllowNodeRead, AllowOperatorRead (and their writes)."""
+        return self.management or (self.levels.get(kind) or 0) >= LEVELS[level]
 
 
 def _now_ns():
@@ -155,6 +329,196 @@ def _var_problem(path, items):
             'top-level "nomad" directory')
 
 
+# -- what the servers do to a job before storing it ------------------------------------------
+# structs.WorkloadIdentity's JSON with nothing set (nomad/structs/workload_id.go)
+IDENTITY_ZERO = {"Name": "", "Audience": None, "ChangeMode": "", "ChangeSignal": "", "Env": False,
+                 "File": False, "Filepath": "", "ServiceName": "", "TTL": 0, "ExtraClaims": None}
+
+
+def _nil_if_empty(obj, *keys):
+    for key in keys:
+        if not obj.get(key):
+            obj[key] = None
+
+
+def _server_service(svc, job, group, task_name):
+    """nomad/structs/services.go Service.Canonicalize (task_name "group" for group services)."""
+    _nil_if_empty(svc, "Tags", "CanaryTags", "Checks", "TaggedAddresses")
+    if not svc.get("TaskName") and task_name != "group":
+        svc["TaskName"] = task_name
+    svc["Provider"] = svc.get("Provider") or "consul"
+    if svc["Provider"] == "nomad":
+        svc["Namespace"] = job["Namespace"]
+    elif not svc.get("Namespace"):
+        svc["Namespace"] = "default"
+
+
+def server_canonicalize(job):
+    """
+    nomad/structs/structs.go Job.Canonicalize, TaskGroup.Canonicalize, Task.Canonicalize and
+    NetworkResource.Canonicalize (the jobCanonicalizer admission mutator) on top of the api's:
+    ``Datacenters`` defaults to ``["*"]``, empty lists and maps become null, task-level
+    services get their task's name, Consul services the namespace "default", ports the host
+    network "default", and every task the default workload identity (``Task.Identity``).
+    """
+    _nil_if_empty(job, "Meta", "Constraints", "Affinities", "Spreads")
+    job["Namespace"] = job.get("Namespace") or "default"
+    if not job.get("Datacenters"):
+        job["Datacenters"] = ["*"]
+    job["Priority"] = job.get("Priority") or 50  # the servers' job_default_priority
+    for group in job.get("TaskGroups") or []:
+        _nil_if_empty(group, "Meta", "Constraints", "Affinities", "Spreads")
+        for svc in group.get("Services") or []:
+            _server_service(svc, job, group, "group")
+        for net in group.get("Networks") or []:
+            _nil_if_empty(net, "ReservedPorts", "DynamicPorts")
+            for port in (net.get("ReservedPorts") or []) + (net.get("DynamicPorts") or []):
+                port["HostNetwork"] = port.get("HostNetwork") or "default"
+        for task in group.get("Tasks") or []:
+            _nil_if_empty(task, "Meta", "Config", "Env", "Constraints", "Affinities", "VolumeMounts")
+            for svc in task.get("Services") or []:
+                _server_service(svc, job, group, task["Name"])
+            identities = []
+            for wid in task.get("Identities") or []:
+                wid = dict(IDENTITY_ZERO, **wid)
+                wid["Name"] = wid["Name"] or "default"
+                if wid["Name"] == "default":
+                    task["Identity"] = dict(wid, Audience=["nomadproject.io"])
+                else:
+                    identities.append(wid)
+            task["Identities"] = identities or None
+            if not task.get("Identity"):
+                task["Identity"] = dict(IDENTITY_ZERO, Name="default", Audience=["nomadproject.io"])
+    return job
+
+
+def _add_constraint(owner, constraint, left_only):
+    """nomad/job_endpoint_hooks.go mutateConstraint: constraintMatcherLeft (an existing
+    constraint on the same LTarget wins) or constraintMatcherFull (an equal one)."""
+    for con in owner.get("Constraints") or []:
+        if con.get("LTarget") == constraint["LTarget"] and (
+                left_only or (con.get("RTarget") == constraint["RTarget"]
+                              and (con.get("Operand") or "=") == constraint["Operand"])):
+            return
+    owner["Constraints"] = list(owner.get("Constraints") or []) + [dict(constraint)]
+
+
+CONSUL_CONSTRAINT = {"LTarget": "${attr.consul.version}", "RTarget": ">= 1.8.0", "Operand": "semver"}
+VAULT_CONSTRAINT = {"LTarget": "${attr.vault.version}", "RTarget": ">= 0.6.1", "Operand": "semver"}
+NOMAD_SD_CONSTRAINT = {"LTarget": "${attr.nomad.service_discovery}", "RTarget": "true", "Operand": "="}
+NOMAD_SD_CHECKS_CONSTRAINT = {"LTarget": "${attr.nomad.version}", "RTarget": ">= 1.4.0", "Operand": "semver"}
+CNI_PLUGINS = ("bridge", "firewall", "host-local", "loopback", "portmap")
+
+
+def _required_signals(task):
+    """nomad/structs/structs.go Job.RequiredSignals for one task."""
+    signals = set()
+    vault = task.get("Vault")
+    if vault is not None and vault.get("ChangeMode") == "signal":
+        signals.add(vault.get("ChangeSignal") or "")
+    if task.get("KillSignal"):
+        signals.add(task["KillSignal"])
+    for tmpl in task.get("Templates") or []:
+        if tmpl.get("ChangeMode") == "signal":
+            signals.add(tmpl.get("ChangeSignal") or "")
+    return sorted(signals)
+
+
+def implied_constraints(job):
+    """
+    nomad/job_endpoint_hooks.go jobImpliedConstraints.Mutate: per group, the Vault
+    constraint (vaultConstraintFn), the signal constraint (getSignalConstraint, in
+    nomad/job_endpoint.go), Nomad service discovery (and its checks), the Consul
+    constraint for Consul services (consulConstraintFn: on the group for group services,
+    on the task for task services) and the CNI plugins of bridge networking.
+    """
+    for group in job.get("TaskGroups") or []:
+        tasks = group.get("Tasks") or []
+        for task in sorted((t for t in tasks if t.get("Vault") is not None), key=lambda t: t["Name"]):
+            cluster = task["Vault"].get("Cluster") or "default"
+            _add_constraint(group, VAULT_CONSTRAINT if cluster == "default" else {
+                "LTarget": f"${{attr.vault.{cluster}.version}}", "RTarget": ">= 1.11.0", "Operand": "semver"},
+                left_only=True)
+        signals = sorted({sig for task in tasks for sig in _required_signals(task)})
+        if signals:
+            _add_constraint(group, {"LTarget": "${attr.os.signals}", "RTarget": ",".join(signals),
+                                    "Operand": "set_contains"}, left_only=False)
+        services = list(group.get("Services") or []) + [s for t in tasks for s in t.get("Services") or []]
+        native = [s for s in services if s.get("Provider") == "nomad"]
+        if native:
+            _add_constraint(group, NOMAD_SD_CONSTRAINT, left_only=False)
+        if any(s.get("Checks") for s in native):
+            _add_constraint(group, NOMAD_SD_CHECKS_CONSTRAINT, left_only=False)
+        if any((s.get("Provider") or "consul") == "consul" for s in services):
+            for svc in group.get("Services") or []:
+                if (svc.get("Provider") or "consul") == "consul":
+                    _add_constraint(group, _consul_constraint(svc), left_only=True)
+            for task in tasks:
+                for svc in task.get("Services") or []:
+                    if (svc.get("Provider") or "consul") == "consul":
+                        _add_constraint(task, _consul_constraint(svc), left_only=True)
+        if any(net.get("Mode") == "bridge" for net in group.get("Networks") or []):
+            for plugin in CNI_PLUGINS:
+                _add_constraint(group, {"LTarget": f"${{attr.plugins.cni.version.{plugin}}}",
+                                        "RTarget": ">= 0.4.0", "Operand": "semver"}, left_only=True)
+    return job
+
+
+def _consul_constraint(svc):
+    cluster = svc.get("Cluster") or "default"
+    if cluster == "default":
+        return CONSUL_CONSTRAINT
+    return {"LTarget": f"${{attr.consul.{cluster}.version}}", "RTarget": ">= 1.8.0", "Operand": "semver"}
+
+
+def _go_json_kind(value):
+    """The JSON kind encoding/json names in an UnmarshalTypeError."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return "string" if isinstance(value, str) else "null"
+
+
+def _parse_bool(request, name):
+    """A query parameter read with Go's strconv.ParseBool (an error is a plain 500)."""
+    text = request.args.get(name, "")
+    if text in ("", "0", "f", "F", "FALSE", "false", "False"):
+        return False
+    if text in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    raise APIError(500, f'Failed to parse value of "{name}" ({text}) as a bool: strconv.ParseBool: '
+                        f'parsing {js.go_q(text)}: invalid syntax')
+
+
+def _is_periodic(job):
+    return job.get("Periodic") is not None
+
+
+def _is_parameterized(job):
+    return job.get("ParameterizedJob") is not None and not job.get("Dispatched")
+
+
+def _job_update_problem(old, new):
+    """nomad/job_endpoint.go validateJobUpdate (a plain error: 500)."""
+    if old is None:
+        return "job can't be submitted with 'Dispatched' set" if new.get("Dispatched") else None
+    if old.get("Type") != new.get("Type"):
+        return f"cannot update job from type {js.go_q(old.get('Type'))} to {js.go_q(new.get('Type'))}"
+    for what, test in (("periodic", _is_periodic), ("parameterized", _is_parameterized)):
+        if test(old) and not test(new):
+            return f"cannot update {what} job to being non-{what}"
+        if test(new) and not test(old):
+            return f"cannot update non-{what} job to being {what}"
+    if bool(old.get("Dispatched")) != bool(new.get("Dispatched")):
+        return "field 'Dispatched' is read-only"
+    return None
+
+
 class StandIn:
     """A loopback HTTP server standing in for one service port of one allocation."""
 
@@ -197,11 +561,24 @@ class StandIn:
 
 class NomadSim(Simulator):
     name = "nomad"
+    fault_mimetype = "text/plain"
 
     def __init__(self, options=None):
         super().__init__(options)
         opt = self.options
-        self.token = opt.get("token")
+        self.version_text = str(opt.get("version") or VERSION)
+        self.version = _version_tuple(self.version_text)
+        acl = opt.get("acl") or {}
+        tokens = dict(acl.get("tokens") or {})
+        if opt.get("token"):  # the short form: one management token
+            tokens.setdefault(opt["token"], "management")
+        self.acl_enabled = bool(acl.get("enabled") or tokens)
+        self.acl_tokens = {secret: NomadToken.from_spec(spec) for secret, spec in tokens.items()}
+        # the anonymous policy: none after `nomad acl bootstrap` (everything is denied)
+        self.anonymous = NomadToken("anonymous", ANONYMOUS_ACCESSOR, policies=[acl["anonymous"]]
+                                    if acl.get("anonymous") else [])
+        self.acls_disabled = NomadToken("acls-disabled", "acls-disabled", management=True)
+        self.acl_policies = {}  # name -> {"Name", "Description", "Rules", "_rules", indexes}
         self.region = opt.get("region", "global")
         self.datacenter = opt.get("datacenter", "dc1")
         self.namespaces = set(opt.get("namespaces") or ["default"])
@@ -214,8 +591,12 @@ class NomadSim(Simulator):
             "NodeClass": opt.get("node_class", ""),
             "NodePool": "default",
             "Meta": dict(opt.get("node_meta") or {"location": "local"}),
+            # what the client fingerprints (client/fingerprint/*.go): nomad.go (version,
+            # service_discovery), signal.go (os.signals), consul.go (consul.version, only
+            # when the agent reaches a Consul), vault.go (vault.version)
             "Attributes": {"kernel.name": "linux", "cpu.arch": "amd64", "unique.hostname": "lab-local",
-                           "nomad.version": VERSION, "driver.docker": "1"},
+                           "nomad.version": self.version_text, "nomad.service_discovery": "true",
+                           "os.signals": OS_SIGNALS, "driver.docker": "1"},
             "Drivers": list(opt.get("drivers") or ["docker", "exec", "raw_exec"]),
             "HostVolumes": opt.get("host_volumes"),
             "CPU": int(opt.get("cpu", 16000)),
@@ -225,12 +606,21 @@ class NomadSim(Simulator):
         self.vault_enabled = bool(vault.get("enabled"))
         if vault.get("version"):
             self.node["Attributes"].update({"vault.version": str(vault["version"]), "vault.accessible": "true"})
+        # the servers' vault { default_identity { aud, ttl } } (nomad/config.go VaultIdentityConfig)
+        ident = vault.get("default_identity") if self.vault_enabled else None
+        self.vault_identity = None
+        if ident is not None:
+            self.vault_identity = {"Audience": list(ident.get("aud") or []) or None,
+                                   "TTL": int(js.parse_duration(ident["ttl"])) if ident.get("ttl") else 0}
         self.memory_oversubscription = bool(opt.get("memory_oversubscription", False))
         self.refuse_images = list(opt.get("refuse_images") or [])
         self.unhealthy_services = set(opt.get("unhealthy_services") or [])
         self.stand_ins_enabled = opt.get("stand_ins", True)
         self.consul_url = (opt.get("consul_url") or "").rstrip("/") or None
         self.consul_token = opt.get("consul_token")
+        consul_version = opt.get("consul_version") or (CONSUL_VERSION if self.consul_url else None)
+        if consul_version:
+            self.node["Attributes"]["consul.version"] = str(consul_version)
         self.index = 10
         self.tables = {t: 1 for t in ("jobs", "job_version", "evals", "allocs", "deployment", "variables")}
         self.jobs = {}  # (ns, id) -> job
@@ -275,6 +665,10 @@ class NomadSim(Simulator):
             r("/v1/vars", endpoint="vars", methods=["GET"]),
             r("/v1/var/", endpoint="var_root", methods=["GET", "PUT", "POST", "DELETE"]),
             r("/v1/var/<path:path>", endpoint="var", methods=["GET", "PUT", "POST", "DELETE"]),
+            r("/v1/acl/policy/<name>", endpoint="acl_policy", methods=["GET", "PUT", "POST", "DELETE"]),
+            r("/v1/acl/token", endpoint="acl_token_create", methods=["PUT", "POST"]),
+            r("/v1/acl/token/self", endpoint="acl_token_self", methods=["GET"]),
+            r("/v1/acl/token/<accessor>", endpoint="acl_token", methods=["GET", "DELETE"]),
         ]
 
     # Nomad's HTTP server: unknown paths get Go's mux 404, errors are plain text
@@ -301,46 +695,83 @@ class NomadSim(Simulator):
         self.changed()
         return self.index
 
-    def _auth(self, request, bogus="ACL token not found"):
-        """
-        ACLs when the simulator has a token. ``bogus``: the answer to an unknown token -
-        "ACL token not found" where the agent resolves it (command/agent/http.go
-        ResolveToken), "Permission denied" where the RPC authenticates first
-        (nomad/auth/auth.go Authenticate returns ErrPermissionDenied for it).
-        """
-        if not self.token:
-            return
+    @staticmethod
+    def _secret(request):
+        """command/agent/http.go parseToken: X-Nomad-Token, else Authorization: Bearer."""
         tok = request.headers.get("X-Nomad-Token")
         auth = request.headers.get("Authorization", "")
         if not tok and auth.startswith("Bearer "):
             tok = auth[7:]
-        if not tok:
+        return tok or None
+
+    def identity(self, request):
+        """The request's token by name, for the request log (never the secret)."""
+        if not self.acl_enabled:
+            return None
+        secret = self._secret(request)
+        if not secret:
+            return "anonymous"
+        token = self.acl_tokens.get(secret)
+        return token.name if token is not None else "unknown"
+
+    def _auth(self, request, http_side=False):
+        """
+        Who is asking (a :class:`NomadToken`), as Nomad 1.7+ authenticates: no token is the
+        anonymous token; an unknown UUID is ``403 Permission denied`` everywhere (RPCs:
+        nomad/auth/auth.go Authenticate's "bogus token" answer; endpoints the agent resolves
+        itself, ``http_side`` - command/agent/http.go ResolveToken - wrap that error and
+        errCodeFromHandler keeps its "Permission denied" suffix); a secret that is not a UUID
+        is tried as a workload identity JWT: the RPCs answer ``403 Permission denied``, the
+        agent-resolved endpoints a 500 with go-jose's parse error.
+        """
+        if not self.acl_enabled:
+            return self.acls_disabled
+        secret = self._secret(request)
+        if not secret:
+            return self.anonymous
+        token = self.acl_tokens.get(secret)
+        if token is not None:
+            return token
+        if not UUID_RE.match(secret) and http_side:
+            raise APIError(500, NOT_A_JWT)
+        raise APIError(403, "Permission denied")
+
+    @staticmethod
+    def _require(allowed):
+        """structs.ErrPermissionDenied unless ``allowed``."""
+        if not allowed:
             raise APIError(403, "Permission denied")
-        if tok != self.token:
-            raise APIError(403, bogus)
 
     def _ns(self, request):
         return request.args.get("namespace") or "default"
 
     def _body(self, request):
+        """command/agent/http.go decodeBody: no body at all is "Request body is empty", then
+        encoding/json's errors (the common ones in Go's words)."""
         raw = request.get_data(cache=True)
-        if not raw.strip():
-            return {}
+        if not raw:
+            raise APIError(400, "Request body is empty")
         try:
             return json.loads(raw)
         except ValueError as exc:
+            text = raw.decode("utf-8", "replace")
+            if not text.strip():
+                raise APIError(400, "EOF") from None
+            if exc.msg == "Expecting value" and exc.pos < len(text):
+                raise APIError(400, f"invalid character {text[exc.pos]!r} looking for beginning of value") from None
             raise APIError(400, f"invalid character in request body: {exc.msg}") from None
 
-    def _read(self, request, table, produce, bogus="ACL token not found"):
-        """GET with blocking-query support: wait while the table index <= ?index."""
-        self._auth(request, bogus)
+    def _read(self, request, table, produce, check=None, http_side=False):
+        """
+        GET with blocking-query support: wait while the table index <= ?index. The agent
+        parses ``?wait``/``?index`` first (command/agent/http.go parse: 400s), then the RPC
+        authenticates and ``check(token)`` decides (403) before the query blocks; ``produce``
+        finds the token with :meth:`_token_of` where it filters by it.
+        """
         wait = 0.0
         if request.args.get("wait"):
             wait = _parse_wait(request.args["wait"])
-        if wait <= 0:
-            wait = DEFAULT_WAIT
-        wait = min(wait, MAX_WAIT)
-        wait += wait / JITTER_FRACTION * (uuid.uuid4().int % 1000) / 1000.0
+        min_index = 0
         if request.args.get("index"):
             try:
                 min_index = int(request.args["index"])
@@ -348,14 +779,31 @@ class NomadSim(Simulator):
                     raise ValueError
             except ValueError:
                 raise APIError(400, "Invalid index") from None
-            if min_index > 0:
-                self.wait_for_change(lambda: self.tables[table], min_index, wait)
+        token = self._auth(request, http_side=http_side)
+        request.environ["nomad.token"] = token
+        if check is not None:
+            self._require(check(token))
+        if wait <= 0:
+            wait = DEFAULT_WAIT
+        wait = min(wait, MAX_WAIT)
+        wait += wait / JITTER_FRACTION * (uuid.uuid4().int % 1000) / 1000.0
+        if min_index > 0:
+            self.wait_for_change(lambda: self.tables[table], min_index, wait)
         body = produce()
         resp = self.json(body)
         resp.headers["X-Nomad-Index"] = str(self.tables[table])
         resp.headers["X-Nomad-KnownLeader"] = "true"
         resp.headers["X-Nomad-LastContact"] = "0"
         return resp
+
+    @staticmethod
+    def _token_of(request):
+        return request.environ["nomad.token"]
+
+    def _read_job(self, request):
+        """The read-job check on the request's namespace (Job.GetJob and its siblings)."""
+        ns = self._ns(request)
+        return lambda token: token.allow_ns(ns, "read-job")
 
     def _write_resp(self, body, index, status=200):
         resp = self.json(body, status=status)
@@ -377,19 +825,21 @@ class NomadSim(Simulator):
 
     def on_agent_self(self, request):
         def handle(req):
-            self._auth(req)
+            # command/agent/agent_endpoint.go AgentSelfRequest: ResolveToken, then agent:read
+            self._require(self._auth(req, http_side=True).allow("agent"))
             return self.json({
                 "config": {"Region": self.region, "Datacenter": self.datacenter,
-                           "Version": {"Version": VERSION},
+                           "Version": {"Version": self.version_text},
                            # command/agent/config.go Config.Vaults (DefaultConfig has "default", Enabled unset)
-                           "Vaults": [{"Name": "default", "Enabled": True if self.vault_enabled else None}]},
+                           "Vaults": [{"Name": "default", "Enabled": True if self.vault_enabled else None}],
+                           "ACL": {"Enabled": self.acl_enabled}},
                 "member": {"Name": f"{self.node['Name']}.{self.region}", "Addr": self.address,
                            "Tags": {"region": self.region, "dc": self.datacenter}},
                 "stats": {}})
         return self._wrap(handle, request)
 
     def on_scheduler_config(self, request):
-        """GET /v1/operator/scheduler/configuration (Operator.SchedulerGetConfiguration)."""
+        """GET /v1/operator/scheduler/configuration (Operator.SchedulerGetConfiguration: operator:read)."""
         def produce():
             return {"SchedulerConfig": {
                 "SchedulerAlgorithm": "binpack",
@@ -399,20 +849,25 @@ class NomadSim(Simulator):
                 "RejectJobRegistration": False, "PauseEvalBroker": False,
                 "CreateIndex": 5, "ModifyIndex": 5},
                 "Index": 5, "KnownLeader": True, "LastContact": 0, "NextToken": ""}
-        return self._wrap(lambda req: self._read(req, "jobs", produce), request)
+        return self._wrap(lambda req: self._read(req, "jobs", produce, check=lambda t: t.allow("operator")),
+                          request)
 
     def on_nodes(self, request):
+        """GET /v1/nodes (Node.List: node:read)."""
         def produce():
             n = self.node
             return [{"ID": n["ID"], "Name": n["Name"], "Datacenter": n["Datacenter"], "NodeClass": n["NodeClass"],
                      "NodePool": n["NodePool"], "Status": "ready", "SchedulingEligibility": "eligible",
-                     "Drain": False, "Version": VERSION, "Address": self.address}]
-        return self._wrap(lambda req: self._read(req, "jobs", produce), request)
+                     "Drain": False, "Version": self.version_text, "Address": self.address}]
+        return self._wrap(lambda req: self._read(req, "jobs", produce, check=lambda t: t.allow("node")), request)
 
     # -- parse / validate ----------------------------------------------------------------------
     def on_parse(self, request):
         def handle(req):
-            self._auth(req)
+            # command/agent/job_endpoint.go JobsParseRequest: ResolveToken, parse-job or
+            # submit-job in ?namespace=, then the body
+            token = self._auth(req, http_side=True)
+            self._require(token.allow_ns(self._ns(req), "parse-job", "submit-job"))
             body = self._body(req)
             hcl = _ci(body, "JobHCL") or ""
             if not hcl:
@@ -428,12 +883,18 @@ class NomadSim(Simulator):
 
     def on_validate(self, request):
         def handle(req):
-            self._auth(req)
+            # command/agent/job_endpoint.go ValidateJobRequest: the body (400s), then the RPC
+            # in the job's own namespace (nomad/job_endpoint.go Job.Validate: mutators,
+            # read-job, validators into ValidationErrors; DriverConfigValidated is always
+            # true once the RPC answers)
             body = self._body(req)
             job = _ci(body, "Job")
             if not isinstance(job, dict):
                 raise APIError(400, "Job must be specified")
-            job, errors, warnings = self._admit(js.canonicalize(copy.deepcopy(job)))
+            token = self._auth(req)
+            job = js.canonicalize(copy.deepcopy(job))
+            self._require(token.allow_ns(job.get("Namespace") or "default", "read-job"))
+            job, errors, warnings = self._admit(job)
             return self.json({
                 "DriverConfigValidated": True,
                 "ValidationErrors": errors or None,
@@ -447,18 +908,19 @@ class NomadSim(Simulator):
         if request.method == "GET":
             ns = self._ns(request)
             prefix = request.args.get("prefix", "")
-            # nomad/job_endpoint.go Job.List: Authenticate first (a bogus token is
-            # ErrPermissionDenied), then list-jobs in the namespace
+            # nomad/job_endpoint.go Job.List: list-jobs in the namespace (403), or with
+            # namespace=* the jobs of the namespaces that allow it
+            check = (lambda t: True) if ns == "*" else (lambda t: t.allow_ns(ns, "list-jobs"))
             return self._wrap(lambda req: self._read(req, "jobs", lambda: [
                 self._job_stub(j) for (jns, jid), j in sorted(self.jobs.items())
-                if (ns == "*" or jns == ns) and jid.startswith(prefix)], bogus="Permission denied"), request)
+                if (ns == "*" or jns == ns) and jid.startswith(prefix)
+                and self._token_of(req).allow_ns(jns, "list-jobs")], check=check), request)
         return self._wrap(self._register_request, request, None)
 
     def on_job(self, request, job_id):
         if request.method == "GET":
-            return self._wrap(
-                lambda req: self._read(req, "jobs", lambda: self._job_view(self._job_or_404(req, job_id))), request
-            )
+            return self._wrap(lambda req: self._read(req, "jobs", lambda: self._job_view(self._job_or_404(req, job_id)),
+                                                     check=self._read_job(req)), request)
         if request.method == "DELETE":
             return self._wrap(self._deregister, request, job_id)
         return self._wrap(self._register_request, request, job_id)
@@ -470,17 +932,21 @@ class NomadSim(Simulator):
         return job
 
     def _job_status(self, job):
-        allocs = [a for a in self.allocs.values() if a["JobID"] == job["ID"] and a["Namespace"] == job["Namespace"]]
-        if any(a["ClientStatus"] in ("pending", "running") for a in allocs):
+        """nomad/state/state_store.go getJobStatus."""
+        if job.get("Type") == "system" or job.get("Periodic") or job.get("ParameterizedJob"):
+            return "dead" if job.get("Stop") else "running"
+        key = (job["Namespace"], job["ID"])
+        if any(d["Status"] not in ("successful", "failed", "cancelled") for d in self.deployments.values()
+               if (d["Namespace"], d["JobID"]) == key):
             return "running"
-        if job.get("Stop"):
-            return "dead"
-        if not allocs:
+        # Allocation.TerminalStatus: desired stop/evict, or a terminal client status
+        if any(a["DesiredStatus"] == "run" and a["ClientStatus"] not in TERMINAL for a in self.allocs.values()
+               if (a["Namespace"], a["JobID"]) == key):
+            return "running"
+        evals = [e for e in self.evals.values() if (e["Namespace"], e["JobID"]) == key]
+        if any(e["Status"] not in ("complete", "failed", "canceled") for e in evals):
             return "pending"
-        if any(e["Status"] in ("pending", "blocked") for e in self.evals.values()
-               if e["JobID"] == job["ID"] and e["Namespace"] == job["Namespace"]):
-            return "pending"
-        return "dead"
+        return "dead" if evals or job.get("Stop") else "pending"
 
     def _job_view(self, job):
         view = copy.deepcopy(job)
@@ -489,8 +955,9 @@ class NomadSim(Simulator):
 
     def _job_stub(self, job):
         return {"ID": job["ID"], "ParentID": job.get("ParentID", ""), "Name": job["Name"],
-                "Namespace": job["Namespace"], "Datacenters": job.get("Datacenters"), "Type": job["Type"],
-                "Priority": job["Priority"], "Periodic": False, "ParameterizedJob": False,
+                "Namespace": job["Namespace"], "Datacenters": job.get("Datacenters"), "NodePool": job.get("NodePool"),
+                "Type": job["Type"],
+                "Priority": job["Priority"], "Periodic": _is_periodic(job), "ParameterizedJob": _is_parameterized(job),
                 "Stop": job.get("Stop", False), "Status": self._job_status(job), "StatusDescription": "",
                 "JobSummary": self._summary(job), "CreateIndex": job["CreateIndex"],
                 "ModifyIndex": job["ModifyIndex"], "JobModifyIndex": job["JobModifyIndex"],
@@ -511,12 +978,12 @@ class NomadSim(Simulator):
                 "CreateIndex": job["CreateIndex"], "ModifyIndex": job["ModifyIndex"]}
 
     def on_job_summary(self, request, job_id):
-        return self._wrap(
-            lambda req: self._read(req, "jobs", lambda: self._summary(self._job_or_404(req, job_id))), request
-        )
+        return self._wrap(lambda req: self._read(req, "jobs", lambda: self._summary(self._job_or_404(req, job_id)),
+                                                 check=self._read_job(req)), request)
 
     def _register_request(self, request, job_id):
-        self._auth(request)
+        # command/agent/job_endpoint.go jobUpdate: the body's checks (400) come before the
+        # RPC authenticates (nomad/job_endpoint.go Job.Register)
         body = self._body(request)
         job = _ci(body, "Job")
         if not isinstance(job, dict):
@@ -525,10 +992,29 @@ class NomadSim(Simulator):
             raise APIError(400, "Job ID hasn't been provided")
         if job_id is not None and _ci(job, "ID") != job_id:
             raise APIError(400, "Job ID does not match name")
+        token = self._auth(request)
         ns = self._job_namespace(request, body, job)
         reply = self._register(ns, job, bool(_ci(body, "EnforceIndex")),
-                               int(_ci(body, "JobModifyIndex") or 0))
+                               int(_ci(body, "JobModifyIndex") or 0), token=token,
+                               policy_override=bool(_ci(body, "PolicyOverride")))
         return self._write_resp(reply, reply["Index"])
+
+    def _check_submit(self, token, ns, job, permissions, policy_override=False):
+        """doRegister's permission checks, after the admission controllers: submit-job (or
+        the caller's finer capability), host volumes mounted read-write need
+        ``mount-readwrite`` (read-only ones either), sentinel-override for PolicyOverride."""
+        self._require(token.allow_ns(ns, "submit-job", *permissions))
+        for group in job.get("TaskGroups") or []:
+            for vol in (group.get("Volumes") or {}).values():
+                if vol.get("Type") != "host":
+                    self._require(vol.get("Type") == "csi" and token.allow_ns(ns, "csi-mount-volume"))
+                    continue
+                ok = token.allow_host_volume(vol.get("Source") or "", "mount-readwrite")
+                if vol.get("ReadOnly"):
+                    ok = ok or token.allow_host_volume(vol.get("Source") or "", "mount-readonly")
+                self._require(ok)
+            if policy_override:
+                self._require(token.allow_ns(ns, "sentinel-override"))
 
     def _job_namespace(self, request, body, job):
         """command/agent/job_endpoint.go namespaceForJob: ?namespace=, then the request
@@ -538,12 +1024,14 @@ class NomadSim(Simulator):
 
     def _admit(self, job):
         """
-        Nomad's admission controllers (nomad/job_endpoint.go NewJobEndpoints) on a
-        canonicalized job: mutators (Vault cluster default, implied constraints), then
-        validators in order (Vault hook, job.Validate, memory oversubscription).
-        Returns ``(job, errors, warnings)``.
+        Nomad's admission controllers (nomad/job_endpoint.go NewJobEndpoints) on an
+        api-canonicalized job: the mutators in their order (jobCanonicalizer, jobVaultHook,
+        jobImpliedConstraints, jobNodePoolMutatingHook, jobImplicitIdentitiesHook), then the
+        validators (Vault hook, namespace check, job.Validate and Job.Warnings, memory
+        oversubscription). Returns ``(job, errors, warnings)``.
         """
         errors, warnings = [], []
+        server_canonicalize(job)
         vault_groups = []
         for group in job.get("TaskGroups") or []:
             for task in group.get("Tasks") or []:
@@ -551,11 +1039,10 @@ class NomadSim(Simulator):
                     task["Vault"]["Cluster"] = task["Vault"].get("Cluster") or "default"
                     if group not in vault_groups:
                         vault_groups.append(group)
-        for group in vault_groups:
-            # jobImpliedConstraints: unless the group already constrains the same LTarget
-            if not any(c.get("LTarget") == "${attr.vault.version}" for c in group.get("Constraints") or []):
-                group["Constraints"] = list(group.get("Constraints") or []) + [
-                    {"LTarget": "${attr.vault.version}", "RTarget": ">= 0.6.1", "Operand": "semver"}]
+        implied_constraints(job)
+        # nomad/job_endpoint_hook_node_pool_ce.go jobNodePoolMutatingHook.Mutate
+        job["NodePool"] = job.get("NodePool") or "default"
+        self._implicit_identities(job)
         # jobVaultHook.Validate: the first block whose cluster is not enabled
         for group in vault_groups:
             cluster = next((t["Vault"]["Cluster"] for t in group["Tasks"] if t.get("Vault") is not None
@@ -567,7 +1054,7 @@ class NomadSim(Simulator):
         if job.get("Namespace") not in self.namespaces:
             errors.append(f'job "{job.get("ID")}" is in nonexistent namespace "{job.get("Namespace")}"')
         errors.extend(js.validate(job))
-        warnings.extend(js.warnings(job))
+        warnings.extend(js.warnings(job, shutdown_delay=self.version >= (2, 0, 1)))
         if not self.memory_oversubscription:
             for group in job.get("TaskGroups") or []:
                 for task in group.get("Tasks") or []:
@@ -577,12 +1064,51 @@ class NomadSim(Simulator):
                                         f'Scheduler Configuration to allow oversubscription.')
         return job, errors, warnings
 
-    def _register(self, ns, job, enforce=False, modify_index=0, triggered_by="job-register", keep_stable=False):
+    def _implicit_identities(self, job):
+        """
+        nomad/job_endpoint_hook_implicit_identities.go jobImplicitIdentitiesHook.Mutate for
+        Vault (the servers' ``vault { default_identity {...} }``): a task with a vault block
+        gets the identity ``vault_<cluster>`` and its group the client version constraint
+        (appended, not deduplicated, as Nomad does).
+        """
+        if self.vault_identity is None:
+            return
+        for group in job.get("TaskGroups") or []:
+            has_identity = False
+            for task in group.get("Tasks") or []:
+                vault = task.get("Vault")
+                if vault is not None:
+                    name = f"vault_{vault.get('Cluster') or 'default'}"
+                    if not any(w.get("Name") == name for w in task.get("Identities") or []):
+                        ident = dict(IDENTITY_ZERO, **self.vault_identity, Name=name)
+                        task["Identities"] = list(task.get("Identities") or []) + [ident]
+                has_identity = has_identity or bool(task.get("Identities"))
+            if has_identity:
+                group["Constraints"] = list(group.get("Constraints") or []) + [
+                    {"LTarget": "${attr.nomad.version}", "RTarget": ">= 1.7.0-a", "Operand": "semver"}]
+
+    def _register(self, ns, job, enforce=False, modify_index=0, triggered_by="job-register", keep_stable=False,
+                  admit=True, token=None, permissions=("register-job",), policy_override=False):
+        """
+        Job.Register (nomad/job_endpoint.go doRegister): admission controllers, permission
+        checks, EnforceIndex, validateJobUpdate, then a new version unless the spec is
+        unchanged (Job.SpecChanged: NomadTokenID counts, hashicorp/nomad#26810 - the
+        accessor of the token that registers is stamped on the job). ``admit=False``: the
+        deployment watcher's rollback, which upserts the stable version as stored, without
+        the admission controllers (nomad/deploymentwatcher/deployment_watcher.go
+        upsertDeploymentStatusUpdate).
+        """
         job = js.canonicalize(copy.deepcopy(job))
         job["Namespace"] = ns
-        job, errors, warnings = self._admit(job)
-        if errors:
-            raise APIError(500, js.multierror(errors))
+        warnings = []
+        if admit:
+            job, errors, warnings = self._admit(job)
+            if errors:
+                raise APIError(500, js.multierror(errors))
+        if token is not None:
+            self._check_submit(token, ns, job, permissions, policy_override)
+            if token.accessor != "acls-disabled":
+                job["NomadTokenID"] = token.accessor
         key = (ns, job["ID"])
         existing = self.jobs.get(key)
         if enforce:
@@ -595,15 +1121,23 @@ class NomadSim(Simulator):
                                         f"index: {existing['JobModifyIndex']}")
             elif modify_index != 0:
                 raise APIError(500, f"{prefix} {modify_index}: job does not exist")
+        problem = _job_update_problem(existing, job)
+        if problem:
+            raise APIError(500, problem)
         now = _now_ns()
+        # periodic and parameterized jobs get no evaluation at registration
+        evaluate = not (_is_periodic(job) or _is_parameterized(job))
         if existing is not None and not js.spec_changed(existing, job):
-            evaluation = self._new_eval(existing, triggered_by)
-            index = self._bump("evals")
-            evaluation["CreateIndex"] = evaluation["ModifyIndex"] = index
-            return {"EvalID": evaluation["ID"], "EvalCreateIndex": index,
-                    "JobModifyIndex": existing["ModifyIndex"], "Warnings": js.merge_warnings(warnings),
-                    "Index": index, "KnownLeader": False, "LastContact": 0, "NextToken": ""}
-        index = self._bump("jobs", "job_version", "evals")
+            reply = {"EvalID": "", "EvalCreateIndex": 0, "JobModifyIndex": existing["ModifyIndex"],
+                     "Warnings": js.merge_warnings(warnings), "Index": existing["ModifyIndex"],
+                     "KnownLeader": False, "LastContact": 0, "NextToken": ""}
+            if evaluate:
+                evaluation = self._new_eval(existing, triggered_by)
+                index = self._bump("evals")
+                evaluation["CreateIndex"] = evaluation["ModifyIndex"] = index
+                reply.update(EvalID=evaluation["ID"], EvalCreateIndex=index, Index=index)
+            return reply
+        index = self._bump("jobs", "job_version", "evals" if evaluate else "jobs")
         job["SubmitTime"] = now
         job["Stable"] = False
         job["Status"] = "pending"
@@ -617,11 +1151,14 @@ class NomadSim(Simulator):
         self.jobs[key] = job
         self.versions.setdefault(key, []).insert(0, copy.deepcopy(job))
         del self.versions[key][TRACKED_VERSIONS:]
-        evaluation = self._new_eval(job, triggered_by)
-        evaluation["CreateIndex"] = evaluation["ModifyIndex"] = index
-        return {"EvalID": evaluation["ID"], "EvalCreateIndex": index, "JobModifyIndex": index,
-                "Warnings": js.merge_warnings(warnings), "Index": index,
-                "KnownLeader": False, "LastContact": 0, "NextToken": ""}
+        reply = {"EvalID": "", "EvalCreateIndex": 0, "JobModifyIndex": index,
+                 "Warnings": js.merge_warnings(warnings), "Index": index,
+                 "KnownLeader": False, "LastContact": 0, "NextToken": ""}
+        if evaluate:
+            evaluation = self._new_eval(job, triggered_by)
+            evaluation["CreateIndex"] = evaluation["ModifyIndex"] = index
+            reply.update(EvalID=evaluation["ID"], EvalCreateIndex=index)
+        return reply
 
     def _new_eval(self, job, triggered_by, status="pending"):
         now = _now_ns()
@@ -640,15 +1177,20 @@ class NomadSim(Simulator):
         return evaluation
 
     def _deregister(self, request, job_id):
-        self._auth(request)
+        # command/agent/job_endpoint.go jobDelete: ?purge= with strconv.ParseBool, then
+        # Job.Deregister: submit-job or purge-job (or deregister-job to stop), then the
+        # lookup; a missing job is no error and index 0
+        purge = _parse_bool(request, "purge")
+        token = self._auth(request)
         ns = self._ns(request)
-        purge = request.args.get("purge", "false").lower() in ("true", "1")
+        caps = ("submit-job", "purge-job") + (() if purge else ("deregister-job",))
+        self._require(token.allow_ns(ns, *caps))
         key = (ns, job_id)
         job = self.jobs.get(key)
         if job is None:
             return self._write_resp({"EvalID": "", "EvalCreateIndex": 0, "JobModifyIndex": 0,
                                      "VolumeEvalID": "", "VolumeEvalIndex": 0, "Index": 0,
-                                     "LastContact": 0, "KnownLeader": False, "NextToken": ""}, self.index)
+                                     "LastContact": 0, "KnownLeader": False, "NextToken": ""}, 0)
         if purge:
             index = self._bump("jobs", "job_version", "evals")
             del self.jobs[key]
@@ -664,15 +1206,23 @@ class NomadSim(Simulator):
             self.jobs[key] = stopped
             self.versions.setdefault(key, []).insert(0, copy.deepcopy(stopped))
             del self.versions[key][TRACKED_VERSIONS:]
-        evaluation = self._new_eval(job, "job-deregister")
-        evaluation["CreateIndex"] = evaluation["ModifyIndex"] = index
-        return self._write_resp({"EvalID": evaluation["ID"], "EvalCreateIndex": index, "JobModifyIndex": index,
+        eval_id = ""
+        if not (_is_periodic(job) or _is_parameterized(job)):
+            evaluation = self._new_eval(job, "job-deregister")
+            evaluation["Type"] = "service"  # Job.Deregister makes every deregister eval a service eval
+            evaluation["CreateIndex"] = evaluation["ModifyIndex"] = index
+            eval_id = evaluation["ID"]
+        return self._write_resp({"EvalID": eval_id, "EvalCreateIndex": index, "JobModifyIndex": index,
                                  "VolumeEvalID": "", "VolumeEvalIndex": 0, "Index": index,
                                  "LastContact": 0, "KnownLeader": False, "NextToken": ""}, index)
 
     def on_plan(self, request, job_id):
         def handle(req):
-            self._auth(req)
+            # command/agent/job_endpoint.go jobPlan (400s), then nomad/job_endpoint.go
+            # Job.Plan: admission controllers, then submit-job or plan-job. The plan's job
+            # carries no NomadTokenID: on a cluster with ACLs the spec of a registered job
+            # always reads as changed here (allocations "in-place update") while the diff,
+            # which filters NomadTokenID (nomad/structs/diff.go), is "None"
             body = self._body(req)
             job = _ci(body, "Job")
             if not isinstance(job, dict):
@@ -681,15 +1231,21 @@ class NomadSim(Simulator):
                 raise APIError(400, "Job must have a valid ID")
             if _ci(job, "ID") != job_id:
                 raise APIError(400, "Job ID does not match")
+            token = self._auth(req)
             ns = self._job_namespace(req, body, job)
             job = js.canonicalize(copy.deepcopy(job))
             job["Namespace"] = ns
             job, errors, warnings = self._admit(job)
             if errors:
                 raise APIError(500, js.multierror(errors))
+            self._require(token.allow_ns(ns, "submit-job", "plan-job"))
+            if _ci(body, "PolicyOverride"):
+                self._require(token.allow_ns(ns, "sentinel-override"))
             existing = self.jobs.get((ns, job_id))
             if existing is not None and not js.spec_changed(existing, job):
                 job = copy.deepcopy(existing)
+            elif existing is not None:
+                job["JobModifyIndex"] = existing["JobModifyIndex"] + 1
             plan = self._schedule(job, existing, dry_run=True)
             diff = None
             if _ci(body, "Diff"):
@@ -700,31 +1256,40 @@ class NomadSim(Simulator):
                 "CreatedEvals": None, "Diff": diff, "FailedTGAllocs": plan["failed"] or None,
                 "JobModifyIndex": existing["JobModifyIndex"] if existing else 0,
                 "NextPeriodicLaunch": "0001-01-01T00:00:00Z",
-                "Warnings": js.merge_warnings(warnings), "Index": self.index,
-            }, self.index)
+                "Warnings": js.merge_warnings(warnings),
+                # Job.Plan answers the existing job's modify index (0 for a new job)
+                "Index": existing["JobModifyIndex"] if existing else 0,
+            }, existing["JobModifyIndex"] if existing else 0)
         return self._wrap(handle, request)
 
     def on_versions(self, request, job_id):
-        def produce():
-            versions = self.versions.get((self._ns(request), job_id))
-            if not versions:
-                raise APIError(404, "job versions not found")
-            diffs = None
-            if request.args.get("diffs", "false").lower() in ("true", "1"):
-                diffs = [js.job_diff(versions[i + 1], versions[i]) for i in range(len(versions) - 1)]
-            return {"Versions": copy.deepcopy(versions), "Diffs": diffs}
-        return self._wrap(lambda req: self._read(req, "job_version", produce), request)
+        def handle(req):
+            # command/agent/job_endpoint.go jobVersions: ?diffs= with strconv.ParseBool
+            diffs = _parse_bool(req, "diffs")
+
+            def produce():
+                versions = self.versions.get((self._ns(req), job_id))
+                if not versions:
+                    raise APIError(404, "job versions not found")
+                found = None
+                if diffs:
+                    found = [js.job_diff(versions[i + 1], versions[i]) for i in range(len(versions) - 1)]
+                return {"Versions": copy.deepcopy(versions), "Diffs": found}
+            return self._read(req, "job_version", produce, check=self._read_job(req))
+        return self._wrap(handle, request)
 
     def on_revert(self, request, job_id):
         def handle(req):
-            self._auth(req)
             body = self._body(req)
-            # command/agent/job_endpoint.go jobRevert
+            # command/agent/job_endpoint.go jobRevert (400s), then nomad/job_endpoint.go
+            # Job.Revert: submit-job or revert-job, the versions, then doRegister
             if not _ci(body, "JobID"):
                 raise APIError(400, "JobID must be specified")
             if _ci(body, "JobID") != job_id:
                 raise APIError(400, "Job ID does not match")
+            token = self._auth(req)
             ns = self._ns(req)
+            self._require(token.allow_ns(ns, "submit-job", "revert-job"))
             cur = self.jobs.get((ns, job_id))
             if cur is None:
                 raise APIError(500, f'job "{job_id}" not found')
@@ -741,7 +1306,8 @@ class NomadSim(Simulator):
                     raise APIError(500, f"Current job has version {cur['Version']}; enforcing version {int(enforce)}")
                 modify_index = cur["JobModifyIndex"]
             reply = self._register(ns, copy.deepcopy(target), enforce=enforce is not None,
-                                   modify_index=modify_index, triggered_by="job-register")
+                                   modify_index=modify_index, triggered_by="job-register", token=token,
+                                   permissions=("revert-job",))
             return self._write_resp(reply, reply["Index"])
         return self._wrap(handle, request)
 
@@ -754,19 +1320,32 @@ class NomadSim(Simulator):
         ns = self._ns(request)
         return self._wrap(lambda req: self._read(req, "evals", lambda: [
             self._public(e) for e in sorted(self.evals.values(), key=lambda e: -e["CreateIndex"])
-            if e["JobID"] == job_id and e["Namespace"] == ns]), request)
+            if e["JobID"] == job_id and e["Namespace"] == ns], check=self._read_job(req)), request)
+
+    def _by_id(self, request, table, obj, what):
+        """
+        Eval.GetEval, Alloc.GetAlloc, Deployment.GetDeployment: read-job in the request's
+        namespace before the lookup, then in the object's own (acl.NamespaceValidator); a
+        missing object is a 404 (command/agent: "eval not found", ...).
+        """
+        if obj is None:
+            raise APIError(404, f"{what} not found")
+        self._require(self._token_of(request).allow_ns(obj["Namespace"], "read-job"))
+        return self._public(obj)
 
     def on_evaluation(self, request, eval_id):
-        def produce():
-            evaluation = self.evals.get(eval_id)
-            if evaluation is None:
-                raise APIError(404, "eval not found")
-            return self._public(evaluation)
-        return self._wrap(lambda req: self._read(req, "evals", produce), request)
+        return self._wrap(lambda req: self._read(
+            req, "evals", lambda: self._by_id(req, "evals", self.evals.get(eval_id), "eval"),
+            check=self._read_job(req)), request)
 
     def on_eval_allocs(self, request, eval_id):
-        return self._wrap(lambda req: self._read(req, "allocs", lambda: [
-            self._alloc_stub(a) for a in self.allocs.values() if a["EvalID"] == eval_id]), request)
+        def produce(req):
+            evaluation = self.evals.get(eval_id)
+            if evaluation is not None:
+                self._require(self._token_of(req).allow_ns(evaluation["Namespace"], "read-job"))
+            return [self._alloc_stub(a) for a in self.allocs.values() if a["EvalID"] == eval_id]
+        return self._wrap(lambda req: self._read(req, "allocs", lambda: produce(req), check=self._read_job(req)),
+                          request)
 
     def _alloc_stub(self, alloc):
         stub = {k: copy.deepcopy(v) for k, v in alloc.items()
@@ -778,15 +1357,12 @@ class NomadSim(Simulator):
         ns = self._ns(request)
         return self._wrap(lambda req: self._read(req, "allocs", lambda: [
             self._alloc_stub(a) for a in sorted(self.allocs.values(), key=lambda a: -a["CreateIndex"])
-            if a["JobID"] == job_id and a["Namespace"] == ns]), request)
+            if a["JobID"] == job_id and a["Namespace"] == ns], check=self._read_job(req)), request)
 
     def on_allocation(self, request, alloc_id):
-        def produce():
-            alloc = self.allocs.get(alloc_id)
-            if alloc is None:
-                raise APIError(404, "alloc not found")
-            return self._public(alloc)
-        return self._wrap(lambda req: self._read(req, "allocs", produce), request)
+        return self._wrap(lambda req: self._read(
+            req, "allocs", lambda: self._by_id(req, "allocs", self.allocs.get(alloc_id), "alloc"),
+            check=self._read_job(req)), request)
 
     def _job_deployments(self, ns, job_id):
         return sorted([d for d in self.deployments.values() if d["JobID"] == job_id and d["Namespace"] == ns],
@@ -795,74 +1371,90 @@ class NomadSim(Simulator):
     def on_job_deployment(self, request, job_id):
         ns = self._ns(request)
         return self._wrap(lambda req: self._read(req, "deployment", lambda: (
-            copy.deepcopy(self._job_deployments(ns, job_id)[0]) if self._job_deployments(ns, job_id) else None)),
-            request)
+            copy.deepcopy(self._job_deployments(ns, job_id)[0]) if self._job_deployments(ns, job_id) else None),
+            check=self._read_job(req)), request)
 
     def on_job_deployments(self, request, job_id):
         ns = self._ns(request)
         return self._wrap(lambda req: self._read(req, "deployment", lambda: copy.deepcopy(
-            self._job_deployments(ns, job_id))), request)
+            self._job_deployments(ns, job_id)), check=self._read_job(req)), request)
 
     def on_deployment(self, request, dep_id):
-        def produce():
-            dep = self.deployments.get(dep_id)
-            if dep is None:
-                raise APIError(404, "deployment not found")
-            return copy.deepcopy(dep)
-        return self._wrap(lambda req: self._read(req, "deployment", produce), request)
+        return self._wrap(lambda req: self._read(
+            req, "deployment", lambda: self._by_id(req, "deployment", self.deployments.get(dep_id), "deployment"),
+            check=self._read_job(req)), request)
 
     def on_deployment_allocs(self, request, dep_id):
-        return self._wrap(lambda req: self._read(req, "allocs", lambda: [
-            self._alloc_stub(a) for a in self.allocs.values() if a.get("DeploymentID") == dep_id]), request)
+        def produce(req):
+            dep = self.deployments.get(dep_id)
+            if dep is not None:
+                self._require(self._token_of(req).allow_ns(dep["Namespace"], "read-job"))
+            return [self._alloc_stub(a) for a in self.allocs.values() if a.get("DeploymentID") == dep_id]
+        return self._wrap(lambda req: self._read(req, "allocs", lambda: produce(req), check=self._read_job(req)),
+                          request)
 
     # -- variables -------------------------------------------------------------------------------
     def on_vars(self, request):
+        """Variables.List: no 403, the variables the token may ``list`` (by namespace and path)."""
         ns = self._ns(request)
         prefix = request.args.get("prefix", "")
         return self._wrap(lambda req: self._read(req, "variables", lambda: [
             {k: v for k, v in var.items() if k != "Items"}
             for (vns, path), var in sorted(self.variables.items())
-            if (ns == "*" or vns == ns) and path.startswith(prefix)]), request)
+            if (ns == "*" or vns == ns) and path.startswith(prefix)
+            and self._token_of(req).allow_variable(vns, path, "list")]), request)
 
     def on_var(self, request, path):
         def handle(req):
             ns = self._ns(req)
-            key = (ns, path)
             if req.method == "GET":
+                # Variables.Read: read on the path before the lookup
                 def produce():
-                    var = self.variables.get(key)
+                    var = self.variables.get((ns, path))
                     if var is None:
                         raise APIError(404, "variable not found")
                     return copy.deepcopy(var)
-                return self._read(req, "variables", produce)
-            self._auth(req)
-            current = self.variables.get(key)
+                return self._read(req, "variables", produce,
+                                  check=lambda token: token.allow_variable(ns, path, "read"))
             if req.method == "DELETE":
+                # command/agent/variable_endpoint.go variableDelete: ?cas, then Variables.Apply
                 cas = self._var_cas(req)
+                token = self._auth(req)
+                self._require(token.allow_variable(ns, path, "destroy"))
+                current = self.variables.get((ns, path))
                 if cas is not None and (current or {}).get("ModifyIndex", 0) != cas:
                     return self._conflict(current, ns, path)
                 if current is not None:
                     index = self._bump("variables")
-                    del self.variables[key]
+                    del self.variables[(ns, path)]
                 else:
                     index = self.index
                 resp = self.text("", status=204)
                 resp.headers["X-Nomad-Index"] = str(index)
                 return resp
             # command/agent/variable_endpoint.go variableUpsert: the body, Items, ?cas; then
-            # the RPC (nomad/variables_endpoint.go Apply): canonicalizeAndValidate wraps the
-            # error in a 400 RPC error, and Apply wraps that once more, so the text keeps one
+            # the RPC (nomad/variables_endpoint.go Apply): the body's Namespace wins over the
+            # request's, write permission on it, then canonicalizeAndValidate, whose error is
+            # a 400 RPC error that Apply wraps once more, so the text keeps one
             # "RPC Error:: 400," after the HTTP layer unwraps the outer one
             body = self._body(req)
             items = _ci(body, "Items")
             if not items:
                 raise APIError(400, "variable missing required Items object")
             if not isinstance(items, dict) or not all(isinstance(v, str) for v in items.values()):
-                raise APIError(400, "json: cannot unmarshal Items: values must be strings")
+                kind = next((_go_json_kind(v) for v in (items.values() if isinstance(items, dict) else [items])
+                             if not isinstance(v, str)), "object")
+                raise APIError(400, f"json: cannot unmarshal {kind} into Go struct field VariableDecrypted.Items "
+                                    "of type string")
             cas = self._var_cas(req)
+            token = self._auth(req)
+            ns = _ci(body, "Namespace") or ns
+            self._require(token.allow_variable(ns, path, "write"))
             problem = _var_problem(path, items)
             if problem:
                 raise APIError(400, f"RPC Error:: 400,{problem}")
+            key = (ns, path)
+            current = self.variables.get(key)
             if cas is not None and (current or {}).get("ModifyIndex", 0) != cas:
                 return self._conflict(current, ns, path)
             now = _now_ns()
@@ -895,6 +1487,94 @@ class NomadSim(Simulator):
             "Namespace": ns, "Path": path, "CreateIndex": 0, "ModifyIndex": 0, "CreateTime": 0,
             "ModifyTime": 0, "Items": None}
         return self._write_resp(body, body["ModifyIndex"], status=409)
+
+    # -- ACL policies and tokens (command/agent/acl_endpoint.go, nomad/acl_endpoint.go) ----------
+    # Enough of the API for contract tests to make a token with a policy of their own, on the
+    # simulator as on a real Nomad (`nomad acl policy apply`, `nomad acl token create`).
+    def _acl_write(self, request):
+        self._require(self._auth(request).management)  # ACL.UpsertPolicies/UpsertTokens: management
+
+    def on_acl_policy(self, request, name):
+        def handle(req):
+            if req.method == "GET":
+                self._require(self._auth(req).management)
+                policy = self.acl_policies.get(name)
+                if policy is None:
+                    raise APIError(404, "ACL policy not found")
+                return self.json({k: v for k, v in policy.items() if not k.startswith("_")})
+            if req.method == "DELETE":
+                self._acl_write(req)
+                self.acl_policies.pop(name, None)
+                self._rebuild_tokens(name)
+                return self._write_resp(None, self._bump("jobs"))
+            body = self._body(req)
+            self._acl_write(req)
+            rules = parse_policy(_ci(body, "Rules") or "")
+            index = self._bump("jobs")
+            old = self.acl_policies.get(name) or {"CreateIndex": index}
+            self.acl_policies[name] = {"Name": name, "Description": _ci(body, "Description") or "",
+                                       "Rules": _ci(body, "Rules") or "", "_rules": rules,
+                                       "CreateIndex": old["CreateIndex"], "ModifyIndex": index}
+            self._rebuild_tokens(name)
+            return self._write_resp(None, index)
+        return self._wrap(handle, request)
+
+    def _rebuild_tokens(self, policy_name):
+        for secret, token in list(self.acl_tokens.items()):
+            if policy_name in token.policy_names:
+                self.acl_tokens[secret] = self._token(token.name, token.accessor, token.policy_names)
+
+    def _token(self, name, accessor, policy_names):
+        rules = [self.acl_policies[n]["_rules"] for n in policy_names if n in self.acl_policies]
+        return NomadToken(name, accessor, policies=rules, policy_names=policy_names)
+
+    def _token_json(self, secret, token):
+        return {"AccessorID": token.accessor, "SecretID": secret, "Name": token.name,
+                "Type": "management" if token.management else "client",
+                "Policies": list(token.policy_names) or None, "Roles": None, "Global": False,
+                "CreateTime": token.create_time, "ExpirationTime": None, "ExpirationTTL": 0,
+                "CreateIndex": 1, "ModifyIndex": 1}
+
+    def on_acl_token_create(self, request):
+        def handle(req):
+            body = self._body(req)
+            self._acl_write(req)
+            kind = _ci(body, "Type") or "client"
+            names = list(_ci(body, "Policies") or [])
+            if kind == "client" and not names:
+                raise APIError(500, "1 error occurred:\n\t* client type token must be associated with at least "
+                                    "one policy or role\n\n")
+            secret, accessor = str(uuid.uuid4()), str(uuid.uuid4())
+            if kind == "management":
+                token = NomadToken(_ci(body, "Name") or "", accessor, management=True)
+            else:
+                token = self._token(_ci(body, "Name") or "", accessor, names)
+            self.acl_tokens[secret] = token
+            return self._write_resp(self._token_json(secret, token), self._bump("jobs"))
+        return self._wrap(handle, request)
+
+    def on_acl_token_self(self, request):
+        def handle(req):
+            token = self._auth(req)
+            secret = self._secret(req)
+            if not self.acl_enabled:
+                raise APIError(400, "ACL support disabled")
+            if token is self.anonymous:
+                raise APIError(404, "ACL token not found")
+            return self.json(self._token_json(secret, token))
+        return self._wrap(handle, request)
+
+    def on_acl_token(self, request, accessor):
+        def handle(req):
+            self._acl_write(req)
+            found = next((sec for sec, tok in self.acl_tokens.items() if tok.accessor == accessor), None)
+            if req.method == "DELETE":
+                self.acl_tokens.pop(found, None)
+                return self._write_resp(None, self._bump("jobs"))
+            if found is None:
+                raise APIError(404, "ACL token not found")
+            return self.json(self._token_json(found, self.acl_tokens[found]))
+        return self._wrap(handle, request)
 
     # -- scheduler -------------------------------------------------------------------------------
     def _live_allocs(self, job):
@@ -1033,11 +1713,14 @@ class NomadSim(Simulator):
                 actions.append(("stop", alloc, "alloc not needed due to job update"))
             for alloc in keep:
                 old_group = self._alloc_group(alloc)
-                kind = (
-                    "ignore"
-                    if alloc["JobVersion"] == job["Version"] and alloc["Job"]["JobModifyIndex"] == job["JobModifyIndex"]
-                    else js.task_group_update_kind(old_group, group)
-                )
+                # scheduler/util.go genericAllocUpdateFn: the same job modify index is ignored;
+                # otherwise destructive if tasksUpdated, else in place (even when the group's
+                # spec is the same: another group or a job-level field changed)
+                if alloc["Job"]["JobModifyIndex"] == job["JobModifyIndex"]:
+                    kind = "ignore"
+                else:
+                    kind = js.task_group_update_kind(old_group, group)
+                    kind = "inplace" if kind == "ignore" else kind
                 if kind == "ignore":
                     counts["Ignore"] += 1
                 elif kind == "inplace":
@@ -1518,7 +2201,8 @@ class NomadSim(Simulator):
         # stop them); the rollback's evaluation replaces them
         if rollback is not None:
             try:
-                self._register(dep["Namespace"], copy.deepcopy(rollback), triggered_by="deployment-watcher")
+                self._register(dep["Namespace"], copy.deepcopy(rollback), triggered_by="deployment-watcher",
+                               admit=False)
             except APIError as exc:
                 self.consul_errors.append(f"auto-revert of {dep['JobID']}: {exc.text}")
 

@@ -1229,6 +1229,9 @@ def _go_q(text):
     return json.dumps(str(text), ensure_ascii=False)
 
 
+go_q = _go_q
+
+
 def _validate_task(task, labels, volumes):
     errs = []
     if not task.get("Name"):
@@ -1316,15 +1319,81 @@ def _port_label_errors(services, labels):
             for port, names in sorted(wanted.items()) if port not in labels]
 
 
-def warnings(job):
-    """Deprecation warnings the server returns with a registration (structs ``Warnings``)."""
+def warnings(job, shutdown_delay=True):
+    """
+    ``Job.Warnings`` (nomad/structs/structs.go), as jobValidate unpacks it: per group
+    ``Group "<g>" has warnings: <multierror>`` (TaskGroup.Warnings: update max_parallel above
+    the count, mbits, each task's Task.Warnings: IOPS, task networks), then - Nomad 2.0.1+
+    (generateServiceShutdownDelayWarnings, hashicorp/nomad#27782) - one per service without
+    a shutdown_delay to cover it, then auto_promote all-or-none.
+    """
     out = []
+    has_auto_promote, all_auto_promote = False, True
     for group in job.get("TaskGroups") or []:
+        errs = []
+        upd = group.get("Update")
+        count = group.get("Count") or 0
+        if upd and count > 1 and (upd.get("MaxParallel") or 0) > count:
+            errs.append(f"Update max parallel count is greater than task group count ({upd['MaxParallel']} > "
+                        f"{count}). A destructive change would result in the simultaneous replacement of all "
+                        "allocations.")
+        networks = group.get("Networks") or []
+        if networks and (networks[0].get("MBits") or 0) > 0:
+            errs.append("mbits has been deprecated as of Nomad 0.12.0. Please remove mbits from the network block")
         for task in group.get("Tasks") or []:
-            if (task.get("Resources") or {}).get("Networks"):
-                out.append(f"Group {group.get('Name')!r} Task {task.get('Name')!r}: task network resources "
-                           "have been deprecated as of Nomad 0.12.0. Please configure networking via "
-                           "group network block.")
+            task_errs = []
+            resources = task.get("Resources") or {}
+            if resources.get("IOPS"):
+                task_errs.append("IOPS has been deprecated as of Nomad 0.9.0. Please remove IOPS from resource block.")
+            if resources.get("Networks"):
+                task_errs.append("task network resources have been deprecated as of Nomad 0.12.0. Please "
+                                 "configure networking via group network block.")
+            if task_errs:
+                errs.append(f"Task {_go_q(task.get('Name') or '')} has warnings: {_multierror(task_errs)}")
+        if errs:
+            out.append(f"Group {_go_q(group.get('Name') or '')} has warnings: {_multierror(errs)}")
+        if upd:
+            has_auto_promote = has_auto_promote or bool(upd.get("AutoPromote"))
+            all_auto_promote = all_auto_promote and (not upd.get("Canary") or bool(upd.get("AutoPromote")))
+    if shutdown_delay:
+        for group in job.get("TaskGroups") or []:
+            out.extend(_shutdown_delay_warnings(group))
+    if has_auto_promote and not all_auto_promote:
+        out.append("auto_promote must be true for all groups to enable automatic promotion")
+    return out
+
+
+def _shutdown_delay_warnings(group):
+    """nomad/structs/structs.go generateTaskGroupServiceShutdownDelayWarnings."""
+    out = []
+    referenced, unscoped = set(), False
+    group_delay = (group.get("ShutdownDelay") or 0) > 0
+    for svc in group.get("Services") or []:
+        if svc.get("TaskName"):
+            referenced.add(svc["TaskName"])
+            continue
+        sidecar = (svc.get("Connect") or {}).get("SidecarTask") if isinstance(svc.get("Connect"), dict) else None
+        if sidecar is not None:
+            if sidecar.get("ShutdownDelay") is None:
+                out.append(f"service {_go_q(svc.get('Name') or '')} defines a sidecar task in Consul Connect "
+                           "definition, but the task has no shutdown_delay set")
+            continue
+        unscoped = True
+    any_task_delay = False
+    name = _go_q(group.get("Name") or "")
+    for task in group.get("Tasks") or []:
+        delay = task.get("ShutdownDelay") or 0
+        if task.get("Name") in referenced and not delay:
+            out.append(f"group {name} references task {_go_q(task['Name'])} in a service definition, but the "
+                       "task has no shutdown_delay set")
+        if delay > 0:
+            any_task_delay = True
+        elif task.get("Services"):
+            out.append(f"task {_go_q(task.get('Name') or '')} in group {name} defines services, but has no "
+                       "shutdown_delay set")
+    if unscoped and not group_delay and not any_task_delay:
+        out.append(f"group {name} defines services, but neither the group nor any of its tasks have "
+                   "shutdown_delay set")
     return out
 
 
@@ -1352,8 +1421,12 @@ NONE, ADDED, DELETED, EDITED = "None", "Added", "Deleted", "Edited"
 MAP_FIELDS = frozenset({"Meta", "Env", "CanaryMeta", "TaggedAddresses", "GetterOptions", "GetterHeaders"})
 JOB_FILTER = ("ID", "Status", "StatusDescription", "Version", "Stable", "CreateIndex", "ModifyIndex",
               "JobModifyIndex", "Update", "SubmitTime", "NomadTokenID", "VaultToken")
-# Fields that are not part of the spec (server bookkeeping): ignored by SpecChanged as well.
-SPEC_IGNORE = JOB_FILTER
+# nomad/structs/structs.go Job.SpecChanged copies only these from the old job before comparing:
+# unlike the plan diff it sees job-level Update and NomadTokenID (the accessor of the token that
+# registered), so the same spec registered with another token is a new version
+# (hashicorp/nomad#26810; fixed after 2.0.x by #28519).
+SPEC_IGNORE = ("Status", "StatusDescription", "Stable", "Version", "CreateIndex", "ModifyIndex",
+               "JobModifyIndex", "SubmitTime")
 
 
 def _scalar(val):

@@ -1,10 +1,19 @@
 """
-Vault simulator: token auth with per-token path policies, KV v2 (versions, CAS,
-metadata, soft delete, undelete, destroy, list), sys/health, seal/unseal and AppRole
+Vault simulator: token auth with Vault's ACL evaluation, token lifetimes (TTL, renew-self,
+revoke-self), KV v2 (versions, CAS, metadata, soft delete, undelete, destroy, list),
+sys/health, seal/unseal, ACL policies (``sys/policies/acl``), the UI mounts probe, AppRole
 login, with Vault's ``{"errors": [...]}`` bodies.
 
-Behaviour follows hashicorp/vault-plugin-secrets-kv (path_data.go, path_metadata.go)
-and the Vault HTTP API docs; see shared/api-notes/hashicorp.md.
+Behaviour follows hashicorp/vault-plugin-secrets-kv (path_data.go, path_metadata.go,
+path_delete.go, path_destroy.go) and OpenBao's core (internal/vault/policy/acl.go NewACL and
+AllowOperation, internal/http/logical.go) - see shared/api-notes/hashicorp.md:
+
+- all of a token's policies are merged into one set of exact, prefix (``path/*``) and
+  segment-wildcard (``+``) rules - capabilities add up, ``deny`` wins - and the single most
+  specific rule decides (an exact path, else the longest prefix and the ``+`` rules ordered as
+  CheckAllowedFromNonExactPaths does); a LIST is checked on the path with a trailing slash;
+- a token expires at its TTL (then every request is ``403 permission denied``); renew-self
+  extends it up to the role's max TTL.
 
 Config (``--config`` JSON)::
 
@@ -12,22 +21,26 @@ Config (``--config`` JSON)::
      "mounts": ["secret"],
      "policies": {"reader": [{"path": "secret/data/app/*", "capabilities": ["read"]}]},
      "tokens": {"<token>": {"policies": ["reader"]}},
-     "approles": {"<role_id>": {"role_name": "app", "secret_id": "...", "policies": ["reader"]}},
+     "approles": {"<role_id>": {"role_name": "app", "secret_id": "...", "policies": ["reader"],
+                                "token_ttl": 3600, "token_max_ttl": 0}},
      "unseal_key": "..."}
 
 AppRole login (``POST /v1/auth/approle/login``) as builtin/credential/approle/path_login.go
 pathLoginUpdate answers it: ``missing role_id`` / ``missing secret_id`` / ``invalid role or
-secret ID`` (400), else a service token with the role's policies plus ``default``. Every
-token but root carries Vault's built-in ``default`` policy (vault/policy_store.go
-defaultPolicy), which is what lets it look itself up (``auth/token/lookup-self``); the
-role's own policies decide everything else.
+secret ID`` (400), else a service token with the role's policies plus ``default``, valid for
+the role's ``token_ttl`` (seconds; default 3600). Every token but root carries Vault's built-in
+``default`` policy (vault/policy_store.go defaultPolicy), which is what lets it look itself
+up, renew and revoke itself; the role's own policies decide everything else.
 """
 
 import datetime
+import json
 import re
 import secrets
+import time
 import uuid
 
+import hcl2
 from werkzeug.routing import Rule
 
 try:
@@ -37,12 +50,16 @@ except ImportError:  # pragma: no cover
 
 DEFAULT_MAX_VERSIONS = 10
 APPROLE_TOKEN_TTL = 3600
+SYSTEM_MAX_TTL = 32 * 24 * 3600  # Vault's default max_lease_ttl (768h)
 # The part of Vault's built-in "default" policy (vault/policy_store.go) the simulator serves.
 DEFAULT_POLICY = [
     {"path": "auth/token/lookup-self", "capabilities": ["read"]},
     {"path": "auth/token/renew-self", "capabilities": ["update"]},
     {"path": "auth/token/revoke-self", "capabilities": ["update"]},
+    {"path": "sys/capabilities-self", "capabilities": ["update"]},
+    {"path": "sys/internal/ui/mounts", "capabilities": ["read"]},
 ]
+CAPABILITIES = ("create", "read", "update", "delete", "list", "patch", "sudo", "deny")
 
 
 def _now():
@@ -56,12 +73,14 @@ class VaultSim(Simulator):
         super().__init__(options)
         cfg = self.options
         self.root_token = cfg.get("root_token") or "root"
-        self.policies = {"root": [{"path": "*", "capabilities": ["sudo"]}], "default": DEFAULT_POLICY}
+        self.policies = {"default": DEFAULT_POLICY}
         self.policies.update(cfg.get("policies", {}))
-        self.tokens = {self.root_token: {"policies": ["root"], "display_name": "root", "meta": None}}
+        self.policy_text = {name: policy_hcl(rules) for name, rules in self.policies.items()}
+        self.tokens = {}
+        self._issue(self.root_token, ["root"], "root", None, ttl=0, path="auth/token/root")
         for tok, info in cfg.get("tokens", {}).items():
-            self.tokens[tok] = {"policies": ["default"] + list(info.get("policies", [])),
-                                "display_name": "token", "meta": None}
+            self._issue(tok, ["default"] + list(info.get("policies", [])), "token", None,
+                        ttl=int(info.get("ttl") or 0), path="auth/token/create")
         self.approles = dict(cfg.get("approles", {}))
         self.unseal_key = cfg.get("unseal_key", "lab-unseal-key")
         self.sealed = False
@@ -77,8 +96,14 @@ class VaultSim(Simulator):
             Rule("/v1/sys/seal-status", endpoint="seal_status", methods=["GET"]),
             Rule("/v1/sys/seal", endpoint="seal", methods=["PUT", "POST"]),
             Rule("/v1/sys/unseal", endpoint="unseal", methods=["PUT", "POST"]),
+            Rule("/v1/sys/policies/acl", endpoint="policies", methods=["GET", "LIST"]),
+            Rule("/v1/sys/policies/acl/<name>", endpoint="policy", methods=["GET", "PUT", "POST", "DELETE"]),
+            Rule("/v1/sys/internal/ui/mounts/<path:path>", endpoint="ui_mount", methods=["GET"]),
             Rule("/v1/auth/approle/login", endpoint="approle_login", methods=["POST", "PUT"]),
+            Rule("/v1/auth/token/create", endpoint="token_create", methods=["POST", "PUT"]),
             Rule("/v1/auth/token/lookup-self", endpoint="lookup_self", methods=["GET"]),
+            Rule("/v1/auth/token/renew-self", endpoint="renew_self", methods=["POST", "PUT"]),
+            Rule("/v1/auth/token/revoke-self", endpoint="revoke_self", methods=["POST", "PUT"]),
             Rule(
                 "/v1/<mount>/<any(data,metadata,delete,undelete,destroy,config):op>",
                 endpoint="kv",
@@ -106,7 +131,17 @@ class VaultSim(Simulator):
     def handle_error(self, request, exc):
         return self.err(500, f"internal error: {type(exc).__name__}")
 
-    # -- auth ------------------------------------------------------------------------------------
+    # -- tokens and ACLs ---------------------------------------------------------------------------
+    def _issue(self, token, policies, display_name, meta, ttl, path, max_ttl=0):
+        now = time.time()
+        self.tokens[token] = {
+            "policies": policies, "display_name": display_name, "meta": meta, "path": path,
+            "accessor": secrets.token_hex(12), "issue_time": now, "creation_ttl": ttl,
+            "expires": now + ttl if ttl else None,
+            "max_expires": now + (max_ttl or SYSTEM_MAX_TTL) if ttl else None,
+        }
+        return self.tokens[token]
+
     def _token(self, request):
         tok = request.headers.get("X-Vault-Token")
         if not tok:
@@ -115,20 +150,34 @@ class VaultSim(Simulator):
                 tok = auth[7:]
         return tok
 
+    def _token_info(self, request):
+        """The request's live token, or None (unknown, revoked or past its TTL: the
+        expiration manager revokes a token when its TTL runs out)."""
+        secret = self._token(request) or ""
+        info = self.tokens.get(secret)
+        if info is not None and info["expires"] is not None and time.time() >= info["expires"]:
+            del self.tokens[secret]
+            return None
+        return info
+
+    def _acl(self, info):
+        """internal/vault/policy/acl.go NewACL: every policy of the token merged."""
+        rules = []
+        for name in info["policies"]:
+            rules.extend(self.policies.get(name, []))
+        return ACL(rules)
+
     def _allowed(self, request, api_path, capability):
-        """None when allowed, else the 403 response."""
-        info = self.tokens.get(self._token(request) or "")
+        """None when allowed, else the 403 response (AllowOperation)."""
+        info = self._token_info(request)
         if info is None:
             return self.err(403, "permission denied")
-        for pol in info["policies"]:
-            if pol == "root":
-                return None
-            for rule in _best_rules(self.policies.get(pol, []), api_path):
-                caps = rule.get("capabilities", [])
-                if "deny" in caps:
-                    return self.err(403, "permission denied")
-                if capability in caps:
-                    return None
+        if "root" in info["policies"]:
+            return None
+        if capability == "list" and not api_path.endswith("/"):
+            api_path += "/"  # internal/http/logical.go: a LIST is for the path with a slash
+        if self._acl(info).allows(api_path, capability):
+            return None
         return self.err(403, "permission denied")
 
     # -- sys ---------------------------------------------------------------------------------------
@@ -141,8 +190,17 @@ class VaultSim(Simulator):
             "server_time_utc": int(datetime.datetime.now().timestamp()),
             "version": "1.21.0",
             "cluster_name": "vault-lab",
+            "cluster_id": str(uuid.uuid5(uuid.NAMESPACE_URL, "vault-lab")),
+            "replication_performance_mode": "disabled",
+            "replication_dr_mode": "disabled",
         }
-        return self.json(body, status=503 if self.sealed else 200)
+        # vault/http/sys_health.go getSysHealth: ?activecode= / ?sealedcode= set the status
+        code = request.args.get("sealedcode" if self.sealed else "activecode")
+        try:
+            status = int(code) if code else (503 if self.sealed else 200)
+        except ValueError:
+            return self.err(400, f"unable to parse {'sealedcode' if self.sealed else 'activecode'}")
+        return self.json(body, status=status)
 
     def on_seal_status(self, request):
         return self.json({"type": "shamir", "initialized": True, "sealed": self.sealed, "t": 1, "n": 1})
@@ -169,6 +227,75 @@ class VaultSim(Simulator):
         hits; the request that triggered it is answered by the sealed Vault."""
         self.sealed = True
 
+    def on_policies(self, request):
+        """LIST/GET sys/policies/acl."""
+        denied = self._sealed() or self._allowed(request, "sys/policies/acl", "list")
+        if denied:
+            return denied
+        return self.json({"data": {"keys": sorted(set(self.policies) | {"root"})}})
+
+    def on_policy(self, request, name):
+        """sys/policies/acl/<name> (vault/logical_system.go handlePoliciesSet/Read/Delete)."""
+        if self.sealed:
+            return self._sealed()
+        name = name.lower()
+        path = f"sys/policies/acl/{name}"
+        if request.method == "GET":
+            denied = self._allowed(request, path, "read")
+            if denied:
+                return denied
+            if name == "root":
+                return self.json({"data": {"name": "root", "policy": ""}})
+            if name not in self.policies:
+                return self.err(404)
+            return self.json({"data": {"name": name, "policy": self.policy_text.get(name, "")}})
+        if request.method == "DELETE":
+            denied = self._allowed(request, path, "delete")
+            if denied:
+                return denied
+            if name in ("root", "default"):
+                return self.err(400, f'cannot delete "{name}" policy')
+            self.policies.pop(name, None)
+            self.policy_text.pop(name, None)
+            return self.json(None, status=204)
+        denied = self._allowed(request, path, "update" if name in self.policies else "create")
+        if denied:
+            return denied
+        if name == "root":
+            return self.err(400, "cannot update \"root\" policy")
+        body = request.get_json(silent=True) or {}
+        text = body.get("policy")
+        if not text:
+            return self.err(400, "'policy' parameter not supplied or empty")
+        try:
+            rules = parse_policy(text)
+        except ValueError as exc:
+            return self.err(400, f"failed to parse policy: {exc}")
+        self.policies[name] = rules
+        self.policy_text[name] = text
+        return self.json(None, status=204)
+
+    def on_ui_mount(self, request, path):
+        """
+        sys/internal/ui/mounts/<path> (vault/logical_system.go pathInternalUIMountRead): the
+        mount a path is on - how clients modelled on saltext-vault tell KV v2 from v1. A token
+        with no capability anywhere under the mount is refused (hasMountAccess).
+        """
+        if self.sealed:
+            return self._sealed()
+        mount = path.strip("/").split("/", 1)[0]
+        info = self._token_info(request)
+        if info is None:
+            return self.err(403, "permission denied")
+        if mount not in self.mounts:  # refused alike, so the path cannot list mounts by brute force
+            return self.err(403, "permission denied")
+        if "root" not in info["policies"] and not self._acl(info).any_under(f"{mount}/"):
+            return self.err(403, "permission denied")
+        return self.json({"request_id": str(uuid.uuid4()), "data": {
+            "type": "kv", "options": {"version": "2"}, "path": f"{mount}/", "description": "key/value secret storage",
+            "local": False, "seal_wrap": False, "external_entropy_access": False, "config": {
+                "default_lease_ttl": 0, "max_lease_ttl": 0, "force_no_cache": False}}})
+
     def on_approle_login(self, request):
         # builtin/credential/approle/path_login.go pathLoginUpdate (bind_secret_id on, as
         # roles are by default): role_id, then the role, then secret_id
@@ -189,38 +316,109 @@ class VaultSim(Simulator):
         token = "hvs." + secrets.token_urlsafe(24)
         policies = ["default"] + sorted(set(role.get("policies", [])) - {"default"})
         meta = {"role_name": role.get("role_name") or "default"}
-        self.tokens[token] = {"policies": policies, "display_name": "approle", "meta": meta}
-        return self.json(
-            {
-                "request_id": str(uuid.uuid4()), "lease_id": "", "renewable": False, "lease_duration": 0,
-                "data": None, "wrap_info": None, "warnings": None,
-                "auth": {
-                    "client_token": token,
-                    "accessor": secrets.token_hex(12),
-                    "policies": policies,
-                    "token_policies": policies,
-                    "metadata": meta,
-                    "lease_duration": APPROLE_TOKEN_TTL,
-                    "renewable": True,
-                    "entity_id": str(uuid.uuid5(uuid.NAMESPACE_URL, "approle:" + role_id)),
-                    "token_type": "service",
-                    "orphan": True,
-                },
-            }
-        )
+        ttl = int(role.get("token_ttl") or APPROLE_TOKEN_TTL)
+        info = self._issue(token, policies, "approle", meta, ttl=ttl, path="auth/approle/login",
+                           max_ttl=int(role.get("token_max_ttl") or 0))
+        info["entity_id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, "approle:" + role_id))
+        return self.json({"request_id": str(uuid.uuid4()), "lease_id": "", "renewable": False,
+                          "lease_duration": 0, "data": None, "wrap_info": None, "warnings": None,
+                          "auth": self._auth_block(token, info)})
+
+    def _auth_block(self, token, info):
+        ttl = self._ttl(info)
+        return {"client_token": token, "accessor": info["accessor"], "policies": info["policies"],
+                "token_policies": info["policies"], "metadata": info["meta"], "lease_duration": ttl,
+                "renewable": info["expires"] is not None, "entity_id": info.get("entity_id", ""),
+                "token_type": "service", "orphan": True, "mfa_requirement": None, "num_uses": 0}
+
+    @staticmethod
+    def _ttl(info):
+        return max(0, int(round(info["expires"] - time.time()))) if info["expires"] is not None else 0
+
+    def on_token_create(self, request):
+        """
+        auth/token/create (vault/token_store.go handleCreateCommon), the part contract tests
+        use: a child token with ``policies`` (+ ``default`` unless ``no_default_policy``) and
+        ``ttl``. A non-root parent may only hand out policies it has itself.
+        """
+        if self.sealed:
+            return self._sealed()
+        denied = self._allowed(request, "auth/token/create", "update")
+        if denied:
+            return denied
+        parent = self._token_info(request)
+        body = request.get_json(silent=True) or {}
+        policies = sorted(set(body.get("policies") or []))
+        if not body.get("no_default_policy"):
+            policies = ["default"] + [p for p in policies if p != "default"]
+        if "root" not in parent["policies"] and not set(policies) <= set(parent["policies"]):
+            return self.err(400, "child policies must be subset of parent")
+        try:
+            ttl = int(_duration_seconds(body["ttl"])) if body.get("ttl") else APPROLE_TOKEN_TTL
+        except ValueError:
+            return self.err(400, f"error converting input {body['ttl']} for field \"ttl\"")
+        token = "hvs." + secrets.token_urlsafe(24)
+        info = self._issue(token, policies, body.get("display_name") or "token", body.get("meta"), ttl=ttl,
+                           path="auth/token/create")
+        return self.json({"request_id": str(uuid.uuid4()), "lease_id": "", "renewable": False,
+                          "lease_duration": 0, "data": None, "wrap_info": None, "warnings": None,
+                          "auth": self._auth_block(token, info)})
 
     def on_lookup_self(self, request):
+        """auth/token/lookup-self (vault/token_store.go handleLookup): the token's own data."""
         if self.sealed:
             return self._sealed()
         denied = self._allowed(request, "auth/token/lookup-self", "read")  # the "default" policy
         if denied:
             return denied
-        info = self.tokens[self._token(request)]
-        return self.json({"request_id": str(uuid.uuid4()), "data": {
-            "policies": info["policies"], "display_name": info["display_name"], "meta": info["meta"],
-            "orphan": True, "renewable": info["display_name"] != "root",
-            "ttl": 0 if info["display_name"] == "root" else APPROLE_TOKEN_TTL,
-            "type": "service"}})
+        token = self._token(request)
+        info = self.tokens[token]
+        stamp = lambda t: datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime(  # noqa: E731
+            "%Y-%m-%dT%H:%M:%S.%fZ") if t else None
+        return self.json({"request_id": str(uuid.uuid4()), "lease_id": "", "renewable": False,
+                          "lease_duration": 0, "wrap_info": None, "warnings": None, "auth": None, "data": {
+                              "accessor": info["accessor"], "creation_time": int(info["issue_time"]),
+                              "creation_ttl": info["creation_ttl"], "display_name": info["display_name"],
+                              "entity_id": info.get("entity_id", ""), "expire_time": stamp(info["expires"]),
+                              "explicit_max_ttl": 0, "id": token, "issue_time": stamp(info["issue_time"]),
+                              "meta": info["meta"], "num_uses": 0, "orphan": True, "path": info["path"],
+                              "policies": info["policies"], "renewable": info["expires"] is not None,
+                              "ttl": self._ttl(info), "type": "service"}})
+
+    def on_renew_self(self, request):
+        """
+        auth/token/renew-self (vault/token_store.go handleRenewSelf, then the expiration
+        manager's RenewToken): a new TTL of ``increment`` (default: the token's own TTL),
+        never past the token's max TTL; a root token is not renewable.
+        """
+        if self.sealed:
+            return self._sealed()
+        denied = self._allowed(request, "auth/token/renew-self", "update")
+        if denied:
+            return denied
+        token = self._token(request)
+        info = self.tokens[token]
+        if info["expires"] is None:
+            return self.err(400, "lease is not renewable")
+        body = request.get_json(silent=True) or {}
+        increment = body.get("increment") or info["creation_ttl"]
+        try:
+            increment = int(_duration_seconds(increment))
+        except ValueError:
+            return self.err(400, f'error converting input {increment} for field "increment"')
+        info["expires"] = min(time.time() + increment, info["max_expires"])
+        return self.json({"request_id": str(uuid.uuid4()), "lease_id": "", "renewable": False,
+                          "lease_duration": 0, "data": None, "wrap_info": None, "warnings": None,
+                          "auth": self._auth_block(token, info)})
+
+    def on_revoke_self(self, request):
+        if self.sealed:
+            return self._sealed()
+        denied = self._allowed(request, "auth/token/revoke-self", "update")
+        if denied:
+            return denied
+        self.tokens.pop(self._token(request), None)
+        return self.json(None, status=204)
 
     # -- KV v2 ------------------------------------------------------------------------------------
     def on_kv(self, request, mount, op, path):
@@ -233,8 +431,8 @@ class VaultSim(Simulator):
             denied = self._allowed(request, f"{mount}/{op}/{path}", "read")
             return denied or self.not_found(request)
         kv = self.mounts[mount]
-        # a LIST of the mount's root is "secret/metadata/" to Vault's policy check
-        api_path = f"{mount}/{op}/{path}" if path or request.path.endswith("/") else f"{mount}/{op}"
+        # a LIST is checked on the path with a trailing slash (see _allowed)
+        api_path = f"{mount}/{op}/{path}" if path else f"{mount}/{op}"
         handler = {
             ("data", "GET"): ("read", self._read),
             ("data", "POST"): (None, self._write),
@@ -248,8 +446,8 @@ class VaultSim(Simulator):
             ("destroy", "PUT"): ("update", self._destroy),
             ("metadata", "GET"): ("read", self._read_metadata),
             ("metadata", "LIST"): ("list", self._list),
-            ("metadata", "POST"): ("update", self._write_metadata),
-            ("metadata", "PUT"): ("update", self._write_metadata),
+            ("metadata", "POST"): (None, self._write_metadata),
+            ("metadata", "PUT"): (None, self._write_metadata),
             ("metadata", "DELETE"): ("delete", self._delete_metadata),
             ("config", "GET"): ("read", self._read_config),
             ("config", "POST"): ("update", self._write_config),
@@ -271,7 +469,8 @@ class VaultSim(Simulator):
         return kv["secrets"].get(path)
 
     def _max_versions(self, kv, rec):
-        return rec["max_versions"] or kv["config"]["max_versions"] or DEFAULT_MAX_VERSIONS
+        """path_data.go KeyMetadata.AddVersion: max(the key's, the mount's), else 10."""
+        return max(rec["max_versions"], kv["config"]["max_versions"] or 0) or DEFAULT_MAX_VERSIONS
 
     def _read(self, request, kv, path):
         rec = self._secret(kv, path)
@@ -308,10 +507,10 @@ class VaultSim(Simulator):
         current = rec["current_version"] if rec else 0
         cas_required = kv["config"]["cas_required"] or (rec and rec["cas_required"])
         if "cas" in options:
-            try:
+            try:  # path_data.go validateCheckAndSetOption (mapstructure.WeakDecode)
                 cas = int(options["cas"])
             except (TypeError, ValueError):
-                return self.err(400, "cas must be an integer")
+                return self.err(400, "error parsing check-and-set parameter")
             if cas != current:
                 return self.err(400, "check-and-set parameter did not match the current version")
         elif cas_required:
@@ -326,12 +525,13 @@ class VaultSim(Simulator):
                                     "destroyed": False}
         rec["current_version"] = version
         rec["updated_time"] = _now()
+        # KeyMetadata.AddVersion: oldest_version stays 0 until versions are trimmed
         keep = self._max_versions(kv, rec)
-        for old in sorted(rec["versions"]):
-            if len(rec["versions"]) <= keep:
-                break
-            del rec["versions"][old]
-        rec["oldest_version"] = min(rec["versions"])
+        if version - rec["oldest_version"] >= keep:
+            drop = version - keep
+            for old in range(rec["oldest_version"], drop + 1):
+                rec["versions"].pop(old, None)
+            rec["oldest_version"] = drop + 1
         self.changed()
         return self.json({"request_id": str(uuid.uuid4()), "data": _version_meta(rec, version)})
 
@@ -344,11 +544,13 @@ class VaultSim(Simulator):
         self.changed()
         return self.json(None, status=204)
 
-    def _versions_arg(self, request):
+    def _versions_arg(self, request, missing="No version number provided"):
+        # path_delete.go (delete, undelete): "No version number provided"; path_destroy.go:
+        # "no version number provided"
         body = request.get_json(silent=True) or {}
         versions = body.get("versions")
         if not isinstance(versions, list) or not versions:
-            return None, self.err(400, "no version number provided")
+            return None, self.err(400, missing)
         try:
             return [int(v) for v in versions], None
         except (TypeError, ValueError):
@@ -366,10 +568,10 @@ class VaultSim(Simulator):
         def destroy(ver):
             ver["destroyed"] = True
             ver["data"] = None
-        return self._mark(request, kv, path, destroy)
+        return self._mark(request, kv, path, destroy, missing="no version number provided")
 
-    def _mark(self, request, kv, path, func):
-        versions, error = self._versions_arg(request)
+    def _mark(self, request, kv, path, func, missing="No version number provided"):
+        versions, error = self._versions_arg(request, missing)
         if error:
             return error
         rec = self._secret(kv, path)
@@ -390,8 +592,10 @@ class VaultSim(Simulator):
     def _list(self, request, kv, path):
         prefix = path.rstrip("/") + "/" if path else ""
         keys = set()
-        for name, rec in kv["secrets"].items():
-            if not name.startswith(prefix) or not rec["versions"]:
+        # path_metadata.go pathMetadataList lists every key in storage: metadata-only keys and
+        # keys whose versions are all deleted or destroyed too
+        for name in kv["secrets"]:
+            if not name.startswith(prefix):
                 continue
             rest = name[len(prefix) :]
             keys.add(rest.split("/", 1)[0] + "/" if "/" in rest else rest)
@@ -401,6 +605,19 @@ class VaultSim(Simulator):
 
     def _write_metadata(self, request, kv, path):
         body = request.get_json(silent=True) or {}
+        fields = ("max_versions", "cas_required", "delete_version_after", "custom_metadata")
+        if not any(key in body for key in fields):
+            # path_metadata.go pathMetadataWrite's fast path: nothing to set, nothing created
+            return self.json(None, status=204)
+        if "max_versions" in body:
+            try:
+                int(body["max_versions"])
+            except (TypeError, ValueError):
+                return self.err(400, f'error converting input {body["max_versions"]} for field "max_versions"')
+        if "custom_metadata" in body:
+            problem = _custom_metadata_problem(body["custom_metadata"])
+            if problem:
+                return self.err(400, problem)
         rec = kv["secrets"].get(path)
         if rec is None:
             rec = {"versions": {}, "current_version": 0, "oldest_version": 0, "max_versions": 0,
@@ -469,21 +686,161 @@ def _metadata(rec):
     }
 
 
-def _best_rules(rules, api_path):
+class ACL:
     """
-    Rules matching ``api_path``, most specific first (Vault: exact beats glob, longer
-    prefix beats shorter; ``+`` matches one segment, a trailing ``*`` any suffix).
+    internal/vault/policy/acl.go (OpenBao; the same in Vault's vault/acl.go): every rule of a
+    token's policies in one of three sets - exact paths, prefixes (``path/*``, the ``*``
+    stripped) and segment-wildcard paths (with ``+``; a trailing ``*`` kept) - capabilities
+    OR'd per path, ``deny`` replacing everything (NewACL). AllowOperation: the exact rule,
+    for a LIST also the exact rule without the trailing slash, else the most specific
+    non-exact rule (CheckAllowedFromNonExactPaths), for a LIST retried without the slash.
     """
-    matched = []
-    for rule in rules:
-        pattern = rule["path"]
-        glob = pattern.endswith("*")
-        body = pattern[:-1] if glob else pattern
-        regex = "^" + "/".join(
-            "[^/]+" if seg == "+" else re.escape(seg) for seg in body.split("/")
-        ) + (".*" if glob else "") + "$"
-        if re.match(regex, api_path):
-            matched.append((0 if "*" not in pattern and "+" not in pattern else 1,
-                            -len(pattern), rule))
-    matched.sort(key=lambda item: (item[0], item[1]))
-    return [rule for _, _, rule in matched[:1]]
+
+    def __init__(self, rules):
+        self.exact, self.prefix, self.segment = {}, {}, {}
+        for rule in rules:
+            path = rule["path"].lstrip("/")
+            caps = set(rule.get("capabilities") or [])
+            if path == "+" or "/+" in path or path.startswith("+/"):
+                table = self.segment
+            elif path.endswith("*"):
+                table, path = self.prefix, path[:-1]
+            else:
+                table = self.exact
+            have = table.get(path)
+            if have is None:
+                table[path] = {"deny"} if "deny" in caps else set(caps)
+            elif "deny" in have:
+                continue
+            elif "deny" in caps:
+                table[path] = {"deny"}
+            else:
+                have.update(caps)
+
+    def capabilities(self, path, listing=False):
+        found = self.exact.get(path)
+        if found is None and listing:
+            found = self.exact.get(path[:-1] if path.endswith("/") else path)
+        if found is None:
+            found = self._non_exact(path)
+        if found is None and listing and path.endswith("/"):
+            found = self._non_exact(path[:-1])
+        return found
+
+    def allows(self, path, capability):
+        caps = self.capabilities(path, listing=capability == "list")
+        return bool(caps) and "deny" not in caps and capability in caps
+
+    def any_under(self, prefix):
+        """Some capability on some path below ``prefix`` (hasMountAccess, roughly)."""
+        return any(p.startswith(prefix) and c and "deny" not in c
+                   for table in (self.exact, self.prefix, self.segment) for p, c in table.items())
+
+    def _non_exact(self, path):
+        candidates = []
+        prefixes = [p for p in self.prefix if path.startswith(p)]
+        if prefixes:
+            longest = max(prefixes, key=len)
+            if not self.segment:
+                return self.prefix[longest]
+            # (firstWCOrGlob, isPrefix, wildcards, len, path)
+            candidates.append(((len(longest), True, 0, len(longest), longest), self.prefix[longest]))
+        parts = path.split("/")
+        for full, caps in self.segment.items():
+            wc_path, is_prefix = (full[:-1], True) if full.endswith("*") else (full, False)
+            acl_parts = wc_path.split("/")
+            if len(parts) < len(acl_parts) or (not is_prefix and len(acl_parts) != len(parts)):
+                continue
+            wildcards = 0
+            for i, part in enumerate(acl_parts):
+                if part == "+":
+                    wildcards += 1
+                elif part == parts[i] or is_prefix and i == len(acl_parts) - 1 and parts[i].startswith(part):
+                    continue
+                else:
+                    break
+            else:
+                candidates.append(((full.index("+"), is_prefix, wildcards, len(wc_path), wc_path), caps))
+        if not candidates:
+            return None
+
+        def rank(key):
+            # ``less`` of CheckAllowedFromNonExactPaths; the last after sorting wins: a later
+            # first wildcard, a non-prefix, fewer "+", a longer path
+            first, is_prefix, wildcards, length, text = key
+            return (first, not is_prefix, -wildcards, length, text)
+        return max(candidates, key=lambda c: rank(c[0]))[1]
+
+
+def _custom_metadata_problem(custom):
+    """path_metadata.go validateCustomMetadata (go-multierror's text), or None."""
+    prefix = "custom_metadata validation failed"
+    if custom is None:
+        return None
+    if not isinstance(custom, dict) or not all(isinstance(v, str) for v in custom.values()):
+        return f"{prefix}: expected a map of string keys and values"
+    if len(custom) > 64:
+        errs = [f"{prefix}: payload must contain at most 64 keys, provided {len(custom)}"]
+    else:
+        errs = []
+        for key, value in custom.items():
+            if not 0 < len(key) <= 128:
+                errs.append(f"{prefix}: length of key {json.dumps(key)} is {len(key)} but must be 0 < len(key) <= 128")
+            if not 0 < len(value) <= 512:
+                errs.append(f"{prefix}: length of value for key {json.dumps(key)} is {len(value)} but must be "
+                            "0 < len(value) <= 512")
+            if not key.isprintable():
+                errs.append(f"{prefix}: key {json.dumps(key)} ({key}) contains unprintable characters")
+            if not value.isprintable():
+                errs.append(f"{prefix}: value for key {json.dumps(key)} contains unprintable characters")
+    if not errs:
+        return None
+    head = "1 error occurred:" if len(errs) == 1 else f"{len(errs)} errors occurred:"
+    return head + "\n" + "".join(f"\t* {e}\n" for e in errs) + "\n"
+
+
+def _uq(value):
+    """python-hcl2 keeps string literals quoted."""
+    return json.loads(value) if isinstance(value, str) and value.startswith('"') else value
+
+
+def parse_policy(text):
+    """A policy document (``path "x" { capabilities = [...] }``) -> the simulator's rules."""
+    try:
+        raw = hcl2.loads(text)
+    except Exception as exc:  # pylint: disable=broad-except  # lark/hcl2 errors
+        raise ValueError(str(exc)) from None
+    rules = []
+    for block in raw.get("path") or []:
+        for path, body in block.items():
+            caps = [_uq(c) for c in body.get("capabilities") or []]
+            unknown = [c for c in caps if c not in CAPABILITIES]
+            if unknown:
+                raise ValueError(f'path "{_uq(path)}": invalid capability "{unknown[0]}"')
+            rules.append({"path": _uq(path), "capabilities": caps})
+    return rules
+
+
+def policy_hcl(rules):
+    """The simulator's rules as a policy document (what ``sys/policies/acl/<name>`` returns)."""
+    return "".join(f'path "{r["path"]}" {{\n  capabilities = {json.dumps(list(r.get("capabilities") or []))}\n}}\n'
+                   for r in rules)
+
+
+def _duration_seconds(value):
+    """A TTL as Vault's framework reads it: seconds, or a Go duration ("1h", "90s")."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    text = str(value).strip()
+    if re.fullmatch(r"\d+", text):
+        return float(text)
+    total, pos = 0.0, 0
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    for match in re.finditer(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text):
+        if match.start() != pos:
+            raise ValueError(text)
+        total += float(match.group(1)) * units[match.group(2)]
+        pos = match.end()
+    if not text or pos != len(text):
+        raise ValueError(text)
+    return total

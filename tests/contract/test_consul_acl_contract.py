@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 import requests
+import salt.exceptions
 
 from tests.contract.test_consul_contract import call, consul  # noqa: F401  (the sim/real fixture)
 
@@ -100,3 +101,93 @@ def test_status_leader_needs_no_token_so_it_proves_nothing(deny):
     resp = requests.get(f"{url}/v1/kv/hecate/deployments", headers={"X-Consul-Token": str(uuid.uuid4())}, timeout=30)
     assert resp.status_code == 403 and "ACL not found" in resp.text
     assert call(deny, "GET", "/v1/kv/hecate/deployments").status_code in (200, 404)
+
+
+# -- the audit against hashicorp/consul (issue 18: C3, C4) ------------------------------------------
+# agent/consul/session_endpoint.go Apply (destroy): the token is resolved, then a session that does
+# not exist is no error, and only an existing session's node is checked for session:write; Renew: a
+# missing session is a 404 before session:write. agent/acl_endpoint.go ACLTokenSelf -> ACL.TokenRead
+# by secret: no permission needed to read oneself; a secret the store does not hold is a 404.
+def test_sessions_are_looked_up_before_the_acl_check(deny, prefix):
+    url, _ = deny
+    missing = str(uuid.uuid4())
+    resp = requests.put(f"{url}/v1/session/destroy/{missing}", timeout=30)  # anonymous: no session:write
+    assert resp.status_code == 200 and resp.json() is True
+    resp = requests.put(f"{url}/v1/session/renew/{missing}", timeout=30)
+    assert resp.status_code == 404 and resp.text.strip() == f"Session id '{missing}' not found"
+    created = call(deny, "PUT", "/v1/session/create", json={"TTL": "30s"}).json()["ID"]
+    try:
+        resp = requests.put(f"{url}/v1/session/destroy/{created}", timeout=30)
+        assert resp.status_code == 403 and resp.text.startswith("Permission denied")
+        resp = requests.put(f"{url}/v1/session/destroy/{created}", headers={"X-Consul-Token": str(uuid.uuid4())},
+                            timeout=30)
+        assert resp.status_code == 403 and "ACL not found" in resp.text
+    finally:
+        call(deny, "PUT", f"/v1/session/destroy/{created}")
+
+
+def test_token_self(deny):
+    url, token = deny
+    resp = call(deny, "GET", "/v1/acl/token/self")
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["SecretID"] == token and body["AccessorID"] and isinstance(body["Policies"], list)
+    resp = requests.get(f"{url}/v1/acl/token/self", headers={"X-Consul-Token": str(uuid.uuid4())}, timeout=30)
+    # the simulator answers as ACL.TokenRead reads (404); releases that resolve the token first say 403
+    assert (resp.status_code, resp.text.strip()) in ((404, "Supplied token does not exist"), (403, "ACL not found"))
+
+
+@pytest.fixture
+def hecate_rules_token(deny, tmp_path_factory):
+    """
+    ``(url, token)`` of a Consul where a token has exactly topology.CONSUL_HECATE_RULES: on the
+    simulator a Consul of its own with that token; on a real Consul a policy and token made
+    with the ACL API (PUT /v1/acl/policy, PUT /v1/acl/token), removed afterwards.
+    """
+    url, token = deny
+    from lab import devservers, topology  # pylint: disable=import-outside-toplevel
+    from lab.sim import SimHandle  # pylint: disable=import-outside-toplevel
+
+    secret = str(uuid.uuid4())
+    if requests.get(f"{url}/_lab/health", timeout=10).status_code == 200:
+        options = {"acl": {"enabled": True, "default_policy": "deny",
+                           "tokens": {secret: {"name": "hecate", "rules": topology.CONSUL_HECATE_RULES}}}}
+        handle = SimHandle("consul", str(tmp_path_factory.mktemp("consul-hecate-rules")), options).start()
+        yield handle.url, secret
+        handle.stop()
+        return
+    name = f"hecate-contract-{uuid.uuid4().hex[:8]}"
+    headers = {"X-Consul-Token": token}
+    policy = requests.put(f"{url}/v1/acl/policy", headers=headers, timeout=30, json={
+        "Name": name, "Rules": devservers.consul_rules_hcl(topology.CONSUL_HECATE_RULES)}).json()
+    created = requests.put(f"{url}/v1/acl/token", headers=headers, timeout=30, json={
+        "SecretID": secret, "Policies": [{"Name": name}]}).json()
+    yield url, secret
+    requests.delete(f"{url}/v1/acl/token/{created['AccessorID']}", headers=headers, timeout=30)
+    requests.delete(f"{url}/v1/acl/policy/{policy['ID']}", headers=headers, timeout=30)
+
+
+def test_hecates_consul_rules_cover_what_hecate_does(hecate_rules_token):
+    """docs/systems/consul-vault.md: records and locks under hecate/, the external services, reads."""
+    import hecate_consul_client  # pylint: disable=import-outside-toplevel
+
+    url, secret = hecate_rules_token
+    client = hecate_consul_client.ConsulClient({"url": url}, secret)
+    key = f"hecate/contract/{uuid.uuid4().hex[:8]}"
+    client.put_json(f"{key}/record", {"status": "ok"})
+    assert client.get_json(f"{key}/record") == {"status": "ok"}
+    session = client.lock_acquire(f"{key}/lock", holder="contract test", ttl="30s")
+    client.lock_release(f"{key}/lock", session)
+    client.service_register({"ID": "hecate-contract-jenkins", "Name": "jenkins-master", "Port": 8059,
+                             "Checks": [{"TTL": "60s"}]})
+    try:
+        assert "jenkins-master" in client.catalog_services()
+        assert client.health_service("jenkins-master", passing=False)
+    finally:
+        client.service_deregister("hecate-contract-jenkins")
+    client.kv_delete(key, recurse=True)
+    # and no more: keys elsewhere, services it does not own
+    with pytest.raises(salt.exceptions.CommandExecutionError, match="Permission denied"):
+        client.put_json(f"hecate-contract/{uuid.uuid4().hex[:8]}", {"a": 1})
+    with pytest.raises(salt.exceptions.CommandExecutionError, match="Permission denied"):
+        client.service_register({"ID": "hecate-contract-other", "Name": "hecate-contract-other", "Port": 1})

@@ -386,3 +386,37 @@ def test_unknown_service_health_is_empty(consul):
     resp = call(consul, "GET", f"/v1/health/service/hecate-none-{uuid.uuid4().hex[:6]}")
     assert resp.status_code == 200 and resp.json() == []
     assert int(resp.headers["X-Consul-Index"]) >= 1
+
+
+# -- the audit against hashicorp/consul (issue 18: C7-C10, C12) -------------------------------------
+def test_http_details(consul, prefix, session):
+    """
+    agent/http.go parseWait (?wait= parsed even without ?index=); agent/kvs_endpoint.go KVSGet (a
+    raw value is sandboxed) and conflictingFlags (url.Values.Encode, newline);
+    agent/session_endpoint.go fixupEmptySessionChecks ("Checks": [] clears the default node check).
+    """
+    resp = call(consul, "GET", f"/v1/kv/{prefix}/x?wait=bogus")
+    assert resp.status_code == 400 and resp.text.strip() == "Invalid wait time"
+    call(consul, "PUT", f"/v1/kv/{prefix}/raw", data=b"<b>v</b>")
+    resp = call(consul, "GET", f"/v1/kv/{prefix}/raw?raw")
+    assert resp.content == b"<b>v</b>" and resp.headers["Content-Security-Policy"] == "sandbox"
+    resp = call(consul, "PUT", f"/v1/kv/{prefix}/x?cas=0&acquire=a b")
+    assert resp.status_code == 400 and resp.text == "Conflicting flags: acquire=a+b&cas=0\n"
+    sid = session(Checks=[])
+    info = call(consul, "GET", f"/v1/session/info/{sid}").json()[0]
+    assert info["NodeChecks"] in ([], None)
+    call(consul, "DELETE", f"/v1/kv/{prefix}?recurse")
+
+
+def test_agent_service_hash(consul):
+    """agent/agent_endpoint.go AgentService: ContentHash (%x) equals X-Consul-ContentHash; empty
+    TaggedAddresses are left out (api.AgentService omitempty)."""
+    sid = f"hecate-contract-{uuid.uuid4().hex[:8]}"
+    try:
+        assert call(consul, "PUT", "/v1/agent/service/register", json={"ID": sid, "Name": sid}).status_code == 200
+        resp = call(consul, "GET", f"/v1/agent/service/{sid}")
+        body = resp.json()
+        assert body["ContentHash"] == resp.headers["X-Consul-ContentHash"]
+        assert "TaggedAddresses" not in body
+    finally:
+        call(consul, "PUT", f"/v1/agent/service/deregister/{sid}")

@@ -6,6 +6,7 @@ node (drivers, images).
 """
 
 import os
+import re
 import time
 import uuid
 
@@ -69,7 +70,7 @@ class Nomad:
 @pytest.fixture(params=["sim", "real"], scope="module")
 def nomad(request, nomad_sim):
     if request.param == "sim":
-        return Nomad(nomad_sim.url)
+        return Nomad(nomad_sim.url, nomad_sim.token)
     env = real_or_skip("NOMAD_ADDR")
     import os  # pylint: disable=import-outside-toplevel
 
@@ -407,3 +408,172 @@ def test_memory_max_needs_memory_oversubscription(nomad, job_id):
         assert warning not in plan["Warnings"]
     else:
         assert plan["Warnings"] == f"1 warning:\n\n* {warning}"
+
+
+# -- the audit of the simulators against hashicorp/nomad (issue 18) -------------------------------
+SERVICE_JOB = """
+job "%(id)s" {
+  group "web" {
+    count = %(count)s
+    %(update)s
+    network {
+      port "http" {
+        to = 8080
+      }
+    }
+    service {
+      name = "%(id)s"
+      port = "http"
+      task = "web"
+    }
+    task "web" {
+      driver = "docker"
+      %(task)s
+      config {
+        image = "busybox:1.36.1"
+        ports = ["http"]
+      }
+      template {
+        data          = "x"
+        destination   = "local/x"
+        change_mode   = "signal"
+        change_signal = "SIGHUP"
+      }
+      resources {
+        cpu    = 50
+        memory = 32
+      }
+    }
+  }
+}
+"""
+
+
+def service_job(nomad, job_id, count=1, update="", task=""):
+    return parsed(nomad, SERVICE_JOB % {"id": job_id, "count": count, "update": update, "task": task})
+
+
+def test_the_servers_mutate_a_job_and_a_plan_of_it_stays_none(nomad, job_id):
+    """
+    N1. nomad/structs/structs.go Job.Canonicalize (Datacenters ["*"]), job_endpoint_hook_node_pool_ce.go
+    (NodePool "default"), job_endpoint_hooks.go jobImpliedConstraints (the Consul constraint for a
+    group with Consul services, ${attr.os.signals} for a template's change_signal), Task.Canonicalize
+    (the default workload identity). The plan runs the same admission controllers on what it is
+    given, so planning the unmodified parsed job against the stored one is a diff of "None": what
+    keeps hecate's nomad_job state converged (it compares through the plan, never the job it reads).
+    """
+    job = service_job(nomad, job_id)
+    assert job["Datacenters"] is None and not job["TaskGroups"][0].get("Constraints")
+    assert nomad.register(job).status_code == 200
+    stored = nomad.call("GET", f"/v1/job/{job_id}").json()
+    assert stored["Datacenters"] == ["*"] and stored["NodePool"] == "default"
+    constraints = stored["TaskGroups"][0]["Constraints"]
+    assert {"LTarget": "${attr.consul.version}", "RTarget": ">= 1.8.0", "Operand": "semver"}.items() <= \
+        next(c for c in constraints if c["LTarget"] == "${attr.consul.version}").items()
+    assert {"LTarget": "${attr.os.signals}", "RTarget": "SIGHUP", "Operand": "set_contains"}.items() <= \
+        next(c for c in constraints if c["LTarget"] == "${attr.os.signals}").items()
+    assert stored["TaskGroups"][0]["Tasks"][0]["Identity"]["Name"] == "default"
+    plan = nomad.call("POST", f"/v1/job/{job_id}/plan", json={"Job": job, "Diff": True}).json()
+    assert plan["Diff"]["Type"] == "None", plan["Diff"]
+
+
+def test_warnings_are_merged_and_name_the_group(nomad, job_id):
+    """
+    N2. nomad/structs/structs.go TaskGroup.Warnings via Job.Warnings ("Group %q has warnings: <multierror>"),
+    generateTaskGroupServiceShutdownDelayWarnings (Nomad 2.0.1+); helper/warning.go MergeMultierrorWarnings.
+    """
+    job = service_job(nomad, job_id, count=2, update="update {\n      max_parallel = 3\n    }")
+    warnings = nomad.call("POST", f"/v1/job/{job_id}/plan", json={"Job": job}).json()["Warnings"]
+    assert re.match(r"^\d+ warnings?:\n\n\* ", warnings), warnings
+    assert ('* Group "web" has warnings: 1 error occurred:\n\t* Update max parallel count is greater than task '
+            'group count (3 > 2). A destructive change would result in the simultaneous replacement of all '
+            'allocations.') in warnings
+    version = nomad.call("GET", "/v1/agent/self").json()["config"]["Version"]["Version"]
+    shutdown = 'group "web" references task "web" in a service definition, but the task has no shutdown_delay set'
+    if tuple(int(x) for x in re.findall(r"\d+", version)[:3]) >= (2, 0, 1):
+        assert f"* {shutdown}" in warnings
+        job = service_job(nomad, job_id, task='shutdown_delay = "5s"')
+        assert nomad.register(job).json()["Warnings"] == ""
+
+
+def test_validate_is_driver_config_validated_even_when_invalid(nomad, job_id):
+    """N3. nomad/job_endpoint.go Job.Validate sets DriverConfigValidated once the RPC answers."""
+    job = nomad.job_spec(job_id)
+    job["TaskGroups"][0]["Count"] = -1
+    body = nomad.call("POST", "/v1/validate/job", json={"Job": job}).json()
+    assert body["DriverConfigValidated"] is True and body["ValidationErrors"]
+    job["Type"] = "foo"
+    body = nomad.call("POST", "/v1/validate/job", json={"Job": job}).json()
+    assert 'Invalid job type: "foo"' in body["ValidationErrors"]
+
+
+def test_variables_namespace_from_the_body_and_400s(nomad):
+    """
+    N4. nomad/variables_endpoint.go Variables.Apply: the variable's own Namespace wins over the
+    request's; canonicalizeAndValidate's errors are 400 (RPC Error:: 400,...);
+    command/agent/variable_endpoint.go parseCAS: an empty ?cas= is no check-and-set.
+    """
+    path = f"hecate-contract/{uuid.uuid4().hex[:8]}"
+    try:
+        resp = nomad.call("PUT", f"/v1/var/{path}?namespace=hecate-contract-none&cas=",
+                          json={"Namespace": "default", "Items": {"a": "1"}})
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["Namespace"] == "default"
+        assert nomad.call("GET", f"/v1/var/{path}?namespace=default").json()["Items"] == {"a": "1"}
+        resp = nomad.call("PUT", "/v1/var/a%20b", json={"Items": {"a": "1"}})
+        assert resp.status_code == 400 and 'invalid path "a b"' in resp.text
+        resp = nomad.call("PUT", f"/v1/var/{path}", json={"Items": {"a": "x" * 70000}})
+        assert resp.status_code == 400 and "variables are limited to 64KiB in total size" in resp.text
+    finally:
+        nomad.call("DELETE", f"/v1/var/{path}")
+
+
+def test_a_job_keeps_its_type(nomad, job_id):
+    """N5. nomad/job_endpoint.go validateJobUpdate (a plain error: 500)."""
+    job = nomad.job_spec(job_id)
+    assert nomad.register(job).status_code == 200
+    job["Type"] = "batch"
+    job["Update"] = None
+    resp = nomad.register(job)
+    assert resp.status_code == 500 and resp.text.strip() == 'cannot update job from type "service" to "batch"'
+
+
+def test_status_of_a_job_with_nothing_to_place_is_dead(nomad, job_id):
+    """N6. nomad/state/state_store.go getJobStatus: evaluations all terminal, no allocations: dead."""
+    job = nomad.job_spec(job_id)
+    job["TaskGroups"][0]["Count"] = 0
+    reply = nomad.register(job).json()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        evaluation = nomad.call("GET", f"/v1/evaluation/{reply['EvalID']}").json()
+        if evaluation["Status"] not in ("pending", "blocked"):
+            break
+        time.sleep(0.2)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status = nomad.call("GET", f"/v1/job/{job_id}").json()["Status"]
+        if status != "pending":
+            break
+        time.sleep(0.2)
+    assert status == "dead"
+
+
+def test_request_errors_and_bools_as_go_reads_them(nomad, job_id):
+    """
+    N9/N10/N11. command/agent/http.go decodeBody ("Request body is empty"); jobDelete and
+    jobVersions read ?purge=/?diffs= with strconv.ParseBool; Job.Deregister of a missing job is
+    no error and index 0; Job.Plan's index is the existing job's modify index (0: new job).
+    """
+    resp = requests.post(f"{nomad.url}/v1/job/{job_id}", headers=nomad.headers, timeout=30)
+    assert resp.status_code == 400 and resp.text.strip() == "Request body is empty"
+    resp = nomad.call("DELETE", f"/v1/job/{job_id}?purge=yes")
+    assert resp.status_code == 500
+    assert resp.text.strip() == ('Failed to parse value of "purge" (yes) as a bool: strconv.ParseBool: '
+                                 'parsing "yes": invalid syntax')
+    resp = nomad.call("DELETE", f"/v1/job/{job_id}?purge=T")
+    assert resp.status_code == 200 and resp.json()["EvalID"] == "" and resp.headers["X-Nomad-Index"] == "0"
+    plan = nomad.call("POST", f"/v1/job/{job_id}/plan", json={"Job": nomad.job_spec(job_id)})
+    assert plan.headers["X-Nomad-Index"] == "0" and plan.json()["JobModifyIndex"] == 0
+    assert nomad.register(nomad.job_spec(job_id)).status_code == 200
+    resp = nomad.call("GET", f"/v1/job/{job_id}/versions?diffs=yes")
+    assert resp.status_code == 500 and resp.text.startswith('Failed to parse value of "diffs" (yes) as a bool')

@@ -1,10 +1,12 @@
 """Vault KV v2 contract: lab simulator vs a real Vault (VAULT_ADDR + VAULT_TOKEN, dev mode)."""
 
+import time
 import uuid
 
 import pytest
 import requests
 
+from lab import topology
 from tests.contract.conftest import real_or_skip
 
 
@@ -166,3 +168,172 @@ def test_approle_login_errors(vault, approle):
     resp = login(vault, mount, role_id=role_id, secret_id=str(uuid.uuid4()))
     # ErrorResponse + logical.ErrInvalidCredentials: 400 (some releases map it to 403)
     assert resp.status_code in (400, 403) and resp.json()["errors"] == ["invalid role or secret ID"]
+
+
+# -- the audit of the simulators against Vault/OpenBao (issue 18) -----------------------------------
+# Sources: OpenBao internal/vault/policy/acl.go (NewACL: a token's policies merged, capabilities
+# OR'd, deny wins; AllowOperation + CheckAllowedFromNonExactPaths: the single most specific rule),
+# internal/http/logical.go (a LIST is for the path with a trailing slash); vault/token_store.go
+# (create, lookup-self, renew-self); vault-plugin-secrets-kv path_metadata.go, path_data.go
+# (KeyMetadata.AddVersion), path_delete.go, path_destroy.go; vault/logical_system.go
+# (sys/policies/acl, sys/internal/ui/mounts).
+@pytest.fixture
+def policy_token(vault, request):
+    """``make(rules...)`` -> a token with one policy per rules text; policies removed after."""
+    made = []
+
+    def make(*texts, ttl="10m"):
+        names = []
+        for text in texts:
+            name = f"hecate-contract-{uuid.uuid4().hex[:8]}"
+            resp = call(vault, "PUT", f"/v1/sys/policies/acl/{name}", json={"policy": text})
+            assert resp.status_code == 204, resp.text
+            made.append(name)
+            names.append(name)
+        resp = call(vault, "POST", "/v1/auth/token/create", json={"policies": names, "ttl": ttl})
+        assert resp.status_code == 200, resp.text
+        return resp.json()["auth"]["client_token"]
+
+    yield make
+    for name in made:
+        call(vault, "DELETE", f"/v1/sys/policies/acl/{name}")
+
+
+def as_token(vault, token, method, path, **kw):
+    return requests.request(method, vault[0] + path, headers={"X-Vault-Token": token}, timeout=10, **kw)
+
+
+def test_policies_merge_and_the_most_specific_path_wins(vault, path, policy_token):
+    """V1: policy a grants read on app/*, policy b only list on app/x: app/x is not readable."""
+    call(vault, "POST", f"/v1/secret/data/{path}/x", json={"data": {"a": "1"}})
+    call(vault, "POST", f"/v1/secret/data/{path}/y", json={"data": {"a": "1"}})
+    token = policy_token(f'path "secret/data/{path}/*" {{\n  capabilities = ["read"]\n}}\n',
+                         f'path "secret/data/{path}/x" {{\n  capabilities = ["list"]\n}}\n')
+    resp = as_token(vault, token, "GET", f"/v1/secret/data/{path}/x")
+    assert resp.status_code == 403 and "permission denied" in resp.json()["errors"][0]
+    assert as_token(vault, token, "GET", f"/v1/secret/data/{path}/y").status_code == 200
+    # capabilities of two policies on the same path add up; deny wins over both
+    token = policy_token(f'path "secret/data/{path}/x" {{\n  capabilities = ["read"]\n}}\n',
+                         f'path "secret/data/{path}/x" {{\n  capabilities = ["update"]\n}}\n')
+    assert as_token(vault, token, "GET", f"/v1/secret/data/{path}/x").status_code == 200
+    assert as_token(vault, token, "POST", f"/v1/secret/data/{path}/x", json={"data": {"a": "2"}}).status_code == 200
+    token = policy_token(f'path "secret/data/{path}/*" {{\n  capabilities = ["read"]\n}}\n',
+                         f'path "secret/data/{path}/*" {{\n  capabilities = ["deny"]\n}}\n')
+    assert as_token(vault, token, "GET", f"/v1/secret/data/{path}/y").status_code == 403
+
+
+def test_list_is_checked_on_the_path_with_a_slash(vault, path, policy_token):
+    """V1: a rule for "metadata/<p>/" covers LIST metadata/<p> (internal/http/logical.go)."""
+    call(vault, "POST", f"/v1/secret/data/{path}/one", json={"data": {"a": "1"}})
+    token = policy_token(f'path "secret/metadata/{path}/" {{\n  capabilities = ["list"]\n}}\n')
+    resp = as_token(vault, token, "LIST", f"/v1/secret/metadata/{path}")
+    assert resp.status_code == 200 and resp.json()["data"]["keys"] == ["one"]
+    token = policy_token(f'path "secret/metadata/{path}" {{\n  capabilities = ["list"]\n}}\n')
+    assert as_token(vault, token, "LIST", f"/v1/secret/metadata/{path}").status_code == 200  # exact, slash trimmed
+
+
+def test_segment_wildcards_lose_to_a_later_glob(vault, path, policy_token):
+    """V1: CheckAllowedFromNonExactPaths: the rule whose first wildcard comes later wins."""
+    call(vault, "POST", f"/v1/secret/data/{path}/a/x", json={"data": {"a": "1"}})
+    token = policy_token(f'path "secret/data/{path}/+/x" {{\n  capabilities = ["read"]\n}}\n'
+                         f'path "secret/data/{path}/a/*" {{\n  capabilities = ["deny"]\n}}\n')
+    assert as_token(vault, token, "GET", f"/v1/secret/data/{path}/a/x").status_code == 403
+
+
+def test_token_lookup_renew_and_expiry(vault, path, policy_token):
+    """V2/V8: lookup-self's fields, renew-self, and a token past its TTL is refused."""
+    token = policy_token(f'path "secret/data/{path}" {{\n  capabilities = ["read"]\n}}\n', ttl="2s")
+    me = as_token(vault, token, "GET", "/v1/auth/token/lookup-self").json()["data"]
+    assert {"accessor", "creation_ttl", "expire_time", "policies", "renewable", "ttl", "path"} <= set(me)
+    assert "default" in me["policies"] and me["renewable"] is True and me["creation_ttl"] == 2
+    renewed = as_token(vault, token, "POST", "/v1/auth/token/renew-self", json={"increment": "3s"})
+    assert renewed.status_code == 200 and renewed.json()["auth"]["lease_duration"] in (2, 3)
+    time.sleep(3.5)
+    resp = as_token(vault, token, "GET", "/v1/auth/token/lookup-self")
+    assert resp.status_code == 403 and "permission denied" in resp.json()["errors"][0]
+
+
+def test_policies_api_and_ui_mounts(vault, path, policy_token):
+    """V3: sys/policies/acl round trip; sys/internal/ui/mounts tells KV v2."""
+    name = f"hecate-contract-{uuid.uuid4().hex[:8]}"
+    text = f'path "secret/data/{path}" {{\n  capabilities = ["read"]\n}}\n'
+    try:
+        assert call(vault, "PUT", f"/v1/sys/policies/acl/{name}", json={"policy": text}).status_code == 204
+        got = call(vault, "GET", f"/v1/sys/policies/acl/{name}").json()["data"]
+        assert got["name"] == name and f"secret/data/{path}" in got["policy"]
+        assert name in call(vault, "LIST", "/v1/sys/policies/acl").json()["data"]["keys"]
+    finally:
+        assert call(vault, "DELETE", f"/v1/sys/policies/acl/{name}").status_code == 204
+    assert call(vault, "GET", f"/v1/sys/policies/acl/{name}").status_code == 404
+    token = policy_token(text)
+    mount = as_token(vault, token, "GET", "/v1/sys/internal/ui/mounts/secret").json()["data"]
+    assert mount["type"] == "kv" and mount["options"]["version"] == "2" and mount["path"] == "secret/"
+
+
+def test_metadata_listing_writes_and_versions(vault, path):
+    """V4-V7 and V9."""
+    assert call(vault, "POST", f"/v1/secret/metadata/{path}/m", json={"max_versions": 3}).status_code == 204
+    call(vault, "POST", f"/v1/secret/data/{path}/x", json={"data": {"a": "1"}})
+    keys = call(vault, "LIST", f"/v1/secret/metadata/{path}").json()["data"]["keys"]
+    assert keys == ["m", "x"]  # metadata-only keys are listed too
+    assert call(vault, "POST", f"/v1/secret/metadata/{path}/y", json={}).status_code == 204
+    assert call(vault, "GET", f"/v1/secret/metadata/{path}/y").status_code == 404  # nothing to set: nothing made
+    meta = call(vault, "GET", f"/v1/secret/metadata/{path}/x").json()["data"]
+    assert meta["oldest_version"] == 0  # set only when versions are trimmed
+    for i in range(4):
+        call(vault, "POST", f"/v1/secret/data/{path}/m", json={"data": {"a": str(i)}})
+    meta = call(vault, "GET", f"/v1/secret/metadata/{path}/m").json()["data"]
+    assert len(meta["versions"]) == 3 and meta["oldest_version"] == 2
+    resp = call(vault, "POST", f"/v1/secret/delete/{path}/x", json={})
+    assert resp.status_code == 400 and resp.json()["errors"] == ["No version number provided"]
+    resp = call(vault, "POST", f"/v1/secret/destroy/{path}/x", json={})
+    assert resp.status_code == 400 and resp.json()["errors"] == ["no version number provided"]
+    resp = call(vault, "POST", f"/v1/secret/data/{path}/x", json={"data": {"a": "2"}, "options": {"cas": "abc"}})
+    assert resp.status_code == 400 and resp.json()["errors"] == ["error parsing check-and-set parameter"]
+
+
+def test_the_lab_policy_is_what_hecate_needs(vault, policy_token):
+    """
+    lab/topology.py VAULT_POLICY (the policy docs/systems/consul-vault.md gives hecate's
+    AppRole): read, CAS-write, soft-delete, metadata and list under secret/hecate/ and
+    secret/bionicgpt/; nothing elsewhere.
+    """
+    token = policy_token(topology.vault_policy_hcl())
+    mine = f"hecate/contract-{uuid.uuid4().hex[:8]}"
+    try:
+        resp = as_token(vault, token, "POST", f"/v1/secret/data/{mine}",
+                        json={"data": {"a": "1"}, "options": {"cas": 0}})
+        assert resp.status_code == 200, resp.text
+        resp = as_token(vault, token, "POST", f"/v1/secret/data/{mine}",
+                        json={"data": {"a": "2"}, "options": {"cas": 1}})
+        assert resp.status_code == 200, resp.text
+        assert as_token(vault, token, "GET", f"/v1/secret/data/{mine}").json()["data"]["data"] == {"a": "2"}
+        assert as_token(vault, token, "GET", f"/v1/secret/metadata/{mine}").status_code == 200
+        assert as_token(vault, token, "LIST", "/v1/secret/metadata/hecate").status_code == 200
+        assert as_token(vault, token, "DELETE", f"/v1/secret/data/{mine}").status_code == 204
+        other = f"hecate-contract/{uuid.uuid4().hex[:8]}"
+        assert as_token(vault, token, "POST", f"/v1/secret/data/{other}", json={"data": {"a": "1"}}).status_code == 403
+        assert as_token(vault, token, "GET", f"/v1/secret/data/{other}").status_code == 403
+        assert as_token(vault, token, "LIST", "/v1/secret/metadata").status_code == 403
+        assert as_token(vault, token, "POST", f"/v1/secret/destroy/{mine}", json={"versions": [1]}).status_code == 403
+        assert as_token(vault, token, "GET", "/v1/sys/policies/acl").status_code == 403
+    finally:
+        call(vault, "DELETE", f"/v1/secret/metadata/{mine}")
+
+
+def test_custom_metadata_is_validated(vault, path):
+    """V10: path_metadata.go validateCustomMetadata (at most 64 keys, ...): a 400."""
+    resp = call(vault, "POST", f"/v1/secret/metadata/{path}",
+                json={"custom_metadata": {f"k{i}": "v" for i in range(65)}})
+    assert resp.status_code == 400
+    assert "custom_metadata validation failed: payload must contain at most 64 keys, provided 65" in \
+        resp.json()["errors"][0]
+    resp = call(vault, "POST", f"/v1/secret/metadata/{path}", json={"custom_metadata": {"team": "hecate"}})
+    assert resp.status_code == 204
+
+
+def test_health_status_codes_from_the_query(vault):
+    """V11: sys/health's ?activecode= sets the status of an active, unsealed node."""
+    url, _ = vault
+    resp = requests.get(f"{url}/v1/sys/health?activecode=299", timeout=10)
+    assert resp.status_code == 299 and resp.json()["sealed"] is False and resp.json()["cluster_id"]

@@ -88,7 +88,7 @@ def _provider_kwargs(p, **extra):
                   property_mappings=[f"{p}mapping"], scopes=["openid", "email", "profile", "offline_access"],
                   access_token_validity="hours=1", refresh_token_validity="days=7",
                   signing_key="authentik Self-signed Certificate",
-                  credentials=f"secret/hecate-test/{p}oauth")
+                  credentials=f"secret/hecate/tests/{p}oauth")
     kwargs.update(extra)
     return kwargs
 
@@ -125,7 +125,7 @@ def scenario(kind, env, p):
         return st.authentik_enrollment.present, dict(
             name=f"{p}enrollment", flow_name="Enrollment", title="Create your account",
             group=f"{p}new", captcha={"public_key": "site-key",
-                                     "private_key": {"vault": "secret/hecate-test/captcha", "key": "private_key"}})
+                                     "private_key": {"vault": "secret/hecate/tests/captcha", "key": "private_key"}})
     if kind == "user":
         st.authentik_group.present(name=f"{p}superadmin", prefix=p)
         return st.authentik_user.present, dict(name=f"{p}henry", display_name="Henry Smith",
@@ -140,7 +140,7 @@ KINDS = ("group", "scope_mapping", "oauth2_provider", "application", "binding", 
 @pytest.fixture(scope="module", autouse=True)
 def _captcha_key(vault_sim):
     topology.seed_vault(vault_sim.url, vault_sim.root_token,
-                        {("secret", "hecate-test/captcha"): {"private_key": "captcha-private-" + "k" * 20}})
+                        {("secret", "hecate/tests/captcha"): {"private_key": "captcha-private-" + "k" * 20}})
 
 
 @pytest.mark.parametrize("testmode", [True, False], ids=["test", "apply"])
@@ -455,7 +455,7 @@ def test_module_users_groups_and_mappings(env):
 def test_module_providers_applications_and_bindings(env):
     mod = env.loaders.modules.authentik
     p = tag()
-    credentials = f"secret/hecate-test/{p}oauth"
+    credentials = f"secret/hecate/tests/{p}oauth"
     prov = mod.oauth2_provider_create(f"{p}oauth", IMPLICIT, INVALIDATION,
                                       [f"https://{p}chat.example.com/cb"], credentials=credentials,
                                       access_token_validity="hours=1")
@@ -557,9 +557,9 @@ def test_forbidden_token_is_a_clear_failure(salt_factories, repo, vault_sim, aut
     """A token Authentik refuses: result False, 'token invalid or lacks permission', no traceback."""
     sim = authentik_sims("2025.10")
     topology.seed_vault(vault_sim.url, vault_sim.root_token,
-                        {("secret", "hecate-test/revoked"): {"api_token": "revoked-" + "z" * 30}})
+                        {("secret", "hecate/tests/revoked"): {"api_token": "revoked-" + "z" * 30}})
     opts = minion_opts(salt_factories, "func-authentik-forbidden", repo, vault_sim, sim)
-    opts["hecate"]["connections"]["authentik"]["token"] = {"vault": "secret/hecate-test/revoked",
+    opts["hecate"]["connections"]["authentik"]["token"] = {"vault": "secret/hecate/tests/revoked",
                                                            "key": "api_token"}
     loaders = loaders_for(opts)
     ret = loaders.states.authentik_group.present(name="bionicgpt-x", prefix="bionicgpt-")

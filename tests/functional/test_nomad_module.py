@@ -161,7 +161,7 @@ def test_versions_revert_and_stop(loaders, nomad, job_id):
 def test_variables_with_cas_and_vault_references(loaders, vault_sim):
     mod = loaders.modules.nomad
     path = f"nomad/jobs/t{uuid.uuid4().hex[:6]}"
-    secret_path = f"hecate-tests/{uuid.uuid4().hex[:8]}"
+    secret_path = f"hecate/tests/{uuid.uuid4().hex[:8]}"
     requests.post(f"{vault_sim.url}/v1/secret/data/{secret_path}", json={"data": {"key": "from-vault"}},
                   headers={"X-Vault-Token": vault_sim.root_token}, timeout=10).raise_for_status()
     meta = mod.var_put(path, {"plain": "1", "secret": {"vault": f"secret/{secret_path}", "key": "key"}}, cas=0)

@@ -34,9 +34,15 @@ def registers(sim, job_id):
 
 
 @pytest.fixture(scope="module")
-def nomad(tmp_path_factory):
-    """A simulator of our own (this module injects pillar images the client refuses)."""
-    handle = SimHandle("nomad", str(tmp_path_factory.mktemp("nomad")), topology.nomad_options()).start()
+def nomad(tmp_path_factory, lab_secrets):
+    """
+    A simulator of our own (this module injects pillar images the client refuses), with ACLs
+    on like the lab's: the minion carries hecate's token (topology.salt_opts), the test's own
+    requests the management token (``.headers``).
+    """
+    handle = SimHandle("nomad", str(tmp_path_factory.mktemp("nomad")),
+                       topology.nomad_options(lab_secrets=lab_secrets)).start()
+    handle.token = lab_secrets["nomad_management_token"]
     yield handle
     handle.stop()
 
@@ -109,8 +115,8 @@ def job_prefix(nomad):
     """A fresh job name prefix; the test's jobs are purged afterwards (the node is shared)."""
     prefix = f"t{uuid.uuid4().hex[:6]}-"
     yield prefix
-    for job in requests.get(f"{nomad.url}/v1/jobs?prefix={prefix}", timeout=10).json():
-        requests.delete(f"{nomad.url}/v1/job/{job['ID']}?purge=true", timeout=10)
+    for job in requests.get(f"{nomad.url}/v1/jobs?prefix={prefix}", timeout=10, headers=nomad.headers).json():
+        requests.delete(f"{nomad.url}/v1/job/{job['ID']}?purge=true", timeout=10, headers=nomad.headers)
 
 
 def db_pillar(image=None, auto_revert=True):
@@ -137,7 +143,7 @@ def run_db(loaders, runtime_pillar, job_id, test=False, pillar=None, **kwargs):
 
 
 def current(nomad, job_id):
-    return requests.get(f"{nomad.url}/v1/job/{job_id}", timeout=10).json()
+    return requests.get(f"{nomad.url}/v1/job/{job_id}", timeout=10, headers=nomad.headers).json()
 
 
 @pytest.mark.parametrize("test_mode", [True, False], ids=["test", "apply"])
@@ -157,7 +163,7 @@ def test_running_creates_job_then_converges(loaders, runtime_pillar, nomad, job_
         assert "+ group database (1 create)" in ret["comment"]
         assert "+ task postgres: pgvector/pgvector:0.8.0-pg16" in ret["comment"]
         assert nomad_writes(nomad) == []
-        assert requests.get(f"{nomad.url}/v1/job/{job_id}", timeout=10).status_code == 404
+        assert requests.get(f"{nomad.url}/v1/job/{job_id}", timeout=10, headers=nomad.headers).status_code == 404
         return
     assert ret["result"] is True, ret["comment"]
     assert changes["deployment"]["status"] == "successful"
@@ -288,7 +294,7 @@ def test_enforce_index_conflict_registers_nothing(loaders, runtime_pillar, nomad
         result = original(self, job, *args, **kwargs)
         other = json.loads(json.dumps(current(nomad, job_id)))
         other["Meta"] = {"changed_by": "someone else"}
-        resp = requests.post(f"{nomad.url}/v1/job/{job_id}", json={"Job": other}, timeout=10)
+        resp = requests.post(f"{nomad.url}/v1/job/{job_id}", json={"Job": other}, timeout=10, headers=nomad.headers)
         assert resp.status_code == 200, resp.text
         return result
 
@@ -362,14 +368,14 @@ def test_absent_stops_then_purges(loaders, runtime_pillar, nomad, job_prefix, te
     purged = loaders.states.nomad_job.absent(name=job_id, purge=True).raw
     purged = purged[next(iter(purged))]
     assert purged["changes"]["purged"] == {"old": False, "new": True}
-    assert requests.get(f"{nomad.url}/v1/job/{job_id}", timeout=10).status_code == 404
+    assert requests.get(f"{nomad.url}/v1/job/{job_id}", timeout=10, headers=nomad.headers).status_code == 404
     # a stopped job comes back with running
     assert run_db(loaders, runtime_pillar, job_id)["result"] is True
 
 
 @pytest.fixture
 def var_secret(vault_sim):
-    path = f"hecate-tests/{uuid.uuid4().hex[:8]}"
+    path = f"hecate/tests/{uuid.uuid4().hex[:8]}"
     resp = requests.post(f"{vault_sim.url}/v1/secret/data/{path}", json={"data": {"api_key": SECRET_VALUE}},
                          headers={"X-Vault-Token": vault_sim.root_token}, timeout=10)
     assert resp.status_code == 200
@@ -390,7 +396,7 @@ def test_variable_present_with_vault_reference(loaders, runtime_pillar, nomad, v
         assert ret["result"] is None and nomad_writes(nomad) == []
         return
     assert ret["result"] is True
-    var = requests.get(f"{nomad.url}/v1/var/{path}", timeout=10).json()
+    var = requests.get(f"{nomad.url}/v1/var/{path}", timeout=10, headers=nomad.headers).json()
     assert var["Items"] == {"log_level": "info", "api_key": SECRET_VALUE}
     puts = [r for r in nomad.writes() if r["path"] == f"/v1/var/{path}"]
     assert len(puts) == 1 and puts[0]["query"] == "namespace=default&cas=0"
@@ -410,12 +416,14 @@ def test_variable_cas_conflict_fails_clearly(loaders, runtime_pillar, nomad, mon
     import hecate_nomad_client
 
     path = f"nomad/jobs/t-{uuid.uuid4().hex[:6]}"
-    assert requests.put(f"{nomad.url}/v1/var/{path}", json={"Items": {"a": "1"}}, timeout=10).status_code == 200
+    assert requests.put(f"{nomad.url}/v1/var/{path}", json={"Items": {"a": "1"}}, timeout=10,
+                        headers=nomad.headers).status_code == 200
     original = hecate_nomad_client.NomadClient.var_get
 
     def read_then_race(self, var_path, *args, **kwargs):
         found = original(self, var_path, *args, **kwargs)
-        requests.put(f"{nomad.url}/v1/var/{var_path}", json={"Items": {"a": "other"}}, timeout=10)
+        requests.put(f"{nomad.url}/v1/var/{var_path}", json={"Items": {"a": "other"}}, timeout=10,
+                     headers=nomad.headers)
         return found
 
     monkeypatch.setattr(hecate_nomad_client.NomadClient, "var_get", read_then_race)
@@ -424,7 +432,8 @@ def test_variable_cas_conflict_fails_clearly(loaders, runtime_pillar, nomad, mon
     assert ret["result"] is False and ret["changes"] == {}
     assert "check-and-set failed" in ret["comment"] and "nothing was written" in ret["comment"]
     monkeypatch.undo()
-    assert requests.get(f"{nomad.url}/v1/var/{path}", timeout=10).json()["Items"] == {"a": "other"}
+    got = requests.get(f"{nomad.url}/v1/var/{path}", timeout=10, headers=nomad.headers).json()
+    assert got["Items"] == {"a": "other"}
 
 
 def test_rendered_templates_parse_and_validate(loaders, runtime_pillar, nomad, job_prefix):
@@ -463,13 +472,14 @@ def test_jobs_sls_runs_the_stack_in_order(loaders, runtime_pillar, nomad, job_pr
         return
     order = [r["path"] for r in nomad.writes() if r["method"] == "POST" and re.fullmatch(r"/v1/job/[^/]+", r["path"])]
     assert order == [f"/v1/job/{job_prefix}{n}" for n in ("database", "llm", "application")]
-    app = requests.get(f"{nomad.url}/v1/job/{job_prefix}application/allocations", timeout=10).json()
+    app = requests.get(f"{nomad.url}/v1/job/{job_prefix}application/allocations", timeout=10,
+                       headers=nomad.headers).json()
     states_by_task = app[0]["TaskStates"]
     assert states_by_task["wait-for-dependencies"]["State"] == "dead"
     assert states_by_task["migrations"]["State"] == "dead"
     assert states_by_task["bionicgpt"]["State"] == "running"
     # the stand-in answers through the allocated port of oauth2-proxy
-    alloc = requests.get(f"{nomad.url}/v1/allocation/{app[0]['ID']}", timeout=10).json()
+    alloc = requests.get(f"{nomad.url}/v1/allocation/{app[0]['ID']}", timeout=10, headers=nomad.headers).json()
     port = next(p["Value"] for p in alloc["AllocatedResources"]["Shared"]["Ports"] if p["Label"] == "proxy")
     assert requests.get(f"http://127.0.0.1:{port}/ping", timeout=5).status_code == 200
     assert "task oauth2-proxy" in requests.get(f"http://127.0.0.1:{port}/some/page", timeout=5).text
@@ -489,7 +499,7 @@ def test_jobs_sls_runs_the_stack_in_order(loaders, runtime_pillar, nomad, job_pr
 def test_variable_absent(loaders, runtime_pillar, nomad, test_mode):
     path = f"nomad/jobs/t-{uuid.uuid4().hex[:6]}"
     assert requests.put(f"{nomad.url}/v1/var/{path}", json={"Items": {"password": "x1234"}},
-                        timeout=10).status_code == 200
+                        timeout=10, headers=nomad.headers).status_code == 200
     nomad.clear_requests()
     ret = single(loaders.states.nomad_variable.absent(name=path, test=test_mode))
     assert ret["changes"] == {"deleted": {"old": ["password"], "new": None}}
@@ -500,6 +510,6 @@ def test_variable_absent(loaders, runtime_pillar, nomad, test_mode):
     assert ret["result"] is True
     (delete,) = nomad_writes(nomad)
     assert delete["method"] == "DELETE" and "cas=" in delete["query"]
-    assert requests.get(f"{nomad.url}/v1/var/{path}", timeout=10).status_code == 404
+    assert requests.get(f"{nomad.url}/v1/var/{path}", timeout=10, headers=nomad.headers).status_code == 404
     again = single(loaders.states.nomad_variable.absent(name=path))
     assert again["result"] is True and again["changes"] == {}

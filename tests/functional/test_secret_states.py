@@ -11,7 +11,7 @@ REDACTED = "XXX-REDACTED-XXX"
 
 @pytest.fixture
 def path():
-    return f"secret/func/{uuid.uuid4().hex[:10]}"
+    return f"secret/hecate/func-tests/{uuid.uuid4().hex[:10]}"
 
 
 def vault_data(vault_sim, path):
@@ -174,11 +174,11 @@ def test_bad_input_is_a_clear_failure(loaders, vault_sim):
     vault_sim.clear_requests()
     ret = loaders.states.hecate_secret.generated(name="nomount", key="k")
     assert ret.result is False and "name: expected '<mount>/<path>'" in ret.comment
-    ret = loaders.states.hecate_secret.generated(name="secret/func/x", key="k", alphabet="emoji")
+    ret = loaders.states.hecate_secret.generated(name="secret/hecate/func-tests/x", key="k", alphabet="emoji")
     assert ret.result is False and "unknown alphabet 'emoji'" in ret.comment
-    ret = loaders.states.hecate_secret.generated(name="secret/func/x", key="k", length=4)
+    ret = loaders.states.hecate_secret.generated(name="secret/hecate/func-tests/x", key="k", length=4)
     assert ret.result is False and "length must be" in ret.comment
-    ret = loaders.states.hecate_secret.present(name="secret/func/x", values="nope")
+    ret = loaders.states.hecate_secret.present(name="secret/hecate/func-tests/x", values="nope")
     assert ret.result is False and "values: expected a mapping" in ret.comment
     assert vault_sim.writes() == []
 

@@ -54,7 +54,7 @@ def test_secrets_sls_consul_services_and_leak_scan(
     out = Transcript()
     # An existing DB password (must survive) and a secret another module handed over.
     vault_put(vault_sim, "secret/bionicgpt/db", {"password": known["db_password"]})
-    vault_put(vault_sim, "secret/leaktest/authentik", {"client_secret": known["oauth_client_secret"]})
+    vault_put(vault_sim, "secret/hecate/leaktest/authentik", {"client_secret": known["oauth_client_secret"]})
     # keys this test wants generated: an orchestration test that ran first made them; other
     # keys at those paths (the OAuth client secret) are kept
     for path, key in (("secret/bionicgpt/oauth", "cookie_secret"), ("secret/bionicgpt/litellm", "master_key")):
@@ -103,7 +103,7 @@ def test_secrets_sls_consul_services_and_leak_scan(
     before = vault_get(vault_sim, "secret/bionicgpt/oauth")
     ret = out.run(
         salt_cli, "state.single", "hecate_secret.present", "name=secret/bionicgpt/oauth",
-        'values={"client_secret": {"vault": "secret/leaktest/authentik", "key": "client_secret"}}',
+        'values={"client_secret": {"vault": "secret/hecate/leaktest/authentik", "key": "client_secret"}}',
         minion_tgt="local",
     )
     assert ret.returncode == 0, ret
@@ -165,6 +165,7 @@ def test_secrets_sls_consul_services_and_leak_scan(
         "vault token": lab_secrets["vault_root_token"],
         "vault AppRole secret_id": lab_secrets["vault_secret_id"],
         "consul token": lab_secrets["consul_token"],
+        "nomad token": lab_secrets["nomad_token"],
     }
     scan = LeakScan()
     scan.add("CLI output (returns, pillar.items)", out.text())

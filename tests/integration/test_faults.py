@@ -389,6 +389,24 @@ SCENARIOS = [
 ]
 
 
+def _same_constraints_once(spec):
+    """
+    A job as Nomad keeps it, with each group's constraints counted once. Job.Revert (how a
+    failed run puts a job back) re-registers the stored version through the admission
+    controllers (nomad/job_endpoint.go doRegister), and jobImplicitIdentitiesHook appends its
+    ``${attr.nomad.version} >= 1.7.0-a`` constraint again to every group with a Vault identity
+    (nomad/job_endpoint_hook_implicit_identities.go: no check for one already there): the
+    reverted job is the old one plus a duplicate of a constraint it already had.
+    """
+    for group in spec.get("TaskGroups") or []:
+        unique = []
+        for con in group.get("Constraints") or []:
+            if con not in unique:
+                unique.append(con)
+        group["Constraints"] = unique or None
+    return spec
+
+
 # -- the lab around a scenario ---------------------------------------------------------------------------
 class Lab:
     def __init__(self, stack, proxy, tmp_dir):
@@ -463,7 +481,7 @@ class Lab:
                 if task["Name"] == "litellm":
                     task["Resources"]["CPU"] += 7
         spec = {k: v for k, v in spec.items() if k not in NOMAD_VOLATILE}
-        resp = requests.post(f"{nomad.url}/v1/job/bionicgpt-llm", json={"Job": spec}, timeout=10)
+        resp = requests.post(f"{nomad.url}/v1/job/bionicgpt-llm", json={"Job": spec}, timeout=10, headers=nomad.headers)
         assert resp.status_code == 200, resp.text
         assert caddy_helpers.wait_for(lambda: (job(nomad, "bionicgpt-llm") or {}).get("Stable"), timeout=60)
 
@@ -495,7 +513,7 @@ class Lab:
         nomad = {}
         for job_id in JOBS:
             spec = job(self.sims["nomad"], job_id)
-            nomad[job_id] = spec and {k: v for k, v in spec.items() if k not in NOMAD_VOLATILE}
+            nomad[job_id] = spec and _same_constraints_once({k: v for k, v in spec.items() if k not in NOMAD_VOLATILE})
         consul = self.sims["consul"].state()["services"]
         return {
             "caddy routes": managed_routes(self.caddy),

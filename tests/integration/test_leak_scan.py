@@ -185,6 +185,8 @@ def test_no_secret_leaks_in_a_full_lab_run(
         "Vault root token (harness)": lab_secrets["vault_root_token"],
         "Vault AppRole secret_id (minion config)": lab_secrets["vault_secret_id"],
         "Consul token (minion config)": lab_secrets["consul_token"],
+        "Nomad token (minion config)": lab_secrets["nomad_token"],
+        "Nomad management token (harness)": lab_secrets["nomad_management_token"],
         "Authentik API token": lab_secrets["authentik_token"],
     }
     for path in VAULT_PATHS:

@@ -22,7 +22,7 @@ def states(ret):
 @pytest.fixture(scope="module")
 def clean_stack(nomad_sim):
     for job in JOBS:
-        requests.delete(f"{nomad_sim.url}/v1/job/{job}?purge=true", timeout=10)
+        requests.delete(f"{nomad_sim.url}/v1/job/{job}?purge=true", timeout=10, headers=nomad_sim.headers)
     yield
 
 
@@ -46,9 +46,14 @@ def test_jobs_sls_preview_apply_converge(local_call, nomad_sim, clean_stack):
     ret = local_call.run("state.apply", "bionicgpt.jobs")
     for state in states(ret).values():
         assert state["result"] is True and state["changes"] == {}, state
+        assert not state.get("warnings"), state  # e.g. Nomad 2.0.1+'s shutdown_delay warnings
     assert writes(nomad_sim) == []
+    # the lab's Nomad has ACLs on: the minion's requests all carried hecate's own token
+    # (hecate:connections:nomad:token), never the management token
+    assert {r.get("token") for r in nomad_sim.requests()} == {"hecate"}
     # secrets stay Vault lookups inside the job; no value of the lab's Vault reaches the return
-    assert "[[ with secret" in requests.get(f"{nomad_sim.url}/v1/job/bionicgpt-database", timeout=10).text
+    stored = requests.get(f"{nomad_sim.url}/v1/job/bionicgpt-database", timeout=10, headers=nomad_sim.headers)
+    assert "[[ with secret" in stored.text
 
 
 def test_orchestration_salt_state_step_previews_on_the_local_node(salt_run_cli, local_minion, nomad_sim,

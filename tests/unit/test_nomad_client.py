@@ -10,7 +10,7 @@ import hecate_nomad_schema
 import hecate_secrets
 from lab.sim import SimHandle
 
-TOKEN = "nomad-t0ken-for-tests-1234"
+TOKEN = "5a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"  # Nomad secrets are UUIDs
 HCL = """
 job "%s" {
   datacenters = ["dc1"]
@@ -48,7 +48,9 @@ job "%s" {
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
-    options = {"token": TOKEN, "time_scale": 0.01, "refuse_images": ["*:refused"]}
+    # consul_version: the client has fingerprinted a Consul, which Nomad requires of groups with
+    # Consul services (nomad/job_endpoint_hooks.go jobImpliedConstraints)
+    options = {"token": TOKEN, "time_scale": 0.01, "refuse_images": ["*:refused"], "consul_version": "1.22.0"}
     handle = SimHandle("nomad", str(tmp_path_factory.mktemp("nomad")), options).start()
     yield handle
     handle.stop()
@@ -72,10 +74,19 @@ def test_tls_verification_is_on_by_default_and_token_in_header_only(sim, client,
 
 
 def test_acl_errors_do_not_leak_the_token(sim):
-    bad = hn.NomadClient({"url": sim.url}, "wrong-token")
+    """
+    Nomad 1.7+ (nomad/auth/auth.go Authenticate, command/agent/http.go ResolveToken): an
+    unknown token is 403 "Permission denied"; a secret that is not a UUID is tried as a
+    workload identity, which /v1/jobs/parse (resolved by the agent) answers with a 500.
+    """
+    unknown = "0b7a1e52-0c4e-4a53-9d83-7f1f4f0e9a61"
     with pytest.raises(hn.NomadError) as exc:
-        bad.parse(HCL % ("x", "a:1"))
-    assert exc.value.status == 403 and "ACL token not found" in str(exc.value)
+        hn.NomadClient({"url": sim.url}, unknown).parse(HCL % ("x", "a:1"))
+    assert exc.value.status == 403 and exc.value.text == "Permission denied"
+    assert unknown not in str(exc.value)
+    with pytest.raises(hn.NomadError) as exc:
+        hn.NomadClient({"url": sim.url}, "wrong-token").parse(HCL % ("x", "a:1"))
+    assert exc.value.status == 500 and exc.value.text.startswith("ACL token not found or invalid workload identity")
     assert "wrong-token" not in str(exc.value)
 
 

@@ -16,7 +16,9 @@ def sim(tmp_path_factory):
     options = {
         "root_token": ROOT,
         "policies": {"ro": [{"path": "secret/data/app/*", "capabilities": ["read"]}]},
-        "approles": {"role-1": {"secret_id": "sid-1", "policies": ["ro"]}},
+        "approles": {"role-1": {"secret_id": "sid-1", "policies": ["ro"]},
+                     # tokens that live one second (the role's token_ttl), renewable up to 3
+                     "short": {"secret_id": "sid-2", "policies": ["ro"], "token_ttl": 1, "token_max_ttl": 3}},
     }
     handle = SimHandle("vault", str(tmp_path_factory.mktemp("vault")), options).start()
     yield handle
@@ -53,6 +55,32 @@ def test_approle_and_policy(sim):
     assert ro.read_data("secret", "app/p") == {"k": "v"}
     with pytest.raises(salt.exceptions.CommandExecutionError, match="permission denied"):
         ro.write("secret", "app/p", {"k": "w"})
+
+
+def test_an_expired_approle_token_logs_in_again(sim):
+    """
+    A long-lived process outlives its AppRole token (Vault revokes it at its TTL and answers
+    403 "permission denied"): the client logs in again, once, and the request succeeds; a
+    token that lacks the policy still fails after that one attempt.
+    """
+    import time  # pylint: disable=import-outside-toplevel
+
+    kv(sim).write("secret", "app/exp", {"k": "v"})
+    client = hv.VaultKV({"url": sim.url, "approle": {"role_id": "short", "secret_id": "sid-2"}})
+    assert client.read_data("secret", "app/exp") == {"k": "v"}
+    first = client.client.token
+    time.sleep(1.2)
+    sim.clear_requests()
+    assert client.read_data("secret", "app/exp") == {"k": "v"}
+    assert client.client.token != first
+    calls = [(r["path"], r["status"]) for r in sim.requests()]
+    assert calls == [("/v1/secret/data/app/exp", 403), ("/v1/auth/approle/login", 200),
+                     ("/v1/secret/data/app/exp", 200)]
+    sim.clear_requests()
+    with pytest.raises(salt.exceptions.CommandExecutionError, match="permission denied"):
+        client.write("secret", "app/exp", {"k": "w"})
+    assert [(r["path"], r["status"]) for r in sim.requests()] == [
+        ("/v1/secret/data/app/exp", 403), ("/v1/auth/approle/login", 200), ("/v1/secret/data/app/exp", 403)]
 
 
 def test_resolver_is_lazy_and_caches_login(sim):
