@@ -132,7 +132,7 @@ bionicgpt:
         resources: {cpu: 2000, memory: 4096}
         port: {to: 11434}
         health_path: /
-        volume: ollama_models
+        volume: ollama                # client host_volume name (bionicgpt:nomad:agent:host_volumes)
         models: [nomic-embed-text]
     application:
       auto_revert: true
@@ -156,6 +156,16 @@ bionicgpt:
         resources: {cpu: 500, memory: 256}
         port: {to: 4180}
         health_path: /ping
+      # Uploaded documents: the pipeline job chunks them through the chunking engine and
+      # stores their embeddings (BionicGPT's pipeline-job and unstructured-api containers)
+      pipeline_job:
+        image: ghcr.io/bionic-gpt/bionicgpt-pipeline-job:1.8.18
+        resources: {cpu: 500, memory: 512}
+      chunking_engine:
+        image: downloads.unstructured.io/unstructured-io/unstructured-api:4ffd8bc
+        resources: {cpu: 1000, memory: 2048}
+        port: {to: 8000}
+        health_path: /healthcheck
       wait:
         image: busybox:1.36.1
         resources: {cpu: 50, memory: 32}
