@@ -774,7 +774,7 @@ def test_drift_reports_without_writing(loaders, fresh):
     assert loaders.modules.caddy.drift() == {"server": "hecate", "in_sync": True, "changes": {}}
     # someone edits a managed route by hand
     requests.patch(
-        caddy.admin_url + "/id/hecate.route.web/handle/0/routes/3/handle/0/upstreams",
+        caddy.admin_url + "/id/hecate.route.web/handle/0/routes/4/handle/0/upstreams",
         data=json.dumps([{"dial": "127.0.0.1:1"}]),
         headers={"Content-Type": "application/json"},
         timeout=10,
