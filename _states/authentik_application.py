@@ -166,6 +166,15 @@ def pruned(name, prefix, keep=()):
         The mark's prefix, e.g. ``hecate/prod/app/``.
     keep
         The marks still wanted (the entries in pillar).
+
+    .. code-block:: yaml
+
+        hecate applications removed:
+          authentik_application.pruned:
+            - prefix: hecate/prod/app/
+            - keep:
+              - hecate/prod/app/grafana
+              - hecate/prod/app/wazuh
     """
     ret = hecate_state.new(name, f"nothing published under {prefix} is left over")
     test = bool(__opts__.get("test"))

@@ -16,9 +16,10 @@ Everything hecate makes is marked ``hecate/<env>/route/<route>`` (the provider's
 application's publisher); objects without the mark are never changed or deleted.
 """
 
-import hecate_authentik_client as hak
 import hecate_caddy_routes
+import hecate_clients
 import hecate_config
+import hecate_loader
 import hecate_route_auth
 import hecate_state
 
@@ -26,11 +27,7 @@ __virtualname__ = "authentik_route_auth"
 
 
 def __virtual__():
-    return __virtualname__
-
-
-def _client():
-    return hak.from_config(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
+    return hecate_loader.virtual(__virtualname__)
 
 
 def _desired(pillar_key):
@@ -54,6 +51,12 @@ def managed(name, pillar_key=hecate_caddy_routes.PILLAR_PATH):
         State ID (free text).
     pillar_key
         Where the Caddy block lives in pillar (default ``hecate:reverse_proxy:caddy``).
+
+    .. code-block:: yaml
+
+        hecate route auth:
+          authentik_route_auth.managed:
+            - pillar_key: hecate:reverse_proxy:caddy
     """
     ret = hecate_state.new(name)
     test = bool(__opts__.get("test"))
@@ -66,7 +69,8 @@ def managed(name, pillar_key=hecate_caddy_routes.PILLAR_PATH):
         return ret
     env = hecate_route_auth.environment(__pillar__, __grains__)
     host = settings.get("authentik_host") or hecate_config.connection("authentik", __opts__, __pillar__).get("url")
-    changes, errors = hecate_route_auth.managed(_client(), auths, env, test, authentik_host=host)
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
+    changes, errors = hecate_route_auth.managed(client, auths, env, test, authentik_host=host)
     names = ", ".join(sorted(k for k in changes if not k.startswith("embedded outpost")))
     ret = hecate_state.result(
         ret, changes, test,
@@ -93,6 +97,14 @@ def pruned(name, pillar_key=hecate_caddy_routes.PILLAR_PATH):
         State ID (free text).
     pillar_key
         Where the Caddy block lives in pillar (default ``hecate:reverse_proxy:caddy``).
+
+    .. code-block:: yaml
+
+        hecate route auth removed:
+          authentik_route_auth.pruned:
+            - pillar_key: hecate:reverse_proxy:caddy
+            - require:
+              - caddy_routes: hecate caddy routes
     """
     ret = hecate_state.new(name, "no Authentik object of a removed route is left")
     test = bool(__opts__.get("test"))
@@ -101,7 +113,8 @@ def pruned(name, pillar_key=hecate_caddy_routes.PILLAR_PATH):
         ret["comment"] = f"{pillar_key}:forward_auth:manage_authentik is false: Authentik is managed elsewhere"
         return ret
     env = hecate_route_auth.environment(__pillar__, __grains__)
-    changes = hecate_route_auth.prune(_client(), auths, env, test)
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
+    changes = hecate_route_auth.prune(client, auths, env, test)
     names = ", ".join(sorted(changes))
     return hecate_state.result(
         ret, changes, test,

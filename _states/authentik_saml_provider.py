@@ -25,9 +25,9 @@ is reported in the comment.
 
 import salt.exceptions
 
-import hecate_authentik_client as hak
+import hecate_clients
+import hecate_loader
 import hecate_state
-import hecate_vault_client
 
 __virtualname__ = "authentik_saml_provider"
 
@@ -38,15 +38,7 @@ MANAGED_PREFIX = "goauthentik.io/providers/saml/"
 
 
 def __virtual__():
-    return __virtualname__
-
-
-def _client():
-    return hak.from_config(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
-
-
-def _vault():
-    return hecate_vault_client.from_config(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
+    return hecate_loader.virtual(__virtualname__)
 
 
 def _issuer_field(client):
@@ -82,10 +74,22 @@ def present(name, application, acs_url, authorization_flow=None,
         Algorithm URIs; unmanaged when omitted.
     credentials
         ``<mount>/<path>`` in Vault KV v2 for metadata_url, entity_id, sso_url, certificate.
+
+    .. code-block:: yaml
+
+        hecate/prod/app/wazuh:
+          authentik_saml_provider.present:
+            - application: wazuh
+            - acs_url: https://delphi.example.com/_opendistro/_security/saml/acs
+            - audience: wazuh-saml
+            - sp_binding: post
+            - name_id_mapping: "authentik default SAML Mapping: Email"
+            - signing_key: authentik Self-signed Certificate
+            - credentials: secret/hecate/wazuh-saml
     """
     ret = hecate_state.new(name)
     test = bool(__opts__.get("test"))
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     where = f"SAML provider '{name}'"
     desired, api = {}, {}
     flows = {"authorization_flow": authorization_flow or "default-provider-authorization-implicit-consent",
@@ -145,12 +149,13 @@ def present(name, application, acs_url, authorization_flow=None,
     idp = _idp(client, application, issuer or (live or {}).get(issuer_key) or None, kp)
     if credentials:
         mount, path = _vault_path(credentials, where)
-        stored = _vault().read_data(mount, path) or {}
+        vault = hecate_clients.vault(__opts__, __pillar__, __context__, __salt__)
+        stored = vault.read_data(mount, path) or {}
         if {k: stored.get(k) for k in idp} != idp:
             changes["credentials"] = {"old": f"vault:{credentials} " + ("missing" if not stored else "different"),
                                       "new": f"{', '.join(sorted(idp))} in vault:{credentials}"}
             if not test:
-                _vault().merge(mount, path, idp)
+                vault.merge(mount, path, idp)
     ret = hecate_state.result(ret, changes, test, f"{where} would change", f"{where} changed")
     ret["comment"] += f"; metadata URL: {idp['metadata_url']}"
     return ret
@@ -197,10 +202,21 @@ def _vault_path(credentials, where):
 
 @hecate_state.guard
 def absent(name):
-    """Ensure a SAML provider does not exist."""
+    """
+    Ensure a SAML provider does not exist (its application is removed separately, by
+    ``authentik_application.absent``).
+
+    name
+        The provider's name.
+
+    .. code-block:: yaml
+
+        hecate/prod/app/wazuh:
+          authentik_saml_provider.absent: []
+    """
     ret = hecate_state.new(name, f"SAML provider '{name}' is already absent")
     test = bool(__opts__.get("test"))
-    client = _client()
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     live = client.find("provider_saml", name)
     if live is None:
         return ret

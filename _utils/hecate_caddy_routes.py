@@ -63,6 +63,17 @@ AUTHENTIK_HEADERS = [
     "X-Authentik-Meta-App",
     "X-Authentik-Meta-Version",
 ]
+# Every hecate route deletes these request headers first: only the outpost's answer may carry
+# the identity to a backend (internal/outpost/proxyv2/application/mode_common.go, getHeaders,
+# sets X-authentik-*). Without it a backend that once sat behind forward auth, or trusts those
+# headers anyway, would believe a client's own "X-Authentik-Username: admin" on a public route.
+# Caddy's ``delete`` takes a trailing ``*`` as a case-insensitive prefix (headers.go,
+# HeaderOps.ApplyTo). The ``_`` and ``.`` spellings are there because CGI/FastCGI/PHP backends
+# fold "X_Authentik_Uid", "X.Authentik.Uid" and "X-Authentik-Uid" into one HTTP_X_AUTHENTIK_UID
+# (the outpost drops such variants of its own headers: removeDuplicateUnderscoreHeader); Caddy
+# releases with the fix of GHSA-f59h-q822-g45g drop them on their own, older ones pass them.
+CLIENT_IDENTITY_HEADERS = ["X-Authentik*", "X_Authentik*", "X.Authentik*"]
+STRIP_IDENTITY = {"handle": [{"handler": "headers", "request": {"delete": CLIENT_IDENTITY_HEADERS}}]}
 LB_POLICIES = ("random", "round_robin", "least_conn", "first", "ip_hash", "client_ip_hash", "uri_hash")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 SERVER_RE = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
@@ -706,7 +717,7 @@ def build_route(spec, where, data, resolve_service=None, id_prefix=ID_PREFIX, er
     wanted = spec.get("policies")
     if wanted is None:
         wanted = data.get("default_policies", DEFAULT_POLICIES)
-    sub = []
+    sub = [copy.deepcopy(STRIP_IDENTITY)]
     for pname in _as_list(wanted):
         if pname not in cache.policies:
             own.append((f"{where}:policies", f"unknown policy {pname!r} (have: {', '.join(sorted(cache.policies))})"))
@@ -923,6 +934,8 @@ def describe(route):
                 view.setdefault("abort", []).extend(match or ["(all requests)"])
             elif kind == "static_response":
                 view.setdefault(f"respond {handler.get('status_code', 200)}", []).extend(match or ["(all requests)"])
+            elif kind == "headers" and set(handler) == {"handler", "request"} and set(handler["request"]) == {"delete"}:
+                view.setdefault("request_headers_deleted", []).extend(handler["request"]["delete"])
             elif kind == "headers" and "response" in handler and not handler.get("request"):
                 view.setdefault("response_headers", {}).update(
                     {k: v for k, v in handler["response"].items() if k != "deferred"}

@@ -263,6 +263,77 @@ def test_forward_auth_to_the_outpost(loaders, fresh, backends):
     assert auth_call["headers"]["X-Forwarded-Method"] == "GET"
 
 
+FORGED = {
+    "X-Authentik-Username": "admin",
+    "x-authentik-groups": "hecate-admins",  # any spelling: Caddy compares the prefix case-insensitively
+    "X-Authentik-Email": "admin@example.com",
+    "X-Authentik-Future-Header": "x",  # one a later Authentik may add
+    "X-Hecate-Other": "kept",
+}
+# CGI/FastCGI/PHP backends read these as HTTP_X_AUTHENTIK_UID too (Caddy releases with the fix of
+# GHSA-f59h-q822-g45g drop such names on their own; hecate's routes delete them on older ones)
+ALIASES = {"X_Authentik_Uid": "0", "X.Authentik.Name": "admin"}
+
+
+def _identity(headers):
+    return {k.lower(): v for k, v in headers.items()
+            if k.lower().replace("_", "-").replace(".", "-").startswith("x-authentik")}
+
+
+def test_client_sent_identity_headers_never_reach_a_backend(loaders, fresh, backends):
+    """Public, protected and ad-hoc routes: only the outpost's answer carries X-Authentik-*."""
+    caddy = fresh
+    assert managed(loaders).result is True
+    assert loaders.states.caddy_route.present(name="status", domain="status.test",
+                                              backend=backends["a"].dial).result is True
+    for host in ("web.test", "status.test"):  # public: a pillar route, an ad-hoc route
+        body = ch.through(caddy, host, "/", headers=dict(FORGED, **ALIASES)).json()
+        assert _identity(body["headers"]) == {}, host
+        assert body["headers"]["X-Hecate-Other"] == "kept"  # other headers pass as before
+    # protected: the outpost is asked without them, the backend gets the outpost's alone
+    ok = ch.through(caddy, "app.test", "/private", headers=dict(FORGED, Cookie="session=alice", **ALIASES))
+    assert ok.status_code == 200
+    assert _identity(ok.json()["headers"]) == {"x-authentik-username": "alice", "x-authentik-groups": "hecate-admins"}
+    auth_call = [s for s in backends["outpost"].seen if s["path"].startswith("/outpost.goauthentik.io/auth/caddy")][-1]
+    assert _identity(auth_call["headers"]) == {}
+
+    # this Caddy drops "_" and "." names on its own; let them in, as older releases do: still never
+    # at the backend (X_Control shows that the server lets such names through now)
+    server = caddy.admin_url + "/config/apps/http/servers/hecate/"
+    for key, value in (("expected_underscore_headers", ["X_Authentik_*", "X_Control"]),
+                       ("expected_dot_headers", ["X.Authentik.*"])):
+        requests.put(server + key, json=value, timeout=10).raise_for_status()
+    body = ch.through(caddy, "web.test", "/", headers=dict(ALIASES, X_Control="1")).json()
+    assert {k.lower(): v for k, v in body["headers"].items()}.get("x_control") == "1"  # Go sends X_control
+    assert _identity(body["headers"]) == {}
+
+
+def test_routes_written_without_the_identity_header_deletion_change_once(loaders, fresh, backends):
+    """A deployment made before hecate deleted client-sent X-Authentik-* gets one route diff, then converges."""
+    caddy = fresh
+    assert managed(loaders).result is True
+    old = live_routes(caddy)
+    for route in old:
+        assert route["handle"][0]["routes"][0] == hecate_caddy_routes.STRIP_IDENTITY
+        route["handle"][0]["routes"].pop(0)
+    requests.patch(caddy.admin_url + SERVER_ROUTES, data=json.dumps(old),
+                   headers={"Content-Type": "application/json"}, timeout=10).raise_for_status()
+    exposed = _identity(ch.through(caddy, "web.test", "/", headers=FORGED).json()["headers"])
+    assert exposed == _identity(FORGED)  # what the old routes let through
+
+    preview = managed(loaders, test=True)
+    wanted = {"request_headers_deleted": {"old": None, "new": hecate_caddy_routes.CLIENT_IDENTITY_HEADERS}}
+    assert preview.result is None
+    assert preview.changes == {"changed": {name: wanted for name in ("web", "lb", "wazuh", "app")}}
+    w0 = ch.writes(caddy)
+    applied = managed(loaders)
+    assert applied.result is True and applied.changes == preview.changes
+    assert ch.writes(caddy) == w0 + 1
+    assert _identity(ch.through(caddy, "web.test", "/", headers=FORGED).json()["headers"]) == {}
+    again = managed(loaders)
+    assert again.result is True and again.changes == {} and ch.writes(caddy) == w0 + 1
+
+
 # -- concurrency ---------------------------------------------------------------------------------------
 def _edit_after_reads(monkeypatch, caddy, times):
     """Make an outside change right after each of the first ``times`` reads of the state."""
@@ -703,7 +774,7 @@ def test_drift_reports_without_writing(loaders, fresh):
     assert loaders.modules.caddy.drift() == {"server": "hecate", "in_sync": True, "changes": {}}
     # someone edits a managed route by hand
     requests.patch(
-        caddy.admin_url + "/id/hecate.route.web/handle/0/routes/3/handle/0/upstreams",
+        caddy.admin_url + "/id/hecate.route.web/handle/0/routes/4/handle/0/upstreams",
         data=json.dumps([{"dial": "127.0.0.1:1"}]),
         headers={"Content-Type": "application/json"},
         timeout=10,

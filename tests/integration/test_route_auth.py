@@ -232,8 +232,11 @@ def test_removing_auth_removes_what_hecate_made_and_the_site_is_public(protected
     objects = ak.state()["objects"]
     assert not [p for p in objects["provider_proxy"] if p["name"] == PROVIDER]
     assert not [a for a in objects["application"] if a["slug"] == ROUTE]
-    public = Browser(lab["caddy"], ak.url).site("/private")
+    # the backend trusted the outpost's headers: a client's own never reach it on the public route
+    public = Browser(lab["caddy"], ak.url).site("/private", headers={"X-Authentik-Username": "henry",
+                                                                     "x-authentik-groups": "bionicgpt-superadmin"})
     assert public.status_code == 200 and public.json()["backend"] == ROUTE
+    assert not [k for k in public.json()["headers"] if k.lower().startswith("x-authentik")]
 
 
 def test_authentik_down_never_makes_the_site_protected_but_broken(protected, lab):

@@ -8,6 +8,7 @@ import salt.exceptions
 import hecate_caddy_apply
 import hecate_caddy_routes as m
 import hecate_caddy_schema
+import hecate_consul_routes
 import hecate_http
 import hecate_schema
 from tests import pillar_files
@@ -90,11 +91,12 @@ def test_user_routes_build_with_ids_and_policies():
     assert proxy["upstreams"] == [{"dial": "100.88.163.85:443"}]
     assert proxy["transport"] == {"protocol": "http", "tls": {"insecure_skip_verify": True}}
     sub = wazuh["handle"][0]["routes"]
-    # security: 404 block, abort; common: headers + gzip; then the proxy
-    assert sub[0]["handle"] == [{"handler": "static_response", "status_code": 404}]
-    assert sub[1]["handle"] == [{"handler": "static_response", "abort": True}]
-    assert [h["handler"] for h in sub[2]["handle"]] == ["headers", "encode"]
-    assert sub[2]["handle"][0]["response"]["set"]["X-Frame-Options"] == ["SAMEORIGIN"]
+    # client-sent identity headers go; security: 404 block, abort; common: headers + gzip; the proxy
+    assert sub[0] == m.STRIP_IDENTITY
+    assert sub[1]["handle"] == [{"handler": "static_response", "status_code": 404}]
+    assert sub[2]["handle"] == [{"handler": "static_response", "abort": True}]
+    assert [h["handler"] for h in sub[3]["handle"]] == ["headers", "encode"]
+    assert sub[3]["handle"][0]["response"]["set"]["X-Frame-Options"] == ["SAMEORIGIN"]
 
 
 def test_security_policy_matchers_are_any_of():
@@ -126,7 +128,7 @@ def test_policy_overrides_and_custom_policies():
         ],
     }
     a, b = m.build(data)
-    sub = a.json["handle"][0]["routes"]
+    sub = a.json["handle"][0]["routes"][1:]
     response = sub[0]["handle"][0]["response"]
     assert response["set"]["X-Frame-Options"] == ["DENY"]  # overridden
     assert response["set"]["X-Content-Type-Options"] == ["nosniff"]  # merged per header
@@ -136,7 +138,7 @@ def test_policy_overrides_and_custom_policies():
         "match": [{"remote_ip": {"ranges": ["0.0.0.0/0"]}}],
         "handle": [{"handler": "static_response", "status_code": 403}],
     }
-    assert len(b.json["handle"][0]["routes"]) == 1  # only the proxy
+    assert len(b.json["handle"][0]["routes"]) == 2  # only the identity headers' deletion and the proxy
 
 
 def test_full_route_features():
@@ -161,7 +163,8 @@ def test_full_route_features():
     }
     (route,) = m.build(data)
     sub = route.json["handle"][0]["routes"]
-    outpost, auth, proxy = sub[0], sub[1]["handle"][0], sub[2]["handle"][0]
+    assert sub[0] == m.STRIP_IDENTITY  # before the outpost is asked
+    outpost, auth, proxy = sub[1], sub[2]["handle"][0], sub[3]["handle"][0]
     assert outpost["match"] == [{"path": ["/outpost.goauthentik.io/*"]}]
     assert auth["rewrite"] == {"method": "GET", "uri": "/outpost.goauthentik.io/auth/caddy"}
     assert auth["handle_response"][0]["match"] == {"status_code": [2]}
@@ -391,11 +394,47 @@ def test_plan_equivalent_durations_are_not_a_change():
 def test_plan_hand_edit_shows_up_as_a_change():
     (route,) = m.build({"routes": [{"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:80"}]})
     live = copy.deepcopy(route.json)
-    live["handle"][0]["routes"][2]["handle"][0]["response"]["set"]["X-Frame-Options"] = ["ALLOW"]
+    live["handle"][0]["routes"][3]["handle"][0]["response"]["set"]["X-Frame-Options"] = ["ALLOW"]
     _, changes = m.plan_set([live], [route])
     assert changes == {
         "changed": {"a": {"response_headers:set:X-Frame-Options": {"added": ["SAMEORIGIN"], "removed": ["ALLOW"]}}}
     }
+
+
+def test_every_route_deletes_client_sent_identity_headers_first():
+    """Pillar, protected, ad-hoc and Consul-discovered routes: only the outpost may send X-Authentik-*."""
+    data = {
+        "forward_auth": {"outpost": "127.0.0.1:9000", "manage_authentik": False},
+        "routes": [
+            {"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:80"},
+            {"domain": "p.example.com", "service": "p", "backend": "10.0.0.2:80", "forward_auth": True},
+            {"domain": "n.example.com", "service": "n", "backend": "10.0.0.3:80", "policies": []},
+        ],
+    }
+    adhoc = m.build_route({"name": "h", "domain": "h.example.com", "backend": "10.0.0.4:80"}, "x", {},
+                          id_prefix=m.ADHOC_PREFIX, errors=[])
+    consul = hecate_consul_routes.discover(
+        {"hecate": {"reverse_proxy": {"caddy": {"consul_routes": {}}}}},
+        {"whoami": [{"id": "i", "node": "n1", "address": "10.0.0.5", "port": 80, "passing": True,
+                     "meta": {"hecate_domain": "whoami.example.com"}}]},
+    ).routes
+    assert len(consul) == 1
+    for route in m.build(data) + [adhoc] + consul:
+        first = route.json["handle"][0]["routes"][0]
+        delete = ["X-Authentik*", "X_Authentik*", "X.Authentik*"]
+        assert first == {"handle": [{"handler": "headers", "request": {"delete": delete}}]}
+    # the pattern covers every header the outpost sets (Caddy compares prefixes case-insensitively)
+    assert all(h.lower().startswith("x-authentik") for h in m.AUTHENTIK_HEADERS)
+
+
+def test_routes_written_before_the_identity_headers_were_deleted_change_once():
+    (route,) = m.build({"routes": [{"domain": "a.example.com", "service": "a", "backend": "10.0.0.1:80"}]})
+    old = copy.deepcopy(route.json)
+    old["handle"][0]["routes"].pop(0)  # as an earlier hecate wrote it
+    new, changes = m.plan_set([old], [route])
+    assert changes == {"changed": {"a": {"request_headers_deleted": {"old": None,
+                                                                     "new": m.CLIENT_IDENTITY_HEADERS}}}}
+    assert m.plan_set(new, [route]) == (new, {})
 
 
 def test_plan_reorder_only():
