@@ -5,6 +5,7 @@ listener with a Host header (over TLS with SNI, verified against Caddy's interna
 a Caddy with automatic HTTPS on).
 """
 
+import copy
 import http.client
 import json
 import os
@@ -118,6 +119,21 @@ def through(caddy, host, path="/", headers=None, timeout=5):
     return requests.get(
         f"http://127.0.0.1:{caddy.http_port}{path}", headers=hdrs, timeout=timeout, allow_redirects=False
     )
+
+
+def as_adapted(route):
+    """
+    A route hecate built, without what hecate adds to every route (its @id, the deletion of
+    client-sent X-Authentik* headers): what ``caddy adapt`` makes of the same site block.
+    """
+    import hecate_caddy_routes  # pylint: disable=import-outside-toplevel
+
+    obj = copy.deepcopy(route)
+    obj.pop("@id")
+    sub = obj["handle"][0]["routes"]
+    assert sub[0] == hecate_caddy_routes.STRIP_IDENTITY, sub[0]
+    obj["handle"][0]["routes"] = sub[1:]
+    return obj
 
 
 def reset(caddy):

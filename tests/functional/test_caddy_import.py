@@ -6,7 +6,6 @@ import-then-build gives back the routes Caddy's adapter made. What cannot be exp
 deliberately not kept, is listed with its Caddyfile line.
 """
 
-import copy
 import os
 
 import jsonschema
@@ -45,9 +44,7 @@ def by_domain(caddy_block):
     """
     out = {}
     for route in hecate_caddy_routes.build(caddy_block, resolve_service=None):
-        obj = copy.deepcopy(route.json)
-        obj.pop("@id")
-        out[tuple(route.domains)] = hecate_caddy_routes.normalise(obj)
+        out[tuple(route.domains)] = hecate_caddy_routes.normalise(ch.as_adapted(route.json))
     return out
 
 

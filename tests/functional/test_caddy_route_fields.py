@@ -30,9 +30,7 @@ SERVER = "/config/apps/http/servers/hecate"
 def built(route, data=None):
     """The route hecate builds (no policies), without its @id: what a Caddyfile site block adapts to."""
     (out,) = hecate_caddy_routes.build(dict(data or {}, routes=[dict(route, policies=[])]))
-    obj = dict(out.json)
-    obj.pop("@id")
-    return obj
+    return ch.as_adapted(out.json)
 
 
 def adapted(body, workdir, host="site.example"):
