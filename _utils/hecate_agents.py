@@ -36,6 +36,10 @@ except ImportError:  # installed with pip
 
 CONSUL_PATH = "hecate:consul:agent"
 NOMAD_PATH = "bionicgpt:nomad:agent"
+# The edge's Nomad client (roles: hecate-edge): it runs the edge's own jobs (Caddy,
+# Authentik, PostgreSQL), selected by its node class.
+NOMAD_EDGE_PATH = "hecate:nomad:agent"
+EDGE_ROLE = "hecate-edge"
 REQUIRED_VOLUMES = ("bionicgpt_postgres", "ollama")
 # key names whose values are masked in diffs (plus every key that held a Vault reference)
 SECRET_LINE_KEYS = frozenset({"encrypt", "agent", "default", "initial_management", "replication", "token"})
@@ -180,6 +184,23 @@ PILLAR_SCHEMA = {
                 "properties": {
                     "enabled": {"type": "boolean"},
                     "network_interface": {"type": ["string", "null"]},
+                    "node_class": {"type": ["string", "null"], "pattern": r"^[A-Za-z0-9_.-]+$",
+                                   "description": "The client's node class (the edge's jobs "
+                                                  "constrain on it: hecate:nomad:node_class)."},
+                    "host_networks": {
+                        "type": "object",
+                        "description": "Named host networks (`host_network` blocks) ports may be "
+                                       "placed on, e.g. `loopback: {cidr: 127.0.0.1/32}` for "
+                                       "Authentik's ports on the edge.",
+                        "additionalProperties": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                "cidr": {"type": "string", "description": "Address range."},
+                                "interface": {"type": "string", "description": "Interface name."},
+                            },
+                        },
+                    },
                     "meta": {"type": "object", "additionalProperties": {"type": "string"}},
                     "driver_allowlist": {"type": "array", "items": {"type": "string"}},
                     "reserved": {
@@ -272,7 +293,8 @@ def _merge(base, override):
 
 
 def check_pillar(pillar, env=None):  # pylint: disable=unused-argument
-    """Secrets must be references; Nomad needs the two host volumes the jobs mount."""
+    """Secrets must be references; Nomad needs the two host volumes the jobs mount (the
+    edge's client: those of the edge's jobs, checked by hecate_edge_schema)."""
     errors = []
     consul = _traverse(pillar, CONSUL_PATH)
     if isinstance(consul, dict):
@@ -320,10 +342,17 @@ def consul_settings(pillar):
     return _merge(CONSUL_DEFAULTS, hecate_wireguard._plain(conf))  # pylint: disable=protected-access
 
 
-def nomad_settings(pillar):
-    conf = _traverse(pillar, NOMAD_PATH)
+def nomad_path(grains=None):
+    """Where this minion's Nomad agent config lives in pillar: the edge's, or the node's."""
+    roles = (grains or {}).get("roles") or []
+    return NOMAD_EDGE_PATH if EDGE_ROLE in roles else NOMAD_PATH
+
+
+def nomad_settings(pillar, grains=None):
+    path = nomad_path(grains)
+    conf = _traverse(pillar, path)
     if conf is None:
-        raise salt.exceptions.SaltInvocationError(f"{NOMAD_PATH} is not set in this minion's pillar")
+        raise salt.exceptions.SaltInvocationError(f"{path} is not set in this minion's pillar")
     merged = _merge(NOMAD_DEFAULTS, hecate_wireguard._plain(conf))  # pylint: disable=protected-access
     if merged["vault"].get("address") is None:
         merged["vault"]["address"] = _traverse(pillar, "hecate:connections:vault:url")
@@ -377,7 +406,7 @@ def consul_config(pillar, grains):
 
 def nomad_config(pillar, grains):
     """The Nomad agent config (a dict, Vault references unresolved): server + client."""
-    conf = nomad_settings(pillar)
+    conf = nomad_settings(pillar, grains)
     wg = hecate_wireguard.settings(pillar, grains)
     cfg = {"name": grains.get("id"), "datacenter": conf["datacenter"]}
     if conf.get("region"):
@@ -402,8 +431,12 @@ def nomad_config(pillar, grains):
             "options": {"driver.allowlist": ",".join(client.get("driver_allowlist") or ["docker"])},
             "meta": dict(sorted((client.get("meta") or {}).items())),
         }
+        if client.get("node_class"):
+            block["node_class"] = client["node_class"]
         if client.get("reserved"):
             block["reserved"] = dict(client["reserved"])
+        if client.get("host_networks"):
+            block["host_network"] = {name: dict(net) for name, net in sorted(client["host_networks"].items())}
         volumes = {}
         for name, vol in sorted((conf.get("host_volumes") or {}).items()):
             volumes[name] = {"path": vol["path"], "read_only": bool(vol.get("read_only", False))}
@@ -533,7 +566,7 @@ def render_json(cfg):
 
 _BARE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 MAP_ATTRS = frozenset({"options"})
-LABELED = frozenset({"host_volume", "plugin"})
+LABELED = frozenset({"host_volume", "host_network", "plugin"})
 
 
 def _hcl_key(key):

@@ -71,13 +71,18 @@ def consul_sim(lab_dir, lab_secrets):
 
 
 @pytest.fixture(scope="session")
-def nomad_sim(lab_dir, lab_secrets, consul_sim):
+def nomad_sim(lab_dir, lab_secrets, consul_sim, vault_sim):
     """
-    The Nomad simulator (one dev-agent-like node, meta.location=local, 100x faster); its
-    allocations' services register in the Consul simulator with Nomad's Consul token, as
-    Nomad's Consul integration does.
+    The Nomad simulator (one dev-agent-like node, meta.location=local and node class
+    hecate-edge, 100x faster); its allocations' services register in the Consul simulator
+    with Nomad's Consul token, as Nomad's Consul integration does; its tasks' templates read
+    the Vault simulator with the jobs' read-only token; Caddy's, Authentik's and PostgreSQL's
+    images run their real parts (topology.task_runners).
     """
-    options = topology.nomad_options(consul_url=consul_sim.url, consul_token=lab_secrets["nomad_consul_token"])
+    options = topology.nomad_options(consul_url=consul_sim.url, consul_token=lab_secrets["nomad_consul_token"],
+                                     vault_url=vault_sim.url, vault_token=lab_secrets["nomad_vault_token"],
+                                     data_dir=os.path.join(lab_dir, "nomad-tasks"),
+                                     agents_dir=os.path.join(lab_dir, "agents"))
     handle = SimHandle("nomad", os.path.join(lab_dir, "nomad"), options).start()
     yield handle
     handle.stop()
