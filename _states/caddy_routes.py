@@ -15,6 +15,10 @@ hecate ``@id`` are never touched. Before writing, the previous routes are saved 
 minion; ``caddy.rollback`` restores them.
 """
 
+import json
+
+import salt.exceptions
+
 try:
     import hecate_caddy_client
     import hecate_caddy_routes
@@ -51,8 +55,53 @@ def _count(changes):
     return ", ".join(parts)
 
 
+def _keep_waiting(salt_funcs, missing):
+    """
+    A resolver for ``missing_services: keep``: a Consul service without a passing instance
+    yet is recorded in ``missing`` (its route is then kept as Caddy has it, or left out) instead
+    of failing the whole route set. The same in a preview as in a real run.
+    """
+    resolve = hecate_caddy_routes.consul_resolver(salt_funcs, test=False)
+
+    def wrapped(service):
+        try:
+            return resolve(service)
+        except salt.exceptions.CommandExecutionError as exc:
+            if "has no passing instances" not in str(exc):
+                raise
+            missing.add(service)
+            return [hecate_caddy_routes.PENDING_UPSTREAM.format(service)]
+
+    return wrapped
+
+
+def _with_waiting_kept(desired, missing, notes):
+    """``compute(live)`` for plan_set where routes of ``missing`` services keep their live form."""
+    marks = [hecate_caddy_routes.PENDING_UPSTREAM.format(s) for s in sorted(missing)]
+    waiting = {r.id for r in desired if any(m in json.dumps(r.json) for m in marks)}
+
+    def compute(live):
+        by_id = {route.get("@id"): route for route in live if isinstance(route, dict)}
+        routes = []
+        for route in desired:
+            if route.id not in waiting:
+                routes.append(route)
+            elif route.id in by_id:
+                routes.append(hecate_caddy_routes.Route(route.name, route.id, route.domains, by_id[route.id],
+                                                        route.where))
+        del notes[:]
+        for route in desired:
+            if route.id in waiting:
+                how = "kept as Caddy has it" if route.id in by_id else "not added yet"
+                notes.append(f"route {route.name}: {how}: its Consul service has no passing instance "
+                             f"({', '.join(sorted(missing))}; orch.bionicgpt deploys BionicGPT's)")
+        return hecate_caddy_routes.plan_set(live, routes)
+
+    return compute
+
+
 @hecate_state.guard
-def managed(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_PATH):
+def managed(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_PATH, missing_services="fail"):
     """
     Make the hecate routes of a Caddy server exactly those in pillar.
 
@@ -69,6 +118,11 @@ def managed(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_
         read and our write) before failing.
     pillar_key
         Where the Caddy block lives in pillar (default ``hecate:reverse_proxy:caddy``).
+
+    missing_services
+        ``fail`` (default): a Consul upstream without a passing instance fails the state.
+        ``keep``: its route stays as Caddy has it (or is not added yet) and the comment says
+        so; orch.hecate uses it, so the edge deploys before the services behind it.
 
     Consul upstreams (``upstream: {consul_service: <name>}``) are resolved at run time
     through ``hecate_consul.service_addresses`` (passing instances only).
@@ -88,17 +142,20 @@ def managed(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_
         # First of all: whatever happens below (bad data, Consul, Caddy down), a rollback
         # after this run must undo this run's write only, never an earlier deployment.
         store.clear_pending(server)
-    desired = hecate_caddy_routes.build(
-        data,
-        resolve_service=hecate_caddy_routes.consul_resolver(__salt__, test=bool(__opts__.get("test"))),
-        base=pillar_key,
-    )
+    missing, waiting_notes = set(), []
+    if missing_services == "keep":
+        resolve = _keep_waiting(__salt__, missing)
+    else:
+        resolve = hecate_caddy_routes.consul_resolver(__salt__, test=bool(__opts__.get("test")))
+    desired = hecate_caddy_routes.build(data, resolve_service=resolve, base=pillar_key)
+    compute = _with_waiting_kept(desired, missing, waiting_notes) if missing else \
+        (lambda live: hecate_caddy_routes.plan_set(live, desired))
     admin = hecate_caddy_client.CaddyAdmin(settings)
     try:
         out = hecate_caddy_routes.apply(
             admin,
             server,
-            lambda live: hecate_caddy_routes.plan_set(live, desired),
+            compute,
             test=test,
             store=store,
             retries=int(retries),
@@ -111,7 +168,7 @@ def managed(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_
             raise
         # a preview on an edge whose Caddy job this run deploys: Caddy starts from its
         # bootstrap, an empty server, so every route would be added to it
-        _, changes = hecate_caddy_routes.plan_set([], desired)
+        _, changes = compute([])
         out = {"changes": changes, "notes": [
             "Caddy does not run yet (its job hecate-caddy is deployed by this run): the routes are "
             "planned against its bootstrap config, an empty server"], "conflicts": 0, "dropped": 0}
@@ -131,6 +188,6 @@ def managed(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_
     )
     if not changes:
         ret["comment"] = f"the {len(desired)} hecate routes of {where} are as in pillar"
-    if out["notes"]:
-        ret["comment"] += "\n" + "\n".join(out["notes"])
+    if out["notes"] or waiting_notes:
+        ret["comment"] += "\n" + "\n".join(out["notes"] + waiting_notes)
     return ret

@@ -74,11 +74,13 @@ GENERATED = {
 
 
 def _get(data, path, default=None):
+    # duck-typed: a module's __pillar__ is a loader-context proxy, not a dict instance
     cur = data
     for part in path.split(":"):
-        if not isinstance(cur, dict) or part not in cur:
+        try:
+            cur = cur[part]
+        except (KeyError, TypeError, IndexError):
             return default
-        cur = cur[part]
     return cur
 
 

@@ -16,7 +16,8 @@
 {{ raise('orch.hecate needs an environment: pillar=\'{"env": "<lab|dev|staging|prod>"}\'') }}
 {%- endif %}
 {%- set run_id = salt['hecate.new_run_id']() %}
-{%- set run = {'hecate_run': {'id': run_id, 'env': env}} %}
+{#- routes to services that orch.bionicgpt deploys wait for them (caddy_routes missing_services) #}
+{%- set run = {'hecate_run': {'id': run_id, 'env': env, 'missing_services': 'keep'}} %}
 {%- set run_kw = {'env': env, 'run_id': run_id} %}
 
 # 1. The environment's pillar is valid (on the master) ...
