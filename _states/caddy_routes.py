@@ -171,7 +171,8 @@ def managed(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_
         _, changes = compute([])
         out = {"changes": changes, "notes": [
             "Caddy does not run yet (its job hecate-caddy is deployed by this run): the routes are "
-            "planned against its bootstrap config, an empty server"], "conflicts": 0, "dropped": 0}
+            "planned against its bootstrap config, an empty server"], "conflicts": 0, "dropped": 0,
+            "snapshot": None, "written": False}
     changes = out["changes"]
     where = f"Caddy server '{server}'"
     ret = hecate_state.result(
