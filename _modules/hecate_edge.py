@@ -150,7 +150,7 @@ def authentik_status():
 
         salt -G roles:hecate-edge hecate_edge.authentik_status
     """
-    return authentik_check(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
+    return _authentik_check(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
 
 
 def caddy_status():
@@ -164,11 +164,11 @@ def caddy_status():
 
         salt -G roles:hecate-edge hecate_edge.caddy_status
     """
-    return caddy_check(__opts__, __pillar__)
+    return _caddy_check(__opts__, __pillar__)
 
 
 # -- shared with the hecate_edge states --------------------------------------------------------------
-def authentik_check(opts, pillar, sdb_get=None, context=None):
+def _authentik_check(opts, pillar, sdb_get=None, context=None):
     settings = hecate_config.connection("authentik", opts, pillar)
     url = (settings.get("url") or "").rstrip("/")
     if not url:
@@ -189,7 +189,7 @@ def authentik_check(opts, pillar, sdb_get=None, context=None):
         client = hecate_authentik_client.from_config(opts, pillar, sdb_get, context)
         version = client.call("GET", "/admin/version/")
     except hecate_authentik_client.Forbidden as exc:
-        return {"ready": True, "token": False, "comment": token_refused(pillar, url, exc)}
+        return {"ready": True, "token": False, "comment": _token_refused(pillar, url, exc)}
     except salt.exceptions.CommandExecutionError as exc:
         return {"ready": True, "token": None, "comment": f"Authentik at {url} is ready, but: {exc}"}
     return {"ready": True, "token": True,
@@ -197,7 +197,7 @@ def authentik_check(opts, pillar, sdb_get=None, context=None):
                        "accepts hecate's API token"}
 
 
-def token_refused(pillar, url, exc):
+def _token_refused(pillar, url, exc):
     ref = hecate_config.traverse(pillar, "hecate:connections:authentik:token")
     where = hecate_edge_jobs.vault_path(ref) if ref else "hecate:connections:authentik:token"
     return (f"Authentik at {url} refuses hecate's API token ({where}): {exc}. AUTHENTIK_BOOTSTRAP_TOKEN is "
@@ -207,7 +207,7 @@ def token_refused(pillar, url, exc):
             "hecate never regenerates or rotates it.")
 
 
-def caddy_check(opts, pillar):
+def _caddy_check(opts, pillar):
     settings = hecate_config.connection("caddy", opts, pillar)
     try:
         admin = hecate_caddy_client.CaddyAdmin(dict(settings, retries=0, timeout=5))

@@ -1740,8 +1740,65 @@ class NomadSim(Simulator):
             env[f"NOMAD_ADDR_{label}"] = f"{port['HostIP']}:{port['Value']}"
         return env
 
+    RERENDER_EVERY = 3.0
+
+    def _rerender_running(self):
+        """
+        Nomad's template runner keeps watching a running task's dependencies and, when a rendered
+        template changes, applies its ``change_mode`` (``restart``: the task restarts with the new
+        files and environment). The lab does it every few seconds for the tasks that run a real
+        part (a restart of an in-process stand-in would change nothing anyone sees).
+        """
+        now = time.monotonic()
+        with self.cond:
+            todo = []
+            for alloc in self.allocs.values():
+                rt = self.runtime.get(alloc["ID"])
+                if rt is None or alloc["ClientStatus"] != "running" or alloc["DesiredStatus"] != "run":
+                    continue
+                group = self._alloc_group(alloc)
+                for task in group.get("Tasks") or []:
+                    trt = rt["tasks"].get(task["Name"]) or {}
+                    prepared = trt.get("prepared") or {}
+                    if (trt.get("phase") != "running" or not prepared.get("templates")
+                            or task["Name"] not in self.handles.get(alloc["ID"], {})
+                            or trt.get("rerender_at", 0) > now):
+                        continue
+                    trt["rerender_at"] = now + self.RERENDER_EVERY
+                    todo.append((copy.deepcopy(alloc), copy.deepcopy(group), copy.deepcopy(task),
+                                 prepared["templates"]))
+        for alloc, group, task, before in todo:
+            outcome = self._prepare(alloc, group, task)
+            after = outcome.get("templates")
+            if after is None:
+                continue  # missing or failing now: Nomad keeps the task running on what it has
+            changed = sorted(dest for dest, (mode, text) in after.items()
+                             if before.get(dest, (None, None))[1] != text and mode == "restart")
+            if not changed:
+                continue
+            with self.cond:
+                handle = self.handles.get(alloc["ID"], {}).pop(task["Name"], None)
+            if handle is not None:
+                handle.stop()
+            with self.cond:
+                live = self.allocs.get(alloc["ID"])
+                rt = self.runtime.get(alloc["ID"])
+                if live is None or rt is None or live["DesiredStatus"] != "run":
+                    continue
+                trt = rt["tasks"][task["Name"]]
+                st = self._task_state(live, task["Name"])
+                st["Events"].append(self._event("Restart Signaled", f"Template with change_mode restart re-rendered "
+                                                                    f"({', '.join(changed)})"))
+                st["Restarts"] += 1
+                st["LastRestart"] = _rfc3339()
+                trt["prepared"] = outcome
+                trt["phase"] = "start"
+                trt["next"] = time.monotonic()
+                self._bump("allocs")
+
     def _prepare_tasks(self):
         """Render templates and build runner contexts of tasks about to start (outside the lock)."""
+        self._rerender_running()
         with self.cond:
             todo = []
             for alloc in self.allocs.values():
@@ -1787,10 +1844,12 @@ class NomadSim(Simulator):
         try:
             for sub in ("local", "secrets"):
                 os.makedirs(os.path.join(task_dir, sub), exist_ok=True)
+            texts = {}
             if self.render_templates and task.get("Templates"):
                 lookups = ntasks.Lookups(self.vault_url, self.vault_token, self.consul_url, self.consul_token,
                                         vault=task.get("Vault") is not None)
-                env.update(ntasks.render_task_templates(task, task_dir, lookups, env))
+                rendered, texts = ntasks.render_task_templates_full(task, task_dir, lookups, env)
+                env.update(rendered)
         except ntasks.TemplateMissing as exc:
             return {"missing": str(exc)}
         except (ntasks.TemplateError, OSError) as exc:
@@ -1808,7 +1867,7 @@ class NomadSim(Simulator):
                 name = env.get("AUTHENTIK_POSTGRESQL__NAME") or "authentik"
                 ctx["state_file"] = os.path.join(pgdata, f"authentik-sim-{name}.json")
                 ctx["database"] = ntasks.read_initdb(pgdata)
-        return {"ctx": ctx}
+        return {"ctx": ctx, "templates": texts}
 
     def _pgdata_at(self, port):
         """

@@ -242,6 +242,12 @@ def render_task_templates(task, task_dir, lookups, env):
     environment the ``env = true`` ones give. Raises :class:`TemplateMissing` /
     :class:`TemplateError`.
     """
+    out_env, _ = render_task_templates_full(task, task_dir, lookups, env)
+    return out_env
+
+
+def render_task_templates_full(task, task_dir, lookups, env):
+    """:func:`render_task_templates` plus ``{destination: (change mode, text)}`` of every template."""
     out_env = {}
     missing = []
     rendered = []
@@ -267,7 +273,8 @@ def render_task_templates(task, task_dir, lookups, env):
             fh.write(text)
         if tmpl.get("Envvars"):
             out_env.update(parse_env_file(text))
-    return out_env
+    texts = {tmpl.get("DestPath"): (tmpl.get("ChangeMode") or "restart", text) for tmpl, text in rendered}
+    return out_env, texts
 
 
 # -- runners ---------------------------------------------------------------------------------------
