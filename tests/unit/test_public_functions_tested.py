@@ -178,7 +178,8 @@ def test_the_enumeration_follows_the_loader(tmp_path):
     assert "authentik.brand_update" in exposed and "authentik._client" not in exposed
     assert not any(name.endswith(".__virtual__") for name in exposed)
     assert {name.split(".")[0] for name in exposed} == {
-        "authentik", "caddy", "hecate", "hecate_consul", "hecate_vault", "nomad", "wireguard"}
+        "authentik", "caddy", "hecate", "hecate_consul", "hecate_edge", "hecate_vault", "hetzner_dns", "nomad",
+        "wireguard"}
     # and the reference finder counts calls, not mentions
     names = {"caddy.drift", "nomad.plan", "hecate.version", "wireguard.verify"}
 
