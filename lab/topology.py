@@ -268,6 +268,14 @@ def runtime_pillar(addresses, agents_dir=None):
         })
     if "edge_dir" in addresses:
         pillar["hecate"]["reverse_proxy"] = edge_pillar(addresses)
+    if "authentik" in addresses and "caddy_http_port" in addresses:
+        # the fast lab: the Authentik route and the edge's verify step reach the Authentik
+        # simulator the harness started, through the harness's Caddy
+        host = addresses["authentik"].split("://", 1)[-1]
+        routes = [dict(r, backend=host) if r.get("service") == "authentik" else r for r in lab_routes()]
+        pillar["hecate"].setdefault("reverse_proxy", {}).setdefault("caddy", {})["routes"] = routes
+        pillar["hecate"]["verify"] = {"timeout": 30, "probe": {
+            "url": f"http://127.0.0.1:{addresses['caddy_http_port']}/-/health/live/", "host": LAB_AUTHENTIK_DOMAIN}}
     if "edge_jobs" in addresses:
         pillar = _merge(pillar, edge_jobs_pillar(addresses["edge_jobs"]))
     return pillar
