@@ -28,6 +28,10 @@ guarded write covers the common ancestor of what changed (the whole config when 
 app changes), and the snapshot holds it.
 """
 
+import json
+
+import salt.exceptions
+
 import hecate_caddy_apply
 import hecate_caddy_client
 import hecate_caddy_logs
@@ -35,6 +39,8 @@ import hecate_caddy_routes
 import hecate_clients
 import hecate_config
 import hecate_consul_routes
+import hecate_edge_jobs
+import hecate_http
 import hecate_loader
 import hecate_route_auth
 import hecate_state
@@ -62,8 +68,52 @@ def _count(changes):
     return ", ".join(parts)
 
 
+def _keep_waiting(salt_funcs, missing):
+    """
+    A resolver for ``missing_services: keep``: a Consul service without a passing instance
+    yet is recorded in ``missing`` (its route is then kept as Caddy has it, or left out) instead
+    of failing the whole route set. The same in a preview as in a real run.
+    """
+    resolve = hecate_caddy_routes.consul_resolver(salt_funcs, test=False)
+
+    def wrapped(service):
+        try:
+            return resolve(service)
+        except salt.exceptions.CommandExecutionError as exc:
+            if "has no passing instances" not in str(exc):
+                raise
+            missing.add(service)
+            return [hecate_caddy_routes.PENDING_UPSTREAM.format(service)]
+
+    return wrapped
+
+
+def _waiting(desired, missing):
+    """The routes whose Consul service has no passing instance yet (route -> why), kept as
+    Caddy has them (``missing_services: keep``)."""
+    marks = [hecate_caddy_routes.PENDING_UPSTREAM.format(s) for s in sorted(missing)]
+    return {r.name: f"its Consul service has no passing instance ({', '.join(sorted(missing))})"
+            for r in desired if any(m in json.dumps(r.json) for m in marks)}
+
+
+def _noting_waiting(compute, desired, waiting, notes):
+    """``compute`` that also says, per waiting route, whether Caddy keeps it or lacks it yet."""
+
+    def noting(live):
+        ids = {route.get("@id") for route in live if isinstance(route, dict)}
+        del notes[:]
+        for route in desired:
+            if route.name in waiting:
+                how = "kept as Caddy has it" if route.id in ids else "not added yet"
+                notes.append(f"route {route.name}: {how}: {waiting[route.name][:-1]}; "
+                             "orch.bionicgpt deploys BionicGPT's)")
+        return compute(live)
+
+    return noting
+
+
 @hecate_state.guard
-def managed(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_PATH):
+def managed(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_PATH, missing_services="fail"):
     """
     Make the hecate routes of a Caddy server exactly those in pillar.
 
@@ -80,6 +130,11 @@ def managed(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_
         read and our write) before failing.
     pillar_key
         Where the Caddy block lives in pillar (default ``hecate:reverse_proxy:caddy``).
+
+    missing_services
+        ``fail`` (default): a Consul upstream without a passing instance fails the state.
+        ``keep``: its route stays as Caddy has it (or is not added yet) and the comment says
+        so; orch.hecate uses it, so the edge deploys before the services behind it.
 
     Consul upstreams (``upstream: {consul_service: <name>}``) are resolved at run time
     through ``hecate_consul.service_addresses`` (passing instances only). Routes from Consul
@@ -106,27 +161,41 @@ def managed(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_
         # First of all: whatever happens below (bad data, Consul, Caddy down), a rollback
         # after this run must undo this run's write only, never an earlier deployment.
         store.clear_pending(server)
-    desired = hecate_caddy_routes.build(
-        data,
-        resolve_service=hecate_caddy_routes.consul_resolver(__salt__, test=bool(__opts__.get("test"))),
-        base=pillar_key,
-    )
+    missing, waiting_notes = set(), []
+    if missing_services == "keep":
+        resolve = _keep_waiting(__salt__, missing)
+    else:
+        resolve = hecate_caddy_routes.consul_resolver(__salt__, test=bool(__opts__.get("test")))
+    desired = hecate_caddy_routes.build(data, resolve_service=resolve, base=pillar_key)
+    waiting = _waiting(desired, missing)
     held = _held(desired, data, test)
     discovery = hecate_consul_routes.for_states(__pillar__, __salt__, __opts__, __context__, data)
-    compute, left_out = hecate_consul_routes.planner(desired, discovery, held=held)
+    planned, left_out = hecate_consul_routes.planner(desired, discovery, held={**waiting, **held})
+    compute = _noting_waiting(planned, desired, waiting, waiting_notes)
     admin = hecate_clients.caddy(__opts__, __pillar__)
-    out = hecate_caddy_apply.apply(
-        admin,
-        server,
-        compute,
-        test=test,
-        store=store,
-        retries=int(retries),
-        listen=data.get("listen"),
-        run_id=str((__pillar__.get("hecate_run") or {}).get("id") or "") or None,
-        base=pillar_key,
-        extra=lambda config: hecate_caddy_logs.plan(config, server, desired),
-    )
+    try:
+        out = hecate_caddy_apply.apply(
+            admin,
+            server,
+            compute,
+            test=test,
+            store=store,
+            retries=int(retries),
+            listen=data.get("listen"),
+            run_id=str((__pillar__.get("hecate_run") or {}).get("id") or "") or None,
+            base=pillar_key,
+            extra=lambda config: hecate_caddy_logs.plan(config, server, desired),
+        )
+    except hecate_http.Unreachable:
+        if not (test and "caddy" in hecate_edge_jobs.enabled_jobs(__pillar__)):
+            raise
+        # a preview on an edge whose Caddy job this run deploys: Caddy starts from its
+        # bootstrap, an empty server, so every route would be added to it
+        _, changes = compute([])
+        out = {"changes": changes, "notes": [
+            "Caddy does not run yet (its job hecate-caddy is deployed by this run): the routes are "
+            "planned against its bootstrap config, an empty server"], "conflicts": 0, "dropped": 0,
+            "snapshot": None, "written": False}
     changes = out["changes"]
     where = f"Caddy server '{server}'"
     ret = hecate_state.result(
@@ -147,7 +216,8 @@ def managed(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_
         else:
             count = len(desired) + len(discovery.services) - len(left_out)
             ret["comment"] = f"the {count} hecate routes of {where} are as in pillar and Consul"
-    notes = list(out["notes"]) + (discovery.lines() if discovery is not None else []) + list(left_out)
+    notes = (list(out["notes"]) + waiting_notes + (discovery.lines() if discovery is not None else [])
+             + list(left_out))
     if notes:
         ret["comment"] += "\n" + "\n".join(notes)
     if held:
@@ -164,6 +234,10 @@ def _held(desired, data, test):
     settings = data.get("forward_auth") if isinstance(data.get("forward_auth"), dict) else {}
     auths = [r.auth for r in desired if r.auth is not None]
     if not auths or settings.get("manage_authentik") is False:
+        return {}
+    if test and "authentik" in hecate_edge_jobs.enabled_jobs(__pillar__):
+        # a preview of a run that deploys Authentik itself (orch.hecate on a bare edge): its
+        # Authentik step, before this one, makes the routes' Authentik side; the real run checks
         return {}
     env = hecate_route_auth.environment(__pillar__, __grains__)
 

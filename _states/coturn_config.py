@@ -40,6 +40,7 @@ import hecate_loader
 import hecate_nginx_schema
 import hecate_secrets
 import hecate_state
+import hecate_vault_schema
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,16 @@ def _pillar_with(raw):
     return pillar
 
 
+
+def _generated_by_this_run(ref, resolver):
+    """The reference is a secret hecate generates (hecate:secrets) that Vault lacks so far."""
+    if not isinstance(ref, dict):
+        return False
+    if (ref.get("vault"), ref.get("key")) not in hecate_vault_schema.generated_specs(dict(__pillar__)):
+        return False
+    mount, _, path = str(ref["vault"]).partition("/")
+    return ref["key"] not in (resolver.vault().read_data(mount, path) or {})
+
 @hecate_state.guard
 def managed(name, config=None):
     """
@@ -124,6 +135,14 @@ def managed(name, config=None):
     ref = settings["static_auth_secret"]
     where = f"{hecate_coturn_schema.PILLAR_KEY}:static_auth_secret ({hecate_secrets.describe(ref)})"
     try:
+        if test and _generated_by_this_run(ref, resolver):
+            # a preview from a bare edge: the secrets step of the same run generates it
+            old, _ = hecate_files.current(name)
+            changes = {"content": CHANGED if old is not None else CREATED}
+            hecate_state.result(ret, changes, True, f"would {'write' if old is not None else 'create'} {name} "
+                                f"(mode {settings['file_mode']}) with the secret hecate generates into "
+                                f"{hecate_secrets.describe(ref)} in this run", None)
+            return ret
         secret = resolver(ref, where)
         if secret is None:
             raise salt.exceptions.CommandExecutionError(f"{where}: not set")

@@ -130,9 +130,9 @@ def consul_config(name):
 @hecate_state.guard
 def nomad_config(name):
     """
-    The Nomad agent config at ``name`` (HCL in ``bionicgpt:nomad:agent:config_dir``):
-    server + client, ``meta.location = local``, host volumes, Consul and Vault
-    integration, docker plugin settings.
+    The Nomad agent config at ``name`` (HCL in ``bionicgpt:nomad:agent:config_dir``, on
+    the edge ``hecate:nomad:agent:config_dir``): server and/or client, node class and
+    meta, host volumes, Consul and Vault integration, docker plugin settings.
 
     .. code-block:: yaml
 
@@ -140,9 +140,10 @@ def nomad_config(name):
           hecate_agent.nomad_config:
             - name: /etc/nomad.d/nomad.hcl
     """
-    settings = hecate_agents_schema.nomad_settings(__pillar__)
+    settings = hecate_agents_schema.nomad_settings(__pillar__, __grains__)
     cfg = hecate_agents_config.nomad_config(__pillar__, __grains__)
     header = (
-        "Managed by Salt (hecate) from pillar bionicgpt:nomad:agent; local edits are overwritten."
+        f"Managed by Salt (hecate) from pillar {hecate_agents_schema.nomad_path(__grains__)}; "
+        "local edits are overwritten."
     )
     return _apply(name, "Nomad", cfg, settings, lambda c: hecate_agents_config.render_hcl(c, header))

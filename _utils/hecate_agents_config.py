@@ -83,7 +83,7 @@ def consul_config(pillar, grains):
 
 def nomad_config(pillar, grains):
     """The Nomad agent config (a dict, Vault references unresolved): server + client."""
-    conf = hecate_agents_schema.nomad_settings(pillar)
+    conf = hecate_agents_schema.nomad_settings(pillar, grains)
     wg = hecate_wireguard_schema.settings(pillar, grains)
     cfg = {"name": grains.get("id"), "datacenter": conf["datacenter"]}
     if conf.get("region"):
@@ -108,8 +108,12 @@ def nomad_config(pillar, grains):
             "options": {"driver.allowlist": ",".join(client.get("driver_allowlist") or ["docker"])},
             "meta": dict(sorted((client.get("meta") or {}).items())),
         }
+        if client.get("node_class"):
+            block["node_class"] = client["node_class"]
         if client.get("reserved"):
             block["reserved"] = dict(client["reserved"])
+        if client.get("host_networks"):
+            block["host_network"] = {name: dict(net) for name, net in sorted(client["host_networks"].items())}
         volumes = {}
         for name, vol in sorted((conf.get("host_volumes") or {}).items()):
             volumes[name] = {"path": vol["path"], "read_only": bool(vol.get("read_only", False))}
@@ -239,7 +243,7 @@ def render_json(cfg):
 
 _BARE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 MAP_ATTRS = frozenset({"options"})
-LABELED = frozenset({"host_volume", "plugin"})
+LABELED = frozenset({"host_volume", "host_network", "plugin"})
 
 
 def _hcl_key(key):

@@ -14,6 +14,10 @@ import hecate_config
 
 CONSUL_PATH = "hecate:consul:agent"
 NOMAD_PATH = "bionicgpt:nomad:agent"
+# The edge's Nomad client (roles: hecate-edge): it runs the edge's own jobs (Caddy,
+# Authentik, PostgreSQL), selected by its node class.
+NOMAD_EDGE_PATH = "hecate:nomad:agent"
+EDGE_ROLE = "hecate-edge"
 REQUIRED_VOLUMES = ("bionicgpt_postgres", "ollama")
 
 CONSUL_DEFAULTS = {
@@ -226,6 +230,23 @@ PILLAR_SCHEMA = {
                     "network_interface": {"type": ["string", "null"], "default": None,
                                           "description": "Interface task ports are allocated on; null: the "
                                                          "WireGuard interface, so the edge reaches them."},
+                    "node_class": {"type": ["string", "null"], "pattern": r"^[A-Za-z0-9_.-]+$",
+                                   "description": "The client's node class (the edge's jobs "
+                                                  "constrain on it: hecate:nomad:node_class)."},
+                    "host_networks": {
+                        "type": "object",
+                        "description": "Named host networks (`host_network` blocks) ports may be "
+                                       "placed on, e.g. `loopback: {cidr: 127.0.0.1/32}` for "
+                                       "Authentik's ports on the edge.",
+                        "additionalProperties": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                "cidr": {"type": "string", "description": "Address range."},
+                                "interface": {"type": "string", "description": "Interface name."},
+                            },
+                        },
+                    },
                     "meta": {"type": "object", "additionalProperties": {"type": "string"},
                              "default": _N["client"]["meta"],
                              "description": "Client metadata; meta.location must match "
@@ -336,7 +357,8 @@ PILLAR_SCHEMA = {
 
 
 def check_pillar(pillar, env=None):  # pylint: disable=unused-argument
-    """Secrets must be references; Nomad needs the two host volumes the jobs mount."""
+    """(The edge's Nomad client: the host volumes of the edge's jobs are checked by
+    hecate_edge_schema.) Secrets must be references; Nomad needs the two host volumes the jobs mount."""
     errors = []
     consul = hecate_config.traverse(pillar, CONSUL_PATH)
     if isinstance(consul, dict):
@@ -396,10 +418,17 @@ def consul_settings(pillar):
     return hecate_config.deep_merge(CONSUL_DEFAULTS, hecate_config.plain(conf))
 
 
-def nomad_settings(pillar):
-    conf = hecate_config.traverse(pillar, NOMAD_PATH)
+def nomad_path(grains=None):
+    """Where this minion's Nomad agent config lives in pillar: the edge's, or the node's."""
+    roles = (grains or {}).get("roles") or []
+    return NOMAD_EDGE_PATH if EDGE_ROLE in roles else NOMAD_PATH
+
+
+def nomad_settings(pillar, grains=None):
+    path = nomad_path(grains)
+    conf = hecate_config.traverse(pillar, path)
     if conf is None:
-        raise salt.exceptions.SaltInvocationError(f"{NOMAD_PATH} is not set in this minion's pillar")
+        raise salt.exceptions.SaltInvocationError(f"{path} is not set in this minion's pillar")
     merged = hecate_config.deep_merge(NOMAD_DEFAULTS, hecate_config.plain(conf))
     if merged["vault"].get("address") is None:
         merged["vault"]["address"] = hecate_config.traverse(pillar, "hecate:connections:vault:url")

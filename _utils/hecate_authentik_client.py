@@ -21,6 +21,7 @@ redirect URIs, the group scope-mapping expression); the pillar schema of
 """
 
 import copy
+import ipaddress
 import logging
 import re
 import urllib.parse
@@ -122,6 +123,23 @@ def environment(opts=None, pillar=None):
     return {grains.get("hecate_env"), hecate_config.traverse(pillar or {}, "hecate:global:environment")} - {None}
 
 
+def plain_http_off_host(url):
+    """
+    A plain-http URL whose host is not this machine's loopback: there the token would cross
+    a network. ``http://127.0.0.1:9000`` (Authentik deployed by hecate on the edge, its
+    ports on the edge's loopback) keeps it on the host.
+    """
+    if not isinstance(url, str) or not url.lower().startswith("http://"):
+        return False
+    host = (urllib.parse.urlsplit(url).hostname or "").strip("[]")
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
+
+
 def check_transport(url, envs):
     """
     Refuse a plain-http Authentik URL when any of ``envs`` is prod: the bearer token
@@ -129,7 +147,7 @@ def check_transport(url, envs):
     (``hecate.validate``) says the same before a run; this holds at call time too, for a
     URL set in minion config (which wins over pillar and is not validated).
     """
-    if "prod" in set(envs or ()) and isinstance(url, str) and url.lower().startswith("http://"):
+    if "prod" in set(envs or ()) and plain_http_off_host(url):
         raise salt.exceptions.SaltInvocationError(
             f"hecate:connections:authentik:url: {PLAIN_HTTP_REFUSED} (got {url}; use https://)"
         )

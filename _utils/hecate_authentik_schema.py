@@ -258,7 +258,7 @@ def check_pillar(pillar, env):
     errors = []
     env = env or hecate_config.traverse(pillar, "hecate:global:environment")
     url = hecate_config.traverse(pillar, "hecate:connections:authentik:url")
-    if env == "prod" and isinstance(url, str) and url.lower().startswith("http://"):
+    if env == "prod" and hecate_authentik_client.plain_http_off_host(url):
         errors.append(("hecate:connections:authentik:url", hecate_authentik_client.PLAIN_HTTP_REFUSED))
     conf = hecate_config.traverse(pillar, "bionicgpt:authentik")
     if not isinstance(conf, dict):

@@ -13,6 +13,7 @@ import hecate_caddy_client
 import hecate_config
 import hecate_dns_client
 import hecate_dns_records
+import hecate_edge_jobs
 import hecate_http
 import hecate_secrets
 import hecate_vault_client
@@ -147,6 +148,8 @@ def reach_dns(opts, pillar, sdb_get=None, context=None):
 def produced_by_hecate(pillar):
     """``{(path, key)}`` of secrets that hecate itself writes during a run."""
     produced = set(hecate_vault_schema.generated_specs(pillar))
+    # the Authentik secrets hecate generates when it deploys Authentik (hecate:authentik refs)
+    produced |= {(spec["path"], spec["key"]) for spec in hecate_edge_jobs.generated_secrets(pillar).values()}
     creds = hecate_config.traverse(pillar, "bionicgpt:authentik:provider:credentials")
     if isinstance(creds, str):
         produced |= {(creds, "client_id"), (creds, "client_secret")}
@@ -161,6 +164,9 @@ def missing_references(pillar, vault):
     """
     produced = produced_by_hecate(pillar)
     tree = {k: pillar.get(k) for k in ("hecate", "bionicgpt") if pillar.get(k) is not None}
+    if "authentik" not in hecate_edge_jobs.enabled_jobs(pillar) and isinstance(tree.get("hecate"), dict):
+        # Authentik's own secrets matter only when hecate deploys it (hecate:nomad:jobs)
+        tree["hecate"] = {k: v for k, v in tree["hecate"].items() if k != "authentik"}
     keys_at = {}
     errors = []
     for key_path, ref in hecate_secrets.find_refs(tree):

@@ -38,6 +38,7 @@ SYSTEM_MODULES = (
     "hecate_orchestration_schema",
     "hecate_members",
     "hecate_dns_schema",
+    "hecate_edge_schema",
 )
 
 ENV_NAME = r"^[a-z][a-z0-9-]{1,30}$"
@@ -498,6 +499,20 @@ def _message(error):
     return error.message
 
 
+def literal_message(value):
+    """
+    Why a secret value in pillar is refused, and the reference form to write instead (never
+    the value). A ``{{ salt['vault.read_secret'](...) }}`` line, as in the user's drafts,
+    leaves either the value (rendered) or the Jinja text (not rendered) in pillar.
+    """
+    form = ("use the Vault reference {vault: <mount>/<path>, key: <key>} instead (hecate resolves it "
+            "when it writes, or hands it to Nomad's template block, so the value never enters pillar)")
+    if isinstance(value, str) and ("vault.read_secret" in value or "{{" in value):
+        return ("a {{ salt['vault.read_secret'](...) }} line copies the secret into pillar (pillar.items, "
+                "the job cache, every minion's pillar cache); " + form)
+    return "secret given as a literal; " + form
+
+
 def check_secrets(pillar):
     """Secret-named keys must hold references, never values; references must be well formed."""
     errors = []
@@ -524,7 +539,7 @@ def check_secrets(pillar):
                                "in clear in the job); keep it in Vault and render it with a "
                                "template block, as the job templates do for their secrets")
                     else:
-                        msg = "secret given as a literal; use {vault: <mount>/<path>, key: <key>}"
+                        msg = literal_message(val)
                     errors.append((sub, msg))
                 else:
                     walk(val, sub)
@@ -536,10 +551,28 @@ def check_secrets(pillar):
     return errors
 
 
+# Environments are named after their overlay (pillar/env/<name>.sls) and the `hecate_env`
+# grain; the long names some drafts use are refused with the name to write, never mapped.
+ENVIRONMENTS = ("lab", "dev", "staging", "prod")
+ENV_ALIASES = {"production": "prod", "development": "dev", "develop": "dev", "stage": "staging",
+               "testing": "lab", "test": "lab"}
+
+
+def _alias_error(got):
+    return [(
+        "hecate:global:environment",
+        f"{got!r} is not an environment name: hecate's environments are {', '.join(ENVIRONMENTS)} "
+        f"(the overlay pillar/env/<name>.sls and the minions' hecate_env grain); write "
+        f"environment: {ENV_ALIASES[got]}",
+    )]
+
+
 def check_environment(pillar, env):
+    got = ((pillar.get("hecate") or {}).get("global") or {}).get("environment")
+    if isinstance(got, str) and got in ENV_ALIASES:
+        return _alias_error(got)
     if env is None:
         return []
-    got = (pillar.get("hecate") or {}).get("global", {}).get("environment")
     if got is None:
         return [
             (

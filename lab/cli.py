@@ -1,13 +1,19 @@
 """
 ``python -m lab up|down|status|orch``: the embedded environment outside pytest.
 
-``up`` starts the simulators and the real Caddy on loopback, a throwaway salt-master and
-the ``cloud``/``local`` minions (with their role grains), syncs hecate's modules from
-file_roots to both sides (``saltutil.sync_all``), writes the ``lab_runtime`` pillar into
-``<workdir>/pillar`` (the second pillar root after the lab's own tree ``lab/pillar/``, see
-:func:`lab.topology.pillar_roots`; the operator's ``pillar/`` is never read), then
-runs ``salt-run state.orch orch.bionicgpt pillar='{"env": "lab"}'`` with ``test=True``,
-for real, and once more, printing a summary of each. Everything stays up until ``down``.
+``up`` starts the simulators (Vault, Consul, Nomad, Hetzner DNS), a throwaway salt-master
+and the ``cloud``/``local`` minions (with their role grains), syncs hecate's modules from
+file_roots to both sides (``saltutil.sync_all``) and writes the ``lab_runtime`` pillar.
+The lab's own pillar tree is ``lab/pillar/`` (the operator's ``pillar/`` is never read).
+Nothing of the edge runs yet: ``salt-run state.orch orch.hecate pillar='{"env": "lab"}'``
+(previewed with ``test=True`` first) deploys it from zero - PostgreSQL, Authentik and Caddy
+as Nomad jobs, whose tasks the lab's Nomad runs as the real parts (the real Caddy binary
+with the job's bootstrap config, the Authentik simulator bootstrapped from the job's
+environment) - then configures Authentik, the routes and the streams; ``orch.bionicgpt``
+(previewed, applied) deploys BionicGPT behind it; both are re-run to show they converge
+with zero writes, and requests go through Caddy. ``up --fast`` starts Caddy and the
+Authentik simulator directly instead and runs orch.bionicgpt only, as the test suite's
+fast lab does. Everything stays up until ``down``.
 """
 
 import argparse
@@ -51,7 +57,7 @@ class Lab:
         os.chmod(self.state_path, 0o600)
 
     # -- up -------------------------------------------------------------------------------
-    def up(self, run_orch=True):
+    def up(self, run_orch=True, fast=False):
         if self.load_state():
             print("a lab is already up; `python -m lab down` first", file=sys.stderr)
             return 1
@@ -59,9 +65,9 @@ class Lab:
         shutil.rmtree(self.workdir, ignore_errors=True)
         os.makedirs(self.workdir, exist_ok=True)
         lab_secrets = topology.new_lab_secrets()
-        state = {"pids": {}, "addresses": {}, "started": time.time()}
+        state = {"pids": {}, "addresses": {}, "started": time.time(), "mode": "fast" if fast else "from-zero"}
         try:
-            self._start_services(state, lab_secrets)
+            self._start_services(state, lab_secrets, fast)
             # nginx/coturn of the edge write into the lab and listen on loopback ports
             state["addresses"].update(topology.edge_addresses(os.path.join(self.workdir, "edge")))
             topology.write_runtime_pillar(os.path.join(self.workdir, "pillar"), state["addresses"])
@@ -75,9 +81,11 @@ class Lab:
         self._print_addresses(state)
         if not run_orch:
             return 0
-        return self.orch_three_times()
+        if fast:
+            return self.orch_three_times()
+        return self.from_zero()
 
-    def _start_services(self, state, lab_secrets):
+    def _start_services(self, state, lab_secrets, fast=False):
         if devservers.available("vault"):
             step("starting Vault (real binary, dev mode)")
             vault = devservers.vault(os.path.join(self.workdir, "vault"), lab_secrets)
@@ -98,6 +106,7 @@ class Lab:
             ).start()
         state["pids"]["consul"] = consul.proc.pid
         state["addresses"]["consul"] = consul.url
+        agents_dir = os.path.join(self.workdir, "agents")
         if nomad_agent.available():
             step("starting Nomad (nomad agent -dev on loopback)")
             # ACLs on; the agent's generated token for hecate replaces lab_secrets["nomad_token"]
@@ -113,16 +122,21 @@ class Lab:
                 "nomad", os.path.join(self.workdir, "nomad"),
                 topology.nomad_options(consul_url=state["addresses"].get("consul"),
                                        consul_token=lab_secrets["nomad_consul_token"],
-                                       lab_secrets=lab_secrets),
+                                       lab_secrets=lab_secrets,
+                                       vault_url=state["addresses"].get("vault"),
+                                       vault_token=lab_secrets["nomad_vault_token"],
+                                       data_dir=os.path.join(self.workdir, "nomad-tasks"),
+                                       agents_dir=agents_dir),
             ).start()
         state["pids"]["nomad"] = nomad.proc.pid
         state["addresses"]["nomad"] = nomad.url
-        step(f"starting the Authentik simulator (release {topology.AUTHENTIK_VERSION}, strict schema)")
-        authentik = SimHandle(
-            "authentik", os.path.join(self.workdir, "authentik"), topology.authentik_options(lab_secrets)
-        ).start()
-        state["pids"]["authentik"] = authentik.proc.pid
-        state["addresses"]["authentik"] = authentik.url
+        if fast:
+            step(f"starting the Authentik simulator (release {topology.AUTHENTIK_VERSION}, strict schema)")
+            authentik = SimHandle(
+                "authentik", os.path.join(self.workdir, "authentik"), topology.authentik_options(lab_secrets)
+            ).start()
+            state["pids"]["authentik"] = authentik.proc.pid
+            state["addresses"]["authentik"] = authentik.url
         step("starting the Hetzner DNS simulator (the lab's zones, with records hecate must not touch)")
         hetzner = SimHandle(
             "hetzner", os.path.join(self.workdir, "hetzner"), topology.hetzner_options(lab_secrets)
@@ -132,12 +146,19 @@ class Lab:
         # the API token and the lab users' passwords live in Vault only, as in production
         # operator-provided secrets (the Authentik API token, Consul ACL tokens, Azure) live in
         # Vault only, as in production; hecate generates the rest during the run
-        topology.seed_prerequisites(vault.url, lab_secrets["vault_root_token"], lab_secrets)
-        step("starting Caddy (real binary, admin API on loopback)")
-        caddy = lab_caddy.Caddy(os.path.join(self.workdir, "caddy")).start()
-        state["pids"]["caddy"] = caddy.proc.pid
-        state["addresses"]["caddy_admin"] = caddy.admin_url
-        state["addresses"]["caddy_http_port"] = caddy.http_port
+        topology.seed_prerequisites(vault.url, lab_secrets["vault_root_token"], lab_secrets, edge_from_zero=not fast)
+        if fast:
+            step("starting Caddy (real binary, admin API on loopback)")
+            caddy = lab_caddy.Caddy(os.path.join(self.workdir, "caddy")).start()
+            state["pids"]["caddy"] = caddy.proc.pid
+            state["addresses"]["caddy_admin"] = caddy.admin_url
+            state["addresses"]["caddy_http_port"] = caddy.http_port
+            return
+        # the edge from zero: Caddy and Authentik come up as Nomad jobs on these ports
+        edge = topology.edge_job_ports()
+        edge.update(vault_path="secret/hecate/authentik", state_dir=os.path.join(self.workdir, "caddy-state"))
+        state["addresses"]["edge_jobs"] = edge
+        state["addresses"]["caddy_http_port"] = edge["caddy_http"]
 
     def _start_salt(self, state, lab_secrets):
         step("starting salt-master and the cloud/local minions")
@@ -224,8 +245,8 @@ class Lab:
         return _run([procs.venv_bin("salt-run"), "-c", self.master_conf] + args, check)
 
     # -- orchestration ------------------------------------------------------------------------
-    def orch(self, test=False, env=topology.ENV):
-        args = ["state.orch", "orch.bionicgpt", f'pillar={{"env": "{env}"}}', "--out=json"]
+    def orch(self, test=False, env=topology.ENV, sls="orch.bionicgpt"):
+        args = ["state.orch", sls, f'pillar={{"env": "{env}"}}', "--out=json"]
         if test:
             args.append("test=True")
         started = time.monotonic()
@@ -246,19 +267,34 @@ class Lab:
             rc = max(rc, print_summary(data, elapsed))
         return max(rc, self.request_through_caddy())
 
-    def request_through_caddy(self, path="/"):
-        """A request to the chat domain on Caddy's listener: Caddy -> oauth2-proxy's stand-in."""
+    def from_zero(self):
+        """The edge from zero (orch.hecate), BionicGPT behind it, then the converged re-runs."""
+        rc = 0
+        runs = (("orch.hecate", "preview from bare nodes (test=True)", True),
+                ("orch.hecate", "apply: edge jobs, Authentik, routes", False),
+                ("orch.bionicgpt", "preview (test=True)", True),
+                ("orch.bionicgpt", "apply", False),
+                ("orch.hecate", "re-run (converged: zero writes)", False),
+                ("orch.bionicgpt", "re-run (converged: zero writes)", False))
+        for sls, title, test in runs:
+            step(f"{sls} env=lab: {title}")
+            data, elapsed = self.orch(test=test, sls=sls)
+            rc = max(rc, print_summary(data, elapsed))
+        rc = max(rc, self.request_through_caddy("/-/health/live/", topology.LAB_AUTHENTIK_DOMAIN))
+        return max(rc, self.request_through_caddy())
+
+    def request_through_caddy(self, path="/", host=topology.LAB_CHAT_DOMAIN):
+        """A request on Caddy's listener: the chat domain -> oauth2-proxy's stand-in (or ``host``)."""
         state = self.load_state() or {}
         port = (state.get("addresses") or {}).get("caddy_http_port")
         if not port:
             return 0
-        step(f"GET http://{topology.LAB_CHAT_DOMAIN}{path} through Caddy (127.0.0.1:{port})")
-        req = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
-                                     headers={"Host": topology.LAB_CHAT_DOMAIN})
+        step(f"GET http://{host}{path} through Caddy (127.0.0.1:{port})")
+        req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Host": host})
         try:
             with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 (loopback)
                 body = resp.read(300).decode("utf-8", "replace")
-                print(f"  {resp.status} {body.splitlines()[0] if body else ''}")
+                print(f"  {resp.status} {body.splitlines()[0] if body else '(empty body)'}")
                 return 0
         except urllib.error.HTTPError as exc:
             print(f"  {exc.code} {exc.read(300).decode('utf-8', 'replace')}")
@@ -384,14 +420,17 @@ def main(argv=None):
     parser.add_argument("command", choices=["up", "down", "status", "orch"])
     parser.add_argument("--dir", default=DEFAULT_DIR, help="lab state directory (default .lab/)")
     parser.add_argument("--no-orch", action="store_true", help="up: start only, run nothing")
+    parser.add_argument("--fast", action="store_true",
+                        help="up: start Caddy and Authentik directly (not as Nomad jobs); orch.bionicgpt only")
     parser.add_argument("--test", action="store_true", help="orch: preview only")
+    parser.add_argument("--sls", default="orch.bionicgpt", help="orch: orch.bionicgpt (default) or orch.hecate")
     args = parser.parse_args(argv)
     lab = Lab(args.dir)
     if args.command == "up":
-        return lab.up(run_orch=not args.no_orch)
+        return lab.up(run_orch=not args.no_orch, fast=args.fast)
     if args.command == "down":
         return lab.down()
     if args.command == "status":
         return lab.status()
-    data, elapsed = lab.orch(test=args.test)
+    data, elapsed = lab.orch(test=args.test, sls=args.sls)
     return print_summary(data, elapsed)

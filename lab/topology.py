@@ -56,6 +56,8 @@ def new_lab_secrets():
         "nomad_consul_token": str(uuid.uuid4()),
         "nomad_management_token": str(uuid.uuid4()),
         "nomad_token": str(uuid.uuid4()),
+        # what Nomad's workload identity gets from Vault for the jobs' templates (read only)
+        "nomad_vault_token": "lab-" + secrets.token_urlsafe(24),
     }
 
 
@@ -76,6 +78,8 @@ VAULT_POLICY = [
         {"path": f"secret/metadata/{tree}/*", "capabilities": ["read", "list"]},
     )
 ]
+# Nomad's jobs read their secrets through templates (workload identity -> Vault role): read only.
+NOMAD_VAULT_POLICY = [{"path": "secret/data/*", "capabilities": ["read"]}]
 
 
 def vault_policy_hcl():
@@ -92,8 +96,10 @@ def vault_options(lab_secrets):
         "root_token": lab_secrets["vault_root_token"],
         "mounts": ["secret"],
         "unseal_key": "lab-" + secrets.token_urlsafe(8),
-        "policies": {VAULT_ROLE: VAULT_POLICY},
+        "policies": {VAULT_ROLE: VAULT_POLICY, "nomad-workloads": NOMAD_VAULT_POLICY},
     }
+    if lab_secrets.get("nomad_vault_token"):
+        options["tokens"] = {lab_secrets["nomad_vault_token"]: {"policies": ["nomad-workloads"]}}
     if lab_secrets.get("vault_role_id"):
         # as lab/devservers.py makes the role on a real Vault: tokens for 1h, renewable to 4h
         options["approles"] = {lab_secrets["vault_role_id"]: {
@@ -158,7 +164,7 @@ LAB_CONSUL_VERSION = "1.22.0"  # what the Consul simulator reports (lab/sim/cons
 # The Nomad ACL policy of hecate's token (docs/systems/consul-vault.md, "What hecate's tokens
 # may do"): in the jobs' namespace list, parse, read and submit jobs (submit-job covers plan,
 # register, revert, stop and purge; validate needs read-job), mount the host volumes the
-# BionicGPT jobs use read-write (doRegister checks host volumes against the token), and the
+# BionicGPT jobs and the edge's jobs use (doRegister checks host volumes against the token), and the
 # Nomad variables the nomad_variable states manage (below nomad/jobs/, where jobs read them).
 # Nothing for agent, node or operator: hecate does not call those endpoints.
 NOMAD_POLICY = {
@@ -166,7 +172,10 @@ NOMAD_POLICY = {
         "capabilities": ["list-jobs", "parse-job", "read-job", "submit-job"],
         "variables": {"nomad/jobs/*": ["read", "write", "list", "destroy"]},
     }},
-    "host_volume": {"bionicgpt_postgres": "write", "ollama": "write"},
+    "host_volume": {"bionicgpt_postgres": "write", "ollama": "write",
+                    # the edge's own jobs (hecate:nomad:jobs)
+                    "hecate_postgres": "write", "hecate_caddy_data": "write", "hecate_caddy_config": "write",
+                    "hecate_backups": "write", "hecate_nginx_config": "read"},
 }
 
 
@@ -203,37 +212,61 @@ def nomad_acl(lab_secrets):
     }}
 
 
-# The host volumes the lab's Nomad client has (client { host_volume "..." }), as hecate's agent
-# config declares them from pillar bionicgpt:nomad:agent:host_volumes (hecate_agents
-# REQUIRED_VOLUMES).
-LAB_HOST_VOLUMES = ("bionicgpt_postgres", "ollama")
+EDGE_NODE_CLASS = "hecate-edge"
+EDGE_VOLUMES = ("hecate_postgres", "hecate_caddy_data", "hecate_caddy_config", "hecate_backups",
+                "hecate_nginx_config")
+NODE_VOLUMES = ("bionicgpt_postgres", "ollama")
 
 
-def nomad_options(consul_url=None, refuse_images=("*:refused*",), consul_token=None, lab_secrets=None):
+def task_runners():
     """
-    The Nomad simulator of the lab: one node with ``meta.location = local`` in dc1 (what
-    the job templates constrain on), durations scaled down 100x, images whose tag starts
-    with ``refused`` fail to pull (to demonstrate a failed deployment and its revert).
-    Like the agent hecate configures (hecate_agents.nomad_config): Vault integration on
-    (the client fingerprints the lab's Vault, ``attr.vault.version``; the servers' default
-    workload identity for Vault), Consul integration (the client fingerprints the lab's
-    Consul, ``attr.consul.version``, which Nomad requires of every group with Consul
-    services) and memory oversubscription on (``server.default_scheduler_config``).
+    Which tasks of the lab's Nomad run a real part (lab/sim/nomad_tasks.py): Caddy's image runs
+    the real Caddy binary with the task's own command, Authentik's server the Authentik
+    simulator bootstrapped from the task's environment, PostgreSQL's image (run as itself)
+    the stand-in with its start-up checks. Everything else is the in-process stand-in.
+    """
+    return [
+        # the official image sets XDG_CONFIG_HOME=/config and XDG_DATA_HOME=/data
+        {"image": "caddy:*", "run": "caddy", "image_env": {"XDG_CONFIG_HOME": "/config", "XDG_DATA_HOME": "/data"}},
+        {"image": "ghcr.io/goauthentik/server:*", "args": ["server"], "run": "authentik"},
+        {"image": "postgres:*", "command": None, "run": "postgres"},
+    ]
+
+
+
+def nomad_options(consul_url=None, refuse_images=("*:refused*",), consul_token=None, lab_secrets=None,
+                  vault_url=None, vault_token=None, data_dir=None, agents_dir=None):
+    """
+    The Nomad simulator of the lab: one node in dc1 with ``meta.location = local`` and node
+    class ``hecate-edge`` (what the BionicGPT and the edge's job files constrain on: the one
+    simulated client stands in for the local node's and the edge's), durations scaled down
+    100x, images whose tag starts with ``refused`` fail to pull (to demonstrate a failed
+    deployment and its revert). Like the agents hecate configures (hecate_agents_config):
+    Vault integration on (the client fingerprints the lab's Vault, ``attr.vault.version``;
+    the servers' default workload identity for Vault; templates read it with
+    ``vault_token``, the jobs' read-only policy), Consul integration (the client
+    fingerprints the lab's Consul, ``attr.consul.version``, which Nomad requires of every
+    group with Consul services) and memory oversubscription on
+    (``server.default_scheduler_config``).
     ``consul_token`` is what a real Nomad's ``consul { token = ... }`` holds: Consul denies
     its service registrations without it. With ``lab_secrets`` ACLs are on, as in
     production: :func:`nomad_acl` (hecate's minions carry ``nomad_token``, the harness the
-    management token). The client has the host volumes :data:`LAB_HOST_VOLUMES`.
+    management token). The client's host volumes are those the lab's agent configs declare
+    (edge: :data:`EDGE_VOLUMES`, node: :data:`NODE_VOLUMES`; with ``agents_dir``, at their
+    paths there); the task runners (:func:`task_runners`) keep their files under ``data_dir``.
     """
     options = {
         "datacenter": "dc1",
         "node_meta": {"location": "local"},
+        "node_class": EDGE_NODE_CLASS,
         "time_scale": 0.01,
         "refuse_images": list(refuse_images),
         "vault": {"enabled": True, "version": LAB_VAULT_VERSION,
                   "default_identity": {"aud": ["vault.io"], "ttl": "1h"}},
         "consul_version": LAB_CONSUL_VERSION,
         "memory_oversubscription": True,
-        "host_volumes": list(LAB_HOST_VOLUMES),
+        "host_volumes": {name: {"Path": None, "ReadOnly": False} for name in NODE_VOLUMES + EDGE_VOLUMES},
+        "task_runners": task_runners(),
     }
     acl = nomad_acl(lab_secrets)
     if acl:
@@ -242,6 +275,22 @@ def nomad_options(consul_url=None, refuse_images=("*:refused*",), consul_token=N
         options["consul_url"] = consul_url
     if consul_token:
         options["consul_token"] = consul_token
+    if vault_url:
+        options["vault"].update({"url": vault_url, "token": vault_token})
+    if data_dir:
+        options["data_dir"] = data_dir
+    if agents_dir:
+        volumes = dict(agent_dirs(agents_dir, "cloud")["nomad_edge"]["host_volumes"])
+        volumes.update(agent_dirs(agents_dir, "local")["nomad"]["host_volumes"])
+        options["host_volumes"] = {name: {"Path": vol["path"], "ReadOnly": False} for name, vol in volumes.items()}
+        for vol in volumes.values():
+            os.makedirs(vol["path"], exist_ok=True)
+    try:
+        from lab import caddy as lab_caddy  # pylint: disable=import-outside-toplevel
+
+        options["caddy_binary"] = lab_caddy.caddy_binary()
+    except FileNotFoundError:
+        pass  # no Caddy: its tasks fail to start, as without the image
     return options
 
 
@@ -312,7 +361,11 @@ def runtime_pillar(addresses, agents_dir=None):
             "host": LAB_CHAT_DOMAIN,
         }}}
     agents_dir = addresses.get("agents_dir", agents_dir)
+    # the edge's jobs: deployed from zero by orch.hecate (`python -m lab up`), or none (the
+    # test suite's fast lab, whose Caddy and Authentik the harness starts)
+    pillar["hecate"]["nomad"] = {"jobs": []}
     if agents_dir:
+        pillar["hecate"]["nomad"]["agent"] = agent_dirs(agents_dir)["nomad_edge"]
         pillar["hecate"]["consul"] = {"agent": agent_dirs(agents_dir)["consul"]}
         pillar.setdefault("bionicgpt", {}).update({
             "wireguard": agent_dirs(agents_dir)["wireguard"],
@@ -320,7 +373,93 @@ def runtime_pillar(addresses, agents_dir=None):
         })
     if "edge_dir" in addresses:
         pillar["hecate"]["reverse_proxy"] = edge_pillar(addresses)
+    if "authentik" in addresses and "caddy_http_port" in addresses:
+        # the fast lab: the Authentik route and the edge's verify step reach the Authentik
+        # simulator the harness started, through the harness's Caddy
+        host = addresses["authentik"].split("://", 1)[-1]
+        routes = [dict(r, backend=host) if r.get("service") == "authentik" else r for r in lab_routes()]
+        pillar["hecate"].setdefault("reverse_proxy", {}).setdefault("caddy", {})["routes"] = routes
+        pillar["hecate"]["verify"] = {"timeout": 30, "probe": {
+            "url": f"http://127.0.0.1:{addresses['caddy_http_port']}/-/health/live/", "host": LAB_AUTHENTIK_DOMAIN}}
+    if "edge_jobs" in addresses:
+        pillar = _merge(pillar, edge_jobs_pillar(addresses["edge_jobs"]))
     return pillar
+
+
+def _merge(base, override):
+    out = dict(base)
+    for key, val in override.items():
+        out[key] = _merge(out[key], val) if isinstance(val, dict) and isinstance(out.get(key), dict) else val
+    return out
+
+
+# -- the edge from zero: Caddy, Authentik and PostgreSQL as Nomad jobs --------------------------------
+LAB_AUTHENTIK_DOMAIN = "hera.cybermonkey.dev"
+
+
+def edge_job_ports():
+    """Loopback ports for the edge jobs of one lab (held together while picked, so they differ)."""
+    names = ("caddy_http", "caddy_https", "caddy_admin", "authentik_http", "authentik_https")
+    with contextlib.ExitStack() as stack:
+        ports = {}
+        for name in names:
+            sock = stack.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            ports[name] = sock.getsockname()[1]
+    return ports
+
+
+def lab_routes():
+    """The Caddy routes of pillar/hecate.sls (the operator's)."""
+    with open(os.path.join(REPO, "pillar", "hecate.sls"), encoding="utf-8") as fh:
+        return yaml.safe_load(fh)["hecate"]["reverse_proxy"]["caddy"]["routes"]
+
+
+def edge_jobs_pillar(edge):
+    """
+    What makes the lab's edge deploy itself: ``hecate:nomad:jobs`` lists Caddy, Authentik and
+    PostgreSQL, and the places production has on the edge host are the lab's loopback ports:
+    Authentik's static ports, Caddy's listener (plain HTTP, automatic HTTPS off: no ACME here)
+    and admin API, the Authentik route's backend, the two probes through Caddy. ``edge``:
+    :func:`edge_job_ports` plus ``vault_path`` (where the Authentik secrets hecate generates
+    go) and ``state_dir`` (Caddy snapshots). Deadlines are real time for real processes: the
+    simulator's 100x scale would leave Authentik's simulator a few seconds to start.
+    """
+    ref = lambda key: {"vault": edge["vault_path"], "key": key}  # noqa: E731
+    http, admin, ak_http = edge["caddy_http"], edge["caddy_admin"], edge["authentik_http"]
+    routes = []
+    for route in lab_routes():
+        route = dict(route)
+        if route.get("service") == "authentik":
+            route["backend"] = f"127.0.0.1:{ak_http}"
+        routes.append(route)
+    caddy_conn = {"admin_url": f"http://127.0.0.1:{admin}"}
+    if edge.get("state_dir"):
+        caddy_conn["state_dir"] = edge["state_dir"]
+    return {
+        "hecate": {
+            "nomad": {"jobs": ["postgresql", "authentik", "caddy"], "deploy_timeout": 180, "wait_timeout": 60},
+            "connections": {"authentik": {"url": f"http://127.0.0.1:{ak_http}", "token": ref("api_token")},
+                            "caddy": caddy_conn},
+            "authentik": {
+                "version": f"{AUTHENTIK_VERSION}.0",
+                "database": {"password": ref("db_password")},
+                "secret_key": ref("secret_key"),
+                "ports": {"http": ak_http, "https": edge["authentik_https"]},
+                "bootstrap": {"password": ref("bootstrap_password"), "token": ref("api_token")},
+            },
+            "reverse_proxy": {"caddy": {
+                "ports": {"http": http, "https": edge["caddy_https"], "admin": admin},
+                "listen": [f"127.0.0.1:{http}"],
+                "routes": routes,
+            }},
+            "jobs": {"caddy": {"automatic_https": False, "check_port": "http"}},
+            "deployment": {"healthy_deadline": "30m", "progress_deadline": "60m", "min_healthy_time": "10s"},
+            "verify": {"timeout": 60, "probe": {"url": f"http://127.0.0.1:{http}/-/health/live/",
+                                                "host": LAB_AUTHENTIK_DOMAIN}},
+        },
+        "bionicgpt": {"verify": {"probe": {"url": f"http://127.0.0.1:{http}/ping", "host": LAB_CHAT_DOMAIN}}},
+    }
 
 
 def agent_dirs(agents_dir, minion="{{ grains.id }}"):
@@ -335,10 +474,13 @@ def agent_dirs(agents_dir, minion="{{ grains.id }}"):
         "nomad": {
             "config_dir": os.path.join(base, "nomad.d"),
             "data_dir": os.path.join(base, "nomad-data"),
-            "host_volumes": {
-                "bionicgpt_postgres": {"path": os.path.join(base, "volumes", "bionicgpt_postgres")},
-                "ollama": {"path": os.path.join(base, "volumes", "ollama")},
-            },
+            "host_volumes": {name: {"path": os.path.join(base, "volumes", name)} for name in NODE_VOLUMES},
+        },
+        # the edge's Nomad client (hecate:nomad:agent)
+        "nomad_edge": {
+            "config_dir": os.path.join(base, "nomad.d"),
+            "data_dir": os.path.join(base, "nomad-data"),
+            "host_volumes": {name: {"path": os.path.join(base, "volumes", name)} for name in EDGE_VOLUMES},
         },
     }
 
@@ -472,6 +614,8 @@ def agent_secrets(lab_secrets=None):
             "agent_token": lab_secrets.get("consul_agent_token") or str(uuid.uuid4()),
         },
         "secret/bionicgpt/nomad": {"consul_token": lab_secrets.get("nomad_consul_token") or str(uuid.uuid4())},
+        # the edge's Nomad client registers its jobs' services with the same token
+        "secret/hecate/nomad": {"consul_token": lab_secrets.get("nomad_consul_token") or str(uuid.uuid4())},
     }
 
 
@@ -558,9 +702,16 @@ def azure_secrets():
     }}
 
 
-def seed_prerequisites(vault_url, root_token, lab_secrets):
-    """Everything an orchestration of the lab needs in Vault that hecate does not generate."""
+def seed_prerequisites(vault_url, root_token, lab_secrets, edge_from_zero=False):
+    """
+    Everything an orchestration of the lab needs in Vault that hecate does not generate.
+    ``edge_from_zero``: hecate deploys Authentik and generates its API token; only the lab
+    users' passwords are seeded.
+    """
     items = dict(authentik_vault_seed(lab_secrets))
+    if edge_from_zero:
+        mount, path, _ = AUTHENTIK_TOKEN_PATH
+        items.pop((mount, path), None)
     items.update(azure_secrets())
     items.update(hetzner_vault_seed(lab_secrets))
     seed_vault(vault_url, root_token, items)

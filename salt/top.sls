@@ -6,7 +6,8 @@
     nothing. Only core functions here (pillar.get, match.glob): the top file renders before
     highstate syncs hecate's modules to a new minion.
     Order matters within a role: the tunnel first (Consul binds to the tunnel address),
-    then the Consul agent, then Nomad (which registers services in Consul). #}
+    then the Consul agent, then Nomad (which registers services in Consul). The edge's Nomad
+    client runs the edge's own jobs (Caddy, Authentik): orch.hecate deploys those. #}
 {%- macro member(role) -%}
 {%- for pattern in salt['pillar.get']('hecate:members:' ~ role, []) -%}
 {%- if pattern is string and salt['match.glob'](pattern) %}yes{% endif -%}
@@ -24,6 +25,9 @@ base:
     - hecate
     - wireguard
     - consul.agent
+{%- if salt['pillar.get']('hecate:nomad:agent') %}
+    - nomad.agent
+{%- endif %}
 {%- endif %}
 {%- if node %}
   'roles:bionicgpt-node':

@@ -140,16 +140,21 @@ def consul_sim(lab_dir, lab_secrets):
 
 
 @pytest.fixture(scope="session")
-def nomad_sim(lab_dir, lab_secrets, consul_sim):
+def nomad_sim(lab_dir, lab_secrets, consul_sim, vault_sim):
     """
-    The Nomad simulator (one dev-agent-like node, meta.location=local, 100x faster); its
-    allocations' services register in the Consul simulator with Nomad's Consul token, as
-    Nomad's Consul integration does. ACLs on as in production: ``.token`` is the management
-    token (the harness's, like Vault's root token), ``.headers`` sends it; Salt's master and
-    minions carry hecate's own token (``lab_secrets["nomad_token"]``).
+    The Nomad simulator (one dev-agent-like node, meta.location=local and node class
+    hecate-edge, 100x faster); its allocations' services register in the Consul simulator
+    with Nomad's Consul token, as Nomad's Consul integration does; its tasks' templates read
+    the Vault simulator with the jobs' read-only token; Caddy's, Authentik's and PostgreSQL's
+    images run their real parts (topology.task_runners). ACLs on as in production: ``.token``
+    is the management token (the harness's, like Vault's root token), ``.headers`` sends it;
+    Salt's master and minions carry hecate's own token (``lab_secrets["nomad_token"]``).
     """
     options = topology.nomad_options(consul_url=consul_sim.url, consul_token=lab_secrets["nomad_consul_token"],
-                                     lab_secrets=lab_secrets)
+                                     lab_secrets=lab_secrets,
+                                     vault_url=vault_sim.url, vault_token=lab_secrets["nomad_vault_token"],
+                                     data_dir=os.path.join(lab_dir, "nomad-tasks"),
+                                     agents_dir=os.path.join(lab_dir, "agents"))
     handle = SimHandle("nomad", os.path.join(lab_dir, "nomad"), options).start()
     handle.token = lab_secrets["nomad_management_token"]
     yield handle

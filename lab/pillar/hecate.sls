@@ -18,8 +18,10 @@ hecate:
   connections:
     caddy:
       admin_url: http://127.0.0.1:2019
+    # Authentik as hecate deploys it (hecate:nomad:jobs): its server's port on the edge's
+    # loopback; the token never leaves the host. (An Authentik run by hand: its https:// URL.)
     authentik:
-      url: https://hera.{{ domain }}
+      url: http://127.0.0.1:9000
       token: {vault: secret/hecate/authentik, key: api_token}
     vault:
       url: https://vault.{{ domain }}:8200
@@ -110,7 +112,7 @@ hecate:
       default_policies: [security, common]
       routes:
         - domain: hera.{{ domain }}
-          backend: "hecate-server-1:9000"
+          backend: "127.0.0.1:9000"          # hecate-authentik's server on the edge's loopback
           service: authentik
 
         - domain: cloud.{{ domain }}
@@ -200,3 +202,96 @@ hecate:
       cert: /etc/coturn/certs/hecate.fullchain.pem
       pkey: /etc/coturn/certs/hecate.privkey.pem   # readable by the turnserver group
       # logs go to syslog (the journal); log_file: /path to write a file instead
+
+  # -- The edge's own Nomad jobs (docs/systems/edge.md): orch.hecate turns a bare cloud node
+  # into a working edge. Authentik (server, worker) with its PostgreSQL (and Redis only for
+  # releases before 2025.10) and Caddy run as Nomad jobs on the edge's Nomad client. Secrets
+  # are Vault references that Nomad's templates read at run time; hecate generates the
+  # missing ones once (never rotated: Authentik reads its bootstrap values only on its first
+  # start). `jobs: []` leaves the edge to other means (docker compose) and only configures it.
+  authentik:
+    version: "2025.10.3"             # image tag; decides whether Redis is deployed
+    database:
+      name: authentik
+      user: authentik
+      password: {vault: secret/hecate/authentik, key: db_password}
+    secret_key: {vault: secret/hecate/authentik, key: secret_key}
+    ports:                           # on the edge's loopback: Caddy and hecate reach it there
+      http: 9000
+      https: 9443
+    bootstrap:                       # read by Authentik on its first start only
+      email: admin@{{ domain }}
+      password: {vault: secret/hecate/authentik, key: bootstrap_password}
+      token: {vault: secret/hecate/authentik, key: api_token}   # = connections:authentik:token
+
+  # Per task group (MHz, MB); disk is the group's ephemeral disk (data lives on host volumes).
+  resources:
+    reverse_proxy: {cpu: 2000, memory: 2048, disk: 10240}
+    authentik: {cpu: 1000, memory: 1024}
+    postgresql: {cpu: 500, memory: 1024}
+    applications:                    # the user's own jobs; hecate deploys none of them
+      helen: {cpu: 500, memory: 256, disk: 1024}
+
+  # The jobs' update blocks and checks. Rolling only: blue-green/canary would need a second
+  # Caddy beside the running one on the edge's static ports 80/443.
+  deployment:
+    strategy: rolling
+    health_check_interval: 30
+    health_check_timeout: 5
+    max_parallel_updates: 1
+    auto_rollback: true
+
+  # The periodic job hecate-backup: archives on the edge's hecate_backups host volume.
+  backup:
+    enabled: true
+    schedule: "0 3 * * *"            # 3 AM daily
+    retention_days: 30
+    targets: [caddy_data, authentik_database, nginx_configs]
+
+  nomad:
+    jobs: [postgresql, authentik, caddy]
+    datacenters: [dc1]
+    namespace: default
+    node_class: hecate-edge          # the edge's client below
+    job_prefix: hecate-              # hecate-postgresql, hecate-authentik, hecate-caddy ...
+    vault_role: hecate               # Nomad's Vault role for the templates (workload identity)
+    deploy_timeout: 900
+    revert_on_failure: true
+    wait_timeout: 300                # for Authentik's API / Caddy's admin API after a deployment
+    # The edge's Nomad client (state nomad.agent); the servers run on the local node and the
+    # client finds them through Consul.
+    agent:
+      datacenter: dc1
+      data_dir: /opt/nomad/data
+      config_dir: /etc/nomad.d
+      install: true
+      service: true
+      bind_addr: 0.0.0.0
+      server: {enabled: false}
+      client:
+        enabled: true
+        node_class: hecate-edge
+        meta: {location: cloud, node_type: hecate-edge}
+        driver_allowlist: [docker]
+        host_networks:
+          loopback: {cidr: 127.0.0.1/32}   # Authentik's ports
+      host_volumes:
+        hecate_postgres: {path: /opt/hecate/postgres}
+        hecate_caddy_data: {path: /opt/hecate/caddy/data}
+        hecate_caddy_config: {path: /opt/hecate/caddy/config}
+        hecate_backups: {path: /opt/hecate/backups}
+        hecate_nginx_config: {path: /etc/nginx, read_only: true}
+      consul:
+        address: 127.0.0.1:8500
+        token: {vault: secret/hecate/nomad, key: consul_token}
+      vault:
+        enabled: true
+      docker:
+        allow_privileged: false
+        volumes_enabled: true
+
+  # orch.hecate's last check: a request through Caddy to Authentik's health endpoint.
+  verify:
+    timeout: 120
+    probe:
+      url: https://hera.{{ domain }}/-/health/live/

@@ -65,7 +65,24 @@ Config (``--config`` JSON)::
     {"version": "2025.10",                # 2025.6 | 2025.10 | 2026.5
      "token": "<api token>",              # full access (akadmin's API token)
      "tokens": {"<key>": {"permissions": "none" | "read" | "all", "user": "<username>"}},
-     "strict": false}
+     "strict": false,
+     "bootstrap": {"token": null, "password": false, "email": null},
+     "ready_requires": [["127.0.0.1", 5432]],
+     "database_ok": true,
+     "state_file": null}
+
+As the Nomad job's stand-in (lab/sim/nomad_tasks.py), the server of a fresh install:
+
+- ``bootstrap`` is Authentik's first start (AUTHENTIK_BOOTSTRAP_TOKEN, _PASSWORD, _EMAIL;
+  docs.goauthentik.io "Automated install": "Only read on the first startup"): the token
+  becomes an API token of akadmin (intent API), the password akadmin's, the e-mail his.
+  With a ``state_file`` that exists (the database of an earlier start) they are ignored;
+- ``/-/health/live/`` answers 200 while the server runs, ``/-/health/ready/`` 200 only while
+  every ``ready_requires`` address accepts a TCP connection (PostgreSQL; Redis before
+  2025.10), else 503 (docs.goauthentik.io "Monitoring"); ``database_ok: false`` (the
+  credentials are not those PostgreSQL was initialised with) keeps it at 503;
+- ``state_file``: the objects are kept there after every write and read back at start (the
+  data of a real Authentik lives in PostgreSQL, so it survives a restart).
 """
 
 import copy
@@ -832,11 +849,21 @@ class AuthentikSim(EmbeddedOutpost, SAMLIdP, Simulator):
         self.app_cache = {}  # (user pk, page) -> (expiry, [application pks]): see _applications_for_user
         self.next_int = {"user": 1, "provider": 1}
         self.init_web()
-        self._seed()
+        self.ready_requires = [tuple(a) for a in cfg.get("ready_requires") or []]
+        self.database_ok = cfg.get("database_ok", True)  # False: its database refuses the login
+        self.state_file = cfg.get("state_file")
+        if self.state_file and os.path.exists(self.state_file):
+            self._load_state()  # an existing database: the bootstrap is not read again
+        else:
+            self._seed()
+            self._bootstrap(cfg.get("bootstrap") or {})
+            self._save_state()
 
     # -- routing -----------------------------------------------------------------------------
     def rules(self):
         rules = [
+            Rule("/-/health/live/", endpoint="health_live", methods=["GET", "HEAD"]),
+            Rule("/-/health/ready/", endpoint="health_ready", methods=["GET", "HEAD"]),
             Rule(f"{API}/root/config/", endpoint="config", methods=["GET"]),
             Rule(f"{API}/admin/version/", endpoint="version", methods=["GET"]),
             Rule(f"{API}/core/groups/<key>/add_user/", endpoint="membership",
@@ -917,7 +944,7 @@ class AuthentikSim(EmbeddedOutpost, SAMLIdP, Simulator):
                 entry[key] = value
 
     # -- dispatch with authentication ------------------------------------------------------------
-    def dispatch(self, request):
+    def _dispatch(self, request):
         # the server asks its embedded outpost first (internal/web/proxy.go)
         outpost = self.outpost_dispatch(request)
         if outpost is not None:
@@ -1792,6 +1819,63 @@ class AuthentikSim(EmbeddedOutpost, SAMLIdP, Simulator):
             out["promptstage_set"] = []
 
     # -- handlers ------------------------------------------------------------------------------------
+    # -- health (authentik/root/monitoring.py LiveView/ReadyView) -------------------------------
+    def on_health_live(self, request):
+        return Response(status=200)
+
+    def on_health_ready(self, request):
+        import socket  # pylint: disable=import-outside-toplevel
+
+        if not self.database_ok:
+            return Response(status=503)
+        for host, port in self.ready_requires:
+            try:
+                with socket.create_connection((host, int(port)), timeout=1):
+                    pass
+            except OSError:
+                return Response(status=503)
+        return Response(status=200)
+
+    # -- first start and the database ------------------------------------------------------------
+    def _bootstrap(self, boot):
+        akadmin = next(u for u in self.db["user"].values() if u["username"] == "akadmin")
+        if boot.get("token"):
+            self.tokens[boot["token"]] = {"permissions": "all", "user": "akadmin", "bootstrap": True}
+        if boot.get("password"):
+            self.passwords[akadmin["pk"]] = True
+        if boot.get("email"):
+            akadmin["email"] = boot["email"]
+
+    def _save_state(self):
+        if not self.state_file:
+            return
+        data = {"release": self.release, "db": self.db, "passwords": sorted(self.passwords),
+                "next_int": self.next_int,
+                "tokens": {k: v for k, v in self.tokens.items() if v.get("bootstrap")}}
+        os.makedirs(os.path.dirname(self.state_file), exist_ok=True)
+        tmp = self.state_file + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            os.fchmod(fh.fileno(), 0o600)
+            json.dump(data, fh)
+        os.replace(tmp, self.state_file)
+
+    def _load_state(self):
+        with open(self.state_file, encoding="utf-8") as fh:
+            data = json.load(fh)
+        self.db = {kind: dict(table) for kind, table in data["db"].items()}
+        for kind, table in self.db.items():  # JSON made the integer keys strings
+            self.db[kind] = {(int(k) if isinstance(k, str) and k.isdigit() else k): v for k, v in table.items()}
+        self.passwords = {(int(p) if isinstance(p, str) and p.isdigit() else p): True for p in data["passwords"]}
+        self.next_int = data["next_int"]
+        self.tokens.update(data.get("tokens") or {})
+
+    def dispatch(self, request):
+        resp = self._dispatch(request)
+        if self.state_file and request.method in ("POST", "PUT", "PATCH", "DELETE") and resp.status_code < 400:
+            with self.cond:
+                self._save_state()
+        return resp
+
     def on_config(self, request):
         return self.json({
             "error_reporting": {"enabled": False, "sentry_dsn": "", "environment": "lab",

@@ -34,6 +34,15 @@ there; jobspec handling is in :mod:`lab.sim.nomad_jobspec`):
   per endpoint: namespace capabilities, variables paths, host volumes, agent/node/operator;
   the answers to unknown and non-UUID tokens; ``/v1/acl/policy``, ``/v1/acl/token`` for
   tests that make their own.
+- Tasks (:mod:`lab.sim.nomad_tasks`): ``template`` blocks are rendered before a task starts
+  (Vault with ``vault.token`` at ``vault.url``, Consul's passing instances), a missing
+  secret holds the task with the template runner's ``Missing: vault.read(...)`` event;
+  ``task_runners`` stand a task in with a real part by image: the real Caddy binary
+  (``caddy_binary``) with the task's own command, the Authentik simulator bootstrapped
+  from the task's environment, a PostgreSQL stand-in with the image's start-up checks.
+  Their files live under ``data_dir`` (task directories; host volumes without a path).
+- A periodic job is registered without an evaluation (nomad/job_endpoint.go: only its
+  launches are scheduled; the lab never launches them).
 
 Options (``--config`` JSON)::
 
@@ -46,8 +55,9 @@ Options (``--config`` JSON)::
      "refuse_images": [], "unhealthy_services": [], "stand_ins": true,
      "advertise_address": "127.0.0.1", "consul_url": null, "consul_token": null,
      "consul_version": null, "namespaces": ["default"],
-     "vault": {"enabled": false, "version": null, "default_identity": null},
-     "memory_oversubscription": false}
+     "vault": {"enabled": false, "version": null, "default_identity": null, "url": null, "token": null},
+     "memory_oversubscription": false, "node_class": "", "task_runners": [], "caddy_binary": "caddy",
+     "data_dir": null, "render_templates": true}
 
 ``consul_version`` (default: 1.22.0 when ``consul_url`` is set) is what the client
 fingerprints as ``attr.consul.version``: without it no group with a Consul service can be
@@ -68,6 +78,7 @@ import copy
 import fnmatch
 import http.server
 import json
+import os
 import re
 import socket
 import threading
@@ -81,9 +92,11 @@ from werkzeug.routing import Rule
 
 try:
     from lab.sim import nomad_jobspec as js
+    from lab.sim import nomad_tasks as ntasks
     from lab.sim.base import Simulator
 except ImportError:  # pragma: no cover
     import nomad_jobspec as js  # type: ignore
+    import nomad_tasks as ntasks  # type: ignore
     from base import Simulator  # type: ignore
 
 VERSION = "2.0.5"  # the release the simulator follows (hashicorp/nomad read at aa026cc, 2.0.x)
@@ -621,6 +634,17 @@ class NomadSim(Simulator):
         consul_version = opt.get("consul_version") or (CONSUL_VERSION if self.consul_url else None)
         if consul_version:
             self.node["Attributes"]["consul.version"] = str(consul_version)
+        self.vault_url = vault.get("url")
+        self.vault_token = vault.get("token")
+        self.task_runners = list(opt.get("task_runners") or [])
+        self.caddy_binary = opt.get("caddy_binary") or "caddy"
+        # templates are rendered when the client has a Vault to read from (the lab's clients do)
+        self.render_templates = opt.get("render_templates", bool(self.vault_url))
+        self.data_dir = opt.get("data_dir")
+        if not self.data_dir:
+            import tempfile  # pylint: disable=import-outside-toplevel
+            self.data_dir = tempfile.mkdtemp(prefix="nomad-sim-")
+        self.handles = {}  # alloc id -> {task: ntasks.Handle}
         self.index = 10
         self.tables = {t: 1 for t in ("jobs", "job_version", "evals", "allocs", "deployment", "variables")}
         self.jobs = {}  # (ns, id) -> job
@@ -1154,6 +1178,10 @@ class NomadSim(Simulator):
         reply = {"EvalID": "", "EvalCreateIndex": 0, "JobModifyIndex": index,
                  "Warnings": js.merge_warnings(warnings), "Index": index,
                  "KnownLeader": False, "LastContact": 0, "NextToken": ""}
+        if not evaluate:
+            # a periodic or parameterized job is a template: its status is running while it is
+            # registered (nomad/structs Job.Status; only its launches are evaluated)
+            job["Status"] = "running"
         if evaluate:
             evaluation = self._new_eval(job, triggered_by)
             evaluation["CreateIndex"] = evaluation["ModifyIndex"] = index
@@ -1671,11 +1699,13 @@ class NomadSim(Simulator):
         for alloc in self.allocs.values():
             if alloc["ClientStatus"] in TERMINAL or alloc["DesiredStatus"] != "run":
                 continue
+            held = any(p["Value"] == port for p in alloc["AllocatedResources"]["Shared"]["Ports"] or [])
             if job is not None and alloc["JobID"] == job["ID"] and alloc["TaskGroup"] == (group or {}).get("Name"):
-                continue  # will be replaced
-            for p in alloc["AllocatedResources"]["Shared"]["Ports"] or []:
-                if p["Value"] == port:
-                    return False
+                if held:
+                    return True  # will be replaced (its own process may be listening there)
+                continue
+            if held:
+                return False
         with contextlib.closing(socket.socket()) as sock:
             try:
                 sock.bind((self.address, port))
@@ -1926,6 +1956,7 @@ class NomadSim(Simulator):
                         effect()
                     except Exception as exc:  # pylint: disable=broad-except
                         self.consul_errors.append(f"{type(exc).__name__}: {exc}")
+                self._prepare_tasks()
                 self._probe_health()
             except Exception as exc:  # pylint: disable=broad-except  # keep the client alive
                 self.consul_errors.append(f"client loop: {type(exc).__name__}: {exc}")
@@ -2034,11 +2065,23 @@ class NomadSim(Simulator):
                 if not ready:
                     continue
                 trt["phase"] = "start"
+            if trt["phase"] == "start" and self._needs_prepare(task) and "prepared" not in trt:
+                trt["phase"] = "prepare"  # templates and runner context, outside the lock
+                continue
+            if trt["phase"] == "prepare":
+                continue
             if trt["phase"] == "start":
-                error = self._driver_error(alloc, task)
+                error = trt.pop("prepare_error", None) or self._driver_error(alloc, task)
+                runner = ntasks.runner_for(task, self.task_runners) if not error else None
+                if runner is not None:
+                    try:
+                        ntasks.check(runner["run"], trt["prepared"]["ctx"])
+                    except ntasks.RunnerError as exc:
+                        error = str(exc)
                 if task.get("Driver") == "docker":
                     st["Events"].append(self._event("Driver", "Downloading image", DriverMessage="Downloading image"))
                 if error:
+                    trt.pop("prepared", None)  # a restart renders its templates again
                     st["Events"].append(self._event("Driver Failure", error, DriverError=error))
                     policy = task.get("RestartPolicy") or group.get("RestartPolicy") or {}
                     if trt["restarts"] < (policy.get("Attempts") or 0) or policy.get("Mode") == "delay":
@@ -2061,12 +2104,23 @@ class NomadSim(Simulator):
                         return True
                     changed = True
                     continue
+                if runner is not None:
+                    effects.append(self._spawn_effect(alloc["ID"], task["Name"], runner, trt["prepared"]["ctx"]))
                 st["Events"].append(self._event("Started", "Task started by client"))
                 st.update(State="running", StartedAt=st["StartedAt"] or _rfc3339())
                 trt["phase"] = "running"
                 trt["next"] = now + step
                 changed = True
                 continue
+            handle = self.handles.get(alloc["ID"], {}).get(task["Name"])
+            if trt["phase"] == "running" and handle is not None and handle.poll() is not None:
+                message = handle.exit_message()
+                st["Events"].append(self._event("Terminated", message, ExitCode=handle.poll() or 0))
+                st["Events"].append(self._event("Not Restarting", "the lab does not restart a stand-in process",
+                                                FailsTask=True))
+                st.update(State="dead", Failed=True, FinishedAt=_rfc3339())
+                self._fail_alloc(alloc, task["Name"], effects)
+                return True
             if trt["phase"] == "running" and hook in ("prestart", "poststart") and not sidecar:
                 st["Events"].append(self._event("Terminated", "Exit Code: 0", ExitCode=0))
                 st.update(State="dead", FinishedAt=_rfc3339())
@@ -2258,13 +2312,14 @@ class NomadSim(Simulator):
                             "Address": self.address, "Port": port, "Meta": meta, "Checks": checks or None}
             describe = (f"hecate nomad simulator: task {task} (service {svc['Name']}, group {alloc['TaskGroup']}, "
                         f"job {alloc['JobID']} v{alloc['JobVersion']}, alloc {alloc_id[:8]})")
-            entries.append((registration, port, describe, health_paths,
+            served = self._served_by_runner(alloc, task)
+            entries.append((registration, None if served else port, describe, health_paths,
                             svc["Name"] in self.unhealthy_services))
 
         def effect():
             servers = []
             for registration, port, describe, health_paths, unhealthy in entries:
-                if self.stand_ins_enabled:
+                if self.stand_ins_enabled and port is not None:
                     try:
                         servers.append(StandIn(self.address, port, describe, health_paths, unhealthy))
                     except OSError as exc:
@@ -2285,8 +2340,11 @@ class NomadSim(Simulator):
             with self.cond:
                 servers = self.stand_ins.pop(alloc_id, [])
                 registrations = self.runtime.get(alloc_id, {}).pop("registrations", [])
+                handles = self.handles.pop(alloc_id, {})
             for server in servers:
                 server.stop()
+            for handle in handles.values():
+                handle.stop()
             if self.consul_url:
                 for registration in registrations:
                     self._consul("PUT", f"/v1/agent/service/deregister/{registration['ID']}", None)
@@ -2340,6 +2398,211 @@ class NomadSim(Simulator):
                 for alloc_id, ok in results.items():
                     if alloc_id in self.runtime:
                         self.runtime[alloc_id]["checks_ok"] = ok
+
+    # -- task preparation and runners (lab.sim.nomad_tasks) ------------------------------------------
+    def _needs_prepare(self, task):
+        return bool((self.render_templates and task.get("Templates"))
+                    or ntasks.runner_for(task, self.task_runners))
+
+    def _served_by_runner(self, alloc, task_name):
+        """Whether a runner's own process serves the task's ports (no in-process stand-in then)."""
+        group = self._alloc_group(alloc)
+        task = next((t for t in group.get("Tasks") or [] if t["Name"] == task_name), None)
+        runner = ntasks.runner_for(task or {}, self.task_runners)
+        return runner is not None and runner["run"] in ("caddy", "authentik")
+
+    def _host_volume_path(self, name):
+        vols = self.node["HostVolumes"]
+        if isinstance(vols, dict) and isinstance(vols.get(name), dict):
+            path = vols[name].get("Path") or vols[name].get("path")
+            if path:
+                return path
+        return os.path.join(self.data_dir, "volumes", name)
+
+    def _task_paths(self, alloc, group, task):
+        alloc_dir = os.path.join(self.data_dir, "allocs", alloc["ID"])
+        task_dir = os.path.join(alloc_dir, task["Name"])
+        mounts = {}
+        for mount in task.get("VolumeMounts") or []:
+            volume = (group.get("Volumes") or {}).get(mount.get("Volume")) or {}
+            if volume.get("Type") == "host" and mount.get("Destination"):
+                mounts[mount["Destination"]] = self._host_volume_path(volume.get("Source"))
+        return task_dir, ntasks.Paths(task_dir, os.path.join(alloc_dir, "alloc"), mounts)
+
+    def _nomad_env(self, alloc, task):
+        env = {"NOMAD_ALLOC_ID": alloc["ID"], "NOMAD_ALLOC_NAME": alloc["Name"], "NOMAD_JOB_NAME": alloc["JobID"],
+               "NOMAD_GROUP_NAME": alloc["TaskGroup"], "NOMAD_TASK_NAME": task["Name"], "NOMAD_TASK_DIR": "/local",
+               "NOMAD_SECRETS_DIR": "/secrets", "NOMAD_ALLOC_DIR": "/alloc", "NOMAD_DC": self.datacenter,
+               "NOMAD_REGION": self.region, "NOMAD_NAMESPACE": alloc["Namespace"]}
+        for port in alloc["AllocatedResources"]["Shared"]["Ports"] or []:
+            label = port["Label"].replace("-", "_")
+            env[f"NOMAD_PORT_{label}"] = env[f"NOMAD_HOST_PORT_{label}"] = str(port["Value"])
+            env[f"NOMAD_IP_{label}"] = port["HostIP"]
+            env[f"NOMAD_ADDR_{label}"] = f"{port['HostIP']}:{port['Value']}"
+        return env
+
+    RERENDER_EVERY = 3.0
+
+    def _rerender_running(self):
+        """
+        Nomad's template runner keeps watching a running task's dependencies and, when a rendered
+        template changes, applies its ``change_mode`` (``restart``: the task restarts with the new
+        files and environment). The lab does it every few seconds for the tasks that run a real
+        part (a restart of an in-process stand-in would change nothing anyone sees).
+        """
+        now = time.monotonic()
+        with self.cond:
+            todo = []
+            for alloc in self.allocs.values():
+                rt = self.runtime.get(alloc["ID"])
+                if rt is None or alloc["ClientStatus"] != "running" or alloc["DesiredStatus"] != "run":
+                    continue
+                group = self._alloc_group(alloc)
+                for task in group.get("Tasks") or []:
+                    trt = rt["tasks"].get(task["Name"]) or {}
+                    prepared = trt.get("prepared") or {}
+                    if (trt.get("phase") != "running" or not prepared.get("templates")
+                            or task["Name"] not in self.handles.get(alloc["ID"], {})
+                            or trt.get("rerender_at", 0) > now):
+                        continue
+                    trt["rerender_at"] = now + self.RERENDER_EVERY
+                    todo.append((copy.deepcopy(alloc), copy.deepcopy(group), copy.deepcopy(task),
+                                 prepared["templates"]))
+        for alloc, group, task, before in todo:
+            outcome = self._prepare(alloc, group, task)
+            after = outcome.get("templates")
+            if after is None:
+                continue  # missing or failing now: Nomad keeps the task running on what it has
+            changed = sorted(dest for dest, (mode, text) in after.items()
+                             if before.get(dest, (None, None))[1] != text and mode == "restart")
+            if not changed:
+                continue
+            with self.cond:
+                handle = self.handles.get(alloc["ID"], {}).pop(task["Name"], None)
+            if handle is not None:
+                handle.stop()
+            with self.cond:
+                live = self.allocs.get(alloc["ID"])
+                rt = self.runtime.get(alloc["ID"])
+                if live is None or rt is None or live["DesiredStatus"] != "run":
+                    continue
+                trt = rt["tasks"][task["Name"]]
+                st = self._task_state(live, task["Name"])
+                st["Events"].append(self._event("Restart Signaled", f"Template with change_mode restart re-rendered "
+                                                                    f"({', '.join(changed)})"))
+                st["Restarts"] += 1
+                st["LastRestart"] = _rfc3339()
+                trt["prepared"] = outcome
+                trt["phase"] = "start"
+                trt["next"] = time.monotonic()
+                self._bump("allocs")
+
+    def _prepare_tasks(self):
+        """Render templates and build runner contexts of tasks about to start (outside the lock)."""
+        self._rerender_running()
+        with self.cond:
+            todo = []
+            for alloc in self.allocs.values():
+                rt = self.runtime.get(alloc["ID"])
+                if rt is None or alloc["ClientStatus"] in TERMINAL or alloc["DesiredStatus"] != "run":
+                    continue
+                group = self._alloc_group(alloc)
+                for task in group.get("Tasks") or []:
+                    trt = rt["tasks"].get(task["Name"]) or {}
+                    if trt.get("phase") == "prepare" and trt.get("next", 0) <= time.monotonic():
+                        todo.append((copy.deepcopy(alloc), copy.deepcopy(group), copy.deepcopy(task)))
+        for alloc, group, task in todo:
+            outcome = self._prepare(alloc, group, task)
+            with self.cond:
+                rt = self.runtime.get(alloc["ID"])
+                live = self.allocs.get(alloc["ID"])
+                if rt is None or live is None:
+                    continue
+                trt = rt["tasks"].get(task["Name"])
+                if trt is None or trt.get("phase") != "prepare":
+                    continue
+                st = self._task_state(live, task["Name"])
+                if "missing" in outcome:
+                    message = f"Missing: {outcome['missing']}"
+                    if trt.get("last_missing") != message:
+                        st["Events"].append(self._event("Template", message))
+                        trt["last_missing"] = message
+                    trt["next"] = time.monotonic() + 0.2
+                    continue
+                if "error" in outcome:
+                    trt["prepare_error"] = outcome["error"]
+                    trt["prepared"] = None
+                else:
+                    trt["prepared"] = outcome
+                trt["phase"] = "start"
+                self._bump("allocs")
+
+    def _prepare(self, alloc, group, task):
+        task_dir, paths = self._task_paths(alloc, group, task)
+        nomad_env = self._nomad_env(alloc, task)
+        env = dict(nomad_env)
+        env.update({k: ntasks.interpolate(str(v), nomad_env) for k, v in (task.get("Env") or {}).items()})
+        try:
+            for sub in ("local", "secrets"):
+                os.makedirs(os.path.join(task_dir, sub), exist_ok=True)
+            texts = {}
+            if self.render_templates and task.get("Templates"):
+                lookups = ntasks.Lookups(self.vault_url, self.vault_token, self.consul_url, self.consul_token,
+                                        vault=task.get("Vault") is not None)
+                rendered, texts = ntasks.render_task_templates_full(task, task_dir, lookups, env)
+                env.update(rendered)
+        except ntasks.TemplateMissing as exc:
+            return {"missing": str(exc)}
+        except (ntasks.TemplateError, OSError) as exc:
+            return {"error": f"Template failed: {exc}"}
+        config = task.get("Config") or {}
+        runner = ntasks.runner_for(task, self.task_runners) or {}
+        port = next((p["Value"] for p in alloc["AllocatedResources"]["Shared"]["Ports"] or []
+                     if p.get("To") == 9000), None)
+        ctx = {"task": task["Name"], "task_dir": task_dir, "paths": paths, "env": env, "config": config,
+               "image": str(config.get("image", "")), "address": self.address, "port": port,
+               "caddy_binary": self.caddy_binary, "image_env": runner.get("image_env") or {}}
+        if runner.get("run") == "authentik" and env.get("AUTHENTIK_POSTGRESQL__PORT"):
+            pgdata = self._pgdata_at(env["AUTHENTIK_POSTGRESQL__PORT"])
+            if pgdata:
+                name = env.get("AUTHENTIK_POSTGRESQL__NAME") or "authentik"
+                ctx["state_file"] = os.path.join(pgdata, f"authentik-sim-{name}.json")
+                ctx["database"] = ntasks.read_initdb(pgdata)
+        return {"ctx": ctx, "templates": texts}
+
+    def _pgdata_at(self, port):
+        """
+        The data directory (host path) of the PostgreSQL stand-in serving ``port``: Authentik's
+        data is kept there, so it outlives Authentik's restarts and reschedules exactly as long
+        as the database does, and the role and password it was initialised with are there.
+        """
+        with self.cond:
+            for alloc in self.allocs.values():
+                if alloc["ClientStatus"] in TERMINAL:
+                    continue
+                ports = alloc["AllocatedResources"]["Shared"]["Ports"] or []
+                if not any(str(p["Value"]) == str(port) for p in ports):
+                    continue
+                group = self._alloc_group(alloc)
+                for task in group.get("Tasks") or []:
+                    runner = ntasks.runner_for(task, self.task_runners)
+                    if runner and runner["run"] == "postgres":
+                        _, paths = self._task_paths(alloc, group, task)
+                        return paths.host((task.get("Env") or {}).get("PGDATA") or "/var/lib/postgresql/data")
+        return None
+
+    def _spawn_effect(self, alloc_id, task_name, runner, ctx):
+        def effect():
+            try:
+                handle = ntasks.start(runner["run"], ctx)
+            except (ntasks.RunnerError, OSError) as exc:
+                handle = ntasks.FailedHandle(f"{runner['run']} did not start: {exc}")
+            with self.cond:
+                if alloc_id in self.runtime and self.allocs.get(alloc_id, {}).get("DesiredStatus") == "run":
+                    self.handles.setdefault(alloc_id, {})[task_name] = handle
+                    return
+            handle.stop()  # stopped meanwhile
+        return effect
 
     # -- lab state -------------------------------------------------------------------------------------
     def snapshot(self):

@@ -6,5 +6,8 @@ include:
 
 hecate caddy routes:
   caddy_routes.managed:
+    {#- orch.hecate runs before the services behind some routes exist (BionicGPT's): their
+        routes wait; orch.bionicgpt, which deploys those services, requires them #}
+    - missing_services: {{ (pillar.get('hecate_run') or {}).get('missing_services', 'fail') | json }}
     - require:
       - hecate: hecate pillar is valid

@@ -1,12 +1,19 @@
 {#- Orchestration step 1 on every node: the APIs this node's states will call answer an
     authenticated read (nothing is written). The cloud node calls Caddy's admin API and
-    Authentik (and Hetzner DNS when hecate:dns is set); the local node calls Nomad; both call Consul and Vault. #}
+    Authentik, or Nomad when hecate deploys them (and Hetzner DNS when hecate:dns is set); the
+    local node calls Nomad; both call Consul and Vault. #}
 {%- set roles = grains.get('roles', []) %}
 {%- set systems = [] %}
-{%- if 'hecate-edge' in roles %}{% do systems.extend(['caddy', 'authentik']) %}{% endif %}
+{#- On an edge where hecate deploys Caddy/Authentik as Nomad jobs (hecate:nomad:jobs), they need
+    not run yet (a bare edge): Nomad must answer instead, which deploys them. #}
+{%- set edge_jobs = ((pillar.get('hecate') or {}).get('nomad') or {}).get('jobs') or [] %}
+{%- if 'hecate-edge' in roles %}
+{%- for system in ('caddy', 'authentik') if system not in edge_jobs %}{% do systems.append(system) %}{% endfor %}
+{%- if edge_jobs %}{% do systems.append('nomad') %}{% endif %}
+{%- endif %}
 {%- set dns = (pillar.get('hecate') or {}).get('dns') or {} %}
 {%- if 'hecate-edge' in roles and dns and dns.get('enabled', True) is not false %}{% do systems.append('hetzner_dns') %}{% endif %}
-{%- if 'bionicgpt-node' in roles %}{% do systems.append('nomad') %}{% endif %}
+{%- if 'bionicgpt-node' in roles and 'nomad' not in systems %}{% do systems.append('nomad') %}{% endif %}
 {%- do systems.extend(['consul', 'vault']) %}
 include:
   - hecate

@@ -1,8 +1,10 @@
-{#- The Nomad agent on the local node: server + client (meta.location = local), host
-    volumes for PostgreSQL and Ollama, Consul and Vault integration, docker plugin.
-    Config from pillar bionicgpt:nomad:agent (a Consul token, if any, is a Vault
-    reference resolved on the minion when the file is written). #}
-{%- set agent = pillar.get('bionicgpt', {}).get('nomad', {}).get('agent', {}) %}
+{#- The Nomad agent of this minion's role: on the local node server + client
+    (meta.location = local; pillar bionicgpt:nomad:agent), on the edge a client of node class
+    hecate-edge (pillar hecate:nomad:agent) that runs the edge's own jobs (Caddy, Authentik,
+    PostgreSQL). Host volumes, Consul and Vault integration, docker plugin. A Consul token,
+    if any, is a Vault reference resolved on the minion when the file is written. #}
+{%- set edge = 'hecate-edge' in (grains.get('roles') or []) %}
+{%- set agent = (pillar.get('hecate', {}).get('nomad', {}) if edge else pillar.get('bionicgpt', {}).get('nomad', {})).get('agent', {}) %}
 {%- set config_dir = agent.get('config_dir', '/etc/nomad.d') %}
 {%- set install = agent.get('install', True) %}
 include:

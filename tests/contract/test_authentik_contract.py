@@ -68,6 +68,43 @@ def test_bad_token_is_403_token_invalid(api):
     assert resp.json() == {"detail": "Token invalid/expired"}
 
 
+def test_health_endpoints_need_no_token(api):
+    """
+    docs.goauthentik.io/sys-mgmt/ops/monitoring: /-/health/live/ answers 200 while authentik
+    runs, /-/health/ready/ 200 when a PostgreSQL connection can be established (what the
+    hecate-authentik job's check and orch.hecate's wait read); no authentication.
+    """
+    base = api.url[: -len("/api/v3")]
+    for path in ("/-/health/live/", "/-/health/ready/"):
+        resp = requests.get(base + path, timeout=20, verify=api.verify)
+        assert resp.status_code in (200, 204), (path, resp.status_code)  # 204 before 2024.x
+
+
+def test_a_bootstrap_token_is_an_api_token(tmp_path):
+    """
+    docs.goauthentik.io/install-config/automated-install: AUTHENTIK_BOOTSTRAP_TOKEN "Create[s] a
+    token for the default akadmin user. Only read on the first startup." The simulator as the
+    edge job's stand-in: a fresh database takes it, an existing one (its state file) does not.
+    """
+    state = tmp_path / "db.json"
+    first = SimHandle("authentik", str(tmp_path / "first"), {
+        "bootstrap": {"token": "boot-1", "password": True, "email": "admin@example.test"},
+        "state_file": str(state)}).start()
+    try:
+        assert Api(first.url, "boot-1")("GET", "/admin/version/").status_code == 200
+        users = Api(first.url, "boot-1")("GET", "/core/users/", username="akadmin").json()["results"]
+        assert users[0]["email"] == "admin@example.test"
+    finally:
+        first.stop()
+    again = SimHandle("authentik", str(tmp_path / "again"), {
+        "bootstrap": {"token": "boot-2"}, "state_file": str(state)}).start()
+    try:
+        assert Api(again.url, "boot-2")("GET", "/admin/version/").status_code == 403
+        assert Api(again.url, "boot-1")("GET", "/admin/version/").status_code == 200
+    finally:
+        again.stop()
+
+
 def test_version_endpoint(api):
     resp = api("GET", "/admin/version/")
     assert resp.status_code == 200

@@ -2,6 +2,7 @@
 simulator: preview, apply, converged re-run, and the orchestration's salt.state path."""
 
 import re
+import uuid
 
 import pytest
 import requests
@@ -20,9 +21,20 @@ def states(ret):
 
 
 @pytest.fixture(scope="module")
-def clean_stack(nomad_sim):
+def clean_stack(nomad_sim, local_call, vault_sim):
     for job in JOBS:
         requests.delete(f"{nomad_sim.url}/v1/job/{job}?purge=true", timeout=10, headers=nomad_sim.headers)
+    # what the jobs' templates read (the simulated Nomad renders them from Vault, and a task
+    # whose secret does not exist waits, as Nomad's does): the generated secrets, and the OAuth
+    # client the orchestration's Authentik step stores (here: placeholders)
+    assert local_call.run("state.apply", "bionicgpt.secrets").returncode == 0
+    from lab import topology  # pylint: disable=import-outside-toplevel
+
+    oauth = requests.get(f"{vault_sim.url}/v1/secret/data/bionicgpt/oauth", timeout=10,
+                         headers={"X-Vault-Token": vault_sim.root_token}).json()["data"]["data"]
+    if "client_id" not in oauth:
+        topology.seed_vault(vault_sim.url, vault_sim.root_token, {("secret", "bionicgpt/oauth"): {
+            "client_id": "lab-client", "client_secret": "lab-" + uuid.uuid4().hex}})
     yield
 
 

@@ -260,10 +260,13 @@ def test_a_minion_that_only_claims_a_role_is_left_out(salt_master, salt_cli, sal
         salt_master.salt_key_cli().run("-d", "intruder", "-y")
 
 
-def _lab_routes():
-    from tests import pillar_files  # pylint: disable=import-outside-toplevel
+def _lab_routes(stack):
+    """The lab's routes: pillar/hecate.sls's, with the Authentik route to the lab's Authentik
+    (lab_runtime.sls), so that orch.hecate's request through Caddy to Authentik is answered."""
+    import yaml  # pylint: disable=import-outside-toplevel
 
-    return pillar_files.render("hecate.sls")["hecate"]["reverse_proxy"]["caddy"]["routes"]
+    with open(os.path.join(stack["pillar_dir"], "lab_runtime.sls"), encoding="utf-8") as fh:
+        return yaml.safe_load(fh)["hecate"]["reverse_proxy"]["caddy"]["routes"]
 
 
 def _hecate_rrsets(hetzner, zone):
@@ -291,7 +294,7 @@ def test_a_new_route_gets_its_dns_record_and_caddy_route_in_one_run_and_loses_bo
     domain, name = "fresh.cybermonkey.dev", "fresh"
     foreign = _foreign_rrsets(hetzner)
     assert ("cybermonkey.dev", "mail/A") in foreign and ("cybermonkey.dev", "@/TXT") in foreign
-    overrides({"hecate": {"reverse_proxy": {"caddy": {"routes": _lab_routes() + [
+    overrides({"hecate": {"reverse_proxy": {"caddy": {"routes": _lab_routes(stack) + [
         {"domain": domain, "backend": "127.0.0.1:9", "service": "fresh"}]}}}})
 
     caddy_writes = clear(stack)

@@ -11,6 +11,14 @@ hecate:
       install: false
       service: false
       group: root
+  # The edge's Nomad client writes its config into the lab (lab_runtime.sls gives the
+  # directories). Which edge jobs hecate deploys is the lab's choice (lab_runtime.sls):
+  # `python -m lab up` deploys the edge from zero (Caddy and Authentik as Nomad jobs);
+  # the test suite's fast lab starts Caddy and the Authentik simulator itself (jobs: []).
+  nomad:
+    agent:
+      install: false
+      service: false
   # DNS in the lab: the Hetzner DNS simulator (lab_runtime.sls points
   # hecate:connections:hetzner_dns at it) holds the zones of the lab's route domains, with
   # records someone else made that hecate must never touch. Addresses from TEST-NET-3 and

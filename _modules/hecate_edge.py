@@ -1,0 +1,222 @@
+"""
+The edge's own Nomad jobs (Caddy, Authentik, its PostgreSQL and, before Authentik 2025.10,
+Redis): what hecate deploys on this edge, Caddy's bootstrap config, the Authentik secrets
+hecate generates, and whether Authentik's API and Caddy's admin API answer. Reads only.
+
+The job files (salt/hecate/edge/jobs/*.nomad.hcl.j2) and SLS (salt/hecate/edge/*.sls) call
+these functions; the logic is in ``_utils/hecate_edge_jobs.py``.
+
+CLI Example:
+
+.. code-block:: bash
+
+    salt -G roles:hecate-edge hecate_edge.jobs
+    salt -G roles:hecate-edge hecate_edge.authentik_status
+"""
+
+import salt.exceptions
+
+import hecate_authentik_client
+import hecate_caddy_client
+import hecate_config
+import hecate_edge_jobs
+import hecate_http
+
+__virtualname__ = "hecate_edge"
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def jobs():
+    """
+    The jobs hecate deploys on the edge, in order: ``[{"name", "job_id"}]`` (Redis only for
+    Authentik releases that still use it, the backup job only when ``hecate:backup:enabled``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G roles:hecate-edge hecate_edge.jobs
+    """
+    return [{"name": name, "job_id": hecate_edge_jobs.job_id(__pillar__, name)}
+            for name in hecate_edge_jobs.deploy_order(__pillar__)]
+
+
+def needs_redis(version=None):
+    """
+    Whether Authentik ``version`` (default: ``hecate:authentik:version``) still uses Redis:
+    every release before 2025.10 (whose release notes say it "fully removed" Redis).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G roles:hecate-edge hecate_edge.needs_redis 2025.6.1
+    """
+    if version is None:
+        version = hecate_config.traverse(__pillar__, "hecate:authentik:version")
+    return hecate_edge_jobs.needs_redis(version)
+
+
+def settings(job):
+    """
+    The settings the job file ``job`` is rendered with (pillar with hecate's defaults):
+    ``job`` is ``postgresql``, ``redis``, ``authentik``, ``caddy``, ``backup`` or ``nomad``.
+    Vault references are returned as they are (never values).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G roles:hecate-edge hecate_edge.settings authentik
+    """
+    pillar = __pillar__
+    if job == "nomad":
+        return hecate_edge_jobs.nomad_settings(pillar)
+    if job not in hecate_edge_jobs.ORDER:
+        raise salt.exceptions.SaltInvocationError(
+            f"unknown edge job {job!r}; one of {', '.join(hecate_edge_jobs.ORDER)} or nomad")
+    out = {
+        "job_id": hecate_edge_jobs.job_id(pillar, job),
+        "deployment": hecate_edge_jobs.deployment(pillar),
+        "nomad": hecate_edge_jobs.nomad_settings(pillar),
+    }
+    out.update(hecate_edge_jobs.job_settings(pillar, job))
+    if job == "authentik":
+        out["authentik"] = hecate_edge_jobs.authentik_settings(pillar)
+        out["redis"] = hecate_edge_jobs.needs_redis(out["authentik"].get("version"))
+        out["postgresql"] = hecate_edge_jobs.job_settings(pillar, "postgresql")
+        out["redis_settings"] = hecate_edge_jobs.job_settings(pillar, "redis")
+        out["resources"] = hecate_edge_jobs.resources(pillar, "authentik")
+        out["worker_resources"] = hecate_edge_jobs.resources(pillar, "authentik_worker")
+    elif job == "postgresql":
+        out["authentik"] = hecate_edge_jobs.authentik_settings(pillar)
+        out["resources"] = hecate_edge_jobs.resources(pillar, "postgresql")
+    elif job == "redis":
+        out["resources"] = hecate_edge_jobs.resources(pillar, "redis")
+    elif job == "caddy":
+        out["image_ref"] = hecate_edge_jobs.caddy_image(pillar)
+        out["ports"] = hecate_edge_jobs.caddy_ports(pillar)
+        out["resources"] = hecate_edge_jobs.resources(pillar, "reverse_proxy")
+    elif job == "backup":
+        out["backup"] = hecate_edge_jobs.backup_settings(pillar)
+        out["authentik"] = hecate_edge_jobs.authentik_settings(pillar)
+        out["postgresql"] = hecate_edge_jobs.job_settings(pillar, "postgresql")
+        out["caddy"] = hecate_edge_jobs.job_settings(pillar, "caddy")
+        out["resources"] = hecate_edge_jobs.resources(pillar, "backup")
+    return out
+
+
+def caddy_bootstrap():
+    """
+    Caddy's bootstrap config (JSON text, escaped for the job's HCL heredoc): the admin API on
+    127.0.0.1 only, config persisted (the autosave), the empty ``hecate`` server. Caddy reads
+    it only when no autosave exists (``caddy run --resume``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G roles:hecate-edge hecate_edge.caddy_bootstrap
+    """
+    return hecate_edge_jobs.caddy_bootstrap_text(__pillar__)
+
+
+def secrets():
+    """
+    The Authentik secrets hecate generates into Vault when it deploys Authentik (where and
+    how, never values): ``{name: {path, key, length, alphabet, rotatable}}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G roles:hecate-edge hecate_edge.secrets
+    """
+    return hecate_edge_jobs.generated_secrets(__pillar__)
+
+
+def authentik_status():
+    """
+    Whether Authentik answers on ``hecate:connections:authentik:url``: its readiness
+    endpoint (``/-/health/ready/``, 200 once its database answers) and an authenticated read
+    with hecate's API token. ``{"ready": bool, "token": bool|None, "comment": str}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G roles:hecate-edge hecate_edge.authentik_status
+    """
+    return _authentik_check(__opts__, __pillar__, __salt__.get("sdb.get"), __context__)
+
+
+def caddy_status():
+    """
+    Whether Caddy's admin API answers on ``hecate:connections:caddy:admin_url``:
+    ``{"answers": bool, "servers": [names], "comment": str}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G roles:hecate-edge hecate_edge.caddy_status
+    """
+    return _caddy_check(__opts__, __pillar__)
+
+
+# -- shared with the hecate_edge states --------------------------------------------------------------
+def _authentik_check(opts, pillar, sdb_get=None, context=None):
+    settings = hecate_config.connection("authentik", opts, pillar)
+    url = (settings.get("url") or "").rstrip("/")
+    if not url:
+        raise salt.exceptions.SaltInvocationError("hecate:connections:authentik:url is not set")
+    probe = hecate_http.Client(url, "Authentik", retries=0, timeout=5,
+                               **hecate_config.tls_args(settings, "authentik"))
+    try:
+        resp = probe.request("GET", "/-/health/ready/", ok=range(100, 600))
+    except hecate_http.Unreachable as exc:
+        return {"ready": False, "token": None, "comment": str(exc)}
+    finally:
+        probe.close()
+    if resp.status_code >= 300:
+        return {"ready": False, "token": None,
+                "comment": f"Authentik at {url}: /-/health/ready/ answered {resp.status_code} "
+                           "(not ready: its database does not answer yet)"}
+    try:
+        client = hecate_authentik_client.from_config(opts, pillar, sdb_get, context)
+        version = client.call("GET", "/admin/version/")
+    except hecate_authentik_client.Forbidden as exc:
+        return {"ready": True, "token": False, "comment": _token_refused(pillar, url, exc)}
+    except salt.exceptions.CommandExecutionError as exc:
+        return {"ready": True, "token": None, "comment": f"Authentik at {url} is ready, but: {exc}"}
+    return {"ready": True, "token": True,
+            "comment": f"Authentik {((version or {}).get('version_current') or '?')} at {url} is ready and "
+                       "accepts hecate's API token"}
+
+
+def _token_refused(pillar, url, exc):
+    ref = hecate_config.traverse(pillar, "hecate:connections:authentik:token")
+    where = hecate_edge_jobs.vault_path(ref) if ref else "hecate:connections:authentik:token"
+    return (f"Authentik at {url} refuses hecate's API token ({where}): {exc}. AUTHENTIK_BOOTSTRAP_TOKEN is "
+            "read only on Authentik's first start, with an empty database; an Authentik whose database "
+            "existed before keeps the tokens it has. Create an API token for akadmin in Authentik "
+            "(Directory > Tokens and App passwords, intent API) and store its key at that Vault path; "
+            "hecate never regenerates or rotates it.")
+
+
+def _caddy_check(opts, pillar):
+    settings = hecate_config.connection("caddy", opts, pillar)
+    try:
+        admin = hecate_caddy_client.CaddyAdmin(dict(settings, retries=0, timeout=5))
+        servers = admin.config("apps", "http", "servers")
+    except hecate_http.HTTPError as exc:
+        return {"answers": False, "servers": [], "comment": str(exc)}
+    except hecate_http.Unreachable as exc:
+        return {"answers": False, "servers": [], "comment": str(exc)}
+    names = sorted((servers or {}).keys()) if isinstance(servers, dict) else []
+    return {"answers": True, "servers": names,
+            "comment": (f"Caddy's admin API at {settings.get('admin_url')} answers "
+                        f"(servers: {', '.join(names) or 'none'})")}

@@ -1,0 +1,285 @@
+"""
+The edge's own Nomad jobs (issue 13): which jobs run, their settings with defaults, the
+secrets they need generated, Caddy's bootstrap config, and whether Authentik still needs
+Redis. The job files are salt/hecate/edge/jobs/*.nomad.hcl.j2; they call these functions
+through the ``hecate_edge`` execution module, so the logic lives (and is tested) here.
+
+Jobs, in deployment order (``hecate:nomad:jobs`` lists which of the three main ones run):
+
+- ``hecate-postgresql``: PostgreSQL for Authentik (pinned major version, host volume);
+- ``hecate-redis``: Redis, only for Authentik releases before 2025.10 (2025.10 "fully
+  removed the need for Redis", its release notes, website/docs/releases/2025/v2025.10.md);
+- ``hecate-authentik``: Authentik's server and worker;
+- ``hecate-caddy``: the stock Caddy binary, ``caddy run --resume --config <bootstrap>``;
+- ``hecate-backup``: a periodic job, when ``hecate:backup:enabled``.
+"""
+
+import copy
+import json
+import re
+
+JOBS = ("postgresql", "authentik", "caddy")
+ORDER = ("postgresql", "redis", "authentik", "caddy", "backup")
+REDIS_REMOVED = (2025, 10)
+# Caddy's image tag when hecate:reverse_proxy:caddy:version does not say (the release
+# hecate's admin-API handling is tested with: ETags, --resume; lab/caddy.py's binary)
+DEFAULT_CADDY_VERSION = "2.11"
+DEFAULT_PREFIX = "hecate-"
+
+DEFAULTS = {
+    "postgresql": {"image": "postgres:16-alpine", "volume": "hecate_postgres", "service": "hecate-postgresql"},
+    "redis": {"image": "redis:7.4-alpine", "service": "hecate-redis"},
+    "caddy": {"image": "caddy", "data_volume": "hecate_caddy_data", "config_volume": "hecate_caddy_config",
+              "service": "hecate-caddy", "automatic_https": True, "check_port": "https"},
+    "backup": {"volume": "hecate_backups", "nginx_volume": "hecate_nginx_config"},
+}
+AUTHENTIK_DEFAULTS = {
+    "image": "ghcr.io/goauthentik/server",
+    "service": "hecate-authentik-server",
+    "log_level": "info",
+    "database": {"name": "authentik", "user": "authentik"},
+    "ports": {"http": 9000, "https": 9443},
+    "bootstrap": {},
+}
+RESOURCE_DEFAULTS = {
+    "reverse_proxy": {"cpu": 500, "memory": 256},
+    "authentik": {"cpu": 1000, "memory": 1024},
+    "authentik_worker": {"cpu": 500, "memory": 512},
+    "postgresql": {"cpu": 500, "memory": 512},
+    "redis": {"cpu": 200, "memory": 256},
+    "backup": {"cpu": 200, "memory": 256},
+}
+DEPLOYMENT_DEFAULTS = {
+    "strategy": "rolling",
+    "health_check_interval": 10,
+    "health_check_timeout": 5,
+    "max_parallel_updates": 1,
+    "auto_rollback": True,
+    "min_healthy_time": "10s",
+    "healthy_deadline": "5m",
+    "progress_deadline": "10m",
+}
+BACKUP_DEFAULTS = {"enabled": False, "schedule": "0 3 * * *", "retention_days": 30,
+                   "targets": ["authentik_database", "caddy_data"], "image": "alpine:3.20"}
+
+# What hecate generates for Authentik when it deploys it: read ONCE by their consumer
+# (PostgreSQL's initdb, Authentik's first start), so never rotated by a `rotate` run.
+# secret_key: Authentik's docs make it with `openssl rand 60 | base64` (60+ characters).
+GENERATED = {
+    "authentik_secret_key": ("secret_key", 64, "Authentik's AUTHENTIK_SECRET_KEY"),
+    "authentik_db_password": ("database:password", 32, "PostgreSQL password of Authentik's database role"),
+    "authentik_bootstrap_password": ("bootstrap:password", 32, "akadmin's password (AUTHENTIK_BOOTSTRAP_PASSWORD)"),
+    "authentik_api_token": ("bootstrap:token", 64, "hecate's Authentik API token (AUTHENTIK_BOOTSTRAP_TOKEN)"),
+}
+
+
+def _get(data, path, default=None):
+    # duck-typed: a module's __pillar__ is a loader-context proxy, not a dict instance
+    cur = data
+    for part in path.split(":"):
+        try:
+            cur = cur[part]
+        except (KeyError, TypeError, IndexError):
+            return default
+    return cur
+
+
+def _merge(base, override):
+    out = copy.deepcopy(base)
+    for key, val in (override or {}).items():
+        if isinstance(val, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], val)
+        else:
+            out[key] = copy.deepcopy(val)
+    return out
+
+
+# -- which jobs ---------------------------------------------------------------------------------
+def enabled_jobs(pillar):
+    """The main jobs ``hecate:nomad:jobs`` lists (in deployment order); [] when none."""
+    listed = _get(pillar, "hecate:nomad:jobs") or []
+    if not isinstance(listed, list):
+        return []
+    return [j for j in JOBS if j in listed]
+
+
+def release(version):
+    """``'2025.10.3'`` -> ``(2025, 10)``; None when it does not look like a release."""
+    match = re.match(r"^(\d{4})\.(\d{1,2})(\.|$)", str(version or ""))
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def needs_redis(version):
+    """Whether an Authentik release still uses Redis (every release before 2025.10)."""
+    rel = release(version)
+    return rel is not None and rel < REDIS_REMOVED
+
+
+def deploy_order(pillar):
+    """Every job hecate runs on the edge, in order (Redis and backup decided by pillar)."""
+    main = enabled_jobs(pillar)
+    out = []
+    for name in ORDER:
+        if name == "redis":
+            if "authentik" in main and needs_redis(_get(pillar, "hecate:authentik:version")):
+                out.append(name)
+        elif name == "backup":
+            if main and backup_settings(pillar)["enabled"]:
+                out.append(name)
+        elif name in main:
+            out.append(name)
+    return out
+
+
+def job_id(pillar, name):
+    prefix = _get(pillar, "hecate:nomad:job_prefix")
+    return (DEFAULT_PREFIX if prefix is None else prefix) + name
+
+
+# -- settings -------------------------------------------------------------------------------------
+def nomad_settings(pillar):
+    """``hecate:nomad`` with defaults (the agent left out)."""
+    conf = {k: v for k, v in (_get(pillar, "hecate:nomad") or {}).items() if k != "agent"}
+    return _merge({"datacenters": ["dc1"], "namespace": "default", "node_class": "hecate-edge",
+                   "job_prefix": DEFAULT_PREFIX, "vault_role": None, "deploy_timeout": 900,
+                   "revert_on_failure": True, "wait_timeout": 300, "jobs": []}, conf)
+
+
+def agent_pillar(pillar):
+    return _get(pillar, "hecate:nomad:agent")
+
+
+def job_settings(pillar, name):
+    """``hecate:jobs:<name>`` with defaults."""
+    return _merge(DEFAULTS.get(name, {}), _get(pillar, f"hecate:jobs:{name}") or {})
+
+
+def authentik_settings(pillar):
+    """``hecate:authentik`` with defaults (references left as they are)."""
+    return _merge(AUTHENTIK_DEFAULTS, _get(pillar, "hecate:authentik") or {})
+
+
+def resources(pillar, name):
+    return _merge(RESOURCE_DEFAULTS.get(name, {}), _get(pillar, f"hecate:resources:{name}") or {})
+
+
+def deployment(pillar):
+    return _merge(DEPLOYMENT_DEFAULTS, _get(pillar, "hecate:deployment") or {})
+
+
+def backup_settings(pillar):
+    return _merge(BACKUP_DEFAULTS, _get(pillar, "hecate:backup") or {})
+
+
+def caddy_settings(pillar):
+    return _get(pillar, "hecate:reverse_proxy:caddy") or {}
+
+
+def caddy_ports(pillar):
+    ports = caddy_settings(pillar).get("ports") or {}
+    return {"http": int(ports.get("http", 80)), "https": int(ports.get("https", 443)),
+            "admin": int(ports.get("admin", 2019))}
+
+
+def image_tag(image):
+    """The tag of an image reference (None when untagged; a digest counts as a tag)."""
+    if "@" in image:
+        return image.split("@", 1)[1]
+    last = image.rsplit("/", 1)[-1]
+    return last.split(":", 1)[1] if ":" in last else None
+
+
+def images(pillar, jobs=None):
+    """``{pillar path: image reference}`` of the jobs' images (for the pinning check)."""
+    jobs = enabled_jobs(pillar) if jobs is None else jobs
+    out = {}
+    if "postgresql" in jobs:
+        out["hecate:jobs:postgresql:image"] = job_settings(pillar, "postgresql")["image"]
+    if "authentik" in jobs:
+        ak = authentik_settings(pillar)
+        out["hecate:authentik:version"] = f"{ak['image']}:{ak.get('version') or ''}".rstrip(":")
+        if needs_redis(ak.get("version")):
+            out["hecate:jobs:redis:image"] = job_settings(pillar, "redis")["image"]
+    if "caddy" in jobs:
+        out["hecate:reverse_proxy:caddy:version"] = caddy_image(pillar)
+    return out
+
+
+def caddy_image(pillar):
+    version = caddy_settings(pillar).get("version") or DEFAULT_CADDY_VERSION
+    return f"{job_settings(pillar, 'caddy')['image']}:{version}"
+
+
+def required_volumes(pillar, jobs=None):
+    """``{host volume: why}`` the edge's Nomad client must declare for the jobs."""
+    jobs = enabled_jobs(pillar) if jobs is None else jobs
+    out = {}
+    if "postgresql" in jobs:
+        out[job_settings(pillar, "postgresql")["volume"]] = "PostgreSQL's data"
+    if "caddy" in jobs:
+        caddy = job_settings(pillar, "caddy")
+        out[caddy["data_volume"]] = "Caddy's /data: certificates"
+        out[caddy["config_volume"]] = "Caddy's /config: the autosave of its config"
+    if jobs and backup_settings(pillar)["enabled"]:
+        backup = job_settings(pillar, "backup")
+        out[backup["volume"]] = "the backup archives"
+        if "nginx_configs" in backup_settings(pillar)["targets"]:
+            out[backup["nginx_volume"]] = "nginx's config directory (backup target nginx_configs)"
+    return out
+
+
+# -- generated secrets ------------------------------------------------------------------------------
+def generated_secrets(pillar):
+    """
+    ``{name: spec}`` (the shape of ``hecate:secrets``) of the Authentik secrets hecate generates
+    when it deploys Authentik: where the ``hecate:authentik`` references point. Each is
+    ``rotatable: False``: its consumer reads it once (initdb, Authentik's first start).
+    """
+    if "authentik" not in enabled_jobs(pillar):
+        return {}
+    ak = _get(pillar, "hecate:authentik") or {}
+    out = {}
+    for name, (path, length, what) in GENERATED.items():
+        ref = _get(ak, path)
+        if isinstance(ref, dict) and isinstance(ref.get("vault"), str) and isinstance(ref.get("key"), str):
+            out[name] = {"path": ref["vault"], "key": ref["key"], "length": length, "alphabet": "alnum",
+                         "rotatable": False, "description": what}
+    return out
+
+
+# -- Caddy's bootstrap config -------------------------------------------------------------------------
+def caddy_bootstrap(pillar):
+    """
+    The config Caddy starts from when no autosave exists (``caddy run --resume --config``):
+    the admin API on loopback only, with its config persisted (the autosave, on the config
+    host volume), and the empty ``hecate`` server that the routes are written into.
+    """
+    caddy = caddy_settings(pillar)
+    ports = caddy_ports(pillar)
+    job = job_settings(pillar, "caddy")
+    server = {"listen": list(caddy.get("listen") or [f":{ports['https']}"]), "routes": []}
+    if not job["automatic_https"]:
+        server["automatic_https"] = {"disable": True}
+    return {
+        "admin": {"listen": f"127.0.0.1:{ports['admin']}", "config": {"persist": True}},
+        "apps": {"http": {"http_port": ports["http"], "https_port": ports["https"],
+                          "servers": {caddy.get("server") or "hecate": server}}},
+    }
+
+
+def hcl_heredoc_text(text):
+    """``text`` for an HCL heredoc: ``${`` and ``%{`` would be HCL interpolation, so doubled."""
+    return text.replace("${", "$${").replace("%{", "%%{")
+
+
+def caddy_bootstrap_text(pillar):
+    """:func:`caddy_bootstrap` as indented JSON, ready for the job's template heredoc."""
+    return hcl_heredoc_text(json.dumps(caddy_bootstrap(pillar), indent=2, sort_keys=True))
+
+
+# -- what the orchestration needs to know ---------------------------------------------------------------
+def vault_path(ref):
+    """``{vault: secret/hecate/x, key: k}`` -> ``secret/hecate/x#k`` (for messages)."""
+    if isinstance(ref, dict):
+        return f"{ref.get('vault')}#{ref.get('key')}"
+    return str(ref)
