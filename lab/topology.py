@@ -14,6 +14,7 @@ import secrets
 import socket
 import uuid
 
+import jinja2
 import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -409,10 +410,15 @@ def edge_job_ports():
     return ports
 
 
+def render_pillar_file(name, root=PILLAR_DIR, grains=None):
+    """One pillar SLS file of ``root`` (``hecate.sls``, ``env/prod.sls``) rendered with Jinja, as data."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(root), undefined=jinja2.StrictUndefined)
+    return yaml.safe_load(env.get_template(name).render(grains=grains or {})) or {}
+
+
 def lab_routes():
-    """The Caddy routes of pillar/hecate.sls (the operator's)."""
-    with open(os.path.join(REPO, "pillar", "hecate.sls"), encoding="utf-8") as fh:
-        return yaml.safe_load(fh)["hecate"]["reverse_proxy"]["caddy"]["routes"]
+    """The Caddy routes of the lab's hecate.sls (lab/pillar/: never the operator's pillar/)."""
+    return render_pillar_file("hecate.sls")["hecate"]["reverse_proxy"]["caddy"]["routes"]
 
 
 def edge_jobs_pillar(edge):

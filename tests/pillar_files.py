@@ -6,17 +6,14 @@ do) and merged in the order of the lab's top file, with Salt's default ``smart``
 """
 
 
-import jinja2
 import salt.utils.dictupdate
-import yaml
 
 from lab import topology
 
 
 def render(name, root=topology.PILLAR_DIR, grains=None):
     """One pillar SLS file of ``root`` (``hecate.sls``, ``env/prod.sls``) as data."""
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(root), undefined=jinja2.StrictUndefined)
-    return yaml.safe_load(env.get_template(name).render(grains=grains or {})) or {}
+    return topology.render_pillar_file(name, root, grains)
 
 
 def compiled(env="lab", root=topology.PILLAR_DIR):

@@ -1,7 +1,9 @@
 """
 The edge's own Nomad jobs (issue 13): pillar checks, the job files rendered with Salt's Jinja
-renderer from the operator's pillar (pillar/*.sls, prod overlay) and parsed into Nomad's
-API shape (lab/sim/nomad_jobspec.py), checked against what the images expect. Sources:
+renderer from the lab's copy of the shipped pillar (lab/pillar/*.sls, prod overlay: the
+operator's pillar/ is theirs to edit; tests/functional/test_operator_pillar.py validates it
+through hecate.validate) and parsed into Nomad's API shape (lab/sim/nomad_jobspec.py),
+checked against what the images expect. Sources:
 
 - AUTHENTIK_INSTALL: docs.goauthentik.io/install-config/automated-install ("Automated
   install": AUTHENTIK_BOOTSTRAP_PASSWORD / _TOKEN / _EMAIL, "Only read on the first
@@ -27,12 +29,12 @@ import tempfile
 import pytest
 import salt.config
 import salt.utils.templates
-import yaml
 
 import hecate_edge_jobs
 import hecate_schema
 from lab.sim import nomad_jobspec as js
 from lab.sim import nomad_tasks
+from tests import pillar_files
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -44,12 +46,9 @@ def _merge(base, over):
     return out
 
 
-def operator_pillar(env="prod"):
-    pillar = {}
-    for name in ("hecate.sls", "bionicgpt.sls", f"env/{env}.sls"):
-        with open(os.path.join(REPO, "pillar", name), encoding="utf-8") as fh:
-            pillar = _merge(pillar, yaml.safe_load(fh))
-    return pillar
+def shipped_pillar(env="prod"):
+    """The lab's copy of the shipped pillar (lab/pillar/), compiled for ``env``."""
+    return pillar_files.compiled(env)
 
 
 def edge_module(pillar):
@@ -74,7 +73,7 @@ def render(name, pillar):
 
 
 def job(name, pillar=None):
-    return js.parse(render(name, pillar or operator_pillar()))
+    return js.parse(render(name, pillar or shipped_pillar()))
 
 
 def group(job_, name):
@@ -90,8 +89,8 @@ def env_template(tsk):
     return tmpl["EmbeddedTmpl"]
 
 
-def test_the_operator_pillar_is_valid_and_deploys_the_edge():
-    pillar = operator_pillar()
+def test_the_shipped_pillar_is_valid_and_deploys_the_edge():
+    pillar = shipped_pillar()
     assert hecate_schema.validate(pillar, "prod") == []
     assert hecate_edge_jobs.deploy_order(pillar) == ["postgresql", "authentik", "caddy", "backup"]
 
@@ -100,7 +99,7 @@ def test_the_operator_pillar_is_valid_and_deploys_the_edge():
                                            ("2025.10.3", False), ("2026.5.1", False)])
 def test_redis_only_for_releases_that_use_it(version, redis):
     # AUTHENTIK_2025_10: 2025.10 removed Redis; every earlier release needs it
-    pillar = operator_pillar()
+    pillar = shipped_pillar()
     pillar["hecate"]["authentik"]["version"] = version
     assert hecate_edge_jobs.needs_redis(version) is redis
     assert ("redis" in hecate_edge_jobs.deploy_order(pillar)) is redis
@@ -203,7 +202,7 @@ def test_lab_edge_pillar_is_valid_and_keeps_caddy_on_loopback():
     from lab import topology  # pylint: disable=import-outside-toplevel
 
     ports = topology.edge_job_ports()
-    pillar = _merge(operator_pillar("lab"), topology.edge_jobs_pillar(dict(ports, vault_path="secret/hecate/edge-t")))
+    pillar = _merge(shipped_pillar("lab"), topology.edge_jobs_pillar(dict(ports, vault_path="secret/hecate/edge-t")))
     pillar["hecate"]["members"] = topology.members()
     assert hecate_schema.validate(pillar, "lab") == []
     boot = hecate_edge_jobs.caddy_bootstrap(pillar)
@@ -216,7 +215,7 @@ def test_lab_edge_pillar_is_valid_and_keeps_caddy_on_loopback():
 
 # -- the user's pillar (reference/hecate-framework.md hecate.sls) -------------------------------------
 def test_the_users_keys_are_accepted_with_vault_references_only():
-    pillar = operator_pillar()
+    pillar = shipped_pillar()
     pillar["hecate"]["global"]["environment"] = "production"
     pillar["hecate"]["authentik"].update({
         "version": "2025.6.1",
@@ -241,7 +240,7 @@ def test_the_users_keys_are_accepted_with_vault_references_only():
 
 
 def test_caddy_admin_url_must_be_the_jobs_loopback_listener():
-    pillar = operator_pillar()
+    pillar = shipped_pillar()
     pillar["hecate"]["connections"]["caddy"]["admin_url"] = "http://10.0.0.5:2019"
     errors = hecate_schema.validate(pillar, "prod")
     assert any(e.startswith("hecate:connections:caddy:admin_url: 'http://10.0.0.5:2019': the Caddy job's admin "
@@ -249,7 +248,7 @@ def test_caddy_admin_url_must_be_the_jobs_loopback_listener():
 
 
 def test_unpinned_images_and_missing_volumes_are_refused():
-    pillar = operator_pillar()
+    pillar = shipped_pillar()
     pillar["hecate"]["reverse_proxy"]["caddy"]["version"] = "latest"
     pillar["hecate"]["jobs"] = {"postgresql": {"image": "postgres:alpine"}}
     del pillar["hecate"]["nomad"]["agent"]["host_volumes"]["hecate_caddy_config"]
@@ -263,12 +262,12 @@ def test_unpinned_images_and_missing_volumes_are_refused():
 
 
 def test_an_edge_run_by_hand_needs_no_authentik_secrets():
-    pillar = operator_pillar()
+    pillar = shipped_pillar()
     pillar["hecate"]["nomad"]["jobs"] = []
     assert hecate_edge_jobs.generated_secrets(pillar) == {}
     assert hecate_edge_jobs.deploy_order(pillar) == []
     assert hecate_schema.validate(pillar, "prod") == []
-    generated = hecate_edge_jobs.generated_secrets(operator_pillar())
+    generated = hecate_edge_jobs.generated_secrets(shipped_pillar())
     assert {(s["path"], s["key"]) for s in generated.values()} == {
         ("secret/hecate/authentik", k) for k in ("secret_key", "db_password", "bootstrap_password", "api_token")}
     assert all(s["rotatable"] is False for s in generated.values())
