@@ -21,12 +21,13 @@ import hecate_caddy_client
 import hecate_config
 import hecate_edge_jobs
 import hecate_http
+import hecate_loader
 
 __virtualname__ = "hecate_edge"
 
 
 def __virtual__():
-    return __virtualname__
+    return hecate_loader.virtual(__virtualname__)
 
 
 def jobs():

@@ -24,15 +24,15 @@ import time
 import salt.exceptions
 
 import hecate_edge_jobs
+import hecate_loader
 import hecate_state
 
 __virtualname__ = "hecate_edge"
 
 
 def __virtual__():
-    if "hecate_edge.authentik_status" not in __salt__:
-        return (False, "the hecate_edge execution module is not available")
-    return __virtualname__
+    return hecate_loader.virtual(__virtualname__, salt_funcs=__salt__,
+                                 functions=("hecate_edge.authentik_status", "hecate_edge.caddy_status"))
 
 
 def _wait(check, timeout, interval):
@@ -51,6 +51,13 @@ def authentik_api(name, timeout=300, interval=2):
     hecate's API token (the bootstrap token of its first start), up to ``timeout`` seconds.
     A token Authentik refuses fails at once, with what to do about it (waiting would not
     change it).
+
+    .. code-block:: yaml
+
+        authentik answers with hecate's token:
+          hecate_edge.authentik_api:
+            - timeout: 300
+            - interval: 2
     """
     ret = hecate_state.new(name)
     check_fn = __salt__["hecate_edge.authentik_status"]
@@ -81,7 +88,17 @@ def authentik_api(name, timeout=300, interval=2):
 
 @hecate_state.guard
 def caddy_admin(name, timeout=120, interval=1):
-    """Wait until Caddy's admin API answers (``hecate:connections:caddy:admin_url``)."""
+    """
+    Wait until Caddy's admin API answers (``hecate:connections:caddy:admin_url``), up to
+    ``timeout`` seconds.
+
+    .. code-block:: yaml
+
+        caddy admin api answers:
+          hecate_edge.caddy_admin:
+            - timeout: 120
+            - interval: 1
+    """
     ret = hecate_state.new(name)
     check_fn = __salt__["hecate_edge.caddy_status"]
 
@@ -109,6 +126,14 @@ def pending(name, kind, system="Authentik", **kwargs):  # pylint: disable=unused
     The preview of ``kind`` ``name`` in a system that is not up yet (test=True on a bare
     edge): result None, and the object as to be created once the system is up. Outside
     ``test=True`` it fails: a real run applies the object's own state instead.
+
+    .. code-block:: yaml
+
+        authentik sso application grafana:
+          hecate_edge.pending:
+            - name: grafana
+            - kind: SSO application
+            - system: Authentik
     """
     ret = hecate_state.new(name)
     if not __opts__.get("test"):
@@ -125,6 +150,12 @@ def secrets_fixed(name, rotate=()):
     Fail when this run asks to rotate a secret that its consumer reads only once (Authentik's
     bootstrap token and password, its secret key, its database password): a new value in
     Vault would not reach Authentik or PostgreSQL, it would only break hecate's access.
+
+    .. code-block:: yaml
+
+        hecate edge secrets are never rotated:
+          hecate_edge.secrets_fixed:
+            - rotate: []        # the run's pillar 'rotate' list (hecate/edge/secrets.sls)
     """
     ret = hecate_state.new(name, "no run-once secret is asked to rotate")
     fixed = sorted(set(rotate or ()) & set(hecate_edge_jobs.GENERATED))

@@ -14,9 +14,10 @@ Jobs, in deployment order (``hecate:nomad:jobs`` lists which of the three main o
 - ``hecate-backup``: a periodic job, when ``hecate:backup:enabled``.
 """
 
-import copy
 import json
 import re
+
+import hecate_config
 
 JOBS = ("postgresql", "authentik", "caddy")
 ORDER = ("postgresql", "redis", "authentik", "caddy", "backup")
@@ -73,31 +74,10 @@ GENERATED = {
 }
 
 
-def _get(data, path, default=None):
-    # duck-typed: a module's __pillar__ is a loader-context proxy, not a dict instance
-    cur = data
-    for part in path.split(":"):
-        try:
-            cur = cur[part]
-        except (KeyError, TypeError, IndexError):
-            return default
-    return cur
-
-
-def _merge(base, override):
-    out = copy.deepcopy(base)
-    for key, val in (override or {}).items():
-        if isinstance(val, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], val)
-        else:
-            out[key] = copy.deepcopy(val)
-    return out
-
-
 # -- which jobs ---------------------------------------------------------------------------------
 def enabled_jobs(pillar):
     """The main jobs ``hecate:nomad:jobs`` lists (in deployment order); [] when none."""
-    listed = _get(pillar, "hecate:nomad:jobs") or []
+    listed = hecate_config.traverse(pillar, "hecate:nomad:jobs") or []
     if not isinstance(listed, list):
         return []
     return [j for j in JOBS if j in listed]
@@ -121,7 +101,7 @@ def deploy_order(pillar):
     out = []
     for name in ORDER:
         if name == "redis":
-            if "authentik" in main and needs_redis(_get(pillar, "hecate:authentik:version")):
+            if "authentik" in main and needs_redis(hecate_config.traverse(pillar, "hecate:authentik:version")):
                 out.append(name)
         elif name == "backup":
             if main and backup_settings(pillar)["enabled"]:
@@ -132,47 +112,47 @@ def deploy_order(pillar):
 
 
 def job_id(pillar, name):
-    prefix = _get(pillar, "hecate:nomad:job_prefix")
+    prefix = hecate_config.traverse(pillar, "hecate:nomad:job_prefix")
     return (DEFAULT_PREFIX if prefix is None else prefix) + name
 
 
 # -- settings -------------------------------------------------------------------------------------
 def nomad_settings(pillar):
     """``hecate:nomad`` with defaults (the agent left out)."""
-    conf = {k: v for k, v in (_get(pillar, "hecate:nomad") or {}).items() if k != "agent"}
-    return _merge({"datacenters": ["dc1"], "namespace": "default", "node_class": "hecate-edge",
+    conf = {k: v for k, v in (hecate_config.traverse(pillar, "hecate:nomad") or {}).items() if k != "agent"}
+    return hecate_config.deep_merge({"datacenters": ["dc1"], "namespace": "default", "node_class": "hecate-edge",
                    "job_prefix": DEFAULT_PREFIX, "vault_role": None, "deploy_timeout": 900,
                    "revert_on_failure": True, "wait_timeout": 300, "jobs": []}, conf)
 
 
 def agent_pillar(pillar):
-    return _get(pillar, "hecate:nomad:agent")
+    return hecate_config.traverse(pillar, "hecate:nomad:agent")
 
 
 def job_settings(pillar, name):
     """``hecate:jobs:<name>`` with defaults."""
-    return _merge(DEFAULTS.get(name, {}), _get(pillar, f"hecate:jobs:{name}") or {})
+    return hecate_config.deep_merge(DEFAULTS.get(name, {}), hecate_config.traverse(pillar, f"hecate:jobs:{name}") or {})
 
 
 def authentik_settings(pillar):
     """``hecate:authentik`` with defaults (references left as they are)."""
-    return _merge(AUTHENTIK_DEFAULTS, _get(pillar, "hecate:authentik") or {})
+    return hecate_config.deep_merge(AUTHENTIK_DEFAULTS, hecate_config.traverse(pillar, "hecate:authentik") or {})
 
 
 def resources(pillar, name):
-    return _merge(RESOURCE_DEFAULTS.get(name, {}), _get(pillar, f"hecate:resources:{name}") or {})
+    return hecate_config.deep_merge(RESOURCE_DEFAULTS.get(name, {}), hecate_config.traverse(pillar, f"hecate:resources:{name}") or {})
 
 
 def deployment(pillar):
-    return _merge(DEPLOYMENT_DEFAULTS, _get(pillar, "hecate:deployment") or {})
+    return hecate_config.deep_merge(DEPLOYMENT_DEFAULTS, hecate_config.traverse(pillar, "hecate:deployment") or {})
 
 
 def backup_settings(pillar):
-    return _merge(BACKUP_DEFAULTS, _get(pillar, "hecate:backup") or {})
+    return hecate_config.deep_merge(BACKUP_DEFAULTS, hecate_config.traverse(pillar, "hecate:backup") or {})
 
 
 def caddy_settings(pillar):
-    return _get(pillar, "hecate:reverse_proxy:caddy") or {}
+    return hecate_config.traverse(pillar, "hecate:reverse_proxy:caddy") or {}
 
 
 def caddy_ports(pillar):
@@ -237,10 +217,10 @@ def generated_secrets(pillar):
     """
     if "authentik" not in enabled_jobs(pillar):
         return {}
-    ak = _get(pillar, "hecate:authentik") or {}
+    ak = hecate_config.traverse(pillar, "hecate:authentik") or {}
     out = {}
     for name, (path, length, what) in GENERATED.items():
-        ref = _get(ak, path)
+        ref = hecate_config.traverse(ak, path)
         if isinstance(ref, dict) and isinstance(ref.get("vault"), str) and isinstance(ref.get("key"), str):
             out[name] = {"path": ref["vault"], "key": ref["key"], "length": length, "alphabet": "alnum",
                          "rotatable": False, "description": what}
