@@ -117,12 +117,20 @@ def job_id(pillar, name):
 
 
 # -- settings -------------------------------------------------------------------------------------
+def _with_defaults(defaults, pillar, path):
+    """The pillar dict at ``path`` merged over ``defaults``."""
+    return hecate_config.deep_merge(defaults, hecate_config.traverse(pillar, path) or {})
+
+
+NOMAD_DEFAULTS = {"datacenters": ["dc1"], "namespace": "default", "node_class": "hecate-edge",
+                  "job_prefix": DEFAULT_PREFIX, "vault_role": None, "deploy_timeout": 900,
+                  "revert_on_failure": True, "wait_timeout": 300, "jobs": []}
+
+
 def nomad_settings(pillar):
     """``hecate:nomad`` with defaults (the agent left out)."""
     conf = {k: v for k, v in (hecate_config.traverse(pillar, "hecate:nomad") or {}).items() if k != "agent"}
-    return hecate_config.deep_merge({"datacenters": ["dc1"], "namespace": "default", "node_class": "hecate-edge",
-                   "job_prefix": DEFAULT_PREFIX, "vault_role": None, "deploy_timeout": 900,
-                   "revert_on_failure": True, "wait_timeout": 300, "jobs": []}, conf)
+    return hecate_config.deep_merge(NOMAD_DEFAULTS, conf)
 
 
 def agent_pillar(pillar):
@@ -131,24 +139,24 @@ def agent_pillar(pillar):
 
 def job_settings(pillar, name):
     """``hecate:jobs:<name>`` with defaults."""
-    return hecate_config.deep_merge(DEFAULTS.get(name, {}), hecate_config.traverse(pillar, f"hecate:jobs:{name}") or {})
+    return _with_defaults(DEFAULTS.get(name, {}), pillar, f"hecate:jobs:{name}")
 
 
 def authentik_settings(pillar):
     """``hecate:authentik`` with defaults (references left as they are)."""
-    return hecate_config.deep_merge(AUTHENTIK_DEFAULTS, hecate_config.traverse(pillar, "hecate:authentik") or {})
+    return _with_defaults(AUTHENTIK_DEFAULTS, pillar, "hecate:authentik")
 
 
 def resources(pillar, name):
-    return hecate_config.deep_merge(RESOURCE_DEFAULTS.get(name, {}), hecate_config.traverse(pillar, f"hecate:resources:{name}") or {})
+    return _with_defaults(RESOURCE_DEFAULTS.get(name, {}), pillar, f"hecate:resources:{name}")
 
 
 def deployment(pillar):
-    return hecate_config.deep_merge(DEPLOYMENT_DEFAULTS, hecate_config.traverse(pillar, "hecate:deployment") or {})
+    return _with_defaults(DEPLOYMENT_DEFAULTS, pillar, "hecate:deployment")
 
 
 def backup_settings(pillar):
-    return hecate_config.deep_merge(BACKUP_DEFAULTS, hecate_config.traverse(pillar, "hecate:backup") or {})
+    return _with_defaults(BACKUP_DEFAULTS, pillar, "hecate:backup")
 
 
 def caddy_settings(pillar):
