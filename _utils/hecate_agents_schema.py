@@ -240,6 +240,9 @@ PILLAR_SCHEMA = {
                                        "Authentik's ports on the edge.",
                         "additionalProperties": {
                             "type": "object",
+                            "description": "One host network, by its name (`host_network \"<name>\"`): "
+                                           "the addresses of the node its ports bind to, by CIDR or "
+                                           "by interface.",
                             "additionalProperties": False,
                             "properties": {
                                 "cidr": {"type": "string", "description": "Address range."},
