@@ -183,7 +183,9 @@ def test_names_derive_from_the_domain(master_opts):
     pillar = compile_pillar(master_opts, "staging")
     hecate, bionic = pillar["hecate"], pillar["bionicgpt"]
     assert hecate["global"]["domain"] == NEW_DOMAIN
-    assert hecate["connections"]["authentik"]["url"] == f"https://hera.{NEW_DOMAIN}"
+    # hecate reaches Authentik on the edge's loopback (its job's port); the world through Caddy
+    assert hecate["verify"]["probe"]["url"] == f"https://hera.{NEW_DOMAIN}/-/health/live/"
+    assert hecate["authentik"]["bootstrap"]["email"] == f"admin@{NEW_DOMAIN}"
     assert hecate["connections"]["vault"]["url"] == f"https://vault.{NEW_DOMAIN}:8200"
     routes = {r["service"]: r["domain"] for r in hecate["reverse_proxy"]["caddy"]["routes"]}
     assert routes["authentik"] == f"hera.{NEW_DOMAIN}" and routes["helen"] == NEW_DOMAIN
