@@ -14,7 +14,7 @@
 {%- set deploys = 'authentik' in (salt['hecate_edge.settings']('nomad').get('jobs') or []) %}
 {%- if opts.get('test') and deploys and not salt['hecate_edge.authentik_status']().get('token') %}
 {#- a preview on a bare edge: Authentik is deployed by this run, so it holds nothing to delete #}
-hecate authentik objects to delete (none: Authentik does not run yet):
+hecate authentik objects to delete (none, Authentik does not run yet):
   test.nop: []
 {%- else %}
 include:

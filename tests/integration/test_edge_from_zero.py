@@ -52,7 +52,7 @@ class Edge:
         return self.stack["sims"]["nomad"]
 
     def job(self, job_id):
-        resp = requests.get(f"{self.nomad.url}/v1/job/{job_id}", timeout=10)
+        resp = requests.get(f"{self.nomad.url}/v1/job/{job_id}", timeout=10, headers=self.nomad.headers)
         return resp.json() if resp.status_code == 200 else None
 
     def through(self, host, path="/"):
@@ -101,7 +101,8 @@ def edge(stack, lab_dir):
     yield handle
     os.unlink(handle.path)
     for job_id in EDGE_JOBS:
-        requests.delete(f"{sims['nomad'].url}/v1/job/{job_id}?purge=true", timeout=10)
+        requests.delete(f"{sims['nomad'].url}/v1/job/{job_id}?purge=true", timeout=10,
+                        headers=sims["nomad"].headers)
     purge_jobs(sims)
 
 
