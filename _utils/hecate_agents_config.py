@@ -143,6 +143,10 @@ def nomad_config(pillar, grains):
         if server.get("enabled") and vault.get("default_identity"):
             vblock["default_identity"] = dict(vault["default_identity"])
         cfg["vault"] = vblock
+    acl = conf["acl"]
+    if acl.get("enabled"):
+        cfg["acl"] = {"enabled": True}
+        cfg["acl"].update({k: acl[k] for k in ("token_ttl", "policy_ttl", "role_ttl") if acl.get(k)})
     if conf.get("telemetry"):
         cfg["telemetry"] = dict(conf["telemetry"])
     docker = conf["docker"]

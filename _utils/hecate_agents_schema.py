@@ -73,6 +73,7 @@ NOMAD_DEFAULTS = {
         "default_identity": {"aud": ["vault.io"], "ttl": "1h"},
     },
     "docker": {"allow_privileged": False, "volumes_enabled": True, "allow_caps": None},
+    "acl": {"enabled": True, "token_ttl": None, "policy_ttl": None, "role_ttl": None},
     "telemetry": None,
     "extra": {},
 }
@@ -348,6 +349,23 @@ PILLAR_SCHEMA = {
                     "allow_caps": {"type": ["array", "null"], "items": {"type": "string"}, "default": None,
                                    "description": "Linux capabilities tasks may have; null: Nomad's default "
                                                   "list (a short list can break PostgreSQL)."},
+                },
+            },
+            "acl": {
+                "type": "object",
+                "additionalProperties": False,
+                "description": "Nomad's ACL system (the agent's `acl` block; every server and client "
+                               "alike). With it on, Nomad answers nothing without a token until "
+                               "`nomad acl bootstrap`: see the bootstrap steps in the agents' docs.",
+                "properties": {
+                    "enabled": {"type": "boolean", "default": _N["acl"]["enabled"],
+                                "description": "Turn ACL enforcement on (hecate's calls then carry "
+                                               "hecate:connections:nomad:token)."},
+                    **{key: {"type": ["string", "null"], "pattern": r"^\d+(ns|us|ms|s|m|h)$", "default": None,
+                             "description": f"How long a client caches {what} (a duration, e.g. 30s); "
+                                            "null: Nomad's default (30s)."}
+                       for key, what in (("token_ttl", "ACL tokens"), ("policy_ttl", "ACL policies"),
+                                         ("role_ttl", "ACL roles"))},
                 },
             },
             "telemetry": {"type": ["object", "null"], "default": None,

@@ -97,6 +97,8 @@ bionicgpt:
         allow_privileged: false
         volumes_enabled: true
         allow_caps: null              # Nomad's default list; ["NET_RAW"] alone would break PostgreSQL
+      acl:
+        enabled: true                 # every agent alike; once: `nomad acl bootstrap` (docs: agents)
 
   # -- Nomad jobs on the local node (salt/bionicgpt/jobs.sls; templates in salt/bionicgpt/jobs/)
   jobs:

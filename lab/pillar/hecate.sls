@@ -289,6 +289,8 @@ hecate:
       docker:
         allow_privileged: false
         volumes_enabled: true
+      acl:
+        enabled: true                # as on the local node's server: all agents alike
 
   # orch.hecate's last check: a request through Caddy to Authentik's health endpoint.
   verify:

@@ -20,6 +20,7 @@ if UTILS not in sys.path:
     sys.path.insert(0, UTILS)
 
 import hecate_vault_client  # noqa: E402
+from lab import topology  # noqa: E402
 from tests.unit.test_agents import parse_hcl  # noqa: E402
 
 MINIONS = ("cloud", "local")
@@ -91,7 +92,8 @@ def mode(path):
 def test_top_maps_role_grains_to_states(salt_cli):
     ret = salt_cli.run("state.show_top", minion_tgt="*")
     assert ret.returncode == 0, ret
-    assert ret.data["cloud"] == {"base": ["hecate", "wireguard", "consul.agent"]}
+    # the edge's Nomad client (hecate:nomad:agent) runs the edge's own jobs
+    assert ret.data["cloud"] == {"base": ["hecate", "wireguard", "consul.agent", "nomad.agent"]}
     assert ret.data["local"] == {"base": ["hecate", "wireguard", "consul.agent", "nomad.agent"]}
 
 
@@ -106,8 +108,8 @@ def test_preview_of_new_nodes_is_exact_and_writes_nothing(salt_cli, fresh, vault
         assert got["wireguard public key hcwg0 in the mine"]["result"] is None
         assert got["consul agent config"]["result"] is None
         assert '"encrypt": "XXX-REDACTED-XXX"' in got["consul agent config"]["changes"]["config"]["diff"]
+        assert got["nomad agent config"]["result"] is None
         if minion == "local":
-            assert got["nomad agent config"]["result"] is None
             # the hub has published no key yet: the preview says so instead of failing
             assert "apply wireguard.keys on the cloud node first" in got["wireguard interface hcwg0"]["comment"]
         assert not os.path.exists(fresh[minion]), f"preview wrote into {fresh[minion]}"
@@ -198,8 +200,44 @@ def test_highstate_gives_each_role_its_configs(salt_cli, applied, dirs, agent_va
     )
     assert mode(cloud_consul) == mode(local_consul) == 0o600  # group root in the lab: root-only
 
-    # Nomad: only on the local node
-    assert not os.path.exists(os.path.join(dirs["cloud"], "nomad.d"))
+    # Nomad: the edge's client on the cloud node (its own jobs: node class, loopback host
+    # network, their host volumes; no server: it finds the local node's through Consul)
+    edge_hcl = os.path.join(dirs["cloud"], "nomad.d", "nomad.hcl")
+    assert mode(edge_hcl) == 0o600
+    edge_volumes = os.path.join(dirs["cloud"], "volumes")
+    assert parse_hcl(read(edge_hcl)) == {
+        "name": "cloud",
+        "datacenter": "dc1",
+        "data_dir": os.path.join(dirs["cloud"], "nomad-data"),
+        "bind_addr": "0.0.0.0",
+        "advertise": [{"http": "10.88.0.1", "rpc": "10.88.0.1", "serf": "10.88.0.1"}],
+        "client": [
+            {
+                "enabled": True,
+                "network_interface": "hcwg0",
+                "options": {"driver.allowlist": "docker"},
+                "meta": [{"location": "cloud", "node_type": "hecate-edge"}],
+                "node_class": "hecate-edge",
+                "host_network": [{"loopback": {"cidr": "127.0.0.1/32"}}],
+                "host_volume": [
+                    {name: {"path": os.path.join(edge_volumes, name), "read_only": name == "hecate_nginx_config"}}
+                    for name in sorted(topology.EDGE_VOLUMES)
+                ],
+            }
+        ],
+        "consul": [
+            {
+                "address": "127.0.0.1:8500",
+                "auto_advertise": True,
+                "server_auto_join": True,
+                "client_auto_join": True,
+                "token": agent_vault_secrets["secret/hecate/nomad"]["consul_token"],
+            }
+        ],
+        "vault": [{"enabled": True, "address": vault_sim.url}],
+        "acl": [{"enabled": True}],
+        "plugin": [{"docker": {"config": [{"allow_privileged": False, "volumes": [{"enabled": True}]}]}}],
+    }
     nomad_hcl = os.path.join(dirs["local"], "nomad.d", "nomad.hcl")
     assert mode(nomad_hcl) == 0o600
     volumes = os.path.join(dirs["local"], "volumes")
@@ -240,6 +278,7 @@ def test_highstate_gives_each_role_its_configs(salt_cli, applied, dirs, agent_va
         "vault": [
             {"enabled": True, "address": vault_sim.url, "default_identity": [{"aud": ["vault.io"], "ttl": "1h"}]}
         ],
+        "acl": [{"enabled": True}],
         "plugin": [{"docker": {"config": [{"allow_privileged": False, "volumes": [{"enabled": True}]}]}}],
     }
     assert os.path.isdir(os.path.join(volumes, "bionicgpt_postgres")) and os.path.isdir(os.path.join(volumes, "ollama"))

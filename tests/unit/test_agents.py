@@ -137,6 +137,28 @@ def test_nomad_config_renders_valid_hcl():
     assert parsed["consul"][0]["token"] in ('tok\\"en\\\\x', 'tok"en\\x')  # escaped, one string
 
 
+def test_nomad_agents_enforce_acls_as_the_lab_does():
+    """
+    Nomad's ``acl`` block (developer.hashicorp.com/nomad/docs/configuration/acl: ``enabled``
+    defaults to false, and servers and clients should agree, since the CLI sends client
+    endpoints such as ``alloc exec`` straight to the client) is on for every agent hecate
+    writes, the edge's client included; its cache TTLs only when pillar sets them.
+    """
+    pillar = shipped_pillar("prod")
+    pillar["hecate"]["connections"]["vault"]["url"] = "https://vault.example.com:8200"
+    for grains in (LOCAL_GRAINS, CLOUD_GRAINS):
+        cfg = hecate_agents_config.nomad_config(pillar, grains)
+        assert cfg["acl"] == {"enabled": True}, grains
+        assert parse_hcl(hecate_agents_config.render_hcl(cfg, "x"))["acl"] == [{"enabled": True}]
+    pillar["bionicgpt"]["nomad"]["agent"]["acl"] = {"token_ttl": "60s", "role_ttl": None}
+    assert hecate_agents_config.nomad_config(pillar, LOCAL_GRAINS)["acl"] == {"enabled": True, "token_ttl": "60s"}
+    assert hecate_schema.validate(pillar, "prod") == []
+    pillar["bionicgpt"]["nomad"]["agent"]["acl"] = {"enabled": False}
+    assert "acl" not in hecate_agents_config.nomad_config(pillar, LOCAL_GRAINS)
+    pillar["bionicgpt"]["nomad"]["agent"]["acl"] = {"policy_ttl": "a minute"}
+    assert any(e.startswith("bionicgpt:nomad:agent:acl:policy_ttl: ") for e in hecate_schema.validate(pillar, "prod"))
+
+
 def test_resolve_secrets_and_masked_diff():
     secrets = {"secret/hecate/consul#gossip_key": "R29zc2lwS2V5R29zc2lwS2V5R29zc2lwS2V5MTI=",
                "secret/hecate/consul#agent_token": "11111111-2222-3333-4444-555555555555"}
