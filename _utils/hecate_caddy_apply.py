@@ -208,6 +208,7 @@ def one_write(config, edits):
     return at, before, value
 
 
+@hecate_caddy_client.in_bulk
 def apply(admin, server, compute, test, store=None, retries=3, listen=None, run_id=None,
           base=hecate_caddy_routes.PILLAR_PATH, extra=None):
     """
@@ -374,6 +375,7 @@ def _route_hosts(route):
 
 
 # -- rollback ---------------------------------------------------------------------------------------
+@hecate_caddy_client.in_bulk
 def rollback(admin, store, server=None, snapshot=None, force=False, test=False, retries=3,
              restore="before", run_id=None):
     """

@@ -24,7 +24,10 @@ API facts this relies on (Caddy 2.8+, checked against 2.11.7):
   trailer, which ``requests`` cannot read: hecate refuses to write without it.
 """
 
+import contextlib
 import datetime
+import functools
+import gc
 import json
 import os
 import re
@@ -42,6 +45,36 @@ JSON_HEADERS = {"Content-Type": "application/json"}
 
 class PreconditionFailed(hecate_http.HTTPError):
     """412: the config changed between our read and our guarded write."""
+
+
+@contextlib.contextmanager
+def bulk():
+    """
+    Pause Python's cyclic garbage collector while a large config is parsed, built, compared or
+    serialised. These are trees of hundreds of thousands of new dicts, lists and strings that
+    hold no reference cycles, and every few hundred allocations make the collector walk them
+    (and, in a minion, all of Salt's objects) again: at 10,000 routes that is most of the run
+    (``json.loads`` of the 3 MB config 0.4 s against 0.05 s paused). Nested uses are fine;
+    the collector is enabled again only if it was enabled on entry.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def in_bulk(func):
+    """Run ``func`` inside :func:`bulk`."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        with bulk():
+            return func(*args, **kwargs)
+
+    return wrapper
 
 
 def config_path(*parts):
@@ -122,6 +155,7 @@ class CaddyAdmin:
             ) from None
 
     # -- reading ----------------------------------------------------------------------------
+    @in_bulk
     def get(self, *parts):
         """``(value, etag)`` of the config at ``parts`` (the whole config when empty)."""
         path = config_path(*parts)
@@ -326,6 +360,7 @@ class SnapshotStore:
             return json.load(fh)
 
     # snapshots
+    @in_bulk
     def save(self, server, path, before, after, config, run_id=None):
         now = datetime.datetime.now(datetime.timezone.utc)
         snap_id = now.strftime("%Y%m%dT%H%M%S.%fZ") + "-" + safe_name(server)
@@ -343,6 +378,7 @@ class SnapshotStore:
         self._prune()
         return snap_id
 
+    @in_bulk
     def load(self, snap_id):
         path = os.path.join(self.root, "snapshots", safe_name(snap_id) + ".json")
         try:

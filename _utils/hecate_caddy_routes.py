@@ -36,6 +36,7 @@ import re
 
 import salt.exceptions
 
+import hecate_caddy_client
 import hecate_caddy_logs
 import hecate_caddy_responses
 import hecate_config
@@ -806,6 +807,7 @@ def caddy_data(pillar, path=PILLAR_PATH):
     return hecate_config.traverse(pillar, path, {}) or {}
 
 
+@hecate_caddy_client.in_bulk
 def build(data, resolve_service=None, id_prefix=ID_PREFIX, base=PILLAR_PATH):
     """
     The whole desired route set: a list of :class:`Route` in the order they are written
