@@ -132,9 +132,13 @@ class ListenerTaken(salt.exceptions.CommandExecutionError):
 
 
 # -- routes hecate wrote that Caddy no longer has ------------------------------------------------------
+def _managed_id(rid):
+    prefixes = (hecate_caddy_routes.ID_PREFIX, hecate_caddy_routes.ADHOC_PREFIX)
+    return rid if isinstance(rid, str) and rid.startswith(prefixes) else None
+
+
 def _hecate_id(route):
-    rid = hecate_caddy_routes._rid(route) or ""
-    return rid if rid.startswith((hecate_caddy_routes.ID_PREFIX, hecate_caddy_routes.ADHOC_PREFIX)) else None
+    return _managed_id(hecate_caddy_routes._rid(route))
 
 
 def lost_routes_note(store, server, live):
@@ -148,17 +152,13 @@ def lost_routes_note(store, server, live):
         return None
     try:
         snaps = store.list(server)
-        record = store.load(snaps[0]) if snaps else None
+        record = store.written_routes(snaps[0]) if snaps else None
     except (OSError, salt.exceptions.SaltException):  # a note is not worth failing the run
         return None
     if not record:
         return None
-    after = hecate_caddy_client.traverse(
-        _nested(record.get("path") or [], record.get("after")),
-        hecate_caddy_client.server_parts(server) + ("routes",),
-    )
     present = {_hecate_id(r) for r in live or []}
-    gone = [rid for rid in (_hecate_id(r) for r in after or []) if rid and rid not in present]
+    gone = [rid for rid in map(_managed_id, record.get("route_ids") or []) if rid and rid not in present]
     if not gone:
         return None
     names = ", ".join(rid.split(".", 2)[-1] for rid in gone)

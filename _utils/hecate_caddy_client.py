@@ -303,6 +303,7 @@ class SnapshotStore:
     Layout under ``state_dir`` (0700, files 0600, written atomically)::
 
         snapshots/<id>.json   {"id", "time", "server", "path", "before", "after", "config"}
+        snapshots/<id>.routes {"id", "time", "server", "route_ids"}  # @ids of the routes written
         pending/<server>.json {"snapshot": <id>}   # what caddy.rollback will undo
 
     ``path`` is the config path hecate wrote (a server's ``routes`` array, or the key it
@@ -310,6 +311,8 @@ class SnapshotStore:
     before the write. A real run of the route states first clears the server's pending
     marker, and sets it again only when it writes: so ``caddy.rollback`` undoes exactly
     the last run's write, and nothing when that run changed nothing.
+    The ``.routes`` file lets each run check that Caddy still has the routes of the last
+    write (:meth:`written_routes`) without parsing a snapshot three configs large.
     """
 
     def __init__(self, state_dir, keep=10):
@@ -374,9 +377,24 @@ class SnapshotStore:
             "config": config,
             "run": run_id,
         }
-        self._write(os.path.join(self._dir("snapshots"), snap_id + ".json"), record)
+        directory = self._dir("snapshots")
+        self._write(os.path.join(directory, snap_id + ".json"), record)
+        self._write(os.path.join(directory, snap_id + ".routes"), _written(record))
         self._prune()
         return snap_id
+
+    def written_routes(self, snap_id):
+        """
+        ``{"id", "time", "server", "route_ids"}`` of a snapshot: the ``@id`` (or None) of each
+        route of its server as that write left them (None when the write did not hold them).
+        Read from the small ``.routes`` file; computed from the snapshot when it has none
+        (written before there were such files).
+        """
+        path = os.path.join(self.root, "snapshots", safe_name(snap_id) + ".routes")
+        try:
+            return self._read(path)
+        except (OSError, ValueError):
+            return _written(self.load(snap_id))
 
     @in_bulk
     def load(self, snap_id):
@@ -415,10 +433,11 @@ class SnapshotStore:
         for ids in by_server.values():
             for old in ids[self.keep:]:
                 if old not in pending:
-                    try:
-                        os.unlink(os.path.join(self.root, "snapshots", old + ".json"))
-                    except OSError:
-                        pass
+                    for ext in (".json", ".routes"):
+                        try:
+                            os.unlink(os.path.join(self.root, "snapshots", old + ext))
+                        except OSError:
+                            pass
 
     # pending markers: per server, the snapshots a rollback would undo (oldest first)
     def _pending_path(self, server):
@@ -475,6 +494,18 @@ class SnapshotStore:
                 if snaps:
                     out[server] = list(snaps)
         return out
+
+
+def _written(record):
+    """The ``.routes`` summary of a snapshot record (see :meth:`SnapshotStore.written_routes`)."""
+    value = record.get("after")
+    for part in reversed(record.get("path") or []):
+        value = {part: value}
+    routes = traverse(value, server_parts(record.get("server")) + ("routes",))
+    ids = None
+    if isinstance(routes, list):
+        ids = [r.get("@id") if isinstance(r, dict) else None for r in routes]
+    return {"id": record.get("id"), "time": record.get("time"), "server": record.get("server"), "route_ids": ids}
 
 
 def safe_name(name):

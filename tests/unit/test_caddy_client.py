@@ -271,6 +271,30 @@ def test_snapshot_store_is_private_and_pending_is_a_stack(tmp_path):
         store.load("nope")
 
 
+def test_snapshot_route_ids_are_kept_beside_the_snapshot(tmp_path):
+    root = tmp_path / "state"
+    store = cc.SnapshotStore(str(root), keep=1)
+    routes = [{"@id": "hecate.route.web"}, {"match": []}, "not a route"]
+    first = store.save("srv0", ("apps", "http", "servers", "srv0", "routes"), [], routes, {})
+    summary = store.written_routes(first)
+    assert summary["route_ids"] == ["hecate.route.web", None, None]
+    assert (summary["id"], summary["server"]) == (first, "srv0")
+    assert stat.S_IMODE(os.stat(root / "snapshots" / f"{first}.routes").st_mode) == 0o600
+    # a created server: its routes are inside the written object; a write elsewhere holds none
+    created = store.save("new", ("apps", "http", "servers", "new"), None, {"routes": routes[:1]}, {})
+    assert store.written_routes(created)["route_ids"] == ["hecate.route.web"]
+    assert store.written_routes(store.save("x", ("logging",), None, {}, {}))["route_ids"] is None
+    # a snapshot saved before there were .routes files: computed from the snapshot itself
+    os.unlink(root / "snapshots" / f"{first}.routes")
+    assert store.written_routes(first)["route_ids"] == ["hecate.route.web", None, None]
+    # pruned together, and never listed as snapshots
+    second = store.save("srv0", ("p",), None, 1, {})
+    assert store.list("srv0") == [second]
+    assert sorted(os.listdir(root / "snapshots")) == sorted(
+        f"{sid}{ext}" for sid in store.list() for ext in (".json", ".routes")
+    )
+
+
 def test_snapshot_store_tightens_an_open_directory(tmp_path):
     root = tmp_path / "open"
     root.mkdir(mode=0o755)
