@@ -5,7 +5,6 @@ replaced, and the rollback that restores snapshots only where the live value is 
 hecate wrote. The route set itself comes from ``hecate_caddy_routes``.
 """
 
-import copy
 import os
 import re
 
@@ -172,19 +171,18 @@ def lost_routes_note(store, server, live):
 
 
 def _put(obj, rel, value):
-    """``obj`` with ``value`` at the relative path ``rel`` (None removes the key)."""
+    """
+    ``obj`` with ``value`` at the relative path ``rel`` (None removes the key), as a new
+    object: only the dicts on the path are copied, the rest is shared with ``obj`` (the
+    config as read: at the root, a copy of all of it would cost as much as parsing it).
+    """
     if not rel:
         return value
-    obj = obj if isinstance(obj, dict) else {}
-    cur = obj
-    for part in rel[:-1]:
-        if not isinstance(cur.get(part), dict):
-            cur[part] = {}
-        cur = cur[part]
-    if value is None:
-        cur.pop(rel[-1], None)
+    obj = dict(obj) if isinstance(obj, dict) else {}
+    if len(rel) == 1 and value is None:
+        obj.pop(rel[0], None)
     else:
-        cur[rel[-1]] = value
+        obj[rel[0]] = _put(obj.get(rel[0]), rel[1:], value)
     return obj
 
 
@@ -202,9 +200,9 @@ def one_write(config, edits):
     while at and hecate_caddy_client.traverse(config, at) is None:
         at = at[:-1]
     before = hecate_caddy_client.traverse(config, at)
-    value = copy.deepcopy(before)
+    value = before
     for path in paths:
-        value = _put(value, tuple(path[len(at):]), copy.deepcopy(edits[path]))
+        value = _put(value, tuple(path[len(at):]), edits[path])
     return at, before, value
 
 

@@ -77,6 +77,18 @@ def in_bulk(func):
     return wrapper
 
 
+def copy_json(value):
+    """
+    A copy of JSON data (dicts, lists, scalars): ``copy.deepcopy`` without its memo and
+    dispatch, several times faster on the route trees hecate builds by the thousand.
+    """
+    if isinstance(value, dict):
+        return {key: copy_json(val) for key, val in value.items()}
+    if isinstance(value, list):
+        return [copy_json(val) for val in value]
+    return value
+
+
 def config_path(*parts):
     """``config_path("apps", "http", "servers", "x")`` -> ``/config/apps/http/servers/x``."""
     out = []

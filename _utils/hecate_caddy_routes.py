@@ -474,7 +474,7 @@ def _forward_auth_routes(settings, route_fa, where, errors):
                 "handle": [{"handler": "headers", "request": {"set": {header: [placeholder]}}}],
             }
         )
-    auth = copy.deepcopy(base)
+    auth = hecate_caddy_client.copy_json(base)
     auth.update(
         {
             "rewrite": {"method": "GET", "uri": settings.get("uri") or OUTPOST_AUTH_URI},
@@ -491,7 +491,7 @@ def _forward_auth_routes(settings, route_fa, where, errors):
     )
     # The outpost's own paths (login callback, sign-out) go to the outpost without the auth
     # check; then the check; then the application (Authentik's documented order).
-    return [{"match": [{"path": [OUTPOST_PATH]}], "handle": [copy.deepcopy(base)]}, {"handle": [auth]}]
+    return [{"match": [{"path": [OUTPOST_PATH]}], "handle": [hecate_caddy_client.copy_json(base)]}, {"handle": [auth]}]
 
 
 TIMEOUT_KEYS = ("dial_timeout", "response_header_timeout")
@@ -718,7 +718,7 @@ def build_route(spec, where, data, resolve_service=None, id_prefix=ID_PREFIX, er
     wanted = spec.get("policies")
     if wanted is None:
         wanted = data.get("default_policies", DEFAULT_POLICIES)
-    sub = [copy.deepcopy(STRIP_IDENTITY)]
+    sub = [hecate_caddy_client.copy_json(STRIP_IDENTITY)]
     for pname in _as_list(wanted):
         if pname not in cache.policies:
             own.append((f"{where}:policies", f"unknown policy {pname!r} (have: {', '.join(sorted(cache.policies))})"))
