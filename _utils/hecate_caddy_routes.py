@@ -74,7 +74,15 @@ AUTHENTIK_HEADERS = [
 # (the outpost drops such variants of its own headers: removeDuplicateUnderscoreHeader); Caddy
 # releases with the fix of GHSA-f59h-q822-g45g drop them on their own, older ones pass them.
 CLIENT_IDENTITY_HEADERS = ["X-Authentik*", "X_Authentik*", "X.Authentik*"]
-STRIP_IDENTITY = {"handle": [{"handler": "headers", "request": {"delete": CLIENT_IDENTITY_HEADERS}}]}
+
+
+def _strip_identity():
+    """A fresh :data:`STRIP_IDENTITY` (every route gets its own; built, not copied: 10,000 of them)."""
+    return {"handle": [{"handler": "headers", "request": {"delete": list(CLIENT_IDENTITY_HEADERS)}}]}
+
+
+STRIP_IDENTITY = _strip_identity()
+
 LB_POLICIES = ("random", "round_robin", "least_conn", "first", "ip_hash", "client_ip_hash", "uri_hash")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 SERVER_RE = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
@@ -718,7 +726,7 @@ def build_route(spec, where, data, resolve_service=None, id_prefix=ID_PREFIX, er
     wanted = spec.get("policies")
     if wanted is None:
         wanted = data.get("default_policies", DEFAULT_POLICIES)
-    sub = [hecate_caddy_client.copy_json(STRIP_IDENTITY)]
+    sub = [_strip_identity()]
     for pname in _as_list(wanted):
         if pname not in cache.policies:
             own.append((f"{where}:policies", f"unknown policy {pname!r} (have: {', '.join(sorted(cache.policies))})"))
