@@ -319,11 +319,12 @@ def apply(admin, server, compute, test, store=None, retries=3, listen=None, run_
         else:
             path, value, method, before = parts + ("routes",), new_routes, "PUT", None
         snap = None
+        data = hecate_caddy_client.encode(value)  # once: the request body and the snapshot's "after"
         if store is not None:
-            snap = store.save(server, path, before, value, config, run_id=run_id)
+            snap = store.save(server, path, before, value, config, run_id=run_id, after_data=data)
             store.push_pending(server, snap)
         try:
-            admin.write(method, hecate_caddy_client.config_path(*path), value, etag)
+            admin.write(method, hecate_caddy_client.config_path(*path), value, etag, data=data)
         except hecate_caddy_client.PreconditionFailed:
             conflicts += 1
             if store is not None:

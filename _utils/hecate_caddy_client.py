@@ -195,16 +195,18 @@ class CaddyAdmin:
         return self.json("GET", _id_path(object_id, *parts))
 
     # -- writing ----------------------------------------------------------------------------
-    def write(self, method, path, value=None, etag=None):
+    def write(self, method, path, value=None, etag=None, data=None):
         """
         ``method`` on ``path`` (a ``/config/...`` or ``/id/...`` path) with ``value`` as
         JSON, guarded by ``If-Match: etag`` when given. 412 raises
-        :class:`PreconditionFailed`.
+        :class:`PreconditionFailed`. ``data`` is ``encode(value)`` when the caller has it
+        already (the guarded apply encodes its write once, for the snapshot and the request).
         """
         headers = dict(JSON_HEADERS)
         if etag:
             headers["If-Match"] = etag
-        data = None if value is None and method == "DELETE" else _dumps(value)
+        if data is None:
+            data = None if value is None and method == "DELETE" else encode(value)
         try:
             self.request(method, path, data=data, headers=headers)
         except hecate_http.HTTPError as exc:
@@ -242,7 +244,7 @@ class CaddyAdmin:
         headers = dict(JSON_HEADERS)
         if force:
             headers["Cache-Control"] = "must-revalidate"
-        self.request("POST", "/load", data=_dumps(config), headers=headers)
+        self.request("POST", "/load", data=encode(config), headers=headers)
 
     def upstreams(self):
         return self.json("GET", "/reverse_proxy/upstreams") or []
@@ -290,8 +292,17 @@ def _id_path(object_id, *parts):
     return f"/id/{urllib.parse.quote(str(object_id), safe='@.-_~:')}" + (f"/{tail}" if tail else "")
 
 
-def _dumps(value):
-    return json.dumps(value, separators=(",", ":")).encode("utf-8")
+def encode(value):
+    """``value`` as the compact ASCII JSON hecate sends to Caddy and keeps in snapshots."""
+    return json.dumps(value, separators=(",", ":")).encode("ascii")
+
+
+def _encode_record(record, encoded=None):
+    """``encode(record)``, taking the encoding of some of its values from ``encoded`` (key -> bytes)."""
+    if not encoded:
+        return encode(record)
+    items = (encode(key) + b":" + (encoded[key] if key in encoded else encode(val)) for key, val in record.items())
+    return b"{" + b",".join(items) + b"}"
 
 
 def traverse(config, parts):
@@ -356,13 +367,13 @@ class SnapshotStore:
                 ) from None
         return paths[-1]
 
-    def _write(self, path, data):
+    def _write(self, path, data, encoded=None):
         directory = os.path.dirname(path)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            with os.fdopen(fd, "wb") as fh:
                 os.fchmod(fh.fileno(), 0o600)
-                fh.write(json.dumps(data, separators=(",", ":")))  # one write, not json.dump's chunks
+                fh.write(_encode_record(data, encoded))  # one write, not json.dump's chunks
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
@@ -376,7 +387,11 @@ class SnapshotStore:
 
     # snapshots
     @in_bulk
-    def save(self, server, path, before, after, config, run_id=None):
+    def save(self, server, path, before, after, config, run_id=None, after_data=None):
+        """
+        Keep a snapshot of a write (see the class); returns its id. ``after_data`` is
+        ``encode(after)`` when the caller has it (the request body of the write).
+        """
         now = datetime.datetime.now(datetime.timezone.utc)
         snap_id = now.strftime("%Y%m%dT%H%M%S.%fZ") + "-" + safe_name(server)
         record = {
@@ -390,7 +405,8 @@ class SnapshotStore:
             "run": run_id,
         }
         directory = self._dir("snapshots")
-        self._write(os.path.join(directory, snap_id + ".json"), record)
+        self._write(os.path.join(directory, snap_id + ".json"), record,
+                    encoded={"after": after_data} if after_data is not None else None)
         self._write(os.path.join(directory, snap_id + ".routes"), _written(record))
         self._prune()
         return snap_id

@@ -322,3 +322,19 @@ def test_snapshot_json_round_trip_keeps_exact_values(tmp_path):
     sid = store.save("s", ("p",), value, [], {"k": value})
     assert store.load(sid)["before"] == value
     assert json.loads(json.dumps(store.load(sid)))["config"] == {"k": value}
+
+
+def test_snapshot_takes_the_write_body_as_its_after(tmp_path):
+    store = cc.SnapshotStore(str(tmp_path / "s"))
+    value = [{"@id": "x", "n": 10_000_000_000, "u": "ü"}]
+    plain = store.save("s", ("p",), [], value, {"k": 1})
+    shared = store.save("s", ("p",), [], value, {"k": 1}, after_data=cc.encode(value))
+    assert store.load(shared)["after"] == value
+    with open(tmp_path / "s" / "snapshots" / f"{plain}.json", "rb") as fh:
+        plain_bytes = fh.read()
+    with open(tmp_path / "s" / "snapshots" / f"{shared}.json", "rb") as fh:
+        shared_bytes = fh.read()
+    # the same file as without the shared body, but for the id and time
+    for sid, text in ((plain, plain_bytes), (shared, shared_bytes)):
+        record = json.loads(text)
+        assert text == cc.encode(record) and record["id"] == sid
