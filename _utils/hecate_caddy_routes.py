@@ -1208,17 +1208,17 @@ def check_shadowing(routes, ours):
     """
     found = []
     mine = {id(r.json): r for r in ours}
-    others = []  # (index, route) of the earlier routes that are not ours
+    others, where = [], []  # the earlier routes that are not ours, and their indexes
     for idx, route in enumerate(routes):
         if id(route) not in mine:
-            others.append((idx, route))
+            others.append(route)
+            where.append(idx)
             continue
         ours_route = mine[id(route)]
-        for domain in ours_route.domains:
-            hit = shadowed_by([r for _, r in others], domain)
+        for domain in ours_route.domains if others else ():
+            hit = shadowed_by(others, domain)
             if hit is not None:
-                index, other = others[hit[0]]
-                found.append((ours_route, domain, index, other, hit[1]))
+                found.append((ours_route, domain, where[hit[0]], others[hit[0]], hit[1]))
     if found:
         raise ShadowedRoutes(found)
 
