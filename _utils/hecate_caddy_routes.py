@@ -234,6 +234,9 @@ def _as_list(value):
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+_URL_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$")
+
+
 def parse_upstream(text):
     """
     ``"host:port"``, ``"http://host[:port]"`` or ``"https://host[:port]"`` ->
@@ -243,7 +246,7 @@ def parse_upstream(text):
         raise ValueError(f"{text!r} is not an upstream address")
     raw = text.strip()
     scheme = None
-    match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", raw)
+    match = _URL_RE.match(raw)
     if match:
         scheme = match.group(1).lower()
         if scheme not in ("http", "https"):
@@ -844,14 +847,19 @@ def build(data, resolve_service=None, id_prefix=ID_PREFIX, base=PILLAR_PATH):
         except (AttributeError, TypeError, ValueError) as exc:  # shapes the schema rejects
             errors.append((where, f"malformed route ({type(exc).__name__}: {exc}); see `salt-run hecate.validate`"))
             route = None
-        name = route_name(spec) if isinstance(spec, dict) else None
+        if route is not None:  # the same name and domains, already worked out
+            name, domains = route.name, route.domains
+        elif isinstance(spec, dict):
+            name = route_name(spec)
+            domains = [str(d).lower().rstrip(".") for d in _as_list(spec.get("domain")) + _as_list(spec.get("domains"))]
+        else:
+            name, domains = None, []
         if name:
             if name in seen_names:
                 errors.append((f"{where}:name", f"route '{name}': name used twice (also {seen_names[name]})"))
             seen_names.setdefault(name, where)
-        if isinstance(spec, dict):
-            for dom in _as_list(spec.get("domain")) + _as_list(spec.get("domains")):
-                dom = str(dom).lower().rstrip(".")
+        if domains:
+            for dom in domains:
                 if dom in seen_domains and seen_domains[dom][0] != where:
                     other_where, other_name = seen_domains[dom]
                     errors.append(
