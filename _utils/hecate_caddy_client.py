@@ -56,6 +56,13 @@ def bulk():
     (and, in a minion, all of Salt's objects) again: at 10,000 routes that is most of the run
     (``json.loads`` of the 3 MB config 0.4 s against 0.05 s paused). Nested uses are fine;
     the collector is enabled again only if it was enabled on entry.
+
+    On the way out, what was allocated meanwhile and is still alive (the built routes, a
+    return value) is moved to the oldest generation without a pass over it (``gc.freeze()``
+    then ``gc.unfreeze()``, which also resets the count that would trigger one): else the
+    first allocation after ``gc.enable()`` walks all of it at once (0.03 s per exit at 10,000
+    routes). Cycles among those objects are still collected, by the next full collection.
+    Nothing in Salt or hecate freezes objects for its own ends, which this would undo.
     """
     enabled = gc.isenabled()
     gc.disable()
@@ -63,6 +70,8 @@ def bulk():
         yield
     finally:
         if enabled:
+            gc.freeze()
+            gc.unfreeze()
             gc.enable()
 
 

@@ -1,5 +1,6 @@
 """The Caddy admin client against the real Caddy binary, and the snapshot store."""
 
+import gc
 import json
 import os
 import re
@@ -338,3 +339,32 @@ def test_snapshot_takes_the_write_body_as_its_after(tmp_path):
     for sid, text in ((plain, plain_bytes), (shared, shared_bytes)):
         record = json.loads(text)
         assert text == cc.encode(record) and record["id"] == sid
+
+
+def test_bulk_pauses_the_collector_and_leaves_cycles_collectable():
+    import weakref  # pylint: disable=import-outside-toplevel
+
+    class Node:
+        pass
+
+    was = gc.isenabled()
+    gc.enable()
+    try:
+        with cc.bulk():
+            assert not gc.isenabled()
+            with cc.bulk():  # nested: the inner exit does not enable it
+                pass
+            assert not gc.isenabled()
+            node = Node()
+            node.self = node  # a cycle made while paused
+            ref = weakref.ref(node)
+            del node
+        assert gc.isenabled() and gc.get_freeze_count() == 0
+        gc.collect()
+        assert ref() is None  # moved to the oldest generation, not frozen: still collected
+        gc.disable()
+        with cc.bulk():
+            pass
+        assert not gc.isenabled()  # left as the caller had it
+    finally:
+        (gc.enable if was else gc.disable)()
