@@ -77,11 +77,11 @@ def test_a_412_is_retried_on_fresh_data(monkeypatch, admin, opts):
     real_write = admin.write
     attempts = []
 
-    def interfering(method, path, value=None, etag=None):
+    def interfering(method, path, value=None, etag=None, data=None):
         attempts.append(etag)
         if len(attempts) == 1:
             admin.version += 1  # another writer got in between our read and our write
-        return real_write(method, path, value, etag)
+        return real_write(method, path, value, etag, data=data)
 
     monkeypatch.setattr(admin, "write", interfering)
     opts["test"] = False
