@@ -208,7 +208,7 @@ def one_write(config, edits):
 
 @hecate_caddy_client.in_bulk
 def apply(admin, server, compute, test, store=None, retries=3, listen=None, run_id=None,
-          base=hecate_caddy_routes.PILLAR_PATH, extra=None):
+          base=hecate_caddy_routes.PILLAR_PATH, extra=None, missing_ok=False):
     """
     Read the whole config with its ETag, ``compute(live_routes) -> (new_routes, changes)``,
     and write the server's new routes array in ONE request guarded by ``If-Match``.
@@ -233,7 +233,8 @@ def apply(admin, server, compute, test, store=None, retries=3, listen=None, run_
 
     A missing ``server`` is created with ``listen`` (and nothing else: Caddy's automatic
     HTTPS stays on), unless another server already listens there (:class:`ListenerTaken`,
-    in a preview too). ``base`` is the pillar key messages name.
+    in a preview too); with ``missing_ok`` (a removal) a missing server means nothing to do.
+    ``base`` is the pillar key messages name.
     Returns ``{"changes", "written", "attempts", "snapshot", "notes", "conflicts", "dropped"}``.
     """
     parts = hecate_caddy_client.server_parts(server)
@@ -250,6 +251,8 @@ def apply(admin, server, compute, test, store=None, retries=3, listen=None, run_
         attempt += 1
         config, etag = admin.get()  # Unreachable here keeps an uncertain write's marker
         server_obj = hecate_caddy_client.traverse(config, parts)
+        if server_obj is None and missing_ok:
+            return done({}, False, attempt, None)
         if server_obj is None and not listen:
             raise _server_missing(config, server, base)
         if server_obj is None:
