@@ -5,7 +5,8 @@ hecate runner: operations across all systems, run on the master.
 - ``lock``/``unlock``: one Consul session lock per environment, so two orchestrations of
   the same environment cannot interleave; the loser is told who holds it since when.
 - ``record``/``history``: deployment records in Consul KV (who, when, pillar hash,
-  component versions, Nomad job versions, the Caddy snapshot holding its routes).
+  component versions, Nomad job versions, the Caddy snapshot holding its routes); a
+  teardown (``ensure: absent``) is recorded the same way with status ``teardown``.
 - ``rollback``: back to a recorded deployment (Nomad job versions, Caddy routes).
 - ``plan``: what a run would change, per system and object (a test=True orchestration).
 - ``status``: Consul health of every service, a request through Caddy and, with
@@ -251,7 +252,8 @@ def record(env=None, run_id=None, status="deployed", **details):
     Write the deployment record of a run to Consul KV
     (``hecate/deployments/<env>/<run_id>``): environment, status, who and when, pillar
     hash, component versions, and the details the orchestration passes (Nomad job
-    versions, the Caddy config snapshot to restore).
+    versions, the Caddy config snapshot to restore). ``status`` is ``deployed`` (default),
+    ``rollback`` or ``teardown`` (the orchestration's ``ensure: absent``).
 
     CLI Example:
 
@@ -376,6 +378,11 @@ def rollback(env=None, to=None):
         target = client.get_json(f"{RECORDS}/{env}/{to}")
         if not target:
             raise salt.exceptions.CommandExecutionError(f"no deployment record {to} for environment '{env}'")
+        if target.get("status") == "teardown":
+            raise salt.exceptions.CommandExecutionError(
+                f"record {to} is the teardown of environment '{env}' (ensure: absent), not a deployment "
+                f"to return to; deploy it again: salt-run state.orch orch.bionicgpt pillar='{{\"env\": \"{env}\"}}'"
+            )
         taken = lock(env=env, run_id=run_id)
         if not taken["result"]:
             return taken

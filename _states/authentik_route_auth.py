@@ -12,6 +12,9 @@ for its domain, an application, the group bindings and the provider on the outpo
     hecate route auth removed:
       authentik_route_auth.pruned: []       # after the Caddy routes (hecate.authentik_prune)
 
+    hecate route auth gone:
+      authentik_route_auth.absent: []       # teardown: every route's objects (hecate.authentik_absent)
+
 Everything hecate makes is marked ``hecate/<env>/route/<route>`` (the provider's name, the
 application's publisher); objects without the mark are never changed or deleted.
 """
@@ -115,6 +118,44 @@ def pruned(name, pillar_key=hecate_caddy_routes.PILLAR_PATH):
     env = hecate_route_auth.environment(__pillar__, __grains__)
     client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
     changes = hecate_route_auth.prune(client, auths, env, test)
+    names = ", ".join(sorted(changes))
+    return hecate_state.result(
+        ret, changes, test,
+        would=f"the Authentik objects of route(s) {names} would be removed",
+        did=f"the Authentik objects of route(s) {names} removed",
+    )
+
+
+@hecate_state.guard
+def absent(name, pillar_key=hecate_caddy_routes.PILLAR_PATH):
+    """
+    Delete everything hecate made in Authentik for the routes of this environment (objects
+    marked ``hecate/<env>/route/``), whatever pillar says: each provider taken off its
+    outposts, its application (with its bindings), the provider. The teardown of an
+    environment (``ensure: absent``), after the Caddy routes are gone. Objects without the
+    mark, or with another environment's, are never touched.
+
+    name
+        State ID (free text).
+    pillar_key
+        Where the Caddy block lives in pillar (default ``hecate:reverse_proxy:caddy``); with
+        ``forward_auth:manage_authentik: false`` Authentik is left alone.
+
+    .. code-block:: yaml
+
+        hecate route auth gone:
+          authentik_route_auth.absent
+    """
+    ret = hecate_state.new(name, "no Authentik object of a hecate route is left")
+    test = bool(__opts__.get("test"))
+    data = hecate_caddy_routes.caddy_data(__pillar__, pillar_key)
+    settings = (data.get("forward_auth") if isinstance(data, dict) else None) or {}
+    if isinstance(settings, dict) and settings.get("manage_authentik") is False:
+        ret["comment"] = f"{pillar_key}:forward_auth:manage_authentik is false: Authentik is managed elsewhere"
+        return ret
+    env = hecate_route_auth.environment(__pillar__, __grains__)
+    client = hecate_clients.authentik(__opts__, __pillar__, __context__, __salt__)
+    changes = hecate_route_auth.prune(client, [], env, test)
     names = ", ".join(sorted(changes))
     return hecate_state.result(
         ret, changes, test,

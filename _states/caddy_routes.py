@@ -6,6 +6,9 @@ caddy_routes: the whole hecate route set of a Caddy server, from pillar.
     hecate caddy routes:
       caddy_routes.managed: []        # server, routes etc. from hecate:reverse_proxy:caddy
 
+    hecate caddy routes removed:
+      caddy_routes.absent: []         # teardown: none of hecate's routes left
+
 Compares the routes built from pillar ``hecate:reverse_proxy:caddy`` with the routes of
 the live server that carry a hecate ``@id`` (``hecate.route.<name>``), reports each route
 added / removed / changed, and applies everything in ONE write guarded by ``If-Match``
@@ -226,6 +229,74 @@ def managed(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_
             f"route '{name}' not switched to forward auth (kept as Caddy has it): its Authentik side "
             f"is not in place: {why}" for name, why in sorted(held.items())
         )
+    return ret
+
+
+@hecate_state.guard
+def absent(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_PATH):
+    """
+    Remove every hecate route of a Caddy server (``@id`` ``hecate.route.<name>``: the pillar's
+    and those taken from Consul) and their access loggers, in ONE write guarded by the ETag it
+    read, as :func:`managed` writes; the teardown of an environment (``ensure: absent``).
+    Routes without a hecate ``@id`` and the ad-hoc routes of ``caddy_route.present`` stay, and
+    so does the server itself. The previous routes are saved as a snapshot
+    (``caddy.rollback`` restores them). A server that does not exist has nothing to remove.
+
+    name
+        State ID (free text).
+    server
+        The server under ``apps.http.servers`` (default: ``<pillar_key>:server``, else
+        ``hecate``).
+    retries
+        How many times to re-read and retry after a 412 before failing.
+    pillar_key
+        Where the Caddy block lives in pillar (default ``hecate:reverse_proxy:caddy``).
+
+    .. code-block:: yaml
+
+        hecate caddy routes removed:
+          caddy_routes.absent
+    """
+    ret = hecate_state.new(name)
+    data = hecate_caddy_routes.caddy_data(__pillar__, pillar_key)
+    if not isinstance(data, dict):
+        ret.update(result=False, comment=f"pillar {pillar_key} must be a mapping")
+        return ret
+    server = server or data.get("server") or hecate_caddy_routes.DEFAULT_SERVER
+    settings = hecate_config.connection("caddy", __opts__, __pillar__)
+    store = hecate_caddy_client.SnapshotStore(settings.get("state_dir"), keep=data.get("keep_snapshots", 10))
+    test = bool(__opts__.get("test"))
+    if not test:
+        store.clear_pending(server)  # a rollback after this run undoes this run's write only
+    out = hecate_caddy_apply.apply(
+        hecate_clients.caddy(__opts__, __pillar__),
+        server,
+        lambda live: hecate_caddy_routes.plan_set(live, []),
+        test=test,
+        store=store,
+        retries=int(retries),
+        run_id=str((__pillar__.get("hecate_run") or {}).get("id") or "") or None,
+        base=pillar_key,
+        extra=lambda config: hecate_caddy_logs.plan(config, server, []),
+        missing_ok=True,
+    )
+    changes = out["changes"]
+    where = f"Caddy server '{server}'"
+    ret = hecate_state.result(
+        ret,
+        changes,
+        test,
+        would=f"would remove the hecate routes of {where} ({_count(changes)}) in one guarded write",
+        did=(
+            f"removed the hecate routes of {where} ({_count(changes)}) in one guarded write"
+            + (f" after {out['conflicts']} retries (Caddy changed meanwhile)" if out.get("conflicts") else "")
+            + f"; previous routes kept as snapshot {out['snapshot']} (caddy.rollback restores them)"
+        ),
+    )
+    if not changes:
+        ret["comment"] = f"{where} has no hecate route"
+    if out["notes"]:
+        ret["comment"] += "\n" + "\n".join(out["notes"])
     return ret
 
 

@@ -211,18 +211,29 @@ def registered(
 
 
 @hecate_state.guard
-def absent(name):
+def absent(name, owned=False):
     """
     Ensure no service with ID ``name`` is registered on the agent (its checks go too).
+
+    owned
+        Only deregister a service hecate registered (its meta carries ``hecate-checks``,
+        which :func:`registered` always writes); one registered by something else under this
+        ID is left alone and named in the comment. The teardown of an environment sets it.
 
     .. code-block:: yaml
 
         jenkins-master:
-          consul_service.absent
+          consul_service.absent:
+            - owned: true
     """
     ret = hecate_state.new(name, f"Consul service {name} is not registered")
     client = hecate_clients.consul(__opts__, __pillar__, __context__, __salt__)
-    if client.agent_service(name) is None:
+    live = client.agent_service(name)
+    if live is None:
+        return ret
+    if owned and FINGERPRINT_META not in (live.get("Meta") or {}):
+        ret["comment"] = (f"Consul service {name} was not registered by hecate (no meta {FINGERPRINT_META}): "
+                          "left alone")
         return ret
     changes = {"deregistered": {"old": name, "new": None}}
     if __opts__.get("test"):

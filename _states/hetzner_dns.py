@@ -15,6 +15,9 @@ hetzner_dns: hecate's records in Hetzner DNS (Hetzner Cloud API, Zones/RRSets).
       hetzner_dns.absent:
         - type: A
 
+    hecate dns records removed:
+      hetzner_dns.cleared: []            # teardown: none of this environment's RRSets left
+
 ``managed`` reads each zone of ``hecate:dns`` once, compares the RRSets hecate owns
 (label ``managed-by=hecate``, ``hecate-env`` = this environment) with what pillar wants
 (A/AAAA to the edge for every route domain, the extra records, CAA) and reports every
@@ -123,6 +126,48 @@ def managed(name, zones=None, phase="all"):
         ret["comment"] += f"\n{deferred} hecate RRSet(s) no longer in pillar: deleted by the prune phase"
     if notes:
         ret["comment"] += "\n" + "\n".join(notes)
+    return ret
+
+
+@hecate_state.guard
+def cleared(name, zones=None):
+    """
+    Delete every RRSet hecate owns for this environment (label ``managed-by=hecate``,
+    ``hecate-env`` = this environment) in the zones of ``hecate:dns``, whatever pillar wants:
+    the records of the route domains, the extra records, CAA. The teardown of an environment
+    (``ensure: absent``), after the Caddy routes are gone. Foreign RRSets, another
+    environment's and the apex NS/SOA are never touched; a protected RRSet of hecate's fails
+    the state naming it, before anything is written.
+
+    name
+        State ID (free text).
+    zones
+        Only these zones (default: every zone in ``hecate:dns:zones``).
+
+    Without ``hecate:dns`` in pillar (or with ``enabled: false``) the state does nothing.
+
+    .. code-block:: yaml
+
+        hecate dns records removed:
+          hetzner_dns.cleared
+    """
+    ret = hecate_state.new(name)
+    if not hecate_dns_records.enabled(__pillar__):
+        ret["comment"] = "hecate:dns is not configured (or enabled: false): no DNS record managed"
+        return ret
+    env = hecate_dns_records.environment(__pillar__, __grains__)
+    dns = hecate_dns_records.dns_settings(__pillar__) or {}
+    names = sorted({str(z.get("name", "")).lower().rstrip(".") for z in dns.get("zones") or []})
+    rrsets = hecate_clients.dns(__opts__, __pillar__, __context__, __salt__).rrsets
+    ops, conflicts, _ = hecate_dns_records.plan_zones({zone: {} for zone in names}, rrsets, env, zones)
+    where = ", ".join(z for z in names if not zones or z in zones)
+    ret = _finish(
+        ret, ops, conflicts,
+        would=f"would delete the hecate RRSets of environment '{env}' in {where} ({{}}); nothing written",
+        did=f"deleted the hecate RRSets of environment '{env}' in {where} ({{}})",
+    )
+    if ret["result"] is not False and not ret["changes"]:
+        ret["comment"] = f"{where} hold(s) no hecate RRSet of environment '{env}'"
     return ret
 
 

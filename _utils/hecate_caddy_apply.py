@@ -5,7 +5,6 @@ replaced, and the rollback that restores snapshots only where the live value is 
 hecate wrote. The route set itself comes from ``hecate_caddy_routes``.
 """
 
-import copy
 import os
 import re
 
@@ -132,9 +131,13 @@ class ListenerTaken(salt.exceptions.CommandExecutionError):
 
 
 # -- routes hecate wrote that Caddy no longer has ------------------------------------------------------
+def _managed_id(rid):
+    prefixes = (hecate_caddy_routes.ID_PREFIX, hecate_caddy_routes.ADHOC_PREFIX)
+    return rid if isinstance(rid, str) and rid.startswith(prefixes) else None
+
+
 def _hecate_id(route):
-    rid = hecate_caddy_routes._rid(route) or ""
-    return rid if rid.startswith((hecate_caddy_routes.ID_PREFIX, hecate_caddy_routes.ADHOC_PREFIX)) else None
+    return _managed_id(hecate_caddy_routes._rid(route))
 
 
 def lost_routes_note(store, server, live):
@@ -148,17 +151,13 @@ def lost_routes_note(store, server, live):
         return None
     try:
         snaps = store.list(server)
-        record = store.load(snaps[0]) if snaps else None
+        record = store.written_routes(snaps[0]) if snaps else None
     except (OSError, salt.exceptions.SaltException):  # a note is not worth failing the run
         return None
     if not record:
         return None
-    after = hecate_caddy_client.traverse(
-        _nested(record.get("path") or [], record.get("after")),
-        hecate_caddy_client.server_parts(server) + ("routes",),
-    )
     present = {_hecate_id(r) for r in live or []}
-    gone = [rid for rid in (_hecate_id(r) for r in after or []) if rid and rid not in present]
+    gone = [rid for rid in map(_managed_id, record.get("route_ids") or []) if rid and rid not in present]
     if not gone:
         return None
     names = ", ".join(rid.split(".", 2)[-1] for rid in gone)
@@ -172,19 +171,18 @@ def lost_routes_note(store, server, live):
 
 
 def _put(obj, rel, value):
-    """``obj`` with ``value`` at the relative path ``rel`` (None removes the key)."""
+    """
+    ``obj`` with ``value`` at the relative path ``rel`` (None removes the key), as a new
+    object: only the dicts on the path are copied, the rest is shared with ``obj`` (the
+    config as read: at the root, a copy of all of it would cost as much as parsing it).
+    """
     if not rel:
         return value
-    obj = obj if isinstance(obj, dict) else {}
-    cur = obj
-    for part in rel[:-1]:
-        if not isinstance(cur.get(part), dict):
-            cur[part] = {}
-        cur = cur[part]
-    if value is None:
-        cur.pop(rel[-1], None)
+    obj = dict(obj) if isinstance(obj, dict) else {}
+    if len(rel) == 1 and value is None:
+        obj.pop(rel[0], None)
     else:
-        cur[rel[-1]] = value
+        obj[rel[0]] = _put(obj.get(rel[0]), rel[1:], value)
     return obj
 
 
@@ -202,14 +200,15 @@ def one_write(config, edits):
     while at and hecate_caddy_client.traverse(config, at) is None:
         at = at[:-1]
     before = hecate_caddy_client.traverse(config, at)
-    value = copy.deepcopy(before)
+    value = before
     for path in paths:
-        value = _put(value, tuple(path[len(at):]), copy.deepcopy(edits[path]))
+        value = _put(value, tuple(path[len(at):]), edits[path])
     return at, before, value
 
 
+@hecate_caddy_client.in_bulk
 def apply(admin, server, compute, test, store=None, retries=3, listen=None, run_id=None,
-          base=hecate_caddy_routes.PILLAR_PATH, extra=None):
+          base=hecate_caddy_routes.PILLAR_PATH, extra=None, missing_ok=False):
     """
     Read the whole config with its ETag, ``compute(live_routes) -> (new_routes, changes)``,
     and write the server's new routes array in ONE request guarded by ``If-Match``.
@@ -234,7 +233,8 @@ def apply(admin, server, compute, test, store=None, retries=3, listen=None, run_
 
     A missing ``server`` is created with ``listen`` (and nothing else: Caddy's automatic
     HTTPS stays on), unless another server already listens there (:class:`ListenerTaken`,
-    in a preview too). ``base`` is the pillar key messages name.
+    in a preview too); with ``missing_ok`` (a removal) a missing server means nothing to do.
+    ``base`` is the pillar key messages name.
     Returns ``{"changes", "written", "attempts", "snapshot", "notes", "conflicts", "dropped"}``.
     """
     parts = hecate_caddy_client.server_parts(server)
@@ -251,6 +251,8 @@ def apply(admin, server, compute, test, store=None, retries=3, listen=None, run_
         attempt += 1
         config, etag = admin.get()  # Unreachable here keeps an uncertain write's marker
         server_obj = hecate_caddy_client.traverse(config, parts)
+        if server_obj is None and missing_ok:
+            return done({}, False, attempt, None)
         if server_obj is None and not listen:
             raise _server_missing(config, server, base)
         if server_obj is None:
@@ -320,11 +322,12 @@ def apply(admin, server, compute, test, store=None, retries=3, listen=None, run_
         else:
             path, value, method, before = parts + ("routes",), new_routes, "PUT", None
         snap = None
+        data = hecate_caddy_client.encode(value)  # once: the request body and the snapshot's "after"
         if store is not None:
-            snap = store.save(server, path, before, value, config, run_id=run_id)
+            snap = store.save(server, path, before, value, config, run_id=run_id, after_data=data)
             store.push_pending(server, snap)
         try:
-            admin.write(method, hecate_caddy_client.config_path(*path), value, etag)
+            admin.write(method, hecate_caddy_client.config_path(*path), value, etag, data=data)
         except hecate_caddy_client.PreconditionFailed:
             conflicts += 1
             if store is not None:
@@ -374,6 +377,7 @@ def _route_hosts(route):
 
 
 # -- rollback ---------------------------------------------------------------------------------------
+@hecate_caddy_client.in_bulk
 def rollback(admin, store, server=None, snapshot=None, force=False, test=False, retries=3,
              restore="before", run_id=None):
     """

@@ -36,6 +36,7 @@ import re
 
 import salt.exceptions
 
+import hecate_caddy_client
 import hecate_caddy_logs
 import hecate_caddy_responses
 import hecate_config
@@ -73,7 +74,15 @@ AUTHENTIK_HEADERS = [
 # (the outpost drops such variants of its own headers: removeDuplicateUnderscoreHeader); Caddy
 # releases with the fix of GHSA-f59h-q822-g45g drop them on their own, older ones pass them.
 CLIENT_IDENTITY_HEADERS = ["X-Authentik*", "X_Authentik*", "X.Authentik*"]
-STRIP_IDENTITY = {"handle": [{"handler": "headers", "request": {"delete": CLIENT_IDENTITY_HEADERS}}]}
+
+
+def _strip_identity():
+    """A fresh :data:`STRIP_IDENTITY` (every route gets its own; built, not copied: 10,000 of them)."""
+    return {"handle": [{"handler": "headers", "request": {"delete": list(CLIENT_IDENTITY_HEADERS)}}]}
+
+
+STRIP_IDENTITY = _strip_identity()
+
 LB_POLICIES = ("random", "round_robin", "least_conn", "first", "ip_hash", "client_ip_hash", "uri_hash")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 SERVER_RE = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
@@ -225,6 +234,9 @@ def _as_list(value):
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+_URL_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$")
+
+
 def parse_upstream(text):
     """
     ``"host:port"``, ``"http://host[:port]"`` or ``"https://host[:port]"`` ->
@@ -234,7 +246,7 @@ def parse_upstream(text):
         raise ValueError(f"{text!r} is not an upstream address")
     raw = text.strip()
     scheme = None
-    match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", raw)
+    match = _URL_RE.match(raw)
     if match:
         scheme = match.group(1).lower()
         if scheme not in ("http", "https"):
@@ -473,7 +485,7 @@ def _forward_auth_routes(settings, route_fa, where, errors):
                 "handle": [{"handler": "headers", "request": {"set": {header: [placeholder]}}}],
             }
         )
-    auth = copy.deepcopy(base)
+    auth = hecate_caddy_client.copy_json(base)
     auth.update(
         {
             "rewrite": {"method": "GET", "uri": settings.get("uri") or OUTPOST_AUTH_URI},
@@ -490,7 +502,7 @@ def _forward_auth_routes(settings, route_fa, where, errors):
     )
     # The outpost's own paths (login callback, sign-out) go to the outpost without the auth
     # check; then the check; then the application (Authentik's documented order).
-    return [{"match": [{"path": [OUTPOST_PATH]}], "handle": [copy.deepcopy(base)]}, {"handle": [auth]}]
+    return [{"match": [{"path": [OUTPOST_PATH]}], "handle": [hecate_caddy_client.copy_json(base)]}, {"handle": [auth]}]
 
 
 TIMEOUT_KEYS = ("dial_timeout", "response_header_timeout")
@@ -717,7 +729,7 @@ def build_route(spec, where, data, resolve_service=None, id_prefix=ID_PREFIX, er
     wanted = spec.get("policies")
     if wanted is None:
         wanted = data.get("default_policies", DEFAULT_POLICIES)
-    sub = [copy.deepcopy(STRIP_IDENTITY)]
+    sub = [_strip_identity()]
     for pname in _as_list(wanted):
         if pname not in cache.policies:
             own.append((f"{where}:policies", f"unknown policy {pname!r} (have: {', '.join(sorted(cache.policies))})"))
@@ -806,6 +818,7 @@ def caddy_data(pillar, path=PILLAR_PATH):
     return hecate_config.traverse(pillar, path, {}) or {}
 
 
+@hecate_caddy_client.in_bulk
 def build(data, resolve_service=None, id_prefix=ID_PREFIX, base=PILLAR_PATH):
     """
     The whole desired route set: a list of :class:`Route` in the order they are written
@@ -834,14 +847,19 @@ def build(data, resolve_service=None, id_prefix=ID_PREFIX, base=PILLAR_PATH):
         except (AttributeError, TypeError, ValueError) as exc:  # shapes the schema rejects
             errors.append((where, f"malformed route ({type(exc).__name__}: {exc}); see `salt-run hecate.validate`"))
             route = None
-        name = route_name(spec) if isinstance(spec, dict) else None
+        if route is not None:  # the same name and domains, already worked out
+            name, domains = route.name, route.domains
+        elif isinstance(spec, dict):
+            name = route_name(spec)
+            domains = [str(d).lower().rstrip(".") for d in _as_list(spec.get("domain")) + _as_list(spec.get("domains"))]
+        else:
+            name, domains = None, []
         if name:
             if name in seen_names:
                 errors.append((f"{where}:name", f"route '{name}': name used twice (also {seen_names[name]})"))
             seen_names.setdefault(name, where)
-        if isinstance(spec, dict):
-            for dom in _as_list(spec.get("domain")) + _as_list(spec.get("domains")):
-                dom = str(dom).lower().rstrip(".")
+        if domains:
+            for dom in domains:
                 if dom in seen_domains and seen_domains[dom][0] != where:
                     other_where, other_name = seen_domains[dom]
                     errors.append(
@@ -1198,22 +1216,31 @@ def check_shadowing(routes, ours):
     """
     found = []
     mine = {id(r.json): r for r in ours}
-    others = []  # (index, route) of the earlier routes that are not ours
+    others, where = [], []  # the earlier routes that are not ours, and their indexes
     for idx, route in enumerate(routes):
         if id(route) not in mine:
-            others.append((idx, route))
+            others.append(route)
+            where.append(idx)
             continue
         ours_route = mine[id(route)]
-        for domain in ours_route.domains:
-            hit = shadowed_by([r for _, r in others], domain)
+        for domain in ours_route.domains if others else ():
+            hit = shadowed_by(others, domain)
             if hit is not None:
-                index, other = others[hit[0]]
-                found.append((ours_route, domain, index, other, hit[1]))
+                found.append((ours_route, domain, where[hit[0]], others[hit[0]], hit[1]))
     if found:
         raise ShadowedRoutes(found)
 
 
 # -- plans -----------------------------------------------------------------------------------------
+def _equivalent(new, live):
+    """
+    Whether two routes arrays mean the same. Caddy returns what it was given, so a converged
+    server is usually equal as is; only a route that is not equal is normalised (durations),
+    never the whole array (at 10,000 routes that took longer than the rest of the plan).
+    """
+    return len(new) == len(live) and all(a is b or a == b or normalise(a) == normalise(b) for a, b in zip(new, live))
+
+
 def plan_set(live, desired, prefix=ID_PREFIX):
     """
     The new routes array of a server whose hecate-managed routes (``@id`` starting with
@@ -1236,9 +1263,7 @@ def plan_set(live, desired, prefix=ID_PREFIX):
         at = next((i for i, r in enumerate(unmanaged) if _catch_all(r)), len(unmanaged))
     new = unmanaged[:at] + [r.json for r in desired] + unmanaged[at:]
     check_shadowing(new, desired)
-    # Caddy returns what it was given, so a converged server is usually equal as is;
-    # normalising (durations) is only needed when it is not.
-    if new == live or (len(new) == len(live) and normalise(new) == normalise(live)):
+    if _equivalent(new, live):
         return live, {}
     live_by_id = {_rid(live[i]): live[i] for i in managed_idx}
     want_by_id = {r.id: r for r in desired}

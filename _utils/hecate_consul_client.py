@@ -362,8 +362,9 @@ class ConsulClient:
         """The agent's view of one service instance, or None."""
         # Not py-consul's agent.service_definition(): it sends no X-Consul-Token (it skips
         # prepare_headers), and under default deny Consul answers 403 once the service
-        # exists (agent_endpoint.go AgentService: 404 first, then service:read).
-        path = f"/v1/agent/service/{urllib.parse.quote(service_id, safe='')}"
+        # exists (agent_endpoint.go AgentService: 404 first, then service:read). The id is
+        # not quoted here: py-consul's uri() quotes the path and Consul decodes it once.
+        path = f"/v1/agent/service/{service_id}"
         return self._call(
             f"read service {service_id}",
             lambda: self.api.http.get(consul.callback.CB.json(), path, headers=self._headers()),

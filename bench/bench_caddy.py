@@ -4,7 +4,7 @@ draft orchestration) vs a bare ``POST /load`` of the same JSON, against the real
 loopback. Prints requests, writes, wall time, Caddy's memory and the module's memory;
 asserts nothing.
 
-    python -m bench caddy                          # 1,000 and 10,000 routes
+    python -m bench caddy                          # 100, 1,000 and 10,000 routes
     python -m bench.bench_caddy --routes 1000 --policies --repeat 5
     python -m bench.bench_caddy --smoke            # tiny sizes, for the test suite
 
@@ -24,6 +24,11 @@ so its memory figures are not inflated by an earlier variant):
   over k < n of the cost of the k-th POST, interpolated linearly between the per-level
   medians. The same samples are also used to predict the fully measured size, so the error
   of the extrapolation can be judged.
+
+After the sizes: one table, routes -> wall time, requests, writes and memory of the bare load,
+the apply and the converged re-run, and the targets of issue #19 ("Cost as the work grows":
+at 10,000 routes the apply <= 1.3x a bare load, the converged re-run <= 0.3x, the module's
+memory during the apply <= 50 MB) with the figures of the largest size beside them.
 
 Memory: Caddy's RSS (``/proc/<pid>/status`` VmRSS) before, its peak (VmHWM since the fresh
 start; reset with ``/proc/<pid>/clear_refs`` for the converged run, which follows the apply)
@@ -293,6 +298,47 @@ def report(res):
               f"seconds per POST) {pts}; total = sum over k < n of the POST cost interpolated linearly between them")
 
 
+# The issue's targets (#19, "Cost as the work grows") for the largest size measured.
+TARGETS = {"apply": 1.3, "converged": 0.3, "memory_mb": 50}
+TARGET_ROUTES = 10_000
+
+
+def _ratio(res, variant):
+    return res[variant]["seconds"] / res["bare"]["seconds"]
+
+
+def scale_table(results):
+    """routes -> wall time, requests, writes, memory of bare load, apply and converged re-run."""
+    print("  routes -> wall time, requests, writes, memory (median wall time; module MB: peak of Python "
+          "allocations during the call; Caddy MB: its peak RSS)")
+    print(f"    {'routes':>7} {'config MB':>9} | {'bare load s':>11} | {'apply s':>8} {'x load':>6} {'req':>3} "
+          f"{'wr':>2} {'module MB':>9} | {'converged s':>11} {'x load':>6} {'req':>3} {'wr':>2} {'module MB':>9} | "
+          f"{'Caddy MB':>8}")
+    for res in results:
+        app, conv = res["apply"], res["converged"]
+        print(f"    {res['routes']:>7,} {res['config_mb']:>9.2f} | {res['bare']['seconds']:>11.3f} | "
+              f"{app['seconds']:>8.3f} {_ratio(res, 'apply'):>5.2f}x {app['requests']:>3} {app['writes']:>2} "
+              f"{app.get('py_peak_mb', 0):>9.1f} | {conv['seconds']:>11.3f} {_ratio(res, 'converged'):>5.2f}x "
+              f"{conv['requests']:>3} {conv['writes']:>2} {conv.get('py_peak_mb', 0):>9.1f} | "
+              f"{_mb(app.get('caddy_peak_mb')):>8}")
+
+
+def targets(res):
+    """One line per target of the issue, for the size ``res``: figure, target, met or not."""
+    rows = [
+        ("apply", _ratio(res, "apply"), TARGETS["apply"], "x a bare POST /load"),
+        ("converged re-run", _ratio(res, "converged"), TARGETS["converged"], "x a bare POST /load"),
+        ("module memory of the apply", res["apply"].get("py_peak_mb") or 0, TARGETS["memory_mb"], " MB"),
+    ]
+    scope = "" if res["routes"] == TARGET_ROUTES else f"; the targets are set for {TARGET_ROUTES:,}"
+    print(f"  targets at {res['routes']:,} routes ({common.machine()}{scope}):")
+    for name, value, target, unit in rows:
+        fmt = ".1f" if unit == " MB" else ".2f"
+        verdict = "met" if value <= target else "NOT MET"
+        print(f"    {name:<27} {value:>6{fmt}}{unit:<20} (target <= {target:{fmt}}{unit}): {verdict}")
+    print(f"    module memory of the converged re-run: {res['converged'].get('py_peak_mb') or 0:.1f} MB")
+
+
 def main(argv):
     run(argv)
     return 0
@@ -301,7 +347,7 @@ def main(argv):
 def run(argv):
     """Measure and print; returns the figures of each size (the smoke test checks them)."""
     parser = argparse.ArgumentParser(prog="bench_caddy", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--routes", default="1000,10000", help="comma-separated route counts")
+    parser.add_argument("--routes", default="100,1000,10000", help="comma-separated route counts")
     parser.add_argument("--policies", action="store_true", help="give every route the security+common policies")
     parser.add_argument("--repeat", type=int, default=3, help="runs of the fast variants (median shown)")
     parser.add_argument("--per-route-full", type=int, default=1000,
@@ -329,6 +375,8 @@ def run(argv):
                               args.per_route_samples, per_route=not args.skip_per_route)
                 report(res)
                 results.append(res)
+            scale_table(results)
+            targets(max(results, key=lambda r: r["routes"]))
             measured = [r for r in results if r.get("per_route", {}).get("measured")]
             models = [r["model"] for r in results if "model" in r]
             if measured and models:

@@ -1,4 +1,5 @@
 {#- salt-run state.orch orch.bionicgpt pillar='{"env": "prod"}' [test=True]
+    salt-run state.orch orch.bionicgpt pillar='{"env": "prod", "ensure": "absent"}' [test=True]
 
     Deploys one environment of the whole stack in the order docs/orchestration.md describes.
     Minions are targeted by grain (role and hecate_env) and by pillar hecate:members (their
@@ -6,15 +7,44 @@
     salt.state step applying idempotent hecate states, so test=True previews every step and
     writes nothing. Lock and record are runner steps (imperative; they don't run under
     test=True). A failure stops the steps that need it, and the onfail steps put back what
-    this run changed: the previous Caddy routes, the Nomad jobs' previous versions, the lock. #}
+    this run changed: the previous Caddy routes, the Nomad jobs' previous versions, the lock.
+
+    With "ensure": "absent" it removes what the deployment made instead, in reverse order
+    (orch/teardown.jinja): Caddy routes, DNS records, Authentik objects, Nomad jobs (purged),
+    external Consul services; generated secrets only with "purge_secrets": true. Agents and
+    WireGuard stay. #}
 {%- from "orch/steps.jinja" import state_step, runner_step with context %}
+{%- from "orch/teardown.jinja" import teardown with context %}
 {%- set env = pillar.get('env') %}
 {%- if not env %}
 {{ raise('orch.bionicgpt needs an environment: pillar=\'{"env": "<lab|dev|staging|prod>"}\'') }}
 {%- endif %}
+{%- set ensure = pillar.get('ensure', 'present') %}
+{%- set purge_secrets = pillar.get('purge_secrets', False) %}
+{%- if ensure not in ('present', 'absent') %}
+{{ raise('orch.bionicgpt: pillar ensure must be "present" (deploy, the default) or "absent" (teardown), got ' ~ (ensure | json)) }}
+{%- elif (purge_secrets is not sameas true and purge_secrets is not sameas false) or (purge_secrets and ensure != 'absent') %}
+{{ raise('orch.bionicgpt: pillar purge_secrets is true or false, and only with "ensure": "absent", got ' ~ (purge_secrets | json)) }}
+{%- endif %}
 {%- set run_id = salt['hecate.new_run_id']() %}
 {%- set run = {'hecate_run': {'id': run_id, 'env': env}} %}
 {%- set run_kw = {'env': env, 'run_id': run_id} %}
+{%- if ensure == 'absent' %}
+{%- set steps = [
+    ('caddy', 'hecate-edge', ['hecate.caddy_absent']),
+    ('dns', 'hecate-edge', ['hecate.dns_absent']),
+    ('authentik', 'hecate-edge', ['hecate.authentik_absent', 'bionicgpt.authentik_absent']),
+    ('nomad_jobs', 'bionicgpt-node', ['bionicgpt.jobs_absent']),
+    ('consul_services', 'hecate-edge', ['hecate.consul_services_absent']),
+] %}
+{%- if purge_secrets %}
+{%- do steps.extend([
+    ('secrets_edge', 'hecate-edge', ['hecate.app_credentials_absent']),
+    ('secrets_node', 'bionicgpt-node', ['bionicgpt.secrets_absent']),
+]) %}
+{%- endif %}
+{{ teardown(env, run, run_kw, steps) }}
+{%- else %}
 
 # 1. The pillar of the environment is valid and the secrets hecate doesn't make exist
 #    (on the master; runs under test=True too) ...
@@ -98,3 +128,4 @@ caddy_rollback:
 {{ state_step('nomad_restore', env, run, 'bionicgpt-node', ['bionicgpt.jobs_revert'], ['salt: lock'], onfail=['salt: nomad_jobs', 'salt: consul_services', 'salt: caddy', 'salt: verify']) }}
 
 {{ runner_step('unlock_after_failure', 'hecate.unlock', dict(run_kw, leave_others=True), ['salt: lock'], onfail=['salt: wireguard_keys', 'salt: wireguard', 'salt: wireguard_verify', 'salt: secrets_edge', 'salt: secrets_node', 'salt: consul_agents', 'salt: nomad_agent', 'salt: authentik', 'salt: nomad_jobs', 'salt: consul_services', 'salt: dns', 'salt: caddy', 'salt: verify', 'salt: dns_prune', 'salt: authentik_prune', 'salt: record']) }}
+{%- endif %}

@@ -132,6 +132,10 @@ class SimHandle:
     def state(self):
         return self._call("GET", "/state")
 
+    def reset(self):
+        """Authentik simulator: back to a fresh install (API tokens kept)."""
+        self._call("POST", "/reset")
+
     def action_fault(self, **spec):
         """Hetzner simulator: the next matching Action ends as ``outcome`` (error|stuck)."""
         self._call("POST", "/action_faults", spec)

@@ -843,6 +843,10 @@ class AuthentikSim(EmbeddedOutpost, SAMLIdP, Simulator):
             self.page_size, self.max_page_size = 20, 100
         else:
             self.page_size, self.max_page_size = 100, None
+        self._fresh_install()
+
+    def _fresh_install(self):
+        """The database as a new install has it (also ``POST /_lab/reset``)."""
         self.db = {r.kind: {} for r in RESOURCES}
         self.db["policy"] = {}
         self.passwords = {}  # user pk -> (salt, PBKDF2 hash) of the password set (never the value)
@@ -2343,8 +2347,13 @@ class AuthentikSim(EmbeddedOutpost, SAMLIdP, Simulator):
         ``POST /_lab/objects`` ``{"kind": ..., "object": {...}}``: store an object as an
         older release or a hand-made database left it, bypassing today's validation
         (e.g. two groups of one name, possible in databases older than the serializer's
-        UniqueValidator). Everything else is the base's.
+        UniqueValidator). ``POST /_lab/reset``: back to a fresh install (for tests about a
+        first run on a session-wide simulator). Everything else is the base's.
         """
+        if request.path == "/_lab/reset" and request.method == "POST":
+            with self.cond:
+                self._fresh_install()
+            return self.json({"reset": True})
         if request.path == "/_lab/objects" and request.method == "POST":
             spec = request.get_json(force=True)
             with self.cond:

@@ -174,6 +174,8 @@ def test_policy_binding_needs_exactly_one_of(api, name):
         assert resp.status_code == 201
         bound = api("GET", "/policies/bindings/", target=app["pk"]).json()["results"]
         assert [b["group"] for b in bound] == [group["pk"]]
+        assert api("DELETE", f"/policies/bindings/{bound[0]['pk']}/").status_code == 204
+        assert api("GET", "/policies/bindings/", target=app["pk"]).json()["results"] == []
     finally:
         api("DELETE", f"/core/applications/{name}/")
         api("DELETE", f"/core/groups/{group['pk']}/")
@@ -202,6 +204,11 @@ def test_oauth2_provider_credentials_and_validation(api, name):
         assert again["client_secret"] == prov["client_secret"]
         listed = api("GET", "/providers/oauth2/", name=name).json()["results"]
         assert [p["pk"] for p in listed] == [prov["pk"]]
+        # a PATCH of redirect_uris alone: validate_redirect_uris only, the credentials stay
+        uris = [{"matching_mode": "regex", "url": r"https://contract\.example\.com/.*"}]
+        resp = api("PATCH", f"/providers/oauth2/{prov['pk']}/", {"redirect_uris": uris})
+        assert resp.status_code == 200 and resp.json()["redirect_uris"] == uris
+        assert resp.json()["client_secret"] == prov["client_secret"]
     finally:
         assert api("DELETE", f"/providers/oauth2/{prov['pk']}/").status_code == 204
 
@@ -216,6 +223,8 @@ def test_fresh_install_objects_hecate_relies_on(api):
         assert [m["scope_name"] for m in found] == [scope]
     outposts = api("GET", "/outposts/instances/", managed__iexact="goauthentik.io/outposts/embedded").json()
     assert len(outposts["results"]) == 1
+    embedded = api("GET", f"/outposts/instances/{outposts['results'][0]['pk']}/")  # outpost_providers reads it
+    assert embedded.status_code == 200 and isinstance(embedded.json()["providers"], list)
     stages = api("GET", "/stages/identification/", name="default-authentication-identification").json()
     assert len(stages["results"]) == 1 and "enrollment_flow" in stages["results"][0]
     brands = api("GET", "/core/brands/", default="true").json()["results"]
@@ -297,6 +306,8 @@ def test_brand_is_keyed_by_brand_uuid_with_one_default(api, name):
     brand = resp.json()
     try:
         assert "pk" not in brand and brand["brand_uuid"]
+        found = api("GET", "/core/brands/", domain=domain).json()["results"]  # how hecate finds a brand
+        assert [b["brand_uuid"] for b in found] == [brand["brand_uuid"]]
         resp = api("PATCH", f"/core/brands/{brand['brand_uuid']}/", {"branding_title": name})
         assert resp.status_code == 200 and resp.json()["branding_title"] == name
         resp = api("POST", "/core/brands/", {"domain": domain})
@@ -399,6 +410,8 @@ def test_proxy_provider_gets_the_managed_mappings_and_callback_uris(api, name):
     try:
         forced = {by_managed[m] for m in PROXY_SCOPES}
         assert set(prov["property_mappings"]) == forced
+        found = api("GET", "/providers/proxy/", name__iexact=name.upper()).json()["results"]  # hecate's lookup
+        assert [p["pk"] for p in found] == [prov["pk"]]
         assert {u["url"] for u in prov["redirect_uris"]} == {
             f"https://{name}.example.com/outpost.goauthentik.io/callback?X-authentik-auth-callback=true",
             f"https://{name}.example.com?X-authentik-auth-callback=true"}
@@ -690,3 +703,196 @@ def test_set_icon_url_up_to_2025_10(api, name):
         assert api("GET", f"/core/applications/{name}/").json()["meta_icon"] == "https://icons.example.com/a.svg"
     finally:
         api("DELETE", f"/core/applications/{app['slug']}/")
+
+
+# -- endpoints hecate calls that the tests above did not reach (tests/contract/README.md) ---------
+def test_membership_and_password_actions(api, name):
+    """
+    GroupViewSet.add_user/remove_user (authentik/core/api/groups.py): the user is looked up by
+    the body's ``pk`` (404 when there is none), then added/removed (204; removing a non-member is
+    no error); UserViewSet.set_password (authentik/core/api/users.py): UserPasswordSetSerializer
+    wants ``password`` (a DRF 400), then 204. hecate_authentik_client.AuthentikClient.add_user,
+    remove_user, set_password.
+    """
+    user = api("POST", "/core/users/", {"username": name, "name": "Contract"}).json()
+    group = api("POST", "/core/groups/", {"name": name}).json()
+    try:
+        path = f"/core/groups/{group['pk']}/"
+        assert api("POST", path + "add_user/", {"pk": user["pk"]}).status_code == 204
+        assert api("GET", path).json()["users"] == [user["pk"]]
+        # how hecate finds users: by username, and a group's members by groups_by_pk (UserFilter)
+        for params in ({"username": name}, {"groups_by_pk": group["pk"]}):
+            found = api("GET", "/core/users/", include_groups="false", **params).json()["results"]
+            assert [u["pk"] for u in found] == [user["pk"]], params
+        assert api("POST", path + "remove_user/", {"pk": user["pk"]}).status_code == 204
+        assert api("GET", path).json()["users"] == []
+        assert api("POST", path + "remove_user/", {"pk": user["pk"]}).status_code == 204
+        assert api("POST", path + "remove_user/", {"pk": 2_000_000_000}).status_code == 404
+        resp = api("POST", f"/core/users/{user['pk']}/set_password/", {})
+        assert resp.status_code == 400 and resp.json() == {"password": ["This field is required."]}
+        resp = api("POST", f"/core/users/{user['pk']}/set_password/", {"password": uuid.uuid4().hex})
+        assert resp.status_code == 204
+    finally:
+        api("DELETE", f"/core/groups/{group['pk']}/")
+        api("DELETE", f"/core/users/{user['pk']}/")
+
+
+def test_flow_stage_bindings_by_target_and_deleted_with_their_stage(api, name):
+    """
+    FlowStageBindingViewSet (authentik/flows/api/bindings.py): filterset_fields "__all__", so
+    ``?target=<flow pk>`` lists a flow's bindings; FlowStageBinding.stage is a CASCADE foreign key
+    (authentik/flows/models.py), so deleting a stage removes its binding - what the
+    authentik_enrollment state relies on when it drops the captcha stage.
+    """
+    resp = api("POST", "/flows/instances/", {"name": name, "slug": name, "title": name, "designation": "enrollment"})
+    assert resp.status_code == 201, resp.text
+    flow = resp.json()
+    stage = api("POST", "/stages/user_login/", {"name": name}).json()
+    try:
+        resp = api("PATCH", f"/flows/instances/{name}/", {"title": "Renamed"})
+        assert resp.status_code == 200 and resp.json()["title"] == "Renamed"
+        binding = {"target": flow["pk"], "stage": stage["pk"], "order": 10}
+        resp = api("POST", "/flows/bindings/", binding)
+        assert resp.status_code == 201, resp.text
+        listed = api("GET", "/flows/bindings/", target=flow["pk"]).json()["results"]
+        assert [(b["stage"], b["order"]) for b in listed] == [(stage["pk"], 10)]
+        assert api("DELETE", f"/flows/bindings/{listed[0]['pk']}/").status_code == 204
+        assert api("GET", "/flows/bindings/", target=flow["pk"]).json()["results"] == []
+        assert api("POST", "/flows/bindings/", binding).status_code == 201
+        assert api("DELETE", f"/stages/user_login/{stage['pk']}/").status_code == 204
+        assert api("GET", "/flows/bindings/", target=flow["pk"]).json()["results"] == []
+    finally:
+        api("DELETE", f"/stages/user_login/{stage['pk']}/")
+        assert api("DELETE", f"/flows/instances/{name}/").status_code == 204
+
+
+def test_saml_provider_signing_key_needs_a_sign_flag(api, name):
+    """
+    authentik/crypto/apps.py makes "authentik Self-signed Certificate" at startup;
+    CertificateKeyPairViewSet.view_certificate (authentik/crypto/api.py) answers {"data": <PEM>}.
+    SAMLProviderSerializer.validate (authentik/providers/saml/api/providers.py) reads
+    signing_kp and the sign flags from the SENT fields: a key pair without sign_assertion or
+    sign_response is refused, on a PATCH too (authentik_saml_provider sends the flags with it).
+    The managed SAML mappings come from blueprints/system/providers-saml.yaml.
+    """
+    (kp,) = api("GET", "/crypto/certificatekeypairs/", name="authentik Self-signed Certificate").json()["results"]
+    pem = api("GET", f"/crypto/certificatekeypairs/{kp['pk']}/view_certificate/")
+    assert pem.status_code == 200 and pem.json()["data"].startswith("-----BEGIN CERTIFICATE-----")
+    mappings = api("GET", "/propertymappings/provider/saml/", page_size=100).json()["results"]
+    assert any(str(m.get("managed") or "").startswith("goauthentik.io/providers/saml/") for m in mappings)
+    body = {"name": name, "acs_url": f"https://{name}.example.com/saml/acs",
+            "authorization_flow": flow_pk(api, "default-provider-authorization-implicit-consent"),
+            "invalidation_flow": flow_pk(api, "default-provider-invalidation-flow")}
+    refused = {"non_field_errors": ["With a signing keypair selected, at least one of 'Sign assertion' and "
+                                    "'Sign Response' must be selected."]}
+    resp = api("POST", "/providers/saml/", dict(body, signing_kp=kp["pk"]))
+    assert resp.status_code == 400 and resp.json() == refused
+    resp = api("POST", "/providers/saml/", dict(body, signing_kp=kp["pk"], sign_assertion=True))
+    assert resp.status_code == 201, resp.text
+    prov = resp.json()
+    try:
+        assert [p["pk"] for p in api("GET", "/providers/saml/", name=name).json()["results"]] == [prov["pk"]]
+        path = f"/providers/saml/{prov['pk']}/"
+        resp = api("PATCH", path, {"signing_kp": kp["pk"], "acs_url": f"https://{name}.example.com/acs2"})
+        assert resp.status_code == 400 and resp.json() == refused
+        resp = api("PATCH", path, {"signing_kp": kp["pk"], "sign_assertion": True, "sign_response": False,
+                                   "acs_url": f"https://{name}.example.com/acs2"})
+        assert resp.status_code == 200 and resp.json()["acs_url"] == f"https://{name}.example.com/acs2"
+    finally:
+        assert api("DELETE", f"/providers/saml/{prov['pk']}/").status_code == 204
+
+
+def test_enrollment_objects_found_by_name(api, name):
+    """
+    The objects authentik_enrollment keeps per flow, each found by ``?name=`` and then created,
+    PATCHed or deleted: PromptViewSet and PromptStageViewSet (authentik/stages/prompt/api.py;
+    a prompt stage's ``fields`` are prompt pks), UserWriteStageViewSet
+    (authentik/stages/user_write/api.py; ``create_users_group`` a group pk) and
+    UserLoginStageViewSet (authentik/stages/user_login/api.py), CaptchaStageViewSet
+    (authentik/stages/captcha/api.py: ``private_key`` is write-only, so hecate sets it on
+    create and cannot compare it later).
+    """
+    group = api("POST", "/core/groups/", {"name": name}).json()
+    made = []
+    try:
+        resp = api("POST", "/stages/prompt/prompts/", {"name": name, "field_key": "username", "label": "Username",
+                                                       "type": "username", "required": True, "order": 0})
+        assert resp.status_code == 201, resp.text
+        prompt = resp.json()
+        made.append(f"/stages/prompt/prompts/{prompt['pk']}/")
+        assert [p["pk"] for p in api("GET", "/stages/prompt/prompts/", name=name).json()["results"]] == [prompt["pk"]]
+        # stage names are unique across every kind of stage (Stage.name): one suffix per stage
+        for path, body in (("/stages/prompt/stages/", {"name": f"{name}-prompt", "fields": [prompt["pk"]]}),
+                           ("/stages/user_write/", {"name": f"{name}-user-write", "user_type": "internal",
+                                                    "user_creation_mode": "always_create"}),
+                           ("/stages/user_login/", {"name": f"{name}-user-login"}),
+                           ("/stages/captcha/", {"name": f"{name}-captcha", "public_key": "contract-public",
+                                                 "private_key": "contract-private"})):
+            resp = api("POST", path, body)
+            assert resp.status_code == 201, (path, resp.text)
+            assert "private_key" not in resp.json()
+            made.append(f"{path}{resp.json()['pk']}/")
+            found = api("GET", path, name=body["name"]).json()["results"]
+            assert [s["pk"] for s in found] == [resp.json()["pk"]], path
+        assert api("GET", made[1]).json()["fields"] == [prompt["pk"]]
+        resp = api("PATCH", made[1], {"fields": [prompt["pk"]]})
+        assert resp.status_code == 200 and resp.json()["fields"] == [prompt["pk"]]
+        resp = api("PATCH", made[4], {"public_key": "contract-public-2"})
+        assert resp.status_code == 200 and resp.json()["public_key"] == "contract-public-2"
+        resp = api("PATCH", made[0], {"label": "User name", "placeholder": "User name"})
+        assert resp.status_code == 200 and resp.json()["label"] == "User name"
+        resp = api("PATCH", made[2], {"create_users_group": group["pk"]})
+        assert resp.status_code == 200 and resp.json()["create_users_group"] == group["pk"]
+        for path in reversed(made):
+            assert api("DELETE", path).status_code == 204, path
+            assert api("GET", path).status_code == 404, path
+    finally:
+        for path in made:
+            api("DELETE", path)
+        api("DELETE", f"/core/groups/{group['pk']}/")
+
+
+def test_scope_mapping_lifecycle(api, name):
+    """
+    authentik_scope_mapping: ScopeMappingViewSet (authentik/providers/oauth2/api/scopes.py);
+    PropertyMappingSerializer.validate_expression (authentik/core/api/property_mappings.py)
+    compiles the expression on every write that sends it. A mapping made through the API has
+    no ``managed`` value.
+    """
+    resp = api("POST", "/propertymappings/provider/scope/",
+               {"name": name, "scope_name": name, "expression": "return {}"})
+    assert resp.status_code == 201, resp.text
+    mapping = resp.json()
+    path = f"/propertymappings/provider/scope/{mapping['pk']}/"
+    try:
+        assert mapping["managed"] is None and mapping["scope_name"] == name
+        resp = api("PATCH", path, {"expression": "return {'hecate': True}", "description": "contract"})
+        assert resp.status_code == 200 and resp.json()["expression"] == "return {'hecate': True}"
+        assert api("GET", path).json()["description"] == "contract"
+    finally:
+        assert api("DELETE", path).status_code == 204
+    assert api("GET", path).status_code == 404
+
+
+def test_application_patch_by_slug_links_a_provider(api, name):
+    """
+    ApplicationViewSet is looked up by slug (authentik/core/api/applications.py); a PATCH sets
+    ``provider``, which the provider shows as ``assigned_application_slug``
+    (ProviderSerializer, authentik/core/api/providers.py). The authentik_application state and
+    the route-auth code PATCH applications this way.
+    """
+    prov = api("POST", "/providers/proxy/", proxy_provider(api, name)).json()
+    resp = api("POST", "/core/applications/", {"name": name, "slug": name})
+    assert resp.status_code == 201, resp.text
+    try:
+        resp = api("PATCH", f"/core/applications/{name}/",
+                   {"provider": prov["pk"], "meta_launch_url": f"https://{name}.example.com/"})
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["provider"] == prov["pk"]
+        assert resp.json()["meta_launch_url"] == f"https://{name}.example.com/"
+        got = api("GET", f"/providers/proxy/{prov['pk']}/").json()
+        assert got["assigned_application_slug"] == name
+    finally:
+        assert api("DELETE", f"/core/applications/{name}/").status_code == 204
+        api("DELETE", f"/providers/proxy/{prov['pk']}/")
+    assert api("GET", f"/core/applications/{name}/").status_code == 404

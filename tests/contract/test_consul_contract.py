@@ -420,3 +420,30 @@ def test_agent_service_hash(consul):
         assert "TaggedAddresses" not in body
     finally:
         call(consul, "PUT", f"/v1/agent/service/deregister/{sid}")
+
+
+def test_agent_services_and_health_service_by_tag(consul, services):
+    """
+    agent/agent_endpoint.go AgentServices: the agent's services keyed by ID (hecate_consul
+    .agent_services); agent/health_endpoint.go HealthServiceNodes: ``?tag=`` keeps the
+    instances that carry the tag (ServiceTags); hecate_consul.health_service(tag=...) sends
+    it through py-consul's health.service (consul/api/health.py: one ``tag`` per tag).
+    """
+    name = f"hc-{uuid.uuid4().hex[:8]}"
+    blue, green = f"{name}-blue", f"{name}-green"
+    services.extend([blue, green])
+    for sid, tags in ((blue, ["blue", "v1"]), (green, ["green", "v1"])):
+        resp = call(consul, "PUT", "/v1/agent/service/register", json={"ID": sid, "Name": name, "Tags": tags})
+        assert resp.status_code == 200, resp.text
+
+    listed = call(consul, "GET", "/v1/agent/services").json()
+    assert (listed[blue]["Service"], listed[blue]["Tags"]) == (name, ["blue", "v1"])
+
+    def ids(tag):
+        resp = call(consul, "GET", f"/v1/health/service/{name}", params={"tag": tag})
+        assert resp.status_code == 200
+        return sorted(e["Service"]["ID"] for e in resp.json())
+
+    assert _wait(lambda: ids("v1") == [blue, green])  # the agent syncs to the catalog on its own
+    assert ids("blue") == [blue]
+    assert ids("red") == []

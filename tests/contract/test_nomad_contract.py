@@ -577,3 +577,23 @@ def test_request_errors_and_bools_as_go_reads_them(nomad, job_id):
     assert nomad.register(nomad.job_spec(job_id)).status_code == 200
     resp = nomad.call("GET", f"/v1/job/{job_id}/versions?diffs=yes")
     assert resp.status_code == 500 and resp.text.startswith('Failed to parse value of "diffs" (yes) as a bool')
+
+
+def test_missing_allocation_and_deployment_reads(nomad, job_id):
+    """
+    The reads hecate_nomad_client makes while it follows a deployment (allocation, deployment,
+    deployment_allocations, deployments), for objects that do not exist: command/agent/
+    alloc_endpoint.go allocGet (404 "alloc not found"), deployment_endpoint.go deploymentQuery
+    (404 "deployment not found") and deploymentAllocations (nomad/deployment_endpoint.go
+    Deployment.Allocations lists by deployment ID: [] for an unknown one), job_endpoint.go
+    jobDeployments ([] for a job without deployments, never null).
+    """
+    missing = str(uuid.uuid4())
+    resp = nomad.call("GET", f"/v1/allocation/{missing}")
+    assert resp.status_code == 404 and resp.text.strip() == "alloc not found"
+    resp = nomad.call("GET", f"/v1/deployment/{missing}")
+    assert resp.status_code == 404 and resp.text.strip() == "deployment not found"
+    resp = nomad.call("GET", f"/v1/deployment/allocations/{missing}")
+    assert resp.status_code == 200 and resp.json() == []
+    resp = nomad.call("GET", f"/v1/job/{job_id}/deployments")
+    assert resp.status_code == 200 and resp.json() == []

@@ -1,5 +1,5 @@
 """
-The Authentik side of protected routes (``authentik_route_auth.managed/pruned``, the
+The Authentik side of protected routes (``authentik_route_auth.managed/pruned/absent``, the
 ``authentik.route_auth_status`` function) through Salt's loaders against the Authentik
 simulator of each supported release (strict: a field the release's schema does not know is
 a 400), and the Caddy state's hold of a route whose Authentik side is not in place, against
@@ -39,9 +39,12 @@ class Env:
     def pruned(self, routes, test=False, env=ENV):
         return run(self.loaders, "authentik_route_auth.pruned", pillar(routes, env=env), test)
 
+    def absent(self, routes, test=False, env=ENV):
+        return run(self.loaders, "authentik_route_auth.absent", pillar(routes, env=env), test)
+
 
 SLS = {"authentik_route_auth.managed": "routeauth", "authentik_route_auth.pruned": "routeprune",
-       "caddy_routes.managed": "caddyroutes"}
+       "authentik_route_auth.absent": "routeabsent", "caddy_routes.managed": "caddyroutes"}
 
 
 def run(loaders, fun, data, test=False):
@@ -257,6 +260,27 @@ def test_removing_auth_prunes_only_hecates_objects_of_this_environment(env):
     assert app(env, f"k{t}") is not None and app(env, f"o{t}") is not None  # still wanted; another env's
     env.sim.clear_requests()
     again = env.pruned(routes[1:], env=here)
+    assert again.result is True and again.changes == {} and env.sim.writes() == []
+
+
+def test_absent_removes_every_route_of_this_environment_whatever_pillar_says(env):
+    t = tag()
+    here, there = f"a{t}", f"b{t}"  # two environments sharing this Authentik
+    routes = [route(t, f"{t}.example.com"), route(f"k{t}", f"k{t}.example.com")]
+    assert env.managed(routes, env=here).result is True
+    assert env.managed([route(f"o{t}", f"o{t}.example.com")], env=there).result is True
+    env.client.create("application", {"name": "Theirs", "slug": f"x{t}"})  # not hecate's
+    env.sim.clear_requests()
+    preview = env.absent(routes, test=True, env=here)  # the routes are still in pillar: removed anyway
+    assert preview.result is None and sorted(preview.changes) == sorted([t, f"k{t}"]), preview.raw
+    assert env.sim.writes() == []
+    ret = env.absent(routes, env=here)
+    assert ret.result is True and ret.changes == preview.changes, ret.raw
+    assert app(env, t) is None and app(env, f"k{t}") is None
+    assert provider(env, f"hecate/{here}/route/{t}") is None
+    assert app(env, f"o{t}") is not None and app(env, f"x{t}") is not None  # another env's; not hecate's
+    env.sim.clear_requests()
+    again = env.absent(routes, env=here)
     assert again.result is True and again.changes == {} and env.sim.writes() == []
 
 

@@ -68,6 +68,7 @@ def minion_opts(salt_factories, tmp_path_factory, dns_sim, vault_sim):
     for phase in ("all", "add", "prune"):
         (roots / "states" / f"dns_{phase}.sls").write_text(
             f"hecate dns records:\n  hetzner_dns.managed:\n    - phase: {phase}\n")
+    (roots / "states" / "dns_clear.sls").write_text("hecate dns records:\n  hetzner_dns.cleared: []\n")
     (roots / "pillar" / "top.sls").write_text("base:\n  '*':\n    - dnstest\n")
     (roots / "pillar" / "dnstest.sls").write_text(yaml.safe_dump({"hecate": dns_pillar()}))
     overrides = {
@@ -93,7 +94,7 @@ def managed(loaders, pillar=None, test=False, phase="all"):
     kwargs = {"test": test}
     if pillar is not None:
         kwargs["pillar"] = {"hecate": pillar}
-    ret = loaders.modules.state.sls(f"dns_{phase}", **kwargs)
+    ret = loaders.modules.state.sls(f"dns_{phase}", **kwargs)  # phase "clear": hetzner_dns.cleared
     (result,) = list(ret)
     return result
 
@@ -173,6 +174,27 @@ def test_a_removed_route_loses_its_records_in_the_prune_phase(clean, loaders):
     assert prune.result is True and prune.changes == preview.changes
     assert sorted(writes(clean)) == [("DELETE", f"/v1/zones/1000/rrsets/app/{t}") for t in ("A", "AAAA")]
     assert "app/A" not in zone(clean) and "mail/A" in zone(clean)
+
+
+def test_cleared_deletes_every_record_of_this_environment_and_nothing_else(clean, loaders):
+    assert managed(loaders).result is True
+    before_foreign = foreign(clean)  # the TXT, mail's A (someone else's), prod's A (hecate, env prod)
+    clean.clear_requests()
+    preview = managed(loaders, phase="clear", test=True)  # pillar still wants them all
+    assert preview.result is None and writes(clean) == []
+    assert sorted(preview.changes) == sorted([
+        f"app.{ZONE} A", f"app.{ZONE} AAAA", f"*.apps.{ZONE} A", f"*.apps.{ZONE} AAAA", f"{ZONE} A",
+        f"{ZONE} AAAA", f"{ZONE} CAA", f"www.{ZONE} CNAME", f"_dmarc.{ZONE} TXT"])
+    assert all(change["new"] is None for change in preview.changes.values())
+    cleared = managed(loaders, phase="clear")
+    assert cleared.result is True and cleared.changes == preview.changes
+    assert "deleted the hecate RRSets of environment 'func' in func.example (9 deleted)" in cleared.comment
+    assert {k for k, v in zone(clean).items() if v["labels"].get("hecate-env") == "func"} == set()
+    assert foreign(clean) == before_foreign
+    clean.clear_requests()
+    again = managed(loaders, phase="clear")
+    assert again.result is True and again.changes == {} and writes(clean) == []
+    assert again.comment == "func.example hold(s) no hecate RRSet of environment 'func'"
 
 
 def test_a_changed_edge_address_and_ttl_are_updated_in_place(clean, loaders):

@@ -52,6 +52,9 @@ def applied(stack, salt_cli):
     yield runs
     if os.path.exists(path):
         os.unlink(path)
+    # the Authentik simulator is the session's: leave it without the applications, as found
+    pruned = _apply(salt_cli, "hecate.authentik_prune")
+    assert all(s["result"] is True for s in pruned.data.values()), pruned
 
 
 def test_preview_then_apply_then_nothing(applied):

@@ -32,7 +32,11 @@ def _grep(root, needle):
 
 @pytest.fixture(scope="module")
 def applied(salt_cli, authentik_sim):
-    """The SLS previewed, applied and re-applied once for the module's assertions."""
+    """
+    The SLS previewed, applied and re-applied once for the module's assertions, from a
+    fresh Authentik (earlier modules of the session made some of these objects).
+    """
+    authentik_sim.reset()
     runs = {}
     authentik_sim.clear_requests()
     runs["preview"] = salt_cli.run("state.apply", SLS, "test=True", minion_tgt="cloud")

@@ -46,9 +46,11 @@ def wait(predicate, what, timeout=90):
 def run_job(nomad):
     with open(JOB, encoding="utf-8") as fh:
         hcl = fh.read()
-    job = requests.post(f"{nomad.url}/v1/jobs/parse", json={"JobHCL": hcl, "Canonicalize": True}, timeout=10)
+    headers = {"X-Nomad-Token": nomad.token}
+    job = requests.post(f"{nomad.url}/v1/jobs/parse", json={"JobHCL": hcl, "Canonicalize": True},
+                        headers=headers, timeout=10)
     job.raise_for_status()
-    resp = requests.post(f"{nomad.url}/v1/jobs", json={"Job": job.json()}, timeout=10)
+    resp = requests.post(f"{nomad.url}/v1/jobs", json={"Job": job.json()}, headers=headers, timeout=10)
     assert resp.status_code == 200, resp.text
 
 
@@ -91,7 +93,8 @@ def test_a_nomad_service_tagged_for_hecate_gets_a_route_and_a_record_and_loses_b
         "routes": [{"domain": "static.cybermonkey.dev", "backend": "127.0.0.1:9", "service": "static"}],
         "probe": {"url": f"http://127.0.0.1:{caddy.http_port}"},
     }}}})
-    requests.delete(f"{sims['nomad'].url}/v1/job/whoami?purge=true", timeout=10)
+    requests.delete(f"{sims['nomad'].url}/v1/job/whoami?purge=true",
+                        headers={"X-Nomad-Token": sims["nomad"].token}, timeout=10)
     # a service someone registered by hand claims a name whose record is not hecate's
     consul_put(sims["consul"], "/v1/agent/service/register", {
         "ID": "mailer", "Name": "mailer", "Tags": ["hecate-route"], "Address": "127.0.0.1", "Port": 9,
@@ -159,7 +162,8 @@ def test_a_nomad_service_tagged_for_hecate_gets_a_route_and_a_record_and_loses_b
         assert certs["domains"][DOMAIN]["cloud"]["skipped"].startswith("no TLS listener")
 
         # the job stops: Nomad deregisters the service; the route and the record go
-        requests.delete(f"{sims['nomad'].url}/v1/job/whoami?purge=true", timeout=10)
+        requests.delete(f"{sims['nomad'].url}/v1/job/whoami?purge=true",
+                        headers={"X-Nomad-Token": sims["nomad"].token}, timeout=10)
         wait(lambda: not consul_get(sims["consul"], "/v1/health/service/whoami"), "whoami gone from Consul")
         caddy_writes = clear(stack)
         preview = sync(salt_run_cli, test=True)
@@ -182,4 +186,5 @@ def test_a_nomad_service_tagged_for_hecate_gets_a_route_and_a_record_and_loses_b
         assert foreign(sims["hetzner"]) == foreign_before
     finally:
         consul_put(sims["consul"], "/v1/agent/service/deregister/mailer")
-        requests.delete(f"{sims['nomad'].url}/v1/job/whoami?purge=true", timeout=10)
+        requests.delete(f"{sims['nomad'].url}/v1/job/whoami?purge=true",
+                        headers={"X-Nomad-Token": sims["nomad"].token}, timeout=10)

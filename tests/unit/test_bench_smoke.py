@@ -21,8 +21,11 @@ def test_every_benchmark_is_listed():
     assert {"authentik", "caddy", "consul", "nginx_streams", "nomad", "orch"} <= set(bench_main.names())
 
 
-def test_caddy_counts():
+def test_caddy_counts(capsys):
     small, extrapolated = bench_caddy.run(["--smoke"])
+    out = capsys.readouterr().out
+    assert "routes -> wall time, requests, writes, memory" in out
+    assert "targets at 40 routes" in out and "module memory of the apply" in out
     assert (small["apply"]["requests"], small["apply"]["writes"]) == (2, 1)
     assert (small["converged"]["requests"], small["converged"]["writes"]) == (1, 0)
     assert (small["bare"]["requests"], small["bare"]["writes"]) == (1, 1)

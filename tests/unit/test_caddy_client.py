@@ -1,5 +1,6 @@
 """The Caddy admin client against the real Caddy binary, and the snapshot store."""
 
+import gc
 import json
 import os
 import re
@@ -271,6 +272,30 @@ def test_snapshot_store_is_private_and_pending_is_a_stack(tmp_path):
         store.load("nope")
 
 
+def test_snapshot_route_ids_are_kept_beside_the_snapshot(tmp_path):
+    root = tmp_path / "state"
+    store = cc.SnapshotStore(str(root), keep=1)
+    routes = [{"@id": "hecate.route.web"}, {"match": []}, "not a route"]
+    first = store.save("srv0", ("apps", "http", "servers", "srv0", "routes"), [], routes, {})
+    summary = store.written_routes(first)
+    assert summary["route_ids"] == ["hecate.route.web", None, None]
+    assert (summary["id"], summary["server"]) == (first, "srv0")
+    assert stat.S_IMODE(os.stat(root / "snapshots" / f"{first}.routes").st_mode) == 0o600
+    # a created server: its routes are inside the written object; a write elsewhere holds none
+    created = store.save("new", ("apps", "http", "servers", "new"), None, {"routes": routes[:1]}, {})
+    assert store.written_routes(created)["route_ids"] == ["hecate.route.web"]
+    assert store.written_routes(store.save("x", ("logging",), None, {}, {}))["route_ids"] is None
+    # a snapshot saved before there were .routes files: computed from the snapshot itself
+    os.unlink(root / "snapshots" / f"{first}.routes")
+    assert store.written_routes(first)["route_ids"] == ["hecate.route.web", None, None]
+    # pruned together, and never listed as snapshots
+    second = store.save("srv0", ("p",), None, 1, {})
+    assert store.list("srv0") == [second]
+    assert sorted(os.listdir(root / "snapshots")) == sorted(
+        f"{sid}{ext}" for sid in store.list() for ext in (".json", ".routes")
+    )
+
+
 def test_snapshot_store_tightens_an_open_directory(tmp_path):
     root = tmp_path / "open"
     root.mkdir(mode=0o755)
@@ -298,3 +323,48 @@ def test_snapshot_json_round_trip_keeps_exact_values(tmp_path):
     sid = store.save("s", ("p",), value, [], {"k": value})
     assert store.load(sid)["before"] == value
     assert json.loads(json.dumps(store.load(sid)))["config"] == {"k": value}
+
+
+def test_snapshot_takes_the_write_body_as_its_after(tmp_path):
+    store = cc.SnapshotStore(str(tmp_path / "s"))
+    value = [{"@id": "x", "n": 10_000_000_000, "u": "ü"}]
+    plain = store.save("s", ("p",), [], value, {"k": 1})
+    shared = store.save("s", ("p",), [], value, {"k": 1}, after_data=cc.encode(value))
+    assert store.load(shared)["after"] == value
+    with open(tmp_path / "s" / "snapshots" / f"{plain}.json", "rb") as fh:
+        plain_bytes = fh.read()
+    with open(tmp_path / "s" / "snapshots" / f"{shared}.json", "rb") as fh:
+        shared_bytes = fh.read()
+    # the same file as without the shared body, but for the id and time
+    for sid, text in ((plain, plain_bytes), (shared, shared_bytes)):
+        record = json.loads(text)
+        assert text == cc.encode(record) and record["id"] == sid
+
+
+def test_bulk_pauses_the_collector_and_leaves_cycles_collectable():
+    import weakref  # pylint: disable=import-outside-toplevel
+
+    class Node:
+        pass
+
+    was = gc.isenabled()
+    gc.enable()
+    try:
+        with cc.bulk():
+            assert not gc.isenabled()
+            with cc.bulk():  # nested: the inner exit does not enable it
+                pass
+            assert not gc.isenabled()
+            node = Node()
+            node.self = node  # a cycle made while paused
+            ref = weakref.ref(node)
+            del node
+        assert gc.isenabled() and gc.get_freeze_count() == 0
+        gc.collect()
+        assert ref() is None  # moved to the oldest generation, not frozen: still collected
+        gc.disable()
+        with cc.bulk():
+            pass
+        assert not gc.isenabled()  # left as the caller had it
+    finally:
+        (gc.enable if was else gc.disable)()

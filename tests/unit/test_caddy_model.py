@@ -1,6 +1,7 @@
 """The Caddy route model, diff and pillar checks (pure functions, no Caddy)."""
 
 import copy
+import json
 
 import pytest
 import salt.exceptions
@@ -726,7 +727,8 @@ class _Admin:
     def get(self):
         return copy.deepcopy(self.config), '"/config/ 1"'
 
-    def write(self, *args):
+    def write(self, *args, data=None):
+        assert data is None or json.loads(data) == args[2]  # the encoded body is the value
         self.writes.append(args)
 
 

@@ -220,6 +220,19 @@ def test_service_addresses_follow_real_health(sim):
     assert c.health_service("unit-web", passing=False) == []
 
 
+def test_a_registered_service_is_read_back_by_an_id_with_a_colon(sim):
+    # The schema allows ':' in service ids; py-consul quotes the path itself (base.py uri,
+    # safe="/:") and Consul decodes it once (agent_endpoint.go AgentService), so an id quoted
+    # by hecate too would be looked up as 'x%3Ay' and the service would seem unregistered.
+    c = client(sim)
+    c.service_register(hc.service_definition("unit:colon", {"name": "unit-colon", "port": 9}))
+    try:
+        assert c.agent_service("unit:colon")["ID"] == "unit:colon"
+    finally:
+        c.service_deregister("unit:colon")
+    assert c.agent_service("unit:colon") is None
+
+
 def test_register_errors_are_clear(sim):
     c = client(sim)
     with pytest.raises(salt.exceptions.CommandExecutionError) as err:

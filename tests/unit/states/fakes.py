@@ -301,7 +301,8 @@ class FakeCaddyAdmin(Recorder):
         value = hecate_caddy_client.traverse(self.config, parts) if parts else self.config
         return copy.deepcopy(value), self.etag
 
-    def write(self, method, path, value=None, etag=None):
+    def write(self, method, path, value=None, etag=None, data=None):
+        assert data is None or json.loads(data) == value, "the encoded body must be the value"
         if etag and etag != self.etag:
             raise hecate_caddy_client.PreconditionFailed("412 Precondition Failed", status=412)
         parts = [urllib.parse.unquote(p) for p in path[len("/config/"):].split("/") if p]

@@ -77,11 +77,11 @@ def test_a_412_is_retried_on_fresh_data(monkeypatch, admin, opts):
     real_write = admin.write
     attempts = []
 
-    def interfering(method, path, value=None, etag=None):
+    def interfering(method, path, value=None, etag=None, data=None):
         attempts.append(etag)
         if len(attempts) == 1:
             admin.version += 1  # another writer got in between our read and our write
-        return real_write(method, path, value, etag)
+        return real_write(method, path, value, etag, data=data)
 
     monkeypatch.setattr(admin, "write", interfering)
     opts["test"] = False
@@ -98,3 +98,29 @@ def test_ad_hoc_route_present_and_absent(admin, opts):
     converges(caddy_route.absent, opts, admin, name="status")
     admin.writes.clear()
     unchanged(caddy_route.absent, opts, admin, name="status")
+
+
+def test_absent_removes_every_hecate_route_in_one_write_and_leaves_the_others(admin, opts, tmp_path):
+    opts["test"] = False
+    caddy_routes.managed(name="routes")
+    caddy_route.present(name="status", domain="status.example.com", backend="10.0.0.9:8080", policies=[])
+    admin.writes.clear()
+    preview, applied = converges(caddy_routes.absent, opts, admin, name="gone")
+    assert sorted(preview["changes"]["removed"]) == ["chat", "grafana"]
+    assert "would remove the hecate routes of Caddy server 'hecate' (2 removed)" in preview["comment"]
+    assert [w[0] for w in admin.writes] == ["PATCH"]  # one guarded write
+    # routes without a hecate @id and the ad-hoc routes of caddy_route.present stay
+    assert _ids(admin) == ["ops.maintenance", "hecate.adhoc.status"]
+    assert "caddy.rollback restores them" in applied["comment"]
+    # the snapshot of that write is what caddy.rollback puts back
+    store = caddy_routes.hecate_caddy_client.SnapshotStore(str(tmp_path / "caddy"))
+    newest = store.load(store.list("hecate")[0])
+    assert [r.get("@id") for r in newest["after"]] == ["ops.maintenance", "hecate.adhoc.status"]
+    assert [r.get("@id") for r in newest["before"]] == [
+        "ops.maintenance", "hecate.route.chat", "hecate.route.grafana", "hecate.adhoc.status"]
+
+
+def test_absent_on_a_server_that_does_not_exist_has_nothing_to_remove(admin, opts):
+    admin.config["apps"]["http"]["servers"] = {"srv0": {"listen": [":443"], "routes": [FOREIGN]}}
+    ret = unchanged(caddy_routes.absent, opts, admin, name="gone")
+    assert ret["comment"] == "Caddy server 'hecate' has no hecate route"

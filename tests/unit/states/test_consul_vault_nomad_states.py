@@ -115,6 +115,20 @@ def test_service_absent(consul, opts):
     converges(consul_service.absent, opts, consul, name="jenkins-master")
 
 
+def test_service_absent_owned_removes_only_what_hecate_registered(consul, opts):
+    opts["test"] = False
+    consul_service.registered(**SERVICE)
+    consul.service_register({"ID": "backup-agent", "Name": "backup-agent", "Port": 9100})  # someone else's
+    consul.writes.clear()
+    preview, _ = converges(consul_service.absent, opts, consul, name="jenkins-master", owned=True)
+    assert preview["changes"] == {"deregistered": {"old": "jenkins-master", "new": None}}
+    consul.writes.clear()
+    ret = unchanged(consul_service.absent, opts, consul, name="backup-agent", owned=True)
+    assert ret["comment"] == ("Consul service backup-agent was not registered by hecate (no meta hecate-checks): "
+                              "left alone")
+    assert "backup-agent" in consul.services
+
+
 # -- nomad_variable ------------------------------------------------------------------------------
 def test_variable_secret_items_are_resolved_and_never_shown(nomad, vault, opts):
     vault.seed("secret/bionicgpt/litellm", {"master_key": "sk-very-secret"})
