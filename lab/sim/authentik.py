@@ -843,25 +843,29 @@ class AuthentikSim(EmbeddedOutpost, SAMLIdP, Simulator):
             self.page_size, self.max_page_size = 20, 100
         else:
             self.page_size, self.max_page_size = 100, None
-        self._fresh_install()
+        self.ready_requires = [tuple(a) for a in cfg.get("ready_requires") or []]
+        self.database_ok = cfg.get("database_ok", True)  # False: its database refuses the login
+        self.state_file = cfg.get("state_file")
+        if self.state_file and os.path.exists(self.state_file):
+            self._empty()
+            self._load_state()  # an existing database: the bootstrap is not read again
+        else:
+            self._fresh_install()
 
-    def _fresh_install(self):
-        """The database as a new install has it (also ``POST /_lab/reset``)."""
+    def _empty(self):
         self.db = {r.kind: {} for r in RESOURCES}
         self.db["policy"] = {}
         self.passwords = {}  # user pk -> (salt, PBKDF2 hash) of the password set (never the value)
         self.app_cache = {}  # (user pk, page) -> (expiry, [application pks]): see _applications_for_user
         self.next_int = {"user": 1, "provider": 1}
         self.init_web()
-        self.ready_requires = [tuple(a) for a in cfg.get("ready_requires") or []]
-        self.database_ok = cfg.get("database_ok", True)  # False: its database refuses the login
-        self.state_file = cfg.get("state_file")
-        if self.state_file and os.path.exists(self.state_file):
-            self._load_state()  # an existing database: the bootstrap is not read again
-        else:
-            self._seed()
-            self._bootstrap(cfg.get("bootstrap") or {})
-            self._save_state()
+
+    def _fresh_install(self):
+        """The database as a new install has it, bootstrapped (also ``POST /_lab/reset``)."""
+        self._empty()
+        self._seed()
+        self._bootstrap(self.options.get("bootstrap") or {})
+        self._save_state()
 
     # -- routing -----------------------------------------------------------------------------
     def rules(self):
