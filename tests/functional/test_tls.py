@@ -322,7 +322,11 @@ def _loaders(salt_factories, tmp_path_factory, env, authentik_url, name):
 
 @pytest.fixture(scope="module")
 def prod(salt_factories, tmp_path_factory, plain_authentik):
-    loaders = _loaders(salt_factories, tmp_path_factory, "prod", plain_authentik.url, "prod")
+    # the simulator's port under a name off this host: plain http to the edge's own loopback
+    # (Authentik as hecate's Nomad job) is allowed in prod, to any other host it is not
+    url = plain_authentik.url.replace("://127.0.0.1:", "://authentik.hecate.internal:")
+    assert url != plain_authentik.url
+    loaders = _loaders(salt_factories, tmp_path_factory, "prod", url, "prod")
     yield loaders
     loaders.reset_state()
 
