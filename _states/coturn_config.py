@@ -268,9 +268,11 @@ def absent(name, config=None):
     if test:
         return hecate_state.result(ret, changes, True, f"would {', '.join(steps + [f'remove {name}'])}{note}", None)
     if "service" in changes and not __salt__["service.stop"](service):
-        raise salt.exceptions.CommandExecutionError(f"service.stop {service} failed (see its journal); {name} was kept")
+        raise salt.exceptions.CommandExecutionError(
+            f"service.stop {service} failed (see its journal); {name} was kept")
     if "enabled" in changes and not __salt__["service.disable"](service):
-        raise salt.exceptions.CommandExecutionError(f"service.disable {service} failed; {name} was kept")
+        raise salt.exceptions.CommandExecutionError(
+            f"service.disable {service} failed (it is stopped); {name} was kept")
     hecate_files.remove(name)
     log.info("coturn_config: %s removed (content not logged)", name)
     done = [d for d, key in ((f"stopped {service}", "service"), (f"disabled {service}", "enabled")) if key in changes]
