@@ -34,7 +34,7 @@ import hecate_plan
 from lab import topology
 from tests import caddy_helpers
 from tests.integration.test_edge_from_zero import EDGE_JOBS, Edge, _vault_read
-from tests.orch_helpers import BOOKKEEPING, clear, comments, job, lock_holder, objects, orch, purge_jobs, steps, writes
+from tests.orch_helpers import BOOKKEEPING, clear, job, lock_holder, objects, orch, purge_jobs, steps, writes
 
 pytestmark = [pytest.mark.long, pytest.mark.timeout(1800)]
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -173,7 +173,7 @@ def streams_files(lab_dir):
 
 # -- the scenario ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def scenario(salt_run_cli, stack, lab_dir, agents_dir):
+def scenario(salt_run_cli, salt_cli, stack, lab_dir, agents_dir):
     sims = stack["sims"]
     purge_jobs(sims)  # bare: no BionicGPT either
     purge_edge_jobs(sims)
@@ -239,6 +239,10 @@ def scenario(salt_run_cli, stack, lab_dir, agents_dir):
         clear(stack)
         out["again"] = teardown(salt_run_cli)
         out["again_writes"] = {name: writes(name, sim, BOOKKEEPING.get(name, ())) for name, sim in sims.items()}
+        # what those steps said (an orchestration step that changed nothing returns no state comments)
+        out["gone"] = salt_cli.run("state.apply",
+                                   "hecate.edge.caddy_routes_absent,hecate.edge.authentik_objects_absent",
+                                   minion_tgt="cloud")
         done = True
     finally:
         # the session's other tests expect the fast lab configured and no job-run edge
@@ -345,9 +349,15 @@ def test_a_second_teardown_removes_nothing_and_writes_nothing(scenario):
     assert hecate_plan.rows(again.data) == []
     assert scenario["again_writes"] == {name: [] for name in scenario["again_writes"]}
     assert steps(again)["record"]["comment"].startswith("State was not run because none")
-    said = " ".join(comments(again))
-    assert "its job hecate-caddy is not registered in Nomad" in said
-    assert "its job hecate-authentik is not registered in Nomad" in said
+    gone = scenario["gone"]
+    assert gone.returncode == 0, gone
+    said = {s["comment"] for s in gone.data.values()}
+    assert said == {
+        "no Caddy to remove routes from: its job hecate-caddy is not registered in Nomad (purged by a teardown); "
+        "its volumes keep their data",
+        "no Authentik to remove objects from: its job hecate-authentik is not registered in Nomad (purged by a "
+        "teardown); its database stays on its volume",
+    }, gone.data
 
 
 def test_the_fast_lab_is_configured_again(scenario, stack, lab_dir):
