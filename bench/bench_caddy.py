@@ -127,7 +127,8 @@ def hecate_apply(bench, data, state_dir):
     store = hecate_caddy_client.SnapshotStore(state_dir)
     desired = hecate_caddy_routes.build(data)
     out = hecate_caddy_apply.apply(
-        admin, "hecate", lambda live: hecate_caddy_routes.plan_set(live, desired), test=False, store=store
+        admin, "hecate", lambda live: hecate_caddy_routes.plan_set(live, desired), test=False, store=store,
+        known=[r.json for r in desired],
     )
     return sum(admin.stats.values()), bool(out["changes"])
 
