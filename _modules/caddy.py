@@ -356,6 +356,7 @@ def drift(server=None):
         store=_store(),  # read only (test=True): to tell routes Caddy lost from new ones
         listen=data.get("listen"),
         extra=lambda config: hecate_caddy_logs.plan(config, server, built),
+        known=[r.json for r in built],
     )
     ret = {"server": server, "in_sync": not out["changes"], "changes": out["changes"]}
     notes = list(out["notes"]) + (discovery.lines() if discovery is not None else []) + list(left_out)

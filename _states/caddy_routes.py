@@ -188,6 +188,7 @@ def managed(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_
             run_id=str((__pillar__.get("hecate_run") or {}).get("id") or "") or None,
             base=pillar_key,
             extra=lambda config: hecate_caddy_logs.plan(config, server, desired),
+            known=[r.json for r in desired],  # a converged server costs one route set, not two
         )
     except hecate_http.Unreachable:
         if not (test and "caddy" in hecate_edge_jobs.enabled_jobs(__pillar__)):

@@ -208,7 +208,7 @@ def one_write(config, edits):
 
 @hecate_caddy_client.in_bulk
 def apply(admin, server, compute, test, store=None, retries=3, listen=None, run_id=None,
-          base=hecate_caddy_routes.PILLAR_PATH, extra=None, missing_ok=False):
+          base=hecate_caddy_routes.PILLAR_PATH, extra=None, missing_ok=False, known=None):
     """
     Read the whole config with its ETag, ``compute(live_routes) -> (new_routes, changes)``,
     and write the server's new routes array in ONE request guarded by ``If-Match``.
@@ -235,6 +235,11 @@ def apply(admin, server, compute, test, store=None, retries=3, listen=None, run_
     HTTPS stays on), unless another server already listens there (:class:`ListenerTaken`,
     in a preview too); with ``missing_ok`` (a removal) a missing server means nothing to do.
     ``base`` is the pillar key messages name.
+
+    ``known``: the route objects ``compute`` compares with (the built routes' JSON). The
+    config is read with them (:meth:`hecate_caddy_client.CaddyAdmin.get`), so a live route
+    equal to one of them is that very object: a converged server then costs the memory of
+    one route set, not two, and the plan finds it unchanged by identity. Nothing else differs.
     Returns ``{"changes", "written", "attempts", "snapshot", "notes", "conflicts", "dropped"}``.
     """
     parts = hecate_caddy_client.server_parts(server)
@@ -249,7 +254,8 @@ def apply(admin, server, compute, test, store=None, retries=3, listen=None, run_
     attempt = 0
     while True:
         attempt += 1
-        config, etag = admin.get()  # Unreachable here keeps an uncertain write's marker
+        # Unreachable here keeps an uncertain write's marker
+        config, etag = admin.get(known=known) if known else admin.get()
         server_obj = hecate_caddy_client.traverse(config, parts)
         if server_obj is None and missing_ok:
             return done({}, False, attempt, None)

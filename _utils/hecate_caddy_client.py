@@ -177,8 +177,15 @@ class CaddyAdmin:
 
     # -- reading ----------------------------------------------------------------------------
     @in_bulk
-    def get(self, *parts):
-        """``(value, etag)`` of the config at ``parts`` (the whole config when empty)."""
+    def get(self, *parts, known=None):
+        """
+        ``(value, etag)`` of the config at ``parts`` (the whole config when empty).
+
+        ``known``: route objects the caller holds already (JSON dicts with an ``@id``, e.g.
+        the routes it is about to compare with); an object of the config that carries one
+        of their ``@id`` s and equals it is returned as the caller's object (see
+        :func:`shared_loads`). The value is the same; it just takes no memory of its own.
+        """
         path = config_path(*parts)
         resp = self.request("GET", path)
         etag = resp.headers.get("Etag")
@@ -190,7 +197,7 @@ class CaddyAdmin:
                 status=resp.status_code,
             )
         try:
-            value = json.loads(resp.content) if resp.content else None
+            value = shared_loads(resp.content, known) if resp.content else None
         except ValueError:
             raise hecate_http.HTTPError(
                 f"{SYSTEM}: GET {path} returned a body that is not JSON", status=resp.status_code
@@ -267,6 +274,39 @@ class CaddyAdmin:
         return resp.get("result"), resp.get("warnings") or []
 
 
+def shared_loads(data, known=None):
+    """
+    ``json.loads(data)``, where each object carrying the ``@id`` of one of ``known`` (JSON
+    dicts) and equal to it is that object of ``known`` instead of a parsed copy.
+
+    A converged run compares the server's routes as read with the routes it built, and most
+    are equal: at 10,000 routes holding both as separate trees was the run's peak memory
+    (two 28 MB trees). The parser hands over every object as soon as it is complete, so a
+    route equal to one of ``known`` is dropped right after it was parsed and the config
+    holds the caller's object. Equal means ``==``, the test the plan itself applies
+    (:func:`hecate_caddy_routes.plan_set`); what differs, or carries no known ``@id``, stays
+    as Caddy sent it. Nothing may change these objects in place afterwards, as nothing
+    changes a config as read or a built route today.
+    """
+    table = {}
+    for obj in known or ():
+        rid = obj.get("@id") if isinstance(obj, dict) else None
+        if isinstance(rid, str):
+            table[rid] = obj
+    if not table:
+        return json.loads(data)
+
+    def hook(obj):
+        rid = obj.get("@id")
+        if rid.__class__ is str:  # an @id of another type (a broken config) is never ours
+            mine = table.get(rid)
+            if mine is not None and mine == obj:
+                return mine
+        return obj
+
+    return json.loads(data, object_hook=hook)
+
+
 def refusal_hint(settings, text):
     """What to change when Caddy's admin endpoint refused hecate (403 ``text``), or None."""
     url = settings.get("admin_url")
@@ -307,11 +347,19 @@ def encode(value):
 
 
 def _encode_record(record, encoded=None):
-    """``encode(record)``, taking the encoding of some of its values from ``encoded`` (key -> bytes)."""
+    """
+    ``encode(record)`` in pieces, taking the encoding of some of its values from ``encoded``
+    (key -> bytes): written one after the other, the record is never joined into one more
+    copy of the request body (3.4 MB at 10,000 routes, and once more for the config as read).
+    """
     if not encoded:
-        return encode(record)
-    items = (encode(key) + b":" + (encoded[key] if key in encoded else encode(val)) for key, val in record.items())
-    return b"{" + b",".join(items) + b"}"
+        yield encode(record)
+        return
+    yield b"{"
+    for index, (key, val) in enumerate(record.items()):
+        yield (b"," if index else b"") + encode(key) + b":"
+        yield encoded[key] if key in encoded else encode(val)
+    yield b"}"
 
 
 def traverse(config, parts):
@@ -382,7 +430,7 @@ class SnapshotStore:
         try:
             with os.fdopen(fd, "wb") as fh:
                 os.fchmod(fh.fileno(), 0o600)
-                fh.write(_encode_record(data, encoded))  # one write, not json.dump's chunks
+                fh.writelines(_encode_record(data, encoded))  # a few pieces, not json.dump's chunks
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):

@@ -12,9 +12,9 @@ Variants (each measured on a freshly started Caddy holding only the empty ``heca
 so its memory figures are not inflated by an earlier variant):
 
 - (b) bare load: one ``POST /load`` of the whole config hecate writes (the lower bound);
-- hecate apply: build the routes from a pillar-shaped dict, read ``/config/`` with its ETag,
-  diff, save the rollback snapshot, one ``PATCH`` guarded by ``If-Match``
-  (``hecate_caddy_apply.apply``, what ``caddy_routes.managed`` runs);
+- hecate apply: build the routes from a pillar-shaped dict, read ``/config/`` with its ETag
+  (holding the built routes, ``known=``), diff, save the rollback snapshot, one ``PATCH``
+  guarded by ``If-Match`` (``hecate_caddy_apply.apply``, what ``caddy_routes.managed`` runs);
 - hecate converged re-run: the same with nothing to change (1 request, 0 writes);
 - (a) one ``POST .../routes`` per route. Every Admin API change makes Caddy reload its whole
   config, so the n-th POST costs about a load of n routes and the total grows with n^2/2.
@@ -127,7 +127,8 @@ def hecate_apply(bench, data, state_dir):
     store = hecate_caddy_client.SnapshotStore(state_dir)
     desired = hecate_caddy_routes.build(data)
     out = hecate_caddy_apply.apply(
-        admin, "hecate", lambda live: hecate_caddy_routes.plan_set(live, desired), test=False, store=store
+        admin, "hecate", lambda live: hecate_caddy_routes.plan_set(live, desired), test=False, store=store,
+        known=[r.json for r in desired],
     )
     return sum(admin.stats.values()), bool(out["changes"])
 

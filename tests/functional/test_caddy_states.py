@@ -341,8 +341,8 @@ def _edit_after_reads(monkeypatch, caddy, times):
     original = client.CaddyAdmin.get
     made = []
 
-    def get(self, *parts):
-        value = original(self, *parts)
+    def get(self, *parts, **kwargs):
+        value = original(self, *parts, **kwargs)
         if not parts and len(made) < times:
             route = dict(OUTSIDE, **{"@id": f"ops.maintenance{len(made)}"})
             route["match"] = [{"host": [f"ops{len(made)}.test"]}]

@@ -212,8 +212,8 @@ def run_trial(caddy, outside, trial, store, rng):
     admin = hecate_caddy_client.CaddyAdmin(hecate_config.connection("caddy", overrides={"admin_url": caddy.admin_url}))
     read = admin.get
 
-    def hooked_get(*parts):
-        value = read(*parts)
+    def hooked_get(*parts, **kwargs):
+        value = read(*parts, **kwargs)
         if not parts and not go.is_set():
             go.set()  # hecate has read: let the outside edits go ...
             assert first_done.wait(30)  # ... and the first one land before hecate writes
@@ -223,6 +223,7 @@ def run_trial(caddy, outside, trial, store, rng):
     out = hecate_caddy_apply.apply(
         admin, SERVER, lambda live: hecate_caddy_routes.plan_set(live, desired),
         test=False, store=store, retries=3, run_id=f"race-{trial}",
+        known=[r.json for r in desired],  # read as the state reads: live routes equal to ours are ours
     )
     for thread in threads:
         thread.join(30)
@@ -355,7 +356,7 @@ def test_a_dropped_write_is_checked_not_guessed(race_caddy, tmp_path, landed):
     calls = _drop_first_write(admin, deliver=landed)
     patches = caddy.admin_writes().count(("PATCH", ROUTES_PATH))
     out = hecate_caddy_apply.apply(admin, SERVER, lambda live: hecate_caddy_routes.plan_set(live, desired),
-                                    test=False, store=store)
+                                    test=False, store=store, known=[r.json for r in desired])
     assert out["written"] is True and out["dropped"] == 1 and out["conflicts"] == 0
     assert set(out["changes"]["added"]) == {"web", "t1", "x0"}  # reported as this run's change
     # landed: the next read showed it, nothing sent again; lost: sent again once

@@ -44,6 +44,41 @@ def test_get_returns_value_and_etag(admin, caddy):
     assert admin.config(*cc.server_parts("missing")) is None
 
 
+def test_get_holds_the_routes_the_caller_knows(admin, caddy):
+    """
+    ``known``: a route of the config equal to one the caller holds is that object (no copy of
+    its own), any other is parsed as Caddy sent it; the value and the ETag are those of a
+    plain read.
+    """
+    other = dict(ROUTE, **{"@id": "probe.other"}, match=[{"host": ["other.test"]}])
+    _, etag = admin.get()
+    path = cc.config_path(*cc.server_parts("hecate"), "routes")
+    admin.write("PATCH", path, [ROUTE, other], etag)
+    plain, plain_etag = admin.get()
+    mine = json.loads(json.dumps(ROUTE))
+    changed = dict(other, terminal=True)  # the caller's version of probe.other differs
+    config, etag = admin.get(known=[mine, changed])
+    assert config == plain and etag == plain_etag
+    routes = config["apps"]["http"]["servers"]["hecate"]["routes"]
+    assert routes[0] is mine
+    assert routes[1] is not changed and routes[1] == other
+
+
+def test_shared_loads_replaces_only_equal_objects_with_a_known_id():
+    known = {"@id": "a", "handle": [{"handler": "x"}]}
+    text = json.dumps({"deep": {"list": [{"@id": "a", "handle": [{"handler": "x"}]},
+                                         {"@id": "a", "handle": []},
+                                         {"@id": ["a"], "handle": [{"handler": "x"}]},
+                                         {"@id": "b"}]}})
+    value = cc.shared_loads(text, [known, "not a route", {"@id": 1}])
+    assert value == json.loads(text)
+    items = value["deep"]["list"]
+    assert items[0] is known
+    assert items[1] is not known and items[2] is not known  # not equal; an @id that is not a string
+    assert cc.shared_loads(b'{"@id": "a"}', None) == {"@id": "a"}
+    assert cc.shared_loads(b"[1, 2]", [known]) == [1, 2]
+
+
 def test_traversal_error_is_clear(admin):
     with pytest.raises(hecate_http.HTTPError) as info:
         admin.get("apps", "nope", "deeper")

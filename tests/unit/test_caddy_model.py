@@ -744,6 +744,55 @@ def test_apply_refuses_to_create_a_server_on_a_taken_address(test):
     assert value == {"listen": [":8443"], "routes": ["r"]}  # nothing else: Caddy's automatic HTTPS stays on
 
 
+class _SharingAdmin(_Admin):
+    """:class:`_Admin` that parses its config as the real client does, holding ``known`` objects."""
+
+    def get(self, known=None):
+        import hecate_caddy_client  # pylint: disable=import-outside-toplevel
+
+        return hecate_caddy_client.shared_loads(json.dumps(self.config), known), '"/config/ 1"'
+
+
+def _server_with(routes):
+    return {"apps": {"http": {"servers": {"hecate": {"listen": [":443"], "routes": routes}}}}}
+
+
+def test_apply_with_known_routes_plans_and_writes_as_without(tmp_path):
+    """
+    ``known`` only saves memory: converged, the live routes ARE the built ones (the plan finds
+    them unchanged by identity) and nothing is written; with one route changed, the changes,
+    the write and the snapshot are those of a run without it.
+    """
+    import hecate_caddy_client  # pylint: disable=import-outside-toplevel
+
+    desired = m.build({"routes": [{"domain": "a.test", "backend": "127.0.0.1:1"},
+                                  {"domain": "b.test", "backend": "127.0.0.1:2"}]})
+    foreign = {"@id": "ops.x", "match": [{"host": ["x.test"]}], "handle": [{"handler": "static_response"}]}
+    seen = []
+
+    def plan(live):
+        seen.append(live)
+        return m.plan_set(live, desired)
+
+    admin = _SharingAdmin(_server_with([foreign] + [json.loads(json.dumps(r.json)) for r in desired]))
+    out = hecate_caddy_apply.apply(admin, "hecate", plan, test=False, known=[r.json for r in desired])
+    assert out["changes"] == {} and admin.writes == []
+    assert [r is d.json for r, d in zip(seen[0][1:], desired)] == [True, True] and seen[0][0] == foreign
+
+    live = [foreign, json.loads(json.dumps(desired[0].json)), dict(desired[1].json, terminal=False)]
+    runs = []
+    for known in (None, [r.json for r in desired]):
+        admin = _SharingAdmin(_server_with(copy.deepcopy(live)))
+        store = hecate_caddy_client.SnapshotStore(str(tmp_path / f"state{len(runs)}"))
+        preview = hecate_caddy_apply.apply(admin, "hecate", plan, test=True, store=store, known=known)
+        out = hecate_caddy_apply.apply(admin, "hecate", plan, test=False, store=store, known=known)
+        snap = store.load(out["snapshot"])
+        runs.append((preview["changes"], out["changes"], admin.writes, snap["before"], snap["after"], snap["config"]))
+    assert runs[0] == runs[1]
+    assert runs[1][0] == runs[1][1] and list(runs[1][1]) == ["changed"]
+    assert runs[1][3] == live and runs[1][5] == _server_with(live)
+
+
 # -- routes hecate wrote that Caddy lost ------------------------------------------------------------
 def test_lost_routes_note(tmp_path):
     import hecate_caddy_client  # pylint: disable=import-outside-toplevel

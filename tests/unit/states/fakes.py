@@ -297,9 +297,10 @@ class FakeCaddyAdmin(Recorder):
     def etag(self):
         return f'"v{self.version}"'
 
-    def get(self, *parts):
+    def get(self, *parts, known=None):
         value = hecate_caddy_client.traverse(self.config, parts) if parts else self.config
-        return copy.deepcopy(value), self.etag
+        # as the real client parses Caddy's answer: a copy, holding the caller's ``known`` objects
+        return hecate_caddy_client.shared_loads(json.dumps(value), known), self.etag
 
     def write(self, method, path, value=None, etag=None, data=None):
         assert data is None or json.loads(data) == value, "the encoded body must be the value"
