@@ -10,7 +10,9 @@ there; jobspec handling is in :mod:`lab.sim.nomad_jobspec`):
   (an unchanged spec makes no new version and no deployment, but still an evaluation),
   revert (``EnforcePriorVersion``), stop and purge, evaluations, allocations, deployments
   (statuses and descriptions of nomad/structs/deployment.go, auto-revert to the latest
-  stable version), variables with CAS, blocking queries on ``X-Nomad-Index``
+  stable version; ``update.max_parallel``; canaries placed beside the running allocations,
+  promoted by ``POST /v1/deployment/promote/:id`` or ``auto_promote`` once healthy, then
+  replacing them), variables with CAS, blocking queries on ``X-Nomad-Index``
   (``?index=&wait=``, ``Invalid wait time`` / ``Invalid index``), plain-text errors.
 - A simulated client node (``meta.location``, datacenter, drivers, host volumes, CPU and
   memory capacity) runs allocations through pending -> running -> healthy with task
