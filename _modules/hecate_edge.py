@@ -85,6 +85,8 @@ def settings(job):
         "nomad": hecate_edge_jobs.nomad_settings(pillar),
     }
     out.update(hecate_edge_jobs.job_settings(pillar, job))
+    if job != "backup":
+        out["update"] = hecate_edge_jobs.update_block(pillar, job)
     if job == "authentik":
         out["authentik"] = hecate_edge_jobs.authentik_settings(pillar)
         out["redis"] = hecate_edge_jobs.needs_redis(out["authentik"].get("version"))
