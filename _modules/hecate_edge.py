@@ -12,14 +12,17 @@ CLI Example:
 
     salt -G roles:hecate-edge hecate_edge.jobs
     salt -G roles:hecate-edge hecate_edge.authentik_status
+    salt -G roles:hecate-edge hecate_edge.job_status
 """
 
 import salt.exceptions
 
 import hecate_authentik_client
 import hecate_caddy_client
+import hecate_clients
 import hecate_config
 import hecate_edge_jobs
+import hecate_edge_status
 import hecate_http
 import hecate_loader
 
@@ -85,6 +88,8 @@ def settings(job):
         "nomad": hecate_edge_jobs.nomad_settings(pillar),
     }
     out.update(hecate_edge_jobs.job_settings(pillar, job))
+    if job != "backup":
+        out["update"] = hecate_edge_jobs.update_block(pillar, job)
     if job == "authentik":
         out["authentik"] = hecate_edge_jobs.authentik_settings(pillar)
         out["redis"] = hecate_edge_jobs.needs_redis(out["authentik"].get("version"))
@@ -166,6 +171,24 @@ def caddy_status():
         salt -G roles:hecate-edge hecate_edge.caddy_status
     """
     return _caddy_check(__opts__, __pillar__)
+
+
+def job_status():
+    """
+    The edge's own Nomad jobs as ``salt-run hecate.status`` shows them (reads Nomad only):
+    ``{"ok", "jobs": [{"job", "version", "stable", "images", "tags", "deployment": {id,
+    job_version, status, description}, "canaries": {group: {desired, placed, healthy,
+    promoted}}, "ok", "comment"}]}``. ``ok``: every job runs a version whose deployment
+    succeeded (the backup job: registered).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G roles:hecate-edge hecate_edge.job_status
+    """
+    client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__)
+    return hecate_edge_status.job_rows(client, __pillar__)
 
 
 # -- shared with the hecate_edge states --------------------------------------------------------------

@@ -1,7 +1,7 @@
 """
 Nomad execution module: parse, validate, plan, register (with ``EnforceIndex``), job
-status and versions, allocations, evaluations, deployments (blocking queries), revert,
-stop/purge and variables (check-and-set), over Nomad's HTTP API.
+status and versions, allocations, evaluations, deployments (blocking queries), canary
+promotion, revert, stop/purge and variables (check-and-set), over Nomad's HTTP API.
 
 Connection: ``hecate:connections:nomad`` (minion config wins over pillar)::
 
@@ -298,11 +298,12 @@ def deployment(job_id=None, deployment_id=None, index=None, wait=None, namespace
     return {"Index": idx, "Deployment": found} if index else found
 
 
-def follow(job_id, eval_id=None, version=None, timeout=600, namespace=None):
+def follow(job_id, eval_id=None, version=None, timeout=600, promote=False, namespace=None):
     """
     Follow an evaluation and the deployment of ``version`` (default: the job's current
     version) until successful, failed, cancelled or ``timeout`` seconds; failing
-    allocations are reported with their task events.
+    allocations are reported with their task events. ``promote=True`` promotes canaries
+    that wait for a manual promotion once every one of them is healthy.
 
     CLI Example:
 
@@ -316,8 +317,39 @@ def follow(job_id, eval_id=None, version=None, timeout=600, namespace=None):
         if current is None:
             raise salt.exceptions.CommandExecutionError(f"Nomad job {job_id} does not exist")
         version = current["Version"]
-    rollout = hecate_nomad_client.Rollout(client, job_id, timeout=float(timeout))
+    rollout = hecate_nomad_client.Rollout(client, job_id, timeout=float(timeout), promote=bool(promote))
     return rollout.follow(eval_id, int(version), expect_deployment=True)
+
+
+def promote(job_id=None, deployment_id=None, groups=None, namespace=None):
+    """
+    Promote the canaries of a deployment (``deployment_id``, or the latest deployment of
+    ``job_id``): all groups, or the ``groups`` listed. Nomad then replaces the old
+    allocations. It refuses canaries that are not all healthy yet, and a deployment that
+    has ended; a deployment without canaries waiting has nothing to promote.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G 'roles:hecate-edge' nomad.promote job_id=hecate-authentik
+        salt -G 'roles:hecate-edge' nomad.promote deployment_id=8f1c... groups='[server]'
+    """
+    client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__, namespace=namespace)
+    if not deployment_id:
+        if not job_id:
+            raise salt.exceptions.SaltInvocationError("job_id or deployment_id is required")
+        dep, _ = client.job_deployment(job_id)
+        if not dep:
+            raise salt.exceptions.CommandExecutionError(f"Nomad job {job_id} has no deployment")
+        if not hecate_nomad_client.awaiting_promotion(dep):
+            raise salt.exceptions.CommandExecutionError(
+                f"deployment {dep['ID'][:8]} of job {job_id} (version {dep.get('JobVersion')}, {dep.get('Status')}) "
+                "has no canaries waiting for a promotion")
+        deployment_id = dep["ID"]
+    if isinstance(groups, str):
+        groups = [g.strip() for g in groups.split(",") if g.strip()]
+    return client.promote(deployment_id, groups=groups or None)
 
 
 def revert(job_id, version=None, enforce_prior_version=None, namespace=None):

@@ -11,7 +11,8 @@ hecate runner: operations across all systems, run on the master.
 - ``plan``: what a run would change, per system and object (a test=True orchestration).
 - ``status``: Consul health of every service, a request through Caddy and, with
   ``hecate:dns``, whether each route domain's record in its zone points at the edge; the
-  certificate each edge serves for each route domain.
+  certificate each edge serves for each route domain; the edge's own Nomad jobs (version,
+  deployment, canaries).
 - ``sync_routes``: the routes alone (DNS records and Caddy routes, pillar and Consul) on
   the edges, e.g. from a Consul watch or a Salt reactor when services change.
 - ``route``: one route end to end, one row per aspect.
@@ -45,6 +46,8 @@ import hecate_caddy_routes
 import hecate_clients
 import hecate_config
 import hecate_consul_routes
+import hecate_edge_jobs
+import hecate_edge_status
 import hecate_http
 import hecate_loader
 import hecate_members
@@ -468,7 +471,11 @@ def status(env=None):
     from the Hetzner API on the edge, not from a resolver) and whether that is the edge's
     addresses; and per route domain the certificate each edge serves (``certificates``: a
     TLS handshake with the domain as SNI on the edge's Caddy listeners, ``caddy.certificates``):
-    issuer, not-after, days left. A certificate with fewer than
+    issuer, not-after, days left; when hecate deploys the edge's own jobs (``edge_jobs``,
+    from ``hecate_edge.job_status`` on an edge), each job's version (image tags, Nomad job
+    version), latest deployment (status, description) and canaries (desired, placed,
+    healthy, promoted): a job whose running version is not stable fails the status.
+    A certificate with fewer than
     ``hecate:reverse_proxy:caddy:certificates:warn_days`` (14) days left, one that does not
     cover its domain, or a TLS listener without a certificate for a domain fails the status;
     an edge whose Caddy serves no TLS (the lab's HTTP listener) is reported as "no TLS
@@ -504,6 +511,10 @@ def status(env=None):
             ret["result"] = ret["result"] and dns["ok"]
         ret["certificates"] = _certificates(env, pillar)
         ret["result"] = ret["result"] and ret["certificates"]["ok"]
+        if hecate_edge_jobs.enabled_jobs(pillar):  # the edge's own jobs: version, deployment, canaries
+            ret["edge_jobs"] = hecate_edge_status.from_edges(
+                _call(env, "hecate-edge", "hecate_edge.job_status", pillar=pillar))
+            ret["result"] = ret["result"] and ret["edge_jobs"]["ok"]
     except (salt.exceptions.CommandExecutionError, salt.exceptions.SaltInvocationError) as exc:
         return _failed(env, exc)
     ret.update(_membership(env, pillar))

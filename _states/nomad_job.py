@@ -29,7 +29,11 @@ How ``running`` works:
 3. register with ``EnforceIndex`` = the plan's ``JobModifyIndex``: if someone changed
    the job in between, Nomad refuses and nothing is registered (no lost update);
 4. follow the evaluation, then the deployment of *this* version (an unchanged spec makes
-   no deployment; it is not waited for) until successful, failed or ``timeout``;
+   no deployment; it is not waited for) until successful, failed or ``timeout``. Canaries
+   (``update.canary``) run beside the old allocations until promoted: with
+   ``auto_promote`` Nomad promotes them once all are healthy; without it (blue-green:
+   as many canaries as the count) the state promotes them at that moment (``promote``),
+   then follows the replacement of the old allocations to the end;
 5. on failure report the failing allocations with their task events. If the job's
    update block has ``auto_revert``, Nomad rolls back by itself and the state follows
    the rollback; otherwise, with ``revert_on_failure: true``, the state reverts to the
@@ -134,6 +138,7 @@ def running(
     wait=True,
     revert_on_failure=False,
     policy_override=False,
+    promote=True,
 ):
     """
     Ensure the Nomad job ``name`` runs the spec rendered from ``source`` (or given as
@@ -155,6 +160,11 @@ def running(
     revert_on_failure
         Revert to the newest stable version when the deployment fails and the job's
         update block does not ask Nomad to ``auto_revert`` by itself.
+    promote
+        Promote canaries that wait for a manual promotion (``canary`` without
+        ``auto_promote``) once every one of them is healthy (default True). False: the
+        state follows the deployment until ``timeout`` and leaves the promotion to you
+        (``nomad.promote``).
 
     .. code-block:: yaml
 
@@ -217,6 +227,9 @@ def running(
         return ret
     new_version = before["Version"] + 1 if before else 0
     changes["version"] = {"old": before["Version"] if before else None, "new": new_version}
+    if before:
+        # how the running allocations will be replaced (the update blocks of the new spec)
+        lines.extend(hecate_nomad_client.strategy_lines(job))
     if __opts__.get("test"):
         ret.update(result=None, changes=changes, comment=(
             f"job {name} would be {'updated to version ' + str(new_version) if before else 'created'}:\n"
@@ -241,7 +254,8 @@ def running(
         ret["comment"] = f"job {name} registered as version {version} (not following the deployment)\n{summary}"
         return ret
 
-    rollout = hecate_nomad_client.Rollout(client, name, namespace=job.get("Namespace"), timeout=float(timeout))
+    rollout = hecate_nomad_client.Rollout(client, name, namespace=job.get("Namespace"), timeout=float(timeout),
+                                          promote=bool(promote))
     expect = (before is None or version != before.get("Version")) and job.get("Type") == "service"
     try:
         outcome = rollout.follow(reply.get("EvalID"), version, expect_deployment=expect,
@@ -256,14 +270,19 @@ def running(
             f"nomad_job.reverted if needed\n{summary}"))
         return ret
     changes["deployment"] = {"id": (outcome.get("deployment") or "")[:8] or None, "status": outcome["status"]}
+    promoted = _promotion_line(outcome)
+    if outcome.get("promotion") or outcome.get("canaries"):
+        changes["deployment"]["promoted_by"] = _promoted_by(outcome)
     if outcome["status"] in ("successful", "no-deployment"):
         ret["comment"] = (f"job {name} version {version}: deployment {outcome['status']}"
                           + (f" ({outcome['description']})" if outcome["status"] == "no-deployment" else "")
-                          + f"\n{summary}")
+                          + (f"; {promoted}" if promoted else "") + f"\n{summary}")
         return ret
 
     ret["result"] = False
     comment = [f"job {name} version {version}: deployment {outcome['status']}: {outcome['description']}"]
+    if promoted:
+        comment.append(promoted)
     comment.extend(hecate_nomad_client.describe_failures(outcome.get("failures") or []))
     if outcome.get("auto_revert_version") is not None:
         rolled = rollout.follow_auto_revert(version)
@@ -278,6 +297,32 @@ def running(
                        f"revert with nomad_job.reverted or nomad.revert {name}")
     ret["comment"] = "\n".join(comment)
     return ret
+
+
+def _promoted_by(outcome):
+    """Who promoted the canaries of a followed deployment: hecate, Nomad (auto_promote) or nobody."""
+    promotion = outcome.get("promotion")
+    if promotion is not None:
+        return "hecate" if promotion.get("ok") else None
+    canaries = outcome.get("canaries") or {}
+    if canaries and all(c["promoted"] for c in canaries.values()):
+        return "nomad auto_promote" if all(c["auto_promote"] for c in canaries.values()) else "someone else"
+    return None
+
+
+def _promotion_line(outcome):
+    """A line about the canaries of the followed deployment (none without canaries)."""
+    canaries = outcome.get("canaries") or {}
+    promotion = outcome.get("promotion")
+    if promotion is not None and not promotion.get("ok"):
+        return f"hecate could not promote the canaries: {promotion.get('error')}"
+    if not canaries:
+        return ""
+    counts = ", ".join(f"group {g}: {c['placed']}/{c['desired']}" for g, c in canaries.items())
+    by = _promoted_by(outcome)
+    if by is None:
+        return f"canaries ({counts}) not promoted"
+    return f"canaries ({counts}) healthy, promoted by {by}"
 
 
 def _revert(client, rollout, name, failed_version, changes):

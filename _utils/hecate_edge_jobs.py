@@ -12,6 +12,9 @@ Jobs, in deployment order (``hecate:nomad:jobs`` lists which of the three main o
 - ``hecate-authentik``: Authentik's server and worker;
 - ``hecate-caddy``: the stock Caddy binary, ``caddy run --resume --config <bootstrap>``;
 - ``hecate-backup``: a periodic job, when ``hecate:backup:enabled``.
+
+How a new version replaces a running one (``hecate:deployment``) is :func:`update_block`;
+which strategies each job can take is :func:`two_copies_problem` (docs/upgrades.md).
 """
 
 import json
@@ -60,6 +63,9 @@ DEPLOYMENT_DEFAULTS = {
     "healthy_deadline": "5m",
     "progress_deadline": "10m",
 }
+STRATEGIES = ("rolling", "canary", "blue-green")
+# every task group of the edge's service jobs runs one allocation
+GROUP_COUNT = 1
 BACKUP_DEFAULTS = {"enabled": False, "schedule": "0 3 * * *", "retention_days": 30,
                    "targets": ["authentik_database", "caddy_data"], "image": "alpine:3.20"}
 
@@ -153,6 +159,99 @@ def resources(pillar, name):
 
 def deployment(pillar):
     return _with_defaults(DEPLOYMENT_DEFAULTS, pillar, "hecate:deployment")
+
+
+# -- updates: hecate:deployment onto each job's update blocks -----------------------------------
+DURATION = re.compile(r"^(\d+)(ms|s|m|h)$")
+UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+
+
+def seconds(duration):
+    """``"5m"`` -> 300.0 (the pillar's durations); None when it does not parse."""
+    match = DURATION.match(str(duration or ""))
+    return int(match.group(1)) * UNIT_SECONDS[match.group(2)] if match else None
+
+
+def update_block(pillar, name):
+    """
+    The ``update`` block of job ``name``'s task groups from ``hecate:deployment``: ``rolling``
+    replaces ``max_parallel_updates`` allocations at a time (Nomad stops each old allocation
+    as it places its replacement); ``canary`` places one canary beside the running
+    allocation and Nomad promotes it once healthy (``auto_promote``); ``blue-green`` places as
+    many canaries as the group runs (``canary = count``) and hecate's nomad_job state promotes
+    them once all are healthy. ``auto_rollback`` is ``auto_revert``. hecate.validate refuses
+    canary and blue-green for the jobs that cannot run two copies at once
+    (:func:`two_copies_problem`), so what renders is what Nomad can place.
+    """
+    dep = deployment(pillar)
+    out = {"max_parallel": int(dep["max_parallel_updates"]), "canary": 0, "auto_promote": False,
+           "auto_revert": bool(dep["auto_rollback"]), "min_healthy_time": dep["min_healthy_time"],
+           "healthy_deadline": dep["healthy_deadline"], "progress_deadline": dep["progress_deadline"]}
+    if dep["strategy"] == "canary":
+        out.update(canary=1, auto_promote=True)
+    elif dep["strategy"] == "blue-green":
+        out.update(canary=GROUP_COUNT, auto_promote=False)
+    return out
+
+
+def two_copies_problem(pillar, name):
+    """
+    Why job ``name`` cannot run its new version beside the old one on the edge (what canary
+    and blue-green need: a second allocation while the first still runs), or None.
+    """
+    if name == "postgresql":
+        volume = job_settings(pillar, "postgresql")["volume"]
+        return (f"two PostgreSQL servers must never open one data directory (host volume {volume}), so it is "
+                "always replaced stop-then-start")
+    if name == "caddy":
+        ports = caddy_ports(pillar)
+        return (f"Caddy holds the edge's own ports {ports['http']}/{ports['https']} (static host ports: the "
+                f"Internet reaches the edge there) and its admin API on 127.0.0.1:{ports['admin']}; a second "
+                "Caddy cannot bind them beside the running one, and a Caddy on another node would not be this "
+                "edge (its certificates and autosave are on this node's host volumes, its DNS records name this "
+                "node)")
+    if name == "authentik":
+        ports = authentik_settings(pillar)["ports"]
+        return (f"its server holds static ports {ports['http']}/{ports['https']} on the edge's loopback "
+                "(hecate:authentik:ports), where Caddy's route and hecate's API calls reach it: a second server "
+                "cannot bind them beside the running one, and on another node neither would reach it; its "
+                "worker has no ports, but a canary worker alone would run the new release's database "
+                "migrations while the old server keeps serving")
+    return None
+
+
+def update_problems(pillar, jobs=None):
+    """
+    ``[(key path, message)]``: the update settings Nomad would not accept, or could not
+    carry out, for the edge's jobs (``jobs``: default :func:`deploy_order`).
+    """
+    dep = deployment(pillar)
+    jobs = deploy_order(pillar) if jobs is None else jobs
+    errors = []
+    strategy = dep["strategy"]
+    if strategy in ("canary", "blue-green"):
+        for name in jobs:
+            problem = two_copies_problem(pillar, name)
+            if problem:
+                errors.append(("hecate:deployment:strategy", (
+                    f"{strategy!r} cannot update {job_id(pillar, name)}: {problem}. Use 'rolling' (Nomad stops the "
+                    "old allocation as it places the new one and, with hecate:deployment:auto_rollback, reverts "
+                    "to the last stable version when the new one does not become healthy)")))
+    durations = {key: seconds(dep[key]) for key in ("min_healthy_time", "healthy_deadline", "progress_deadline")}
+    if None in durations.values():
+        return errors  # the schema names the malformed one
+    first_check = dep["health_check_interval"] + dep["health_check_timeout"]
+    if durations["healthy_deadline"] <= durations["min_healthy_time"] + first_check:
+        errors.append(("hecate:deployment:healthy_deadline", (
+            f"{dep['healthy_deadline']!r} leaves no time to become healthy: Consul runs the first check within "
+            f"health_check_interval ({dep['health_check_interval']}s) and waits up to health_check_timeout "
+            f"({dep['health_check_timeout']}s), then the checks must pass for min_healthy_time "
+            f"({dep['min_healthy_time']}); make it longer than {int(durations['min_healthy_time'] + first_check)}s")))
+    if durations["progress_deadline"] and durations["healthy_deadline"] >= durations["progress_deadline"]:
+        errors.append(("hecate:deployment:progress_deadline", (
+            f"{dep['progress_deadline']!r} must be longer than healthy_deadline ({dep['healthy_deadline']}): "
+            "Nomad refuses the update block otherwise (\"Healthy deadline must be less than progress deadline\")")))
+    return errors
 
 
 def backup_settings(pillar):

@@ -7,8 +7,8 @@ client of the ``hecate-edge`` role. The user's keys ``hecate:authentik``,
 Every property has a ``description``: docs/pillar.md is generated from them.
 Semantic checks (``check_pillar``) that a JSON Schema cannot express: secrets only as
 Vault references (with the reason, for the user's ``{{ salt['vault.read_secret'](...) }}``
-lines), a strategy the edge's static ports allow, pinned images, the Caddy admin API on
-loopback, host volumes the jobs mount.
+lines), a strategy each job can take (``hecate_edge_jobs.update_problems``), pinned images,
+the Caddy admin API on loopback, host volumes the jobs mount.
 """
 
 import ipaddress
@@ -140,27 +140,41 @@ PILLAR_SCHEMA = {
     "hecate:deployment": {
         "type": "object",
         "additionalProperties": False,
-        "description": "How the edge's jobs are updated (their `update` blocks and health checks).",
+        "description": "How a new version of the edge's jobs replaces the running one (each task group's "
+                       "`update` block and the service checks; docs/upgrades.md).",
         "properties": {
-            "strategy": _d({"enum": ["rolling", "blue-green", "canary"]},
-                           "`rolling` (default): one allocation at a time. `blue-green` and `canary` need a "
-                           "second Caddy/Authentik beside the running one, which the edge's static ports "
-                           "do not allow: hecate.validate refuses them."),
+            "strategy": _d({"enum": list(hecate_edge_jobs.STRATEGIES)},
+                           "`rolling` (default): `update.max_parallel = max_parallel_updates`; Nomad stops each "
+                           "old allocation as it places the new one. `canary`: `canary = 1`, `auto_promote = "
+                           "true` (Nomad promotes once the canary is healthy). `blue-green`: `canary` = the "
+                           "group's count, hecate promotes once all are healthy. Canary and blue-green run the "
+                           "new version beside the old one: hecate.validate refuses them, naming the job, for "
+                           "each edge job that cannot run two copies - PostgreSQL (one data directory), Caddy "
+                           "(the edge's static ports 80/443), Authentik (its server's static loopback ports; a "
+                           "canary worker alone would migrate the database under the old server)."),
             "health_check_interval": _d({"type": "integer", "minimum": 1, "maximum": 3600},
-                                        "Seconds between health checks (default 10)."),
+                                        "Seconds between health checks: every service check's `interval` "
+                                        "(default 10)."),
             "health_check_timeout": _d({"type": "integer", "minimum": 1, "maximum": 600},
-                                       "Seconds before a health check times out (default 5)."),
+                                       "Seconds before a health check times out: every service check's `timeout` "
+                                       "(default 5). `healthy_deadline` must exceed `min_healthy_time` plus one "
+                                       "interval and timeout (the first check)."),
             "max_parallel_updates": _d({"type": "integer", "minimum": 1, "maximum": 10},
-                                       "Allocations updated at once (`update.max_parallel`, default 1)."),
+                                       "Allocations replaced at once (`update.max_parallel`, default 1)."),
             "auto_rollback": _d({"type": "boolean"},
                                 "Nomad reverts a failed deployment to the last stable version "
-                                "(`update.auto_revert`, default true)."),
+                                "(`update.auto_revert`, default true). A revert after Authentik migrated its "
+                                "database runs the old release on the migrated schema: see docs/upgrades.md."),
             "min_healthy_time": _d({"type": "string", "pattern": r"^\d+(ms|s|m|h)$"},
-                                   "How long an allocation must be healthy (default `10s`)."),
+                                   "How long an allocation's checks must pass before it counts as healthy "
+                                   "(`update.min_healthy_time`, default `10s`)."),
             "healthy_deadline": _d({"type": "string", "pattern": r"^\d+(ms|s|m|h)$"},
-                                   "Deadline for an allocation to become healthy (default `5m`)."),
+                                   "Deadline for a new allocation to become healthy (`update.healthy_deadline`, "
+                                   "default `5m`); longer than min_healthy_time + health_check_interval + "
+                                   "health_check_timeout."),
             "progress_deadline": _d({"type": "string", "pattern": r"^\d+(ms|s|m|h)$"},
-                                    "Deadline for the deployment to make progress (default `10m`)."),
+                                    "Deadline for the deployment to make progress (`update.progress_deadline`, "
+                                    "default `10m`); longer than healthy_deadline, `0s` for none."),
         },
     },
     "hecate:backup": {
@@ -346,23 +360,12 @@ def check_pillar(pillar, env=None):
     jobs = hecate_edge_jobs.enabled_jobs(pillar)
     if not jobs:
         return errors
-    errors.extend(_check_deployment(hecate))
+    errors.extend(hecate_edge_jobs.update_problems(pillar))
     errors.extend(_check_images(pillar, env, jobs))
     errors.extend(_check_caddy(pillar, jobs))
     errors.extend(_check_authentik(pillar, jobs))
     errors.extend(_check_volumes(pillar, jobs))
     return errors
-
-
-def _check_deployment(hecate):
-    strategy = (hecate.get("deployment") or {}).get("strategy")
-    if strategy in ("blue-green", "canary"):
-        return [("hecate:deployment:strategy", (
-            f"{strategy!r} starts the new Caddy/Authentik beside the running one before switching, but the "
-            "edge's static ports (80/443, Authentik's loopback ports) can be held by one of them only; use "
-            "'rolling' (Nomad stops the old allocation, starts the new one and reverts automatically when it "
-            "does not become healthy: hecate:deployment:auto_rollback)"))]
-    return []
 
 
 def _check_images(pillar, env, jobs):

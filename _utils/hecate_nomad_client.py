@@ -174,6 +174,17 @@ class NomadClient:
     def deployment_allocations(self, deployment_id, namespace=None):
         return self.get(f"/v1/deployment/allocations/{_q(deployment_id)}", namespace=namespace)[0] or []
 
+    def promote(self, deployment_id, groups=None, namespace=None):
+        """
+        Promote a deployment's canaries (all groups, or ``groups``): Nomad refuses canaries
+        that are not healthy (500 ``Task group "g" has 0/1 healthy allocations``) and a
+        terminal deployment (``can't promote terminal deployment``).
+        """
+        body = {"DeploymentID": deployment_id, "All": not groups}
+        if groups:
+            body["Groups"] = list(groups)
+        return self._call("POST", f"/v1/deployment/promote/{_q(deployment_id)}", body, namespace=namespace)[0]
+
     def revert(self, job_id, version, enforce_prior_version=None, namespace=None):
         body = {"JobID": job_id, "JobVersion": int(version)}
         if enforce_prior_version is not None:
@@ -468,6 +479,70 @@ def plan_lines(plan, job_id=None):
     return lines
 
 
+# -- update strategies and canaries ----------------------------------------------------------------------
+def _duration(ns):
+    seconds = int((ns or 0) // 1_000_000_000)
+    if seconds and seconds % 3600 == 0:
+        return f"{seconds // 3600}h"
+    if seconds and seconds % 60 == 0:
+        return f"{seconds // 60}m"
+    return f"{seconds}s"
+
+
+def update_strategy(group):
+    """
+    How Nomad replaces a task group's allocations, from its ``update`` block (a parsed,
+    canonicalized group): ``{"kind": rolling|canary|blue-green|none, "text"}``. Canaries
+    (``canary`` > 0) run beside the old allocations until promoted; as many canaries as the
+    group's count is blue-green. ``auto_promote``: Nomad promotes once every canary is
+    healthy (nomad/deploymentwatcher autoPromoteDeployment); otherwise the nomad_job state
+    does it at that moment.
+    """
+    upd = group.get("Update") or {}
+    if not upd.get("MaxParallel"):
+        return {"kind": "none", "text": "no update block: every allocation is replaced at once, no deployment"}
+    count = group.get("Count") or 0
+    canary = upd.get("Canary") or 0
+    health = (f"healthy after {_duration(upd.get('MinHealthyTime'))} of passing "
+              f"{'checks' if upd.get('HealthCheck', 'checks') == 'checks' else upd.get('HealthCheck')} "
+              f"within {_duration(upd.get('HealthyDeadline'))}")
+    revert = "auto_revert to the last stable version on failure" if upd.get("AutoRevert") else "no auto_revert"
+    if not canary:
+        return {"kind": "rolling", "text": f"rolling: {upd['MaxParallel']} at a time (each old allocation stopped as "
+                                           f"its replacement is placed); {health}; {revert}"}
+    promoter = "Nomad promotes them (auto_promote)" if upd.get("AutoPromote") else "hecate promotes them"
+    kind = "blue-green" if canary >= count else "canary"
+    text = (f"{kind}: {canary} canar{'y' if canary == 1 else 'ies'} beside the {count} running; once "
+            f"{'it is' if canary == 1 else 'they are'} {health}, {promoter}")
+    if kind == "canary":
+        text += f", then the rest {upd['MaxParallel']} at a time"
+    return {"kind": kind, "text": f"{text}; {revert}"}
+
+
+def strategy_lines(job):
+    """One line per task group: how a new version of ``job`` replaces the running one."""
+    return [f"  update group {g['Name']}: {update_strategy(g)['text']}" for g in job.get("TaskGroups") or []]
+
+
+def awaiting_promotion(dep):
+    """
+    ``{group: dstate}`` of the groups whose canaries wait for a promotion (RequiresPromotion,
+    nomad/structs/deployment.go) in a running deployment.
+    """
+    if not dep or dep.get("Status") != "running":
+        return {}
+    return {g: st for g, st in (dep.get("TaskGroups") or {}).items()
+            if (st.get("DesiredCanaries") or 0) > 0 and not st.get("Promoted")}
+
+
+def canaries_healthy(dep):
+    """Whether every canary of every group awaiting promotion is placed and healthy."""
+    waiting = awaiting_promotion(dep)
+    return bool(waiting) and all(
+        len(st.get("PlacedCanaries") or []) >= st["DesiredCanaries"] and (st.get("HealthyAllocs") or 0)
+        >= st["DesiredCanaries"] for st in waiting.values())
+
+
 # -- following a rollout -------------------------------------------------------------------------------
 TERMINAL_EVAL = ("complete", "failed", "canceled", "cancelled", "blocked")
 TERMINAL_DEPLOYMENT = ("successful", "failed", "cancelled")
@@ -524,11 +599,14 @@ class Rollout:
     cancelled or the deadline. Uses blocking queries on ``X-Nomad-Index``.
     """
 
-    def __init__(self, client, job_id, namespace=None, timeout=600, wait=30):
+    def __init__(self, client, job_id, namespace=None, timeout=600, wait=30, promote=False):
         self.client, self.job_id, self.namespace = client, job_id, namespace
         self.deadline = time.monotonic() + timeout
         self.timeout = timeout
         self.wait = wait
+        # promote canaries that wait for a manual promotion once they are all healthy
+        self.promote = promote
+        self.promotion = None
 
     def remaining(self):
         return self.deadline - time.monotonic()
@@ -548,13 +626,36 @@ class Rollout:
             index = index or 0
 
     def deployment(self, deployment_id):
+        """
+        Follow the deployment to its end. Canaries that wait for a manual promotion (no
+        ``auto_promote``) are promoted here once every one of them is healthy, when this
+        rollout may (``promote``); with ``auto_promote`` Nomad does it at that moment.
+        """
         index = 0
         while True:
             dep, index = self.client.deployment(deployment_id, index=index, wait=self._wait_time(),
                                                 namespace=self.namespace)
             if dep.get("Status") in TERMINAL_DEPLOYMENT or self.remaining() <= 0:
                 return dep
+            self._promote_if_ready(dep)
             index = index or 0
+
+    def _promote_if_ready(self, dep):
+        waiting = awaiting_promotion(dep)
+        if not waiting or self.promotion is not None or not canaries_healthy(dep):
+            return
+        if all(st.get("AutoPromote") for st in waiting.values()):
+            return  # Nomad promotes them itself (autoPromoteDeployment)
+        if not self.promote:
+            return
+        try:
+            self.client.promote(dep["ID"], namespace=self.namespace)
+        except NomadError as exc:
+            # e.g. a canary turned unhealthy meanwhile: the deployment will say how it ends
+            self.promotion = {"by": "hecate", "ok": False, "error": exc.text or str(exc)}
+            return
+        self.promotion = {"by": "hecate", "ok": True,
+                          "groups": {g: st["DesiredCanaries"] for g, st in sorted(waiting.items())}}
 
     def find_deployment(self, version, after_index=0):
         """The deployment of ``version`` (created after ``after_index``), waiting briefly for it."""
@@ -606,8 +707,19 @@ class Rollout:
             out["status"] = "timeout"
             out["description"] = (f"deployment {dep_id[:8]} still {dep.get('Status')} after "
                                   f"{int(self.timeout)}s: {dep.get('StatusDescription', '')}")
+            if awaiting_promotion(dep):
+                out["description"] += (f" (canaries: {canary_summary(dep)}"
+                                       + ("; not promoted: they are not all healthy" if not canaries_healthy(dep)
+                                          else "; waiting for a promotion") + ")")
             return out
         out["status"] = dep["Status"]
+        out["canaries"] = {g: {"desired": st.get("DesiredCanaries") or 0,
+                               "placed": len(st.get("PlacedCanaries") or []), "promoted": bool(st.get("Promoted")),
+                               "auto_promote": bool(st.get("AutoPromote"))}
+                           for g, st in sorted((dep.get("TaskGroups") or {}).items())
+                           if st.get("DesiredCanaries")}
+        if self.promotion is not None:
+            out["promotion"] = self.promotion
         if dep["Status"] == "failed":
             allocs = self.client.deployment_allocations(dep_id, namespace=self.namespace)
             out["failures"] = [
@@ -639,6 +751,17 @@ class Rollout:
         dep = self.deployment(dep["ID"])
         return {"status": dep.get("Status"), "version": job["Version"], "deployment": dep.get("ID"),
                 "description": dep.get("StatusDescription", "")}
+
+
+def canary_summary(dep):
+    """``group server: 1/1 placed, 0 healthy`` for the groups of ``dep`` that have canaries."""
+    parts = []
+    for group, st in sorted((dep.get("TaskGroups") or {}).items()):
+        if st.get("DesiredCanaries"):
+            parts.append(f"group {group}: {len(st.get('PlacedCanaries') or [])}/{st['DesiredCanaries']} placed, "
+                         f"{st.get('HealthyAllocs') or 0} healthy, "
+                         + ("promoted" if st.get("Promoted") else "not promoted"))
+    return "; ".join(parts)
 
 
 def last_stable_version(versions, below):

@@ -232,8 +232,10 @@ hecate:
     applications:                    # the user's own jobs; hecate deploys none of them
       helen: {cpu: 500, memory: 256, disk: 1024}
 
-  # The jobs' update blocks and checks. Rolling only: blue-green/canary would need a second
-  # Caddy beside the running one on the edge's static ports 80/443.
+  # How a new version replaces the running one (each job's update block and checks;
+  # docs/upgrades.md). Rolling: canary and blue-green run the new version beside the old one,
+  # which the edge's jobs cannot (static ports 80/443 and Authentik's loopback ports, one
+  # PostgreSQL data directory): hecate.validate refuses them, naming each job.
   deployment:
     strategy: rolling
     health_check_interval: 30

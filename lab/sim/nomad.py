@@ -10,7 +10,9 @@ there; jobspec handling is in :mod:`lab.sim.nomad_jobspec`):
   (an unchanged spec makes no new version and no deployment, but still an evaluation),
   revert (``EnforcePriorVersion``), stop and purge, evaluations, allocations, deployments
   (statuses and descriptions of nomad/structs/deployment.go, auto-revert to the latest
-  stable version), variables with CAS, blocking queries on ``X-Nomad-Index``
+  stable version; ``update.max_parallel``; canaries placed beside the running allocations,
+  promoted by ``POST /v1/deployment/promote/:id`` or ``auto_promote`` once healthy, then
+  replacing them), variables with CAS, blocking queries on ``X-Nomad-Index``
   (``?index=&wait=``, ``Invalid wait time`` / ``Invalid index``), plain-text errors.
 - A simulated client node (``meta.location``, datacenter, drivers, host volumes, CPU and
   memory capacity) runs allocations through pending -> running -> healthy with task
@@ -106,6 +108,9 @@ OS_SIGNALS = ("SIGABRT,SIGALRM,SIGBUS,SIGCHLD,SIGCONT,SIGFPE,SIGHUP,SIGILL,SIGIN
               "SIGPIPE,SIGPROF,SIGQUIT,SIGSEGV,SIGSTOP,SIGSYS,SIGTERM,SIGTRAP,SIGTSTP,SIGTTIN,SIGTTOU,"
               "SIGURG,SIGUSR1,SIGUSR2,SIGWINCH,SIGXCPU,SIGXFSZ")
 TERMINAL = ("complete", "failed", "lost")
+# nomad/structs/deployment.go Deployment.Active
+ACTIVE_DEPLOYMENT = ("running", "paused", "blocked", "unblocking", "initializing", "pending")
+NOT_NEEDED = "alloc not needed due to job update"  # scheduler/structs StatusAllocNotNeeded
 TRACKED_VERSIONS = 6
 # nomad/structs/structs.go: MaxBlockingRPCQueryTime and DefaultBlockingRPCQueryTime
 # (QueryOptions.TimeToBlock caps ?wait= at 300s; no or a zero wait blocks 300s), plus
@@ -685,6 +690,7 @@ class NomadSim(Simulator):
             r("/v1/evaluation/<eval_id>/allocations", endpoint="eval_allocs", methods=["GET"]),
             r("/v1/deployment/<dep_id>", endpoint="deployment", methods=["GET"]),
             r("/v1/deployment/allocations/<dep_id>", endpoint="deployment_allocs", methods=["GET"]),
+            r("/v1/deployment/promote/<dep_id>", endpoint="deployment_promote", methods=["PUT", "POST"]),
             r("/v1/allocation/<alloc_id>", endpoint="allocation", methods=["GET"]),
             r("/v1/vars", endpoint="vars", methods=["GET"]),
             r("/v1/var/", endpoint="var_root", methods=["GET", "PUT", "POST", "DELETE"]),
@@ -1274,6 +1280,8 @@ class NomadSim(Simulator):
                 job = copy.deepcopy(existing)
             elif existing is not None:
                 job["JobModifyIndex"] = existing["JobModifyIndex"] + 1
+                job["Version"] = existing["Version"] + 1
+                job["CreateIndex"] = existing["CreateIndex"]
             plan = self._schedule(job, existing, dry_run=True)
             diff = None
             if _ci(body, "Diff"):
@@ -1396,20 +1404,31 @@ class NomadSim(Simulator):
         return sorted([d for d in self.deployments.values() if d["JobID"] == job_id and d["Namespace"] == ns],
                       key=lambda d: -d["CreateIndex"])
 
+    @staticmethod
+    def _deployment_view(dep):
+        """The deployment as the API shows it (the simulator's own bookkeeping left out)."""
+        if dep is None:
+            return None
+        view = {k: copy.deepcopy(v) for k, v in dep.items() if not k.startswith("_")}
+        view["TaskGroups"] = {name: {k: v for k, v in tg.items() if not k.startswith("_")}
+                              for name, tg in (view.get("TaskGroups") or {}).items()}
+        return view
+
     def on_job_deployment(self, request, job_id):
         ns = self._ns(request)
         return self._wrap(lambda req: self._read(req, "deployment", lambda: (
-            copy.deepcopy(self._job_deployments(ns, job_id)[0]) if self._job_deployments(ns, job_id) else None),
-            check=self._read_job(req)), request)
+            self._deployment_view(self._job_deployments(ns, job_id)[0]) if self._job_deployments(ns, job_id)
+            else None), check=self._read_job(req)), request)
 
     def on_job_deployments(self, request, job_id):
         ns = self._ns(request)
-        return self._wrap(lambda req: self._read(req, "deployment", lambda: copy.deepcopy(
-            self._job_deployments(ns, job_id)), check=self._read_job(req)), request)
+        return self._wrap(lambda req: self._read(req, "deployment", lambda: [
+            self._deployment_view(d) for d in self._job_deployments(ns, job_id)], check=self._read_job(req)), request)
 
     def on_deployment(self, request, dep_id):
         return self._wrap(lambda req: self._read(
-            req, "deployment", lambda: self._by_id(req, "deployment", self.deployments.get(dep_id), "deployment"),
+            req, "deployment", lambda: self._deployment_view(
+                self._by_id(req, "deployment", self.deployments.get(dep_id), "deployment")),
             check=self._read_job(req)), request)
 
     def on_deployment_allocs(self, request, dep_id):
@@ -1648,8 +1667,12 @@ class NomadSim(Simulator):
             return any(v.strip() in have for v in value.split(","))
         return True
 
-    def _placement_failure(self, job, group, new_allocs_resources):
-        """AllocMetric of a failed placement, or None when the node fits."""
+    def _placement_failure(self, job, group, new_allocs_resources, keeps_running=False):
+        """
+        AllocMetric of a failed placement, or None when the node fits. ``keeps_running``: the
+        group's running allocations stay (canaries are placed beside them), so the static
+        ports they hold are taken.
+        """
         metric = {"NodesEvaluated": 1, "NodesFiltered": 0, "NodesInPool": 1, "NodePool": "default",
                   "NodesAvailable": {self.datacenter: 1}, "ClassFiltered": None, "ConstraintFiltered": None,
                   "NodesExhausted": 0, "ClassExhausted": None, "DimensionExhausted": None,
@@ -1687,7 +1710,7 @@ class NomadSim(Simulator):
             dims["memory"] = 1
         for net in group.get("Networks") or []:
             for port in net.get("ReservedPorts") or []:
-                if port.get("Value") and not self._port_free(port["Value"], job, group):
+                if port.get("Value") and not self._port_free(port["Value"], job, group, replacing=not keeps_running):
                     dims[f"network: reserved port collision {port['Label']}={port['Value']}"] = 1
         if dims:
             metric["NodesExhausted"] = 1
@@ -1695,12 +1718,13 @@ class NomadSim(Simulator):
             return metric
         return None
 
-    def _port_free(self, port, job=None, group=None):
+    def _port_free(self, port, job=None, group=None, replacing=True):
         for alloc in self.allocs.values():
             if alloc["ClientStatus"] in TERMINAL or alloc["DesiredStatus"] != "run":
                 continue
             held = any(p["Value"] == port for p in alloc["AllocatedResources"]["Shared"]["Ports"] or [])
-            if job is not None and alloc["JobID"] == job["ID"] and alloc["TaskGroup"] == (group or {}).get("Name"):
+            if (replacing and job is not None and alloc["JobID"] == job["ID"]
+                    and alloc["TaskGroup"] == (group or {}).get("Name")):
                 if held:
                     return True  # will be replaced (its own process may be listening there)
                 continue
@@ -1718,71 +1742,210 @@ class NomadSim(Simulator):
         mem = sum((t.get("Resources") or {}).get("MemoryMB") or 0 for t in group.get("Tasks") or [])
         return cpu, mem
 
+    def _deployment_context(self, job):
+        """
+        ``(old, current)``: the job's latest deployment as the reconciler sees it
+        (scheduler/reconciler/reconcile_cluster.go cancelUnneededServiceDeployments): one of
+        another job version or create index is old (cancelled if still active), a successful
+        one is old too (no longer current), any other (running, paused, failed) is current.
+        """
+        if job.get("CreateIndex") is None:
+            return None, None
+        deps = self._job_deployments(job["Namespace"], job["ID"])
+        if not deps:
+            return None, None
+        latest = deps[0]
+        if latest["JobCreateIndex"] != job["CreateIndex"] or latest["JobVersion"] != job.get("Version"):
+            return latest, None
+        if latest["Status"] == "successful":
+            return latest, None
+        return None, latest
+
+    @staticmethod
+    def _zero_counts():
+        return {"Ignore": 0, "Place": 0, "Migrate": 0, "Stop": 0, "InPlaceUpdate": 0, "DestructiveUpdate": 0,
+                "Canary": 0, "Preemptions": 0, "RescheduleNow": 0, "RescheduleLater": 0, "Disconnect": 0,
+                "Reconnect": 0}
+
+    @staticmethod
+    def _alloc_index(alloc):
+        match = re.search(r"\[(\d+)\]$", alloc.get("Name") or "")
+        return int(match.group(1)) if match else 0
+
     def _schedule(self, job, existing, dry_run):
-        """The reconciler: what to place, update or stop for each group (and placement failures)."""
+        """
+        The reconciler for this one node (scheduler/reconciler/reconcile_cluster.go
+        computeGroup): per group, what to stop, update in place, replace and place, with
+        ``update.max_parallel`` (computeUnderProvisionedBy), canaries (``update.canary``:
+        requiresCanaries/computeCanaries; while they are not promoted nothing else of the
+        group is replaced, and the unpromoted canaries of an older or failed deployment are
+        stopped: cancelUnneededCanaries), and placement failures (a canary keeps the old
+        allocation running, so its static ports are taken). Returns ``{"desired", "failed",
+        "actions", "old", "current", "groups" (the states of a deployment to create),
+        "canaries" ({group: DesiredCanaries} for the current one), "complete"
+        (isDeploymentComplete)}``. ``dry_run``: a plan, nothing changes either way.
+        """
         desired, failed, actions = {}, {}, []
         live = self._live_allocs(job) if existing is not None else []
+        old, current = self._deployment_context(job) if existing is not None else (None, None)
+        dep_failed = current is not None and current["Status"] == "failed"
+        dep_paused = current is not None and current["Status"] in ("paused", "pending", "initializing")
         used = [self._group_resources(self._alloc_group(a))
                 for a in self.allocs.values() if a["ClientStatus"] not in TERMINAL
                 and a["DesiredStatus"] == "run" and a["JobID"] != job["ID"]]
         groups = {g["Name"]: g for g in job.get("TaskGroups") or []}
+        unwanted = set()
+        for dep in (old, current if dep_failed else None):
+            for dstate in ((dep or {}).get("TaskGroups") or {}).values():
+                if not dstate["Promoted"]:
+                    unwanted.update(dstate.get("PlacedCanaries") or [])
+        placed_canaries = {c for d in ((current or {}).get("TaskGroups") or {}).values()
+                           for c in d.get("PlacedCanaries") or []}
+        new_groups, canary_updates, complete = {}, {}, True
         for name, group in groups.items():
-            counts = {"Ignore": 0, "Place": 0, "Migrate": 0, "Stop": 0, "InPlaceUpdate": 0,
-                      "DestructiveUpdate": 0, "Canary": 0, "Preemptions": 0, "RescheduleNow": 0,
-                      "RescheduleLater": 0, "Disconnect": 0, "Reconnect": 0}
+            counts = self._zero_counts()
+            desired[name] = counts
+            upd = group.get("Update") or {}
+            mine = sorted([a for a in live if a["TaskGroup"] == name], key=self._alloc_index)
             if job.get("Stop"):
-                mine = [a for a in live if a["TaskGroup"] == name]
                 counts["Stop"] = len(mine)
-                actions += [("stop", a, "alloc not needed due to job update") for a in mine]
-                desired[name] = counts
+                actions += [("stop", a, NOT_NEEDED) for a in mine]
                 continue
-            mine = sorted([a for a in live if a["TaskGroup"] == name], key=lambda a: a["Name"])
-            keep = mine[: group["Count"]]
-            for alloc in mine[group["Count"]:]:
+            # (a failed canary too: the reconciler filters out server-terminal allocations only)
+            for alloc in [a for a in self.allocs.values() if a["ID"] in unwanted and a["TaskGroup"] == name
+                          and a["DesiredStatus"] == "run"]:
                 counts["Stop"] += 1
-                actions.append(("stop", alloc, "alloc not needed due to job update"))
-            for alloc in keep:
-                old_group = self._alloc_group(alloc)
-                # scheduler/util.go genericAllocUpdateFn: the same job modify index is ignored;
-                # otherwise destructive if tasksUpdated, else in place (even when the group's
-                # spec is the same: another group or a job-level field changed)
+                actions.append(("stop", alloc, NOT_NEEDED))
+            mine = [a for a in mine if a["ID"] not in unwanted]
+            dstate = ((current or {}).get("TaskGroups") or {}).get(name)
+            canaries = [a for a in mine if a["ID"] in placed_canaries]
+            canarying = bool(dstate and dstate["DesiredCanaries"] and not dstate["Promoted"])
+            # computeStop: unpromoted canaries are not counted; once promoted, the allocations
+            # that share a canary's name go first
+            working = [a for a in mine if not (canarying and a in canaries)]
+            remove = len(working) - group["Count"]
+            stopped = []
+            if remove > 0:
+                names = {a["Name"] for a in canaries} if not canarying else set()
+                first = [a for a in working if a not in canaries and a["Name"] in names]
+                rest = sorted([a for a in working if a not in first], key=self._alloc_index, reverse=True)
+                stopped = (first + rest)[:remove]
+                for alloc in stopped:
+                    counts["Stop"] += 1
+                    actions.append(("stop", alloc, NOT_NEEDED))
+            untainted = [a for a in mine if a not in stopped]
+            # computeUpdates (scheduler/util.go genericAllocUpdateFn): the same job modify index
+            # is ignored, otherwise destructive if tasksUpdated, else in place
+            inplace, destructive = [], []
+            for alloc in untainted:
                 if alloc["Job"]["JobModifyIndex"] == job["JobModifyIndex"]:
-                    kind = "ignore"
-                else:
-                    kind = js.task_group_update_kind(old_group, group)
-                    kind = "inplace" if kind == "ignore" else kind
-                if kind == "ignore":
                     counts["Ignore"] += 1
-                elif kind == "inplace":
+                elif js.task_group_update_kind(self._alloc_group(alloc), group) == "destructive":
+                    destructive.append(alloc)
+                else:
+                    inplace.append(alloc)
                     counts["InPlaceUpdate"] += 1
                     actions.append(("inplace", alloc, None))
-                else:
-                    counts["DestructiveUpdate"] += 1
-                    actions.append(("destructive", alloc, None))
-            missing = group["Count"] - len(keep)
-            counts["Place"] += max(0, missing)
-            needs = counts["Place"] + counts["DestructiveUpdate"]
-            if needs:
-                resources = used + [self._group_resources(group)] * needs
-                metric = self._placement_failure(job, group, resources)
+            if canarying:
+                untainted = [a for a in untainted if a not in canaries]
+            total = len(destructive) + len(inplace)
+            promoted = bool(dstate and dstate["Promoted"])
+            wanted = int(upd.get("Canary") or 0)
+            requires_canaries = bool(wanted and destructive and len(canaries) < wanted and not promoted)
+            canary_names = []
+            if requires_canaries:
+                canary_updates[name] = wanted
+                canarying = True
+                if not dep_paused and not dep_failed:
+                    counts["Canary"] += wanted - len(canaries)
+                    # AllocNameIndex.NextCanaries: the names of the allocations being replaced first
+                    taken = {a["Name"] for a in canaries}
+                    pool = [a["Name"] for a in sorted(destructive, key=self._alloc_index) if a["Name"] not in taken]
+                    i = 0
+                    while len(canary_names) < counts["Canary"]:
+                        if pool:
+                            canary_names.append(pool.pop(0))
+                            continue
+                        candidate = f"{job['ID']}.{name}[{i}]"
+                        if candidate not in taken and candidate not in canary_names:
+                            canary_names.append(candidate)
+                        i += 1
+            place = max(0, group["Count"] - len(untainted))
+            if dstate is None:
+                total += place
+            ready = not dep_paused and not dep_failed and not canarying
+            limit = self._update_limit(group, current, untainted, destructive, ready)
+            if ready:
+                counts["Place"] += place
+                limit -= min(place, limit)
+            n_destructive = min(len(destructive), limit) if ready else 0
+            counts["DestructiveUpdate"] += n_destructive
+            counts["Ignore"] += len(destructive) - n_destructive
+            replaced = sorted(destructive, key=self._alloc_index)[:n_destructive]
+            new_allocs = (place if ready else 0) + n_destructive + len(canary_names)
+            if new_allocs:
+                resources = used + [self._group_resources(group)] * new_allocs
+                metric = self._placement_failure(job, group, resources, keeps_running=bool(canary_names))
                 if metric is not None:
+                    # the plan's annotations keep what the reconciler wanted (generic_sched.go
+                    # sets them before placing); FailedTGAllocs says what could not be placed
                     failed[name] = metric
-                    actions = [a for a in actions if not (a[0] == "destructive" and a[1]["TaskGroup"] == name)]
-                    counts["Place"] = 0
-                    counts["DestructiveUpdate"] = 0
+                    canary_names, replaced = [], []
+                    place = 0 if ready else place
                 else:
-                    actions += [("place", name, None)] * max(0, missing)
-                    used += [self._group_resources(group)] * needs
-            desired[name] = counts
+                    used += [self._group_resources(group)] * new_allocs
+            actions += [("destructive", a, None) for a in replaced]
+            actions += [("canary", name, n) for n in canary_names]
+            if ready and name not in failed:
+                actions += [("place", name, None)] * place
+            # createDeployment: a group joins a new deployment when it has an update block and
+            # something to do, unless it only re-runs the version it already ran
+            had_running = any(a["JobVersion"] == job.get("Version") and a["Job"].get("CreateIndex") ==
+                              job.get("CreateIndex") for a in self.allocs.values()
+                              if a["JobID"] == job["ID"] and a["Namespace"] == job["Namespace"]
+                              and a["TaskGroup"] == name)
+            if current is None and upd.get("MaxParallel") and total > 0 and not (
+                    had_running and not (destructive or inplace)):
+                new_groups[name] = {"total": total, "canaries": wanted if requires_canaries else 0, "update": upd}
+            # isDeploymentComplete
+            pending = bool(destructive or inplace or place or requires_canaries)
+            short = dstate is not None and (
+                dstate["HealthyAllocs"] < max(dstate["DesiredTotal"], dstate["DesiredCanaries"])
+                or (dstate["DesiredCanaries"] and not dstate["Promoted"]))
+            complete = complete and not pending and not short
         for alloc in live:
             if alloc["TaskGroup"] not in groups:
-                desired.setdefault(alloc["TaskGroup"], {"Ignore": 0, "Place": 0, "Migrate": 0, "Stop": 0,
-                                                        "InPlaceUpdate": 0, "DestructiveUpdate": 0,
-                                                        "Canary": 0, "Preemptions": 0, "RescheduleNow": 0,
-                                                        "RescheduleLater": 0, "Disconnect": 0,
-                                                        "Reconnect": 0})["Stop"] += 1
-                actions.append(("stop", alloc, "alloc not needed due to job update"))
-        return {"desired": desired, "failed": failed, "actions": actions}
+                desired.setdefault(alloc["TaskGroup"], self._zero_counts())["Stop"] += 1
+                actions.append(("stop", alloc, NOT_NEEDED))
+        complete = complete and current is not None and current["Status"] == "running"
+        return {"desired": desired, "failed": failed, "actions": actions, "old": old, "current": current,
+                "groups": new_groups, "canaries": canary_updates, "complete": complete}
+
+    @staticmethod
+    def _update_limit(group, current, untainted, destructive, ready):
+        """
+        computeUnderProvisionedBy: how many allocations may be replaced now. No update block
+        or nothing to replace: the count; no deployment yet: max_parallel; paused, failed or
+        canarying: none; otherwise max_parallel less the deployment's allocations that are not
+        healthy yet (none at all while one is unhealthy).
+        """
+        upd = group.get("Update") or {}
+        if not upd.get("MaxParallel") or not destructive:
+            return group["Count"]
+        if current is None:
+            return upd["MaxParallel"]
+        if not ready:
+            return 0
+        limit = upd["MaxParallel"]
+        for alloc in untainted:
+            if alloc.get("DeploymentID") != current["ID"]:
+                continue
+            healthy = (alloc.get("DeploymentStatus") or {}).get("Healthy")
+            if healthy is False:
+                return 0
+            if healthy is not True:
+                limit -= 1
+        return max(0, limit)
 
     def _alloc_group(self, alloc):
         return next((g for g in alloc["Job"].get("TaskGroups") or [] if g["Name"] == alloc["TaskGroup"]), {})
@@ -1796,35 +1959,30 @@ class NomadSim(Simulator):
         if job is None:  # purged: stop everything that is left
             for alloc in self.allocs.values():
                 if alloc["JobID"] == evaluation["JobID"] and alloc["Namespace"] == evaluation["Namespace"]:
-                    self._stop_alloc(alloc, "alloc not needed due to job update", index)
+                    self._stop_alloc(alloc, NOT_NEEDED, index)
             for dep in self.deployments.values():
-                if dep["JobID"] == evaluation["JobID"] and dep["Status"] == "running":
+                if dep["JobID"] == evaluation["JobID"] and dep["Status"] in ACTIVE_DEPLOYMENT:
                     self._set_deployment(dep, "cancelled", "Cancelled because job is stopped", index)
             return
         plan = self._schedule(job, job, dry_run=False)
         evaluation["QueuedAllocations"] = {g: 0 for g in plan["desired"]}
         if job.get("Stop"):
             for dep in self.deployments.values():
-                if dep["JobID"] == job["ID"] and dep["Namespace"] == job["Namespace"] and dep["Status"] == "running":
+                if (dep["JobID"] == job["ID"] and dep["Namespace"] == job["Namespace"]
+                        and dep["Status"] in ACTIVE_DEPLOYMENT):
                     self._set_deployment(dep, "cancelled", "Cancelled because job is stopped", index)
-        changes = [a for a in plan["actions"] if a[0] in ("place", "destructive", "inplace")]
-        deployment = None
-        if changes and job["Type"] == "service" and not job.get("Stop"):
-            deployment = next((d for d in self.deployments.values() if d["JobID"] == job["ID"]
-                               and d["Namespace"] == job["Namespace"] and d["JobVersion"] == job["Version"]
-                               and d["JobCreateIndex"] == job["CreateIndex"] and d["Status"] == "running"), None)
-            if deployment is None:
-                for dep in self.deployments.values():
-                    if (
-                        dep["JobID"] == job["ID"]
-                        and dep["Namespace"] == job["Namespace"]
-                        and dep["Status"] == "running"
-                    ):
-                        self._set_deployment(dep, "cancelled", "Cancelled due to newer version of job", index)
-                deployment = self._new_deployment(job, evaluation, index)
-        for kind, target, reason in plan["actions"]:
+        elif plan["old"] is not None and plan["old"]["Status"] in ACTIVE_DEPLOYMENT:
+            self._set_deployment(plan["old"], "cancelled", "Cancelled due to newer version of job", index)
+        deployment = plan["current"]
+        if plan["groups"] and deployment is None and job["Type"] == "service" and not job.get("Stop"):
+            deployment = self._new_deployment(job, plan["groups"], index)
+        if deployment is not None:
+            for group_name, wanted in plan["canaries"].items():
+                if group_name in deployment["TaskGroups"]:
+                    deployment["TaskGroups"][group_name]["DesiredCanaries"] = wanted
+        for kind, target, extra in plan["actions"]:
             if kind == "stop":
-                self._stop_alloc(target, reason, index)
+                self._stop_alloc(target, extra, index)
             elif kind == "destructive":
                 self._stop_alloc(target, "alloc is being updated due to job update", index)
                 self._place(job, target["TaskGroup"], evaluation, deployment, index, name=target["Name"])
@@ -1832,16 +1990,21 @@ class NomadSim(Simulator):
                 target["Job"] = copy.deepcopy(job)
                 target["JobVersion"] = job["Version"]
                 target["ModifyIndex"] = target["AllocModifyIndex"] = index
-                if deployment is not None:
+                if deployment is not None and target["TaskGroup"] in deployment["TaskGroups"]:
                     target["DeploymentID"] = deployment["ID"]
                     target["DeploymentStatus"] = None
                     self.runtime[target["ID"]]["health_since"] = None
                     self.runtime[target["ID"]]["deadline"] = None
                     deployment["TaskGroups"][target["TaskGroup"]]["PlacedAllocs"] += 1
+            elif kind == "canary":
+                self._place(job, target, evaluation, deployment, index, name=extra, canary=True)
             elif kind == "place":
                 self._place(job, target, evaluation, deployment, index)
         if deployment is not None:
             evaluation["DeploymentID"] = deployment["ID"]
+        if plan["complete"]:
+            self._set_deployment(plan["current"], "successful", "Deployment completed successfully", index)
+            self._mark_stable(plan["current"])
         if plan["failed"]:
             evaluation["FailedTGAllocs"] = plan["failed"]
             blocked = self._new_eval(job, evaluation["TriggeredBy"], status="blocked")
@@ -1851,33 +2014,55 @@ class NomadSim(Simulator):
             evaluation["QueuedAllocations"] = {g: (job_group["Count"] if g in plan["failed"] else 0)
                                                for g, job_group in ((gg["Name"], gg) for gg in job["TaskGroups"])}
 
-    def _new_deployment(self, job, evaluation, index):
+    def _new_deployment(self, job, groups, index):
+        """
+        structs.NewDeployment with a DeploymentState per group that has something to do
+        (reconcile_cluster.go initializeDeploymentState/createDeployment); its description
+        says when canaries wait for a promotion (setDeploymentStatusAndUpdates).
+        """
         now = _now_ns()
-        groups = {}
-        for group in job.get("TaskGroups") or []:
-            upd = group.get("Update") or {}
-            groups[group["Name"]] = {
+        states = {}
+        for name, spec in groups.items():
+            upd = spec["update"]
+            progress = upd.get("ProgressDeadline") or 0
+            states[name] = {
                 "AutoRevert": bool(upd.get("AutoRevert")), "AutoPromote": bool(upd.get("AutoPromote")),
-                "ProgressDeadline": upd.get("ProgressDeadline") or 0, "Promoted": False,
-                "PlacedCanaries": None, "DesiredCanaries": upd.get("Canary") or 0,
-                "DesiredTotal": group["Count"], "PlacedAllocs": 0, "HealthyAllocs": 0, "UnhealthyAllocs": 0,
-                "RequireProgressBy": _rfc3339(now + int(upd.get("ProgressDeadline") or 0)),
-                "_deadline": time.monotonic() + self.scaled(upd.get("ProgressDeadline") or 10 * js.MIN),
-                "_progress_ns": upd.get("ProgressDeadline") or 0,
+                "ProgressDeadline": progress, "Promoted": False,
+                "PlacedCanaries": None, "DesiredCanaries": spec["canaries"],
+                "DesiredTotal": spec["total"], "PlacedAllocs": 0, "HealthyAllocs": 0, "UnhealthyAllocs": 0,
+                "RequireProgressBy": _rfc3339(now + int(progress)),
+                "_deadline": time.monotonic() + self.scaled(progress or 10 * js.MIN),
+                "_progress_ns": progress,
             }
         dep = {"ID": str(uuid.uuid4()), "Namespace": job["Namespace"], "JobID": job["ID"],
                "JobVersion": job["Version"], "JobModifyIndex": job["JobModifyIndex"],
                "JobSpecModifyIndex": job["JobModifyIndex"], "JobCreateIndex": job["CreateIndex"],
-               "IsMultiregion": False, "TaskGroups": groups, "Status": "running",
+               "IsMultiregion": False, "TaskGroups": states, "Status": "running",
                "StatusDescription": "Deployment is running", "EvalPriority": job.get("Priority", 50),
                "CreateIndex": index, "ModifyIndex": index, "CreateTime": now, "ModifyTime": now}
+        if self._requires_promotion(dep):
+            dep["StatusDescription"] = ("Deployment is running pending automatic promotion"
+                                        if self._has_auto_promote(dep) else
+                                        "Deployment is running but requires manual promotion")
         self.deployments[dep["ID"]] = dep
         return dep
+
+    @staticmethod
+    def _requires_promotion(dep):
+        """structs.Deployment.RequiresPromotion."""
+        return dep["Status"] == "running" and any(
+            tg["DesiredCanaries"] > 0 and not tg["Promoted"] for tg in dep["TaskGroups"].values())
+
+    @staticmethod
+    def _has_auto_promote(dep):
+        """structs.Deployment.HasAutoPromote: every group with canaries has auto_promote."""
+        return dep["Status"] == "running" and bool(dep["TaskGroups"]) and all(
+            tg["AutoPromote"] for tg in dep["TaskGroups"].values() if tg["DesiredCanaries"] > 0)
 
     def _set_deployment(self, dep, status, description, index):
         dep.update(Status=status, StatusDescription=description, ModifyIndex=index, ModifyTime=_now_ns())
 
-    def _place(self, job, group_name, evaluation, deployment, index, name=None):
+    def _place(self, job, group_name, evaluation, deployment, index, name=None, canary=False):
         group = next(g for g in job["TaskGroups"] if g["Name"] == group_name)
         used_names = {a["Name"] for a in self._live_allocs(job)}
         if name is None:
@@ -1913,7 +2098,10 @@ class NomadSim(Simulator):
             "Job": copy.deepcopy(job), "JobVersion": job["Version"], "TaskGroup": group_name,
             "DesiredStatus": "run", "DesiredDescription": "", "DesiredTransition": {},
             "ClientStatus": "pending", "ClientDescription": "No tasks have started", "TaskStates": None,
-            "DeploymentID": deployment["ID"] if deployment else "", "DeploymentStatus": None,
+            "DeploymentID": deployment["ID"] if deployment else "",
+            # a canary is marked at placement (scheduler/generic_sched.go computePlacements)
+            "DeploymentStatus": ({"Healthy": None, "Timestamp": _rfc3339(), "Canary": True, "ModifyIndex": index}
+                                 if canary and deployment else None),
             "FollowupEvalID": "", "PreviousAllocation": "", "NextAllocation": "", "RescheduleTracker": None,
             "AllocatedResources": {"Tasks": {t["Name"]: {"Cpu": {"CpuShares": t["Resources"]["CPU"]},
                                                          "Memory": {"MemoryMB": t["Resources"]["MemoryMB"]},
@@ -1929,8 +2117,13 @@ class NomadSim(Simulator):
         self.allocs[alloc["ID"]] = alloc
         self.runtime[alloc["ID"]] = {"started": time.monotonic(), "tasks": {}, "health_since": None,
                                      "deadline": None, "checks_ok": None, "task_ports": task_ports}
-        if deployment is not None:
-            deployment["TaskGroups"][group_name]["PlacedAllocs"] += 1
+        if deployment is not None and group_name in deployment["TaskGroups"]:
+            dstate = deployment["TaskGroups"][group_name]
+            dstate["PlacedAllocs"] += 1
+            if canary:
+                dstate["PlacedCanaries"] = list(dstate["PlacedCanaries"] or []) + [alloc["ID"]]
+        elif deployment is not None:
+            alloc["DeploymentID"] = ""
         return alloc
 
     def _free_port(self):
@@ -2133,7 +2326,7 @@ class NomadSim(Simulator):
             rt["running_since"] = now
             effects.append(self._start_services(alloc))
             changed = True
-        if alloc["DeploymentID"] and alloc["DeploymentStatus"] is None:
+        if alloc["DeploymentID"] and (alloc["DeploymentStatus"] or {}).get("Healthy") is None:
             changed |= self._track_health(alloc, rt, group, now)
         return changed
 
@@ -2150,8 +2343,7 @@ class NomadSim(Simulator):
             if ok:
                 rt["health_since"] = rt.get("health_since") or now
                 if now - rt["health_since"] >= min_healthy:
-                    alloc["DeploymentStatus"] = {"Healthy": True, "Timestamp": _rfc3339(), "Canary": False,
-                                                 "ModifyIndex": self.index}
+                    self._set_health(alloc, True)
                     return True
             else:
                 rt["health_since"] = None
@@ -2163,10 +2355,15 @@ class NomadSim(Simulator):
             message = what % args
             for task in self._main_tasks(group):
                 self._task_state(alloc, task["Name"])["Events"].append(self._event("Alloc Unhealthy", message))
-            alloc["DeploymentStatus"] = {"Healthy": False, "Timestamp": _rfc3339(), "Canary": False,
-                                         "ModifyIndex": self.index}
+            self._set_health(alloc, False)
             return True
         return False
+
+    def _set_health(self, alloc, healthy):
+        """The client's health report (AllocDeploymentStatus); a canary stays marked as one."""
+        canary = bool((alloc["DeploymentStatus"] or {}).get("Canary"))
+        alloc["DeploymentStatus"] = {"Healthy": healthy, "Timestamp": _rfc3339(), "Canary": canary,
+                                     "ModifyIndex": self.index}
 
     def _fail_alloc(self, alloc, failed_task, effects):
         for name, st in (alloc["TaskStates"] or {}).items():
@@ -2177,12 +2374,11 @@ class NomadSim(Simulator):
                 st["Events"].append(self._event("Killed", "Task successfully killed"))
                 st.update(State="dead", FinishedAt=_rfc3339())
         alloc.update(ClientStatus="failed", ClientDescription="Failed tasks", ModifyTime=_now_ns())
-        if alloc["DeploymentID"] and alloc["DeploymentStatus"] is None:
+        if alloc["DeploymentID"] and (alloc["DeploymentStatus"] or {}).get("Healthy") is None:
             for st in alloc["TaskStates"].values():
                 if st["State"] == "dead" and st["Failed"]:
                     st["Events"].append(self._event("Alloc Unhealthy", "Unhealthy because of failed task"))
-            alloc["DeploymentStatus"] = {"Healthy": False, "Timestamp": _rfc3339(), "Canary": False,
-                                         "ModifyIndex": self.index}
+            self._set_health(alloc, False)
         effects.append(self._stop_services(alloc))
 
     def _kill(self, alloc, effects):
@@ -2195,12 +2391,22 @@ class NomadSim(Simulator):
         effects.append(self._stop_services(alloc))
 
     def _watch_deployments(self, now):
+        """
+        The deployment watcher (nomad/deploymentwatcher/deployment_watcher.go): count the
+        allocations' health reports, fail the deployment on an unhealthy one or at the
+        progress deadline (shouldFail: while canaries await promotion, enough healthy
+        canaries is progress enough), promote when every group with canaries has
+        auto_promote and all its canaries are healthy (autoPromoteDeployment), and create an
+        evaluation when an allocation became healthy, so the scheduler continues the rollout
+        and marks the deployment successful once it is complete.
+        """
         changed = False
         for dep in list(self.deployments.values()):
             if dep["Status"] != "running":
                 continue
             allocs = [a for a in self.allocs.values() if a.get("DeploymentID") == dep["ID"]]
-            healthy = unhealthy = 0
+            unhealthy = 0
+            progressed = False
             for name, tg in dep["TaskGroups"].items():
                 mine = [a for a in allocs if a["TaskGroup"] == name]
                 h = sum(1 for a in mine if (a["DeploymentStatus"] or {}).get("Healthy") is True)
@@ -2209,23 +2415,137 @@ class NomadSim(Simulator):
                     if h > tg["HealthyAllocs"]:
                         tg["_deadline"] = now + self.scaled(tg["_progress_ns"] or 10 * js.MIN)
                         tg["RequireProgressBy"] = _rfc3339(_now_ns() + int(tg["_progress_ns"]))
+                        progressed = True
                     tg["HealthyAllocs"], tg["UnhealthyAllocs"] = h, u
                     changed = True
-                healthy += h
                 unhealthy += u
             if unhealthy:
                 self._fail_deployment(dep, "Failed due to unhealthy allocations")
                 changed = True
-            elif all(tg["HealthyAllocs"] >= tg["DesiredTotal"] for tg in dep["TaskGroups"].values()):
-                dep.update(Status="successful", StatusDescription="Deployment completed successfully",
-                           ModifyTime=_now_ns())
-                self._mark_stable(dep)
+                continue
+            if self._auto_promote(dep, allocs):
                 changed = True
-            elif any(now > tg["_deadline"] and tg["HealthyAllocs"] < tg["DesiredTotal"]
-                     for tg in dep["TaskGroups"].values()):
+                continue  # the promotion made its own evaluation
+            if progressed:
+                self._watcher_eval(dep)
+                continue
+            if any(now > tg["_deadline"] and not self._group_done(tg, allocs, name)
+                   and tg["HealthyAllocs"] < (tg["DesiredCanaries"] if tg["DesiredCanaries"] and not tg["Promoted"]
+                                              else tg["DesiredTotal"])
+                   for name, tg in dep["TaskGroups"].items()):
                 self._fail_deployment(dep, "Failed due to progress deadline")
                 changed = True
         return changed
+
+    @staticmethod
+    def _group_done(tg, allocs, name):
+        """deploymentWatcher.doneGroups: promoted (or no canaries) and enough healthy running allocations."""
+        if tg["DesiredCanaries"] and not tg["Promoted"]:
+            return False
+        healthy = sum(1 for a in allocs if a["TaskGroup"] == name and a["ClientStatus"] not in TERMINAL
+                      and a["DesiredStatus"] == "run" and (a["DeploymentStatus"] or {}).get("Healthy") is True)
+        return healthy >= tg["DesiredTotal"]
+
+    def _watcher_eval(self, dep):
+        """deploymentWatcher.getEval: an evaluation of the job, triggered by the deployment watcher."""
+        job = self.jobs.get((dep["Namespace"], dep["JobID"]))
+        if job is None:
+            return None
+        evaluation = self._new_eval(job, "deployment-watcher")
+        evaluation["DeploymentID"] = dep["ID"]
+        evaluation["CreateIndex"] = evaluation["ModifyIndex"] = self.index + 1
+        return evaluation
+
+    def _auto_promote(self, dep, allocs):
+        """
+        deploymentWatcher.autoPromoteDeployment: when every group with canaries has
+        auto_promote, all its canaries placed and healthy, promote them all.
+        """
+        if not self._requires_promotion(dep) or not any(tg["PlacedCanaries"] for tg in dep["TaskGroups"].values()):
+            return False
+        health = {a["ID"]: (a["DeploymentStatus"] or {}).get("Healthy") for a in allocs}
+        for tg in dep["TaskGroups"].values():
+            if tg["DesiredCanaries"] < 1:
+                continue
+            placed = tg["PlacedCanaries"] or []
+            if not tg["AutoPromote"] or len(placed) < tg["DesiredCanaries"]:
+                return False
+            if sum(1 for c in placed if health.get(c) is True) != tg["DesiredCanaries"]:
+                return False
+        self._promote(dep, promote_all=True, groups=())
+        return True
+
+    def _promote(self, dep, promote_all, groups):
+        """
+        nomad/state/state_store.go UpdateDeploymentPromotion: every promoted group needs
+        DesiredCanaries healthy canaries that still run (else ``Task group %q has %d/%d
+        healthy allocations``); then the groups are Promoted, their progress deadline starts
+        again, the canaries lose their canary mark, the description drops "requires
+        promotion", and an evaluation lets the scheduler replace the old allocations.
+        """
+        wanted = set(groups or ())
+        chosen = [g for g in dep["TaskGroups"] if promote_all or g in wanted]
+        canaries = {c for tg in dep["TaskGroups"].values() for c in tg["PlacedCanaries"] or []}
+        healthy = {}
+        promotable = []
+        for alloc in self.allocs.values():
+            if alloc["ID"] not in canaries or alloc["TaskGroup"] not in chosen:
+                continue
+            if alloc["ClientStatus"] in TERMINAL or alloc["DesiredStatus"] != "run":
+                continue
+            if (alloc["DeploymentStatus"] or {}).get("Healthy") is not True:
+                continue
+            healthy[alloc["TaskGroup"]] = healthy.get(alloc["TaskGroup"], 0) + 1
+            promotable.append(alloc)
+        errors = [f'Task group "{g}" has {healthy.get(g, 0)}/{tg["DesiredCanaries"]} healthy allocations'
+                  for g, tg in dep["TaskGroups"].items()
+                  if g in chosen and tg["DesiredCanaries"] and healthy.get(g, 0) < tg["DesiredCanaries"]]
+        if errors:
+            raise APIError(500, js.multierror(errors))
+        index = self._bump("deployment", "allocs", "evals")
+        now = time.monotonic()
+        for name in chosen:
+            tg = dep["TaskGroups"][name]
+            if tg["ProgressDeadline"] > 0:
+                tg["_deadline"] = now + self.scaled(tg["_progress_ns"])
+                tg["RequireProgressBy"] = _rfc3339(_now_ns() + int(tg["ProgressDeadline"]))
+            tg["Promoted"] = True
+        if not self._requires_promotion(dep) and dep["Status"] == "running":
+            dep["StatusDescription"] = "Deployment is running"
+        dep.update(ModifyIndex=index, ModifyTime=_now_ns())
+        for alloc in promotable:
+            alloc["DeploymentStatus"] = dict(alloc["DeploymentStatus"], Canary=False, ModifyIndex=index)
+            alloc["ModifyIndex"] = alloc["AllocModifyIndex"] = index
+        evaluation = self._watcher_eval(dep)
+        evaluation["CreateIndex"] = evaluation["ModifyIndex"] = index
+        return {"EvalID": evaluation["ID"], "EvalCreateIndex": index, "DeploymentModifyIndex": index,
+                "RevertedJobVersion": None, "Index": index}
+
+    def on_deployment_promote(self, request, dep_id):
+        """
+        PUT/POST /v1/deployment/promote/:id (command/agent/deployment_endpoint.go
+        deploymentPromote: the body's DeploymentID, 400s), then nomad/deployment_endpoint.go
+        Deployment.Promote: the deployment ("deployment not found"), submit-job or
+        promote-deployment in its namespace, an active one ("can't promote terminal
+        deployment"), then the promotion itself (:meth:`_promote`).
+        """
+        def handle(req):
+            body = self._body(req)
+            given = _ci(body, "DeploymentID")
+            if not given:
+                raise APIError(400, "DeploymentID must be specified")
+            if given != dep_id:
+                raise APIError(400, "Deployment ID does not match")
+            token = self._auth(req)
+            dep = self.deployments.get(dep_id)
+            if dep is None:
+                raise APIError(500, "deployment not found")
+            self._require(token.allow_ns(dep["Namespace"], "submit-job", "promote-deployment"))
+            if dep["Status"] not in ACTIVE_DEPLOYMENT:
+                raise APIError(500, "can't promote terminal deployment")
+            reply = self._promote(dep, bool(_ci(body, "All")), _ci(body, "Groups") or ())
+            return self._write_resp(reply, reply["Index"])
+        return self._wrap(handle, request)
 
     def _mark_stable(self, dep):
         key = (dep["Namespace"], dep["JobID"])
@@ -2237,6 +2557,12 @@ class NomadSim(Simulator):
             job["Stable"] = True
 
     def _fail_deployment(self, dep, description):
+        """
+        The watcher fails the deployment: with auto_revert it registers the latest stable
+        version (unless that has the failed version's spec), and its evaluation stops the
+        failed deployment's unpromoted canaries (cancelUnneededCanaries); allocations of the
+        failed deployment that still run keep running until the rollback replaces them.
+        """
         key = (dep["Namespace"], dep["JobID"])
         job = self.jobs.get(key)
         rollback = None
@@ -2251,14 +2577,14 @@ class NomadSim(Simulator):
                 description += f" - rolling back to job version {stable['Version']}"
                 rollback = stable
         dep.update(Status="failed", StatusDescription=description, ModifyTime=_now_ns())
-        # allocations of a failed deployment that are still running keep running (Nomad does not
-        # stop them); the rollback's evaluation replaces them
         if rollback is not None:
             try:
                 self._register(dep["Namespace"], copy.deepcopy(rollback), triggered_by="deployment-watcher",
                                admit=False)
+                return
             except APIError as exc:
                 self.consul_errors.append(f"auto-revert of {dep['JobID']}: {exc.text}")
+        self._watcher_eval(dep)
 
     # -- stand-ins and Consul -----------------------------------------------------------------------
     def _service_ports(self, alloc):
@@ -2371,7 +2697,7 @@ class NomadSim(Simulator):
         with self.cond:
             todo = []
             for alloc in self.allocs.values():
-                if alloc["ClientStatus"] != "running" or alloc["DeploymentStatus"] is not None:
+                if alloc["ClientStatus"] != "running" or (alloc["DeploymentStatus"] or {}).get("Healthy") is not None:
                     continue
                 targets = []
                 for svc, _task, _level, port in self._service_ports(alloc):

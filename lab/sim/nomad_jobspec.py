@@ -1160,6 +1160,11 @@ def _validate_group(group, job):
             errs.append(f"Invalid health check given: {_go_q(upd.get('HealthCheck') or '')}")
         if (upd.get("MaxParallel") or 0) < 0:
             errs.append(f"Max parallel can not be less than zero: {upd['MaxParallel']:d} < 0")
+        # UpdateStrategy.Validate (nomad/structs/structs.go)
+        if (upd.get("Canary") or 0) < 0:
+            errs.append(f"Canary count can not be less than zero: {upd['Canary']:d} < 0")
+        if not upd.get("Canary") and upd.get("AutoPromote"):
+            errs.append("Auto Promote requires a Canary count greater than zero")
         if (upd.get("MinHealthyTime") or 0) >= (upd.get("HealthyDeadline") or 0):
             errs.append(f"Minimum healthy time ({format_duration(upd.get('MinHealthyTime'))}) must be less than "
                         f"healthy deadline ({format_duration(upd.get('HealthyDeadline'))})")

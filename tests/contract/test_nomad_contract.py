@@ -597,3 +597,80 @@ def test_missing_allocation_and_deployment_reads(nomad, job_id):
     assert resp.status_code == 200 and resp.json() == []
     resp = nomad.call("GET", f"/v1/job/{job_id}/deployments")
     assert resp.status_code == 200 and resp.json() == []
+
+
+CANARY_UPDATE = """update {
+      canary            = 1
+      max_parallel      = 1
+      health_check      = "manual"
+      auto_revert       = true
+      healthy_deadline  = "5m"
+      progress_deadline = "10m"
+    }"""
+
+
+def _wait_for(nomad, path, until, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        resp = nomad.call("GET", path)
+        if resp.status_code == 200 and until(resp.json()):
+            return resp.json()
+        time.sleep(0.2)
+    raise AssertionError(f"{path}: {resp.status_code} {resp.text[:500]}")
+
+
+def test_canary_deployment_waits_for_a_promotion(nomad, job_id):
+    """
+    N12. What hecate's nomad_job state follows in a canary deployment. A destructive change
+    of a group with ``update.canary`` places the canary beside the running allocation
+    (scheduler/reconciler/reconcile_cluster.go requiresCanaries/computeCanaries; the
+    allocation is marked ``DeploymentStatus.Canary`` by scheduler/generic_sched.go); the
+    deployment's DeploymentState (nomad/structs/deployment.go: DesiredCanaries,
+    PlacedCanaries, Promoted, AutoPromote, DesiredTotal) waits for a promotion, its
+    description says so (setDeploymentStatusAndUpdates:
+    DeploymentStatusDescriptionRunningNeedsPromotion; RequiresPromotion is computed, not a
+    field of the API object). Promoting canaries that are not healthy is refused by
+    nomad/state/state_store.go UpdateDeploymentPromotion (a multierror: ``Task group %q has
+    %d/%d healthy allocations``, 500). ``health_check = "manual"``: nothing ever marks the
+    canary healthy here, so the answer does not depend on the node's docker.
+    """
+    first = service_job(nomad, job_id, update=CANARY_UPDATE)
+    assert nomad.register(first).status_code == 200
+    _wait_for(nomad, f"/v1/job/{job_id}/allocations", lambda allocs: len(allocs) == 1)
+    second = service_job(nomad, job_id, update=CANARY_UPDATE, task='env {\n        RELEASE = "2"\n      }')
+    plan = nomad.call("POST", f"/v1/job/{job_id}/plan", json={"Job": second, "Diff": True}).json()
+    assert plan["Annotations"]["DesiredTGUpdates"]["web"]["Canary"] == 1
+    assert nomad.register(second).status_code == 200
+    dep = _wait_for(nomad, f"/v1/job/{job_id}/deployment",
+                    lambda d: d and d["JobVersion"] == 1 and d["TaskGroups"]["web"]["PlacedCanaries"])
+    state = dep["TaskGroups"]["web"]
+    assert dep["Status"] == "running"
+    assert dep["StatusDescription"] == "Deployment is running but requires manual promotion"
+    assert (state["DesiredCanaries"], state["DesiredTotal"], state["Promoted"], state["AutoPromote"]) == (1, 1, False,
+                                                                                                       False)
+    assert "RequiresPromotion" not in dep
+    (canary_id,) = state["PlacedCanaries"]
+    canary = nomad.call("GET", f"/v1/allocation/{canary_id}").json()
+    assert canary["DeploymentStatus"]["Canary"] is True and canary["JobVersion"] == 1
+    old = [a for a in nomad.call("GET", f"/v1/job/{job_id}/allocations").json() if a["ID"] != canary_id]
+    assert [a["DesiredStatus"] for a in old] == ["run"]  # the canary runs beside it
+    resp = nomad.call("POST", f"/v1/deployment/promote/{dep['ID']}", json={"DeploymentID": dep["ID"], "All": True})
+    assert resp.status_code == 500
+    assert resp.text == '1 error occurred:\n\t* Task group "web" has 0/1 healthy allocations\n\n'
+
+
+def test_promote_request_errors(nomad):
+    """
+    N13. command/agent/deployment_endpoint.go deploymentPromote: PUT/POST only, the body's
+    DeploymentID (400 "DeploymentID must be specified", 400 "Deployment ID does not match"),
+    then nomad/deployment_endpoint.go Deployment.Promote: an unknown deployment is a plain
+    error (500 "deployment not found"); a terminal one is structs.ErrDeploymentTerminalNoPromote
+    ("can't promote terminal deployment").
+    """
+    missing = str(uuid.uuid4())
+    resp = nomad.call("POST", f"/v1/deployment/promote/{missing}", json={"All": True})
+    assert (resp.status_code, resp.text.strip()) == (400, "DeploymentID must be specified")
+    resp = nomad.call("POST", f"/v1/deployment/promote/{missing}", json={"DeploymentID": str(uuid.uuid4())})
+    assert (resp.status_code, resp.text.strip()) == (400, "Deployment ID does not match")
+    resp = nomad.call("PUT", f"/v1/deployment/promote/{missing}", json={"DeploymentID": missing, "All": True})
+    assert (resp.status_code, resp.text.strip()) == (500, "deployment not found")

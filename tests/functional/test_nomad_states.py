@@ -513,3 +513,127 @@ def test_variable_absent(loaders, runtime_pillar, nomad, test_mode):
     assert requests.get(f"{nomad.url}/v1/var/{path}", timeout=10, headers=nomad.headers).status_code == 404
     again = single(loaders.states.nomad_variable.absent(name=path))
     assert again["result"] is True and again["changes"] == {}
+
+
+# -- canary deployments: the state follows them, promoting what waits for a manual promotion --------
+CANARY_HCL = """
+job "%(id)s" {
+  datacenters = ["dc1"]
+  type        = "service"
+  group "web" {
+    count = %(count)s
+    update {
+      max_parallel      = 1
+      canary            = %(canary)s
+      auto_promote      = %(auto_promote)s
+      auto_revert       = true
+      min_healthy_time  = "10s"
+      healthy_deadline  = "5m"
+      progress_deadline = "10m"
+    }
+    network {
+      port "http" {
+        to = 8080
+      }
+    }
+    service {
+      name     = "%(id)s"
+      port     = "http"
+      provider = "nomad"
+      check {
+        type     = "http"
+        path     = "/healthz"
+        interval = "10s"
+        timeout  = "2s"
+      }
+    }
+    task "web" {
+      driver = "docker"
+      config {
+        image = "%(image)s"
+        ports = ["http"]
+      }
+      resources {
+        cpu    = 50
+        memory = 64
+      }
+    }
+  }
+}
+"""
+
+
+def run_canary(loaders, job_id, image, count=1, canary=1, auto_promote=False, test=False, **kwargs):
+    hcl = CANARY_HCL % {"id": job_id, "image": image, "count": count, "canary": canary,
+                        "auto_promote": "true" if auto_promote else "false"}
+    kwargs.setdefault("timeout", 60)
+    return single(loaders.states.nomad_job.running(name=job_id, hcl=hcl, test=test, **kwargs))
+
+
+def deployments_of(nomad, job_id):
+    return requests.get(f"{nomad.url}/v1/job/{job_id}/deployments", timeout=10, headers=nomad.headers).json()
+
+
+def test_blue_green_is_previewed_then_promoted_by_the_state(loaders, nomad, job_prefix):
+    job_id = job_prefix + "bluegreen"
+    assert run_canary(loaders, job_id, "nginx:1.27")["result"] is True
+    nomad.clear_requests()
+    preview = run_canary(loaders, job_id, "nginx:1.28", test=True)
+    assert preview["result"] is None, preview["comment"]
+    assert "~ image: 'nginx:1.27' -> 'nginx:1.28'" in preview["comment"]
+    assert ("update group web: blue-green: 1 canary beside the 1 running; once it is healthy after 10s of "
+            "passing checks within 5m, hecate promotes them; auto_revert to the last stable version on failure"
+            in preview["comment"])
+    assert preview["changes"]["placements"] == {"web": {"canary": 1, "ignore": 1}}
+    assert nomad_writes(nomad) == []
+    ret = run_canary(loaders, job_id, "nginx:1.28")
+    assert ret["result"] is True, ret["comment"]
+    assert "canaries (group web: 1/1) healthy, promoted by hecate" in ret["comment"]
+    assert ret["changes"]["deployment"]["status"] == "successful"
+    assert ret["changes"]["deployment"]["promoted_by"] == "hecate"
+    promotes = [r for r in nomad.writes() if r["path"].startswith("/v1/deployment/promote/")]
+    assert len(promotes) == 1
+    dep = next(d for d in deployments_of(nomad, job_id) if d["JobVersion"] == 1)
+    assert dep["TaskGroups"]["web"]["Promoted"] is True and dep["Status"] == "successful"
+    running = [a for a in requests.get(f"{nomad.url}/v1/job/{job_id}/allocations", timeout=10,
+                                       headers=nomad.headers).json() if a["DesiredStatus"] == "run"]
+    assert [a["JobVersion"] for a in running] == [1]
+    assert run_canary(loaders, job_id, "nginx:1.28")["changes"] == {}
+
+
+def test_auto_promote_is_left_to_nomad(loaders, nomad, job_prefix):
+    job_id = job_prefix + "canary"
+    assert run_canary(loaders, job_id, "nginx:1.27", auto_promote=True)["result"] is True
+    nomad.clear_requests()
+    ret = run_canary(loaders, job_id, "nginx:1.28", auto_promote=True)
+    assert ret["result"] is True, ret["comment"]
+    assert ret["changes"]["deployment"]["promoted_by"] == "nomad auto_promote"
+    assert not [r for r in nomad.writes() if r["path"].startswith("/v1/deployment/promote/")]
+
+
+def test_promote_false_leaves_the_canaries_waiting(loaders, nomad, job_prefix):
+    job_id = job_prefix + "manual"
+    assert run_canary(loaders, job_id, "nginx:1.27")["result"] is True
+    ret = run_canary(loaders, job_id, "nginx:1.28", promote=False, timeout=5)
+    assert ret["result"] is False
+    assert "still running" in ret["comment"] and "waiting for a promotion" in ret["comment"]
+    dep = next(d for d in deployments_of(nomad, job_id) if d["JobVersion"] == 1)
+    assert dep["StatusDescription"] == "Deployment is running but requires manual promotion"
+    out = loaders.modules.nomad.promote(job_id=job_id)
+    assert out["EvalID"]
+    done = loaders.modules.nomad.follow(job_id, timeout=30)
+    assert done["status"] == "successful", done
+
+
+def test_a_failing_canary_is_reported_and_auto_reverted(loaders, nomad, job_prefix):
+    job_id = job_prefix + "badcanary"
+    assert run_canary(loaders, job_id, "nginx:1.27")["result"] is True
+    ret = run_canary(loaders, job_id, "nginx:refused-9")
+    assert ret["result"] is False
+    comment = ret["comment"]
+    assert "deployment failed: Failed due to unhealthy allocations - rolling back to job version 0" in comment
+    assert "canaries (group web: 1/1) not promoted" in comment
+    assert "Driver Failure: Failed to pull `nginx:refused-9`" in comment
+    assert "Nomad auto-reverted to version 0 (now version 2): deployment successful" in comment
+    job = current(nomad, job_id)
+    assert job["Version"] == 2 and job["Stable"] is True

@@ -209,6 +209,14 @@ def test_caddy_upgrade_keeps_its_routes(salt_run_cli, stack, edge):
     assert not [r for r in hecate_plan.rows(applied.data) if r["step"] == "caddy"]
     assert edge.through(topology.LAB_AUTHENTIK_DOMAIN, "/-/health/live/").status_code == 200
     assert edge.through(topology.LAB_CHAT_DOMAIN, "/").status_code == 200
+    # hecate.status shows the edge's jobs: the new release and the deployment that brought it
+    status = salt_run_cli.run("hecate.status", "env=lab").data
+    rows = {r["job"]: r for r in status["edge_jobs"]["jobs"]}
+    caddy = rows["hecate-caddy"]
+    assert caddy["version"] == version + 1 and caddy["tags"] == {"caddy/caddy": "2.11.2"}
+    assert caddy["deployment"]["job_version"] == version + 1 and caddy["deployment"]["status"] == "successful"
+    assert rows["hecate-authentik"]["ok"] is True and rows["hecate-backup"]["ok"] is True
+    assert status["edge_jobs"]["ok"] is True, status["edge_jobs"]
 
 
 def test_authentik_never_healthy_is_reverted_and_the_next_run_succeeds(salt_run_cli, stack, edge):

@@ -25,6 +25,7 @@ import json
 import os
 import re
 import tempfile
+import time
 
 import pytest
 import salt.config
@@ -233,8 +234,8 @@ def test_the_users_keys_are_accepted_with_vault_references_only():
                             "{vault: <mount>/<path>, key: <key>}") for e in errors), errors
     assert ("hecate:global:environment: 'production' is not an environment name: hecate's environments are "
             "lab, dev, staging, prod") in text and "write environment: prod" in text
-    assert any(e.startswith("hecate:deployment:strategy: 'blue-green' starts the new Caddy/Authentik beside")
-               for e in errors)
+    assert any(e.startswith("hecate:deployment:strategy: 'blue-green' cannot update hecate-authentik: its server "
+                            "holds static ports 9000/9443 on the edge's loopback") for e in errors), errors
     # the rest of the user's keys are accepted as written
     assert not [e for e in errors if "unknown key" in e], errors
 
@@ -275,6 +276,116 @@ def test_an_edge_run_by_hand_needs_no_authentik_secrets():
 
 def test_hcl_heredoc_text_escapes_interpolation():
     assert hecate_edge_jobs.hcl_heredoc_text('{"a": "${x} %{y}"}') == '{"a": "$${x} %%{y}"}'
+
+
+# -- upgrades: hecate:deployment onto the update blocks (docs/upgrades.md) ------------------------------
+def with_deployment(**dep):
+    pillar = shipped_pillar()
+    pillar["hecate"]["deployment"].update(dep)
+    return pillar
+
+
+@pytest.mark.parametrize("strategy,canary,auto_promote", [("rolling", 0, False), ("canary", 1, True),
+                                                          ("blue-green", 1, False)])
+def test_the_strategy_maps_onto_every_groups_update_block(strategy, canary, auto_promote):
+    pillar = with_deployment(strategy=strategy, max_parallel_updates=2, auto_rollback=False,
+                             health_check_interval=15, health_check_timeout=3)
+    for name, groups in (("authentik", ("server", "worker")), ("caddy", ("caddy",)), ("postgresql", ("postgresql",))):
+        rendered = js.canonicalize(job(name, pillar))
+        for gname in groups:
+            upd = group(rendered, gname)["Update"]
+            assert (upd["MaxParallel"], upd["Canary"], upd["AutoPromote"], upd["AutoRevert"]) == (
+                2, canary, auto_promote, False), (name, gname)
+            # Nomad's defaults for what hecate:deployment leaves alone; the durations of the pillar
+            assert (upd["MinHealthyTime"], upd["HealthyDeadline"], upd["ProgressDeadline"]) == (
+                10 * js.SEC, 5 * js.MIN, 10 * js.MIN)
+            for svc in group(rendered, gname)["Services"] or []:
+                assert (svc["Checks"][0]["Interval"], svc["Checks"][0]["Timeout"]) == (15 * js.SEC, 3 * js.SEC)
+    assert group(job("authentik", pillar), "worker")["Update"]["HealthCheck"] == "task_states"
+    assert group(job("authentik", pillar), "server")["Update"]["HealthCheck"] == "checks"
+
+
+@pytest.mark.parametrize("strategy", ["canary", "blue-green"])
+def test_canary_and_blue_green_are_refused_per_job_with_the_reason(strategy):
+    errors = hecate_schema.validate(with_deployment(strategy=strategy), "prod")
+    refused = [e for e in errors if e.startswith("hecate:deployment:strategy: ")]
+    assert sorted(e.split(": ", 2)[1] for e in refused) == [f"{strategy!r} cannot update hecate-authentik",
+                                                            f"{strategy!r} cannot update hecate-caddy",
+                                                            f"{strategy!r} cannot update hecate-postgresql"]
+    text = "\n".join(refused)
+    assert "two PostgreSQL servers must never open one data directory (host volume hecate_postgres)" in text
+    assert "Caddy holds the edge's own ports 80/443 (static host ports" in text
+    assert "its server holds static ports 9000/9443 on the edge's loopback (hecate:authentik:ports)" in text
+    assert "a canary worker alone would run the new release's database migrations" in text
+    assert all("Use 'rolling'" in e for e in refused)
+    assert errors == refused  # nothing else is wrong with the shipped pillar
+    # an edge run by other means deploys nothing: the strategy has nothing to refuse
+    pillar = with_deployment(strategy=strategy)
+    pillar["hecate"]["nomad"]["jobs"] = []
+    assert hecate_schema.validate(pillar, "prod") == []
+    # only the jobs hecate deploys are named
+    pillar["hecate"]["nomad"]["jobs"] = ["caddy"]
+    assert [e.split(": ", 2)[1] for e in hecate_schema.validate(pillar, "prod")
+            if e.startswith("hecate:deployment:strategy")] == [f"{strategy!r} cannot update hecate-caddy"]
+
+
+def test_what_is_refused_is_what_nomad_cannot_place():
+    """
+    The agreement of the refusals with Nomad: a canary of the Caddy job or of Authentik's
+    server cannot be placed beside the running allocation on the edge (the lab's Nomad: the
+    reconciler's canary and its reserved port collision), while the rolling update of the
+    same change can; the worker alone would place. A plan is what nomad_job.running checks
+    before it registers anything.
+    """
+    from werkzeug.test import Client  # pylint: disable=import-outside-toplevel
+
+    from lab.sim import nomad as nsim  # pylint: disable=import-outside-toplevel
+
+    ports = {"http": 28080 + os.getpid() % 500, "https": 28600 + os.getpid() % 500}
+    base = {"reverse_proxy": {"caddy": {"ports": {"http": ports["http"], "https": ports["https"]}}},
+            "authentik": {"ports": {"http": ports["http"] + 1, "https": ports["https"] + 1}}}
+    sim = nsim.NomadSim({"time_scale": 0.01, "stand_ins": False, "node_class": "hecate-edge",
+                         "consul_version": "1.22.0", "vault": {"enabled": True, "version": "1.21.0"},
+                         "host_volumes": None})
+    client = Client(sim)
+    try:
+        for name, static_group in (("caddy", "caddy"), ("authentik", "server")):
+            running = _merge(shipped_pillar(), {"hecate": base})
+            spec = js.canonicalize(job(name, running))
+            assert client.post(f"/v1/job/{spec['ID']}", json={"Job": spec}).status_code == 200
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and len(
+                    client.get(f"/v1/job/{spec['ID']}/allocations").json) < len(spec["TaskGroups"]):
+                time.sleep(0.05)
+            bumped = {"hecate": dict(base, authentik=dict(base["authentik"], version="2025.10.4"),
+                                     reverse_proxy={"caddy": dict(base["reverse_proxy"]["caddy"], version="2.11.2")})}
+            for strategy, fails in (("blue-green", True), ("canary", True), ("rolling", False)):
+                pillar = _merge(shipped_pillar(), _merge(bumped, {"hecate": {"deployment": {"strategy": strategy}}}))
+                new = js.canonicalize(job(name, pillar))
+                plan = client.post(f"/v1/job/{new['ID']}/plan", json={"Job": new, "Diff": True}).json
+                failed = plan["FailedTGAllocs"] or {}
+                assert (static_group in failed) is fails, (name, strategy, failed)
+                if fails:
+                    assert list(failed[static_group]["DimensionExhausted"])[0].startswith(
+                        "network: reserved port collision")
+                    # refused before anything runs, with the job named
+                    assert any(f"cannot update {new['ID']}" in e for e in hecate_schema.validate(pillar, "prod"))
+                if name == "authentik":
+                    assert "worker" not in failed  # no ports: its canary would place
+    finally:
+        sim._stop.set()  # pylint: disable=protected-access  # its client loop
+
+
+def test_healthy_deadline_must_leave_room_for_the_checks():
+    errors = hecate_schema.validate(with_deployment(health_check_interval=60, health_check_timeout=10,
+                                                    healthy_deadline="1m"), "prod")
+    assert any(e.startswith("hecate:deployment:healthy_deadline: '1m' leaves no time to become healthy: Consul runs "
+                            "the first check within health_check_interval (60s)") for e in errors), errors
+    assert any("make it longer than 80s" in e for e in errors)
+    errors = hecate_schema.validate(with_deployment(healthy_deadline="15m"), "prod")
+    assert any(e.startswith("hecate:deployment:progress_deadline: '10m' must be longer than healthy_deadline (15m)")
+               for e in errors), errors
+    assert hecate_schema.validate(with_deployment(progress_deadline="0s"), "prod") == []
 
 
 # -- the lab's Nomad: templates and runners (lab/sim/nomad_tasks.py) -----------------------------------

@@ -234,3 +234,43 @@ def test_variable_cas_writes_whose_answers_were_lost(sim, client):
     sim.fault(method="DELETE", path=r"^/v1/var/app/lost$", action="apply_then_drop", times=1)
     assert client.var_delete("app/lost", cas=current["ModifyIndex"]) is True
     assert client.var_get("app/lost") is None
+
+
+def _group(count=1, **update):
+    upd = {"MaxParallel": 1, "HealthCheck": "checks", "MinHealthyTime": 10 * 10**9, "HealthyDeadline": 300 * 10**9,
+           "AutoRevert": True, "Canary": 0, "AutoPromote": False}
+    upd.update(update)
+    return {"Name": "server", "Count": count, "Update": upd}
+
+
+@pytest.mark.parametrize("group,kind,text", [
+    (_group(), "rolling", "rolling: 1 at a time (each old allocation stopped as its replacement is placed); healthy "
+                          "after 10s of passing checks within 5m; auto_revert to the last stable version on failure"),
+    (_group(MaxParallel=2, AutoRevert=False, HealthCheck="task_states"), "rolling",
+     "rolling: 2 at a time (each old allocation stopped as its replacement is placed); healthy after 10s of passing "
+     "task_states within 5m; no auto_revert"),
+    (_group(Canary=1), "blue-green", "blue-green: 1 canary beside the 1 running; once it is healthy after 10s of "
+                                     "passing checks within 5m, hecate promotes them; auto_revert to the last stable "
+                                     "version on failure"),
+    (_group(count=3, Canary=1, AutoPromote=True), "canary",
+     "canary: 1 canary beside the 3 running; once it is healthy after 10s of passing checks within 5m, Nomad "
+     "promotes them (auto_promote), then the rest 1 at a time; auto_revert to the last stable version on failure"),
+    ({"Name": "b", "Count": 1, "Update": None}, "none",
+     "no update block: every allocation is replaced at once, no deployment"),
+])
+def test_update_strategy_describes_the_update_block(group, kind, text):
+    assert hn.update_strategy(group) == {"kind": kind, "text": text}
+
+
+def test_canaries_awaiting_promotion():
+    dep = {"Status": "running", "TaskGroups": {
+        "server": {"DesiredCanaries": 1, "PlacedCanaries": ["a"], "Promoted": False, "HealthyAllocs": 0},
+        "worker": {"DesiredCanaries": 0, "PlacedCanaries": None, "Promoted": False, "HealthyAllocs": 0}}}
+    assert list(hn.awaiting_promotion(dep)) == ["server"]
+    assert hn.canaries_healthy(dep) is False
+    assert hn.canary_summary(dep) == "group server: 1/1 placed, 0 healthy, not promoted"
+    dep["TaskGroups"]["server"]["HealthyAllocs"] = 1
+    assert hn.canaries_healthy(dep) is True
+    dep["TaskGroups"]["server"]["Promoted"] = True
+    assert hn.awaiting_promotion(dep) == {} and hn.canaries_healthy(dep) is False
+    assert hn.awaiting_promotion(dict(dep, Status="failed")) == {}

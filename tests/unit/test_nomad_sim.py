@@ -371,3 +371,224 @@ def test_memory_max_is_ignored_with_a_warning_unless_oversubscription_is_on():
         assert client.post("/v1/job/j", json={"Job": job}).json["Warnings"] == expected
         config = client.get("/v1/operator/scheduler/configuration").json["SchedulerConfig"]
         assert config["MemoryOversubscriptionEnabled"] is enabled
+
+
+# -- canary deployments ---------------------------------------------------------------------------
+# Sources (hashicorp/nomad at aa026cc, 2.0.x): scheduler/reconciler/reconcile_cluster.go
+# (requiresCanaries, computeCanaries, cancelUnneededCanaries, computeStop: a promoted canary
+# replaces the allocation of its name, computeUnderProvisionedBy: max_parallel,
+# isDeploymentComplete, setDeploymentStatusAndUpdates' descriptions), nomad/structs/deployment.go
+# (DeploymentState, RequiresPromotion, HasAutoPromote), nomad/deploymentwatcher/
+# deployment_watcher.go (autoPromoteDeployment, shouldFail, the rollback), nomad/state/
+# state_store.go UpdateDeploymentPromotion, nomad/deployment_endpoint.go Deployment.Promote,
+# command/agent/deployment_endpoint.go deploymentPromote.
+CANARY_JOB = """
+job "%(id)s" {
+  datacenters = ["dc1"]
+  group "web" {
+    count = %(count)s
+    update {
+      max_parallel      = 1
+      canary            = %(canary)s
+      auto_promote      = %(auto_promote)s
+      auto_revert       = true
+      min_healthy_time  = "10s"
+      healthy_deadline  = "5m"
+      progress_deadline = "10m"
+      %(health)s
+    }
+    network {
+      port "http" {
+        %(port)s
+      }
+    }
+    service {
+      name = "%(id)s"
+      port = "http"
+      check {
+        type     = "http"
+        path     = "/healthz"
+        interval = "10s"
+        timeout  = "2s"
+      }
+    }
+    task "server" {
+      driver = "docker"
+      config {
+        image = "%(image)s"
+        ports = ["http"]
+      }
+    }
+  }
+}
+"""
+
+
+def canary_job(sim, job_id, image="nginx:1.27", count=1, canary=1, auto_promote=False, port="to = 8080",
+               health=""):
+    hcl = CANARY_JOB % {"id": job_id, "image": image, "count": count, "canary": canary, "port": port,
+                        "auto_promote": "true" if auto_promote else "false", "health": health}
+    resp = requests.post(f"{sim.url}/v1/jobs/parse", json={"JobHCL": hcl, "Canonicalize": True}, timeout=10)
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def register(sim, job):
+    reply = requests.post(f"{sim.url}/v1/job/{job['ID']}", json={"Job": job}, timeout=10)
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+def deployment_of(sim, job_id, version, until, timeout=15):
+    """The deployment of ``version`` once ``until(deployment)`` holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [d for d in requests.get(f"{sim.url}/v1/job/{job_id}/deployments", timeout=10).json()
+                 if d["JobVersion"] == version]
+        if found and until(found[0]):
+            return found[0]
+        time.sleep(0.05)
+    raise AssertionError(f"deployment of {job_id} version {version}: {found}")
+
+
+def allocations(sim, job_id):
+    return requests.get(f"{sim.url}/v1/job/{job_id}/allocations", timeout=10).json()
+
+
+def promote(sim, dep_id, body=None):
+    return requests.post(f"{sim.url}/v1/deployment/promote/{dep_id}", timeout=10,
+                         json={"DeploymentID": dep_id, "All": True} if body is None else body)
+
+
+def test_blue_green_canaries_wait_for_a_promotion_then_replace_the_old_allocation(sim):
+    register(sim, canary_job(sim, "bg"))
+    deployment_of(sim, "bg", 0, lambda d: d["Status"] == "successful")
+    (old,) = allocations(sim, "bg")
+    register(sim, canary_job(sim, "bg", image="nginx:1.28"))
+    dep = deployment_of(sim, "bg", 1, lambda d: d["TaskGroups"]["web"]["PlacedCanaries"])
+    state = dep["TaskGroups"]["web"]
+    assert dep["StatusDescription"] == "Deployment is running but requires manual promotion"
+    assert (state["DesiredCanaries"], state["DesiredTotal"], state["Promoted"], state["AutoPromote"]) == (1, 1, False,
+                                                                                                       False)
+    (canary_id,) = state["PlacedCanaries"]
+    canary = requests.get(f"{sim.url}/v1/allocation/{canary_id}", timeout=10).json()
+    assert canary["DeploymentStatus"]["Canary"] is True and canary["JobVersion"] == 1
+    dep = deployment_of(sim, "bg", 1, lambda d: d["TaskGroups"]["web"]["HealthyAllocs"] == 1)
+    time.sleep(0.5)
+    # healthy canary beside the old allocation, and the deployment waits for its promotion
+    dep = deployment_of(sim, "bg", 1, lambda d: True)
+    assert dep["Status"] == "running" and dep["TaskGroups"]["web"]["Promoted"] is False
+    running = {a["ID"]: a for a in allocations(sim, "bg") if a["DesiredStatus"] == "run"}
+    assert set(running) == {old["ID"], canary_id}
+    reply = promote(sim, dep["ID"])
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["EvalID"] and body["DeploymentModifyIndex"] == body["Index"] and body["RevertedJobVersion"] is None
+    done = deployment_of(sim, "bg", 1, lambda d: d["Status"] != "running")
+    assert done["Status"] == "successful" and done["StatusDescription"] == "Deployment completed successfully"
+    assert done["TaskGroups"]["web"]["Promoted"] is True
+    by_id = {a["ID"]: a for a in allocations(sim, "bg")}
+    assert by_id[old["ID"]]["DesiredStatus"] == "stop"
+    assert by_id[old["ID"]]["DesiredDescription"] == "alloc not needed due to job update"
+    assert by_id[canary_id]["DesiredStatus"] == "run" and by_id[canary_id]["DeploymentStatus"]["Canary"] is False
+    job = requests.get(f"{sim.url}/v1/job/bg", timeout=10).json()
+    assert (job["Version"], job["Stable"]) == (1, True)
+    terminal = promote(sim, dep["ID"])
+    assert (terminal.status_code, terminal.text) == (500, "can't promote terminal deployment")
+
+
+def test_canaries_that_are_not_healthy_cannot_be_promoted(sim):
+    register(sim, canary_job(sim, "unh", health='health_check = "manual"'))
+    deployment_of(sim, "unh", 0, lambda d: d["TaskGroups"]["web"]["PlacedAllocs"] == 1)
+    register(sim, canary_job(sim, "unh", image="nginx:1.28", health='health_check = "manual"'))
+    dep = deployment_of(sim, "unh", 1, lambda d: d["TaskGroups"]["web"]["PlacedCanaries"])
+    resp = promote(sim, dep["ID"])
+    assert (resp.status_code, resp.text) == (
+        500, '1 error occurred:\n\t* Task group "web" has 0/1 healthy allocations\n\n')
+    dep = deployment_of(sim, "unh", 1, lambda d: True)
+    assert dep["Status"] == "running" and dep["TaskGroups"]["web"]["Promoted"] is False
+    assert dep["StatusDescription"] == "Deployment is running but requires manual promotion"
+
+
+def test_auto_promote_promotes_once_the_canaries_are_healthy(sim):
+    register(sim, canary_job(sim, "ap", auto_promote=True))
+    deployment_of(sim, "ap", 0, lambda d: d["Status"] == "successful")
+    register(sim, canary_job(sim, "ap", image="nginx:1.28", auto_promote=True))
+    dep = deployment_of(sim, "ap", 1, lambda d: True)
+    assert dep["StatusDescription"] == "Deployment is running pending automatic promotion"
+    done = deployment_of(sim, "ap", 1, lambda d: d["Status"] != "running")
+    assert done["Status"] == "successful" and done["TaskGroups"]["web"]["Promoted"] is True
+    running = [a for a in allocations(sim, "ap") if a["DesiredStatus"] == "run"]
+    assert [a["JobVersion"] for a in running] == [1]
+
+
+def test_a_canary_cannot_share_a_static_port_with_the_allocation_it_replaces(sim):
+    port = 28000 + int(time.time() * 1000) % 1000
+    register(sim, canary_job(sim, "static", port=f"static = {port}"))
+    deployment_of(sim, "static", 0, lambda d: d["Status"] == "successful")
+    job = canary_job(sim, "static", image="nginx:1.28", port=f"static = {port}")
+    plan = requests.post(f"{sim.url}/v1/job/static/plan", json={"Job": job, "Diff": True}, timeout=10).json()
+    assert plan["Annotations"]["DesiredTGUpdates"]["web"]["Canary"] == 1
+    assert plan["FailedTGAllocs"]["web"]["DimensionExhausted"] == {
+        f"network: reserved port collision http={port}": 1}
+    # without a canary (rolling) the replacement takes the port over
+    rolling = canary_job(sim, "static", image="nginx:1.28", port=f"static = {port}", canary=0)
+    plan = requests.post(f"{sim.url}/v1/job/static/plan", json={"Job": rolling, "Diff": True}, timeout=10).json()
+    assert plan["FailedTGAllocs"] is None
+    assert plan["Annotations"]["DesiredTGUpdates"]["web"]["DestructiveUpdate"] == 1
+
+
+def test_a_failing_canary_is_stopped_and_auto_revert_keeps_the_old_allocation(sim):
+    register(sim, canary_job(sim, "fc"))
+    deployment_of(sim, "fc", 0, lambda d: d["Status"] == "successful")
+    (old,) = allocations(sim, "fc")
+    register(sim, canary_job(sim, "fc", image="nginx:refused"))
+    failed = deployment_of(sim, "fc", 1, lambda d: d["Status"] != "running")
+    assert failed["Status"] == "failed"
+    assert failed["StatusDescription"] == "Failed due to unhealthy allocations - rolling back to job version 0"
+    (canary_id,) = failed["TaskGroups"]["web"]["PlacedCanaries"]
+    deployment_of(sim, "fc", 2, lambda d: d["Status"] == "successful")
+    by_id = {a["ID"]: a for a in allocations(sim, "fc")}
+    assert by_id[canary_id]["DesiredStatus"] == "stop"
+    assert by_id[canary_id]["DesiredDescription"] == "alloc not needed due to job update"
+    # the old allocation ran all along (updated in place to the rollback version)
+    assert by_id[old["ID"]]["DesiredStatus"] == "run" and by_id[old["ID"]]["ClientStatus"] == "running"
+    assert by_id[old["ID"]]["JobVersion"] == 2
+
+
+def test_rolling_update_replaces_max_parallel_at_a_time(sim):
+    register(sim, canary_job(sim, "roll", count=3, canary=0))
+    deployment_of(sim, "roll", 0, lambda d: d["Status"] == "successful")
+    register(sim, canary_job(sim, "roll", count=3, canary=0, image="nginx:1.28"))
+    most = 0
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        fresh = [a for a in allocations(sim, "roll") if a["JobVersion"] == 1 and a["DesiredStatus"] == "run"
+                 and (a["DeploymentStatus"] or {}).get("Healthy") is not True]
+        most = max(most, len(fresh))
+        dep = deployment_of(sim, "roll", 1, lambda d: True)
+        if dep["Status"] != "running":
+            break
+        time.sleep(0.02)
+    assert dep["Status"] == "successful" and dep["TaskGroups"]["web"]["HealthyAllocs"] == 3
+    assert most == 1
+
+
+def test_promote_request_errors():
+    _, client = server()
+    resp = client.post("/v1/deployment/promote/abc", json={"All": True})
+    assert (resp.status_code, resp.text) == (400, "DeploymentID must be specified")
+    resp = client.post("/v1/deployment/promote/abc", json={"DeploymentID": "other"})
+    assert (resp.status_code, resp.text) == (400, "Deployment ID does not match")
+    resp = client.post("/v1/deployment/promote/abc", json={"DeploymentID": "abc"})
+    assert (resp.status_code, resp.text) == (500, "deployment not found")
+    resp = client.get("/v1/deployment/promote/abc")
+    assert resp.status_code == 405
+
+
+def test_auto_promote_needs_a_canary():
+    _, client = server()
+    job = parsed(client, group='update {\n      auto_promote = true\n    }')
+    checked = client.post("/v1/validate/job", json={"Job": job}).json
+    assert checked["ValidationErrors"] == ["Task group g validation failed: 1 error occurred:\n\t* Auto Promote "
+                                           "requires a Canary count greater than zero\n\n"]
