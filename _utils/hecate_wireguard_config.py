@@ -41,6 +41,7 @@ def peers_from_mine(conf, mine_data):
     own_side = conf["role"]
     own_endpoint, _ = hecate_wireguard_schema.endpoint_of(conf, conf.get("id"), own_side)
     peers, problems = [], []
+    keepalive = conf.get("persistent_keepalive") or None
     used = {conf["address"]: f"this minion ({conf['id']})"}
     dialled = {own_endpoint: f"this minion ({conf['id']})"} if own_side == "cloud" and own_endpoint else {}
     for mid in sorted(mine_data or {}):
@@ -81,7 +82,7 @@ def peers_from_mine(conf, mine_data):
             "allowed_ips": [f"{address}/{ipaddress.ip_address(address).max_prefixlen}"],
             "endpoint": dial,
             # a local node is behind NAT: it keeps the mapping open towards whom it dials
-            "persistent_keepalive": (conf.get("persistent_keepalive") or None) if dial and own_side == "local" else None,
+            "persistent_keepalive": keepalive if dial and own_side == "local" else None,
         })
     for extra in conf.get("extra_peers") or []:
         peers.append(

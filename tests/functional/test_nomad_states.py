@@ -284,7 +284,6 @@ def test_failed_version_without_revert_is_not_hidden_and_reverted_state_restores
 
 def test_enforce_index_conflict_registers_nothing(loaders, runtime_pillar, nomad, job_prefix, monkeypatch):
     """Someone registers the job between our plan and our register: Nomad refuses ours."""
-    import hecate_config
     import hecate_nomad_client  # the module object the loader's state uses (_utils on sys.path)
 
     job_id = job_prefix + "database"

@@ -218,11 +218,11 @@ def several(edges=EDGES, **consul):
 def test_consul_servers_on_every_edge_join_each_other_and_clients_join_all():
     """Three edges: three servers (bootstrap_expect 3) joining each other; a node joins all three."""
     pillar = several(bootstrap_expect=3)
-    for mid in EDGES:
+    for mid, address in EDGES.items():
         cfg = hecate_agents_config.consul_config(pillar, grains(mid), edges=EDGES)
         assert cfg["server"] is True and cfg["bootstrap_expect"] == 3 and cfg["ui_config"] == {"enabled": True}
         assert cfg["retry_join"] == sorted(addr for other, addr in EDGES.items() if other != mid)
-        assert cfg["bind_addr"] == EDGES[mid]
+        assert cfg["bind_addr"] == address
     node = hecate_agents_config.consul_config(pillar, grains("node-1"), edges=EDGES)
     assert node["server"] is False and "bootstrap_expect" not in node
     assert node["retry_join"] == ["10.88.0.11", "10.88.0.12", "10.88.0.13"]
@@ -291,5 +291,6 @@ def test_servers_must_match_their_bootstrap_expect():
     pillar["hecate"]["consul"]["agent"]["nodes"] = {"node-1": {"server": True}, "edge-1": {"server": False},
                                                    "edge-2": {"server": False}}
     problems = dict(hecate_agents_schema.server_problems(pillar, two))
-    assert problems["hecate:consul:agent:nodes:node-1:server"] == "node-1 is a local node: Consul servers run on the edges"
+    assert problems["hecate:consul:agent:nodes:node-1:server"] == (
+        "node-1 is a local node: Consul servers run on the edges")
     assert problems["hecate:consul:agent:nodes"] == "no edge runs a Consul server (every edge has server: false)"

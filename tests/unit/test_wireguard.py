@@ -103,7 +103,8 @@ def test_settings_by_role(tmp_path):
     assert (local["role"], local["address"]) == ("local", "10.88.0.9")
     assert local["address_key"] == "bionicgpt:wireguard:nodes:local:address"
     assert hecate_wireguard_schema.peer_target(local) == mesh
-    assert hecate_wireguard_schema.peer_target(local, "hecate-edge") == "G@roles:hecate-edge and G@hecate_env:lab and ( cloud )"
+    edges = hecate_wireguard_schema.peer_target(local, "hecate-edge")
+    assert edges == "G@roles:hecate-edge and G@hecate_env:lab and ( cloud )"
 
 
 def test_settings_errors_name_the_key():
@@ -168,7 +169,8 @@ def test_a_claimant_is_never_a_peer_nor_takes_an_address(tmp_path):
     del data["hecate"]["members"]
     conf = hecate_wireguard_schema.settings(data, CLOUD_GRAINS)
     assert hecate_wireguard_schema.peer_target(conf) == "G@hecate_env:lab and not *"
-    assert hecate_wireguard_schema.peer_target(conf, "bionicgpt-node") == "G@roles:bionicgpt-node and G@hecate_env:lab and not *"
+    nodes = hecate_wireguard_schema.peer_target(conf, "bionicgpt-node")
+    assert nodes == "G@roles:bionicgpt-node and G@hecate_env:lab and not *"
     assert hecate_wireguard_config.peers_from_mine(conf, {"local": real}) == ([], [])
 
 
