@@ -229,6 +229,9 @@ def managed(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_
             f"route '{name}' not switched to forward auth (kept as Caddy has it): its Authentik side "
             f"is not in place: {why}" for name, why in sorted(held.items())
         )
+    elif not test:
+        # this edge applied the routes: the rollback of a run that failed elsewhere keeps them
+        store.settle(server, (__pillar__.get("hecate_run") or {}).get("id"))
     return ret
 
 
