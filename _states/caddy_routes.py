@@ -300,6 +300,8 @@ def absent(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_P
         ret["comment"] = f"{where} has no hecate route"
     if out["notes"]:
         ret["comment"] += "\n" + "\n".join(out["notes"])
+    if not test:  # removed here: the rollback of a run that failed on another edge keeps that
+        store.settle(server, (__pillar__.get("hecate_run") or {}).get("id"))
     return ret
 
 
