@@ -86,10 +86,11 @@ def test_the_lab_of_several_edges_and_nodes_is_valid_pillar(tmp_path):
     merged pillar passes the schema and hecate.validate's membership checks (no shared
     address or endpoint, servers matching bootstrap_expect, no node pair without a tunnel).
     """
+    import salt.utils.dictupdate  # pylint: disable=import-outside-toplevel
+
     import hecate_agents_schema  # pylint: disable=import-outside-toplevel
     import hecate_members  # pylint: disable=import-outside-toplevel
     import hecate_schema  # pylint: disable=import-outside-toplevel
-    import salt.utils.dictupdate  # pylint: disable=import-outside-toplevel
 
     assert topology.minions() == topology.MINIONS
     minion_map = topology.minions(edges=2, nodes=3)
