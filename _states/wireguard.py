@@ -1,5 +1,5 @@
 """
-WireGuard states for hecate's cloud (hub) and local (peer) nodes.
+WireGuard states for hecate's members: edges and local nodes in a mesh.
 
 .. code-block:: yaml
 
