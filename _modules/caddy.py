@@ -23,6 +23,7 @@ CLI Example:
     salt -C 'G@roles:hecate-edge and G@hecate_env:prod' caddy.drift
 """
 
+import hashlib
 import json
 
 import salt.exceptions
@@ -168,6 +169,38 @@ def routes(server=None):
     if value is None:
         raise salt.exceptions.CommandExecutionError(f"Caddy has no HTTP server '{server}'")
     return value.get("routes") or []
+
+
+def routes_version(server=None):
+    """
+    Which hecate routes this edge's Caddy serves, for the deployment record: ``sha256`` of
+    the server's routes carrying a hecate ``@id`` (in order; edges serving the same routes
+    have the same digest), their number, and ``last_write``: the newest snapshot of
+    hecate's route states here (its id, time and orchestration run). When Caddy does not
+    answer, ``error`` says why instead of the digest (retcode 1) and ``last_write`` still
+    shows what was written here last.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G 'roles:hecate-edge' caddy.routes_version
+    """
+    server = _server(server)
+    out = {"server": server, "last_write": None}
+    store = _store()
+    snaps = store.list(server)
+    if snaps:
+        written = store.written_routes(snaps[0])
+        out["last_write"] = {k: written.get(k) for k in ("id", "time", "run")}
+    try:
+        live = _admin().config(*hecate_caddy_client.server_parts(server))
+    except salt.exceptions.CommandExecutionError as exc:
+        __context__["retcode"] = 1
+        return dict(out, error=str(exc))
+    managed = [r for r in ((live or {}).get("routes") or []) if hecate_caddy_apply.hecate_id(r)]
+    digest = hashlib.sha256(json.dumps(managed, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return dict(out, sha256=digest, routes=len(managed))
 
 
 def route_get(route_id):
@@ -365,7 +398,7 @@ def drift(server=None):
     return ret
 
 
-def rollback(server=None, snapshot=None, force=False, test=False, restore="before", run_id=None):
+def rollback(server=None, snapshot=None, force=False, test=False, restore="before", run_id=None, only_failed=False):
     """
     Restore the Caddy config that the last run of hecate's Caddy states replaced (all
     servers, or ``server``), or the one saved in ``snapshot``. Each restore is one write
@@ -386,12 +419,19 @@ def rollback(server=None, snapshot=None, force=False, test=False, restore="befor
         the write applied, i.e. the routes of a recorded deployment.
     run_id
         Undo only the writes of that orchestration run (its onfail step passes it).
+    only_failed
+        With ``run_id``: keep the writes whose route state of that run succeeded on this
+        minion (the orchestration's rollback after a failing Caddy step: on several edges,
+        the edges that applied the routes keep them; those that failed are put back).
     """
     out = hecate_caddy_apply.rollback(
         _admin(), _store(), server=server, snapshot=snapshot, force=force, test=test,
-        restore=restore, run_id=run_id,
+        restore=restore, run_id=run_id, only_failed=only_failed,
     )
-    if not out["restored"] and not out["skipped"]:
+    kept = [s for s in out["skipped"] if s.get("reason", "").endswith(": kept")]
+    if kept and not out["restored"]:
+        out["comment"] = "nothing to roll back: this run's routes were applied on this edge and stay"
+    elif not out["restored"] and not out["skipped"]:
         out["comment"] = "nothing to roll back: the last run of the Caddy states wrote nothing"
     elif test:
         out["comment"] = f"would restore {len(out['restored'])} Caddy config(s)"

@@ -112,6 +112,30 @@ def target(role=None, env=None):
     return hecate_members.target(env, __context__[key], role)
 
 
+def several(role, env=None):
+    """
+    Whether the members of ``role`` in an environment may be more than one minion: pillar
+    ``hecate:members`` lists more than one id, or a glob. The orchestration runs the steps
+    that write to a system the environment shares (Vault, Authentik, the Nomad cluster, DNS)
+    on one member that answers (``subset: 1``) when this is true, so that several members
+    do not race for the same objects. ``env`` as for :func:`target`.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' hecate.several hecate-edge
+    """
+    tgt = target(role, env=env)  # validates the role, caches the environment's members
+    own = __grains__.get("hecate_env")
+    if env is None or (env == own and __opts__.get("__role") != "master"):
+        members = hecate_members.members(__pillar__)
+    else:
+        members = __context__.get(f"hecate.members.{env}") or {}
+    patterns = members.get(role) or []
+    return bool(tgt) and (len(patterns) > 1 or any(ch in p for p in patterns for ch in "*?["))
+
+
 def connection(system):
     """
     The effective connection settings for ``system`` (caddy, authentik, nomad, consul,

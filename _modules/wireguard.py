@@ -99,9 +99,10 @@ def public_key():
 
 def peers():
     """
-    The peers this minion's config gets: the members (pillar ``hecate:members``) at the
-    other end of the tunnel that published a public key in the mine, with the tunnel
-    addresses pillar gives them, plus ``extra_peers``. ``problems`` lists what keeps a
+    The peers this minion's config gets: the members (pillar ``hecate:members``) of its
+    environment it meshes with (every edge; other local nodes when one of the two has an
+    endpoint) that published a public key in the mine, with the tunnel addresses and
+    endpoints pillar gives them, plus ``extra_peers``. ``problems`` lists what keeps a
     peer out.
 
     CLI Example:

@@ -254,9 +254,13 @@ def record(env=None, run_id=None, status="deployed", **details):
     """
     Write the deployment record of a run to Consul KV
     (``hecate/deployments/<env>/<run_id>``): environment, status, who and when, pillar
-    hash, component versions, and the details the orchestration passes (Nomad job
-    versions, the Caddy config snapshot to restore). ``status`` is ``deployed`` (default),
-    ``rollback`` or ``teardown`` (the orchestration's ``ensure: absent``).
+    hash, component versions, each Nomad job's version, and per edge the Caddy snapshot to
+    restore and ``caddy_routes``: which routes that edge serves (``caddy.routes_version``:
+    their digest and number, the run that wrote them last; ``error`` for an edge whose Caddy
+    did not answer), so the record says which edges got which version. ``status`` is
+    ``deployed`` (default), ``rollback``, ``teardown`` (the orchestration's ``ensure:
+    absent``) or ``failed`` (the orchestration's Caddy step failed on some edge: ``step``
+    names it). Other keyword arguments the orchestration passes are kept in the record.
 
     CLI Example:
 
@@ -323,7 +327,16 @@ def _deployed_state(env, pillar):
     for minion, snaps in (_call(env, "hecate-edge", "caddy.snapshots", pillar=pillar) or {}).items():
         if isinstance(snaps, dict) and snaps.get("snapshots"):
             caddy[minion] = snaps["snapshots"][0]
-    return {"nomad_jobs": nomad, "caddy_snapshot": caddy}
+    return {"nomad_jobs": nomad, "caddy_snapshot": caddy, "caddy_routes": _routes_versions(env, pillar)}
+
+
+def _routes_versions(env, pillar):
+    """``{edge: caddy.routes_version}`` of every edge (an edge that did not answer: its error)."""
+    out = {}
+    answers = _call(env, "hecate-edge", "caddy.routes_version", pillar=pillar) or {}
+    for minion, version in sorted(answers.items()):
+        out[minion] = version if isinstance(version, dict) else {"error": str(version)}
+    return out
 
 
 def _component_versions(pillar):
@@ -381,6 +394,11 @@ def rollback(env=None, to=None):
         target = client.get_json(f"{RECORDS}/{env}/{to}")
         if not target:
             raise salt.exceptions.CommandExecutionError(f"no deployment record {to} for environment '{env}'")
+        if target.get("status") == "failed":
+            raise salt.exceptions.CommandExecutionError(
+                f"record {to} is a failed run of environment '{env}' (its {target.get('step')} step failed on "
+                f"some edge), not a deployment to return to; pick a deployed one from hecate.history"
+            )
         if target.get("status") == "teardown":
             raise salt.exceptions.CommandExecutionError(
                 f"record {to} is the teardown of environment '{env}' (ensure: absent), not a deployment "

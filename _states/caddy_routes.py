@@ -230,6 +230,9 @@ def managed(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_
             f"route '{name}' not switched to forward auth (kept as Caddy has it): its Authentik side "
             f"is not in place: {why}" for name, why in sorted(held.items())
         )
+    elif not test:
+        # this edge applied the routes: the rollback of a run that failed elsewhere keeps them
+        store.settle(server, (__pillar__.get("hecate_run") or {}).get("id"))
     return ret
 
 
@@ -298,6 +301,8 @@ def absent(name, server=None, retries=3, pillar_key=hecate_caddy_routes.PILLAR_P
         ret["comment"] = f"{where} has no hecate route"
     if out["notes"]:
         ret["comment"] += "\n" + "\n".join(out["notes"])
+    if not test:  # removed here: the rollback of a run that failed on another edge keeps that
+        store.settle(server, (__pillar__.get("hecate_run") or {}).get("id"))
     return ret
 
 

@@ -34,6 +34,8 @@ import hecate_secrets
 import hecate_state
 import hecate_vault_client
 import hecate_vault_schema
+import hecate_wireguard_config
+import hecate_wireguard_schema
 
 __virtualname__ = "hecate_agent"
 
@@ -109,12 +111,25 @@ def _apply(name, kind, cfg, settings, render):
     return hecate_state.result(ret, changes, False, "", f"wrote the {kind} agent config {name}")
 
 
+def _edges():
+    """
+    ``{edge id: tunnel address}``: the edges pillar ``hecate:members`` lists by id, and those
+    its globs match among the edges that published a WireGuard key in the mine.
+    """
+    conf = hecate_wireguard_schema.settings(__pillar__, __grains__)
+    mine = __salt__["mine.get"](hecate_wireguard_schema.peer_target(conf, "hecate-edge"),
+                                hecate_wireguard_schema.MINE_KEY, tgt_type="compound")
+    return hecate_wireguard_config.member_addresses(conf, "cloud", mine if isinstance(mine, dict) else {})
+
+
 @hecate_state.guard
 def consul_config(name):
     """
     The Consul agent config at ``name`` (a JSON file in ``hecate:consul:agent:config_dir``):
-    server with ``bootstrap_expect`` and UI on the cloud node, client joining the cloud
-    node's tunnel address on a local node; bound to this node's WireGuard address.
+    a server with ``bootstrap_expect`` and UI on each edge (unless
+    ``hecate:consul:agent:nodes:<id>:server`` is false), a client on a local node; every
+    agent joins the servers' tunnel addresses (the edges pillar ``hecate:members`` lists, or
+    the mine knows); bound to this node's WireGuard address.
 
     .. code-block:: yaml
 
@@ -123,7 +138,7 @@ def consul_config(name):
             - name: /etc/consul.d/consul.json
     """
     settings = hecate_agents_schema.consul_settings(__pillar__)
-    cfg = hecate_agents_config.consul_config(__pillar__, __grains__)
+    cfg = hecate_agents_config.consul_config(__pillar__, __grains__, edges=_edges())
     return _apply(name, "Consul", cfg, settings, hecate_agents_config.render_json)
 
 

@@ -1,5 +1,5 @@
 """
-WireGuard states for hecate's cloud (hub) and local (peer) nodes.
+WireGuard states for hecate's members: edges and local nodes in a mesh.
 
 .. code-block:: yaml
 
@@ -151,25 +151,25 @@ def configured(name, netns=None):
     conf = _conf(name, netns)
     ret = hecate_state.new(name)
     test = __opts__["test"]
-    peer_role, peer_grain = hecate_wireguard_schema.PEER_ROLE[conf["role"]]
     mine = _mine_get(hecate_wireguard_schema.peer_target(conf), "compound")
     peers, problems = hecate_wireguard_config.peers_from_mine(conf, mine)
     if problems:
         raise salt.exceptions.CommandExecutionError("; ".join(problems))
     notes = []
-    if conf["role"] == "local" and not [p for p in peers if p.get("address")]:
+    if conf["role"] == "local" and not [p for p in peers if p.get("role") == "cloud"]:
+        edges = hecate_wireguard_schema.peer_target(conf, "hecate-edge")
         msg = (
-            f"no {peer_grain} minion ({hecate_wireguard_schema.peer_target(conf)}) has published a "
+            f"no hecate-edge minion ({edges}) has published a "
             f"WireGuard public key yet: apply wireguard.keys on the cloud node first"
         )
-        if not hecate_wireguard_schema.peer_patterns(conf):
-            msg = (f"pillar hecate:members:{peer_grain} lists no minion: this node has no "
-                   f"{peer_role} member to connect to")
+        if not hecate_wireguard_schema.peer_patterns(conf, "hecate-edge"):
+            msg = ("pillar hecate:members:hecate-edge lists no minion: this node has no "
+                   "edge to connect to")
         if not test:
             raise salt.exceptions.CommandExecutionError(msg)
         notes.append(msg)
     elif not peers:
-        notes.append(f"no {peer_role} node has published a public key yet; the hub has no peers")
+        notes.append("no other member has published a public key yet; this edge has no peers")
 
     text = hecate_wireguard_config.render_config(conf, peers)
     changes = {}

@@ -1,12 +1,14 @@
 """
 Consul and Nomad *agent* configuration for hecate's two roles, built from pillar.
 
-- Consul (pillar ``hecate:consul:agent``): a server on the cloud node
-  (``bootstrap_expect``, UI), a client on each local node that joins the cloud node's
-  tunnel address (``retry_join``). Gossip runs over WireGuard: ``bind_addr`` and
-  ``advertise_addr`` are the node's tunnel address. Gossip key and ACL agent token are
-  Vault references resolved on the minion when the file is written.
-- Nomad (pillar ``bionicgpt:nomad:agent``): server + client on the local node, client
+- Consul (pillar ``hecate:consul:agent``): a server on every edge (``bootstrap_expect``,
+  UI; ``nodes:<id>:server: false`` makes an edge a client), a client on each local node;
+  every agent joins the servers' tunnel addresses (``retry_join``). Gossip runs over
+  WireGuard: ``bind_addr`` and ``advertise_addr`` are the node's tunnel address. Gossip key
+  and ACL agent token are Vault references resolved on the minion when the file is written.
+- Nomad (pillar ``bionicgpt:nomad:agent``, on an edge ``hecate:nomad:agent``; each with
+  per-minion ``nodes:<id>`` merged over it): server + client on the local node by default
+  (servers find each other, clients the servers, through Consul), client
   ``meta.location = local``, host volumes (``bionicgpt_postgres``, ``ollama``), Consul and
   Vault integration (workload identities; the BionicGPT jobs' ``vault`` blocks need it:
   without it Nomad refuses them, ``Vault "default" not enabled but used in the job``),
@@ -36,11 +38,24 @@ import hecate_wireguard_schema
 SECRET_LINE_KEYS = frozenset({"encrypt", "agent", "default", "initial_management", "replication", "token"})
 
 
-def consul_config(pillar, grains):
-    """The Consul agent config (a dict, Vault references unresolved) for this minion's role."""
+def consul_config(pillar, grains, edges=None):
+    """
+    The Consul agent config (a dict, Vault references unresolved) for this minion's role.
+
+    ``edges``: ``{minion id: tunnel address}`` of the environment's edges
+    (:func:`hecate_wireguard_config.member_addresses`); every edge runs a server unless
+    ``hecate:consul:agent:nodes:<id>:server`` is false. A server joins the other servers, a
+    client all of them (``retry_join``, over the tunnel). Without ``edges``: the one edge at
+    ``bionicgpt:wireguard:cloud:address``.
+    """
     conf = hecate_agents_schema.consul_settings(pillar)
     wg = hecate_wireguard_schema.settings(pillar, grains)
-    server = wg["role"] == "cloud"
+    server = hecate_agents_schema.consul_server(conf, grains.get("id"), wg["role"] == "cloud")
+    if edges:
+        servers = sorted(addr for mid, addr in edges.items()
+                         if hecate_agents_schema.consul_server(conf, mid, True) and mid != grains.get("id"))
+    else:
+        servers = [] if server else [wg["cloud"]["address"]]
     cfg = {
         "datacenter": conf["datacenter"],
         "node_name": grains.get("id"),
@@ -58,13 +73,9 @@ def consul_config(pillar, grains):
             "ui_config": {"enabled": bool(server and conf["ui"])},
         }
     )
-    if not server:
-        cloud = wg["cloud"]["address"]
+    if servers:
         serf_lan = (conf.get("ports") or {}).get("serf_lan")
-        join = f"{cloud}:{serf_lan}" if serf_lan and serf_lan != 8301 else cloud
-        if ":" in cloud and serf_lan and serf_lan != 8301:
-            join = f"[{cloud}]:{serf_lan}"
-        cfg["retry_join"] = [join]
+        cfg["retry_join"] = [_join_address(addr, serf_lan) for addr in dict.fromkeys(servers)]
     if conf.get("ports"):
         cfg["ports"] = dict(sorted(conf["ports"].items()))
     if conf.get("gossip_key") is not None:
@@ -79,6 +90,12 @@ def consul_config(pillar, grains):
         if acl.get("agent_token") is not None:
             cfg["acl"]["tokens"] = {"agent": acl["agent_token"]}
     return hecate_config.deep_merge(cfg, conf.get("extra") or {})
+
+
+def _join_address(address, serf_lan):
+    if not serf_lan or serf_lan == 8301:
+        return address
+    return f"[{address}]:{serf_lan}" if ":" in address else f"{address}:{serf_lan}"
 
 
 def nomad_config(pillar, grains):

@@ -174,6 +174,24 @@ PILLAR_SCHEMA = {
             },
             "extra": {"type": "object", "default": {},
                       "description": "Any other Consul agent settings, merged over what hecate renders."},
+            "nodes": {
+                "type": "object",
+                "default": {},
+                "description": (
+                    "Per-minion settings, keyed by minion id. Every edge runs a Consul server unless "
+                    "its entry says server: false (two edges: one server, bootstrap_expect 1; three: "
+                    "three). Local nodes run clients."
+                ),
+                "additionalProperties": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "description": "One minion's Consul agent settings.",
+                    "properties": {
+                        "server": {"type": "boolean", "description": "false: this edge runs a Consul client "
+                                                                    "(joined to the servers) instead."},
+                    },
+                },
+            },
         },
     },
     NOMAD_PATH: {
@@ -372,6 +390,49 @@ PILLAR_SCHEMA = {
                           "description": "Nomad's telemetry block, rendered as given; null: none."},
             "extra": {"type": "object", "default": {},
                       "description": "Any other Nomad agent settings, merged over what hecate renders."},
+            "nodes": {
+                "type": "object",
+                "default": {},
+                "description": (
+                    "Per-minion settings, keyed by minion id, merged over the others for that minion: "
+                    "which agents run a server (their number must equal bootstrap_expect) and a "
+                    "node's client meta, e.g. {gpu-1: {client: {meta: {gpu: \"true\"}}}} (the llm "
+                    "job then runs on gpu nodes: bionicgpt:jobs:llm:node_meta)."
+                ),
+                "additionalProperties": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "description": "One minion's Nomad agent settings.",
+                    "properties": {
+                        "server": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "description": "This minion's server (enabled, bootstrap_expect).",
+                            "properties": {
+                                "enabled": {"type": "boolean", "description": "Run a server on this minion."},
+                                "bootstrap_expect": {"type": "integer", "minimum": 1,
+                                                     "description": "Servers expected before the cluster "
+                                                                    "elects a leader."},
+                            },
+                        },
+                        "client": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "description": "This minion's client (enabled, meta, node_class, reserved).",
+                            "properties": {
+                                "enabled": {"type": "boolean", "description": "Run a client on this minion."},
+                                "meta": {"type": "object", "additionalProperties": {"type": "string"},
+                                         "description": "Client metadata merged over the role's "
+                                                        "(values are strings: gpu: \"true\")."},
+                                "node_class": {"type": ["string", "null"], "pattern": r"^[A-Za-z0-9_.-]+$",
+                                               "description": "The client's node class."},
+                                "reserved": {"type": "object", "description": "Resources kept back for "
+                                                                               "the host (cpu, memory, disk)."},
+                            },
+                        },
+                    },
+                },
+            },
         },
     },
 }
@@ -439,6 +500,12 @@ def consul_settings(pillar):
     return hecate_config.deep_merge(CONSUL_DEFAULTS, hecate_config.plain(conf))
 
 
+def consul_server(conf, minion_id, edge):
+    """Whether ``minion_id`` runs a Consul server: every edge (``edge``) unless ``nodes:<id>:server: false``."""
+    node = (conf.get("nodes") or {}).get(minion_id) or {}
+    return bool(edge) and node.get("server", True) is not False
+
+
 def nomad_path(grains=None):
     """Where this minion's Nomad agent config lives in pillar: the edge's, or the node's."""
     roles = (grains or {}).get("roles") or []
@@ -446,11 +513,92 @@ def nomad_path(grains=None):
 
 
 def nomad_settings(pillar, grains=None):
+    """
+    This minion's Nomad agent settings: its role's pillar over the defaults, then its own
+    entry ``<path>:nodes:<minion id>`` over those (``nodes`` itself is dropped).
+    """
     path = nomad_path(grains)
     conf = hecate_config.traverse(pillar, path)
     if conf is None:
         raise salt.exceptions.SaltInvocationError(f"{path} is not set in this minion's pillar")
-    merged = hecate_config.deep_merge(NOMAD_DEFAULTS, hecate_config.plain(conf))
+    merged = _nomad_merged(conf, (grains or {}).get("id"))
     if merged["vault"].get("address") is None:
         merged["vault"]["address"] = hecate_config.traverse(pillar, "hecate:connections:vault:url")
     return merged
+
+
+def _nomad_merged(conf, minion_id):
+    merged = hecate_config.deep_merge(NOMAD_DEFAULTS, hecate_config.plain(conf))
+    own = (merged.pop("nodes", None) or {}).get(minion_id)
+    return hecate_config.deep_merge(merged, own) if isinstance(own, dict) else merged
+
+
+# -- several edges and nodes: who runs the servers (hecate.validate, on the master) ---------------
+
+
+def _servers(pillar, resolved):
+    """
+    ``{"consul": (expect, [ids]), "nomad": (expects, [ids])}`` of the resolved members
+    (``{role: [minion ids]}``); ``None`` for an agent whose pillar is absent.
+    """
+    out = {}
+    consul = hecate_config.traverse(pillar, CONSUL_PATH)
+    if isinstance(consul, dict):
+        conf = consul_settings(pillar)
+        ids = [mid for mid in resolved.get(EDGE_ROLE) or [] if consul_server(conf, mid, True)]
+        out["consul"] = ({conf.get("bootstrap_expect")}, ids, [
+            mid for mid in resolved.get("bionicgpt-node") or []
+            if ((conf.get("nodes") or {}).get(mid) or {}).get("server") is True])
+    expects, ids = set(), []
+    for role, path in ((EDGE_ROLE, NOMAD_EDGE_PATH), ("bionicgpt-node", NOMAD_PATH)):
+        conf = hecate_config.traverse(pillar, path)
+        if not isinstance(conf, dict):
+            continue
+        for mid in resolved.get(role) or []:
+            server = _nomad_merged(conf, mid)["server"]
+            if server.get("enabled"):
+                ids.append(mid)
+                expects.add(server.get("bootstrap_expect", 1))
+    out["nomad"] = (expects, ids, [])
+    return out
+
+
+def server_problems(pillar, resolved):
+    """
+    ``[(path, message)]``: servers that would not form one cluster - their number differs
+    from the ``bootstrap_expect`` they are given (too few never elect a leader; too many
+    elect several, one cluster each), or a local node asked to be a Consul server.
+    """
+    errors = []
+    found = _servers(pillar, resolved)
+    if "consul" in found:
+        (expect,), ids, on_nodes = found["consul"]
+        for mid in on_nodes:
+            errors.append((f"{CONSUL_PATH}:nodes:{mid}:server",
+                           f"{mid} is a local node: Consul servers run on the edges"))
+        if not ids and resolved.get(EDGE_ROLE):
+            errors.append((f"{CONSUL_PATH}:nodes", "no edge runs a Consul server (every edge has server: false)"))
+        elif ids and len(ids) != expect:
+            errors.append((f"{CONSUL_PATH}:bootstrap_expect", (
+                f"{len(ids)} edges run a Consul server ({', '.join(ids)}) but bootstrap_expect is {expect}: "
+                f"set it to {len(ids)}, or make edges clients with {CONSUL_PATH}:nodes:<minion id>:server: false "
+                "(Consul wants 1 or 3 servers)")))
+    expects, ids, _ = found["nomad"]
+    if ids and expects != {len(ids)}:
+        errors.append(("bionicgpt:nomad:agent:server:bootstrap_expect", (
+            f"{len(ids)} members run a Nomad server ({', '.join(ids)}) but they expect "
+            f"{' or '.join(str(e) for e in sorted(expects))}: every server's bootstrap_expect must be "
+            f"{len(ids)} (<agent>:server:bootstrap_expect, <agent>:nodes:<minion id>:server), or run fewer "
+            "servers - on the edges: hecate:nomad:agent:nodes:<edge id>:server:enabled: true, and "
+            "bionicgpt:nomad:agent:server:enabled: false")))
+    return errors
+
+
+def server_warnings(pillar, resolved):
+    """An even number of Consul or Nomad servers tolerates no more failures than one fewer."""
+    out = []
+    for name, (_, ids, _) in sorted(_servers(pillar, resolved).items()):
+        if len(ids) % 2 == 0 and ids:
+            out.append(f"{len(ids)} {name.capitalize()} servers ({', '.join(ids)}): an even number survives "
+                       f"no more failures than {len(ids) - 1} (quorum {len(ids) // 2 + 1}); run 1 or 3")
+    return out

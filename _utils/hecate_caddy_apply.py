@@ -136,8 +136,10 @@ def _managed_id(rid):
     return rid if isinstance(rid, str) and rid.startswith(prefixes) else None
 
 
-def _hecate_id(route):
+def hecate_id(route):
+    """The route's ``@id`` when hecate manages it (``hecate.route.*``, ``hecate.adhoc.*``), else None."""
     return _managed_id(hecate_caddy_routes._rid(route))
+
 
 
 def lost_routes_note(store, server, live):
@@ -156,7 +158,7 @@ def lost_routes_note(store, server, live):
         return None
     if not record:
         return None
-    present = {_hecate_id(r) for r in live or []}
+    present = {hecate_id(r) for r in live or []}
     gone = [rid for rid in map(_managed_id, record.get("route_ids") or []) if rid and rid not in present]
     if not gone:
         return None
@@ -385,7 +387,7 @@ def _route_hosts(route):
 # -- rollback ---------------------------------------------------------------------------------------
 @hecate_caddy_client.in_bulk
 def rollback(admin, store, server=None, snapshot=None, force=False, test=False, retries=3,
-             restore="before", run_id=None):
+             restore="before", run_id=None, only_failed=False):
     """
     Undo hecate's writes: every pending snapshot (of ``server``, or of all servers),
     newest first, or the one named ``snapshot``. Each restore is guarded: it happens only
@@ -395,7 +397,10 @@ def rollback(admin, store, server=None, snapshot=None, force=False, test=False, 
     ``restore="after"`` (with ``snapshot``) puts back what that write applied instead of
     what it replaced: the config of a recorded deployment (``hecate.rollback``).
     ``run_id`` limits the undo to the writes of that orchestration run (an onfail step
-    after a run whose Caddy step never ran must not undo the previous run's write).
+    after a run whose Caddy step never ran must not undo the previous run's write);
+    ``only_failed`` (with ``run_id``) also spares the writes whose route state of that run
+    succeeded (:meth:`SnapshotStore.settle`): on several edges, one edge's failing Caddy
+    does not undo the routes another edge applied.
     """
     if restore not in ("before", "after"):
         raise salt.exceptions.SaltInvocationError("restore must be 'before' or 'after'")
@@ -413,6 +418,11 @@ def rollback(admin, store, server=None, snapshot=None, force=False, test=False, 
         if run_id is not None:
             todo = [record for record in todo if record.get("run") == str(run_id)]
     restored, skipped = [], []
+    if only_failed and run_id is not None and not snapshot:
+        settled = store.settled()
+        for record in [r for r in todo if settled.get(hecate_caddy_client.safe_name(r["server"])) == str(run_id)]:
+            todo.remove(record)
+            skipped.append({"snapshot": record["id"], "reason": "this run's routes were applied here: kept"})
     for record in todo:
         path = tuple(record["path"])
         where = hecate_caddy_client.config_path(*path)

@@ -383,8 +383,11 @@ class SnapshotStore:
     Layout under ``state_dir`` (0700, files 0600, written atomically)::
 
         snapshots/<id>.json   {"id", "time", "server", "path", "before", "after", "config"}
-        snapshots/<id>.routes {"id", "time", "server", "route_ids"}  # @ids of the routes written
-        pending/<server>.json {"snapshot": <id>}   # what caddy.rollback will undo
+        snapshots/<id>.routes {"id", "time", "server", "route_ids", "run"}  # @ids of the routes written
+        pending/<server>.json {"snapshots": [<id>, ...], "settled": <run id>}
+                                  # what caddy.rollback will undo; "settled": the run whose
+                                  # route state succeeded here (an edge that keeps its routes
+                                  # when another edge's Caddy failed)
 
     ``path`` is the config path hecate wrote (a server's ``routes`` array, or the key it
     created), ``before``/``after`` the values there, ``config`` the whole config as read
@@ -553,6 +556,34 @@ class SnapshotStore:
         else:
             self.clear_pending(server)
 
+    def settle(self, server, run_id):
+        """Mark the pending write of ``server`` as one its run's route state finished successfully."""
+        if not run_id:
+            return
+        try:
+            data = self._read(self._pending_path(server))
+        except FileNotFoundError:
+            return  # nothing written: nothing a rollback would undo anyway
+        except (OSError, ValueError) as exc:
+            raise salt.exceptions.CommandExecutionError(
+                f"cannot read the Caddy rollback marker for '{server}' in {self.root}: {exc}"
+            ) from None
+        self._write(self._pending_path(server), dict(data, settled=str(run_id)))
+
+    def settled(self):
+        """``{safe server name: run id}`` of the pending writes whose route state succeeded."""
+        directory = os.path.join(self.root, "pending")
+        out = {}
+        for fname in sorted(os.listdir(directory)) if os.path.isdir(directory) else ():
+            if fname.endswith(".json") and not fname.startswith("."):
+                try:
+                    run = self._read(os.path.join(directory, fname)).get("settled")
+                except (OSError, ValueError, AttributeError):
+                    continue
+                if run:
+                    out[fname[: -len(".json")]] = run
+        return out
+
     def clear_pending(self, server):
         try:
             os.unlink(self._pending_path(server))
@@ -590,7 +621,8 @@ def _written(record):
     ids = None
     if isinstance(routes, list):
         ids = [r.get("@id") if isinstance(r, dict) else None for r in routes]
-    return {"id": record.get("id"), "time": record.get("time"), "server": record.get("server"), "route_ids": ids}
+    return {"id": record.get("id"), "time": record.get("time"), "server": record.get("server"), "route_ids": ids,
+            "run": record.get("run")}
 
 
 def safe_name(name):

@@ -185,20 +185,38 @@ def resolve(env, member_map, claimed, accepted):
     return report
 
 
+def _wireguard(pillar):
+    wg = hecate_config.traverse(pillar, "bionicgpt:wireguard") or {}
+    wg = wg if isinstance(wg, dict) else {}
+    nodes = wg.get("nodes") if isinstance(wg.get("nodes"), dict) else {}
+    return wg, nodes
+
+
+def _own(nodes, mid, key):
+    return isinstance(nodes.get(mid), dict) and bool(nodes[mid].get(key))
+
+
 def address_problems(pillar, resolved):
     """
     ``[(path, message)]``: members of one role that would share a tunnel address - each
     member takes ``bionicgpt:wireguard:nodes:<id>:address``, else its side's default address,
-    which only one member may use.
+    which only one member may use - and edges that would share a public endpoint (each
+    takes ``nodes:<id>:endpoint``, else ``cloud:endpoint``).
     """
-    wg = hecate_config.traverse(pillar, "bionicgpt:wireguard") or {}
-    nodes = wg.get("nodes") if isinstance(wg, dict) else None
-    nodes = nodes if isinstance(nodes, dict) else {}
+    wg, nodes = _wireguard(pillar)
     errors = []
+    shared = [mid for mid in resolved.get("hecate-edge") or [] if not _own(nodes, mid, "endpoint")]
+    if len(shared) > 1:
+        endpoint = (wg.get("cloud") or {}).get("endpoint") if isinstance(wg.get("cloud"), dict) else None
+        errors.append((
+            "bionicgpt:wireguard:nodes",
+            f"edges {', '.join(shared)} have no endpoint of their own: all would be dialled at "
+            f"{endpoint} (bionicgpt:wireguard:cloud:endpoint); give each its public host:port "
+            f"under bionicgpt:wireguard:nodes:<minion id>:endpoint",
+        ))
     for role in ROLES:
         side = TUNNEL_SIDE[role]
-        shared = [mid for mid in resolved.get(role) or []
-                  if not (isinstance(nodes.get(mid), dict) and nodes[mid].get("address"))]
+        shared = [mid for mid in resolved.get(role) or [] if not _own(nodes, mid, "address")]
         if len(shared) > 1:
             address = (wg.get(side) or {}).get("address") if isinstance(wg.get(side), dict) else None
             errors.append((
@@ -208,3 +226,21 @@ def address_problems(pillar, resolved):
                 f"under bionicgpt:wireguard:nodes:<minion id>:address",
             ))
     return errors
+
+
+def tunnel_warnings(pillar, resolved):
+    """
+    Warnings about the mesh: pairs of local nodes without a tunnel between them (neither
+    has ``bionicgpt:wireguard:nodes:<id>:endpoint``, so neither can dial the other: their
+    traffic - Consul's gossip, tasks talking across nodes - does not pass).
+    """
+    _, nodes = _wireguard(pillar)
+    locals_ = sorted(resolved.get("bionicgpt-node") or [])
+    blind = [mid for mid in locals_ if not _own(nodes, mid, "endpoint")]
+    if len(blind) < 2:
+        return []
+    return [
+        f"bionicgpt:wireguard:nodes: local nodes {', '.join(blind)} have no endpoint: no tunnel between "
+        f"any two of them (Consul gossip and tasks talking across them fail); give those on one LAN "
+        f"their LAN host:port under bionicgpt:wireguard:nodes:<minion id>:endpoint"
+    ]

@@ -96,6 +96,16 @@ _JOB_COMMON = {
     "progress_deadline": hecate_schema.described(
         _DEADLINE, "How long a deployment may go without an allocation turning healthy before it fails.",
         default="10m"),
+    "node_meta": {
+        "type": ["object", "null"], "additionalProperties": {"type": "string"},
+        "examples": [{"gpu": "true"}],
+        "description": (
+            "Client meta the job's nodes must have (a constraint ${meta.<key>} = <value> each, "
+            "besides node_location); set by node in bionicgpt:nomad:agent:nodes:<id>:client:meta. "
+            "Absent: none, except for llm when a node says gpu = \"true\": Ollama (and LiteLLM, "
+            "its group) then runs on a gpu node; {} lets it run on any node."
+        ),
+    },
 }
 
 

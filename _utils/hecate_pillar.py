@@ -13,6 +13,7 @@ import salt.exceptions
 import salt.pillar
 import salt.utils.sdb
 
+import hecate_agents_schema
 import hecate_members
 import hecate_preflight
 import hecate_schema
@@ -63,15 +64,23 @@ def membership(opts, env, pillar):
     the accepted minions whose grains (cached on this master) claim a role in ``env``.
     """
     claimed, accepted = hecate_members.claims(opts, env)
-    return hecate_members.resolve(env, hecate_members.members(pillar), claimed, accepted)
+    report = hecate_members.resolve(env, hecate_members.members(pillar), claimed, accepted)
+    report["warnings"] += hecate_members.tunnel_warnings(pillar, report["members"])
+    report["warnings"] += hecate_agents_schema.server_warnings(pillar, report["members"])
+    return report
 
 
 def membership_errors(opts, env, pillar):
-    """``[(key_path, message)]``: no ``hecate:members``, or members that would share a tunnel address."""
+    """
+    ``[(key_path, message)]``: no ``hecate:members``; members that would share a tunnel
+    address or an edge's endpoint; Consul or Nomad servers that do not match their
+    ``bootstrap_expect``.
+    """
     missing = hecate_members.required(pillar)
     if missing:
         return missing
-    return hecate_members.address_problems(pillar, membership(opts, env, pillar)["members"])
+    resolved = membership(opts, env, pillar)["members"]
+    return hecate_members.address_problems(pillar, resolved) + hecate_agents_schema.server_problems(pillar, resolved)
 
 
 def check_references(opts, pillar):

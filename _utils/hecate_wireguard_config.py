@@ -21,35 +21,41 @@ WG_QUICK_ONLY = ("address", "dns", "mtu", "table", "preup", "postup", "predown",
 
 def peers_from_mine(conf, mine_data):
     """
-    The peers of this minion: every member at the other end of the tunnel that has
-    published a public key (``mine_data``: ``{minion_id: public_key}``, from
-    :func:`peer_target`; an id pillar ``hecate:members`` does not list is dropped here too),
-    with the addresses pillar gives them (never the addresses they claim), plus
-    ``extra_peers``.
+    The peers of this minion: the members of its environment that published a public key
+    (``mine_data``: ``{minion_id: public_key}``, from :func:`peer_target`; an id pillar
+    ``hecate:members`` does not list is dropped here too), with the addresses and endpoints
+    pillar gives them (never what they claim), plus ``extra_peers``.
 
-    Returns ``(peers, problems)``; peers are sorted by name, each
-    ``{name, public_key, allowed_ips, endpoint, persistent_keepalive, address}``.
+    The mesh (why: docs/systems/wireguard-agents.md, *Several edges and nodes*): an edge
+    peers with every other member; a local node with every edge, and with another local
+    node when one of the two has an endpoint (``nodes:<id>:endpoint``) - without one on
+    either side, both behind NAT, no tunnel could come up between them. A minion dials a
+    peer (``Endpoint``) when the peer has an endpoint and is an edge, or when both are local
+    nodes; edges never dial a local node. A local node keeps NAT open towards every peer
+    it dials (``PersistentKeepalive``).
+
+    Returns ``(peers, problems)``; peers are sorted by name, each ``{name, role,
+    public_key, allowed_ips, endpoint, persistent_keepalive, address}`` (``role``
+    ``cloud``/``local``; None for an extra peer).
     """
-    peer_role, _ = hecate_wireguard_schema.PEER_ROLE[conf["role"]]
-    nodes = conf.get("nodes") or {}
-    peers, problems, used = [], [], {conf["address"]: f"this minion ({conf['id']})"}
-    listed = hecate_wireguard_schema.peer_patterns(conf)
+    own_side = conf["role"]
+    own_endpoint, _ = hecate_wireguard_schema.endpoint_of(conf, conf.get("id"), own_side)
+    peers, problems = [], []
+    keepalive = conf.get("persistent_keepalive") or None
+    used = {conf["address"]: f"this minion ({conf['id']})"}
+    dialled = {own_endpoint: f"this minion ({conf['id']})"} if own_side == "cloud" and own_endpoint else {}
     for mid in sorted(mine_data or {}):
         pub = mine_data[mid]
-        if mid == conf.get("id") or not hecate_members.matches(mid, listed):
-            continue
-        if not pub:
+        side = hecate_wireguard_schema.member_side(mid, conf)
+        if mid == conf.get("id") or side is None or not pub:
             continue
         if not isinstance(pub, str) or not hecate_wireguard_keys.valid_key(pub):
             problems.append(f"minion {mid} published something that is not a WireGuard public key")
             continue
-        node = nodes.get(mid) or {}
-        address = node.get("address") or (conf.get(peer_role) or {}).get("address")
-        where = (
-            f"{hecate_wireguard_schema.PILLAR_PATH}:nodes:{mid}:address"
-            if "address" in node
-            else f"{hecate_wireguard_schema.PILLAR_PATH}:{peer_role}:address"
-        )
+        endpoint, endpoint_key = hecate_wireguard_schema.endpoint_of(conf, mid, side)
+        if own_side == "local" and side == "local" and not (endpoint or own_endpoint):
+            continue  # two local nodes behind NAT: neither can dial the other
+        address, where = hecate_wireguard_schema.tunnel_address(conf, mid, side)
         if address in used:
             problems.append(
                 f"minion {mid} would get tunnel address {address} ({where}), already used by "
@@ -58,22 +64,31 @@ def peers_from_mine(conf, mine_data):
             )
             continue
         used[address] = f"minion {mid}"
-        peer = {
+        dial = endpoint if (side == "cloud" or own_side == "local") else None
+        if dial and side == "cloud" and dial in dialled:
+            problems.append(
+                f"edge {mid} would get endpoint {dial} ({endpoint_key}), already the endpoint of "
+                f"{dialled[dial]}; give each edge its own under "
+                f"{hecate_wireguard_schema.PILLAR_PATH}:nodes:<minion id>:endpoint"
+            )
+            continue
+        if dial and side == "cloud":
+            dialled[dial] = f"edge {mid}"
+        peers.append({
             "name": mid,
+            "role": side,
             "public_key": pub,
             "address": address,
             "allowed_ips": [f"{address}/{ipaddress.ip_address(address).max_prefixlen}"],
-            "endpoint": None,
-            "persistent_keepalive": None,
-        }
-        if conf["role"] == "local":  # the hub has the public endpoint; we are behind NAT
-            peer["endpoint"] = node.get("endpoint") or conf["cloud"]["endpoint"]
-            peer["persistent_keepalive"] = conf.get("persistent_keepalive") or None
-        peers.append(peer)
+            "endpoint": dial,
+            # a local node is behind NAT: it keeps the mapping open towards whom it dials
+            "persistent_keepalive": keepalive if dial and own_side == "local" else None,
+        })
     for extra in conf.get("extra_peers") or []:
         peers.append(
             {
                 "name": extra["name"],
+                "role": None,
                 "public_key": extra["public_key"],
                 "address": None,
                 "allowed_ips": list(extra["allowed_ips"]),
@@ -87,6 +102,30 @@ def peers_from_mine(conf, mine_data):
             problems.append(f"peers {seen[peer['public_key']]} and {peer['name']} have the same public key")
         seen[peer["public_key"]] = peer["name"]
     return peers, problems
+
+
+def member_addresses(conf, side, mine_ids=()):
+    """
+    ``{minion id: tunnel address}`` of the members of one side (``cloud``: the edges,
+    ``local``: the local nodes), this minion included: the ids pillar ``hecate:members``
+    lists by name (no glob), and the ids from the mine (``mine_ids``) its patterns match.
+    Listed ids count without the mine, so a configuration that joins them (Consul's
+    ``retry_join``) does not depend on which keys the mine has yet.
+    """
+    grain = {v: k for k, v in hecate_wireguard_schema.ROLES.items()}[side]
+    patterns = hecate_wireguard_schema.peer_patterns(conf, grain)
+    ids = {p for p in patterns if not any(ch in p for ch in "*?[")}
+    ids.update(mid for mid in mine_ids or () if hecate_members.matches(mid, patterns))
+    if conf.get("id") and hecate_wireguard_schema.member_side(conf["id"], conf) == side:
+        ids.add(conf["id"])
+    out = {}
+    for mid in sorted(ids):
+        if hecate_wireguard_schema.member_side(mid, conf) != side:
+            continue  # listed for both roles: an edge
+        address, _ = hecate_wireguard_schema.tunnel_address(conf, mid, side)
+        if address:
+            out[mid] = str(address)
+    return out
 
 
 def render_config(conf, peers):

@@ -3,16 +3,18 @@ The WireGuard tunnel's pillar, ``bionicgpt:wireguard``: its schema, the checks a
 cannot express (addresses inside the network, no duplicates), and a minion's effective
 settings (:func:`settings`: role, tunnel address, key and config paths) and peers' target.
 
-The cloud node (``roles: [hecate-edge]``) is the hub, each local node
-(``roles: [bionicgpt-node]``) a peer of it. Pillar ``bionicgpt:wireguard`` holds the
-addressing; every node makes its own key pair (``hecate_wireguard_keys``) and publishes only
-the public key through the Salt mine (alias :data:`MINE_KEY`), so the other side learns it
+The members of an environment form a mesh (:func:`hecate_wireguard_config.peers_from_mine`):
+every edge (``roles: [hecate-edge]``, the ``cloud`` side) peers with every other edge and
+every local node (``roles: [bionicgpt-node]``, the ``local`` side), and two local nodes peer
+when one of them has an endpoint the other can dial. Pillar ``bionicgpt:wireguard`` holds
+the addressing; every node makes its own key pair (``hecate_wireguard_keys``) and publishes
+only the public key through the Salt mine (alias :data:`MINE_KEY`), so the others learn it
 without anybody copying keys around.
 
-Peers are members only: the minions at the other end that have the role grain *and* are
-listed for the role in pillar ``hecate:members`` (:mod:`hecate_members`), never a minion
-that only claims the role by its grains; each takes the tunnel address pillar gives its
-id, never one that depends on which other minions exist.
+Peers are members only: minions that have a role grain *and* are listed for that role in
+pillar ``hecate:members`` (:mod:`hecate_members`), never a minion that only claims the role
+by its grains; each takes the tunnel address (and endpoint) pillar gives its id, never one
+that depends on which other minions exist.
 """
 
 import ipaddress
@@ -28,8 +30,6 @@ import hecate_wireguard_keys
 PILLAR_PATH = "bionicgpt:wireguard"
 MINE_KEY = "wireguard_public_key"
 ROLES = {"hecate-edge": "cloud", "bionicgpt-node": "local"}
-# the role that is the other end of the tunnel, and its grain
-PEER_ROLE = {"cloud": ("local", "bionicgpt-node"), "local": ("cloud", "hecate-edge")}
 IFNAME = r"^[A-Za-z0-9_=+.-]{1,15}$"  # wg-quick's interface name rule
 ENDPOINT = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>\d{1,5})$")
 
@@ -75,9 +75,9 @@ PILLAR_SCHEMA = {
         "required": ["network", "cloud", "local"],
         "additionalProperties": False,
         "description": (
-            "The WireGuard tunnel between the cloud node (hub, roles:hecate-edge) and the local "
-            "nodes (roles:bionicgpt-node). Every node makes its own key; public keys travel "
-            "through the Salt mine."
+            "The WireGuard mesh of an environment's members: every edge (roles:hecate-edge) peers "
+            "with every other member, two local nodes (roles:bionicgpt-node) when one of them has "
+            "an endpoint. Every node makes its own key; public keys travel through the Salt mine."
         ),
         "properties": {
             "interface": {"type": "string", "pattern": IFNAME, "default": DEFAULTS["interface"],
@@ -90,8 +90,8 @@ PILLAR_SCHEMA = {
                     "description": "Interface MTU; null lets wg-quick choose."},
             "persistent_keepalive": {"type": "integer", "minimum": 0, "maximum": 65535,
                                      "default": DEFAULTS["persistent_keepalive"],
-                                     "description": "Seconds between keepalives a local node sends to the hub "
-                                                    "(keeps NAT open); 0 sends none."},
+                                     "description": "Seconds between keepalives a local node sends to each "
+                                                    "peer it dials (keeps NAT open); 0 sends none."},
             "config_dir": {"type": "string", "pattern": "^/", "default": DEFAULTS["config_dir"],
                            "description": "Directory of the config file and the private key (0700)."},
             "netns": {"type": ["string", "null"], "pattern": r"^[A-Za-z0-9_.-]{1,64}$", "default": None,
@@ -104,10 +104,12 @@ PILLAR_SCHEMA = {
                 "type": "object",
                 "required": ["address", "endpoint"],
                 "additionalProperties": False,
-                "description": "The hub (the cloud node).",
+                "description": "An edge's side: the tunnel address and public endpoint of the edge not "
+                               "listed under nodes (with several edges, give each its own there).",
                 "properties": {
                     "address": {"type": "string", "examples": ["10.88.0.1"],
-                                "description": "The hub's tunnel address."},
+                                "description": "Tunnel address of an edge not listed under nodes "
+                                               "(only one member may use it)."},
                     "endpoint": {"type": "string", "examples": ["cloud.example.com:51820"],
                                  "description": _ENDPOINT_TEXT},
                 },
@@ -126,7 +128,9 @@ PILLAR_SCHEMA = {
             "nodes": {
                 "type": "object",
                 "default": {},
-                "description": "Per-minion tunnel addresses, keyed by minion id (needed for a second local node).",
+                "description": "Per-minion tunnel settings, keyed by minion id: needed for a second "
+                               "member of a role (only one edge may take cloud:address and "
+                               "cloud:endpoint, only one local node local:address).",
                 "additionalProperties": {
                     "type": "object",
                     "required": ["address"],
@@ -135,8 +139,12 @@ PILLAR_SCHEMA = {
                     "properties": {
                         "address": {"type": "string", "description": "The minion's tunnel address."},
                         "endpoint": {"type": "string",
-                                     "description": "For a cloud minion: the public host:port local nodes "
-                                                    "connect to, instead of cloud:endpoint."},
+                                     "description": "For an edge: the public host:port the other members "
+                                                    "dial, instead of cloud:endpoint. For a local node: the "
+                                                    "host:port other local nodes dial (e.g. its LAN "
+                                                    "address); without one on either side two local nodes "
+                                                    "have no tunnel between them. Edges never dial a local "
+                                                    "node (it is behind NAT)."},
                     },
                 },
             },
@@ -289,16 +297,54 @@ def settings(pillar, grains, overrides=None):
     return merged
 
 
-def peer_target(conf):
+def peer_target(conf, role=None):
     """
-    Compound target of the members at the other end of this minion's tunnel: the role and
-    environment grains and the ids pillar ``hecate:members`` lists for that role.
+    Compound target of the members this minion may peer with: the role and environment
+    grains and the ids pillar ``hecate:members`` lists - of every role (the mesh), or of
+    ``role`` (``hecate-edge``, ``bionicgpt-node``).
     """
-    _, grain = PEER_ROLE[conf["role"]]
-    return hecate_members.target(conf.get("env"), conf.get("members") or {}, grain)
+    return hecate_members.target(conf.get("env"), conf.get("members") or {}, role)
 
 
-def peer_patterns(conf):
-    """The ids/globs pillar ``hecate:members`` lists for the other end of the tunnel."""
-    _, grain = PEER_ROLE[conf["role"]]
-    return (conf.get("members") or {}).get(grain) or []
+def peer_patterns(conf, role=None):
+    """The ids/globs pillar ``hecate:members`` lists (for every role, or for ``role``)."""
+    members = conf.get("members") or {}
+    roles = [role] if role else list(ROLES)
+    return [pat for grain in roles for pat in members.get(grain) or []]
+
+
+def member_side(minion_id, conf):
+    """
+    ``cloud``/``local``: the side of the tunnel ``minion_id`` is a member of (by pillar
+    ``hecate:members``; an id listed for both roles is an edge, as :func:`role_of`), or None.
+    """
+    members = conf.get("members") or {}
+    for grain, side in ROLES.items():
+        if hecate_members.matches(minion_id, members.get(grain)):
+            return side
+    return None
+
+
+def tunnel_address(conf, minion_id, side):
+    """
+    ``(address, pillar key)`` of a member: ``nodes:<id>:address``, else its side's address
+    (``cloud:address``/``local:address``, which only one member of the side may take).
+    """
+    node = (conf.get("nodes") or {}).get(minion_id) or {}
+    if node.get("address"):
+        return node["address"], f"{PILLAR_PATH}:nodes:{minion_id}:address"
+    return (conf.get(side) or {}).get("address"), f"{PILLAR_PATH}:{side}:address"
+
+
+def endpoint_of(conf, minion_id, side):
+    """
+    ``(endpoint or None, pillar key)`` others dial to reach a member: ``nodes:<id>:endpoint``,
+    else for an edge ``cloud:endpoint`` (which only one edge may take); a local node has none
+    unless pillar gives it one.
+    """
+    node = (conf.get("nodes") or {}).get(minion_id) or {}
+    if node.get("endpoint"):
+        return node["endpoint"], f"{PILLAR_PATH}:nodes:{minion_id}:endpoint"
+    if side == "cloud":
+        return (conf.get("cloud") or {}).get("endpoint"), f"{PILLAR_PATH}:cloud:endpoint"
+    return None, None

@@ -2,7 +2,9 @@
 ``python -m lab up|down|status|orch``: the embedded environment outside pytest.
 
 ``up`` starts the simulators (Vault, Consul, Nomad, Hetzner DNS), a throwaway salt-master
-and the ``cloud``/``local`` minions (with their role grains), syncs hecate's modules from
+and the ``cloud``/``local`` minions (with their role grains; ``--edges N --nodes M``:
+``edge-1``... and ``node-1``..., each edge with its own Caddy, the membership and per-minion
+pillar of several edges and nodes), syncs hecate's modules from
 file_roots to both sides (``saltutil.sync_all``) and writes the ``lab_runtime`` pillar.
 The lab's own pillar tree is ``lab/pillar/`` (the operator's ``pillar/`` is never read).
 Nothing of the edge runs yet: ``salt-run state.orch orch.hecate pillar='{"env": "lab"}'``
@@ -57,15 +59,22 @@ class Lab:
         os.chmod(self.state_path, 0o600)
 
     # -- up -------------------------------------------------------------------------------
-    def up(self, run_orch=True, fast=False):
+    def up(self, run_orch=True, fast=False, edges=1, nodes=1):
         if self.load_state():
             print("a lab is already up; `python -m lab down` first", file=sys.stderr)
             return 1
+        minions = topology.minions(edges, nodes)
+        if topology.several(minions) and not fast:
+            # the edge's own Nomad jobs (Caddy, Authentik) are deployed for one edge only
+            step(f"{edges} edge(s), {nodes} node(s): the fast lab (each edge's Caddy started by the lab, "
+                 "orch.bionicgpt)")
+            fast = True
         # a throwaway lab: nothing of an earlier one (Caddy's autosave, keys, caches) survives
         shutil.rmtree(self.workdir, ignore_errors=True)
         os.makedirs(self.workdir, exist_ok=True)
         lab_secrets = topology.new_lab_secrets()
-        state = {"pids": {}, "addresses": {}, "started": time.time(), "mode": "fast" if fast else "from-zero"}
+        state = {"pids": {}, "addresses": {"minions": minions}, "started": time.time(),
+                 "mode": "fast" if fast else "from-zero"}
         try:
             self._start_services(state, lab_secrets, fast)
             # nginx/coturn of the edge write into the lab and listen on loopback ports
@@ -115,7 +124,8 @@ class Lab:
                                          consul_url=state["addresses"].get("consul"),
                                          consul_token=lab_secrets["nomad_consul_token"],
                                          vault_url=state["addresses"].get("vault"),
-                                         lab_secrets=lab_secrets).start()
+                                         lab_secrets=lab_secrets,
+                                         node_meta=topology.node_meta(state["addresses"]["minions"])).start()
         else:
             step("starting the Nomad simulator (no nomad binary on PATH)")
             nomad = SimHandle(
@@ -126,7 +136,8 @@ class Lab:
                                        vault_url=state["addresses"].get("vault"),
                                        vault_token=lab_secrets["nomad_vault_token"],
                                        data_dir=os.path.join(self.workdir, "nomad-tasks"),
-                                       agents_dir=agents_dir),
+                                       agents_dir=agents_dir,
+                                       node_meta=topology.node_meta(state["addresses"]["minions"])),
             ).start()
         state["pids"]["nomad"] = nomad.proc.pid
         state["addresses"]["nomad"] = nomad.url
@@ -148,11 +159,7 @@ class Lab:
         # Vault only, as in production; hecate generates the rest during the run
         topology.seed_prerequisites(vault.url, lab_secrets["vault_root_token"], lab_secrets, edge_from_zero=not fast)
         if fast:
-            step("starting Caddy (real binary, admin API on loopback)")
-            caddy = lab_caddy.Caddy(os.path.join(self.workdir, "caddy")).start()
-            state["pids"]["caddy"] = caddy.proc.pid
-            state["addresses"]["caddy_admin"] = caddy.admin_url
-            state["addresses"]["caddy_http_port"] = caddy.http_port
+            self._start_caddies(state)
             return
         # the edge from zero: Caddy and Authentik come up as Nomad jobs on these ports
         edge = topology.edge_job_ports()
@@ -160,8 +167,32 @@ class Lab:
         state["addresses"]["edge_jobs"] = edge
         state["addresses"]["caddy_http_port"] = edge["caddy_http"]
 
+    def _start_caddies(self, state):
+        """The real Caddy, one per edge (each its own admin port, listener and snapshots)."""
+        minions = state["addresses"]["minions"]
+        edges = sorted(mid for mid, grains in minions.items() if "hecate-edge" in grains["roles"])
+        if not topology.several(minions):
+            step("starting Caddy (real binary, admin API on loopback)")
+            caddy = lab_caddy.Caddy(os.path.join(self.workdir, "caddy")).start()
+            state["pids"]["caddy"] = caddy.proc.pid
+            state["addresses"]["caddy_admin"] = caddy.admin_url
+            state["addresses"]["caddy_http_port"] = caddy.http_port
+            return
+        state["addresses"]["edges"] = {}
+        for mid in edges:
+            step(f"starting Caddy of {mid} (real binary, its own admin API on loopback)")
+            caddy = lab_caddy.Caddy(os.path.join(self.workdir, f"caddy-{mid}")).start()
+            state["pids"][f"caddy-{mid}"] = caddy.proc.pid
+            state["addresses"]["edges"][mid] = {
+                "caddy_admin": caddy.admin_url, "caddy_http_port": caddy.http_port,
+                "caddy_state_dir": os.path.join(self.workdir, f"caddy-state-{mid}")}
+        first = state["addresses"]["edges"][edges[0]]
+        state["addresses"]["caddy_admin"] = first["caddy_admin"]
+        state["addresses"]["caddy_http_port"] = first["caddy_http_port"]
+
     def _start_salt(self, state, lab_secrets):
-        step("starting salt-master and the cloud/local minions")
+        minions = state["addresses"].get("minions") or topology.MINIONS
+        step(f"starting salt-master and the minions {', '.join(sorted(minions))}")
         publish_port, ret_port = procs.free_port(), procs.free_port()
         user = _user()
         common = dict(topology.salt_opts(lab_secrets))
@@ -190,7 +221,7 @@ class Lab:
         )
         state["pids"]["salt-master"] = proc.pid
         procs.wait_port(ret_port, timeout=60)
-        for name, grains in topology.MINIONS.items():
+        for name, grains in sorted(minions.items()):
             conf = dict(common)
             conf.update(
                 {
@@ -211,7 +242,7 @@ class Lab:
                 os.path.join(logs, f"salt-minion-{name}.out"),
             )
             state["pids"][f"salt-minion-{name}"] = proc.pid
-        self._wait_minions(list(topology.MINIONS))
+        self._wait_minions(sorted(minions))
         step("syncing hecate's modules from file_roots (minions and master)")
         self.salt(["*", "saltutil.sync_all"])
         self.salt_run(["saltutil.sync_all"])
@@ -284,11 +315,14 @@ class Lab:
         return max(rc, self.request_through_caddy())
 
     def request_through_caddy(self, path="/", host=topology.LAB_CHAT_DOMAIN):
-        """A request on Caddy's listener: the chat domain -> oauth2-proxy's stand-in (or ``host``)."""
-        state = self.load_state() or {}
-        port = (state.get("addresses") or {}).get("caddy_http_port")
-        if not port:
-            return 0
+        """A request on each edge's Caddy listener: the chat domain -> oauth2-proxy's stand-in (or ``host``)."""
+        addresses = (self.load_state() or {}).get("addresses") or {}
+        edges = addresses.get("edges") or {}
+        ports = [edge["caddy_http_port"] for _, edge in sorted(edges.items())] or [addresses.get("caddy_http_port")]
+        return max(self._request(port, path, host) for port in ports if port) if any(ports) else 0
+
+    @staticmethod
+    def _request(port, path, host):
         step(f"GET http://{host}{path} through Caddy (127.0.0.1:{port})")
         req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Host": host})
         try:
@@ -334,7 +368,14 @@ class Lab:
     @staticmethod
     def _print_addresses(state):
         for name, addr in state["addresses"].items():
-            print(f"  {name:20} {addr}")
+            if name == "minions":
+                print(f"  {name:20} {', '.join(sorted(addr))}")
+            elif name == "edges":
+                for mid, edge in sorted(addr.items()):
+                    print(f"  {'caddy of ' + mid:20} admin {edge['caddy_admin']}, "
+                          f"listener 127.0.0.1:{edge['caddy_http_port']}")
+            else:
+                print(f"  {name:20} {addr}")
 
 
 def print_summary(data, elapsed):
@@ -422,12 +463,17 @@ def main(argv=None):
     parser.add_argument("--no-orch", action="store_true", help="up: start only, run nothing")
     parser.add_argument("--fast", action="store_true",
                         help="up: start Caddy and Authentik directly (not as Nomad jobs); orch.bionicgpt only")
+    parser.add_argument("--edges", type=int, default=1,
+                        help="up: edges (roles:hecate-edge, each with its own Caddy; more than 1: the fast lab)")
+    parser.add_argument("--nodes", type=int, default=1, help="up: local nodes (roles:bionicgpt-node)")
     parser.add_argument("--test", action="store_true", help="orch: preview only")
     parser.add_argument("--sls", default="orch.bionicgpt", help="orch: orch.bionicgpt (default) or orch.hecate")
     args = parser.parse_args(argv)
     lab = Lab(args.dir)
     if args.command == "up":
-        return lab.up(run_orch=not args.no_orch, fast=args.fast)
+        if args.edges < 1 or args.nodes < 1:
+            parser.error("--edges and --nodes are at least 1")
+        return lab.up(run_orch=not args.no_orch, fast=args.fast, edges=args.edges, nodes=args.nodes)
     if args.command == "down":
         return lab.down()
     if args.command == "status":

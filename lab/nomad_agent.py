@@ -25,8 +25,10 @@ class DevAgent:
     blocks are refused without it) and memory oversubscription (else memory_max is ignored).
     """
 
-    def __init__(self, workdir, consul_url=None, consul_token=None, vault_url=None, lab_secrets=None):
+    def __init__(self, workdir, consul_url=None, consul_token=None, vault_url=None, lab_secrets=None,
+                 node_meta=None):
         self.workdir = workdir
+        self.node_meta = dict(node_meta or {"location": "local"})
         self.lab_secrets = lab_secrets
         self.consul_url = consul_url
         self.consul_token = consul_token  # the lab's Consul denies by default: Nomad needs its token
@@ -62,7 +64,9 @@ class DevAgent:
             'bind_addr = "127.0.0.1"\n'
             f'data_dir = "{os.path.join(self.workdir, "data")}"\n'
             f"ports {{\n  http = {self.http_port}\n  rpc = {self.rpc_port}\n  serf = {self.serf_port}\n}}\n"
-            'client {\n  enabled = true\n  meta {\n    location = "local"\n  }\n' + volumes + "}\n"
+            'client {\n  enabled = true\n  meta {\n'
+            + "".join(f'    {key} = "{value}"\n' for key, value in sorted(self.node_meta.items()))
+            + "  }\n" + volumes + "}\n"
             + server + consul + vault
         )
 

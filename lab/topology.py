@@ -26,6 +26,76 @@ MINIONS = {
 }
 
 
+def minions(edges=1, nodes=1):
+    """
+    The lab's minions and their grains: ``cloud`` and ``local`` (:data:`MINIONS`) for one edge
+    and one node; ``edge-1``... and ``node-1``... for more (``python -m lab up --edges 2 --nodes 3``).
+    """
+    if (edges, nodes) == (1, 1):
+        return {mid: dict(grains) for mid, grains in MINIONS.items()}
+    if edges < 1 or nodes < 1:
+        raise ValueError("the lab needs at least one edge and one node")
+    out = {f"edge-{i}": {"roles": ["hecate-edge"], "hecate_env": ENV} for i in range(1, edges + 1)}
+    out.update({f"node-{i}": {"roles": ["bionicgpt-node"], "hecate_env": ENV} for i in range(1, nodes + 1)})
+    return out
+
+
+def several(minion_map):
+    """Whether ``minion_map`` has more than one member of a role (the lab's several-edges pillar applies)."""
+    return set(minion_map) != set(MINIONS)
+
+
+def _by_role(minion_map, role):
+    return sorted(mid for mid, grains in minion_map.items() if role in grains["roles"])
+
+
+def several_pillar(minion_map):
+    """
+    What several edges and nodes need in pillar, keyed by minion id as in production
+    (docs/systems/wireguard-agents.md, *Several edges and nodes*): each member's tunnel
+    address and endpoint (edges: a public address; nodes: their LAN address, so they reach
+    each other), Consul servers on the first edge (two edges) or the first three, Nomad's
+    servers on the same edges and none on the nodes, and the first node a GPU box (its
+    Nomad client meta ``gpu = "true"``: the llm job goes there).
+    """
+    edges, nodes = _by_role(minion_map, "hecate-edge"), _by_role(minion_map, "bionicgpt-node")
+    tunnel = {}
+    for i, mid in enumerate(edges, 1):
+        tunnel[mid] = {"address": f"10.88.0.{10 + i}", "endpoint": f"192.0.2.{10 + i}:51820"}
+    for i, mid in enumerate(nodes, 1):
+        tunnel[mid] = {"address": f"10.88.0.{100 + i}", "endpoint": f"192.168.88.{100 + i}:51820"}
+    servers = edges[:3] if len(edges) >= 3 else edges[:1]
+    return {
+        "bionicgpt": {
+            "wireguard": {"nodes": tunnel},
+            "nomad": {"agent": {"server": {"enabled": False},
+                                "nodes": {nodes[0]: {"client": {"meta": {"gpu": "true"}}}}}},
+        },
+        "hecate": {
+            "consul": {"agent": {"bootstrap_expect": len(servers),
+                                 "nodes": {mid: {"server": False} for mid in edges if mid not in servers}}},
+            "nomad": {"agent": {"nodes": {mid: {"server": {"enabled": True, "bootstrap_expect": len(servers)}}
+                                          for mid in servers}}},
+        },
+    }
+
+
+def edge_pillar_of(edge):
+    """
+    One edge's own pillar in a lab of several edges (``lab_minions/<id>.sls``): its Caddy
+    (admin API, snapshots directory) and the verify probes through its Caddy's listener.
+    ``edge``: ``{"caddy_admin", "caddy_http_port", "caddy_state_dir"}``.
+    """
+    http = edge["caddy_http_port"]
+    return {
+        "hecate": {
+            "connections": {"caddy": {"admin_url": edge["caddy_admin"], "state_dir": edge["caddy_state_dir"]}},
+            "verify": {"probe": {"url": f"http://127.0.0.1:{http}/-/health/live/", "host": LAB_AUTHENTIK_DOMAIN}},
+        },
+        "bionicgpt": {"verify": {"probe": {"url": f"http://127.0.0.1:{http}/ping", "host": LAB_CHAT_DOMAIN}}},
+    }
+
+
 def members(minions=None):
     """
     ``hecate:members`` of the lab: each lab minion's id under each of its roles. Grains only
@@ -236,7 +306,7 @@ def task_runners():
 
 
 def nomad_options(consul_url=None, refuse_images=("*:refused*",), consul_token=None, lab_secrets=None,
-                  vault_url=None, vault_token=None, data_dir=None, agents_dir=None):
+                  vault_url=None, vault_token=None, data_dir=None, agents_dir=None, node_meta=None):
     """
     The Nomad simulator of the lab: one node in dc1 with ``meta.location = local`` and node
     class ``hecate-edge`` (what the BionicGPT and the edge's job files constrain on: the one
@@ -255,10 +325,13 @@ def nomad_options(consul_url=None, refuse_images=("*:refused*",), consul_token=N
     management token). The client's host volumes are those the lab's agent configs declare
     (edge: :data:`EDGE_VOLUMES`, node: :data:`NODE_VOLUMES`; with ``agents_dir``, at their
     paths there); the task runners (:func:`task_runners`) keep their files under ``data_dir``.
+    ``node_meta``: the client's meta (default ``location = local``; a lab of several nodes
+    adds its GPU box's ``gpu = "true"``, :func:`node_meta`: the one simulated client stands
+    in for every node).
     """
     options = {
         "datacenter": "dc1",
-        "node_meta": {"location": "local"},
+        "node_meta": dict(node_meta or {"location": "local"}),
         "node_class": EDGE_NODE_CLASS,
         "time_scale": 0.01,
         "refuse_images": list(refuse_images),
@@ -293,6 +366,18 @@ def nomad_options(consul_url=None, refuse_images=("*:refused*",), consul_token=N
     except FileNotFoundError:
         pass  # no Caddy: its tasks fail to start, as without the image
     return options
+
+
+def node_meta(minion_map=None):
+    """
+    The meta of the lab's one Nomad client: ``location = local`` (the BionicGPT jobs'
+    constraint), and with several nodes also the GPU box's ``gpu = "true"``
+    (:func:`several_pillar`), so the llm job, constrained to a gpu node, is placed.
+    """
+    meta = {"location": "local"}
+    if minion_map is not None and several(minion_map):
+        meta["gpu"] = "true"
+    return meta
 
 
 def vault_approle(lab_secrets):
@@ -354,7 +439,8 @@ def runtime_pillar(addresses, agents_dir=None):
             conns[name] = {"url": addresses[name]}
     if "hetzner" in addresses:
         conns["hetzner_dns"] = hetzner_connection(addresses["hetzner"])
-    pillar = {"hecate": {"connections": conns, "members": members()}}
+    minion_map = addresses.get("minions") or MINIONS
+    pillar = {"hecate": {"connections": conns, "members": members(minion_map)}}
     if "caddy_http_port" in addresses:
         # the lab's Caddy listens on a loopback port: probe the chat route by Host header
         pillar["bionicgpt"] = {"verify": {"probe": {
@@ -384,6 +470,8 @@ def runtime_pillar(addresses, agents_dir=None):
             "url": f"http://127.0.0.1:{addresses['caddy_http_port']}/-/health/live/", "host": LAB_AUTHENTIK_DOMAIN}}
     if "edge_jobs" in addresses:
         pillar = _merge(pillar, edge_jobs_pillar(addresses["edge_jobs"]))
+    if several(minion_map):
+        pillar = _merge(pillar, several_pillar(minion_map))
     return pillar
 
 
@@ -601,7 +689,21 @@ def write_runtime_pillar(runtime_dir, addresses):
         fh.write("# Written by the lab: loopback addresses of this lab's services and the\n")
         fh.write("# directories the agent states write to (per minion, instead of /etc).\n")
         yaml.safe_dump(runtime_pillar(addresses, agents_dir), fh, default_flow_style=False)
+    write_minion_pillars(runtime_dir, addresses.get("edges") or {})
     return path
+
+
+def write_minion_pillars(runtime_dir, edges):
+    """
+    ``lab_minions/<id>.sls`` for each of several edges (:func:`edge_pillar_of`), which the
+    lab's top file includes for that minion only: each edge has its own Caddy.
+    """
+    directory = os.path.join(runtime_dir, "lab_minions")
+    os.makedirs(directory, exist_ok=True)
+    for mid, edge in sorted(edges.items()):
+        with open(os.path.join(directory, f"{mid}.sls"), "w", encoding="utf-8") as fh:
+            fh.write(f"# Written by the lab: edge {mid}'s own Caddy and the probes through it.\n")
+            yaml.safe_dump(edge_pillar_of(edge), fh, default_flow_style=False)
 
 
 def agent_secrets(lab_secrets=None):

@@ -109,7 +109,25 @@ validate:
 {{ runner_step('unlock', 'hecate.unlock', run_kw, ['salt: record']) }}
 
 # -- when a step fails after this run took the lock: put back what it changed, release the lock --
+# The Caddy step failed: each edge where it failed puts back what this run wrote there; an
+# edge that applied the routes keeps them (edges are independent: one edge's Caddy down does
+# not take the routes off the others). The record says which edge has which routes.
 caddy_rollback:
+  salt.function:
+    - name: caddy.rollback
+    - tgt: {{ salt['hecate.target']('hecate-edge', env=env) | json }}
+    - tgt_type: compound
+    - kwarg: {run_id: {{ run_id | json }}, only_failed: true}
+    - require:
+      - salt: lock
+    - onfail:
+      - salt: caddy
+
+{#- (only when the Caddy step itself ran and failed: its requisites passed) #}
+{{ runner_step('record_failure', 'hecate.record', dict(run_kw, status='failed', step='caddy'), ['salt: lock', 'salt: nomad_jobs', 'salt: consul_services', 'salt: dns'], onfail=['salt: caddy']) }}
+
+# The routes went out to every edge but the check after them failed: every edge goes back.
+caddy_rollback_verify:
   salt.function:
     - name: caddy.rollback
     - tgt: {{ salt['hecate.target']('hecate-edge', env=env) | json }}
@@ -117,8 +135,8 @@ caddy_rollback:
     - kwarg: {run_id: {{ run_id | json }}}
     - require:
       - salt: lock
-    - onfail:
       - salt: caddy
+    - onfail:
       - salt: verify
 
 {{ state_step('nomad_restore', env, run, 'bionicgpt-node', ['bionicgpt.jobs_revert'], ['salt: lock'], onfail=['salt: nomad_jobs', 'salt: consul_services', 'salt: caddy', 'salt: verify']) }}

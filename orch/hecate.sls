@@ -109,7 +109,24 @@ validate:
 {{ runner_step('unlock', 'hecate.unlock', run_kw, ['salt: record']) }}
 
 # -- when a step fails after this run took the lock: put back what it changed, release the lock --
+# The Caddy step failed: each edge where it failed puts back what this run wrote there; an
+# edge that applied the routes keeps them. The record says which edge has which routes.
 caddy_rollback:
+  salt.function:
+    - name: caddy.rollback
+    - tgt: {{ salt['hecate.target']('hecate-edge', env=env) | json }}
+    - tgt_type: compound
+    - kwarg: {run_id: {{ run_id | json }}, only_failed: true}
+    - require:
+      - salt: lock
+    - onfail:
+      - salt: caddy
+
+{#- (only when the Caddy step itself ran and failed: its requisites passed) #}
+{{ runner_step('record_failure', 'hecate.record', dict(run_kw, status='failed', step='caddy'), ['salt: lock', 'salt: edge_caddy', 'salt: authentik', 'salt: consul_services', 'salt: dns'], onfail=['salt: caddy']) }}
+
+# The routes went out to every edge but a step after them failed: every edge goes back.
+caddy_rollback_after:
   salt.function:
     - name: caddy.rollback
     - tgt: {{ salt['hecate.target']('hecate-edge', env=env) | json }}
@@ -117,8 +134,8 @@ caddy_rollback:
     - kwarg: {run_id: {{ run_id | json }}}
     - require:
       - salt: lock
-    - onfail:
       - salt: caddy
+    - onfail:
       - salt: streams
       - salt: verify
 

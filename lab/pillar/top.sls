@@ -14,6 +14,8 @@ base:
     - ignore_missing: True
     # written by `python -m lab up` and the test suite: loopback addresses of the lab
     - lab_runtime
+    # with several edges (`python -m lab up --edges 2`): this edge's own Caddy
+    - lab_minions.{{ grains.get('id', '') | replace('.', '_') }}
     # a lab's local changes on top (the tests write it to change the lab's pillar)
     - lab_overrides
 {%- endif %}

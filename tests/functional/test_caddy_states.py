@@ -15,7 +15,8 @@ import salt.exceptions
 import yaml
 from saltfactories.utils.functional import Loaders
 
-import hecate_caddy_routes  # noqa: E402  (on sys.path through tests/conftest.py)
+import hecate_caddy_client  # noqa: E402  (on sys.path through tests/conftest.py)
+import hecate_caddy_routes  # noqa: E402
 from tests import caddy_helpers as ch
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -427,6 +428,74 @@ def test_rollback_after_a_failed_run_does_not_revert_the_previous_deployment(loa
     out = loaders.modules.caddy.rollback()  # the orchestration's onfail step
     assert out["restored"] == [] and "nothing to roll back" in out["comment"]
     assert ch.raw_config(caddy) == raw
+
+
+def _run(loaders, run_id, caddy_pillar=None):
+    """The managed state as an orchestration run passes it (pillar hecate_run)."""
+    pillar = {"hecate_run": {"id": run_id, "env": "lab"}}
+    if caddy_pillar is not None:
+        pillar["hecate"] = {"reverse_proxy": {"caddy": caddy_pillar}}
+    (result,) = list(loaders.modules.state.sls("caddytest", pillar=pillar))
+    return result
+
+
+def test_rollback_of_a_failed_run_keeps_an_edge_that_applied_it(loaders, fresh, backends, state_dir):
+    """
+    Several edges: the orchestration's rollback after a failing Caddy step
+    (``only_failed=True``) keeps the routes an edge applied in that run - its route state
+    succeeded - while a rollback for a later failure (verify, without ``only_failed``) and
+    an edge whose route state failed after writing are put back.
+    """
+    caddy = fresh
+    old = base_caddy_pillar(backends)
+    old["routes"] = old["routes"][:1]
+    assert _run(loaders, "run-1", old).result is True
+    before = ch.raw_config(caddy)
+    assert _run(loaders, "run-2").changes  # this edge applies run-2 ...
+    applied = ch.raw_config(caddy)
+    out = loaders.modules.caddy.rollback(run_id="run-2", only_failed=True)  # ... another edge failed
+    assert out["restored"] == [] and "applied on this edge and stay" in out["comment"]
+    assert out["skipped"][0]["reason"] == "this run's routes were applied here: kept"
+    assert ch.raw_config(caddy) == applied
+    out = loaders.modules.caddy.rollback(run_id="run-2")  # verify failed: every edge goes back
+    assert len(out["restored"]) == 1 and ch.raw_config(caddy) == before
+    # an edge whose route state wrote and then failed (no settle mark) is put back
+    assert _run(loaders, "run-3").changes
+    ((server, (snap,)),) = loaders.modules.caddy.snapshots()["pending"].items()
+    store = hecate_caddy_client.SnapshotStore(state_dir)
+    store.clear_pending(server)
+    store.push_pending(server, snap)  # the same write, as if its state had failed afterwards
+    out = loaders.modules.caddy.rollback(run_id="run-3", only_failed=True)
+    assert len(out["restored"]) == 1 and ch.raw_config(caddy) == before
+
+
+def test_routes_version_names_the_routes_an_edge_serves(loaders, fresh, backends):
+    """
+    caddy.routes_version (the deployment record's per-edge entry): a digest of the hecate
+    routes Caddy serves - the same routes give the same digest, others another; routes
+    hecate does not manage do not count - and the run that wrote here last; with Caddy
+    down, an error instead of the digest, and the last write still.
+    """
+    caddy = fresh
+    assert _run(loaders, "run-a").result is True
+    first = loaders.modules.caddy.routes_version()
+    assert first["routes"] == len(base_caddy_pillar(backends)["routes"]) and len(first["sha256"]) == 64
+    assert first["last_write"]["run"] == "run-a" and first["server"] == "hecate"
+    outside_post(caddy, OUTSIDE)
+    assert loaders.modules.caddy.routes_version()["sha256"] == first["sha256"]
+    fewer = base_caddy_pillar(backends)
+    fewer["routes"] = fewer["routes"][:1]
+    assert _run(loaders, "run-b", fewer).result is True
+    second = loaders.modules.caddy.routes_version()
+    assert second["sha256"] != first["sha256"] and second["routes"] == 1
+    assert second["last_write"]["run"] == "run-b"
+    conns = {"caddy": dict(loaders.opts["hecate"]["connections"]["caddy"], admin_url="http://127.0.0.1:9")}
+    down = Loaders(dict(loaders.opts, hecate={"connections": conns}), loaded_base_name=f"{__name__}.down")
+    try:
+        got = down.modules.caddy.routes_version()
+    finally:
+        down.reset_state()
+    assert "sha256" not in got and "unreachable" in got["error"] and got["last_write"]["run"] == "run-b"
 
 
 def test_rollback_never_overwrites_a_later_outside_change(loaders, fresh):

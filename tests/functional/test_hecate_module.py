@@ -33,6 +33,8 @@ def test_target_is_the_members_of_the_role_on_this_minions_environment(minion_op
             "G@roles:bionicgpt-node and G@hecate_env:prod and ( gpu-1 or gpu-2* )"
         )
         assert mod.target("hecate-edge") == "G@roles:hecate-edge and G@hecate_env:prod and ( edge-1 )"
+        # one edge listed; several nodes may match (a glob): shared systems are written from one
+        assert mod.several("hecate-edge") is False and mod.several("bionicgpt-node") is True
         try:
             mod.target("web")
         except Exception as exc:  # noqa: BLE001 - the loader wraps nothing here

@@ -456,6 +456,36 @@ def test_rendered_templates_parse_and_validate(loaders, runtime_pillar, nomad, j
         assert '[[ with secret \\"secret/data/bionicgpt/' in json.dumps(job)
 
 
+def _group_constraints(loaders, job_prefix, name):
+    hcl = loaders.modules.nomad.render(f"salt://bionicgpt/jobs/{name}.nomad.hcl.j2",
+                                       context={"job_id": job_prefix + name})
+    (group,) = loaders.modules.nomad.parse(hcl)["TaskGroups"]
+    return [(c["LTarget"], c["RTarget"]) for c in group.get("Constraints") or []]
+
+
+def test_llm_runs_on_a_gpu_node_when_there_is_one(loaders, runtime_pillar, job_prefix, request):
+    """
+    Ollama (with LiteLLM: one group) is constrained to ${meta.gpu} = "true" as soon as one
+    local node's Nomad client says so (bionicgpt:nomad:agent:nodes:<id>:client:meta); without
+    such a node, or with node_meta: {}, it runs on any local node. Other jobs take node_meta
+    when pillar gives it (a database box).
+    """
+    import hecate_config  # pylint: disable=import-outside-toplevel
+
+    assert _group_constraints(loaders, job_prefix, "llm") == []
+    request.addfinalizer(lambda: (runtime_pillar.set(), loaders.reload_all()))  # the next tests' pillar
+    gpu = {"bionicgpt": {"nomad": {"agent": {"nodes": {"gpu-1": {"client": {"meta": {"gpu": "true"}}}}}}}}
+    runtime_pillar.set(gpu)
+    loaders.reload_all()  # the modules take the new pillar
+    assert _group_constraints(loaders, job_prefix, "llm") == [("${meta.gpu}", "true")]
+    assert _group_constraints(loaders, job_prefix, "database") == []
+    runtime_pillar.set(hecate_config.deep_merge(gpu, {"bionicgpt": {"jobs": {
+        "llm": {"node_meta": {}}, "database": {"node_meta": {"storage": "ssd"}}}}}))
+    loaders.reload_all()  # the modules take the new pillar
+    assert _group_constraints(loaders, job_prefix, "llm") == []
+    assert _group_constraints(loaders, job_prefix, "database") == [("${meta.storage}", "ssd")]
+
+
 @pytest.mark.parametrize("test_mode", [True, False], ids=["test", "apply"])
 def test_jobs_sls_runs_the_stack_in_order(loaders, runtime_pillar, nomad, job_prefix, test_mode):
     pillar = {"bionicgpt": {"nomad": {"job_prefix": job_prefix}}}

@@ -431,7 +431,9 @@ def test_module_functions(salt_cli, applied, dirs):
     assert ret.returncode != 0
     assert "WireGuard tunnel hcwg0 is not working: cloud: interface hcwg0 does not exist" in ret.stdout
     ret = salt_cli.run("wireguard.settings", minion_tgt="local")
-    assert ret.data["peer_target"] == "G@roles:hecate-edge and G@hecate_env:lab and ( cloud )"
+    # the mesh: every member of the environment (one edge, one node here)
+    assert ret.data["peer_target"] == (
+        "G@hecate_env:lab and ( ( G@roles:hecate-edge and ( cloud ) ) or ( G@roles:bionicgpt-node and ( local ) ) )")
     ret = salt_cli.run("mine.get", "*", "wireguard_public_key", minion_tgt="local")
     assert ret.data == {"cloud": cloud_key, "local": local_key}
 

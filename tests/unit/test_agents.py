@@ -195,3 +195,102 @@ def test_nomad_agent_without_vault_is_refused_in_pillar():
     errors = hecate_agents_schema.check_pillar(pillar)
     assert [key for key, _ in errors] == ["bionicgpt:nomad:agent:vault:enabled"]
     assert 'Vault "default" not enabled but used in the job' in errors[0][1]
+
+
+# -- several edges and nodes ---------------------------------------------------------------------------
+EDGES = {"edge-1": "10.88.0.11", "edge-2": "10.88.0.12", "edge-3": "10.88.0.13"}
+
+
+def grains(mid):
+    role = ["hecate-edge"] if mid.startswith("edge") else ["bionicgpt-node"]
+    return {"id": mid, "roles": role, "hecate_env": "prod"}
+
+
+def several(edges=EDGES, **consul):
+    pillar = shipped_pillar("prod")
+    pillar["bionicgpt"]["wireguard"]["nodes"] = {mid: {"address": addr} for mid, addr in edges.items()}
+    pillar["bionicgpt"]["wireguard"]["nodes"]["node-1"] = {"address": "10.88.0.21"}
+    pillar["hecate"]["members"] = {"hecate-edge": sorted(edges), "bionicgpt-node": ["node-1"]}
+    pillar["hecate"]["consul"]["agent"].update(consul)
+    return pillar
+
+
+def test_consul_servers_on_every_edge_join_each_other_and_clients_join_all():
+    """Three edges: three servers (bootstrap_expect 3) joining each other; a node joins all three."""
+    pillar = several(bootstrap_expect=3)
+    for mid, address in EDGES.items():
+        cfg = hecate_agents_config.consul_config(pillar, grains(mid), edges=EDGES)
+        assert cfg["server"] is True and cfg["bootstrap_expect"] == 3 and cfg["ui_config"] == {"enabled": True}
+        assert cfg["retry_join"] == sorted(addr for other, addr in EDGES.items() if other != mid)
+        assert cfg["bind_addr"] == address
+    node = hecate_agents_config.consul_config(pillar, grains("node-1"), edges=EDGES)
+    assert node["server"] is False and "bootstrap_expect" not in node
+    assert node["retry_join"] == ["10.88.0.11", "10.88.0.12", "10.88.0.13"]
+    pillar["hecate"]["consul"]["agent"]["ports"]["serf_lan"] = 8311
+    node = hecate_agents_config.consul_config(pillar, grains("node-1"), edges=EDGES)
+    assert node["retry_join"] == ["10.88.0.11:8311", "10.88.0.12:8311", "10.88.0.13:8311"]
+
+
+def test_consul_two_edges_one_server():
+    """Two edges: one server (Consul wants 1 or 3), the other edge a client of it, like the nodes."""
+    edges = {k: EDGES[k] for k in ("edge-1", "edge-2")}
+    pillar = several(edges, nodes={"edge-2": {"server": False}})
+    one = hecate_agents_config.consul_config(pillar, grains("edge-1"), edges=edges)
+    two = hecate_agents_config.consul_config(pillar, grains("edge-2"), edges=edges)
+    node = hecate_agents_config.consul_config(pillar, grains("node-1"), edges=edges)
+    assert (one["server"], one["bootstrap_expect"], "retry_join" in one) == (True, 1, False)
+    assert (two["server"], "bootstrap_expect" in two, two["retry_join"]) == (False, False, ["10.88.0.11"])
+    assert two["ui_config"] == {"enabled": False}
+    assert node["retry_join"] == ["10.88.0.11"]
+
+
+def test_nomad_per_node_settings_merge_over_the_role():
+    """A node's own entry (gpu meta, a server on an edge) is merged over its role's agent pillar."""
+    pillar = several()
+    pillar["hecate"]["connections"]["vault"]["url"] = "https://vault.example.com:8200"
+    pillar["bionicgpt"]["nomad"]["agent"]["nodes"] = {"node-1": {"client": {"meta": {"gpu": "true"}}}}
+    cfg = hecate_agents_config.nomad_config(pillar, grains("node-1"))
+    assert cfg["client"]["meta"] == {"gpu": "true", "location": "local", "node_type": "bionicgpt"}
+    assert "nodes" not in hecate_agents_schema.nomad_settings(pillar, grains("node-1"))
+    other = dict(grains("node-1"), id="node-2")
+    assert hecate_agents_config.nomad_config(pillar, other)["client"]["meta"] == {
+        "location": "local", "node_type": "bionicgpt"}
+    pillar["hecate"]["nomad"]["agent"]["nodes"] = {"edge-1": {"server": {"enabled": True, "bootstrap_expect": 1}}}
+    edge = hecate_agents_config.nomad_config(pillar, grains("edge-1"))
+    assert edge["server"]["enabled"] is True and edge["server"]["bootstrap_expect"] == 1
+    assert "server" not in hecate_agents_config.nomad_config(pillar, grains("edge-2"))
+    assert hecate_schema.validate(pillar, "prod") == []
+
+
+def test_servers_must_match_their_bootstrap_expect():
+    """
+    hecate.validate (membership_errors) refuses servers that would not form one cluster: three
+    edges with bootstrap_expect 1 would elect three leaders; three nodes each running a Nomad
+    server with bootstrap_expect 1 likewise. An even number is a warning.
+    """
+    resolved = {"hecate-edge": sorted(EDGES), "bionicgpt-node": ["node-1", "node-2", "node-3"]}
+    pillar = several()
+    problems = dict(hecate_agents_schema.server_problems(pillar, resolved))
+    assert problems["hecate:consul:agent:bootstrap_expect"].startswith(
+        "3 edges run a Consul server (edge-1, edge-2, edge-3) but bootstrap_expect is 1: set it to 3")
+    assert problems["bionicgpt:nomad:agent:server:bootstrap_expect"].startswith(
+        "3 members run a Nomad server (node-1, node-2, node-3) but they expect 1")
+    # fixed: three Consul servers; the Nomad server on one edge only
+    pillar["hecate"]["consul"]["agent"]["bootstrap_expect"] = 3
+    pillar["bionicgpt"]["nomad"]["agent"]["server"]["enabled"] = False
+    pillar["hecate"]["nomad"]["agent"]["nodes"] = {"edge-1": {"server": {"enabled": True}}}
+    assert hecate_agents_schema.server_problems(pillar, resolved) == []
+    assert hecate_agents_schema.server_warnings(pillar, resolved) == []
+    # two edges both servers: allowed when bootstrap_expect says 2, but a warning
+    two = {"hecate-edge": ["edge-1", "edge-2"], "bionicgpt-node": ["node-1"]}
+    pillar["hecate"]["consul"]["agent"]["bootstrap_expect"] = 2
+    assert hecate_agents_schema.server_problems(pillar, two) == []
+    (warning,) = hecate_agents_schema.server_warnings(pillar, two)
+    assert warning.startswith("2 Consul servers (edge-1, edge-2): an even number survives no more failures than 1")
+    # a local node is never a Consul server; every edge a client leaves none
+    pillar["hecate"]["consul"]["agent"]["nodes"] = {"node-1": {"server": True}, "edge-1": {"server": False},
+                                                   "edge-2": {"server": False}}
+    problems = dict(hecate_agents_schema.server_problems(pillar, two))
+    assert problems["hecate:consul:agent:nodes:node-1:server"] == (
+        "node-1 is a local node: Consul servers run on the edges")
+    assert problems["hecate:consul:agent:nodes"] == "no edge runs a Consul server (every edge has server: false)"

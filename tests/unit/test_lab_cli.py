@@ -1,5 +1,7 @@
 """The lab command's summary of an orchestration return (``python -m lab orch``)."""
 
+import pytest
+
 from lab import cli
 
 
@@ -34,3 +36,12 @@ def test_print_summary_of_a_failed_run_with_a_function_step(capsys):
     out = capsys.readouterr().out
     assert "nomad_jobs" in out and "FAILED" in out and "Run failed on minions: local" in out
     assert "caddy_rollback" in out and "retcode 1" in out
+
+
+def test_up_refuses_fewer_than_one_edge_or_node(capsys):
+    """`python -m lab up --edges 0` is refused before anything starts."""
+    for argv in (["up", "--edges", "0"], ["up", "--nodes", "0"]):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(argv + ["--dir", "/nonexistent/lab"])
+        assert exc.value.code == 2
+    assert "--edges and --nodes are at least 1" in capsys.readouterr().err

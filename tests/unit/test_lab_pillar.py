@@ -76,3 +76,51 @@ def test_lab_membership_comes_from_the_runtime_pillar():
     assert "members" not in pillar_files.render("env/lab.sls").get("hecate", {})
     runtime = topology.runtime_pillar({})
     assert runtime["hecate"]["members"] == {"hecate-edge": ["cloud"], "bionicgpt-node": ["local"]}
+
+
+def test_the_lab_of_several_edges_and_nodes_is_valid_pillar(tmp_path):
+    """
+    `python -m lab up --edges 2 --nodes 3`: its runtime pillar lists the five members and
+    gives each its tunnel address and endpoint, one Consul server and one Nomad server on
+    edge-1, the GPU box node-1; each edge gets its own Caddy in lab_minions/<id>.sls. The
+    merged pillar passes the schema and hecate.validate's membership checks (no shared
+    address or endpoint, servers matching bootstrap_expect, no node pair without a tunnel).
+    """
+    import salt.utils.dictupdate  # pylint: disable=import-outside-toplevel
+
+    import hecate_agents_schema  # pylint: disable=import-outside-toplevel
+    import hecate_members  # pylint: disable=import-outside-toplevel
+    import hecate_schema  # pylint: disable=import-outside-toplevel
+
+    assert topology.minions() == topology.MINIONS
+    minion_map = topology.minions(edges=2, nodes=3)
+    assert sorted(minion_map) == ["edge-1", "edge-2", "node-1", "node-2", "node-3"]
+    edges = {mid: {"caddy_admin": f"http://127.0.0.1:{2000 + i}", "caddy_http_port": 8000 + i,
+                   "caddy_state_dir": str(tmp_path / mid)} for i, mid in enumerate(("edge-1", "edge-2"))}
+    addresses = {"minions": minion_map, "edges": edges, "caddy_admin": edges["edge-1"]["caddy_admin"],
+                 "caddy_http_port": 8000}
+    topology.write_runtime_pillar(str(tmp_path / "pillar"), addresses)
+    with open(tmp_path / "pillar" / "lab_runtime.sls", encoding="utf-8") as fh:
+        runtime = yaml.safe_load(fh)
+    assert runtime["hecate"]["members"] == {"hecate-edge": ["edge-1", "edge-2"],
+                                            "bionicgpt-node": ["node-1", "node-2", "node-3"]}
+    resolved = runtime["hecate"]["members"]
+    for mid in minion_map:
+        pillar = salt.utils.dictupdate.merge(pillar_files.compiled("lab"), runtime, strategy="smart",
+                                             merge_lists=False)
+        own = tmp_path / "pillar" / "lab_minions" / f"{mid}.sls"
+        assert own.exists() is mid.startswith("edge")
+        if own.exists():
+            pillar = salt.utils.dictupdate.merge(pillar, yaml.safe_load(own.read_text()), strategy="smart",
+                                                 merge_lists=False)
+            assert pillar["hecate"]["connections"]["caddy"]["admin_url"] == edges[mid]["caddy_admin"]
+            port = edges[mid]["caddy_http_port"]
+            assert pillar["bionicgpt"]["verify"]["probe"]["url"] == f"http://127.0.0.1:{port}/ping"
+        assert hecate_schema.validate(pillar, "lab") == [], mid
+        assert hecate_members.address_problems(pillar, resolved) == []
+        assert hecate_members.tunnel_warnings(pillar, resolved) == []
+        assert hecate_agents_schema.server_problems(pillar, resolved) == []
+        assert hecate_agents_schema.server_warnings(pillar, resolved) == []
+    nomad = pillar["bionicgpt"]["nomad"]["agent"]
+    assert nomad["nodes"] == {"node-1": {"client": {"meta": {"gpu": "true"}}}} and nomad["server"]["enabled"] is False
+    assert pillar["hecate"]["consul"]["agent"]["nodes"] == {"edge-2": {"server": False}}

@@ -119,3 +119,25 @@ def test_schema_of_members():
     # malformed patterns never reach a target
     assert hm.members({"hecate": {"members": {"hecate-edge": ["a b", "or", "cloud"]}}})["hecate-edge"] == ["cloud"]
     assert hm.required({"hecate": {}}) and hm.required({"hecate": {"members": {}}}) == []
+
+
+def test_edges_sharing_the_default_endpoint_are_an_error_and_blind_node_pairs_a_warning():
+    """
+    Several edges: each needs its own public endpoint (others dial it); local nodes without
+    an endpoint have no tunnel between them, which validate warns about.
+    """
+    pillar = {"bionicgpt": {"wireguard": {
+        "cloud": {"address": "10.88.0.1", "endpoint": "cloud.example.com:51820"}, "local": {"address": "10.88.0.2"},
+        "nodes": {"edge-2": {"address": "10.88.0.3", "endpoint": "edge-2.example.com:51820"},
+                  "edge-3": {"address": "10.88.0.4"}, "node-2": {"address": "10.88.0.5"},
+                  "node-3": {"address": "10.88.0.6", "endpoint": "192.168.1.6:51820"}}}}}
+    assert hm.address_problems(pillar, {"hecate-edge": ["edge-1", "edge-2"]}) == []
+    (problem,) = hm.address_problems(pillar, {"hecate-edge": ["edge-1", "edge-2", "edge-3"]})
+    assert problem == ("bionicgpt:wireguard:nodes",
+                       "edges edge-1, edge-3 have no endpoint of their own: all would be dialled at "
+                       "cloud.example.com:51820 (bionicgpt:wireguard:cloud:endpoint); give each its public "
+                       "host:port under bionicgpt:wireguard:nodes:<minion id>:endpoint")
+    assert hm.tunnel_warnings(pillar, {"bionicgpt-node": ["node-1", "node-3"]}) == []
+    (warning,) = hm.tunnel_warnings(pillar, {"bionicgpt-node": ["node-1", "node-2", "node-3"]})
+    assert warning.startswith("bionicgpt:wireguard:nodes: local nodes node-1, node-2 have no endpoint: "
+                              "no tunnel between any two of them")

@@ -91,14 +91,20 @@ def test_settings_by_role(tmp_path):
     assert (cloud["role"], cloud["address"], cloud["cidr"]) == ("cloud", "10.88.0.1", "10.88.0.1/24")
     assert cloud["key_file"] == str(tmp_path / "wg0.key")
     assert cloud["config_file"] == str(tmp_path / "wg0.conf")
+    # the mesh: every member of the environment, of either role
+    mesh = ("G@hecate_env:lab and ( ( G@roles:hecate-edge and ( cloud ) ) or "
+            "( G@roles:bionicgpt-node and ( local* or a or b or c ) ) )")
+    assert hecate_wireguard_schema.peer_target(cloud) == mesh
     assert (
-        hecate_wireguard_schema.peer_target(cloud)
+        hecate_wireguard_schema.peer_target(cloud, "bionicgpt-node")
         == "G@roles:bionicgpt-node and G@hecate_env:lab and ( local* or a or b or c )"
     )
     local = hecate_wireguard_schema.settings(pillar(tmp_path, nodes={"local": {"address": "10.88.0.9"}}), LOCAL_GRAINS)
     assert (local["role"], local["address"]) == ("local", "10.88.0.9")
     assert local["address_key"] == "bionicgpt:wireguard:nodes:local:address"
-    assert hecate_wireguard_schema.peer_target(local) == "G@roles:hecate-edge and G@hecate_env:lab and ( cloud )"
+    assert hecate_wireguard_schema.peer_target(local) == mesh
+    edges = hecate_wireguard_schema.peer_target(local, "hecate-edge")
+    assert edges == "G@roles:hecate-edge and G@hecate_env:lab and ( cloud )"
 
 
 def test_settings_errors_name_the_key():
@@ -162,7 +168,9 @@ def test_a_claimant_is_never_a_peer_nor_takes_an_address(tmp_path):
     # the edge of a minion whose pillar lists nobody: no peer target matches, no peers
     del data["hecate"]["members"]
     conf = hecate_wireguard_schema.settings(data, CLOUD_GRAINS)
-    assert hecate_wireguard_schema.peer_target(conf) == "G@roles:bionicgpt-node and G@hecate_env:lab and not *"
+    assert hecate_wireguard_schema.peer_target(conf) == "G@hecate_env:lab and not *"
+    nodes = hecate_wireguard_schema.peer_target(conf, "bionicgpt-node")
+    assert nodes == "G@roles:bionicgpt-node and G@hecate_env:lab and not *"
     assert hecate_wireguard_config.peers_from_mine(conf, {"local": real}) == ([], [])
 
 
@@ -174,6 +182,7 @@ def test_spoke_peer_has_endpoint_and_keepalive(tmp_path):
     assert peers == [
         {
             "name": "cloud",
+            "role": "cloud",
             "public_key": hub,
             "address": "10.88.0.1",
             "allowed_ips": ["10.88.0.1/32"],
@@ -289,3 +298,98 @@ def test_syncconf_input_keeps_the_private_key(tmp_path):
     assert lines[0] == "[Interface]" and lines[1].startswith("PrivateKey = ")
     assert hecate_wireguard_keys.public_from_private(lines[1].split(" = ", 1)[1]) == public
     assert "PostUp" not in got and "Address" not in got and f"PublicKey = {peer}" in got
+
+
+# -- several edges and nodes: the mesh -----------------------------------------------------------------
+MESH_MEMBERS = {"hecate-edge": ["edge-1", "edge-2"], "bionicgpt-node": ["node-*"]}
+MESH_NODES = {
+    "edge-1": {"address": "10.88.0.11", "endpoint": "edge-1.example.com:51820"},
+    "edge-2": {"address": "10.88.0.12", "endpoint": "edge-2.example.com:51820"},
+    "node-1": {"address": "10.88.0.21", "endpoint": "192.168.1.11:51820"},
+    "node-2": {"address": "10.88.0.22", "endpoint": "192.168.1.12:51820"},
+    "node-3": {"address": "10.88.0.23"},
+    "node-4": {"address": "10.88.0.24"},
+}
+
+
+def mesh(tmp_path, mid, **over):
+    data = pillar(tmp_path, nodes=dict(MESH_NODES), **over)
+    data["hecate"]["members"] = dict(MESH_MEMBERS)
+    role = ["hecate-edge"] if mid.startswith("edge") else ["bionicgpt-node"]
+    return hecate_wireguard_schema.settings(data, {"id": mid, "roles": role, "hecate_env": "lab"})
+
+
+def test_the_mesh_every_edge_peers_with_every_member(tmp_path):
+    """
+    An edge peers with the other edges (dialling them at their own endpoints) and with
+    every local node (never dialling one: nodes are behind NAT).
+    """
+    keys = {mid: key() for mid in MESH_NODES}
+    keys["intruder"] = key()  # not listed: never a peer
+    peers, problems = hecate_wireguard_config.peers_from_mine(mesh(tmp_path, "edge-1"), keys)
+    assert problems == []
+    assert [(p["name"], p["role"], p["allowed_ips"], p["endpoint"], p["persistent_keepalive"]) for p in peers] == [
+        ("edge-2", "cloud", ["10.88.0.12/32"], "edge-2.example.com:51820", None),
+        ("node-1", "local", ["10.88.0.21/32"], None, None),
+        ("node-2", "local", ["10.88.0.22/32"], None, None),
+        ("node-3", "local", ["10.88.0.23/32"], None, None),
+        ("node-4", "local", ["10.88.0.24/32"], None, None),
+    ]
+
+
+def test_the_mesh_a_node_dials_every_edge_and_the_nodes_it_can_reach(tmp_path):
+    """
+    A local node dials every edge (keepalive: it is behind NAT) and the local nodes with an
+    endpoint; a node without an endpoint is a peer of one that has one (it dials it, or is
+    dialled), and two nodes without endpoints have no tunnel at all.
+    """
+    keys = {mid: key() for mid in MESH_NODES}
+    view = {}
+    for mid in ("node-1", "node-3"):
+        peers, problems = hecate_wireguard_config.peers_from_mine(mesh(tmp_path, mid), keys)
+        assert problems == []
+        view[mid] = [(p["name"], p["endpoint"], p["persistent_keepalive"]) for p in peers]
+    assert view["node-1"] == [
+        ("edge-1", "edge-1.example.com:51820", 25),
+        ("edge-2", "edge-2.example.com:51820", 25),
+        ("node-2", "192.168.1.12:51820", 25),
+        ("node-3", None, None),  # node-3 dials node-1
+        ("node-4", None, None),
+    ]
+    assert view["node-3"] == [
+        ("edge-1", "edge-1.example.com:51820", 25),
+        ("edge-2", "edge-2.example.com:51820", 25),
+        ("node-1", "192.168.1.11:51820", 25),
+        ("node-2", "192.168.1.12:51820", 25),
+        # no node-4: neither has an endpoint
+    ]
+
+
+def test_the_mesh_edges_need_their_own_endpoints(tmp_path):
+    """Only one edge may take cloud:endpoint; a second one without its own is refused, named."""
+    nodes = {k: dict(v) for k, v in MESH_NODES.items()}
+    del nodes["edge-1"]["endpoint"], nodes["edge-2"]["endpoint"]
+    data = pillar(tmp_path, nodes=nodes)
+    data["hecate"]["members"] = dict(MESH_MEMBERS)
+    conf = hecate_wireguard_schema.settings(data, {"id": "node-1", "roles": ["bionicgpt-node"], "hecate_env": "lab"})
+    peers, problems = hecate_wireguard_config.peers_from_mine(conf, {"edge-1": key(), "edge-2": key()})
+    assert [(p["name"], p["endpoint"]) for p in peers] == [("edge-1", "203.0.113.7:51820")]
+    assert problems == [
+        "edge edge-2 would get endpoint 203.0.113.7:51820 (bionicgpt:wireguard:cloud:endpoint), already the "
+        "endpoint of edge edge-1; give each edge its own under bionicgpt:wireguard:nodes:<minion id>:endpoint"
+    ]
+
+
+def test_member_addresses_from_the_listing_and_the_mine(tmp_path):
+    """
+    The edges' tunnel addresses (what Consul's retry_join lists): ids listed by name count
+    without the mine, a glob's matches only from the mine; a not-listed id never.
+    """
+    conf = mesh(tmp_path, "node-1")
+    assert hecate_wireguard_config.member_addresses(conf, "cloud") == {"edge-1": "10.88.0.11", "edge-2": "10.88.0.12"}
+    assert hecate_wireguard_config.member_addresses(conf, "local") == {"node-1": "10.88.0.21"}
+    assert hecate_wireguard_config.member_addresses(conf, "local", ["node-3", "node-2", "intruder", "edge-1"]) == {
+        "node-1": "10.88.0.21", "node-2": "10.88.0.22", "node-3": "10.88.0.23"}
+    # the one edge of a small environment takes cloud:address
+    conf = hecate_wireguard_schema.settings(pillar(tmp_path), LOCAL_GRAINS)
+    assert hecate_wireguard_config.member_addresses(conf, "cloud") == {"cloud": "10.88.0.1"}

@@ -48,7 +48,9 @@ def opts():
 
 @pytest.fixture
 def configure_loader_modules(opts):
-    dunders = {"__opts__": opts, "__pillar__": PILLAR, "__grains__": GRAINS, "__context__": {}, "__salt__": {}}
+    # the mine (the edges' WireGuard keys: which edges the Consul agents join) knows this edge only
+    mine = {"mine.get": lambda tgt, fun, tgt_type="glob": {"edge-1": None}}
+    dunders = {"__opts__": opts, "__pillar__": PILLAR, "__grains__": GRAINS, "__context__": {}, "__salt__": mine}
     return {hecate_agent: dict(dunders), hecate_checks: dict(dunders), modules.hecate: dict(dunders)}
 
 
