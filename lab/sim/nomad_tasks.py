@@ -28,8 +28,16 @@ whose image matches one runs the real thing instead of the in-process stand-in:
   bootstrap is not read again); refuses to start without ``AUTHENTIK_SECRET_KEY`` or the
   database settings, as Authentik does;
 - ``postgres``: the image's entrypoint checks (``POSTGRES_PASSWORD`` required on an empty
-  data directory), an "initdb" that marks ``PGDATA``; the service port's stand-in answers
-  its TCP check.
+  data directory), an "initdb" that marks ``PGDATA`` and makes its databases (lab/sim/pg.py:
+  ``base/<database>/``, where Authentik's simulator keeps its data); the service port's
+  stand-in answers its TCP check;
+- ``sh``: a task that runs ``/bin/sh -c <script>`` (the backup and restore jobs' tasks) runs
+  that script with the host's ``/bin/sh``: Nomad's interpolation applied, the container's
+  paths in it mapped (a read-write volume mount is the host volume, a read-only one a copy,
+  ``/alloc``/``/local``/``/secrets`` the allocation's and task's directories), no host
+  environment, and the lab's stand-ins of the image's programs the host lacks first on
+  ``PATH`` (``programs``: ``pg_dump``, ``pg_restore`` of lab/sim/pg.py, which reach the
+  PostgreSQL stand-in serving ``PGHOST:PGPORT``). Its exit status is the task's.
 """
 
 import fnmatch
