@@ -11,7 +11,9 @@ Jobs, in deployment order (``hecate:nomad:jobs`` lists which of the three main o
   removed the need for Redis", its release notes, website/docs/releases/2025/v2025.10.md);
 - ``hecate-authentik``: Authentik's server and worker;
 - ``hecate-caddy``: the stock Caddy binary, ``caddy run --resume --config <bootstrap>``;
-- ``hecate-backup``: a periodic job, when ``hecate:backup:enabled``.
+- ``hecate-backup``: a periodic job, when ``hecate:backup:enabled`` (orch.hecate deploys it in
+  the database step, before Authentik: an Authentik upgrade backs the database up with it; its
+  archives, records and restore: ``hecate_backups``, docs/backups.md).
 """
 
 import json
