@@ -10,6 +10,9 @@ written to it, and ``changes``, comments and logs never hold the file's content 
 say ``content changed (contains secrets, not shown)`` and list the non-secret settings
 that differ.
 
+``absent`` (the teardown) stops coturn and removes the file, only when hecate wrote it (its
+first line is the header ``managed`` writes); any other file is left alone, and coturn too.
+
 coturn cannot reload its configuration; restart it when the file changes:
 
 .. code-block:: yaml
@@ -46,7 +49,10 @@ log = logging.getLogger(__name__)
 
 __virtualname__ = "coturn_config"
 
+# The start of the first line of every file ``managed`` writes: what ``absent`` takes as hecate's.
+MARK = hecate_coturn_render.HEADER.split(",", 1)[0]
 CHANGED = "content changed (contains secrets, not shown)"
+REMOVED = "file removed (contains secrets, not shown)"
 CREATED = "file created (contains secrets, not shown)"
 # Options hecate renders; a settings diff only ever shows these (the old file may hold
 # other options with secret values - user=, cli-password=, pkey-pwd=, *-userdb=).
@@ -198,3 +204,77 @@ def managed(name, config=None):
             else salt.exceptions.CommandExecutionError
         )
         raise kind(hecate_secrets.scrub(str(exc), resolver.resolved)) from None
+
+
+def _absent_settings(raw):
+    """``manage_service``/``service`` for ``absent``: pillar checked when given, defaults without."""
+    if raw is None:
+        return dict(hecate_coturn_schema.DEFAULTS)
+    return hecate_coturn_schema.normalise(raw)
+
+
+def _service_changes(service):
+    """What stopping hecate's coturn takes: ``{"service": "stopped", "enabled": {...}}``."""
+    changes = {}
+    if __salt__["service.status"](service):
+        changes["service"] = "stopped"
+    if __salt__["service.enabled"](service):
+        # hecate.coturn enabled it (service.running, enable: True)
+        changes["enabled"] = {"old": True, "new": False}
+    return changes
+
+
+@hecate_state.guard
+def absent(name, config=None):
+    """
+    Remove the turnserver configuration hecate wrote: stop coturn and disable its service
+    (``hecate.coturn`` enabled it), then remove ``name``. Only a file whose first line is the
+    header ``managed`` writes is hecate's; any other file at ``name`` is left as it is, and
+    coturn too. The file's content (it holds the TURN secret) is never read into a return.
+    The secret stays in Vault; the packages stay installed.
+
+    name
+        The turnserver configuration file (``hecate:reverse_proxy:coturn:config_file``).
+
+    config
+        Settings in the shape of pillar ``hecate:reverse_proxy:coturn`` (``manage_service``,
+        ``service``). Default: this minion's pillar at that key, or hecate's defaults when it
+        has none. With ``manage_service: false`` only the file is removed.
+
+    .. code-block:: yaml
+
+        hecate coturn config removed:
+          coturn_config.absent:
+            - name: /etc/turnserver.conf
+    """
+    test = bool(__opts__.get("test"))
+    raw = config if config is not None else hecate_config.traverse(__pillar__, hecate_coturn_schema.PILLAR_KEY)
+    settings = _absent_settings(raw)
+    ret = hecate_state.new(name)
+    text, _ = hecate_files.current(name)
+    if text is None:
+        ret["comment"] = f"{name} is absent"
+        return ret
+    if not text.startswith(MARK):
+        ret["comment"] = (f"{name} was not written by hecate (its first line is not {MARK!r}...): "
+                          "left as it is, and coturn with it")
+        return ret
+    changes = {"file": {"old": name, "new": None}, "content": REMOVED}
+    service = settings["service"] if settings["manage_service"] else None
+    if service:
+        changes.update(_service_changes(service))
+    steps = [s for s, key in ((f"stop {service}", "service"), (f"disable {service}", "enabled")) if key in changes]
+    note = "" if service else "; coturn is not hecate's to stop (manage_service: false)"
+    if test:
+        return hecate_state.result(ret, changes, True, f"would {', '.join(steps + [f'remove {name}'])}{note}", None)
+    if "service" in changes and not __salt__["service.stop"](service):
+        raise salt.exceptions.CommandExecutionError(
+            f"service.stop {service} failed (see its journal); {name} was kept")
+    if "enabled" in changes and not __salt__["service.disable"](service):
+        raise salt.exceptions.CommandExecutionError(
+            f"service.disable {service} failed (it is stopped); {name} was kept")
+    hecate_files.remove(name)
+    log.info("coturn_config: %s removed (content not logged)", name)
+    done = [d for d, key in ((f"stopped {service}", "service"), (f"disabled {service}", "enabled")) if key in changes]
+    did = ", ".join(done + [f"removed {name}"])
+    return hecate_state.result(ret, changes, False, None, did[:1].upper() + did[1:] + note)

@@ -78,22 +78,8 @@ def authentik_api(name, timeout=300, interval=2):
             raise salt.exceptions.CommandExecutionError(status["comment"])
         return status["ready"] and status["token"] is True, status["comment"]
 
-    if __opts__.get("test"):
-        try:
-            ok, comment = check()
-        except salt.exceptions.CommandExecutionError as exc:
-            ok, comment = False, str(exc)
-        if not ok:
-            ret.update(result=None, comment=(
-                f"Authentik does not answer yet ({comment}); a real run waits up to {timeout}s for it "
-                "(its job is deployed by the step before)"))
-            return ret
-        ret["comment"] = comment
-        return ret
-    ok, comment = _wait(check, timeout, interval)
-    ret["comment"] = comment if ok else f"{comment} (waited {timeout}s)"
-    ret["result"] = ok
-    return ret
+    return _answers(ret, check, timeout, interval, "Authentik does not answer yet",
+                    "its job is deployed by the step before")
 
 
 @hecate_state.guard
@@ -116,12 +102,23 @@ def caddy_admin(name, timeout=120, interval=1):
         status = check_fn()
         return status["answers"], status["comment"]
 
+    return _answers(ret, check, timeout, interval, "Caddy's admin API does not answer yet",
+                    "its job is deployed by this run")
+
+
+def _answers(ret, check, timeout, interval, not_yet, why):
+    """
+    Shared end of the waits: with test=True one look (not answering yet is a preview, result
+    None, since the job that starts it is deployed before); otherwise wait up to ``timeout``.
+    """
     if __opts__.get("test"):
-        ok, comment = check()
+        try:
+            ok, comment = check()
+        except salt.exceptions.CommandExecutionError as exc:
+            ok, comment = False, str(exc)
         if not ok:
             ret.update(result=None, comment=(
-                f"Caddy's admin API does not answer yet ({comment}); a real run waits up to {timeout}s "
-                "for it (its job is deployed by this run)"))
+                f"{not_yet} ({comment}); a real run waits up to {timeout}s for it ({why})"))
             return ret
         ret["comment"] = comment
         return ret

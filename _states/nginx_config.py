@@ -18,6 +18,9 @@ With ``test=True`` the candidate is checked with ``nginx -t`` in a private tempo
 directory (its logs too), nothing is written, and ``changes`` holds the same unified
 diff a real run reports.
 
+``absent`` (the teardown) stops nginx and removes the file, only when hecate wrote it: its
+first line is the header ``managed`` writes. A file without it is left alone, and nginx too.
+
 Streams whose backends come from Consul (``consul_service``) are looked up with
 ``hecate_consul.service_addresses(name, passing=True)``.
 
@@ -30,6 +33,7 @@ Streams whose backends come from Consul (``consul_service``) are looked up with
 
 import copy
 import logging
+import re
 
 import salt.exceptions
 
@@ -44,6 +48,10 @@ import hecate_state
 log = logging.getLogger(__name__)
 
 __virtualname__ = "nginx_config"
+
+# The start of the first line of every file ``managed`` writes: what ``absent`` takes as
+# hecate's (the rest of the header may change between releases).
+MARK = hecate_nginx_render.HEADER.split(",", 1)[0]
 
 
 def __virtual__():
@@ -230,3 +238,83 @@ def managed(name, config=None):
                 f"{exc}\n{name} was restored to its previous version; {kept}"
             ) from None
     return hecate_state.result(ret, changes, False, None, _describe(changes, name, False))
+
+
+def _stop(settings, pid_file):
+    """Stop nginx (the service, or the master of ``pid_file``); fail when it keeps running."""
+    if settings["service"]:
+        if not __salt__["service.stop"](settings["service"]):
+            raise salt.exceptions.CommandExecutionError(
+                f"service.stop {settings['service']} failed (see its journal)"
+            )
+        return
+    pid = hecate_nginx_process.master_pid(pid_file)
+    hecate_nginx_process.stop(pid_file, timeout=settings["reload_timeout"])
+    if hecate_nginx_process.master_pid(pid_file) is not None:
+        raise salt.exceptions.CommandExecutionError(
+            f"nginx (master pid {pid}, {pid_file}) did not stop within {settings['reload_timeout']}s"
+        )
+
+
+def _written(text):
+    """Streams and pid file of a file ``managed`` wrote: ``([names], pid_file or None)``."""
+    names = re.findall(r"^\s*# stream '([^']*)' \(", text, re.M)
+    pid = re.search(r"^pid (\S+);$", text, re.M)
+    return names, pid.group(1) if pid else None
+
+
+@hecate_state.guard
+def absent(name, config=None):
+    """
+    Remove the stream configuration hecate wrote: stop nginx (it would have no
+    configuration left), then remove ``name``. Only a file whose first line is the header
+    ``managed`` writes is hecate's; any other file at ``name`` is left as it is, and the
+    nginx that runs it too. nginx's packages stay installed.
+
+    name
+        The nginx main configuration file (``hecate:reverse_proxy:nginx:config_file``).
+
+    config
+        The settings, in the shape of pillar ``hecate:reverse_proxy:nginx``
+        (``manage_service``, ``service``, ``pid_file``). Default: this minion's pillar at
+        that key. With ``manage_service: false`` nginx is not stopped, only the file removed.
+
+    ``changes``: ``file`` (removed), ``streams`` (those the file carried), ``service:
+    stopped``; ``test=True`` reports the same and changes nothing.
+
+    .. code-block:: yaml
+
+        hecate nginx streams removed:
+          nginx_config.absent:
+            - name: /etc/nginx/nginx.conf
+    """
+    test = bool(__opts__.get("test"))
+    raw = config if config is not None else hecate_config.traverse(__pillar__, hecate_nginx_schema.PILLAR_KEY, {})
+    settings = hecate_nginx_schema.normalise(raw)
+    ret = hecate_state.new(name)
+    text, _ = hecate_files.current(name)
+    if text is None:
+        ret["comment"] = f"{name} is absent"
+        return ret
+    if not text.startswith(MARK):
+        ret["comment"] = (f"{name} was not written by hecate (its first line is not {MARK!r}...): "
+                          "left as it is, and nginx with it")
+        return ret
+    streams, pid_file = _written(text)
+    # the pid file the live configuration names is the one its nginx wrote
+    pid_file = pid_file or settings["pid_file"]
+    changes = {"file": {"old": name, "new": None}, "streams": {"removed": streams}}
+    manage = settings["manage_service"]
+    if manage and (_running(dict(settings, pid_file=pid_file))):
+        changes["service"] = "stopped"
+    which = f"{name} ({len(streams)} stream(s): {', '.join(streams) or 'none'})"
+    note = "" if manage else "; nginx is not hecate's to stop (manage_service: false)"
+    if test:
+        stop = "stop nginx and " if "service" in changes else ""
+        return hecate_state.result(ret, changes, True, f"would {stop}remove {which}{note}", None)
+    if "service" in changes:
+        _stop(settings, pid_file)
+    hecate_files.remove(name)
+    log.info("nginx_config: %s removed (%d stream(s))", name, len(streams))
+    stopped = "Stopped nginx and removed" if "service" in changes else "Removed"
+    return hecate_state.result(ret, changes, False, None, f"{stopped} {which}{note}")

@@ -10,7 +10,8 @@ Used by the states that own a whole file (``nginx_config.managed``,
   mode and owner *before* any byte is written (a secret never sits in a file others may
   read), lets a ``check`` callable veto it (``nginx -t``), then renames it over the live
   file; on a veto or an error the candidate is removed and the live file is untouched;
-- :func:`restore` puts back what :func:`current` read (after a failed reload).
+- :func:`restore` puts back what :func:`current` read (after a failed reload);
+- :func:`remove` deletes the file (the states' ``absent``).
 
 and, for the files of the WireGuard and agent states: :func:`ensure_dir` and :func:`file_state`
 (content and the mode/owner that differ).
@@ -197,6 +198,18 @@ def restore(path, old_text, old_stat):
             os.unlink(path)
         return
     write_atomic(path, old_text, stat.S_IMODE(old_stat.st_mode), old_stat.st_uid, old_stat.st_gid)
+
+
+def remove(path):
+    """Remove ``path`` (a file a state owns); False when it was not there."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise salt.exceptions.CommandExecutionError(f"cannot remove {path}: {exc.strerror}") from None
+    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+    return True
 
 
 def _fsync_dir(directory):

@@ -14,18 +14,14 @@
     external Consul services; generated secrets only with "purge_secrets": true. Agents and
     WireGuard stay. #}
 {%- from "orch/steps.jinja" import state_step, runner_step with context %}
-{%- from "orch/teardown.jinja" import teardown with context %}
+{%- from "orch/teardown.jinja" import check_ensure, teardown with context %}
 {%- set env = pillar.get('env') %}
 {%- if not env %}
 {{ raise('orch.bionicgpt needs an environment: pillar=\'{"env": "<lab|dev|staging|prod>"}\'') }}
 {%- endif %}
+{{- check_ensure('orch.bionicgpt') }}
 {%- set ensure = pillar.get('ensure', 'present') %}
 {%- set purge_secrets = pillar.get('purge_secrets', False) %}
-{%- if ensure not in ('present', 'absent') %}
-{{ raise('orch.bionicgpt: pillar ensure must be "present" (deploy, the default) or "absent" (teardown), got ' ~ (ensure | json)) }}
-{%- elif (purge_secrets is not sameas true and purge_secrets is not sameas false) or (purge_secrets and ensure != 'absent') %}
-{{ raise('orch.bionicgpt: pillar purge_secrets is true or false, and only with "ensure": "absent", got ' ~ (purge_secrets | json)) }}
-{%- endif %}
 {%- set run_id = salt['hecate.new_run_id']() %}
 {%- set run = {'hecate_run': {'id': run_id, 'env': env}} %}
 {%- set run_kw = {'env': env, 'run_id': run_id} %}

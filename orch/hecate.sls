@@ -11,16 +11,43 @@
     Caddy routes as to be created once their jobs run) and writes nothing; a failure puts back
     the Caddy routes and the edge jobs' previous versions and releases the lock. (Routes whose
     upstream is a Consul service need that service's passing instances: deploy orch.bionicgpt
-    for the BionicGPT route.) #}
+    for the BionicGPT route.)
+
+    salt-run state.orch orch.hecate pillar='{"env": "prod", "ensure": "absent"}' [test=True]
+
+    With "ensure": "absent" it removes what it deployed instead, in reverse order
+    (orch/teardown.jinja, docs/teardown.md): Caddy routes, DNS records, the Authentik objects
+    hecate owns (while Authentik still runs), external Consul services, nginx's and coturn's
+    files hecate wrote (nginx and coturn stopped), then the edge's own Nomad jobs, purged (their
+    host volumes keep their data); the generated secrets of the edge's jobs only with
+    "purge_secrets": true. Agents and WireGuard stay. #}
 {%- from "orch/steps.jinja" import state_step, runner_step with context %}
+{%- from "orch/teardown.jinja" import check_ensure, teardown with context %}
 {%- set env = pillar.get('env') %}
 {%- if not env %}
 {{ raise('orch.hecate needs an environment: pillar=\'{"env": "<lab|dev|staging|prod>"}\'') }}
 {%- endif %}
+{{- check_ensure('orch.hecate') }}
 {%- set run_id = salt['hecate.new_run_id']() %}
 {#- routes to services that orch.bionicgpt deploys wait for them (caddy_routes missing_services) #}
 {%- set run = {'hecate_run': {'id': run_id, 'env': env, 'missing_services': 'keep'}} %}
 {%- set run_kw = {'env': env, 'run_id': run_id} %}
+{%- if pillar.get('ensure', 'present') == 'absent' %}
+{#- Caddy's routes first (no route points at what goes next), the Authentik objects while
+    Authentik runs (before its job is purged), the edge's jobs last. #}
+{%- set steps = [
+    ('caddy', 'hecate-edge', ['hecate.edge.caddy_routes_absent']),
+    ('dns', 'hecate-edge', ['hecate.dns_absent']),
+    ('authentik', 'hecate-edge', ['hecate.edge.authentik_objects_absent']),
+    ('consul_services', 'hecate-edge', ['hecate.consul_services_absent']),
+    ('streams', 'hecate-edge', ['hecate.nginx_absent', 'hecate.coturn_absent']),
+    ('edge_jobs', 'hecate-edge', ['hecate.edge.jobs_absent']),
+] %}
+{%- if pillar.get('purge_secrets') %}
+{%- do steps.append(('secrets_edge', 'hecate-edge', ['hecate.edge.secrets_absent', 'hecate.app_credentials_absent'])) %}
+{%- endif %}
+{{ teardown(env, run, run_kw, steps) }}
+{%- else %}
 
 # 1. The environment's pillar is valid (on the master) ...
 validate:
@@ -99,3 +126,4 @@ caddy_rollback:
 {{ state_step('edge_jobs_restore', env, run, 'hecate-edge', ['hecate.edge.revert'], ['salt: lock'], onfail=['salt: edge_database', 'salt: edge_authentik', 'salt: edge_caddy', 'salt: authentik', 'salt: consul_services', 'salt: caddy', 'salt: streams', 'salt: verify']) }}
 
 {{ runner_step('unlock_after_failure', 'hecate.unlock', dict(run_kw, leave_others=True), ['salt: lock'], onfail=['salt: wireguard_keys', 'salt: wireguard', 'salt: wireguard_verify', 'salt: secrets_edge', 'salt: consul_agents', 'salt: nomad_agents', 'salt: edge_secrets', 'salt: edge_database', 'salt: edge_authentik', 'salt: edge_caddy', 'salt: authentik', 'salt: consul_services', 'salt: dns', 'salt: caddy', 'salt: dns_prune', 'salt: authentik_prune', 'salt: streams', 'salt: verify', 'salt: record']) }}
+{%- endif %}

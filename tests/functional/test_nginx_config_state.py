@@ -200,6 +200,8 @@ def test_broken_stream_is_rejected_and_the_previous_config_keeps_serving(states,
     good = {"name": "wazuh-agent-tcp", "listen_port": port, "listen_address": "127.0.0.1",
             "backend": tcp.address}
     assert apply(states, edge, edge.config([good])).result is True
+    # a served request first: the state returns once the master runs, its workers follow
+    assert edge_support.tcp_roundtrip(port) == b"ok:ping"
     live = edge.text()
     workers = hecate_nginx_process.workers(edge.master())
     broken = {"name": "wazuh-api", "listen_port": procs.free_port(),
@@ -276,9 +278,11 @@ def test_starts_nginx_when_it_is_not_running(states, edge, echo):
 
 def test_file_mode_is_corrected_without_reload(states, edge, echo):
     tcp = echo("tcp", "ok:")
-    cfg = edge.config([{"name": "a", "listen_port": procs.free_port(), "listen_address": "127.0.0.1",
+    port = procs.free_port()
+    cfg = edge.config([{"name": "a", "listen_port": port, "listen_address": "127.0.0.1",
                         "backend": tcp.address}])
     assert apply(states, edge, cfg).result is True
+    assert edge_support.tcp_roundtrip(port) == b"ok:ping"  # its workers are up
     master = edge.master()
     workers = hecate_nginx_process.workers(master)
     os.chmod(edge.config_file, 0o600)
