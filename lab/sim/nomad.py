@@ -1767,6 +1767,9 @@ class NomadSim(Simulator):
             if held:
                 return False
         with contextlib.closing(socket.socket()) as sock:
+            # as a program that binds it would (Go's listeners, Python's servers): the
+            # TIME_WAIT leftovers of a stopped program's connections do not count, a listener does
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((self.address, port))
             except OSError:
@@ -2071,8 +2074,7 @@ class NomadSim(Simulator):
             if rt is None:
                 continue
             if alloc["DesiredStatus"] != "run" and alloc["ClientStatus"] not in TERMINAL:
-                self._kill(alloc, effects)
-                changed = True
+                changed |= self._kill(alloc, effects)
                 continue
             if alloc["ClientStatus"] in TERMINAL:
                 continue
@@ -2286,13 +2288,37 @@ class NomadSim(Simulator):
         effects.append(self._stop_services(alloc))
 
     def _kill(self, alloc, effects):
+        """
+        Stop an allocation the servers want stopped. As a Nomad client, the allocation is
+        terminal (``complete``) only once its tasks have exited: their processes (runners) are
+        stopped and their services deregistered first, so that a port it held is free when the
+        allocation reads as stopped. True when the stop started now.
+        """
+        rt = self.runtime.setdefault(alloc["ID"], {})
+        if rt.get("killing"):
+            return False
+        rt["killing"] = True
         for st in (alloc["TaskStates"] or {}).values():
             if st["State"] != "dead":
                 st["Events"].append(self._event("Killing", "Sent interrupt. Waiting 5s before force killing"))
-                st["Events"].append(self._event("Killed", "Task successfully killed"))
-                st.update(State="dead", FinishedAt=_rfc3339())
-        alloc.update(ClientStatus="complete", ClientDescription="All tasks have completed", ModifyTime=_now_ns())
-        effects.append(self._stop_services(alloc))
+        stop = self._stop_services(alloc)
+        alloc_id = alloc["ID"]
+
+        def effect():
+            stop()
+            with self.cond:
+                live = self.allocs.get(alloc_id)
+                if live is None:
+                    return
+                for st in (live["TaskStates"] or {}).values():
+                    if st["State"] != "dead":
+                        st["Events"].append(self._event("Killed", "Task successfully killed"))
+                        st.update(State="dead", FinishedAt=_rfc3339())
+                live.update(ClientStatus="complete", ClientDescription="All tasks have completed",
+                            ModifyTime=_now_ns())
+                self._bump("allocs", "deployment", "evals", "jobs")
+        effects.append(effect)
+        return True
 
     def _watch_deployments(self, now):
         changed = False
