@@ -1,7 +1,9 @@
 """
 The edge's own Nomad jobs (Caddy, Authentik, its PostgreSQL and, before Authentik 2025.10,
 Redis): what hecate deploys on this edge, Caddy's bootstrap config, the Authentik secrets
-hecate generates, and whether Authentik's API and Caddy's admin API answer. Reads only.
+hecate generates, and whether Authentik's API and Caddy's admin API answer (these read only);
+and the edge's backups: run the backup job now, list its records, restore Authentik's
+database from one (``_utils/hecate_backups.py``, docs/backups.md).
 
 The job files (salt/hecate/edge/jobs/*.nomad.hcl.j2) and SLS (salt/hecate/edge/*.sls) call
 these functions; the logic is in ``_utils/hecate_edge_jobs.py``.
@@ -13,11 +15,13 @@ CLI Example:
     salt -G roles:hecate-edge hecate_edge.jobs
     salt -G roles:hecate-edge hecate_edge.authentik_status
     salt -G roles:hecate-edge hecate_edge.job_status
+    salt -G roles:hecate-edge hecate_edge.backups
 """
 
 import salt.exceptions
 
 import hecate_authentik_client
+import hecate_backups
 import hecate_caddy_client
 import hecate_clients
 import hecate_config
@@ -108,6 +112,9 @@ def settings(job):
         out["resources"] = hecate_edge_jobs.resources(pillar, "reverse_proxy")
     elif job == "backup":
         out["backup"] = hecate_edge_jobs.backup_settings(pillar)
+        out["targets"] = {t: hecate_edge_jobs.BACKUP_TARGETS[t] for t in out["backup"]["targets"]}
+        out["env"] = hecate_edge_jobs.environment(pillar)
+        out["key_prefix"] = hecate_edge_jobs.backup_key(out["env"])
         out["authentik"] = hecate_edge_jobs.authentik_settings(pillar)
         out["postgresql"] = hecate_edge_jobs.job_settings(pillar, "postgresql")
         out["caddy"] = hecate_edge_jobs.job_settings(pillar, "caddy")
@@ -189,6 +196,92 @@ def job_status():
     """
     client = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__)
     return hecate_edge_status.job_rows(client, __pillar__)
+
+
+# -- backups (docs/backups.md; the logic is in _utils/hecate_backups.py) ----------------------------
+RESTORE_JOB = "salt://hecate/edge/jobs/restore.nomad.hcl.j2"
+
+
+def _clients():
+    return (hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__),
+            hecate_clients.consul(__opts__, __pillar__, __context__, __salt__))
+
+
+def backup(target=None, timeout=600):
+    """
+    Run the backup job (``hecate-backup``) now - Nomad's periodic force - and wait for the run:
+    its id (the launch time, UTC), its child job and the records it wrote in Consul KV
+    (``hecate/backups/<env>/<target>/<id>``: when, size, sha256, file, volume, node, job,
+    allocation); ``record`` is ``target``'s.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G roles:hecate-edge hecate_edge.backup target=authentik_database
+    """
+    nomad, consul = _clients()
+    return hecate_backups.run(nomad, consul, __pillar__, target=target, timeout=float(timeout))
+
+
+def backups(target=None):
+    """
+    The backup records of this edge's environment (of ``target``), newest first.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G roles:hecate-edge hecate_edge.backups target=authentik_database
+    """
+    _, consul = _clients()
+    return hecate_backups.records(consul, hecate_backups.environment(__pillar__), target)
+
+
+def restore(target=None, backup=None, stop_authentik=False, test=False, timeout=900):  # pylint: disable=redefined-outer-name
+    """
+    Restore ``target`` (``authentik_database``) from the backup with id ``backup``: refused
+    while Authentik's job runs unless ``stop_authentik=True`` (then it is stopped, the one-off
+    job ``hecate-restore`` runs ``pg_restore --clean`` on the node holding the archive, and
+    Authentik is started again on the version it ran). ``test=True``: what it would do.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G roles:hecate-edge hecate_edge.restore target=authentik_database backup=20260101T030000Z test=True
+    """
+    if not target or not backup:
+        raise salt.exceptions.SaltInvocationError("target=<backup target> and backup=<backup id> are required")
+    nomad, consul = _clients()
+
+    def render(record):
+        return __salt__["nomad.render"](RESTORE_JOB, context={"restore": record})
+
+    return hecate_backups.restore(nomad, consul, __pillar__, target, backup, render,
+                                  stop_authentik=_truthy(stop_authentik), test=_truthy(test), timeout=float(timeout))
+
+
+def upgrade_check():
+    """
+    Whether this deploy upgrades Authentik: ``hecate:authentik:version`` against the release the
+    running ``hecate-authentik`` job runs (an upgrade migrates its database, so the edge deploy
+    backs it up first).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G roles:hecate-edge hecate_edge.upgrade_check
+    """
+    nomad, _ = _clients()
+    return hecate_backups.upgrade_check(nomad, __pillar__)
+
+
+def _truthy(value):
+    return value is True or str(value).lower() in ("true", "1", "yes")
+
+
 
 
 # -- shared with the hecate_edge states --------------------------------------------------------------

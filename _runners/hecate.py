@@ -17,6 +17,8 @@ hecate runner: operations across all systems, run on the master.
   the edges, e.g. from a Consul watch or a Salt reactor when services change.
 - ``route``: one route end to end, one row per aspect.
 - ``import_caddyfile``: a hand-made Caddyfile as hecate's pillar, with what it cannot express.
+- ``backup``/``backups``/``restore``: the edge's backups (docs/backups.md): run the backup job
+  now, list the records it writes in Consul KV, restore Authentik's database from one.
 
 ``validate`` and ``status`` also say who belongs to the environment (``members``, from pillar
 ``hecate:members``) and which minions claim a role by their grains without being listed
@@ -41,6 +43,7 @@ import salt.client
 import salt.exceptions
 import salt.runner
 
+import hecate_backups
 import hecate_caddy_import
 import hecate_caddy_routes
 import hecate_clients
@@ -1085,3 +1088,111 @@ def _adapt_on_edge(env, text):
         "caddy.adapt on the edge gave no config: " + ("; ".join(problems) or
                                                       f"no member of role hecate-edge in '{env}' answered")
     )
+
+
+# -- backups (docs/backups.md; the logic is in _utils/hecate_backups.py, run on an edge) -----------
+def _edge_call(env, fun, kwarg, timeout, pillar):
+    """``(minion, return)`` of ``fun`` on the first edge of ``env`` that answers (one edge: the
+    edges share one Nomad cluster, and a backup or a restore must run once)."""
+    import salt.utils.minions  # pylint: disable=import-outside-toplevel
+
+    found = salt.utils.minions.CkMinions(__opts__).check_minions(_target(env, "hecate-edge", pillar), "compound")
+    edges = sorted(found["minions"])
+    if not edges:
+        raise salt.exceptions.CommandExecutionError(f"no member of role hecate-edge in environment '{env}'")
+    client = salt.client.get_local_client(__opts__["conf_file"])
+    try:
+        for minion in edges:
+            # the edge answers with its in-memory pillar (the restore job is rendered from it)
+            client.cmd(minion, "saltutil.refresh_pillar", kwarg={"wait": True}, timeout=60)
+            answer = client.cmd(minion, fun, kwarg=kwarg, timeout=timeout)
+            if minion in (answer or {}):
+                got = answer[minion]
+                if not isinstance(got, dict):  # an execution error: "ERROR: <message>"
+                    raise salt.exceptions.CommandExecutionError(f"{minion}: {str(got).removeprefix('ERROR: ')}")
+                return minion, got
+    finally:
+        client.destroy()
+    raise salt.exceptions.CommandExecutionError(f"no edge of environment '{env}' answered ({', '.join(edges)})")
+
+
+def backup(target=None, env=None, timeout=600):
+    """
+    Back up ``env``'s edge now: the backup job (``hecate-backup``) launched at once (Nomad's
+    periodic force) on an edge, followed to its end; returns the run's id and the record the
+    job wrote in Consul KV for ``target`` (``hecate/backups/<env>/<target>/<id>``: when, size,
+    sha256, file, volume, node, job, allocation), or for every target when none is given.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run hecate.backup target=authentik_database env=prod
+    """
+    try:
+        pillar = _env_pillar(env)
+        edge, out = _edge_call(env, "hecate_edge.backup", {"target": target, "timeout": timeout},
+                               float(timeout) + 60, pillar)
+    except (salt.exceptions.CommandExecutionError, salt.exceptions.SaltInvocationError) as exc:
+        return _failed(env, exc, target=target)
+    return _finish({"result": True, "env": env, "target": target, "edge": edge, "id": out["id"], "job": out["job"],
+                    "record": out["record"] if target else out["records"]})
+
+
+def backups(env=None, target=None):
+    """
+    The backup records of ``env`` (of ``target``), newest first, from Consul KV
+    (``hecate/backups/<env>/``): id, target, when, file, size, sha256, node, volume.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run hecate.backups env=prod
+        salt-run hecate.backups env=prod target=authentik_database
+    """
+    try:
+        pillar = _env_pillar(env)
+        if target is not None and target not in hecate_edge_jobs.BACKUP_TARGETS:
+            raise salt.exceptions.SaltInvocationError(
+                f"unknown backup target {target!r}: one of "
+                f"{', '.join(hecate_edge_jobs.BACKUP_TARGETS)}")
+        found = hecate_backups.records(hecate_clients.consul(__opts__, pillar, __context__), env, target)
+    except (salt.exceptions.CommandExecutionError, salt.exceptions.SaltInvocationError) as exc:
+        return _failed(env, exc, target=target)
+    return _finish({"result": True, "env": env, "target": target, "backups": found})
+
+
+def restore(target=None, backup=None, env=None, stop_authentik=False, test=False, timeout=900):  # pylint: disable=redefined-outer-name
+    """
+    Restore ``target`` (``authentik_database``) of ``env`` from the backup ``backup`` (an id
+    from ``hecate.backups``). Refused while Authentik's job runs (it would keep writing to
+    its database) unless ``stop_authentik=True``: then Authentik is stopped, the one-off job
+    ``hecate-restore`` checks the archive's sha256 and runs ``pg_restore --clean`` on the node
+    holding it, and Authentik is started again on the version it ran. ``test=True`` says what
+    it would do (``result`` None) and changes nothing.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run hecate.restore target=authentik_database backup=20260101T030000Z env=prod test=True
+        salt-run hecate.restore target=authentik_database backup=20260101T030000Z env=prod stop_authentik=True
+    """
+    try:
+        pillar = _env_pillar(env)
+        if not target or not backup:
+            raise salt.exceptions.SaltInvocationError(
+                "target=<backup target> and backup=<backup id> are required "
+                f"(salt-run hecate.backups env={env} lists the backups)")
+        edge, out = _edge_call(env, "hecate_edge.restore",
+                               {"target": target, "backup": str(backup), "stop_authentik": bool(stop_authentik),
+                                "test": bool(test), "timeout": timeout}, float(timeout) + 60, pillar)
+    except (salt.exceptions.CommandExecutionError, salt.exceptions.SaltInvocationError) as exc:
+        return _failed(env, exc, target=target, backup=backup)
+    ret = {"result": out["result"], "env": env, "target": target, "backup": backup, "edge": edge,
+           "steps": out["steps"], "comment": out["comment"]}
+    if test:
+        ret.update(result=None, test=True, retcode=0)  # a preview: nothing failed
+        return ret
+    return _finish(ret)

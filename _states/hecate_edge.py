@@ -4,6 +4,10 @@ Caddy's admin API answers. They read only and report no changes; under ``test=Tr
 look once and say what a real run would wait for instead of failing (on a bare edge
 nothing runs yet).
 
+The safety net of an Authentik upgrade (docs/backups.md): ``backed_up_before_upgrade`` runs
+the backup job before a deploy that changes Authentik's release, ``restored_after_failed_upgrade``
+(``onfail`` of the job) restores that backup once the failed deployment is reverted.
+
 ``pending`` is the preview of an object that can only be planned once its system runs:
 the orchestration renders it, under ``test=True`` on an edge whose Authentik is not up
 yet, for each Authentik object instead of failing the preview.
@@ -23,9 +27,15 @@ import time
 
 import salt.exceptions
 
+import hecate_backups
+import hecate_clients
 import hecate_edge_jobs
 import hecate_loader
 import hecate_state
+
+# what backed_up_before_upgrade tells restored_after_failed_upgrade, in the same state run
+# (the states of one run share __context__)
+BEFORE_UPGRADE = "hecate_edge.backup_before_upgrade"
 
 __virtualname__ = "hecate_edge"
 
@@ -115,6 +125,106 @@ def _answers(ret, check, timeout, interval, not_yet, why):
     ok, comment = _wait(check, timeout, interval)
     ret["comment"] = comment if ok else f"{comment} (waited {timeout}s)"
     ret["result"] = ok
+    return ret
+
+
+@hecate_state.guard
+def backed_up_before_upgrade(name, timeout=600):
+    """
+    Before a deploy that changes Authentik's release (``hecate:authentik:version`` against the
+    running ``hecate-authentik`` job: an upgrade migrates its database), run the backup job now
+    (``hecate_edge.backup``, Nomad's periodic force) and wait for its record of
+    ``authentik_database``; the upgrade goes ahead only once the database is backed up. No
+    upgrade (or ``hecate:backup:before_upgrade: false``): nothing to do. ``test=True``: the
+    backup it would take, nothing run.
+
+    .. code-block:: yaml
+
+        hecate edge authentik database backed up before an upgrade:
+          hecate_edge.backed_up_before_upgrade:
+            - timeout: 600
+    """
+    ret = hecate_state.new(name)
+    nomad = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__)
+    check = hecate_backups.upgrade_check(nomad, __pillar__)
+    if not check["upgrade"]:
+        ret["comment"] = f"{check['comment']}: nothing to back up first"
+        return ret
+    if not check["backup"]:
+        ret["comment"] = f"{check['comment']}; not backed up first (hecate:backup:before_upgrade is off)"
+        return ret
+    problem = hecate_backups.can_back_up(__pillar__)
+    if problem:
+        ret.update(result=False, comment=(
+            f"{check['comment']}: hecate backs its database up first, but {problem}; enable it, or set "
+            "hecate:backup:before_upgrade: false to upgrade without a backup"))
+        return ret
+    what = f"backup of authentik_database before the upgrade of Authentik from {check['from']} to {check['to']}"
+    if __opts__.get("test"):
+        ret.update(result=None, changes={"backup before upgrade": {"old": None, "new": what}},
+                   comment=f"would run job {hecate_edge_jobs.job_id(__pillar__, 'backup')} now: {what}")
+        return ret
+    out = __salt__["hecate_edge.backup"](target="authentik_database", timeout=timeout)
+    record = out["record"]
+    __context__[BEFORE_UPGRADE] = {"id": record["id"], "env": out["env"], "from": check["from"],
+                                   "to": check["to"], "job": check["job"]}
+    ret["changes"] = {"backup before upgrade": {"old": None, "new": record["id"]}}
+    ret["comment"] = (f"{what}: backup {record['id']} ({record['file']} on node {record['node']}, "
+                      f"{record['size']} bytes, sha256 {record['sha256']})")
+    return ret
+
+
+@hecate_state.guard
+def restored_after_failed_upgrade(name, timeout=900):
+    """
+    After a failed deploy of an Authentik upgrade (``onfail`` of its ``nomad_job.running``):
+    once the job is back on the release it ran (Nomad's auto-revert, or hecate's revert),
+    restore the database from the backup ``backed_up_before_upgrade`` took in this run -
+    Authentik stopped, ``pg_restore --clean``, started again. When it cannot, it fails with the
+    exact ``salt-run hecate.restore ...`` to run. Nothing to do when this run took no such
+    backup or the upgrade never reached Nomad.
+
+    .. code-block:: yaml
+
+        hecate edge authentik database restored after a failed upgrade:
+          hecate_edge.restored_after_failed_upgrade:
+            - onfail:
+              - nomad_job: hecate edge job authentik
+    """
+    ret = hecate_state.new(name)
+    mark = __context__.get(BEFORE_UPGRADE)
+    if not mark:
+        ret["comment"] = "this run took no backup before an Authentik upgrade: nothing to restore"
+        return ret
+    upgrade = f"Authentik's upgrade from {mark['from']} to {mark['to']} failed"
+    command = hecate_backups.restore_command(mark["env"], "authentik_database", mark["id"])
+    nomad = hecate_clients.nomad(__opts__, __pillar__, __context__, __salt__)
+    if not hecate_backups.upgrade_attempted(nomad, __pillar__, mark["to"]):
+        ret["comment"] = (f"{upgrade} before job {mark['job']} was registered: its database was not touched "
+                          f"(backup {mark['id']} is there if needed: {command})")
+        return ret
+    check = hecate_backups.upgrade_check(nomad, __pillar__)
+    if check["from"] != mark["from"]:
+        ret.update(result=False, comment=(
+            f"{upgrade} and job {mark['job']} runs {check['from'] or 'nothing'}, not {mark['from']}: its database "
+            f"was not restored. Revert the job to its last stable version (salt -G roles:hecate-edge "
+            f"nomad.revert {mark['job']}), then restore the database backed up before the upgrade: {command}"))
+        return ret
+    if __opts__.get("test"):
+        ret.update(result=None, changes={"restored": {"old": None, "new": mark["id"]}},
+                   comment=f"{upgrade}: would restore its database from backup {mark['id']}")
+        return ret
+    try:
+        out = __salt__["hecate_edge.restore"](target="authentik_database", backup=mark["id"], stop_authentik=True,
+                                              timeout=timeout)
+    except salt.exceptions.CommandExecutionError as exc:
+        ret.update(result=False, comment=(
+            f"{upgrade}, and restoring its database from backup {mark['id']} (taken before the upgrade) failed "
+            f"too: {exc}\nRestore it with: {command}"))
+        return ret
+    ret["changes"] = {"restored": {"old": None, "new": mark["id"]}}
+    ret["comment"] = (f"{upgrade} (job {mark['job']} is back on {mark['from']}); its database was restored from "
+                      f"backup {mark['id']}, taken before the upgrade: " + "; ".join(out["steps"]))
     return ret
 
 

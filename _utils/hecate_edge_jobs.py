@@ -11,7 +11,9 @@ Jobs, in deployment order (``hecate:nomad:jobs`` lists which of the three main o
   removed the need for Redis", its release notes, website/docs/releases/2025/v2025.10.md);
 - ``hecate-authentik``: Authentik's server and worker;
 - ``hecate-caddy``: the stock Caddy binary, ``caddy run --resume --config <bootstrap>``;
-- ``hecate-backup``: a periodic job, when ``hecate:backup:enabled``.
+- ``hecate-backup``: a periodic job, when ``hecate:backup:enabled`` (orch.hecate deploys it in
+  the database step, before Authentik: an Authentik upgrade backs the database up with it; its
+  archives, records and restore: ``hecate_backups``, docs/backups.md).
 
 How a new version replaces a running one (``hecate:deployment``) is :func:`update_block`;
 which strategies each job can take is :func:`two_copies_problem` (docs/upgrades.md).
@@ -67,7 +69,20 @@ STRATEGIES = ("rolling", "canary", "blue-green")
 # every task group of the edge's service jobs runs one allocation
 GROUP_COUNT = 1
 BACKUP_DEFAULTS = {"enabled": False, "schedule": "0 3 * * *", "retention_days": 30,
-                   "targets": ["authentik_database", "caddy_data"], "image": "alpine:3.20"}
+                   "targets": ["authentik_database", "caddy_data"], "image": "alpine:3.20",
+                   "record_image": "curlimages/curl:8.11.1", "consul_url": None, "consul_token": None,
+                   "before_upgrade": True}
+# What each backup target writes onto the backups volume: <prefix><backup id><suffix>, by which
+# task of the backup job, in which format. The backup id is the run's launch time in UTC
+# (20260101T030000Z), the same for every target of one run.
+BACKUP_TARGETS = {
+    "authentik_database": {"task": "authentik-database", "prefix": "authentik-", "suffix": ".dump",
+                           "format": "pg_dump custom"},
+    "caddy_data": {"task": "files", "prefix": "caddy-", "suffix": ".tar.gz", "format": "tar.gz"},
+    "nginx_configs": {"task": "files", "prefix": "nginx-", "suffix": ".tar.gz", "format": "tar.gz"},
+}
+# Consul KV: the record of each backup, written by the backup job itself
+BACKUP_RECORDS = "hecate/backups"
 
 # What hecate generates for Authentik when it deploys it: read ONCE by their consumer
 # (PostgreSQL's initdb, Authentik's first start), so never rotated by a `rotate` run.
@@ -255,7 +270,33 @@ def update_problems(pillar, jobs=None):
 
 
 def backup_settings(pillar):
-    return _with_defaults(BACKUP_DEFAULTS, pillar, "hecate:backup")
+    """``hecate:backup`` with defaults; ``consul_url`` defaults to hecate's Consul connection."""
+    out = _with_defaults(BACKUP_DEFAULTS, pillar, "hecate:backup")
+    if not out.get("consul_url"):
+        out["consul_url"] = (hecate_config.traverse(pillar, "hecate:connections:consul:url")
+                             or "http://127.0.0.1:8500").rstrip("/")
+    return out
+
+
+def environment(pillar):
+    """The environment the edge belongs to (``hecate:global:environment``), or None."""
+    return hecate_config.traverse(pillar, "hecate:global:environment")
+
+
+def backup_file(target, backup_id):
+    """The archive's file name on the backups volume."""
+    spec = BACKUP_TARGETS[target]
+    return f"{spec['prefix']}{backup_id}{spec['suffix']}"
+
+
+def backup_key(env, target=None, backup_id=None):
+    """Consul KV key of a backup record (or the prefix of an environment's, a target's records)."""
+    key = f"{BACKUP_RECORDS}/{env}/"
+    if target:
+        key += f"{target}/"
+        if backup_id:
+            key += backup_id
+    return key
 
 
 def caddy_settings(pillar):

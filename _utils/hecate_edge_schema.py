@@ -195,6 +195,19 @@ PILLAR_SCHEMA = {
                 "items": {"enum": ["authentik_database", "caddy_data", "nginx_configs"]},
             },
             "image": _d(IMAGE, "Image of the archive tasks (default `alpine:3.20`)."),
+            "record_image": _d(IMAGE, "Image of the task that records each backup in Consul KV and applies "
+                                      "the retention: it needs `sh`, `curl`, `sha256sum` (default "
+                                      "`curlimages/curl:8.11.1`)."),
+            "consul_url": _d({"type": "string", "pattern": r"^https?://[^\s/]+/?$"},
+                             "Consul's HTTP API as the backup job reaches it on the edge (host network; "
+                             "default `hecate:connections:consul:url`)."),
+            "consul_token": _secret("The Consul ACL token the backup job writes its records with: "
+                                    "`key_prefix \"hecate/backups/<env>/\" { policy = \"write\" }` is enough. "
+                                    "Required when backups are enabled."),
+            "before_upgrade": _d({"type": "boolean"},
+                                 "Back up Authentik's database (a run of the backup job) before a deploy that "
+                                 "changes `hecate:authentik:version`, and restore it when that deployment fails "
+                                 "(default true)."),
         },
     },
     "hecate:verify": {
@@ -332,7 +345,10 @@ def _secret_paths(pillar):
         return []
     db = ak.get("database") if isinstance(ak.get("database"), dict) else {}
     boot = ak.get("bootstrap") if isinstance(ak.get("bootstrap"), dict) else {}
+    backup = (pillar.get("hecate") or {}).get("backup")
+    backup = backup if isinstance(backup, dict) else {}
     return [
+        ("hecate:backup:consul_token", backup.get("consul_token"), "consul_token" in backup),
         ("hecate:authentik:database:password", db.get("password"), "password" in db),
         ("hecate:authentik:secret_key", ak.get("secret_key"), "secret_key" in ak),
         ("hecate:authentik:bootstrap:password", boot.get("password"), "password" in boot),
@@ -365,6 +381,21 @@ def check_pillar(pillar, env=None):
     errors.extend(_check_caddy(pillar, jobs))
     errors.extend(_check_authentik(pillar, jobs))
     errors.extend(_check_volumes(pillar, jobs))
+    errors.extend(_check_backup(pillar))
+    return errors
+
+
+def _check_backup(pillar):
+    backup = hecate_edge_jobs.backup_settings(pillar)
+    if not backup["enabled"]:
+        return []
+    errors = []
+    if "consul_token" not in ((pillar.get("hecate") or {}).get("backup") or {}):
+        errors.append(("hecate:backup:consul_token", "required when backups are enabled: the backup job records "
+                                                     "each backup in Consul KV with it; " + REF_FORM))
+    if not hecate_edge_jobs.environment(pillar):
+        errors.append(("hecate:global:environment", "required when backups are enabled: the records live under "
+                                                    "hecate/backups/<environment>/"))
     return errors
 
 

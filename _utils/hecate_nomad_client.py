@@ -156,6 +156,19 @@ class NomadClient:
     def allocations(self, job_id, namespace=None):
         return self.get(f"/v1/job/{_q(job_id)}/allocations", namespace=namespace)[0] or []
 
+    def allocations_wait(self, job_id, index=0, wait=None, namespace=None):
+        """``(allocations, X-Nomad-Index)``, as a blocking query when ``index`` is given."""
+        body, idx = self.get(f"/v1/job/{_q(job_id)}/allocations", index=index, wait=wait, namespace=namespace)
+        return body or [], idx
+
+    def periodic_force(self, job_id, namespace=None):
+        """
+        Launch a periodic job now (``POST /v1/job/:id/periodic/force``, nomad/periodic_endpoint.go
+        Periodic.Force): ``{"EvalID", "EvalCreateIndex", "Index"}``; the evaluation's job is the
+        launch, ``<id>/periodic-<unix time>``. Never sent twice (a second POST launches again).
+        """
+        return self._call("POST", f"/v1/job/{_q(job_id)}/periodic/force", namespace=namespace)[0]
+
     def allocation(self, alloc_id, namespace=None):
         return self.get(f"/v1/allocation/{_q(alloc_id)}", namespace=namespace, missing_ok=True)[0]
 

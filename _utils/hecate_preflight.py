@@ -167,6 +167,9 @@ def missing_references(pillar, vault):
     if "authentik" not in hecate_edge_jobs.enabled_jobs(pillar) and isinstance(tree.get("hecate"), dict):
         # Authentik's own secrets matter only when hecate deploys it (hecate:nomad:jobs)
         tree["hecate"] = {k: v for k, v in tree["hecate"].items() if k != "authentik"}
+    if "backup" not in hecate_edge_jobs.deploy_order(pillar) and isinstance(tree.get("hecate"), dict):
+        # the backup job's Consul token matters only when hecate deploys the job
+        tree["hecate"] = {k: v for k, v in tree["hecate"].items() if k != "backup"}
     keys_at = {}
     errors = []
     for key_path, ref in hecate_secrets.find_refs(tree):

@@ -124,6 +124,8 @@ def new_lab_secrets():
         "vault_secret_id": str(uuid.uuid4()),
         "consul_token": str(uuid.uuid4()),
         "consul_agent_token": str(uuid.uuid4()),
+        # the edge's backup job records its backups with it (hecate:backup:consul_token)
+        "consul_backup_token": str(uuid.uuid4()),
         "nomad_consul_token": str(uuid.uuid4()),
         "nomad_management_token": str(uuid.uuid4()),
         "nomad_token": str(uuid.uuid4()),
@@ -187,6 +189,8 @@ def vault_options(lab_secrets):
 # vetServiceRegisterWithAuthorizer / vetCheckRegisterWithAuthorizer).
 CONSUL_AGENT_RULES = {"node_prefix": {"": "write"}, "service_prefix": {"": "read"}}
 NOMAD_CONSUL_RULES = {"agent_prefix": {"": "read"}, "node_prefix": {"": "read"}, "service_prefix": {"": "write"}}
+# The backup job's token (docs/backups.md): its own records, nothing else.
+CONSUL_BACKUP_RULES = {"key_prefix": {"hecate/backups/": "write"}}
 
 
 # The Consul rules hecate's own token needs (docs/systems/consul-vault.md): its records, locks and
@@ -212,6 +216,8 @@ def consul_tokens(lab_secrets):
         tokens[lab_secrets["consul_agent_token"]] = {"name": "agent", "rules": CONSUL_AGENT_RULES}
     if lab_secrets.get("nomad_consul_token"):
         tokens[lab_secrets["nomad_consul_token"]] = {"name": "nomad", "rules": NOMAD_CONSUL_RULES}
+    if lab_secrets.get("consul_backup_token"):
+        tokens[lab_secrets["consul_backup_token"]] = {"name": "backup", "rules": CONSUL_BACKUP_RULES}
     return tokens
 
 
@@ -301,6 +307,11 @@ def task_runners():
         {"image": "caddy:*", "run": "caddy", "image_env": {"XDG_CONFIG_HOME": "/config", "XDG_DATA_HOME": "/data"}},
         {"image": "ghcr.io/goauthentik/server:*", "args": ["server"], "run": "authentik"},
         {"image": "postgres:*", "command": None, "run": "postgres"},
+        # the backup and restore jobs' shell tasks: their scripts run on the host (container
+        # paths mapped), with the lab's pg_dump/pg_restore for the PostgreSQL image
+        {"image": "postgres:*", "command": "/bin/sh", "run": "sh", "programs": ["pg_dump", "pg_restore"]},
+        {"image": "alpine:*", "command": "/bin/sh", "run": "sh"},
+        {"image": "curlimages/curl:*", "command": "/bin/sh", "run": "sh"},
     ]
 
 
@@ -722,6 +733,8 @@ def agent_secrets(lab_secrets=None):
             "agent_token": lab_secrets.get("consul_agent_token") or str(uuid.uuid4()),
         },
         "secret/bionicgpt/nomad": {"consul_token": lab_secrets.get("nomad_consul_token") or str(uuid.uuid4())},
+        # the edge's backup job (hecate:backup:consul_token)
+        "secret/hecate/backup": {"consul_token": lab_secrets.get("consul_backup_token") or str(uuid.uuid4())},
         # the edge's Nomad client registers its jobs' services with the same token
         "secret/hecate/nomad": {"consul_token": lab_secrets.get("nomad_consul_token") or str(uuid.uuid4())},
     }

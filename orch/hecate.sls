@@ -74,14 +74,15 @@ validate:
 #    password and hecate's API token): generated once, never rotated.
 {{ state_step('edge_secrets', env, run, 'hecate-edge', ['hecate.edge.secrets'], ['salt: lock']) }}
 
-# 5. PostgreSQL (and Redis for Authentik before 2025.10), then Authentik: planned, registered,
-#    followed until healthy, reverted on failure; then until its API accepts hecate's token.
-{{ state_step('edge_database', env, run, 'hecate-edge', ['hecate.edge.database'], ['salt: nomad_agents', 'salt: edge_secrets']) }}
+# 5. PostgreSQL (and Redis for Authentik before 2025.10) with the backup job (current before
+#    an Authentik upgrade backs the database up with it), then Authentik: planned, registered,
+#    followed until healthy, reverted on failure (an upgrade: the database backed up first and
+#    restored after a failed deployment); then until its API accepts hecate's token.
+{{ state_step('edge_database', env, run, 'hecate-edge', ['hecate.edge.database', 'hecate.edge.backup'], ['salt: nomad_agents', 'salt: edge_secrets']) }}
 {{ state_step('edge_authentik', env, run, 'hecate-edge', ['hecate.edge.authentik'], ['salt: edge_database']) }}
 
-# 6. Caddy (the stock binary from its bootstrap, --resume), until its admin API answers;
-#    the backup job with it (it archives Caddy's volumes).
-{{ state_step('edge_caddy', env, run, 'hecate-edge', ['hecate.edge.caddy', 'hecate.edge.backup'], ['salt: edge_authentik']) }}
+# 6. Caddy (the stock binary from its bootstrap, --resume), until its admin API answers.
+{{ state_step('edge_caddy', env, run, 'hecate-edge', ['hecate.edge.caddy'], ['salt: edge_authentik']) }}
 
 # 7. Authentik objects: groups, scope mapping, provider, application, bindings, enrollment;
 #    the protected routes' providers and applications and the SSO apps, before Caddy asks

@@ -243,12 +243,16 @@ hecate:
     max_parallel_updates: 1
     auto_rollback: true
 
-  # The periodic job hecate-backup: archives on the edge's hecate_backups host volume.
+  # The periodic job hecate-backup: archives on the edge's hecate_backups host volume, each
+  # recorded by the job in Consul KV (hecate/backups/<env>/<target>/<id>) with this token
+  # (Consul ACL: key_prefix "hecate/backups/<env>/" write). docs/backups.md: salt-run
+  # hecate.backup / hecate.backups / hecate.restore.
   backup:
     enabled: true
     schedule: "0 3 * * *"            # 3 AM daily
     retention_days: 30
     targets: [caddy_data, authentik_database, nginx_configs]
+    consul_token: {vault: secret/hecate/backup, key: consul_token}
 
   nomad:
     jobs: [postgresql, authentik, caddy]

@@ -44,7 +44,15 @@ there; jobspec handling is in :mod:`lab.sim.nomad_jobspec`):
   from the task's environment, a PostgreSQL stand-in with the image's start-up checks.
   Their files live under ``data_dir`` (task directories; host volumes without a path).
 - A periodic job is registered without an evaluation (nomad/job_endpoint.go: only its
-  launches are scheduled; the lab never launches them).
+  launches are scheduled; the lab has no clock of its own and never launches them on their
+  cron); ``/v1/job/:id/periodic/force`` launches one now, as nomad/periodic.go does: the
+  child job ``<id>/periodic-<unix time>`` (job IDs with ``/`` are routed as Nomad's
+  JobSpecificRequest does, by suffix), evaluated and run like a batch job.
+- Batch jobs and lifecycle hooks run to completion: a task's process (a runner) that exits
+  0 is dead and not failed, otherwise its restart policy applies; an allocation whose tasks
+  are all dead is ``complete`` (or ``failed``), as the client's getClientStatus says.
+  ``poststop`` tasks start once the main tasks are dead. A task no runner stands in for
+  finishes at once (exit 0).
 
 Options (``--config`` JSON)::
 
@@ -95,10 +103,12 @@ from werkzeug.routing import Rule
 try:
     from lab.sim import nomad_jobspec as js
     from lab.sim import nomad_tasks as ntasks
+    from lab.sim import pg
     from lab.sim.base import Simulator
 except ImportError:  # pragma: no cover
     import nomad_jobspec as js  # type: ignore
     import nomad_tasks as ntasks  # type: ignore
+    import pg  # type: ignore
     from base import Simulator  # type: ignore
 
 VERSION = "2.0.5"  # the release the simulator follows (hashicorp/nomad read at aa026cc, 2.0.x)
@@ -111,6 +121,8 @@ TERMINAL = ("complete", "failed", "lost")
 # nomad/structs/deployment.go Deployment.Active
 ACTIVE_DEPLOYMENT = ("running", "paused", "blocked", "unblocking", "initializing", "pending")
 NOT_NEEDED = "alloc not needed due to job update"  # scheduler/structs StatusAllocNotNeeded
+# nomad/structs/structs.go PeriodicLaunchSuffix: a periodic job's children are <id>/periodic-<unix time>
+PERIODIC_LAUNCH_SUFFIX = "/periodic-"
 TRACKED_VERSIONS = 6
 # nomad/structs/structs.go: MaxBlockingRPCQueryTime and DefaultBlockingRPCQueryTime
 # (QueryOptions.TimeToBlock caps ?wait= at 300s; no or a zero wait blocks 300s), plus
@@ -677,15 +689,16 @@ class NomadSim(Simulator):
             r("/v1/jobs/parse", endpoint="parse", methods=["POST", "PUT"]),
             r("/v1/validate/job", endpoint="validate", methods=["POST", "PUT"]),
             r("/v1/jobs", endpoint="jobs", methods=["GET", "POST", "PUT"]),
-            r("/v1/job/<job_id>", endpoint="job", methods=["GET", "POST", "PUT", "DELETE"]),
-            r("/v1/job/<job_id>/plan", endpoint="plan", methods=["POST", "PUT"]),
-            r("/v1/job/<job_id>/versions", endpoint="versions", methods=["GET"]),
-            r("/v1/job/<job_id>/allocations", endpoint="job_allocs", methods=["GET"]),
-            r("/v1/job/<job_id>/evaluations", endpoint="job_evals", methods=["GET"]),
-            r("/v1/job/<job_id>/deployment", endpoint="job_deployment", methods=["GET"]),
-            r("/v1/job/<job_id>/deployments", endpoint="job_deployments", methods=["GET"]),
-            r("/v1/job/<job_id>/revert", endpoint="revert", methods=["POST", "PUT"]),
-            r("/v1/job/<job_id>/summary", endpoint="job_summary", methods=["GET"]),
+            r("/v1/job/<path:job_id>", endpoint="job", methods=["GET", "POST", "PUT", "DELETE"]),
+            r("/v1/job/<path:job_id>/plan", endpoint="plan", methods=["POST", "PUT"]),
+            r("/v1/job/<path:job_id>/versions", endpoint="versions", methods=["GET"]),
+            r("/v1/job/<path:job_id>/allocations", endpoint="job_allocs", methods=["GET"]),
+            r("/v1/job/<path:job_id>/evaluations", endpoint="job_evals", methods=["GET"]),
+            r("/v1/job/<path:job_id>/deployment", endpoint="job_deployment", methods=["GET"]),
+            r("/v1/job/<path:job_id>/deployments", endpoint="job_deployments", methods=["GET"]),
+            r("/v1/job/<path:job_id>/revert", endpoint="revert", methods=["POST", "PUT"]),
+            r("/v1/job/<path:job_id>/summary", endpoint="job_summary", methods=["GET"]),
+            r("/v1/job/<path:job_id>/periodic/force", endpoint="periodic_force", methods=["POST", "PUT"]),
             r("/v1/evaluation/<eval_id>", endpoint="evaluation", methods=["GET"]),
             r("/v1/evaluation/<eval_id>/allocations", endpoint="eval_allocs", methods=["GET"]),
             r("/v1/deployment/<dep_id>", endpoint="deployment", methods=["GET"]),
@@ -1003,8 +1016,13 @@ class NomadSim(Simulator):
                            "failed": "Failed", "lost": "Lost"}.get(alloc["ClientStatus"], "Unknown")
                     counts[key] += 1
             summary[group["Name"]] = counts
+        # JobSummary.Children of a periodic or parameterized job: its children by status
+        children = {"Pending": 0, "Running": 0, "Dead": 0}
+        for (cns, _), child in self.jobs.items():
+            if cns == job["Namespace"] and child.get("ParentID") == job["ID"]:
+                children[self._job_status(child).capitalize()] += 1
         return {"JobID": job["ID"], "Namespace": job["Namespace"], "Summary": summary,
-                "Children": {"Pending": 0, "Running": 0, "Dead": 0},
+                "Children": children,
                 "CreateIndex": job["CreateIndex"], "ModifyIndex": job["ModifyIndex"]}
 
     def on_job_summary(self, request, job_id):
@@ -1346,6 +1364,48 @@ class NomadSim(Simulator):
                                    permissions=("revert-job",))
             return self._write_resp(reply, reply["Index"])
         return self._wrap(handle, request)
+
+    def on_periodic_force(self, request, job_id):
+        def handle(req):
+            # command/agent/job_endpoint.go periodicForceRequest (no body), then
+            # nomad/periodic_endpoint.go Periodic.Force: dispatch-job or submit-job in the
+            # namespace, the job ("job not found"), periodic ("can't force launch non-periodic
+            # job"), then PeriodicDispatch.ForceEval: only a tracked job launches, and Add
+            # tracks only IsPeriodicActive jobs (periodic, enabled, not stopped, not
+            # parameterized). Plain errors are 500s (command/agent/http.go).
+            token = self._auth(req)
+            ns = self._ns(req)
+            self._require(token.allow_ns(ns, "dispatch-job", "submit-job"))
+            job = self.jobs.get((ns, job_id))
+            if job is None:
+                raise APIError(500, "job not found")
+            if not _is_periodic(job):
+                raise APIError(500, "can't force launch non-periodic job")
+            if job.get("Stop") or job["Periodic"].get("Enabled") is False or _is_parameterized(job):
+                raise APIError(500, f"force launch for job {js.go_q(job_id)} failed: can't force run "
+                                    f"non-tracked job {js.go_q(job_id)} ({ns})")
+            evaluation = self._launch_periodic(job, int(time.time()))
+            return self._write_resp({"EvalID": evaluation["ID"], "EvalCreateIndex": evaluation["CreateIndex"],
+                                     "Index": evaluation["CreateIndex"]}, evaluation["CreateIndex"])
+        return self._wrap(handle, request)
+
+    def _launch_periodic(self, job, launch):
+        """
+        nomad/periodic.go createEval: the child job (deriveJob: a copy with ParentID, ID and
+        Name ``<id>/periodic-<unix launch time>``, no Periodic, empty Status) registered as the
+        leader's DispatchJob does it (a raft JobRegisterRequest with its evaluation, triggered
+        by ``periodic-job``: no admission controllers, no permission checks of its own).
+        """
+        child = copy.deepcopy(self._public(job))
+        for key in ("Version", "Stable", "CreateIndex", "ModifyIndex", "JobModifyIndex", "SubmitTime", "Status"):
+            child.pop(key, None)
+        child.update(ParentID=job["ID"], ID=f"{job['ID']}{PERIODIC_LAUNCH_SUFFIX}{launch}", Periodic=None,
+                     StatusDescription="")
+        child["Name"] = child["ID"]
+        self._register(job["Namespace"], child, triggered_by="periodic-job", admit=False)
+        evaluation = next(e for e in sorted(self.evals.values(), key=lambda e: -e["CreateIndex"])
+                          if e["JobID"] == child["ID"] and e["Namespace"] == job["Namespace"])
+        return evaluation
 
     # -- evaluations, allocations, deployments ---------------------------------------------------
     @staticmethod
@@ -1731,6 +1791,9 @@ class NomadSim(Simulator):
             if held:
                 return False
         with contextlib.closing(socket.socket()) as sock:
+            # as a program that binds it would (Go's listeners, Python's servers): the
+            # TIME_WAIT leftovers of a stopped program's connections do not count, a listener does
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((self.address, port))
             except OSError:
@@ -2204,8 +2267,7 @@ class NomadSim(Simulator):
             if rt is None:
                 continue
             if alloc["DesiredStatus"] != "run" and alloc["ClientStatus"] not in TERMINAL:
-                self._kill(alloc, effects)
-                changed = True
+                changed |= self._kill(alloc, effects)
                 continue
             if alloc["ClientStatus"] in TERMINAL:
                 continue
@@ -2255,6 +2317,11 @@ class NomadSim(Simulator):
                 if hook == "poststart":
                     ready = ready and all(alloc["TaskStates"].get(t["Name"], {}).get("State") == "running"
                                           for t in self._main_tasks(group))
+                if hook == "poststop":
+                    # client/allocrunner/task_hook_coordinator.go: poststop tasks start once
+                    # every main task has finished (successfully or not)
+                    ready = all(alloc["TaskStates"].get(t["Name"], {}).get("State") == "dead"
+                                for t in self._main_tasks(group))
                 if not ready:
                     continue
                 trt["phase"] = "start"
@@ -2274,26 +2341,8 @@ class NomadSim(Simulator):
                 if task.get("Driver") == "docker":
                     st["Events"].append(self._event("Driver", "Downloading image", DriverMessage="Downloading image"))
                 if error:
-                    trt.pop("prepared", None)  # a restart renders its templates again
                     st["Events"].append(self._event("Driver Failure", error, DriverError=error))
-                    policy = task.get("RestartPolicy") or group.get("RestartPolicy") or {}
-                    if trt["restarts"] < (policy.get("Attempts") or 0) or policy.get("Mode") == "delay":
-                        trt["restarts"] += 1
-                        st["Restarts"] = trt["restarts"]
-                        delay = policy.get("Delay") or 15 * js.SEC
-                        st["Events"].append(self._event(
-                            "Restarting", f"Task restarting in {js.format_duration(delay)}",
-                            RestartReason="Restart within policy",
-                            StartDelay=delay))
-                        st["LastRestart"] = _rfc3339()
-                        trt["next"] = now + self.scaled(delay)
-                    else:
-                        msg = (f"Exceeded allowed attempts {policy.get('Attempts')} in interval "
-                               f"{js.format_duration(policy.get('Interval'))} and mode is \"{policy.get('Mode')}\"")
-                        st["Events"].append(self._event("Not Restarting", msg, FailsTask=True,
-                                                        RestartReason=msg))
-                        st.update(State="dead", Failed=True, FinishedAt=_rfc3339())
-                        self._fail_alloc(alloc, task["Name"], effects)
+                    if not self._restart_or_fail(alloc, group, task, st, trt, now, effects):
                         return True
                     changed = True
                     continue
@@ -2306,26 +2355,50 @@ class NomadSim(Simulator):
                 changed = True
                 continue
             handle = self.handles.get(alloc["ID"], {}).get(task["Name"])
+            # a task that is meant to end: any task of a batch job, a lifecycle hook that is no sidecar
+            finite = alloc["Job"].get("Type") in ("batch", "sysbatch") or (hook is not None and not sidecar)
             if trt["phase"] == "running" and handle is not None and handle.poll() is not None:
+                code = handle.poll()
                 message = handle.exit_message()
-                st["Events"].append(self._event("Terminated", message, ExitCode=handle.poll() or 0))
+                if finite:
+                    self.handles.get(alloc["ID"], {}).pop(task["Name"], None)
+                    st["Events"].append(self._event("Terminated", f"Exit Code: {code}", ExitCode=code))
+                    if code == 0:
+                        st.update(State="dead", FinishedAt=_rfc3339())
+                        trt["phase"] = "done"
+                        changed = True
+                        continue
+                    if not self._restart_or_fail(alloc, group, task, st, trt, now, effects, message):
+                        return True
+                    changed = True
+                    continue
+                st["Events"].append(self._event("Terminated", message, ExitCode=code or 0))
                 st["Events"].append(self._event("Not Restarting", "the lab does not restart a stand-in process",
                                                 FailsTask=True))
                 st.update(State="dead", Failed=True, FinishedAt=_rfc3339())
                 self._fail_alloc(alloc, task["Name"], effects)
                 return True
-            if trt["phase"] == "running" and hook in ("prestart", "poststart") and not sidecar:
+            if (trt["phase"] == "running" and finite and handle is None
+                    and ntasks.runner_for(task, self.task_runners) is None):
+                # nothing stands in for it: it ends at once
                 st["Events"].append(self._event("Terminated", "Exit Code: 0", ExitCode=0))
                 st.update(State="dead", FinishedAt=_rfc3339())
                 trt["phase"] = "done"
                 changed = True
         main = self._main_tasks(group)
         if alloc["ClientStatus"] == "pending" and main and all(
+                alloc["TaskStates"].get(t["Name"], {}).get("State") in ("running", "dead") for t in main) and any(
                 alloc["TaskStates"].get(t["Name"], {}).get("State") == "running" for t in main):
             alloc.update(ClientStatus="running", ClientDescription="Tasks are running", ModifyTime=_now_ns())
             rt["running_since"] = now
             effects.append(self._start_services(alloc))
             changed = True
+        if tasks and all((alloc["TaskStates"] or {}).get(t["Name"], {}).get("State") == "dead" for t in tasks):
+            # client/allocrunner/alloc_runner.go getClientStatus: every task dead, none failed
+            alloc.update(ClientStatus="complete", ClientDescription="All tasks have completed",
+                         ModifyTime=_now_ns())
+            effects.append(self._stop_services(alloc))
+            return True
         if alloc["DeploymentID"] and (alloc["DeploymentStatus"] or {}).get("Healthy") is None:
             changed |= self._track_health(alloc, rt, group, now)
         return changed
@@ -2365,6 +2438,35 @@ class NomadSim(Simulator):
         alloc["DeploymentStatus"] = {"Healthy": healthy, "Timestamp": _rfc3339(), "Canary": canary,
                                      "ModifyIndex": self.index}
 
+    def _restart_or_fail(self, alloc, group, task, st, trt, now, effects, message=None):
+        """
+        The restart policy after a failed start or a non-zero exit (client/allocrunner/
+        taskrunner/restarts): restart after ``delay`` while attempts remain (or in mode
+        ``delay``), else the task fails and with it the allocation. False when it failed.
+        """
+        trt.pop("prepared", None)  # a restart renders its templates again
+        policy = task.get("RestartPolicy") or group.get("RestartPolicy") or {}
+        if trt["restarts"] < (policy.get("Attempts") or 0) or policy.get("Mode") == "delay":
+            trt["restarts"] += 1
+            st["Restarts"] = trt["restarts"]
+            delay = policy.get("Delay") or 15 * js.SEC
+            st["Events"].append(self._event(
+                "Restarting", f"Task restarting in {js.format_duration(delay)}",
+                RestartReason="Restart within policy", StartDelay=delay))
+            st["LastRestart"] = _rfc3339()
+            st["State"] = "pending"
+            trt["phase"] = "start"
+            trt["next"] = now + self.scaled(delay)
+            return True
+        msg = (f"Exceeded allowed attempts {policy.get('Attempts')} in interval "
+               f"{js.format_duration(policy.get('Interval'))} and mode is \"{policy.get('Mode')}\"")
+        if message:
+            st["Events"].append(self._event("Driver", message, DriverMessage=message))
+        st["Events"].append(self._event("Not Restarting", msg, FailsTask=True, RestartReason=msg))
+        st.update(State="dead", Failed=True, FinishedAt=_rfc3339())
+        self._fail_alloc(alloc, task["Name"], effects)
+        return False
+
     def _fail_alloc(self, alloc, failed_task, effects):
         for name, st in (alloc["TaskStates"] or {}).items():
             if name != failed_task and st["State"] != "dead":
@@ -2382,13 +2484,37 @@ class NomadSim(Simulator):
         effects.append(self._stop_services(alloc))
 
     def _kill(self, alloc, effects):
+        """
+        Stop an allocation the servers want stopped. As a Nomad client, the allocation is
+        terminal (``complete``) only once its tasks have exited: their processes (runners) are
+        stopped and their services deregistered first, so that a port it held is free when the
+        allocation reads as stopped. True when the stop started now.
+        """
+        rt = self.runtime.setdefault(alloc["ID"], {})
+        if rt.get("killing"):
+            return False
+        rt["killing"] = True
         for st in (alloc["TaskStates"] or {}).values():
             if st["State"] != "dead":
                 st["Events"].append(self._event("Killing", "Sent interrupt. Waiting 5s before force killing"))
-                st["Events"].append(self._event("Killed", "Task successfully killed"))
-                st.update(State="dead", FinishedAt=_rfc3339())
-        alloc.update(ClientStatus="complete", ClientDescription="All tasks have completed", ModifyTime=_now_ns())
-        effects.append(self._stop_services(alloc))
+        stop = self._stop_services(alloc)
+        alloc_id = alloc["ID"]
+
+        def effect():
+            stop()
+            with self.cond:
+                live = self.allocs.get(alloc_id)
+                if live is None:
+                    return
+                for st in (live["TaskStates"] or {}).values():
+                    if st["State"] != "dead":
+                        st["Events"].append(self._event("Killed", "Task successfully killed"))
+                        st.update(State="dead", FinishedAt=_rfc3339())
+                live.update(ClientStatus="complete", ClientDescription="All tasks have completed",
+                            ModifyTime=_now_ns())
+                self._bump("allocs", "deployment", "evals", "jobs")
+        effects.append(effect)
+        return True
 
     def _watch_deployments(self, now):
         """
@@ -2748,24 +2874,40 @@ class NomadSim(Simulator):
     def _task_paths(self, alloc, group, task):
         alloc_dir = os.path.join(self.data_dir, "allocs", alloc["ID"])
         task_dir = os.path.join(alloc_dir, task["Name"])
-        mounts = {}
+        mounts, read_only = {}, set()
         for mount in task.get("VolumeMounts") or []:
             volume = (group.get("Volumes") or {}).get(mount.get("Volume")) or {}
             if volume.get("Type") == "host" and mount.get("Destination"):
                 mounts[mount["Destination"]] = self._host_volume_path(volume.get("Source"))
-        return task_dir, ntasks.Paths(task_dir, os.path.join(alloc_dir, "alloc"), mounts)
+                if mount.get("ReadOnly") or volume.get("ReadOnly"):
+                    read_only.add(mount["Destination"])
+        return task_dir, ntasks.Paths(task_dir, os.path.join(alloc_dir, "alloc"), mounts, read_only)
 
     def _nomad_env(self, alloc, task):
-        env = {"NOMAD_ALLOC_ID": alloc["ID"], "NOMAD_ALLOC_NAME": alloc["Name"], "NOMAD_JOB_NAME": alloc["JobID"],
+        # client/taskenv/env.go: NOMAD_JOB_ID and NOMAD_JOB_NAME differ for a periodic job's child
+        # only in name (deriveJob gives it Name = ID); NOMAD_JOB_PARENT_ID is its parent
+        env = {"NOMAD_ALLOC_ID": alloc["ID"], "NOMAD_ALLOC_NAME": alloc["Name"],
+               "NOMAD_JOB_ID": alloc["JobID"], "NOMAD_JOB_NAME": alloc["Job"].get("Name") or alloc["JobID"],
                "NOMAD_GROUP_NAME": alloc["TaskGroup"], "NOMAD_TASK_NAME": task["Name"], "NOMAD_TASK_DIR": "/local",
                "NOMAD_SECRETS_DIR": "/secrets", "NOMAD_ALLOC_DIR": "/alloc", "NOMAD_DC": self.datacenter,
                "NOMAD_REGION": self.region, "NOMAD_NAMESPACE": alloc["Namespace"]}
+        if alloc["Job"].get("ParentID"):
+            env["NOMAD_JOB_PARENT_ID"] = alloc["Job"]["ParentID"]
         for port in alloc["AllocatedResources"]["Shared"]["Ports"] or []:
             label = port["Label"].replace("-", "_")
             env[f"NOMAD_PORT_{label}"] = env[f"NOMAD_HOST_PORT_{label}"] = str(port["Value"])
             env[f"NOMAD_IP_{label}"] = port["HostIP"]
             env[f"NOMAD_ADDR_{label}"] = f"{port['HostIP']}:{port['Value']}"
         return env
+
+    def _node_vars(self):
+        """The node's variables a task's env and config may interpolate (client/taskenv/env.go)."""
+        out = {"node.unique.id": self.node["ID"], "node.unique.name": self.node["Name"],
+               "node.datacenter": self.node["Datacenter"], "node.class": self.node["NodeClass"],
+               "node.pool": self.node["NodePool"], "node.region": self.region}
+        out.update({f"attr.{k}": v for k, v in self.node["Attributes"].items()})
+        out.update({f"meta.{k}": v for k, v in self.node["Meta"].items()})
+        return out
 
     RERENDER_EVERY = 3.0
 
@@ -2867,7 +3009,8 @@ class NomadSim(Simulator):
         task_dir, paths = self._task_paths(alloc, group, task)
         nomad_env = self._nomad_env(alloc, task)
         env = dict(nomad_env)
-        env.update({k: ntasks.interpolate(str(v), nomad_env) for k, v in (task.get("Env") or {}).items()})
+        node_vars = self._node_vars()
+        env.update({k: ntasks.interpolate(str(v), nomad_env, node_vars) for k, v in (task.get("Env") or {}).items()})
         try:
             for sub in ("local", "secrets"):
                 os.makedirs(os.path.join(task_dir, sub), exist_ok=True)
@@ -2889,33 +3032,38 @@ class NomadSim(Simulator):
                "image": str(config.get("image", "")), "address": self.address, "port": port,
                "caddy_binary": self.caddy_binary, "image_env": runner.get("image_env") or {}}
         if runner.get("run") == "authentik" and env.get("AUTHENTIK_POSTGRESQL__PORT"):
-            pgdata = self._pgdata_at(env["AUTHENTIK_POSTGRESQL__PORT"])
+            pgdata = self._pg_servers().get(f"{env.get('AUTHENTIK_POSTGRESQL__HOST')}:"
+                                            f"{env['AUTHENTIK_POSTGRESQL__PORT']}")
             if pgdata:
                 name = env.get("AUTHENTIK_POSTGRESQL__NAME") or "authentik"
-                ctx["state_file"] = os.path.join(pgdata, f"authentik-sim-{name}.json")
+                ctx["state_file"] = pg.relation_path(pgdata, name, pg.AUTHENTIK_RELATION)
                 ctx["database"] = ntasks.read_initdb(pgdata)
+        if runner.get("run") == "sh":
+            ctx.update(pg_servers=self._pg_servers(), node_vars=node_vars, programs=runner.get("programs") or [])
         return {"ctx": ctx, "templates": texts}
 
-    def _pgdata_at(self, port):
+    def _pg_servers(self):
         """
-        The data directory (host path) of the PostgreSQL stand-in serving ``port``: Authentik's
-        data is kept there, so it outlives Authentik's restarts and reschedules exactly as long
-        as the database does, and the role and password it was initialised with are there.
+        ``{"host:port": data directory}`` of the running PostgreSQL stand-ins: who serves which
+        address. Authentik's data is kept in its database there, so it outlives Authentik's
+        restarts and reschedules exactly as long as the database does (and a dump has it), and
+        the role and password it was initialised with are there; pg_dump and pg_restore
+        (lab/sim/pg.py) "connect" through it.
         """
+        out = {}
         with self.cond:
             for alloc in self.allocs.values():
-                if alloc["ClientStatus"] in TERMINAL:
-                    continue
-                ports = alloc["AllocatedResources"]["Shared"]["Ports"] or []
-                if not any(str(p["Value"]) == str(port) for p in ports):
+                if alloc["ClientStatus"] in TERMINAL or alloc["DesiredStatus"] != "run":
                     continue
                 group = self._alloc_group(alloc)
                 for task in group.get("Tasks") or []:
                     runner = ntasks.runner_for(task, self.task_runners)
                     if runner and runner["run"] == "postgres":
                         _, paths = self._task_paths(alloc, group, task)
-                        return paths.host((task.get("Env") or {}).get("PGDATA") or "/var/lib/postgresql/data")
-        return None
+                        pgdata = paths.host((task.get("Env") or {}).get("PGDATA") or "/var/lib/postgresql/data")
+                        for port in alloc["AllocatedResources"]["Shared"]["Ports"] or []:
+                            out[f"{port['HostIP']}:{port['Value']}"] = pgdata
+        return out
 
     def _spawn_effect(self, alloc_id, task_name, runner, ctx):
         def effect():

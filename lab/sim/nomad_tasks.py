@@ -28,8 +28,16 @@ whose image matches one runs the real thing instead of the in-process stand-in:
   bootstrap is not read again); refuses to start without ``AUTHENTIK_SECRET_KEY`` or the
   database settings, as Authentik does;
 - ``postgres``: the image's entrypoint checks (``POSTGRES_PASSWORD`` required on an empty
-  data directory), an "initdb" that marks ``PGDATA``; the service port's stand-in answers
-  its TCP check.
+  data directory), an "initdb" that marks ``PGDATA`` and makes its databases (lab/sim/pg.py:
+  ``base/<database>/``, where Authentik's simulator keeps its data); the service port's
+  stand-in answers its TCP check;
+- ``sh``: a task that runs ``/bin/sh -c <script>`` (the backup and restore jobs' tasks) runs
+  that script with the host's ``/bin/sh``: Nomad's interpolation applied, the container's
+  paths in it mapped (a read-write volume mount is the host volume, a read-only one a copy,
+  ``/alloc``/``/local``/``/secrets`` the allocation's and task's directories), no host
+  environment, and the lab's stand-ins of the image's programs the host lacks first on
+  ``PATH`` (``programs``: ``pg_dump``, ``pg_restore`` of lab/sim/pg.py, which reach the
+  PostgreSQL stand-in serving ``PGHOST:PGPORT``). Its exit status is the task's.
 """
 
 import fnmatch
@@ -43,6 +51,11 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+
+try:
+    from lab.sim import pg
+except ImportError:  # pragma: no cover
+    import pg  # type: ignore
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -293,18 +306,26 @@ def runner_for(task, runners):
     return None
 
 
-def interpolate(value, nomad_env):
-    """Nomad's ``${NOMAD_...}`` runtime variables in a task's env/config strings."""
-    return re.sub(r"\$\{(NOMAD_[A-Za-z0-9_]+)\}", lambda m: nomad_env.get(m.group(1), m.group(0)), value)
+def interpolate(value, nomad_env, node_vars=None):
+    """
+    Nomad's runtime interpolation in a task's env/config strings (client/taskenv/env.go
+    ReplaceEnv): ``${NOMAD_...}`` variables and the node's (``${node.unique.name}``,
+    ``${attr.x}``, ``${meta.x}``); anything else is left as it is, as Nomad leaves it.
+    """
+    known = dict(node_vars or {})
+    known.update(nomad_env)
+    return re.sub(r"\$\{([A-Za-z0-9_.\-]+)\}", lambda m: str(known.get(m.group(1), m.group(0))), value)
 
 
 class Paths:
     """Container paths of a task mapped to the lab's directories."""
 
-    def __init__(self, task_dir, alloc_dir, mounts):
+    def __init__(self, task_dir, alloc_dir, mounts, read_only=()):
         self.map = {"/local": os.path.join(task_dir, "local"), "/secrets": os.path.join(task_dir, "secrets"),
                     "/alloc": alloc_dir}
         self.map.update(mounts)
+        self.mounts = dict(mounts)
+        self.read_only = set(read_only)
 
     def host(self, path):
         for dest in sorted(self.map, key=len, reverse=True):
@@ -314,6 +335,14 @@ class Paths:
 
     def translate(self, value):
         return self.host(value) if isinstance(value, str) and value.startswith("/") else value
+
+    def rewrite(self, text):
+        """Every container path in ``text`` (a shell script) that starts with a mapped
+        directory, as the host's path; one pass, so a host path is never mapped again."""
+        dests = sorted(self.map, key=len, reverse=True)
+        pattern = re.compile(r"(?<![\w.\-/~$])(" + "|".join(re.escape(d.rstrip("/")) for d in dests)
+                             + r")(?=/|$|[^\w.\-])")
+        return pattern.sub(lambda m: self.map.get(m.group(1)) or self.map[m.group(1) + "/"], text)
 
 
 class Handle:
@@ -391,8 +420,93 @@ def check(kind, ctx):
         argv = [ctx["config"].get("command") or "caddy"] + list(ctx["config"].get("args") or [])
         if os.path.basename(argv[0]) != "caddy":
             raise RunnerError(f"lab: the caddy runner runs the caddy binary, not {argv[0]!r}")
+    elif kind == "sh":
+        _shell_script(ctx)
     else:
         raise RunnerError(f"lab: unknown task runner {kind!r}")
+
+
+def _shell_script(ctx):
+    """The script of a ``/bin/sh -c <script>`` task, or :class:`RunnerError`."""
+    config = ctx["config"]
+    command = config.get("command") or ""
+    args = list(config.get("args") or [])
+    if os.path.basename(command) != "sh" or len(args) != 2 or args[0] != "-c":
+        raise RunnerError(f"lab: the sh runner runs `/bin/sh -c <script>`, not {shlex.join([command] + args)!r}")
+    return args[1]
+
+
+# What the sh runner gives a container: no host environment (the image's own, the task's), UTC
+# as in an image without TZ, the image's programs from the host, plus the lab's stand-ins for
+# those the host does not have (``programs`` of the runner spec: pg_dump, pg_restore).
+SHELL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+STAND_IN_PROGRAMS = {"pg_dump": "lab.sim.pg", "pg_restore": "lab.sim.pg"}
+
+
+def _start_shell(ctx, log_path):
+    """
+    ``/bin/sh -c <script>`` as the container would run it, on the host: Nomad's runtime
+    interpolation in the script (``${NOMAD_...}``, ``${node...}``), the container's paths in it
+    (``/local``, ``/secrets``, ``/alloc``, volume mount destinations) mapped to the task's and
+    host volumes' directories, the task's environment (paths in values mapped too), and the
+    lab's stand-ins of the image's programs first on ``PATH``. The process's exit status is the
+    task's.
+    """
+    env, task_dir = ctx["env"], ctx["task_dir"]
+    paths = _container_root(ctx["paths"], os.path.join(task_dir, "lab-root"))
+    script = interpolate(_shell_script(ctx), env, ctx.get("node_vars"))
+    script = paths.rewrite(script)
+    for sub in ("data", "logs", "tmp"):  # the shared alloc dir (client/allocdir)
+        os.makedirs(os.path.join(paths.map["/alloc"], sub), exist_ok=True)
+    bin_dir = os.path.join(task_dir, "lab-bin")
+    os.makedirs(bin_dir, exist_ok=True)
+    for program in ctx.get("programs") or ():
+        module = STAND_IN_PROGRAMS.get(program)
+        if module is None:
+            raise RunnerError(f"lab: no stand-in for the program {program!r}")
+        shim = os.path.join(bin_dir, program)
+        with open(shim, "w", encoding="utf-8") as fh:
+            fh.write(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m {module} {program} \"$@\"\n")
+        os.chmod(shim, 0o755)
+    penv = {"PATH": f"{bin_dir}:{SHELL_PATH}", "HOME": task_dir, "TZ": "UTC", "LANG": "C.UTF-8",
+            "PYTHONPATH": REPO, "LAB_PG_SERVERS": json.dumps(ctx.get("pg_servers") or {})}
+    for key, value in (ctx.get("image_env") or {}).items():
+        penv[key] = paths.translate(value)
+    penv.update({k: paths.translate(v) for k, v in env.items()})
+    return _spawn(["/bin/sh", "-c", script], penv, task_dir, log_path, f"sh ({ctx['task']})")
+
+
+def _container_root(paths, root):
+    """
+    The container's file tree for a script run on the host: a read-write volume mount is the
+    host volume itself (what the task writes lands there); a read-only one is a copy of it
+    made at start, under ``root`` (nothing the task does can change the volume); a directory
+    that only holds mount points (``/src`` of ``/src/caddy-data``) is a directory under
+    ``root``, so a script may ``cd`` there (``tar -C /src caddy-data``).
+    """
+    import shutil  # pylint: disable=import-outside-toplevel
+
+    mapped = Paths.__new__(Paths)
+    mapped.map = dict(paths.map)
+    mapped.mounts, mapped.read_only = dict(paths.mounts), set(paths.read_only)
+    if os.path.exists(root):
+        shutil.rmtree(root)
+    for dest, host in paths.mounts.items():
+        os.makedirs(host, exist_ok=True)
+        if dest in paths.read_only:
+            copy = os.path.join(root, dest.strip("/"))
+            shutil.copytree(host, copy, symlinks=True)
+            mapped.map[dest] = copy
+        parent = os.path.dirname(dest.rstrip("/"))
+        while parent not in ("/", "") and parent not in paths.map:
+            mapped.map[parent] = os.path.join(root, parent.strip("/"))
+            os.makedirs(mapped.map[parent], exist_ok=True)
+            parent = os.path.dirname(parent)
+    for dest, host in paths.mounts.items():
+        link = os.path.join(root, dest.strip("/"))
+        if dest not in paths.read_only and os.path.isdir(os.path.dirname(link)) and not os.path.exists(link):
+            os.symlink(host, link)  # reachable from its parent directory too (a relative path)
+    return mapped
 
 
 def authentik_release(image):
@@ -459,17 +573,23 @@ def start(kind, ctx):
             # docker-entrypoint.sh skips its init on a data directory that has PG_VERSION)
             tag = ctx["image"].rsplit(":", 1)[-1]
             user = env.get("POSTGRES_USER") or "postgres"
+            database = env.get("POSTGRES_DB") or user
             with open(os.path.join(pgdata, INITDB), "w", encoding="utf-8") as fh:
                 os.fchmod(fh.fileno(), 0o600)
-                json.dump({"user": user, "db": env.get("POSTGRES_DB") or user,
+                json.dump({"user": user, "db": database,
                            "password_sha256": _sha256(env.get("POSTGRES_PASSWORD"))}, fh)
+            # initdb makes the "postgres" database; the entrypoint creates POSTGRES_DB
+            for name in {"postgres", database}:
+                os.makedirs(pg.database_dir(pgdata, name), exist_ok=True)
             with open(marker, "w", encoding="utf-8") as fh:
                 fh.write((re.match(r"\d+", tag).group(0) if re.match(r"\d+", tag) else "lab") + "\n")
         return Handle(None, None, "postgres stand-in")
+    if kind == "sh":
+        return _start_shell(ctx, log_path)
     raise RunnerError(f"lab: unknown task runner {kind!r}")
 
 
-INITDB = "lab-initdb.json"
+INITDB = pg.INITDB
 
 
 def _sha256(value):

@@ -674,3 +674,44 @@ def test_promote_request_errors(nomad):
     assert (resp.status_code, resp.text.strip()) == (400, "Deployment ID does not match")
     resp = nomad.call("PUT", f"/v1/deployment/promote/{missing}", json={"DeploymentID": missing, "All": True})
     assert (resp.status_code, resp.text.strip()) == (500, "deployment not found")
+
+
+def test_periodic_force_launches_a_child_job(nomad, job_id):
+    """
+    N12. command/agent/job_endpoint.go periodicForceRequest and nomad/periodic_endpoint.go
+    Periodic.Force ("job not found", "can't force launch non-periodic job", the reply's EvalID,
+    EvalCreateIndex and Index); nomad/periodic.go deriveJob: the child job is
+    <id>/periodic-<unix launch time> with ParentID, Name = ID and no Periodic, evaluated with
+    TriggeredBy periodic-job (Server.DispatchJob); its ID, with a "/", is routed by suffix
+    (JobSpecificRequest) when escaped. hecate.backup relies on all of it.
+    """
+    resp = nomad.call("POST", f"/v1/job/{job_id}/periodic/force")
+    assert resp.status_code == 500 and resp.text.strip() == "job not found"
+    assert nomad.register(nomad.job_spec(job_id)).status_code == 200
+    resp = nomad.call("POST", f"/v1/job/{job_id}/periodic/force")
+    assert resp.status_code == 500 and resp.text.strip() == "can't force launch non-periodic job"
+    nomad.call("DELETE", f"/v1/job/{job_id}?purge=true")
+    job = nomad.job_spec(job_id)
+    job.update(Type="batch", Update=None, Periodic={"Enabled": True, "Spec": "0 3 * * *", "SpecType": "cron",
+                                                    "ProhibitOverlap": True, "TimeZone": "UTC"})
+    job["TaskGroups"][0]["Networks"] = None
+    job["TaskGroups"][0]["Tasks"][0]["Config"] = {"image": "busybox:1.36.1", "command": "true"}
+    reg = nomad.register(job)
+    assert reg.status_code == 200 and reg.json()["EvalID"] == "", reg.text
+    before = int(time.time())
+    resp = nomad.call("POST", f"/v1/job/{job_id}/periodic/force")
+    assert resp.status_code == 200, resp.text
+    reply = resp.json()
+    assert {"EvalID", "EvalCreateIndex", "Index"} <= set(reply) and reply["Index"] == reply["EvalCreateIndex"]
+    assert int(resp.headers["X-Nomad-Index"]) == reply["Index"]
+    evaluation = nomad.call("GET", f"/v1/evaluation/{reply['EvalID']}").json()
+    child_id = evaluation["JobID"]
+    try:
+        assert evaluation["TriggeredBy"] == "periodic-job"
+        assert child_id.startswith(f"{job_id}/periodic-") and int(child_id.rsplit("-", 1)[1]) >= before
+        escaped = requests.utils.quote(child_id, safe="")
+        child = nomad.call("GET", f"/v1/job/{escaped}").json()
+        assert child["ParentID"] == job_id and child["Name"] == child_id and child["Periodic"] is None
+        assert nomad.call("GET", f"/v1/job/{escaped}/allocations").status_code == 200
+    finally:
+        nomad.call("DELETE", f"/v1/job/{requests.utils.quote(child_id, safe='')}?purge=true")

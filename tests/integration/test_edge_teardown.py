@@ -32,6 +32,7 @@ import requests
 import hecate_nginx_process
 import hecate_plan
 from lab import topology
+from lab.sim import pg
 from tests import caddy_helpers
 from tests.integration.test_edge_from_zero import EDGE_JOBS, Edge, _vault_read
 from tests.orch_helpers import BOOKKEEPING, clear, job, lock_holder, objects, orch, purge_jobs, steps, writes
@@ -86,8 +87,9 @@ def volume_files(agents_dir):
 
 def authentik_db(agents_dir):
     """Authentik's objects as its database on the hecate_postgres volume holds them: {kind: [obj]}."""
-    (path,) = glob.glob(os.path.join(volumes(agents_dir)["hecate_postgres"], "**", "authentik-sim-*.json"),
-                        recursive=True)
+    # the PostgreSQL stand-in keeps each database's relations under base/<database>/ (lab/sim/pg.py)
+    (path,) = glob.glob(os.path.join(volumes(agents_dir)["hecate_postgres"], "**", "base", "*",
+                                     pg.AUTHENTIK_RELATION), recursive=True)
     with open(path, encoding="utf-8") as fh:
         return {kind: list(table.values()) for kind, table in json.load(fh)["db"].items()}
 

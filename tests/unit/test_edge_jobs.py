@@ -60,7 +60,7 @@ def edge_module(pillar):
     return mod
 
 
-def render(name, pillar):
+def render(name, pillar, context=None):
     """The job file as nomad_job.running renders it (Salt's Jinja, the hecate_edge functions)."""
     mod = edge_module(pillar)
     funcs = {f"hecate_edge.{n}": getattr(mod, n) for n in ("settings", "caddy_bootstrap", "jobs", "secrets")}
@@ -69,8 +69,8 @@ def render(name, pillar):
                  "cachedir": tempfile.mkdtemp(prefix="hecate-render-")})
     with open(os.path.join(REPO, "salt", "hecate", "edge", "jobs", f"{name}.nomad.hcl.j2"), encoding="utf-8") as fh:
         text = fh.read()
-    return salt.utils.templates.render_jinja_tmpl(text, {"opts": opts, "saltenv": "base", "pillar": pillar,
-                                                         "salt": funcs})
+    return salt.utils.templates.render_jinja_tmpl(text, dict(context or {}, opts=opts, saltenv="base", pillar=pillar,
+                                                             salt=funcs))
 
 
 def job(name, pillar=None):
@@ -191,12 +191,59 @@ def test_backup_job_is_periodic_and_keeps_its_retention():
     grp = group(backup, "backup")
     db = task(backup, "backup", "authentik-database")
     assert db["Config"]["image"] == "postgres:16-alpine"  # pg_dump of the server's own major version
-    assert "pg_dump --format=custom" in db["Config"]["args"][1] and "-mtime +30 -delete" in db["Config"]["args"][1]
+    assert 'pg_dump --format=custom --file="/backups/$f.part"' in db["Config"]["args"][1]
     assert 'PGPASSWORD="[[ with secret' in env_template(db)
     files = task(backup, "backup", "files")
     assert {m["Destination"] for m in files["VolumeMounts"]} == {"/backups", "/src/caddy-data", "/src/caddy-config",
                                                                  "/src/nginx"}
     assert grp["Volumes"]["caddy_data"]["ReadOnly"] is True
+    # the poststop task records every archive of the run in Consul KV and applies the retention:
+    # an archive older than retention_days goes with its record
+    record = task(backup, "backup", "record")
+    assert record["Lifecycle"] == {"Hook": "poststop", "Sidecar": False} and record["User"] == "root"
+    script = record["Config"]["args"][1]
+    assert '-X PUT --data-binary "@/alloc/data/record-$target.json" "$kv/$target/$id"' in script
+    assert 'kv="$CONSUL_HTTP_ADDR/v1/kv/hecate/backups/prod"' in script
+    assert "find /backups -maxdepth 1 -name 'authentik-*.dump' -mtime +30" in script
+    assert 'consul -X DELETE "$kv/authentik_database/$id"' in script
+    assert record["Templates"][0]["DestPath"] == "secrets/consul.headers"
+    assert 'X-Consul-Token: [[ with secret "secret/data/hecate/backup" ]]' in record["Templates"][0]["EmbeddedTmpl"]
+    assert "CONSUL_HTTP_TOKEN" not in json.dumps(record)  # the token only in the header file
+    assert record["Config"]["network_mode"] == "host" and record["Env"]["HECATE_NODE"] == "${node.unique.name}"
+    # no HCL interpolation sequence in the scripts: Nomad would read ${...} as a variable
+    for tsk in (db, files, record):
+        assert "${" not in tsk["Config"]["args"][1] and "%{" not in tsk["Config"]["args"][1]
+
+
+def test_backups_need_a_consul_token_for_their_records():
+    pillar = shipped_pillar()
+    del pillar["hecate"]["backup"]["consul_token"]
+    errors = hecate_schema.validate(pillar, "prod")
+    assert any(e.startswith("hecate:backup:consul_token: required when backups are enabled") for e in errors), errors
+    pillar["hecate"]["backup"]["consul_token"] = "a-token-value"
+    errors = hecate_schema.validate(pillar, "prod")
+    assert any(e.startswith("hecate:backup:consul_token: secret given as a") for e in errors), errors
+    assert not any("a-token-value" in e for e in errors)
+    pillar["hecate"]["backup"]["enabled"] = False
+    del pillar["hecate"]["backup"]["consul_token"]
+    assert hecate_schema.validate(pillar, "prod") == []
+
+
+def test_the_restore_job_checks_the_archive_and_restores_with_clean():
+    record = {"id": "20260101T030000Z", "file": "authentik-20260101T030000Z.dump", "sha256": "a" * 64,
+              "node": "edge-1", "volume": "hecate_backups"}
+    restore = js.parse(render("restore", shipped_pillar(), context={"restore": record}))
+    assert restore["ID"] == "hecate-restore" and restore["Type"] == "batch" and restore["Periodic"] is None
+    assert {"LTarget": "${node.unique.name}", "RTarget": "edge-1", "Operand": ""} in restore["Constraints"]
+    grp = group(restore, "restore")
+    assert grp["Volumes"]["backups"] == {**grp["Volumes"]["backups"], "Source": "hecate_backups", "ReadOnly": True}
+    (tsk,) = grp["Tasks"]
+    assert tsk["Config"]["image"] == "postgres:16-alpine"
+    script = tsk["Config"]["args"][1]
+    assert f'echo "{"a" * 64}  $f" | sha256sum -c -' in script
+    assert ('pg_restore --clean --if-exists --single-transaction --no-owner --dbname="$PGDATABASE" "$f"'
+            in script)
+    assert grp["RestartPolicy"]["Attempts"] == 0
 
 
 def test_lab_edge_pillar_is_valid_and_keeps_caddy_on_loopback():

@@ -6,6 +6,7 @@ fields of PUT /v1/agent/service/register), health checks and driver failures.
 
 import http.server
 import json
+import os
 import threading
 import time
 
@@ -592,3 +593,195 @@ def test_auto_promote_needs_a_canary():
     checked = client.post("/v1/validate/job", json={"Job": job}).json
     assert checked["ValidationErrors"] == ["Task group g validation failed: 1 error occurred:\n\t* Auto Promote "
                                            "requires a Canary count greater than zero\n\n"]
+
+
+
+
+# -- periodic jobs and batch runs ---------------------------------------------------------------
+# Sources (hashicorp/nomad): nomad/periodic_endpoint.go Periodic.Force (dispatch-job or
+# submit-job; "job not found", "can't force launch non-periodic job"), nomad/periodic.go
+# ForceEval ("can't force run non-tracked job": Add tracks only IsPeriodicActive jobs), deriveJob
+# and derivedJobID (<id>/periodic-<unix time>, Name = ID, ParentID), Server.DispatchJob
+# (TriggeredBy periodic-job); command/agent/job_endpoint.go JobSpecificRequest (job IDs routed
+# by suffix: a child's ID holds a "/"); client/allocrunner getClientStatus and the poststop hook.
+PERIODIC_JOB = """
+job "%(id)s" {
+  datacenters = ["dc1"]
+  type        = "batch"
+  periodic {
+    crons            = ["0 3 * * *"]
+    prohibit_overlap = true
+  }
+  group "g" {
+    restart {
+      attempts = %(attempts)s
+      delay    = "1s"
+      mode     = "fail"
+    }
+    task "main" {
+      driver = "docker"
+      config {
+        image   = "alpine:3.20"
+        command = "/bin/sh"
+        args    = ["-c", %(main)s]
+      }
+    }
+    task "after" {
+      driver = "docker"
+      lifecycle {
+        hook = "poststop"
+      }
+      config {
+        image   = "alpine:3.20"
+        command = "/bin/sh"
+        args    = ["-c", %(after)s]
+      }
+    }
+  }
+}
+"""
+
+
+def periodic_server(tmp_path, **options):
+    runners = [{"image": "alpine:*", "command": "/bin/sh", "run": "sh"}]
+    sim = nsim.NomadSim(dict({"time_scale": 0.01, "stand_ins": False, "task_runners": runners,
+                              "data_dir": str(tmp_path)}, **options))
+    return sim, Client(sim)
+
+
+def register_periodic(client, job_id="nightly", main="echo main > /alloc/data/order", after="true", attempts=0):
+    hcl = PERIODIC_JOB % {"id": job_id, "main": json.dumps(main), "after": json.dumps(after), "attempts": attempts}
+    job = client.post("/v1/jobs/parse", json={"JobHCL": hcl, "Canonicalize": True}).json
+    reply = client.post(f"/v1/job/{job_id}", json={"Job": job}).json
+    assert reply["EvalID"] == ""  # a periodic job is not evaluated at registration
+    return job
+
+
+def wait_dead(client, job_id, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/job/{job_id}").json
+        if job["Status"] == "dead":
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"{job_id} still {job['Status']}")
+
+
+def test_periodic_force_launches_a_child_job(tmp_path):
+    _, client = periodic_server(tmp_path)
+    register_periodic(client)
+    before = int(time.time())
+    resp = client.post("/v1/job/nightly/periodic/force")
+    assert resp.status_code == 200, resp.text
+    reply = resp.json
+    assert set(reply) == {"EvalID", "EvalCreateIndex", "Index"} and reply["Index"] == reply["EvalCreateIndex"]
+    assert resp.headers["X-Nomad-Index"] == str(reply["Index"])
+    evaluation = client.get(f"/v1/evaluation/{reply['EvalID']}").json
+    child_id = evaluation["JobID"]
+    assert evaluation["TriggeredBy"] == "periodic-job" and evaluation["Type"] == "batch"
+    assert child_id.startswith("nightly/periodic-") and int(child_id.rsplit("-", 1)[1]) >= before
+    child = client.get(f"/v1/job/{child_id}").json  # an ID with "/", routed as Nomad routes it
+    assert child["ParentID"] == "nightly" and child["Name"] == child_id and child["Periodic"] is None
+    job = wait_dead(client, child_id)
+    allocs = client.get(f"/v1/job/{child_id}/allocations").json
+    (alloc,) = allocs
+    assert alloc["ClientStatus"] == "complete" and alloc["ClientDescription"] == "All tasks have completed"
+    main = alloc["TaskStates"]["main"]
+    assert main["State"] == "dead" and main["Failed"] is False
+    assert [e["DisplayMessage"] for e in main["Events"] if e["Type"] == "Terminated"] == ["Exit Code: 0"]
+    assert job["Status"] == "dead"
+    parent = client.get("/v1/job/nightly").json
+    assert parent["Status"] == "running"  # the periodic job itself stays
+    summary = client.get("/v1/job/nightly/summary").json
+    assert summary["Children"] == {"Pending": 0, "Running": 0, "Dead": 1}
+    listed = {j["ID"]: j for j in client.get("/v1/jobs?prefix=nightly").json}
+    assert listed[child_id]["ParentID"] == "nightly" and listed["nightly"]["Periodic"] is True
+
+
+def test_periodic_force_errors_word_for_word(tmp_path):
+    _, client = periodic_server(tmp_path)
+    resp = client.post("/v1/job/missing/periodic/force")
+    assert resp.status_code == 500 and resp.text == "job not found"
+    job = parsed(client, job_id="svc")
+    client.post("/v1/job/svc", json={"Job": job})
+    resp = client.post("/v1/job/svc/periodic/force")
+    assert resp.status_code == 500 and resp.text == "can't force launch non-periodic job"
+    register_periodic(client, "stopped")
+    client.delete("/v1/job/stopped")
+    resp = client.post("/v1/job/stopped/periodic/force")
+    assert resp.status_code == 500
+    assert resp.text == ('force launch for job "stopped" failed: can\'t force run non-tracked job "stopped" '
+                         '(default)')
+
+
+def test_periodic_force_needs_submit_or_dispatch_job(tmp_path):
+    reader = "00000000-0000-4000-8000-000000000001"
+    dispatcher = "00000000-0000-4000-8000-000000000002"
+    acl = {"enabled": True, "tokens": {
+        reader: {"name": "reader", "policies": [{"namespace": {"default": {"policy": "read"}}}]},
+        dispatcher: {"name": "dispatcher", "policies": [{"namespace": {"default": {
+            "capabilities": ["dispatch-job", "read-job", "parse-job"]}}}]},
+        "00000000-0000-4000-8000-000000000003": "management"}}
+    _, client = periodic_server(tmp_path, acl=acl)
+    hcl = PERIODIC_JOB % {"id": "p", "main": '"true"', "after": '"true"', "attempts": 0}
+    headers = {"X-Nomad-Token": "00000000-0000-4000-8000-000000000003"}
+    job = client.post("/v1/jobs/parse", json={"JobHCL": hcl, "Canonicalize": True}, headers=headers).json
+    client.post("/v1/job/p", json={"Job": job}, headers=headers)
+    resp = client.post("/v1/job/p/periodic/force", headers={"X-Nomad-Token": reader})
+    assert resp.status_code == 403 and resp.text == "Permission denied"
+    resp = client.post("/v1/job/p/periodic/force", headers={"X-Nomad-Token": dispatcher})
+    assert resp.status_code == 200, resp.text
+
+
+def test_poststop_runs_after_the_main_task_and_exit_codes_count(tmp_path):
+    _, client = periodic_server(tmp_path)
+    register_periodic(client, "order", main="sleep 0.2; echo main >> /alloc/data/order",
+                      after="echo after >> /alloc/data/order; cat /alloc/data/order > /alloc/data/seen")
+    child = client.get(f"/v1/evaluation/{client.post('/v1/job/order/periodic/force').json['EvalID']}").json["JobID"]
+    wait_dead(client, child)
+    (alloc,) = client.get(f"/v1/job/{child}/allocations").json
+    assert alloc["ClientStatus"] == "complete"
+    with open(os.path.join(str(tmp_path), "allocs", alloc["ID"], "alloc", "data", "seen"), encoding="utf-8") as fh:
+        assert fh.read() == "main\nafter\n"  # the poststop task started once the main task was dead
+
+    # a non-zero exit: restarted per the restart policy, then the task and the allocation fail
+    register_periodic(client, "failing", main="echo broken >&2; exit 3", attempts=1)
+    child = client.get(f"/v1/evaluation/{client.post('/v1/job/failing/periodic/force').json['EvalID']}").json["JobID"]
+    wait_dead(client, child)
+    (alloc,) = client.get(f"/v1/job/{child}/allocations").json
+    assert alloc["ClientStatus"] == "failed"
+    main = alloc["TaskStates"]["main"]
+    assert main["Failed"] is True and main["Restarts"] == 1
+    kinds = [(e["Type"], e["DisplayMessage"]) for e in main["Events"]]
+    assert kinds.count(("Terminated", "Exit Code: 3")) == 2
+    assert ("Restarting", "Task restarting in 1s") in kinds
+    assert kinds[-1][0] == "Not Restarting"
+
+
+def test_the_sh_runner_maps_container_paths_and_interpolates_like_nomad(tmp_path):
+    from lab.sim import nomad_tasks  # pylint: disable=import-outside-toplevel
+
+    host_rw, host_ro = tmp_path / "rw", tmp_path / "ro"
+    host_ro.mkdir()
+    (host_ro / "f").write_text("read-only data")
+    paths = nomad_tasks.Paths(str(tmp_path / "task"), str(tmp_path / "alloc"),
+                              {"/backups": str(host_rw), "/src/ro": str(host_ro)}, read_only={"/src/ro"})
+    script = ('echo "${NOMAD_JOB_ID} ${node.unique.name} $HOME" > /backups/out; tar -cf /backups/t.tar -C /src ro; '
+              'cp /src/ro/f /backups/copy; echo x > /src/ro/f; ls /backups/../ > /dev/null')
+    ctx = {"task": "t", "task_dir": str(tmp_path / "task"), "paths": paths, "config": {
+        "command": "/bin/sh", "args": ["-c", script]}, "env": {"NOMAD_JOB_ID": "j/periodic-1", "HOME": "/local"},
+        "node_vars": {"node.unique.name": "lab-local"}, "image": "alpine:3.20"}
+    nomad_tasks.check("sh", ctx)
+    handle = nomad_tasks.start("sh", ctx)
+    handle.proc.wait(10)
+    assert handle.poll() == 0, handle.exit_message()
+    out = (host_rw / "out").read_text().split()
+    assert out[:2] == ["j/periodic-1", "lab-local"] and out[2] == str(tmp_path / "task" / "local")
+    assert (host_rw / "copy").read_text() == "read-only data"
+    assert (host_ro / "f").read_text() == "read-only data"  # a read-only mount is never written
+    import tarfile  # pylint: disable=import-outside-toplevel
+    with tarfile.open(host_rw / "t.tar") as tar:
+        assert sorted(tar.getnames()) == ["ro", "ro/f"]  # the container's names, not the host's
+    bad = dict(ctx, config={"command": "/bin/bash", "args": ["-lc", "true"]})
+    with pytest.raises(nomad_tasks.RunnerError, match="runs `/bin/sh -c <script>`"):
+        nomad_tasks.check("sh", bad)

@@ -1,5 +1,6 @@
 {#- The edge's periodic backup job (hecate-backup) when hecate:backup:enabled, stopped when it
-    is turned off. Part of orch.hecate's Caddy step (it backs up Caddy's volumes).
+    is turned off. Part of orch.hecate's database step: deployed before Authentik, so that an
+    Authentik upgrade backs the database up with the current job (docs/backups.md).
         salt -G roles:hecate-edge state.apply hecate.edge.backup [test=True] #}
 {%- from "hecate/edge/macros.jinja" import job_running with context %}
 {%- set nomad = salt['hecate_edge.settings']('nomad') %}
