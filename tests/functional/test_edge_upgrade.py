@@ -78,7 +78,9 @@ def edge(tmp_path_factory, nomad, vault_sim, consul_sim):
     # services of their own in the session's Consul; no backup job here
     pillar["hecate"]["authentik"]["service"] = f"hecate-authentik-{tag}"
     pillar["hecate"]["jobs"] = {"postgresql": {"service": f"hecate-postgresql-{tag}"}}
-    pillar["hecate"]["backup"] = {"enabled": False}
+    # the update stanza is what this module tests; the backup an upgrade takes first (and the
+    # refusal to upgrade without one) is tests/integration/test_edge_backups.py's
+    pillar["hecate"]["backup"] = {"enabled": False, "before_upgrade": False}
     addresses = {"nomad": nomad.url, "vault": vault_sim.url, "consul": consul_sim.url}
     runtime = RuntimePillar(str(tmp_path_factory.mktemp("upgrade-pillar")), addresses, pillar)
     runtime.ports, runtime.vault_path = ports, vault_path
