@@ -26,6 +26,7 @@
 validate:
   hecate.validated:
     - env: {{ env }}
+    - run_id: {{ run_id | json }}
 
 # ... and the edge reaches the APIs it will call (Nomad instead of Caddy/Authentik when
 #     hecate deploys them: on a bare edge they do not run yet).
@@ -85,7 +86,7 @@ validate:
 caddy_rollback:
   salt.function:
     - name: caddy.rollback
-    - tgt: {{ salt['hecate.target']('hecate-edge', env=env) | json }}
+    - tgt: {{ salt['hecate.target']('hecate-edge', env=env, run_id=run_id) | json }}
     - tgt_type: compound
     - kwarg: {run_id: {{ run_id | json }}}
     - require:
