@@ -619,9 +619,10 @@ def validate(pillar, env=None):
 # Every hecate SLS starts with ``hecate pillar is valid``, so an orchestration validates the
 # same pillar on the same minion once per step, each time in a new job process (Salt forks one
 # per job): the import of jsonschema, the assembled schema and the checks, ~0.1 s a step.
-# Validation is a function of the pillar, the environment and this code only (no grains, files
-# or network), so a pillar that passed once passes again: the minion remembers the digests of
-# the pillars that passed (not the pillars), next to its other caches, readable by its user only.
+# Validation is a function of the pillar's hecate and bionicgpt trees, the environment and this
+# code only (no grains, files or network), so trees that passed once pass again: the minion
+# remembers the digests of what passed (not the pillar), next to its other caches, readable by
+# its user only.
 VALIDATED_FILE = os.path.join("hecate", "valid-pillars.json")
 VALIDATED_KEEP = 32  # digests remembered (a few environments and runs; the oldest go first)
 _UTILS_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -641,13 +642,18 @@ def _code_fingerprint():
     return _code_digest[0]
 
 
+def _validated_part(pillar):
+    """What the schema and the checks read: the ``hecate`` and ``bionicgpt`` trees."""
+    return {root: pillar[root] for root in STRICT_ROOTS if root in pillar}
+
+
 def pillar_digest(pillar, env):
     """
     The digest :func:`validate_once` remembers for ``pillar`` in ``env`` (with this code), or
     None when the pillar does not serialise canonically (it is then validated every time).
     """
     try:
-        text = json.dumps(pillar, sort_keys=True, separators=(",", ":"), default=repr)
+        text = json.dumps(_validated_part(pillar), sort_keys=True, separators=(",", ":"), default=repr)
     except (TypeError, ValueError):  # keys of mixed types cannot be sorted
         return None
     digest = hashlib.sha256(_code_fingerprint().encode())
@@ -684,17 +690,21 @@ def _remember_validated(path, digest):
 
 def validate_once(pillar, env, cachedir):
     """
-    :func:`validate`, skipped when this same pillar passed in ``env`` with this same code
-    before (on this minion: ``<cachedir>/hecate/valid-pillars.json``). Errors are found
-    afresh every time; only a pass is remembered. Without a ``cachedir``, :func:`validate`.
+    :func:`validate` of the ``hecate`` and ``bionicgpt`` trees of ``pillar`` (all that the
+    schema and the checks read: the run's ``hecate_run`` and other keys are not validated),
+    skipped when these same trees passed in ``env`` with this same code before (on this
+    minion: ``<cachedir>/hecate/valid-pillars.json``), so every orchestration run, whose
+    ``hecate_run`` differs, finds them validated. Errors are found afresh every time; only a
+    pass is remembered. Without a ``cachedir``, validated every time.
     """
-    digest = pillar_digest(pillar, env) if cachedir else None
+    part = _validated_part(pillar)
+    digest = pillar_digest(part, env) if cachedir else None
     if digest is None:
-        return validate(pillar, env)
+        return validate(part, env)
     path = os.path.join(cachedir, VALIDATED_FILE)
     if digest in _read_validated(path):
         return []
-    errors = validate(pillar, env)
+    errors = validate(part, env)
     if not errors:
         _remember_validated(path, digest)
     return errors

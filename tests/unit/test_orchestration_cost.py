@@ -96,6 +96,17 @@ def test_a_pillar_that_passed_is_not_validated_again(tmp_path, counted):
     assert "cybermonkey" not in path.read_text()
 
 
+def test_another_run_of_the_same_pillar_is_not_validated_again(tmp_path, counted):
+    """Only the hecate and bionicgpt trees are validated: each run's hecate_run differs."""
+    for run in ("run-1", "run-2"):
+        pillar = dict(base_pillar(), hecate_run={"id": run, "env": "lab"}, master="x")
+        assert hecate_schema.validate_once(pillar, "lab", str(tmp_path)) == []
+    assert counted == ["lab"]
+    # what is left out is what validate never looked at
+    bad = dict(base_pillar(domain="not a domain"), hecate_run={"id": "r"}, other={"token": "literal"})
+    assert hecate_schema.validate_once(bad, "lab", None) == hecate_schema.validate(bad, "lab") != []
+
+
 def test_another_pillar_env_or_code_is_validated(tmp_path, counted, monkeypatch):
     cache = str(tmp_path)
     hecate_schema.validate_once(base_pillar(), "lab", cache)
@@ -124,7 +135,7 @@ def test_no_cache_dir_or_an_unreadable_cache_validates(tmp_path, counted):
     assert hecate_schema.validate_once(base_pillar(), "lab", str(tmp_path)) == []
     assert len(counted) == 2 and len(json.loads(path.read_text())) == 1
     # a pillar that does not serialise canonically (keys that cannot be sorted) is validated
-    assert hecate_schema.pillar_digest({1: "a", "b": 2}, "lab") is None
+    assert hecate_schema.pillar_digest({"hecate": {1: "a", "b": 2}}, "lab") is None
 
 
 def test_only_the_latest_digests_are_kept(tmp_path, monkeypatch):
