@@ -79,7 +79,9 @@ def validate_env(opts, env, check_refs=False, run_id=None):
         ]
     if errors:
         return [f"pillar render: {err}" for err in errors]
-    found = hecate_schema.validate(compiled, env)
+    # trees that passed on this master before are not checked again (validate_once); the
+    # references are checked every time below (a secret may have gone from Vault since)
+    found = hecate_schema.validate_once(compiled, env, opts.get("cachedir"))
     found += [f"{path}: {msg}" for path, msg in membership_errors(opts, env, compiled)]
     if found or not check_refs:
         return found

@@ -223,6 +223,16 @@ def test_new_run_id_starts_a_run_whose_targets_and_runner_share_the_pillar(compi
     assert compiles == ["lab"]
 
 
+def test_the_master_validates_an_environment_once_but_checks_references_every_time(tmp_path, counted, monkeypatch):
+    refs = []
+    monkeypatch.setattr(hecate_pillar, "compile_for_env", lambda opts, env, run_id=None: (base_pillar(), []))
+    monkeypatch.setattr(hecate_pillar, "membership_errors", lambda opts, env, pillar: [])
+    monkeypatch.setattr(hecate_pillar, "check_references", lambda opts, pillar: refs.append(1) or [])
+    for _ in range(2):
+        assert hecate_pillar.validate_env({"cachedir": str(tmp_path)}, "lab", check_refs=True) == []
+    assert counted == ["lab"] and refs == [1, 1]
+
+
 # -- Salt's own state arguments ----------------------------------------------------------------
 def test_no_sls_passes_a_state_argument_salt_reserves():
     """
