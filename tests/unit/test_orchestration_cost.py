@@ -248,3 +248,47 @@ def test_no_sls_passes_a_state_argument_salt_reserves():
                         if re.match(r"\s*- provider\s*:", line):
                             found.append(f"{os.path.relpath(os.path.join(root, name), REPO)}:{lineno}")
     assert not found, found
+
+
+# -- one mine read per WireGuard state run ------------------------------------------------------
+class FakeMine:
+    """``mine.get`` on the master's mine; counts the requests (each a new channel)."""
+
+    def __init__(self, keys):
+        self.keys, self.calls = dict(keys), []
+
+    def get(self, tgt, fun, tgt_type="glob"):
+        self.calls.append((tgt, tgt_type))
+        if tgt_type == "glob":
+            return {tgt: self.keys[tgt]} if tgt in self.keys else {}
+        assert tgt == "( G@roles:bionicgpt-node and G@hecate_env:lab and ( local* or a or b or c ) ) or L@cloud"
+        return dict(self.keys)  # this minion and its peers
+
+    def send(self, fun, mine_function=None):
+        self.keys["cloud"] = self.public
+
+
+def test_wireguard_states_read_the_mine_once_per_state_run(tmp_path, monkeypatch):
+    import hecate_wireguard_keys  # pylint: disable=import-outside-toplevel
+    from tests.unit.test_wireguard import CLOUD_GRAINS, pillar  # pylint: disable=import-outside-toplevel
+
+    state = load("states", "wireguard")
+    public, _ = hecate_wireguard_keys.ensure_key(str(tmp_path / "wg0.key"))
+    local = hecate_wireguard_keys.public_from_private(hecate_wireguard_keys.new_private_key())
+    mine = FakeMine({"cloud": public, "local": local})
+    mine.public = public
+    context = {}
+    _dunders(monkeypatch, state, pillar=pillar(tmp_path), grains=CLOUD_GRAINS, context=context,
+             opts={"test": True}, salt={"mine.get": mine.get, "mine.send": mine.send})
+    assert state.mine_published("wg0")["comment"] == "the mine has the current public key"
+    ret = state.configured("wg0")
+    diff = ret["changes"]["config"]["diff"]
+    assert ret["result"] is None and f"PublicKey = {local}" in diff and f"PublicKey = {public}" not in diff
+    assert len(mine.calls) == 1
+    # a new key published: read again
+    context.clear()
+    mine.keys["cloud"] = "stale"
+    state.__opts__["test"] = False
+    assert state.mine_published("wg0")["changes"]["mine"] == {"old": "stale", "new": public}
+    assert mine.calls[-1] == ("cloud", "glob") and len(mine.calls) == 3
+    assert not any(isinstance(k, tuple) for k in context)
