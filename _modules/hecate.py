@@ -55,7 +55,11 @@ def new_run_id():
         salt-call hecate.new_run_id
     """
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return f"{now}-{secrets.token_hex(3)}"
+    run_id = f"{now}-{secrets.token_hex(3)}"
+    # the run's steps in this process (targets, validate, lock, unlock, record) share one
+    # compilation of the environment's pillar (hecate_pillar.compile_for_env)
+    hecate_pillar.start_run(run_id)
+    return run_id
 
 
 def validate_pillar():
@@ -72,7 +76,7 @@ def validate_pillar():
     return hecate_schema.validate(dict(__pillar__), __grains__.get("hecate_env"))
 
 
-def target(role=None, env=None):
+def target(role=None, env=None, run_id=None):
     """
     The compound target of the members of ``role`` (``hecate-edge``, ``bionicgpt-node``;
     default both) in an environment: the role and environment grains *and* the minion ids
@@ -85,6 +89,9 @@ def target(role=None, env=None):
         functions run in the master's context), the pillar a minion of that environment
         gets, compiled once per run; an environment whose pillar does not render lists
         nobody (the orchestration's validate step says why).
+    run_id
+        The orchestration run asking (``hecate.new_run_id``): its other steps on the master
+        reuse the pillar compiled here.
 
     CLI Example:
 
@@ -107,7 +114,7 @@ def target(role=None, env=None):
         )
     key = f"hecate.members.{env}"
     if key not in __context__:
-        pillar, errors = hecate_pillar.compile_for_env(__opts__, env)
+        pillar, errors = hecate_pillar.compile_for_env(__opts__, env, run_id=run_id)
         __context__[key] = {} if errors else hecate_members.members(pillar)
     return hecate_members.target(env, __context__[key], role)
 

@@ -88,10 +88,11 @@ def _failed(env, exc, **extra):
     return _finish(ret)
 
 
-def _env_pillar(env):
+def _env_pillar(env, run_id=None):
+    """The environment's pillar; for an orchestration run, as its other steps compiled it."""
     if not env:
         raise salt.exceptions.SaltInvocationError("env is required (e.g. env=prod)")
-    pillar, errors = hecate_pillar.compile_for_env(__opts__, env)
+    pillar, errors = hecate_pillar.compile_for_env(__opts__, env, run_id=run_id)
     if errors:
         raise salt.exceptions.CommandExecutionError(
             f"pillar for environment '{env}' does not render: " + "; ".join(map(str, errors))
@@ -176,7 +177,7 @@ def lock(env=None, run_id=None, wait=None):
         salt-run hecate.lock env=prod run_id=manual-maintenance
     """
     try:
-        pillar = _env_pillar(env)
+        pillar = _env_pillar(env, run_id)
         settings = _orch_settings(pillar)
         holder = f"{_who()} run {run_id or 'manual'}"
         session = hecate_clients.consul(__opts__, pillar, __context__).lock_acquire(
@@ -207,7 +208,7 @@ def unlock(env=None, run_id=None, force=False, leave_others=False):
         salt-run hecate.unlock env=prod force=True
     """
     try:
-        pillar = _env_pillar(env)
+        pillar = _env_pillar(env, run_id)
         client = hecate_clients.consul(__opts__, pillar, __context__)
         info = client.lock_info(_lock_key(env))
         lost = _lost_by(info, run_id)
@@ -272,7 +273,7 @@ def record(env=None, run_id=None, status="deployed", **details):
         salt-run hecate.record env=prod run_id=20261123T120000-abc123
     """
     try:
-        pillar = _env_pillar(env)
+        pillar = _env_pillar(env, run_id)
         if not run_id:
             raise salt.exceptions.SaltInvocationError("run_id is required")
         doc = {

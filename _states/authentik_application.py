@@ -11,7 +11,7 @@ user in any of them gets in (``all`` would demand every group at once).
       authentik_application.present:
         - name: BionicGPT
         - slug: bionicgpt
-        - provider: BionicGPT OAuth2
+        - provider_name: BionicGPT OAuth2
         - launch_url: https://chat.example.com
 """
 
@@ -34,7 +34,7 @@ def __virtual__():
 @hecate_state.guard
 def present(name, slug, provider=None, provider_type="oauth2", launch_url=None,
             description=None, publisher=None, group=None, open_in_new_tab=None,
-            policy_engine_mode="any", icon=None, owner=None):
+            policy_engine_mode="any", icon=None, owner=None, provider_name=None):
     """
     Ensure an application exists with these settings.
 
@@ -43,9 +43,12 @@ def present(name, slug, provider=None, provider_type="oauth2", launch_url=None,
     slug
         The application's key (``^[-a-zA-Z0-9_]+$``), used in URLs such as
         ``/application/o/<slug>/``.
-    provider / provider_type
+    provider_name / provider_type
         The provider's name and kind (``oauth2``, ``proxy`` or ``saml``); unmanaged when
-        omitted.
+        omitted. ``provider`` is the same as ``provider_name`` but costs a reload of every
+        loader module: Salt reads a state argument named ``provider`` as its own global
+        option (the execution module to use instead, ``salt.state.State.load_modules``) and
+        loads all modules afresh before the state runs; write ``provider_name``.
     launch_url / description / publisher / group / open_in_new_tab / icon
         Shown on the user's dashboard (``icon`` a URL); unmanaged when omitted.
     policy_engine_mode
@@ -61,9 +64,15 @@ def present(name, slug, provider=None, provider_type="oauth2", launch_url=None,
           authentik_application.present:
             - name: BionicGPT
             - slug: bionicgpt
-            - provider: BionicGPT OAuth2
+            - provider_name: BionicGPT OAuth2
             - launch_url: https://chat.example.com
     """
+    if provider is not None and provider_name is not None and provider != provider_name:
+        raise salt.exceptions.SaltInvocationError(
+            f"application '{slug}': provider {provider!r} and provider_name {provider_name!r} differ; "
+            "give provider_name only"
+        )
+    provider = provider_name if provider_name is not None else provider
     ret = hecate_state.new(name)
     test = bool(__opts__.get("test"))
     hecate_authentik_client.check_application_slug(slug, f"application '{slug}'")

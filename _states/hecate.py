@@ -30,7 +30,7 @@ def __virtual__():
     return hecate_loader.virtual(__virtualname__, libs=("jsonschema", "consul"))
 
 
-def validated(name, env=None, check_refs=True):
+def validated(name, env=None, check_refs=True, run_id=None):
     """
     Fail unless the pillar passes the hecate schema and checks.
 
@@ -40,7 +40,11 @@ def validated(name, env=None, check_refs=True):
         every Vault reference hecate does not produce itself exists. Minions whose grains
         claim a role in ``env`` but that ``hecate:members`` does not list are named in the
         comment (they are left out; they do not fail the step). Not given (on a minion):
-        check this minion's own pillar for its ``hecate_env`` grain.
+        check this minion's own pillar for its ``hecate_env`` grain; a pillar that passed on
+        this minion before is not checked again (``hecate_schema.validate_once``).
+    run_id
+        With ``env``: the orchestration run (``hecate.new_run_id``), whose steps on the
+        master share one compilation of the environment's pillar.
 
     .. code-block:: yaml
 
@@ -51,11 +55,13 @@ def validated(name, env=None, check_refs=True):
     note = ""
     if env is None:
         env = __grains__.get("hecate_env")
-        errors = hecate_schema.validate(dict(__pillar__), env)
+        # every step of an orchestration includes this state: a pillar that passed on this
+        # minion before is not validated again (hecate_schema.validate_once)
+        errors = hecate_schema.validate_once(dict(__pillar__), env, __opts__.get("cachedir"))
     else:
-        errors = hecate_pillar.validate_env(__opts__, env, check_refs=check_refs)
+        errors = hecate_pillar.validate_env(__opts__, env, check_refs=check_refs, run_id=run_id)
         if not errors:
-            note = _not_members(env)
+            note = _not_members(env, run_id)
     ret = hecate_state.new(name, f"pillar for environment '{env}' is valid{note}")
     if errors:
         ret["result"] = False
@@ -63,9 +69,9 @@ def validated(name, env=None, check_refs=True):
     return ret
 
 
-def _not_members(env):
+def _not_members(env, run_id=None):
     """What the validate step says of minions that claim a role by grains alone (left out)."""
-    pillar, _ = hecate_pillar.compile_for_env(__opts__, env)
+    pillar, _ = hecate_pillar.compile_for_env(__opts__, env, run_id=run_id)
     left_out = hecate_pillar.membership(__opts__, env, pillar)["not_members"]
     if not left_out:
         return ""

@@ -52,6 +52,37 @@ def _mine_get(tgt, tgt_type="glob"):
     return data if isinstance(data, dict) else {}
 
 
+_MINE = "hecate.wireguard.mine"
+# characters that would change the meaning of a compound target around a minion id
+_NOT_IN_ID = frozenset(" ,()")
+
+
+def _mine(conf):
+    """
+    ``{minion: public key}`` of this minion and of the members at the other end of its
+    tunnel, read once per state run (``__context__``): each ``mine.get`` is a request to the
+    master on a new channel (~60 ms, most of it loading the minion's key), and the keys,
+    tunnel and verify states each need it. :func:`hecate_wireguard_config.peers_from_mine`
+    leaves this minion out of the peers. Dropped when this minion publishes a new key.
+    """
+    mid = __grains__["id"]
+    peers = hecate_wireguard_schema.peer_target(conf)
+    key = (_MINE, mid, peers)
+    if key not in __context__:
+        if _NOT_IN_ID & set(mid):
+            data = dict(_mine_get(peers, "compound"))
+            data.update({k: v for k, v in _mine_get(mid).items() if k == mid})
+        else:
+            data = _mine_get(f"( {peers} ) or L@{mid}", "compound")
+        __context__[key] = data
+    return __context__[key]
+
+
+def _forget_mine():
+    for key in [k for k in __context__ if isinstance(k, tuple) and k and k[0] == _MINE]:
+        del __context__[key]
+
+
 @hecate_state.guard
 def key_present(name, force=False):
     """
@@ -103,7 +134,7 @@ def mine_published(name):
     ret = hecate_state.new(name)
     mid = __grains__["id"]
     public = hecate_wireguard_keys.read_public_key(conf["key_file"])
-    current = _mine_get(mid).get(mid)
+    current = _mine(conf).get(mid)
     if public is None:
         if __opts__["test"]:
             return hecate_state.result(
@@ -120,6 +151,7 @@ def mine_published(name):
     if __opts__["test"]:
         return hecate_state.result(ret, changes, True, "would publish the public key to the mine", "")
     __salt__["mine.send"](hecate_wireguard_schema.MINE_KEY, mine_function="wireguard.public_key")
+    _forget_mine()
     for _ in range(20):
         if _mine_get(mid).get(mid) == public:
             break
@@ -151,7 +183,7 @@ def configured(name, netns=None):
     conf = _conf(name, netns)
     ret = hecate_state.new(name)
     test = __opts__["test"]
-    mine = _mine_get(hecate_wireguard_schema.peer_target(conf), "compound")
+    mine = _mine(conf)
     peers, problems = hecate_wireguard_config.peers_from_mine(conf, mine)
     if problems:
         raise salt.exceptions.CommandExecutionError("; ".join(problems))
@@ -251,7 +283,7 @@ def handshake(name, within=None, timeout=None, ping=None, netns=None):
     within = int(within if within is not None else opts["within"])
     timeout = int(timeout if timeout is not None else opts["timeout"])
     do_ping = bool(ping if ping is not None else opts["ping"])
-    mine = _mine_get(hecate_wireguard_schema.peer_target(conf), "compound")
+    mine = _mine(conf)
     peers, problems = hecate_wireguard_config.peers_from_mine(conf, mine)
     peers = [p for p in peers if p.get("address")]
     test = __opts__["test"]

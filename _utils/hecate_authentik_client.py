@@ -96,7 +96,8 @@ KINDS = {
     "stage_captcha": Kind("/stages/captcha/", "captcha stage"),
     "stage_password": Kind("/stages/password/", "password stage"),
     "stage_prompt": Kind("/stages/prompt/stages/", "prompt stage"),
-    "prompt": Kind("/stages/prompt/prompts/", "prompt field"),
+    # listed whole once anyway (names_by_pk: which fields a prompt stage has): look names up there
+    "prompt": Kind("/stages/prompt/prompts/", "prompt field", index=True),
     "stage_user_write": Kind("/stages/user_write/", "user write stage"),
     "stage_user_login": Kind("/stages/user_login/", "user login stage"),
 }

@@ -41,18 +41,15 @@ import uuid
 import requests
 import salt.exceptions
 
-try:
-    import consul
-    import consul.callback
-
-    HAS_CONSUL = True
-except ImportError:  # pragma: no cover - reported by __virtual__ of the modules
-    HAS_CONSUL = False
-
 import hecate_config
 import hecate_http
+import hecate_loader
 import hecate_secrets
 import hecate_vault_client
+
+# imported when the first client is made (hecate_loader.LazyModule)
+consul = hecate_loader.lazy("consul", "consul.callback")
+HAS_CONSUL = hecate_loader.available("consul")  # a missing one is reported by __virtual__ of the modules
 
 log = logging.getLogger(__name__)
 

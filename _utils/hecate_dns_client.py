@@ -25,19 +25,17 @@ import time
 import requests
 import salt.exceptions
 
-try:
-    import hcloud
-    from hcloud.zones import ZoneRecord, ZoneRRSet
-
-    HAS_HCLOUD = True
-except ImportError:  # reported by the modules' __virtual__
-    HAS_HCLOUD = False
-
 import hecate_config
 import hecate_dns_records
 import hecate_http
+import hecate_loader
 import hecate_secrets
 import hecate_vault_client
+
+# imported when the first client talks to the API (hecate_loader.LazyModule: hcloud alone
+# takes longer to import than most steps spend in their states)
+hcloud = hecate_loader.lazy("hcloud", "hcloud.zones")
+HAS_HCLOUD = hecate_loader.available("hcloud")  # a missing one is reported by the modules' __virtual__
 
 SYSTEM = "Hetzner DNS API"
 CONFIG_KEY = "hecate:connections:hetzner_dns"
@@ -182,11 +180,11 @@ class DNSClient:
 
     # -- writes -----------------------------------------------------------------------------------
     def _rrset_ref(self, zone_name, name, rtype):
-        return ZoneRRSet(name=name, type=rtype, zone=self.zone(zone_name))
+        return hcloud.zones.ZoneRRSet(name=name, type=rtype, zone=self.zone(zone_name))
 
     @staticmethod
     def _records(values):
-        return [ZoneRecord(value=v) for v in values]
+        return [hcloud.zones.ZoneRecord(value=v) for v in values]
 
     def create(self, zone_name, name, rtype, ttl, labels, values):
         what = f"create {_label(zone_name, name, rtype)}"

@@ -61,6 +61,50 @@ def import_util(name):
 
 
 
+class LazyModule:
+    """
+    A third-party library imported on first use instead of when the util naming it is
+    imported. Every Salt job runs in a new process that imports the loader modules it
+    uses again (nothing of a job's imports outlives it), and the libraries behind the
+    clients (``hcloud``, ``hvac``, ``consul``, ``jsonschema``) take tens of milliseconds
+    each to import: a step that never makes a DNS client should not pay for ``hcloud``.
+
+    ``lazy("hvac", "hvac.exceptions")`` stands for ``import hvac; import hvac.exceptions``;
+    attribute access (``hvac.Client``, ``hvac.exceptions.Forbidden``) imports them, once.
+    Whether the library is installed is :func:`available` (no import), which is what the
+    loader modules' ``__virtual__`` ask (:func:`virtual`).
+    """
+
+    def __init__(self, name, *submodules):
+        self.__dict__["_lazy_names"] = (name,) + submodules
+        self.__dict__["_lazy_module"] = None
+
+    def __getattr__(self, attr):
+        module = self.__dict__["_lazy_module"]
+        if module is None:
+            for name in self.__dict__["_lazy_names"]:
+                importlib.import_module(name)
+            module = sys.modules[self.__dict__["_lazy_names"][0]]
+            self.__dict__["_lazy_module"] = module
+        return getattr(module, attr)
+
+    def __repr__(self):
+        return f"<hecate_loader.LazyModule {self.__dict__['_lazy_names'][0]}>"
+
+
+def lazy(name, *submodules):
+    """A :class:`LazyModule` for the library ``name`` (and its ``submodules``)."""
+    return LazyModule(name, *submodules)
+
+
+def available(name):
+    """Whether the library ``name`` can be imported, without importing it."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 # pip names of the libraries hecate needs beyond Salt's own dependencies, by import name
 LIBRARIES = {"consul": "py-consul", "cryptography": "cryptography", "hcloud": "hcloud>=2.27", "hvac": "hvac",
              "jsonschema": "jsonschema", "requests": "requests"}
@@ -76,7 +120,7 @@ def virtual(name, libs=(), salt_funcs=None, functions=()):
     them in the same run, after the state modules are loaded; the functions that run them
     name the missing binary instead.
     """
-    absent = [LIBRARIES.get(lib, lib) for lib in libs if importlib.util.find_spec(lib) is None]
+    absent = [LIBRARIES.get(lib, lib) for lib in libs if not available(lib)]
     missing = [f"the {lib} library is not installed" for lib in absent]
     missing += [f"the execution module function {fun} is not available" for fun in functions
                 if salt_funcs is None or fun not in salt_funcs]

@@ -9,17 +9,23 @@ define ``PILLAR_SCHEMA`` (``{"hecate:reverse_proxy:caddy": {...json schema...}}`
 Salt style (``hecate:reverse_proxy:caddy:routes:3:backend``).
 """
 
+import contextlib
 import copy
+import hashlib
+import json
+import os
 import re
-
-try:
-    import jsonschema
-except ImportError:  # the modules that validate say so (hecate_loader.virtual)
-    jsonschema = None
+import tempfile
 
 import hecate_config
 import hecate_loader
 import hecate_secrets
+
+# imported when a pillar is validated (hecate_loader.LazyModule): every state module imports
+# this module for its definitions, and most state runs find their pillar validated already
+# (hecate_validated); a missing library is reported by the modules that validate
+# (hecate_loader.virtual)
+jsonschema = hecate_loader.lazy("jsonschema", "jsonschema.exceptions")
 
 # Util modules that extend the schema; each later system adds itself here.
 SYSTEM_MODULES = (
@@ -607,3 +613,98 @@ def validate(pillar, env=None):
         if check:
             found.extend(check(pillar, env))
     return sorted({f"{path}: {msg}" for path, msg in found})
+
+
+# -- validated once per pillar ---------------------------------------------------------------
+# Every hecate SLS starts with ``hecate pillar is valid``, so an orchestration validates the
+# same pillar on the same minion once per step, each time in a new job process (Salt forks one
+# per job): the import of jsonschema, the assembled schema and the checks, ~0.1 s a step.
+# Validation is a function of the pillar's hecate and bionicgpt trees, the environment and this
+# code only (no grains, files or network), so trees that passed once pass again: the minion
+# remembers the digests of what passed (not the pillar), next to its other caches, readable by
+# its user only.
+VALIDATED_FILE = os.path.join("hecate", "valid-pillars.json")
+VALIDATED_KEEP = 32  # digests remembered (a few environments and runs; the oldest go first)
+_UTILS_DIR = os.path.dirname(os.path.abspath(__file__))
+_code_digest = []  # this process's digest of the utils' code (computed once)
+
+
+def _code_fingerprint():
+    """sha256 of the source of every util beside this one: the schema and all its checks."""
+    if not _code_digest:
+        digest = hashlib.sha256()
+        for name in sorted(os.listdir(_UTILS_DIR)):
+            if name.endswith(".py"):
+                digest.update(name.encode())
+                with open(os.path.join(_UTILS_DIR, name), "rb") as fh:
+                    digest.update(hashlib.sha256(fh.read()).digest())
+        _code_digest.append(digest.hexdigest())
+    return _code_digest[0]
+
+
+def _validated_part(pillar):
+    """What the schema and the checks read: the ``hecate`` and ``bionicgpt`` trees."""
+    return {root: pillar[root] for root in STRICT_ROOTS if root in pillar}
+
+
+def pillar_digest(pillar, env):
+    """
+    The digest :func:`validate_once` remembers for ``pillar`` in ``env`` (with this code), or
+    None when the pillar does not serialise canonically (it is then validated every time).
+    """
+    try:
+        text = json.dumps(_validated_part(pillar), sort_keys=True, separators=(",", ":"), default=repr)
+    except (TypeError, ValueError):  # keys of mixed types cannot be sorted
+        return None
+    digest = hashlib.sha256(_code_fingerprint().encode())
+    digest.update(b"\0" + str(env).encode() + b"\0" + text.encode())
+    return digest.hexdigest()
+
+
+def _read_validated(path):
+    try:
+        with open(path, encoding="utf-8") as fh:
+            known = json.load(fh)
+    except (OSError, ValueError):
+        return []
+    return [d for d in known if isinstance(d, str)] if isinstance(known, list) else []
+
+
+def _remember_validated(path, digest):
+    """Add ``digest`` to the file (atomic replace, mode 0600); a failure only costs a re-check."""
+    known = [d for d in _read_validated(path) if d != digest][-(VALIDATED_KEEP - 1):] + [digest]
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".valid-pillars.")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(known, fh)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except OSError:
+        pass
+
+
+def validate_once(pillar, env, cachedir):
+    """
+    :func:`validate` of the ``hecate`` and ``bionicgpt`` trees of ``pillar`` (all that the
+    schema and the checks read: the run's ``hecate_run`` and other keys are not validated),
+    skipped when these same trees passed in ``env`` with this same code before (on this
+    minion: ``<cachedir>/hecate/valid-pillars.json``), so every orchestration run, whose
+    ``hecate_run`` differs, finds them validated. Errors are found afresh every time; only a
+    pass is remembered. Without a ``cachedir``, validated every time.
+    """
+    part = _validated_part(pillar)
+    digest = pillar_digest(part, env) if cachedir else None
+    if digest is None:
+        return validate(part, env)
+    path = os.path.join(cachedir, VALIDATED_FILE)
+    if digest in _read_validated(path):
+        return []
+    errors = validate(part, env)
+    if not errors:
+        _remember_validated(path, digest)
+    return errors

@@ -11,17 +11,14 @@ value.
 import requests
 import salt.exceptions
 
-try:
-    import hvac
-    import hvac.exceptions
-
-    HAS_HVAC = True
-except ImportError:  # pragma: no cover - reported by __virtual__ of the modules
-    HAS_HVAC = False
-
 import hecate_config
 import hecate_http
+import hecate_loader
 import hecate_secrets
+
+# imported when the first client is made (hecate_loader.LazyModule: most steps make none)
+hvac = hecate_loader.lazy("hvac", "hvac.exceptions")
+HAS_HVAC = hecate_loader.available("hvac")  # a missing one is reported by __virtual__ of the modules
 
 
 class CASConflict(salt.exceptions.CommandExecutionError):

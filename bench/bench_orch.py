@@ -1,13 +1,19 @@
 """
 A converged ``orch.bionicgpt`` re-run vs the same orchestration made of no-op states
-(Salt's own floor): what hecate itself costs per run. Prints figures; asserts nothing.
+(Salt's own floor): what hecate itself costs per run; and its ``test=True`` preview vs the
+converged run. Prints figures; asserts nothing.
 
-    python -m bench orch                 # 3 converged runs of each, interleaved
+    python -m bench orch                 # 3 runs of each, interleaved
     python -m bench.bench_orch --runs 5 --keep /tmp/orch-lab
 
-1. Starts the lab (``lab.cli.Lab``: simulators, real Caddy, a salt-master and the cloud/local
-   minions) in a temporary directory; the master gets one more file root, holding the no-op
-   orchestration, so nothing of it lives under salt/ or orch/ (where it would ship).
+1. Starts the lab (``lab.cli.Lab``, as the test suite's fast lab: simulators, real Caddy, the
+   Authentik simulator, a salt-master and the cloud/local minions) in a temporary directory;
+   the master gets one more file root, holding the no-op orchestration, so nothing of it
+   lives under salt/ or orch/ (where it would ship). The lab's Salt processes may write
+   Python's bytecode caches, as a minion does in production, whatever
+   ``PYTHONDONTWRITEBYTECODE`` says here: without them every job of a minion compiles
+   hecate's modules from source again (Salt's own come precompiled with its package), a
+   cost of this machine's setting, not of hecate.
 2. Runs ``orch.bionicgpt pillar='{"env": "lab"}'`` until a run changes nothing (a first
    deployment, then a converged run).
 3. Builds the no-op twin from the orchestration Salt compiled (``state.orch_show_sls``): the
@@ -19,14 +25,20 @@ A converged ``orch.bionicgpt`` re-run vs the same orchestration made of no-op st
    - the runner steps (lock, record, unlock) calling the runner ``test.arg`` with the same
      arguments, the ``salt.function`` step (caddy.rollback) calling ``test.arg`` on the
      same target, and the master-side ``hecate.validated`` being ``test.succeed_without_changes``.
-4. Times ``--runs`` converged runs of each, alternating (hecate, no-op, hecate, ...) so that
-   load from other processes on the machine hits both alike; medians are shown.
+4. Times ``--runs`` runs of each: converged, no-op, ``test=True``, converged, no-op, ...
+   so that load from other processes on the machine hits all alike; medians are shown,
+   and the ratios pair by pair (each converged run against the no-op run that follows it,
+   each ``test=True`` run against the converged run before it), whose median holds when
+   the machine's speed drifts.
 
 Figures: the wall time of ``salt-run state.orch`` (the operator's view, including salt-run's
-own start-up), the orchestration's span (first step start to last step end), and per step the
-duration Salt reports for it, hecate vs no-op; for hecate's steps also the time the states
-themselves took on the minions (from the job cache: the rest of a step is Salt publishing the
-job, the minion compiling pillar, loading modules, rendering the SLS and returning).
+own start-up), the orchestration's span (first step start to last step end), the CPU time of
+the Salt processes (salt-run, the master and the minions with every process they forked: on a
+shared machine it drifts less than wall time), and per step the duration Salt reports for it,
+hecate vs no-op vs ``test=True``; for hecate's steps also the time the states themselves took
+on the minions (from the job cache: the rest of a step is Salt publishing the job, the minion
+compiling pillar, loading modules, rendering the SLS and returning). Last, the two ratios of
+issue #19: converged / no-op twin (target <= 1.2) and ``test=True`` / converged (<= 1.0).
 """
 
 import argparse
@@ -35,6 +47,7 @@ import datetime
 import io
 import json
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -72,14 +85,21 @@ class BenchLab(lab_cli.Lab):
             data["file_roots"].setdefault("base", []).append(self.extra_root)
         lab_cli.Lab._write_conf(conf_dir, name, data)
 
-    def orch_sls(self, sls):
-        """``salt-run state.orch <sls>``: (return, wall seconds)."""
-        args = ["state.orch", sls, json_pillar(), "--out=json"]
+    def orch_sls(self, sls, test=False):
+        """
+        ``salt-run state.orch <sls> [test=True]``: (return, wall seconds, CPU seconds of
+        salt-run, the salt-master and the minions with every process they forked).
+        """
+        args = ["state.orch", sls, json_pillar(), "--out=json"] + (["test=True"] if test else [])
+        salt_pids = [pid for name, pid in (self.load_state() or {}).get("pids", {}).items()
+                     if name.startswith("salt-")]
+        cpu_before = common.tree_cpu(salt_pids) + _children_cpu()
         started = time.monotonic()
         out = self.salt_run(args, check=False)
         elapsed = time.monotonic() - started
+        cpu = common.tree_cpu(salt_pids) + _children_cpu() - cpu_before
         try:
-            return json.loads(out.stdout), elapsed
+            return json.loads(out.stdout), elapsed, cpu
         except ValueError as exc:
             raise RuntimeError(f"state.orch {sls} printed no JSON: {out.stdout[-2000:]} {out.stderr[-2000:]}") from exc
 
@@ -100,6 +120,12 @@ class BenchLab(lab_cli.Lab):
             self._returners = salt.loader.returners(opts, {})  # pylint: disable=attribute-defined-outside-init
         found = self._returners["local_cache.get_jid"](jid) or {}
         return {minion: data.get("return") for minion, data in found.items()}
+
+
+def _children_cpu():
+    """CPU seconds of this process's reaped children (salt-run)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def json_pillar():
@@ -217,23 +243,24 @@ def med(values):
     return statistics.median(values) if values else None
 
 
-def report(hecate_runs, noop_runs, counts):
+def report(hecate_runs, noop_runs, counts, test_runs=()):
     def fmt(value):
         return "     -" if value is None else f"{value:6.2f}"
 
-    print(f"  converged runs: {len(hecate_runs)} of each (medians)")
-    print(f"    {'step':<22} {'hecate s':>8} {'no-op s':>8} {'diff s':>7}  "
+    print(f"  runs: {len(hecate_runs)} converged, {len(noop_runs)} no-op, {len(test_runs)} test=True (medians)")
+    print(f"    {'step':<22} {'hecate s':>8} {'no-op s':>8} {'diff s':>7} {'test s':>7}  "
           f"{'states/minion':>14} {'in hecate states s':>19}")
     ids = list(steps(hecate_runs[0][0]))
     for sid in ids:
-        h = med([steps(d)[sid].get("duration", 0) / 1000 for d, _ in hecate_runs])
-        n = med([steps(d).get(sid, {}).get("duration", 0) / 1000 for d, _ in noop_runs])
+        h = med([steps(d)[sid].get("duration", 0) / 1000 for d, *_ in hecate_runs])
+        n = med([steps(d).get(sid, {}).get("duration", 0) / 1000 for d, *_ in noop_runs])
+        t = med([steps(d).get(sid, {}).get("duration", 0) / 1000 for d, *_ in test_runs])
         ran = steps(hecate_runs[0][0])[sid].get("__state_ran__", True)
         per_minion = counts.get(sid, {})
         nstates = "/".join(str(per_minion[m][0]) for m in sorted(per_minion)) if per_minion else ""
         own = "/".join(f"{per_minion[m][1]:.2f}" for m in sorted(per_minion)) if per_minion else ""
         note = "" if ran is not False else "  (not run: onfail/onchanges)"
-        print(f"    {sid:<22} {fmt(h):>8} {fmt(n):>8} {fmt(h - n):>7}  {nstates:>14} {own:>19}{note}")
+        print(f"    {sid:<22} {fmt(h):>8} {fmt(n):>8} {fmt(h - n):>7} {fmt(t):>7}  {nstates:>14} {own:>19}{note}")
     if counts:
         minions = "/".join(sorted({m for c in counts.values() for m in c}))
         print(f"    ('states/minion' and 'in hecate states' are per minion, {minions}, from the job cache of "
@@ -243,12 +270,40 @@ def report(hecate_runs, noop_runs, counts):
         return sum(r.get("duration", 0) for r in steps(data).values()) / 1000
 
     for title, func in (("sum of step durations", step_sum), ("orchestration span", span)):
-        h, n = med([func(d) for d, _ in hecate_runs]), med([func(d) for d, _ in noop_runs])
-        print(f"    {title:<22} {h:8.2f} {n:8.2f} {h - n:7.2f}")
-    h, n = med([w for _, w in hecate_runs]), med([w for _, w in noop_runs])
-    print(f"    {'salt-run wall time':<22} {h:8.2f} {n:8.2f} {h - n:7.2f}   <- hecate's own cost per converged run: "
-          f"{h - n:.1f} s ({(h - n) / h * 100:.0f}% of the run)")
-    return {"hecate_wall": h, "noop_wall": n}
+        h, n = med([func(d) for d, *_ in hecate_runs]), med([func(d) for d, *_ in noop_runs])
+        t = med([func(d) for d, *_ in test_runs])
+        print(f"    {title:<22} {h:8.2f} {n:8.2f} {h - n:7.2f} {fmt(t):>7}")
+    h, n, t = (med([r[1] for r in runs]) for runs in (hecate_runs, noop_runs, test_runs))
+    print(f"    {'salt-run wall time':<22} {h:8.2f} {n:8.2f} {h - n:7.2f} {fmt(t):>7}   <- hecate's own cost per "
+          f"converged run: {h - n:.1f} s ({(h - n) / h * 100:.0f}% of the run)")
+    hc, nc, tc = (med([r[2] for r in runs]) for runs in (hecate_runs, noop_runs, test_runs))
+    print(f"    {'CPU s (Salt processes)':<22} {hc:8.2f} {nc:8.2f} {hc - nc:7.2f} {fmt(tc):>7}   <- salt-run, the "
+          "master and the minions with all they forked")
+    figures = {"hecate_wall": h, "noop_wall": n, "test_wall": t, "hecate_cpu": hc, "noop_cpu": nc, "test_cpu": tc}
+    figures.update(ratios(hecate_runs, noop_runs, test_runs))
+    for key, title, target in (("converged_vs_noop", "converged / no-op twin", "issue #19 target <= 1.2x"),
+                               ("test_vs_converged", "test=True / converged ", "target <= 1.0x")):
+        if figures[key] is None:
+            continue
+        print(f"  {title}: {figures[key]:.2f}x wall (pair by pair: {figures[key + '_pairs']}; {target}), "
+              f"{figures[key + '_cpu']:.2f}x CPU (pair by pair: {figures[key + '_cpu_pairs']})")
+    return figures
+
+
+def ratios(hecate_runs, noop_runs, test_runs=()):
+    """
+    Median ratios of wall times (``<key>``) and of CPU times (``<key>_cpu``), pair by pair:
+    converged run i / no-op run i (run next to each other), ``test=True`` run i / converged
+    run i; and the pairs, rounded, as text (``<key>_pairs``, ``<key>_cpu_pairs``).
+    """
+    out = {}
+    for key, num, den in (("converged_vs_noop", hecate_runs, noop_runs),
+                          ("test_vs_converged", test_runs, hecate_runs)):
+        for suffix, index in (("", 1), ("_cpu", 2)):
+            pairs = [a[index] / b[index] for a, b in zip(num, den) if b[index]]
+            out[key + suffix] = statistics.median(pairs) if pairs else None
+            out[f"{key}{suffix}_pairs"] = " ".join(f"{p:.2f}" for p in pairs)
+    return out
 
 
 # -- main --------------------------------------------------------------------------------------------
@@ -270,24 +325,26 @@ def run(argv):
     noop_root = os.path.join(tmp, "noop-root")
     os.makedirs(noop_root)
     lab = BenchLab(workdir, noop_root)
+    # the lab's processes inherit this environment: let them cache bytecode (module docstring)
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     started = time.monotonic()
     try:
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
-            rc = lab.up(run_orch=False)
+            rc = lab.up(run_orch=False, fast=True)
         if rc:
             raise RuntimeError(f"the lab did not start (see {workdir}/logs): {out.getvalue()[-2000:]}")
         print(f"  lab up in {time.monotonic() - started:.1f} s")
         converged = None
         for attempt in range(1, args.max_converge + 1):
-            data, wall = lab.orch_sls(ORCH)
+            data, wall, cpu = lab.orch_sls(ORCH)
             bad, changed = failures(data), hecate_plan.rows(data)
             print(f"  run {attempt}: {wall:.1f} s, {len(changed)} objects changed"
                   + (f", FAILED: {'; '.join(bad)}" if bad else ""))
             if bad:
                 raise RuntimeError(f"{ORCH} failed in the lab: {'; '.join(bad)}")
             if not changed:
-                converged = (data, wall)
+                converged = (data, wall, cpu)
                 break
         if converged is None:
             raise RuntimeError(f"{ORCH} did not converge in {args.max_converge} runs")
@@ -295,25 +352,30 @@ def run(argv):
         write_files(noop_root, noop_twin(lab.show_sls(ORCH), counts))
         # the master lists file roots through a cache (fileserver_list_cache_time)
         lab.salt_run(["fileserver.clear_file_list_cache"], check=False)
-        hecate_runs, noop_runs = [converged], []
+        hecate_runs, noop_runs, test_runs = [converged], [], []
         while len(noop_runs) < args.runs:
-            data, wall = lab.orch_sls(f"{NOOP_DIR}.orch")
+            data, wall, cpu = lab.orch_sls(f"{NOOP_DIR}.orch")
             bad = failures(data)
             if bad or any(r.get("changes") for r in steps(data).values()
                           if r["_key"].endswith("_|-state")):
                 raise RuntimeError(f"the no-op orchestration did not run clean: {bad or 'changes'}")
-            noop_runs.append((data, wall))
+            noop_runs.append((data, wall, cpu))
+            data, wall, cpu = lab.orch_sls(ORCH, test=True)
+            if failures(data) or hecate_plan.rows(data):
+                raise RuntimeError(f"a test=True {ORCH} run of a converged lab predicted changes or failed: "
+                                   f"{failures(data)}")
+            test_runs.append((data, wall, cpu))
             if len(hecate_runs) < args.runs:
-                data, wall = lab.orch_sls(ORCH)
+                data, wall, cpu = lab.orch_sls(ORCH)
                 if failures(data) or hecate_plan.rows(data):
                     raise RuntimeError(f"a converged {ORCH} run changed something or failed: {failures(data)}")
-                hecate_runs.append((data, wall))
+                hecate_runs.append((data, wall, cpu))
         # same number of steps and the same ones ran (the recovery steps did not)
         ran, ran_noop = ran_steps(hecate_runs[-1][0]), ran_steps(noop_runs[-1][0])
         if ran != ran_noop:
             print(f"  NOTE: steps that ran differ: hecate only {sorted(ran - ran_noop)}, "
                   f"no-op only {sorted(ran_noop - ran)}")
-        figures = report(hecate_runs, noop_runs, state_counts(lab, hecate_runs[-1][0]))
+        figures = report(hecate_runs, noop_runs, state_counts(lab, hecate_runs[-1][0]), test_runs)
         print(f"  bench total {time.monotonic() - started:.0f} s")
         return figures
     finally:

@@ -47,6 +47,7 @@
 validate:
   hecate.validated:
     - env: {{ env }}
+    - run_id: {{ run_id | json }}
 
 # ... and every node reaches the APIs it will call, with its credentials.
 {{ state_step('preflight', env, run, None, ['hecate.preflight'], ['hecate: validate']) }}
@@ -115,7 +116,7 @@ validate:
 caddy_rollback:
   salt.function:
     - name: caddy.rollback
-    - tgt: {{ salt['hecate.target']('hecate-edge', env=env) | json }}
+    - tgt: {{ salt['hecate.target']('hecate-edge', env=env, run_id=run_id) | json }}
     - tgt_type: compound
     - kwarg: {run_id: {{ run_id | json }}, only_failed: true}
     - require:

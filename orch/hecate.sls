@@ -53,6 +53,7 @@
 validate:
   hecate.validated:
     - env: {{ env }}
+    - run_id: {{ run_id | json }}
 
 # ... and the edge reaches the APIs it will call (Nomad instead of Caddy/Authentik when
 #     hecate deploys them: on a bare edge they do not run yet).
@@ -115,7 +116,7 @@ validate:
 caddy_rollback:
   salt.function:
     - name: caddy.rollback
-    - tgt: {{ salt['hecate.target']('hecate-edge', env=env) | json }}
+    - tgt: {{ salt['hecate.target']('hecate-edge', env=env, run_id=run_id) | json }}
     - tgt_type: compound
     - kwarg: {run_id: {{ run_id | json }}, only_failed: true}
     - require:

@@ -87,7 +87,9 @@ authentik application:
     - name: {{ app['name'] | yaml_dquote }}
     - slug: {{ app['slug'] | yaml_dquote }}
 {%- if provider %}
-    - provider: {{ provider['name'] | yaml_dquote }}
+    {#- not "provider": Salt takes a state argument of that name for its own (a module swap,
+        reloading every module before the state) #}
+    - provider_name: {{ provider['name'] | yaml_dquote }}
 {%- endif %}
 {%- if app.get('launch_url') %}
     - launch_url: {{ app['launch_url'] | yaml_dquote }}

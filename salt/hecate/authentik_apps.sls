@@ -54,7 +54,7 @@ authentik app {{ name }}:
   authentik_application.present:
     - name: {{ app.get('name', name) | yaml_dquote }}
     - slug: {{ slug | yaml_dquote }}
-    - provider: {{ mark | yaml_dquote }}
+    - provider_name: {{ mark | yaml_dquote }}
     - provider_type: {{ kind }}
     - owner: {{ mark | yaml_dquote }}
     - policy_engine_mode: any

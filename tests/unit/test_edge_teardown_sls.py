@@ -46,7 +46,7 @@ def render(path, pillar, jobs=None, opts_test=False):
 
     funcs = {f"hecate_edge.{n}": getattr(mod, n) for n in ("settings", "jobs", "secrets")}
     funcs.update({"nomad.job": nomad_job, "hecate.new_run_id": lambda: "20260101T000000Z-abcdef",
-                  "hecate.target": lambda role, env=None: f"G@roles:{role} and G@hecate_env:{env}",
+                  "hecate.target": lambda role, env=None, run_id=None: f"G@roles:{role} and G@hecate_env:{env}",
                   "hecate.several": lambda role, env=None: False})  # one edge, one node
     opts = salt.config.minion_config(None)
     opts.update({"file_client": "local", "file_roots": {"base": [os.path.join(REPO, "salt")]},

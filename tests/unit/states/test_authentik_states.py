@@ -90,6 +90,15 @@ def test_application_gets_its_provider(ak, opts):
     assert ak.get("application", "bionicgpt")["provider"] == provider["pk"]
 
 
+def test_application_provider_name_is_the_provider(ak, opts):
+    """provider_name: Salt takes a state argument named provider for its own (a module swap)."""
+    provider = ak.add("provider_oauth2", name="BionicGPT OAuth2")
+    converges(application.present, opts, ak, name="BionicGPT", slug="bionicgpt", provider_name="BionicGPT OAuth2")
+    assert ak.get("application", "bionicgpt")["provider"] == provider["pk"]
+    ret = application.present(name="BionicGPT", slug="bionicgpt", provider="a", provider_name="b")
+    assert ret["result"] is False and "provider 'a' and provider_name 'b' differ" in ret["comment"]
+
+
 def test_application_preview_names_a_provider_that_a_later_state_creates(ak, opts):
     opts["test"] = True
     ret = application.present(name="BionicGPT", slug="bionicgpt", provider="not yet there")
