@@ -9,7 +9,9 @@ Consul simulator: one server agent (node ``lab-consul``, datacenter ``dc1``) wit
 - agent services and checks: register (strict JSON decoding, ``replace-existing-checks``),
   deregister, TTL check updates, and HTTP/TCP checks that are *run for real* against their
   targets by a background thread, so health reflects what is actually listening;
-- health (``/v1/health/service/<name>[?passing]``) and catalog endpoints;
+- health (``/v1/health/service/<name>[?passing]``) and catalog endpoints, with other nodes
+  registered through ``/v1/catalog/register`` (their checks keep the status registered:
+  Consul runs only an agent's own checks) and removed by ``/v1/catalog/deregister``;
 - blocking queries (``?index=&wait=``) with ``X-Consul-Index``/``X-Consul-KnownLeader``;
 - ACLs (optional): tokens sent as ``X-Consul-Token``, ``Authorization: Bearer`` or
   ``?token=``, each with Consul's rule kinds (``key``, ``service``, ``node``, ``session``,
@@ -173,6 +175,30 @@ SERVICE_DEFINITION = {
     "tagged_addresses": ("map", {"Address": "string", "Port": "int"}),
 }
 CHECK_UPDATE = {"Status": "string", "Output": "string"}
+# PUT /v1/catalog/register: structs.RegisterRequest (agent/structs/structs.go) with its
+# structs.NodeService and structs.HealthCheck (api-docs/catalog "Register Entity")
+CATALOG_SERVICE = {
+    "Kind": "string", "ID": "string", "Service": "string", "Tags": ("list", "string"),
+    "Address": "string", "TaggedAddresses": ("map", {"Address": "string", "Port": "int"}),
+    "Meta": ("map", "string"), "Port": "int", "SocketPath": "string",
+    "Weights": {"Passing": "int", "Warning": "int"}, "EnableTagOverride": "bool",
+    "Locality": {"Region": "string", "Zone": "string"}, "Proxy": "any", "Connect": "any",
+}
+HEALTH_CHECK = {
+    "Node": "string", "CheckID": "string", "Name": "string", "Status": "string", "Notes": "string",
+    "Output": "string", "ServiceID": "string", "ServiceName": "string", "ServiceTags": ("list", "string"),
+    "Type": "string", "Interval": "string", "Timeout": "string", "ExposedPort": "int",
+    "Definition": "any",
+}
+CATALOG_REGISTER = {
+    "ID": "string", "Node": "string", "Address": "string", "Datacenter": "string",
+    "TaggedAddresses": ("map", "string"), "NodeMeta": ("map", "string"),
+    "Service": CATALOG_SERVICE, "Check": HEALTH_CHECK, "Checks": ("list", HEALTH_CHECK),
+    "SkipNodeUpdate": "bool", "Token": "string",
+}
+CATALOG_DEREGISTER = {"Node": "string", "Datacenter": "string", "ServiceID": "string",
+                      "CheckID": "string", "Token": "string"}
+CHECK_STATUSES = ("passing", "warning", "critical")
 GO_TYPES = {"string": "string", "int": "int", "uint": "uint64", "bool": "bool",
             "duration": "time.Duration"}
 
@@ -359,6 +385,9 @@ class ConsulSim(Simulator):
         self.lock_delay = {}  # key -> monotonic deadline
         self.sessions = {}  # id -> session dict (+ "_expires")
         self.services = {}  # id -> service dict
+        # nodes registered through /v1/catalog/register (other agents' nodes, external
+        # services): name -> {"node": node dict, "services": {id: svc}, "checks": {id: chk}}
+        self.remote = {}
         self.checks = {}  # check id -> check dict (+ "_def", "_next", "_running", ...)
         self.node_index = (5, 5)
         self.consul_service_index = (11, 11)
@@ -390,6 +419,8 @@ class ConsulSim(Simulator):
             Rule("/v1/catalog/services", endpoint="catalog_services", methods=["GET"]),
             Rule("/v1/catalog/service/<path:name>", endpoint="catalog_service", methods=["GET"]),
             Rule("/v1/catalog/nodes", endpoint="catalog_nodes", methods=["GET"]),
+            Rule("/v1/catalog/register", endpoint="catalog_register", methods=["PUT"]),
+            Rule("/v1/catalog/deregister", endpoint="catalog_deregister", methods=["PUT"]),
             Rule("/v1/status/leader", endpoint="status_leader", methods=["GET"]),
             Rule("/v1/acl/token/self", endpoint="acl_token_self", methods=["GET"]),
         ]
@@ -1225,10 +1256,25 @@ class ConsulSim(Simulator):
                 out.append((svc, [c for c in self.checks.values() if c["ServiceID"] == sid]))
         return out
 
+    def _remote_instances(self, name):
+        """[(node dict, service dict, [checks])] on the catalog-registered nodes: a node's own
+        checks (ServiceID "") count for each of its services, as Consul's health endpoint
+        lists them; such a node has no agent, hence no serfHealth check."""
+        out = []
+        for _, rec in sorted(self.remote.items()):
+            node_checks = [c for _, c in sorted(rec["checks"].items()) if not c["ServiceID"]]
+            for sid, svc in sorted(rec["services"].items()):
+                if svc["Service"] == name:
+                    own = [c for _, c in sorted(rec["checks"].items()) if c["ServiceID"] == sid]
+                    out.append((rec["node"], svc, node_checks + own))
+        return out
+
     def _service_index(self, name):
         idx = 0
         for svc, checks in self._instances(name):
             idx = max([idx, svc["ModifyIndex"]] + [c["ModifyIndex"] for c in checks])
+        for node, svc, checks in self._remote_instances(name):
+            idx = max([idx, node["ModifyIndex"], svc["ModifyIndex"]] + [c["ModifyIndex"] for c in checks])
         return idx or max(self.table_index["services"], self.table_index["checks"])
 
     def _health_service_out(self, svc):
@@ -1272,6 +1318,15 @@ class ConsulSim(Simulator):
                 continue
             result.append({"Node": self._node_out(), "Service": self._health_service_out(svc),
                            "Checks": all_checks})
+        for node, svc, checks in self._remote_instances(name):
+            if not (authz.allowed("node", node["Node"], "read") and authz.allowed("service", name, "read")):
+                continue
+            if tags and not all(t in svc["Tags"] for t in tags):
+                continue
+            out_checks = [self._check_out(c) for c in checks]
+            if passing and any(c["Status"] != "passing" for c in out_checks):
+                continue
+            result.append({"Node": dict(node), "Service": self._health_service_out(svc), "Checks": out_checks})
         return self._json(result, self._service_index(name))
 
     def on_health_checks(self, request, name):
@@ -1283,10 +1338,13 @@ class ConsulSim(Simulator):
             return err
         out = [self._check_out(c) for svc, checks in self._instances(name) for c in checks
                if self._instance_readable(authz, svc)]
+        out += [self._check_out(c) for node, svc, checks in self._remote_instances(name) for c in checks
+                if c["ServiceID"] == svc["ID"] and authz.allowed("service", name, "read")]
         return self._json(out, self._service_index(name))
 
     def _catalog_index(self):
         return max([self.consul_service_index[1]] + [s["ModifyIndex"] for s in self.services.values()]
+                   + [s["ModifyIndex"] for r in self.remote.values() for s in r["services"].values()]
                    + [self.table_index["services"]])
 
     def on_catalog_services(self, request):
@@ -1304,6 +1362,12 @@ class ConsulSim(Simulator):
             for tag in svc["Tags"]:
                 if tag not in tags:
                     tags.append(tag)
+        for rec in self.remote.values():
+            for svc in rec["services"].values():
+                if not authz.allowed("service", svc["Service"], "read"):
+                    continue
+                tags = out.setdefault(svc["Service"], [])
+                tags.extend(t for t in svc["Tags"] if t not in tags)
         return self._json(out, self._catalog_index())
 
     def on_catalog_service(self, request, name):
@@ -1329,6 +1393,20 @@ class ConsulSim(Simulator):
                 "ServicePort": svc["Port"], "ServiceEnableTagOverride": svc["EnableTagOverride"],
                 "CreateIndex": svc["CreateIndex"], "ModifyIndex": svc["ModifyIndex"],
             })
+        for rnode, svc, _ in self._remote_instances(name):
+            if not (authz.allowed("node", rnode["Node"], "read") and authz.allowed("service", name, "read")):
+                continue
+            out.append({
+                "ID": rnode["ID"], "Node": rnode["Node"], "Address": rnode["Address"],
+                "Datacenter": self.dc, "TaggedAddresses": rnode["TaggedAddresses"],
+                "NodeMeta": rnode["Meta"], "ServiceKind": svc["Kind"],
+                "ServiceID": svc["ID"], "ServiceName": svc["Service"],
+                "ServiceTags": list(svc["Tags"]), "ServiceAddress": svc["Address"],
+                "ServiceTaggedAddresses": svc["TaggedAddresses"],
+                "ServiceWeights": dict(svc["Weights"]), "ServiceMeta": dict(svc["Meta"]),
+                "ServicePort": svc["Port"], "ServiceEnableTagOverride": svc["EnableTagOverride"],
+                "CreateIndex": svc["CreateIndex"], "ModifyIndex": svc["ModifyIndex"],
+            })
         return self._json(out, self._service_index(name))
 
     def on_catalog_nodes(self, request):
@@ -1336,7 +1414,162 @@ class ConsulSim(Simulator):
         if denied:
             return denied
         nodes = [self._node_out()] if authz.allowed("node", self.node, "read") else []
-        return self._json(nodes, self.node_index[1])
+        nodes += [dict(r["node"]) for _, r in sorted(self.remote.items())
+                  if authz.allowed("node", r["node"]["Node"], "read")]
+        return self._json(nodes, max([self.node_index[1]] + [r["node"]["ModifyIndex"] for r in self.remote.values()]))
+
+    # -- catalog register/deregister (agent/consul/catalog_endpoint.go Register, Deregister) ----
+    def on_catalog_register(self, request):
+        """
+        PUT /v1/catalog/register: a node (another agent's, or an external one) with a service
+        and checks, as Catalog.Register takes it: node and address required (unless
+        SkipNodeUpdate), the service ID defaults to its name, a check's CheckID to its Name and
+        its Node to the request's, a check without status is critical; ACLs as
+        vetRegisterWithACL (node:write for a new or changed node and node-level checks,
+        service:write for the service). Checks registered here are never run: their status is
+        what the registration says (Consul runs only an agent's own checks). Errors of the RPC
+        answer 500 with its text, as agent/http.go does.
+        """
+        try:
+            args = self._decode_json(request, CATALOG_REGISTER, "RegisterRequest")
+        except DecodeError as exc:
+            return self.err(400, f"Request decode failed: {exc}")
+        if args.get("Datacenter") not in (None, "", self.dc):
+            return self.err(500, "No path to datacenter")
+        node = args.get("Node") or ""
+        if not node:
+            return self.err(500, "Must provide node")
+        if node == self.node:
+            return self.err(400, f"lab simulator: node {node} is the agent's own; register through "
+                                 "/v1/agent/service/register")
+        if not args.get("Address") and not args.get("SkipNodeUpdate"):
+            return self.err(500, "Must provide address if SkipNodeUpdate is not set")
+        if args.get("ID"):
+            try:
+                uuid.UUID(args["ID"])
+            except ValueError:
+                return self.err(500, "Bad node ID: uuid string is wrong length")
+        authz, denied = self._resolve(request)
+        if denied:
+            return denied
+        svc = args.get("Service")
+        if svc is not None:
+            if not svc.get("ID") and svc.get("Service"):
+                svc["ID"] = svc["Service"]
+            if svc.get("ID") and not svc.get("Service"):
+                return self.err(500, "Must provide service name (Service.Service) when service ID is provided")
+            if (svc.get("Address") or "") in ("0.0.0.0", "::", "[::]"):
+                return self.err(500, "Invalid service address")
+            if not authz.allowed("service", svc["Service"], "write"):
+                return self.err(403, authz.denied("service", svc["Service"], "write"))
+        checks = ([args["Check"]] if args.get("Check") else []) + [c for c in args.get("Checks") or [] if c]
+        rec = self.remote.get(node)
+        changes_node = rec is None or args.get("Address") not in (None, "", rec["node"]["Address"])
+        if changes_node and not authz.allowed("node", node, "write"):
+            return self.err(403, authz.denied("node", node, "write"))
+        known = set((rec or {}).get("services", {})) | ({svc["ID"]} if svc else set())
+        for chk in checks:
+            chk["Node"] = chk.get("Node") or node
+            chk["CheckID"] = chk.get("CheckID") or chk.get("Name") or ""
+            if chk["Node"].lower() != node.lower():
+                return self.err(500, f"Node '{chk['Node']}' for check '{chk['CheckID']}' doesn't match "
+                                     f"register request node '{node}'")
+            if not chk.get("ServiceID"):
+                if not authz.allowed("node", node, "write"):
+                    return self.err(403, authz.denied("node", node, "write"))
+            elif chk["ServiceID"] not in known:
+                return self.err(500, f"Unknown service ID '{chk['ServiceID']}' for check ID '{chk['CheckID']}'")
+            if chk.get("Status") and chk["Status"] not in CHECK_STATUSES:
+                return self.err(500, f"Invalid check status '{chk['Status']}'")
+        self._catalog_apply(node, args, svc, checks)
+        return self.json(True)
+
+    def _catalog_apply(self, node, args, svc, checks):
+        idx = self._bump("services", "checks")
+        rec = self.remote.setdefault(node, {"node": None, "services": {}, "checks": {}})
+        prev = rec["node"]
+        if prev is None or not args.get("SkipNodeUpdate"):
+            tagged = args.get("TaggedAddresses") or {}
+            rec["node"] = {
+                "ID": args.get("ID") or (prev or {}).get("ID") or "",
+                "Node": node,
+                "Address": args.get("Address") or (prev or {}).get("Address") or "",
+                "Datacenter": self.dc,
+                "TaggedAddresses": dict(tagged) if tagged else None,
+                "Meta": dict(args.get("NodeMeta") or {}),
+                "CreateIndex": prev["CreateIndex"] if prev else idx,
+                "ModifyIndex": idx,
+            }
+        if svc is not None:
+            old = rec["services"].get(svc["ID"])
+            rec["services"][svc["ID"]] = {
+                "ID": svc["ID"], "Service": svc["Service"], "Kind": svc.get("Kind") or "",
+                "Tags": list(svc.get("Tags") or []), "Address": svc.get("Address") or "",
+                "TaggedAddresses": svc.get("TaggedAddresses"), "Meta": dict(svc.get("Meta") or {}),
+                "Port": int(svc.get("Port") or 0),
+                "Weights": dict(svc.get("Weights") or {"Passing": 1, "Warning": 1}),
+                "EnableTagOverride": bool(svc.get("EnableTagOverride")),
+                "CreateIndex": old["CreateIndex"] if old else idx, "ModifyIndex": idx,
+            }
+        for chk in checks:
+            old = rec["checks"].get(chk["CheckID"])
+            owner = rec["services"].get(chk.get("ServiceID") or "")
+            rec["checks"][chk["CheckID"]] = {
+                "Node": node, "CheckID": chk["CheckID"], "Name": chk.get("Name") or "",
+                "Status": chk.get("Status") or "critical", "Notes": chk.get("Notes") or "",
+                "Output": chk.get("Output") or "", "ServiceID": chk.get("ServiceID") or "",
+                "ServiceName": owner["Service"] if owner else "",
+                "ServiceTags": list(owner["Tags"]) if owner else [],
+                "Type": chk.get("Type") or "", "Interval": chk.get("Interval") or "",
+                "Timeout": chk.get("Timeout") or "", "ExposedPort": 0,
+                "Definition": chk.get("Definition") or {},
+                "CreateIndex": old["CreateIndex"] if old else idx, "ModifyIndex": idx,
+            }
+
+    def on_catalog_deregister(self, request):
+        """
+        PUT /v1/catalog/deregister {Node, ServiceID | CheckID}: a service with its checks, one
+        check, or (neither given) the node with everything on it; ACLs as vetDeregisterWithACL.
+        A name the node does not have is no error (the raft apply deletes nothing).
+        """
+        try:
+            args = self._decode_json(request, CATALOG_DEREGISTER, "DeregisterRequest")
+        except DecodeError as exc:
+            return self.err(400, f"Request decode failed: {exc}")
+        node = args.get("Node") or ""
+        if not node:
+            return self.err(500, "Must provide node")
+        authz, denied = self._resolve(request)
+        if denied:
+            return denied
+        rec = self.remote.get(node)
+        sid, cid = args.get("ServiceID") or "", args.get("CheckID") or ""
+        if not authz.allowed("node", node, "write"):
+            if sid:
+                svc = (rec or {}).get("services", {}).get(sid)
+                if svc is None:
+                    return self.err(500, f"Unknown service ID '{sid}'")
+                if not authz.allowed("service", svc["Service"], "write"):
+                    return self.err(403, authz.denied("service", svc["Service"], "write"))
+            elif cid:
+                chk = (rec or {}).get("checks", {}).get(cid)
+                if chk is None:
+                    return self.err(500, f"Unknown check ID '{cid}'")
+                kind, name = ("service", chk["ServiceName"]) if chk["ServiceID"] else ("node", node)
+                if not authz.allowed(kind, name, "write"):
+                    return self.err(403, authz.denied(kind, name, "write"))
+            else:
+                return self.err(403, authz.denied("node", node, "write"))
+        if rec is not None:
+            self._bump("services", "checks")
+            if sid:
+                rec["services"].pop(sid, None)
+                rec["checks"] = {k: c for k, c in rec["checks"].items() if c["ServiceID"] != sid}
+            elif cid:
+                rec["checks"].pop(cid, None)
+            else:
+                del self.remote[node]
+        return self.json(True)
 
     def _instance_readable(self, authz, svc):
         return authz.allowed("node", self.node, "read") and authz.allowed("service", svc["Service"], "read")

@@ -100,3 +100,63 @@ def test_apply_then_drop_applies_and_sends_nothing():
     assert sim.kv["x"]["Value"] == b"v"
     assert sim.log[-1]["dropped"] is True and sim.log[-1]["status"] == 200
     assert put(client, "x", cas=0).json is False  # sent again: the false conflict hecate avoids
+
+
+# -- other nodes through the catalog (agent/consul/catalog_endpoint.go Register/Deregister,
+#    agent/health_endpoint.go HealthServiceNodes) -----------------------------------------
+def register(client, node, status="passing", headers=None, **extra):
+    body = {"Node": node, "Address": "192.0.2.9",
+            "Service": {"Service": "hecate-caddy", "Port": 443, "Tags": ["hecate"]},
+            "Check": {"Name": "caddy tcp", "ServiceID": "hecate-caddy", "Status": status}}
+    body.update(extra)
+    return client.put("/v1/catalog/register", json=body, headers=headers or {})
+
+
+def test_catalog_registered_nodes_answer_the_health_endpoint_as_consul_does():
+    client = make()
+    assert register(client, "edge-1").json is True
+    assert register(client, "edge-2", status="critical").json is True
+    every = client.get("/v1/health/service/hecate-caddy").json
+    assert [(e["Node"]["Node"], [c["Status"] for c in e["Checks"]]) for e in every] == [
+        ("edge-1", ["passing"]), ("edge-2", ["critical"])]
+    assert every[0]["Service"]["ID"] == "hecate-caddy" and every[0]["Checks"][0]["CheckID"] == "caddy tcp"
+    passing = client.get("/v1/health/service/hecate-caddy?passing").json
+    assert [e["Node"]["Node"] for e in passing] == ["edge-1"]
+    assert "hecate-caddy" in client.get("/v1/catalog/services").json
+    assert {n["Node"] for n in client.get("/v1/catalog/nodes").json} == {"lab-consul", "edge-1", "edge-2"}
+    # a node-level check counts for every service of the node; no status means critical
+    register(client, "edge-1", Service=None, Check={"Name": "node alive"})
+    assert client.get("/v1/health/service/hecate-caddy?passing").json == []
+    # deregistering the service takes its checks; the node's go with the node
+    assert client.put("/v1/catalog/deregister", json={"Node": "edge-2", "ServiceID": "hecate-caddy"}).json is True
+    assert [e["Node"]["Node"] for e in client.get("/v1/health/service/hecate-caddy").json] == ["edge-1"]
+    assert client.put("/v1/catalog/deregister", json={"Node": "edge-1"}).json is True
+    assert client.get("/v1/health/service/hecate-caddy").json == []
+
+
+def test_catalog_register_refuses_what_consul_refuses():
+    client = make()
+    resp = client.put("/v1/catalog/register", json={"Address": "192.0.2.9"})
+    assert (resp.status_code, resp.text) == (500, "Must provide node")
+    resp = client.put("/v1/catalog/register", json={"Node": "edge-1"})
+    assert (resp.status_code, resp.text) == (500, "Must provide address if SkipNodeUpdate is not set")
+    resp = register(client, "edge-1", Check={"Name": "x", "ServiceID": "nope"})
+    assert (resp.status_code, resp.text) == (500, "Unknown service ID 'nope' for check ID 'x'")
+    resp = register(client, "edge-1", Check={"Name": "x", "Node": "edge-9", "ServiceID": "hecate-caddy"})
+    assert resp.status_code == 500 and "doesn't match register request node 'edge-1'" in resp.text
+    resp = client.put("/v1/catalog/register", json={"Node": "edge-1", "Address": "a", "Bogus": 1})
+    assert resp.status_code == 400 and resp.text.startswith("Request decode failed")
+    assert client.get("/v1/catalog/nodes").json[-1]["Node"] == "lab-consul"  # nothing registered
+
+
+def test_catalog_register_needs_node_and_service_write():
+    client = make(acl={"enabled": True, "default_policy": "deny", "tokens": {
+        "svc": {"name": "svc", "rules": {"service_prefix": {"": "write"}}},
+        "all": {"name": "all", "rules": {"service_prefix": {"": "write"}, "node_prefix": {"": "write"}}},
+        "reader": "read"}})
+    resp = register(client, "edge-1", headers={"X-Consul-Token": "svc"})
+    assert resp.status_code == 403 and "node:write" in resp.text
+    assert register(client, "edge-1", headers={"X-Consul-Token": "all"}).json is True
+    # the read token sees the node; the anonymous token (deny) sees nothing
+    assert len(client.get("/v1/health/service/hecate-caddy", headers={"X-Consul-Token": "reader"}).json) == 1
+    assert client.get("/v1/health/service/hecate-caddy").json == []
