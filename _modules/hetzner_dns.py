@@ -23,6 +23,7 @@ import salt.exceptions
 import hecate_clients
 import hecate_consul_routes
 import hecate_dns_client
+import hecate_dns_edges
 import hecate_dns_records
 import hecate_loader
 
@@ -108,7 +109,8 @@ def desired():
     """
     if not hecate_dns_records.enabled(__pillar__):
         return {"zones": {}, "notes": ["hecate:dns is not configured (or enabled: false)"]}
-    wanted, notes = hecate_dns_records.desired(__pillar__, __grains__, _env(), discovered=_found(_discovery()))
+    wanted, notes = hecate_dns_records.desired(__pillar__, __grains__, _env(), discovered=_found(_discovery()),
+                                               edge_health=hecate_dns_edges.read(__pillar__, __salt__))
     zones = {
         zone: [{"name": hecate_dns_records.fqdn(d.name, zone), "type": d.type, "ttl": d.ttl,
                 "values": list(d.values), "source": d.sources[0]} for _, d in sorted(recs.items())]
@@ -134,7 +136,8 @@ def drift():
         return {"in_sync": True, "changes": {}, "conflicts": [], "notes": ["hecate:dns is not configured"]}
     env = _env()
     discovery = _discovery()
-    wanted, notes = hecate_dns_records.desired(__pillar__, __grains__, env, discovered=_found(discovery))
+    wanted, notes = hecate_dns_records.desired(__pillar__, __grains__, env, discovered=_found(discovery),
+                                               edge_health=hecate_dns_edges.read(__pillar__, __salt__))
     rrsets = hecate_consul_routes.memo(hecate_clients.dns(__opts__, __pillar__, __context__, __salt__).rrsets)
     if _found(discovery):
         wanted, left_out = hecate_consul_routes.dns_without_clashes(wanted, rrsets, env, discovery.sources())
@@ -210,7 +213,10 @@ def resolution(domain=None):
     For every route domain (those taken from Consul included): what the zone's authoritative
     data (read from the API, not the local resolver) answers for A and AAAA, the edge's
     addresses, and whether the answer is exactly the edge (``points_at_edge``). Domains in
-    none of the managed zones are listed with ``zone: null``.
+    none of the managed zones are listed with ``zone: null``. With ``hecate:dns:edges``,
+    ``edge`` holds the addresses of the edges whose Caddy is healthy in Consul and
+    ``edges`` says which edges those are (``in_records``) and which are left out and why
+    (``left_out``; none when no edge is healthy: ``all_down``, every address kept).
 
     domain
         Only this domain (answered even when no route has it: ``source`` then says so).
@@ -225,7 +231,9 @@ def resolution(domain=None):
     if not hecate_dns_records.enabled(__pillar__):
         return {}
     dns = hecate_dns_records.dns_settings(__pillar__)
-    v4, v6, origin = hecate_dns_records.edge_addresses(dns, __grains__)
+    v4, v6, origin, selection = hecate_dns_records.route_addresses(
+        __pillar__, dns, __grains__, hecate_dns_edges.read(__pillar__, __salt__))
+    edges = hecate_dns_edges.summary(selection)
     edge = {"A": sorted(hecate_dns_records.normalise("A", a, None) for a in v4),
             "AAAA": sorted(hecate_dns_records.normalise("AAAA", a, None) for a in v6)}
     zones = _zone_names()
@@ -239,6 +247,8 @@ def resolution(domain=None):
     for name, source in domains:
         zone = hecate_dns_records.zone_of(name, zones)
         entry = {"zone": zone, "source": source, "edge": edge, "edge_from": origin}
+        if edges is not None:
+            entry["edges"] = edges
         if zone is None:
             entry.update(points_at_edge=None, note="in none of hecate:dns:zones: not managed by hecate")
             out[name] = entry

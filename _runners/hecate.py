@@ -491,7 +491,8 @@ def status(env=None):
     role by their grains without being listed (``not_members``), as ``hecate.validate``;
     when ``hecate:dns`` is set, per route domain what its zone's RRSets say (read
     from the Hetzner API on the edge, not from a resolver) and whether that is the edge's
-    addresses; and per route domain the certificate each edge serves (``certificates``: a
+    addresses (with ``hecate:dns:edges``: ``dns:edges`` says which edges' addresses the route
+    records carry and which are left out as unhealthy in Consul); and per route domain the certificate each edge serves (``certificates``: a
     TLS handshake with the domain as SNI on the edge's Caddy listeners, ``caddy.certificates``):
     issuer, not-after, days left; when hecate deploys the edge's own jobs (``edge_jobs``,
     from ``hecate_edge.job_status`` on an edge), each job's version (image tags, Nomad job
@@ -568,7 +569,23 @@ def _dns_status(env, pillar):
         for domain, entry in got.items():
             domains.setdefault(domain, dict(entry, minion=minion))
     ok = not errors and all(e.get("points_at_edge") is not False for e in domains.values())
-    return {"ok": ok, "domains": domains, "errors": errors}
+    out = {"ok": ok, "domains": domains, "errors": errors}
+    edges = next((e["edges"] for e in domains.values() if e.get("edges")), None)
+    if edges:  # hecate:dns:edges: which edges' addresses the route records carry
+        out["edges"] = dict(edges, text=_edges_text(edges))
+    return out
+
+
+def _edges_text(edges):
+    """``hetzner_dns.resolution``'s ``edges`` in one line: in the records, left out and why."""
+    text = f"route records carry the edges {', '.join(edges.get('in_records') or []) or '(none)'}"
+    if edges.get("all_down"):
+        return text + (f" although no edge's Caddy is healthy in Consul (service '{edges.get('service')}'): "
+                       "every address is kept")
+    left = edges.get("left_out") or {}
+    if left:
+        text += "; left out as unhealthy: " + "; ".join(f"{mid} ({why})" for mid, why in sorted(left.items()))
+    return text
 
 
 def _certificates(env, pillar):
@@ -842,9 +859,11 @@ def _route_dns(env, pillar, domain):
             values = {t: (entry.get(t) or {}).get("values") for t in ("A", "AAAA")}
             ok = bool(entry.get("points_at_edge"))
             text = ", ".join(f"{t} {' '.join(v) or '(none)'}" for t, v in values.items())
-            return row("dns", ok, f"zone {entry['zone']} answers {text}" + (" (the edge)" if ok else
-                       f"; the edge is A {' '.join(entry['edge']['A'])} AAAA {' '.join(entry['edge']['AAAA'])}"),
-                       minion=minion, **entry)
+            text = f"zone {entry['zone']} answers {text}" + (" (the edge)" if ok else
+                    f"; the edge is A {' '.join(entry['edge']['A'])} AAAA {' '.join(entry['edge']['AAAA'])}")
+            if entry.get("edges"):
+                text += "; " + _edges_text(entry["edges"])
+            return row("dns", ok, text, minion=minion, **entry)
     errors = [f"{m}: {g}" for m, g in sorted(answers.items())] or ["no edge answered"]
     return row("dns", False, "hetzner_dns.resolution failed: " + "; ".join(errors))
 

@@ -36,6 +36,7 @@ the state.
 import hecate_clients
 import hecate_consul_routes
 import hecate_dns_client
+import hecate_dns_edges
 import hecate_dns_records
 import hecate_loader
 import hecate_state
@@ -85,6 +86,9 @@ def managed(name, zones=None, phase="all"):
     With ``hecate:reverse_proxy:caddy:consul_routes`` the domains of the routes taken from
     Consul get records too (read through ``hecate_consul.catalog_services`` and
     ``hecate_consul.service_health``, once per state run and once per orchestration run).
+    With ``hecate:dns:edges`` the route records carry the addresses of the edges whose Caddy
+    passes its Consul checks (``hecate_consul.service_health``); the comment names every edge
+    left out and why, and says so when no edge is healthy (then every address is kept).
 
     .. code-block:: yaml
 
@@ -99,7 +103,8 @@ def managed(name, zones=None, phase="all"):
     env = hecate_dns_records.environment(__pillar__, __grains__)
     discovery = hecate_consul_routes.for_states(__pillar__, __salt__, __opts__, __context__)
     found = discovery.dns_domains() if discovery is not None else ()
-    wanted, notes = hecate_dns_records.desired(__pillar__, __grains__, env, discovered=found)
+    health = hecate_dns_edges.read(__pillar__, __salt__)
+    wanted, notes = hecate_dns_records.desired(__pillar__, __grains__, env, discovered=found, edge_health=health)
     rrsets = hecate_consul_routes.memo(hecate_clients.dns(__opts__, __pillar__, __context__, __salt__).rrsets)
     if found:
         wanted, left_out = hecate_consul_routes.dns_without_clashes(wanted, rrsets, env, discovery.sources())

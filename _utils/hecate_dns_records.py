@@ -26,6 +26,7 @@ import re
 import salt.exceptions
 
 import hecate_config
+import hecate_dns_edges
 
 OWNER_LABEL = ("managed-by", "hecate")
 ENV_LABEL = "hecate-env"
@@ -143,6 +144,44 @@ def edge_addresses(dns, grains):
             "addresses); list the edge's public addresses in pillar",
         )])
     return found[4], found[6], f"grains of minion '{grains.get('id', '?')}'"
+
+
+def _edges_errors(dns):
+    """Problems of ``hecate:dns:edges``: an edge without address, an invalid one, both forms set."""
+    errors = []
+    edges = hecate_dns_edges.listed(dns)
+    if edges and ((dns.get("edge") or {}).get("ipv4") or (dns.get("edge") or {}).get("ipv6")):
+        errors.append((hecate_dns_edges.PATH, "set either hecate:dns:edge (one edge, no health filtering) or "
+                                              "hecate:dns:edges (addresses per edge minion id), not both"))
+    for mid, spec in sorted(edges.items()):
+        if not spec["ipv4"] and not spec["ipv6"]:
+            errors.append((f"{hecate_dns_edges.PATH}:{mid}", "lists no address (ipv4 or ipv6)"))
+        for rtype, key in (("A", "ipv4"), ("AAAA", "ipv6")):
+            for idx, addr in enumerate(spec[key]):
+                try:
+                    normalise(rtype, addr, None)
+                except ValueError:
+                    errors.append((f"{hecate_dns_edges.PATH}:{mid}:{key}:{idx}",
+                                   f"{addr!r} is not an IPv{key[-1]} address"))
+    return errors
+
+
+def route_addresses(pillar, dns, grains, edge_health=None):
+    """
+    ``(ipv4, ipv6, origin, selection)``: the addresses the route records point at. With
+    ``hecate:dns:edges``, those of the edges whose Caddy is healthy in ``edge_health``
+    (:func:`hecate_dns_edges.read`; every edge's when none is, or when ``edge_health`` is None:
+    validation), ``selection`` saying which (:class:`hecate_dns_edges.Selection`); otherwise
+    :func:`edge_addresses` and ``selection`` None.
+    """
+    edges = hecate_dns_edges.listed(dns)
+    if not edges:
+        return (*edge_addresses(dns, grains), None)
+    if edge_health is None:
+        sel = hecate_dns_edges.select(edges, {mid: [] for mid in edges}, hecate_dns_edges.service_name(pillar))
+        return sel.ipv4, sel.ipv6, f"pillar {hecate_dns_edges.PATH}", None
+    sel = hecate_dns_edges.select(edges, edge_health, hecate_dns_edges.service_name(pillar))
+    return sel.ipv4, sel.ipv6, f"pillar {hecate_dns_edges.PATH} (edges with a healthy Caddy)", sel
 
 
 def zone_of(domain, zone_names):
@@ -276,13 +315,14 @@ def _caa_values(caa):
     return values
 
 
-def desired(pillar, grains, env, discovered=(), check_only=False):
+def desired(pillar, grains, env, discovered=(), check_only=False, edge_health=None):
     """
     ``(records, notes)``: ``records`` is ``{zone: {(name, type): Desired}}`` (every
     managed zone present, possibly empty), ``notes`` what was left out and why (route
-    domains outside the managed zones). Raises :class:`DNSDataError` listing every
-    problem. ``grains`` None (validation on the master) uses placeholder addresses when
-    pillar has none.
+    domains outside the managed zones, edges left out of the route records as unhealthy).
+    Raises :class:`DNSDataError` listing every problem. ``grains`` None (validation on the
+    master) uses placeholder addresses when pillar has none. ``edge_health``: the health of
+    the edges' Caddy (:func:`hecate_dns_edges.read`) that ``hecate:dns:edges`` is filtered by.
     """
     dns = dns_settings(pillar) or {}
     zones = {}
@@ -304,12 +344,20 @@ def desired(pillar, grains, env, discovered=(), check_only=False):
 
     if dns.get("routes", True) is not False:
         domains = route_domains(pillar, discovered)
+        edges_errors = _edges_errors(dns)
+        errors.extend(edges_errors)
         if domains:
+            selection = None
             try:
-                v4, v6, _ = edge_addresses(dns, None if check_only else grains)
+                v4, v6, _, selection = route_addresses(pillar, dns, None if check_only else grains,
+                                                       None if check_only else edge_health)
             except DNSDataError as exc:
                 errors.extend(exc.errors)
                 v4, v6 = [], []
+            if selection is not None:
+                notes.extend(hecate_dns_edges.notes(selection, hecate_dns_edges.listed(dns)))
+            if hecate_dns_edges.listed(dns):
+                v4, v6 = ([], []) if edges_errors else (v4, v6)  # reported per edge above
             for idx, addr in enumerate(v4):
                 try:
                     normalise("A", addr, None)

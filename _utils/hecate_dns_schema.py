@@ -8,7 +8,9 @@ with their key paths.
 """
 
 import hecate_config
+import hecate_dns_edges
 import hecate_dns_records
+import hecate_members
 import hecate_schema
 
 PILLAR_PATH = "hecate:dns"
@@ -142,7 +144,8 @@ DNS_SCHEMA = {
             "description": (
                 "The edge's public addresses. When neither list is given, the public addresses "
                 "in the grains (ipv4, ipv6) of the edge minion that applies the records are used; "
-                "pillar wins. With several edges, list every edge's addresses here."
+                "pillar wins. These addresses are never filtered by health: with several edges, "
+                "list them per edge under hecate:dns:edges instead."
             ),
             "properties": {
                 "ipv4": {
@@ -154,6 +157,38 @@ DNS_SCHEMA = {
                     "type": "array",
                     "items": {"type": "string"},
                     "description": "Public IPv6 addresses of the edge (AAAA records).",
+                },
+            },
+        },
+        "edges": {
+            "type": "object",
+            "minProperties": 1,
+            "propertyNames": {"pattern": hecate_members.PATTERN},
+            "description": (
+                "Several edges: each edge's public addresses, keyed by its minion id (a member of "
+                "hecate:members:hecate-edge). The route records carry the addresses of the edges "
+                "whose Caddy passes its Consul health checks (service hecate:jobs:caddy:service, on "
+                "the edge's Consul node, named after the minion id); an edge Consul does not know "
+                "counts as unhealthy. When no edge is healthy, the records keep every edge's "
+                "address. Not together with hecate:dns:edge."
+            ),
+            "examples": [{"edge-1.example.com": {"ipv4": ["203.0.113.10"]},
+                          "edge-2.example.com": {"ipv4": ["203.0.113.20"], "ipv6": ["2001:db8:20::20"]}}],
+            "additionalProperties": {
+                "type": "object",
+                "additionalProperties": False,
+                "description": "One edge's public addresses.",
+                "properties": {
+                    "ipv4": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "Public IPv4 addresses of this edge (A records).",
+                    },
+                    "ipv6": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "Public IPv6 addresses of this edge (AAAA records).",
+                    },
                 },
             },
         },
@@ -231,10 +266,22 @@ def check_pillar(pillar, env=None):
     dns = hecate_dns_records.dns_settings(pillar)
     if not dns:
         return []
+    errors = _not_members(pillar, dns)
     try:
         hecate_dns_records.desired(pillar, grains=None, env=env or "validate", check_only=True)
     except hecate_dns_records.DNSDataError as exc:
-        return exc.errors
+        return errors + exc.errors
     except Exception:  # pylint: disable=broad-except
-        return []  # shapes the schema rejects are reported by the schema
-    return []
+        return errors  # shapes the schema rejects are reported by the schema
+    return errors
+
+
+def _not_members(pillar, dns):
+    """Edges of ``hecate:dns:edges`` that ``hecate:members:hecate-edge`` does not list (when it is set)."""
+    if not isinstance(hecate_config.traverse(pillar, hecate_members.PILLAR_PATH), dict):
+        return []
+    patterns = hecate_members.members(pillar)["hecate-edge"]
+    return [(f"{hecate_dns_edges.PATH}:{mid}",
+             f"{mid} is not a member of role hecate-edge (hecate:members:hecate-edge: "
+             f"{', '.join(patterns) or 'none'}): list the edge there or drop it here")
+            for mid in sorted(hecate_dns_edges.listed(dns)) if not hecate_members.matches(mid, patterns)]
