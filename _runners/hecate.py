@@ -492,8 +492,9 @@ def status(env=None):
     when ``hecate:dns`` is set, per route domain what its zone's RRSets say (read
     from the Hetzner API on the edge, not from a resolver) and whether that is the edge's
     addresses (with ``hecate:dns:edges``: ``dns:edges`` says which edges' addresses the route
-    records carry and which are left out as unhealthy in Consul); and per route domain the certificate each edge serves (``certificates``: a
-    TLS handshake with the domain as SNI on the edge's Caddy listeners, ``caddy.certificates``):
+    records carry and which are left out as unhealthy in Consul); and per route domain the
+    certificate each edge serves (``certificates``: a TLS handshake with the domain as SNI
+    on the edge's Caddy listeners, ``caddy.certificates``):
     issuer, not-after, days left; when hecate deploys the edge's own jobs (``edge_jobs``,
     from ``hecate_edge.job_status`` on an edge), each job's version (image tags, Nomad job
     version), latest deployment (status, description) and canaries (desired, placed,

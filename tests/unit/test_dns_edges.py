@@ -180,3 +180,22 @@ def test_the_schema_takes_edges_by_minion_id():
     errors = [e for e in hecate_schema.validate(pillar(edges={"edge-1": {"ipv4": ["203.0.113.1"], "port": 1}}))
               if e.startswith("hecate:dns")]
     assert errors
+
+
+def test_status_says_which_edges_the_records_carry(monkeypatch):
+    from tests.unit.states.conftest import load
+
+    runner = load("runners", "hecate")
+    sel = edges_mod.select(EDGES, {"edge-1": [], "edge-2": ["check 'c' is critical"]}, SERVICE)
+    entry = {"zone": ZONE, "source": "r", "edge": {"A": ["203.0.113.10"], "AAAA": ["2001:db8:10::10"]},
+             "A": {"values": ["203.0.113.10"]}, "AAAA": {"values": ["2001:db8:10::10"]},
+             "points_at_edge": True, "edges": edges_mod.summary(sel)}
+    monkeypatch.setattr(runner, "_call", lambda *a, **k: {"edge-1": {f"app.{ZONE}": entry}})
+    got = runner._dns_status("lab", pillar())  # pylint: disable=protected-access
+    assert got["ok"] is True
+    assert got["edges"]["text"] == ("route records carry the edges edge-1; left out as unhealthy: "
+                                    "edge-2 (check 'c' is critical)")
+    down = edges_mod.summary(edges_mod.select(EDGES, {}, SERVICE))
+    assert runner._edges_text(down) == (  # pylint: disable=protected-access
+        "route records carry the edges edge-1, edge-2 although no edge's Caddy is healthy in Consul "
+        "(service 'hecate-caddy'): every address is kept")
