@@ -447,3 +447,45 @@ def test_agent_services_and_health_service_by_tag(consul, services):
     assert _wait(lambda: ids("v1") == [blue, green])  # the agent syncs to the catalog on its own
     assert ids("blue") == [blue]
     assert ids("red") == []
+
+
+def test_catalog_registered_node_and_its_checks_in_the_health_endpoint(consul):
+    """
+    Another node's service (as each edge's agent registers its Caddy) through the catalog:
+    /v1/health/service lists it under that node with its checks; ?passing leaves out a node
+    whose check is not passing; a check without status is critical; deregistering the node
+    removes it. Refusals: no node, no address.
+    """
+    node = f"hecate-contract-{uuid.uuid4().hex[:8]}"
+    service = f"hecate-contract-caddy-{uuid.uuid4().hex[:6]}"
+
+    def register(status=None, check_name="tcp"):
+        check = {"Name": check_name, "ServiceID": service}
+        if status:
+            check["Status"] = status
+        resp = call(consul, "PUT", "/v1/catalog/register", json={
+            "Node": node, "Address": "192.0.2.77", "Service": {"Service": service, "Port": 443},
+            "Check": check})
+        assert resp.status_code == 200 and resp.json() is True, resp.text
+
+    try:
+        register("passing")
+        every = call(consul, "GET", f"/v1/health/service/{service}").json()
+        assert [e["Node"]["Node"] for e in every] == [node]
+        assert every[0]["Service"]["ID"] == service  # the ID defaults to the name
+        assert [(c["CheckID"], c["Status"]) for c in every[0]["Checks"]] == [("tcp", "passing")]
+        assert len(call(consul, "GET", f"/v1/health/service/{service}?passing").json()) == 1
+        register("critical")
+        assert call(consul, "GET", f"/v1/health/service/{service}?passing").json() == []
+        register(check_name="other")  # no status: critical
+        statuses = {c["CheckID"]: c["Status"] for c in
+                    call(consul, "GET", f"/v1/health/service/{service}").json()[0]["Checks"]}
+        assert statuses == {"tcp": "critical", "other": "critical"}
+    finally:
+        resp = call(consul, "PUT", "/v1/catalog/deregister", json={"Node": node})
+        assert resp.status_code == 200, resp.text
+    assert call(consul, "GET", f"/v1/health/service/{service}").json() == []
+    resp = call(consul, "PUT", "/v1/catalog/register", json={"Address": "192.0.2.77"})
+    assert resp.status_code == 500 and "Must provide node" in resp.text
+    resp = call(consul, "PUT", "/v1/catalog/register", json={"Node": node})
+    assert resp.status_code == 500 and "Must provide address" in resp.text
