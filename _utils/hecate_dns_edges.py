@@ -16,6 +16,11 @@ instances, ``passing`` not set) says per edge whether its Caddy is healthy:
   they keep every listed address: hecate never empties the sites' records on a health
   signal, since DNS pointing at edges that may be down beats DNS pointing nowhere.
 
+The ``hecate-caddy`` job runs one allocation, so with several edges only the edge that
+runs it registers that service; an operator who runs Caddy on every edge registers a service
+with a check of it on each edge (``hecate:consul:services``, a per-member step) and names it
+in ``hecate:dns:health_service``.
+
 The flat ``hecate:dns:edge`` is the single-edge form: its addresses are never filtered.
 The functions here are pure; the states and execution functions read Consul through
 ``hecate_consul.service_health`` (:func:`read`).
@@ -45,8 +50,12 @@ def listed(dns):
 
 
 def service_name(pillar):
-    """The Consul service of the edges' Caddy (``hecate:jobs:caddy:service``)."""
-    return str(hecate_edge_jobs.job_settings(pillar, "caddy")["service"])
+    """
+    The Consul service of the edges' Caddy: ``hecate:dns:health_service``, else the
+    ``hecate-caddy`` job's (``hecate:jobs:caddy:service``).
+    """
+    own = hecate_config.traverse(pillar, "hecate:dns:health_service")
+    return str(own or hecate_edge_jobs.job_settings(pillar, "caddy")["service"])
 
 
 def health_by_node(entries):

@@ -192,6 +192,17 @@ DNS_SCHEMA = {
                 },
             },
         },
+        "health_service": {
+            "type": "string",
+            "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+            "description": (
+                "The Consul service whose checks on each edge's Consul node decide whether that "
+                "edge's addresses of hecate:dns:edges are in the route records (default: "
+                "hecate:jobs:caddy:service, the hecate-caddy job's service). The hecate-caddy job "
+                "runs one allocation, so with several edges register a service with a check of "
+                "Caddy on every edge (hecate:consul:services) and name it here."
+            ),
+        },
         "caa": _CAA,
         "records": {
             "type": "array",

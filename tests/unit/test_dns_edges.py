@@ -108,6 +108,14 @@ def test_the_service_name_comes_from_the_caddy_job_settings():
     assert "Consul has no instance of service 'edge-caddy' on node edge-2" in notes[0]
 
 
+def test_hecate_dns_health_service_wins_over_the_job_setting():
+    p = pillar(health_service="edge-caddy-check")
+    p["hecate"]["jobs"] = {"caddy": {"service": "edge-caddy"}}
+    assert edges_mod.service_name(p) == "edge-caddy-check"
+    assert edges_mod.service_name(pillar()) == SERVICE
+    assert not [e for e in hecate_schema.validate(p) if e.startswith("hecate:dns")]
+
+
 def test_selection_summary_for_the_status():
     sel = edges_mod.select(EDGES, {"edge-1": [], "edge-2": ["check 'c' is critical"]}, SERVICE)
     assert edges_mod.summary(sel) == {
