@@ -60,6 +60,9 @@ from lab import topology  # noqa: E402
 ORCH = bench_orch.ORCH
 SIMULATORS = ("vault", "consul", "nomad", "authentik", "hetzner")
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+# POSTs that only read, beyond lab.sim.READ_ONLY_POSTS (Vault's AppRole login): Nomad's HCL parse,
+# job validation and plan (a scheduler dry-run), as tests/orch_helpers.py counts them
+READ_ONLY_POSTS = {"nomad": (r"^/v1/jobs/parse$", r"^/v1/job/[^/]+/plan$", r"^/v1/validate/job$")}
 TARGET = 1.3
 
 
@@ -73,7 +76,7 @@ def _sim_call(url, method):
 def sim_counts(name, url):
     """``(requests, writes)`` a simulator logged since it was last cleared (its read-only POSTs are reads)."""
     log = _sim_call(url, "GET") or []
-    skip = lab_sim.READ_ONLY_POSTS.get(name, ())
+    skip = lab_sim.READ_ONLY_POSTS.get(name, ()) + READ_ONLY_POSTS.get(name, ())
     writes = [r for r in log if r["method"] in WRITE_METHODS
               and not any(re.search(pattern, r["path"]) for pattern in skip)]
     return len(log), len(writes)
@@ -165,30 +168,41 @@ def minion_counts(size):
 
 # -- where a step's time goes: the minions' logs ------------------------------------------------------
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d (\d\d):(\d\d):(\d\d),(\d{3}) .*?(?:Starting a new job (\d+) with PID"
-                      r"|Executing command \S+ with jid (\d+)|Returning information for job: (\d+))")
+                      r"|Executing command (\S+) with jid (\d+)|Returning information for job: (\d+))")
 
 
 def _clock(hours, minutes, seconds, millis=0.0):
     return int(hours) * 3600 + int(minutes) * 60 + int(seconds) + float(millis)
 
 
-def minion_log_times(log_dir):
+def minion_logs(workdir):
+    """``{minion: path}`` of the lab's minion logs (Salt puts a minion's log_file under its root_dir)."""
+    out = {}
+    for parent, _, files in os.walk(workdir):
+        for name in files:
+            if name.startswith("minion-") and name.endswith(".log"):
+                out[name[len("minion-"):-len(".log")]] = os.path.join(parent, name)
+    return out
+
+
+def minion_log_times(workdir):
     """``{jid: {minion: {"start", "exec", "return"}}}`` (seconds of the day) from the lab's minion logs."""
     out = {}
-    for name in sorted(os.listdir(log_dir)):
-        if not (name.startswith("minion-") and name.endswith(".log")):
-            continue
-        minion = name[len("minion-"):-len(".log")]
-        with open(os.path.join(log_dir, name), encoding="utf-8", errors="replace") as fh:
+    for minion, path in sorted(minion_logs(workdir).items()):
+        with open(path, encoding="utf-8", errors="replace") as fh:
             for line in fh:
                 match = LOG_LINE.match(line)
                 if not match:
                     continue
-                hours, minutes, seconds, millis, started, executing, returned = match.groups()
-                jid, event = ((started, "start") if started else (executing, "exec") if executing
+                hours, minutes, seconds, millis, started, fun, executing, returned = match.groups()
+                # the minion logs "Executing command" when the job arrives, "Starting a new job"
+                # from the job's own process once it runs, "Returning information" when done
+                jid, event = ((executing, "start") if executing else (started, "exec") if started
                               else (returned, "return"))
                 when = _clock(hours, minutes, seconds, int(millis) / 1000)
                 out.setdefault(jid, {}).setdefault(minion, {}).setdefault(event, when)
+                if fun:
+                    out[jid][minion]["fun"] = fun
     return out
 
 
@@ -210,7 +224,14 @@ def step_spans(data, times):
         marks = [m for m in per_minion.values() if {"start", "exec", "return"} <= set(m)]
         if not marks:
             continue
-        out[sid] = {"publish": min(m["start"] for m in marks) - begin,
+        first = min(m["start"] for m in marks)
+        # other jobs the step ran before its own on the minions (Salt's ``subset`` asks every
+        # target for ``sys.list_functions`` first, and waits for all of them)
+        before = [m for jid, minions in times.items() if jid != str(ret.get("__jid__"))
+                  for m in minions.values() if begin <= m.get("start", -1) < first and "return" in m]
+        out[sid] = {"publish": first - begin,
+                    "before": max((m["return"] for m in before), default=begin) - begin,
+                    "before_jobs": sorted({m.get("fun", "?") for m in before}),
                     "spawn": max(m["exec"] - m["start"] for m in marks),
                     "job": max(m["return"] - m["exec"] for m in marks),
                     "gather": end - max(m["return"] for m in marks), "minions": len(marks)}
@@ -221,20 +242,22 @@ def span_table(sizes, spans):
     """Per step and size: publish / spawn / job / gather medians (see :func:`step_spans`)."""
     print("  where a step's time goes, from the minions' logs (medians of the converged runs): publish = step "
           "start -> first minion has the job, spawn = slowest job process start, job = slowest minion's "
-          "job, gather = last return -> step end")
-    head = "".join(f" | {s.label:<4} {'pub':>5} {'spawn':>5} {'job':>5} {'gath':>5}" for s in sizes)
+          "job, gather = last return -> step end; (pre) = of publish, other jobs the step ran first, to their last "
+          "return")
+    head = "".join(f" | {s.label:<4} {'pub':>5} {'(pre)':>5} {'spawn':>5} {'job':>5} {'gath':>5}" for s in sizes)
     print(f"    {'step':<18}{head}")
     ids = [sid for sid in bench_orch.steps(sizes[0].runs[0]["data"]) if any(sid in r for r in spans[sizes[0].label])]
     for sid in ids:
-        cells = ""
+        cells, jobs = "", set()
         for size in sizes:
             found = [r[sid] for r in spans.get(size.label, []) if sid in r]
             if not found:
-                cells += f" | {'':<4} {'':>5} {'':>5} {'':>5} {'':>5}"
+                cells += f" | {'':<4} {'':>5} {'':>5} {'':>5} {'':>5} {'':>5}"
                 continue
             cells += f" | {found[0]['minions']:>3}m" + "".join(
-                f" {med([f[key] for f in found]):5.2f}" for key in ("publish", "spawn", "job", "gather"))
-        print(f"    {sid:<18}{cells}")
+                f" {med([f[key] for f in found]):5.2f}" for key in ("publish", "before", "spawn", "job", "gather"))
+            jobs.update(j for f in found for j in f["before_jobs"])
+        print(f"    {sid:<18}{cells}" + (f"  (pre: {', '.join(sorted(jobs))})" if jobs else ""))
 
 
 # -- output ------------------------------------------------------------------------------------------
@@ -339,6 +362,8 @@ def run(argv):
     parser.add_argument("--edges", type=int, default=1)
     parser.add_argument("--runs", type=int, default=3, help="converged runs of each size")
     parser.add_argument("--max-converge", type=int, default=3, help="runs allowed to reach a converged state")
+    parser.add_argument("--keep", metavar="DIR", help="run the labs in DIR/lab-<edges>e<nodes>n and leave them up "
+                        "(python -m lab down --dir DIR/lab-...)")
     parser.add_argument("--smoke", action="store_true", help="no Salt: counting against one simulator, a "
                         "report of fabricated returns")
     args = parser.parse_args(argv)
@@ -347,7 +372,7 @@ def run(argv):
     counts = [int(n) for n in args.nodes.split(",")]
     print(f"{ORCH} at {', '.join(f'{args.edges} edge(s) + {n} node(s)' for n in counts)} (fast lab: simulators, "
           f"real Caddy, salt-master + minions); {common.machine()}")
-    tmp = tempfile.mkdtemp(prefix="bench-scale-")
+    tmp = os.path.abspath(args.keep) if args.keep else tempfile.mkdtemp(prefix="bench-scale-")
     # the lab's processes inherit this environment: let them cache bytecode (bench_orch's docstring)
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     sizes = [Size(tmp, args.edges, n) for n in counts]
@@ -381,22 +406,30 @@ def run(argv):
         in_states = {s.label: bench_orch.state_counts(s.lab, s.runs[-1]["data"]) for s in sizes}
         spans = {}
         for size in sizes:
-            times = minion_log_times(os.path.join(size.lab.workdir, "logs"))
+            times = minion_log_times(size.lab.workdir)
             spans[size.label] = [step_spans(r["data"], times) for r in size.runs]
         figures = report(sizes, in_states, spans)
         print(f"  bench total {time.monotonic() - started:.0f} s; {common.machine()}")
         return figures
     finally:
-        for size in sizes:
-            size.down()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if args.keep:
+            print(f"  labs left up in {', '.join(s.lab.workdir for s in sizes)}")
+        else:
+            for size in sizes:
+                size.down()
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 # -- smoke -------------------------------------------------------------------------------------------
 SMOKE_JID = "20261205100000000001"
-SMOKE_LOG = (  # what a minion logs at info level for one job (salt/minion.py), and a line to skip
-    "2026-12-05 10:00:00,050 [salt.minion      :3120][INFO    ][11] Starting a new job {jid} with PID 12\n"
-    "2026-12-05 10:00:00,150 [salt.minion      :2461][INFO    ][12] Executing command 'state.sls' with jid {jid}\n"
+SMOKE_LOG = (  # what a minion logs at info level (salt/minion.py): a subset's probe, the step's job, a line to skip
+    "2026-12-05 10:00:00,010 [salt.minion      :2454][INFO    ][11] User root Executing command sys.list_functions "
+    "with jid 20261205100000000000\n"
+    "2026-12-05 10:00:00,040 [salt.minion      :3798][INFO    ][13] Returning information for job: "
+    "20261205100000000000\n"
+    "2026-12-05 10:00:00,050 [salt.minion      :2454][INFO    ][11] User root Executing command state.sls with "
+    "jid {jid}\n"
+    "2026-12-05 10:00:00,150 [salt.minion      :3120][INFO    ][12] Starting a new job {jid} with PID 12\n"
     "2026-12-05 10:00:00,200 [salt.state       :321 ][INFO    ][12] Completed state [x] at time 10:00:00\n"
     "2026-12-05 10:00:00,350 [salt.minion      :3798][INFO    ][12] Returning information for job: {jid}\n"
 )
@@ -438,7 +471,9 @@ def smoke():
           f"{counted['consul'][1]} writes")
     log_dir = tempfile.mkdtemp(prefix="bench-scale-smoke-logs-")
     try:
-        with open(os.path.join(log_dir, "minion-node-1.log"), "w", encoding="utf-8") as fh:
+        os.makedirs(os.path.join(log_dir, "salt", "node-1-root", "logs"))
+        with open(os.path.join(log_dir, "salt", "node-1-root", "logs", "minion-node-1.log"), "w",
+                  encoding="utf-8") as fh:
             fh.write(SMOKE_LOG.format(jid=SMOKE_JID))
         times = minion_log_times(log_dir)
     finally:

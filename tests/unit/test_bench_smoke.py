@@ -60,11 +60,13 @@ def test_scale_counts_and_report(capsys):
     assert [(r["nodes"], r["run"]) for r in rows] == [(1, "first"), (1, "converged"), (3, "first"), (3, "converged")]
     assert all((r["requests"], r["writes"]) == (2, 1) for r in rows)
     assert rows[0]["routes"] == len(bench_scale.topology.lab_routes()) and rows[0]["objects"] == 5
-    # a fabricated minion log: job received 0.05 s after the step began, its process 0.1 s later, returned
+    # a fabricated minion log: the step's job received 0.05 s after the step began, its process 0.1 s later, returned
     # 0.2 s after that; the step (0.4 s) ended 0.05 s after the return
     spans = figures["spans"]["preflight"]
     assert spans["minions"] == 1
     assert [round(spans[k], 3) for k in ("publish", "spawn", "job", "gather")] == [0.05, 0.1, 0.2, 0.05]
+    # and before it, a probe the step ran first (as Salt's subset does) that returned 0.04 s after the start
+    assert round(spans["before"], 3) == 0.04 and spans["before_jobs"] == ["sys.list_functions"]
     assert "where a step's time goes" in out
 
 
