@@ -3,7 +3,8 @@
 
 Each ``bench/bench_<name>.py`` has ``main(argv)``; it starts what it needs (simulators, Caddy,
 nginx, the lab) in a temporary directory and stops it again. ``--smoke`` runs each in a tiny
-size (the orchestration benchmark has no tiny size and is skipped by ``--smoke``). A benchmark
+size (the orchestration benchmark has no tiny size and is skipped by ``--smoke``; the scale
+benchmark's ``--smoke`` starts no Salt, only checks its counting and its report). A benchmark
 that fails is reported and the others still run; the exit status says whether all passed.
 """
 

@@ -79,3 +79,27 @@ def tree_cpu(pids):
         total += stats[pid][1]
         todo.extend(children.get(pid, ()))
     return total
+
+
+def tree_memory(pids):
+    """
+    ``{"rss": MB, "peak": MB, "processes": n}`` of the processes ``pids`` and all their
+    descendants now: the sum of their resident sets and the largest high-water mark (VmHWM)
+    of any one of them. Zeros without /proc.
+    """
+    try:
+        stats = _proc_stats()
+    except OSError:
+        return {"rss": 0.0, "peak": 0.0, "processes": 0}
+    children = {}
+    for pid, (ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    todo, seen = [p for p in pids if p in stats], set()
+    while todo:
+        pid = todo.pop()
+        if pid not in seen:
+            seen.add(pid)
+            todo.extend(children.get(pid, ()))
+    figures = [memory(pid) for pid in seen]
+    return {"rss": sum(f.get("VmRSS", 0) for f in figures),
+            "peak": max((f.get("VmHWM", 0) for f in figures), default=0.0), "processes": len(seen)}

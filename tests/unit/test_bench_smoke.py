@@ -14,11 +14,11 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 from bench import __main__ as bench_main  # noqa: E402
-from bench import bench_authentik, bench_caddy, bench_orch  # noqa: E402
+from bench import bench_authentik, bench_caddy, bench_orch, bench_scale  # noqa: E402
 
 
 def test_every_benchmark_is_listed():
-    assert {"authentik", "caddy", "consul", "nginx_streams", "nomad", "orch"} <= set(bench_main.names())
+    assert {"authentik", "caddy", "consul", "nginx_streams", "nomad", "orch", "scale"} <= set(bench_main.names())
 
 
 def test_caddy_counts(capsys):
@@ -47,6 +47,27 @@ def test_authentik_counts():
     assert [k.get("PATCH") for k in update["per_kind"].values()] == [1, 1]
     assert converged["changed"] == 0
     assert all(set(k) == {"GET list page"} for k in converged["per_kind"].values())
+
+
+def test_scale_counts_and_report(capsys):
+    figures = bench_scale.run(["--smoke"])
+    out = capsys.readouterr().out
+    # one GET and one PUT against the real Consul simulator: 2 requests, 1 write
+    assert figures["counted"] == {"consul": (2, 1)}
+    assert set(figures["ratios"]) == {"1e3n/1e1n"}
+    assert "nodes x routes x objects -> wall time, requests, writes, memory" in out
+    rows = figures["table"]
+    assert [(r["nodes"], r["run"]) for r in rows] == [(1, "first"), (1, "converged"), (3, "first"), (3, "converged")]
+    assert all((r["requests"], r["writes"]) == (2, 1) for r in rows)
+    assert rows[0]["routes"] == len(bench_scale.topology.lab_routes()) and rows[0]["objects"] == 5
+    # a fabricated minion log: the step's job received 0.05 s after the step began, its process 0.1 s later, returned
+    # 0.2 s after that; the step (0.4 s) ended 0.05 s after the return
+    spans = figures["spans"]["preflight"]
+    assert spans["minions"] == 1
+    assert [round(spans[k], 3) for k in ("publish", "spawn", "job", "gather")] == [0.05, 0.1, 0.2, 0.05]
+    # and before it, a probe the step ran first (as Salt's subset does) that returned 0.04 s after the start
+    assert round(spans["before"], 3) == 0.04 and spans["before_jobs"] == ["sys.list_functions"]
+    assert "where a step's time goes" in out
 
 
 @pytest.mark.parametrize("name", ["consul", "nomad", "nginx_streams"])
