@@ -59,6 +59,13 @@ _CAA = {
         "ttl": _TTL,
     },
 }
+
+def _addresses(who):
+    """The ``ipv4``/``ipv6`` properties of one edge's public addresses."""
+    return {f"ipv{v}": {"type": "array", "items": {"type": "string"},
+                        "description": f"Public IPv{v} addresses of {who} ({rr} records)."}
+            for v, rr in (("4", "A"), ("6", "AAAA"))}
+
 _RECORD = {
     "type": "object",
     "additionalProperties": False,
@@ -148,16 +155,7 @@ DNS_SCHEMA = {
                 "list them per edge under hecate:dns:edges instead."
             ),
             "properties": {
-                "ipv4": {
-                    "type": "array",
-                    "items": {"type": "string"},
-                    "description": "Public IPv4 addresses of the edge (A records).",
-                },
-                "ipv6": {
-                    "type": "array",
-                    "items": {"type": "string"},
-                    "description": "Public IPv6 addresses of the edge (AAAA records).",
-                },
+                **_addresses("the edge"),
             },
         },
         "edges": {
@@ -179,16 +177,7 @@ DNS_SCHEMA = {
                 "additionalProperties": False,
                 "description": "One edge's public addresses.",
                 "properties": {
-                    "ipv4": {
-                        "type": "array",
-                        "items": {"type": "string"},
-                        "description": "Public IPv4 addresses of this edge (A records).",
-                    },
-                    "ipv6": {
-                        "type": "array",
-                        "items": {"type": "string"},
-                        "description": "Public IPv6 addresses of this edge (AAAA records).",
-                    },
+                    **_addresses("this edge"),
                 },
             },
         },
