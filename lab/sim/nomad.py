@@ -1749,6 +1749,13 @@ class NomadSim(Simulator):
             if not self._constraint_ok(con):
                 key = f"{con.get('LTarget')} {con.get('Operand') or '='} {con.get('RTarget')}".replace("  ", " ")
                 filtered[key] = 1
+        # distinct_hosts (Nomad's DistinctHostsIterator, filtered as "distinct_hosts"): at most one
+        # allocation of the group per node, and this simulator has one node. Nomad would place one
+        # and fail the rest; the simulator refuses the group whole (stricter, never looser).
+        if group.get("Count", 1) > 1 and any(
+                c.get("Operand") == "distinct_hosts" and str(c.get("RTarget", "true")).lower() != "false"
+                for c in (job.get("Constraints") or []) + (group.get("Constraints") or [])):
+            filtered["distinct_hosts"] = 1
         for task in group.get("Tasks") or []:
             if task.get("Driver") not in self.node["Drivers"]:
                 filtered["missing drivers"] = 1

@@ -212,6 +212,17 @@ def test_unsatisfied_constraint_is_a_placement_failure(sim):
     assert requests.get(f"{sim.url}/v1/job/far/allocations", timeout=10).json() == []
 
 
+def test_distinct_hosts_places_no_two_allocations_on_the_one_node(sim):
+    """Nomad's DistinctHostsIterator filters a node already running the group ("distinct_hosts")."""
+    hcl = (JOB % {"id": "spread", "service": "spread", "extra": ""}).replace(
+        'group "web" {', 'group "web" {\n    count = 2\n    constraint {\n      operator = "distinct_hosts"\n'
+                         '      value = "true"\n    }')
+    job = requests.post(f"{sim.url}/v1/jobs/parse", json={"JobHCL": hcl, "Canonicalize": True}, timeout=10).json()
+    assert job["TaskGroups"][0]["Count"] == 2
+    plan = requests.post(f"{sim.url}/v1/job/spread/plan", json={"Job": job, "Diff": True}, timeout=10).json()
+    assert plan["FailedTGAllocs"]["web"]["ConstraintFiltered"] == {"distinct_hosts": 1}
+
+
 # -- the server side, in-process (werkzeug test client) -----------------------------------------
 # Sources (hashicorp/nomad): nomad/job_endpoint_hook_vault.go jobVaultHook.Validate,
 # nomad/job_endpoint_hooks.go jobImpliedConstraints and memoryOversubscriptionValidate,
