@@ -108,6 +108,7 @@ def settings(job):
         out["resources"] = hecate_edge_jobs.resources(pillar, "redis")
     elif job == "caddy":
         out["image_ref"] = hecate_edge_jobs.caddy_image(pillar)
+        out["count"] = hecate_edge_jobs.caddy_count(pillar)[0]
         out["ports"] = hecate_edge_jobs.caddy_ports(pillar)
         out["resources"] = hecate_edge_jobs.resources(pillar, "reverse_proxy")
     elif job == "backup":

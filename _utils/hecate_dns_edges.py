@@ -16,10 +16,9 @@ instances, ``passing`` not set) says per edge whether its Caddy is healthy:
   they keep every listed address: hecate never empties the sites' records on a health
   signal, since DNS pointing at edges that may be down beats DNS pointing nowhere.
 
-The ``hecate-caddy`` job runs one allocation, so with several edges only the edge that
-runs it registers that service; an operator who runs Caddy on every edge registers a service
-with a check of it on each edge (``hecate:consul:services``, a per-member step) and names it
-in ``hecate:dns:health_service``.
+The ``hecate-caddy`` job runs one allocation per edge (``hecate_edge_jobs.caddy_count``, on
+distinct nodes), so each edge's Caddy registers that service on its own node; an operator may
+judge the edges by another service instead (``hecate:dns:health_service``).
 
 The flat ``hecate:dns:edge`` is the single-edge form: its addresses are never filtered.
 The functions here are pure; the states and execution functions read Consul through

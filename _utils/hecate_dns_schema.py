@@ -187,9 +187,9 @@ DNS_SCHEMA = {
             "description": (
                 "The Consul service whose checks on each edge's Consul node decide whether that "
                 "edge's addresses of hecate:dns:edges are in the route records (default: "
-                "hecate:jobs:caddy:service, the hecate-caddy job's service). The hecate-caddy job "
-                "runs one allocation, so with several edges register a service with a check of "
-                "Caddy on every edge (hecate:consul:services) and name it here."
+                "hecate:jobs:caddy:service, the hecate-caddy job's service, which its allocation on "
+                "each edge registers). Name another here to judge the edges by a check of your own "
+                "on every edge (hecate:consul:services)."
             ),
         },
         "caa": _CAA,

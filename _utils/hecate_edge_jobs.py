@@ -303,6 +303,28 @@ def caddy_settings(pillar):
     return hecate_config.traverse(pillar, "hecate:reverse_proxy:caddy") or {}
 
 
+GLOB_CHARS = "*?["
+
+
+def caddy_count(pillar):
+    """
+    ``(count, problem)``: how many Caddy allocations the ``hecate-caddy`` job runs - one per
+    edge, since every edge serves the sites on its own ports and admin API. ``hecate:jobs:caddy:count``
+    when given; else the number of ``hecate:members:hecate-edge`` ids (1 when pillar lists
+    none). A glob among the edges cannot be counted: then ``problem`` says to set the count.
+    """
+    given = (hecate_config.traverse(pillar, "hecate:jobs:caddy") or {}).get("count")
+    if given is not None:
+        return int(given), None
+    edges = (hecate_config.traverse(pillar, "hecate:members") or {}).get("hecate-edge") or []
+    globs = [e for e in edges if any(ch in str(e) for ch in GLOB_CHARS)]
+    if globs:
+        return 1, (f"hecate:members:hecate-edge has the glob(s) {', '.join(map(repr, globs))}, so hecate cannot "
+                   "tell how many edges run Caddy: set hecate:jobs:caddy:count to the number of edges (one Caddy "
+                   "allocation on each, never two on one node)")
+    return max(1, len(edges)), None
+
+
 def caddy_ports(pillar):
     ports = caddy_settings(pillar).get("ports") or {}
     return {"http": int(ports.get("http", 80)), "https": int(ports.get("https", 443)),

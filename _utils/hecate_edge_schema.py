@@ -305,6 +305,10 @@ PILLAR_SCHEMA = {
                     "config_volume": _d({"type": "string"},
                                         "Host volume of /config: the autosave (default `hecate_caddy_config`)."),
                     "service": _d({"type": "string"}, "Consul service (default `hecate-caddy`)."),
+                    "count": _d({"type": "integer", "minimum": 1}, (
+                        "Caddy allocations, one per edge on distinct nodes (default: the number of "
+                        "hecate:members:hecate-edge ids, 1 without members; required when an edge is given "
+                        "as a glob).")),
                     "automatic_https": _d({"type": "boolean"},
                                           "Caddy's automatic HTTPS on the `hecate` server (default true)."),
                     "check_port": _d({"enum": ["http", "https"]},
@@ -429,6 +433,9 @@ def _check_caddy(pillar, jobs):
     if "caddy" not in jobs:
         return []
     errors = []
+    _, problem = hecate_edge_jobs.caddy_count(pillar)
+    if problem:
+        errors.append(("hecate:jobs:caddy:count", problem))
     caddy = ((pillar.get("hecate") or {}).get("reverse_proxy") or {}).get("caddy") or {}
     ports = caddy.get("ports") or {}
     admin = ports.get("admin", 2019)

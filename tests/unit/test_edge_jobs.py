@@ -185,6 +185,29 @@ def test_caddy_job_runs_the_stock_binary_from_its_bootstrap():
     assert grp["Services"][0]["PortLabel"] == "https"
 
 
+def test_caddy_runs_once_on_every_edge():
+    """One Caddy allocation per edge pillar lists (each serves the sites on its own ports), never two on one node."""
+    (grp,) = job("caddy")["TaskGroups"]
+    assert grp["Count"] == 1 and not grp["Constraints"]  # one edge: nothing to spread
+    two = _merge(shipped_pillar(), {"hecate": {"members": {"hecate-edge": ["edge-1", "edge-2"]}}})
+    grp = group(job("caddy", two), "caddy")
+    assert grp["Count"] == 2
+    assert [(c["Operand"], c["RTarget"]) for c in grp["Constraints"]] == [("distinct_hosts", "true")]
+    given = _merge(two, {"hecate": {"jobs": {"caddy": {"count": 3}}}})
+    assert group(job("caddy", given), "caddy")["Count"] == 3
+
+
+def test_edges_given_by_glob_need_the_caddy_count():
+    pillar = _merge(shipped_pillar(), {"hecate": {"members": {"hecate-edge": ["edge-*"]}}})
+    errors = [e for e in hecate_schema.validate(pillar, "prod") if e.startswith("hecate:jobs:caddy:count")]
+    assert errors == ["hecate:jobs:caddy:count: hecate:members:hecate-edge has the glob(s) 'edge-*', so hecate "
+                      "cannot tell how many edges run Caddy: set hecate:jobs:caddy:count to the number of edges "
+                      "(one Caddy allocation on each, never two on one node)"]
+    pillar["hecate"].setdefault("jobs", {}).setdefault("caddy", {})["count"] = 2
+    assert not [e for e in hecate_schema.validate(pillar, "prod") if e.startswith("hecate:jobs:caddy")]
+    assert group(job("caddy", pillar), "caddy")["Count"] == 2
+
+
 def test_backup_job_is_periodic_and_keeps_its_retention():
     backup = job("backup")
     assert backup["Type"] == "batch" and backup["Periodic"]["Specs"] == ["0 3 * * *"]
