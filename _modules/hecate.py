@@ -140,7 +140,7 @@ def several(role, env=None):
     else:
         members = __context__.get(f"hecate.members.{env}") or {}
     patterns = members.get(role) or []
-    return bool(tgt) and (len(patterns) > 1 or any(ch in p for p in patterns for ch in "*?["))
+    return bool(tgt) and (len(patterns) > 1 or any(map(hecate_members.is_glob, patterns)))
 
 
 def connection(system):

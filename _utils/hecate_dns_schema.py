@@ -60,11 +60,13 @@ _CAA = {
     },
 }
 
+
 def _addresses(who):
     """The ``ipv4``/``ipv6`` properties of one edge's public addresses."""
     return {f"ipv{v}": {"type": "array", "items": {"type": "string"},
                         "description": f"Public IPv{v} addresses of {who} ({rr} records)."}
             for v, rr in (("4", "A"), ("6", "AAAA"))}
+
 
 _RECORD = {
     "type": "object",

@@ -23,6 +23,7 @@ import json
 import re
 
 import hecate_config
+import hecate_members
 
 JOBS = ("postgresql", "authentik", "caddy")
 ORDER = ("postgresql", "redis", "authentik", "caddy", "backup")
@@ -303,9 +304,6 @@ def caddy_settings(pillar):
     return hecate_config.traverse(pillar, "hecate:reverse_proxy:caddy") or {}
 
 
-GLOB_CHARS = "*?["
-
-
 def caddy_count(pillar):
     """
     ``(count, problem)``: how many Caddy allocations the ``hecate-caddy`` job runs - one per
@@ -316,8 +314,8 @@ def caddy_count(pillar):
     given = (hecate_config.traverse(pillar, "hecate:jobs:caddy") or {}).get("count")
     if given is not None:
         return int(given), None
-    edges = (hecate_config.traverse(pillar, "hecate:members") or {}).get("hecate-edge") or []
-    globs = [e for e in edges if any(ch in str(e) for ch in GLOB_CHARS)]
+    edges = hecate_members.members(pillar)["hecate-edge"]
+    globs = [e for e in edges if hecate_members.is_glob(e)]
     if globs:
         return 1, (f"hecate:members:hecate-edge has the glob(s) {', '.join(map(repr, globs))}, so hecate cannot "
                    "tell how many edges run Caddy: set hecate:jobs:caddy:count to the number of edges (one Caddy "

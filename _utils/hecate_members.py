@@ -98,6 +98,11 @@ def members(pillar):
     return out
 
 
+def is_glob(pattern):
+    """Whether ``pattern`` is a glob (matches ids by Salt's glob matcher) rather than one minion id."""
+    return any(ch in str(pattern) for ch in "*?[")
+
+
 def matches(minion_id, patterns):
     """Whether ``minion_id`` matches one of ``patterns`` as Salt's glob matcher does."""
     return any(fnmatch.fnmatch(str(minion_id), pat) for pat in patterns or ())

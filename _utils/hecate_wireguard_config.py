@@ -114,7 +114,7 @@ def member_addresses(conf, side, mine_ids=()):
     """
     grain = {v: k for k, v in hecate_wireguard_schema.ROLES.items()}[side]
     patterns = hecate_wireguard_schema.peer_patterns(conf, grain)
-    ids = {p for p in patterns if not any(ch in p for ch in "*?[")}
+    ids = {p for p in patterns if not hecate_members.is_glob(p)}
     ids.update(mid for mid in mine_ids or () if hecate_members.matches(mid, patterns))
     if conf.get("id") and hecate_wireguard_schema.member_side(conf["id"], conf) == side:
         ids.add(conf["id"])

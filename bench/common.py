@@ -56,6 +56,20 @@ def _proc_stats():
     return out
 
 
+def _tree(pids, stats):
+    """The processes ``pids`` (those alive in ``stats``) and all their descendants."""
+    children = {}
+    for pid, (ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    todo, seen = [p for p in pids if p in stats], set()
+    while todo:
+        pid = todo.pop()
+        if pid not in seen:
+            seen.add(pid)
+            todo.extend(children.get(pid, ()))
+    return seen
+
+
 def tree_cpu(pids):
     """
     CPU seconds (user + system) used so far by the processes ``pids``, all their descendants
@@ -67,18 +81,7 @@ def tree_cpu(pids):
         stats = _proc_stats()
     except OSError:
         return 0.0
-    children = {}
-    for pid, (ppid, _) in stats.items():
-        children.setdefault(ppid, []).append(pid)
-    total, todo, seen = 0.0, [p for p in pids if p in stats], set()
-    while todo:
-        pid = todo.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        total += stats[pid][1]
-        todo.extend(children.get(pid, ()))
-    return total
+    return sum(stats[pid][1] for pid in _tree(pids, stats))
 
 
 def tree_memory(pids):
@@ -91,15 +94,7 @@ def tree_memory(pids):
         stats = _proc_stats()
     except OSError:
         return {"rss": 0.0, "peak": 0.0, "processes": 0}
-    children = {}
-    for pid, (ppid, _) in stats.items():
-        children.setdefault(ppid, []).append(pid)
-    todo, seen = [p for p in pids if p in stats], set()
-    while todo:
-        pid = todo.pop()
-        if pid not in seen:
-            seen.add(pid)
-            todo.extend(children.get(pid, ()))
+    seen = _tree(pids, stats)
     figures = [memory(pid) for pid in seen]
     return {"rss": sum(f.get("VmRSS", 0) for f in figures),
             "peak": max((f.get("VmHWM", 0) for f in figures), default=0.0), "processes": len(seen)}

@@ -589,6 +589,23 @@ class StandIn:
             self.server.server_close()
 
 
+# Go's strconv.ParseBool spellings
+_GO_TRUE, _GO_FALSE = ("1", "t", "T", "TRUE", "true", "True"), ("0", "f", "F", "FALSE", "false", "False")
+
+
+def _distinct_hosts(constraints):
+    """
+    Whether ``constraints`` hold an enforced distinct_hosts, as Nomad's
+    hasDistinctHostsConstraint (scheduler/feasible.go) reads it: the first such constraint
+    decides; an empty RTarget is true, a ParseBool false turns it off, anything unparsable
+    enforces it.
+    """
+    for con in constraints or []:
+        if con.get("Operand") == "distinct_hosts":
+            return str(con.get("RTarget") or "") not in _GO_FALSE
+    return False
+
+
 class NomadSim(Simulator):
     name = "nomad"
     fault_mimetype = "text/plain"
@@ -1752,9 +1769,8 @@ class NomadSim(Simulator):
         # distinct_hosts (Nomad's DistinctHostsIterator, filtered as "distinct_hosts"): at most one
         # allocation of the group per node, and this simulator has one node. Nomad would place one
         # and fail the rest; the simulator refuses the group whole (stricter, never looser).
-        if group.get("Count", 1) > 1 and any(
-                c.get("Operand") == "distinct_hosts" and str(c.get("RTarget", "true")).lower() != "false"
-                for c in (job.get("Constraints") or []) + (group.get("Constraints") or [])):
+        if group.get("Count", 1) > 1 and (_distinct_hosts(job.get("Constraints"))
+                                          or _distinct_hosts(group.get("Constraints"))):
             filtered["distinct_hosts"] = 1
         for task in group.get("Tasks") or []:
             if task.get("Driver") not in self.node["Drivers"]:

@@ -715,3 +715,19 @@ def test_periodic_force_launches_a_child_job(nomad, job_id):
         assert nomad.call("GET", f"/v1/job/{escaped}/allocations").status_code == 200
     finally:
         nomad.call("DELETE", f"/v1/job/{requests.utils.quote(child_id, safe='')}?purge=true")
+
+
+def test_distinct_hosts_places_one_allocation_per_node(nomad, job_id):
+    """
+    scheduler/feasible.go DistinctHostsIterator: with a ``distinct_hosts`` constraint a node
+    already holding an allocation of the group is filtered, recorded in the placement metrics
+    as ``ConstraintFiltered["distinct_hosts"]`` (structs.ConstraintDistinctHosts); an empty or
+    true value enforces it, a ParseBool false turns it off (hasDistinctHostsConstraint). The
+    hecate-caddy job relies on it to run one Caddy per edge. One more allocation than the
+    cluster has nodes cannot all be placed.
+    """
+    nodes = nomad.call("GET", "/v1/nodes").json()
+    spread = ('    constraint {\n      operator = "distinct_hosts"\n      value    = "true"\n    }')
+    job = service_job(nomad, job_id, count=len(nodes) + 1, update=spread)
+    plan = nomad.call("POST", f"/v1/job/{job_id}/plan", json={"Job": job}).json()
+    assert "distinct_hosts" in plan["FailedTGAllocs"]["web"]["ConstraintFiltered"], plan["FailedTGAllocs"]

@@ -221,6 +221,11 @@ def test_distinct_hosts_places_no_two_allocations_on_the_one_node(sim):
     assert job["TaskGroups"][0]["Count"] == 2
     plan = requests.post(f"{sim.url}/v1/job/spread/plan", json={"Job": job, "Diff": True}, timeout=10).json()
     assert plan["FailedTGAllocs"]["web"]["ConstraintFiltered"] == {"distinct_hosts": 1}
+    # value = false (ParseBool's "0" too) turns it off: both allocations fit the node
+    for off in ("false", "0"):
+        spread = json.loads(json.dumps(job).replace('"RTarget": "true"', f'"RTarget": "{off}"'))
+        plan = requests.post(f"{sim.url}/v1/job/spread/plan", json={"Job": spread, "Diff": True}, timeout=10).json()
+        assert not (plan.get("FailedTGAllocs") or {}).get("web"), (off, plan.get("FailedTGAllocs"))
 
 
 # -- the server side, in-process (werkzeug test client) -----------------------------------------
