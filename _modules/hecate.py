@@ -8,6 +8,7 @@ CLI Example:
     salt '*' hecate.version
     salt '*' hecate.validate_pillar
     salt '*' hecate.target bionicgpt-node
+    salt-run salt.cmd hecate.one_member bionicgpt-node env=prod
 """
 
 import datetime
@@ -124,8 +125,8 @@ def several(role, env=None):
     Whether the members of ``role`` in an environment may be more than one minion: pillar
     ``hecate:members`` lists more than one id, or a glob. The orchestration runs the steps
     that write to a system the environment shares (Vault, Authentik, the Nomad cluster, DNS)
-    on one member that answers (``subset: 1``) when this is true, so that several members
-    do not race for the same objects. ``env`` as for :func:`target`.
+    on one member (:func:`one_member`) when this is true, so that several members do not
+    race for the same objects. ``env`` as for :func:`target`.
 
     CLI Example:
 
@@ -141,6 +142,38 @@ def several(role, env=None):
         members = __context__.get(f"hecate.members.{env}") or {}
     patterns = members.get(role) or []
     return bool(tgt) and (len(patterns) > 1 or any(map(hecate_members.is_glob, patterns)))
+
+
+def one_member(role, env, run_id=None):
+    """
+    The target of the one member of ``role`` that the orchestration runs a shared-system step
+    on (Vault, Authentik, the Nomad cluster's jobs, DNS) when the role may have several (see
+    :func:`several`): the role's target (:func:`target`) narrowed to the first member, by
+    sorted id, that the master's grains cache matches. Empty when the cache matches none; the
+    step then lets Salt pick one that answers (``subset: 1``).
+
+    Picked here because Salt's ``subset`` first runs ``sys.list_functions`` on every target,
+    which loads every execution module on each, and waits for all of them before the step's
+    own job starts. A down member is not a risk the subset would have covered: every step
+    requires the preflight, which runs on every member and fails on one that does not answer.
+    The narrowed target still names the role's grains and pillar listing, so a stale cache
+    can only make the step find nobody (and fail), never run on a minion that is no member.
+    On the master only (``env`` and ``run_id`` as for :func:`target`).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run salt.cmd hecate.one_member bionicgpt-node env=prod
+    """
+    if __opts__.get("__role") != "master":
+        raise salt.exceptions.SaltInvocationError(
+            "hecate.one_member: the master's grains cache is known on the master only"
+        )
+    key = f"hecate.one_member.{env}.{role}"
+    if key not in __context__:
+        __context__[key] = hecate_members.one_known(__opts__, target(role, env=env, run_id=run_id))
+    return __context__[key]
 
 
 def connection(system):

@@ -148,6 +148,20 @@ def claims(opts, env):
     return claimed, accepted
 
 
+def one_known(opts, tgt):
+    """
+    ``tgt`` (a compound target) narrowed to its first minion, by sorted id, that the master's
+    grains cache matches; ``""`` when it matches none. Minions the cache holds nothing for are
+    left out (not greedy): the one member a shared-system step runs on must be one the master
+    has heard from. The narrowed target keeps ``tgt``'s clauses, so a stale cache can only
+    make it match nobody, never a minion ``tgt`` does not match.
+    """
+    import salt.utils.minions  # pylint: disable=import-outside-toplevel
+
+    found = salt.utils.minions.CkMinions(opts).check_minions(tgt, "compound", greedy=False)["minions"]
+    return f"( {tgt} ) and L@{min(found)}" if found else ""
+
+
 def resolve(env, member_map, claimed, accepted):
     """
     Membership of ``env``: ``{"members": {role: [ids]}, "not_members": {id: [roles]},

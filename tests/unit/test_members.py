@@ -75,6 +75,28 @@ def test_a_role_nobody_is_listed_for_targets_nobody(master_opts):
     assert on_master(master_opts, hm.target("lab", {"hecate-edge": ["cloud"]})) == ["cloud"]
 
 
+def test_the_one_member_is_the_first_the_master_has_grains_for(master_opts):
+    """hecate.one_member's choice: sorted first of the cached matches, never an unheard-of key."""
+    node = hm.one_known(master_opts, hm.target("lab", LAB, "bionicgpt-node"))
+    assert node == f"( {hm.target('lab', LAB, 'bionicgpt-node')} ) and L@local"
+    assert on_master(master_opts, node) == ["local"]
+    assert [mid for mid in GRAINS if on_minion(mid, node)] == ["local"]
+    assert on_master(master_opts, hm.one_known(master_opts, hm.target("lab", LAB, "hecate-edge"))) == ["cloud"]
+    assert hm.one_known(master_opts, hm.target("lab", {}, "hecate-edge")) == ""
+    # an accepted key the master has no grains for (never connected) and sorts first by id:
+    # the one member must not be it
+    unheard = os.path.join(master_opts["pki_dir"], "minions", "new-node-0")
+    with open(unheard, "w", encoding="ascii") as fh:
+        fh.write("-----BEGIN PUBLIC KEY-----\nx\n-----END PUBLIC KEY-----\n")
+    try:
+        tgt = hm.target("lab", {"bionicgpt-node": ["new-node*"]}, "bionicgpt-node")
+        assert on_master(master_opts, hm.one_known(master_opts, tgt)) == ["new-node-1"]
+    finally:
+        os.unlink(unheard)
+    # a master that keeps no grains cache knows nobody: the step falls back to Salt's subset
+    assert hm.one_known(dict(master_opts, minion_data_cache=False), hm.target("lab", LAB, "hecate-edge")) == ""
+
+
 def test_master_reports_claimants_and_listed_minions_without_grains(master_opts):
     claimed, accepted = hm.claims(master_opts, "lab")
     assert claimed == {"hecate-edge": ["cloud"], "bionicgpt-node": ["intruder", "local", "new-node-1"]}
