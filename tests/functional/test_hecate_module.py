@@ -2,6 +2,8 @@
 
 import re
 
+import pytest
+
 
 def test_new_run_id_is_sortable_time_and_unique(loaders):
     mod = loaders.modules.hecate
@@ -43,3 +45,14 @@ def test_target_is_the_members_of_the_role_on_this_minions_environment(minion_op
             raise AssertionError("an unknown role was accepted")
     finally:
         loaders.reset_state()
+
+
+
+def test_one_member_is_refused_on_a_minion(loaders):
+    """hecate.one_member reads the master's grains cache: on a minion it says so. (Its choice is
+    shown in tests/unit/test_members.py with a master's cache, and in test_multinode, where the
+    orchestration's shared steps run on node-1 and edge-1.)"""
+    import salt.exceptions
+
+    with pytest.raises(salt.exceptions.SaltInvocationError, match="on the master only"):
+        loaders.modules.hecate.one_member("bionicgpt-node", env="prod")
