@@ -42,6 +42,7 @@ import uuid
 
 import hcl2
 from werkzeug.routing import Rule
+from werkzeug.wrappers import Response
 
 try:
     from lab.sim.base import Simulator
@@ -108,12 +109,12 @@ class VaultSim(Simulator):
                 "/v1/<mount>/<any(data,metadata,delete,undelete,destroy,config):op>",
                 endpoint="kv",
                 defaults={"path": ""},
-                methods=["GET", "POST", "PUT", "DELETE", "LIST"],
+                methods=["GET", "POST", "PUT", "DELETE", "LIST", "PATCH"],
             ),
             Rule(
                 "/v1/<mount>/<any(data,metadata,delete,undelete,destroy):op>/<path:path>",
                 endpoint="kv",
-                methods=["GET", "POST", "PUT", "DELETE", "LIST"],
+                methods=["GET", "POST", "PUT", "DELETE", "LIST", "PATCH"],
             ),
         ]
 
@@ -427,6 +428,12 @@ class VaultSim(Simulator):
         method = request.method
         if method == "GET" and request.args.get("list") in ("true", "1"):
             method = "LIST"
+        # internal/http/logical.go buildLogicalRequest parses the body before any token or
+        # route is looked at: a PATCH needs Content-Type application/merge-patch+json (415),
+        # a body that is no JSON is a 400 (whatever its Content-Type)
+        problem = self._parse_body(request)
+        if problem is not None:
+            return problem
         if mount not in self.mounts:
             denied = self._allowed(request, f"{mount}/{op}/{path}", "read")
             return denied or self.not_found(request)
@@ -438,6 +445,7 @@ class VaultSim(Simulator):
             ("data", "POST"): (None, self._write),
             ("data", "PUT"): (None, self._write),
             ("data", "DELETE"): ("delete", self._delete_latest),
+            ("data", "PATCH"): ("patch", self._patch),
             ("delete", "POST"): ("update", self._delete_versions),
             ("delete", "PUT"): ("update", self._delete_versions),
             ("undelete", "POST"): ("update", self._undelete),
@@ -464,6 +472,30 @@ class VaultSim(Simulator):
         if op != "config" and op != "metadata" and not path:
             return self.not_found(request)
         return func(request, kv, path)
+
+    def _parse_body(self, request):
+        """The request's JSON body as ``request.vault_body`` (a dict), or the error response."""
+        request.vault_body = {}
+        if request.method not in ("POST", "PUT", "PATCH"):
+            return None
+        if request.method == "PATCH":
+            mimetype = request.mimetype or ""
+            if mimetype != "application/merge-patch+json":
+                return self.err(415, "PATCH requires Content-Type of application/merge-patch+json, "
+                                     f"provided {mimetype}")
+        raw = request.get_data(cache=True)
+        if not raw.strip():
+            return None
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            return self.err(400, f"failed to decode JSON input: {exc}")
+        if body is None:
+            return None
+        if not isinstance(body, dict):
+            return self.err(400, "failed to decode JSON input: not a JSON object")
+        request.vault_body = body
+        return None
 
     def _secret(self, kv, path):
         return kv["secrets"].get(path)
@@ -494,20 +526,30 @@ class VaultSim(Simulator):
         return self.json(body)
 
     def _write(self, request, kv, path):
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            return self.err(400, "error parsing JSON")
+        body = request.vault_body
         data = body.get("data")
         if data is None:
             return self.err(400, "no data provided")
         if not isinstance(data, dict):
             return self.err(400, "data must be a JSON object")
-        options = body.get("options") or {}
         rec = kv["secrets"].get(path)
+        problem = self._check_and_set(body, kv, rec)
+        if problem:
+            return problem
+        if rec is None:
+            rec = {"versions": {}, "current_version": 0, "oldest_version": 0,
+                   "max_versions": 0, "cas_required": False, "created_time": _now(),
+                   "updated_time": _now(), "custom_metadata": None}
+            kv["secrets"][path] = rec
+        return self._add_version(kv, rec, data)
+
+    def _check_and_set(self, body, kv, rec):
+        """path_data.go validateCheckAndSetOption: None, or the 400."""
+        options = body.get("options") or {}
         current = rec["current_version"] if rec else 0
         cas_required = kv["config"]["cas_required"] or (rec and rec["cas_required"])
-        if "cas" in options:
-            try:  # path_data.go validateCheckAndSetOption (mapstructure.WeakDecode)
+        if isinstance(options, dict) and "cas" in options:
+            try:  # mapstructure.WeakDecode
                 cas = int(options["cas"])
             except (TypeError, ValueError):
                 return self.err(400, "error parsing check-and-set parameter")
@@ -515,12 +557,38 @@ class VaultSim(Simulator):
                 return self.err(400, "check-and-set parameter did not match the current version")
         elif cas_required:
             return self.err(400, "check-and-set parameter required for this call")
+        return None
+
+    def _patch(self, request, kv, path):
+        """
+        path_data.go pathDataPatch: ``data`` required; a missing secret is a 404 with no body;
+        check-and-set as for a write; a deleted or destroyed current version is a 404 whose
+        ``data`` is that version's metadata; else the data merged (RFC 7386, as
+        framework.HandlePatchOperation) into a new version.
+        """
+        body = request.vault_body
+        data = body.get("data")
+        if data is None:
+            return self.err(400, "no data provided")
+        if not isinstance(data, dict):
+            return self.err(400, "data must be a JSON object")
+        rec = self._secret(kv, path)
         if rec is None:
-            rec = {"versions": {}, "current_version": 0, "oldest_version": 0,
-                   "max_versions": 0, "cas_required": False, "created_time": _now(),
-                   "updated_time": _now(), "custom_metadata": None}
-            kv["secrets"][path] = rec
-        version = current + 1
+            return Response(status=404, mimetype="application/json")
+        problem = self._check_and_set(body, kv, rec)
+        if problem:
+            return problem
+        current = rec["versions"].get(rec["current_version"])
+        if current is None:
+            return Response(status=404, mimetype="application/json")
+        if current["deletion_time"] or current["destroyed"]:
+            return self.json({"request_id": str(uuid.uuid4()), "lease_id": "", "renewable": False,
+                              "lease_duration": 0, "data": _version_meta(rec, rec["current_version"]),
+                              "wrap_info": None, "warnings": None, "auth": None}, status=404)
+        return self._add_version(kv, rec, _merge_patch(current["data"], data))
+
+    def _add_version(self, kv, rec, data):
+        version = rec["current_version"] + 1
         rec["versions"][version] = {"data": data, "created_time": _now(), "deletion_time": "",
                                     "destroyed": False}
         rec["current_version"] = version
@@ -547,7 +615,7 @@ class VaultSim(Simulator):
     def _versions_arg(self, request, missing="No version number provided"):
         # path_delete.go (delete, undelete): "No version number provided"; path_destroy.go:
         # "no version number provided"
-        body = request.get_json(silent=True) or {}
+        body = request.vault_body
         versions = body.get("versions")
         if not isinstance(versions, list) or not versions:
             return None, self.err(400, missing)
@@ -604,16 +672,18 @@ class VaultSim(Simulator):
         return self.json({"request_id": str(uuid.uuid4()), "data": {"keys": sorted(keys)}})
 
     def _write_metadata(self, request, kv, path):
-        body = request.get_json(silent=True) or {}
+        body = request.vault_body
         fields = ("max_versions", "cas_required", "delete_version_after", "custom_metadata")
         if not any(key in body for key in fields):
             # path_metadata.go pathMetadataWrite's fast path: nothing to set, nothing created
             return self.json(None, status=204)
-        if "max_versions" in body:
-            try:
-                int(body["max_versions"])
-            except (TypeError, ValueError):
-                return self.err(400, f'error converting input {body["max_versions"]} for field "max_versions"')
+        parsed = {}
+        for key, parse in (("max_versions", _type_int), ("cas_required", _type_bool)):
+            if key in body:
+                try:  # framework.TypeInt / TypeBool (path_metadata.go pathMetadataWrite)
+                    parsed[key] = parse(body[key])
+                except ValueError:
+                    return self.err(400, f'error converting input {body[key]} for field "{key}"')
         if "custom_metadata" in body:
             problem = _custom_metadata_problem(body["custom_metadata"])
             if problem:
@@ -624,10 +694,7 @@ class VaultSim(Simulator):
                    "cas_required": False, "created_time": _now(), "updated_time": _now(),
                    "custom_metadata": None}
             kv["secrets"][path] = rec
-        if "max_versions" in body:
-            rec["max_versions"] = int(body["max_versions"])
-        if "cas_required" in body:
-            rec["cas_required"] = bool(body["cas_required"])
+        rec.update(parsed)
         if "custom_metadata" in body:
             rec["custom_metadata"] = body["custom_metadata"]
         self.changed()
@@ -644,10 +711,18 @@ class VaultSim(Simulator):
         return self.json({"data": cfg})
 
     def _write_config(self, request, kv, path):
-        body = request.get_json(silent=True) or {}
-        for key in ("max_versions", "cas_required"):
+        """path_config.go pathConfigWrite: max_versions a framework.TypeInt, cas_required a
+        framework.TypeBool (so ``"false"`` is false), refused with a 400 when they do not parse."""
+        body = request.vault_body
+        parsed = {}
+        for key, parse in (("max_versions", _type_int), ("cas_required", _type_bool)):
             if key in body:
-                kv["config"][key] = body[key]
+                try:
+                    parsed[key] = parse(body[key])
+                except ValueError:
+                    return self.err(400, f'error converting input {body[key]} for field "{key}"')
+        kv["config"].update(parsed)
+        self.changed()
         return self.json(None, status=204)
 
     def snapshot(self):
@@ -659,6 +734,45 @@ class VaultSim(Simulator):
                 for m, kv in self.mounts.items()
             },
         }
+
+
+def _type_bool(value):
+    """framework.TypeBool (parseutil.ParseBool): a bool, a number, or strconv.ParseBool's words."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return value != 0
+    text = str(value)
+    if text in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if text in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise ValueError(text)
+
+
+def _type_int(value):
+    """framework.TypeInt (a number or a string of digits)."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float) and value != int(value):
+        raise ValueError(value)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ValueError(value) from None
+
+
+def _merge_patch(target, patch):
+    """RFC 7386 JSON merge patch (framework.HandlePatchOperation): null removes a key."""
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, dict):
+            result[key] = _merge_patch(result.get(key), value)
+        else:
+            result[key] = value
+    return result
 
 
 def _version_meta(rec, version):

@@ -337,3 +337,100 @@ def test_health_status_codes_from_the_query(vault):
     url, _ = vault
     resp = requests.get(f"{url}/v1/sys/health?activecode=299", timeout=10)
     assert resp.status_code == 299 and resp.json()["sealed"] is False and resp.json()["cluster_id"]
+
+
+# -- the second audit against the vendor source (vault-audit) ---------------------------------------
+# Sources: hashicorp/vault-plugin-secrets-kv path_data.go (validateCheckAndSetOption,
+# pathDataPatch), path_config.go (pathConfigWrite/Read: max_versions framework.TypeInt,
+# cas_required framework.TypeBool), path_metadata.go (pathMetadataWrite); openbao/openbao
+# internal/http/logical.go buildLogicalRequestNoAuth (the body is parsed before the token is
+# looked at; PATCH needs Content-Type application/merge-patch+json, else 415) and
+# internal/http/json.go parseJSONRequest.
+def test_cas_required_on_the_secret(vault, path):
+    """pathMetadataWrite sets cas_required (a TypeBool: "false" is false); a write without
+    options.cas is then refused by validateCheckAndSetOption."""
+    assert call(vault, "POST", f"/v1/secret/metadata/{path}", json={"cas_required": True}).status_code == 204
+    assert call(vault, "GET", f"/v1/secret/metadata/{path}").json()["data"]["cas_required"] is True
+    resp = call(vault, "POST", f"/v1/secret/data/{path}", json={"data": {"a": "1"}})
+    assert resp.status_code == 400 and resp.json()["errors"] == ["check-and-set parameter required for this call"]
+    resp = call(vault, "POST", f"/v1/secret/data/{path}", json={"data": {"a": "1"}, "options": {"cas": 0}})
+    assert resp.status_code == 200 and resp.json()["data"]["version"] == 1
+    assert set(resp.json()["data"]) >= {"version", "created_time", "deletion_time", "destroyed", "custom_metadata"}
+    assert call(vault, "POST", f"/v1/secret/metadata/{path}", json={"cas_required": "false"}).status_code == 204
+    assert call(vault, "GET", f"/v1/secret/metadata/{path}").json()["data"]["cas_required"] is False
+    assert call(vault, "POST", f"/v1/secret/data/{path}", json={"data": {"a": "2"}}).status_code == 200
+    resp = call(vault, "POST", f"/v1/secret/metadata/{path}", json={"max_versions": "many"})
+    assert resp.status_code == 400 and 'for field "max_versions"' in resp.json()["errors"][0]
+
+
+def test_cas_required_on_the_mount(vault, path):
+    """pathConfigWrite: cas_required on the mount's config applies to every key."""
+    try:
+        assert call(vault, "POST", "/v1/secret/config", json={"cas_required": "true"}).status_code == 204
+        config = call(vault, "GET", "/v1/secret/config").json()["data"]
+        assert config["cas_required"] is True and {"max_versions", "delete_version_after"} <= set(config)
+        resp = call(vault, "POST", f"/v1/secret/data/{path}", json={"data": {"a": "1"}})
+        assert resp.status_code == 400 and resp.json()["errors"] == ["check-and-set parameter required for this call"]
+        resp = call(vault, "POST", f"/v1/secret/data/{path}", json={"data": {"a": "1"}, "options": {"cas": 0}})
+        assert resp.status_code == 200
+        resp = call(vault, "POST", "/v1/secret/config", json={"cas_required": "maybe"})
+        assert resp.status_code == 400 and 'for field "cas_required"' in resp.json()["errors"][0]
+    finally:
+        assert call(vault, "POST", "/v1/secret/config", json={"cas_required": False}).status_code == 204
+    assert call(vault, "GET", "/v1/secret/config").json()["data"]["cas_required"] is False
+
+
+def test_a_body_that_is_no_json_is_400_before_the_token(vault, path):
+    """buildLogicalRequestNoAuth parses the body first (any Content-Type) - a bad body is a 400
+    even with a bad token; a JSON body without a Content-Type is accepted."""
+    url, _ = vault
+    for token in (vault[1], "nope"):
+        for where in ("data", "metadata"):
+            resp = requests.post(f"{url}/v1/secret/{where}/{path}", data="{nope", timeout=10,
+                                 headers={"X-Vault-Token": token, "Content-Type": "application/json"})
+            assert resp.status_code == 400 and "JSON input" in resp.json()["errors"][0], resp.text
+    resp = requests.post(f"{url}/v1/secret/data/{path}", data='{"data": {"a": "1"}}', timeout=10,
+                         headers={"X-Vault-Token": vault[1]})
+    assert resp.status_code == 200 and resp.json()["data"]["version"] == 1
+
+
+def patch(vault, path, body, content_type="application/merge-patch+json"):
+    url, token = vault
+    return requests.patch(f"{url}/v1/secret/data/{path}", json=body, timeout=10,
+                          headers={"X-Vault-Token": token, "Content-Type": content_type})
+
+
+def test_patch_merges_into_the_current_version(vault, path):
+    """pathDataPatch: 415 without the merge-patch Content-Type (logical.go), 404 for a missing
+    secret, check-and-set as a write, a JSON merge patch (null removes), 404 with the version's
+    metadata when the current version is deleted."""
+    resp = patch(vault, path, {"data": {"a": "1"}}, content_type="application/json")
+    assert resp.status_code == 415 and resp.json()["errors"][0].startswith(
+        "PATCH requires Content-Type of application/merge-patch+json")
+    assert patch(vault, path, {"data": {"a": "1"}}).status_code == 404
+    call(vault, "POST", f"/v1/secret/data/{path}", json={"data": {"a": "1", "b": "2"}})
+    resp = patch(vault, path, {"data": {"b": None, "c": "3"}, "options": {"cas": 0}})
+    assert resp.status_code == 400
+    assert resp.json()["errors"] == ["check-and-set parameter did not match the current version"]
+    resp = patch(vault, path, {"options": {"cas": 1}})
+    assert resp.status_code == 400 and resp.json()["errors"] == ["no data provided"]
+    resp = patch(vault, path, {"data": {"b": None, "c": "3"}, "options": {"cas": 1}})
+    assert resp.status_code == 200 and resp.json()["data"]["version"] == 2
+    assert call(vault, "GET", f"/v1/secret/data/{path}").json()["data"]["data"] == {"a": "1", "c": "3"}
+    assert call(vault, "DELETE", f"/v1/secret/data/{path}").status_code == 204
+    resp = patch(vault, path, {"data": {"a": "9"}})
+    assert resp.status_code == 404 and resp.json()["data"]["version"] == 2
+    assert resp.json()["data"]["deletion_time"] != ""
+
+
+def test_list_of_nothing_unknown_mount_and_wrong_method(vault, path):
+    """sdk/logical/response_util.go RespondErrorCommon: a LIST with no keys is a 404 with no
+    errors (hecate's ``list`` reads it as empty); vault/router.go: a path on no mount is
+    ``no handler for route``; the framework refuses an operation a path lacks with a 405."""
+    for method, where in (("LIST", f"/v1/secret/metadata/{path}"), ("GET", f"/v1/secret/metadata/{path}?list=true")):
+        resp = call(vault, method, where)
+        assert resp.status_code == 404 and resp.json() == {"errors": []}
+    resp = call(vault, "GET", f"/v1/no-such-mount-{uuid.uuid4().hex[:8]}/data/{path}")
+    assert resp.status_code == 404 and "no handler for route" in resp.json()["errors"][0]
+    resp = call(vault, "DELETE", "/v1/secret/config")
+    assert resp.status_code == 405 and resp.json()["errors"] == ["unsupported operation"]
