@@ -505,13 +505,15 @@ class VaultSim(Simulator):
         return max(rec["max_versions"], kv["config"]["max_versions"] or 0) or DEFAULT_MAX_VERSIONS
 
     def _read(self, request, kv, path):
-        rec = self._secret(kv, path)
-        if rec is None or not rec["versions"]:
-            return self.err(404)
         try:
             version = int(request.args.get("version", "0") or 0)
         except ValueError:
-            return self.err(400, "version must be an integer")
+            # sdk/framework/backend.go HandleRequest: fd.Validate() fails, no existence check
+            return self.err(400, 'Field validation failed: error converting input for field "version": '
+                                 f'cannot parse {request.args.get("version")!r} as int')
+        rec = self._secret(kv, path)
+        if rec is None or not rec["versions"]:
+            return self.err(404)
         version = version or rec["current_version"]
         ver = rec["versions"].get(version)
         if ver is None:
@@ -682,8 +684,8 @@ class VaultSim(Simulator):
             if key in body:
                 try:  # framework.TypeInt / TypeBool (path_metadata.go pathMetadataWrite)
                     parsed[key] = parse(body[key])
-                except ValueError:
-                    return self.err(400, f'error converting input {body[key]} for field "{key}"')
+                except ValueError:  # sdk/framework/backend.go: fd.Validate() in the existence check
+                    return self.err(400, f'error converting input for field "{key}": invalid value {body[key]!r}')
         if "custom_metadata" in body:
             problem = _custom_metadata_problem(body["custom_metadata"])
             if problem:
@@ -698,6 +700,12 @@ class VaultSim(Simulator):
         if "custom_metadata" in body:
             rec["custom_metadata"] = body["custom_metadata"]
         self.changed()
+        if "cas_required" in parsed and kv["config"]["cas_required"] and not parsed["cas_required"]:
+            # pathMetadataWrite: stored, with a warning; the mount's setting still applies
+            return self.json({"request_id": str(uuid.uuid4()), "lease_id": "", "renewable": False,
+                              "lease_duration": 0, "data": None, "wrap_info": None, "auth": None,
+                              "warnings": ['"cas_required" set to false, but is mandated by backend config. '
+                                           "This value will be ignored."]})
         return self.json(None, status=204)
 
     def _delete_metadata(self, request, kv, path):
@@ -719,8 +727,9 @@ class VaultSim(Simulator):
             if key in body:
                 try:
                     parsed[key] = parse(body[key])
-                except ValueError:
-                    return self.err(400, f'error converting input {body[key]} for field "{key}"')
+                except ValueError:  # sdk/framework/backend.go HandleRequest: fd.Validate()
+                    return self.err(400, 'Field validation failed: error converting input for field '
+                                         f'"{key}": invalid value {body[key]!r}')
         kv["config"].update(parsed)
         self.changed()
         return self.json(None, status=204)

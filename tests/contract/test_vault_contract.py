@@ -373,6 +373,11 @@ def test_cas_required_on_the_mount(vault, path):
         assert resp.status_code == 400 and resp.json()["errors"] == ["check-and-set parameter required for this call"]
         resp = call(vault, "POST", f"/v1/secret/data/{path}", json={"data": {"a": "1"}, "options": {"cas": 0}})
         assert resp.status_code == 200
+        # pathMetadataWrite: false on the secret is stored with a warning; the mount still decides
+        resp = call(vault, "POST", f"/v1/secret/metadata/{path}", json={"cas_required": False})
+        assert resp.status_code == 200 and "mandated by backend config" in resp.json()["warnings"][0]
+        resp = call(vault, "POST", f"/v1/secret/data/{path}", json={"data": {"a": "2"}})
+        assert resp.status_code == 400 and resp.json()["errors"] == ["check-and-set parameter required for this call"]
         resp = call(vault, "POST", "/v1/secret/config", json={"cas_required": "maybe"})
         assert resp.status_code == 400 and 'for field "cas_required"' in resp.json()["errors"][0]
     finally:
@@ -434,3 +439,6 @@ def test_list_of_nothing_unknown_mount_and_wrong_method(vault, path):
     assert resp.status_code == 404 and "no handler for route" in resp.json()["errors"][0]
     resp = call(vault, "DELETE", "/v1/secret/config")
     assert resp.status_code == 405 and resp.json()["errors"] == ["unsupported operation"]
+    # sdk/framework/backend.go HandleRequest: fd.Validate() - "version" is a framework.TypeInt
+    resp = call(vault, "GET", f"/v1/secret/data/{path}?version=abc")
+    assert resp.status_code == 400 and 'error converting input for field "version"' in resp.json()["errors"][0]
