@@ -532,8 +532,8 @@ class VaultSim(Simulator):
         data = body.get("data")
         if data is None:
             return self.err(400, "no data provided")
-        if not isinstance(data, dict):
-            return self.err(400, "data must be a JSON object")
+        if not isinstance(data, dict):  # framework.TypeMap, validated in the existence check
+            return self.err(400, f'error converting input for field "data": {data!r} is not a map')
         rec = kv["secrets"].get(path)
         problem = self._check_and_set(body, kv, rec)
         if problem:
@@ -572,8 +572,8 @@ class VaultSim(Simulator):
         data = body.get("data")
         if data is None:
             return self.err(400, "no data provided")
-        if not isinstance(data, dict):
-            return self.err(400, "data must be a JSON object")
+        if not isinstance(data, dict):  # framework.TypeMap, validated in the existence check
+            return self.err(400, f'error converting input for field "data": {data!r} is not a map')
         rec = self._secret(kv, path)
         if rec is None:
             return Response(status=404, mimetype="application/json")
@@ -609,7 +609,7 @@ class VaultSim(Simulator):
         rec = self._secret(kv, path)
         if rec and rec["current_version"] in rec["versions"]:
             ver = rec["versions"][rec["current_version"]]
-            if not ver["deletion_time"]:
+            if not ver["deletion_time"] and not ver["destroyed"]:  # pathDataDelete: a destroyed one stays
                 ver["deletion_time"] = _now()
         self.changed()
         return self.json(None, status=204)

@@ -442,3 +442,15 @@ def test_list_of_nothing_unknown_mount_and_wrong_method(vault, path):
     # sdk/framework/backend.go HandleRequest: fd.Validate() - "version" is a framework.TypeInt
     resp = call(vault, "GET", f"/v1/secret/data/{path}?version=abc")
     assert resp.status_code == 400 and 'error converting input for field "version"' in resp.json()["errors"][0]
+
+
+def test_delete_latest_leaves_a_destroyed_version_alone_and_data_must_be_a_map(vault, path):
+    """path_data.go pathDataDelete returns early when the latest version is destroyed (no
+    deletion_time is set); "data" is a framework.TypeMap, validated before the handler."""
+    call(vault, "POST", f"/v1/secret/data/{path}", json={"data": {"a": "1"}})
+    assert call(vault, "POST", f"/v1/secret/destroy/{path}", json={"versions": [1]}).status_code == 204
+    assert call(vault, "DELETE", f"/v1/secret/data/{path}").status_code == 204
+    version = call(vault, "GET", f"/v1/secret/metadata/{path}").json()["data"]["versions"]["1"]
+    assert version["destroyed"] is True and version["deletion_time"] == ""
+    resp = call(vault, "POST", f"/v1/secret/data/{path}", json={"data": "a=1"})
+    assert resp.status_code == 400 and 'error converting input for field "data"' in resp.json()["errors"][0]
