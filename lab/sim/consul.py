@@ -836,6 +836,11 @@ class ConsulSim(Simulator):
             except DecodeError as exc:
                 return self.err(400, f"Request decode failed: {exc}")
         lock_delay = min(lock_delay, MAX_LOCK_DELAY)
+        # agent/consul/session_endpoint.go Session.Apply: session:write on the node is checked
+        # before Behavior and TTL are validated (a token without it gets 403 for any body)
+        node = low.get("node") or self.node
+        if not authz.allowed("session", node, "write"):
+            return self.err(403, authz.denied("session", node, "write"))
         behavior = low.get("behavior") or "release"
         if behavior not in ("release", "delete"):
             return self.err(500, f"Invalid Behavior setting '{behavior}'")
@@ -852,9 +857,6 @@ class ConsulSim(Simulator):
                     f"Invalid Session TTL '{int(ttl_s * 1e9)}', must be between "
                     f"[{format_duration(self.session_ttl_min)}={format_duration(SESSION_TTL_MAX)}]",
                 )
-        node = low.get("node") or self.node
-        if not authz.allowed("session", node, "write"):
-            return self.err(403, authz.denied("session", node, "write"))
         if node != self.node:
             return self.err(500, "Missing node registration")
         idx = self._bump("sessions")

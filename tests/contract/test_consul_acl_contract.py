@@ -126,6 +126,20 @@ def test_sessions_are_looked_up_before_the_acl_check(deny, prefix):
         call(deny, "PUT", f"/v1/session/destroy/{created}")
 
 
+# agent/consul/session_endpoint.go Session.Apply (create): the token is resolved and
+# session:write on the session's node checked *before* Behavior and TTL are validated, so a
+# token without session:write learns nothing about its body (403, not "Invalid Session TTL").
+@pytest.mark.parametrize("body", [{"TTL": "1s"}, {"TTL": "90000s"}, {"Behavior": "bogus"}, {"TTL": "30s"}])
+def test_session_create_checks_session_write_before_the_body(deny, body):
+    url, _ = deny
+    resp = requests.put(f"{url}/v1/session/create", json=body, timeout=30)  # anonymous
+    assert resp.status_code == 403, resp.text
+    assert resp.text.startswith("Permission denied: anonymous token lacks permission 'session:write' on ")
+    resp = requests.put(f"{url}/v1/session/create", json=body, headers={"X-Consul-Token": str(uuid.uuid4())},
+                        timeout=30)
+    assert resp.status_code == 403 and "ACL not found" in resp.text
+
+
 def test_token_self(deny):
     url, token = deny
     resp = call(deny, "GET", "/v1/acl/token/self")
