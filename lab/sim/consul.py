@@ -835,7 +835,7 @@ class ConsulSim(Simulator):
                         lock_delay = float(val)
             except DecodeError as exc:
                 return self.err(400, f"Request decode failed: {exc}")
-        lock_delay = min(lock_delay, MAX_LOCK_DELAY)
+        # the LockDelay is kept as given: deleteSessionTxn caps it at MaxLockDelay when applied
         # agent/consul/session_endpoint.go Session.Apply: session:write on the node is checked
         # before Behavior and TTL are validated (a token without it gets 403 for any body)
         node = low.get("node") or self.node
@@ -922,7 +922,8 @@ class ConsulSim(Simulator):
                 ent["Session"] = ""
                 ent["ModifyIndex"] = idx
             if sess["LockDelay"]:
-                self.lock_delay[key] = now + sess["LockDelay"] / 1e9
+                # agent/consul/state/session.go deleteSessionTxn: "Enforce the max lock delay"
+                self.lock_delay[key] = now + min(sess["LockDelay"] / 1e9, MAX_LOCK_DELAY)
 
     def on_session_renew(self, request, sid):
         # Session.Renew: an unknown session is a 404 before session:write is checked
@@ -944,8 +945,8 @@ class ConsulSim(Simulator):
             return denied
 
         def index_fn():
-            sess = self.sessions.get(sid)
-            return sess["ModifyIndex"] if sess else self.table_index["sessions"]
+            # agent/consul/state/session.go SessionGet: the sessions table's index
+            return self.table_index["sessions"]
 
         err = self._blocking(request, index_fn)
         if err:

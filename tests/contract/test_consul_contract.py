@@ -275,6 +275,20 @@ def test_session_info_renew_errors(consul, session):
     assert resp.status_code == 404 and resp.text == f"Session id '{missing}' not found"
 
 
+# agent/consul/state/session.go: SessionGet answers the sessions table's max index
+# (maxIndexTxnSessions), not the session's own ModifyIndex, so a blocking read of one session
+# wakes on any session change; deleteSessionTxn caps LockDelay at structs.MaxLockDelay (60s)
+# only when it applies the delay: the session keeps (and shows) the LockDelay it was given.
+def test_session_info_index_and_uncapped_lock_delay(consul, session):
+    first = session(Name="first", LockDelay="120s")
+    (info,) = call(consul, "GET", f"/v1/session/info/{first}").json()
+    assert info["LockDelay"] == 120 * 10**9
+    second = session(Name="second")
+    (later,) = call(consul, "GET", f"/v1/session/info/{second}").json()
+    resp = call(consul, "GET", f"/v1/session/info/{first}")
+    assert int(resp.headers["X-Consul-Index"]) >= later["CreateIndex"] > info["ModifyIndex"]
+
+
 @pytest.mark.parametrize("ttl", ["0.5s", "90000s"])
 def test_session_ttl_out_of_range(consul, ttl):
     resp = call(consul, "PUT", "/v1/session/create", json={"TTL": ttl})
