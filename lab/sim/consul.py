@@ -730,12 +730,14 @@ class ConsulSim(Simulator):
         existing = self.kv.get(key)
         if "acquire" in args:
             sid = args.get("acquire")
+            # agent/consul/kvs_endpoint.go kvsPreApply: the lock-delay refusal comes before
+            # the raft apply, where kvsLockTxn checks the session
+            if self.lock_delay.get(key, 0) > time.monotonic():
+                return self._json(False)
             if not sid:
                 return self.err(500, "missing session")
             if sid not in self.sessions:
                 return self.err(500, f'invalid session "{sid}"')
-            if self.lock_delay.get(key, 0) > time.monotonic():
-                return self._json(False)
             if existing is not None and existing.get("Session") not in (None, "", sid):
                 return self._json(False)
             self._kv_write(key, value, flags, session=sid, acquire=True)

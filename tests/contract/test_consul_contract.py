@@ -262,6 +262,18 @@ def test_acquire_with_unknown_session_fails(consul, prefix):
     assert "invalid session" in resp.text.lower()
 
 
+# agent/consul/kvs_endpoint.go kvsPreApply refuses a lock during its lock-delay (false) before
+# the raft apply, where state/kvs.go kvsLockTxn checks that the session exists ("invalid
+# session"): a key in lock-delay answers false even to an unknown session.
+def test_lock_delay_is_checked_before_the_session(consul, prefix, session):
+    key = f"{prefix}/delayed"
+    holder = session(Name="holder", LockDelay="15s")
+    assert call(consul, "PUT", f"/v1/kv/{key}?acquire={holder}").json() is True
+    assert call(consul, "PUT", f"/v1/session/destroy/{holder}").json() is True
+    resp = call(consul, "PUT", f"/v1/kv/{key}?acquire={uuid.uuid4()}")
+    assert resp.status_code == 200 and resp.json() is False
+
+
 def test_session_info_renew_errors(consul, session):
     sid = session(Name="info", TTL="30s", Behavior="delete")
     (info,) = call(consul, "GET", f"/v1/session/info/{sid}").json()
