@@ -440,8 +440,15 @@ class ConsulSim(Simulator):
     def err(self, status, text):
         return Response(text, status=status, mimetype="text/plain")
 
-    def method_not_allowed(self, request):
-        return self.err(405, f"method {request.method} not allowed")
+    def method_not_allowed(self, request, methods=None):
+        # agent/http.go: MethodNotAllowedError, with an Allow header of OPTIONS and the
+        # endpoint's declared methods joined by ","
+        if methods is None:
+            allowed = self.url_map.bind_to_environ(request.environ).allowed_methods()
+            methods = [m for m in ("GET", "PUT", "POST", "DELETE") if m in allowed]
+        resp = self.err(405, f"method {request.method} not allowed")
+        resp.headers["Allow"] = ",".join(["OPTIONS", *methods])
+        return resp
 
     def handle_error(self, request, exc):
         return self.err(500, str(exc))
@@ -495,13 +502,13 @@ class ConsulSim(Simulator):
     # -- ACLs (acl/policy_authorizer.go, acl/errors.go, agent/acl.go) -------------------------
     @staticmethod
     def _secret(request):
-        token = request.headers.get("X-Consul-Token")
+        # agent/http.go parseTokenInternal: ?token first, then X-Consul-Token, then an
+        # "Authorization: Bearer <token>" header (the first word after the scheme)
+        token = request.args.get("token") or request.headers.get("X-Consul-Token")
         if not token:
-            auth = request.headers.get("Authorization", "")
-            if auth.startswith("Bearer "):
-                token = auth[7:].strip()
-        if not token:
-            token = request.args.get("token")  # deprecated, still honoured by Consul
+            parts = request.headers.get("Authorization", "").split(" ")
+            if len(parts) > 1 and parts[0] == "Bearer":
+                token = " ".join(parts[1:]).strip().split(" ")[0].strip()
         return token or None
 
     def identity(self, request):
@@ -1007,7 +1014,7 @@ class ConsulSim(Simulator):
 
     def on_agent_service(self, request, sid):
         if sid == "register" or sid.startswith(("deregister/", "maintenance/")):
-            return self.method_not_allowed(request)  # those paths are PUT-only endpoints
+            return self.method_not_allowed(request, ["PUT"])  # those paths are PUT-only endpoints
         # AgentService resolves the token (unknown: 403 ACL not found), then looks the
         # service up (404), and only then checks service:read on it (403)
         authz, denied = self._resolve(request)

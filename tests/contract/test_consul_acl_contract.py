@@ -140,6 +140,24 @@ def test_session_create_checks_session_write_before_the_body(deny, body):
     assert resp.status_code == 403 and "ACL not found" in resp.text
 
 
+# agent/http.go parseTokenInternal: "?token, X-Consul-Token and last Authorization: Bearer" -
+# the query parameter wins over the header, the header over a bearer token.
+def test_token_sources_in_consuls_order(deny, prefix):
+    url, token = deny
+    bogus = str(uuid.uuid4())
+    resp = requests.get(f"{url}/v1/kv/{prefix}/t", params={"token": bogus}, headers={"X-Consul-Token": token},
+                        timeout=30)
+    assert resp.status_code == 403 and "ACL not found" in resp.text
+    resp = requests.get(f"{url}/v1/kv/{prefix}/t", params={"token": token}, headers={"X-Consul-Token": bogus},
+                        timeout=30)
+    assert resp.status_code == 404
+    resp = requests.get(f"{url}/v1/kv/{prefix}/t", headers={"X-Consul-Token": bogus,
+                                                           "Authorization": f"Bearer {token}"}, timeout=30)
+    assert resp.status_code == 403 and "ACL not found" in resp.text
+    resp = requests.get(f"{url}/v1/kv/{prefix}/t", headers={"Authorization": f"Bearer {token} extra"}, timeout=30)
+    assert resp.status_code == 404
+
+
 def test_token_self(deny):
     url, token = deny
     resp = call(deny, "GET", "/v1/acl/token/self")

@@ -515,3 +515,19 @@ def test_catalog_registered_node_and_its_checks_in_the_health_endpoint(consul):
     assert resp.status_code == 500 and "Must provide node" in resp.text
     resp = call(consul, "PUT", "/v1/catalog/register", json={"Node": node})
     assert resp.status_code == 500 and "Must provide address" in resp.text
+
+
+# agent/http.go wrap: a method the endpoint does not declare is MethodNotAllowedError: 405,
+# "method <M> not allowed", and an Allow header of OPTIONS plus the declared methods
+# (addAllowHeader joins them with ","); agent/http_register.go declares PUT for
+# /v1/session/create and /v1/agent/service/register, GET for /v1/health/service/.
+@pytest.mark.parametrize(("method", "path", "allow"), [
+    ("GET", "/v1/session/create", "OPTIONS,PUT"),
+    ("GET", "/v1/agent/service/register", "OPTIONS,PUT"),
+    ("PUT", "/v1/health/service/hecate-none", "OPTIONS,GET"),
+])
+def test_method_not_allowed_names_the_allowed_methods(consul, method, path, allow):
+    resp = call(consul, method, path)
+    assert resp.status_code == 405
+    assert resp.text == f"method {method} not allowed"
+    assert resp.headers["Allow"] == allow
