@@ -487,12 +487,11 @@ class ConsulSim(Simulator):
                 return self.err(400, "Invalid wait time")
         if "index" not in args:
             return None
-        try:
-            index = int(args.get("index") or 0)
-            if index < 0:
-                raise ValueError
-        except ValueError:
+        # strconv.ParseUint(idx, 10, 64): digits only (no sign, no spaces), at most 2^64-1
+        raw = args.get("index") or "0"
+        if not re.fullmatch(r"[0-9]+", raw) or int(raw) >= 2**64:
             return self.err(400, "Invalid index")
+        index = int(raw)
         wait = min(max(wait, 0.0), MAX_WAIT)
         wait += wait / 16 * (uuid.uuid4().int % 1000) / 1000.0  # Consul's jitter
         if index > 0:
@@ -1309,9 +1308,10 @@ class ConsulSim(Simulator):
         passing = False
         if "passing" in request.args:
             raw = request.args.get("passing")
-            if raw == "" or raw.lower() in ("1", "t", "true"):
+            # getBoolQueryParam: "" is true, else strconv.ParseBool
+            if raw in ("", "1", "t", "T", "TRUE", "true", "True"):
                 passing = True
-            elif raw.lower() in ("0", "f", "false"):
+            elif raw in ("0", "f", "F", "FALSE", "false", "False"):
                 passing = False
             else:
                 return self.err(400, "Invalid value for ?passing")

@@ -197,6 +197,24 @@ def test_bad_wait_is_400(consul, prefix):
     assert resp.status_code == 400 and resp.text == "Invalid wait time"
 
 
+# agent/http.go parseWait: ?index is strconv.ParseUint (no sign, no spaces, fits 64 bits) and
+# ?wait time.ParseDuration (no spaces); agent/health_endpoint.go getBoolQueryParam: ?passing is
+# strconv.ParseBool (1 t T TRUE true True 0 f F FALSE false False; empty means true), else 400.
+@pytest.mark.parametrize("index", ["+5", " 5", "-1", "18446744073709551616", "0x10"])
+def test_index_is_a_go_uint(consul, prefix, index):
+    resp = call(consul, "GET", f"/v1/kv/{prefix}/x", params={"index": index})
+    assert resp.status_code == 400 and resp.text == "Invalid index"
+
+
+@pytest.mark.parametrize(("value", "status"), [("tRuE", 400), ("yes", 400), ("True", 200), ("F", 200),
+                                               ("", 200)])
+def test_passing_is_a_go_bool(consul, value, status):
+    resp = call(consul, "GET", "/v1/health/service/hecate-none", params={"passing": value})
+    assert resp.status_code == status
+    if status == 400:
+        assert resp.text == "Invalid value for ?passing"
+
+
 def test_conditional_writes_sent_twice(consul, prefix, session):
     """
     Why hecate never resends a conditional write whose answer was lost, but re-reads
