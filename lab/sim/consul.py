@@ -1049,15 +1049,11 @@ class ConsulSim(Simulator):
         address = args.get("Address") or ""
         if address in ("0.0.0.0", "::", "[::]"):
             return self.err(400, "Invalid service address")
-        # vetServiceRegisterWithAuthorizer: service:write on the name, and on the name of a
-        # service this registration would replace
+        # AgentRegisterService resolves the token here (403 ACL not found), but vets
+        # service:write only once Weights, Meta and the checks are validated
         authz, denied = self._resolve(request)
         if denied:
             return denied
-        sid = args.get("ID") or args["Name"]
-        for name in {args["Name"], (self.services.get(sid) or {}).get("Service") or args["Name"]}:
-            if not authz.allowed("service", name, "write"):
-                return self.err(403, authz.denied("service", name, "write"))
         weights = args.get("Weights")
         if weights is not None:
             if weights.get("Passing", 0) <= 0:
@@ -1082,13 +1078,20 @@ class ConsulSim(Simulator):
             status = chk.get("Status") or ""
             if status and status not in ("passing", "warning", "critical"):
                 return self.err(400, "Status for checks must 'passing', 'warning', 'critical'")
-            if chk.get("ScriptArgs"):
-                return self.err(
-                    500,
-                    "Scripts are disabled on this agent from remote calls; to enable, "
-                    "configure 'enable_script_checks' to true",
-                )
             normalised.append(chk)
+        # vetServiceRegisterWithAuthorizer: service:write on the name, and on the name of a
+        # service this registration would replace
+        sid = args.get("ID") or args["Name"]
+        for name in {args["Name"], (self.services.get(sid) or {}).get("Service") or args["Name"]}:
+            if not authz.allowed("service", name, "write"):
+                return self.err(403, authz.denied("service", name, "write"))
+        # Agent.AddService refuses script checks from remote calls after the ACL vetting
+        if any(chk.get("ScriptArgs") for chk in normalised):
+            return self.err(
+                500,
+                "Scripts are disabled on this agent from remote calls; to enable, "
+                "configure 'enable_script_checks' to true",
+            )
         replace = "replace-existing-checks" in request.args and request.args.get(
             "replace-existing-checks"
         ) in ("", "true")

@@ -140,6 +140,27 @@ def test_session_create_checks_session_write_before_the_body(deny, body):
     assert resp.status_code == 403 and "ACL not found" in resp.text
 
 
+# agent/agent_endpoint.go AgentRegisterService: the token is resolved (403 "ACL not found")
+# right after the name and address checks, but service:write is vetted
+# (vetServiceRegisterWithAuthorizer) only after Weights, Meta and the checks are validated, so
+# a token without service:write still gets the 400 of a bad body.
+@pytest.mark.parametrize(("extra", "reason"), [
+    ({"Weights": {"Passing": 0}}, "Invalid Weights"),
+    ({"Meta": {"bad key": "x"}}, "Invalid Service Meta"),
+    ({"Check": {"TTL": "10s", "Status": "bogus"}}, "Status for checks must"),
+])
+def test_register_validates_the_body_before_service_write(deny, extra, reason):
+    url, _ = deny
+    body = {"ID": f"hecate-contract-{uuid.uuid4().hex[:8]}", "Name": "hecate-contract", **extra}
+    resp = requests.put(f"{url}/v1/agent/service/register", json=body, timeout=30)  # anonymous
+    assert resp.status_code == 400 and resp.text.startswith(reason), resp.text
+    resp = requests.put(f"{url}/v1/agent/service/register", json=body, headers={"X-Consul-Token": str(uuid.uuid4())},
+                        timeout=30)
+    assert resp.status_code == 403 and "ACL not found" in resp.text
+    resp = requests.put(f"{url}/v1/agent/service/register", json={"Name": "hecate-contract"}, timeout=30)
+    assert resp.status_code == 403 and "service:write" in resp.text
+
+
 # agent/http.go parseTokenInternal: "?token, X-Consul-Token and last Authorization: Bearer" -
 # the query parameter wins over the header, the header over a bearer token.
 def test_token_sources_in_consuls_order(deny, prefix):
