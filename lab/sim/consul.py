@@ -343,6 +343,22 @@ class Authorizer:
             return self.default_allow
         return level >= ACL_LEVELS[access]
 
+    def key_write_prefix(self, prefix):
+        """acl/policy_authorizer.go KeyWritePrefix (a recursive delete): the longest prefix rule
+        over ``prefix`` grants write (or none applies and the default allows), and no rule,
+        exact or prefix, under ``prefix`` withholds write."""
+        if self.management:
+            return True
+        for kind in ("key", "key_prefix"):
+            for name, policy in (self.rules.get(kind) or {}).items():
+                if name.startswith(prefix) and policy != "write":
+                    return False
+        best = None
+        for name, policy in (self.rules.get("key_prefix") or {}).items():
+            if prefix.startswith(name) and (best is None or len(name) > len(best[0])):
+                best = (name, policy)
+        return best[1] == "write" if best else self.default_allow
+
     def denied(self, resource, name, access):
         """acl.PermissionDeniedByACL's text (acl/errors.go)."""
         what = f"lacks permission '{resource}:{access}' on \"{name}\""
@@ -581,7 +597,10 @@ class ConsulSim(Simulator):
         if denied:
             return denied
         listing = request.method == "GET" and ("keys" in request.args or "recurse" in request.args)
-        if not listing:
+        if request.method == "DELETE" and "recurse" in request.args:
+            if not authz.key_write_prefix(key):  # kvsPreApply: KVDeleteTree
+                return self.err(403, authz.denied("key", key, "write"))
+        elif not listing:
             access = "read" if request.method == "GET" else "write"
             if not authz.allowed("key", key, access):
                 return self.err(403, authz.denied("key", key, access))

@@ -244,3 +244,56 @@ def test_hecates_consul_rules_cover_what_hecate_does(hecate_rules_token):
         client.put_json(f"hecate-contract/{uuid.uuid4().hex[:8]}", {"a": 1})
     with pytest.raises(salt.exceptions.CommandExecutionError, match="Permission denied"):
         client.service_register({"ID": "hecate-contract-other", "Name": "hecate-contract-other", "Port": 1})
+
+
+@pytest.fixture
+def rules_token(deny, tmp_path_factory):
+    """A factory: ``make(rules) -> (url, secret)``, a token with exactly ``rules`` (as
+    ``hecate_rules_token``: its own simulator, or a policy and token on a real Consul)."""
+    from lab import devservers  # pylint: disable=import-outside-toplevel
+    from lab.sim import SimHandle  # pylint: disable=import-outside-toplevel
+
+    url, token = deny
+    cleanup = []
+
+    def make(rules):
+        secret = str(uuid.uuid4())
+        if requests.get(f"{url}/_lab/health", timeout=10).status_code == 200:
+            options = {"acl": {"enabled": True, "default_policy": "deny",
+                               "tokens": {secret: {"name": "rules", "rules": rules}}}}
+            handle = SimHandle("consul", str(tmp_path_factory.mktemp("consul-rules")), options).start()
+            cleanup.append(handle.stop)
+            return handle.url, secret
+        name = f"hecate-contract-{uuid.uuid4().hex[:8]}"
+        headers = {"X-Consul-Token": token}
+        policy = requests.put(f"{url}/v1/acl/policy", headers=headers, timeout=30, json={
+            "Name": name, "Rules": devservers.consul_rules_hcl(rules)}).json()
+        created = requests.put(f"{url}/v1/acl/token", headers=headers, timeout=30, json={
+            "SecretID": secret, "Policies": [{"Name": name}]}).json()
+        cleanup.append(lambda: requests.delete(f"{url}/v1/acl/policy/{policy['ID']}", headers=headers, timeout=30))
+        cleanup.append(lambda: requests.delete(f"{url}/v1/acl/token/{created['AccessorID']}", headers=headers,
+                                               timeout=30))
+        return url, secret
+
+    yield make
+    for undo in reversed(cleanup):
+        undo()
+
+
+# agent/consul/kvs_endpoint.go kvsPreApply: DELETE ?recurse (KVDeleteTree) needs KeyWritePrefix;
+# acl/policy_authorizer.go KeyWritePrefix allows only when the longest prefix rule over the
+# prefix grants write AND no rule (exact or prefix) under the prefix withholds write.
+def test_recursive_delete_needs_write_on_everything_under_the_prefix(rules_token, prefix):
+    url, secret = rules_token({"key_prefix": {f"{prefix}/": "write", f"{prefix}/ro/": "read"},
+                               "key": {f"{prefix}/pinned": "deny"}})
+    headers = {"X-Consul-Token": secret}
+    assert requests.put(f"{url}/v1/kv/{prefix}/a/b", data=b"x", headers=headers, timeout=30).json() is True
+    resp = requests.delete(f"{url}/v1/kv/{prefix}/?recurse", headers=headers, timeout=30)
+    assert resp.status_code == 403 and resp.text.startswith("Permission denied"), resp.text
+    resp = requests.delete(f"{url}/v1/kv/{prefix}/ro/?recurse", headers=headers, timeout=30)
+    assert resp.status_code == 403
+    resp = requests.delete(f"{url}/v1/kv/{prefix}/pin?recurse", headers=headers, timeout=30)
+    assert resp.status_code == 403
+    resp = requests.delete(f"{url}/v1/kv/{prefix}/a/?recurse", headers=headers, timeout=30)
+    assert resp.status_code == 200 and resp.json() is True
+    assert requests.get(f"{url}/v1/kv/{prefix}/a/b", headers=headers, timeout=30).status_code == 404
