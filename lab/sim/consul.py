@@ -489,29 +489,36 @@ class ConsulSim(Simulator):
         headers = self._meta(index) if index is not None else None
         return self.json(data, status=status, headers=headers)
 
-    def _blocking(self, request, index_fn):
-        """None to go on, or an error response for bad ?index/?wait; blocks when asked."""
+    def _query(self, request):
+        """``(error response or None, index or None, wait)``: agent/http.go parseWait (400s),
+        then the RPC's forwarding (an unknown ?dc) - all before any ACL check."""
         args = request.args
-        if "dc" in args and args.get("dc") not in ("", self.dc):
-            return self.err(500, "No path to datacenter")
-        # agent/http.go parseWait: ?wait= is parsed whether or not ?index= is given
+        # parseWait: ?wait= is parsed whether or not ?index= is given
         wait = DEFAULT_WAIT
         if args.get("wait"):
             try:
                 wait = parse_duration(args["wait"])
             except DecodeError:
-                return self.err(400, "Invalid wait time")
-        if "index" not in args:
-            return None
-        # strconv.ParseUint(idx, 10, 64): digits only (no sign, no spaces), at most 2^64-1
-        raw = args.get("index") or "0"
-        if not re.fullmatch(r"[0-9]+", raw) or int(raw) >= 2**64:
-            return self.err(400, "Invalid index")
-        index = int(raw)
+                return self.err(400, "Invalid wait time"), None, wait
+        index = None
+        if args.get("index"):
+            # strconv.ParseUint(idx, 10, 64): digits only (no sign, no spaces), at most 2^64-1
+            raw = args["index"]
+            if not re.fullmatch(r"[0-9]+", raw) or int(raw) >= 2**64:
+                return self.err(400, "Invalid index"), None, wait
+            index = int(raw)
+        if "dc" in args and args.get("dc") not in ("", self.dc):
+            return self.err(500, "No path to datacenter"), None, wait
+        return None, index, wait
+
+    def _blocking(self, request, index_fn):
+        """None to go on, or an error response for bad ?index/?wait; blocks when asked."""
+        err, index, wait = self._query(request)
+        if err is not None or not index:
+            return err
         wait = min(max(wait, 0.0), MAX_WAIT)
         wait += wait / 16 * (uuid.uuid4().int % 1000) / 1000.0  # Consul's jitter
-        if index > 0:
-            self.wait_for_change(index_fn, index, wait)
+        self.wait_for_change(index_fn, index, wait)
         return None
 
     # -- ACLs (acl/policy_authorizer.go, acl/errors.go, agent/acl.go) -------------------------
@@ -590,21 +597,24 @@ class ConsulSim(Simulator):
         if problem:
             # validateKVKey returns a plain error: Consul's HTTP layer answers 500 with its text
             return self.err(500, problem)
-        # agent/consul/kvs_endpoint.go: Get checks key:read (403 before 404), List/ListKeys
-        # filter the entries by key:read (FilterDirEnt), kvsPreApply checks key:write
-        # (DeleteTree: write on the prefix)
+        # agent/kvs_endpoint.go checks the request first (KVSGet: parseWait; KVSPut/KVSDelete:
+        # missing key, conflicting flags, ?flags/?cas, the value size); then the KVS RPC resolves
+        # the token and (agent/consul/kvs_endpoint.go) Get checks key:read (403 before 404),
+        # List/ListKeys filter the entries by key:read (FilterDirEnt), kvsPreApply checks
+        # key:write (DeleteTree: KeyWritePrefix)
         authz, denied = self._resolve(request)
-        if denied:
-            return denied
-        listing = request.method == "GET" and ("keys" in request.args or "recurse" in request.args)
-        if request.method == "DELETE" and "recurse" in request.args:
-            if not authz.key_write_prefix(key):  # kvsPreApply: KVDeleteTree
-                return self.err(403, authz.denied("key", key, "write"))
-        elif not listing:
-            access = "read" if request.method == "GET" else "write"
-            if not authz.allowed("key", key, access):
-                return self.err(403, authz.denied("key", key, access))
-        resp = self._kv(request, key, authz)
+        if request.method == "GET":
+            err = self._query(request)[0] or denied
+            if err is not None:
+                return err
+            listing = "keys" in request.args or "recurse" in request.args
+            if not listing and not authz.allowed("key", key, "read"):
+                return self.err(403, authz.denied("key", key, "read"))
+            resp = self._kv_get(request, key, authz)
+        elif request.method == "PUT":
+            resp = self._kv_put(request, key, authz, denied)
+        else:
+            resp = self._kv_delete(request, key, authz, denied)
         if warning:
             resp.headers["X-Consul-KV-Warning"] = (
                 f"KV key validation bypassed: {warning}. Consider enabling key validation for security.")
@@ -633,13 +643,6 @@ class ConsulSim(Simulator):
             if b" " in decoded:
                 return "invalid key name, leading/trailing spaces are not allowed"
         return None
-
-    def _kv(self, request, key, authz):
-        if request.method == "GET":
-            return self._kv_get(request, key, authz)
-        if request.method == "PUT":
-            return self._kv_put(request, key)
-        return self._kv_delete(request, key)
 
     def _kv_get(self, request, key, authz):
         args = request.args
@@ -721,7 +724,16 @@ class ConsulSim(Simulator):
             return self.err(400, f"Conflicting flags: {encoded}\n")
         return None
 
-    def _kv_put(self, request, key):
+    @staticmethod
+    def _kv_write_denied(authz, denied, key, recurse=False):
+        """The KVS RPC's ACL answer (kvsPreApply), or None."""
+        if denied is not None:
+            return denied
+        if not (authz.key_write_prefix(key) if recurse else authz.allowed("key", key, "write")):
+            return Response(authz.denied("key", key, "write"), status=403, mimetype="text/plain")
+        return None
+
+    def _kv_put(self, request, key, authz, denied):
         args = request.args
         if not key:
             return self.err(400, "Missing key name")
@@ -751,6 +763,9 @@ class ConsulSim(Simulator):
                 f"Request body({length} bytes) too large, max size: {KV_MAX_VALUE_SIZE} bytes. "
                 "See https://developer.hashicorp.com/docs/agent/config/config-files#kv_max_value_size.",
             )
+        refused = self._kv_write_denied(authz, denied, key)
+        if refused is not None:
+            return refused
         value = self._read_body(request) or None
         existing = self.kv.get(key)
         if "acquire" in args:
@@ -799,12 +814,24 @@ class ConsulSim(Simulator):
         self.kv[key] = ent
         self.tombstones.pop(key, None)
 
-    def _kv_delete(self, request, key):
+    def _kv_delete(self, request, key, authz, denied):
         args = request.args
         conflict = self._conflicting(args, "recurse", "cas")
         if conflict:
             return conflict
-        if "recurse" in args:
+        recurse = "recurse" in args
+        if not recurse and not key:
+            return self.err(400, "Missing key name")
+        cas = None
+        if "cas" in args:
+            raw = args.get("cas")
+            if not re.fullmatch(r"[0-9]+", raw or "") or int(raw) >= 2**64:
+                return self.err(500, f'strconv.ParseUint: parsing "{raw}": invalid syntax')
+            cas = int(raw)
+        refused = self._kv_write_denied(authz, denied, key, recurse=recurse)
+        if refused is not None:
+            return refused
+        if recurse:
             doomed = [k for k in self.kv if k.startswith(key)]
             if doomed:
                 idx = self._bump("kvs")
@@ -812,16 +839,9 @@ class ConsulSim(Simulator):
                     del self.kv[k]
                     self.tombstones[k] = idx
             return self._json(True)
-        if not key:
-            return self.err(400, "Missing key name")
         existing = self.kv.get(key)
-        if "cas" in args:
-            try:
-                cas = int(args.get("cas"))
-            except ValueError:
-                return self.err(500, f'strconv.ParseUint: parsing "{args.get("cas")}": invalid syntax')
-            if existing is None or existing["ModifyIndex"] != cas:
-                return self._json(existing is None)
+        if cas is not None and (existing is None or existing["ModifyIndex"] != cas):
+            return self._json(existing is None)
         if existing is not None:
             idx = self._bump("kvs")
             del self.kv[key]

@@ -297,3 +297,31 @@ def test_recursive_delete_needs_write_on_everything_under_the_prefix(rules_token
     resp = requests.delete(f"{url}/v1/kv/{prefix}/a/?recurse", headers=headers, timeout=30)
     assert resp.status_code == 200 and resp.json() is True
     assert requests.get(f"{url}/v1/kv/{prefix}/a/b", headers=headers, timeout=30).status_code == 404
+
+
+# agent/kvs_endpoint.go KVSPut/KVSDelete/KVSGet check the request (missing key, conflicting
+# flags, ?flags and ?cas as ParseUint, the value size, ?wait/?index) before the KVS RPC, where
+# the token is resolved and key:read/key:write checked: a token without the permission still
+# gets the request's 400/413/500.
+def test_kv_request_errors_come_before_the_acl_check(deny, prefix):
+    url, _ = deny
+    bogus = {"X-Consul-Token": str(uuid.uuid4())}
+    for headers in ({}, bogus):
+        resp = requests.put(f"{url}/v1/kv/{prefix}/x?cas=0&acquire=abc", headers=headers, timeout=30)
+        assert resp.status_code == 400 and resp.text.startswith("Conflicting flags: "), resp.text
+        resp = requests.put(f"{url}/v1/kv/{prefix}/x?flags=abc", headers=headers, timeout=30)
+        assert resp.status_code == 500 and "strconv.ParseUint" in resp.text
+        resp = requests.put(f"{url}/v1/kv/{prefix}/x", data=b"x" * (512 * 1024 + 1), headers=headers, timeout=30)
+        assert resp.status_code == 413
+        resp = requests.delete(f"{url}/v1/kv/{prefix}/x?cas=abc", headers=headers, timeout=30)
+        assert resp.status_code == 500 and "strconv.ParseUint" in resp.text
+        resp = requests.delete(f"{url}/v1/kv/{prefix}/x?cas=1&recurse", headers=headers, timeout=30)
+        assert resp.status_code == 400 and resp.text.startswith("Conflicting flags: ")
+        resp = requests.put(f"{url}/v1/kv/", data=b"x", headers=headers, timeout=30)
+        assert resp.status_code == 400 and resp.text == "Missing key name"
+        resp = requests.get(f"{url}/v1/kv/{prefix}/x?index=1&wait=forever", headers=headers, timeout=30)
+        assert resp.status_code == 400 and resp.text == "Invalid wait time"
+    # and with a valid request the missing permission is what answers
+    assert requests.put(f"{url}/v1/kv/{prefix}/x", data=b"x", timeout=30).status_code == 403
+    resp = requests.put(f"{url}/v1/kv/{prefix}/x", data=b"x", headers=bogus, timeout=30)
+    assert resp.status_code == 403 and "ACL not found" in resp.text
