@@ -984,7 +984,8 @@ class ConsulSim(Simulator):
             return self.err(403, authz.denied("session", sess["Node"], "write"))
         if sess["_ttl"]:
             sess["_expires"] = time.monotonic() + sess["_ttl"] * SESSION_TTL_MULTIPLIER
-        return self._json([self._session_out(sess)], self.table_index["sessions"])
+        # agent/session_endpoint.go SessionRenew writes no query meta (no X-Consul-Index)
+        return self._json([self._session_out(sess)])
 
     def on_session_info(self, request, sid):
         authz, denied = self._resolve(request)  # results filtered by session:read

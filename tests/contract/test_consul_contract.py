@@ -299,6 +299,8 @@ def test_session_info_renew_errors(consul, session):
     assert info["LockDelay"] == 15 * 10**9
     renewed = call(consul, "PUT", f"/v1/session/renew/{sid}")
     assert renewed.status_code == 200 and renewed.json()[0]["ID"] == sid
+    # agent/session_endpoint.go SessionRenew sets no query meta (unlike SessionGet)
+    assert "X-Consul-Index" not in renewed.headers
     missing = str(uuid.uuid4())
     assert call(consul, "GET", f"/v1/session/info/{missing}").json() == []
     resp = call(consul, "PUT", f"/v1/session/renew/{missing}")
