@@ -343,6 +343,22 @@ class Authorizer:
             return self.default_allow
         return level >= ACL_LEVELS[access]
 
+    def key_write_prefix(self, prefix):
+        """acl/policy_authorizer.go KeyWritePrefix (a recursive delete): the longest prefix rule
+        over ``prefix`` grants write (or none applies and the default allows), and no rule,
+        exact or prefix, under ``prefix`` withholds write."""
+        if self.management:
+            return True
+        for kind in ("key", "key_prefix"):
+            for name, policy in (self.rules.get(kind) or {}).items():
+                if name.startswith(prefix) and policy != "write":
+                    return False
+        best = None
+        for name, policy in (self.rules.get("key_prefix") or {}).items():
+            if prefix.startswith(name) and (best is None or len(name) > len(best[0])):
+                best = (name, policy)
+        return best[1] == "write" if best else self.default_allow
+
     def denied(self, resource, name, access):
         """acl.PermissionDeniedByACL's text (acl/errors.go)."""
         what = f"lacks permission '{resource}:{access}' on \"{name}\""
@@ -440,8 +456,15 @@ class ConsulSim(Simulator):
     def err(self, status, text):
         return Response(text, status=status, mimetype="text/plain")
 
-    def method_not_allowed(self, request):
-        return self.err(405, f"method {request.method} not allowed")
+    def method_not_allowed(self, request, methods=None):
+        # agent/http.go: MethodNotAllowedError, with an Allow header of OPTIONS and the
+        # endpoint's declared methods joined by ","
+        if methods is None:
+            allowed = self.url_map.bind_to_environ(request.environ).allowed_methods()
+            methods = [m for m in ("GET", "PUT", "POST", "DELETE") if m in allowed]
+        resp = self.err(405, f"method {request.method} not allowed")
+        resp.headers["Allow"] = ",".join(["OPTIONS", *methods])
+        return resp
 
     def handle_error(self, request, exc):
         return self.err(500, str(exc))
@@ -466,42 +489,48 @@ class ConsulSim(Simulator):
         headers = self._meta(index) if index is not None else None
         return self.json(data, status=status, headers=headers)
 
-    def _blocking(self, request, index_fn):
-        """None to go on, or an error response for bad ?index/?wait; blocks when asked."""
+    def _query(self, request):
+        """``(error response or None, index or None, wait)``: agent/http.go parseWait (400s),
+        then the RPC's forwarding (an unknown ?dc) - all before any ACL check."""
         args = request.args
-        if "dc" in args and args.get("dc") not in ("", self.dc):
-            return self.err(500, "No path to datacenter")
-        # agent/http.go parseWait: ?wait= is parsed whether or not ?index= is given
+        # parseWait: ?wait= is parsed whether or not ?index= is given
         wait = DEFAULT_WAIT
         if args.get("wait"):
             try:
                 wait = parse_duration(args["wait"])
             except DecodeError:
-                return self.err(400, "Invalid wait time")
-        if "index" not in args:
-            return None
-        try:
-            index = int(args.get("index") or 0)
-            if index < 0:
-                raise ValueError
-        except ValueError:
-            return self.err(400, "Invalid index")
+                return self.err(400, "Invalid wait time"), None, wait
+        index = None
+        if args.get("index"):
+            # strconv.ParseUint(idx, 10, 64): digits only (no sign, no spaces), at most 2^64-1
+            raw = args["index"]
+            if not re.fullmatch(r"[0-9]+", raw) or int(raw) >= 2**64:
+                return self.err(400, "Invalid index"), None, wait
+            index = int(raw)
+        if "dc" in args and args.get("dc") not in ("", self.dc):
+            return self.err(500, "No path to datacenter"), None, wait
+        return None, index, wait
+
+    def _blocking(self, request, index_fn):
+        """None to go on, or an error response for bad ?index/?wait; blocks when asked."""
+        err, index, wait = self._query(request)
+        if err is not None or not index:
+            return err
         wait = min(max(wait, 0.0), MAX_WAIT)
         wait += wait / 16 * (uuid.uuid4().int % 1000) / 1000.0  # Consul's jitter
-        if index > 0:
-            self.wait_for_change(index_fn, index, wait)
+        self.wait_for_change(index_fn, index, wait)
         return None
 
     # -- ACLs (acl/policy_authorizer.go, acl/errors.go, agent/acl.go) -------------------------
     @staticmethod
     def _secret(request):
-        token = request.headers.get("X-Consul-Token")
+        # agent/http.go parseTokenInternal: ?token first, then X-Consul-Token, then an
+        # "Authorization: Bearer <token>" header (the first word after the scheme)
+        token = request.args.get("token") or request.headers.get("X-Consul-Token")
         if not token:
-            auth = request.headers.get("Authorization", "")
-            if auth.startswith("Bearer "):
-                token = auth[7:].strip()
-        if not token:
-            token = request.args.get("token")  # deprecated, still honoured by Consul
+            parts = request.headers.get("Authorization", "").split(" ")
+            if len(parts) > 1 and parts[0] == "Bearer":
+                token = " ".join(parts[1:]).strip().split(" ")[0].strip()
         return token or None
 
     def identity(self, request):
@@ -568,18 +597,24 @@ class ConsulSim(Simulator):
         if problem:
             # validateKVKey returns a plain error: Consul's HTTP layer answers 500 with its text
             return self.err(500, problem)
-        # agent/consul/kvs_endpoint.go: Get checks key:read (403 before 404), List/ListKeys
-        # filter the entries by key:read (FilterDirEnt), kvsPreApply checks key:write
-        # (DeleteTree: write on the prefix)
+        # agent/kvs_endpoint.go checks the request first (KVSGet: parseWait; KVSPut/KVSDelete:
+        # missing key, conflicting flags, ?flags/?cas, the value size); then the KVS RPC resolves
+        # the token and (agent/consul/kvs_endpoint.go) Get checks key:read (403 before 404),
+        # List/ListKeys filter the entries by key:read (FilterDirEnt), kvsPreApply checks
+        # key:write (DeleteTree: KeyWritePrefix)
         authz, denied = self._resolve(request)
-        if denied:
-            return denied
-        listing = request.method == "GET" and ("keys" in request.args or "recurse" in request.args)
-        if not listing:
-            access = "read" if request.method == "GET" else "write"
-            if not authz.allowed("key", key, access):
-                return self.err(403, authz.denied("key", key, access))
-        resp = self._kv(request, key, authz)
+        if request.method == "GET":
+            err = self._query(request)[0] or denied
+            if err is not None:
+                return err
+            listing = "keys" in request.args or "recurse" in request.args
+            if not listing and not authz.allowed("key", key, "read"):
+                return self.err(403, authz.denied("key", key, "read"))
+            resp = self._kv_get(request, key, authz)
+        elif request.method == "PUT":
+            resp = self._kv_put(request, key, authz, denied)
+        else:
+            resp = self._kv_delete(request, key, authz, denied)
         if warning:
             resp.headers["X-Consul-KV-Warning"] = (
                 f"KV key validation bypassed: {warning}. Consider enabling key validation for security.")
@@ -608,13 +643,6 @@ class ConsulSim(Simulator):
             if b" " in decoded:
                 return "invalid key name, leading/trailing spaces are not allowed"
         return None
-
-    def _kv(self, request, key, authz):
-        if request.method == "GET":
-            return self._kv_get(request, key, authz)
-        if request.method == "PUT":
-            return self._kv_put(request, key)
-        return self._kv_delete(request, key)
 
     def _kv_get(self, request, key, authz):
         args = request.args
@@ -696,7 +724,16 @@ class ConsulSim(Simulator):
             return self.err(400, f"Conflicting flags: {encoded}\n")
         return None
 
-    def _kv_put(self, request, key):
+    @staticmethod
+    def _kv_write_denied(authz, denied, key, recurse=False):
+        """The KVS RPC's ACL answer (kvsPreApply), or None."""
+        if denied is not None:
+            return denied
+        if not (authz.key_write_prefix(key) if recurse else authz.allowed("key", key, "write")):
+            return Response(authz.denied("key", key, "write"), status=403, mimetype="text/plain")
+        return None
+
+    def _kv_put(self, request, key, authz, denied):
         args = request.args
         if not key:
             return self.err(400, "Missing key name")
@@ -726,16 +763,21 @@ class ConsulSim(Simulator):
                 f"Request body({length} bytes) too large, max size: {KV_MAX_VALUE_SIZE} bytes. "
                 "See https://developer.hashicorp.com/docs/agent/config/config-files#kv_max_value_size.",
             )
+        refused = self._kv_write_denied(authz, denied, key)
+        if refused is not None:
+            return refused
         value = self._read_body(request) or None
         existing = self.kv.get(key)
         if "acquire" in args:
             sid = args.get("acquire")
+            # agent/consul/kvs_endpoint.go kvsPreApply: the lock-delay refusal comes before
+            # the raft apply, where kvsLockTxn checks the session
+            if self.lock_delay.get(key, 0) > time.monotonic():
+                return self._json(False)
             if not sid:
                 return self.err(500, "missing session")
             if sid not in self.sessions:
                 return self.err(500, f'invalid session "{sid}"')
-            if self.lock_delay.get(key, 0) > time.monotonic():
-                return self._json(False)
             if existing is not None and existing.get("Session") not in (None, "", sid):
                 return self._json(False)
             self._kv_write(key, value, flags, session=sid, acquire=True)
@@ -772,12 +814,24 @@ class ConsulSim(Simulator):
         self.kv[key] = ent
         self.tombstones.pop(key, None)
 
-    def _kv_delete(self, request, key):
+    def _kv_delete(self, request, key, authz, denied):
         args = request.args
         conflict = self._conflicting(args, "recurse", "cas")
         if conflict:
             return conflict
-        if "recurse" in args:
+        recurse = "recurse" in args
+        if not recurse and not key:
+            return self.err(400, "Missing key name")
+        cas = None
+        if "cas" in args:
+            raw = args.get("cas")
+            if not re.fullmatch(r"[0-9]+", raw or "") or int(raw) >= 2**64:
+                return self.err(500, f'strconv.ParseUint: parsing "{raw}": invalid syntax')
+            cas = int(raw)
+        refused = self._kv_write_denied(authz, denied, key, recurse=recurse)
+        if refused is not None:
+            return refused
+        if recurse:
             doomed = [k for k in self.kv if k.startswith(key)]
             if doomed:
                 idx = self._bump("kvs")
@@ -785,16 +839,9 @@ class ConsulSim(Simulator):
                     del self.kv[k]
                     self.tombstones[k] = idx
             return self._json(True)
-        if not key:
-            return self.err(400, "Missing key name")
         existing = self.kv.get(key)
-        if "cas" in args:
-            try:
-                cas = int(args.get("cas"))
-            except ValueError:
-                return self.err(500, f'strconv.ParseUint: parsing "{args.get("cas")}": invalid syntax')
-            if existing is None or existing["ModifyIndex"] != cas:
-                return self._json(existing is None)
+        if cas is not None and (existing is None or existing["ModifyIndex"] != cas):
+            return self._json(existing is None)
         if existing is not None:
             idx = self._bump("kvs")
             del self.kv[key]
@@ -835,7 +882,12 @@ class ConsulSim(Simulator):
                         lock_delay = float(val)
             except DecodeError as exc:
                 return self.err(400, f"Request decode failed: {exc}")
-        lock_delay = min(lock_delay, MAX_LOCK_DELAY)
+        # the LockDelay is kept as given: deleteSessionTxn caps it at MaxLockDelay when applied
+        # agent/consul/session_endpoint.go Session.Apply: session:write on the node is checked
+        # before Behavior and TTL are validated (a token without it gets 403 for any body)
+        node = low.get("node") or self.node
+        if not authz.allowed("session", node, "write"):
+            return self.err(403, authz.denied("session", node, "write"))
         behavior = low.get("behavior") or "release"
         if behavior not in ("release", "delete"):
             return self.err(500, f"Invalid Behavior setting '{behavior}'")
@@ -852,9 +904,6 @@ class ConsulSim(Simulator):
                     f"Invalid Session TTL '{int(ttl_s * 1e9)}', must be between "
                     f"[{format_duration(self.session_ttl_min)}={format_duration(SESSION_TTL_MAX)}]",
                 )
-        node = low.get("node") or self.node
-        if not authz.allowed("session", node, "write"):
-            return self.err(403, authz.denied("session", node, "write"))
         if node != self.node:
             return self.err(500, "Missing node registration")
         idx = self._bump("sessions")
@@ -920,7 +969,8 @@ class ConsulSim(Simulator):
                 ent["Session"] = ""
                 ent["ModifyIndex"] = idx
             if sess["LockDelay"]:
-                self.lock_delay[key] = now + sess["LockDelay"] / 1e9
+                # agent/consul/state/session.go deleteSessionTxn: "Enforce the max lock delay"
+                self.lock_delay[key] = now + min(sess["LockDelay"] / 1e9, MAX_LOCK_DELAY)
 
     def on_session_renew(self, request, sid):
         # Session.Renew: an unknown session is a 404 before session:write is checked
@@ -934,7 +984,8 @@ class ConsulSim(Simulator):
             return self.err(403, authz.denied("session", sess["Node"], "write"))
         if sess["_ttl"]:
             sess["_expires"] = time.monotonic() + sess["_ttl"] * SESSION_TTL_MULTIPLIER
-        return self._json([self._session_out(sess)], self.table_index["sessions"])
+        # agent/session_endpoint.go SessionRenew writes no query meta (no X-Consul-Index)
+        return self._json([self._session_out(sess)])
 
     def on_session_info(self, request, sid):
         authz, denied = self._resolve(request)  # results filtered by session:read
@@ -942,8 +993,8 @@ class ConsulSim(Simulator):
             return denied
 
         def index_fn():
-            sess = self.sessions.get(sid)
-            return sess["ModifyIndex"] if sess else self.table_index["sessions"]
+            # agent/consul/state/session.go SessionGet: the sessions table's index
+            return self.table_index["sessions"]
 
         err = self._blocking(request, index_fn)
         if err:
@@ -1002,7 +1053,7 @@ class ConsulSim(Simulator):
 
     def on_agent_service(self, request, sid):
         if sid == "register" or sid.startswith(("deregister/", "maintenance/")):
-            return self.method_not_allowed(request)  # those paths are PUT-only endpoints
+            return self.method_not_allowed(request, ["PUT"])  # those paths are PUT-only endpoints
         # AgentService resolves the token (unknown: 403 ACL not found), then looks the
         # service up (404), and only then checks service:read on it (403)
         authz, denied = self._resolve(request)
@@ -1038,15 +1089,11 @@ class ConsulSim(Simulator):
         address = args.get("Address") or ""
         if address in ("0.0.0.0", "::", "[::]"):
             return self.err(400, "Invalid service address")
-        # vetServiceRegisterWithAuthorizer: service:write on the name, and on the name of a
-        # service this registration would replace
+        # AgentRegisterService resolves the token here (403 ACL not found), but vets
+        # service:write only once Weights, Meta and the checks are validated
         authz, denied = self._resolve(request)
         if denied:
             return denied
-        sid = args.get("ID") or args["Name"]
-        for name in {args["Name"], (self.services.get(sid) or {}).get("Service") or args["Name"]}:
-            if not authz.allowed("service", name, "write"):
-                return self.err(403, authz.denied("service", name, "write"))
         weights = args.get("Weights")
         if weights is not None:
             if weights.get("Passing", 0) <= 0:
@@ -1071,13 +1118,20 @@ class ConsulSim(Simulator):
             status = chk.get("Status") or ""
             if status and status not in ("passing", "warning", "critical"):
                 return self.err(400, "Status for checks must 'passing', 'warning', 'critical'")
-            if chk.get("ScriptArgs"):
-                return self.err(
-                    500,
-                    "Scripts are disabled on this agent from remote calls; to enable, "
-                    "configure 'enable_script_checks' to true",
-                )
             normalised.append(chk)
+        # vetServiceRegisterWithAuthorizer: service:write on the name, and on the name of a
+        # service this registration would replace
+        sid = args.get("ID") or args["Name"]
+        for name in {args["Name"], (self.services.get(sid) or {}).get("Service") or args["Name"]}:
+            if not authz.allowed("service", name, "write"):
+                return self.err(403, authz.denied("service", name, "write"))
+        # Agent.AddService refuses script checks from remote calls after the ACL vetting
+        if any(chk.get("ScriptArgs") for chk in normalised):
+            return self.err(
+                500,
+                "Scripts are disabled on this agent from remote calls; to enable, "
+                "configure 'enable_script_checks' to true",
+            )
         replace = "replace-existing-checks" in request.args and request.args.get(
             "replace-existing-checks"
         ) in ("", "true")
@@ -1297,9 +1351,10 @@ class ConsulSim(Simulator):
         passing = False
         if "passing" in request.args:
             raw = request.args.get("passing")
-            if raw == "" or raw.lower() in ("1", "t", "true"):
+            # getBoolQueryParam: "" is true, else strconv.ParseBool
+            if raw in ("", "1", "t", "T", "TRUE", "true", "True"):
                 passing = True
-            elif raw.lower() in ("0", "f", "false"):
+            elif raw in ("0", "f", "F", "FALSE", "false", "False"):
                 passing = False
             else:
                 return self.err(400, "Invalid value for ?passing")

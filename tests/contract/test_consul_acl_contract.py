@@ -126,6 +126,59 @@ def test_sessions_are_looked_up_before_the_acl_check(deny, prefix):
         call(deny, "PUT", f"/v1/session/destroy/{created}")
 
 
+# agent/consul/session_endpoint.go Session.Apply (create): the token is resolved and
+# session:write on the session's node checked *before* Behavior and TTL are validated, so a
+# token without session:write learns nothing about its body (403, not "Invalid Session TTL").
+@pytest.mark.parametrize("body", [{"TTL": "1s"}, {"TTL": "90000s"}, {"Behavior": "bogus"}, {"TTL": "30s"}])
+def test_session_create_checks_session_write_before_the_body(deny, body):
+    url, _ = deny
+    resp = requests.put(f"{url}/v1/session/create", json=body, timeout=30)  # anonymous
+    assert resp.status_code == 403, resp.text
+    assert resp.text.startswith("Permission denied: anonymous token lacks permission 'session:write' on ")
+    resp = requests.put(f"{url}/v1/session/create", json=body, headers={"X-Consul-Token": str(uuid.uuid4())},
+                        timeout=30)
+    assert resp.status_code == 403 and "ACL not found" in resp.text
+
+
+# agent/agent_endpoint.go AgentRegisterService: the token is resolved (403 "ACL not found")
+# right after the name and address checks, but service:write is vetted
+# (vetServiceRegisterWithAuthorizer) only after Weights, Meta and the checks are validated, so
+# a token without service:write still gets the 400 of a bad body.
+@pytest.mark.parametrize(("extra", "reason"), [
+    ({"Weights": {"Passing": 0}}, "Invalid Weights"),
+    ({"Meta": {"bad key": "x"}}, "Invalid Service Meta"),
+    ({"Check": {"TTL": "10s", "Status": "bogus"}}, "Status for checks must"),
+])
+def test_register_validates_the_body_before_service_write(deny, extra, reason):
+    url, _ = deny
+    body = {"ID": f"hecate-contract-{uuid.uuid4().hex[:8]}", "Name": "hecate-contract", **extra}
+    resp = requests.put(f"{url}/v1/agent/service/register", json=body, timeout=30)  # anonymous
+    assert resp.status_code == 400 and resp.text.startswith(reason), resp.text
+    resp = requests.put(f"{url}/v1/agent/service/register", json=body, headers={"X-Consul-Token": str(uuid.uuid4())},
+                        timeout=30)
+    assert resp.status_code == 403 and "ACL not found" in resp.text
+    resp = requests.put(f"{url}/v1/agent/service/register", json={"Name": "hecate-contract"}, timeout=30)
+    assert resp.status_code == 403 and "service:write" in resp.text
+
+
+# agent/http.go parseTokenInternal: "?token, X-Consul-Token and last Authorization: Bearer" -
+# the query parameter wins over the header, the header over a bearer token.
+def test_token_sources_in_consuls_order(deny, prefix):
+    url, token = deny
+    bogus = str(uuid.uuid4())
+    resp = requests.get(f"{url}/v1/kv/{prefix}/t", params={"token": bogus}, headers={"X-Consul-Token": token},
+                        timeout=30)
+    assert resp.status_code == 403 and "ACL not found" in resp.text
+    resp = requests.get(f"{url}/v1/kv/{prefix}/t", params={"token": token}, headers={"X-Consul-Token": bogus},
+                        timeout=30)
+    assert resp.status_code == 404
+    resp = requests.get(f"{url}/v1/kv/{prefix}/t", headers={"X-Consul-Token": bogus,
+                                                           "Authorization": f"Bearer {token}"}, timeout=30)
+    assert resp.status_code == 403 and "ACL not found" in resp.text
+    resp = requests.get(f"{url}/v1/kv/{prefix}/t", headers={"Authorization": f"Bearer {token} extra"}, timeout=30)
+    assert resp.status_code == 404
+
+
 def test_token_self(deny):
     url, token = deny
     resp = call(deny, "GET", "/v1/acl/token/self")
@@ -191,3 +244,84 @@ def test_hecates_consul_rules_cover_what_hecate_does(hecate_rules_token):
         client.put_json(f"hecate-contract/{uuid.uuid4().hex[:8]}", {"a": 1})
     with pytest.raises(salt.exceptions.CommandExecutionError, match="Permission denied"):
         client.service_register({"ID": "hecate-contract-other", "Name": "hecate-contract-other", "Port": 1})
+
+
+@pytest.fixture
+def rules_token(deny, tmp_path_factory):
+    """A factory: ``make(rules) -> (url, secret)``, a token with exactly ``rules`` (as
+    ``hecate_rules_token``: its own simulator, or a policy and token on a real Consul)."""
+    from lab import devservers  # pylint: disable=import-outside-toplevel
+    from lab.sim import SimHandle  # pylint: disable=import-outside-toplevel
+
+    url, token = deny
+    cleanup = []
+
+    def make(rules):
+        secret = str(uuid.uuid4())
+        if requests.get(f"{url}/_lab/health", timeout=10).status_code == 200:
+            options = {"acl": {"enabled": True, "default_policy": "deny",
+                               "tokens": {secret: {"name": "rules", "rules": rules}}}}
+            handle = SimHandle("consul", str(tmp_path_factory.mktemp("consul-rules")), options).start()
+            cleanup.append(handle.stop)
+            return handle.url, secret
+        name = f"hecate-contract-{uuid.uuid4().hex[:8]}"
+        headers = {"X-Consul-Token": token}
+        policy = requests.put(f"{url}/v1/acl/policy", headers=headers, timeout=30, json={
+            "Name": name, "Rules": devservers.consul_rules_hcl(rules)}).json()
+        created = requests.put(f"{url}/v1/acl/token", headers=headers, timeout=30, json={
+            "SecretID": secret, "Policies": [{"Name": name}]}).json()
+        cleanup.append(lambda: requests.delete(f"{url}/v1/acl/policy/{policy['ID']}", headers=headers, timeout=30))
+        cleanup.append(lambda: requests.delete(f"{url}/v1/acl/token/{created['AccessorID']}", headers=headers,
+                                               timeout=30))
+        return url, secret
+
+    yield make
+    for undo in reversed(cleanup):
+        undo()
+
+
+# agent/consul/kvs_endpoint.go kvsPreApply: DELETE ?recurse (KVDeleteTree) needs KeyWritePrefix;
+# acl/policy_authorizer.go KeyWritePrefix allows only when the longest prefix rule over the
+# prefix grants write AND no rule (exact or prefix) under the prefix withholds write.
+def test_recursive_delete_needs_write_on_everything_under_the_prefix(rules_token, prefix):
+    url, secret = rules_token({"key_prefix": {f"{prefix}/": "write", f"{prefix}/ro/": "read"},
+                               "key": {f"{prefix}/pinned": "deny"}})
+    headers = {"X-Consul-Token": secret}
+    assert requests.put(f"{url}/v1/kv/{prefix}/a/b", data=b"x", headers=headers, timeout=30).json() is True
+    resp = requests.delete(f"{url}/v1/kv/{prefix}/?recurse", headers=headers, timeout=30)
+    assert resp.status_code == 403 and resp.text.startswith("Permission denied"), resp.text
+    resp = requests.delete(f"{url}/v1/kv/{prefix}/ro/?recurse", headers=headers, timeout=30)
+    assert resp.status_code == 403
+    resp = requests.delete(f"{url}/v1/kv/{prefix}/pin?recurse", headers=headers, timeout=30)
+    assert resp.status_code == 403
+    resp = requests.delete(f"{url}/v1/kv/{prefix}/a/?recurse", headers=headers, timeout=30)
+    assert resp.status_code == 200 and resp.json() is True
+    assert requests.get(f"{url}/v1/kv/{prefix}/a/b", headers=headers, timeout=30).status_code == 404
+
+
+# agent/kvs_endpoint.go KVSPut/KVSDelete/KVSGet check the request (missing key, conflicting
+# flags, ?flags and ?cas as ParseUint, the value size, ?wait/?index) before the KVS RPC, where
+# the token is resolved and key:read/key:write checked: a token without the permission still
+# gets the request's 400/413/500.
+def test_kv_request_errors_come_before_the_acl_check(deny, prefix):
+    url, _ = deny
+    bogus = {"X-Consul-Token": str(uuid.uuid4())}
+    for headers in ({}, bogus):
+        resp = requests.put(f"{url}/v1/kv/{prefix}/x?cas=0&acquire=abc", headers=headers, timeout=30)
+        assert resp.status_code == 400 and resp.text.startswith("Conflicting flags: "), resp.text
+        resp = requests.put(f"{url}/v1/kv/{prefix}/x?flags=abc", headers=headers, timeout=30)
+        assert resp.status_code == 500 and "strconv.ParseUint" in resp.text
+        resp = requests.put(f"{url}/v1/kv/{prefix}/x", data=b"x" * (512 * 1024 + 1), headers=headers, timeout=30)
+        assert resp.status_code == 413
+        resp = requests.delete(f"{url}/v1/kv/{prefix}/x?cas=abc", headers=headers, timeout=30)
+        assert resp.status_code == 500 and "strconv.ParseUint" in resp.text
+        resp = requests.delete(f"{url}/v1/kv/{prefix}/x?cas=1&recurse", headers=headers, timeout=30)
+        assert resp.status_code == 400 and resp.text.startswith("Conflicting flags: ")
+        resp = requests.put(f"{url}/v1/kv/", data=b"x", headers=headers, timeout=30)
+        assert resp.status_code == 400 and resp.text == "Missing key name"
+        resp = requests.get(f"{url}/v1/kv/{prefix}/x?index=1&wait=forever", headers=headers, timeout=30)
+        assert resp.status_code == 400 and resp.text == "Invalid wait time"
+    # and with a valid request the missing permission is what answers
+    assert requests.put(f"{url}/v1/kv/{prefix}/x", data=b"x", timeout=30).status_code == 403
+    resp = requests.put(f"{url}/v1/kv/{prefix}/x", data=b"x", headers=bogus, timeout=30)
+    assert resp.status_code == 403 and "ACL not found" in resp.text

@@ -197,6 +197,24 @@ def test_bad_wait_is_400(consul, prefix):
     assert resp.status_code == 400 and resp.text == "Invalid wait time"
 
 
+# agent/http.go parseWait: ?index is strconv.ParseUint (no sign, no spaces, fits 64 bits) and
+# ?wait time.ParseDuration (no spaces); agent/health_endpoint.go getBoolQueryParam: ?passing is
+# strconv.ParseBool (1 t T TRUE true True 0 f F FALSE false False; empty means true), else 400.
+@pytest.mark.parametrize("index", ["+5", " 5", "-1", "18446744073709551616", "0x10"])
+def test_index_is_a_go_uint(consul, prefix, index):
+    resp = call(consul, "GET", f"/v1/kv/{prefix}/x", params={"index": index})
+    assert resp.status_code == 400 and resp.text == "Invalid index"
+
+
+@pytest.mark.parametrize(("value", "status"), [("tRuE", 400), ("yes", 400), ("True", 200), ("F", 200),
+                                               ("", 200)])
+def test_passing_is_a_go_bool(consul, value, status):
+    resp = call(consul, "GET", "/v1/health/service/hecate-none", params={"passing": value})
+    assert resp.status_code == status
+    if status == 400:
+        assert resp.text == "Invalid value for ?passing"
+
+
 def test_conditional_writes_sent_twice(consul, prefix, session):
     """
     Why hecate never resends a conditional write whose answer was lost, but re-reads
@@ -262,6 +280,18 @@ def test_acquire_with_unknown_session_fails(consul, prefix):
     assert "invalid session" in resp.text.lower()
 
 
+# agent/consul/kvs_endpoint.go kvsPreApply refuses a lock during its lock-delay (false) before
+# the raft apply, where state/kvs.go kvsLockTxn checks that the session exists ("invalid
+# session"): a key in lock-delay answers false even to an unknown session.
+def test_lock_delay_is_checked_before_the_session(consul, prefix, session):
+    key = f"{prefix}/delayed"
+    holder = session(Name="holder", LockDelay="15s")
+    assert call(consul, "PUT", f"/v1/kv/{key}?acquire={holder}").json() is True
+    assert call(consul, "PUT", f"/v1/session/destroy/{holder}").json() is True
+    resp = call(consul, "PUT", f"/v1/kv/{key}?acquire={uuid.uuid4()}")
+    assert resp.status_code == 200 and resp.json() is False
+
+
 def test_session_info_renew_errors(consul, session):
     sid = session(Name="info", TTL="30s", Behavior="delete")
     (info,) = call(consul, "GET", f"/v1/session/info/{sid}").json()
@@ -269,10 +299,26 @@ def test_session_info_renew_errors(consul, session):
     assert info["LockDelay"] == 15 * 10**9
     renewed = call(consul, "PUT", f"/v1/session/renew/{sid}")
     assert renewed.status_code == 200 and renewed.json()[0]["ID"] == sid
+    # agent/session_endpoint.go SessionRenew sets no query meta (unlike SessionGet)
+    assert "X-Consul-Index" not in renewed.headers
     missing = str(uuid.uuid4())
     assert call(consul, "GET", f"/v1/session/info/{missing}").json() == []
     resp = call(consul, "PUT", f"/v1/session/renew/{missing}")
     assert resp.status_code == 404 and resp.text == f"Session id '{missing}' not found"
+
+
+# agent/consul/state/session.go: SessionGet answers the sessions table's max index
+# (maxIndexTxnSessions), not the session's own ModifyIndex, so a blocking read of one session
+# wakes on any session change; deleteSessionTxn caps LockDelay at structs.MaxLockDelay (60s)
+# only when it applies the delay: the session keeps (and shows) the LockDelay it was given.
+def test_session_info_index_and_uncapped_lock_delay(consul, session):
+    first = session(Name="first", LockDelay="120s")
+    (info,) = call(consul, "GET", f"/v1/session/info/{first}").json()
+    assert info["LockDelay"] == 120 * 10**9
+    second = session(Name="second")
+    (later,) = call(consul, "GET", f"/v1/session/info/{second}").json()
+    resp = call(consul, "GET", f"/v1/session/info/{first}")
+    assert int(resp.headers["X-Consul-Index"]) >= later["CreateIndex"] > info["ModifyIndex"]
 
 
 @pytest.mark.parametrize("ttl", ["0.5s", "90000s"])
@@ -489,3 +535,19 @@ def test_catalog_registered_node_and_its_checks_in_the_health_endpoint(consul):
     assert resp.status_code == 500 and "Must provide node" in resp.text
     resp = call(consul, "PUT", "/v1/catalog/register", json={"Node": node})
     assert resp.status_code == 500 and "Must provide address" in resp.text
+
+
+# agent/http.go wrap: a method the endpoint does not declare is MethodNotAllowedError: 405,
+# "method <M> not allowed", and an Allow header of OPTIONS plus the declared methods
+# (addAllowHeader joins them with ","); agent/http_register.go declares PUT for
+# /v1/session/create and /v1/agent/service/register, GET for /v1/health/service/.
+@pytest.mark.parametrize(("method", "path", "allow"), [
+    ("GET", "/v1/session/create", "OPTIONS,PUT"),
+    ("GET", "/v1/agent/service/register", "OPTIONS,PUT"),
+    ("PUT", "/v1/health/service/hecate-none", "OPTIONS,GET"),
+])
+def test_method_not_allowed_names_the_allowed_methods(consul, method, path, allow):
+    resp = call(consul, method, path)
+    assert resp.status_code == 405
+    assert resp.text == f"method {method} not allowed"
+    assert resp.headers["Allow"] == allow
