@@ -1228,12 +1228,17 @@ class AuthentikSim(EmbeddedOutpost, SAMLIdP, Simulator):
                        for obj in self.db[kind].values()):
                     errors[field] = [self._unique_message(res, field)]
                     break
+        # the serializer's validate_<field> runs only when the field itself passed (DRF
+        # Serializer.to_internal_value): an unknown pk is reported, never a later check
+        extra = {}
         if res.kind == "group":
-            errors.update(self._group_rules(body, current))
+            extra = self._group_rules(body, current)
         if res.kind == "provider_proxy":
-            errors.update(self._proxy_fields(body, initial or {}))
+            extra = self._proxy_fields(body, initial or {})
         if res.kind == "outpost":
-            errors.update(self._outpost_fields(body, current, initial or {}))
+            extra = self._outpost_fields(body, current, initial or {})
+        for field, messages in extra.items():
+            errors.setdefault(field, messages)
         # ApplicationSerializer.validate_slug (authentik/core/api/applications.py) came
         # with 2025.10; 2025.6 accepts the reserved slugs
         if res.kind == "application" and self.version >= (2025, 10) and body.get("slug") in (
@@ -1433,6 +1438,10 @@ class AuthentikSim(EmbeddedOutpost, SAMLIdP, Simulator):
                     break
             if "providers" not in errors and not embedded and len(body["providers"]) < 1:
                 errors["providers"] = ["This list may not be empty."]
+        if isinstance(body.get("config"), dict):
+            wrong = _outpost_config_error(body["config"])
+            if wrong:
+                errors["config"] = [f"Failed to validate config: {wrong}"]
         return errors
 
     # -- object store --------------------------------------------------------------------------
@@ -2494,6 +2503,36 @@ def _verbose(res):
             "CaptchaStage": "Captcha Stage", "PasswordStage": "Password Stage",
             "PromptStage": "Prompt Stage", "UserWriteStage": "User Write Stage",
             "UserLoginStage": "User Login Stage"}.get(res.model, res.model)
+
+
+# authentik/outposts/models.py OutpostConfig (2025.6 to 2026.5): the typed top-level fields
+# OutpostSerializer.validate_config checks with dacite from_dict; None passes an Optional
+OUTPOST_CONFIG_TYPES = {
+    "authentik_host": (str, False), "authentik_host_insecure": (bool, False),
+    "authentik_host_browser": (str, False), "log_level": (str, False),
+    "object_naming_template": (str, False), "container_image": (str, True),
+    "docker_network": (str, True), "docker_map_ports": (bool, False), "docker_labels": (dict, True),
+    "kubernetes_replicas": (int, False), "kubernetes_namespace": (str, False),
+    "kubernetes_ingress_annotations": (dict, False), "kubernetes_ingress_secret_name": (str, False),
+    "kubernetes_ingress_class_name": (str, True), "kubernetes_service_type": (str, False),
+    "kubernetes_disabled_components": (list, False), "kubernetes_image_pull_secrets": (list, False),
+    "kubernetes_json_patches": (dict, True),
+}
+
+
+def _outpost_config_error(config):
+    """dacite's WrongTypeError text for the first field of the wrong type, else None."""
+    for key, value in config.items():
+        if key not in OUTPOST_CONFIG_TYPES:
+            continue  # dacite ignores keys the dataclass does not have
+        typ, optional = OUTPOST_CONFIG_TYPES[key]
+        if value is None and optional:
+            continue
+        if not isinstance(value, typ):  # dacite's is_instance: bool passes for int
+            should = typ.__name__ + (" | None" if optional else "")
+            return (f'wrong value type for field "{key}" - should be "{should}" '
+                    f'instead of value "{value}" of type "{type(value).__name__}"')
+    return None
 
 
 class _FilterError(Exception):

@@ -896,3 +896,40 @@ def test_application_patch_by_slug_links_a_provider(api, name):
         assert api("DELETE", f"/core/applications/{name}/").status_code == 204
         api("DELETE", f"/providers/proxy/{prov['pk']}/")
     assert api("GET", f"/core/applications/{name}/").status_code == 404
+
+
+def test_outpost_providers_and_config_are_validated_field_by_field(api, name):
+    """
+    authentik/outposts/api/outposts.py OutpostSerializer: ``providers`` is a
+    PrimaryKeyRelatedField, so an unknown pk fails in the field itself and
+    ``validate_providers`` (the type check) never runs: DRF's 'Invalid pk' message, not a
+    type mismatch. ``validate_config`` loads the dict with dacite ``from_dict(OutpostConfig,
+    config)`` (authentik/outposts/models.py OutpostConfig: ``authentik_host: str``,
+    ``authentik_host_insecure: bool``, ``kubernetes_replicas: int``), so a value of the
+    wrong type is a 400 naming dacite's WrongTypeError; unknown keys pass.
+    """
+    created = []
+    try:
+        resp = api("POST", "/outposts/instances/", {"name": name, "type": "proxy", "providers": [2147483600],
+                                                    "config": {}})
+        if resp.status_code == 201:
+            created.append(resp.json()["pk"])
+        assert resp.status_code == 400
+        assert resp.json() == {"providers": ['Invalid pk "2147483600" - object does not exist.']}
+        found = api("GET", "/outposts/instances/", managed__iexact="goauthentik.io/outposts/embedded").json()
+        outpost = found["results"][0]
+        resp = api("PATCH", f"/outposts/instances/{outpost['pk']}/", {"config": {"authentik_host": 5}})
+        assert resp.status_code == 400
+        assert resp.json() == {"config": [
+            'Failed to validate config: wrong value type for field "authentik_host" - should be "str" '
+            'instead of value "5" of type "int"']}
+        resp = api("PATCH", f"/outposts/instances/{outpost['pk']}/", {"config": {"authentik_host_insecure": "no"}})
+        assert resp.status_code == 400
+        assert resp.json() == {"config": [
+            'Failed to validate config: wrong value type for field "authentik_host_insecure" - should be "bool" '
+            'instead of value "no" of type "str"']}
+        after = api("GET", f"/outposts/instances/{outpost['pk']}/").json()
+        assert after["config"] == outpost["config"]
+    finally:
+        for pk in created:
+            api("DELETE", f"/outposts/instances/{pk}/")
