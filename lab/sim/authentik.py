@@ -466,8 +466,8 @@ RESOURCES = [
     Res("scope_mapping", "/propertymappings/provider/scope/", "ScopeMapping", "ScopeMapping",
         defaults={"managed": None, "description": ""}, unique=("name", "managed"),
         search=("name", "scope_name")),
-    Res("flow", "/flows/instances/", "Flow", "Flow", lookup_field="slug", ordering=("slug",),
-        search=("name", "slug", "title"),
+    Res("flow", "/flows/instances/", "Flow", "Flow", lookup_field="slug", ordering=("slug", "name"),
+        search=("name", "slug", "designation", "title"),
         defaults={"policy_engine_mode": "any", "compatibility_mode": False, "layout": "stacked",
                   "denied_action": "message_continue", "authentication": "none",
                   "background": ""},
@@ -2025,12 +2025,20 @@ class AuthentikSim(EmbeddedOutpost, SAMLIdP, Simulator):
         items, error = self._filter(request, res, op, list(self.db[res.kind].values()))
         if error is not None:
             return error
+        # DRF SearchFilter (rest_framework/filters.py): the value is split on whitespace
+        # and commas (search_smart_split; quoted phrases are not modelled) and every term
+        # must match one of the search fields
         search = request.args.get("search")
-        if search:
-            items = [o for o in items
-                     if any(search.lower() in str(o.get(f, "")).lower() for f in res.search)]
-        ordering = request.args.get("ordering")
-        keys = [ordering] if ordering else list(res.ordering)
+        terms = [t.lower() for t in re.split(r"[\s,]+", search or "") if t]
+        if terms:
+            items = [o for o in items if all(
+                any(t in str(o.get(f, "")).lower() for f in res.search) for t in terms)]
+        # DRF OrderingFilter.get_ordering: comma-separated, invalid fields dropped
+        # (remove_invalid_fields; the model's fields are the valid ones here), the viewset's
+        # default ordering when none is left
+        fields = set(res.defaults) | {"pk"} | {k for o in items for k in o}
+        keys = [k.strip() for k in (request.args.get("ordering") or "").split(",")]
+        keys = [k for k in keys if k and k.lstrip("-") in fields] or list(res.ordering)
         for key in reversed(keys):
             desc = key.startswith("-")
             field = key.lstrip("-")

@@ -125,6 +125,33 @@ def test_pagination_uses_page_numbers(api):
     assert resp.status_code == 404 and resp.json() == {"detail": "Invalid page."}
 
 
+
+def test_search_terms_and_ordering_as_drf_reads_them(api):
+    """
+    authentik/root/settings.py REST_FRAMEWORK DEFAULT_FILTER_BACKENDS: DRF's SearchFilter
+    and OrderingFilter (rest_framework/filters.py). SearchFilter.get_search_terms splits
+    ``search`` on whitespace and commas (search_smart_split) and every term must match one
+    of the viewset's search_fields (FlowViewSet: name, slug, designation, title).
+    OrderingFilter.get_ordering splits ``ordering`` on commas, drops fields that are no
+    valid ordering field (remove_invalid_fields) and falls back to the viewset's default
+    ordering (FlowViewSet ``ordering = ["slug", "name"]``) when none is left.
+    """
+    def slugs(**params):
+        resp = api("GET", "/flows/instances/", page_size=100, **params)
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["pagination"]["total_pages"] == 1
+        return [f["slug"] for f in resp.json()["results"]]
+
+    found = slugs(search="default authentication")
+    assert "default-authentication-flow" in found
+    assert slugs(search="default,authentication") == found
+    default = slugs()
+    assert default == sorted(default)
+    assert slugs(ordering="no_such_field") == default
+    assert slugs(ordering="-slug,name") == sorted(default, reverse=True)
+    assert slugs(ordering="no_such_field,-slug") == sorted(default, reverse=True)
+
+
 def test_missing_object_bodies(api, name):
     resp = api("GET", f"/core/applications/{name}/")
     assert resp.status_code == 404
@@ -207,6 +234,10 @@ def test_oauth2_provider_credentials_and_validation(api, name):
         # a PATCH of redirect_uris alone: validate_redirect_uris only, the credentials stay
         uris = [{"matching_mode": "regex", "url": r"https://contract\.example\.com/.*"}]
         resp = api("PATCH", f"/providers/oauth2/{prov['pk']}/", {"redirect_uris": uris})
+        # from 2025.12 RedirectURISerializer adds redirect_uri_type, default "authorization"
+        # (schema-2026.5.yml RedirectURI)
+        if release(api) >= (2025, 12):
+            uris = [dict(uri, redirect_uri_type="authorization") for uri in uris]
         assert resp.status_code == 200 and resp.json()["redirect_uris"] == uris
         assert resp.json()["client_secret"] == prov["client_secret"]
     finally:
