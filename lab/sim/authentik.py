@@ -1491,6 +1491,7 @@ class AuthentikSim(EmbeddedOutpost, SAMLIdP, Simulator):
             obj["pbm_uuid"] = str(uuid.uuid4())
         if res.kind == "application":
             obj["pbm_uuid"] = obj["pk"]
+            self._take_backchannel(obj)
         if res.kind == "user":
             obj["uuid"] = str(uuid.uuid4())
             obj["date_joined"] = obj["password_change_date"] = obj["last_updated"] = _now()
@@ -1509,6 +1510,8 @@ class AuthentikSim(EmbeddedOutpost, SAMLIdP, Simulator):
         users = body.pop("users", None) if res.kind == "group" else None
         children = body.pop("children", None) if res.kind == "group" else None
         obj.update(body)
+        if res.kind == "application" and "backchannel_providers" in body:
+            self._take_backchannel(obj)
         if res.kind == "user":
             obj["last_updated"] = _now()
         if users is not None:
@@ -1522,6 +1525,17 @@ class AuthentikSim(EmbeddedOutpost, SAMLIdP, Simulator):
         if res.kind in ("policy_binding", "group", "user"):
             self._clear_app_cache()
         return obj
+
+    def _take_backchannel(self, app):
+        """
+        Provider.backchannel_application (authentik/core/models.py) is a ForeignKey: the
+        providers named here leave any other application's ``backchannel_providers``.
+        """
+        for other in self.db["application"].values():
+            if other["pk"] != app["pk"]:
+                other["backchannel_providers"] = [
+                    pk for pk in other.get("backchannel_providers", [])
+                    if pk not in app.get("backchannel_providers", [])]
 
     def list_defaults(self, res):
         """
@@ -1598,6 +1612,9 @@ class AuthentikSim(EmbeddedOutpost, SAMLIdP, Simulator):
             self._drop("policy_binding", lambda b: b.get("user") == pk)
         elif res.kind == "application":
             self._drop("policy_binding", lambda b: b["target"] == pk)
+            # Provider.backchannel_application on_delete=CASCADE (authentik/core/models.py)
+            for kind in PROVIDER_KINDS:
+                self._drop(kind, lambda p: p["pk"] in obj.get("backchannel_providers", []))
         elif res.kind == "flow":
             self._drop("flow_binding", lambda b: b["target"] == pk)
             self._drop("policy_binding", lambda b: b["target"] == obj["pbm_uuid"])
@@ -1615,6 +1632,8 @@ class AuthentikSim(EmbeddedOutpost, SAMLIdP, Simulator):
             for app in self.db["application"].values():
                 if app.get("provider") == pk:
                     app["provider"] = None
+                if pk in app.get("backchannel_providers", []):
+                    app["backchannel_providers"].remove(pk)
             for outpost in self.db["outpost"].values():
                 if pk in outpost.get("providers", []):
                     outpost["providers"].remove(pk)
@@ -1708,7 +1727,9 @@ class AuthentikSim(EmbeddedOutpost, SAMLIdP, Simulator):
     def _repr_application(self, obj, out, request):
         prov = self._provider(obj.get("provider"))
         out["provider_obj"] = self._provider_obj(prov) if prov else None
-        out["backchannel_providers_obj"] = []
+        out["backchannel_providers_obj"] = [
+            self._provider_obj(prov) for prov in map(self._provider, obj.get("backchannel_providers", []))
+            if prov]
         out["launch_url"] = self._launch_url(obj)
         for key in ("meta_icon_url", "meta_icon_themed_urls"):
             if key in out:
@@ -1760,9 +1781,11 @@ class AuthentikSim(EmbeddedOutpost, SAMLIdP, Simulator):
         for key in ("assigned_application_slug", "assigned_application_name"):
             if key in out:
                 out[key] = (app or {}).get(key.rsplit("_", 1)[-1]) if app else None
+        back = next((a for a in self.db["application"].values()
+                     if obj["pk"] in a.get("backchannel_providers", [])), None)
         for key in ("assigned_backchannel_application_slug", "assigned_backchannel_application_name"):
             if key in out:
-                out[key] = None
+                out[key] = back.get(key.rsplit("_", 1)[-1]) if back else None
 
     def _repr_flow(self, obj, out, request):
         out["policybindingmodel_ptr_id"] = obj["pbm_uuid"]

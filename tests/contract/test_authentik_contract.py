@@ -964,3 +964,38 @@ def test_outpost_providers_and_config_are_validated_field_by_field(api, name):
     finally:
         for pk in created:
             api("DELETE", f"/outposts/instances/{pk}/")
+
+
+def test_backchannel_providers_are_a_reverse_foreign_key_deleted_with_the_application(api, name):
+    """
+    authentik/core/models.py Provider.backchannel_application: a ForeignKey to Application,
+    related_name "backchannel_providers", on_delete CASCADE. ApplicationSerializer lists
+    ``backchannel_providers`` and ``backchannel_providers_obj`` (ProviderSerializer,
+    source "backchannel_providers"; authentik/core/api/applications.py); the provider shows
+    the application in ``assigned_backchannel_application_slug`` (core/api/providers.py).
+    One application per provider: naming it on a second application moves it there.
+    Deleting the application deletes its backchannel providers.
+    """
+    prov = api("POST", "/providers/proxy/", proxy_provider(api, name)).json()
+    apps = []
+    try:
+        for suffix in ("a", "b"):
+            resp = api("POST", "/core/applications/", {"name": name, "slug": f"{name}-{suffix}",
+                                                       "backchannel_providers": [prov["pk"]]})
+            assert resp.status_code == 201, resp.text
+            apps.append(resp.json()["slug"])
+            assert resp.json()["backchannel_providers"] == [prov["pk"]]
+            assert [p["pk"] for p in resp.json()["backchannel_providers_obj"]] == [prov["pk"]]
+        first = api("GET", f"/core/applications/{apps[0]}/").json()
+        assert first["backchannel_providers"] == [] and first["backchannel_providers_obj"] == []
+        got = api("GET", f"/providers/proxy/{prov['pk']}/").json()
+        assert got["assigned_backchannel_application_slug"] == apps[1]
+        assert got["assigned_backchannel_application_name"] == name
+        assert got["assigned_application_slug"] is None
+        assert api("DELETE", f"/core/applications/{apps[1]}/").status_code == 204
+        apps.pop()
+        assert api("GET", f"/providers/proxy/{prov['pk']}/").status_code == 404
+    finally:
+        for slug in apps:
+            api("DELETE", f"/core/applications/{slug}/")
+        api("DELETE", f"/providers/proxy/{prov['pk']}/")
