@@ -92,6 +92,7 @@ import os
 import re
 import secrets
 import string
+import textwrap
 import time
 import urllib.parse
 import uuid
@@ -1260,6 +1261,10 @@ class AuthentikSim(EmbeddedOutpost, SAMLIdP, Simulator):
                         break
         if res.kind == "user":
             errors.update(self._user_fields(body, current))
+        if res.kind in ("scope_mapping", "saml_mapping") and isinstance(body.get("expression"), str):
+            wrong = _expression_error(body["expression"], (current or {}).get("name") or "NoneType")
+            if wrong:
+                errors.setdefault("expression", [wrong])
         return errors
 
     def _unique_message(self, res, field):
@@ -2534,6 +2539,21 @@ def _verbose(res):
             "CaptchaStage": "Captcha Stage", "PasswordStage": "Password Stage",
             "PromptStage": "Prompt Stage", "UserWriteStage": "User Write Stage",
             "UserLoginStage": "User Login Stage"}.get(res.model, res.model)
+
+
+def _expression_error(expression, filename):
+    """
+    PropertyMappingSerializer.validate_expression (authentik/core/api/property_mappings.py)
+    -> BaseEvaluator.validate (authentik/lib/expression/evaluator.py): the expression is
+    compiled (never run) as the body of ``def handler()``; a SyntaxError or ValueError is
+    "Expression Syntax Error: <str(exc)>".
+    """
+    wrapped = "def handler():\n" + textwrap.indent(expression, "    ") + "\nresult = handler()"
+    try:
+        compile(wrapped, filename, "exec")
+    except (SyntaxError, ValueError) as exc:
+        return f"Expression Syntax Error: {exc}"
+    return None
 
 
 # authentik/outposts/models.py OutpostConfig (2025.6 to 2026.5): the typed top-level fields

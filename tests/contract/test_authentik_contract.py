@@ -999,3 +999,31 @@ def test_backchannel_providers_are_a_reverse_foreign_key_deleted_with_the_applic
         for slug in apps:
             api("DELETE", f"/core/applications/{slug}/")
         api("DELETE", f"/providers/proxy/{prov['pk']}/")
+
+
+def test_mapping_expressions_are_compiled_on_write(api, name):
+    """
+    PropertyMappingSerializer.validate_expression (authentik/core/api/property_mappings.py)
+    compiles the expression wrapped in ``def handler(...)`` (authentik/lib/expression/
+    evaluator.py BaseEvaluator.compile / validate): a syntax error is a 400 on
+    ``expression``, "Expression Syntax Error: <Python's SyntaxError>" (its wording is the
+    server's Python's, so only the prefix is asserted). A bare ``return`` is valid: it is
+    the body of a function. A PATCH is checked the same way and changes nothing.
+    """
+    path = "/propertymappings/provider/scope/"
+    resp = api("POST", path, {"name": name, "scope_name": name, "expression": "return {'a': ("})
+    if resp.status_code == 201:
+        api("DELETE", f"{path}{resp.json()['pk']}/")
+    assert resp.status_code == 400 and list(resp.json()) == ["expression"]
+    [message] = resp.json()["expression"]
+    assert message.startswith("Expression Syntax Error: "), message
+    resp = api("POST", path, {"name": name, "scope_name": name, "expression": "return {}"})
+    assert resp.status_code == 201, resp.text
+    item = f"{path}{resp.json()['pk']}/"
+    try:
+        resp = api("PATCH", item, {"expression": "if True\n    return {}"})
+        assert resp.status_code == 400
+        assert resp.json()["expression"][0].startswith("Expression Syntax Error: ")
+        assert api("GET", item).json()["expression"] == "return {}"
+    finally:
+        api("DELETE", item)
