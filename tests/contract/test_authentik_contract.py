@@ -1027,3 +1027,27 @@ def test_mapping_expressions_are_compiled_on_write(api, name):
         assert api("GET", item).json()["expression"] == "return {}"
     finally:
         api("DELETE", item)
+
+
+def test_delete_cascades_hecate_relies_on(api, name):
+    """
+    authentik/policies/models.py PolicyBinding.group: ForeignKey on_delete CASCADE (deleting
+    a group deletes the bindings that name it, the application stays);
+    authentik/core/models.py Application.provider: OneToOneField on_delete SET_DEFAULT,
+    default None (deleting the provider leaves the application without one).
+    """
+    group = api("POST", "/core/groups/", {"name": name}).json()
+    prov = api("POST", "/providers/proxy/", proxy_provider(api, name)).json()
+    app = api("POST", "/core/applications/", {"name": name, "slug": name, "provider": prov["pk"]}).json()
+    try:
+        resp = api("POST", "/policies/bindings/", {"target": app["pk"], "order": 0, "group": group["pk"]})
+        assert resp.status_code == 201, resp.text
+        assert api("DELETE", f"/core/groups/{group['pk']}/").status_code == 204
+        assert api("GET", "/policies/bindings/", target=app["pk"]).json()["results"] == []
+        assert api("DELETE", f"/providers/proxy/{prov['pk']}/").status_code == 204
+        got = api("GET", f"/core/applications/{name}/").json()
+        assert got["provider"] is None and got["provider_obj"] is None
+    finally:
+        api("DELETE", f"/core/applications/{name}/")
+        api("DELETE", f"/providers/proxy/{prov['pk']}/")
+        api("DELETE", f"/core/groups/{group['pk']}/")
