@@ -1051,3 +1051,19 @@ def test_delete_cascades_hecate_relies_on(api, name):
         api("DELETE", f"/core/applications/{name}/")
         api("DELETE", f"/providers/proxy/{prov['pk']}/")
         api("DELETE", f"/core/groups/{group['pk']}/")
+
+
+def test_application_search_covers_the_meta_fields(api, name):
+    """
+    ApplicationViewSet.search_fields (authentik/core/api/applications.py): name, slug,
+    meta_launch_url, meta_description, meta_publisher, group.
+    """
+    resp = api("POST", "/core/applications/", {"name": "contract search", "slug": name,
+                                               "meta_publisher": f"{name}-publisher", "group": f"{name}-group"})
+    assert resp.status_code == 201, resp.text
+    try:
+        for term in (f"{name}-publisher", f"{name}-group", f"contract {name}-group"):
+            found = api("GET", "/core/applications/", superuser_full_list="true", search=term).json()
+            assert [a["slug"] for a in found["results"]] == [name], term
+    finally:
+        api("DELETE", f"/core/applications/{name}/")
