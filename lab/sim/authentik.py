@@ -92,6 +92,7 @@ import os
 import re
 import secrets
 import string
+import textwrap
 import time
 import urllib.parse
 import uuid
@@ -389,7 +390,8 @@ RESOURCES = [
                   "attributes": {}, "path": "users", "type": "internal", "roles": []},
         refs={"groups": ("group",)}, unique=("username",)),
     Res("application", "/core/applications/", "Application", "Application",
-        lookup_field="slug", ordering=("name",), search=("name", "slug"),
+        lookup_field="slug", ordering=("name",),
+        search=("name", "slug", "meta_launch_url", "meta_description", "meta_publisher", "group"),
         defaults={"provider": None, "backchannel_providers": [], "open_in_new_tab": False,
                   "meta_launch_url": "", "meta_description": "", "meta_publisher": "",
                   "policy_engine_mode": "any", "group": "", "meta_hide": False, "meta_icon": ""},
@@ -466,8 +468,8 @@ RESOURCES = [
     Res("scope_mapping", "/propertymappings/provider/scope/", "ScopeMapping", "ScopeMapping",
         defaults={"managed": None, "description": ""}, unique=("name", "managed"),
         search=("name", "scope_name")),
-    Res("flow", "/flows/instances/", "Flow", "Flow", lookup_field="slug", ordering=("slug",),
-        search=("name", "slug", "title"),
+    Res("flow", "/flows/instances/", "Flow", "Flow", lookup_field="slug", ordering=("slug", "name"),
+        search=("name", "slug", "designation", "title"),
         defaults={"policy_engine_mode": "any", "compatibility_mode": False, "layout": "stacked",
                   "denied_action": "message_continue", "authentication": "none",
                   "background": ""},
@@ -1228,12 +1230,17 @@ class AuthentikSim(EmbeddedOutpost, SAMLIdP, Simulator):
                        for obj in self.db[kind].values()):
                     errors[field] = [self._unique_message(res, field)]
                     break
+        # the serializer's validate_<field> runs only when the field itself passed (DRF
+        # Serializer.to_internal_value): an unknown pk is reported, never a later check
+        extra = {}
         if res.kind == "group":
-            errors.update(self._group_rules(body, current))
+            extra = self._group_rules(body, current)
         if res.kind == "provider_proxy":
-            errors.update(self._proxy_fields(body, initial or {}))
+            extra = self._proxy_fields(body, initial or {})
         if res.kind == "outpost":
-            errors.update(self._outpost_fields(body, current, initial or {}))
+            extra = self._outpost_fields(body, current, initial or {})
+        for field, messages in extra.items():
+            errors.setdefault(field, messages)
         # ApplicationSerializer.validate_slug (authentik/core/api/applications.py) came
         # with 2025.10; 2025.6 accepts the reserved slugs
         if res.kind == "application" and self.version >= (2025, 10) and body.get("slug") in (
@@ -1255,6 +1262,10 @@ class AuthentikSim(EmbeddedOutpost, SAMLIdP, Simulator):
                         break
         if res.kind == "user":
             errors.update(self._user_fields(body, current))
+        if res.kind in ("scope_mapping", "saml_mapping") and isinstance(body.get("expression"), str):
+            wrong = _expression_error(body["expression"], (current or {}).get("name") or "NoneType")
+            if wrong:
+                errors.setdefault("expression", [wrong])
         return errors
 
     def _unique_message(self, res, field):
@@ -1433,6 +1444,10 @@ class AuthentikSim(EmbeddedOutpost, SAMLIdP, Simulator):
                     break
             if "providers" not in errors and not embedded and len(body["providers"]) < 1:
                 errors["providers"] = ["This list may not be empty."]
+        if isinstance(body.get("config"), dict):
+            wrong = _outpost_config_error(body["config"])
+            if wrong:
+                errors["config"] = [f"Failed to validate config: {wrong}"]
         return errors
 
     # -- object store --------------------------------------------------------------------------
@@ -1482,6 +1497,7 @@ class AuthentikSim(EmbeddedOutpost, SAMLIdP, Simulator):
             obj["pbm_uuid"] = str(uuid.uuid4())
         if res.kind == "application":
             obj["pbm_uuid"] = obj["pk"]
+            self._take_backchannel(obj)
         if res.kind == "user":
             obj["uuid"] = str(uuid.uuid4())
             obj["date_joined"] = obj["password_change_date"] = obj["last_updated"] = _now()
@@ -1500,6 +1516,8 @@ class AuthentikSim(EmbeddedOutpost, SAMLIdP, Simulator):
         users = body.pop("users", None) if res.kind == "group" else None
         children = body.pop("children", None) if res.kind == "group" else None
         obj.update(body)
+        if res.kind == "application" and "backchannel_providers" in body:
+            self._take_backchannel(obj)
         if res.kind == "user":
             obj["last_updated"] = _now()
         if users is not None:
@@ -1513,6 +1531,17 @@ class AuthentikSim(EmbeddedOutpost, SAMLIdP, Simulator):
         if res.kind in ("policy_binding", "group", "user"):
             self._clear_app_cache()
         return obj
+
+    def _take_backchannel(self, app):
+        """
+        Provider.backchannel_application (authentik/core/models.py) is a ForeignKey: the
+        providers named here leave any other application's ``backchannel_providers``.
+        """
+        for other in self.db["application"].values():
+            if other["pk"] != app["pk"]:
+                other["backchannel_providers"] = [
+                    pk for pk in other.get("backchannel_providers", [])
+                    if pk not in app.get("backchannel_providers", [])]
 
     def list_defaults(self, res):
         """
@@ -1589,6 +1618,9 @@ class AuthentikSim(EmbeddedOutpost, SAMLIdP, Simulator):
             self._drop("policy_binding", lambda b: b.get("user") == pk)
         elif res.kind == "application":
             self._drop("policy_binding", lambda b: b["target"] == pk)
+            # Provider.backchannel_application on_delete=CASCADE (authentik/core/models.py)
+            for kind in PROVIDER_KINDS:
+                self._drop(kind, lambda p: p["pk"] in obj.get("backchannel_providers", []))
         elif res.kind == "flow":
             self._drop("flow_binding", lambda b: b["target"] == pk)
             self._drop("policy_binding", lambda b: b["target"] == obj["pbm_uuid"])
@@ -1606,6 +1638,8 @@ class AuthentikSim(EmbeddedOutpost, SAMLIdP, Simulator):
             for app in self.db["application"].values():
                 if app.get("provider") == pk:
                     app["provider"] = None
+                if pk in app.get("backchannel_providers", []):
+                    app["backchannel_providers"].remove(pk)
             for outpost in self.db["outpost"].values():
                 if pk in outpost.get("providers", []):
                     outpost["providers"].remove(pk)
@@ -1699,7 +1733,9 @@ class AuthentikSim(EmbeddedOutpost, SAMLIdP, Simulator):
     def _repr_application(self, obj, out, request):
         prov = self._provider(obj.get("provider"))
         out["provider_obj"] = self._provider_obj(prov) if prov else None
-        out["backchannel_providers_obj"] = []
+        out["backchannel_providers_obj"] = [
+            self._provider_obj(prov) for prov in map(self._provider, obj.get("backchannel_providers", []))
+            if prov]
         out["launch_url"] = self._launch_url(obj)
         for key in ("meta_icon_url", "meta_icon_themed_urls"):
             if key in out:
@@ -1751,9 +1787,11 @@ class AuthentikSim(EmbeddedOutpost, SAMLIdP, Simulator):
         for key in ("assigned_application_slug", "assigned_application_name"):
             if key in out:
                 out[key] = (app or {}).get(key.rsplit("_", 1)[-1]) if app else None
+        back = next((a for a in self.db["application"].values()
+                     if obj["pk"] in a.get("backchannel_providers", [])), None)
         for key in ("assigned_backchannel_application_slug", "assigned_backchannel_application_name"):
             if key in out:
-                out[key] = None
+                out[key] = back.get(key.rsplit("_", 1)[-1]) if back else None
 
     def _repr_flow(self, obj, out, request):
         out["policybindingmodel_ptr_id"] = obj["pbm_uuid"]
@@ -2016,12 +2054,20 @@ class AuthentikSim(EmbeddedOutpost, SAMLIdP, Simulator):
         items, error = self._filter(request, res, op, list(self.db[res.kind].values()))
         if error is not None:
             return error
+        # DRF SearchFilter (rest_framework/filters.py): the value is split on whitespace
+        # and commas (search_smart_split; quoted phrases are not modelled) and every term
+        # must match one of the search fields
         search = request.args.get("search")
-        if search:
-            items = [o for o in items
-                     if any(search.lower() in str(o.get(f, "")).lower() for f in res.search)]
-        ordering = request.args.get("ordering")
-        keys = [ordering] if ordering else list(res.ordering)
+        terms = [t.lower() for t in re.split(r"[\s,]+", search or "") if t]
+        if terms:
+            items = [o for o in items if all(
+                any(t in str(o.get(f, "")).lower() for f in res.search) for t in terms)]
+        # DRF OrderingFilter.get_ordering: comma-separated, invalid fields dropped
+        # (remove_invalid_fields; the model's fields are the valid ones here), the viewset's
+        # default ordering when none is left
+        fields = set(res.defaults) | {"pk"} | {k for o in items for k in o}
+        keys = [k.strip() for k in (request.args.get("ordering") or "").split(",")]
+        keys = [k for k in keys if k and k.lstrip("-") in fields] or list(res.ordering)
         for key in reversed(keys):
             desc = key.startswith("-")
             field = key.lstrip("-")
@@ -2494,6 +2540,51 @@ def _verbose(res):
             "CaptchaStage": "Captcha Stage", "PasswordStage": "Password Stage",
             "PromptStage": "Prompt Stage", "UserWriteStage": "User Write Stage",
             "UserLoginStage": "User Login Stage"}.get(res.model, res.model)
+
+
+def _expression_error(expression, filename):
+    """
+    PropertyMappingSerializer.validate_expression (authentik/core/api/property_mappings.py)
+    -> BaseEvaluator.validate (authentik/lib/expression/evaluator.py): the expression is
+    compiled (never run) as the body of ``def handler()``; a SyntaxError or ValueError is
+    "Expression Syntax Error: <str(exc)>".
+    """
+    wrapped = "def handler():\n" + textwrap.indent(expression, "    ") + "\nresult = handler()"
+    try:
+        compile(wrapped, filename, "exec")
+    except (SyntaxError, ValueError) as exc:
+        return f"Expression Syntax Error: {exc}"
+    return None
+
+
+# authentik/outposts/models.py OutpostConfig (2025.6 to 2026.5): the typed top-level fields
+# OutpostSerializer.validate_config checks with dacite from_dict; None passes an Optional
+OUTPOST_CONFIG_TYPES = {
+    "authentik_host": (str, False), "authentik_host_insecure": (bool, False),
+    "authentik_host_browser": (str, False), "log_level": (str, False),
+    "object_naming_template": (str, False), "container_image": (str, True),
+    "docker_network": (str, True), "docker_map_ports": (bool, False), "docker_labels": (dict, True),
+    "kubernetes_replicas": (int, False), "kubernetes_namespace": (str, False),
+    "kubernetes_ingress_annotations": (dict, False), "kubernetes_ingress_secret_name": (str, False),
+    "kubernetes_ingress_class_name": (str, True), "kubernetes_service_type": (str, False),
+    "kubernetes_disabled_components": (list, False), "kubernetes_image_pull_secrets": (list, False),
+    "kubernetes_json_patches": (dict, True),
+}
+
+
+def _outpost_config_error(config):
+    """dacite's WrongTypeError text for the first field of the wrong type, else None."""
+    for key, value in config.items():
+        if key not in OUTPOST_CONFIG_TYPES:
+            continue  # dacite ignores keys the dataclass does not have
+        typ, optional = OUTPOST_CONFIG_TYPES[key]
+        if value is None and optional:
+            continue
+        if not isinstance(value, typ):  # dacite's is_instance: bool passes for int
+            should = typ.__name__ + (" | None" if optional else "")
+            return (f'wrong value type for field "{key}" - should be "{should}" '
+                    f'instead of value "{value}" of type "{type(value).__name__}"')
+    return None
 
 
 class _FilterError(Exception):

@@ -125,6 +125,33 @@ def test_pagination_uses_page_numbers(api):
     assert resp.status_code == 404 and resp.json() == {"detail": "Invalid page."}
 
 
+
+def test_search_terms_and_ordering_as_drf_reads_them(api):
+    """
+    authentik/root/settings.py REST_FRAMEWORK DEFAULT_FILTER_BACKENDS: DRF's SearchFilter
+    and OrderingFilter (rest_framework/filters.py). SearchFilter.get_search_terms splits
+    ``search`` on whitespace and commas (search_smart_split) and every term must match one
+    of the viewset's search_fields (FlowViewSet: name, slug, designation, title).
+    OrderingFilter.get_ordering splits ``ordering`` on commas, drops fields that are no
+    valid ordering field (remove_invalid_fields) and falls back to the viewset's default
+    ordering (FlowViewSet ``ordering = ["slug", "name"]``) when none is left.
+    """
+    def slugs(**params):
+        resp = api("GET", "/flows/instances/", page_size=100, **params)
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["pagination"]["total_pages"] == 1
+        return [f["slug"] for f in resp.json()["results"]]
+
+    found = slugs(search="default authentication")
+    assert "default-authentication-flow" in found
+    assert slugs(search="default,authentication") == found
+    default = slugs()
+    assert default == sorted(default)
+    assert slugs(ordering="no_such_field") == default
+    assert slugs(ordering="-slug,name") == sorted(default, reverse=True)
+    assert slugs(ordering="no_such_field,-slug") == sorted(default, reverse=True)
+
+
 def test_missing_object_bodies(api, name):
     resp = api("GET", f"/core/applications/{name}/")
     assert resp.status_code == 404
@@ -207,6 +234,10 @@ def test_oauth2_provider_credentials_and_validation(api, name):
         # a PATCH of redirect_uris alone: validate_redirect_uris only, the credentials stay
         uris = [{"matching_mode": "regex", "url": r"https://contract\.example\.com/.*"}]
         resp = api("PATCH", f"/providers/oauth2/{prov['pk']}/", {"redirect_uris": uris})
+        # from 2025.12 RedirectURISerializer adds redirect_uri_type, default "authorization"
+        # (schema-2026.5.yml RedirectURI)
+        if release(api) >= (2025, 12):
+            uris = [dict(uri, redirect_uri_type="authorization") for uri in uris]
         assert resp.status_code == 200 and resp.json()["redirect_uris"] == uris
         assert resp.json()["client_secret"] == prov["client_secret"]
     finally:
@@ -896,3 +927,143 @@ def test_application_patch_by_slug_links_a_provider(api, name):
         assert api("DELETE", f"/core/applications/{name}/").status_code == 204
         api("DELETE", f"/providers/proxy/{prov['pk']}/")
     assert api("GET", f"/core/applications/{name}/").status_code == 404
+
+
+def test_outpost_providers_and_config_are_validated_field_by_field(api, name):
+    """
+    authentik/outposts/api/outposts.py OutpostSerializer: ``providers`` is a
+    PrimaryKeyRelatedField, so an unknown pk fails in the field itself and
+    ``validate_providers`` (the type check) never runs: DRF's 'Invalid pk' message, not a
+    type mismatch. ``validate_config`` loads the dict with dacite ``from_dict(OutpostConfig,
+    config)`` (authentik/outposts/models.py OutpostConfig: ``authentik_host: str``,
+    ``authentik_host_insecure: bool``, ``kubernetes_replicas: int``), so a value of the
+    wrong type is a 400 naming dacite's WrongTypeError; unknown keys pass.
+    """
+    created = []
+    try:
+        resp = api("POST", "/outposts/instances/", {"name": name, "type": "proxy", "providers": [2147483600],
+                                                    "config": {}})
+        if resp.status_code == 201:
+            created.append(resp.json()["pk"])
+        assert resp.status_code == 400
+        assert resp.json() == {"providers": ['Invalid pk "2147483600" - object does not exist.']}
+        found = api("GET", "/outposts/instances/", managed__iexact="goauthentik.io/outposts/embedded").json()
+        outpost = found["results"][0]
+        resp = api("PATCH", f"/outposts/instances/{outpost['pk']}/", {"config": {"authentik_host": 5}})
+        assert resp.status_code == 400
+        assert resp.json() == {"config": [
+            'Failed to validate config: wrong value type for field "authentik_host" - should be "str" '
+            'instead of value "5" of type "int"']}
+        resp = api("PATCH", f"/outposts/instances/{outpost['pk']}/", {"config": {"authentik_host_insecure": "no"}})
+        assert resp.status_code == 400
+        assert resp.json() == {"config": [
+            'Failed to validate config: wrong value type for field "authentik_host_insecure" - should be "bool" '
+            'instead of value "no" of type "str"']}
+        after = api("GET", f"/outposts/instances/{outpost['pk']}/").json()
+        assert after["config"] == outpost["config"]
+    finally:
+        for pk in created:
+            api("DELETE", f"/outposts/instances/{pk}/")
+
+
+def test_backchannel_providers_are_a_reverse_foreign_key_deleted_with_the_application(api, name):
+    """
+    authentik/core/models.py Provider.backchannel_application: a ForeignKey to Application,
+    related_name "backchannel_providers", on_delete CASCADE. ApplicationSerializer lists
+    ``backchannel_providers`` and ``backchannel_providers_obj`` (ProviderSerializer,
+    source "backchannel_providers"; authentik/core/api/applications.py); the provider shows
+    the application in ``assigned_backchannel_application_slug`` (core/api/providers.py).
+    One application per provider: naming it on a second application moves it there.
+    Deleting the application deletes its backchannel providers.
+    """
+    prov = api("POST", "/providers/proxy/", proxy_provider(api, name)).json()
+    apps = []
+    try:
+        for suffix in ("a", "b"):
+            resp = api("POST", "/core/applications/", {"name": name, "slug": f"{name}-{suffix}",
+                                                       "backchannel_providers": [prov["pk"]]})
+            assert resp.status_code == 201, resp.text
+            apps.append(resp.json()["slug"])
+            assert resp.json()["backchannel_providers"] == [prov["pk"]]
+            assert [p["pk"] for p in resp.json()["backchannel_providers_obj"]] == [prov["pk"]]
+        first = api("GET", f"/core/applications/{apps[0]}/").json()
+        assert first["backchannel_providers"] == [] and first["backchannel_providers_obj"] == []
+        got = api("GET", f"/providers/proxy/{prov['pk']}/").json()
+        assert got["assigned_backchannel_application_slug"] == apps[1]
+        assert got["assigned_backchannel_application_name"] == name
+        assert got["assigned_application_slug"] is None
+        assert api("DELETE", f"/core/applications/{apps[1]}/").status_code == 204
+        apps.pop()
+        assert api("GET", f"/providers/proxy/{prov['pk']}/").status_code == 404
+    finally:
+        for slug in apps:
+            api("DELETE", f"/core/applications/{slug}/")
+        api("DELETE", f"/providers/proxy/{prov['pk']}/")
+
+
+def test_mapping_expressions_are_compiled_on_write(api, name):
+    """
+    PropertyMappingSerializer.validate_expression (authentik/core/api/property_mappings.py)
+    compiles the expression wrapped in ``def handler(...)`` (authentik/lib/expression/
+    evaluator.py BaseEvaluator.compile / validate): a syntax error is a 400 on
+    ``expression``, "Expression Syntax Error: <Python's SyntaxError>" (its wording is the
+    server's Python's, so only the prefix is asserted). A bare ``return`` is valid: it is
+    the body of a function. A PATCH is checked the same way and changes nothing.
+    """
+    path = "/propertymappings/provider/scope/"
+    resp = api("POST", path, {"name": name, "scope_name": name, "expression": "return {'a': ("})
+    if resp.status_code == 201:
+        api("DELETE", f"{path}{resp.json()['pk']}/")
+    assert resp.status_code == 400 and list(resp.json()) == ["expression"]
+    [message] = resp.json()["expression"]
+    assert message.startswith("Expression Syntax Error: "), message
+    resp = api("POST", path, {"name": name, "scope_name": name, "expression": "return {}"})
+    assert resp.status_code == 201, resp.text
+    item = f"{path}{resp.json()['pk']}/"
+    try:
+        resp = api("PATCH", item, {"expression": "if True\n    return {}"})
+        assert resp.status_code == 400
+        assert resp.json()["expression"][0].startswith("Expression Syntax Error: ")
+        assert api("GET", item).json()["expression"] == "return {}"
+    finally:
+        api("DELETE", item)
+
+
+def test_delete_cascades_hecate_relies_on(api, name):
+    """
+    authentik/policies/models.py PolicyBinding.group: ForeignKey on_delete CASCADE (deleting
+    a group deletes the bindings that name it, the application stays);
+    authentik/core/models.py Application.provider: OneToOneField on_delete SET_DEFAULT,
+    default None (deleting the provider leaves the application without one).
+    """
+    group = api("POST", "/core/groups/", {"name": name}).json()
+    prov = api("POST", "/providers/proxy/", proxy_provider(api, name)).json()
+    app = api("POST", "/core/applications/", {"name": name, "slug": name, "provider": prov["pk"]}).json()
+    try:
+        resp = api("POST", "/policies/bindings/", {"target": app["pk"], "order": 0, "group": group["pk"]})
+        assert resp.status_code == 201, resp.text
+        assert api("DELETE", f"/core/groups/{group['pk']}/").status_code == 204
+        assert api("GET", "/policies/bindings/", target=app["pk"]).json()["results"] == []
+        assert api("DELETE", f"/providers/proxy/{prov['pk']}/").status_code == 204
+        got = api("GET", f"/core/applications/{name}/").json()
+        assert got["provider"] is None and got["provider_obj"] is None
+    finally:
+        api("DELETE", f"/core/applications/{name}/")
+        api("DELETE", f"/providers/proxy/{prov['pk']}/")
+        api("DELETE", f"/core/groups/{group['pk']}/")
+
+
+def test_application_search_covers_the_meta_fields(api, name):
+    """
+    ApplicationViewSet.search_fields (authentik/core/api/applications.py): name, slug,
+    meta_launch_url, meta_description, meta_publisher, group.
+    """
+    resp = api("POST", "/core/applications/", {"name": "contract search", "slug": name,
+                                               "meta_publisher": f"{name}-publisher", "group": f"{name}-group"})
+    assert resp.status_code == 201, resp.text
+    try:
+        for term in (f"{name}-publisher", f"{name}-group", f"contract {name}-group"):
+            found = api("GET", "/core/applications/", superuser_full_list="true", search=term).json()
+            assert [a["slug"] for a in found["results"]] == [name], term
+    finally:
+        api("DELETE", f"/core/applications/{name}/")
