@@ -338,6 +338,40 @@ def _parse_wait(text):
         raise APIError(400, "Invalid wait time") from None
 
 
+def _parse_per_page(request):
+    """command/agent/http.go parsePagination: ``per_page`` is strconv.ParseInt(raw, 10, 32)."""
+    raw = request.args.get("per_page", "")
+    if not raw:
+        return 0
+    if not re.fullmatch(r"[+-]?[0-9]+", raw) or not -2**31 <= int(raw) < 2**31:
+        raise APIError(400, "Expect a number for `per_page` query string parameter")
+    return int(raw)
+
+
+def _paginate(request, items, token, reverse_order=False):
+    """
+    nomad/state/paginator Paginator.Page over ``items`` already in the state iterator's order
+    and already selected (prefix, ACL): skip those whose token sorts before ``next_token``
+    (after it with ``reverse=true``), keep ``per_page`` (0 = all; a negative one keeps none),
+    and leave the token of the first item left out for the X-Nomad-NextToken header.
+    ``reverse_order``: whether the iterator itself honours ``reverse`` (Jobs do through
+    state.QueryOptionSort; Variables.List's GetVariablesByNamespaceAndPrefix does not).
+    """
+    per_page = _parse_per_page(request)
+    target = request.args.get("next_token", "")
+    reverse = request.args.get("reverse") == "true"
+    items = list(items)
+    if reverse and reverse_order:
+        items.reverse()
+    if target:
+        items = [i for i in items if not (token(i) > target if reverse else token(i) < target)]
+    if per_page != 0 and len(items) > max(per_page, 0):
+        keep = max(per_page, 0)
+        request.environ["nomad.next_token"] = token(items[keep])
+        items = items[:keep]
+    return items
+
+
 def _var_problem(path, items):
     """nomad/structs/variables.go VariableDecrypted.Validate (size, then ValidatePath)."""
     if sum(len(k.encode()) + len(v.encode()) for k, v in items.items()) > MAX_VARIABLE_SIZE:
@@ -828,6 +862,7 @@ class NomadSim(Simulator):
         authenticates and ``check(token)`` decides (403) before the query blocks; ``produce``
         finds the token with :meth:`_token_of` where it filters by it.
         """
+        _parse_per_page(request)  # http.go parse: parsePagination comes before parseWait
         wait = 0.0
         if request.args.get("wait"):
             wait = _parse_wait(request.args["wait"])
@@ -854,6 +889,8 @@ class NomadSim(Simulator):
         resp.headers["X-Nomad-Index"] = str(self.tables[table])
         resp.headers["X-Nomad-KnownLeader"] = "true"
         resp.headers["X-Nomad-LastContact"] = "0"
+        if request.environ.get("nomad.next_token"):
+            resp.headers["X-Nomad-NextToken"] = request.environ["nomad.next_token"]  # http.go setNextToken
         return resp
 
     @staticmethod
@@ -971,10 +1008,13 @@ class NomadSim(Simulator):
             # nomad/job_endpoint.go Job.List: list-jobs in the namespace (403), or with
             # namespace=* the jobs of the namespaces that allow it
             check = (lambda t: True) if ns == "*" else (lambda t: t.allow_ns(ns, "list-jobs"))
+            # paged by NamespaceIDTokenizer ("<namespace>.<job ID>") in the jobs table's order
             return self._wrap(lambda req: self._read(req, "jobs", lambda: [
-                self._job_stub(j) for (jns, jid), j in sorted(self.jobs.items())
-                if (ns == "*" or jns == ns) and jid.startswith(prefix)
-                and self._token_of(req).allow_ns(jns, "list-jobs")], check=check), request)
+                self._job_stub(j) for j in _paginate(req, [
+                    j for (jns, jid), j in sorted(self.jobs.items())
+                    if (ns == "*" or jns == ns) and jid.startswith(prefix)
+                    and self._token_of(req).allow_ns(jns, "list-jobs")],
+                    lambda j: f"{j['Namespace']}.{j['ID']}", reverse_order=True)], check=check), request)
         return self._wrap(self._register_request, request, None)
 
     def on_job(self, request, job_id):
@@ -1522,11 +1562,14 @@ class NomadSim(Simulator):
         """Variables.List: no 403, the variables the token may ``list`` (by namespace and path)."""
         ns = self._ns(request)
         prefix = request.args.get("prefix", "")
+        # paged by NamespaceIDTokenizer ("<namespace>.<path>")
         return self._wrap(lambda req: self._read(req, "variables", lambda: [
             {k: v for k, v in var.items() if k != "Items"}
-            for (vns, path), var in sorted(self.variables.items())
-            if (ns == "*" or vns == ns) and path.startswith(prefix)
-            and self._token_of(req).allow_variable(vns, path, "list")]), request)
+            for var in _paginate(req, [
+                var for (vns, path), var in sorted(self.variables.items())
+                if (ns == "*" or vns == ns) and path.startswith(prefix)
+                and self._token_of(req).allow_variable(vns, path, "list")],
+                lambda v: f"{v['Namespace']}.{v['Path']}")]), request)
 
     def on_var(self, request, path):
         def handle(req):

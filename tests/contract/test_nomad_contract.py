@@ -731,3 +731,36 @@ def test_distinct_hosts_places_one_allocation_per_node(nomad, job_id):
     job = service_job(nomad, job_id, count=len(nodes) + 1, update=spread)
     plan = nomad.call("POST", f"/v1/job/{job_id}/plan", json={"Job": job}).json()
     assert "distinct_hosts" in plan["FailedTGAllocs"]["web"]["ConstraintFiltered"], plan["FailedTGAllocs"]
+
+
+def test_list_pagination_per_page_and_next_token(nomad, job_id):
+    """
+    command/agent/http.go parsePagination (per_page, next_token; a per_page that is not an
+    int32 is a plain-text 400 before ?wait/?index are read) and setNextToken (the
+    X-Nomad-NextToken header only when there is a next page); nomad/job_endpoint.go Job.List
+    and nomad/variables_endpoint.go Variables.List page with nomad/state/paginator
+    NamespaceIDTokenizer: the token is "<namespace>.<id or path>" of the first item of the
+    next page, and next_token skips the items whose token sorts before it.
+    """
+    resp = nomad.call("GET", "/v1/jobs?per_page=two&wait=bogus")
+    assert resp.status_code == 400 and resp.text == "Expect a number for `per_page` query string parameter"
+    prefix = f"hecate-contract/page-{uuid.uuid4().hex[:8]}"
+    paths = [f"{prefix}/{n}" for n in "abc"]
+    try:
+        for path in paths:
+            assert nomad.call("PUT", f"/v1/var/{path}", json={"Items": {"a": "1"}}).status_code == 200
+        first = nomad.call("GET", f"/v1/vars?prefix={prefix}&per_page=2")
+        assert first.status_code == 200 and [v["Path"] for v in first.json()] == paths[:2]
+        assert first.headers["X-Nomad-NextToken"] == f"default.{paths[2]}"
+        rest = nomad.call("GET", f"/v1/vars?prefix={prefix}&per_page=2&next_token=default.{paths[2]}")
+        assert [v["Path"] for v in rest.json()] == paths[2:] and "X-Nomad-NextToken" not in rest.headers
+        whole = nomad.call("GET", f"/v1/vars?prefix={prefix}")
+        assert len(whole.json()) == 3 and "X-Nomad-NextToken" not in whole.headers
+    finally:
+        for path in paths:
+            nomad.call("DELETE", f"/v1/var/{path}")
+    assert nomad.register(nomad.job_spec(job_id)).status_code == 200
+    page = nomad.call("GET", f"/v1/jobs?prefix={job_id}&per_page=1")
+    assert [j["ID"] for j in page.json()] == [job_id] and "X-Nomad-NextToken" not in page.headers
+    empty = nomad.call("GET", f"/v1/jobs?prefix={job_id}&next_token=default.{job_id}z")
+    assert empty.status_code == 200 and empty.json() == []
