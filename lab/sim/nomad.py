@@ -348,7 +348,179 @@ def _parse_per_page(request):
     return int(raw)
 
 
-def _paginate(request, items, token, reverse_order=False):
+_BEXPR_TOKEN = re.compile(r'\s*(?:(==|!=|\(|\))|"((?:[^"\\]|\\.)*)"|`([^`]*)`|([A-Za-z0-9_.+-]+))')
+
+
+class _Filter:
+    """
+    The part of hashicorp/go-bexpr (the ``filter`` query parameter, read by the paginator of
+    nomad/state/paginator NewPaginator and evaluated on the raw state object) that the
+    simulator evaluates: ``==``, ``!=``, ``is [not] empty``, ``[not] in``, ``[not] contains``,
+    ``[not] matches``, ``and``, ``or``, ``not`` and parentheses over dotted selectors. Anything
+    else is refused as a malformed expression (a 400, as Nomad answers one), never ignored.
+    """
+
+    def __init__(self, text):
+        self.toks, pos = [], 0
+        while pos < len(text.rstrip()):
+            m = _BEXPR_TOKEN.match(text, pos)
+            if not m or m.end() == pos:
+                raise ValueError(f"unexpected {text[pos:pos + 10]!r} at {pos}")
+            op, quoted, raw, word = m.groups()
+            if op:
+                self.toks.append(("op", op))
+            elif word is not None:
+                self.toks.append(("word", word))
+            else:
+                self.toks.append(("str", raw if raw is not None else json.loads(f'"{quoted}"')))
+            pos = m.end()
+        self.pos = 0
+        self.tree = self._or()
+        if self.pos != len(self.toks):
+            raise ValueError(f"unexpected {self.toks[self.pos][1]!r}")
+
+    def _peek(self, *words):
+        if self.pos >= len(self.toks):
+            return None
+        tok = self.toks[self.pos]
+        return tok if tok[0] in ("word", "op") and tok[1] in words else None
+
+    def _take(self, *words):
+        if self.pos >= len(self.toks):
+            raise ValueError("unexpected end of expression")
+        tok = self.toks[self.pos]
+        if words and not (tok[0] in ("word", "op") and tok[1] in words):
+            raise ValueError(f"unexpected {tok[1]!r}, expected {' or '.join(words)}")
+        self.pos += 1
+        return tok
+
+    def _or(self):
+        node = self._and()
+        while self._peek("or"):
+            self.pos += 1
+            node = ("or", node, self._and())
+        return node
+
+    def _and(self):
+        node = self._not()
+        while self._peek("and"):
+            self.pos += 1
+            node = ("and", node, self._not())
+        return node
+
+    def _not(self):
+        if self._peek("not"):
+            self.pos += 1
+            return ("not", self._not())
+        if self._peek("("):
+            self.pos += 1
+            node = self._or()
+            self._take(")")
+            return node
+        return self._match()
+
+    def _value(self):
+        kind, text = self._take()
+        if kind == "op":
+            raise ValueError(f"unexpected {text!r}")
+        return text
+
+    def _match(self):
+        first = self._take()
+        if first[0] == "op":
+            raise ValueError(f"unexpected {first[1]!r}")
+        nxt = self.toks[self.pos + 1] if self._peek("not") and self.pos + 1 < len(self.toks) else None
+        if first[0] == "str" or self._peek("in") or (nxt and nxt[1] == "in"):  # Value [not] in Selector
+            negate = bool(self._peek("not")) and self._take("not")
+            self._take("in")
+            node = ("in", first[1], self._selector())
+            return ("not", node) if negate else node
+        sel = first[1]
+        if self._peek("==", "!="):
+            op = self._take()[1]
+            node = ("eq", sel, self._value())
+            return ("not", node) if op == "!=" else node
+        if self._peek("is"):
+            self.pos += 1
+            negate = bool(self._peek("not")) and self._take("not")
+            self._take("empty")
+            return ("not", ("empty", sel)) if negate else ("empty", sel)
+        negate = bool(self._peek("not")) and self._take("not")
+        node = (self._take("contains", "matches")[1], sel, self._value())
+        return ("not", node) if negate else node
+
+    def _selector(self):
+        kind, text = self._take()
+        if kind != "word":
+            raise ValueError(f"unexpected {text!r}, expected a selector")
+        return text
+
+    @staticmethod
+    def _get(obj, sel):
+        """mitchellh/pointerstructure Pointer.Get: struct fields by name (no promotion of embedded ones), map keys."""
+        parts = sel.split(".")
+        parent = ""
+        for i, part in enumerate(parts):
+            if not isinstance(obj, dict) or part not in obj:
+                why = (f"couldn't find key {json.dumps(part)}" if parent.endswith("Meta")
+                       else f"couldn't find struct field with name {json.dumps(part)}")
+                raise LookupError(f"error finding value in datum: /{'/'.join(parts)} at part {i}: {why}")
+            obj, parent = obj[part], part
+        return obj
+
+    @staticmethod
+    def _same(field, value):
+        if isinstance(field, bool):
+            return value == ("true" if field else "false")
+        if isinstance(field, (int, float)):
+            try:
+                return field == type(field)(value)
+            except ValueError:
+                return False
+        return (field or "") == value
+
+    def _eval(self, node, obj):
+        kind = node[0]
+        if kind == "or":
+            return self._eval(node[1], obj) or self._eval(node[2], obj)
+        if kind == "and":
+            return self._eval(node[1], obj) and self._eval(node[2], obj)
+        if kind == "not":
+            return not self._eval(node[1], obj)
+        if kind == "empty":
+            return not self._get(obj, node[1])
+        if kind == "eq":
+            return self._same(self._get(obj, node[1]), node[2])
+        if kind in ("in", "contains"):
+            field, value = (self._get(obj, node[2]), node[1]) if kind == "in" else (self._get(obj, node[1]), node[2])
+            if isinstance(field, str):
+                return value in field
+            if isinstance(field, dict):
+                return value in field
+            return any(self._same(f, value) for f in field or [])
+        field = self._get(obj, node[1])  # matches
+        return isinstance(field, str) and re.search(node[2], field) is not None
+
+    def __call__(self, obj):
+        return self._eval(self.tree, obj)
+
+
+def _filtered(request, items, view=lambda i: i):
+    """``?filter=``: Paginator.next evaluates it on the raw object before the page is cut."""
+    text = request.args.get("filter", "")
+    if not text:
+        return items
+    try:
+        match = _Filter(text)
+    except (ValueError, json.JSONDecodeError) as exc:
+        raise APIError(400, f"failed to create result paginator: failed to read filter expression: {exc}") from None
+    try:
+        return [i for i in items if match(view(i))]
+    except (LookupError, re.error) as exc:
+        raise APIError(400, f"failed to read result page: {exc}") from None
+
+
+def _paginate(request, items, token, reverse_order=False, view=lambda i: i):
     """
     nomad/state/paginator Paginator.Page over ``items`` already in the state iterator's order
     and already selected (prefix, ACL): skip those whose token sorts before ``next_token``
@@ -358,6 +530,7 @@ def _paginate(request, items, token, reverse_order=False):
     state.QueryOptionSort; Variables.List's GetVariablesByNamespaceAndPrefix does not).
     """
     per_page = _parse_per_page(request)
+    items = _filtered(request, items, view)
     target = request.args.get("next_token", "")
     reverse = request.args.get("reverse") == "true"
     items = list(items)
@@ -1014,7 +1187,8 @@ class NomadSim(Simulator):
                     j for (jns, jid), j in sorted(self.jobs.items())
                     if (ns == "*" or jns == ns) and jid.startswith(prefix)
                     and self._token_of(req).allow_ns(jns, "list-jobs")],
-                    lambda j: f"{j['Namespace']}.{j['ID']}", reverse_order=True)], check=check), request)
+                    lambda j: f"{j['Namespace']}.{j['ID']}", reverse_order=True,
+                    view=lambda j: {**j, "Status": self._job_status(j)})], check=check), request)
         return self._wrap(self._register_request, request, None)
 
     def on_job(self, request, job_id):
@@ -1569,7 +1743,10 @@ class NomadSim(Simulator):
                 var for (vns, path), var in sorted(self.variables.items())
                 if (ns == "*" or vns == ns) and path.startswith(prefix)
                 and self._token_of(req).allow_variable(vns, path, "list")],
-                lambda v: f"{v['Namespace']}.{v['Path']}")]), request)
+                lambda v: f"{v['Namespace']}.{v['Path']}",
+                # the filter sees a VariableEncrypted: its metadata is the embedded VariableMetadata
+                view=lambda v: {"VariableMetadata": {k: x for k, x in v.items() if k != "Items"},
+                                "VariableData": {"Data": "", "KeyID": ""}})]), request)
 
     def on_var(self, request, path):
         def handle(req):

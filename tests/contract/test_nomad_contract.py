@@ -764,3 +764,37 @@ def test_list_pagination_per_page_and_next_token(nomad, job_id):
     assert [j["ID"] for j in page.json()] == [job_id] and "X-Nomad-NextToken" not in page.headers
     empty = nomad.call("GET", f"/v1/jobs?prefix={job_id}&next_token=default.{job_id}z")
     assert empty.status_code == 200 and empty.json() == []
+
+
+def test_list_filter_expressions(nomad, job_id):
+    """
+    ``filter`` on /v1/jobs and /v1/vars (command/agent/http.go parseFilter): go-bexpr evaluated
+    by nomad/state/paginator Paginator.next on the state object (the Job, the variable's
+    metadata); a malformed expression is the 400 of Job.List / Variables.List
+    ("failed to create result paginator: failed to read filter expression: ...", NewPaginator).
+    A selector is read by mitchellh/pointerstructure Pointer.Get, which does not promote the
+    fields of an embedded struct: a variable's path is ``VariableMetadata.Path`` (the
+    VariableEncrypted in the state store), and a field that is not there fails the page.
+    """
+    assert nomad.register(nomad.job_spec(job_id)).status_code == 200
+    ours = nomad.call("GET", "/v1/jobs", params={"prefix": job_id, "filter": f'ID == "{job_id}" and Type == "service"'})
+    assert ours.status_code == 200 and [j["ID"] for j in ours.json()] == [job_id]
+    for expr in ('Type != "service"', f'ID == "{job_id}" and not ("*" in Datacenters)', 'Name matches "^nope"'):
+        resp = nomad.call("GET", "/v1/jobs", params={"prefix": job_id, "filter": expr})
+        assert resp.status_code == 200 and resp.json() == [], expr
+    for path in ("/v1/jobs", "/v1/vars"):
+        resp = nomad.call("GET", path, params={"filter": "ID =="})
+        assert resp.status_code == 400, path
+        assert resp.text.startswith("failed to create result paginator: failed to read filter expression: "), path
+    var = f"hecate-contract/filter-{uuid.uuid4().hex[:8]}"
+    try:
+        assert nomad.call("PUT", f"/v1/var/{var}", json={"Items": {"a": "1"}}).status_code == 200
+        found = nomad.call("GET", "/v1/vars", params={"prefix": "hecate-contract/",
+                                                      "filter": f'VariableMetadata.Path == "{var}"'})
+        assert [v["Path"] for v in found.json()] == [var]
+        resp = nomad.call("GET", "/v1/vars", params={"prefix": var, "filter": f'Path == "{var}"'})
+        assert resp.status_code == 400 and resp.text == (
+            'failed to read result page: error finding value in datum: /Path at part 0: '
+            "couldn't find struct field with name \"Path\"")
+    finally:
+        nomad.call("DELETE", f"/v1/var/{var}")
