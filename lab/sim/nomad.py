@@ -268,6 +268,10 @@ class NomadToken:
             return False
         return any(c in caps for c in capabilities)
 
+    def allow_any_ns(self, capability):
+        """acl/acl.go anyNamespaceAllowsOp: some namespace rule (glob or not) grants ``capability``."""
+        return self.management or any("deny" not in caps and capability in caps for caps in self.namespaces.values())
+
     def allow_variable(self, ns, path, capability):
         """AllowVariableOperation (matchingVariablesCapabilitySet: namespace, then path)."""
         if self.management:
@@ -1178,9 +1182,11 @@ class NomadSim(Simulator):
         if request.method == "GET":
             ns = self._ns(request)
             prefix = request.args.get("prefix", "")
-            # nomad/job_endpoint.go Job.List: list-jobs in the namespace (403), or with
-            # namespace=* the jobs of the namespaces that allow it
-            check = (lambda t: True) if ns == "*" else (lambda t: t.allow_ns(ns, "list-jobs"))
+            # nomad/job_endpoint.go Job.List: list-jobs in the namespace (403); namespace=*
+            # passes when any namespace grants it (acl.go AllowNamespaceOperation), and lists
+            # the jobs of the namespaces that allow it
+            check = ((lambda t: t.allow_any_ns("list-jobs") or t.allow_ns(ns, "list-jobs")) if ns == "*"
+                     else (lambda t: t.allow_ns(ns, "list-jobs")))
             # paged by NamespaceIDTokenizer ("<namespace>.<job ID>") in the jobs table's order
             return self._wrap(lambda req: self._read(req, "jobs", lambda: [
                 self._job_stub(j) for j in _paginate(req, [
