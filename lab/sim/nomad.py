@@ -1241,7 +1241,9 @@ class NomadSim(Simulator):
                 "Stop": job.get("Stop", False), "Status": self._job_status(job), "StatusDescription": "",
                 "JobSummary": self._summary(job), "CreateIndex": job["CreateIndex"],
                 "ModifyIndex": job["ModifyIndex"], "JobModifyIndex": job["JobModifyIndex"],
-                "SubmitTime": job.get("SubmitTime")}
+                "SubmitTime": job.get("SubmitTime"),
+                # structs.JobListStub: Multiregion a pointer, Meta omitempty
+                "Multiregion": job.get("Multiregion"), **({"Meta": job["Meta"]} if job.get("Meta") else {})}
 
     def _summary(self, job):
         summary = {}

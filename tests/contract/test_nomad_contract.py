@@ -779,6 +779,8 @@ def test_list_filter_expressions(nomad, job_id):
     assert nomad.register(nomad.job_spec(job_id)).status_code == 200
     ours = nomad.call("GET", "/v1/jobs", params={"prefix": job_id, "filter": f'ID == "{job_id}" and Type == "service"'})
     assert ours.status_code == 200 and [j["ID"] for j in ours.json()] == [job_id]
+    # structs.JobListStub: Multiregion is a pointer (null), Meta is omitempty
+    assert ours.json()[0]["Multiregion"] is None and "Meta" not in ours.json()[0]
     for expr in ('Type != "service"', f'ID == "{job_id}" and not ("*" in Datacenters)', 'Name matches "^nope"'):
         resp = nomad.call("GET", "/v1/jobs", params={"prefix": job_id, "filter": expr})
         assert resp.status_code == 200 and resp.json() == [], expr
