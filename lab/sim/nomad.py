@@ -549,8 +549,10 @@ def _paginate(request, items, token, reverse_order=False, view=lambda i: i):
     return items
 
 
-def _var_problem(path, items):
-    """nomad/structs/variables.go VariableDecrypted.Validate (size, then ValidatePath)."""
+def _var_problem(path, items, ns="default"):
+    """nomad/structs/variables.go VariableDecrypted.Validate (namespace "*", size, then ValidatePath)."""
+    if ns == "*":
+        return 'can not target wildcard ("*")namespace'
     if sum(len(k.encode()) + len(v.encode()) for k, v in items.items()) > MAX_VARIABLE_SIZE:
         return "variables are limited to 64KiB in total size"
     if not VAR_PATH.match(path):
@@ -1802,7 +1804,7 @@ class NomadSim(Simulator):
             token = self._auth(req)
             ns = _ci(body, "Namespace") or ns
             self._require(token.allow_variable(ns, path, "write"))
-            problem = _var_problem(path, items)
+            problem = _var_problem(path, items, ns)
             if problem:
                 raise APIError(400, f"RPC Error:: 400,{problem}")
             key = (ns, path)

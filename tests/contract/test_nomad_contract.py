@@ -800,3 +800,16 @@ def test_list_filter_expressions(nomad, job_id):
             "couldn't find struct field with name \"Path\"")
     finally:
         nomad.call("DELETE", f"/v1/var/{var}")
+
+
+def test_variables_cannot_target_all_namespaces(nomad):
+    """
+    nomad/structs/variables.go VariableDecrypted.Validate refuses the "*" namespace first
+    (errors.New, missing space and all), through canonicalizeAndValidate's 400 RPC error that
+    Variables.Apply wraps once more (one "RPC Error:: 400," left after the HTTP layer).
+    """
+    path = f"hecate-contract/star-{uuid.uuid4().hex[:8]}"
+    for kw in ({"params": {"namespace": "*"}, "json": {"Items": {"a": "1"}}},
+               {"json": {"Namespace": "*", "Items": {"a": "1"}}}):
+        resp = nomad.call("PUT", f"/v1/var/{path}", **kw)
+        assert (resp.status_code, resp.text) == (400, 'RPC Error:: 400,can not target wildcard ("*")namespace'), kw
