@@ -1041,18 +1041,20 @@ class NomadSim(Simulator):
         authenticates and ``check(token)`` decides (403) before the query blocks; ``produce``
         finds the token with :meth:`_token_of` where it filters by it.
         """
-        _parse_per_page(request)  # http.go parse: parsePagination comes before parseWait
+        # http.go parse: parseConsistency, parsePagination, then parseWait
+        if request.args.get("stale", "") not in ("", "0", "f", "F", "FALSE", "false", "False",
+                                                 "1", "t", "T", "TRUE", "true", "True"):
+            raise APIError(400, "Expect `true` or `false` for `stale` query string parameter")
+        _parse_per_page(request)
         wait = 0.0
         if request.args.get("wait"):
             wait = _parse_wait(request.args["wait"])
         min_index = 0
         if request.args.get("index"):
-            try:
-                min_index = int(request.args["index"])
-                if min_index < 0:
-                    raise ValueError
-            except ValueError:
-                raise APIError(400, "Invalid index") from None
+            raw = request.args["index"]  # strconv.ParseUint(idx, 10, 64)
+            if not re.fullmatch(r"[0-9]+", raw) or int(raw) >= 2**64:
+                raise APIError(400, "Invalid index")
+            min_index = int(raw)
         token = self._auth(request, http_side=http_side)
         request.environ["nomad.token"] = token
         if check is not None:

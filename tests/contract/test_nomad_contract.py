@@ -813,3 +813,21 @@ def test_variables_cannot_target_all_namespaces(nomad):
                {"json": {"Namespace": "*", "Items": {"a": "1"}}}):
         resp = nomad.call("PUT", f"/v1/var/{path}", **kw)
         assert (resp.status_code, resp.text) == (400, 'RPC Error:: 400,can not target wildcard ("*")namespace'), kw
+
+
+@pytest.mark.parametrize("query,text", [
+    ("stale=maybe&per_page=x", "Expect `true` or `false` for `stale` query string parameter"),
+    ("stale=true&per_page=x", "Expect a number for `per_page` query string parameter"),
+    ("index=+5", "Invalid index"),
+    ("index=5_0", "Invalid index"),
+    ("index=18446744073709551616", "Invalid index"),
+])
+def test_query_options_parsed_in_the_agents_order(nomad, query, text):
+    """
+    command/agent/http.go parse: parseConsistency (``stale``, strconv.ParseBool), then
+    parsePagination, then parseWait (``index`` is strconv.ParseUint: no sign, no
+    underscores, 64 bits); each refusal a plain-text 400.
+    """
+    resp = nomad.call("GET", f"/v1/jobs?{query}")
+    assert (resp.status_code, resp.text) == (400, text)
+    assert nomad.call("GET", "/v1/jobs?stale=&index=1&wait=1ms").status_code == 200
