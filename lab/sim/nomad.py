@@ -1345,6 +1345,9 @@ class NomadSim(Simulator):
         if job.get("Namespace") not in self.namespaces:
             errors.append(f'job "{job.get("ID")}" is in nonexistent namespace "{job.get("Namespace")}"')
         errors.extend(js.validate(job))
+        # jobValidate.Validate's own checks, after job.Validate's (nomad/job_endpoint_hooks.go)
+        if not 1 <= (job.get("Priority") or 0) <= 100:
+            errors.append("job priority must be between [1, 100]")
         warnings.extend(js.warnings(job, shutdown_delay=self.version >= (2, 0, 1)))
         if not self.memory_oversubscription:
             for group in job.get("TaskGroups") or []:

@@ -958,6 +958,10 @@ def canonicalize(job):
                 "ModifyIndex": 0, "JobModifyIndex": 0})
     if job.get("Name") is None:
         job["Name"] = job["ID"]
+    if job.get("Periodic") is not None:  # api/jobs.go PeriodicConfig.Canonicalize
+        _fill(job["Periodic"], {"Enabled": True, "Spec": "", "Specs": [], "SpecType": "cron",
+                                "ProhibitOverlap": False})
+        job["Periodic"]["TimeZone"] = job["Periodic"].get("TimeZone") or "UTC"
     if job.get("Update") is not None:
         _fill(job["Update"], DEFAULT_UPDATE)
     elif job_type in ("service", "system"):
@@ -1118,9 +1122,6 @@ def validate(job):
         errs.append("Job must be in a namespace")
     if job.get("Type") not in JOB_TYPES:
         errs.append(f"Invalid job type: {_go_q(job.get('Type') or '')}")
-    prio = job.get("Priority")
-    if prio is not None and not 1 <= prio <= 100:
-        errs.append("Job priority must be between [1, 100]")
     for dc in job.get("Datacenters") or []:
         if dc == "":
             errs.append("Job datacenter must be non-empty string")
@@ -1139,6 +1140,12 @@ def validate(job):
         group_errs = _validate_group(group, job)
         if group_errs:
             errs.append(f"Task group {name} validation failed: " + _multierror(group_errs))
+    # after the task groups (nomad/structs/structs.go Job.Validate)
+    batch_only = '"batch" or "sysbatch" scheduler'
+    if (job.get("Periodic") or {}).get("Enabled") and job.get("Type") not in ("batch", "sysbatch"):
+        errs.append(f"Periodic can only be used with {batch_only}")
+    if job.get("ParameterizedJob") is not None and job.get("Type") not in ("batch", "sysbatch"):
+        errs.append(f"Parameterized job can only be used with {batch_only}")
     return errs
 
 

@@ -831,3 +831,25 @@ def test_query_options_parsed_in_the_agents_order(nomad, query, text):
     resp = nomad.call("GET", f"/v1/jobs?{query}")
     assert (resp.status_code, resp.text) == (400, text)
     assert nomad.call("GET", "/v1/jobs?stale=&index=1&wait=1ms").status_code == 200
+
+
+def test_job_validation_beyond_job_validate(nomad, job_id):
+    """
+    nomad/job_endpoint_hooks.go jobValidate.Validate: job.Validate()'s errors flattened
+    (multierror.Append), then its own checks, lower case: "job priority must be between
+    [1, <job_max_priority>]" comes after the Job.Validate errors. nomad/structs/structs.go
+    Job.Validate: a periodic or parameterized job must be "batch" or "sysbatch".
+    """
+    job = nomad.job_spec(job_id)
+    job["Priority"], job["Datacenters"] = 101, [""]
+    body = nomad.call("POST", "/v1/validate/job", json={"Job": job}).json()
+    assert body["ValidationErrors"] == ["Job datacenter must be non-empty string",
+                                        "job priority must be between [1, 100]"]
+    hcl = (JOB_HCL % {"id": job_id, "image": "busybox:1.36.1"}).replace(
+        '  type        = "service"', '  type        = "service"\n  periodic {\n    crons = ["@daily"]\n  }')
+    body = nomad.call("POST", "/v1/validate/job", json={"Job": parsed(nomad, hcl)}).json()
+    assert 'Periodic can only be used with "batch" or "sysbatch" scheduler' in body["ValidationErrors"]
+    hcl = (JOB_HCL % {"id": job_id, "image": "busybox:1.36.1"}).replace(
+        '  type        = "service"', '  type        = "service"\n  parameterized {\n  }')
+    body = nomad.call("POST", "/v1/validate/job", json={"Job": parsed(nomad, hcl)}).json()
+    assert 'Parameterized job can only be used with "batch" or "sysbatch" scheduler' in body["ValidationErrors"]
