@@ -1128,6 +1128,11 @@ def validate(job):
     groups = job.get("TaskGroups") or []
     if not groups:
         errs.append("Missing job task groups")
+    if job.get("Type") == "system":  # Job.Validate: affinities, then spreads (not validated otherwise here)
+        if job.get("Affinities") is not None:
+            errs.append("System jobs may not have an affinity block")
+        if job.get("Spreads") is not None:
+            errs.append("System jobs may not have a spread block")
     seen = {}
     for idx, group in enumerate(groups, 1):
         name = group.get("Name")
@@ -1156,11 +1161,16 @@ def _validate_group(group, job):
     tasks = group.get("Tasks") or []
     if not tasks:
         errs.append("Missing tasks for task group")
+    system = job.get("Type") == "system"  # TaskGroup.Validate: affinities before the restart policy
+    if system and group.get("Affinities") is not None:
+        errs.append("System jobs may not have an affinity block")
     restart = group.get("RestartPolicy")
     if restart is not None:
         errs.extend(_restart_errors(restart))
     else:
         errs.append(f"Task Group {group.get('Name')} should have a restart policy")
+    if system and group.get("Spreads") is not None:  # ... and spreads after it
+        errs.append("System jobs may not have a spread block")
     upd = group.get("Update")
     if upd:
         if upd.get("HealthCheck") not in ("checks", "task_states", "manual"):

@@ -853,3 +853,13 @@ def test_job_validation_beyond_job_validate(nomad, job_id):
         '  type        = "service"', '  type        = "service"\n  parameterized {\n  }')
     body = nomad.call("POST", "/v1/validate/job", json={"Job": parsed(nomad, hcl)}).json()
     assert 'Parameterized job can only be used with "batch" or "sysbatch" scheduler' in body["ValidationErrors"]
+    # Job.Validate / TaskGroup.Validate: a system job takes no affinity or spread block at all
+    job = nomad.job_spec(job_id)
+    job["Type"] = "system"
+    job["Spreads"] = [{"Attribute": "${node.datacenter}", "Weight": 50}]
+    job["TaskGroups"][0]["Affinities"] = [{"LTarget": "${node.class}", "RTarget": "x", "Operand": "=",
+                                           "Weight": 50}]
+    body = nomad.call("POST", "/v1/validate/job", json={"Job": job}).json()
+    assert body["ValidationErrors"][0] == "System jobs may not have a spread block"
+    assert ("Task group web validation failed: 1 error occurred:\n\t* System jobs may not have an affinity "
+            "block\n\n") in body["ValidationErrors"]
