@@ -1128,6 +1128,7 @@ def validate(job):
     groups = job.get("TaskGroups") or []
     if not groups:
         errs.append("Missing job task groups")
+    errs.extend(_constraint_errors(job.get("Constraints")))
     if job.get("Type") == "system":  # Job.Validate: affinities, then spreads (not validated otherwise here)
         if job.get("Affinities") is not None:
             errs.append("System jobs may not have an affinity block")
@@ -1154,6 +1155,44 @@ def validate(job):
     return errs
 
 
+CONSTRAINT_NEEDS_RTARGET = ("=", "==", "is", "!=", "not", "<", "<=", ">", ">=")
+CONSTRAINT_OTHERS = ("regexp", "version", "semver")  # their RTarget's syntax is not checked here
+
+
+def _constraint_errors(constraints):
+    """
+    nomad/structs/structs.go Constraint.Validate, each failure as "Constraint <n> validation
+    failed: <multierror>" (Job.Validate, TaskGroup.Validate). Not checked here: the syntax of a
+    regexp/version/semver RTarget and of the LTarget interpolation (validateConstraintAttribute).
+    """
+    errs = []
+    for idx, con in enumerate(constraints or [], 1):
+        operand, ltarget, rtarget = con.get("Operand") or "", con.get("LTarget") or "", con.get("RTarget") or ""
+        cerrs = ["Missing constraint operand"] if not operand else []
+        if operand in ("set_contains_all", "set_contains_any", "set_contains"):
+            if not rtarget:
+                cerrs.append("Set contains constraint requires an RTarget")
+        elif operand == "distinct_property":
+            if rtarget and not re.fullmatch(r"[0-9]+", rtarget):
+                cerrs.append(f"Failed to convert RTarget {_go_q(rtarget)} to uint64: strconv.ParseUint: "
+                             f"parsing {_go_q(rtarget)}: invalid syntax")
+            elif rtarget and int(rtarget) < 1:
+                cerrs.append(f"Distinct Property must have an allowed count of 1 or greater: {int(rtarget)} < 1")
+        elif operand in ("is_set", "is_not_set"):
+            if rtarget:
+                cerrs.append(f"Operator {_go_q(operand)} does not support an RTarget")
+        elif operand in CONSTRAINT_NEEDS_RTARGET:
+            if not rtarget:
+                cerrs.append(f"Operator {_go_q(operand)} requires an RTarget")
+        elif operand not in CONSTRAINT_OTHERS + ("distinct_hosts",):
+            cerrs.append(f"Unknown constraint type {_go_q(operand)}")
+        if operand != "distinct_hosts" and not ltarget:
+            cerrs.append("no attribute provided but is required by operator")
+        if cerrs:
+            errs.append(f"Constraint {idx} validation failed: {_multierror(cerrs)}")
+    return errs
+
+
 def _validate_group(group, job):
     errs = []
     if (group.get("Count") or 0) < 0:
@@ -1161,6 +1200,7 @@ def _validate_group(group, job):
     tasks = group.get("Tasks") or []
     if not tasks:
         errs.append("Missing tasks for task group")
+    errs.extend(_constraint_errors(group.get("Constraints")))
     system = job.get("Type") == "system"  # TaskGroup.Validate: affinities before the restart policy
     if system and group.get("Affinities") is not None:
         errs.append("System jobs may not have an affinity block")

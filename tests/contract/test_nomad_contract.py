@@ -863,3 +863,23 @@ def test_job_validation_beyond_job_validate(nomad, job_id):
     assert body["ValidationErrors"][0] == "System jobs may not have a spread block"
     assert ("Task group web validation failed: 1 error occurred:\n\t* System jobs may not have an affinity "
             "block\n\n") in body["ValidationErrors"]
+
+
+def test_constraints_validated(nomad, job_id):
+    """
+    nomad/structs/structs.go Constraint.Validate via Job.Validate and TaskGroup.Validate
+    ("Constraint <n> validation failed: <multierror>"): an empty operand is both missing and
+    unknown; a comparison needs an RTarget; is_set takes none.
+    """
+    job = nomad.job_spec(job_id)
+    job["Constraints"] = [{"LTarget": "${attr.kernel.name}", "RTarget": "linux", "Operand": ""},
+                          {"LTarget": "${attr.kernel.name}", "RTarget": "", "Operand": "="}]
+    job["TaskGroups"][0]["Constraints"] = [{"LTarget": "${meta.x}", "RTarget": "y", "Operand": "is_set"}]
+    body = nomad.call("POST", "/v1/validate/job", json={"Job": job}).json()
+    assert body["ValidationErrors"] == [
+        "Constraint 1 validation failed: 2 errors occurred:\n\t* Missing constraint operand\n"
+        "\t* Unknown constraint type \"\"\n\n",
+        "Constraint 2 validation failed: 1 error occurred:\n\t* Operator \"=\" requires an RTarget\n\n",
+        "Task group web validation failed: 1 error occurred:\n\t* Constraint 1 validation failed: 1 error "
+        "occurred:\n\t* Operator \"is_set\" does not support an RTarget\n\n\n\n",
+    ]
