@@ -852,7 +852,20 @@ def parse(text, variables=None):
     if not jobs:
         raise JobspecError([Diag("Missing job block", "A job block is required.", 1, 1)])
     job_id, _, job = jobs[0]
-    return _normalize(job, job_id)
+    return _default_operands(_normalize(job, job_id))
+
+
+def _default_operands(job):
+    """jobspec2/hcl_conversions.go decodeConstraint/decodeAffinity: no operator is "="."""
+    owners = [job]
+    for group in job.get("TaskGroups") or []:
+        owners.append(group)
+        owners.extend(group.get("Tasks") or [])
+    for owner in owners:
+        for con in (owner.get("Constraints") or []) + (owner.get("Affinities") or []):
+            if not con.get("Operand"):
+                con["Operand"] = "="
+    return job
 
 
 def _normalize(job, job_id):

@@ -869,8 +869,14 @@ def test_constraints_validated(nomad, job_id):
     """
     nomad/structs/structs.go Constraint.Validate via Job.Validate and TaskGroup.Validate
     ("Constraint <n> validation failed: <multierror>"): an empty operand is both missing and
-    unknown; a comparison needs an RTarget; is_set takes none.
+    unknown; a comparison needs an RTarget; is_set takes none. jobspec2/hcl_conversions.go
+    decodeConstraint: a constraint block without an operator parses as "=".
     """
+    hcl = (JOB_HCL % {"id": job_id, "image": "busybox:1.36.1"}).replace(
+        '  type        = "service"',
+        '  type        = "service"\n  constraint {\n    attribute = "${attr.kernel.name}"\n'
+        '    value     = "linux"\n  }')
+    assert parsed(nomad, hcl)["Constraints"] == [{"LTarget": "${attr.kernel.name}", "RTarget": "linux", "Operand": "="}]
     job = nomad.job_spec(job_id)
     job["Constraints"] = [{"LTarget": "${attr.kernel.name}", "RTarget": "linux", "Operand": ""},
                           {"LTarget": "${attr.kernel.name}", "RTarget": "", "Operand": "="}]
