@@ -268,6 +268,10 @@ class NomadToken:
             return False
         return any(c in caps for c in capabilities)
 
+    def allow_any_ns(self, capability):
+        """acl/acl.go anyNamespaceAllowsOp: some namespace rule (glob or not) grants ``capability``."""
+        return self.management or any("deny" not in caps and capability in caps for caps in self.namespaces.values())
+
     def allow_variable(self, ns, path, capability):
         """AllowVariableOperation (matchingVariablesCapabilitySet: namespace, then path)."""
         if self.management:
@@ -338,8 +342,217 @@ def _parse_wait(text):
         raise APIError(400, "Invalid wait time") from None
 
 
-def _var_problem(path, items):
-    """nomad/structs/variables.go VariableDecrypted.Validate (size, then ValidatePath)."""
+def _parse_per_page(request):
+    """command/agent/http.go parsePagination: ``per_page`` is strconv.ParseInt(raw, 10, 32)."""
+    raw = request.args.get("per_page", "")
+    if not raw:
+        return 0
+    if not re.fullmatch(r"[+-]?[0-9]+", raw) or not -2**31 <= int(raw) < 2**31:
+        raise APIError(400, "Expect a number for `per_page` query string parameter")
+    return int(raw)
+
+
+_BEXPR_TOKEN = re.compile(r'\s*(?:(==|!=|\(|\))|"((?:[^"\\]|\\.)*)"|`([^`]*)`|([A-Za-z0-9_.+-]+))')
+
+
+class _Filter:
+    """
+    The part of hashicorp/go-bexpr (the ``filter`` query parameter, read by the paginator of
+    nomad/state/paginator NewPaginator and evaluated on the raw state object) that the
+    simulator evaluates: ``==``, ``!=``, ``is [not] empty``, ``[not] in``, ``[not] contains``,
+    ``[not] matches``, ``and``, ``or``, ``not`` and parentheses over dotted selectors. Anything
+    else is refused as a malformed expression (a 400, as Nomad answers one), never ignored.
+    """
+
+    def __init__(self, text):
+        self.toks, pos = [], 0
+        while pos < len(text.rstrip()):
+            m = _BEXPR_TOKEN.match(text, pos)
+            if not m or m.end() == pos:
+                raise ValueError(f"unexpected {text[pos:pos + 10]!r} at {pos}")
+            op, quoted, raw, word = m.groups()
+            if op:
+                self.toks.append(("op", op))
+            elif word is not None:
+                self.toks.append(("word", word))
+            else:
+                self.toks.append(("str", raw if raw is not None else json.loads(f'"{quoted}"')))
+            pos = m.end()
+        self.pos = 0
+        self.tree = self._or()
+        if self.pos != len(self.toks):
+            raise ValueError(f"unexpected {self.toks[self.pos][1]!r}")
+
+    def _peek(self, *words):
+        if self.pos >= len(self.toks):
+            return None
+        tok = self.toks[self.pos]
+        return tok if tok[0] in ("word", "op") and tok[1] in words else None
+
+    def _take(self, *words):
+        if self.pos >= len(self.toks):
+            raise ValueError("unexpected end of expression")
+        tok = self.toks[self.pos]
+        if words and not (tok[0] in ("word", "op") and tok[1] in words):
+            raise ValueError(f"unexpected {tok[1]!r}, expected {' or '.join(words)}")
+        self.pos += 1
+        return tok
+
+    def _or(self):
+        node = self._and()
+        while self._peek("or"):
+            self.pos += 1
+            node = ("or", node, self._and())
+        return node
+
+    def _and(self):
+        node = self._not()
+        while self._peek("and"):
+            self.pos += 1
+            node = ("and", node, self._not())
+        return node
+
+    def _not(self):
+        if self._peek("not"):
+            self.pos += 1
+            return ("not", self._not())
+        if self._peek("("):
+            self.pos += 1
+            node = self._or()
+            self._take(")")
+            return node
+        return self._match()
+
+    def _value(self):
+        kind, text = self._take()
+        if kind == "op":
+            raise ValueError(f"unexpected {text!r}")
+        return text
+
+    def _match(self):
+        first = self._take()
+        if first[0] == "op":
+            raise ValueError(f"unexpected {first[1]!r}")
+        nxt = self.toks[self.pos + 1] if self._peek("not") and self.pos + 1 < len(self.toks) else None
+        if first[0] == "str" or self._peek("in") or (nxt and nxt[1] == "in"):  # Value [not] in Selector
+            negate = bool(self._peek("not")) and self._take("not")
+            self._take("in")
+            node = ("in", first[1], self._selector())
+            return ("not", node) if negate else node
+        sel = first[1]
+        if self._peek("==", "!="):
+            op = self._take()[1]
+            node = ("eq", sel, self._value())
+            return ("not", node) if op == "!=" else node
+        if self._peek("is"):
+            self.pos += 1
+            negate = bool(self._peek("not")) and self._take("not")
+            self._take("empty")
+            return ("not", ("empty", sel)) if negate else ("empty", sel)
+        negate = bool(self._peek("not")) and self._take("not")
+        node = (self._take("contains", "matches")[1], sel, self._value())
+        return ("not", node) if negate else node
+
+    def _selector(self):
+        kind, text = self._take()
+        if kind != "word":
+            raise ValueError(f"unexpected {text!r}, expected a selector")
+        return text
+
+    @staticmethod
+    def _get(obj, sel):
+        """mitchellh/pointerstructure Pointer.Get: struct fields by name (no promotion of embedded ones), map keys."""
+        parts = sel.split(".")
+        parent = ""
+        for i, part in enumerate(parts):
+            if not isinstance(obj, dict) or part not in obj:
+                why = (f"couldn't find key {json.dumps(part)}" if parent.endswith("Meta")
+                       else f"couldn't find struct field with name {json.dumps(part)}")
+                raise LookupError(f"error finding value in datum: /{'/'.join(parts)} at part {i}: {why}")
+            obj, parent = obj[part], part
+        return obj
+
+    @staticmethod
+    def _same(field, value):
+        if isinstance(field, bool):
+            return value == ("true" if field else "false")
+        if isinstance(field, (int, float)):
+            try:
+                return field == type(field)(value)
+            except ValueError:
+                return False
+        return (field or "") == value
+
+    def _eval(self, node, obj):
+        kind = node[0]
+        if kind == "or":
+            return self._eval(node[1], obj) or self._eval(node[2], obj)
+        if kind == "and":
+            return self._eval(node[1], obj) and self._eval(node[2], obj)
+        if kind == "not":
+            return not self._eval(node[1], obj)
+        if kind == "empty":
+            return not self._get(obj, node[1])
+        if kind == "eq":
+            return self._same(self._get(obj, node[1]), node[2])
+        if kind in ("in", "contains"):
+            field, value = (self._get(obj, node[2]), node[1]) if kind == "in" else (self._get(obj, node[1]), node[2])
+            if isinstance(field, str):
+                return value in field
+            if isinstance(field, dict):
+                return value in field
+            return any(self._same(f, value) for f in field or [])
+        field = self._get(obj, node[1])  # matches
+        return isinstance(field, str) and re.search(node[2], field) is not None
+
+    def __call__(self, obj):
+        return self._eval(self.tree, obj)
+
+
+def _filtered(request, items, view=lambda i: i):
+    """``?filter=``: Paginator.next evaluates it on the raw object before the page is cut."""
+    text = request.args.get("filter", "")
+    if not text:
+        return items
+    try:
+        match = _Filter(text)
+    except (ValueError, json.JSONDecodeError) as exc:
+        raise APIError(400, f"failed to create result paginator: failed to read filter expression: {exc}") from None
+    try:
+        return [i for i in items if match(view(i))]
+    except (LookupError, re.error) as exc:
+        raise APIError(400, f"failed to read result page: {exc}") from None
+
+
+def _paginate(request, items, token, reverse_order=False, view=lambda i: i):
+    """
+    nomad/state/paginator Paginator.Page over ``items`` already in the state iterator's order
+    and already selected (prefix, ACL): skip those whose token sorts before ``next_token``
+    (after it with ``reverse=true``), keep ``per_page`` (0 = all; a negative one keeps none),
+    and leave the token of the first item left out for the X-Nomad-NextToken header.
+    ``reverse_order``: whether the iterator itself honours ``reverse`` (Jobs do through
+    state.QueryOptionSort; Variables.List's GetVariablesByNamespaceAndPrefix does not).
+    """
+    per_page = _parse_per_page(request)
+    items = _filtered(request, items, view)
+    target = request.args.get("next_token", "")
+    reverse = request.args.get("reverse") == "true"
+    items = list(items)
+    if reverse and reverse_order:
+        items.reverse()
+    if target:
+        items = [i for i in items if not (token(i) > target if reverse else token(i) < target)]
+    if per_page != 0 and len(items) > max(per_page, 0):
+        keep = max(per_page, 0)
+        request.environ["nomad.next_token"] = token(items[keep])
+        items = items[:keep]
+    return items
+
+
+def _var_problem(path, items, ns="default"):
+    """nomad/structs/variables.go VariableDecrypted.Validate (namespace "*", size, then ValidatePath)."""
+    if ns == "*":
+        return 'can not target wildcard ("*")namespace'
     if sum(len(k.encode()) + len(v.encode()) for k, v in items.items()) > MAX_VARIABLE_SIZE:
         return "variables are limited to 64KiB in total size"
     if not VAR_PATH.match(path):
@@ -828,17 +1041,20 @@ class NomadSim(Simulator):
         authenticates and ``check(token)`` decides (403) before the query blocks; ``produce``
         finds the token with :meth:`_token_of` where it filters by it.
         """
+        # http.go parse: parseConsistency, parsePagination, then parseWait
+        if request.args.get("stale", "") not in ("", "0", "f", "F", "FALSE", "false", "False",
+                                                 "1", "t", "T", "TRUE", "true", "True"):
+            raise APIError(400, "Expect `true` or `false` for `stale` query string parameter")
+        _parse_per_page(request)
         wait = 0.0
         if request.args.get("wait"):
             wait = _parse_wait(request.args["wait"])
         min_index = 0
         if request.args.get("index"):
-            try:
-                min_index = int(request.args["index"])
-                if min_index < 0:
-                    raise ValueError
-            except ValueError:
-                raise APIError(400, "Invalid index") from None
+            raw = request.args["index"]  # strconv.ParseUint(idx, 10, 64)
+            if not re.fullmatch(r"[0-9]+", raw) or int(raw) >= 2**64:
+                raise APIError(400, "Invalid index")
+            min_index = int(raw)
         token = self._auth(request, http_side=http_side)
         request.environ["nomad.token"] = token
         if check is not None:
@@ -854,6 +1070,8 @@ class NomadSim(Simulator):
         resp.headers["X-Nomad-Index"] = str(self.tables[table])
         resp.headers["X-Nomad-KnownLeader"] = "true"
         resp.headers["X-Nomad-LastContact"] = "0"
+        if request.environ.get("nomad.next_token"):
+            resp.headers["X-Nomad-NextToken"] = request.environ["nomad.next_token"]  # http.go setNextToken
         return resp
 
     @staticmethod
@@ -968,13 +1186,19 @@ class NomadSim(Simulator):
         if request.method == "GET":
             ns = self._ns(request)
             prefix = request.args.get("prefix", "")
-            # nomad/job_endpoint.go Job.List: list-jobs in the namespace (403), or with
-            # namespace=* the jobs of the namespaces that allow it
-            check = (lambda t: True) if ns == "*" else (lambda t: t.allow_ns(ns, "list-jobs"))
+            # nomad/job_endpoint.go Job.List: list-jobs in the namespace (403); namespace=*
+            # passes when any namespace grants it (acl.go AllowNamespaceOperation), and lists
+            # the jobs of the namespaces that allow it
+            check = ((lambda t: t.allow_any_ns("list-jobs") or t.allow_ns(ns, "list-jobs")) if ns == "*"
+                     else (lambda t: t.allow_ns(ns, "list-jobs")))
+            # paged by NamespaceIDTokenizer ("<namespace>.<job ID>") in the jobs table's order
             return self._wrap(lambda req: self._read(req, "jobs", lambda: [
-                self._job_stub(j) for (jns, jid), j in sorted(self.jobs.items())
-                if (ns == "*" or jns == ns) and jid.startswith(prefix)
-                and self._token_of(req).allow_ns(jns, "list-jobs")], check=check), request)
+                self._job_stub(j) for j in _paginate(req, [
+                    j for (jns, jid), j in sorted(self.jobs.items())
+                    if (ns == "*" or jns == ns) and jid.startswith(prefix)
+                    and self._token_of(req).allow_ns(jns, "list-jobs")],
+                    lambda j: f"{j['Namespace']}.{j['ID']}", reverse_order=True,
+                    view=lambda j: {**j, "Status": self._job_status(j)})], check=check), request)
         return self._wrap(self._register_request, request, None)
 
     def on_job(self, request, job_id):
@@ -1021,7 +1245,9 @@ class NomadSim(Simulator):
                 "Stop": job.get("Stop", False), "Status": self._job_status(job), "StatusDescription": "",
                 "JobSummary": self._summary(job), "CreateIndex": job["CreateIndex"],
                 "ModifyIndex": job["ModifyIndex"], "JobModifyIndex": job["JobModifyIndex"],
-                "SubmitTime": job.get("SubmitTime")}
+                "SubmitTime": job.get("SubmitTime"),
+                # structs.JobListStub: Multiregion a pointer, Meta omitempty
+                "Multiregion": job.get("Multiregion"), **({"Meta": job["Meta"]} if job.get("Meta") else {})}
 
     def _summary(self, job):
         summary = {}
@@ -1119,6 +1345,9 @@ class NomadSim(Simulator):
         if job.get("Namespace") not in self.namespaces:
             errors.append(f'job "{job.get("ID")}" is in nonexistent namespace "{job.get("Namespace")}"')
         errors.extend(js.validate(job))
+        # jobValidate.Validate's own checks, after job.Validate's (nomad/job_endpoint_hooks.go)
+        if not 1 <= (job.get("Priority") or 0) <= 100:
+            errors.append("job priority must be between [1, 100]")
         warnings.extend(js.warnings(job, shutdown_delay=self.version >= (2, 0, 1)))
         if not self.memory_oversubscription:
             for group in job.get("TaskGroups") or []:
@@ -1522,11 +1751,17 @@ class NomadSim(Simulator):
         """Variables.List: no 403, the variables the token may ``list`` (by namespace and path)."""
         ns = self._ns(request)
         prefix = request.args.get("prefix", "")
+        # paged by NamespaceIDTokenizer ("<namespace>.<path>")
         return self._wrap(lambda req: self._read(req, "variables", lambda: [
             {k: v for k, v in var.items() if k != "Items"}
-            for (vns, path), var in sorted(self.variables.items())
-            if (ns == "*" or vns == ns) and path.startswith(prefix)
-            and self._token_of(req).allow_variable(vns, path, "list")]), request)
+            for var in _paginate(req, [
+                var for (vns, path), var in sorted(self.variables.items())
+                if (ns == "*" or vns == ns) and path.startswith(prefix)
+                and self._token_of(req).allow_variable(vns, path, "list")],
+                lambda v: f"{v['Namespace']}.{v['Path']}",
+                # the filter sees a VariableEncrypted: its metadata is the embedded VariableMetadata
+                view=lambda v: {"VariableMetadata": {k: x for k, x in v.items() if k != "Items"},
+                                "VariableData": {"Data": "", "KeyID": ""}})]), request)
 
     def on_var(self, request, path):
         def handle(req):
@@ -1574,7 +1809,7 @@ class NomadSim(Simulator):
             token = self._auth(req)
             ns = _ci(body, "Namespace") or ns
             self._require(token.allow_variable(ns, path, "write"))
-            problem = _var_problem(path, items)
+            problem = _var_problem(path, items, ns)
             if problem:
                 raise APIError(400, f"RPC Error:: 400,{problem}")
             key = (ns, path)

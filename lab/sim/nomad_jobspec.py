@@ -852,7 +852,20 @@ def parse(text, variables=None):
     if not jobs:
         raise JobspecError([Diag("Missing job block", "A job block is required.", 1, 1)])
     job_id, _, job = jobs[0]
-    return _normalize(job, job_id)
+    return _default_operands(_normalize(job, job_id))
+
+
+def _default_operands(job):
+    """jobspec2/hcl_conversions.go decodeConstraint/decodeAffinity: no operator is "="."""
+    owners = [job]
+    for group in job.get("TaskGroups") or []:
+        owners.append(group)
+        owners.extend(group.get("Tasks") or [])
+    for owner in owners:
+        for con in (owner.get("Constraints") or []) + (owner.get("Affinities") or []):
+            if not con.get("Operand"):
+                con["Operand"] = "="
+    return job
 
 
 def _normalize(job, job_id):
@@ -958,6 +971,10 @@ def canonicalize(job):
                 "ModifyIndex": 0, "JobModifyIndex": 0})
     if job.get("Name") is None:
         job["Name"] = job["ID"]
+    if job.get("Periodic") is not None:  # api/jobs.go PeriodicConfig.Canonicalize
+        _fill(job["Periodic"], {"Enabled": True, "Spec": "", "Specs": [], "SpecType": "cron",
+                                "ProhibitOverlap": False})
+        job["Periodic"]["TimeZone"] = job["Periodic"].get("TimeZone") or "UTC"
     if job.get("Update") is not None:
         _fill(job["Update"], DEFAULT_UPDATE)
     elif job_type in ("service", "system"):
@@ -1118,15 +1135,18 @@ def validate(job):
         errs.append("Job must be in a namespace")
     if job.get("Type") not in JOB_TYPES:
         errs.append(f"Invalid job type: {_go_q(job.get('Type') or '')}")
-    prio = job.get("Priority")
-    if prio is not None and not 1 <= prio <= 100:
-        errs.append("Job priority must be between [1, 100]")
     for dc in job.get("Datacenters") or []:
         if dc == "":
             errs.append("Job datacenter must be non-empty string")
     groups = job.get("TaskGroups") or []
     if not groups:
         errs.append("Missing job task groups")
+    errs.extend(_constraint_errors(job.get("Constraints")))
+    if job.get("Type") == "system":  # Job.Validate: affinities, then spreads (not validated otherwise here)
+        if job.get("Affinities") is not None:
+            errs.append("System jobs may not have an affinity block")
+        if job.get("Spreads") is not None:
+            errs.append("System jobs may not have a spread block")
     seen = {}
     for idx, group in enumerate(groups, 1):
         name = group.get("Name")
@@ -1139,6 +1159,50 @@ def validate(job):
         group_errs = _validate_group(group, job)
         if group_errs:
             errs.append(f"Task group {name} validation failed: " + _multierror(group_errs))
+    # after the task groups (nomad/structs/structs.go Job.Validate)
+    batch_only = '"batch" or "sysbatch" scheduler'
+    if (job.get("Periodic") or {}).get("Enabled") and job.get("Type") not in ("batch", "sysbatch"):
+        errs.append(f"Periodic can only be used with {batch_only}")
+    if job.get("ParameterizedJob") is not None and job.get("Type") not in ("batch", "sysbatch"):
+        errs.append(f"Parameterized job can only be used with {batch_only}")
+    return errs
+
+
+CONSTRAINT_NEEDS_RTARGET = ("=", "==", "is", "!=", "not", "<", "<=", ">", ">=")
+CONSTRAINT_OTHERS = ("regexp", "version", "semver")  # their RTarget's syntax is not checked here
+
+
+def _constraint_errors(constraints):
+    """
+    nomad/structs/structs.go Constraint.Validate, each failure as "Constraint <n> validation
+    failed: <multierror>" (Job.Validate, TaskGroup.Validate). Not checked here: the syntax of a
+    regexp/version/semver RTarget and of the LTarget interpolation (validateConstraintAttribute).
+    """
+    errs = []
+    for idx, con in enumerate(constraints or [], 1):
+        operand, ltarget, rtarget = con.get("Operand") or "", con.get("LTarget") or "", con.get("RTarget") or ""
+        cerrs = ["Missing constraint operand"] if not operand else []
+        if operand in ("set_contains_all", "set_contains_any", "set_contains"):
+            if not rtarget:
+                cerrs.append("Set contains constraint requires an RTarget")
+        elif operand == "distinct_property":
+            if rtarget and not re.fullmatch(r"[0-9]+", rtarget):
+                cerrs.append(f"Failed to convert RTarget {_go_q(rtarget)} to uint64: strconv.ParseUint: "
+                             f"parsing {_go_q(rtarget)}: invalid syntax")
+            elif rtarget and int(rtarget) < 1:
+                cerrs.append(f"Distinct Property must have an allowed count of 1 or greater: {int(rtarget)} < 1")
+        elif operand in ("is_set", "is_not_set"):
+            if rtarget:
+                cerrs.append(f"Operator {_go_q(operand)} does not support an RTarget")
+        elif operand in CONSTRAINT_NEEDS_RTARGET:
+            if not rtarget:
+                cerrs.append(f"Operator {_go_q(operand)} requires an RTarget")
+        elif operand not in CONSTRAINT_OTHERS + ("distinct_hosts",):
+            cerrs.append(f"Unknown constraint type {_go_q(operand)}")
+        if operand != "distinct_hosts" and not ltarget:
+            cerrs.append("no attribute provided but is required by operator")
+        if cerrs:
+            errs.append(f"Constraint {idx} validation failed: {_multierror(cerrs)}")
     return errs
 
 
@@ -1149,11 +1213,17 @@ def _validate_group(group, job):
     tasks = group.get("Tasks") or []
     if not tasks:
         errs.append("Missing tasks for task group")
+    errs.extend(_constraint_errors(group.get("Constraints")))
+    system = job.get("Type") == "system"  # TaskGroup.Validate: affinities before the restart policy
+    if system and group.get("Affinities") is not None:
+        errs.append("System jobs may not have an affinity block")
     restart = group.get("RestartPolicy")
     if restart is not None:
         errs.extend(_restart_errors(restart))
     else:
         errs.append(f"Task Group {group.get('Name')} should have a restart policy")
+    if system and group.get("Spreads") is not None:  # ... and spreads after it
+        errs.append("System jobs may not have a spread block")
     upd = group.get("Update")
     if upd:
         if upd.get("HealthCheck") not in ("checks", "task_states", "manual"):

@@ -59,6 +59,21 @@ def test_job_list_needs_a_valid_token(nomad_acl):
     assert anonymous.status_code == 403 and anonymous.text.strip() == "Permission denied"
 
 
+def test_all_namespaces_needs_list_jobs_somewhere(nomad_acl, hecate_token):
+    """
+    nomad/job_endpoint.go Job.List checks AllowNsOp on the request's namespace even for "*";
+    acl/acl.go AllowNamespaceOperation lets "*" through only when anyNamespaceAllowsOp: a
+    token that may list jobs nowhere (the anonymous one) is refused, not answered [].
+    """
+    url, _, _ = nomad_acl
+    secret, _ = hecate_token
+    resp = requests.get(f"{url}/v1/jobs", params={"namespace": "*", "prefix": "hecate-contract-"}, timeout=30)
+    assert (resp.status_code, resp.text.strip()) == (403, "Permission denied")
+    resp = requests.get(f"{url}/v1/jobs", params={"namespace": "*", "prefix": "hecate-contract-"},
+                        headers={"X-Nomad-Token": secret}, timeout=30)
+    assert resp.status_code == 200 and isinstance(resp.json(), list)
+
+
 def test_status_leader_ignores_the_token(nomad_acl):
     url, _, _ = nomad_acl
     resp = requests.get(f"{url}/v1/status/leader", headers={"X-Nomad-Token": str(uuid.uuid4())}, timeout=30)

@@ -731,3 +731,161 @@ def test_distinct_hosts_places_one_allocation_per_node(nomad, job_id):
     job = service_job(nomad, job_id, count=len(nodes) + 1, update=spread)
     plan = nomad.call("POST", f"/v1/job/{job_id}/plan", json={"Job": job}).json()
     assert "distinct_hosts" in plan["FailedTGAllocs"]["web"]["ConstraintFiltered"], plan["FailedTGAllocs"]
+
+
+def test_list_pagination_per_page_and_next_token(nomad, job_id):
+    """
+    command/agent/http.go parsePagination (per_page, next_token; a per_page that is not an
+    int32 is a plain-text 400 before ?wait/?index are read) and setNextToken (the
+    X-Nomad-NextToken header only when there is a next page); nomad/job_endpoint.go Job.List
+    and nomad/variables_endpoint.go Variables.List page with nomad/state/paginator
+    NamespaceIDTokenizer: the token is "<namespace>.<id or path>" of the first item of the
+    next page, and next_token skips the items whose token sorts before it.
+    """
+    resp = nomad.call("GET", "/v1/jobs?per_page=two&wait=bogus")
+    assert resp.status_code == 400 and resp.text == "Expect a number for `per_page` query string parameter"
+    prefix = f"hecate-contract/page-{uuid.uuid4().hex[:8]}"
+    paths = [f"{prefix}/{n}" for n in "abc"]
+    try:
+        for path in paths:
+            assert nomad.call("PUT", f"/v1/var/{path}", json={"Items": {"a": "1"}}).status_code == 200
+        first = nomad.call("GET", f"/v1/vars?prefix={prefix}&per_page=2")
+        assert first.status_code == 200 and [v["Path"] for v in first.json()] == paths[:2]
+        assert first.headers["X-Nomad-NextToken"] == f"default.{paths[2]}"
+        rest = nomad.call("GET", f"/v1/vars?prefix={prefix}&per_page=2&next_token=default.{paths[2]}")
+        assert [v["Path"] for v in rest.json()] == paths[2:] and "X-Nomad-NextToken" not in rest.headers
+        whole = nomad.call("GET", f"/v1/vars?prefix={prefix}")
+        assert len(whole.json()) == 3 and "X-Nomad-NextToken" not in whole.headers
+    finally:
+        for path in paths:
+            nomad.call("DELETE", f"/v1/var/{path}")
+    assert nomad.register(nomad.job_spec(job_id)).status_code == 200
+    page = nomad.call("GET", f"/v1/jobs?prefix={job_id}&per_page=1")
+    assert [j["ID"] for j in page.json()] == [job_id] and "X-Nomad-NextToken" not in page.headers
+    empty = nomad.call("GET", f"/v1/jobs?prefix={job_id}&next_token=default.{job_id}z")
+    assert empty.status_code == 200 and empty.json() == []
+
+
+def test_list_filter_expressions(nomad, job_id):
+    """
+    ``filter`` on /v1/jobs and /v1/vars (command/agent/http.go parseFilter): go-bexpr evaluated
+    by nomad/state/paginator Paginator.next on the state object (the Job, the variable's
+    metadata); a malformed expression is the 400 of Job.List / Variables.List
+    ("failed to create result paginator: failed to read filter expression: ...", NewPaginator).
+    A selector is read by mitchellh/pointerstructure Pointer.Get, which does not promote the
+    fields of an embedded struct: a variable's path is ``VariableMetadata.Path`` (the
+    VariableEncrypted in the state store), and a field that is not there fails the page.
+    """
+    assert nomad.register(nomad.job_spec(job_id)).status_code == 200
+    ours = nomad.call("GET", "/v1/jobs", params={"prefix": job_id, "filter": f'ID == "{job_id}" and Type == "service"'})
+    assert ours.status_code == 200 and [j["ID"] for j in ours.json()] == [job_id]
+    # structs.JobListStub: Multiregion is a pointer (null), Meta is omitempty
+    assert ours.json()[0]["Multiregion"] is None and "Meta" not in ours.json()[0]
+    for expr in ('Type != "service"', f'ID == "{job_id}" and not ("*" in Datacenters)', 'Name matches "^nope"'):
+        resp = nomad.call("GET", "/v1/jobs", params={"prefix": job_id, "filter": expr})
+        assert resp.status_code == 200 and resp.json() == [], expr
+    for path in ("/v1/jobs", "/v1/vars"):
+        resp = nomad.call("GET", path, params={"filter": "ID =="})
+        assert resp.status_code == 400, path
+        assert resp.text.startswith("failed to create result paginator: failed to read filter expression: "), path
+    var = f"hecate-contract/filter-{uuid.uuid4().hex[:8]}"
+    try:
+        assert nomad.call("PUT", f"/v1/var/{var}", json={"Items": {"a": "1"}}).status_code == 200
+        found = nomad.call("GET", "/v1/vars", params={"prefix": "hecate-contract/",
+                                                      "filter": f'VariableMetadata.Path == "{var}"'})
+        assert [v["Path"] for v in found.json()] == [var]
+        resp = nomad.call("GET", "/v1/vars", params={"prefix": var, "filter": f'Path == "{var}"'})
+        assert resp.status_code == 400 and resp.text == (
+            'failed to read result page: error finding value in datum: /Path at part 0: '
+            "couldn't find struct field with name \"Path\"")
+    finally:
+        nomad.call("DELETE", f"/v1/var/{var}")
+
+
+def test_variables_cannot_target_all_namespaces(nomad):
+    """
+    nomad/structs/variables.go VariableDecrypted.Validate refuses the "*" namespace first
+    (errors.New, missing space and all), through canonicalizeAndValidate's 400 RPC error that
+    Variables.Apply wraps once more (one "RPC Error:: 400," left after the HTTP layer).
+    """
+    path = f"hecate-contract/star-{uuid.uuid4().hex[:8]}"
+    for kw in ({"params": {"namespace": "*"}, "json": {"Items": {"a": "1"}}},
+               {"json": {"Namespace": "*", "Items": {"a": "1"}}}):
+        resp = nomad.call("PUT", f"/v1/var/{path}", **kw)
+        assert (resp.status_code, resp.text) == (400, 'RPC Error:: 400,can not target wildcard ("*")namespace'), kw
+
+
+@pytest.mark.parametrize("query,text", [
+    ("stale=maybe&per_page=x", "Expect `true` or `false` for `stale` query string parameter"),
+    ("stale=true&per_page=x", "Expect a number for `per_page` query string parameter"),
+    ("index=+5", "Invalid index"),
+    ("index=5_0", "Invalid index"),
+    ("index=18446744073709551616", "Invalid index"),
+])
+def test_query_options_parsed_in_the_agents_order(nomad, query, text):
+    """
+    command/agent/http.go parse: parseConsistency (``stale``, strconv.ParseBool), then
+    parsePagination, then parseWait (``index`` is strconv.ParseUint: no sign, no
+    underscores, 64 bits); each refusal a plain-text 400.
+    """
+    resp = nomad.call("GET", f"/v1/jobs?{query}")
+    assert (resp.status_code, resp.text) == (400, text)
+    assert nomad.call("GET", "/v1/jobs?stale=&index=1&wait=1ms").status_code == 200
+
+
+def test_job_validation_beyond_job_validate(nomad, job_id):
+    """
+    nomad/job_endpoint_hooks.go jobValidate.Validate: job.Validate()'s errors flattened
+    (multierror.Append), then its own checks, lower case: "job priority must be between
+    [1, <job_max_priority>]" comes after the Job.Validate errors. nomad/structs/structs.go
+    Job.Validate: a periodic or parameterized job must be "batch" or "sysbatch".
+    """
+    job = nomad.job_spec(job_id)
+    job["Priority"], job["Datacenters"] = 101, [""]
+    body = nomad.call("POST", "/v1/validate/job", json={"Job": job}).json()
+    assert body["ValidationErrors"] == ["Job datacenter must be non-empty string",
+                                        "job priority must be between [1, 100]"]
+    hcl = (JOB_HCL % {"id": job_id, "image": "busybox:1.36.1"}).replace(
+        '  type        = "service"', '  type        = "service"\n  periodic {\n    crons = ["@daily"]\n  }')
+    body = nomad.call("POST", "/v1/validate/job", json={"Job": parsed(nomad, hcl)}).json()
+    assert 'Periodic can only be used with "batch" or "sysbatch" scheduler' in body["ValidationErrors"]
+    hcl = (JOB_HCL % {"id": job_id, "image": "busybox:1.36.1"}).replace(
+        '  type        = "service"', '  type        = "service"\n  parameterized {\n  }')
+    body = nomad.call("POST", "/v1/validate/job", json={"Job": parsed(nomad, hcl)}).json()
+    assert 'Parameterized job can only be used with "batch" or "sysbatch" scheduler' in body["ValidationErrors"]
+    # Job.Validate / TaskGroup.Validate: a system job takes no affinity or spread block at all
+    job = nomad.job_spec(job_id)
+    job["Type"] = "system"
+    job["Spreads"] = [{"Attribute": "${node.datacenter}", "Weight": 50}]
+    job["TaskGroups"][0]["Affinities"] = [{"LTarget": "${node.class}", "RTarget": "x", "Operand": "=",
+                                           "Weight": 50}]
+    body = nomad.call("POST", "/v1/validate/job", json={"Job": job}).json()
+    assert body["ValidationErrors"][0] == "System jobs may not have a spread block"
+    assert ("Task group web validation failed: 1 error occurred:\n\t* System jobs may not have an affinity "
+            "block\n\n") in body["ValidationErrors"]
+
+
+def test_constraints_validated(nomad, job_id):
+    """
+    nomad/structs/structs.go Constraint.Validate via Job.Validate and TaskGroup.Validate
+    ("Constraint <n> validation failed: <multierror>"): an empty operand is both missing and
+    unknown; a comparison needs an RTarget; is_set takes none. jobspec2/hcl_conversions.go
+    decodeConstraint: a constraint block without an operator parses as "=".
+    """
+    hcl = (JOB_HCL % {"id": job_id, "image": "busybox:1.36.1"}).replace(
+        '  type        = "service"',
+        '  type        = "service"\n  constraint {\n    attribute = "${attr.kernel.name}"\n'
+        '    value     = "linux"\n  }')
+    assert parsed(nomad, hcl)["Constraints"] == [{"LTarget": "${attr.kernel.name}", "RTarget": "linux", "Operand": "="}]
+    job = nomad.job_spec(job_id)
+    job["Constraints"] = [{"LTarget": "${attr.kernel.name}", "RTarget": "linux", "Operand": ""},
+                          {"LTarget": "${attr.kernel.name}", "RTarget": "", "Operand": "="}]
+    job["TaskGroups"][0]["Constraints"] = [{"LTarget": "${meta.x}", "RTarget": "y", "Operand": "is_set"}]
+    body = nomad.call("POST", "/v1/validate/job", json={"Job": job}).json()
+    assert body["ValidationErrors"] == [
+        "Constraint 1 validation failed: 2 errors occurred:\n\t* Missing constraint operand\n"
+        "\t* Unknown constraint type \"\"\n\n",
+        "Constraint 2 validation failed: 1 error occurred:\n\t* Operator \"=\" requires an RTarget\n\n",
+        "Task group web validation failed: 1 error occurred:\n\t* Constraint 1 validation failed: 1 error "
+        "occurred:\n\t* Operator \"is_set\" does not support an RTarget\n\n\n\n",
+    ]

@@ -86,7 +86,8 @@ def diag(text):
 def test_parse_gives_the_api_job_shape():
     job = parse()
     assert job["ID"] == job["Name"] == "web"
-    assert job["Constraints"] == [{"LTarget": "${meta.location}", "RTarget": "local", "Operand": ""}]
+    # jobspec2/hcl_conversions.go decodeConstraint: no operator is "="
+    assert job["Constraints"] == [{"LTarget": "${meta.location}", "RTarget": "local", "Operand": "="}]
     group = job["TaskGroups"][0]
     net = group["Networks"][0]
     assert [p["Label"] for p in net["DynamicPorts"]] == ["http"]
