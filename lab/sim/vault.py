@@ -529,11 +529,9 @@ class VaultSim(Simulator):
 
     def _write(self, request, kv, path):
         body = request.vault_body
-        data = body.get("data")
-        if data is None:
-            return self.err(400, "no data provided")
-        if not isinstance(data, dict):  # framework.TypeMap, validated in the existence check
-            return self.err(400, f'error converting input for field "data": {data!r} is not a map')
+        data, problem = self._data_field(body)
+        if problem:
+            return problem
         rec = kv["secrets"].get(path)
         problem = self._check_and_set(body, kv, rec)
         if problem:
@@ -544,6 +542,15 @@ class VaultSim(Simulator):
                    "updated_time": _now(), "custom_metadata": None}
             kv["secrets"][path] = rec
         return self._add_version(kv, rec, data)
+
+    def _data_field(self, body):
+        """``(data, None)``, or ``(None, the 400)`` for a missing or non-map ``data``."""
+        data = body.get("data")
+        if data is None:
+            return None, self.err(400, "no data provided")
+        if not isinstance(data, dict):  # framework.TypeMap, validated in the existence check
+            return None, self.err(400, f'error converting input for field "data": {data!r} is not a map')
+        return data, None
 
     def _check_and_set(self, body, kv, rec):
         """path_data.go validateCheckAndSetOption: None, or the 400."""
@@ -569,11 +576,9 @@ class VaultSim(Simulator):
         framework.HandlePatchOperation) into a new version.
         """
         body = request.vault_body
-        data = body.get("data")
-        if data is None:
-            return self.err(400, "no data provided")
-        if not isinstance(data, dict):  # framework.TypeMap, validated in the existence check
-            return self.err(400, f'error converting input for field "data": {data!r} is not a map')
+        data, problem = self._data_field(body)
+        if problem:
+            return problem
         rec = self._secret(kv, path)
         if rec is None:
             return Response(status=404, mimetype="application/json")
