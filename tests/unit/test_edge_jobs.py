@@ -257,7 +257,8 @@ def test_the_restore_job_checks_the_archive_and_restores_with_clean():
               "node": "edge-1", "volume": "hecate_backups"}
     restore = js.parse(render("restore", shipped_pillar(), context={"restore": record}))
     assert restore["ID"] == "hecate-restore" and restore["Type"] == "batch" and restore["Periodic"] is None
-    assert {"LTarget": "${node.unique.name}", "RTarget": "edge-1", "Operand": ""} in restore["Constraints"]
+    # a constraint without an operator parses as "=" (jobspec2/hcl_conversions.go decodeConstraint)
+    assert {"LTarget": "${node.unique.name}", "RTarget": "edge-1", "Operand": "="} in restore["Constraints"]
     grp = group(restore, "restore")
     assert grp["Volumes"]["backups"] == {**grp["Volumes"]["backups"], "Source": "hecate_backups", "ReadOnly": True}
     (tsk,) = grp["Tasks"]
