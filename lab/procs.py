@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -13,11 +14,41 @@ import urllib.request
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def free_port(kind=socket.SOCK_STREAM):
-    """A loopback port that is free right now (TCP by default)."""
+# Ports the lab picks are bound minutes later by another process (nginx, Caddy, a simulator).
+# A port the kernel hands out for port 0 lies in its ephemeral range, where any outgoing
+# connection meanwhile may take it as its source port ("Address already in use" at the later
+# bind, seen once in a full run). So the lab picks below that range.
+PICK_LOW = 20000
+
+
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as fh:
+            return int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def bind_free(sock, host="127.0.0.1", tries=200):
+    """Bind ``sock`` to a free port of ``host`` below the ephemeral range; return the port."""
+    high = _ephemeral_low()
+    if high - PICK_LOW >= 1000:
+        rng = random.SystemRandom()
+        for _ in range(tries):
+            port = rng.randrange(PICK_LOW, high)
+            try:
+                sock.bind((host, port))
+                return port
+            except OSError:
+                continue
+    sock.bind((host, 0))  # no room below the range: let the kernel pick
+    return sock.getsockname()[1]
+
+
+def free_port(kind=socket.SOCK_STREAM, host="127.0.0.1"):
+    """A loopback port that is free right now (TCP by default), outside the ephemeral range."""
     with contextlib.closing(socket.socket(socket.AF_INET, kind)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return bind_free(sock, host)
 
 
 def venv_bin(name):

@@ -17,6 +17,8 @@ import uuid
 import jinja2
 import yaml
 
+from lab import procs
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = "lab"
 
@@ -503,9 +505,7 @@ def edge_job_ports():
     with contextlib.ExitStack() as stack:
         ports = {}
         for name in names:
-            sock = stack.enter_context(socket.socket())
-            sock.bind(("127.0.0.1", 0))
-            ports[name] = sock.getsockname()[1]
+            ports[name] = procs.bind_free(stack.enter_context(socket.socket()))
     return ports
 
 
@@ -608,9 +608,7 @@ def edge_addresses(edge_dir):
         ports = {}
         for name in names:
             kind = socket.SOCK_STREAM if name == "edge_tcp_port" else socket.SOCK_DGRAM
-            sock = stack.enter_context(socket.socket(socket.AF_INET, kind))
-            sock.bind(("127.0.0.1", 0))
-            ports[name] = sock.getsockname()[1]
+            ports[name] = procs.bind_free(stack.enter_context(socket.socket(socket.AF_INET, kind)))
     ports["edge_dir"] = edge_dir
     return ports
 

@@ -89,6 +89,7 @@ import fnmatch
 import http.server
 import json
 import os
+import random
 import re
 import socket
 import threading
@@ -2448,7 +2449,17 @@ class NomadSim(Simulator):
         return alloc
 
     def _free_port(self):
+        """A dynamic port as a Nomad client gives one: from its min_dynamic_port..max_dynamic_port
+        (20000-32000 by default, client config), which also keeps it out of the kernel's
+        ephemeral range, where an outgoing connection could take it before the task binds it."""
+        rng = random.SystemRandom()
         with contextlib.closing(socket.socket()) as sock:
+            for _ in range(200):
+                try:
+                    sock.bind((self.address, rng.randint(20000, 32000)))
+                    return sock.getsockname()[1]
+                except OSError:
+                    continue
             sock.bind((self.address, 0))
             return sock.getsockname()[1]
 
