@@ -29,13 +29,16 @@ def _ephemeral_low():
         return 32768  # Linux's default
 
 
-def bind_free(sock, host="127.0.0.1", tries=200):
-    """Bind ``sock`` to a free port of ``host`` below the ephemeral range; return the port."""
-    high = _ephemeral_low()
-    if high - PICK_LOW >= 1000:
+def bind_free(sock, host="127.0.0.1", low=PICK_LOW, high=None, tries=200):
+    """
+    Bind ``sock`` to a free port of ``host`` in ``low``..``high`` (default: up to the ephemeral
+    range); return the port.
+    """
+    high = min(high or 65536, _ephemeral_low())
+    if high - low >= 1000:
         rng = random.SystemRandom()
         for _ in range(tries):
-            port = rng.randrange(PICK_LOW, high)
+            port = rng.randrange(low, high)
             try:
                 sock.bind((host, port))
                 return port

@@ -89,7 +89,6 @@ import fnmatch
 import http.server
 import json
 import os
-import random
 import re
 import socket
 import threading
@@ -100,6 +99,8 @@ import uuid
 
 import hcl2
 from werkzeug.routing import Rule
+
+from lab import procs
 
 try:
     from lab.sim import nomad_jobspec as js
@@ -2452,16 +2453,8 @@ class NomadSim(Simulator):
         """A dynamic port as a Nomad client gives one: from its min_dynamic_port..max_dynamic_port
         (20000-32000 by default, client config), which also keeps it out of the kernel's
         ephemeral range, where an outgoing connection could take it before the task binds it."""
-        rng = random.SystemRandom()
         with contextlib.closing(socket.socket()) as sock:
-            for _ in range(200):
-                try:
-                    sock.bind((self.address, rng.randint(20000, 32000)))
-                    return sock.getsockname()[1]
-                except OSError:
-                    continue
-            sock.bind((self.address, 0))
-            return sock.getsockname()[1]
+            return procs.bind_free(sock, self.address, low=20000, high=32001)
 
     def _stop_alloc(self, alloc, reason, index):
         if alloc["DesiredStatus"] == "stop":
